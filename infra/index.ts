@@ -1,0 +1,32 @@
+/**
+ * mail-relay's Pulumi program: read and check the stack's config once, then build everything.
+ * `npm run plan` runs this same module under Pulumi's mocks.
+ */
+import { loadConfig } from "./config";
+import { createMailRelay } from "./mailRelay";
+
+const { config, secrets } = loadConfig();
+const out = createMailRelay(config, secrets);
+
+/** Per node: name, MTA hostname, IPv4, IPv6 (when enabled), Hetzner server id. */
+export const nodes = out.nodes;
+/** hostname -> IP pairs the A/AAAA records (and PTRs) are built from. */
+export const hostRecords = out.hostRecords;
+/** Where the relay listens on each host (loopback only). */
+export const relayInternalUrl = out.relayInternalUrl;
+/** The public HTTPS entry (through Cloudflare Access and the tunnel); undefined when the tunnel is off. */
+export const relayUrl = out.relayUrl;
+/** caller -> relay bearer token (secret). */
+export const relayTokens = out.relayTokens;
+/** caller -> Cloudflare Access service-token client id (secret). */
+export const accessClientIds = out.accessClientIds;
+/** caller -> Cloudflare Access service-token client secret (secret). */
+export const accessClientSecrets = out.accessClientSecrets;
+/** The DKIM selector that signs. */
+export const dkimSelector = out.dkimSelector;
+/** Every DNS record this stack manages, as zone-file lines. */
+export const dnsZoneFile = out.dnsZoneFile;
+/** The sender address callers should use by default. */
+export const defaultSender = out.defaultSender;
+/** The relay release (bundle content hash) deployed to the hosts. */
+export const relayVersion = out.relayVersion;

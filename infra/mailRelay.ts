@@ -1,0 +1,150 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as cloudflare from "@pulumi/cloudflare";
+import * as hcloud from "@pulumi/hcloud";
+import * as pulumi from "@pulumi/pulumi";
+import { HostSecrets, HostSettings, renderRelayEnv, renderUserData } from "../cloud-init";
+import type { ConfigSecrets, MailRelayConfig } from "./config";
+import { HostDeployment, sha256 } from "./deploy";
+import { DkimKeys } from "./dkim";
+import { MailDns } from "./dns";
+import { RelayFirewall } from "./firewall";
+import { RelayNode } from "./node";
+import { RelayTokens } from "./tokens";
+import { RelayTunnel, TunnelRoute } from "./tunnel";
+
+export const RELAY_BUNDLE = path.join(__dirname, "..", "relay", "dist", "relay.js");
+export const QUEUE_ROOT = "/var/spool/mail-relay";
+
+/** The relay bundle and its release name (content hash). */
+export function readRelayBundle(file = RELAY_BUNDLE): { path: string; version: string } {
+  if (!fs.existsSync(file)) throw new Error(`${path.relative(process.cwd(), file)} not found: run \`npm run build\` before \`pulumi up\``);
+  return { path: file, version: sha256(fs.readFileSync(file)).slice(0, 16) };
+}
+
+/** The non-secret settings one node's configuration is rendered from. */
+export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSettings {
+  return {
+    domain: c.domain,
+    mtaHostname,
+    relayPort: c.relay.port,
+    relayBodyLimitBytes: c.relay.bodyLimitBytes,
+    dkimSelector: c.activeSelector,
+    ...(c.smarthost ? { smarthost: { host: c.smarthost.host, port: c.smarthost.port, username: c.smarthost.username } } : {}),
+    ipv6: c.ipv6,
+    tunnel: c.tunnel,
+  };
+}
+
+export function handoffUrl(c: MailRelayConfig): string {
+  return c.relay.handoff === "sendmail" ? "sendmail" : "smtp://127.0.0.1:25";
+}
+
+/** Builds the whole deployment for one stack and returns its outputs. */
+export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulumi.Output<string>>, bundle = readRelayBundle()) {
+  const labels = { app: "mail-relay", stack: c.stack };
+  const name = "mail-relay";
+
+  const sshKey = new hcloud.SshKey(`${name}-ssh`, { name: `${name}-${c.stack}`, publicKey: c.sshPublicKey, labels });
+  const firewall = new RelayFirewall(name, { adminCidrs: c.adminCidrs, labels });
+  const tokens = new RelayTokens(`${name}-token`, { callers: c.callers });
+  const dkim = new DkimKeys(`${name}-dkim`, { selectors: c.dkimSelectors });
+  const zoneId = cloudflare.getZoneOutput({ filter: { name: c.zone } }).zoneId;
+  const tunnel = c.tunnel ? new RelayTunnel(`${name}-tunnel`, { accountId: c.cloudflareAccountId!, relayHostname: c.relayHostname, callers: c.callers, stack: c.stack }) : undefined;
+
+  const relayEnv = pulumi
+    .all(c.callers.map((caller) => tokens.tokens[caller]))
+    .apply((ts) =>
+      renderRelayEnv({
+        listen: `127.0.0.1:${c.relay.port}`,
+        tokens: c.callers.map((caller, i) => ({ name: caller, token: ts[i] })),
+        allowedFrom: c.allowedSenders,
+        messageIdDomain: c.domain,
+        rateLimitPerMin: c.relay.rateLimitPerMin,
+        bodyLimitBytes: c.relay.bodyLimitBytes,
+        maxRecipients: c.relay.maxRecipients,
+        handoff: handoffUrl(c),
+        queueRoot: QUEUE_ROOT,
+      }),
+    );
+  const hostSecrets: pulumi.Output<HostSecrets> = pulumi.secret(
+    pulumi
+      .all([relayEnv, dkim.activePrivateKeyPem, secrets.smarthostPassword ?? pulumi.output(undefined), tunnel ? tunnel.tunnelToken : pulumi.output(undefined)])
+      .apply(([env, key, smarthostPassword, tunnelToken]) => ({
+        relayEnv: env,
+        dkimPrivateKeyPem: key,
+        ...(smarthostPassword !== undefined ? { smarthostPassword } : {}),
+        ...(tunnelToken !== undefined ? { tunnelToken } : {}),
+      })),
+  );
+
+  const nodes = c.nodes.map((n) => {
+    const node = new RelayNode(`${name}-${n.key}`, {
+      mtaHostname: n.mtaHostname,
+      serverType: c.serverType,
+      location: c.location,
+      image: c.image,
+      ipv6: c.ipv6,
+      protectIps: c.protectPrimaryIps,
+      sshKeyIds: [sshKey.id],
+      firewallId: firewall.firewallId,
+      userData: renderUserData({ hostname: n.mtaHostname.split(".")[0], fqdn: n.mtaHostname }),
+      labels: { ...labels, node: n.key },
+    });
+    const deployment = new HostDeployment(`${name}-${n.key}`, {
+      host: node.ipv4,
+      serverId: node.serverId,
+      privateKey: secrets.sshPrivateKey,
+      settings: hostSettings(c, n.mtaHostname),
+      secrets: hostSecrets,
+      relayBundlePath: bundle.path,
+      relayVersion: bundle.version,
+    });
+    return { spec: n, node, deployment };
+  });
+
+  if (tunnel) {
+    new TunnelRoute(`${name}-route`, {
+      accountId: c.cloudflareAccountId!,
+      zoneId,
+      tunnelId: tunnel.tunnelId,
+      relayHostname: c.relayHostname,
+      relayPort: c.relay.port,
+      dependsOn: nodes.map((n) => n.deployment.ready),
+    });
+  }
+
+  const dns = new MailDns(`${name}-dns`, {
+    zoneId,
+    domain: c.domain,
+    ttl: c.dnsTtl,
+    nodes: nodes.map(({ spec, node }) => ({ key: spec.key, mtaHostname: spec.mtaHostname, ipv4: node.ipv4, ipv6: node.ipv6 })),
+    spf: { includes: [...c.spf.includes, ...(c.smarthost?.spfInclude ? [c.smarthost.spfInclude] : [])], all: c.spf.all },
+    dkimPublicKeys: dkim.publicKeys,
+    dmarc: c.dmarc,
+    mx: c.mx,
+    bimi: c.bimi,
+  });
+
+  const secretMap = (m: Record<string, pulumi.Output<string>> | undefined) =>
+    m ? pulumi.secret(pulumi.all(m)) : undefined;
+
+  return {
+    nodes: nodes.map(({ spec, node }) => ({ name: spec.key, mtaHostname: spec.mtaHostname, ipv4: node.ipv4, ipv6: node.ipv6, serverId: node.serverId })),
+    hostRecords: pulumi.all(
+      nodes.flatMap(({ spec, node }) => [
+        pulumi.output({ hostname: spec.mtaHostname, type: "A", ip: node.ipv4 }),
+        ...(node.ipv6 ? [pulumi.output({ hostname: spec.mtaHostname, type: "AAAA", ip: node.ipv6 })] : []),
+      ]),
+    ),
+    relayInternalUrl: `http://127.0.0.1:${c.relay.port}`,
+    relayUrl: tunnel ? tunnel.url : undefined,
+    relayTokens: secretMap(tokens.tokens)!,
+    accessClientIds: secretMap(tunnel?.accessClientIds),
+    accessClientSecrets: secretMap(tunnel?.accessClientSecrets),
+    dkimSelector: dkim.activeSelector,
+    dnsZoneFile: dns.zoneFile,
+    defaultSender: c.defaultSender,
+    relayVersion: bundle.version,
+  };
+}
