@@ -1,0 +1,214 @@
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import rateLimit from "@fastify/rate-limit";
+import type { Logger } from "pino";
+import type { CallerToken, RelayConfig } from "./config";
+import { errorBody, GENERIC_5XX, RelayError, type ErrorCode } from "./errors";
+import type { Handoff } from "./handoff/types";
+import { RelayMetrics } from "./metrics";
+import { composeMessage } from "./mime";
+import type { Job, QueueStore } from "./queue";
+import { canonicalJson, envelopeAddress, sha256, validateSendRequest } from "./validate";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    caller: string;
+  }
+}
+
+export interface AppDeps {
+  readonly config: Pick<RelayConfig, "tokens" | "allowedFrom" | "messageIdDomain" | "rateLimitPerMin" | "bodyLimitBytes" | "maxRecipients">;
+  readonly queue: QueueStore;
+  readonly handoff: Pick<Handoff, "check">;
+  readonly log: Logger;
+  readonly clock?: { now(): number };
+  readonly metrics?: RelayMetrics;
+  /** Called after a job is durable in pending/ (the worker's wake-up). */
+  readonly onEnqueued?: () => void;
+}
+
+/** Headers cloudflared (or any proxy) adds: a request carrying one came through the tunnel, whatever its source address. */
+export const TUNNEL_HEADERS = ["cf-connecting-ip", "cf-ray", "cf-warp-tag-id", "x-forwarded-for"] as const;
+
+const MAX_IDEMPOTENCY_KEY = 256;
+
+function digest(s: string): Buffer {
+  return createHash("sha256").update(s, "utf8").digest();
+}
+
+/**
+ * Token check in constant time: both sides are hashed to 32 bytes (so the length of a guess leaks nothing) and every
+ * configured token is compared, even after a match.
+ */
+export function makeAuthenticator(tokens: readonly CallerToken[]): (authorization: string | undefined) => string | undefined {
+  const known = tokens.map((t) => ({ name: t.name, digest: digest(t.token) }));
+  return (authorization) => {
+    const m = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization ?? "");
+    const candidate = digest(m?.[1] ?? "");
+    let caller: string | undefined;
+    for (const k of known) {
+      if (timingSafeEqual(candidate, k.digest) && m) caller = k.name;
+    }
+    return caller;
+  };
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  return address === "::1" || /^(::ffff:)?127\./.test(address);
+}
+
+/** Routes only: no listen. server.ts owns the socket, timeouts and shutdown. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, queue, log } = deps;
+  const now = (): number => (deps.clock ?? Date).now();
+  const metrics = deps.metrics;
+  const authenticate = makeAuthenticator(config.tokens);
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }), // the relay logs its own lines, with caller and id
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: false, // never believe X-Forwarded-For: the tunnel makes every caller look local
+    return503OnClosing: true,
+    genReqId: () => randomUUID(),
+  });
+  app.decorateRequest("caller", "");
+
+  const count = (req: FastifyRequest, outcome: string): void => {
+    metrics?.requests.inc({ route: req.routeOptions.url ?? "unknown", outcome });
+  };
+
+  app.setErrorHandler((err: FastifyError | RelayError, req, reply) => {
+    const relayErr = toRelayError(err);
+    count(req, relayErr.code);
+    if (relayErr.statusCode >= 500) {
+      req.log.error({ reqId: req.id, caller: req.caller || undefined, code: relayErr.code, err: err.message }, "request failed");
+      const generic = new RelayError(relayErr.code, GENERIC_5XX[relayErr.code as keyof typeof GENERIC_5XX] ?? GENERIC_5XX.internal);
+      return reply.code(generic.statusCode).send(errorBody(generic));
+    }
+    req.log.info({ reqId: req.id, caller: req.caller || undefined, code: relayErr.code, field: relayErr.field, status: relayErr.statusCode }, "request refused");
+    return reply.code(relayErr.statusCode).send(errorBody(relayErr));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    count(req, "not_found");
+    return reply.code(404).send(errorBody(new RelayError("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
+  });
+
+  app.get("/health", async (_req, reply) => reply.type("text/plain; charset=utf-8").send("ok"));
+
+  app.get("/ready", async (req, reply) => {
+    const problems: string[] = [];
+    try {
+      await queue.probeWritable();
+    } catch (err) {
+      problems.push("queue");
+      req.log.warn({ err: (err as Error).message }, "not ready: queue");
+    }
+    try {
+      await deps.handoff.check();
+    } catch (err) {
+      problems.push("handoff");
+      req.log.warn({ err: (err as Error).message }, "not ready: hand-off to postfix");
+    }
+    if (problems.length === 0) return reply.send({ ok: true });
+    const code: ErrorCode = problems.includes("queue") ? "queue_unavailable" : "handoff_unavailable";
+    return reply.code(503).send(errorBody(new RelayError(code, `not ready: ${problems.join(", ")}`)));
+  });
+
+  app.get("/metrics", async (req, reply) => {
+    const tunneled = TUNNEL_HEADERS.some((h) => req.headers[h] !== undefined);
+    if (!isLoopback(req.socket.remoteAddress) || tunneled) {
+      throw new RelayError("forbidden", "metrics are served only to loopback callers without proxy headers");
+    }
+    if (!metrics) return reply.code(404).send(errorBody(new RelayError("not_found", "metrics are disabled")));
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  // Everything below needs a caller token: checked first (onRequest, before the body is even read), on every request.
+  await app.register(async (authed) => {
+    authed.addHook("onRequest", async (req) => {
+      const caller = authenticate(req.headers.authorization);
+      if (caller === undefined) throw new RelayError("unauthorized", "missing or wrong bearer token");
+      req.caller = caller;
+    });
+    await authed.register(rateLimit, {
+      max: config.rateLimitPerMin,
+      timeWindow: 60_000,
+      keyGenerator: (req) => `caller:${req.caller}`, // per token, never per IP: through the tunnel every IP is 127.0.0.1
+      enableDraftSpec: true,
+      errorResponseBuilder: (_req, ctx) => new RelayError("rate_limited", `more than ${ctx.max} requests per minute for this token; retry in ${ctx.after}`),
+    });
+
+    authed.post("/send", { config: { rateLimit: { groupId: "send" } } }, async (req, reply) => {
+      const keyHeader = req.headers["idempotency-key"];
+      let idemKey: string | undefined;
+      if (keyHeader !== undefined) {
+        if (typeof keyHeader !== "string" || keyHeader.length === 0 || keyHeader.length > MAX_IDEMPOTENCY_KEY || !/^[\x21-\x7e]+$/.test(keyHeader)) {
+          throw new RelayError("invalid_idempotency_key", `Idempotency-Key must be 1-${MAX_IDEMPOTENCY_KEY} visible ASCII characters`, "Idempotency-Key");
+        }
+        idemKey = keyHeader;
+      }
+      const send = validateSendRequest(req.body, config);
+      const id = randomUUID();
+      const createdAt = now();
+      const raw = (await composeMessage(send, { id, messageIdDomain: config.messageIdDomain, date: new Date(createdAt) })).toString("utf8");
+      const recipients = [...send.to, ...send.cc, ...send.bcc].map((m) => envelopeAddress(m.email));
+      const recipientDomains = [...new Set(recipients.map((r) => r.slice(r.lastIndexOf("@") + 1).toLowerCase()))];
+      const job: Job = {
+        id,
+        caller: req.caller,
+        createdAt,
+        attempts: 0,
+        nextAttemptAt: createdAt,
+        envelope: { from: envelopeAddress(send.from.email), to: recipients },
+        subject: send.subject,
+        recipientDomains,
+        tags: send.tags,
+        raw,
+        ...(idemKey !== undefined
+          ? { idempotency: { keyHash: sha256(`${req.caller}\n${idemKey}`), bodyHash: sha256(canonicalJson(req.body)) } }
+          : {}),
+      };
+      const result = await queue.enqueue(job);
+      count(req, result.duplicate ? "duplicate" : "accepted");
+      req.log.info(
+        { id: result.id, caller: req.caller, recipients: recipients.length, domains: recipientDomains, tags: send.tags, bytes: raw.length, outcome: result.duplicate ? "duplicate" : "queued" },
+        result.duplicate ? "idempotent replay" : "queued",
+      );
+      if (!result.duplicate) deps.onEnqueued?.();
+      else reply.header("idempotent-replayed", "true");
+      return reply.code(202).send({ ok: true, queued: true, id: result.id });
+    });
+
+    authed.get<{ Params: { id: string } }>("/messages/:id", { config: { rateLimit: { groupId: "messages" } } }, async (req, reply) => {
+      const status = await queue.status(req.params.id, req.caller);
+      if (!status) throw new RelayError("not_found", `no message ${req.params.id} for this token`);
+      count(req, "ok");
+      return reply.send({ ok: true, message: status });
+    });
+  });
+
+  return app;
+}
+
+/** Maps fastify's own errors onto the relay's codes. */
+function toRelayError(err: FastifyError | RelayError): RelayError {
+  if (err instanceof RelayError) return err;
+  switch (err.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new RelayError("payload_too_large", "request body is larger than RELAY_BODY_LIMIT_BYTES");
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return err.statusCode === 415
+        ? new RelayError("unsupported_media_type", "send the body as Content-Type: application/json")
+        : new RelayError("invalid_json", err.message);
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new RelayError("invalid_json", "the JSON body is empty");
+    default:
+      if (err.statusCode === 400 || err instanceof SyntaxError) return new RelayError("invalid_json", "the body is not valid JSON");
+      if (err.statusCode === 413) return new RelayError("payload_too_large", "request body is too large");
+      if (err.statusCode === 415) return new RelayError("unsupported_media_type", "send the body as Content-Type: application/json");
+      return new RelayError("internal", err.message);
+  }
+}

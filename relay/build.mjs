@@ -1,0 +1,19 @@
+// Bundles the relay into one file, relay/dist/relay.js, that runs on Debian 12's Node 18 with no node_modules.
+import { build } from "esbuild";
+import { fileURLToPath } from "node:url";
+import * as path from "node:path";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+await build({
+  entryPoints: [path.join(here, "main.ts")],
+  outfile: path.join(here, "dist", "relay.js"),
+  bundle: true,
+  platform: "node",
+  target: "node18",
+  format: "cjs",
+  sourcemap: false,
+  legalComments: "none",
+  logLevel: "warning",
+  banner: { js: "#!/usr/bin/env node" },
+});

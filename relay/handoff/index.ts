@@ -1,0 +1,17 @@
+import type { HandoffConfig } from "../config";
+import { SendmailHandoff } from "./sendmail";
+import { SmtpHandoff } from "./smtp";
+import type { Handoff } from "./types";
+
+export function createHandoff(cfg: HandoffConfig, timeoutMs: number): Handoff {
+  switch (cfg.kind) {
+    case "sendmail":
+      return new SendmailHandoff({ path: cfg.path, timeoutMs });
+    case "smtp":
+      return new SmtpHandoff({ host: cfg.host, port: cfg.port, timeoutMs });
+    default: {
+      const never: never = cfg;
+      throw new Error(`unknown hand-off ${JSON.stringify(never)}`);
+    }
+  }
+}

@@ -1,0 +1,80 @@
+import nodemailer from "nodemailer";
+import type SMTPPool from "nodemailer/lib/smtp-pool";
+import { assertNotOption, HandoffError, type Handoff, type HandoffMessage, type HandoffResult } from "./types";
+
+export interface SmtpOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly timeoutMs: number;
+  readonly maxConnections?: number;
+}
+
+/** Postfix ends DATA with "250 2.0.0 Ok: queued as 4XyZ12abc"; the id is what `postqueue -p` and the mail log show. */
+export function parsePostfixQueueId(response: string | undefined): string | undefined {
+  return response ? /queued as ([0-9A-Za-z]+)/.exec(response)?.[1] : undefined;
+}
+
+/**
+ * Hands a message to Postfix's smtpd on loopback through a pooled nodemailer connection. Guarantee: a 250 after DATA
+ * means cleanup wrote the message into Postfix's incoming queue after the milter (OpenDKIM) accepted it; with the
+ * milter down and `milter_default_action = tempfail`, Postfix answers 451 and the job stays pending.
+ */
+export class SmtpHandoff implements Handoff {
+  readonly kind = "smtp" as const;
+  private readonly transport: nodemailer.Transporter<SMTPPool.SentMessageInfo>;
+  private lastCheck: { at: number; error?: Error } | null = null;
+
+  constructor(opts: SmtpOptions) {
+    this.transport = nodemailer.createTransport({
+      pool: true,
+      host: opts.host,
+      port: opts.port,
+      secure: false,
+      ignoreTLS: true, // loopback: STARTTLS adds nothing and a snakeoil certificate would fail verification
+      maxConnections: opts.maxConnections ?? 2,
+      name: "localhost",
+      connectionTimeout: opts.timeoutMs,
+      greetingTimeout: opts.timeoutMs,
+      socketTimeout: opts.timeoutMs,
+      logger: false,
+    });
+  }
+
+  async send(msg: HandoffMessage): Promise<HandoffResult> {
+    assertNotOption([msg.from, ...msg.to]);
+    let info: SMTPPool.SentMessageInfo;
+    try {
+      info = await this.transport.sendMail({ envelope: { from: msg.from, to: [...msg.to] }, raw: msg.raw });
+    } catch (err) {
+      const e = err as Error & { responseCode?: number; response?: string };
+      const permanent = typeof e.responseCode === "number" && e.responseCode >= 500 && e.responseCode < 600;
+      throw new HandoffError(e.response ? `SMTP ${e.response}` : e.message, permanent);
+    }
+    // Recipients refused while others were accepted: the message is queued for the rest, and a retry would duplicate it.
+    const rejected = info.rejected?.length ?? 0;
+    return { ...withQueueId(info.response), ...(rejected > 0 ? { rejectedRecipients: rejected } : {}) };
+  }
+
+  /** Opens (or reuses) a connection and says EHLO; cached for 5 s so /ready polling stays cheap. */
+  async check(): Promise<void> {
+    const now = Date.now();
+    if (!this.lastCheck || now - this.lastCheck.at > 5000) {
+      try {
+        await this.transport.verify();
+        this.lastCheck = { at: now };
+      } catch (err) {
+        this.lastCheck = { at: now, error: err as Error };
+      }
+    }
+    if (this.lastCheck.error) throw this.lastCheck.error;
+  }
+
+  async close(): Promise<void> {
+    this.transport.close();
+  }
+}
+
+function withQueueId(response: string | undefined): HandoffResult {
+  const queueId = parsePostfixQueueId(response);
+  return queueId !== undefined ? { queueId } : {};
+}

@@ -1,0 +1,31 @@
+import { runQueueCli } from "./cli";
+import { ConfigError } from "./config";
+import { startServer } from "./server";
+
+/** `node relay.js` serves; `node relay.js queue ...` runs the queue CLI. */
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args[0] === "queue") {
+    process.exitCode = await runQueueCli(args.slice(1), process.env, {
+      out: (l) => process.stdout.write(`${l}\n`),
+      err: (l) => process.stderr.write(`${l}\n`),
+    });
+    return;
+  }
+  if (args.length > 0) {
+    process.stderr.write("usage: relay.js            serve (configured by the environment)\n       relay.js queue ...  operate on the queue\n");
+    process.exitCode = 2;
+    return;
+  }
+  await startServer(process.env);
+}
+
+main().catch((err: unknown) => {
+  // 78 = EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop on a bad environment.
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(78);
+  }
+  process.stderr.write(`mail-relay: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,49 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { QueueStore } from "./queue";
+
+/** The relay's Prometheus metrics, on a private registry (nothing global, so tests can build several apps). */
+export class RelayMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<"route" | "outcome">;
+  readonly handoffSeconds: Histogram<"result">;
+  readonly handoffs: Counter<"result">;
+  readonly retries: Counter;
+
+  constructor(queue: QueueStore, withProcessMetrics = true) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: "relay_requests_total",
+      help: "HTTP requests by route and outcome (accepted, duplicate, or the error code)",
+      labelNames: ["route", "outcome"],
+      registers,
+    });
+    new Gauge({
+      name: "relay_queue_jobs",
+      help: "Jobs in the queue by state (sent = hand-off records kept on disk)",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        for (const [state, n] of Object.entries(queue.depth())) this.set({ state }, n);
+      },
+    });
+    this.handoffSeconds = new Histogram({
+      name: "relay_handoff_duration_seconds",
+      help: "Time to hand one message to Postfix",
+      labelNames: ["result"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.handoffs = new Counter({
+      name: "relay_handoffs_total",
+      help: "Hand-off attempts by result (ok, retry, failed)",
+      labelNames: ["result"],
+      registers,
+    });
+    this.retries = new Counter({
+      name: "relay_retries_total",
+      help: "Jobs put back to pending/ for another attempt",
+      registers,
+    });
+    if (withProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: "relay_" });
+  }
+}

@@ -1,0 +1,92 @@
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import pino, { type Logger } from "pino";
+import { buildApp } from "./app";
+import { loadConfig, type RelayConfig } from "./config";
+import { createHandoff } from "./handoff";
+import { RelayMetrics } from "./metrics";
+import { QueueStore } from "./queue";
+import { QueueWorker } from "./worker";
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { service: "mail-relay" },
+    // Belt and braces: nothing logs these, and if something ever does, pino blanks them.
+    redact: { paths: ["authorization", "*.authorization", "headers.authorization", "token", "raw", "body", "*.raw", "*.body"], censor: "[redacted]" },
+  });
+}
+
+export const PID_FILE = "relay.pid";
+
+export interface RunningRelay {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+/** Loads the config, recovers the queue, listens, and shuts down cleanly on SIGTERM/SIGINT. */
+export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalHandlers?: boolean } = {}): Promise<RunningRelay> {
+  const config: RelayConfig = loadConfig(env);
+  const log = createLogger(config.logLevel);
+  const queue = new QueueStore({
+    root: config.queueRoot,
+    maxAttempts: config.maxAttempts,
+    retryBaseMs: config.retryBaseMs,
+    retryMaxMs: config.retryMaxMs,
+    minFreeBytes: config.minFreeBytes,
+    sentRetentionMs: config.sentRetentionMs,
+  });
+  const recovery = await queue.open();
+  log.info({ ...recovery, unreadable: recovery.unreadable.length }, "queue opened");
+  for (const f of recovery.unreadable) log.error({ file: f }, "unreadable queue file left in place; inspect it with `relay.js queue`");
+
+  const handoff = createHandoff(config.handoff, config.handoffTimeoutMs);
+  const metrics = new RelayMetrics(queue);
+  const worker = new QueueWorker({ queue, handoff, log, metrics });
+  const app = await buildApp({ config, queue, handoff, log, metrics, onEnqueued: () => worker.wake() });
+
+  // Timeouts: a slow client cannot hold a socket forever; keep-alive outlives cloudflared's 90 s idle pool.
+  app.server.requestTimeout = 30_000;
+  app.server.headersTimeout = 15_000;
+  app.server.keepAliveTimeout = 95_000;
+
+  const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+  const pidFile = path.join(config.queueRoot, PID_FILE);
+  await fs.writeFile(pidFile, `${process.pid}\n`, { mode: 0o600 });
+  worker.start();
+  log.info({ address, handoff: config.handoff.kind, callers: config.tokens.map((t) => t.name), allowedFrom: config.allowedFrom.size }, "mail-relay listening");
+
+  const prune = setInterval(() => {
+    queue.prune().catch((err: Error) => log.warn({ err: err.message }, "prune failed"));
+  }, 3_600_000);
+  prune.unref();
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      log.info("shutting down: no new requests; finishing the job in hand");
+      clearInterval(prune);
+      await app.close(); // stops accepting, lets in-flight requests finish their fsync and answer
+      await worker.stop(); // the job in hand is handed off or written back to pending/
+      await handoff.close();
+      await fs.rm(pidFile, { force: true });
+      log.info("stopped");
+    })();
+    return closing;
+  };
+
+  if (opts.installSignalHandlers !== false) {
+    for (const sig of ["SIGTERM", "SIGINT"] as const) {
+      process.once(sig, () => {
+        close().then(
+          () => process.exit(0),
+          (err: Error) => {
+            log.error({ err: err.message }, "unclean shutdown");
+            process.exit(1);
+          },
+        );
+      });
+    }
+  }
+  return { address, close };
+}
