@@ -46,6 +46,7 @@ export const SECRET_KEYS = ["sshPrivateKey", "smarthostPassword"] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
 const hostnameRe = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$/;
+const dnsNameRe = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)+$/;
 const selectorRe = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const emailRe = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9.-]+$/;
 const callerRe = /^[a-z][a-z0-9-]{0,31}$/;
@@ -105,7 +106,9 @@ const relayLimitsSchema = z
 
 const spfSchema = z
   .object({
-    includes: z.array(hostname("_spf.mx.cloudflare.net")).default([]),
+    includes: z
+      .array(z.string().transform((s) => s.trim().toLowerCase()).refine((s) => dnsNameRe.test(s), { message: "each include must be a domain like _spf.mx.cloudflare.net" }))
+      .default([]),
     all: z.enum(["~all", "-all"], { errorMap: () => ({ message: 'must be "~all" or "-all" (never "+all" or "?all")' }) }).default("~all"),
   })
   .strict()

@@ -89,7 +89,7 @@ export class HostDeployment extends pulumi.ComponentResource {
     const push = (meta: Omit<HostFile, "content">, content: pulumi.Output<string>, secret: boolean) => {
       const hash = secret ? pulumi.secret(content.apply(sha256)) : content.apply(sha256);
       const cmd = new command.remote.Command(
-        `${name}-file-${pathSlug(meta.path)}`,
+        `${name}-${secret ? "secret" : "file"}-${pathSlug(meta.path)}`,
         { connection, create: renderInstallFile(meta), stdin: secret ? pulumi.secret(content) : content, triggers: [meta.path, hash], logging: "stderr" },
         { ...child, dependsOn: [waitBoot], ...(secret ? { additionalSecretOutputs: ["stdin"] } : {}) },
       );

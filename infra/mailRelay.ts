@@ -13,7 +13,8 @@ import { RelayNode } from "./node";
 import { RelayTokens } from "./tokens";
 import { RelayTunnel, TunnelRoute } from "./tunnel";
 
-export const RELAY_BUNDLE = path.join(__dirname, "..", "relay", "dist", "relay.js");
+/** The bundle `npm run build` writes; MAIL_RELAY_BUNDLE points at another build (e.g. a release artifact). */
+export const RELAY_BUNDLE = process.env.MAIL_RELAY_BUNDLE ?? path.join(__dirname, "..", "relay", "dist", "relay.js");
 export const QUEUE_ROOT = "/var/spool/mail-relay";
 
 /** The relay bundle and its release name (content hash). */

@@ -1,0 +1,181 @@
+/**
+ * Runs the real program (infra/index.ts) in-process under Pulumi's mocks, with a stack's own
+ * Pulumi.<stack>.yaml. Used by `npm run plan` and by the tests: the same code path `pulumi up` runs,
+ * with the cloud replaced by deterministic fake answers.
+ */
+import { generateKeyPairSync, createHash, randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { parse as parseYaml } from "yaml";
+import { NS, SECRET_KEYS } from "./config";
+
+export const PROJECT_ROOT = path.join(__dirname, "..");
+
+export interface RecordedResource {
+  readonly type: string;
+  readonly name: string;
+  readonly urn: string;
+  readonly id: string;
+  /** Inputs merged with the mock's outputs; secrets appear as plain values. */
+  readonly props: Record<string, any>;
+}
+
+/** A config value as the engine hands it to the program: strings as-is, everything else as JSON. */
+export interface StackConfig {
+  readonly values: Record<string, string>;
+  readonly secretKeys: string[];
+  /** Secret keys the stack file can't supply offline (encrypted or set with --secret), filled with placeholders. */
+  readonly placeholders: string[];
+}
+
+export function placeholderSecret(key: string): string {
+  return `OFFLINE-PLACEHOLDER-${key}-not-decryptable-offline`;
+}
+
+/** Read Pulumi.<stack>.yaml; `overrides` (keys without namespace) replace or, with undefined, remove values. */
+export function readStackConfig(stack: string, overrides: Record<string, unknown> = {}, root = PROJECT_ROOT): StackConfig {
+  const file = path.join(root, `Pulumi.${stack}.yaml`);
+  if (!fs.existsSync(file)) throw new Error(`no stack file ${path.relative(process.cwd(), file)}: stacks here are ${listStacks(root).join(", ")}`);
+  const doc = (parseYaml(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+  const values: Record<string, string> = {};
+  const secretKeys: string[] = [];
+  const placeholders: string[] = [];
+  const put = (key: string, v: unknown) => {
+    if (v && typeof v === "object" && "secure" in (v as object)) {
+      values[key] = placeholderSecret(key);
+      secretKeys.push(key);
+      placeholders.push(key);
+    } else {
+      values[key] = typeof v === "string" ? v : JSON.stringify(v);
+    }
+  };
+  for (const [k, v] of Object.entries(doc.config ?? {})) put(k, v);
+  for (const [k, v] of Object.entries(overrides)) {
+    const key = k.includes(":") ? k : `${NS}:${k}`;
+    if (v === undefined) delete values[key];
+    else put(key, v);
+  }
+  for (const s of SECRET_KEYS) {
+    const key = `${NS}:${s}`;
+    if (values[key] === undefined && !(s in overrides)) {
+      values[key] = placeholderSecret(key);
+      placeholders.push(key);
+    }
+    if (values[key] !== undefined && !secretKeys.includes(key)) secretKeys.push(key);
+  }
+  return { values, secretKeys, placeholders };
+}
+
+export function listStacks(root = PROJECT_ROOT): string[] {
+  return fs
+    .readdirSync(root)
+    .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+    .filter((s): s is string => s !== undefined);
+}
+
+function digest(...parts: string[]): string {
+  return createHash("sha256").update(parts.join("\0")).digest("hex");
+}
+
+/**
+ * Fake cloud answers. Deterministic where a plan should read the same twice (IDs, IPs), real where a
+ * test needs a real value (RSA keys, so DKIM records carry an actual 2048-bit key).
+ */
+export class OfflineMocks implements pulumi.runtime.Mocks {
+  readonly resources: RecordedResource[] = [];
+  private ipv4Count = 0;
+  private ipv6Count = 0;
+  private numericId = 1000;
+
+  newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
+    const state = { ...args.inputs, ...this.outputsFor(args) };
+    const id = state.__id ?? (args.type.startsWith("hcloud:") ? String(++this.numericId) : `${args.name}-id`);
+    delete state.__id;
+    this.resources.push({ type: args.type, name: args.name, urn: `urn:pulumi:offline::mail-relay::${args.type}::${args.name}`, id, props: state });
+    return { id, state };
+  }
+
+  call(args: pulumi.runtime.MockCallArgs): Record<string, any> {
+    switch (args.token) {
+      case "cloudflare:index/getZone:getZone": {
+        const name = args.inputs.filter?.name ?? "example.com";
+        const zoneId = digest("zone", name).slice(0, 32);
+        return { id: zoneId, zoneId, name };
+      }
+      case "cloudflare:index/getZeroTrustTunnelCloudflaredToken:getZeroTrustTunnelCloudflaredToken":
+        return { accountId: args.inputs.accountId, tunnelId: args.inputs.tunnelId, token: `offline-tunnel-token-${digest("tunnel", String(args.inputs.tunnelId)).slice(0, 40)}` };
+      default:
+        return args.inputs;
+    }
+  }
+
+  private outputsFor(args: pulumi.runtime.MockResourceArgs): Record<string, any> {
+    const i = args.inputs;
+    switch (args.type) {
+      case "hcloud:index/primaryIp:PrimaryIp":
+        return i.type === "ipv6" ? { ipAddress: `2001:db8:${(++this.ipv6Count).toString(16)}::/64` } : { ipAddress: `203.0.113.${10 + ++this.ipv4Count}` };
+      case "hcloud:index/server:Server":
+        return { status: "running" };
+      case "tls:index/privateKey:PrivateKey": {
+        const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: i.rsaBits ?? 2048 });
+        return {
+          privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
+          privateKeyPemPkcs8: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+          publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+        };
+      }
+      case "random:index/randomPassword:RandomPassword":
+        return { result: randomBytes(64).toString("base64").replace(/[^A-Za-z0-9]/g, "").slice(0, i.length ?? 32) };
+      case "random:index/randomBytes:RandomBytes": {
+        const b = randomBytes(i.length ?? 32);
+        return { base64: b.toString("base64"), hex: b.toString("hex") };
+      }
+      case "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared":
+        return { __id: digest("tunnel", args.name).slice(0, 32).replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5") };
+      case "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken":
+        return { clientId: `${digest("client", args.name).slice(0, 32)}.access`, clientSecret: randomBytes(32).toString("hex") };
+      case "cloudflare:index/zeroTrustAccessPolicy:ZeroTrustAccessPolicy":
+      case "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
+      case "cloudflare:index/dnsRecord:DnsRecord":
+        return { __id: digest(args.type, args.name).slice(0, 32) };
+      default:
+        return {};
+    }
+  }
+}
+
+export interface OfflineRun {
+  readonly resources: RecordedResource[];
+  /** Stack outputs, resolved (secrets as plain values). */
+  readonly outputs: Record<string, any>;
+  /** Which stack outputs are secret. */
+  readonly secretOutputs: string[];
+  readonly config: StackConfig;
+}
+
+function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => o.apply((v) => resolve(v)));
+}
+
+/**
+ * Set mocks and config, then load the program module through `load` (a fresh import each run).
+ * `load` exists so vitest can reset its module registry between runs.
+ */
+export async function runOffline(stack: string, overrides: Record<string, unknown>, load: () => Promise<Record<string, unknown>>): Promise<OfflineRun> {
+  const config = readStackConfig(stack, overrides);
+  const mocks = new OfflineMocks();
+  await pulumi.runtime.setMocks(mocks, "mail-relay", stack, false);
+  pulumi.runtime.setAllConfig(config.values, config.secretKeys);
+  const mod = await load();
+  const outputs: Record<string, any> = {};
+  const secretOutputs: string[] = [];
+  for (const [k, v] of Object.entries(mod)) {
+    if (k === "default" || k === "__esModule") continue;
+    const o = pulumi.output(v as pulumi.Input<unknown>);
+    outputs[k] = await promiseOf(o);
+    if (await pulumi.isSecret(o)) secretOutputs.push(k);
+  }
+  await (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs?.();
+  return { resources: mocks.resources, outputs, secretOutputs, config };
+}

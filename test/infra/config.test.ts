@@ -1,0 +1,145 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { CONFIG_KEYS, ConfigError, decodeRaw, nodeHostnames, parseConfig, SECRET_KEYS } from "../../infra/config";
+import { readStackConfig } from "../../infra/offline";
+
+const ctx = { project: "mail-relay", stack: "test" };
+const secrets = { sshPrivateKey: true, smarthostPassword: false };
+
+function valid(): Record<string, unknown> {
+  return {
+    domain: "example.com",
+    adminCidrs: ["203.0.113.0/24"],
+    sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZr0Wv5nB1m3N0cP8xg0s5q9h9Jq8n3V7Xc2Qb1f2aA me@host",
+    allowedSenders: ["noreply@example.com"],
+    cloudflareAccountId: "0123456789abcdef0123456789abcdef",
+    dkimSelectors: [{ name: "mail202611", active: true }],
+    mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
+  };
+}
+
+function problems(raw: Record<string, unknown>, sec = secrets): string[] {
+  try {
+    parseConfig(raw, sec, ctx);
+  } catch (e) {
+    if (e instanceof ConfigError) return [...e.problems];
+    throw e;
+  }
+  return [];
+}
+
+describe("config: defaults", () => {
+  it("a minimal config gets the documented defaults", () => {
+    const c = parseConfig(valid(), secrets, ctx);
+    expect(c.nodes.map((n) => n.mtaHostname)).toEqual(["mail.example.com"]);
+    expect(c.relayHostname).toBe("mail-relay.example.com");
+    expect(c.image).toBe("debian-12");
+    expect(c.zone).toBe("example.com");
+    expect(c.protectPrimaryIps).toBe(true);
+    expect(c.relay).toMatchObject({ rateLimitPerMin: 60, bodyLimitBytes: 524288, maxRecipients: 50, handoff: "smtp", port: 2525 });
+    expect(c.dmarc).toMatchObject({ policy: "quarantine", adkim: "s", aspf: "s", pct: 100 });
+    expect(c.spf.all).toBe("~all");
+    expect(c.defaultSender).toBe("noreply@example.com");
+    expect(c.tunnel).toBe(true);
+    expect(c.callers).toEqual(["app"]);
+  });
+
+  it("several nodes are named mail1., mail2., ... so each PTR is distinct", () => {
+    expect(nodeHostnames("mail.example.com", 3)).toEqual(["mail1.example.com", "mail2.example.com", "mail3.example.com"]);
+    expect(parseConfig({ ...valid(), nodeCount: 2 }, secrets, ctx).nodes.map((n) => n.key)).toEqual(["node1", "node2"]);
+  });
+});
+
+describe("config: every bad value gets its own clear error naming the key", () => {
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ["missing domain", { domain: undefined }, /mail-relay:domain is required/],
+    ["bad domain", { domain: "not a domain" }, /mail-relay:domain must be a DNS name/],
+    ["missing adminCidrs", { adminCidrs: undefined }, /mail-relay:adminCidrs is required/],
+    ["empty adminCidrs", { adminCidrs: [] }, /mail-relay:adminCidrs must list at least one CIDR/],
+    ["0.0.0.0/0 in adminCidrs", { adminCidrs: ["0.0.0.0/0"] }, /mail-relay:adminCidrs\[0\] "0\.0\.0\.0\/0" opens SSH/],
+    ["::/0 in adminCidrs", { adminCidrs: ["203.0.113.0/24", "::/0"] }, /mail-relay:adminCidrs\[1\] "::\/0" opens SSH/],
+    ["half the Internet in adminCidrs", { adminCidrs: ["0.0.0.0/1"] }, /mail-relay:adminCidrs\[0\].*opens SSH/],
+    ["not a CIDR", { adminCidrs: ["10.0.0.1"] }, /mail-relay:adminCidrs\[0\] "10\.0\.0\.1" is not a CIDR/],
+    ["bad ssh key", { sshPublicKey: "hello" }, /mail-relay:sshPublicKey must be an OpenSSH public key/],
+    ["sender outside the domain", { allowedSenders: ["noreply@other.org"] }, /mail-relay:allowedSenders\[0\] "noreply@other\.org" must be at example\.com/],
+    ["default sender not allowed", { defaultSender: "x@example.com" }, /mail-relay:defaultSender "x@example\.com" must be one of/],
+    ["no active selector", { dkimSelectors: [{ name: "a1" }] }, /mail-relay:dkimSelectors must mark exactly one selector "active"/],
+    ["two active selectors", { dkimSelectors: [{ name: "a1", active: true }, { name: "a2", active: true }] }, /exactly one selector "active": true \(found 2\)/],
+    ["duplicate selector", { dkimSelectors: [{ name: "a1", active: true }, { name: "a1" }] }, /lists "a1" twice/],
+    ["bad selector name", { dkimSelectors: [{ name: "Bad_Sel", active: true }] }, /mail-relay:dkimSelectors\[0\]\.name must be a DNS label/],
+    ["no MX", { mx: [] }, /mail-relay:mx must list the domain's existing mailbox provider MX hosts/],
+    ["MX at the relay", { mx: [{ host: "mail.example.com", priority: 10 }] }, /mail-relay:mx must not point at mail\.example\.com/],
+    ["BIMI without enforcing DMARC", { bimi: { logoUrl: "https://example.com/logo.svg" }, dmarc: { policy: "none" } }, /mail-relay:bimi needs mail-relay:dmarc\.policy "quarantine" or "reject" at pct 100/],
+    ["BIMI at pct 50", { bimi: { logoUrl: "https://example.com/logo.svg" }, dmarc: { policy: "reject", pct: 50 } }, /mail-relay:bimi needs/],
+    ["BIMI logo not https svg", { bimi: { logoUrl: "http://example.com/logo.png" } }, /logoUrl must be an https:\/\/ URL of an SVG/],
+    ["SPF +all", { spf: { all: "+all" } }, /mail-relay:spf\.all must be "~all" or "-all"/],
+    ["DMARC bad policy", { dmarc: { policy: "monitor" } }, /mail-relay:dmarc\.policy/],
+    ["DMARC pct > 100", { dmarc: { pct: 120 } }, /mail-relay:dmarc\.pct/],
+    ["rua not mailto", { dmarc: { rua: ["dmarc@example.com"] } }, /each rua must look like mailto:/],
+    ["nodeCount 0", { nodeCount: 0 }, /mail-relay:nodeCount must be at least 1/],
+    ["relay body limit too small", { relay: { bodyLimitBytes: 10 } }, /mail-relay:relay\.bodyLimitBytes/],
+    ["unknown relay key", { relay: { ratelimit: 5 } }, /mail-relay:relay Unrecognized key/],
+    ["tunnel without account", { cloudflareAccountId: undefined }, /mail-relay:cloudflareAccountId is required when mail-relay:tunnel is true/],
+    ["bad account id", { cloudflareAccountId: "abc" }, /mail-relay:cloudflareAccountId must be the 32-hex-digit/],
+    ["relay hostname equals MTA hostname", { relayHostname: "mail.example.com" }, /mail-relay:relayHostname must differ from the MTA hostname/],
+    ["domain outside zone", { zone: "other.org" }, /mail-relay:zone "other\.org" must be the Cloudflare zone that contains/],
+    ["bad ttl", { dnsTtl: 5 }, /mail-relay:dnsTtl must be 1 \(automatic\) or 60\.\.86400/],
+    ["bad caller", { callers: ["Billing Team"] }, /caller names are lowercase words/],
+  ];
+  for (const [what, patch, re] of cases) {
+    it(`refuses ${what}`, () => {
+      const raw = { ...valid(), ...patch };
+      for (const [k, v] of Object.entries(patch)) if (v === undefined) delete raw[k];
+      const ps = problems(raw);
+      expect(ps.some((p) => re.test(p)), `problems were:\n${ps.join("\n")}`).toBe(true);
+    });
+  }
+
+  it("refuses a smarthost without its secret password", () => {
+    const ps = problems({ ...valid(), smarthost: { host: "smtp.eu.mailgun.org", username: "u" } });
+    expect(ps).toContainEqual(expect.stringMatching(/mail-relay:smarthostPassword is required when mail-relay:smarthost is set/));
+  });
+
+  it("refuses a missing SSH private key, naming the --secret command", () => {
+    const ps = problems(valid(), { sshPrivateKey: false, smarthostPassword: false });
+    expect(ps).toContainEqual(expect.stringMatching(/mail-relay:sshPrivateKey is required; set it with `pulumi config set --secret/));
+  });
+
+  it("reports all problems together, not one per run", () => {
+    const ps = problems({ ...valid(), adminCidrs: ["0.0.0.0/0"], dmarc: { pct: 300 }, nodeCount: 0 }, { sshPrivateKey: false, smarthostPassword: false });
+    expect(ps.length).toBeGreaterThanOrEqual(4);
+    expect(ps.join("\n")).toMatch(/adminCidrs[\s\S]*nodeCount|nodeCount[\s\S]*adminCidrs/);
+  });
+
+  it("names a key whose value is not valid YAML/JSON", () => {
+    const { problems: ps } = decodeRaw((k) => (k === "nodeCount" ? "two" : undefined));
+    expect(ps).toEqual([expect.stringMatching(/^mail-relay:nodeCount must be valid YAML\/JSON/)]);
+  });
+});
+
+describe("config: Pulumi.yaml documents every key the program reads, and only those", () => {
+  const project = parseYaml(fs.readFileSync(path.join(__dirname, "../../Pulumi.yaml"), "utf8")) as { name: string; config: Record<string, { description?: string }> };
+  it("declares the project as mail-relay", () => expect(project.name).toBe("mail-relay"));
+  const read = [...Object.keys(CONFIG_KEYS), ...SECRET_KEYS].sort();
+  it("every key read by infra/config.ts has a description in Pulumi.yaml", () => {
+    expect(Object.keys(project.config).sort()).toEqual(read);
+    for (const k of read) expect(project.config[k].description?.length ?? 0, k).toBeGreaterThan(20);
+  });
+  it("secret keys are declared secret", () => {
+    for (const k of SECRET_KEYS) expect((project.config[k] as { secret?: boolean }).secret, k).toBe(true);
+  });
+});
+
+describe("config: the repo's stack files are complete, valid examples", () => {
+  for (const stack of ["prod", "staging"]) {
+    it(`Pulumi.${stack}.yaml passes validation`, () => {
+      const { values } = readStackConfig(stack);
+      const { raw, problems: ps } = decodeRaw((k) => values[`mail-relay:${k}`]);
+      expect(ps).toEqual([]);
+      const c = parseConfig(raw, { sshPrivateKey: true, smarthostPassword: true }, { project: "mail-relay", stack });
+      expect(c.domain).toMatch(/example\.com$/);
+    });
+  }
+});
