@@ -1,0 +1,253 @@
+// Remote deploy steps: each function returns a bash script that @pulumi/command's remote.Command runs as root
+// over SSH. File contents and the relay bundle arrive on STDIN, never in argv (argv is visible in ps).
+//
+// Tests run these scripts for real against a temp dir: MAIL_RELAY_ROOT prefixes every host path (empty on the
+// host), and systemctl/curl/journalctl/chown are looked up on PATH so tests can put stubs first.
+import {
+  CLOUDFLARED_UNIT_NAME,
+  OPENDKIM_SOCKET,
+  QUEUE_ROOT,
+  RELAY_BASE,
+  RELAY_ENTRY,
+  RELAY_RELEASES,
+  RELAY_RELEASES_KEPT,
+  RELAY_UNIT_NAME,
+  SASL_PASSWD_FILE,
+} from "./paths";
+import { checkHostSettings } from "./postfix";
+import type { HostFile, HostSettings } from "./types";
+import { assertPort, assertSafePath, shellQuote } from "./validate";
+
+const PRELUDE = ["#!/usr/bin/env bash", "set -euo pipefail", 'root="${MAIL_RELAY_ROOT:-}"'];
+
+function script(purpose: string, body: readonly string[]): string {
+  return [PRELUDE[0], `# mail-relay deploy step: ${purpose}`, ...PRELUDE.slice(1), ...body].join("\n") + "\n";
+}
+
+/** Release names become directory names and shell words: a content hash or a semver, nothing else. */
+export function assertReleaseVersion(version: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
+    throw new Error(`relay release version must match [A-Za-z0-9][A-Za-z0-9._-]* (max 128), got ${JSON.stringify(version)}`);
+  }
+}
+
+/** Waits for cloud-init to finish; fails with its status when it reported an error. */
+export function renderWaitForCloudInit(): string {
+  return script("wait for cloud-init", [
+    "rc=0",
+    "out=$(cloud-init status --wait --long 2>&1) || rc=$?",
+    'echo "$out"',
+    // 22.4 exits 1 on error; 23.4+ exits 2 for "done with recoverable errors" (deprecated keys): not fatal.
+    'if [ "$rc" -eq 2 ]; then echo "cloud-init finished with recoverable warnings (see above)" >&2; exit 0; fi',
+    'if [ "$rc" -ne 0 ]; then echo "cloud-init failed (exit $rc); see /var/log/cloud-init-output.log" >&2; tail -n 40 /var/log/cloud-init-output.log >&2 || true; exit 1; fi',
+  ]);
+}
+
+/** stdin -> the file, atomically: temp file in the same directory, chown/chmod, fsync, rename. Empty stdin is refused. */
+export function renderInstallFile(f: Omit<HostFile, "content">): string {
+  assertSafePath("path", f.path);
+  if (!/^0[0-7]{3}$/.test(f.mode)) throw new Error(`mode must be an octal string like 0640, got ${JSON.stringify(f.mode)}`);
+  for (const [field, v] of [["owner", f.owner], ["group", f.group]] as const) {
+    if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(v)) throw new Error(`${field} must be a user/group name, got ${JSON.stringify(v)}`);
+  }
+  return script(`install ${f.path} (${f.mode} ${f.owner}:${f.group})`, [
+    `dest="$root"${shellQuote(f.path)}`,
+    'dir=$(dirname -- "$dest")',
+    "umask 022",
+    'mkdir -p -- "$dir"',
+    // mktemp creates the file 0600: a secret is never readable by others, even half-written.
+    'tmp=$(mktemp -- "$dir/.$(basename -- "$dest").XXXXXX")',
+    "trap 'rm -f -- \"$tmp\"' EXIT",
+    'cat > "$tmp"',
+    'if [ ! -s "$tmp" ]; then echo "refusing to install an empty $dest (nothing arrived on stdin)" >&2; exit 1; fi',
+    `chown -- ${shellQuote(`${f.owner}:${f.group}`)} "$tmp"`,
+    `chmod -- ${shellQuote(f.mode)} "$tmp"`,
+    'sync -- "$tmp"',
+    'mv -f -- "$tmp" "$dest"',
+    "trap - EXIT",
+    'sync -- "$dir"',
+    `echo "installed $dest (${f.mode} ${f.owner}:${f.group})"`,
+  ]);
+}
+
+/** postmap sasl_passwd (smarthost) or remove it (direct), check both configs, restart OpenDKIM, then Postfix. */
+export function renderApplyMailConfig(s: HostSettings): string {
+  checkHostSettings(s);
+  const sasl = s.smarthost
+    ? [
+        "# smarthost: compile the password table; the .db is as secret as its source.",
+        "umask 077",
+        `postmap "hash:$root${SASL_PASSWD_FILE}"`,
+        `chown root:root "$root${SASL_PASSWD_FILE}.db"`,
+        `chmod 0600 "$root${SASL_PASSWD_FILE}.db"`,
+        "umask 022",
+      ]
+    : ["# direct delivery: no smarthost password may linger on disk.", `rm -f -- "$root${SASL_PASSWD_FILE}" "$root${SASL_PASSWD_FILE}.db"`];
+  return script("apply Postfix and OpenDKIM configuration", [
+    ...sasl,
+    'if ! out=$(postfix check 2>&1); then echo "postfix check failed:" >&2; echo "$out" >&2; exit 1; fi',
+    'if [ -n "$out" ]; then echo "postfix check warnings:"; echo "$out"; fi',
+    'if ! out=$(opendkim -n 2>&1); then echo "opendkim configuration check failed:" >&2; echo "$out" >&2; exit 1; fi',
+    "systemctl enable --quiet opendkim.service postfix.service",
+    "# OpenDKIM first: with milter_default_action = tempfail Postfix defers (never sends unsigned) while it is down.",
+    "systemctl restart opendkim.service",
+    `for _ in $(seq 1 20); do [ -S "$root${OPENDKIM_SOCKET}" ] && break; sleep 0.5; done`,
+    `if [ ! -S "$root${OPENDKIM_SOCKET}" ]; then echo "OpenDKIM did not create ${OPENDKIM_SOCKET}" >&2; journalctl -u opendkim.service -n 30 --no-pager >&2 || true; exit 1; fi`,
+    "# restart, not reload: inet_protocols/inet_interfaces and new group memberships only apply to a fresh master.",
+    "systemctl restart postfix.service",
+    'if ! systemctl is-active --quiet postfix.service; then echo "postfix is not running" >&2; journalctl -u postfix@-.service -n 30 --no-pager >&2 || true; exit 1; fi',
+    'echo "mail configuration applied"',
+  ]);
+}
+
+/** stdin = the relay bundle -> /opt/mail-relay/releases/<version>/relay.js, atomically; syntax-checked with node. */
+export function renderInstallRelayRelease(version: string): string {
+  assertReleaseVersion(version);
+  return script(`install relay release ${version}`, [
+    `release="$root${RELAY_RELEASES}/"${shellQuote(version)}`,
+    "umask 022",
+    'mkdir -p -- "$release"',
+    `tmp=$(mktemp -- "$release/.${RELAY_ENTRY}.XXXXXX")`,
+    "trap 'rm -f -- \"$tmp\"' EXIT",
+    'cat > "$tmp"',
+    'if [ ! -s "$tmp" ]; then echo "refusing to install an empty relay bundle (nothing arrived on stdin)" >&2; exit 1; fi',
+    'if ! out=$(node --check "$tmp" 2>&1); then echo "relay bundle does not parse:" >&2; echo "$out" >&2; exit 1; fi',
+    'chmod 0644 "$tmp"',
+    'sync -- "$tmp"',
+    `mv -f -- "$tmp" "$release/${RELAY_ENTRY}"`,
+    "trap - EXIT",
+    'sync -- "$release"',
+    `echo "installed relay release ${version} ($(wc -c < "$release/${RELAY_ENTRY}") bytes)"`,
+  ]);
+}
+
+/**
+ * Points /opt/mail-relay/current at the release, restarts the relay and polls /health. On failure: prints the
+ * journal tail, switches current back to the previous release, restarts it and exits non-zero. On success it keeps
+ * the newest releases and prunes the rest (never the current or previous one).
+ */
+export function renderActivateRelayRelease(version: string, relayPort: number): string {
+  assertReleaseVersion(version);
+  assertPort("relayPort", relayPort);
+  return script(`activate relay release ${version}`, [
+    `base="$root${RELAY_BASE}"`,
+    `releases="$root${RELAY_RELEASES}"`,
+    `version=${shellQuote(version)}`,
+    'target="releases/$version"',
+    `health_url="http://127.0.0.1:${relayPort}/health"`,
+    'health_timeout="${MAIL_RELAY_HEALTH_TIMEOUT:-30}"',
+    `keep=${RELAY_RELEASES_KEPT}`,
+    `if [ ! -s "$releases/$version/${RELAY_ENTRY}" ]; then echo "release $version is not installed" >&2; exit 1; fi`,
+    'previous=""',
+    'if [ -L "$base/current" ]; then previous=$(readlink -- "$base/current"); fi',
+    "",
+    "# rename(2) over the old symlink: current always points at a complete release.",
+    "switch_to() {",
+    '  ln -sfn -- "$1" "$base/.current.tmp"',
+    '  mv -Tf -- "$base/.current.tmp" "$base/current"',
+    "}",
+    "healthy() {",
+    "  local deadline=$((SECONDS + health_timeout))",
+    "  while [ \"$SECONDS\" -lt \"$deadline\" ]; do",
+    '    if curl -fsS --max-time 2 -o /dev/null "$health_url" 2>/dev/null; then return 0; fi',
+    "    sleep 1",
+    "  done",
+    "  return 1",
+    "}",
+    "prune() {",
+    '  local n=0 name keep_current keep_previous',
+    '  keep_current=$(basename -- "$(readlink -- "$base/current")")',
+    '  keep_previous=$(basename -- "${previous:-none}")',
+    '  for name in $(ls -1t -- "$releases"); do',
+    "    n=$((n + 1))",
+    '    if [ "$n" -gt "$keep" ] && [ "$name" != "$keep_current" ] && [ "$name" != "$keep_previous" ]; then',
+    '      rm -rf -- "${releases:?}/$name"',
+    '      echo "pruned old release $name"',
+    "    fi",
+    "  done",
+    "}",
+    "",
+    'switch_to "$target"',
+    '# Most recently activated first, for pruning.',
+    'touch -- "$releases/$version"',
+    "systemctl daemon-reload",
+    `systemctl enable --quiet ${RELAY_UNIT_NAME}`,
+    `systemctl restart ${RELAY_UNIT_NAME}`,
+    "if healthy; then",
+    "  prune",
+    '  echo "relay release $version is active and healthy ($health_url)"',
+    "  exit 0",
+    "fi",
+    "",
+    'echo "relay release $version failed its health check ($health_url, ${health_timeout}s)" >&2',
+    `echo "--- journalctl -u ${RELAY_UNIT_NAME} -n 50 ---" >&2`,
+    `journalctl -u ${RELAY_UNIT_NAME} -n 50 --no-pager >&2 || true`,
+    'case "$previous" in /*) previous_dir="$root$previous" ;; *) previous_dir="$base/$previous" ;; esac',
+    'if [ -n "$previous" ] && [ "$previous" != "$target" ] && [ -s "$previous_dir/' + RELAY_ENTRY + '" ]; then',
+    '  switch_to "$previous"',
+    `  systemctl restart ${RELAY_UNIT_NAME} || true`,
+    "  if healthy; then",
+    '    echo "rolled back: current -> $previous (healthy)" >&2',
+    "  else",
+    '    echo "rolled back: current -> $previous, but it is not healthy either" >&2',
+    "  fi",
+    "else",
+    '  echo "no previous release to roll back to" >&2',
+    "fi",
+    "exit 1",
+  ]);
+}
+
+/**
+ * Installs cloudflared from Cloudflare's apt repository if it is missing, then (re)starts the tunnel unit.
+ * Written for a real Debian 12 host; not run by the tests (pkg.cloudflare.com is unreachable from CI).
+ */
+export function renderStartCloudflared(): string {
+  return script("start the Cloudflare tunnel", [
+    "if ! command -v cloudflared >/dev/null 2>&1; then",
+    "  install -d -m 0755 /usr/share/keyrings",
+    "  tmp=$(mktemp)",
+    "  curl -fsSL --retry 5 --retry-delay 2 https://pkg.cloudflare.com/cloudflare-main.gpg -o \"$tmp\"",
+    "  install -m 0644 \"$tmp\" /usr/share/keyrings/cloudflare-main.gpg",
+    "  rm -f -- \"$tmp\"",
+    "  echo 'deb [signed-by=/usr/share/keyrings/cloudflare-main.gpg] https://pkg.cloudflare.com/cloudflared any main' > /etc/apt/sources.list.d/cloudflared.list",
+    "  apt-get update -q",
+    "  DEBIAN_FRONTEND=noninteractive apt-get install -y -q cloudflared",
+    "fi",
+    "cloudflared --version",
+    "systemctl daemon-reload",
+    `systemctl enable --quiet ${CLOUDFLARED_UNIT_NAME}`,
+    `systemctl restart ${CLOUDFLARED_UNIT_NAME}`,
+    // Type=notify: restart returns once cloudflared has registered a connection, or fails.
+    `if ! systemctl is-active --quiet ${CLOUDFLARED_UNIT_NAME}; then journalctl -u ${CLOUDFLARED_UNIT_NAME} -n 50 --no-pager >&2 || true; exit 1; fi`,
+    'echo "cloudflared tunnel is running"',
+  ]);
+}
+
+/** Teardown step 1: take the public entry away first. */
+export function renderStopCloudflared(): string {
+  return script("stop the Cloudflare tunnel (teardown)", [
+    `if systemctl cat ${CLOUDFLARED_UNIT_NAME} >/dev/null 2>&1; then`,
+    `  systemctl disable --now ${CLOUDFLARED_UNIT_NAME}`,
+    '  echo "cloudflared tunnel stopped"',
+    "else",
+    '  echo "cloudflared tunnel unit not present; nothing to stop"',
+    "fi",
+  ]);
+}
+
+/** Teardown step 2: stop the relay with SIGTERM (it finishes the job in hand); the queue stays on disk. */
+export function renderStopRelay(): string {
+  return script("stop the relay (teardown), keep the queue", [
+    `if systemctl cat ${RELAY_UNIT_NAME} >/dev/null 2>&1; then`,
+    `  systemctl disable --now ${RELAY_UNIT_NAME}`,
+    '  echo "mail-relay stopped"',
+    "else",
+    '  echo "mail-relay unit not present; nothing to stop"',
+    "fi",
+    `queue="$root${QUEUE_ROOT}"`,
+    'for d in pending processing failed; do',
+    '  if [ -d "$queue/$d" ]; then echo "queue $d: $(find "$queue/$d" -type f | wc -l) file(s) left in $queue/$d"; fi',
+    "done",
+  ]);
+}

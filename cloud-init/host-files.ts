@@ -1,0 +1,80 @@
+// The list of files the deploy step pushes, with owner and mode. Non-secret configs first, secrets separately
+// (the caller wraps secret contents in pulumi.secret and pushes them over SSH on stdin).
+import { renderOpendkimConf, renderOpendkimKeyTable, renderOpendkimSigningTable, renderOpendkimTrustedHosts } from "./opendkim";
+import {
+  CLOUDFLARED_ENV_FILE,
+  CLOUDFLARED_UNIT_PATH,
+  OPENDKIM_CONF,
+  OPENDKIM_KEY_TABLE,
+  OPENDKIM_SIGNING_TABLE,
+  OPENDKIM_TRUSTED_HOSTS,
+  POSTFIX_DIR,
+  RELAY_ENV_FILE,
+  RELAY_UNIT_PATH,
+  RELAY_USER,
+  SASL_PASSWD_FILE,
+  dkimKeyPath,
+} from "./paths";
+import { checkHostSettings, renderPostfixMainCf, renderPostfixMasterCf, smarthostNexthop } from "./postfix";
+import { renderCloudflaredUnit, renderRelayUnit } from "./systemd";
+import type { HostFile, HostSecrets, HostSettings } from "./types";
+import { assertSingleLine } from "./validate";
+
+function plain(path: string, content: string): HostFile {
+  return { path, content, mode: "0644", owner: "root", group: "root", secret: false };
+}
+
+/** Non-secret files, in the order they should be pushed. */
+export function hostConfigFiles(s: HostSettings): HostFile[] {
+  checkHostSettings(s);
+  const files = [
+    plain(`${POSTFIX_DIR}/main.cf`, renderPostfixMainCf(s)),
+    plain(`${POSTFIX_DIR}/master.cf`, renderPostfixMasterCf(s)),
+    plain(OPENDKIM_CONF, renderOpendkimConf(s)),
+    plain(OPENDKIM_KEY_TABLE, renderOpendkimKeyTable(s)),
+    plain(OPENDKIM_SIGNING_TABLE, renderOpendkimSigningTable(s)),
+    plain(OPENDKIM_TRUSTED_HOSTS, renderOpendkimTrustedHosts()),
+    plain(RELAY_UNIT_PATH, renderRelayUnit(s)),
+  ];
+  if (s.tunnel) files.push(plain(CLOUDFLARED_UNIT_PATH, renderCloudflaredUnit()));
+  return files;
+}
+
+const PEM_KEY = /^-----BEGIN (RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END (RSA )?PRIVATE KEY-----\n?$/;
+
+/** Secret files (DKIM key, env file, sasl_passwd, tunnel env); each has secret: true. */
+export function hostSecretFiles(s: HostSettings, secrets: HostSecrets): HostFile[] {
+  checkHostSettings(s);
+  const pem = secrets.dkimPrivateKeyPem.replace(/\r\n/g, "\n").trim() + "\n";
+  // The error never quotes the key.
+  if (!PEM_KEY.test(pem)) throw new Error("dkimPrivateKeyPem must be an unencrypted PEM private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)");
+  if (secrets.relayEnv === "" || !secrets.relayEnv.endsWith("\n")) throw new Error("relayEnv must be the output of renderRelayEnv");
+
+  const files: HostFile[] = [
+    { path: dkimKeyPath(s.domain, s.dkimSelector), content: pem, mode: "0600", owner: "opendkim", group: "opendkim", secret: true },
+    { path: RELAY_ENV_FILE, content: secrets.relayEnv, mode: "0640", owner: "root", group: RELAY_USER, secret: true },
+  ];
+  if (s.smarthost) {
+    const password = secrets.smarthostPassword;
+    if (password === undefined || password === "") throw new Error("smarthostPassword is required when smarthost is set");
+    assertSingleLine("smarthostPassword", password);
+    if (password.trim() !== password) throw new Error("smarthostPassword must not start or end with whitespace (Postfix tables trim it)");
+    files.push({
+      path: SASL_PASSWD_FILE,
+      content: `${smarthostNexthop(s.smarthost)} ${s.smarthost.username}:${password}\n`,
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      secret: true,
+    });
+  }
+  // Without a smarthost a password that happens to be configured is simply not pushed.
+  if (s.tunnel) {
+    const token = secrets.tunnelToken;
+    if (token === undefined || !/^[A-Za-z0-9+/=_-]+$/.test(token)) {
+      throw new Error("tunnelToken is required when tunnel is set and must be the base64 token Cloudflare gives");
+    }
+    files.push({ path: CLOUDFLARED_ENV_FILE, content: `TUNNEL_TOKEN=${token}\n`, mode: "0600", owner: "root", group: "root", secret: true });
+  }
+  return files;
+}

@@ -1,0 +1,12 @@
+// Pure renderers for everything the mail-relay host gets. No @pulumi/* imports: infra/ calls these inside apply().
+export * from "./types";
+export * from "./paths";
+export * from "./validate";
+export * from "./postfix";
+export * from "./opendkim";
+export * from "./systemd";
+export * from "./host-hardening";
+export * from "./relay-env";
+export * from "./user-data";
+export * from "./host-files";
+export * from "./deploy-scripts";

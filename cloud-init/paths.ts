@@ -1,0 +1,46 @@
+// Where things live on the host. One place, so renderers, deploy scripts and tests agree.
+
+export const RELAY_USER = "mailrelay";
+export const QUEUE_ROOT = "/var/spool/mail-relay";
+/** The relay creates what else it needs; these exist from first boot so ownership is right from the start. */
+export const QUEUE_SUBDIRS = ["pending", "processing", "failed", "sent"] as const;
+export const RELAY_BASE = "/opt/mail-relay";
+export const RELAY_RELEASES = `${RELAY_BASE}/releases`;
+export const RELAY_CURRENT = `${RELAY_BASE}/current`;
+export const RELAY_ENTRY = "relay.js";
+export const RELAY_ENV_FILE = "/etc/mail-relay.env";
+export const RELAY_UNIT_NAME = "mail-relay.service";
+export const RELAY_UNIT_PATH = `/etc/systemd/system/${RELAY_UNIT_NAME}`;
+/** How many releases activation keeps on disk (the current one and its predecessor are never pruned). */
+export const RELAY_RELEASES_KEPT = 5;
+
+export const CLOUDFLARED_UNIT_NAME = "cloudflared-mail-relay.service";
+export const CLOUDFLARED_UNIT_PATH = `/etc/systemd/system/${CLOUDFLARED_UNIT_NAME}`;
+export const CLOUDFLARED_ENV_FILE = "/etc/cloudflared/mail-relay.env";
+
+export const POSTFIX_DIR = "/etc/postfix";
+export const POSTFIX_QUEUE_DIR = "/var/spool/postfix";
+export const SASL_PASSWD_FILE = `${POSTFIX_DIR}/sasl_passwd`;
+export const SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt";
+
+export const OPENDKIM_CONF = "/etc/opendkim.conf";
+export const OPENDKIM_DIR = "/etc/opendkim";
+export const OPENDKIM_KEY_TABLE = `${OPENDKIM_DIR}/KeyTable`;
+export const OPENDKIM_SIGNING_TABLE = `${OPENDKIM_DIR}/SigningTable`;
+export const OPENDKIM_TRUSTED_HOSTS = `${OPENDKIM_DIR}/TrustedHosts`;
+/** Inside Postfix's queue directory, so the milter address works the same for chrooted and plain daemons. */
+export const OPENDKIM_SOCKET_DIR = `${POSTFIX_QUEUE_DIR}/opendkim`;
+export const OPENDKIM_SOCKET = `${OPENDKIM_SOCKET_DIR}/opendkim.sock`;
+/** The same socket as Postfix names it: relative to queue_directory, where every Postfix daemon runs. */
+export const OPENDKIM_MILTER = "unix:opendkim/opendkim.sock";
+/** Debian's opendkim.service has PIDFile=/run/opendkim/opendkim.pid; the conf must agree. */
+export const OPENDKIM_PID_FILE = "/run/opendkim/opendkim.pid";
+
+export function dkimKeyPath(domain: string, selector: string): string {
+  return `${OPENDKIM_DIR}/keys/${domain}/${selector}.private`;
+}
+
+export const NFTABLES_CONF = "/etc/nftables.conf";
+/** 10- sorts before cloud-init's 50-cloud-init.conf: sshd keeps the FIRST value it reads. */
+export const SSHD_HARDENING_DROPIN = "/etc/ssh/sshd_config.d/10-mail-relay-hardening.conf";
+export const AUTO_UPGRADES_CONF = "/etc/apt/apt.conf.d/20auto-upgrades";

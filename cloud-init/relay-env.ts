@@ -1,0 +1,76 @@
+// /etc/mail-relay.env: the relay's environment, read by systemd's EnvironmentFile=.
+import type { RelayEnvSettings } from "./types";
+import { assertIntInRange, assertSingleLine } from "./validate";
+
+/**
+ * Characters systemd's EnvironmentFile= parser takes literally in an unquoted value: printable ASCII without
+ * whitespace, quotes, backslash (escapes, line continuation), "$" and "`" (expansion in some versions/tools).
+ * Anything else is refused rather than quoted, so what the relay reads is exactly what was configured.
+ */
+const ENV_SAFE = /^[\x21-\x7e]+$/;
+const ENV_UNSAFE_CHARS = /["'\\$`]/;
+
+function envValue(name: string, value: string): string {
+  assertSingleLine(name, value);
+  if (value === "" || !ENV_SAFE.test(value) || ENV_UNSAFE_CHARS.test(value)) {
+    throw new Error(
+      `${name}: value must be non-empty printable ASCII without spaces, quotes, backslash, "$" or "\`" (systemd's EnvironmentFile would change it)`,
+    );
+  }
+  return value;
+}
+
+function list(name: string, items: readonly string[]): string {
+  if (items.length === 0) throw new Error(`${name}: list at least one entry`);
+  for (const i of items) {
+    if (i.includes(",")) throw new Error(`${name}: an entry must not contain "," (it separates entries)`);
+  }
+  return envValue(name, items.join(","));
+}
+
+/** The relay's fixed variable names, in file order. */
+export const RELAY_ENV_NAMES = [
+  "RELAY_LISTEN",
+  "SMTP_RELAY_TOKEN",
+  "RELAY_ALLOWED_FROM",
+  "RELAY_MESSAGE_ID_DOMAIN",
+  "RELAY_RATE_LIMIT_PER_MIN",
+  "RELAY_BODY_LIMIT_BYTES",
+  "RELAY_MAX_RECIPIENTS",
+  "RELAY_HANDOFF",
+  "QUEUE_ROOT",
+] as const;
+
+export function renderRelayEnv(e: RelayEnvSettings): string {
+  if (e.tokens.length === 0) throw new Error("SMTP_RELAY_TOKEN: configure at least one token");
+  const names = new Set<string>();
+  for (const t of e.tokens) {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(t.name)) {
+      throw new Error(`SMTP_RELAY_TOKEN: caller name ${JSON.stringify(t.name)} may use only letters, digits, "_", "." and "-" (1-64)`);
+    }
+    if (names.has(t.name)) throw new Error(`SMTP_RELAY_TOKEN: caller name "${t.name}" is used twice`);
+    names.add(t.name);
+    // The token is never echoed in an error message.
+    if (t.token.includes(",")) throw new Error(`SMTP_RELAY_TOKEN: the token of "${t.name}" contains ","`);
+    envValue(`SMTP_RELAY_TOKEN (token of "${t.name}")`, t.token);
+  }
+  for (const [name, v] of [
+    ["RELAY_RATE_LIMIT_PER_MIN", e.rateLimitPerMin],
+    ["RELAY_BODY_LIMIT_BYTES", e.bodyLimitBytes],
+    ["RELAY_MAX_RECIPIENTS", e.maxRecipients],
+  ] as const) {
+    assertIntInRange(name, v, 1, Number.MAX_SAFE_INTEGER);
+  }
+  const values: Record<(typeof RELAY_ENV_NAMES)[number], string> = {
+    RELAY_LISTEN: envValue("RELAY_LISTEN", e.listen),
+    SMTP_RELAY_TOKEN: e.tokens.map((t) => `${t.name}=${t.token}`).join(","),
+    RELAY_ALLOWED_FROM: list("RELAY_ALLOWED_FROM", e.allowedFrom),
+    RELAY_MESSAGE_ID_DOMAIN: envValue("RELAY_MESSAGE_ID_DOMAIN", e.messageIdDomain),
+    RELAY_RATE_LIMIT_PER_MIN: String(e.rateLimitPerMin),
+    RELAY_BODY_LIMIT_BYTES: String(e.bodyLimitBytes),
+    RELAY_MAX_RECIPIENTS: String(e.maxRecipients),
+    RELAY_HANDOFF: envValue("RELAY_HANDOFF", e.handoff),
+    QUEUE_ROOT: envValue("QUEUE_ROOT", e.queueRoot),
+  };
+  return RELAY_ENV_NAMES.map((k) => `${k}=${values[k]}`).join("\n") + "\n";
+}

@@ -1,0 +1,126 @@
+// systemd units for the relay and its Cloudflare tunnel. Both run unprivileged with a read-only view of the system.
+import {
+  CLOUDFLARED_ENV_FILE,
+  QUEUE_ROOT,
+  RELAY_BASE,
+  RELAY_CURRENT,
+  RELAY_ENTRY,
+  RELAY_ENV_FILE,
+  RELAY_USER,
+} from "./paths";
+import { checkHostSettings } from "./postfix";
+import type { HostSettings } from "./types";
+
+type UnitSection = readonly (readonly [string, string] | string)[];
+
+/** Renders [Section] blocks; a bare string is a comment line. Keys may repeat (systemd allows it). */
+export function renderUnit(sections: Record<string, UnitSection>): string {
+  const out: string[] = [];
+  for (const [name, rows] of Object.entries(sections)) {
+    if (out.length > 0) out.push("");
+    out.push(`[${name}]`);
+    for (const row of rows) out.push(typeof row === "string" ? `# ${row}` : `${row[0]}=${row[1]}`);
+  }
+  return out.join("\n") + "\n";
+}
+
+/** Sandboxing shared by both units. */
+const COMMON_HARDENING: UnitSection = [
+  ["NoNewPrivileges", "yes"],
+  ["ProtectSystem", "strict"],
+  ["ProtectHome", "yes"],
+  ["PrivateTmp", "yes"],
+  ["PrivateDevices", "yes"],
+  ["ProtectKernelTunables", "yes"],
+  ["ProtectKernelModules", "yes"],
+  ["ProtectKernelLogs", "yes"],
+  ["ProtectControlGroups", "yes"],
+  ["ProtectClock", "yes"],
+  ["ProtectHostname", "yes"],
+  ["ProtectProc", "invisible"],
+  ["RestrictNamespaces", "yes"],
+  ["RestrictRealtime", "yes"],
+  ["RestrictSUIDSGID", "yes"],
+  ["LockPersonality", "yes"],
+  ["RemoveIPC", "yes"],
+  ["CapabilityBoundingSet", ""],
+  ["AmbientCapabilities", ""],
+  ["SystemCallArchitectures", "native"],
+  ["SystemCallFilter", "@system-service"],
+  ["SystemCallErrorNumber", "EPERM"],
+];
+
+/** /etc/systemd/system/mail-relay.service */
+export function renderRelayUnit(s: HostSettings): string {
+  checkHostSettings(s);
+  return renderUnit({
+    Unit: [
+      "Rendered by cloud-init/systemd.ts. The relay: POST /send -> on-disk queue -> Postfix on 127.0.0.1:25.",
+      ["Description", `mail-relay HTTP relay on 127.0.0.1:${s.relayPort}`],
+      ["Documentation", "file:///opt/mail-relay/current/relay.js"],
+      ["After", "network-online.target postfix.service opendkim.service"],
+      ["Wants", "network-online.target"],
+    ],
+    Service: [
+      ["Type", "simple"],
+      ["User", RELAY_USER],
+      ["Group", RELAY_USER],
+      ["WorkingDirectory", RELAY_BASE],
+      "Tokens and settings: root:mailrelay 0640, read by systemd, never on the command line.",
+      ["EnvironmentFile", RELAY_ENV_FILE],
+      ["Environment", "NODE_ENV=production"],
+      ["ExecStart", `/usr/bin/node ${RELAY_CURRENT}/${RELAY_ENTRY}`],
+      ["Restart", "always"],
+      ["RestartSec", "2s"],
+      "SIGTERM lets the relay finish the job in hand (hand-off timeout 30 s) and stop taking new ones.",
+      ["KillSignal", "SIGTERM"],
+      ["TimeoutStopSec", "45s"],
+      ["UMask", "0027"],
+      ...COMMON_HARDENING,
+      "The queue is the only writable path. No Postfix paths: the default hand-off is SMTP to 127.0.0.1:25.",
+      "Sendmail hand-off (RELAY_HANDOFF=sendmail) runs setgid postdrop, which NoNewPrivileges/RestrictSUIDSGID forbid:",
+      "it needs a drop-in with NoNewPrivileges=no, RestrictSUIDSGID=no and ReadWritePaths=/var/spool/postfix/maildrop.",
+      ["ReadWritePaths", QUEUE_ROOT],
+      "Listens on loopback, talks to Postfix on loopback: no other address family and no other peer.",
+      ["RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"],
+      ["IPAddressAllow", "localhost"],
+      ["IPAddressDeny", "any"],
+      "No MemoryDenyWriteExecute: V8's JIT needs writable+executable pages.",
+      ["MemoryMax", "512M"],
+      ["TasksMax", "64"],
+      ["LimitNOFILE", "4096"],
+    ],
+    Install: [["WantedBy", "multi-user.target"]],
+  });
+}
+
+/** /etc/systemd/system/cloudflared-mail-relay.service: the tunnel token comes from an EnvironmentFile, never argv. */
+export function renderCloudflaredUnit(): string {
+  return renderUnit({
+    Unit: [
+      "Rendered by cloud-init/systemd.ts. Cloudflare Tunnel -> http://127.0.0.1:<relayPort>; the relay still checks every token.",
+      ["Description", "Cloudflare Tunnel for mail-relay"],
+      ["After", "network-online.target mail-relay.service"],
+      ["Wants", "network-online.target"],
+    ],
+    Service: [
+      ["Type", "notify"],
+      ["TimeoutStartSec", "60s"],
+      "No persistent user needed: systemd reads the root-only token file before dropping to a throw-away uid.",
+      ["DynamicUser", "yes"],
+      "TUNNEL_TOKEN=... (root:root 0600). cloudflared reads TUNNEL_TOKEN itself, so the token never appears in ps.",
+      ["EnvironmentFile", CLOUDFLARED_ENV_FILE],
+      ["ExecStart", "/usr/bin/cloudflared --no-autoupdate tunnel run"],
+      ["Restart", "always"],
+      ["RestartSec", "5s"],
+      ...COMMON_HARDENING,
+      "Netlink: cloudflared enumerates interfaces for its edge connections.",
+      ["RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX AF_NETLINK"],
+      "Go has no JIT, so unlike node it can run without writable+executable memory.",
+      ["MemoryDenyWriteExecute", "yes"],
+      ["MemoryMax", "256M"],
+      ["TasksMax", "128"],
+    ],
+    Install: [["WantedBy", "multi-user.target"]],
+  });
+}

@@ -1,0 +1,84 @@
+// Plain typed values the renderers take. Nothing here (or anywhere in cloud-init/) imports @pulumi/*:
+// every renderer is a pure function of these values, testable without the Pulumi engine.
+
+/** One file the deploy step writes on the host. */
+export interface HostFile {
+  /** Absolute path on the host. */
+  readonly path: string;
+  readonly content: string;
+  /** Octal string, e.g. "0644", "0640", "0600". */
+  readonly mode: string;
+  readonly owner: string;
+  readonly group: string;
+  /** true: content must be wrapped in pulumi.secret by the caller. */
+  readonly secret: boolean;
+}
+
+export interface SmarthostSettings {
+  /** e.g. smtp.eu.mailgun.org: must be the name on the provider's TLS certificate (it is verified). */
+  readonly host: string;
+  /** e.g. 587 (STARTTLS) or 465 (implicit TLS). */
+  readonly port: number;
+  readonly username: string;
+}
+
+/** Everything the host's mail/relay configuration depends on (non-secret). */
+export interface HostSettings {
+  /** Sending domain, e.g. example.com (or staging.example.com). */
+  readonly domain: string;
+  /** This node's MTA hostname (myhostname/smtp_helo_name), e.g. mail.example.com. */
+  readonly mtaHostname: string;
+  /** 2525; the relay listens on 127.0.0.1:<relayPort>. */
+  readonly relayPort: number;
+  /** The relay's JSON body limit; message_size_limit must be >= what that can produce. */
+  readonly relayBodyLimitBytes: number;
+  /** The ACTIVE DKIM selector, e.g. mail202611. */
+  readonly dkimSelector: string;
+  /** When set: relayhost = [host]:port, verified TLS + SASL mandatory. */
+  readonly smarthost?: SmarthostSettings;
+  /** inet_protocols = all when true, ipv4 when false. */
+  readonly ipv6: boolean;
+  /** Whether cloudflared's unit is part of the host files. */
+  readonly tunnel: boolean;
+}
+
+/** Values rendered into /etc/mail-relay.env (secret because of tokens). Env names are fixed by the relay. */
+export interface RelayEnvSettings {
+  /** RELAY_LISTEN, "127.0.0.1:2525". */
+  readonly listen: string;
+  /** SMTP_RELAY_TOKEN="name=token,name2=token2". */
+  readonly tokens: readonly { name: string; token: string }[];
+  /** RELAY_ALLOWED_FROM. */
+  readonly allowedFrom: readonly string[];
+  /** RELAY_MESSAGE_ID_DOMAIN. */
+  readonly messageIdDomain: string;
+  /** RELAY_RATE_LIMIT_PER_MIN. */
+  readonly rateLimitPerMin: number;
+  /** RELAY_BODY_LIMIT_BYTES. */
+  readonly bodyLimitBytes: number;
+  /** RELAY_MAX_RECIPIENTS. */
+  readonly maxRecipients: number;
+  /** RELAY_HANDOFF, e.g. "smtp://127.0.0.1:25" or "sendmail". */
+  readonly handoff: string;
+  /** QUEUE_ROOT, "/var/spool/mail-relay". */
+  readonly queueRoot: string;
+}
+
+export interface HostSecrets {
+  /** Active selector's RSA key (PEM, PKCS#1 or PKCS#8). */
+  readonly dkimPrivateKeyPem: string;
+  /** Output of renderRelayEnv. */
+  readonly relayEnv: string;
+  /** Required when smarthost is set. */
+  readonly smarthostPassword?: string;
+  /** Required when tunnel is set. */
+  readonly tunnelToken?: string;
+}
+
+/** The only inputs of user-data: changing user-data replaces the Hetzner server. */
+export interface BootstrapSettings {
+  /** Short name, e.g. "mail". */
+  readonly hostname: string;
+  /** MTA hostname, e.g. mail.example.com. */
+  readonly fqdn: string;
+}
