@@ -74,6 +74,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: () => randomUUID(),
   });
   app.decorateRequest("caller", "");
+  app.removeContentTypeParser("text/plain"); // JSON only: anything else is a 415
 
   const count = (req: FastifyRequest, outcome: string): void => {
     metrics?.requests.inc({ route: req.routeOptions.url ?? "unknown", outcome });

@@ -151,7 +151,7 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   }
   for (const [k, v] of headerEntries) {
     if (!/^X-[A-Za-z0-9-]{1,70}$/i.test(k)) {
-      throw new RelayError("header_not_allowed", `header "${k}" is not allowed; only X- headers (letters, digits, "-") may be set`, `headers.${k}`);
+      throw new RelayError("header_not_allowed", `headers.${k} is not allowed; only X- headers (letters, digits, "-") may be set`, `headers.${k}`);
     }
     if (v.length > HEADER_VALUE_MAX) {
       throw new RelayError("invalid_field", `headers.${k} is longer than ${HEADER_VALUE_MAX} characters`, `headers.${k}`);

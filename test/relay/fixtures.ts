@@ -1,0 +1,108 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import pino, { type Logger } from "pino";
+import { Writable } from "node:stream";
+import { buildApp } from "../../relay/app";
+import type { RelayConfig } from "../../relay/config";
+import type { Handoff } from "../../relay/handoff/types";
+import { RelayMetrics } from "../../relay/metrics";
+import { QueueStore, type QueueOptions } from "../../relay/queue";
+
+export const TOKEN_APP = "app-token-0123456789abcdefghijklmnopqrstuv";
+export const TOKEN_BILLING = "billing-token-0123456789abcdefghijklmnopqrs";
+export const ALLOWED_FROM = "noreply@example.com";
+
+export function tempDir(prefix = "relay-test-"): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A pino logger that keeps every line, so tests can check what is (and is not) logged. */
+export function captureLog(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString("utf8").split("\n").filter((l) => l !== ""));
+      cb();
+    },
+  });
+  return { log: pino({ level: "debug" }, stream), lines };
+}
+
+export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
+  return {
+    listen: { host: "127.0.0.1", port: 0 },
+    tokens: [
+      { name: "app", token: TOKEN_APP },
+      { name: "billing", token: TOKEN_BILLING },
+    ],
+    allowedFrom: new Set([ALLOWED_FROM, "support@example.com"]),
+    messageIdDomain: "mail.example.com",
+    queueRoot: "/nonexistent",
+    maxAttempts: 3,
+    retryBaseMs: 1000,
+    retryMaxMs: 8000,
+    handoffTimeoutMs: 5000,
+    handoff: { kind: "sendmail", path: "/bin/true" },
+    rateLimitPerMin: 1000,
+    bodyLimitBytes: 64 * 1024,
+    maxRecipients: 5,
+    minFreeBytes: 0,
+    sentRetentionMs: 7 * 24 * 3_600_000,
+    logLevel: "debug",
+    ...over,
+  };
+}
+
+export function queueOptions(root: string, over: Partial<QueueOptions> = {}): QueueOptions {
+  return { root, maxAttempts: 3, retryBaseMs: 1000, retryMaxMs: 8000, minFreeBytes: 0, sentRetentionMs: 7 * 24 * 3_600_000, ...over };
+}
+
+export const okHandoff: Handoff = {
+  kind: "sendmail",
+  send: async () => ({}),
+  check: async () => undefined,
+  close: async () => undefined,
+};
+
+export async function makeApp(opts: { config?: Partial<RelayConfig>; handoff?: Pick<Handoff, "check">; root?: string; now?: () => number } = {}) {
+  const tmp = opts.root ? { dir: opts.root, cleanup: () => undefined } : tempDir();
+  const queue = new QueueStore(queueOptions(tmp.dir, opts.now ? { now: opts.now } : {}));
+  await queue.open();
+  const { log, lines } = captureLog();
+  const config = testConfig({ queueRoot: tmp.dir, ...opts.config });
+  const metrics = new RelayMetrics(queue, false);
+  const app = await buildApp({
+    config,
+    queue,
+    handoff: opts.handoff ?? okHandoff,
+    log,
+    metrics,
+    ...(opts.now ? { clock: { now: opts.now } } : {}),
+  });
+  return {
+    app,
+    queue,
+    lines,
+    root: tmp.dir,
+    close: async () => {
+      await app.close();
+      tmp.cleanup();
+    },
+  };
+}
+
+export function validBody(over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    to: "user@example.net",
+    from: { email: ALLOWED_FROM, name: "Example Support" },
+    subject: "Your request has been received",
+    text: "Plain text body",
+    ...over,
+  };
+}
+
+export function auth(token = TOKEN_APP): Record<string, string> {
+  return { authorization: `Bearer ${token}`, "content-type": "application/json" };
+}

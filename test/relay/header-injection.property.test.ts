@@ -1,0 +1,68 @@
+import fc from "fast-check";
+import { simpleParser } from "mailparser";
+import { describe, expect, it } from "vitest";
+import { RelayError } from "../../relay/errors";
+import { composeMessage } from "../../relay/mime";
+import { validateSendRequest } from "../../relay/validate";
+import { ALLOWED_FROM } from "./fixtures";
+
+const limits = { allowedFrom: new Set([ALLOWED_FROM]), maxRecipients: 50 };
+
+// Strings biased towards what breaks headers: CR, LF, NUL, colons, header-looking text, unicode line separators.
+const nasty = fc.string({
+  unit: fc.oneof(
+    fc.constantFrom("\r", "\n", "\r\n", "\0", ":", " ", "\t", "Bcc: evil@example.org", "X-Injected: 1", "\u2028", "\u0085", "=?utf-8?b?", ";", "<", ">", "\""),
+    fc.string({ minLength: 1, maxLength: 3, unit: "grapheme" }),
+  ),
+  maxLength: 40,
+});
+
+function headerNames(raw: string): string[] {
+  const head = raw.slice(0, raw.indexOf("\r\n\r\n"));
+  return head
+    .split("\r\n")
+    .filter((l) => !/^[ \t]/.test(l))
+    .map((l) => l.slice(0, l.indexOf(":")).toLowerCase());
+}
+
+describe("no generated header value can inject a header", () => {
+  it("subject, display names and X- header values either get refused (header_injection) or come out as exactly one header each", async () => {
+    await fc.assert(
+      fc.asyncProperty(nasty, nasty, nasty, nasty, async (subject, fromName, toName, custom) => {
+        const body = {
+          from: { email: ALLOWED_FROM, name: fromName },
+          to: [{ email: "user@example.net", name: toName }],
+          subject: subject === "" ? "s" : subject,
+          text: "body",
+          headers: { "X-Custom": custom },
+        };
+        const breaks = [body.subject, fromName, toName, custom].some((v) => /[\r\n\0]/.test(v));
+        let req;
+        try {
+          req = validateSendRequest(body, limits);
+        } catch (err) {
+          // Refusal is allowed only for CR/LF/NUL (or an over-long subject), and must say header_injection.
+          expect(err).toBeInstanceOf(RelayError);
+          if ((err as RelayError).code === "subject_too_long") return;
+          expect((err as RelayError).code).toBe("header_injection");
+          expect(breaks).toBe(true);
+          return;
+        }
+        expect(breaks).toBe(false);
+        const raw = (await composeMessage(req, { id: "11111111-2222-4333-8444-555555555555", messageIdDomain: "mail.example.com", date: new Date(0) })).toString("utf8");
+        const names = headerNames(raw);
+        // Exactly the headers the relay sets, each once (an empty X- value is simply omitted by the composer).
+        expect(names.filter((n) => n !== "x-custom").sort()).toEqual(["content-transfer-encoding", "content-type", "date", "from", "message-id", "mime-version", "subject", "to"]);
+        expect(names.filter((n) => n === "x-custom").length).toBe(custom.trim() === "" ? names.filter((n) => n === "x-custom").length : 1);
+        expect(names.filter((n) => n === "x-custom").length).toBeLessThanOrEqual(1);
+        const parsed = await simpleParser(raw);
+        const norm = (s: string | undefined) => (s ?? "").replace(/\s+/g, " ").trim();
+        expect(norm(parsed.subject)).toBe(norm(body.subject)); // the subject is one value, not split into headers
+        expect(parsed.headers.has("bcc")).toBe(false);
+        expect(parsed.headers.has("x-injected")).toBe(false);
+        expect(parsed.bcc).toBeUndefined();
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
