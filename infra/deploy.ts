@@ -32,7 +32,12 @@ export function pathSlug(path: string): string {
 }
 
 /** Placeholder secrets: only used to learn which secret files exist (paths, modes), never their content. */
-const SHAPE_ONLY: HostSecrets = { dkimPrivateKeyPem: "x", relayEnv: "x", smarthostPassword: "x", tunnelToken: "x" };
+const SHAPE_ONLY: HostSecrets = {
+  dkimPrivateKeyPem: "-----BEGIN PRIVATE KEY-----\nc2hhcGUtb25seQ==\n-----END PRIVATE KEY-----\n",
+  relayEnv: "SHAPE_ONLY=1\n",
+  smarthostPassword: "shape-only",
+  tunnelToken: "shape-only",
+};
 
 /** The secret files' metadata; content comes later from the real (Output) secrets. */
 export function secretFileShapes(s: HostSettings): Omit<HostFile, "content">[] {

@@ -3,7 +3,7 @@ import * as path from "node:path";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
-import { HostSecrets, HostSettings, renderRelayEnv, renderUserData } from "../cloud-init";
+import { HostSecrets, HostSettings, QUEUE_ROOT, renderRelayEnv, renderUserData } from "../cloud-init";
 import type { ConfigSecrets, MailRelayConfig } from "./config";
 import { HostDeployment, sha256 } from "./deploy";
 import { DkimKeys } from "./dkim";
@@ -15,7 +15,6 @@ import { RelayTunnel, TunnelRoute } from "./tunnel";
 
 /** The bundle `npm run build` writes; MAIL_RELAY_BUNDLE points at another build (e.g. a release artifact). */
 export const RELAY_BUNDLE = process.env.MAIL_RELAY_BUNDLE ?? path.join(__dirname, "..", "relay", "dist", "relay.js");
-export const QUEUE_ROOT = "/var/spool/mail-relay";
 
 /** The relay bundle and its release name (content hash). */
 export function readRelayBundle(file = RELAY_BUNDLE): { path: string; version: string } {

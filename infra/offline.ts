@@ -17,8 +17,25 @@ export interface RecordedResource {
   readonly name: string;
   readonly urn: string;
   readonly id: string;
-  /** Inputs merged with the mock's outputs; secrets appear as plain values. */
+  /** Inputs merged with the mock's outputs; secrets appear as plain values (as policy packs see them). */
   readonly props: Record<string, any>;
+  /** Top-level props that arrived as secrets. */
+  readonly secretProps: string[];
+}
+
+/** The engine's marker for a secret value on the wire. */
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+function isWrappedSecret(v: unknown): v is { value: unknown } {
+  return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270";
+}
+
+/** Replace wrapped secrets by their values, deeply. */
+export function unwrapSecrets(v: unknown): any {
+  if (isWrappedSecret(v)) return unwrapSecrets(v.value);
+  if (Array.isArray(v)) return v.map(unwrapSecrets);
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
+  return v;
 }
 
 /** A config value as the engine hands it to the program: strings as-is, everything else as JSON. */
@@ -89,10 +106,12 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
   private numericId = 1000;
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
-    const state = { ...args.inputs, ...this.outputsFor(args) };
+    const plainInputs = unwrapSecrets(args.inputs);
+    const state = { ...args.inputs, ...this.outputsFor({ ...args, inputs: plainInputs }) };
     const id = state.__id ?? (args.type.startsWith("hcloud:") ? String(++this.numericId) : `${args.name}-id`);
     delete state.__id;
-    this.resources.push({ type: args.type, name: args.name, urn: `urn:pulumi:offline::mail-relay::${args.type}::${args.name}`, id, props: state });
+    const secretProps = Object.keys(args.inputs).filter((k) => isWrappedSecret(args.inputs[k]) || JSON.stringify(args.inputs[k] ?? null).includes(SECRET_SIG));
+    this.resources.push({ type: args.type, name: args.name, urn: `urn:pulumi:offline::mail-relay::${args.type}::${args.name}`, id, props: unwrapSecrets(state), secretProps });
     return { id, state };
   }
 

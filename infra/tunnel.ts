@@ -24,9 +24,7 @@ export function tunnelIngress(relayHostname: string, relayPort: number): Ingress
 
 export interface RelayTunnelArgs {
   readonly accountId: string;
-  readonly zoneId: pulumi.Input<string>;
   readonly relayHostname: string;
-  readonly relayPort: number;
   /** Calling services; each gets an Access service token. */
   readonly callers: readonly string[];
   readonly stack: string;
