@@ -63,7 +63,10 @@ export function keyProps(r: RecordedResource): string {
 
 function maskOutputs(run: OfflineRun): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(run.outputs)) out[k] = run.secretOutputs.includes(k) ? MASK : v;
+  for (const [k, v] of Object.entries(run.outputs)) {
+    if (k === "dnsZoneFile") continue; // printed as a block of its own
+    out[k] = run.secretOutputs.includes(k) ? MASK : v;
+  }
   return out;
 }
 
@@ -127,6 +130,9 @@ async function main(argv: string[]): Promise<number> {
 
   console.log(`\nStack outputs (secret ones masked):`);
   console.log(JSON.stringify(maskOutputs(run), null, 2).replace(/^/gm, "  "));
+
+  console.log(`\nDNS records (output dnsZoneFile):`);
+  console.log(String(run.outputs.dnsZoneFile).replace(/^/gm, "  "));
 
   const dir = path.join(PROJECT_ROOT, "plan-out", stack);
   const { written, secretSkipped } = writeRendered(run, dir);
