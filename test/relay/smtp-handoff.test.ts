@@ -1,0 +1,137 @@
+import { randomUUID } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { SMTPServer } from "smtp-server";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parsePostfixQueueId, SmtpHandoff } from "../../relay/handoff/smtp";
+import { HandoffError } from "../../relay/handoff/types";
+import { QueueStore, type Job } from "../../relay/queue";
+import { QueueWorker } from "../../relay/worker";
+import { captureLog, queueOptions, tempDir } from "./fixtures";
+
+/** A loopback SMTP sink that answers DATA like Postfix, or with whatever code the test sets. */
+let reply: { code: number; text: string } = { code: 250, text: "2.0.0 Ok: queued as 4XyZ12abc" };
+const received: { from: string; to: string[]; data: string }[] = [];
+let server: SMTPServer;
+let port = 0;
+
+beforeAll(async () => {
+  server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS", "AUTH"],
+    logger: false,
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        received.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks).toString() });
+        if (reply.code === 250) return callback(null, reply.text);
+        const err = Object.assign(new Error(reply.text), { responseCode: reply.code });
+        return callback(err);
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  port = (server.server.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+const msg = { id: "m", from: "noreply@example.com", to: ["to@example.net", "hidden-bcc@example.org"], raw: "From: noreply@example.com\r\nTo: to@example.net\r\nSubject: t\r\n\r\nhello\r\n" };
+
+describe("SMTP hand-off to loopback Postfix", () => {
+  it("parses Postfix's queue id from the DATA reply", () => {
+    expect(parsePostfixQueueId("250 2.0.0 Ok: queued as 4XyZ12abc")).toBe("4XyZ12abc");
+    expect(parsePostfixQueueId("250 2.0.0 Ok: queued as 4fK1Qm2B3Cz9")).toBe("4fK1Qm2B3Cz9");
+    expect(parsePostfixQueueId("250 OK")).toBeUndefined();
+  });
+
+  it("a 250 resolves with the queue id; the envelope carries every recipient including Bcc", async () => {
+    reply = { code: 250, text: "2.0.0 Ok: queued as 4XyZ12abc" };
+    const h = new SmtpHandoff({ host: "127.0.0.1", port, timeoutMs: 5000 });
+    try {
+      expect(await h.send(msg)).toEqual({ queueId: "4XyZ12abc" });
+      const last = received[received.length - 1];
+      expect(last?.from).toBe("noreply@example.com");
+      expect(last?.to).toEqual(["to@example.net", "hidden-bcc@example.org"]);
+      expect(last?.data).toContain("hello");
+      await expect(h.check()).resolves.toBeUndefined();
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("a 451 (milter down) is a temporary failure; a 550 is permanent", async () => {
+    const h = new SmtpHandoff({ host: "127.0.0.1", port, timeoutMs: 5000 });
+    try {
+      reply = { code: 451, text: "4.7.1 Service unavailable - try again later" };
+      const e1 = await h.send(msg).catch((e: unknown) => e);
+      expect(e1).toBeInstanceOf(HandoffError);
+      expect((e1 as HandoffError).permanent).toBe(false);
+      expect((e1 as Error).message).toMatch(/451/);
+      reply = { code: 550, text: "5.1.1 no such user" };
+      const e2 = await h.send(msg).catch((e: unknown) => e);
+      expect((e2 as HandoffError).permanent).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("nothing listening is a temporary failure and /ready's check fails", async () => {
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: 1, timeoutMs: 2000 });
+    try {
+      const e = await h.send(msg).catch((err: unknown) => err);
+      expect((e as HandoffError).permanent).toBe(false);
+      await expect(h.check()).rejects.toThrow();
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe("worker + queue + SMTP: a 451 leaves the job pending, a 250 records the queue id", () => {
+  it("retries after the backoff and ends handed off with Postfix's id", async () => {
+    const tmp = tempDir("relay-worker-");
+    const queue = new QueueStore(queueOptions(tmp.dir, { retryBaseMs: 150, retryMaxMs: 1000, maxAttempts: 5 }));
+    await queue.open();
+    const handoff = new SmtpHandoff({ host: "127.0.0.1", port, timeoutMs: 5000 });
+    const { log, lines } = captureLog();
+    const worker = new QueueWorker({ queue, handoff, log });
+    try {
+      reply = { code: 451, text: "4.7.1 Service unavailable - try again later" };
+      const now = Date.now();
+      const job: Job = {
+        id: randomUUID(),
+        caller: "app",
+        createdAt: now,
+        attempts: 0,
+        nextAttemptAt: now,
+        envelope: { from: msg.from, to: msg.to },
+        subject: "t",
+        recipientDomains: ["example.net", "example.org"],
+        tags: [],
+        raw: msg.raw,
+      };
+      await queue.enqueue(job);
+      worker.start();
+      const waitFor = async (pred: () => Promise<boolean>) => {
+        for (let i = 0; i < 200 && !(await pred()); i++) await new Promise((r) => setTimeout(r, 20));
+      };
+      await waitFor(async () => (await queue.status(job.id))?.attempts === 1);
+      const pending = await queue.status(job.id);
+      expect(pending).toMatchObject({ state: "queued", attempts: 1 });
+      expect(pending?.lastError).toMatch(/451/);
+      reply = { code: 250, text: "2.0.0 Ok: queued as 7QbC9dEf" };
+      await waitFor(async () => (await queue.status(job.id))?.state === "handed_off");
+      expect(await queue.status(job.id)).toMatchObject({ state: "handed_off", postfixQueueId: "7QbC9dEf", attempts: 2 });
+      const logged = lines.map((l) => JSON.parse(l));
+      expect(logged.find((l) => l.outcome === "retry")).toMatchObject({ id: job.id, caller: "app", recipients: 2 });
+      expect(logged.find((l) => l.outcome === "handed_off")).toMatchObject({ id: job.id, postfixQueueId: "7QbC9dEf" });
+      expect(lines.join("\n")).not.toContain("hidden-bcc@example.org");
+    } finally {
+      await worker.stop();
+      await handoff.close();
+      tmp.cleanup();
+    }
+  });
+});
