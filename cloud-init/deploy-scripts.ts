@@ -107,7 +107,8 @@ export function renderInstallRelayRelease(version: string): string {
     `release="$root${RELAY_RELEASES}/"${shellQuote(version)}`,
     "umask 022",
     'mkdir -p -- "$release"',
-    `tmp=$(mktemp -- "$release/.${RELAY_ENTRY}.XXXXXX")`,
+    // .js suffix: node --check decides the module type by extension.
+    `tmp=$(mktemp --suffix=.js -- "$release/.relay.XXXXXX")`,
     "trap 'rm -f -- \"$tmp\"' EXIT",
     'cat > "$tmp"',
     'if [ ! -s "$tmp" ]; then echo "refusing to install an empty relay bundle (nothing arrived on stdin)" >&2; exit 1; fi',

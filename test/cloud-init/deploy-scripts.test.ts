@@ -1,0 +1,232 @@
+// The deploy scripts run for real with bash against a scratch root (MAIL_RELAY_ROOT), with stub systemctl, curl,
+// journalctl and chown first on PATH. The curl stub answers /health only when the ACTIVE release (through the
+// `current` symlink) is a healthy bundle, so rollback is observed, not assumed.
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  renderActivateRelayRelease,
+  renderApplyMailConfig,
+  renderInstallFile,
+  renderInstallRelayRelease,
+  renderStartCloudflared,
+  renderStopCloudflared,
+  renderStopRelay,
+  renderWaitForCloudInit,
+} from "../../cloud-init";
+import { buildConfig } from "./fixtures";
+
+let root: string;
+let stubs: string;
+let log: string;
+
+function stub(name: string, body: string): void {
+  writeFileSync(join(stubs, name), `#!/usr/bin/env bash\necho "${name} $*" >> "$STUB_LOG"\n${body}\n`);
+  chmodSync(join(stubs, name), 0o755);
+}
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "deploy-root-"));
+  stubs = mkdtempSync(join(tmpdir(), "deploy-stubs-"));
+  log = join(stubs, "calls.log");
+  writeFileSync(log, "");
+  stub("systemctl", "exit 0");
+  stub("chown", "exit 0");
+  stub("journalctl", 'echo "relay[42]: Error: RELAY_ALLOWED_FROM is required (fake journal line)"');
+  stub("curl", 'grep -q HEALTHY "$MAIL_RELAY_ROOT/opt/mail-relay/current/relay.js" 2>/dev/null && exit 0 || exit 7');
+});
+afterEach(() => {
+  rmSync(root, { recursive: true, force: true });
+  rmSync(stubs, { recursive: true, force: true });
+});
+
+function bash(script: string, input = "") {
+  const r = spawnSync("bash", ["-c", script], {
+    input,
+    encoding: "utf8",
+    env: { HOME: root, PATH: `${stubs}:${process.env.PATH}`, MAIL_RELAY_ROOT: root, STUB_LOG: log, MAIL_RELAY_HEALTH_TIMEOUT: "2" },
+    timeout: 30_000,
+  });
+  return { status: r.status, out: r.stdout + r.stderr, calls: readFileSync(log, "utf8") };
+}
+
+const healthy = (v: string) => `// HEALTHY ${v}\nconsole.log("relay ${v}");\n`;
+const broken = (v: string) => `// broken ${v}\nprocess.exit(1);\n`;
+const current = () => readlinkSync(join(root, "opt/mail-relay/current"));
+const releases = () => readdirSync(join(root, "opt/mail-relay/releases")).filter((n) => !n.startsWith(".")).sort();
+
+function deploy(version: string, bundle: string) {
+  const i = bash(renderInstallRelayRelease(version), bundle);
+  expect(i.status, i.out).toBe(0);
+  return bash(renderActivateRelayRelease(version, 2525));
+}
+
+describe("every deploy script is strict bash", () => {
+  const cfg = buildConfig({ smarthost: true });
+  const scripts = [
+    renderWaitForCloudInit(),
+    renderInstallFile({ path: "/etc/postfix/main.cf", mode: "0644", owner: "root", group: "root", secret: false }),
+    renderApplyMailConfig(cfg.host),
+    renderApplyMailConfig(buildConfig().host),
+    renderInstallRelayRelease("v1"),
+    renderActivateRelayRelease("v1", 2525),
+    renderStartCloudflared(),
+    renderStopCloudflared(),
+    renderStopRelay(),
+  ];
+  it.each(scripts.map((s, i) => [i, s]))("script %i uses set -euo pipefail and parses (bash -n)", (_i, s) => {
+    expect(s).toMatch(/^#!\/usr\/bin\/env bash\n/);
+    expect(s).toContain("\nset -euo pipefail\n");
+    const r = spawnSync("bash", ["-n"], { input: s, encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+  });
+  it("no script carries file content or secrets: content comes on stdin", () => {
+    for (const s of scripts) expect(s).not.toMatch(/PRIVATE KEY|TUNNEL_TOKEN=|SMTP_RELAY_TOKEN=/);
+  });
+  it("refuses unsafe inputs instead of quoting them into a script", () => {
+    expect(() => renderInstallFile({ path: "/etc/x; rm -rf /", mode: "0644", owner: "root", group: "root", secret: false })).toThrow(/path/);
+    expect(() => renderInstallFile({ path: "/etc/x", mode: "644", owner: "root", group: "root", secret: false })).toThrow(/mode/);
+    expect(() => renderInstallFile({ path: "/etc/x", mode: "0644", owner: "root$(id)", group: "root", secret: false })).toThrow(/owner/);
+    expect(() => renderInstallRelayRelease("../../etc")).toThrow(/version/);
+    expect(() => renderActivateRelayRelease("v1", 0)).toThrow(/relayPort/);
+  });
+});
+
+describe("renderInstallFile", () => {
+  const f = { path: "/etc/opendkim/keys/example.com/mail202611.private", mode: "0600", owner: "opendkim", group: "opendkim", secret: true } as const;
+
+  it("writes stdin to the path with the mode, chowns it, and leaves no temp file behind", () => {
+    const r = bash(renderInstallFile(f), "KEY-CONTENT\n");
+    expect(r.status, r.out).toBe(0);
+    const dest = join(root, f.path);
+    expect(readFileSync(dest, "utf8")).toBe("KEY-CONTENT\n");
+    expect((statSync(dest).mode & 0o777).toString(8)).toBe("600");
+    expect(r.calls).toMatch(/^chown -- opendkim:opendkim .*\/\.mail202611\.private\.\w+$/m);
+    expect(readdirSync(join(root, "etc/opendkim/keys/example.com"))).toEqual(["mail202611.private"]);
+  });
+  it("replaces an existing file by rename (a reader holding the old file keeps the old content)", () => {
+    const g = { path: "/etc/postfix/main.cf", mode: "0644", owner: "root", group: "root", secret: false } as const;
+    expect(bash(renderInstallFile(g), "old\n").status).toBe(0);
+    const before = statSync(join(root, g.path)).ino;
+    expect(bash(renderInstallFile(g), "new\n").status).toBe(0);
+    expect(readFileSync(join(root, g.path), "utf8")).toBe("new\n");
+    expect(statSync(join(root, g.path)).ino).not.toBe(before);
+    expect((statSync(join(root, g.path)).mode & 0o777).toString(8)).toBe("644");
+  });
+  it("refuses empty stdin and keeps the existing file", () => {
+    const g = { path: "/etc/mail-relay.env", mode: "0640", owner: "root", group: "mailrelay", secret: true } as const;
+    expect(bash(renderInstallFile(g), "A=1\n").status).toBe(0);
+    const r = bash(renderInstallFile(g), "");
+    expect(r.status).not.toBe(0);
+    expect(r.out).toMatch(/refusing to install an empty/);
+    expect(readFileSync(join(root, g.path), "utf8")).toBe("A=1\n");
+    expect(readdirSync(join(root, "etc"))).toEqual(["mail-relay.env"]);
+  });
+});
+
+describe("relay releases: install, activate, roll back, prune", () => {
+  it("installs the bundle atomically into releases/<version>/relay.js and refuses one that does not parse", () => {
+    const r = bash(renderInstallRelayRelease("v1"), healthy("v1"));
+    expect(r.status, r.out).toBe(0);
+    expect(readFileSync(join(root, "opt/mail-relay/releases/v1/relay.js"), "utf8")).toBe(healthy("v1"));
+    expect(readdirSync(join(root, "opt/mail-relay/releases/v1"))).toEqual(["relay.js"]);
+    const bad = bash(renderInstallRelayRelease("v2"), "function (");
+    expect(bad.status).not.toBe(0);
+    expect(bad.out).toMatch(/does not parse/);
+    expect(existsSync(join(root, "opt/mail-relay/releases/v2/relay.js"))).toBe(false);
+  });
+  it("switches current to the new release, restarts the relay and succeeds when /health answers", () => {
+    const r = deploy("v1", healthy("v1"));
+    expect(r.status, r.out).toBe(0);
+    expect(current()).toBe("releases/v1");
+    expect(lstatSync(join(root, "opt/mail-relay/current")).isSymbolicLink()).toBe(true);
+    expect(r.calls).toMatch(/systemctl daemon-reload\nsystemctl enable --quiet mail-relay.service\nsystemctl restart mail-relay.service/);
+    expect(r.calls).toMatch(/curl .*http:\/\/127\.0\.0\.1:2525\/health/);
+    expect(r.out).toMatch(/active and healthy/);
+  });
+  it("rolls back to the previous release when the new one fails its health check, exits non-zero with the log tail", () => {
+    expect(deploy("v1", healthy("v1")).status).toBe(0);
+    const r = deploy("v2", broken("v2"));
+    expect(r.status).not.toBe(0);
+    expect(current()).toBe("releases/v1");
+    expect(r.out).toMatch(/v2 failed its health check/);
+    expect(r.out).toMatch(/journalctl -u mail-relay.service -n 50/);
+    expect(r.out).toMatch(/fake journal line/);
+    expect(r.out).toMatch(/rolled back: current -> releases\/v1 \(healthy\)/);
+    expect(r.calls.match(/systemctl restart mail-relay.service/g)).toHaveLength(3);
+  });
+  it("fails without a previous release to return to (first deploy broken)", () => {
+    const r = deploy("v1", broken("v1"));
+    expect(r.status).not.toBe(0);
+    expect(r.out).toMatch(/no previous release to roll back to/);
+  });
+  it("refuses to activate a release that was never installed, leaving current alone", () => {
+    expect(deploy("v1", healthy("v1")).status).toBe(0);
+    writeFileSync(log, "");
+    const r = bash(renderActivateRelayRelease("v9", 2525));
+    expect(r.status).not.toBe(0);
+    expect(current()).toBe("releases/v1");
+    expect(r.calls).not.toMatch(/restart/);
+  });
+  it("keeps the newest 5 releases, never pruning the current or previous one", () => {
+    const t0 = Date.now() / 1000 - 1000;
+    for (let i = 1; i <= 7; i++) {
+      expect(deploy(`v${i}`, healthy(`v${i}`)).status).toBe(0);
+      utimesSync(join(root, `opt/mail-relay/releases/v${i}`), t0 + i, t0 + i); // distinct mtimes, oldest first
+    }
+    expect(deploy("v8", healthy("v8")).status).toBe(0);
+    expect(releases()).toEqual(["v4", "v5", "v6", "v7", "v8"]);
+    expect(current()).toBe("releases/v8");
+  });
+});
+
+describe("apply mail config and teardown (stubbed tools)", () => {
+  beforeEach(() => {
+    stub("postfix", 'echo "postfix/postfix-script: warning: demo"; exit 0');
+    stub("postmap", 'touch "${1#hash:}.db"');
+    stub("opendkim", "exit 0");
+    mkdirSync(join(root, "var/spool/postfix/opendkim"), { recursive: true });
+    // a real unix socket, as OpenDKIM would create it
+    spawnSync("python3", ["-c", `import socket;s=socket.socket(socket.AF_UNIX);s.bind("${join(root, "var/spool/postfix/opendkim/opendkim.sock")}")`]);
+  });
+  it("smarthost: postmaps sasl_passwd, checks both configs, restarts OpenDKIM before Postfix", () => {
+    mkdirSync(join(root, "etc/postfix"), { recursive: true });
+    writeFileSync(join(root, "etc/postfix/sasl_passwd"), "[smtp.eu.mailgun.org]:587 u:p\n");
+    const r = bash(renderApplyMailConfig(buildConfig({ smarthost: true }).host));
+    expect(r.status, r.out).toBe(0);
+    const order = ["postmap hash:", "postfix check", "opendkim -n", "systemctl restart opendkim.service", "systemctl restart postfix.service"].map((c) => r.calls.indexOf(c));
+    expect(order.every((i) => i >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+  });
+  it("direct: removes any leftover smarthost password", () => {
+    mkdirSync(join(root, "etc/postfix"), { recursive: true });
+    writeFileSync(join(root, "etc/postfix/sasl_passwd"), "[old]:587 u:p\n");
+    const r = bash(renderApplyMailConfig(buildConfig().host));
+    expect(r.status, r.out).toBe(0);
+    expect(existsSync(join(root, "etc/postfix/sasl_passwd"))).toBe(false);
+    expect(r.calls).not.toMatch(/postmap/);
+  });
+  it("fails with postfix check's output and restarts nothing when the check fails", () => {
+    stub("postfix", 'echo "postfix: fatal: bad main.cf line 3" >&2; exit 1');
+    const r = bash(renderApplyMailConfig(buildConfig().host));
+    expect(r.status).not.toBe(0);
+    expect(r.out).toMatch(/postfix check failed:\npostfix: fatal: bad main.cf line 3/);
+    expect(r.calls).not.toMatch(/restart/);
+  });
+  it("stop relay: stops with systemctl (SIGTERM via the unit) and leaves the queue on disk", () => {
+    mkdirSync(join(root, "var/spool/mail-relay/pending"), { recursive: true });
+    writeFileSync(join(root, "var/spool/mail-relay/pending/job1.json"), "{}");
+    const r = bash(renderStopRelay());
+    expect(r.status, r.out).toBe(0);
+    expect(r.calls).toMatch(/systemctl disable --now mail-relay.service/);
+    expect(r.out).toMatch(/queue pending: 1 file/);
+    expect(existsSync(join(root, "var/spool/mail-relay/pending/job1.json"))).toBe(true);
+  });
+  it("stop cloudflared: disables the tunnel unit", () => {
+    const r = bash(renderStopCloudflared());
+    expect(r.status, r.out).toBe(0);
+    expect(r.calls).toMatch(/systemctl disable --now cloudflared-mail-relay.service/);
+  });
+});
