@@ -108,7 +108,7 @@ const schema = z.object({
       const m = /^(.+):(\d{1,5})$/.exec(s);
       const host = m?.[1]?.replace(/^\[(.*)\]$/, "$1");
       const port = Number(m?.[2]);
-      if (!m || !host || isIP(host) === 0 || port < 1 || port > 65535) {
+      if (!m || !host || isIP(host) === 0 || port < 0 || port > 65535) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be IP:PORT such as 127.0.0.1:2525, got "${s}"` });
         return z.NEVER;
       }

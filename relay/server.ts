@@ -66,7 +66,16 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
     closing ??= (async () => {
       log.info("shutting down: no new requests; finishing the job in hand");
       clearInterval(prune);
-      await app.close(); // stops accepting, lets in-flight requests finish their fsync and answer
+      // Node 18's server.close() leaves keep-alive sockets open (cloudflared holds them ~90 s): close them as soon as
+      // they go idle, so in-flight requests still finish their fsync and answer; after 10 s close everything.
+      const idle = setInterval(() => app.server.closeIdleConnections(), 100);
+      const hard = setTimeout(() => app.server.closeAllConnections(), 10_000);
+      try {
+        await app.close(); // stops accepting, waits for in-flight requests
+      } finally {
+        clearInterval(idle);
+        clearTimeout(hard);
+      }
       await worker.stop(); // the job in hand is handed off or written back to pending/
       await handoff.close();
       await fs.rm(pidFile, { force: true });

@@ -1,4 +1,4 @@
-import { existsSync, promises as fsp, readdirSync, writeFileSync } from "node:fs";
+import { promises as fsp, readdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";

@@ -94,11 +94,11 @@ describe("sendmail hand-off", () => {
 
   it("settles exactly once: the first of error/close decides, and a settled attempt is never killed by its timer", async () => {
     const h = new SendmailHandoff({ path: "/fake/sendmail", timeoutMs: 100 });
-    let child!: EventEmitter & Partial<ChildProcess>;
+    let child!: EventEmitter;
     let kills = 0;
     h._spawn = () => {
       child = Object.assign(new EventEmitter(), { stdin: new PassThrough(), stderr: new PassThrough(), kill: () => ++kills > 0 });
-      return child as ChildProcess;
+      return child as unknown as ChildProcess;
     };
     const first = h.send(msg).then(
       () => "resolved",

@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+
+export const BUNDLE = path.resolve(__dirname, "../../relay/dist/relay.js");
+export const NODE18_DIR = path.resolve(__dirname, "../../.cache/node18");
+export const NODE18 = { bin: path.join(NODE18_DIR, "usr/bin/node"), env: { LD_LIBRARY_PATH: path.join(NODE18_DIR, "usr/lib/x86_64-linux-gnu") } };
+
+export interface BundleProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly dir: string;
+  readonly stdout: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Copies the bundle into an empty directory (no node_modules next to it) and starts it with a fake sendmail. */
+export async function startBundle(dir: string, token: string, node: { bin: string; env: Record<string, string> }, extraEnv: Record<string, string> = {}): Promise<BundleProcess> {
+  mkdirSync(path.join(dir, "app"), { recursive: true });
+  copyFileSync(BUNDLE, path.join(dir, "app", "relay.js"));
+  const sendmail = path.join(dir, "fake-sendmail");
+  writeFileSync(sendmail, `#!/bin/sh\nn=$(date +%s%N)\nprintf '%s\\n' "$@" > ${dir}/sendmail-args.$n\ncat > ${dir}/sendmail-msg.$n\n`);
+  chmodSync(sendmail, 0o755);
+  const child = spawn(node.bin, [path.join(dir, "app", "relay.js")], {
+    cwd: path.join(dir, "app"),
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      ...node.env,
+      RELAY_LISTEN: "127.0.0.1:0",
+      SMTP_RELAY_TOKEN: `app=${token}`,
+      RELAY_ALLOWED_FROM: "noreply@example.com",
+      RELAY_MESSAGE_ID_DOMAIN: "mail.example.com",
+      QUEUE_ROOT: path.join(dir, "queue"),
+      RELAY_HANDOFF: "sendmail",
+      SENDMAIL_PATH: sendmail,
+      ...extraEnv,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+  child.stderr?.on("data", (c: Buffer) => (out += c.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`relay did not start:\n${out}`)), 15_000);
+    const onData = () => {
+      const m = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1] as string);
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`relay exited with ${code}:\n${out}`));
+    });
+  });
+  return {
+    child,
+    url,
+    dir,
+    stdout: () => out,
+    stop: (signal = "SIGTERM") =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+        child.once("exit", (code) => resolve(code));
+        child.kill(signal);
+      }),
+  };
+}
+
+export const haveBundle = existsSync(BUNDLE);
+export const haveNode18 = existsSync(NODE18.bin);
