@@ -27,10 +27,22 @@ export function knownProps(value: unknown): unknown {
   return out;
 }
 
-function view(r: { type: string; name: string; urn: string; props: Record<string, unknown> }): ResourceView {
+interface EngineResource {
+  type: string;
+  name: string;
+  urn: string;
+  props: Record<string, unknown>;
+  propertyDependencies?: Record<string, { urn: string }[]>;
+}
+
+function view(r: EngineResource): ResourceView {
   const props = (knownProps(r.props) ?? {}) as Record<string, unknown>;
+  // Bridged providers carry the ID in their state as `id`.
   const id = typeof props.id === "string" ? props.id : undefined;
-  return { type: r.type, name: r.name, urn: r.urn, props, ...(id !== undefined ? { id } : {}) };
+  const deps = r.propertyDependencies
+    ? Object.fromEntries(Object.entries(r.propertyDependencies).map(([k, rs]) => [k, rs.map((d) => d.urn)]))
+    : undefined;
+  return { type: r.type, name: r.name, urn: r.urn, props, ...(id !== undefined ? { id } : {}), ...(deps ? { propertyDependencies: deps } : {}) };
 }
 
 function report(violations: ReturnType<Rule["check"]>, reportViolation: ReportViolation): void {

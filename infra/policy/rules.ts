@@ -29,6 +29,8 @@ export interface ResourceView {
   /** The provider ID when known (mocks record it; bridged providers also carry `id` in props). */
   readonly id?: string;
   readonly props: Record<string, unknown>;
+  /** URNs each property depends on (CrossGuard's propertyDependencies), when the engine supplies them. */
+  readonly propertyDependencies?: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface Violation {
@@ -1027,7 +1029,8 @@ export const accessInFrontOfTunnel: StackRule = {
     const out: Violation[] = [];
     const apps = ofType(rs, TYPES.accessApp);
     const policies = ofType(rs, TYPES.accessPolicy);
-    const policyById = (id: string) => policies.find((p) => p.id === id || p.props.id === id);
+    const idOf = (p: ResourceView) => p.id ?? (isStr(p.props.id) ? p.props.id : undefined);
+    const idsUnknown = policies.some((p) => idOf(p) === undefined);
     for (const host of tunnelHostnames(rs)) {
       const covering = apps.filter((a) => appCovers(a, host) !== false);
       if (covering.length === 0) {
@@ -1043,17 +1046,21 @@ export const accessInFrontOfTunnel: StackRule = {
         }
         let tokenPolicy = false;
         let unknown = false;
+        // The app's policies: inline ones, ones found by ID, else the AccessPolicies its `policies` property depends on.
+        const resolved: Record<string, unknown>[] = [];
+        const deps = (app.propertyDependencies?.policies ?? []).flatMap((u) => policies.filter((p) => p.urn === u));
         for (const ref of refs.map(asObj)) {
           if (!ref) {
             unknown = true;
             continue;
           }
-          const inline = ref.decision !== undefined || ref.includes !== undefined;
-          const pol = inline ? ref : isStr(ref.id) ? policyById(ref.id)?.props : undefined;
-          if (pol === undefined) {
-            unknown = true;
-            continue;
-          }
+          if (ref.decision !== undefined || ref.includes !== undefined) resolved.push(ref);
+          else if (isStr(ref.id) && policies.some((p) => idOf(p) === ref.id)) resolved.push(policies.find((p) => idOf(p) === ref.id)!.props);
+          else if (deps.length > 0) resolved.push(...deps.map((d) => d.props));
+          else if (ref.id === undefined || idsUnknown) unknown = true;
+          else out.push(v(this.name, app, `covers ${host} with policy ${String(ref.id)}, which this stack does not manage, so its decision can't be checked`));
+        }
+        for (const pol of resolved) {
           const includes = (asArray(pol.includes) ?? []).map(asObj);
           if (pol.decision === "bypass") out.push(v(this.name, app, `covers ${host} with a bypass policy; nobody may reach the relay without a service token`));
           if (includes.some((inc) => inc && has(inc, "everyone")) && pol.decision !== "deny") out.push(v(this.name, app, `covers ${host} with a policy that includes everyone`));
