@@ -189,7 +189,9 @@ describe("apply mail config and teardown (stubbed tools)", () => {
     stub("opendkim", "exit 0");
     mkdirSync(join(root, "var/spool/postfix/opendkim"), { recursive: true });
     // a real unix socket, as OpenDKIM would create it
-    spawnSync("python3", ["-c", `import socket;s=socket.socket(socket.AF_UNIX);s.bind("${join(root, "var/spool/postfix/opendkim/opendkim.sock")}")`]);
+    const sock = join(root, "var/spool/postfix/opendkim/opendkim.sock");
+    spawnSync(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(sock)}, () => process.exit(0))`]);
+    expect(lstatSync(sock).isSocket()).toBe(true);
   });
   it("smarthost: postmaps sasl_passwd, checks both configs, restarts OpenDKIM before Postfix", () => {
     mkdirSync(join(root, "etc/postfix"), { recursive: true });
