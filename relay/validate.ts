@@ -158,6 +158,9 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
     }
   }
 
+  // Rule: a subject with something visible in it (the composer drops a blank Subject header).
+  if (b.subject.trim() === "") throw new RelayError("invalid_field", "subject must contain a visible character", "subject");
+
   // Rule: subject length.
   if ([...b.subject].length > SUBJECT_MAX) {
     throw new RelayError("subject_too_long", `subject has ${[...b.subject].length} characters; the limit is ${SUBJECT_MAX}`, "subject");

@@ -56,13 +56,25 @@ describe("no generated header value can inject a header", () => {
         expect(names.filter((n) => n === "x-custom").length).toBe(custom.trim() === "" ? names.filter((n) => n === "x-custom").length : 1);
         expect(names.filter((n) => n === "x-custom").length).toBeLessThanOrEqual(1);
         const parsed = await simpleParser(raw);
-        const norm = (s: string | undefined) => (s ?? "").replace(/\s+/g, " ").trim();
-        expect(norm(parsed.subject)).toBe(norm(body.subject)); // the subject is one value, not split into headers
+        // The subject stays one value: no part of it turned into another header (fidelity of astral characters is a
+        // separate, known nodemailer issue, pinned below).
+        expect(/[\r\n]/.test(parsed.subject ?? "")).toBe(false);
         expect(parsed.headers.has("bcc")).toBe(false);
         expect(parsed.headers.has("x-injected")).toBe(false);
         expect(parsed.bcc).toBeUndefined();
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("known nodemailer issue (found by the property test above)", () => {
+  // MailComposer splits long encoded-word subjects by UTF-16 length, so a surrogate pair at the split point becomes two
+  // U+FFFD. Not an injection, but an emoji at that position arrives garbled. it.fails turns red once nodemailer fixes it.
+  it.fails("an astral character at an encoded-word boundary survives the round trip", async () => {
+    const subject = '"𝚹Ⳃⅸ;𓂧𖭤ആ🚕𓉟';
+    const req = validateSendRequest({ from: ALLOWED_FROM, to: "user@example.net", subject, text: "x" }, limits);
+    const raw = (await composeMessage(req, { id: "11111111-2222-4333-8444-555555555555", messageIdDomain: "mail.example.com", date: new Date(0) })).toString("utf8");
+    expect((await simpleParser(raw)).subject).toBe(subject);
   });
 });

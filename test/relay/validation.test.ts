@@ -112,6 +112,10 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
     await expectRefused(validBody({ headers: { "X-Bad Name": "1" } }), 400, "header_not_allowed");
   });
 
+  it("a blank subject is refused (the composer would silently drop the header)", async () => {
+    await expectRefused(validBody({ subject: "   " }), 400, "invalid_field", "subject");
+  });
+
   it("subject is at most 200 characters", async () => {
     expect((await send(validBody({ subject: "s".repeat(200) }))).status).toBe(202);
     await expectRefused(validBody({ subject: "s".repeat(201) }), 400, "subject_too_long", "subject");

@@ -1,0 +1,176 @@
+// npm run bench:relay — accepted requests/s, p50/p99 latency and peak RSS of the bundled relay at 50 concurrent
+// requests, next to this disk's physical limit (a bare write+fsync+rename+dir-fsync loop). Hand-off: a loopback SMTP
+// sink inside this process (no discard mode exists in the relay's production config).
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { SMTPServer } from "smtp-server";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const bundle = path.join(repo, "relay/dist/relay.js");
+const TOTAL = Number(process.env.BENCH_REQUESTS ?? 5000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
+const DISK_SECONDS = Number(process.env.BENCH_DISK_SECONDS ?? 5);
+const TOKEN = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz";
+// Same filesystem as a real QUEUE_ROOT would be on (not tmpfs): under the repo's .cache/.
+const work = fs.mkdtempSync(path.join(repo, ".cache", "bench-"));
+fs.mkdirSync(path.dirname(work), { recursive: true });
+
+if (!fs.existsSync(bundle)) {
+  console.error(`missing ${bundle}: run npm run build`);
+  process.exit(1);
+}
+
+// --- loopback SMTP sink that answers like Postfix ---
+let sunk = 0;
+const sink = new SMTPServer({
+  authOptional: true,
+  disabledCommands: ["STARTTLS", "AUTH"],
+  logger: false,
+  onData(stream, _s, cb) {
+    stream.resume();
+    stream.on("end", () => cb(null, `2.0.0 Ok: queued as B${(++sunk).toString(36).toUpperCase()}`));
+  },
+});
+await new Promise((r) => sink.listen(0, "127.0.0.1", r));
+const sinkPort = sink.server.address().port;
+
+// --- the relay, as a separate process ---
+const relay = spawn(process.execPath, [bundle], {
+  env: {
+    PATH: process.env.PATH,
+    RELAY_LISTEN: "127.0.0.1:0",
+    SMTP_RELAY_TOKEN: `bench=${TOKEN}`,
+    RELAY_ALLOWED_FROM: "noreply@example.com",
+    QUEUE_ROOT: path.join(work, "queue"),
+    RELAY_HANDOFF: `smtp://127.0.0.1:${sinkPort}`,
+    RELAY_RATE_LIMIT_PER_MIN: "100000000",
+    RELAY_MIN_FREE_BYTES: "0",
+    LOG_LEVEL: "info",
+    ...(process.env.UV_THREADPOOL_SIZE ? { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE } : {}),
+  },
+  stdio: ["ignore", "pipe", "inherit"],
+});
+let relayOut = "";
+const url = await new Promise((resolve, reject) => {
+  relay.stdout.on("data", (c) => {
+    relayOut += c.toString();
+    const m = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(relayOut);
+    if (m) resolve(m[1]);
+    if (relayOut.length > 1e6) relayOut = relayOut.slice(-1e5);
+  });
+  relay.on("exit", (code) => reject(new Error(`relay exited ${code}`)));
+});
+const { port } = new URL(url);
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+const payload = JSON.stringify({
+  to: ["user@example.net"],
+  from: { email: "noreply@example.com", name: "Bench" },
+  subject: "Your receipt #12345",
+  text: "Thanks for your order. ".repeat(40),
+  html: `<p>${"Thanks for your <b>order</b>. ".repeat(40)}</p>`,
+});
+
+function post() {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const req = http.request(
+      { host: "127.0.0.1", port, path: "/send", method: "POST", agent, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", "content-length": Buffer.byteLength(payload) } },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode, ms: Number(process.hrtime.bigint() - t0) / 1e6 }));
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+async function run(n) {
+  const lat = [];
+  let accepted = 0;
+  let next = 0;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < n) {
+        next++;
+        const r = await post();
+        lat.push(r.ms);
+        if (r.status === 202) accepted++;
+      }
+    }),
+  );
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  lat.sort((a, b) => a - b);
+  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+  return { accepted, secs, rps: accepted / secs, p50: q(0.5), p99: q(0.99), max: lat[lat.length - 1] };
+}
+
+await run(300); // warm-up (JIT, pool connections)
+let jobSize = 0;
+const pendingDir = path.join(work, "queue", "pending");
+const sampler = setInterval(() => {
+  for (const f of fs.readdirSync(pendingDir).slice(0, 1)) {
+    try {
+      jobSize = Math.max(jobSize, fs.statSync(path.join(pendingDir, f)).size);
+    } catch {}
+  }
+}, 50);
+const result = await run(TOTAL);
+clearInterval(sampler);
+const status = fs.readFileSync(`/proc/${relay.pid}/status`, "utf8");
+const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)[1]);
+
+// Let the worker drain, so the disk loop below does not compete with it.
+for (let i = 0; i < 600 && fs.readdirSync(pendingDir).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+const leftPending = fs.readdirSync(pendingDir).length;
+relay.kill("SIGTERM");
+await new Promise((r) => relay.on("exit", r));
+agent.destroy();
+sink.close();
+
+// --- the disk's physical limit: the same durable-write sequence, bare, in one loop ---
+if (!jobSize) jobSize = 4096;
+const diskDir = path.join(work, "disk");
+const tmpDir = path.join(work, "disk-tmp");
+fs.mkdirSync(diskDir);
+fs.mkdirSync(tmpDir);
+const buf = Buffer.alloc(jobSize, 120);
+let files = 0;
+const dEnd = Date.now() + DISK_SECONDS * 1000;
+const d0 = process.hrtime.bigint();
+while (Date.now() < dEnd) {
+  const tmp = path.join(tmpDir, `f${files}`);
+  const fd = fs.openSync(tmp, "wx", 0o600);
+  fs.writeSync(fd, buf);
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(tmp, path.join(diskDir, `f${files}.json`));
+  const dfd = fs.openSync(diskDir, "r");
+  fs.fsyncSync(dfd);
+  fs.closeSync(dfd);
+  files++;
+}
+const diskRate = files / (Number(process.hrtime.bigint() - d0) / 1e9);
+fs.rmSync(work, { recursive: true, force: true });
+
+const ratio = result.rps / diskRate;
+const rssMb = hwmKb / 1024;
+const line = (k, v) => console.log(`${k.padEnd(44)} ${v}`);
+console.log(`\nrelay benchmark: ${TOTAL} POST /send at ${CONCURRENCY} concurrent, bundled relay on node ${process.version}, SMTP hand-off to a loopback sink`);
+line("accepted (202)", `${result.accepted}/${TOTAL} in ${result.secs.toFixed(2)} s`);
+line("accepted requests/s", result.rps.toFixed(0));
+line("latency p50 / p99 / max (ms)", `${result.p50.toFixed(1)} / ${result.p99.toFixed(1)} / ${result.max.toFixed(1)}`);
+line("relay peak RSS (VmHWM)", `${rssMb.toFixed(1)} MB`);
+line("job file size used for the disk loop", `${jobSize} bytes`);
+line("disk limit: write+fsync+rename+dir fsync /s", diskRate.toFixed(0));
+line("ratio relay / disk limit", `${ratio.toFixed(2)}x`);
+line("handed off to the sink during the run", `${sunk} (pending left after drain: ${leftPending})`);
+console.log("\ntargets:");
+line("  >= 0.5x disk limit", ratio >= 0.5 ? "met" : "MISSED");
+line("  <= 100 MB RSS", rssMb <= 100 ? "met" : "MISSED");
+line("  p99 < 50 ms at 50 concurrent", result.p99 < 50 ? "met" : "MISSED");
