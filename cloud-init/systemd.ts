@@ -50,6 +50,14 @@ const COMMON_HARDENING: UnitSection = [
   ["SystemCallErrorNumber", "EPERM"],
 ];
 
+/** The relay's sandbox; the sendmail hand-off must be allowed to run setgid postdrop. */
+export function relayHardening(s: HostSettings): UnitSection {
+  if (s.relayHandoff !== "sendmail") return COMMON_HARDENING;
+  return COMMON_HARDENING.map((row) =>
+    typeof row !== "string" && (row[0] === "NoNewPrivileges" || row[0] === "RestrictSUIDSGID") ? ([row[0], "no"] as const) : row,
+  );
+}
+
 /** /etc/systemd/system/mail-relay.service */
 export function renderRelayUnit(s: HostSettings): string {
   checkHostSettings(s);
@@ -76,11 +84,14 @@ export function renderRelayUnit(s: HostSettings): string {
       ["KillSignal", "SIGTERM"],
       ["TimeoutStopSec", "45s"],
       ["UMask", "0027"],
-      ...COMMON_HARDENING,
-      "The queue is the only writable path. No Postfix paths: the default hand-off is SMTP to 127.0.0.1:25.",
-      "Sendmail hand-off (RELAY_HANDOFF=sendmail) runs setgid postdrop, which NoNewPrivileges/RestrictSUIDSGID forbid:",
-      "it needs a drop-in with NoNewPrivileges=no, RestrictSUIDSGID=no and ReadWritePaths=/var/spool/postfix/maildrop.",
-      ["ReadWritePaths", QUEUE_ROOT],
+      ...relayHardening(s),
+      ...(s.relayHandoff === "sendmail"
+        ? [
+            "Sendmail hand-off: postdrop is setgid postdrop and writes the maildrop, so NoNewPrivileges and",
+            "RestrictSUIDSGID are off and the maildrop is writable. The default SMTP hand-off keeps them on.",
+            ["ReadWritePaths", `${QUEUE_ROOT} /var/spool/postfix/maildrop`] as const,
+          ]
+        : ["The queue is the only writable path. No Postfix paths: the hand-off is SMTP to 127.0.0.1:25.", ["ReadWritePaths", QUEUE_ROOT] as const]),
       "Listens on loopback, talks to Postfix on loopback: no other address family and no other peer.",
       ["RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"],
       ["IPAddressAllow", "localhost"],

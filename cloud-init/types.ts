@@ -40,6 +40,8 @@ export interface HostSettings {
   readonly ipv6: boolean;
   /** Whether cloudflared's unit is part of the host files. */
   readonly tunnel: boolean;
+  /** The relay's hand-off to Postfix (default smtp). sendmail needs setgid postdrop, so the unit loosens two sandbox settings. */
+  readonly relayHandoff?: "smtp" | "sendmail";
 }
 
 /** Values rendered into /etc/mail-relay.env (secret because of tokens). Env names are fixed by the relay. */

@@ -33,6 +33,7 @@ export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSetti
     ...(c.smarthost ? { smarthost: { host: c.smarthost.host, port: c.smarthost.port, username: c.smarthost.username } } : {}),
     ipv6: c.ipv6,
     tunnel: c.tunnel,
+    relayHandoff: c.relay.handoff,
   };
 }
 

@@ -17,6 +17,7 @@ export const stackVariants: { name: string; stack: StackName; overrides: Record<
   { name: "prod: IPv4 only", stack: "prod", overrides: { ipv6: false } },
   { name: "prod: smarthost", stack: "prod", overrides: { smarthost: { host: "smtp.eu.mailgun.org", port: 587, username: "postmaster@example.com", spfInclude: "mailgun.org" }, smarthostPassword: "offline-smarthost-password-1234" } },
   { name: "prod: no tunnel", stack: "prod", overrides: { tunnel: false } },
+  { name: "prod: sendmail hand-off", stack: "prod", overrides: { relay: { handoff: "sendmail" } } },
   { name: "prod: no BIMI", stack: "prod", overrides: { bimi: undefined } },
   { name: "prod: two DKIM selectors", stack: "prod", overrides: { dkimSelectors: [{ name: "mail202611", active: true }, { name: "mail202606" }] } },
   { name: "staging: two nodes, IPv6", stack: "staging", overrides: { nodeCount: 2, ipv6: true } },

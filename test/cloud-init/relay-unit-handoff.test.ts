@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { renderRelayUnit } from "../../cloud-init";
+import { buildConfig } from "./fixtures";
+
+function service(unit: string): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  let inService = false;
+  for (const line of unit.split("\n")) {
+    if (/^\[.+\]$/.test(line)) inService = line === "[Service]";
+    else if (inService && /^[A-Za-z]+=/.test(line)) {
+      const [k, ...v] = line.split("=");
+      m.set(k, [...(m.get(k) ?? []), v.join("=")]);
+    }
+  }
+  return m;
+}
+
+describe("relay unit: sandbox follows the hand-off", () => {
+  it("SMTP hand-off (default): no new privileges, no setuid/setgid, only the queue writable", () => {
+    const s = service(renderRelayUnit(buildConfig().host));
+    expect(s.get("NoNewPrivileges")).toEqual(["yes"]);
+    expect(s.get("RestrictSUIDSGID")).toEqual(["yes"]);
+    expect(s.get("ReadWritePaths")).toEqual(["/var/spool/mail-relay"]);
+  });
+
+  it("sendmail hand-off: setgid postdrop allowed and the maildrop writable, the rest of the sandbox kept", () => {
+    const s = service(renderRelayUnit({ ...buildConfig().host, relayHandoff: "sendmail" }));
+    expect(s.get("NoNewPrivileges")).toEqual(["no"]);
+    expect(s.get("RestrictSUIDSGID")).toEqual(["no"]);
+    expect(s.get("ReadWritePaths")).toEqual(["/var/spool/mail-relay /var/spool/postfix/maildrop"]);
+    expect(s.get("ProtectSystem")).toEqual(["strict"]);
+    expect(s.get("CapabilityBoundingSet")).toEqual([""]);
+    expect(s.get("User")).toEqual(["mailrelay"]);
+  });
+});
