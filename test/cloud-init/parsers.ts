@@ -101,29 +101,27 @@ export function parseEnvFile(text: string): Map<string, string> {
   return out;
 }
 
-/** sshd_config style: `Keyword value`; the first occurrence wins, as in sshd. */
-export function parseSshd(text: string): Map<string, string> {
-  const out = new Map<string, string>();
+/** `Keyword value` lines (sshd_config, opendkim.conf), comments and blank lines skipped. */
+function keywordLines(text: string): [string, string][] {
+  const rows: [string, string][] = [];
   for (const line of text.split("\n")) {
     const t = line.trim();
     if (t === "" || t.startsWith("#")) continue;
     const m = /^(\S+)\s+(.*)$/.exec(t);
     if (!m) throw new Error(`not "Keyword value": ${line}`);
-    const key = (m[1] as string).toLowerCase();
-    if (!out.has(key)) out.set(key, m[2] as string);
+    rows.push([m[1] as string, m[2] as string]);
   }
+  return rows;
+}
+
+/** sshd_config style: `Keyword value`; the first occurrence wins, as in sshd. */
+export function parseSshd(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [k, v] of keywordLines(text)) if (!out.has(k.toLowerCase())) out.set(k.toLowerCase(), v);
   return out;
 }
 
 /** OpenDKIM conf: `Keyword value` per line. */
 export function parseOpendkimConf(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of text.split("\n")) {
-    const t = line.trim();
-    if (t === "" || t.startsWith("#")) continue;
-    const m = /^(\S+)\s+(.*)$/.exec(t);
-    if (!m) throw new Error(`not "Keyword value": ${line}`);
-    out.set(m[1] as string, (m[2] as string).trim());
-  }
-  return out;
+  return new Map(keywordLines(text).map(([k, v]) => [k, v.trim()]));
 }

@@ -1,18 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { renderRelayUnit } from "../../cloud-init";
 import { buildConfig } from "./fixtures";
+import { parseUnit } from "./parsers";
 
 function service(unit: string): Map<string, string[]> {
-  const m = new Map<string, string[]>();
-  let inService = false;
-  for (const line of unit.split("\n")) {
-    if (/^\[.+\]$/.test(line)) inService = line === "[Service]";
-    else if (inService && /^[A-Za-z]+=/.test(line)) {
-      const [k, ...v] = line.split("=");
-      m.set(k, [...(m.get(k) ?? []), v.join("=")]);
-    }
-  }
-  return m;
+  const section = parseUnit(unit).get("Service");
+  if (!section) throw new Error("no [Service] section");
+  return section;
 }
 
 describe("relay unit: sandbox follows the hand-off", () => {
