@@ -38,7 +38,8 @@ await new Promise((r) => sink.listen(0, "127.0.0.1", r));
 const sinkPort = sink.server.address().port;
 
 // --- the relay, as a separate process ---
-const relay = spawn(process.execPath, [bundle], {
+const nodeArgs = (process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
+const relay = spawn(process.execPath, [...nodeArgs, bundle], {
   env: {
     PATH: process.env.PATH,
     RELAY_LISTEN: "127.0.0.1:0",
@@ -49,11 +50,13 @@ const relay = spawn(process.execPath, [bundle], {
     RELAY_RATE_LIMIT_PER_MIN: "100000000",
     RELAY_MIN_FREE_BYTES: "0",
     LOG_LEVEL: "info",
-    ...(process.env.UV_THREADPOOL_SIZE ? { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE } : {}),
+    ...Object.fromEntries(["UV_THREADPOOL_SIZE", "MALLOC_ARENA_MAX"].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
   },
   stdio: ["ignore", "pipe", "inherit"],
 });
 let relayOut = "";
+// BENCH_RELAY_LOG=FILE keeps the relay's stdout (JSON logs, or V8 traces with BENCH_RELAY_NODE_ARGS=--trace-gc).
+if (process.env.BENCH_RELAY_LOG) relay.stdout.pipe(fs.createWriteStream(process.env.BENCH_RELAY_LOG));
 const url = await new Promise((resolve, reject) => {
   relay.stdout.on("data", (c) => {
     relayOut += c.toString();
@@ -73,6 +76,12 @@ const payload = JSON.stringify({
   text: "Thanks for your order. ".repeat(40),
   html: `<p>${"Thanks for your <b>order</b>. ".repeat(40)}</p>`,
 });
+
+/** utime and stime of a process in ms (from /proc/PID/stat, clock ticks of 10 ms). */
+function procCpu(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+}
 
 function post() {
   return new Promise((resolve, reject) => {
@@ -120,7 +129,11 @@ const sampler = setInterval(() => {
     } catch {}
   }
 }, 50);
+const cpu0 = procCpu(relay.pid);
+const self0 = process.cpuUsage();
 const result = await run(TOTAL);
+const cpu1 = procCpu(relay.pid);
+const self1 = process.cpuUsage(self0);
 clearInterval(sampler);
 const status = fs.readFileSync(`/proc/${relay.pid}/status`, "utf8");
 const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)[1]);
@@ -165,6 +178,8 @@ console.log(`\nrelay benchmark: ${TOTAL} POST /send at ${CONCURRENCY} concurrent
 line("accepted (202)", `${result.accepted}/${TOTAL} in ${result.secs.toFixed(2)} s`);
 line("accepted requests/s", result.rps.toFixed(0));
 line("latency p50 / p99 / max (ms)", `${result.p50.toFixed(1)} / ${result.p99.toFixed(1)} / ${result.max.toFixed(1)}`);
+line("relay CPU per request: user / sys (ms)", `${((cpu1.user - cpu0.user) / TOTAL).toFixed(3)} / ${((cpu1.sys - cpu0.sys) / TOTAL).toFixed(3)}`);
+line("bench client + sink CPU per request (ms)", `${((self1.user + self1.system) / 1000 / TOTAL).toFixed(3)}`);
 line("relay peak RSS (VmHWM)", `${rssMb.toFixed(1)} MB`);
 line("job file size used for the disk loop", `${jobSize} bytes`);
 line("disk limit: write+fsync+rename+dir fsync /s", diskRate.toFixed(0));

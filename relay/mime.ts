@@ -11,6 +11,11 @@ function addr(m: Mailbox): { name: string; address: string } {
   return { name: m.name ?? "", address: m.email };
 }
 
+/** True when every character is 7-bit ASCII. */
+function isAscii(s: string): boolean {
+  return !/[^\x00-\x7f]/.test(s);
+}
+
 export interface ComposeOptions {
   readonly id: string;
   readonly messageIdDomain: string;
@@ -23,7 +28,12 @@ export interface ComposeOptions {
  */
 export function composeMessage(req: SendRequest, opts: ComposeOptions): Promise<Buffer> {
   const text = req.text ?? (req.html !== undefined ? htmlToPlainText(req.html) : "");
+  // nodemailer picks quoted-printable or base64 per part by counting letters with two global regex matches (~0.1 ms
+  // for a few KB, measured as the largest single cost of a request). For all-ASCII content its answer is
+  // quoted-printable anyway, so say so up front; anything non-ASCII keeps nodemailer's own choice.
+  const allAscii = [text, req.html ?? "", req.subject, ...[req.from, ...req.to, ...req.cc, ...req.replyTo].map((m) => m.name ?? "")].every(isAscii);
   const composer = new MailComposer({
+    ...(allAscii ? { textEncoding: "quoted-printable" as const } : {}),
     from: addr(req.from),
     to: req.to.map(addr),
     ...(req.cc.length > 0 ? { cc: req.cc.map(addr) } : {}),

@@ -1,6 +1,7 @@
 import { constants as fsc, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { RelayError } from "./errors";
+import { qfs } from "./qfs";
 
 export type JobState = "pending" | "processing" | "sent" | "failed";
 export const JOB_STATES: readonly JobState[] = ["pending", "processing", "sent", "failed"];
@@ -371,7 +372,7 @@ export class QueueStore {
       const top = this.heap.pop() as HeapItem;
       const file = `${top.id}.json`;
       try {
-        await fs.rename(path.join(this.dir("pending"), file), path.join(this.dir("processing"), file));
+        await qfs.rename(path.join(this.dir("pending"), file), path.join(this.dir("processing"), file));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") {
           this.dropFromIndex(top.id); // removed behind our back (e.g. queue drop): forget it
@@ -383,7 +384,7 @@ export class QueueStore {
       this.counts.pending--;
       this.counts.processing++;
       entry.state = "processing";
-      return JSON.parse(await fs.readFile(path.join(this.dir("processing"), file), "utf8")) as Job;
+      return JSON.parse(await qfs.readFile(path.join(this.dir("processing"), file))) as Job;
     }
   }
 
@@ -400,7 +401,7 @@ export class QueueStore {
       ...(job.idempotency ? { idempotency: job.idempotency } : {}),
     };
     await this.writeDurable("sent", `${job.id}.json`, JSON.stringify(rec));
-    await fs.rm(path.join(this.dir("processing"), `${job.id}.json`), { force: true });
+    await qfs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
     this.dropFromIndex(job.id);
     this.sentSinceStart++;
     this.sentOnDisk++;
@@ -420,7 +421,7 @@ export class QueueStore {
       : { ...job, attempts, lastError: error, nextAttemptAt: now + backoffMs(attempts, this.opts.retryBaseMs, this.opts.retryMaxMs) };
     const state = last ? "failed" : "pending";
     await this.writeDurable(state, `${job.id}.json`, JSON.stringify(next));
-    await fs.rm(path.join(this.dir("processing"), `${job.id}.json`), { force: true });
+    await qfs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
     this.addToIndex(next, state);
     return last ? { state } : { state, nextAttemptAt: next.nextAttemptAt };
   }
@@ -554,14 +555,14 @@ export class QueueStore {
 
   private async writeDurable(state: JobState, name: string, data: string): Promise<void> {
     const tmp = path.join(this.dir("tmp"), `${name}.${process.pid}.${this.seq++}`);
-    const fh = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+    const fd = await qfs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
     try {
-      await fh.writeFile(data);
-      await fh.sync();
+      await qfs.writeAll(fd, data);
+      await qfs.fsync(fd);
     } finally {
-      await fh.close();
+      await qfs.close(fd);
     }
-    await fs.rename(tmp, path.join(this.dir(state), name));
+    await qfs.rename(tmp, path.join(this.dir(state), name));
     await this.syncDir(this.dir(state));
   }
 
@@ -593,11 +594,11 @@ export class QueueStore {
   }
 
   private async fsyncDir(dir: string): Promise<void> {
-    const fh = await fs.open(dir, fsc.O_RDONLY);
+    const fd = await qfs.open(dir, fsc.O_RDONLY);
     try {
-      await fh.sync();
+      await qfs.fsync(fd);
     } finally {
-      await fh.close();
+      await qfs.close(fd);
     }
   }
 }

@@ -44,6 +44,8 @@ describe("no generated header value can inject a header", () => {
           // Refusal is allowed only for CR/LF/NUL (or an over-long subject), and must say header_injection.
           expect(err).toBeInstanceOf(RelayError);
           if ((err as RelayError).code === "subject_too_long") return;
+          // A subject of blanks only (e.g. "\t") is refused by its own rule before it could become a header.
+          if ((err as RelayError).code === "invalid_field" && (err as RelayError).field === "subject" && body.subject.trim() === "") return;
           expect((err as RelayError).code).toBe("header_injection");
           expect(breaks).toBe(true);
           return;

@@ -2,6 +2,7 @@ import { promises as fsp, readdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { qfs } from "../../relay/qfs";
 import { backoffMs, QueueStore, type Job } from "../../relay/queue";
 import { queueOptions, tempDir } from "./fixtures";
 
@@ -232,7 +233,7 @@ describe("the queue does not slow down as it grows", () => {
     const q = new QueueStore(queueOptions(r));
     const report = await q.open();
     expect(report.pending).toBe(20_000);
-    const spies = { readdir: vi.spyOn(fsp, "readdir"), rename: vi.spyOn(fsp, "rename"), readFile: vi.spyOn(fsp, "readFile") };
+    const spies = { readdir: vi.spyOn(fsp, "readdir"), rename: vi.spyOn(qfs, "rename"), readFile: vi.spyOn(qfs, "readFile") };
     const t0 = process.hrtime.bigint();
     let last = -Infinity;
     for (let i = 0; i < 500; i++) {
