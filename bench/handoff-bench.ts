@@ -6,6 +6,7 @@
 // held mail goes out signed once OpenDKIM is back. Needs root, postfix, opendkim, smtp-sink and ip; skips otherwise.
 import { spawn, type ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import {
   renderOpendkimConf,
@@ -321,6 +322,7 @@ function summarizeErrors(outcomes: readonly SendOutcome[]): string {
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = os.loadavg()[0] as number;
   progress(`setting up Postfix + OpenDKIM in netns ${ns} (scratch ${base})...`);
   await setUp();
 
@@ -371,6 +373,7 @@ async function main(): Promise<void> {
 
   console.log("");
   console.log(`hand-off bench: real Postfix + OpenDKIM from the rendered configs, ${N} messages per hand-off (${smtp.bytes} bytes each, text+html), serial hand-offs`);
+  console.log(`  machine: ${os.cpus().length} CPUs, 1-min load average ${f2(loadAtStart)} at start and ${f2(os.loadavg()[0] as number)} at the end (other work on the machine skews these figures)`);
   console.log(`  SMTP = relay/handoff/smtp.ts (pooled, maxConnections 2, TCP_NODELAY) -> 127.0.0.1:25; sendmail = relay/handoff/sendmail.ts (${SENDMAIL} -i -f FROM -- TO)`);
   console.log(line(smtp));
   console.log(line(sendmail));

@@ -59,6 +59,8 @@ export interface QueueOptions {
 }
 
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+/** Memory the queue may spend on accepted-but-unclaimed messages to save the worker a read (see QueueStore.fresh). */
+export const FRESH_MAX_BYTES = 8 * 1024 * 1024;
 const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function isJobId(id: string): boolean {
@@ -164,6 +166,13 @@ export class QueueStore {
   private sentOnDisk = 0;
   private seq = 0;
   private diskCheck: { at: number; free: number } | null = null;
+  /**
+   * Jobs accepted by this process and not yet claimed, so the worker does not read back a file it just wrote
+   * (a read + JSON.parse per message). Bounded by FRESH_MAX_BYTES of message text; past that, claims read the disk.
+   * The file on disk stays the source of truth: it is written before a job enters this map.
+   */
+  private readonly fresh = new Map<string, Job>();
+  private freshBytes = 0;
 
   constructor(opts: QueueOptions) {
     this.opts = opts;
@@ -351,6 +360,19 @@ export class QueueStore {
       throw new RelayError("queue_unavailable", `write ${job.id}: ${(err as Error).message}`);
     }
     this.addToIndex(job, "pending");
+    if (this.freshBytes + job.raw.length <= FRESH_MAX_BYTES) {
+      this.fresh.set(job.id, job);
+      this.freshBytes += job.raw.length;
+    }
+  }
+
+  private takeFresh(id: string): Job | undefined {
+    const job = this.fresh.get(id);
+    if (job) {
+      this.fresh.delete(id);
+      this.freshBytes -= job.raw.length;
+    }
+    return job;
   }
 
   /** The time the next pending job is due, or undefined when nothing is pending. */
@@ -376,6 +398,7 @@ export class QueueStore {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") {
           this.dropFromIndex(top.id); // removed behind our back (e.g. queue drop): forget it
+          this.takeFresh(top.id);
           continue;
         }
         throw err;
@@ -384,7 +407,7 @@ export class QueueStore {
       this.counts.pending--;
       this.counts.processing++;
       entry.state = "processing";
-      return JSON.parse(await qfs.readFile(path.join(this.dir("processing"), file))) as Job;
+      return this.takeFresh(top.id) ?? (JSON.parse(await qfs.readFile(path.join(this.dir("processing"), file))) as Job);
     }
   }
 
@@ -526,6 +549,7 @@ export class QueueStore {
     const found = await this.find(id);
     if (!found || !found.job || found.state === "sent") throw new Error(`no pending or failed job ${id}`);
     if (found.state === "processing") throw new Error(`job ${id} is in processing/; start and stop the relay once, or retry it after recovery`);
+    this.takeFresh(id); // the rewritten file, not an older copy in memory, is what the worker must send
     const job: Job = { ...found.job, attempts: 0, nextAttemptAt: this.now() };
     delete job.failedAt;
     await this.writeDurable("pending", `${id}.json`, JSON.stringify(job));
@@ -541,6 +565,7 @@ export class QueueStore {
     await fs.rm(path.join(this.dir(found.state), `${id}.json`));
     await this.fsyncDir(this.dir(found.state));
     this.dropFromIndex(id);
+    this.takeFresh(id);
     return found.state;
   }
 

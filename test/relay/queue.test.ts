@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { qfs } from "../../relay/qfs";
-import { backoffMs, QueueStore, type Job } from "../../relay/queue";
+import { backoffMs, FRESH_MAX_BYTES, QueueStore, type Job } from "../../relay/queue";
 import { queueOptions, tempDir } from "./fixtures";
 
 const dirs: { cleanup(): void }[] = [];
@@ -247,5 +247,39 @@ describe("the queue does not slow down as it grows", () => {
     expect(spies.rename).toHaveBeenCalledTimes(500);
     expect(spies.readFile).toHaveBeenCalledTimes(500);
     expect(q.depth()).toMatchObject({ pending: 19_500, processing: 500 });
+  });
+});
+
+describe("the worker does not read back what this process just wrote", () => {
+  it("a job accepted by this process is claimed from memory (no read), identical to the file on disk", async () => {
+    const r = root();
+    const q = new QueueStore(queueOptions(r));
+    await q.open();
+    const j = job(Date.now());
+    await q.enqueue(j);
+    const onDisk = JSON.parse(await fsp.readFile(path.join(r, "pending", `${j.id}.json`), "utf8"));
+    const readFile = vi.spyOn(qfs, "readFile");
+    const claimed = await q.claimNext();
+    expect(readFile).not.toHaveBeenCalled();
+    expect(claimed).toEqual(onDisk);
+    expect(files(r, "processing")).toEqual([`${j.id}.json`]); // the move to processing/ still happens on disk
+  });
+
+  it("past the memory budget, claims read the file; a job removed behind the queue's back is not sent from memory", async () => {
+    const r = root();
+    const q = new QueueStore(queueOptions(r));
+    await q.open();
+    const big = "x".repeat(Math.ceil(FRESH_MAX_BYTES / 2) + 1);
+    const a = job(Date.now() - 3, { raw: big });
+    const b = job(Date.now() - 2, { raw: big }); // over budget: not kept in memory
+    const c = job(Date.now() - 1);
+    for (const x of [a, b, c]) await q.enqueue(x);
+    await fsp.rm(path.join(r, "pending", `${c.id}.json`)); // e.g. an operator's drop while it waited
+    const readFile = vi.spyOn(qfs, "readFile");
+    expect((await q.claimNext())?.id).toBe(a.id);
+    expect(readFile).toHaveBeenCalledTimes(0);
+    expect((await q.claimNext())?.id).toBe(b.id);
+    expect(readFile).toHaveBeenCalledTimes(1);
+    expect(await q.claimNext()).toBeNull();
   });
 });
