@@ -5,7 +5,7 @@
 // sink; then, with OpenDKIM stopped, what each hand-off reports and whether anything leaves unsigned; then whether the
 // held mail goes out signed once OpenDKIM is back. Needs root, postfix, opendkim, smtp-sink and ip; skips otherwise.
 import { spawn, type ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
@@ -164,6 +164,8 @@ function cleanUp(): void {
     }
     run(IP, ["netns", "del", ns]);
   }
+  // BENCH_KEEP_MAILLOG=FILE keeps Postfix's log of the run (the scratch dir goes away).
+  if (process.env.BENCH_KEEP_MAILLOG && existsSync(path.join(base, "maillog"))) copyFileSync(path.join(base, "maillog"), process.env.BENCH_KEEP_MAILLOG);
   removeDir(base);
 }
 process.on("exit", cleanUp);
@@ -378,8 +380,9 @@ async function main(): Promise<void> {
   console.log(line(smtp));
   console.log(line(sendmail));
   console.log(`OpenDKIM stopped, ${DOWN_N} each:`);
-  console.log(`  smtp:     ${downSmtp.outcomes.filter((o) => o.ok).length} accepted, ${refused} refused (${refused4xx} with a 4xx code); errors: ${summarizeErrors(downSmtp.outcomes)}`);
-  console.log(`  sendmail: ${sendmailExit0} exited 0, ${DOWN_N - sendmailExit0} failed; errors: ${summarizeErrors(downSendmail.outcomes)}`);
+  const p50Of = (o: readonly SendOutcome[]): string => f2(percentile(o.map((x) => x.ms).sort((a, b) => a - b), 50));
+  console.log(`  smtp:     ${downSmtp.outcomes.filter((o) => o.ok).length} accepted, ${refused} refused (${refused4xx} with a 4xx code), p50 ${p50Of(downSmtp.outcomes)} ms; errors: ${summarizeErrors(downSmtp.outcomes)}`);
+  console.log(`  sendmail: ${sendmailExit0} exited 0, ${DOWN_N - sendmailExit0} failed, p50 ${p50Of(downSendmail.outcomes)} ms; errors: ${summarizeErrors(downSendmail.outcomes)}`);
   console.log(`  at the sink after ${DOWN_WATCH_MS} ms: smtp ${downSinkSmtp.total}, sendmail ${downSinkSendmail.total} (unsigned: ${downSinkSmtp.unsigned + downSinkSendmail.unsigned}); Postfix holds ${backlog.maildrop} in maildrop/, ${backlog.queued} in its queues`);
   console.log(`OpenDKIM restarted:`);
   console.log(`  smtp retry of the ${refused} refused: ${retryOk} accepted, ${retrySink.signed}/${retryOk} DKIM-signed at the sink${retrySink.timedOut ? " (TIMED OUT)" : ""}`);
