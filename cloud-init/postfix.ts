@@ -1,6 +1,7 @@
 // Postfix main.cf and master.cf for a send-only MTA: it listens on loopback only, relays only for loopback,
 // signs through OpenDKIM, and either delivers straight to recipient MX (opportunistic TLS) or hands everything
 // to a smarthost (verified TLS + SASL) for providers that block outbound port 25.
+import { MESSAGE_SIZE_FACTOR } from "../relay/host-contract";
 import { OPENDKIM_MILTER, SASL_PASSWD_FILE, SYSTEM_CA_FILE } from "./paths";
 import type { HostSettings, SmarthostSettings } from "./types";
 import { assertDomainName, assertIntInRange, assertLabel, assertPort, assertSingleLine } from "./validate";
@@ -11,10 +12,10 @@ const MIB = 1024 * 1024;
  * How much bigger than the relay's JSON body a MIME message can get with the relay's composer (nodemailer +
  * html-to-text). Measured at a 512 KiB body (test/cloud-init/message-size.test.ts): many one-byte attachments 5.0x
  * (per-part headers), HTML-only with a generated text part 2.7x, base64 attachments 1.03x. 8x leaves headroom.
- * Not covered on purpose: html-to-text turning a 4-byte <hr> into a 78-dash line (~28x); Postfix refuses such a
- * message with a permanent 552 instead of accepting an amplified one (the relay should cap its generated text).
+ * The factor lives in relay/limits.ts: the relay refuses (413 message_too_large) any composed message above
+ * 8 x its body limit, e.g. html-to-text turning a 4-byte <hr> into a 78-dash line (~28x), so Postfix never has to.
  */
-export const MESSAGE_SIZE_FACTOR = 8;
+export { MESSAGE_SIZE_FACTOR };
 /** Headers, MIME boundaries, Received:, the DKIM-Signature and Postfix's queue-file records. */
 export const MESSAGE_SIZE_OVERHEAD_BYTES = MIB;
 /** Postfix's own default for mailbox_size_limit/virtual_mailbox_limit; they must never be below message_size_limit. */

@@ -8,6 +8,7 @@ import {
   RELAY_ENV_FILE,
   RELAY_USER,
 } from "./paths";
+import { EXIT_CONFIG } from "../relay/host-contract";
 import { checkHostSettings } from "./postfix";
 import type { HostSettings } from "./types";
 
@@ -80,6 +81,8 @@ export function renderRelayUnit(s: HostSettings): string {
       ["ExecStart", `/usr/bin/node ${RELAY_CURRENT}/${RELAY_ENTRY}`],
       ["Restart", "always"],
       ["RestartSec", "2s"],
+      "A bad /etc/mail-relay.env exits EX_CONFIG: no restart loop; `systemctl status` shows the message naming every variable.",
+      ["RestartPreventExitStatus", String(EXIT_CONFIG)],
       "SIGTERM lets the relay finish the job in hand (hand-off timeout 30 s) and stop taking new ones.",
       ["KillSignal", "SIGTERM"],
       ["TimeoutStopSec", "45s"],

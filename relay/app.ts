@@ -17,7 +17,7 @@ declare module "fastify" {
 }
 
 export interface AppDeps {
-  readonly config: Pick<RelayConfig, "tokens" | "allowedFrom" | "messageIdDomain" | "rateLimitPerMin" | "bodyLimitBytes" | "maxRecipients">;
+  readonly config: Pick<RelayConfig, "tokens" | "allowedFrom" | "messageIdDomain" | "rateLimitPerMin" | "bodyLimitBytes" | "maxMessageBytes" | "maxRecipients">;
   readonly queue: QueueStore;
   readonly handoff: Pick<Handoff, "check">;
   readonly log: Logger;
@@ -153,7 +153,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const send = validateSendRequest(req.body, config);
       const id = randomUUID();
       const createdAt = now();
-      const raw = (await composeMessage(send, { id, messageIdDomain: config.messageIdDomain, date: new Date(createdAt) })).toString("utf8");
+      const composed = await composeMessage(send, { id, messageIdDomain: config.messageIdDomain, date: new Date(createdAt) });
+      // MIME encoding and the generated text part can grow a body many times (html-to-text turns <hr> into a 78-char
+      // line): refuse here what Postfix would later refuse with a 552, instead of queueing a message that must fail.
+      if (composed.length > config.maxMessageBytes) {
+        throw new RelayError("message_too_large", `the composed message is ${composed.length} bytes; the limit is ${config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES)`);
+      }
+      const raw = composed.toString("utf8");
       const recipients = [...send.to, ...send.cc, ...send.bcc].map((m) => envelopeAddress(m.email));
       const recipientDomains = [...new Set(recipients.map((r) => r.slice(r.lastIndexOf("@") + 1).toLowerCase()))];
       const job: Job = {

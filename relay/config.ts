@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import isEmail from "validator/lib/isEmail";
 import isFQDN from "validator/lib/isFQDN";
+import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR } from "./host-contract";
 
 /** One caller: a token and the name logs and rate limits use for it. */
 export interface CallerToken {
@@ -26,6 +27,8 @@ export interface RelayConfig {
   readonly handoff: HandoffConfig;
   readonly rateLimitPerMin: number;
   readonly bodyLimitBytes: number;
+  /** The largest composed message (after MIME encoding) the relay queues; see relay/limits.ts. */
+  readonly maxMessageBytes: number;
   readonly maxRecipients: number;
   readonly minFreeBytes: number;
   readonly sentRetentionMs: number;
@@ -169,6 +172,7 @@ const schema = z.object({
     .refine((v) => v.startsWith("/"), { message: "must be an absolute path" }),
   RELAY_RATE_LIMIT_PER_MIN: intVar(60, 1),
   RELAY_BODY_LIMIT_BYTES: intVar(524_288, 1024, 64 * 1024 * 1024),
+  RELAY_MAX_MESSAGE_BYTES: intVar(0, 1024, MESSAGE_SIZE_FACTOR * 64 * 1024 * 1024),
   RELAY_MAX_RECIPIENTS: intVar(50, 1, 1000),
   RELAY_MIN_FREE_BYTES: intVar(100 * 1024 * 1024, 0),
   QUEUE_SENT_RETENTION_MS: intVar(7 * 24 * 3_600_000, 24 * 3_600_000),
@@ -185,6 +189,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   }
   const e = parsed.data;
   const problems: { variable: string; message: string }[] = [];
+  const maxMessageBytes = e.RELAY_MAX_MESSAGE_BYTES || defaultMaxMessageBytes(e.RELAY_BODY_LIMIT_BYTES);
+  if (maxMessageBytes > defaultMaxMessageBytes(e.RELAY_BODY_LIMIT_BYTES)) {
+    problems.push({
+      variable: "RELAY_MAX_MESSAGE_BYTES",
+      message: `must be <= ${MESSAGE_SIZE_FACTOR} x RELAY_BODY_LIMIT_BYTES (${defaultMaxMessageBytes(e.RELAY_BODY_LIMIT_BYTES)}): Postfix's message_size_limit is sized from that`,
+    });
+  }
   if (e.QUEUE_RETRY_MAX_MS < e.QUEUE_RETRY_BASE_MS) {
     problems.push({ variable: "QUEUE_RETRY_MAX_MS", message: `must be >= QUEUE_RETRY_BASE_MS (${e.QUEUE_RETRY_BASE_MS})` });
   }
@@ -204,6 +215,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     handoff: e.RELAY_HANDOFF.kind === "sendmail" ? { kind: "sendmail", path: e.SENDMAIL_PATH } : e.RELAY_HANDOFF,
     rateLimitPerMin: e.RELAY_RATE_LIMIT_PER_MIN,
     bodyLimitBytes: e.RELAY_BODY_LIMIT_BYTES,
+    maxMessageBytes,
     maxRecipients: e.RELAY_MAX_RECIPIENTS,
     minFreeBytes: e.RELAY_MIN_FREE_BYTES,
     sentRetentionMs: e.QUEUE_SENT_RETENTION_MS,

@@ -16,6 +16,7 @@ export const ERROR_STATUS = {
   not_found: 404,
   idempotency_conflict: 409,
   payload_too_large: 413,
+  message_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
   internal: 500,

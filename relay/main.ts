@@ -1,5 +1,6 @@
 import { runQueueCli } from "./cli";
 import { ConfigError } from "./config";
+import { EXIT_CONFIG } from "./host-contract";
 import { startServer } from "./server";
 
 /** `node relay.js` serves; `node relay.js queue ...` runs the queue CLI. */
@@ -21,10 +22,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  // 78 = EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop on a bad environment.
+  // EX_CONFIG: the unit's RestartPreventExitStatus stops a restart loop on a bad environment.
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\n`);
-    process.exit(78);
+    process.exit(EXIT_CONFIG);
   }
   process.stderr.write(`mail-relay: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);

@@ -5,6 +5,8 @@ import MailComposer from "nodemailer/lib/mail-composer";
 import { convert } from "html-to-text";
 import { describe, expect, it } from "vitest";
 import { messageSizeLimitFor } from "../../cloud-init";
+import { MESSAGE_SIZE_OVERHEAD_BYTES } from "../../cloud-init/postfix";
+import { loadConfig } from "../../relay/config";
 
 interface Body {
   to: string[];
@@ -69,4 +71,14 @@ describe("message_size_limit holds what the relay builds from a body at its limi
     // Postfix also counts its own Received: header and the DKIM-Signature: well inside the 1 MiB overhead.
     expect(mime + 8192).toBeLessThanOrEqual(messageSizeLimitFor(LIMIT));
   });
+});
+
+describe("Postfix never refuses for size what the relay queued", () => {
+  it.each([1024, 65_536, 524_288, 4 * 1024 * 1024])(
+    "body limit %i: the relay's largest composed message plus Postfix's own headers fits message_size_limit",
+    (bodyLimit) => {
+      const relayMax = loadConfig({ SMTP_RELAY_TOKEN: `app=${"k".repeat(32)}`, RELAY_ALLOWED_FROM: "noreply@example.com", RELAY_BODY_LIMIT_BYTES: String(bodyLimit) }).maxMessageBytes;
+      expect(relayMax + MESSAGE_SIZE_OVERHEAD_BYTES).toBeLessThanOrEqual(messageSizeLimitFor(bodyLimit));
+    },
+  );
 });

@@ -7,6 +7,7 @@ import {
   renderOpendkimTrustedHosts,
   renderRelayUnit,
 } from "../../cloud-init";
+import { EXIT_CONFIG } from "../../relay/host-contract";
 import { buildConfig } from "./fixtures";
 import { parseOpendkimConf, parseUnit, unitValue } from "./parsers";
 
@@ -51,6 +52,9 @@ describe("mail-relay.service", () => {
     expect(v("ExecStart")).toBe("/usr/bin/node /opt/mail-relay/current/relay.js");
     expect(v("Restart")).toBe("always");
     expect(unitValue(unit, "Install", "WantedBy")).toBe("multi-user.target");
+  });
+  it("does not restart in a loop on a bad environment: RestartPreventExitStatus is the relay's config exit status", () => {
+    expect(v("RestartPreventExitStatus")).toBe(String(EXIT_CONFIG));
   });
   it("stops with SIGTERM and leaves time to finish the job in hand (> 30 s hand-off timeout)", () => {
     expect(v("KillSignal")).toBe("SIGTERM");

@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { EXIT_CONFIG } from "../../relay/host-contract";
 import { BUNDLE, haveBundle, startBundle, type BundleProcess } from "./bundle-process";
 import { tempDir } from "./fixtures";
 
@@ -79,7 +80,7 @@ describe.skipIf(!haveBundle)("the bundled relay (relay/dist/relay.js), copied al
 
   it("refuses to start on a bad environment with exit 78 and every bad variable named", () => {
     const r = spawnSync(process.execPath, [BUNDLE], { env: { PATH: process.env.PATH, SMTP_RELAY_TOKEN: "short", QUEUE_MAX_ATTEMPTS: "x" } });
-    expect(r.status).toBe(78);
+    expect(r.status).toBe(EXIT_CONFIG); // what the unit's RestartPreventExitStatus names
     const err = r.stderr.toString();
     for (const v of ["SMTP_RELAY_TOKEN", "RELAY_ALLOWED_FROM", "QUEUE_MAX_ATTEMPTS"]) expect(err).toContain(v);
     expect(err).not.toContain("short");

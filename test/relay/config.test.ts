@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig, parseTokens } from "../../relay/config";
+import { MESSAGE_SIZE_FACTOR } from "../../relay/host-contract";
 
 const good = {
   SMTP_RELAY_TOKEN: "app=0123456789abcdef0123456789abcdef,billing=fedcba9876543210fedcba9876543210",
@@ -17,6 +18,15 @@ describe("relay environment", () => {
     expect(c.tokens.map((t) => t.name)).toEqual(["app", "billing"]);
     expect([...c.allowedFrom]).toEqual(["noreply@example.com", "support@example.com"]);
     expect(c.messageIdDomain).toBe("example.com");
+  });
+
+  it("RELAY_MAX_MESSAGE_BYTES defaults to 8x the body limit and may only be lowered (Postfix's message_size_limit is sized from 8x)", () => {
+    expect(loadConfig(good).maxMessageBytes).toBe(MESSAGE_SIZE_FACTOR * 524_288);
+    expect(loadConfig({ ...good, RELAY_BODY_LIMIT_BYTES: "100000" }).maxMessageBytes).toBe(MESSAGE_SIZE_FACTOR * 100_000);
+    expect(loadConfig({ ...good, RELAY_MAX_MESSAGE_BYTES: "2000000" }).maxMessageBytes).toBe(2_000_000);
+    const tooBig = () => loadConfig({ ...good, RELAY_MAX_MESSAGE_BYTES: String(MESSAGE_SIZE_FACTOR * 524_288 + 1) });
+    expect(tooBig).toThrow(ConfigError);
+    expect(tooBig).toThrow(/RELAY_MAX_MESSAGE_BYTES/);
   });
 
   it("RELAY_HANDOFF=sendmail uses SENDMAIL_PATH", () => {

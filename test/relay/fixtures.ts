@@ -5,6 +5,7 @@ import pino, { type Logger } from "pino";
 import { Writable } from "node:stream";
 import { buildApp } from "../../relay/app";
 import type { RelayConfig } from "../../relay/config";
+import { defaultMaxMessageBytes } from "../../relay/host-contract";
 import type { Handoff } from "../../relay/handoff/types";
 import { RelayMetrics } from "../../relay/metrics";
 import { QueueStore, type QueueOptions } from "../../relay/queue";
@@ -31,7 +32,7 @@ export function captureLog(): { log: Logger; lines: string[] } {
 }
 
 export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
-  return {
+  const c: Omit<RelayConfig, "maxMessageBytes"> = {
     listen: { host: "127.0.0.1", port: 0 },
     tokens: [
       { name: "app", token: TOKEN_APP },
@@ -53,6 +54,7 @@ export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
     logLevel: "debug",
     ...over,
   };
+  return { ...c, maxMessageBytes: over.maxMessageBytes ?? defaultMaxMessageBytes(c.bodyLimitBytes) };
 }
 
 export function queueOptions(root: string, over: Partial<QueueOptions> = {}): QueueOptions {

@@ -167,6 +167,17 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
     expect(res.json().error.code).toBe("unsupported_media_type");
   });
 
+  it("a body within the limit whose composed message would outgrow Postfix's message_size_limit is refused with 413 message_too_large", async () => {
+    // html-to-text turns each 4-byte <hr> into a 78-character line: an HTML-only body just under the body limit grows
+    // far beyond 8x once the text part is generated. Postfix would refuse that with a permanent 552 after queueing.
+    const html = "<hr>".repeat(Math.floor((60 * 1024) / 4));
+    expect(JSON.stringify(validBody({ html, text: undefined })).length).toBeLessThan(64 * 1024); // under RELAY_BODY_LIMIT_BYTES
+    await expectRefused(validBody({ html, text: undefined }), 413, "message_too_large");
+    // The same number of bytes as plain text composes to about its own size and is accepted.
+    const ok = await send(validBody({ text: "x".repeat(60 * 1024) }));
+    expect(ok.status).toBe(202);
+  });
+
   it("a body larger than RELAY_BODY_LIMIT_BYTES is refused with 413", async () => {
     const res = await t.app.inject({ method: "POST", url: "/send", headers: auth(), payload: JSON.stringify(validBody({ text: "x".repeat(70 * 1024) })) });
     expect(res.statusCode).toBe(413);

@@ -1,0 +1,20 @@
+// What the relay and the host's configuration (cloud-init/) must agree on, in one place; no dependencies, so the
+// renderers can import it without pulling in the relay.
+
+/** Exit status on a bad environment (EX_CONFIG): the unit's RestartPreventExitStatus stops a restart loop on it. */
+export const EXIT_CONFIG = 78;
+
+/**
+ * Size limits the relay and the host's Postfix must agree on (cloud-init/postfix.ts imports them).
+ *
+ * MIME encoding grows a body (base64 4/3, quoted-printable up to 3x, html-to-text's generated text part on top), so the
+ * composed message may be several times the JSON body. The relay refuses (413 message_too_large) a composed message
+ * above MESSAGE_SIZE_FACTOR x RELAY_BODY_LIMIT_BYTES, and Postfix's message_size_limit is that plus room for the
+ * headers Postfix and OpenDKIM add. So nothing the relay queues can be refused by Postfix for its size.
+ */
+export const MESSAGE_SIZE_FACTOR = 8;
+
+/** The default RELAY_MAX_MESSAGE_BYTES for a body limit. */
+export function defaultMaxMessageBytes(bodyLimitBytes: number): number {
+  return MESSAGE_SIZE_FACTOR * bodyLimitBytes;
+}
