@@ -237,18 +237,59 @@ export function renderStopCloudflared(): string {
   ]);
 }
 
-/** Teardown step 2: stop the relay with SIGTERM (it finishes the job in hand); the queue stays on disk. */
-export function renderStopRelay(): string {
-  return script("stop the relay (teardown), keep the queue", [
+/** What the relay guard does, at teardown, about mail still queued on the server's disk. */
+export interface TeardownOptions {
+  /** How long to wait for the relay's pending/processing jobs and Postfix's queue to drain (0..3600 s). */
+  readonly drainSeconds: number;
+  /** true: go ahead and lose what is still queued (the disk goes with the server). */
+  readonly allowQueueLoss: boolean;
+}
+
+/** Postfix queue directories whose files are mail not yet delivered (hold: put aside by an operator). */
+const POSTFIX_QUEUES = ["maildrop", "incoming", "active", "deferred", "hold"] as const;
+
+/**
+ * Teardown step 2 (the tunnel is already stopped, so nothing new arrives): let the relay and Postfix drain their
+ * queues for up to drainSeconds, then stop the relay with SIGTERM. Deleting the server deletes its disk, so while
+ * mail is still queued (pending/processing/failed jobs, or anything in Postfix's queue) the step refuses, leaves the
+ * relay running, and fails the destroy or replacement, unless allowQueueLoss is set.
+ */
+export function renderStopRelay(t: TeardownOptions = { drainSeconds: 300, allowQueueLoss: false }): string {
+  if (!Number.isInteger(t.drainSeconds) || t.drainSeconds < 0 || t.drainSeconds > 3600) {
+    throw new Error(`teardown drainSeconds must be a whole number 0..3600, got ${t.drainSeconds}`);
+  }
+  const postfixDirs = POSTFIX_QUEUES.map((q) => `"$root/var/spool/postfix/${q}"`).join(" ");
+  return script("drain the queues, then stop the relay (teardown)", [
+    `queue="$root${QUEUE_ROOT}"`,
+    `drain_seconds=${t.drainSeconds}`,
+    `allow_loss=${t.allowQueueLoss ? 1 : 0}`,
+    'poll="${MAIL_RELAY_DRAIN_POLL:-5}"',
+    "# Files under the given directories that exist (a missing directory counts 0).",
+    'count() { local n=0 d; for d in "$@"; do if [ -d "$d" ]; then n=$((n + $(find "$d" -type f | wc -l))); fi; done; echo "$n"; }',
+    `snapshot() { relay_n=$(count "$queue/pending" "$queue/processing"); failed_n=$(count "$queue/failed"); postfix_n=$(count ${postfixDirs}); }`,
+    "deadline=$((SECONDS + drain_seconds))",
+    "snapshot",
+    'while [ $((relay_n + postfix_n)) -gt 0 ] && [ "$SECONDS" -lt "$deadline" ]; do',
+    '  echo "draining before teardown: relay queue $relay_n, postfix queue $postfix_n; waiting up to $((deadline - SECONDS)) s more"',
+    '  sleep "$poll"',
+    "  snapshot",
+    "done",
+    'echo "queues at teardown: relay pending+processing $relay_n, relay failed $failed_n, postfix $postfix_n"',
+    'if [ $((relay_n + failed_n + postfix_n)) -gt 0 ]; then',
+    '  if [ "$allow_loss" = 1 ]; then',
+    '    echo "WARNING: relay.allowQueueLoss is true: $((relay_n + failed_n + postfix_n)) queued message(s) are lost with the disk of this server" >&2',
+    "  else",
+    '    echo "refusing to tear down: $((relay_n + failed_n + postfix_n)) message(s) are still queued on this server and would be lost with its disk." >&2',
+    `    echo "The relay keeps running. Inspect: node ${RELAY_BASE}/current/${RELAY_ENTRY} queue list (relay), postqueue -p (Postfix)." >&2`,
+    '    echo "Then wait and retry, retry or drop the jobs, or accept the loss: pulumi config set --path mail-relay:relay.allowQueueLoss true && pulumi up." >&2',
+    "    exit 1",
+    "  fi",
+    "fi",
     `if systemctl cat ${RELAY_UNIT_NAME} >/dev/null 2>&1; then`,
     `  systemctl disable --now ${RELAY_UNIT_NAME}`,
     '  echo "mail-relay stopped"',
     "else",
     '  echo "mail-relay unit not present; nothing to stop"',
     "fi",
-    `queue="$root${QUEUE_ROOT}"`,
-    'for d in pending processing failed; do',
-    '  if [ -d "$queue/$d" ]; then echo "queue $d: $(find "$queue/$d" -type f | wc -l) file(s) left in $queue/$d"; fi',
-    "done",
   ]);
 }

@@ -100,6 +100,10 @@ const relayLimitsSchema = z
     bodyLimitBytes: z.number().int().min(16_384).max(50 * 1024 * 1024).default(524_288),
     maxRecipients: z.number().int().min(1).max(1000).default(50),
     handoff: z.enum(["smtp", "sendmail"]).default("smtp"),
+    /** Teardown (destroy, or a server replacement) waits this long for the relay's and Postfix's queues to drain. */
+    teardownDrainSeconds: z.number().int().min(0).max(3600).default(300),
+    /** Teardown goes ahead even when mail is still queued on the server's disk (it is lost with the disk). */
+    allowQueueLoss: z.boolean().default(false),
   })
   .strict()
   .default({});

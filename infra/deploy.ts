@@ -14,6 +14,7 @@ import {
   renderStartCloudflared,
   renderStopCloudflared,
   renderStopRelay,
+  type TeardownOptions,
   renderWaitForCloudInit,
 } from "../cloud-init";
 
@@ -66,6 +67,8 @@ export interface HostDeploymentArgs {
   readonly secrets: pulumi.Output<HostSecrets>;
   /** The esbuild bundle of the relay and its content hash (the release name). */
   readonly relayBundlePath: string;
+  /** What the relay guard's delete (destroy, server replacement) does about mail still queued on the disk. */
+  readonly teardown: TeardownOptions;
   readonly relayVersion: string;
 }
 
@@ -125,7 +128,7 @@ export class HostDeployment extends pulumi.ComponentResource {
     // an update never stops anything; replacing the server runs them before the old server goes.
     const relayGuard = new command.remote.Command(
       `${name}-relay-guard`,
-      { connection, create: "true", delete: renderStopRelay(), triggers: [args.serverId] },
+      { connection, create: "true", delete: renderStopRelay(args.teardown), triggers: [args.serverId] },
       { ...child, dependsOn: [waitBoot], deleteBeforeReplace: true },
     );
 

@@ -100,6 +100,7 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
       secrets: hostSecrets,
       relayBundlePath: bundle.path,
       relayVersion: bundle.version,
+      teardown: { drainSeconds: c.relay.teardownDrainSeconds, allowQueueLoss: c.relay.allowQueueLoss },
     });
     return { spec: n, node, deployment };
   });

@@ -217,18 +217,74 @@ describe("apply mail config and teardown (stubbed tools)", () => {
     expect(r.out).toMatch(/postfix check failed:\npostfix: fatal: bad main.cf line 3/);
     expect(r.calls).not.toMatch(/restart/);
   });
-  it("stop relay: stops with systemctl (SIGTERM via the unit) and leaves the queue on disk", () => {
-    mkdirSync(join(root, "var/spool/mail-relay/pending"), { recursive: true });
-    writeFileSync(join(root, "var/spool/mail-relay/pending/job1.json"), "{}");
-    const r = bash(renderStopRelay());
-    expect(r.status, r.out).toBe(0);
-    expect(r.calls).toMatch(/systemctl disable --now mail-relay.service/);
-    expect(r.out).toMatch(/queue pending: 1 file/);
-    expect(existsSync(join(root, "var/spool/mail-relay/pending/job1.json"))).toBe(true);
-  });
   it("stop cloudflared: disables the tunnel unit", () => {
     const r = bash(renderStopCloudflared());
     expect(r.status, r.out).toBe(0);
     expect(r.calls).toMatch(/systemctl disable --now cloudflared-mail-relay.service/);
+  });
+});
+
+describe("teardown never deletes queued mail silently (renderStopRelay)", () => {
+  const job = (dir: string, name = "job1.json") => {
+    mkdirSync(join(root, dir), { recursive: true });
+    writeFileSync(join(root, dir, name), "{}");
+    return join(root, dir, name);
+  };
+  const quick = { drainSeconds: 1, allowQueueLoss: false };
+  const pollFast = (script: string) => script.replace('poll="${MAIL_RELAY_DRAIN_POLL:-5}"', 'poll="0.1"');
+
+  it("empty queues: stops the relay at once (SIGTERM via the unit)", () => {
+    const r = bash(renderStopRelay({ drainSeconds: 300, allowQueueLoss: false }));
+    expect(r.status, r.out).toBe(0);
+    expect(r.calls).toMatch(/systemctl disable --now mail-relay.service/);
+    expect(r.out).not.toMatch(/draining/);
+  });
+
+  it("waits while the relay drains its queue, then stops it", () => {
+    const pending = job("var/spool/mail-relay/pending");
+    // The relay "hands the job off" while the script waits: a sleep stub removes the file, as the worker would.
+    stub("sleep", `rm -f "${pending}"`);
+    const r = bash(renderStopRelay({ drainSeconds: 60, allowQueueLoss: false }));
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/draining before teardown: relay queue 1, postfix queue 0/);
+    expect(r.calls).toMatch(/systemctl disable --now mail-relay.service/);
+  });
+
+  it.each([
+    ["a pending relay job", "var/spool/mail-relay/pending"],
+    ["a job in processing/", "var/spool/mail-relay/processing"],
+    ["a failed relay job", "var/spool/mail-relay/failed"],
+    ["mail deferred in Postfix's queue", "var/spool/postfix/deferred/A"],
+    ["mail waiting in Postfix's maildrop", "var/spool/postfix/maildrop"],
+  ])("%s that does not drain: refuses, leaves the relay running and the file in place", (_what, dir) => {
+    const file = job(dir);
+    const r = bash(pollFast(renderStopRelay(quick)));
+    expect(r.status).toBe(1);
+    expect(r.out).toMatch(/refusing to tear down: 1 message\(s\) are still queued/);
+    expect(r.out).toMatch(/relay\.allowQueueLoss true/);
+    expect(r.calls).not.toMatch(/systemctl disable/);
+    expect(existsSync(file)).toBe(true);
+  });
+
+  it("failed jobs never drain by themselves: the step refuses without waiting out drainSeconds", () => {
+    job("var/spool/mail-relay/failed");
+    const r = bash(renderStopRelay({ drainSeconds: 3600, allowQueueLoss: false })); // spawn timeout is 30 s
+    expect(r.status).toBe(1);
+    expect(r.out).not.toMatch(/draining/);
+  });
+
+  it("allowQueueLoss: warns with the count and stops the relay anyway", () => {
+    job("var/spool/mail-relay/pending");
+    job("var/spool/postfix/deferred/B", "B1");
+    const r = bash(pollFast(renderStopRelay({ drainSeconds: 1, allowQueueLoss: true })));
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/WARNING: relay.allowQueueLoss is true: 2 queued message\(s\) are lost/);
+    expect(r.calls).toMatch(/systemctl disable --now mail-relay.service/);
+  });
+
+  it("refuses a drain time outside 0..3600 s", () => {
+    expect(() => renderStopRelay({ drainSeconds: -1, allowQueueLoss: false })).toThrow(/drainSeconds/);
+    expect(() => renderStopRelay({ drainSeconds: 1.5, allowQueueLoss: false })).toThrow(/drainSeconds/);
+    expect(() => renderStopRelay({ drainSeconds: 3601, allowQueueLoss: false })).toThrow(/drainSeconds/);
   });
 });

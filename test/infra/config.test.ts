@@ -39,6 +39,7 @@ describe("config: defaults", () => {
     expect(c.zone).toBe("example.com");
     expect(c.protectPrimaryIps).toBe(true);
     expect(c.relay).toMatchObject({ rateLimitPerMin: 60, bodyLimitBytes: 524288, maxRecipients: 50, handoff: "smtp", port: 2525 });
+    expect(c.relay).toMatchObject({ teardownDrainSeconds: 300, allowQueueLoss: false }); // teardown never loses mail by default
     expect(c.dmarc).toMatchObject({ policy: "quarantine", adkim: "s", aspf: "s", pct: 100 });
     expect(c.spf.all).toBe("~all");
     expect(c.defaultSender).toBe("noreply@example.com");
@@ -81,6 +82,8 @@ describe("config: every bad value gets its own clear error naming the key", () =
     ["nodeCount 0", { nodeCount: 0 }, /mail-relay:nodeCount must be at least 1/],
     ["relay body limit too small", { relay: { bodyLimitBytes: 10 } }, /mail-relay:relay\.bodyLimitBytes/],
     ["unknown relay key", { relay: { ratelimit: 5 } }, /mail-relay:relay Unrecognized key/],
+    ["teardown drain over an hour", { relay: { teardownDrainSeconds: 7200 } }, /mail-relay:relay\.teardownDrainSeconds/],
+    ["allowQueueLoss not a boolean", { relay: { allowQueueLoss: "yes" } }, /mail-relay:relay\.allowQueueLoss/],
     ["tunnel without account", { cloudflareAccountId: undefined }, /mail-relay:cloudflareAccountId is required when mail-relay:tunnel is true/],
     ["bad account id", { cloudflareAccountId: "abc" }, /mail-relay:cloudflareAccountId must be the 32-hex-digit/],
     ["relay hostname equals MTA hostname", { relayHostname: "mail.example.com" }, /mail-relay:relayHostname must differ from the MTA hostname/],

@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { renderStopRelay } from "../../cloud-init";
 import type { OfflineRun } from "../../infra/offline";
 import { txtValue } from "../../infra/records";
 import { PUBLIC_PATH_REGEX } from "../../infra/tunnel";
@@ -281,6 +282,7 @@ describe("deploy steps re-run only what changed", () => {
     expect(cmds.get("mail-relay-node1-relay-activate")!.props.create).toMatch(/health/);
     expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBeTruthy();
     expect(cmds.get("mail-relay-node1-cloudflared-guard")!.props.delete).toBeTruthy();
+    expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBe(renderStopRelay({ drainSeconds: 300, allowQueueLoss: false }));
     expect(ofType(run.resources, T.copy).map((c) => c.props.remotePath)).toEqual([`/var/tmp/mail-relay-${run.outputs.relayVersion}.js`]);
   });
 });
@@ -312,5 +314,20 @@ describe("DNS changes are in-place updates, never replacements", () => {
     const added = [...names(b)].filter((n) => !na.has(n));
     expect(added.sort()).toEqual([`${T.dnsRecord}::mail-relay-dns-dkim-mail202705`, `${T.privateKey}::mail-relay-dkim-mail202705`].sort());
     expect([...na].filter((n) => !names(b).has(n))).toEqual([]);
+  });
+});
+
+describe("teardown keeps queued mail unless told otherwise", () => {
+  it("relay.teardownDrainSeconds and relay.allowQueueLoss reach the relay guard's delete step, and nothing else changes", async () => {
+    const base = await runStack("prod", {});
+    const lossy = await runStack("prod", { relay: { teardownDrainSeconds: 60, allowQueueLoss: true } });
+    const cmds = (r: OfflineRun) => new Map(ofType(r.resources, T.command).map((c) => [c.name, c.props]));
+    const a = cmds(base);
+    const b = cmds(lossy);
+    expect(b.get("mail-relay-node1-relay-guard")!.delete).toBe(renderStopRelay({ drainSeconds: 60, allowQueueLoss: true }));
+    // Secret-bearing steps differ between any two offline runs (fresh random keys and tokens), as in the test above.
+    const changed = [...a.keys()].filter((k) => JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)) && !/relay-activate|secret-|apply-mail/.test(k));
+    expect(changed).toEqual(["mail-relay-node1-relay-guard"]);
+    expect(JSON.stringify(b.get("mail-relay-node1-relay-guard")!.triggers)).toBe(JSON.stringify(a.get("mail-relay-node1-relay-guard")!.triggers)); // not replaced
   });
 });
