@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import * as path from "node:path";
+import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
 import { BUNDLE, haveBundle, haveNode18, NODE18, NODE18_DIR, startBundle, type BundleProcess } from "./bundle-process";
 import { tempDir } from "./fixtures";
@@ -10,10 +11,31 @@ if (!haveBundle) console.warn(`skipping Node 18 tests: ${BUNDLE} is missing; run
 
 const tmp = tempDir("relay-node18-");
 let relay: BundleProcess | undefined;
+let smtpRelay: BundleProcess | undefined;
+let sink: SMTPServer | undefined;
 afterAll(async () => {
   await relay?.stop("SIGKILL");
+  await smtpRelay?.stop("SIGKILL");
+  await new Promise<void>((r) => (sink ? sink.close(() => r()) : r()));
   tmp.cleanup();
 });
+
+/** POST /send, then polls /messages/:id until the job is handed off (or 5 s pass). */
+async function sendAndWait(r: BundleProcess, body: Record<string, unknown>): Promise<{ state: string; postfixQueueId?: string }> {
+  const res = await fetch(`${r.url}/send`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  expect(res.status).toBe(202);
+  const { id } = (await res.json()) as { id: string };
+  let message: { state: string; postfixQueueId?: string } = { state: "" };
+  for (let i = 0; i < 100 && message.state !== "handed_off"; i++) {
+    await new Promise((res2) => setTimeout(res2, 50));
+    message = ((await (await fetch(`${r.url}/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { message: typeof message }).message;
+  }
+  return message;
+}
 
 describe.skipIf(!haveNode18 || !haveBundle)("the bundle runs on Debian 12's Node 18 (what the host installs)", () => {
   it("the interpreter really is Node 18", () => {
@@ -23,28 +45,42 @@ describe.skipIf(!haveNode18 || !haveBundle)("the bundle runs on Debian 12's Node
   it("serves /health and accepts a /send that is handed to sendmail", async () => {
     relay = await startBundle(path.join(tmp.dir, "r"), TOKEN, NODE18);
     expect(await (await fetch(`${relay.url}/health`)).text()).toBe("ok");
-    const res = await fetch(`${relay.url}/send`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        to: "user@example.net",
-        from: { email: "noreply@example.com", name: "Node 18" },
-        subject: "node 18 round trip",
-        html: "<p>hello</p>",
-        attachments: [{ filename: "a.txt", contentType: "text/plain", content: "aGk=" }],
-      }),
+    const message = await sendAndWait(relay, {
+      to: "user@example.net",
+      from: { email: "noreply@example.com", name: "Node 18" },
+      subject: "node 18 round trip",
+      html: "<p>hello</p>",
+      attachments: [{ filename: "a.txt", contentType: "text/plain", content: "aGk=" }],
     });
-    expect(res.status).toBe(202);
-    const { id } = (await res.json()) as { id: string };
-    let state = "";
-    for (let i = 0; i < 100 && state !== "handed_off"; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      state = ((await (await fetch(`${relay.url}/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { message: { state: string } }).message.state;
-    }
-    expect(state).toBe("handed_off");
+    expect(message.state).toBe("handed_off");
     // fetch keeps its socket alive: Node 18's server.close() alone would wait for it (seen: 60 s hang).
     const t0 = Date.now();
     expect(await relay.stop("SIGTERM")).toBe(0);
     expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it("hands off over SMTP (the default) through its TCP_NODELAY socket factory and records the queue id", async () => {
+    const received: string[] = [];
+    sink = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ["STARTTLS", "AUTH"],
+      logger: false,
+      onData(stream, _session, cb) {
+        let data = "";
+        stream.on("data", (c: Buffer) => (data += c.toString()));
+        stream.on("end", () => {
+          received.push(data);
+          cb(null, "2.0.0 Ok: queued as N18ABC");
+        });
+      },
+    });
+    await new Promise<void>((r) => sink!.listen(0, "127.0.0.1", () => r()));
+    const port = (sink.server.address() as { port: number }).port;
+    smtpRelay = await startBundle(path.join(tmp.dir, "smtp"), TOKEN, NODE18, { RELAY_HANDOFF: `smtp://127.0.0.1:${port}` });
+    const message = await sendAndWait(smtpRelay, { to: "user@example.net", from: "noreply@example.com", subject: "node 18 smtp", text: "hello" });
+    expect(message).toMatchObject({ state: "handed_off", postfixQueueId: "N18ABC" });
+    expect(received).toHaveLength(1);
+    expect(received[0]).toMatch(/^Subject: node 18 smtp$/m);
+    expect(await smtpRelay.stop("SIGTERM")).toBe(0);
   });
 });
