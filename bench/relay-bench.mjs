@@ -14,6 +14,10 @@ const bundle = path.join(repo, "relay/dist/relay.js");
 const TOTAL = Number(process.env.BENCH_REQUESTS ?? 5000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const DISK_SECONDS = Number(process.env.BENCH_DISK_SECONDS ?? 5);
+// Optional open-loop phase: requests started at a fixed rate whatever the answers, so latency is measured at a
+// load below saturation (a closed loop at 50 in flight always saturates: its latency is 50 / throughput).
+const OPEN_RATE = Number(process.env.BENCH_OPEN_RATE ?? 0);
+const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 5);
 const TOKEN = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz";
 // Same filesystem as a real QUEUE_ROOT would be on (not tmpfs): under the repo's .cache/.
 fs.mkdirSync(path.join(repo, ".cache"), { recursive: true });
@@ -130,6 +134,39 @@ async function run(n) {
   return { accepted, secs, rps: accepted / secs, p50: q(0.5), p99: q(0.99), max: lat[lat.length - 1] };
 }
 
+/** Starts requests at `rate` per second for `seconds` (at most CONCURRENCY in flight; later starts count as late). */
+async function openLoop(rate, seconds) {
+  const lat = [];
+  let inFlight = 0;
+  let late = 0;
+  let accepted = 0;
+  const total = Math.round(rate * seconds);
+  const t0 = performance.now();
+  const pending = [];
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (inFlight >= CONCURRENCY) {
+      late++;
+      while (inFlight >= CONCURRENCY) await new Promise((r) => setImmediate(r));
+    }
+    inFlight++;
+    const started = performance.now();
+    pending.push(
+      post().then((r) => {
+        inFlight--;
+        lat.push(performance.now() - started); // from the request's start, not its due time
+        if (r.status === 202) accepted++;
+      }),
+    );
+  }
+  await Promise.all(pending);
+  lat.sort((a, b) => a - b);
+  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+  return { total, accepted, late, p50: q(0.5), p99: q(0.99), max: lat[lat.length - 1] };
+}
+
 // --- the disk's physical limit: the relay's durable-write sequence (temp file, write, fsync, rename, directory
 // fsync), bare and serial in one loop. Measured before and after the relay's run, because this disk is shared and
 // its speed drifts; the target is judged against the faster of the two.
@@ -190,7 +227,13 @@ const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)[1]);
 
 // Let the worker drain, so the disk loop below does not compete with it.
 progress("draining the queue");
-const leftPending = await drain();
+let leftPending = await drain();
+let open;
+if (OPEN_RATE > 0) {
+  progress(`open loop: ${OPEN_RATE} req/s for ${OPEN_SECONDS} s`);
+  open = await openLoop(OPEN_RATE, OPEN_SECONDS);
+  leftPending = await drain();
+}
 progress(`disk loop after the run (${DISK_SECONDS} s)`);
 const diskAfter = diskLoop(jobSize, DISK_SECONDS);
 relay.kill("SIGTERM");
@@ -212,10 +255,13 @@ line("accepted (202)", `${result.accepted}/${TOTAL} in ${result.secs.toFixed(2)}
 line("accepted requests/s", result.rps.toFixed(0));
 line("latency p50 / p99 / max (ms)", `${result.p50.toFixed(1)} / ${result.p99.toFixed(1)} / ${result.max.toFixed(1)}`);
 line("relay peak RSS (VmHWM)", `${rssMb.toFixed(1)} MB`);
-line("handed off to the sink during the run", `${sunk} (pending left after drain: ${leftPending})`);
+line("handed off to the sink (warm-up + runs)", `${sunk} (pending left after drain: ${leftPending})`);
 line("job file size used for the disk loop", `${jobSize} bytes`);
 line("disk limit before / after the run (files/s)", `${diskBefore.toFixed(0)} / ${diskAfter.toFixed(0)}`);
 line("ratio relay / faster disk limit", `${ratio.toFixed(2)}x`);
+if (open) {
+  line(`open loop at ${OPEN_RATE} req/s: p50 / p99 / max (ms)`, `${open.p50.toFixed(1)} / ${open.p99.toFixed(1)} / ${open.max.toFixed(1)} (${open.accepted}/${open.total} accepted, ${open.late} started late)`);
+}
 console.log("\nwhere the time goes:");
 line("relay CPU per request: user / sys (ms)", `${relayCpu.user.toFixed(3)} / ${relayCpu.sys.toFixed(3)}`);
 line("bench client + sink CPU per request (ms)", benchCpu.toFixed(3));
