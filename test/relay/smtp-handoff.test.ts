@@ -1,8 +1,10 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import { SMTPServer } from "smtp-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parsePostfixQueueId, SmtpHandoff } from "../../relay/handoff/smtp";
+import { connectNoDelay, parsePostfixQueueId, SmtpHandoff } from "../../relay/handoff/smtp";
 import { HandoffError } from "../../relay/handoff/types";
 import { QueueStore, type Job } from "../../relay/queue";
 import { QueueWorker } from "../../relay/worker";
@@ -83,6 +85,44 @@ describe("SMTP hand-off to loopback Postfix", () => {
       const e = await h.send(msg).catch((err: unknown) => err);
       expect((e as HandoffError).permanent).toBe(false);
       await expect(h.check()).rejects.toThrow();
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+// A Postfix that accepts no connections: a loopback listener that never calls accept(), with its accept queue
+// filled, so the kernel leaves further connects hanging. python3 (a dependency of cloud-init, which CI installs)
+// holds the socket, because node always accepts.
+const havePython = spawnSync("python3", ["-c", "pass"]).status === 0;
+if (!havePython) console.warn("skipping the SMTP connect-timeout test: python3 is missing (CI installs it with cloud-init)");
+
+describe.skipIf(!havePython)("SMTP hand-off: a connect that never completes", () => {
+  let py: ChildProcess | undefined;
+  const fillers: net.Socket[] = [];
+  afterAll(() => {
+    for (const f of fillers) f.destroy();
+    py?.kill("SIGKILL");
+  });
+
+  it("times out after SENDMAIL_TIMEOUT_MS and is a temporary failure (the job stays pending)", async () => {
+    py = spawn("python3", ["-c", "import socket,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0); print(s.getsockname()[1], flush=True); time.sleep(60)"]);
+    const stuckPort = await new Promise<number>((resolve) => py!.stdout!.once("data", (d: Buffer) => resolve(Number(String(d).trim()))));
+    for (let i = 0; i < 3; i++) fillers.push(net.connect({ host: "127.0.0.1", port: stuckPort }).on("error", () => undefined));
+    await new Promise((r) => setTimeout(r, 200));
+
+    const direct = await new Promise<Error | null>((resolve) => connectNoDelay({ host: "127.0.0.1", port: stuckPort, timeoutMs: 300 }, (err, s) => {
+      s?.connection.destroy();
+      resolve(err);
+    }));
+    expect(direct?.message).toMatch(/timed out after 300 ms/);
+
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: stuckPort, timeoutMs: 300 });
+    try {
+      const e = await h.send(msg).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(HandoffError);
+      expect((e as HandoffError).permanent).toBe(false);
+      expect((e as HandoffError).message).toMatch(/timed out/);
     } finally {
       await h.close();
     }
