@@ -1,23 +1,16 @@
 // npm run bench:handoff — the relay's two hand-offs (relay/handoff/smtp.ts and relay/handoff/sendmail.ts) against a
-// real Postfix + OpenDKIM built from the files cloud-init/ renders, in a network namespace this script creates (set up
-// as test/cloud-init/postfix-instance.real.test.ts does: only instance paths moved to a scratch dir, next hop = a local
-// smtp-sink). Prints, per hand-off: messages/s, p50/p99 ms per hand-off, time until every message is DKIM-signed at the
+// real Postfix + OpenDKIM built from the files cloud-init/ renders, in a network namespace this script creates (the same
+// instance as test/cloud-init/postfix-instance.real.test.ts, from test/cloud-init/postfix-instance.ts: only instance
+// paths moved to a scratch dir, next hop = a local smtp-sink). Prints, per hand-off: messages/s, p50/p99 ms per hand-off, time until every message is DKIM-signed at the
 // sink; then, with OpenDKIM stopped, what each hand-off reports and whether anything leaves unsigned; then whether the
 // held mail goes out signed once OpenDKIM is back. Needs root, postfix, opendkim, smtp-sink and ip; skips otherwise.
 import { spawn, type ChildProcess } from "node:child_process";
-import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  renderOpendkimConf,
-  renderOpendkimKeyTable,
-  renderOpendkimSigningTable,
-  renderOpendkimTrustedHosts,
-  renderPostfixMainCf,
-  renderPostfixMasterCf,
-} from "../cloud-init";
 import { buildConfig } from "../test/cloud-init/fixtures";
-import { missing, removeDir, run, safeScratchDir, tool } from "../test/cloud-init/real-tools";
+import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../test/cloud-init/postfix-instance";
+import { missing, tool } from "../test/cloud-init/real-tools";
 import type { SendOutcome, WorkerResult, WorkerSpec } from "./handoff-worker";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 300);
@@ -35,138 +28,32 @@ const TO = "someone@example.org";
 const SINK = "127.0.0.1:2626";
 const progress = (s: string): void => void process.stderr.write(`[bench:handoff] ${s}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const sleepSync = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 // ---------------------------------------------------------------- requirements
 
-const ns = `mrhb${process.pid}`;
-const skip = missing("bench:handoff", {
-  tools: ["postfix", "postconf", "opendkim", "smtp-sink", "ip", "sendmail"],
-  root: true,
-  check: () => {
-    const probe = `mrhbprobe${process.pid}`;
-    const r = run(tool("ip") as string, ["netns", "add", probe]);
-    if (r.status !== 0) return `cannot create a network namespace: ${r.stderr.trim()}`;
-    run(tool("ip") as string, ["netns", "del", probe]);
-    return undefined;
-  },
-});
+const skip = missing("bench:handoff", { tools: INSTANCE_TOOLS, root: true, check: () => netnsUnavailable(`mrhbprobe${process.pid}`) });
 if (skip) {
   console.log(`skipped: ${skip}`);
   process.exit(0);
 }
 const IP = tool("ip") as string;
-const POSTFIX = tool("postfix") as string;
 const SENDMAIL = tool("sendmail") as string;
 
-// ---------------------------------------------------------------- the instance
+// ---------------------------------------------------------------- the instance (test/cloud-init/postfix-instance.ts)
 
 const cfg = buildConfig({ ipv6: false });
-const base = safeScratchDir("handoff-bench-");
-const etc = path.join(base, "etc");
-const queueDir = path.join(base, "queue");
-const sinkDir = path.join(base, "sink");
-const dkimDir = path.join(base, "dkim");
-let nsCreated = false;
-let opendkim: ChildProcess | undefined;
-let sink: ChildProcess | undefined;
+const inst = new PostfixInstance(`mrhb${process.pid}`, "handoff-bench-");
+const { ns, base, etc, queueDir, sinkDir } = inst;
 let worker: ChildProcess | undefined;
 let cleanedUp = false;
-
-const inNs = (cmd: string, args: string[]) => run(IP, ["netns", "exec", ns, cmd, ...args], { timeout: 60_000 });
-const idOf = (name: string): number => Number(run("id", ["-u", name]).stdout.trim());
-const gidOf = (name: string): number => Number(run("getent", ["group", name]).stdout.split(":")[2]);
-const maillog = (): string => (existsSync(path.join(base, "maillog")) ? readFileSync(path.join(base, "maillog"), "utf8") : "");
-
-async function waitFor(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-async function startOpendkim(): Promise<void> {
-  const sock = path.join(queueDir, "opendkim", "opendkim.sock");
-  opendkim = spawn(tool("opendkim") as string, ["-f", "-x", path.join(dkimDir, "opendkim.conf")], { stdio: "ignore" });
-  await waitFor(() => existsSync(sock), "the OpenDKIM socket");
-}
-
-async function stopOpendkim(): Promise<void> {
-  const p = opendkim;
-  if (!p) return;
-  p.kill("SIGTERM");
-  await waitFor(() => p.exitCode !== null || p.signalCode !== null, "OpenDKIM to stop");
-  opendkim = undefined;
-}
-
-async function setUp(): Promise<void> {
-  for (const d of [etc, queueDir, path.join(base, "data"), sinkDir, path.join(dkimDir, "keys", "example.com")]) mkdirSync(d, { recursive: true, mode: 0o755 });
-  chownSync(path.join(base, "data"), idOf("postfix"), 0);
-  chownSync(sinkDir, idOf("postfix"), gidOf("postfix"));
-
-  const add = run(IP, ["netns", "add", ns]);
-  if (add.status !== 0) throw new Error(`ip netns add: ${add.stderr}`);
-  nsCreated = true;
-  inNs(IP, ["link", "set", "lo", "up"]);
-
-  // OpenDKIM: the rendered conf and tables with only paths moved, as the instance test does.
-  const place = (t: string): string => t.replaceAll("/etc/opendkim", dkimDir).replaceAll("/var/spool/postfix", queueDir).replaceAll("/run/opendkim", dkimDir);
-  writeFileSync(path.join(dkimDir, "opendkim.conf"), place(renderOpendkimConf(cfg.host)));
-  writeFileSync(path.join(dkimDir, "KeyTable"), place(renderOpendkimKeyTable(cfg.host)));
-  writeFileSync(path.join(dkimDir, "SigningTable"), renderOpendkimSigningTable(cfg.host));
-  writeFileSync(path.join(dkimDir, "TrustedHosts"), renderOpendkimTrustedHosts());
-  const key = path.join(dkimDir, "keys", "example.com", `${cfg.host.dkimSelector}.private`);
-  writeFileSync(key, cfg.secrets.dkimPrivateKeyPem, { mode: 0o600 });
-  chownSync(key, idOf("opendkim"), gidOf("opendkim"));
-
-  // Postfix: the rendered main.cf/master.cf; instance paths moved, next hop = the sink.
-  writeFileSync(path.join(etc, "main.cf"), renderPostfixMainCf(cfg.host));
-  writeFileSync(path.join(etc, "master.cf"), renderPostfixMasterCf(cfg.host));
-  const [sinkHost, sinkPort] = SINK.split(":") as [string, string];
-  const pc = run(tool("postconf") as string, [
-    "-c", etc, "-e",
-    `queue_directory=${queueDir}`, `data_directory=${path.join(base, "data")}`,
-    `maillog_file_prefixes=${base}`, `maillog_file=${path.join(base, "maillog")}`,
-    "alias_maps=", "alias_database=",
-    `relayhost=[${sinkHost}]:${sinkPort}`,
-  ]);
-  if (pc.status !== 0) throw new Error(`postconf: ${pc.stderr}`);
-  const sp = run(POSTFIX, ["-c", etc, "set-permissions"]);
-  if (sp.status !== 0) throw new Error(`postfix set-permissions: ${sp.stderr}`);
-  run("install", ["-d", "-o", "opendkim", "-g", "postfix", "-m", "2750", path.join(queueDir, "opendkim")]);
-  await startOpendkim();
-
-  sink = spawn(IP, ["netns", "exec", ns, tool("smtp-sink") as string, "-u", "postfix", "-d", `${sinkDir}/%M.`, SINK, "64"], { stdio: "ignore" });
-  const start = inNs(POSTFIX, ["-c", etc, "start"]);
-  if (start.status !== 0) throw new Error(`postfix start: ${start.stderr}${start.stdout}`);
-  await waitFor(() => /daemon started/.test(maillog()), "the Postfix master");
-}
 
 /** Synchronous, idempotent: also runs from the exit and signal handlers. */
 function cleanUp(): void {
   if (cleanedUp) return;
   cleanedUp = true;
   worker?.kill("SIGKILL");
-  if (nsCreated) inNs(POSTFIX, ["-c", etc, "stop"]);
-  opendkim?.kill("SIGTERM");
-  sink?.kill("SIGTERM");
-  sleepSync(500);
-  if (nsCreated) {
-    // Anything still alive in our namespace is a Postfix child or the sink we started.
-    for (const pid of run(IP, ["netns", "pids", ns]).stdout.split(/\s+/).filter(Boolean)) {
-      try {
-        process.kill(Number(pid), "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    run(IP, ["netns", "del", ns]);
-  }
   // BENCH_KEEP_MAILLOG=FILE keeps Postfix's log of the run (the scratch dir goes away).
-  if (process.env.BENCH_KEEP_MAILLOG && existsSync(path.join(base, "maillog"))) copyFileSync(path.join(base, "maillog"), process.env.BENCH_KEEP_MAILLOG);
-  removeDir(base);
+  inst.stop(process.env.BENCH_KEEP_MAILLOG);
 }
 process.on("exit", cleanUp);
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
@@ -326,7 +213,7 @@ function summarizeErrors(outcomes: readonly SendOutcome[]): string {
 async function main(): Promise<void> {
   const loadAtStart = os.loadavg()[0] as number;
   progress(`setting up Postfix + OpenDKIM in netns ${ns} (scratch ${base})...`);
-  await setUp();
+  await inst.start({ host: cfg.host, dkimPrivateKeyPem: cfg.secrets.dkimPrivateKeyPem, sink: SINK, sinkBacklog: 64 });
 
   progress("warm-up: 5 via smtp, 5 via sendmail...");
   await handOff("smtp", "warmup-smtp", 5);
@@ -340,7 +227,7 @@ async function main(): Promise<void> {
 
   // ---- OpenDKIM down
   progress("stopping OpenDKIM...");
-  await stopOpendkim();
+  await inst.stopOpendkim();
   progress(`handing off ${DOWN_N} via smtp with OpenDKIM down...`);
   const downSmtp = await handOff("smtp", "down-smtp", DOWN_N);
   progress(`handing off ${DOWN_N} via sendmail with OpenDKIM down...`);
@@ -353,7 +240,7 @@ async function main(): Promise<void> {
 
   // ---- OpenDKIM back
   progress("restarting OpenDKIM...");
-  await startOpendkim();
+  await inst.startOpendkim();
   const restartedAt = Date.now();
   const refused = downSmtp.outcomes.filter((o) => !o.ok).length;
   // The relay keeps SMTP-refused jobs pending and retries them; do the same once.
@@ -415,7 +302,7 @@ function verdict(smtp: ThroughputFigures, sendmail: ThroughputFigures, down: { r
 main()
   .catch((err: unknown) => {
     console.error(`bench:handoff failed: ${(err as Error).stack ?? String(err)}`);
-    const log = maillog();
+    const log = inst.maillog();
     if (log) console.error(`last maillog lines:\n${log.split("\n").slice(-20).join("\n")}`);
     process.exitCode = 1;
   })

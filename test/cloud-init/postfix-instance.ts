@@ -1,0 +1,180 @@
+// A real Postfix instance and a real OpenDKIM, both from the rendered files, inside a network namespace the caller
+// names. Only instance paths are moved to a scratch dir (queue_directory, data_directory, log file, OpenDKIM's
+// files) and the next hop is a local smtp-sink; every other rendered setting is exercised as it is.
+// Used by test/cloud-init/postfix-instance.real.test.ts and bench/handoff-bench.ts.
+import { spawn, type ChildProcess } from "node:child_process";
+import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  renderOpendkimConf,
+  renderOpendkimKeyTable,
+  renderOpendkimSigningTable,
+  renderOpendkimTrustedHosts,
+  renderPostfixMainCf,
+  renderPostfixMasterCf,
+  type HostSettings,
+} from "../../cloud-init";
+import { run, safeScratchDir, removeDir, tool } from "./real-tools";
+
+/** The tools an instance needs (callers add their own, e.g. swaks). */
+export const INSTANCE_TOOLS = ["postfix", "postconf", "opendkim", "smtp-sink", "ip", "sendmail"];
+
+/** Why network namespaces can't be used here, or undefined when they can. */
+export function netnsUnavailable(probe: string): string | undefined {
+  const r = run(tool("ip") as string, ["netns", "add", probe]);
+  if (r.status !== 0) return `cannot create a network namespace: ${r.stderr.trim()}`;
+  run(tool("ip") as string, ["netns", "del", probe]);
+  return undefined;
+}
+
+export async function waitFor(cond: () => boolean, what: string, ms = 15_000, pollMs = 200): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const uid = (name: string): number => Number(run("id", ["-u", name]).stdout.trim());
+const gid = (name: string): number => Number(run("getent", ["group", name]).stdout.split(":")[2]);
+const sleepSync = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+export interface InstanceOptions {
+  /** The rendered host settings and the DKIM private key to sign with. */
+  readonly host: HostSettings;
+  readonly dkimPrivateKeyPem: string;
+  /** "127.0.0.1:2626": where smtp-sink listens; Postfix's relayhost points there. */
+  readonly sink: string;
+  /** smtp-sink's connection backlog. */
+  readonly sinkBacklog: number;
+  /** Runs in the namespace after loopback is up and before anything starts (e.g. add an address). */
+  readonly beforeStart?: (inst: PostfixInstance) => void;
+}
+
+export class PostfixInstance {
+  readonly base: string;
+  readonly etc: string;
+  readonly queueDir: string;
+  readonly sinkDir: string;
+  readonly dkimDir: string;
+  private opendkim: ChildProcess | undefined;
+  private sink: ChildProcess | undefined;
+  private nsCreated = false;
+  private stopped = false;
+
+  constructor(
+    readonly ns: string,
+    scratchPrefix: string,
+  ) {
+    this.base = safeScratchDir(scratchPrefix);
+    this.etc = join(this.base, "etc");
+    this.queueDir = join(this.base, "queue");
+    this.sinkDir = join(this.base, "sink");
+    this.dkimDir = join(this.base, "dkim");
+  }
+
+  inNs(cmd: string, args: string[], input?: string) {
+    return run(tool("ip") as string, ["netns", "exec", this.ns, cmd, ...args], { input, timeout: 60_000 });
+  }
+
+  maillog(): string {
+    const f = join(this.base, "maillog");
+    return existsSync(f) ? readFileSync(f, "utf8") : "";
+  }
+
+  sunk(): string[] {
+    return readdirSync(this.sinkDir);
+  }
+
+  /** main.cf/master.cf as rendered, then postconf -e of the instance paths and the caller's overrides. */
+  writePostfixConfig(host: HostSettings, overrides: string[]): void {
+    writeFileSync(join(this.etc, "main.cf"), renderPostfixMainCf(host));
+    writeFileSync(join(this.etc, "master.cf"), renderPostfixMasterCf(host));
+    const r = run(tool("postconf") as string, [
+      "-c", this.etc, "-e",
+      `queue_directory=${this.queueDir}`, `data_directory=${join(this.base, "data")}`,
+      `maillog_file_prefixes=${this.base}`, `maillog_file=${join(this.base, "maillog")}`,
+      "alias_maps=", "alias_database=",
+      ...overrides,
+    ]);
+    if (r.status !== 0) throw new Error(`postconf: ${r.stderr}`);
+  }
+
+  startOpendkim(): Promise<void> {
+    this.opendkim = spawn(tool("opendkim") as string, ["-f", "-x", join(this.dkimDir, "opendkim.conf")], { stdio: "ignore" });
+    return waitFor(() => existsSync(join(this.queueDir, "opendkim", "opendkim.sock")), "the OpenDKIM socket");
+  }
+
+  async stopOpendkim(): Promise<void> {
+    const p = this.opendkim;
+    if (!p) return;
+    p.kill("SIGTERM");
+    await waitFor(() => p.exitCode !== null || p.signalCode !== null, "OpenDKIM to stop");
+    this.opendkim = undefined;
+  }
+
+  /** Namespace, OpenDKIM, smtp-sink and Postfix, from the rendered files. */
+  async start(o: InstanceOptions): Promise<void> {
+    for (const d of [this.etc, this.queueDir, join(this.base, "data"), this.sinkDir, join(this.dkimDir, "keys", "example.com")]) mkdirSync(d, { recursive: true, mode: 0o755 });
+    chownSync(join(this.base, "data"), uid("postfix"), 0);
+    chownSync(this.sinkDir, uid("postfix"), gid("postfix"));
+
+    const add = run(tool("ip") as string, ["netns", "add", this.ns]);
+    if (add.status !== 0) throw new Error(`ip netns add: ${add.stderr}`);
+    this.nsCreated = true;
+    this.inNs(tool("ip") as string, ["link", "set", "lo", "up"]);
+    o.beforeStart?.(this);
+
+    // OpenDKIM: rendered conf and tables, only paths moved; socket dir made exactly as user-data makes it.
+    const dk = this.dkimDir;
+    const place = (t: string): string => t.replaceAll("/etc/opendkim", dk).replaceAll("/var/spool/postfix", this.queueDir).replaceAll("/run/opendkim", dk);
+    writeFileSync(join(dk, "opendkim.conf"), place(renderOpendkimConf(o.host)));
+    writeFileSync(join(dk, "KeyTable"), place(renderOpendkimKeyTable(o.host)));
+    writeFileSync(join(dk, "SigningTable"), renderOpendkimSigningTable(o.host));
+    writeFileSync(join(dk, "TrustedHosts"), renderOpendkimTrustedHosts());
+    const key = join(dk, "keys", "example.com", `${o.host.dkimSelector}.private`);
+    writeFileSync(key, o.dkimPrivateKeyPem, { mode: 0o600 });
+    chownSync(key, uid("opendkim"), gid("opendkim"));
+
+    const [sinkHost, sinkPort] = o.sink.split(":") as [string, string];
+    this.writePostfixConfig(o.host, [`relayhost=[${sinkHost}]:${sinkPort}`]);
+    const sp = run(tool("postfix") as string, ["-c", this.etc, "set-permissions"]);
+    if (sp.status !== 0) throw new Error(`postfix set-permissions: ${sp.stderr}`);
+    run("install", ["-d", "-o", "opendkim", "-g", "postfix", "-m", "2750", join(this.queueDir, "opendkim")]);
+    await this.startOpendkim();
+
+    this.sink = spawn(tool("ip") as string, ["netns", "exec", this.ns, tool("smtp-sink") as string, "-u", "postfix", "-d", `${this.sinkDir}/%M.`, o.sink, String(o.sinkBacklog)], { stdio: "ignore" });
+    const start = this.inNs(tool("postfix") as string, ["-c", this.etc, "start"]);
+    if (start.status !== 0) throw new Error(`postfix start: ${start.stderr}${start.stdout}`);
+    await waitFor(() => /daemon started/.test(this.maillog()), "the Postfix master");
+  }
+
+  /**
+   * Synchronous and idempotent (it also runs from exit and signal handlers): stops Postfix, OpenDKIM and the sink,
+   * kills anything left in the namespace, deletes it, and removes the scratch dir (after copying the mail log to
+   * keepMaillog, when given).
+   */
+  stop(keepMaillog?: string): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.nsCreated) this.inNs(tool("postfix") as string, ["-c", this.etc, "stop"]);
+    this.opendkim?.kill("SIGTERM");
+    this.sink?.kill("SIGTERM");
+    sleepSync(500);
+    if (this.nsCreated) {
+      // Anything still alive in our namespace is a Postfix child or the sink we started.
+      for (const pid of run(tool("ip") as string, ["netns", "pids", this.ns]).stdout.split(/\s+/).filter(Boolean)) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+      run(tool("ip") as string, ["netns", "del", this.ns]);
+    }
+    const log = join(this.base, "maillog");
+    if (keepMaillog && existsSync(log)) copyFileSync(log, keepMaillog);
+    removeDir(this.base);
+  }
+}
