@@ -232,16 +232,21 @@ export function renderStartCloudflared(): string {
   ]);
 }
 
+/** Disables and stops a unit if it is installed (SIGTERM from the unit); a missing unit is not an error. */
+function disableNow(unit: string, what: string): string[] {
+  return [
+    `if systemctl cat ${unit} >/dev/null 2>&1; then`,
+    `  systemctl disable --now ${unit}`,
+    `  echo "${what} stopped"`,
+    "else",
+    `  echo "${what} unit not present; nothing to stop"`,
+    "fi",
+  ];
+}
+
 /** Teardown step 1: take the public entry away first. */
 export function renderStopCloudflared(): string {
-  return script("stop the Cloudflare tunnel (teardown)", [
-    `if systemctl cat ${CLOUDFLARED_UNIT_NAME} >/dev/null 2>&1; then`,
-    `  systemctl disable --now ${CLOUDFLARED_UNIT_NAME}`,
-    '  echo "cloudflared tunnel stopped"',
-    "else",
-    '  echo "cloudflared tunnel unit not present; nothing to stop"',
-    "fi",
-  ]);
+  return script("stop the Cloudflare tunnel (teardown)", disableNow(CLOUDFLARED_UNIT_NAME, "cloudflared tunnel"));
 }
 
 /** What the relay guard does, at teardown, about mail still queued on the server's disk. */
@@ -292,11 +297,6 @@ export function renderStopRelay(t: TeardownOptions = { drainSeconds: 300, allowQ
     "    exit 1",
     "  fi",
     "fi",
-    `if systemctl cat ${RELAY_UNIT_NAME} >/dev/null 2>&1; then`,
-    `  systemctl disable --now ${RELAY_UNIT_NAME}`,
-    '  echo "mail-relay stopped"',
-    "else",
-    '  echo "mail-relay unit not present; nothing to stop"',
-    "fi",
+    ...disableNow(RELAY_UNIT_NAME, "mail-relay"),
   ]);
 }
