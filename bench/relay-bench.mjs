@@ -113,6 +113,13 @@ function post() {
   });
 }
 
+/** p50, p99 and max of a list of latencies (ms). */
+function latencies(lat) {
+  lat.sort((a, b) => a - b);
+  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+  return { p50: q(0.5), p99: q(0.99), max: lat[lat.length - 1] };
+}
+
 async function run(n) {
   const lat = [];
   let accepted = 0;
@@ -129,9 +136,7 @@ async function run(n) {
     }),
   );
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  lat.sort((a, b) => a - b);
-  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-  return { accepted, secs, rps: accepted / secs, p50: q(0.5), p99: q(0.99), max: lat[lat.length - 1] };
+  return { accepted, secs, rps: accepted / secs, ...latencies(lat) };
 }
 
 /** Starts requests at `rate` per second for `seconds` (at most CONCURRENCY in flight; later starts count as late). */
@@ -162,9 +167,7 @@ async function openLoop(rate, seconds) {
     );
   }
   await Promise.all(pending);
-  lat.sort((a, b) => a - b);
-  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-  return { total, accepted, late, p50: q(0.5), p99: q(0.99), max: lat[lat.length - 1] };
+  return { total, accepted, late, ...latencies(lat) };
 }
 
 // --- the disk's physical limit: the relay's durable-write sequence (temp file, write, fsync, rename, directory

@@ -20,6 +20,9 @@ import { assertPort, assertSafePath, shellQuote } from "./validate";
 
 const PRELUDE = ["#!/usr/bin/env bash", "set -euo pipefail", 'root="${MAIL_RELAY_ROOT:-}"'];
 
+/** Bash: `count DIR...` prints how many files are under the directories that exist (a missing one counts 0). */
+const COUNT_FILES = 'count() { local n=0 d; for d in "$@"; do if [ -d "$d" ]; then n=$((n + $(find "$d" -type f | wc -l))); fi; done; echo "$n"; }';
+
 function script(purpose: string, body: readonly string[]): string {
   return [PRELUDE[0], `# mail-relay deploy step: ${purpose}`, ...PRELUDE.slice(1), ...body].join("\n") + "\n";
 }
@@ -139,7 +142,8 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     'health_timeout="${MAIL_RELAY_HEALTH_TIMEOUT:-30}"',
     "# The relay listens only after it has read every queued job into its index (100,000 jobs took 6 s on the build",
     "# VM's disk): after an outage, allow 1 s more per 2,000 queued jobs, so a big backlog is not taken for a failure.",
-    `queued=0; for d in pending failed processing; do if [ -d "$root${QUEUE_ROOT}/$d" ]; then queued=$((queued + $(find "$root${QUEUE_ROOT}/$d" -type f | wc -l))); fi; done`,
+    COUNT_FILES,
+    `queued=$(count "$root${QUEUE_ROOT}/pending" "$root${QUEUE_ROOT}/failed" "$root${QUEUE_ROOT}/processing")`,
     'if [ "$queued" -ge 2000 ]; then',
     "  health_timeout=$((health_timeout + queued / 2000))",
     '  echo "the queue holds $queued jobs: allowing ${health_timeout}s for the relay to open it"',
@@ -276,8 +280,7 @@ export function renderStopRelay(t: TeardownOptions = { drainSeconds: 300, allowQ
     `drain_seconds=${t.drainSeconds}`,
     `allow_loss=${t.allowQueueLoss ? 1 : 0}`,
     'poll="${MAIL_RELAY_DRAIN_POLL:-5}"',
-    "# Files under the given directories that exist (a missing directory counts 0).",
-    'count() { local n=0 d; for d in "$@"; do if [ -d "$d" ]; then n=$((n + $(find "$d" -type f | wc -l))); fi; done; echo "$n"; }',
+    COUNT_FILES,
     `snapshot() { relay_n=$(count "$queue/pending" "$queue/processing"); failed_n=$(count "$queue/failed"); postfix_n=$(count ${postfixDirs}); }`,
     "deadline=$((SECONDS + drain_seconds))",
     "snapshot",

@@ -189,11 +189,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   }
   const e = parsed.data;
   const problems: { variable: string; message: string }[] = [];
-  const maxMessageBytes = e.RELAY_MAX_MESSAGE_BYTES || defaultMaxMessageBytes(e.RELAY_BODY_LIMIT_BYTES);
-  if (maxMessageBytes > defaultMaxMessageBytes(e.RELAY_BODY_LIMIT_BYTES)) {
+  const messageCeiling = defaultMaxMessageBytes(e.RELAY_BODY_LIMIT_BYTES);
+  const maxMessageBytes = e.RELAY_MAX_MESSAGE_BYTES || messageCeiling;
+  if (maxMessageBytes > messageCeiling) {
     problems.push({
       variable: "RELAY_MAX_MESSAGE_BYTES",
-      message: `must be <= ${MESSAGE_SIZE_FACTOR} x RELAY_BODY_LIMIT_BYTES (${defaultMaxMessageBytes(e.RELAY_BODY_LIMIT_BYTES)}): Postfix's message_size_limit is sized from that`,
+      message: `must be <= ${MESSAGE_SIZE_FACTOR} x RELAY_BODY_LIMIT_BYTES (${messageCeiling}): Postfix's message_size_limit is sized from that`,
     });
   }
   if (e.QUEUE_RETRY_MAX_MS < e.QUEUE_RETRY_BASE_MS) {

@@ -13,6 +13,9 @@ import { txtValue } from "../../infra/records";
 import { PUBLIC_PATH_REGEX } from "../../infra/tunnel";
 import { ofType, pushedFiles, runStack, stackVariants, StackName, T } from "../helpers/stack";
 
+/** Deploy steps whose inputs carry secrets: they differ between any two offline runs (fresh random keys and tokens). */
+const SECRET_BEARING_STEP = /relay-activate|secret-|apply-mail/;
+
 const bundle = path.join(__dirname, "../../relay/dist/relay.js");
 if (!fs.existsSync(bundle)) {
   // The program refuses to run without the relay bundle, as `pulumi up` would.
@@ -269,7 +272,7 @@ describe("deploy steps re-run only what changed", () => {
     const a = triggers(base);
     const b = triggers(bigger);
     expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-    const changed = [...a.keys()].filter((k) => a.get(k) !== b.get(k) && !/relay-activate|secret-|apply-mail/.test(k));
+    const changed = [...a.keys()].filter((k) => a.get(k) !== b.get(k) && !SECRET_BEARING_STEP.test(k));
     // The body limit reaches main.cf (message_size_limit) and the relay's env file; no other file changes.
     expect(changed.sort()).toEqual(["mail-relay-node1-file-etc-postfix-main-cf"]);
     expect(a.get("mail-relay-node1-file-etc-postfix-master-cf")).toBe(b.get("mail-relay-node1-file-etc-postfix-master-cf"));
@@ -325,8 +328,7 @@ describe("teardown keeps queued mail unless told otherwise", () => {
     const a = cmds(base);
     const b = cmds(lossy);
     expect(b.get("mail-relay-node1-relay-guard")!.delete).toBe(renderStopRelay({ drainSeconds: 60, allowQueueLoss: true }));
-    // Secret-bearing steps differ between any two offline runs (fresh random keys and tokens), as in the test above.
-    const changed = [...a.keys()].filter((k) => JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)) && !/relay-activate|secret-|apply-mail/.test(k));
+    const changed = [...a.keys()].filter((k) => JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)) && !SECRET_BEARING_STEP.test(k));
     expect(changed).toEqual(["mail-relay-node1-relay-guard"]);
     expect(JSON.stringify(b.get("mail-relay-node1-relay-guard")!.triggers)).toBe(JSON.stringify(a.get("mail-relay-node1-relay-guard")!.triggers)); // not replaced
   });
