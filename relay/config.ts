@@ -27,7 +27,7 @@ export interface RelayConfig {
   readonly handoff: HandoffConfig;
   readonly rateLimitPerMin: number;
   readonly bodyLimitBytes: number;
-  /** The largest composed message (after MIME encoding) the relay queues; see relay/limits.ts. */
+  /** The largest composed message (after MIME encoding) the relay queues; see relay/host-contract.ts. */
   readonly maxMessageBytes: number;
   readonly maxRecipients: number;
   readonly minFreeBytes: number;

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 
 /**
  * The queue's hot-path file operations (accept, claim, record), on the callback fs API: FileHandle objects of
- * fs.promises cost ~40 us more main-thread CPU per durable write (measured: write+fsync+rename loop, 50 concurrent).
+ * fs.promises cost ~40 us more user CPU per durable write (measured: write+fsync+rename loop, 50 concurrent).
  * One object, so tests can count calls (vi.spyOn(qfs, "rename")).
  */
 export const qfs = {
