@@ -22,11 +22,15 @@ export function parsePostfixQueueId(response: string | undefined): string | unde
  */
 export class SmtpHandoff implements Handoff {
   readonly kind = "smtp" as const;
-  private readonly transport: nodemailer.Transporter<SMTPPool.SentMessageInfo>;
+  private transport: nodemailer.Transporter<SMTPPool.SentMessageInfo>;
   private lastCheck: { at: number; error?: Error } | null = null;
 
-  constructor(opts: SmtpOptions) {
-    this.transport = nodemailer.createTransport({
+  constructor(private readonly opts: SmtpOptions) {
+    this.transport = SmtpHandoff.createPool(opts);
+  }
+
+  private static createPool(opts: SmtpOptions): nodemailer.Transporter<SMTPPool.SentMessageInfo> {
+    return nodemailer.createTransport({
       pool: true,
       host: opts.host,
       port: opts.port,
@@ -44,15 +48,35 @@ export class SmtpHandoff implements Handoff {
     } as SMTPPool.Options);
   }
 
+  /**
+   * A fresh pool. nodemailer's pool keeps a resource whose getSocket() failed as busy forever, so after
+   * maxConnections refused connects (Postfix stopped) every later send would wait for ever: seen in the rehearsal.
+   */
+  private resetPool(): void {
+    const old = this.transport;
+    this.transport = SmtpHandoff.createPool(this.opts);
+    old.close();
+  }
+
   async send(msg: HandoffMessage): Promise<HandoffResult> {
     assertNotOption([msg.from, ...msg.to]);
     let info: SMTPPool.SentMessageInfo;
+    let timer: NodeJS.Timeout | undefined;
+    // Every socket step has its own timeout; this one bounds the whole send, so no pool state can stall the worker.
+    const limitMs = this.opts.timeoutMs * 3;
+    const overall = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error(`hand-off did not settle within ${limitMs} ms`), { stalled: true })), limitMs);
+    });
     try {
-      info = await this.transport.sendMail({ envelope: { from: msg.from, to: [...msg.to] }, raw: msg.raw });
+      info = await Promise.race([this.transport.sendMail({ envelope: { from: msg.from, to: [...msg.to] }, raw: msg.raw }), overall]);
     } catch (err) {
       const e = err as Error & { responseCode?: number; response?: string };
+      // No SMTP reply (refused, reset, timed out, stalled): the pool may hold dead resources; start a fresh one.
+      if (typeof e.responseCode !== "number") this.resetPool();
       const permanent = typeof e.responseCode === "number" && e.responseCode >= 500 && e.responseCode < 600;
       throw new HandoffError(e.response ? `SMTP ${e.response}` : e.message, permanent);
+    } finally {
+      clearTimeout(timer);
     }
     // Recipients refused while others were accepted: the message is queued for the rest, and a retry would duplicate it.
     const rejected = info.rejected?.length ?? 0;

@@ -175,3 +175,46 @@ describe("worker + queue + SMTP: a 451 leaves the job pending, a 250 records the
     }
   });
 });
+
+describe("SMTP hand-off after Postfix was stopped and started again (fake SMTP server)", () => {
+  // Found by the rehearsal: nodemailer's pool kept each resource whose socket factory failed as busy, so after
+  // maxConnections refused connects every later send waited for ever and the worker never retried.
+  it("more refused connects than the pool has slots, then the server returns: the next send succeeds", async () => {
+    const sink = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ["STARTTLS", "AUTH"],
+      logger: false,
+      onData(stream, _s, cb) {
+        stream.resume();
+        stream.on("end", () => cb(null, "2.0.0 Ok: queued as 7BackAgain"));
+      },
+    });
+    await new Promise<void>((resolve) => sink.listen(0, "127.0.0.1", resolve));
+    const sinkPort = (sink.server.address() as AddressInfo).port;
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: sinkPort, timeoutMs: 2000, maxConnections: 2 });
+    try {
+      expect(await h.send(msg)).toEqual({ queueId: "7BackAgain" });
+      await new Promise<void>((resolve) => sink.close(() => resolve()));
+      for (let i = 0; i < 4; i++) await expect(h.send(msg)).rejects.toThrow(/ECONNREFUSED|closed|reset/i);
+      const again = new SMTPServer({
+        authOptional: true,
+        disabledCommands: ["STARTTLS", "AUTH"],
+        logger: false,
+        onData(stream, _s, cb) {
+          stream.resume();
+          stream.on("end", () => cb(null, "2.0.0 Ok: queued as 8Restarted"));
+        },
+      });
+      await new Promise<void>((resolve) => again.listen(sinkPort, "127.0.0.1", resolve));
+      try {
+        const t0 = Date.now();
+        expect(await h.send(msg)).toEqual({ queueId: "8Restarted" });
+        expect(Date.now() - t0).toBeLessThan(2000);
+      } finally {
+        await new Promise<void>((resolve) => again.close(() => resolve()));
+      }
+    } finally {
+      await h.close();
+    }
+  }, 30_000);
+});
