@@ -84,11 +84,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const relayErr = toRelayError(err);
     count(req, relayErr.code);
     if (relayErr.statusCode >= 500) {
-      req.log.error({ reqId: req.id, caller: req.caller || undefined, code: relayErr.code, err: err.message }, "request failed");
+      req.log.error({ caller: req.caller || undefined, code: relayErr.code, err: err.message }, "request failed");
       const generic = new RelayError(relayErr.code, GENERIC_5XX[relayErr.code as keyof typeof GENERIC_5XX] ?? GENERIC_5XX.internal);
       return reply.code(generic.statusCode).send(errorBody(generic));
     }
-    req.log.info({ reqId: req.id, caller: req.caller || undefined, code: relayErr.code, field: relayErr.field, status: relayErr.statusCode }, "request refused");
+    req.log.info({ caller: req.caller || undefined, code: relayErr.code, field: relayErr.field, status: relayErr.statusCode }, "request refused");
     return reply.code(relayErr.statusCode).send(errorBody(relayErr));
   });
   app.setNotFoundHandler((req, reply) => {

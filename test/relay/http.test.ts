@@ -259,3 +259,14 @@ describe("over a real socket (127.0.0.1, port 0)", () => {
     expect(((await status.json()) as { message: { state: string } }).message.state).toBe("queued");
   });
 });
+
+describe("log lines", () => {
+  it("a refused request's log line names its request id once (req.log already binds reqId)", async () => {
+    const t = await app();
+    const res = await post(t, auth(), { ...validBody(), from: "ceo@example.com" });
+    expect(res.statusCode).toBe(400);
+    const refused = t.lines.filter((l) => l.includes('"request refused"'));
+    expect(refused).toHaveLength(1);
+    expect(refused[0].match(/"reqId"/g)).toHaveLength(1);
+  });
+});
