@@ -119,7 +119,12 @@ export function renderPostfixMainCf(s: HostSettings): string {
           { comment: "The name in EHLO; its A record and the IP's PTR must both match it.", key: "myhostname", value: s.mtaHostname },
           { key: "smtp_helo_name", value: s.mtaHostname },
           { key: "mydomain", value: s.domain },
-          { comment: "Mail submitted by local users without a domain is from this domain.", key: "myorigin", value: s.domain },
+          {
+            comment:
+              "localhost, not the domain: mail to root or postmaster (cron, Postfix's own notices) is delivered to /var/mail/root on this host instead of leaving for the domain's MX; the relay always gives full addresses.",
+            key: "myorigin",
+            value: "localhost",
+          },
           { comment: "No version in the banner.", key: "smtpd_banner", value: "$myhostname ESMTP" },
           { key: "biff", value: "no" },
           { key: "append_dot_mydomain", value: "no" },

@@ -58,11 +58,15 @@ describe.each(variants)("Postfix main.cf (%s)", (_name, cfg) => {
     expect(m.get("smtpd_sasl_auth_enable")).toBe("no");
     expect(m.get("smtpd_tls_security_level")).toBe("none");
   });
-  it("announces the node's MTA hostname in EHLO and uses the sending domain as origin", () => {
+  it("announces the node's MTA hostname in EHLO", () => {
     expect(m.get("myhostname")).toBe(cfg.host.mtaHostname);
     expect(m.get("smtp_helo_name")).toBe(cfg.host.mtaHostname);
     expect(m.get("mydomain")).toBe(cfg.host.domain);
-    expect(m.get("myorigin")).toBe(cfg.host.domain);
+  });
+  it("keeps local notices on the host: unqualified addresses (root, postmaster) get the local domain, which mydestination lists", () => {
+    expect(m.get("myorigin")).toBe("localhost");
+    expect(postfixList(m.get("mydestination"))).toContain(m.get("myorigin"));
+    expect(m.get("myorigin")).not.toContain(cfg.host.domain);
   });
   it("uses IPv6 only when enabled", () => {
     expect(m.get("inet_protocols")).toBe(cfg.host.ipv6 ? "all" : "ipv4");
