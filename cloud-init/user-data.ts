@@ -44,6 +44,9 @@ export function renderUserData(b: BootstrapSettings): string {
     prefer_fqdn_over_hostname: false,
     manage_etc_hosts: true,
     timezone: "Etc/UTC",
+    // C.UTF-8 ships with libc on every Debian and needs no locale-gen. Without an explicit value cloud-init applies
+    // its default (en_US.UTF-8), and on an image that lacks it update-locale fails and stops the deploy.
+    locale: "C.UTF-8",
     // The deploy step logs in as root with the key Hetzner injects; passwords never work.
     disable_root: false,
     ssh_pwauth: false,

@@ -86,6 +86,9 @@ describe("user-data content", () => {
     expect(doc.ssh_pwauth).toBe(false);
     expect(doc.disable_root).toBe(false);
   });
+  it("sets a locale every Debian image has without locale-gen (C.UTF-8), so an image without LANG cannot stop cloud-init", () => {
+    expect(doc.locale).toBe("C.UTF-8");
+  });
   it("refuses a bad hostname", () => {
     expect(() => renderUserData({ hostname: "mail", fqdn: "mail.example.com\nruncmd: [reboot]" })).toThrow(/fqdn/);
     expect(() => renderUserData({ hostname: "web", fqdn: "mail.example.com" })).toThrow(/must start with hostname/);
