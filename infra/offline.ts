@@ -34,7 +34,8 @@ function isWrappedSecret(v: unknown): v is { value: unknown } {
 export function unwrapSecrets(v: unknown): any {
   if (isWrappedSecret(v)) return unwrapSecrets(v.value);
   if (Array.isArray(v)) return v.map(unwrapSecrets);
-  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
+  // Plain objects only: assets (FileAsset with a Promise path) stay as they are, so their path can still be read.
+  if (v && typeof v === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(v))) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
   return v;
 }
 
@@ -164,8 +165,20 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
   }
 }
 
+/** One edge set of the deployment graph, as the engine receives it: who the parent is, what must finish first. */
+export interface GraphNode {
+  readonly name: string;
+  readonly type: string;
+  /** The parent resource's name (components), if any. */
+  readonly parent?: string;
+  /** Names of the resources this one waits for: `dependsOn` plus the resources its inputs came from. */
+  readonly dependsOn: string[];
+}
+
 export interface OfflineRun {
   readonly resources: RecordedResource[];
+  /** Parents and dependencies of every registered resource, in registration order. */
+  readonly graph: GraphNode[];
   /** Stack outputs, resolved (secrets as plain values). */
   readonly outputs: Record<string, any>;
   /** Which stack outputs are secret. */
@@ -177,6 +190,41 @@ function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply((v) => resolve(v)));
 }
 
+/** The slice of a RegisterResourceRequest the graph needs (the engine's own protobuf getters). */
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getDependenciesList(): string[];
+}
+
+/**
+ * Wrap the mock monitor's registerResource to learn what the mocks API does not pass on: each resource's
+ * parent and dependencies (URNs, turned into names once every resource has registered).
+ */
+function recordGraph(): () => GraphNode[] {
+  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: RegisterRequest, cb: (err: unknown, res?: { getUrn(): string }) => void): unknown };
+  const seen: { urn?: string; type: string; name: string; parentUrn: string; depUrns: string[] }[] = [];
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, cb) => {
+    const entry = { type: req.getType(), name: req.getName(), parentUrn: req.getParent(), depUrns: req.getDependenciesList() };
+    seen.push(entry);
+    return register(req, (err, res) => {
+      if (res) (entry as { urn?: string }).urn = res.getUrn();
+      cb(err, res);
+    });
+  };
+  return () => {
+    const nameOf = new Map(seen.filter((e) => e.urn).map((e) => [e.urn!, e.name]));
+    return seen.map((e) => ({
+      name: e.name,
+      type: e.type,
+      ...(e.parentUrn && nameOf.has(e.parentUrn) ? { parent: nameOf.get(e.parentUrn)! } : {}),
+      dependsOn: [...new Set(e.depUrns.map((u) => nameOf.get(u)).filter((n): n is string => n !== undefined))],
+    }));
+  };
+}
+
 /**
  * Set mocks and config, then load the program module through `load` (a fresh import each run).
  * `load` exists so vitest can reset its module registry between runs.
@@ -185,6 +233,7 @@ export async function runOffline(stack: string, overrides: Record<string, unknow
   const config = readStackConfig(stack, overrides);
   const mocks = new OfflineMocks();
   await pulumi.runtime.setMocks(mocks, "mail-relay", stack, false);
+  const graph = recordGraph();
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
   const mod = await load();
   const outputs: Record<string, any> = {};
@@ -196,5 +245,5 @@ export async function runOffline(stack: string, overrides: Record<string, unknow
     if (await pulumi.isSecret(o)) secretOutputs.push(k);
   }
   await (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs?.();
-  return { resources: mocks.resources, outputs, secretOutputs, config };
+  return { resources: mocks.resources, graph: graph(), outputs, secretOutputs, config };
 }

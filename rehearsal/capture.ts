@@ -1,0 +1,177 @@
+/**
+ * Phase 1 of the rehearsal: run the real program under Pulumi's mocks, exactly as `npm run plan` does
+ * (infra/offline.ts), and keep what a deploy needs: user-data, every remote step with its scripts, stdin and
+ * dependencies, the uploads, the DNS records, the PTRs, the tunnel's ingress and the stack outputs.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { NS } from "../infra/config";
+import { GraphNode, OfflineRun, PROJECT_ROOT, RecordedResource, runOffline } from "../infra/offline";
+
+export interface Connection {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly privateKey: string;
+  /** Pinned host public key ("ssh-ed25519 AAAA..."), when the program sets one. */
+  readonly hostKey?: string;
+  readonly dialErrorLimit: number;
+  readonly perDialTimeout: number;
+}
+
+export interface RemoteStep {
+  readonly name: string;
+  readonly kind: "command" | "copy";
+  readonly connection: Connection;
+  readonly create?: string;
+  readonly delete?: string;
+  readonly stdin?: string;
+  /** CopyToRemote: the local file and where it goes. */
+  readonly source?: string;
+  readonly remotePath?: string;
+  /** Other remote steps that must succeed first (the engine's dependencies, restricted to steps). */
+  readonly after: string[];
+}
+
+export interface DnsRecord {
+  readonly name: string;
+  readonly type: string;
+  readonly content: string;
+  readonly priority?: number;
+  readonly proxied: boolean;
+}
+
+export interface CapturedNode {
+  readonly name: string;
+  readonly hostname: string;
+  readonly fqdn: string;
+  readonly ipv4: string;
+  readonly ipv6?: string;
+  readonly userData: string;
+  readonly image: string;
+}
+
+export interface IngressRule {
+  readonly hostname?: string;
+  readonly path?: string;
+  readonly service: string;
+}
+
+export interface Capture {
+  readonly stack: string;
+  readonly domain: string;
+  readonly nodes: CapturedNode[];
+  readonly steps: RemoteStep[];
+  readonly records: DnsRecord[];
+  readonly ptrs: { ip: string; name: string }[];
+  readonly tunnel?: { token: string; ingress: IngressRule[]; accessTokens: { clientId: string; clientSecret: string }[] };
+  readonly outputs: Record<string, any>;
+  readonly graph: GraphNode[];
+}
+
+export interface CaptureOptions {
+  /** The private key the rehearsal generated; stands in for the stack's sshPrivateKey. */
+  readonly sshPrivateKey: string;
+  readonly sshPublicKey: string;
+  /** Relay settings merged over the stack's (e.g. a short teardown drain). */
+  readonly relay?: Record<string, unknown>;
+  /** Other config overrides (keys without namespace). */
+  readonly overrides?: Record<string, unknown>;
+}
+
+function stackRelay(stack: string): Record<string, unknown> {
+  const doc = parseYaml(fs.readFileSync(path.join(PROJECT_ROOT, `Pulumi.${stack}.yaml`), "utf8")) as { config?: Record<string, unknown> };
+  return (doc.config?.[`${NS}:relay`] as Record<string, unknown>) ?? {};
+}
+
+function byType(run: OfflineRun, type: string): RecordedResource[] {
+  return run.resources.filter((r) => r.type === type);
+}
+
+/** Runs the program for `stack` and returns what the rehearsal replays. */
+export async function capture(stack: string, o: CaptureOptions): Promise<Capture> {
+  const overrides: Record<string, unknown> = {
+    ...o.overrides,
+    sshPrivateKey: o.sshPrivateKey,
+    sshPublicKey: o.sshPublicKey,
+    ...(o.relay ? { relay: { ...stackRelay(stack), ...o.relay } } : {}),
+  };
+  const run = await runOffline(stack, overrides, async () => (await import("../infra/index")) as Record<string, unknown>);
+  return fromRun(stack, run);
+}
+
+export async function fromRun(stack: string, run: OfflineRun): Promise<Capture> {
+  const stepTypes = new Set(["command:remote:Command", "command:remote:CopyToRemote"]);
+  const stepNames = new Set(run.resources.filter((r) => stepTypes.has(r.type)).map((r) => r.name));
+  const deps = new Map(run.graph.map((g) => [g.name, g.dependsOn]));
+  const steps: RemoteStep[] = [];
+  for (const r of run.resources.filter((x) => stepTypes.has(x.type))) {
+    const c = r.props.connection;
+    const connection: Connection = {
+      host: c.host,
+      port: c.port ?? 22,
+      user: c.user ?? "root",
+      privateKey: c.privateKey,
+      ...(c.hostKey ? { hostKey: c.hostKey } : {}),
+      dialErrorLimit: c.dialErrorLimit ?? 10,
+      perDialTimeout: c.perDialTimeout ?? 15,
+    };
+    const after = (deps.get(r.name) ?? []).filter((n) => stepNames.has(n));
+    if (r.type === "command:remote:Command") {
+      steps.push({ name: r.name, kind: "command", connection, create: r.props.create, delete: r.props.delete, stdin: r.props.stdin, after });
+    } else {
+      steps.push({ name: r.name, kind: "copy", connection, source: String(await r.props.source.path), remotePath: r.props.remotePath, after });
+    }
+  }
+  const nodes: CapturedNode[] = [];
+  for (const n of run.outputs.nodes as { name: string; mtaHostname: string; ipv4: string; ipv6?: string }[]) {
+    const server = byType(run, "hcloud:index/server:Server").find((s) => s.name.includes(`-${n.name}-`));
+    if (!server) throw new Error(`no server resource for ${n.name}`);
+    nodes.push({ name: n.name, hostname: n.mtaHostname.split(".")[0], fqdn: n.mtaHostname, ipv4: n.ipv4, ipv6: n.ipv6, userData: String(server.props.userData), image: String(server.props.image) });
+  }
+  const records = byType(run, "cloudflare:index/dnsRecord:DnsRecord").map((r) => ({
+    name: String(r.props.name),
+    type: String(r.props.type),
+    content: String(r.props.content),
+    ...(r.props.priority !== undefined ? { priority: Number(r.props.priority) } : {}),
+    proxied: Boolean(r.props.proxied),
+  }));
+  const ptrs = byType(run, "hcloud:index/rdns:Rdns").map((r) => ({ ip: String(r.props.ipAddress), name: String(r.props.dnsPtr) }));
+  const cfg = byType(run, "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")[0];
+  const tokens = byType(run, "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken");
+  const tunnelEnv = steps.find((s) => s.name.endsWith("-secret-etc-cloudflared-mail-relay-env"))?.stdin;
+  const tunnel =
+    cfg && tunnelEnv
+      ? {
+          token: /^TUNNEL_TOKEN=(.*)$/m.exec(tunnelEnv)?.[1] ?? "",
+          ingress: (cfg.props.config?.ingresses ?? []) as IngressRule[],
+          accessTokens: tokens.map((t) => ({ clientId: String(t.props.clientId), clientSecret: String(t.props.clientSecret) })),
+        }
+      : undefined;
+  return { stack, domain: String(run.config.values[`${NS}:domain`]), nodes, steps, records, ptrs, tunnel, outputs: run.outputs, graph: run.graph };
+}
+
+/**
+ * `tsx rehearsal/capture.ts <out.json>` with CaptureOptions + {stack} as JSON on stdin (secrets never in argv).
+ * The rehearsal captures in a child process: the program module is loaded once per process, and a second
+ * capture (a broken relay release, MAIL_RELAY_BUNDLE) needs a fresh one.
+ */
+if (require.main === module) {
+  const out = process.argv[2];
+  let input = "";
+  process.stdin.on("data", (b) => (input += b));
+  process.stdin.on("end", () => {
+    const { stack, ...o } = JSON.parse(input) as CaptureOptions & { stack: string };
+    capture(stack, o).then(
+      (c) => {
+        fs.writeFileSync(out, JSON.stringify(c), { mode: 0o600 });
+        process.exit(0);
+      },
+      (e) => {
+        console.error(e instanceof Error ? e.message : e);
+        process.exit(1);
+      },
+    );
+  });
+}

@@ -1,0 +1,151 @@
+/**
+ * Phase 4: boot the server. A copy of the cached image gets a NoCloud seed (the rendered user-data byte for
+ * byte, meta-data with the root public key as Hetzner injects it, a network-config with the static addresses
+ * that stand in for Hetzner's DHCP), the tunnel stand-in in place of cloudflared's binary, and boots under
+ * systemd-nspawn inside the `vps` namespace.
+ */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { stringify } from "yaml";
+import type { Capture, Connection } from "./capture";
+import { Processes, run, RunResult, sleep } from "./proc";
+import { hostAddresses, Names, WORLD } from "./world";
+
+export const STANDIN_CONFIG = "/etc/mail-relay-rehearsal/tunnel.json";
+
+export function renderMetaData(c: Capture, instanceId: string, publicKey: string): string {
+  const n = c.nodes[0];
+  return stringify({ "instance-id": instanceId, "local-hostname": n.hostname, "public-keys": [publicKey.trim()] });
+}
+
+export function renderNetworkConfig(c: Capture): string {
+  const h = hostAddresses(c);
+  return stringify({
+    version: 2,
+    ethernets: {
+      eth0: {
+        addresses: [`${h.ipv4}/24`, ...(h.ipv6 ? [`${h.ipv6}/64`] : [])],
+        gateway4: h.gw4,
+        ...(h.gw6 ? { gateway6: h.gw6 } : {}),
+        nameservers: { addresses: [WORLD.dns] },
+      },
+    },
+  });
+}
+
+export interface PreparedHost {
+  readonly root: string;
+  readonly log: string;
+}
+
+/** A fresh copy of the image with the seed and the stand-in; returns its root. */
+export async function prepareRootfs(image: string, c: Capture, dir: string, publicKey: string, progress: (m: string) => void): Promise<PreparedHost> {
+  const root = path.join(dir, "rootfs");
+  await removeRootfs(root);
+  // An overlay over the cached image: instant, and the image stays untouched. A full copy where overlayfs is missing.
+  const upper = `${root}.upper`;
+  const work = `${root}.work`;
+  fs.mkdirSync(root, { recursive: true });
+  fs.mkdirSync(upper, { recursive: true });
+  fs.mkdirSync(work, { recursive: true });
+  const ovl = await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${image},upperdir=${upper},workdir=${work}`, root]);
+  if (ovl.code !== 0) {
+    progress(`overlayfs unavailable (${ovl.stderr.trim()}); copying the image instead`);
+    fs.rmSync(root, { recursive: true, force: true });
+    const cp = await run("cp", ["-a", "--reflink=auto", image, root]);
+    if (cp.code !== 0) throw new Error(`copying the image: ${cp.stderr}`);
+  }
+  const seed = path.join(root, "var/lib/cloud/seed/nocloud");
+  fs.mkdirSync(seed, { recursive: true });
+  fs.writeFileSync(path.join(seed, "user-data"), c.nodes[0].userData);
+  fs.writeFileSync(path.join(seed, "meta-data"), renderMetaData(c, `rehearsal-${c.stack}-${Date.now()}`, publicKey));
+  fs.writeFileSync(path.join(seed, "network-config"), renderNetworkConfig(c));
+  // ifupdown has no resolvconf here: the resolver Hetzner's DHCP would give, written directly.
+  fs.writeFileSync(path.join(root, "etc/resolv.conf"), `nameserver ${WORLD.dns}\n`);
+  if (c.tunnel) {
+    fs.copyFileSync(path.join(__dirname, "tunnel-standin.py"), path.join(root, "usr/bin/cloudflared"));
+    fs.chmodSync(path.join(root, "usr/bin/cloudflared"), 0o755);
+    fs.mkdirSync(path.dirname(path.join(root, STANDIN_CONFIG.slice(1))), { recursive: true });
+    const tunnelId = String(c.records.find((r) => r.type === "CNAME" && r.proxied)?.content.split(".")[0] ?? "unknown");
+    fs.writeFileSync(
+      path.join(root, STANDIN_CONFIG.slice(1)),
+      JSON.stringify({ tokenSha256: createHash("sha256").update(c.tunnel.token).digest("hex"), ingress: c.tunnel.ingress, edgeHost: WORLD.edge, edgePort: 7844, tunnelId }, null, 2),
+    );
+    progress("cloudflared: its binary is replaced by the rehearsal's stand-in (rehearsal/tunnel-standin.py); the unit, env file and ingress are the program's");
+  }
+  return { root, log: path.join(dir, "boot.log") };
+}
+
+/** Unmounts (if it is an overlay) and deletes a host's root and its overlay directories. Never touches the image. */
+export async function removeRootfs(root: string): Promise<void> {
+  if (!root) return;
+  await run("umount", [root]);
+  for (const d of [root, `${root}.upper`, `${root}.work`]) await run("rm", ["-rf", "--one-file-system", d]);
+}
+
+/** Boots the prepared root under systemd-nspawn in the vps namespace. Returns the nspawn process. */
+export function boot(h: PreparedHost, n: Names, machine: string, procs: Processes) {
+  const out = fs.openSync(h.log, "a");
+  return procs.start("host (systemd-nspawn)", "systemd-nspawn", [
+    "-b",
+    "-D",
+    h.root,
+    `--machine=${machine}`,
+    "--register=no",
+    "--keep-unit",
+    `--network-namespace-path=/run/netns/${n.vps}`,
+    "--capability=CAP_NET_ADMIN",
+    "--resolv-conf=off",
+    "--timezone=off",
+    "--link-journal=no",
+    "--console=read-only",
+  ], { stdio: ["ignore", out, out] });
+}
+
+/** SSH into the host from `world`, as @pulumi/command does: the script is the session's command, stdin piped. */
+export class HostShell {
+  constructor(
+    private readonly n: Names,
+    private readonly keyFile: string,
+    private readonly dir: string,
+  ) {}
+
+  private sshOpts(c: Connection): string[] {
+    const known = path.join(this.dir, `known_hosts-${c.host}`);
+    const pinned = c.hostKey !== undefined;
+    if (pinned) fs.writeFileSync(known, `${c.host} ${c.hostKey!.trim()}\n`);
+    return [
+      "-i", this.keyFile,
+      "-p", String(c.port),
+      "-o", "BatchMode=yes",
+      "-o", "IdentitiesOnly=yes",
+      "-o", `ConnectTimeout=${c.perDialTimeout}`,
+      "-o", "ServerAliveInterval=15",
+      "-o", `UserKnownHostsFile=${pinned ? known : "/dev/null"}`,
+      // Without a pinned key @pulumi/command ignores the host key; with one it must match.
+      "-o", `StrictHostKeyChecking=${pinned ? "yes" : "no"}`,
+      "-o", "LogLevel=ERROR",
+    ];
+  }
+
+  /** Runs `script` on the host; retries the dial (not the script) up to the connection's dialErrorLimit. */
+  async exec(c: Connection, script: string, stdin?: string | Buffer, timeoutMs = 15 * 60_000): Promise<RunResult & { dials: number }> {
+    for (let dial = 1; ; dial++) {
+      const r = await run("ip", ["netns", "exec", this.n.world, "ssh", ...this.sshOpts(c), `${c.user}@${c.host}`, script], { input: stdin, timeoutMs });
+      const dialFailed = r.code === 255 && r.stdout === "" && /connect to host|Connection (refused|reset|closed|timed out)|kex_exchange_identification|No route|banner exchange/i.test(r.stderr);
+      if (!dialFailed || dial >= c.dialErrorLimit) return { ...r, dials: dial };
+      await sleep(1000);
+    }
+  }
+
+  /** scp (SFTP) a local file to the host, as CopyToRemote does. */
+  async copy(c: Connection, source: string, remotePath: string): Promise<RunResult & { dials: number }> {
+    for (let dial = 1; ; dial++) {
+      const r = await run("ip", ["netns", "exec", this.n.world, "scp", "-q", ...this.sshOpts(c).map((o) => (o === "-p" ? "-P" : o)), source, `${c.user}@${c.host}:${remotePath}`], { timeoutMs: 10 * 60_000 });
+      const dialFailed = r.code !== 0 && /connect to host|Connection (refused|reset|closed|timed out)|kex_exchange_identification|No route/i.test(r.stderr);
+      if (!dialFailed || dial >= c.dialErrorLimit) return { ...r, dials: dial };
+      await sleep(1000);
+    }
+  }
+}

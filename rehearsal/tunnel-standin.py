@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+# mail-relay REHEARSAL STAND-IN for /usr/bin/cloudflared. NOT Cloudflare's binary.
+#
+# The rehearsal cannot install cloudflared (no network to pkg.cloudflare.com) nor reach Cloudflare's edge, so it
+# replaces only this binary. It runs under the program's real unit (cloudflared-mail-relay.service: DynamicUser,
+# the pushed EnvironmentFile with TUNNEL_TOKEN, Type=notify), checks that the token it got is the stack's, dials
+# OUT to the rehearsal's edge the way cloudflared keeps outbound connections to Cloudflare, and for each request
+# the edge sends down a connection applies the tunnel's ingress rules, as rendered by the program, in order:
+# hostname and path regex -> service (http://127.0.0.1:<port>), or http_status:<code>.
+import hashlib
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+CONFIG = "/etc/mail-relay-rehearsal/tunnel.json"
+VERSION = "cloudflared version 0.0.0-rehearsal (mail-relay rehearsal stand-in, not Cloudflare's binary)"
+
+def notify(state):
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.connect(addr)
+        s.sendall(state.encode())
+    finally:
+        s.close()
+
+def read_request(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return lines[0], headers, head + b"\r\n\r\n" + body
+
+def route(ingress, host, path):
+    for rule in ingress:
+        if rule.get("hostname") and rule["hostname"] != host:
+            continue
+        if rule.get("path") and not re.search(rule["path"], path):
+            continue
+        return rule["service"]
+    return "http_status:503"
+
+def respond_status(sock, code):
+    body = b""
+    sock.sendall(("HTTP/1.1 %d \r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % code).encode())
+
+def serve(cfg, ready):
+    edge = (cfg["edgeHost"], int(cfg["edgePort"]))
+    while True:
+        try:
+            sock = socket.create_connection(edge, timeout=10)
+        except OSError:
+            time.sleep(1)
+            continue
+        try:
+            sock.settimeout(None)
+            sock.sendall(("CONNECTOR %s\n" % cfg["tunnelId"]).encode())
+            ready.set()
+            req = read_request(sock)
+            if req is None:
+                continue
+            line, headers, raw = req
+            parts = line.split(" ")
+            path = parts[1].split("?")[0] if len(parts) > 1 else "/"
+            host = headers.get("host", "").split(":")[0]
+            service = route(cfg["ingress"], host, path)
+            if service.startswith("http_status:"):
+                respond_status(sock, int(service.split(":")[1]))
+                continue
+            m = re.match(r"^http://([^:/]+):(\d+)$", service)
+            if not m:
+                respond_status(sock, 502)
+                continue
+            try:
+                up = socket.create_connection((m.group(1), int(m.group(2))), timeout=30)
+            except OSError as e:
+                sys.stderr.write("origin %s unreachable: %s\n" % (service, e))
+                respond_status(sock, 502)
+                continue
+            with up:
+                up.sendall(raw)
+                while True:
+                    chunk = up.recv(65536)
+                    if not chunk:
+                        break
+                    sock.sendall(chunk)
+        except OSError as e:
+            sys.stderr.write("connection error: %s\n" % e)
+        finally:
+            sock.close()
+
+def main(argv):
+    if "--version" in argv or argv[1:2] == ["version"]:
+        print(VERSION)
+        return 0
+    if "tunnel" not in argv or "run" not in argv:
+        sys.stderr.write("rehearsal stand-in: only `tunnel run` and `--version` are implemented\n")
+        return 2
+    with open(CONFIG) as f:
+        cfg = json.load(f)
+    token = os.environ.get("TUNNEL_TOKEN", "")
+    if not token:
+        sys.stderr.write("TUNNEL_TOKEN is not set: the unit's EnvironmentFile did not provide it\n")
+        return 1
+    if hashlib.sha256(token.encode()).hexdigest() != cfg["tokenSha256"]:
+        sys.stderr.write("TUNNEL_TOKEN is not the stack's tunnel token\n")
+        return 1
+    sys.stderr.write(VERSION + "\n")
+    ready = threading.Event()
+    for _ in range(int(cfg.get("connections", 8))):
+        threading.Thread(target=serve, args=(cfg, ready), daemon=True).start()
+    if not ready.wait(50):
+        sys.stderr.write("could not reach the edge at %s:%s\n" % (cfg["edgeHost"], cfg["edgePort"]))
+        return 1
+    notify("READY=1\nSTATUS=connected to the rehearsal edge")
+    sys.stderr.write("registered connections to the rehearsal edge %s:%s\n" % (cfg["edgeHost"], cfg["edgePort"]))
+    while True:
+        time.sleep(3600)
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

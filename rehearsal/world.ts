@@ -1,0 +1,176 @@
+/**
+ * Phase 3: two network namespaces joined by a veth pair. `vps` is the server's (the booted host configures its
+ * own side from the NoCloud network-config); `world` is the internet: the host's gateway, a DNS server with exactly
+ * the program's records, the recipient MX, the Cloudflare edge stand-in and (smarthost stacks) the smarthost.
+ * Every client the rehearsal runs, runs inside `world` (or on the host over SSH): no traffic leaves these two.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Capture } from "./capture";
+import { Processes, run, sleep } from "./proc";
+
+/** Addresses in `world` (documentation ranges only). */
+export const WORLD = {
+  dns: "198.51.100.53",
+  mx4: "198.51.100.25",
+  mx6: "2001:db8:ff::25",
+  edge: "198.51.100.44",
+  smarthost: "198.51.100.87",
+  stranger4: "198.51.100.66",
+  stranger6: "2001:db8:ff::66",
+  recipientDomain: "example.net",
+  mxHost: "mx.example.net",
+  smarthostName: "smarthost.rehearsal.test",
+} as const;
+
+export interface Names {
+  readonly vps: string;
+  readonly world: string;
+  /** veth end inside vps (renamed to eth0 there) and inside world. */
+  readonly vethVps: string;
+  readonly vethWorld: string;
+}
+
+export function namesFor(stack: string): Names {
+  const s = stack.replace(/[^a-z0-9]/gi, "").slice(0, 8);
+  return { vps: `mrr-${s}-vps`, world: `mrr-${s}-world`, vethVps: `mrrv${s}`.slice(0, 15), vethWorld: `mrrw${s}`.slice(0, 15) };
+}
+
+export interface HostAddresses {
+  readonly ipv4: string;
+  readonly ipv6?: string;
+  readonly gw4: string;
+  readonly gw6?: string;
+}
+
+export function hostAddresses(c: Capture): HostAddresses {
+  const n = c.nodes[0];
+  const gw4 = n.ipv4.replace(/\.\d+$/, ".1");
+  if (gw4 === n.ipv4) throw new Error(`the host's IPv4 ${n.ipv4} is the rehearsal's gateway address; use another`);
+  const gw6 = n.ipv6 ? `${n.ipv6.replace(/::[0-9a-f]*$/i, "")}::ffff` : undefined;
+  return { ipv4: n.ipv4, ipv6: n.ipv6, gw4, gw6 };
+}
+
+async function ip(args: string[]): Promise<void> {
+  const r = await run("ip", args);
+  if (r.code !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr.trim()}`);
+}
+
+/** Removes the namespaces (and with them the veth pair and every address). Missing ones are fine. */
+export async function deleteNamespaces(n: Names): Promise<void> {
+  for (const ns of [n.vps, n.world]) {
+    const pids = await run("ip", ["netns", "pids", ns]);
+    for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+    await run("ip", ["netns", "del", ns]);
+  }
+}
+
+export async function createNamespaces(n: Names, h: HostAddresses): Promise<void> {
+  await deleteNamespaces(n);
+  await ip(["netns", "add", n.vps]);
+  await ip(["netns", "add", n.world]);
+  await ip(["link", "add", n.vethWorld, "netns", n.world, "type", "veth", "peer", "name", "eth0", "netns", n.vps]);
+  const w = (args: string[]) => ip(["-n", n.world, ...args]);
+  await w(["link", "set", "lo", "up"]);
+  await w(["addr", "add", `${h.gw4}/24`, "dev", n.vethWorld]);
+  if (h.gw6) await w(["addr", "add", `${h.gw6}/64`, "dev", n.vethWorld, "nodad"]);
+  await w(["link", "set", n.vethWorld, "up"]);
+  // The world's own servers' addresses sit on its loopback, reached by the host through its default route.
+  for (const a of [WORLD.dns, WORLD.mx4, WORLD.edge, WORLD.smarthost, WORLD.stranger4]) await w(["addr", "add", `${a}/32`, "dev", "lo"]);
+  for (const a of [WORLD.mx6, WORLD.stranger6]) await w(["addr", "add", `${a}/128`, "dev", "lo", "nodad"]);
+}
+
+/** dnsmasq config: exactly the program's records, the PTRs, and the recipient domain's MX into `world`. */
+export function renderDnsmasqConf(c: Capture): string {
+  const lines = ["# mail-relay rehearsal: the world's only DNS server", "no-resolv", "no-hosts", "bind-interfaces", `listen-address=${WORLD.dns}`, "log-queries", "port=53"];
+  const txtParts = (content: string) => {
+    const parts = [...content.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
+    return parts.length > 0 ? parts : [content];
+  };
+  for (const r of c.records) {
+    switch (r.type) {
+      case "A":
+      case "AAAA":
+        lines.push(`host-record=${r.name},${r.content}`);
+        break;
+      case "TXT":
+        lines.push(`txt-record=${r.name},${txtParts(r.content).map((p) => `"${p}"`).join(",")}`);
+        break;
+      case "MX":
+        lines.push(`mx-host=${r.name},${r.content},${r.priority ?? 10}`);
+        break;
+      case "CNAME":
+        // The relay hostname is proxied: it resolves to Cloudflare's edge, here the rehearsal's.
+        lines.push(r.proxied ? `host-record=${r.name},${WORLD.edge}` : `cname=${r.name},${r.content}`);
+        break;
+      default:
+        throw new Error(`the rehearsal's DNS cannot serve a ${r.type} record (${r.name}); teach rehearsal/world.ts`);
+    }
+  }
+  for (const p of c.ptrs) lines.push(`ptr-record=${reverseName(p.ip)},${p.name}`);
+  lines.push(`mx-host=${WORLD.recipientDomain},${WORLD.mxHost},10`, `host-record=${WORLD.mxHost},${WORLD.mx4},${WORLD.mx6}`);
+  lines.push(`host-record=${WORLD.smarthostName},${WORLD.smarthost}`);
+  return lines.join("\n") + "\n";
+}
+
+export function reverseName(addr: string): string {
+  if (addr.includes(":")) {
+    const [head, tail = ""] = addr.split("::");
+    const h = head ? head.split(":") : [];
+    const t = tail ? tail.split(":") : [];
+    const groups = [...h, ...Array(8 - h.length - t.length).fill("0"), ...t].map((g) => g.padStart(4, "0"));
+    return `${groups.join("").split("").reverse().join(".")}.ip6.arpa`;
+  }
+  return `${addr.split(".").reverse().join(".")}.in-addr.arpa`;
+}
+
+export interface WorldServices {
+  readonly mxDir: string;
+  readonly smarthostDir?: string;
+}
+
+/** Starts dnsmasq, the MX, the edge (and the smarthost) inside `world`; returns when each answers. */
+export async function startWorld(c: Capture, n: Names, dir: string, procs: Processes, smarthost?: { user: string; password: string; key: string; cert: string }): Promise<WorldServices> {
+  const exec = (name: string, args: string[], log: string) => {
+    const out = fs.openSync(path.join(dir, log), "a");
+    return procs.start(name, "ip", ["netns", "exec", n.world, ...args], { stdio: ["ignore", out, out] });
+  };
+  fs.writeFileSync(path.join(dir, "dnsmasq.conf"), renderDnsmasqConf(c));
+  exec("dnsmasq", ["dnsmasq", "--keep-in-foreground", `--conf-file=${path.join(dir, "dnsmasq.conf")}`, "--pid-file=", "--user=root", "--log-facility=-"], "dnsmasq.log");
+  const mxDir = path.join(dir, "mx");
+  // Counts at the MX are this run's: nothing left from an earlier one.
+  fs.rmSync(mxDir, { recursive: true, force: true });
+  const tsx = [process.execPath, "--import", "tsx"];
+  exec("recipient MX", [...tsx, path.join(__dirname, "world", "mx.ts"), mxDir, WORLD.mx4, WORLD.mx6], "mx.log");
+  let smarthostDir: string | undefined;
+  if (smarthost) {
+    smarthostDir = path.join(dir, "smarthost");
+    exec("smarthost", [...tsx, path.join(__dirname, "world", "mx.ts"), smarthostDir, WORLD.smarthost, "--port", "587", "--auth", `${smarthost.user}:${smarthost.password}`, "--tls", `${smarthost.key},${smarthost.cert}`], "smarthost.log");
+  }
+  if (c.tunnel) {
+    fs.writeFileSync(path.join(dir, "access-tokens.json"), JSON.stringify(c.tunnel.accessTokens), { mode: 0o600 });
+    exec("edge", [...tsx, path.join(__dirname, "world", "edge.ts"), WORLD.edge, path.join(dir, "access-tokens.json")], "edge.log");
+  }
+  const ports: [string, number][] = [[WORLD.dns, 53], [WORLD.mx4, 25]];
+  if (smarthost) ports.push([WORLD.smarthost, 587]);
+  if (c.tunnel) ports.push([WORLD.edge, 80], [WORLD.edge, 7844]);
+  for (const [a, p] of ports) await waitTcp(n.world, a, p, 20_000);
+  return { mxDir, smarthostDir };
+}
+
+/** Waits until something accepts TCP at a:p, probing from inside `ns`. */
+export async function waitTcp(ns: string, a: string, p: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = await run("ip", ["netns", "exec", ns, "bash", "-c", `exec 3<>/dev/tcp/${a}/${p}`], { timeoutMs: 3000 });
+    if (r.code === 0) return;
+    await sleep(300);
+  }
+  throw new Error(`nothing answered on ${a}:${p} in ${ns} within ${timeoutMs / 1000}s`);
+}

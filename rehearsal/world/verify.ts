@@ -1,0 +1,48 @@
+/**
+ * Verifies every captured message as a stranger's MX would (runs inside `world`): mailauth, resolving against the
+ * world's DNS server only, from the envelope the MX recorded beside each raw message. Prints one JSON line per copy.
+ *
+ *   node --import tsx rehearsal/world/verify.ts <dir> <dns-server>
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Resolver } from "node:dns/promises";
+import { authenticate } from "mailauth";
+
+const [dir, server] = process.argv.slice(2);
+const resolver = new Resolver({ timeout: 3000, tries: 2 });
+resolver.setServers([server]);
+const resolve = (name: string, rr: string) => resolver.resolve(name, rr as "TXT") as Promise<any>;
+
+async function main() {
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith(".eml")).sort();
+  for (const f of files) {
+    const raw = fs.readFileSync(path.join(dir, f));
+    const env = JSON.parse(fs.readFileSync(path.join(dir, f.replace(/\.eml$/, ".json")), "utf8"));
+    const res = await authenticate(raw, { ip: env.remoteAddress, helo: env.heloName, sender: env.mailFrom, mta: "mx.example.net", resolver: resolve });
+    const head = raw.toString("latin1").split(/\r?\n\r?\n/)[0];
+    const sig = res.dkim.results[0] as (typeof res.dkim.results)[number] & { signingHeaders?: { keys?: string } };
+    const spf = res.spf ? res.spf.status.result : "none";
+    const dmarc = res.dmarc ? res.dmarc.status.result : "none";
+    console.log(
+      JSON.stringify({
+        file: f,
+        rcptTo: env.rcptTo,
+        remoteAddress: env.remoteAddress,
+        dkim: sig?.status?.result ?? "none",
+        dkimSelector: sig?.selector,
+        dkimDomain: sig?.signingDomain,
+        dkimHeaders: sig?.signingHeaders?.keys,
+        spf,
+        dmarc,
+        hasBcc: /^bcc:/im.test(head),
+        subject: /^subject:\s*(.*)$/im.exec(head)?.[1] ?? "",
+        messageId: /^message-id:\s*(.*)$/im.exec(head)?.[1] ?? "",
+      }),
+    );
+  }
+}
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
