@@ -66,6 +66,8 @@ export interface Capture {
   readonly records: DnsRecord[];
   readonly ptrs: { ip: string; name: string }[];
   readonly tunnel?: { token: string; ingress: IngressRule[]; accessTokens: { clientId: string; clientSecret: string }[] };
+  /** Smarthost stacks: where Postfix sends everything, and the credentials it sends (from the pushed sasl_passwd). */
+  readonly smarthost?: { host: string; port: number; username: string; password: string };
   readonly outputs: Record<string, any>;
   readonly graph: GraphNode[];
 }
@@ -149,7 +151,11 @@ export async function fromRun(stack: string, run: OfflineRun): Promise<Capture> 
           accessTokens: tokens.map((t) => ({ clientId: String(t.props.clientId), clientSecret: String(t.props.clientSecret) })),
         }
       : undefined;
-  return { stack, domain: String(run.config.values[`${NS}:domain`]), nodes, steps, records, ptrs, tunnel, outputs: run.outputs, graph: run.graph };
+  const sasl = steps.find((s) => s.name.endsWith("-secret-etc-postfix-sasl-passwd"))?.stdin;
+  const m = sasl ? /^\[([^\]]+)\]:(\d+)\s+([^:\s]+):(\S+)\s*$/m.exec(sasl) : null;
+  if (sasl && !m) throw new Error("the pushed sasl_passwd does not read as [host]:port user:password");
+  const smarthost = m ? { host: m[1], port: Number(m[2]), username: m[3], password: m[4] } : undefined;
+  return { stack, domain: String(run.config.values[`${NS}:domain`]), nodes, steps, records, ptrs, tunnel, smarthost, outputs: run.outputs, graph: run.graph };
 }
 
 /**

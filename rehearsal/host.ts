@@ -40,7 +40,7 @@ export interface PreparedHost {
 }
 
 /** A fresh copy of the image with the seed and the stand-in; returns its root. */
-export async function prepareRootfs(image: string, c: Capture, dir: string, publicKey: string, progress: (m: string) => void): Promise<PreparedHost> {
+export async function prepareRootfs(image: string, c: Capture, dir: string, publicKey: string, progress: (m: string) => void, trustCa?: string): Promise<PreparedHost> {
   const root = path.join(dir, "rootfs");
   await removeRootfs(root);
   // An overlay over the cached image: instant, and the image stays untouched. A full copy where overlayfs is missing.
@@ -63,6 +63,13 @@ export async function prepareRootfs(image: string, c: Capture, dir: string, publ
   fs.writeFileSync(path.join(seed, "network-config"), renderNetworkConfig(c));
   // ifupdown has no resolvconf here: the resolver Hetzner's DHCP would give, written directly.
   fs.writeFileSync(path.join(root, "etc/resolv.conf"), `nameserver ${WORLD.dns}\n`);
+  if (trustCa) {
+    // Stands in for the public CA that signed the real smarthost's certificate.
+    fs.mkdirSync(path.join(root, "usr/local/share/ca-certificates"), { recursive: true });
+    fs.copyFileSync(trustCa, path.join(root, "usr/local/share/ca-certificates/mail-relay-rehearsal-world.crt"));
+    if (fs.existsSync(path.join(root, "usr/sbin/update-ca-certificates"))) await run("chroot", [root, "update-ca-certificates"]);
+    progress("the host trusts the rehearsal world's CA (standing in for the public CA of the smarthost's certificate)");
+  }
   if (c.tunnel) {
     fs.copyFileSync(path.join(__dirname, "tunnel-standin.py"), path.join(root, "usr/bin/cloudflared"));
     fs.chmodSync(path.join(root, "usr/bin/cloudflared"), 0o755);

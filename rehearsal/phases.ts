@@ -52,6 +52,11 @@ export class Rehearsal {
     this.names = namesFor(stack);
   }
 
+  /** Where delivered mail lands: the smarthost for smarthost stacks, else the recipient MX. */
+  private get inbox(): string {
+    return this.world.smarthostDir ?? this.world.mxDir;
+  }
+
   private log(msg: string): void {
     console.error(`[rehearsal ${new Date().toISOString().slice(11, 19)}] ${msg}`);
   }
@@ -125,7 +130,7 @@ export class Rehearsal {
         sshKey: this.keyFile,
         tunnelUrl: this.capture.tunnel && this.client ? `http://${WORLD.edge}:80 (Host: ${this.client.hostname}; run clients with ip netns exec ${this.names.world})` : undefined,
         relayTokensFile: path.join(this.dir, "callers.json"),
-        mxDir: this.world?.mxDir ?? "",
+        mxDir: this.world ? this.inbox : "",
         dns: WORLD.dns,
         pids: this.procs.pids(),
         rootfs: this.host?.root ?? "",
@@ -192,7 +197,7 @@ export class Rehearsal {
 
   private async boot(): Promise<string> {
     const t0 = Date.now();
-    this.host = await prepareRootfs(this.image, this.capture, this.dir, this.publicKey, (m) => this.log(m));
+    this.host = await prepareRootfs(this.image, this.capture, this.dir, this.publicKey, (m) => this.log(m), this.world.caCert);
     const copied = (Date.now() - t0) / 1000;
     await this.startHost();
     return `rootfs ready in ${copied.toFixed(1)}s; sshd answered ${((Date.now() - t0) / 1000 - copied).toFixed(1)}s after boot; log ${path.relative(process.cwd(), this.host.log)}`;
@@ -256,10 +261,10 @@ export class Rehearsal {
   private async waitForCopies(n: number, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (capturedCount(this.world.mxDir) >= n) return true;
+      if (capturedCount(this.inbox) >= n) return true;
       await sleep(500);
     }
-    return capturedCount(this.world.mxDir) >= n;
+    return capturedCount(this.inbox) >= n;
   }
 
   private rcpt(name: string): string {
@@ -267,7 +272,7 @@ export class Rehearsal {
   }
 
   private async mail(fail: (m: string) => void): Promise<string> {
-    const before = capturedCount(this.world.mxDir);
+    const before = capturedCount(this.inbox);
     const ids = [
       await this.post(fail, "text only", { to: this.rcpt("alice"), text: "Hello from the rehearsal.\n" }, 1),
       await this.post(fail, "HTML only", { to: this.rcpt("bob"), html: "<p>Hello <b>from</b> the rehearsal.</p>" }, 1),
@@ -275,8 +280,8 @@ export class Rehearsal {
       await this.post(fail, "attachment", { to: this.rcpt("dave"), text: "see attached\n", attachments: [{ filename: "report.txt", contentType: "text/plain", content: Buffer.from("attached report\n").toString("base64") }] }, 1),
       await this.post(fail, "several recipients", { to: this.rcpt("erin"), cc: [this.rcpt("frank")], bcc: [this.rcpt("grace")], text: "to, cc and bcc\n" }, 3),
     ];
-    if (!(await this.waitForCopies(before + 7, 60_000))) fail(`expected ${before + 7} copies at the MX within 60s, got ${capturedCount(this.world.mxDir)}`);
-    const verified = (await verifyCaptured(this.names, this.world.mxDir)).filter((v) => v.subject.includes(this.runTag));
+    if (!(await this.waitForCopies(before + 7, 60_000))) fail(`expected ${before + 7} copies at the MX within 60s, got ${capturedCount(this.inbox)}`);
+    const verified = (await verifyCaptured(this.names, this.inbox)).filter((v) => v.subject.includes(this.runTag));
     const selector = String(this.capture.outputs.dkimSelector);
     for (const v of verified) {
       if (v.dkim !== "pass" || v.dkimSelector !== selector || v.dkimDomain !== this.capture.domain) fail(`${v.subject} to ${v.rcptTo}: dkim=${v.dkim} s=${v.dkimSelector} d=${v.dkimDomain}`);
@@ -295,11 +300,12 @@ export class Rehearsal {
       const ctl = path.join(this.dir, "control");
       fs.rmSync(ctl, { recursive: true, force: true });
       fs.mkdirSync(ctl);
-      const src = path.join(this.world.mxDir, verified[0].file);
+      const src = path.join(this.inbox, verified[0].file);
       fs.writeFileSync(path.join(ctl, verified[0].file), fs.readFileSync(src, "latin1").replace(/\r?\n\r?\n/, "\r\n\r\nALTERED IN TRANSIT\r\n"), "latin1");
       fs.copyFileSync(src.replace(/\.eml$/, ".json"), path.join(ctl, verified[0].file.replace(/\.eml$/, ".json")));
       const [altered] = await verifyCaptured(this.names, ctl);
-      if (altered?.dkim === "pass" || altered?.dmarc === "pass") fail(`control: a message altered after signing still verified (dkim=${altered?.dkim}, dmarc=${altered?.dmarc})`);
+      // (DMARC may still pass on aligned SPF; the DKIM result is what the control is about.)
+      if (!altered || altered.dkim === "pass") fail(`control: a message altered after signing still has dkim=${altered?.dkim}`);
     }
     const sample = verified[0];
     return `${verified.length} copies (control: an altered copy fails DKIM): all dkim=pass (s=${selector}, d=${this.capture.domain}, h=${sample?.dkimHeaders}), spf=pass, dmarc=pass; no Bcc header; /messages/:id handed_off with Postfix queue ids`;
@@ -324,7 +330,7 @@ export class Rehearsal {
 
   private async attackThroughTunnel(fail: (m: string) => void): Promise<string> {
     if (!this.capture.tunnel) return "tunnel disabled in this stack: nothing to attack through it";
-    const before = capturedCount(this.world.mxDir);
+    const before = capturedCount(this.inbox);
     const c = this.creds();
     const good = { from: this.sender(), to: this.rcpt("victim"), subject: `[${this.runTag}] attack`, text: "x" };
     const cases: { what: string; status: number; code?: string; run: () => Promise<{ status: number; body: any; raw: string }> }[] = [
@@ -348,18 +354,18 @@ export class Rehearsal {
       if (a.status !== k.status || (k.code && code !== k.code)) fail(`${k.what}: expected ${k.status}${k.code ? ` ${k.code}` : ""}, got ${a.status} ${a.raw.slice(0, 200)}`);
     }
     await sleep(3000);
-    const after = capturedCount(this.world.mxDir);
+    const after = capturedCount(this.inbox);
     if (after !== before) fail(`the MX received ${after - before} message(s) during the attacks`);
     return seen.join("; ");
   }
 
   private async localMail(fail: (m: string) => void): Promise<string> {
-    const before = capturedCount(this.world.mxDir);
+    const before = capturedCount(this.inbox);
     const marker = `rehearsal-local-${this.runTag}`;
     const r = await this.onHost(`printf 'Subject: ${marker}\\n\\nnotice\\n' | /usr/sbin/sendmail root; for _ in $(seq 1 30); do grep -q '${marker}' /var/mail/root 2>/dev/null && break; sleep 0.5; done; grep -c '${marker}' /var/mail/root || true; postqueue -p | tail -1`);
     if (!/^1$/m.test(r.stdout)) fail(`mail to root did not reach /var/mail/root on the host: ${r.stdout.trim()} ${r.stderr.trim()}`);
     await sleep(2000);
-    if (capturedCount(this.world.mxDir) !== before) fail("mail to root left the host (the MX received it)");
+    if (capturedCount(this.inbox) !== before) fail("mail to root left the host (the MX received it)");
     return `mail to root delivered to /var/mail/root; nothing left the host (${r.stdout.trim().split("\n").pop()})`;
   }
 
@@ -374,7 +380,7 @@ export class Rehearsal {
 
   private async expectAllArrive(fail: (m: string) => void, what: string, timeoutMs = 150_000): Promise<number> {
     const t0 = Date.now();
-    if (!(await this.waitForCopies(this.accepted, timeoutMs))) fail(`${what}: ${capturedCount(this.world.mxDir)} of ${this.accepted} accepted copies at the MX after ${timeoutMs / 1000}s`);
+    if (!(await this.waitForCopies(this.accepted, timeoutMs))) fail(`${what}: ${capturedCount(this.inbox)} of ${this.accepted} accepted copies at the MX after ${timeoutMs / 1000}s`);
     return (Date.now() - t0) / 1000;
   }
 
@@ -402,10 +408,10 @@ export class Rehearsal {
 
   private async faultOpendkim(fail: (m: string) => void): Promise<string> {
     await this.onHost("systemctl stop opendkim.service");
-    const before = capturedCount(this.world.mxDir);
+    const before = capturedCount(this.inbox);
     await this.batch(fail, "OpenDKIM down", 3);
     await sleep(8000);
-    const during = capturedCount(this.world.mxDir) - before;
+    const during = capturedCount(this.inbox) - before;
     if (during !== 0) fail(`${during} message(s) left while OpenDKIM was down`);
     const held = await this.pendingOnHost();
     await this.onHost("systemctl start opendkim.service");
@@ -480,7 +486,7 @@ export class Rehearsal {
   }
 
   private async ledger(fail: (m: string) => void): Promise<string> {
-    const all = (await verifyCaptured(this.names, this.world.mxDir)).filter((v) => v.subject.includes(this.runTag));
+    const all = (await verifyCaptured(this.names, this.inbox)).filter((v) => v.subject.includes(this.runTag));
     const keys = all.map((v) => `${v.messageId}|${v.rcptTo}`);
     const dup = keys.length - new Set(keys).size;
     const unsigned = all.filter((v) => v.dkim !== "pass").length;

@@ -20,7 +20,6 @@ export const WORLD = {
   stranger6: "2001:db8:ff::66",
   recipientDomain: "example.net",
   mxHost: "mx.example.net",
-  smarthostName: "smarthost.rehearsal.test",
 } as const;
 
 export interface Names {
@@ -115,7 +114,7 @@ export function renderDnsmasqConf(c: Capture): string {
   }
   for (const p of c.ptrs) lines.push(`ptr-record=${reverseName(p.ip)},${p.name}`);
   lines.push(`mx-host=${WORLD.recipientDomain},${WORLD.mxHost},10`, `host-record=${WORLD.mxHost},${WORLD.mx4},${WORLD.mx6}`);
-  lines.push(`host-record=${WORLD.smarthostName},${WORLD.smarthost}`);
+  if (c.smarthost) lines.push(`host-record=${c.smarthost.host},${WORLD.smarthost}`);
   return lines.join("\n") + "\n";
 }
 
@@ -132,11 +131,34 @@ export function reverseName(addr: string): string {
 
 export interface WorldServices {
   readonly mxDir: string;
+  /** Smarthost stacks: where the smarthost writes what it accepted (all mail goes there). */
   readonly smarthostDir?: string;
+  /** The world CA the host must trust for the smarthost's certificate. */
+  readonly caCert?: string;
 }
 
 /** Starts dnsmasq, the MX, the edge (and the smarthost) inside `world`; returns when each answers. */
-export async function startWorld(c: Capture, n: Names, dir: string, procs: Processes, smarthost?: { user: string; password: string; key: string; cert: string }): Promise<WorldServices> {
+/**
+ * A CA for the world and a certificate for the smarthost's name. The host trusts the CA (the rehearsal adds it to
+ * the image's CA store, standing in for the public CA that signed the real provider's certificate), so Postfix's
+ * verified TLS to the smarthost (smtp_tls_security_level = secure) is exercised for real.
+ */
+export async function worldCa(dir: string, smarthostName: string): Promise<{ caCert: string; key: string; cert: string }> {
+  const ca = path.join(dir, "world-ca");
+  fs.mkdirSync(ca, { recursive: true, mode: 0o700 });
+  const f = (n: string) => path.join(ca, n);
+  const ssl = async (args: string[]) => {
+    const r = await run("openssl", args);
+    if (r.code !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+  };
+  await ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mail-relay rehearsal world CA", "-keyout", f("ca.key"), "-out", f("ca.crt")]);
+  await ssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${smarthostName}`, "-keyout", f("smarthost.key"), "-out", f("smarthost.csr")]);
+  fs.writeFileSync(f("ext.cnf"), `subjectAltName=DNS:${smarthostName}\nextendedKeyUsage=serverAuth\n`);
+  await ssl(["x509", "-req", "-in", f("smarthost.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", f("ext.cnf"), "-out", f("smarthost.crt")]);
+  return { caCert: f("ca.crt"), key: f("smarthost.key"), cert: f("smarthost.crt") };
+}
+
+export async function startWorld(c: Capture, n: Names, dir: string, procs: Processes): Promise<WorldServices> {
   const exec = (name: string, args: string[], log: string) => {
     const out = fs.openSync(path.join(dir, log), "a");
     return procs.start(name, "ip", ["netns", "exec", n.world, ...args], { stdio: ["ignore", out, out] });
@@ -149,19 +171,25 @@ export async function startWorld(c: Capture, n: Names, dir: string, procs: Proce
   const tsx = [process.execPath, "--import", "tsx"];
   exec("recipient MX", [...tsx, path.join(__dirname, "world", "mx.ts"), mxDir, WORLD.mx4, WORLD.mx6], "mx.log");
   let smarthostDir: string | undefined;
-  if (smarthost) {
+  let caCert: string | undefined;
+  if (c.smarthost) {
     smarthostDir = path.join(dir, "smarthost");
-    exec("smarthost", [...tsx, path.join(__dirname, "world", "mx.ts"), smarthostDir, WORLD.smarthost, "--port", "587", "--auth", `${smarthost.user}:${smarthost.password}`, "--tls", `${smarthost.key},${smarthost.cert}`], "smarthost.log");
+    fs.rmSync(smarthostDir, { recursive: true, force: true });
+    const tls = await worldCa(dir, c.smarthost.host);
+    caCert = tls.caCert;
+    // The credentials file is read by the smarthost; they are the program's (the pushed sasl_passwd), never in argv.
+    fs.writeFileSync(path.join(dir, "smarthost-auth"), `${c.smarthost.username}:${c.smarthost.password}`, { mode: 0o600 });
+    exec("smarthost", [...tsx, path.join(__dirname, "world", "mx.ts"), smarthostDir, WORLD.smarthost, "--port", String(c.smarthost.port), "--auth-file", path.join(dir, "smarthost-auth"), "--tls", `${tls.key},${tls.cert}`], "smarthost.log");
   }
   if (c.tunnel) {
     fs.writeFileSync(path.join(dir, "access-tokens.json"), JSON.stringify(c.tunnel.accessTokens), { mode: 0o600 });
     exec("edge", [...tsx, path.join(__dirname, "world", "edge.ts"), WORLD.edge, path.join(dir, "access-tokens.json")], "edge.log");
   }
   const ports: [string, number][] = [[WORLD.dns, 53], [WORLD.mx4, 25]];
-  if (smarthost) ports.push([WORLD.smarthost, 587]);
+  if (c.smarthost) ports.push([WORLD.smarthost, c.smarthost.port]);
   if (c.tunnel) ports.push([WORLD.edge, 80], [WORLD.edge, 7844]);
   for (const [a, p] of ports) await waitTcp(n.world, a, p, 20_000);
-  return { mxDir, smarthostDir };
+  return { mxDir, smarthostDir, caCert };
 }
 
 /** Waits until something accepts TCP at a:p, probing from inside `ns`. */

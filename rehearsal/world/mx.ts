@@ -1,9 +1,9 @@
 /**
  * The recipient MX of the rehearsal's mail world (runs inside the `world` namespace). It writes every message
  * exactly as it arrived: one raw RFC 5322 file per recipient copy, and beside it the envelope as JSON.
- * With --auth user:pass it is the smarthost instead: STARTTLS and AUTH required before MAIL.
+ * With --auth-file it is the smarthost instead: STARTTLS and AUTH required before MAIL.
  *
- *   node --import tsx rehearsal/world/mx.ts <dir> <listen-address>... [--auth user:pass --tls key.pem,cert.pem] [--port 25]
+ *   node --import tsx rehearsal/world/mx.ts <dir> <listen-address>... [--auth-file f (user:pass) --tls key.pem,cert.pem] [--port 25]
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -17,12 +17,13 @@ const opt = (name: string) => {
   args.splice(i, 2);
   return v;
 };
-const auth = opt("--auth");
+const authFile = opt("--auth-file");
+const auth = authFile ? fs.readFileSync(authFile, "utf8").trim() : undefined;
 const tls = opt("--tls");
 const port = Number(opt("--port") ?? 25);
 const [dir, ...addresses] = args;
 if (!dir || addresses.length === 0) {
-  console.error("usage: mx.ts <dir> <listen-address>... [--auth user:pass --tls key.pem,cert.pem] [--port 25]");
+  console.error("usage: mx.ts <dir> <listen-address>... [--auth-file f --tls key.pem,cert.pem] [--port 25]");
   process.exit(2);
 }
 fs.mkdirSync(dir, { recursive: true });
@@ -31,7 +32,7 @@ let seq = 0;
 const [key, cert] = tls ? tls.split(",").map((f) => fs.readFileSync(f)) : [undefined, undefined];
 for (const address of addresses) {
   const server = new SMTPServer({
-    name: auth ? "smarthost.rehearsal.test" : "mx.example.net",
+    name: auth ? "smarthost" : "mx.example.net",
     banner: "rehearsal world",
     size: 50 * 1024 * 1024,
     authOptional: !auth,
