@@ -206,9 +206,7 @@ for (const v of all) {
         expect(i.service).toBe("http://127.0.0.1:2525");
         expect(i.path).toBe(PUBLIC_PATH_REGEX);
       }
-      const re = new RegExp(PUBLIC_PATH_REGEX);
-      for (const ok of ["/send", "/health", "/messages/abc123"]) expect(re.test(ok), ok).toBe(true);
-      for (const no of ["/metrics", "/ready", "/send/x", "/", "/messages/../metrics"]) expect(re.test(no), no).toBe(false);
+      // Which paths PUBLIC_PATH_REGEX lets through is tied to the relay's routes in test/infra/public-routes.test.ts.
       const relayHost = (run().outputs.relayUrl as string).replace("https://", "");
       expect(apps).toHaveLength(1);
       expect(apps[0].props).toMatchObject({ type: "self_hosted", domain: relayHost });
