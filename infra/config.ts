@@ -366,10 +366,10 @@ export function configWarnings(c: MailRelayConfig): string[] {
   const n = c.nodes.length;
   if (n > 1 && c.tunnel) {
     warnings.push(
-      `${NS}:nodeCount is ${n}: the nodes share nothing but the tunnel. Cloudflare sends each request to any node's connector, so ` +
+      `${NS}:nodeCount is ${n}: all nodes serve the same tunnel and Cloudflare sends each request to any node's connector, so ` +
         `GET /messages/:id can reach a node that does not hold the message and answer 404, an Idempotency-Key retry can reach another ` +
         `node and send the message twice, and rate limits are per node (up to ${n} x ${c.relay.rateLimitPerMin}/min per caller). ` +
-        `More nodes give more sending IPs and keep /send answering while a node is down; see docs/configuration.md`,
+        `The nodes share no queue: more nodes give more sending IPs and keep /send answering while a node is down, nothing more; see docs/configuration.md`,
     );
   } else if (n > 1) {
     warnings.push(`${NS}:nodeCount is ${n} with ${NS}:tunnel false: ${n} independent relays, each reachable only from its own host; they share no queue, no message status and no rate limit`);
