@@ -31,7 +31,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // ---------------------------------------------------------------- requirements
 
-const skip = missing("bench:handoff", { tools: INSTANCE_TOOLS, root: true, check: () => netnsUnavailable(`mrhbprobe${process.pid}`) });
+const skip = missing("bench:handoff", { tools: INSTANCE_TOOLS, root: true, scratch: true, check: () => netnsUnavailable(`mrhbprobe${process.pid}`) });
 if (skip) {
   console.log(`skipped: ${skip}`);
   process.exit(0);

@@ -8,13 +8,7 @@ import { assertDomainName, assertIntInRange, assertLabel, assertPort, assertSing
 
 const MIB = 1024 * 1024;
 
-/**
- * How much bigger than the relay's JSON body a MIME message can get with the relay's composer (nodemailer +
- * html-to-text). Measured at a 512 KiB body (test/cloud-init/message-size.test.ts): many one-byte attachments 5.0x
- * (per-part headers), HTML-only with a generated text part 2.7x, base64 attachments 1.03x. 8x leaves headroom.
- * The factor lives in relay/host-contract.ts: the relay refuses (413 message_too_large) any composed message above
- * 8 x its body limit, e.g. html-to-text turning a 4-byte <hr> into a 78-dash line (~28x), so Postfix never has to.
- */
+/** The composed-message size factor and why it is 8: relay/host-contract.ts. */
 export { MESSAGE_SIZE_FACTOR };
 /** Headers, MIME boundaries, Received:, the DKIM-Signature and Postfix's queue-file records. */
 export const MESSAGE_SIZE_OVERHEAD_BYTES = MIB;

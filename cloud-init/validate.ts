@@ -45,7 +45,10 @@ export function assertSafePath(field: string, value: string): void {
   }
 }
 
-/** Single-quotes a string for bash. Only used on values that already passed a strict check (belt and braces). */
+/**
+ * Single-quotes a string for bash; any text is safe (a ' becomes '\''). infra/deploy.ts quotes whole scripts with it;
+ * the renderers quote only values that already passed a strict check above (belt and braces).
+ */
 export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }

@@ -357,6 +357,26 @@ export function parseConfig(
   };
 }
 
+/**
+ * Settings that are valid but easy to misread, each as one warning line (loadConfig prints them with pulumi.log.warn,
+ * so `pulumi preview` and `npm run plan` show them). Pure, so tests can call it.
+ */
+export function configWarnings(c: MailRelayConfig): string[] {
+  const warnings: string[] = [];
+  const n = c.nodes.length;
+  if (n > 1 && c.tunnel) {
+    warnings.push(
+      `${NS}:nodeCount is ${n}: all nodes serve the same tunnel and Cloudflare sends each request to any node's connector, so ` +
+        `GET /messages/:id can reach a node that does not hold the message and answer 404, an Idempotency-Key retry can reach another ` +
+        `node and send the message twice, and rate limits are per node (up to ${n} x ${c.relay.rateLimitPerMin}/min per caller). ` +
+        `The nodes share no queue: more nodes give more sending IPs and keep /send answering while a node is down, nothing more; see docs/configuration.md`,
+    );
+  } else if (n > 1) {
+    warnings.push(`${NS}:nodeCount is ${n} with ${NS}:tunnel false: ${n} independent relays, each reachable only from its own host; they share no queue, no message status and no rate limit`);
+  }
+  return warnings;
+}
+
 /** Decode one raw config string; JSON keys that don't parse become a named problem. */
 export function decodeRaw(get: (key: string) => string | undefined): { raw: Partial<Record<ConfigKey, unknown>>; problems: string[] } {
   const raw: Partial<Record<ConfigKey, unknown>> = {};
@@ -394,5 +414,6 @@ export function loadConfig(): { config: MailRelayConfig; secrets: ConfigSecrets<
     throw e;
   }
   if (problems.length > 0) throw new ConfigError(problems);
+  for (const w of configWarnings(config)) void pulumi.log.warn(w);
   return { config, secrets: { sshPrivateKey: sshPrivateKey!, smarthostPassword } };
 }

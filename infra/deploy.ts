@@ -16,15 +16,11 @@ import {
   renderStopRelay,
   type TeardownOptions,
   renderWaitForCloudInit,
+  shellQuote,
 } from "../cloud-init";
 
 export function sha256(text: string | Buffer): string {
   return createHash("sha256").update(text).digest("hex");
-}
-
-/** Single-quote a string for bash. */
-export function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 /** A stable resource-name slug for a host path: "/etc/postfix/main.cf" -> "etc-postfix-main-cf". */

@@ -186,7 +186,8 @@ export interface OfflineRun {
   readonly config: StackConfig;
 }
 
-function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
+/** The one helper that reads an Output's value (tests use it too). */
+export function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply((v) => resolve(v)));
 }
 

@@ -30,6 +30,12 @@ export interface AppDeps {
 /** Headers cloudflared (or any proxy) adds: a request carrying one came through the tunnel, whatever its source address. */
 export const TUNNEL_HEADERS = ["cf-connecting-ip", "cf-ray", "cf-warp-tag-id", "x-forwarded-for"] as const;
 
+/**
+ * Routes served to the host only: the tunnel never forwards them. Every other route is public, and infra/tunnel.ts's
+ * PUBLIC_PATH_REGEX must match it (test/infra/public-routes.test.ts ties the two).
+ */
+export const HOST_ONLY_ROUTES: readonly string[] = ["/ready", "/metrics"];
+
 const MAX_IDEMPOTENCY_KEY = 256;
 
 function digest(s: string): Buffer {

@@ -27,6 +27,33 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/** When each code is answered. docs/relay-api.md's error table is generated from this and ERROR_STATUS (npm run docs:gen). */
+export const ERROR_MEANING: Record<ErrorCode, string> = {
+  unauthorized: "Missing, malformed or wrong bearer token (checked first, before the body is read).",
+  invalid_json: "Body is not valid JSON (or is empty).",
+  invalid_field: "Missing, wrongly typed or unknown field, blank subject, bad tag, over-long header value (the message names the field).",
+  invalid_address: "An address in from/to/cc/bcc/replyTo is not valid or starts with `-`.",
+  header_injection: "CR, LF or NUL in a header field.",
+  header_not_allowed: "A custom header that is not an `X-` header, or more than 20.",
+  from_not_allowed: "`from` is not in `RELAY_ALLOWED_FROM`.",
+  too_many_recipients: "to + cc + bcc > `RELAY_MAX_RECIPIENTS`.",
+  subject_too_long: "Subject over 200 characters.",
+  missing_body: "Neither `text` nor `html`.",
+  invalid_attachment: "Attachment content not base64, or a bad content type.",
+  invalid_idempotency_key: "`Idempotency-Key` empty, over 256 characters or not visible ASCII.",
+  forbidden: "`/metrics` from a non-loopback caller or with a tunnel header.",
+  not_found: "Unknown message id (or another caller's), unknown route.",
+  idempotency_conflict: "Same `Idempotency-Key` within 24 h with a different body.",
+  payload_too_large: "Body over `RELAY_BODY_LIMIT_BYTES`.",
+  message_too_large: "The composed message is over `RELAY_MAX_MESSAGE_BYTES` (e.g. HTML-only with many `<hr>`: html-to-text makes each a 78-character line).",
+  unsupported_media_type: "Body not sent as `application/json`.",
+  rate_limited: "Over `RELAY_RATE_LIMIT_PER_MIN` for this token; with `Retry-After` and `RateLimit-Limit`/`-Remaining`/`-Reset` headers.",
+  internal: "Unexpected error (the detail goes to the log).",
+  queue_unavailable: "The job could not be written (or `/ready`: the queue is not writable).",
+  disk_nearly_full: "Free space under `RELAY_MIN_FREE_BYTES` (or ENOSPC).",
+  handoff_unavailable: "`/ready` only: Postfix is not reachable.",
+};
+
 /** An error the HTTP layer turns into `{"ok":false,"error":{code,message}}` with the code's status. */
 export class RelayError extends Error {
   readonly code: ErrorCode;

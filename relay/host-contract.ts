@@ -5,12 +5,16 @@
 export const EXIT_CONFIG = 78;
 
 /**
- * Size limits the relay and the host's Postfix must agree on (cloud-init/postfix.ts imports them).
+ * Size limits the relay and the host's Postfix must agree on (cloud-init/postfix.ts imports them). This is the one
+ * place the factor and its reasons are written down.
  *
  * MIME encoding grows a body (base64 4/3, quoted-printable up to 3x, html-to-text's generated text part on top), so the
- * composed message may be several times the JSON body. The relay refuses (413 message_too_large) a composed message
- * above MESSAGE_SIZE_FACTOR x RELAY_BODY_LIMIT_BYTES, and Postfix's message_size_limit is that plus room for the
- * headers Postfix and OpenDKIM add. So nothing the relay queues can be refused by Postfix for its size.
+ * composed message may be several times the JSON body. test/cloud-init/message-size.test.ts composes worst cases with
+ * the relay's own composer at a 512 KiB body: many one-byte attachments 5.0x (per-part headers), HTML-only with a
+ * generated text part 2.7x, base64 attachments 1.03x; 8x leaves headroom. No factor covers everything (html-to-text
+ * turns a 4-byte <hr> into a 78-dash line, ~28x), so the relay refuses (413 message_too_large) a composed message above
+ * MESSAGE_SIZE_FACTOR x RELAY_BODY_LIMIT_BYTES, and Postfix's message_size_limit is that plus room for the headers
+ * Postfix and OpenDKIM add. So nothing the relay queues can be refused by Postfix for its size.
  */
 export const MESSAGE_SIZE_FACTOR = 8;
 

@@ -95,9 +95,6 @@ interface HeapItem {
  */
 class DueHeap {
   private readonly items: HeapItem[] = [];
-  get size(): number {
-    return this.items.length;
-  }
   peek(): HeapItem | undefined {
     return this.items[0];
   }
@@ -162,7 +159,6 @@ export class QueueStore {
   private readonly dirSync = new Map<string, { running: Promise<void> | null; next: Promise<void> | null }>();
   private readonly callers = new Map<string, string>();
   private readonly counts = { pending: 0, processing: 0, failed: 0 };
-  private sentSinceStart = 0;
   private sentOnDisk = 0;
   private seq = 0;
   private diskCheck: { at: number; free: number } | null = null;
@@ -204,11 +200,10 @@ export class QueueStore {
 
     const unreadable: string[] = [];
     const now = this.now();
-    await this.eachJson(this.dir("pending"), unreadable, (f, v) => {
+    await this.eachJson(this.dir("pending"), unreadable, (_f, v) => {
       const job = v as Job;
       this.addToIndex(job, "pending");
       this.rememberIdempotency(job.idempotency, job.id, job.createdAt, now);
-      void f;
     });
     await this.eachJson(this.dir("failed"), unreadable, (_f, v) => {
       const job = v as Job;
@@ -426,7 +421,6 @@ export class QueueStore {
     await this.writeDurable("sent", `${job.id}.json`, JSON.stringify(rec));
     await qfs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
     this.dropFromIndex(job.id);
-    this.sentSinceStart++;
     this.sentOnDisk++;
     return rec;
   }
@@ -488,10 +482,6 @@ export class QueueStore {
   /** Counts by state for /metrics (sent = records kept on disk). */
   depth(): Record<JobState, number> {
     return { ...this.counts, sent: this.sentOnDisk };
-  }
-
-  get sentCount(): number {
-    return this.sentSinceStart;
   }
 
   /** Deletes sent records past retention and forgets idempotency keys older than 24 h. */

@@ -147,7 +147,6 @@ export function sameIp(a: string, b: string): boolean {
 }
 
 export const LOOPBACK: readonly Cidr[] = [parseCidr("127.0.0.0/8")!, parseCidr("::1/128")!];
-export const WHOLE_INTERNET: readonly Cidr[] = [parseCidr("0.0.0.0/0")!, parseCidr("::/0")!];
 
 /** A source as wide as (nearly) the whole Internet: shorter than /8 (IPv4) or /16 (IPv6), like config.ts refuses. */
 export function isNearlyWholeInternet(c: Cidr): boolean {

@@ -1,22 +1,29 @@
 // A real Postfix instance and a real OpenDKIM, both from the rendered files, inside a network namespace this test
 // creates. Only instance paths are moved to a scratch dir (queue_directory, data_directory, log file) and the next
 // hop is pointed at a local smtp-sink; every other rendered setting is exercised as it is.
+import { generateKeyPairSync } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { WorkerResult, WorkerSpec } from "../../bench/handoff-worker";
+import { verifyDkim } from "./dkim-verify";
 import { buildConfig } from "./fixtures";
 import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance, waitFor } from "./postfix-instance";
 import { missing, run, tool } from "./real-tools";
 
+const REPO = join(__dirname, "..", "..");
+
 const skip = missing("Postfix + OpenDKIM instance in a network namespace", {
   tools: [...INSTANCE_TOOLS, "postmap", "swaks"],
   root: true,
+  scratch: true,
   check: () => netnsUnavailable(`mrprobe${process.pid}`),
 });
 
 const direct = buildConfig({ ipv6: false });
 const smarthost = buildConfig({ smarthost: true, ipv6: false });
 const SINK = "127.0.0.1:2626";
+const otherKeyPem = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
 const OTHER_ADDR = "10.99.0.1";
 
 let inst: PostfixInstance;
@@ -24,6 +31,24 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const inNs = (cmd: string, args: string[], input?: string) => inst.inNs(cmd, args, input);
 const maillog = () => inst.maillog();
 const sunk = () => inst.sunk();
+
+/**
+ * Runs bench/handoff-worker.ts (the relay's composeMessage, SmtpHandoff and SendmailHandoff, one message at a time as
+ * relay/worker.ts does) inside the namespace, where 127.0.0.1:25 is this instance; MAIL_CONFIG points sendmail at it.
+ */
+function relayHandoff(spec: WorkerSpec): WorkerResult {
+  const r = inNsEnv(["env", `MAIL_CONFIG=${inst.etc}`, process.execPath, "--import", "tsx", join(REPO, "bench", "handoff-worker.ts"), JSON.stringify(spec)]);
+  if (r.status !== 0) throw new Error(`handoff worker (${spec.kind}) exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop() as string) as WorkerResult;
+}
+const inNsEnv = (argv: string[]) => run(tool("ip") as string, ["netns", "exec", inst.ns, ...argv], { timeout: 60_000 });
+
+/** The sink's messages carrying X-Bench-Phase: <phase>. */
+function atSink(phase: string): string[] {
+  return sunk()
+    .map((f) => readFileSync(join(inst.sinkDir, f), "utf8"))
+    .filter((m) => new RegExp(`^X-Bench-Phase: *${phase}\\s*$`, "mi").test(m));
+}
 
 function smtpSend(server: string, extra: string[] = []) {
   return inNs(tool("swaks") as string, ["--server", server, "--from", "noreply@example.com", "--to", "someone@example.org", "--header", "Subject: mail-relay instance test", "--body", "hello", "--timeout", "10", ...extra]);
@@ -76,6 +101,24 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
     const msgs = files.map((f) => readFileSync(join(inst.sinkDir, f), "utf8")).filter((m) => m.includes("Subject: via sendmail"));
     expect(msgs).toHaveLength(1);
     expect(msgs[0]).toMatch(/^DKIM-Signature:.*d=example\.com;/m);
+  });
+
+  it("the relay's own SmtpHandoff and SendmailHandoff hand a composed message to this Postfix, and it reaches the sink DKIM-signed", async () => {
+    for (const kind of ["smtp", "sendmail"] as const) {
+      const phase = `relay-${kind}-${process.pid}`;
+      const result = relayHandoff({ kind, phase, count: 1, from: "noreply@example.com", to: "someone@example.org", sendmailPath: tool("sendmail") as string, timeoutMs: 30_000 });
+      expect(result.outcomes, kind).toHaveLength(1);
+      const outcome = result.outcomes[0]!;
+      expect(outcome.ok, `${kind}: ${outcome.error}`).toBe(true);
+      // Over SMTP the relay learns Postfix's queue id from the 250 reply; it must be a real id of this instance.
+      if (kind === "smtp") expect(maillog()).toContain(`${outcome.queueId}: `);
+      await waitFor(() => atSink(phase).length === 1, `the ${kind} hand-off's message at the sink`);
+      const msg = atSink(phase)[0]!;
+      expect(verifyDkim(msg, direct.secrets.dkimPrivateKeyPem), `${kind}: ${msg.slice(0, 2000)}`).toEqual({ d: "example.com", s: direct.host.dkimSelector, valid: true });
+      // The verification can fail: one changed body character breaks it, and so does another key.
+      expect(verifyDkim(msg.replace("Thanks for your order.", "Thanks for your ordre."), direct.secrets.dkimPrivateKeyPem).valid).toBe(false);
+      expect(verifyDkim(msg, otherKeyPem).valid).toBe(false);
+    }
   });
 
   it("smarthost mode never sends without TLS: a smarthost that offers no STARTTLS gets nothing", async () => {

@@ -3,7 +3,6 @@
  * mocks with a stack file from the repo plus overrides. setMocks is process-global, so every run resets
  * vitest's module registry and imports the program afresh.
  */
-import * as pulumi from "@pulumi/pulumi";
 import { vi } from "vitest";
 import { OfflineRun, RecordedResource, runOffline } from "../../infra/offline";
 
@@ -35,10 +34,6 @@ export function runStack(stack: StackName, overrides: Record<string, unknown> = 
   );
   chain = run.catch(() => undefined);
   return run;
-}
-
-export function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
-  return new Promise((resolve) => o.apply((v) => resolve(v)));
 }
 
 export function ofType(resources: readonly RecordedResource[], type: string): RecordedResource[] {

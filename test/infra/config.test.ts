@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { CONFIG_KEYS, ConfigError, decodeRaw, nodeHostnames, parseConfig, SECRET_KEYS } from "../../infra/config";
+import { CONFIG_KEYS, ConfigError, configWarnings, decodeRaw, nodeHostnames, parseConfig, SECRET_KEYS } from "../../infra/config";
 import { readStackConfig } from "../../infra/offline";
 
 const ctx = { project: "mail-relay", stack: "test" };
@@ -145,4 +145,22 @@ describe("config: the repo's stack files are complete, valid examples", () => {
       expect(c.domain).toMatch(/example\.com$/);
     });
   }
+});
+
+describe("config: warnings for valid but easily misread settings", () => {
+  it("one node: no warning", () => {
+    expect(configWarnings(parseConfig(valid(), secrets, ctx))).toEqual([]);
+  });
+  it("nodeCount > 1 behind the tunnel says what it does not give: status lookups can 404, idempotent retries can send twice, rate limits are per node", () => {
+    const w = configWarnings(parseConfig({ ...valid(), nodeCount: 3, relay: { rateLimitPerMin: 100 } }, secrets, ctx));
+    expect(w).toHaveLength(1);
+    expect(w[0]).toMatch(/^mail-relay:nodeCount is 3: /);
+    expect(w[0]).toMatch(/GET \/messages\/:id .* 404/);
+    expect(w[0]).toMatch(/Idempotency-Key retry .* twice/);
+    expect(w[0]).toMatch(/rate limits are per node \(up to 3 x 100\/min per caller\)/);
+  });
+  it("nodeCount > 1 without the tunnel: independent relays", () => {
+    const w = configWarnings(parseConfig({ ...valid(), nodeCount: 2, tunnel: false }, secrets, ctx));
+    expect(w).toEqual([expect.stringMatching(/^mail-relay:nodeCount is 2 with mail-relay:tunnel false: 2 independent relays/)]);
+  });
 });

@@ -2,7 +2,8 @@ import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { runStack } from "../helpers/stack";
 
 const root = path.join(__dirname, "../..");
 const run = promisify(execFile);
@@ -29,4 +30,17 @@ describe("npm run plan: the offline plan", () => {
     expect(err.code).toBe(2);
     expect(err.stderr).toMatch(/no stack "nope".*stacks here: prod, staging/);
   }, 90_000);
+
+  it("a stack with nodeCount > 1 prints the nodeCount warning (pulumi.log.warn; the plan runs this same offline run)", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    try {
+      await runStack("prod", { nodeCount: 2 });
+      expect(warn.mock.calls.map((c) => String(c[0]))).toContainEqual(expect.stringMatching(/^warning: \[runtime\] mail-relay:nodeCount is 2: .*404.*twice.*per node/));
+      warn.mockClear();
+      await runStack("prod");
+      expect(warn.mock.calls.map((c) => String(c[0])).filter((m) => m.includes("nodeCount"))).toEqual([]);
+    } finally {
+      warn.mockRestore();
+    }
+  }, 120_000);
 });

@@ -6,7 +6,7 @@ import { createPublicKey } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderStopRelay } from "../../cloud-init";
 import type { OfflineRun } from "../../infra/offline";
 import { txtValue } from "../../infra/records";
@@ -16,13 +16,20 @@ import { ofType, pushedFiles, runStack, stackVariants, StackName, T } from "../h
 /** Deploy steps whose inputs carry secrets: they differ between any two offline runs (fresh random keys and tokens). */
 const SECRET_BEARING_STEP = /relay-activate|secret-|apply-mail/;
 
-const bundle = path.join(__dirname, "../../relay/dist/relay.js");
-if (!fs.existsSync(bundle)) {
-  // The program refuses to run without the relay bundle, as `pulumi up` would.
-  fs.mkdirSync(path.dirname(bundle), { recursive: true });
-  console.warn("relay/dist/relay.js missing: run `npm run build` (npm test does); writing a stand-in so the infra tests can run");
-  fs.writeFileSync(bundle, "// stand-in bundle for infra tests\n");
+// The program refuses to run without the relay bundle, as `pulumi up` would. Without a build (npm test builds first),
+// it gets a stand-in in a temporary directory through MAIL_RELAY_BUNDLE (infra/mailRelay.ts); relay/dist is never written.
+let standInDir: string | undefined;
+if (process.env.MAIL_RELAY_BUNDLE === undefined && !fs.existsSync(path.join(__dirname, "../../relay/dist/relay.js"))) {
+  standInDir = fs.mkdtempSync(path.join(os.tmpdir(), "stand-in-bundle-"));
+  process.env.MAIL_RELAY_BUNDLE = path.join(standInDir, "relay.js");
+  fs.writeFileSync(process.env.MAIL_RELAY_BUNDLE, "// stand-in bundle for infra tests\n");
+  console.warn(`relay/dist/relay.js missing: run \`npm run build\` (npm test does); the infra tests use a stand-in, ${process.env.MAIL_RELAY_BUNDLE}`);
 }
+afterAll(() => {
+  if (standInDir === undefined) return;
+  delete process.env.MAIL_RELAY_BUNDLE;
+  fs.rmSync(standInDir, { recursive: true, force: true });
+});
 
 const all: { name: string; stack: StackName; overrides: Record<string, unknown> }[] = [
   { name: "prod", stack: "prod", overrides: {} },
@@ -206,9 +213,7 @@ for (const v of all) {
         expect(i.service).toBe("http://127.0.0.1:2525");
         expect(i.path).toBe(PUBLIC_PATH_REGEX);
       }
-      const re = new RegExp(PUBLIC_PATH_REGEX);
-      for (const ok of ["/send", "/health", "/messages/abc123"]) expect(re.test(ok), ok).toBe(true);
-      for (const no of ["/metrics", "/ready", "/send/x", "/", "/messages/../metrics"]) expect(re.test(no), no).toBe(false);
+      // Which paths PUBLIC_PATH_REGEX lets through is tied to the relay's routes in test/infra/public-routes.test.ts.
       const relayHost = (run().outputs.relayUrl as string).replace("https://", "");
       expect(apps).toHaveLength(1);
       expect(apps[0].props).toMatchObject({ type: "self_hosted", domain: relayHost });
@@ -238,6 +243,7 @@ describe("user-data is bootstrap only", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bundle-"));
     const otherBundle = path.join(dir, "relay.js");
     fs.writeFileSync(otherBundle, "console.log('a different relay build');\n");
+    const bundleBefore = process.env.MAIL_RELAY_BUNDLE;
     process.env.MAIL_RELAY_BUNDLE = otherBundle;
     let changed: OfflineRun;
     try {
@@ -253,7 +259,9 @@ describe("user-data is bootstrap only", () => {
         defaultSender: "alerts@example.com",
       });
     } finally {
-      delete process.env.MAIL_RELAY_BUNDLE;
+      if (bundleBefore === undefined) delete process.env.MAIL_RELAY_BUNDLE;
+      else process.env.MAIL_RELAY_BUNDLE = bundleBefore;
+      fs.rmSync(dir, { recursive: true, force: true });
     }
     expect(changed.outputs.relayVersion).not.toBe(base.outputs.relayVersion);
     const ud = (r: OfflineRun) => ofType(r.resources, T.server).map((s) => s.props.userData);

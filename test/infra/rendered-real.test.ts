@@ -10,8 +10,8 @@ import type { OfflineRun } from "../../infra/offline";
 import { missing, removeDir, run, safeScratchDir, tool } from "../cloud-init/real-tools";
 import { ofType, pushedFiles, runStack, T } from "../helpers/stack";
 
-const skipPostconf = missing("postconf on the program's rendered main.cf", { tools: ["postconf"] });
-const skipSchema = missing("cloud-init schema on the program's user-data", { tools: ["cloud-init"] });
+const skipPostconf = missing("postconf on the program's rendered main.cf", { tools: ["postconf"], scratch: true });
+const skipSchema = missing("cloud-init schema on the program's user-data", { tools: ["cloud-init"], scratch: true });
 
 const runs: [string, OfflineRun][] = [];
 const dirs: string[] = [];

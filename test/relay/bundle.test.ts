@@ -3,11 +3,12 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EXIT_CONFIG } from "../../relay/host-contract";
+import { missing } from "../cloud-init/real-tools";
 import { BUNDLE, haveBundle, startBundle, type BundleProcess } from "./bundle-process";
 import { tempDir } from "./fixtures";
 
 const TOKEN = "bundle-test-token-0123456789abcdefghij";
-if (!haveBundle) console.warn(`skipping bundle tests: ${BUNDLE} is missing; run \`npm run build\` (npm test does)`);
+const skip = missing("bundle tests", { check: () => (haveBundle ? undefined : `${BUNDLE} is missing; run \`npm run build\` (npm test does)`) });
 
 const tmp = tempDir("relay-bundle-");
 const running: BundleProcess[] = [];
@@ -18,8 +19,8 @@ afterAll(async () => {
 
 const current = { bin: process.execPath, env: {} };
 
-describe.skipIf(!haveBundle)("the bundled relay (relay/dist/relay.js), copied alone into an empty directory, on this machine's node", () => {
-  it("serves /health and /send, hands off to sendmail, and stops cleanly on SIGTERM", async () => {
+describe.skipIf(skip)("the bundled relay (relay/dist/relay.js), copied alone into an empty directory, on this machine's node", () => {
+  it("serves /health and /send, hands off to a fake sendmail (a script that records its arguments), and stops cleanly on SIGTERM", async () => {
     const dir = path.join(tmp.dir, "serve");
     const relay = await startBundle(dir, TOKEN, current);
     running.push(relay);

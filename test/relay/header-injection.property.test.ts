@@ -53,10 +53,10 @@ describe("no generated header value can inject a header", () => {
         expect(breaks).toBe(false);
         const raw = (await composeMessage(req, { id: "11111111-2222-4333-8444-555555555555", messageIdDomain: "mail.example.com", date: new Date(0) })).toString("utf8");
         const names = headerNames(raw);
-        // Exactly the headers the relay sets, each once (an empty X- value is simply omitted by the composer).
+        // Exactly the headers the relay sets, each once. The composer omits an X- value of ASCII blanks only; any other
+        // value (Unicode spaces included, which it encodes) is exactly one header.
         expect(names.filter((n) => n !== "x-custom").sort()).toEqual(["content-transfer-encoding", "content-type", "date", "from", "message-id", "mime-version", "subject", "to"]);
-        expect(names.filter((n) => n === "x-custom").length).toBe(custom.trim() === "" ? names.filter((n) => n === "x-custom").length : 1);
-        expect(names.filter((n) => n === "x-custom").length).toBeLessThanOrEqual(1);
+        expect(names.filter((n) => n === "x-custom").length).toBe(/^[ \t\v\f]*$/.test(custom) ? 0 : 1);
         const parsed = await simpleParser(raw);
         // The subject stays one value: no part of it turned into another header (fidelity of astral characters is a
         // separate, known nodemailer issue, pinned below).

@@ -2,12 +2,15 @@ import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
+import { missing } from "../cloud-init/real-tools";
 import { BUNDLE, haveBundle, haveNode18, NODE18, NODE18_DIR, startBundle, type BundleProcess } from "./bundle-process";
 import { tempDir } from "./fixtures";
 
 const TOKEN = "node18-test-token-0123456789abcdefghijk";
-if (!haveNode18) console.warn(`skipping Node 18 tests: ${NODE18_DIR} is missing; run \`bash .ci/node18.sh\` (.ci/run does)`);
-if (!haveBundle) console.warn(`skipping Node 18 tests: ${BUNDLE} is missing; run \`npm run build\``);
+const skip = missing("Node 18 tests", {
+  check: () =>
+    !haveNode18 ? `${NODE18_DIR} is missing; run \`bash .ci/node18.sh\` (.ci/run does)` : !haveBundle ? `${BUNDLE} is missing; run \`npm run build\`` : undefined,
+});
 
 const tmp = tempDir("relay-node18-");
 let relay: BundleProcess | undefined;
@@ -37,12 +40,12 @@ async function sendAndWait(r: BundleProcess, body: Record<string, unknown>): Pro
   return message;
 }
 
-describe.skipIf(!haveNode18 || !haveBundle)("the bundle runs on Debian 12's Node 18 (what the host installs)", () => {
+describe.skipIf(skip)("the bundle runs on Debian 12's Node 18 (what the host installs)", () => {
   it("the interpreter really is Node 18", () => {
     expect(execFileSync(NODE18.bin, ["--version"], { env: { ...process.env, ...NODE18.env } }).toString()).toMatch(/^v18\./);
   });
 
-  it("serves /health and accepts a /send that is handed to sendmail", async () => {
+  it("serves /health and accepts a /send that is handed to a fake sendmail (a script)", async () => {
     relay = await startBundle(path.join(tmp.dir, "r"), TOKEN, NODE18);
     expect(await (await fetch(`${relay.url}/health`)).text()).toBe("ok");
     const message = await sendAndWait(relay, {
@@ -59,7 +62,7 @@ describe.skipIf(!haveNode18 || !haveBundle)("the bundle runs on Debian 12's Node
     expect(Date.now() - t0).toBeLessThan(3000);
   });
 
-  it("hands off over SMTP (the default) through its TCP_NODELAY socket factory and records the queue id", async () => {
+  it("hands off over SMTP (the default) to a fake Postfix (smtp-server) through its TCP_NODELAY socket factory and records the queue id", async () => {
     const received: string[] = [];
     sink = new SMTPServer({
       authOptional: true,

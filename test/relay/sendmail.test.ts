@@ -22,7 +22,7 @@ const out = (f: string) => path.join(tmp.dir, f);
 
 const msg = { id: "m1", from: "noreply@example.com", to: ["a@example.net", "b@example.org"], raw: "Subject: hi\r\n\r\nline\r\n.\r\nafter the dot\r\n" };
 
-describe("sendmail hand-off", () => {
+describe("sendmail hand-off, against fake sendmail scripts", () => {
   it("passes -i -f <from> -- and explicit recipients as separate arguments, and the message on stdin", async () => {
     const bin = fakeSendmail("ok.sh", `for a in "$@"; do printf '%s\\n' "$a"; done > ${out("argv")}\ncat > ${out("stdin")}\nexit 0`);
     const h = new SendmailHandoff({ path: bin, timeoutMs: 5000 });

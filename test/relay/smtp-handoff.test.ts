@@ -8,6 +8,7 @@ import { connectNoDelay, parsePostfixQueueId, SmtpHandoff } from "../../relay/ha
 import { HandoffError } from "../../relay/handoff/types";
 import { QueueStore, type Job } from "../../relay/queue";
 import { QueueWorker } from "../../relay/worker";
+import { missing } from "../cloud-init/real-tools";
 import { captureLog, queueOptions, tempDir } from "./fixtures";
 
 /** A loopback SMTP sink that answers DATA like Postfix, or with whatever code the test sets. */
@@ -41,7 +42,7 @@ afterAll(async () => {
 
 const msg = { id: "m", from: "noreply@example.com", to: ["to@example.net", "hidden-bcc@example.org"], raw: "From: noreply@example.com\r\nTo: to@example.net\r\nSubject: t\r\n\r\nhello\r\n" };
 
-describe("SMTP hand-off to loopback Postfix", () => {
+describe("SMTP hand-off to a fake Postfix (smtp-server on loopback)", () => {
   it("parses Postfix's queue id from the DATA reply", () => {
     expect(parsePostfixQueueId("250 2.0.0 Ok: queued as 4XyZ12abc")).toBe("4XyZ12abc");
     expect(parsePostfixQueueId("250 2.0.0 Ok: queued as 4fK1Qm2B3Cz9")).toBe("4fK1Qm2B3Cz9");
@@ -94,10 +95,9 @@ describe("SMTP hand-off to loopback Postfix", () => {
 // A Postfix that accepts no connections: a loopback listener that never calls accept(), with its accept queue
 // filled, so the kernel leaves further connects hanging. python3 (a dependency of cloud-init, which CI installs)
 // holds the socket, because node always accepts.
-const havePython = spawnSync("python3", ["-c", "pass"]).status === 0;
-if (!havePython) console.warn("skipping the SMTP connect-timeout test: python3 is missing (CI installs it with cloud-init)");
+const skipPython = missing("SMTP connect-timeout test", { check: () => (spawnSync("python3", ["-c", "pass"]).status === 0 ? undefined : "python3 is missing (.ci/run installs it)") });
 
-describe.skipIf(!havePython)("SMTP hand-off: a connect that never completes", () => {
+describe.skipIf(skipPython)("SMTP hand-off: a connect that never completes", () => {
   let py: ChildProcess | undefined;
   const fillers: net.Socket[] = [];
   afterAll(() => {
@@ -129,8 +129,8 @@ describe.skipIf(!havePython)("SMTP hand-off: a connect that never completes", ()
   });
 });
 
-describe("worker + queue + SMTP: a 451 leaves the job pending, a 250 records the queue id", () => {
-  it("retries after the backoff and ends handed off with Postfix's id", async () => {
+describe("worker + queue + SMTP to a fake Postfix (smtp-server): a 451 leaves the job pending, a 250 records the queue id", () => {
+  it("retries after the backoff and ends handed off with the queue id the fake answered", async () => {
     const tmp = tempDir("relay-worker-");
     const queue = new QueueStore(queueOptions(tmp.dir, { retryBaseMs: 150, retryMaxMs: 1000, maxAttempts: 5 }));
     await queue.open();
