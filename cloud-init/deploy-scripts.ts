@@ -15,6 +15,7 @@ import {
   SASL_PASSWD_FILE,
 } from "./paths";
 import { checkHostSettings } from "./postfix";
+import { releaseProfile } from "./release";
 import type { HostFile, HostSettings } from "./types";
 import { assertPort, assertSafePath, shellQuote } from "./validate";
 
@@ -98,7 +99,7 @@ export function renderApplyMailConfig(s: HostSettings): string {
     `if [ ! -S "$root${OPENDKIM_SOCKET}" ]; then echo "OpenDKIM did not create ${OPENDKIM_SOCKET}" >&2; journalctl -u opendkim.service -n 30 --no-pager >&2 || true; exit 1; fi`,
     "# restart, not reload: inet_protocols/inet_interfaces and new group memberships only apply to a fresh master.",
     "systemctl restart postfix.service",
-    'if ! systemctl is-active --quiet postfix.service; then echo "postfix is not running" >&2; journalctl -u postfix@-.service -n 30 --no-pager >&2 || true; exit 1; fi',
+    `if ! systemctl is-active --quiet postfix.service; then echo "postfix is not running" >&2; journalctl -u ${releaseProfile(s.release).postfix.masterUnit} -n 30 --no-pager >&2 || true; exit 1; fi`,
     'echo "mail configuration applied"',
   ]);
 }

@@ -1,5 +1,6 @@
 // Pure renderers for everything the mail-relay host gets. No @pulumi/* imports: infra/ calls these inside apply().
 export * from "./types";
+export * from "./release";
 export * from "./paths";
 export * from "./validate";
 export * from "./postfix";

@@ -3,6 +3,7 @@
 // to a smarthost (verified TLS + SASL) for providers that block outbound port 25.
 import { MESSAGE_SIZE_FACTOR } from "../relay/host-contract";
 import { OPENDKIM_MILTER, SASL_PASSWD_FILE, SYSTEM_CA_FILE } from "./paths";
+import { releaseProfile } from "./release";
 import type { HostSettings, SmarthostSettings } from "./types";
 import { assertDomainName, assertIntInRange, assertLabel, assertPort, assertSingleLine } from "./validate";
 
@@ -33,6 +34,7 @@ export function checkHostSettings(s: HostSettings): void {
   assertPort("relayPort", s.relayPort);
   assertIntInRange("relayBodyLimitBytes", s.relayBodyLimitBytes, 1024, 64 * MIB);
   assertLabel("dkimSelector", s.dkimSelector);
+  releaseProfile(s.release);
   if (s.smarthost) {
     assertDomainName("smarthost.host", s.smarthost.host);
     assertPort("smarthost.port", s.smarthost.port);
@@ -109,7 +111,7 @@ export function renderPostfixMainCf(s: HostSettings): string {
       {
         title: "identity",
         entries: [
-          { key: "compatibility_level", value: "3.6" },
+          { comment: "The level Debian's own main.cf sets on this release (cloud-init/release.ts).", key: "compatibility_level", value: releaseProfile(s.release).postfix.compatibilityLevel },
           { comment: "The name in EHLO; its A record and the IP's PTR must both match it.", key: "myhostname", value: s.mtaHostname },
           { key: "smtp_helo_name", value: s.mtaHostname },
           { key: "mydomain", value: s.domain },

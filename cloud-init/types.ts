@@ -1,5 +1,6 @@
 // Plain typed values the renderers take. Nothing here (or anywhere in cloud-init/) imports @pulumi/*:
 // every renderer is a pure function of these values, testable without the Pulumi engine.
+import type { DebianRelease } from "./release";
 
 /** One file the deploy step writes on the host. */
 export interface HostFile {
@@ -42,6 +43,8 @@ export interface HostSettings {
   readonly tunnel: boolean;
   /** The relay's hand-off to Postfix (default smtp). sendmail needs setgid postdrop, so the unit loosens two sandbox settings. */
   readonly relayHandoff?: "smtp" | "sendmail";
+  /** The Debian release the host runs (from the image): what differs between releases lives in release.ts. */
+  readonly release: DebianRelease;
 }
 
 /** Values rendered into /etc/mail-relay.env (secret because of tokens). Env names are fixed by the relay. */

@@ -8,6 +8,7 @@
 import * as net from "node:net";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { DEBIAN_RELEASES, DEFAULT_RELEASE, RELEASES, releaseForImage, releaseName, type DebianRelease } from "../cloud-init/release";
 
 export const NS = "mail-relay";
 
@@ -21,6 +22,7 @@ export const CONFIG_KEYS = {
   serverType: "string",
   location: "string",
   image: "string",
+  allowUntestedImage: "json",
   adminCidrs: "json",
   sshPublicKey: "string",
   allowedSenders: "json",
@@ -157,7 +159,8 @@ const rawSchema = z.object({
   nodeCount: z.number().int().min(1, "must be at least 1").max(9, "must be at most 9").default(1),
   serverType: z.string().regex(/^[a-z0-9-]+$/, "must be a Hetzner server type such as cx22").default("cx22"),
   location: z.string().regex(/^[a-z0-9-]+$/, "must be a Hetzner location such as fsn1").default("fsn1"),
-  image: z.string().min(1).default("debian-12"),
+  image: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, `must be a Hetzner image name such as ${RELEASES[DEFAULT_RELEASE].hetznerImage}`).default(RELEASES[DEFAULT_RELEASE].hetznerImage),
+  allowUntestedImage: z.boolean().default(false),
   adminCidrs: cidrList,
   sshPublicKey: z
     .string({ required_error: "is required: the public half of the key the deploy step uses (ssh-ed25519 AAAA... you@host)" })
@@ -208,6 +211,10 @@ export interface MailRelayConfig {
   readonly serverType: string;
   readonly location: string;
   readonly image: string;
+  /** The Debian release the host files are rendered for: the image's, or the default release for an untested image. */
+  readonly release: DebianRelease;
+  /** The image is none of the tested ones (allowUntestedImage). */
+  readonly untestedImage: boolean;
   readonly adminCidrs: readonly string[];
   readonly sshPublicKey: string;
   readonly allowedSenders: readonly string[];
@@ -320,6 +327,12 @@ export function parseConfig(
   if (c.tunnel && !c.cloudflareAccountId) {
     problems.push(`${NS}:cloudflareAccountId is required when ${NS}:tunnel is true (the tunnel and Access live in the account); or set ${NS}:tunnel false`);
   }
+  const imageRelease = releaseForImage(c.image);
+  if (imageRelease === undefined && !c.allowUntestedImage) {
+    problems.push(
+      `${NS}:image "${c.image}" is not a tested image: use ${testedImages()}, or set ${NS}:allowUntestedImage true to deploy it anyway (the host files are then rendered for ${releaseName(DEFAULT_RELEASE)})`,
+    );
+  }
   const callerDup = c.callers.find((n, i) => c.callers.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
   if (c.callers.length === 0) problems.push(`${NS}:callers must name at least one calling service, e.g. ["app"]`);
@@ -336,6 +349,8 @@ export function parseConfig(
     serverType: c.serverType,
     location: c.location,
     image: c.image,
+    release: imageRelease ?? DEFAULT_RELEASE,
+    untestedImage: imageRelease === undefined,
     adminCidrs: c.adminCidrs,
     sshPublicKey: c.sshPublicKey.trim(),
     allowedSenders: c.allowedSenders,
@@ -357,12 +372,24 @@ export function parseConfig(
   };
 }
 
+/** "debian-13 (the default) or debian-12": the images the program is tested on, newest first. */
+function testedImages(): string {
+  const images = [...DEBIAN_RELEASES].reverse().map((r) => `${RELEASES[r].hetznerImage}${r === DEFAULT_RELEASE ? " (the default)" : ""}`);
+  return `${images.slice(0, -1).join(", ")} or ${images[images.length - 1]}`;
+}
+
 /**
  * Settings that are valid but easy to misread, each as one warning line (loadConfig prints them with pulumi.log.warn,
  * so `pulumi preview` and `npm run plan` show them). Pure, so tests can call it.
  */
 export function configWarnings(c: MailRelayConfig): string[] {
   const warnings: string[] = [];
+  if (c.untestedImage) {
+    warnings.push(
+      `${NS}:image "${c.image}" is not tested (${NS}:allowUntestedImage is true): the host files are rendered for ${releaseName(c.release)}; ` +
+        `the deploy step's checks (cloud-init, postfix check, opendkim -n, the relay's health check) are all that stands between a mismatch and a broken host. Tested: ${testedImages()}`,
+    );
+  }
   const n = c.nodes.length;
   if (n > 1 && c.tunnel) {
     warnings.push(

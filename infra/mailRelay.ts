@@ -34,6 +34,7 @@ export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSetti
     ipv6: c.ipv6,
     tunnel: c.tunnel,
     relayHandoff: c.relay.handoff,
+    release: c.release,
   };
 }
 

@@ -19,18 +19,25 @@ export function renderMetaData(c: Capture, instanceId: string, publicKey: string
   return stringify({ "instance-id": instanceId, "local-hostname": n.hostname, "public-keys": [publicKey.trim()] });
 }
 
+/**
+ * Network config v1, as Hetzner's metadata service serves it: static addresses with their gateways (v2's
+ * gateway4/gateway6 are deprecated in cloud-init 25.1, Debian 13's, and its v2 `routes` need net-tools' `route`
+ * under the ifupdown renderer).
+ */
 export function renderNetworkConfig(c: Capture): string {
   const h = hostAddresses(c);
   return stringify({
-    version: 2,
-    ethernets: {
-      eth0: {
-        addresses: [`${h.ipv4}/24`, ...(h.ipv6 ? [`${h.ipv6}/64`] : [])],
-        gateway4: h.gw4,
-        ...(h.gw6 ? { gateway6: h.gw6 } : {}),
-        nameservers: { addresses: [WORLD.dns] },
+    version: 1,
+    config: [
+      {
+        type: "physical",
+        name: "eth0",
+        subnets: [
+          { type: "static", address: `${h.ipv4}/24`, gateway: h.gw4, dns_nameservers: [WORLD.dns] },
+          ...(h.ipv6 ? [{ type: "static6", address: `${h.ipv6}/64`, ...(h.gw6 ? { gateway: h.gw6 } : {}) }] : []),
+        ],
       },
-    },
+    ],
   });
 }
 
@@ -112,6 +119,8 @@ export function boot(h: PreparedHost, n: Names, machine: string, procs: Processe
 
 /** SSH into the host from `world`, as @pulumi/command does: the script is the session's command, stdin piped. */
 export class HostShell {
+  private calls = 0;
+
   constructor(
     private readonly n: Names,
     private readonly keyFile: string,
@@ -136,12 +145,21 @@ export class HostShell {
     ];
   }
 
-  /** Runs `script` on the host; retries the dial (not the script) up to the connection's dialErrorLimit. */
+  /**
+   * Runs `script` on the host; retries the dial (not the script) up to the connection's dialErrorLimit. As with
+   * @pulumi/command (Go's ssh.Dial), the dial is everything up to authentication: a connection sshd drops before
+   * that (cloud-init restarting ssh.service on first boot) is a dial error. ssh's own log goes to a file, so the
+   * script's stderr stays the script's, and "Authenticated to" in it tells the two apart.
+   */
   async exec(c: Connection, script: string, stdin?: string | Buffer, timeoutMs = 15 * 60_000): Promise<RunResult & { dials: number }> {
     for (let dial = 1; ; dial++) {
-      const r = await run("ip", ["netns", "exec", this.n.world, "ssh", ...this.sshOpts(c), `${c.user}@${c.host}`, script], { input: stdin, timeoutMs });
-      const dialFailed = r.code === 255 && r.stdout === "" && /connect to host|Connection (refused|reset|closed|timed out)|kex_exchange_identification|No route|banner exchange/i.test(r.stderr);
-      if (!dialFailed || dial >= c.dialErrorLimit) return { ...r, dials: dial };
+      const log = path.join(this.dir, `ssh-${process.pid}-${++this.calls}.log`);
+      const opts = this.sshOpts(c).map((o) => (o === "LogLevel=ERROR" ? "LogLevel=VERBOSE" : o));
+      const r = await run("ip", ["netns", "exec", this.n.world, "ssh", ...opts, "-E", log, `${c.user}@${c.host}`, script], { input: stdin, timeoutMs });
+      const sshLog = fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "";
+      fs.rmSync(log, { force: true });
+      const dialFailed = r.code === 255 && !/^Authenticated to /m.test(sshLog);
+      if (!dialFailed || dial >= c.dialErrorLimit) return { ...r, stderr: dialFailed ? `${r.stderr}${sshLog}` : r.stderr, dials: dial };
       await sleep(1000);
     }
   }

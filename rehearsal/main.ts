@@ -1,5 +1,5 @@
 /**
- * `npm run rehearse -- <stack> [--keep]` and `npm run rehearse -- --down [<stack>]`.
+ * `npm run rehearse -- <stack> [--release 12|13] [--keep]` and `npm run rehearse -- --down [<stack>]`.
  *
  * Boots what `pulumi up` builds on a real systemd Debian, deploys it over real SSH, sends signed mail into a
  * mail world, attacks it and breaks it, then prints one table: phase, pass/fail, seconds. Stands in for exactly
@@ -11,6 +11,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { PROJECT_ROOT, listStacks } from "../infra/offline";
+import { DEBIAN_RELEASES, RELEASES } from "../cloud-init/release";
 import { removeRootfs } from "./host";
 import { deleteNamespaces, namesFor } from "./world";
 import { Rehearsal } from "./phases";
@@ -77,14 +78,38 @@ async function down(stack?: string): Promise<number> {
   return 0;
 }
 
-async function main(argv: string[]): Promise<number> {
+/**
+ * `--release 12` (or 13, bookworm, trixie, debian-12, debian-13): the Hetzner image to rehearse instead of the
+ * stack's `image`. Returns the image, undefined without the flag, or an error message.
+ */
+export function releaseImageArg(argv: readonly string[]): { image?: string; error?: string; rest: string[] } {
+  const rest: string[] = [];
+  let value: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--release") value = argv[++i] ?? "";
+    else if (a.startsWith("--release=")) value = a.slice("--release=".length);
+    else rest.push(a);
+  }
+  if (value === undefined) return { rest };
+  const release = DEBIAN_RELEASES.find((r) => [String(RELEASES[r].version), r, RELEASES[r].hetznerImage].includes(value!.toLowerCase()));
+  if (!release) {
+    const known = DEBIAN_RELEASES.map((r) => `${RELEASES[r].version} (${r}, ${RELEASES[r].hetznerImage})`).join(", ");
+    return { rest, error: `--release ${JSON.stringify(value)}: the rehearsal knows ${known}` };
+  }
+  return { rest, image: RELEASES[release].hetznerImage };
+}
+
+async function main(argv0: string[]): Promise<number> {
+  const { image, error, rest: argv } = releaseImageArg(argv0);
   const keep = argv.includes("--keep");
   const args = argv.filter((a) => !a.startsWith("--"));
   if (argv.includes("--down")) return down(args[0]);
   const stacks = listStacks();
   const stack = args[0];
-  if (!stack || args.length > 1 || !stacks.includes(stack)) {
-    console.error(`usage: npm run rehearse -- <stack> [--keep]   |   npm run rehearse -- --down [<stack>]   (stacks: ${stacks.join(", ")})`);
+  if (error || !stack || args.length > 1 || !stacks.includes(stack)) {
+    if (error) console.error(error);
+    console.error(`usage: npm run rehearse -- <stack> [--release 12|13] [--keep]   |   npm run rehearse -- --down [<stack>]   (stacks: ${stacks.join(", ")})`);
     return 2;
   }
   const why = unavailable();
@@ -96,7 +121,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(`rehearsal: SKIPPED: ${why}.`);
     return 0;
   }
-  const r = new Rehearsal(stack, workDir(stack), keep);
+  const r = new Rehearsal(stack, workDir(stack), keep, image);
   const stop = async (signal: string) => {
     console.error(`\nrehearsal: ${signal}: stopping everything it started`);
     await r.cleanup(false);

@@ -15,6 +15,7 @@ import { Processes, run, sleep } from "./proc";
 import { deleteOrder, replay, runStep, type StepResult } from "./replay";
 import { createNamespaces, deleteNamespaces, hostAddresses, namesFor, startWorld, waitTcp, WORLD, type Names, type WorldServices } from "./world";
 import { QUEUE_ROOT } from "../cloud-init/paths";
+import { RELEASES, releaseForImage, releaseProfile, type DebianRelease } from "../cloud-init/release";
 
 interface PhaseResult {
   readonly phase: string;
@@ -35,7 +36,7 @@ export class Rehearsal {
   private capture!: Capture;
   private keyFile!: string;
   private publicKey!: string;
-  private image!: string;
+  private rootImage!: string;
   private host!: PreparedHost;
   private world!: WorldServices;
   private shell!: HostShell;
@@ -43,11 +44,14 @@ export class Rehearsal {
   private nspawnPid = 0;
   private runTag = Date.now().toString(36);
   private accepted = 0;
+  private release!: DebianRelease;
 
+  /** `image`: the Hetzner image to rehearse instead of the stack's (`--release`). */
   constructor(
     private readonly stack: string,
     private readonly dir: string,
     private readonly keep: boolean,
+    private readonly image?: string,
   ) {
     this.names = namesFor(stack);
   }
@@ -149,7 +153,13 @@ export class Rehearsal {
 
   private async captureWith(extraEnv: Record<string, string> = {}): Promise<Capture> {
     const out = path.join(this.dir, `capture-${Date.now()}.json`);
-    const input = JSON.stringify({ stack: this.stack, sshPrivateKey: fs.readFileSync(this.keyFile, "utf8"), sshPublicKey: this.publicKey, relay: { teardownDrainSeconds: TEARDOWN_DRAIN_SECONDS } });
+    const input = JSON.stringify({
+      stack: this.stack,
+      sshPrivateKey: fs.readFileSync(this.keyFile, "utf8"),
+      sshPublicKey: this.publicKey,
+      relay: { teardownDrainSeconds: TEARDOWN_DRAIN_SECONDS },
+      ...(this.image ? { overrides: { image: this.image } } : {}),
+    });
     const r = await run(process.execPath, ["--import", "tsx", path.join(__dirname, "capture.ts"), out], { input, env: { ...process.env, ...extraEnv }, cwd: path.join(__dirname, "..") });
     if (r.code !== 0) throw new Error(`capturing the program failed: ${r.stderr.slice(-2000)}`);
     const c = JSON.parse(fs.readFileSync(out, "utf8")) as Capture;
@@ -166,17 +176,18 @@ export class Rehearsal {
     this.capture = await this.captureWith();
     const c = this.capture;
     if (c.nodes.length !== 1) throw new Error(`the rehearsal boots one node; stack ${this.stack} has ${c.nodes.length}`);
+    const release = releaseForImage(c.nodes[0].image);
+    if (!release) throw new Error(`the rehearsal has images for ${Object.values(RELEASES).map((r) => r.hetznerImage).join(", ")} only; the stack deploys ${c.nodes[0].image}`);
+    this.release = release;
     fs.writeFileSync(path.join(this.dir, "callers.json"), JSON.stringify(callers(c), null, 2), { mode: 0o600 });
     const copies = c.steps.filter((s) => s.kind === "copy").length;
     return `${c.steps.length - copies} commands, ${copies} upload(s), ${c.records.length} DNS records, ${c.ptrs.length} PTRs, user-data ${c.nodes[0].userData.length} bytes, image ${c.nodes[0].image}; teardown drain rendered as ${TEARDOWN_DRAIN_SECONDS}s`;
   }
 
   private async buildImage(): Promise<string> {
-    const image = this.capture.nodes[0].image;
-    const suite = { "debian-12": "bookworm" }[image];
-    if (!suite) throw new Error(`the rehearsal has no image for ${image}`);
+    const suite = this.release;
     const built = await ensureImage(defaultImageSpec(suite), (m) => this.log(m));
-    this.image = built.dir;
+    this.rootImage = built.dir;
     return `${suite} ${built.cached ? "(cached)" : "(built)"} ${built.dir}`;
   }
 
@@ -197,7 +208,7 @@ export class Rehearsal {
 
   private async boot(): Promise<string> {
     const t0 = Date.now();
-    this.host = await prepareRootfs(this.image, this.capture, this.dir, this.publicKey, (m) => this.log(m), this.world.caCert);
+    this.host = await prepareRootfs(this.rootImage, this.capture, this.dir, this.publicKey, (m) => this.log(m), this.world.caCert);
     const copied = (Date.now() - t0) / 1000;
     await this.startHost();
     return `rootfs ready in ${copied.toFixed(1)}s; sshd answered ${((Date.now() - t0) / 1000 - copied).toFixed(1)}s after boot; log ${path.relative(process.cwd(), this.host.log)}`;
@@ -222,7 +233,7 @@ export class Rehearsal {
   }
 
   private units(): string[] {
-    return ["postfix@-.service", "opendkim.service", "mail-relay.service", "nftables.service", ...(this.capture.tunnel ? ["cloudflared-mail-relay.service"] : [])];
+    return [releaseProfile(this.release).postfix.masterUnit, "opendkim.service", "mail-relay.service", "nftables.service", ...(this.capture.tunnel ? ["cloudflared-mail-relay.service"] : [])];
   }
 
   private async services(fail: (m: string) => void): Promise<string> {

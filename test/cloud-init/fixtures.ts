@@ -1,7 +1,7 @@
 // A small builder of complete, realistic configurations: what infra/ would hand the renderers for one node.
 import { generateKeyPairSync } from "node:crypto";
-import type { BootstrapSettings, HostSecrets, HostSettings, RelayEnvSettings } from "../../cloud-init";
-import { renderRelayEnv } from "../../cloud-init";
+import type { BootstrapSettings, DebianRelease, HostSecrets, HostSettings, RelayEnvSettings } from "../../cloud-init";
+import { DEFAULT_RELEASE, renderRelayEnv } from "../../cloud-init";
 
 export interface FullConfig {
   readonly bootstrap: BootstrapSettings;
@@ -35,6 +35,7 @@ export function buildConfig(over: {
   bodyLimit?: number;
   selector?: string;
   tokens?: { name: string; token: string }[];
+  release?: DebianRelease;
 } = {}): FullConfig {
   const domain = over.domain ?? "example.com";
   const hostname = over.hostname ?? "mail";
@@ -49,6 +50,7 @@ export function buildConfig(over: {
     ...(over.smarthost ? { smarthost: { host: "smtp.eu.mailgun.org", port: 587, username: `postmaster@mg.${domain}` } } : {}),
     ipv6: over.ipv6 ?? false,
     tunnel: over.tunnel ?? true,
+    release: over.release ?? DEFAULT_RELEASE,
   };
   const relayEnv: RelayEnvSettings = {
     listen: "127.0.0.1:2525",

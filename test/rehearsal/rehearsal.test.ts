@@ -128,6 +128,8 @@ describe("the NoCloud seed", () => {
   });
   it("network-config gives the host the program's primary IPs", () => {
     const nc = parse(renderNetworkConfig(capture));
-    expect(nc.ethernets.eth0.addresses).toEqual([`${capture.nodes[0].ipv4}/24`, `${capture.nodes[0].ipv6}/64`]);
+    const eth0 = nc.config.find((i: { name: string }) => i.name === "eth0");
+    expect(eth0.subnets.map((s: { address: string }) => s.address)).toEqual([`${capture.nodes[0].ipv4}/24`, `${capture.nodes[0].ipv6}/64`]);
+    expect(eth0.subnets.every((s: { gateway?: string }) => s.gateway)).toBe(true);
   });
 });
