@@ -290,6 +290,8 @@ export class Rehearsal {
       if (v.hasBcc) fail(`${v.subject} to ${v.rcptTo} carries a Bcc header`);
     }
     if (!verified.some((v) => v.rcptTo === this.rcpt("grace"))) fail("the bcc recipient got nothing");
+    const sh = this.capture.smarthost;
+    if (sh) for (const v of verified) if (!v.tls || v.authUser !== sh.username) fail(`${v.subject}: the smarthost session was tls=${v.tls}, user=${v.authUser}; expected STARTTLS and AUTH as ${sh.username}`);
     for (const id of ids.filter((x): x is string => x !== undefined)) {
       const s = await this.client.request("GET", `/messages/${id}`, { creds: this.creds() });
       const m = s.body?.message;
@@ -308,7 +310,8 @@ export class Rehearsal {
       if (!altered || altered.dkim === "pass") fail(`control: a message altered after signing still has dkim=${altered?.dkim}`);
     }
     const sample = verified[0];
-    return `${verified.length} copies (control: an altered copy fails DKIM): all dkim=pass (s=${selector}, d=${this.capture.domain}, h=${sample?.dkimHeaders}), spf=pass, dmarc=pass; no Bcc header; /messages/:id handed_off with Postfix queue ids`;
+    const via = sh ? ` via the smarthost ${sh.host}:${sh.port} (verified STARTTLS, AUTH as ${sh.username})` : "";
+    return `${verified.length} copies${via} (control: an altered copy fails DKIM): all dkim=pass (s=${selector}, d=${this.capture.domain}, h=${sample?.dkimHeaders}), spf=pass, dmarc=pass; no Bcc header; /messages/:id handed_off with Postfix queue ids`;
   }
 
   private async attackFromWorld(fail: (m: string) => void): Promise<string> {
