@@ -40,6 +40,10 @@ export interface HostSettings {
   readonly ipv6: boolean;
   /** Whether cloudflared's unit is part of the host files. */
   readonly tunnel: boolean;
+  /** Who may reach SSH: the host ruleset repeats the cloud firewall's list. */
+  readonly adminCidrs: readonly string[];
+  /** Envelope senders Postfix accepts over SMTP (the relay's allowlist, enforced a second time). */
+  readonly allowedSenders: readonly string[];
   /** The relay's hand-off to Postfix (default smtp). sendmail needs setgid postdrop, so the unit loosens two sandbox settings. */
   readonly relayHandoff?: "smtp" | "sendmail";
 }

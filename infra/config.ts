@@ -30,6 +30,7 @@ export const CONFIG_KEYS = {
   relay: "json",
   protectPrimaryIps: "json",
   cloudflareAccountId: "string",
+  accessTeamName: "string",
   dnsTtl: "json",
   spf: "json",
   dkimSelectors: "json",
@@ -171,6 +172,7 @@ const rawSchema = z.object({
   relay: relayLimitsSchema,
   protectPrimaryIps: z.boolean().default(true),
   cloudflareAccountId: z.string().regex(/^[0-9a-f]{32}$/, "must be the 32-hex-digit Cloudflare account id (dashboard URL)").optional(),
+  accessTeamName: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be the Zero Trust team name, the <team> of <team>.cloudflareaccess.com").optional(),
   dnsTtl: z.number().int().refine((n) => n === 1 || (n >= 60 && n <= 86400), { message: "must be 1 (automatic) or 60..86400 seconds" }).default(300),
   spf: spfSchema,
   dkimSelectors: z.array(dkimSelectorSchema).min(1, 'must list at least one selector, e.g. [{"name":"mail202611","active":true}]'),
@@ -217,6 +219,7 @@ export interface MailRelayConfig {
   readonly relay: Raw["relay"] & { readonly port: number };
   readonly protectPrimaryIps: boolean;
   readonly cloudflareAccountId?: string;
+  readonly accessTeamName?: string;
   readonly dnsTtl: number;
   readonly spf: Raw["spf"];
   readonly dkimSelectors: readonly DkimSelector[];
@@ -320,6 +323,9 @@ export function parseConfig(
   if (c.tunnel && !c.cloudflareAccountId) {
     problems.push(`${NS}:cloudflareAccountId is required when ${NS}:tunnel is true (the tunnel and Access live in the account); or set ${NS}:tunnel false`);
   }
+  if (c.tunnel && !c.accessTeamName) {
+    problems.push(`${NS}:accessTeamName is required when ${NS}:tunnel is true: cloudflared checks the Access JWT against <team>.cloudflareaccess.com (Zero Trust dashboard, Settings > Custom pages); or set ${NS}:tunnel false`);
+  }
   const callerDup = c.callers.find((n, i) => c.callers.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
   if (c.callers.length === 0) problems.push(`${NS}:callers must name at least one calling service, e.g. ["app"]`);
@@ -345,6 +351,7 @@ export function parseConfig(
     relay: { ...c.relay, port: 2525 },
     protectPrimaryIps: c.protectPrimaryIps,
     cloudflareAccountId: c.cloudflareAccountId,
+    accessTeamName: c.accessTeamName,
     dnsTtl: c.dnsTtl,
     spf: c.spf,
     dkimSelectors: c.dkimSelectors,

@@ -1000,6 +1000,66 @@ export const tunnelCannotReachMailPorts: ResourceRule = {
   },
 };
 
+/** cloudflared's locally managed ingress file (the tunnel is config_src "local"). */
+export const CLOUDFLARED_CONFIG_PATH = "/etc/cloudflared/mail-relay.yml";
+
+/** Why a pushed cloudflared config file is unsafe: ingress problems, and any route without cloudflared's own Access check. */
+export function cloudflaredConfigProblems(text: string, auds: readonly string[]): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return ["is not the JSON the renderer writes, so its routes can't be checked"];
+  }
+  const ingress = asArray(asObj(doc)?.ingress);
+  if (ingress === undefined) return ["has no ingress list"];
+  const problems = tunnelIngressProblems(ingress);
+  ingress.slice(0, -1).forEach((raw, i) => {
+    const access = asObj(asObj(asObj(raw)?.originRequest)?.access);
+    if (!access || access.required !== true) {
+      problems.push(`ingress #${i} does not set originRequest.access.required: true (cloudflared must check the Access JWT itself)`);
+      return;
+    }
+    if (!isStr(access.teamName) || access.teamName === "") problems.push(`ingress #${i} originRequest.access has no teamName`);
+    const tags = asArray(access.audTag);
+    if (!tags || tags.length === 0 || !tags.every(isStr)) problems.push(`ingress #${i} originRequest.access has no audTag`);
+    else if (auds.length > 0 && !tags.every((t) => auds.includes(t as string))) problems.push(`ingress #${i} audTag ${JSON.stringify(tags)} is not this stack's Access application`);
+  });
+  return problems;
+}
+
+/** 17. The tunnel's ingress is locally managed, pushed to every node, and cloudflared checks the Access JWT. */
+export const tunnelIngressLocal: StackRule = {
+  name: "tunnel-ingress-local",
+  scope: "stack",
+  reason:
+    "A remotely managed tunnel takes its routes from the Cloudflare dashboard, where one edit can send the hostname to an SMTP port; the routes must live in a file on the host, and cloudflared must refuse a request Access did not sign.",
+  check(rs) {
+    const tunnels = ofType(rs, TYPES.tunnel);
+    if (tunnels.length === 0) return [];
+    const out: Violation[] = [];
+    for (const t of tunnels) {
+      // configSrc is plain configuration, never cloud-assigned: unknown counts as wrong (fail closed).
+      if (t.props.configSrc !== "local") out.push(v(this.name, t, `configSrc is ${t.props.configSrc === undefined ? "unknown or not set" : JSON.stringify(t.props.configSrc)}; must be "local" so the dashboard can't change the routes`));
+    }
+    const auds = ofType(rs, TYPES.accessApp).map((a) => a.props.aud).filter(isStr);
+    const pushes = filePushes(rs).filter((p) => p.path === CLOUDFLARED_CONFIG_PATH);
+    for (const p of pushes) {
+      // Unknown only while the Access application's AUD tag is (first preview); checked again after the update.
+      if (p.content === undefined) continue;
+      for (const problem of cloudflaredConfigProblems(p.content, auds)) out.push(v(this.name, p.resource, `${CLOUDFLARED_CONFIG_PATH} ${problem}`));
+    }
+    const servers = ofType(rs, TYPES.server);
+    const hosts = new Set(pushes.map((p) => p.host));
+    const nodeHosts = new Set(filePushes(rs).filter((p) => p.path === "/etc/postfix/main.cf").map((p) => p.host));
+    if (servers.length > 0 && !somePushUnknown(rs)) {
+      if (pushes.length === 0) out.push(v(this.name, tunnels[0], `no ${CLOUDFLARED_CONFIG_PATH} is pushed: cloudflared would have no local ingress`));
+      else for (const h of nodeHosts) if (h !== undefined && !hosts.has(h)) out.push(v(this.name, tunnels[0], `node ${h} gets no ${CLOUDFLARED_CONFIG_PATH}`));
+    }
+    return out;
+  },
+};
+
 /** Does an Access application's domain/destinations cover a hostname (exactly or by a *. wildcard)? */
 function appCovers(app: ResourceView, host: string): boolean | undefined {
   const names: unknown[] = [app.props.domain, ...(asArray(app.props.selfHostedDomains) ?? []), ...(asArray(app.props.destinations) ?? []).map((d) => asObj(d)?.uri)];
@@ -1413,6 +1473,7 @@ export const rules: readonly Rule[] = [
   noSecretsInUserData,
   mxNeverPointsAtRelay,
   primaryIpsKept,
+  tunnelIngressLocal,
 ];
 
 /** Run every rule over a stack: resource rules on each resource, stack rules on the whole list. */

@@ -82,13 +82,15 @@ describe("cloudflared-mail-relay.service", () => {
   const v = (k: string) => unitValue(unit, "Service", k);
   it("takes the tunnel token from a root-only EnvironmentFile, never from the command line", () => {
     expect(v("EnvironmentFile")).toBe("/etc/cloudflared/mail-relay.env");
-    expect(v("ExecStart")).toBe("/usr/bin/cloudflared --no-autoupdate tunnel run");
+    expect(v("ExecStart")).toBe("/usr/bin/cloudflared --no-autoupdate --config /etc/cloudflared/mail-relay.yml tunnel run");
     expect(v("ExecStart")).not.toMatch(/--token|TUNNEL_TOKEN/);
   });
   it("is sandboxed like the relay", () => {
     expect(v("NoNewPrivileges")).toBe("yes");
     expect(v("ProtectSystem")).toBe("strict");
-    expect(v("DynamicUser")).toBe("yes");
+    // Its own user, which the host firewall lets reach loopback only on the relay's port.
+    expect(v("User")).toBe("cloudflared");
+    expect(unit.get("Service")?.has("DynamicUser")).toBe(false);
     expect(v("CapabilityBoundingSet")).toBe("");
   });
 });

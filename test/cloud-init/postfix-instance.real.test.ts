@@ -78,6 +78,20 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
     expect(msgs[0]).toMatch(/^DKIM-Signature:.*d=example\.com;/m);
   });
 
+  it("accepts only the allowed envelope senders, whoever the loopback client is (smtpd_sender_restrictions)", async () => {
+    // A local process that is not the relay (it got past the host firewall, e.g. as root) still can't get a
+    // signed message out for an address outside allowedSenders.
+    const stranger = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", "ceo@example.com", "--to", "someone@example.org", "--header", "Subject: forged", "--body", "x", "--timeout", "10"]);
+    expect(stranger.stdout + stranger.stderr).toMatch(/<\*\* 5\d\d .*Sender address rejected/);
+    expect(stranger.stdout + stranger.stderr).not.toMatch(/Ok: queued/);
+    const foreign = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", "noreply@evil.example", "--to", "someone@example.org", "--body", "x", "--timeout", "10"]);
+    expect(foreign.stdout + foreign.stderr).toMatch(/<\*\* 5\d\d .*Sender address rejected/);
+    for (const allowed of direct.host.allowedSenders) {
+      const ok = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", allowed, "--to", "someone@example.org", "--body", "x", "--timeout", "10"]);
+      expect(ok.stdout + ok.stderr, allowed).toMatch(/250 2\.0\.0 Ok: queued/);
+    }
+  });
+
   it("smarthost mode never sends without TLS: a smarthost that offers no STARTTLS gets nothing", async () => {
     const sasl = join(inst.etc, "sasl_passwd");
     writeFileSync(sasl, `[127.0.0.1]:2626 ${smarthost.host.smarthost?.username}:test-password\n`, { mode: 0o600 });

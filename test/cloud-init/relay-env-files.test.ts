@@ -55,11 +55,13 @@ describe("host files", () => {
     expect(withTunnel.map((f) => f.path)).toEqual([
       "/etc/postfix/main.cf",
       "/etc/postfix/master.cf",
+      "/etc/postfix/sender_access",
       "/etc/opendkim.conf",
       "/etc/opendkim/KeyTable",
       "/etc/opendkim/SigningTable",
       "/etc/opendkim/TrustedHosts",
       "/etc/systemd/system/mail-relay.service",
+      "/etc/nftables.conf",
       "/etc/systemd/system/cloudflared-mail-relay.service",
     ]);
     for (const f of withTunnel) expect({ path: f.path, secret: f.secret, mode: f.mode, owner: f.owner }).toEqual({ path: f.path, secret: false, mode: "0644", owner: "root" });

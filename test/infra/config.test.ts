@@ -15,6 +15,7 @@ function valid(): Record<string, unknown> {
     sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZr0Wv5nB1m3N0cP8xg0s5q9h9Jq8n3V7Xc2Qb1f2aA me@host",
     allowedSenders: ["noreply@example.com"],
     cloudflareAccountId: "0123456789abcdef0123456789abcdef",
+    accessTeamName: "example",
     dkimSelectors: [{ name: "mail202611", active: true }],
     mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
   };
@@ -86,6 +87,8 @@ describe("config: every bad value gets its own clear error naming the key", () =
     ["allowQueueLoss not a boolean", { relay: { allowQueueLoss: "yes" } }, /mail-relay:relay\.allowQueueLoss/],
     ["tunnel without account", { cloudflareAccountId: undefined }, /mail-relay:cloudflareAccountId is required when mail-relay:tunnel is true/],
     ["bad account id", { cloudflareAccountId: "abc" }, /mail-relay:cloudflareAccountId must be the 32-hex-digit/],
+    ["tunnel without an Access team name (cloudflared could not check the Access JWT)", { accessTeamName: undefined }, /mail-relay:accessTeamName is required when mail-relay:tunnel is true/],
+    ["bad Access team name", { accessTeamName: "Not A Label" }, /mail-relay:accessTeamName must be the Zero Trust team name/],
     ["relay hostname equals MTA hostname", { relayHostname: "mail.example.com" }, /mail-relay:relayHostname must differ from the MTA hostname/],
     ["domain outside zone", { zone: "other.org" }, /mail-relay:zone "other\.org" must be the Cloudflare zone that contains/],
     ["bad ttl", { dnsTtl: 5 }, /mail-relay:dnsTtl must be 1 \(automatic\) or 60\.\.86400/],

@@ -22,6 +22,7 @@ import {
   SMARTHOST_PASSWORD,
   TUNNEL_TOKEN,
   WEAK_DKIM_KEY,
+  cloudflaredConfig,
 } from "./fixtures";
 
 const base = baseline();
@@ -127,12 +128,21 @@ const cases: Case[] = [
   { rule: "primary-ips-kept", what: "autoDelete true", edit: (s) => (byName(s, "ipv4").props.autoDelete = true), names: "ipv4", mentions: /autoDelete is true/ },
   { rule: "primary-ips-kept", what: "autoDelete not set", edit: (s) => delete byName(s, "ipv6").props.autoDelete, names: "ipv6", mentions: /autoDelete is not set/ },
   { rule: "primary-ips-kept", what: "protected by config but deleteProtection false", edit: (s) => (byName(s, "ipv4").props.deleteProtection = false), names: "ipv4", mentions: /deleteProtection is false/ },
+  // 17
+  { rule: "tunnel-ingress-local", what: "a remotely managed tunnel (routes editable in the dashboard)", edit: (s) => (byName(s, "tunnel").props.configSrc = "cloudflare"), names: "tunnel", mentions: /configSrc is "cloudflare"/ },
+  { rule: "tunnel-ingress-local", what: "configSrc unknown (fails closed)", edit: (s) => (byName(s, "tunnel").props.configSrc = undefined), names: "tunnel", mentions: /unknown or not set/ },
+  { rule: "tunnel-ingress-local", what: "no local ingress file pushed", edit: (s) => remove(s, "file-cloudflared-config"), names: "tunnel", mentions: /no \/etc\/cloudflared\/mail-relay\.yml/ },
+  { rule: "tunnel-ingress-local", what: "a route without cloudflared's own Access check", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig((i) => delete i[0].originRequest)), names: "file-cloudflared-config", mentions: /access\.required/ },
+  { rule: "tunnel-ingress-local", what: "Access check present but not required", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig((i) => (i[0].originRequest.access.required = false))), names: "file-cloudflared-config", mentions: /access\.required/ },
+  { rule: "tunnel-ingress-local", what: "the AUD of another application", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig((i) => (i[0].originRequest.access.audTag = ["f".repeat(64)]))), names: "file-cloudflared-config", mentions: /not this stack's Access application/ },
+  { rule: "tunnel-ingress-local", what: "the local ingress routes to loopback SMTP", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig((i) => (i[0].service = "tcp://127.0.0.1:25"))), names: "file-cloudflared-config", mentions: /tcp:\/\// },
+  { rule: "tunnel-ingress-local", what: "a local ingress file that is not the rendered JSON", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = "ingress:\n  - service: tcp://127.0.0.1:25\n"), names: "file-cloudflared-config", mentions: /not the JSON/ },
 ];
 
 describe("the policy pack", () => {
   it("has one mandatory policy per rule, named as the rule, with its reason as description", () => {
     expect(policies.map((p) => p.name)).toEqual(rules.map((r) => r.name));
-    expect(new Set(policies.map((p) => p.name)).size).toBe(16);
+    expect(new Set(policies.map((p) => p.name)).size).toBe(rules.length);
     for (const p of policies) {
       expect(p.enforcementLevel).toBe("mandatory");
       expect(p.description.length).toBeGreaterThan(20);
