@@ -199,12 +199,20 @@ for (const v of all) {
         expect(run().outputs.relayUrl).toBeUndefined();
         return;
       }
-      expect(cfg).toHaveLength(1);
-      const ingresses = cfg[0].props.config.ingresses as { hostname?: string; path?: string; service: string }[];
-      expect(ingresses[ingresses.length - 1]).toEqual({ service: "http_status:404" });
-      for (const i of ingresses.slice(0, -1)) {
-        expect(i.service).toBe("http://127.0.0.1:2525");
-        expect(i.path).toBe(PUBLIC_PATH_REGEX);
+      // Locally managed: no ingress in Cloudflare, the routes are the file every node gets.
+      expect(cfg).toHaveLength(0);
+      expect(ofType(run().resources, T.tunnel).map((t) => t.props.configSrc)).toEqual(["local"]);
+      const files = pushedFiles(run().resources).filter((f) => f.path === "/etc/cloudflared/mail-relay.yml");
+      expect(files.map((f) => f.node).sort()).toEqual((run().outputs.nodes as { name: string }[]).map((n) => n.name).sort());
+      for (const f of files) {
+        const ingresses = JSON.parse(f.content).ingress as { hostname?: string; path?: string; service: string; originRequest?: any }[];
+        expect(ingresses[ingresses.length - 1]).toEqual({ service: "http_status:404" });
+        for (const i of ingresses.slice(0, -1)) {
+          expect(i.service).toBe("http://127.0.0.1:2525");
+          expect(i.path).toBe(PUBLIC_PATH_REGEX);
+          // cloudflared checks the Access JWT itself, for this stack's application.
+          expect(i.originRequest.access).toEqual({ required: true, teamName: run().config.values["mail-relay:accessTeamName"], audTag: [apps[0].props.aud] });
+        }
       }
       const re = new RegExp(PUBLIC_PATH_REGEX);
       for (const ok of ["/send", "/health", "/messages/abc123"]) expect(re.test(ok), ok).toBe(true);
@@ -221,6 +229,30 @@ for (const v of all) {
       const cname = ofType(run().resources, T.dnsRecord).filter((r) => r.props.type === "CNAME");
       expect(cname).toHaveLength(1);
       expect(cname[0].props).toMatchObject({ name: relayHost, proxied: true, content: `${ofType(run().resources, T.tunnel)[0].id}.cfargotunnel.com` });
+    });
+
+    it("every SSH step pins the node's generated host key, except the one bootstrap step, which carries only that key", () => {
+      const keys = new Map(ofType(run().resources, T.privateKey).filter((k) => k.props.algorithm === "ED25519").map((k) => [/mail-relay-(node\d+)-ssh-host-key/.exec(k.name)?.[1], k.props]));
+      const nodes = (run().outputs.nodes as { name: string }[]).map((n) => n.name);
+      expect([...keys.keys()].sort()).toEqual([...nodes].sort());
+      const ssh = [...ofType(run().resources, T.command), ...ofType(run().resources, T.copy)];
+      expect(ssh.length).toBeGreaterThan(10);
+      for (const r of ssh) {
+        const node = /mail-relay-(node\d+)-/.exec(r.name)![1];
+        const key = keys.get(node)!;
+        expect(key.publicKeyOpenssh, r.name).toMatch(/^ssh-ed25519 AAAA[A-Za-z0-9+/=]+\s*$/);
+        if (r.name === `mail-relay-${node}-host-key`) {
+          // Trust on first use: no hostKey, and the host key's private half is all it sends.
+          expect(r.props.connection.hostKey, r.name).toBeUndefined();
+          expect(r.props.stdin).toBe(key.privateKeyOpenssh);
+          expect(r.secretProps).toContain("stdin");
+          continue;
+        }
+        // A plain field of the connection (authorized_keys style), so a replay can use it as it is.
+        expect(r.props.connection.hostKey, r.name).toBe(key.publicKeyOpenssh.trim());
+        expect(r.props.connection.host, r.name).toBe(ofType(run().resources, T.command).find((c) => c.name === `mail-relay-${node}-host-key`)!.props.connection.host);
+      }
+      expect(ssh.filter((r) => r.props.connection.hostKey === undefined).map((r) => r.name.replace(/node\d+/, "nodeN"))).toEqual(nodes.map(() => "mail-relay-nodeN-host-key"));
     });
 
     it("the zone-file output lists every managed record", () => {
@@ -286,7 +318,7 @@ describe("deploy steps re-run only what changed", () => {
     expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBeTruthy();
     expect(cmds.get("mail-relay-node1-cloudflared-guard")!.props.delete).toBeTruthy();
     expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBe(renderStopRelay({ drainSeconds: 300, allowQueueLoss: false }));
-    expect(ofType(run.resources, T.copy).map((c) => c.props.remotePath)).toEqual([`/var/tmp/mail-relay-${run.outputs.relayVersion}.js`]);
+    expect(ofType(run.resources, T.copy).map((c) => c.props.remotePath)).toEqual([`/var/lib/mail-relay-upload/mail-relay-${run.outputs.relayVersion}.js`]);
   });
 });
 
