@@ -31,6 +31,7 @@ export const CONFIG_KEYS = {
   protectPrimaryIps: "json",
   cloudflareAccountId: "string",
   accessTeamName: "string",
+  allowWideAdminCidrs: "json",
   dnsTtl: "json",
   spf: "json",
   dkimSelectors: "json",
@@ -57,6 +58,14 @@ const hostname = (what: string) =>
     .string()
     .transform((s) => s.trim().toLowerCase().replace(/\.$/, ""))
     .refine((s) => hostnameRe.test(s), { message: `must be a DNS name like ${what}` });
+
+/** Narrower than an office or VPN needs: an IPv4 /16 or an IPv6 /48 (a site). Wider needs allowWideAdminCidrs. */
+export const ADMIN_PREFIX_MIN = { 4: 16, 6: 48 } as const;
+
+export function isWiderThanASite(cidr: string): boolean {
+  const [addr, len] = cidr.split("/");
+  return net.isIP(addr) === 4 ? Number(len) < ADMIN_PREFIX_MIN[4] : Number(len) < ADMIN_PREFIX_MIN[6];
+}
 
 /** 0.0.0.0/0, ::/0, and anything nearly as wide (e.g. 0.0.0.0/1 + 128.0.0.0/1) is the whole Internet. */
 function isTooBroad(cidr: string): boolean {
@@ -160,6 +169,7 @@ const rawSchema = z.object({
   location: z.string().regex(/^[a-z0-9-]+$/, "must be a Hetzner location such as fsn1").default("fsn1"),
   image: z.string().min(1).default("debian-12"),
   adminCidrs: cidrList,
+  allowWideAdminCidrs: z.boolean().default(false),
   sshPublicKey: z
     .string({ required_error: "is required: the public half of the key the deploy step uses (ssh-ed25519 AAAA... you@host)" })
     .refine((k) => /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/.test(k.trim()), {
@@ -211,6 +221,8 @@ export interface MailRelayConfig {
   readonly location: string;
   readonly image: string;
   readonly adminCidrs: readonly string[];
+  /** adminCidrs wider than /16 (IPv4) or /48 (IPv6) were accepted on purpose; preview/up print a warning. */
+  readonly wideAdminCidrs: readonly string[];
   readonly sshPublicKey: string;
   readonly allowedSenders: readonly string[];
   readonly defaultSender: string;
@@ -326,6 +338,12 @@ export function parseConfig(
   if (c.tunnel && !c.accessTeamName) {
     problems.push(`${NS}:accessTeamName is required when ${NS}:tunnel is true: cloudflared checks the Access JWT against <team>.cloudflareaccess.com (Zero Trust dashboard, Settings > Custom pages); or set ${NS}:tunnel false`);
   }
+  const wide = c.adminCidrs.filter((x) => isCidr(x) && isWiderThanASite(x));
+  if (wide.length > 0 && !c.allowWideAdminCidrs) {
+    problems.push(
+      `${NS}:adminCidrs ${wide.map((x) => `"${x}"`).join(", ")} ${wide.length === 1 ? "is" : "are"} wider than an IPv4 /16 or an IPv6 /48: SSH would be open to far more than your office or VPN; list narrower ranges, or set ${NS}:allowWideAdminCidrs true to accept it (preview and up then warn)`,
+    );
+  }
   const callerDup = c.callers.find((n, i) => c.callers.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
   if (c.callers.length === 0) problems.push(`${NS}:callers must name at least one calling service, e.g. ["app"]`);
@@ -343,6 +361,7 @@ export function parseConfig(
     location: c.location,
     image: c.image,
     adminCidrs: c.adminCidrs,
+    wideAdminCidrs: c.adminCidrs.filter(isWiderThanASite),
     sshPublicKey: c.sshPublicKey.trim(),
     allowedSenders: c.allowedSenders,
     defaultSender,
@@ -401,5 +420,8 @@ export function loadConfig(): { config: MailRelayConfig; secrets: ConfigSecrets<
     throw e;
   }
   if (problems.length > 0) throw new ConfigError(problems);
+  if (config.wideAdminCidrs.length > 0) {
+    pulumi.log.warn(`${NS}:allowWideAdminCidrs is true: SSH is open to ${config.wideAdminCidrs.join(", ")} (wider than an IPv4 /16 or an IPv6 /48)`);
+  }
   return { config, secrets: { sshPrivateKey: sshPrivateKey!, smarthostPassword } };
 }

@@ -54,6 +54,15 @@ describe("config: defaults", () => {
   });
 });
 
+describe("config: wide admin ranges", () => {
+  it("allowWideAdminCidrs: true accepts a /12 and a /32 and names them for the warning; /8 and /16 stay the hard floor", () => {
+    const c = parseConfig({ ...valid(), adminCidrs: ["10.0.0.0/12", "2001:db8::/32", "203.0.113.0/24"], allowWideAdminCidrs: true }, secrets, ctx);
+    expect(c.wideAdminCidrs).toEqual(["10.0.0.0/12", "2001:db8::/32"]);
+    expect(problems({ ...valid(), adminCidrs: ["0.0.0.0/4"], allowWideAdminCidrs: true }).join("\n")).toMatch(/opens SSH/);
+    expect(parseConfig(valid(), secrets, ctx).wideAdminCidrs).toEqual([]);
+  });
+});
+
 describe("config: every bad value gets its own clear error naming the key", () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ["missing domain", { domain: undefined }, /mail-relay:domain is required/],
@@ -63,6 +72,8 @@ describe("config: every bad value gets its own clear error naming the key", () =
     ["0.0.0.0/0 in adminCidrs", { adminCidrs: ["0.0.0.0/0"] }, /mail-relay:adminCidrs\[0\] "0\.0\.0\.0\/0" opens SSH/],
     ["::/0 in adminCidrs", { adminCidrs: ["203.0.113.0/24", "::/0"] }, /mail-relay:adminCidrs\[1\] "::\/0" opens SSH/],
     ["half the Internet in adminCidrs", { adminCidrs: ["0.0.0.0/1"] }, /mail-relay:adminCidrs\[0\].*opens SSH/],
+    ["an IPv4 range wider than /16 in adminCidrs", { adminCidrs: ["10.0.0.0/12"] }, /mail-relay:adminCidrs "10\.0\.0\.0\/12" is wider than an IPv4 \/16 or an IPv6 \/48.*allowWideAdminCidrs/],
+    ["an IPv6 range wider than /48 in adminCidrs", { adminCidrs: ["2001:db8::/32"] }, /mail-relay:adminCidrs "2001:db8::\/32" is wider/],
     ["not a CIDR", { adminCidrs: ["10.0.0.1"] }, /mail-relay:adminCidrs\[0\] "10\.0\.0\.1" is not a CIDR/],
     ["bad ssh key", { sshPublicKey: "hello" }, /mail-relay:sshPublicKey must be an OpenSSH public key/],
     ["sender outside the domain", { allowedSenders: ["noreply@other.org"] }, /mail-relay:allowedSenders\[0\] "noreply@other\.org" must be at example\.com/],
