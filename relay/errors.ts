@@ -18,6 +18,7 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   message_too_large: 413,
   unsupported_media_type: 415,
+  message_too_complex: 422,
   rate_limited: 429,
   internal: 500,
   queue_unavailable: 503,
