@@ -22,9 +22,12 @@ describe("OpenDKIM", () => {
     expect(conf.get("UserID")).toBe("opendkim");
     expect(conf.get("PidFile")).toBe("/run/opendkim/opendkim.pid");
   });
-  it("uses relaxed/simple, oversigns From, and trusts loopback only", () => {
+  it("uses relaxed/simple, signs and oversigns what readers act on, and trusts loopback only", () => {
     expect(conf.get("Canonicalization")).toBe("relaxed/simple");
-    expect(conf.get("OversignHeaders")).toBe("From");
+    const oversigned = (conf.get("OversignHeaders") ?? "").split(",");
+    for (const h of ["From", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc", "MIME-Version", "Content-Type", "List-Unsubscribe"]) expect(oversigned, h).toContain(h);
+    const signed = (conf.get("SignHeaders") ?? "").split(",");
+    for (const h of oversigned) expect(signed, `${h} is oversigned, so it must be signed`).toContain(h);
     expect(conf.get("InternalHosts")).toBe("refile:/etc/opendkim/TrustedHosts");
     expect(conf.get("ExternalIgnoreList")).toBe("refile:/etc/opendkim/TrustedHosts");
     expect(renderOpendkimTrustedHosts().trim().split("\n")).toEqual(["127.0.0.1", "::1", "localhost"]);
