@@ -114,6 +114,16 @@ const relayLimitsSchema = z
     teardownDrainSeconds: z.number().int().min(0).max(3600).default(300),
     /** Teardown goes ahead even when mail is still queued on the server's disk (it is lost with the disk). */
     allowQueueLoss: z.boolean().default(false),
+    /** Per caller, per minute and per UTC day: recipients (to+cc+bcc) and composed bytes. */
+    quotas: z
+      .object({
+        recipientsPerMin: z.number().int().min(1).max(1_000_000).default(500),
+        recipientsPerDay: z.number().int().min(1).max(100_000_000).default(10_000),
+        bytesPerMin: z.number().int().min(1024).default(50 * 1024 * 1024),
+        bytesPerDay: z.number().int().min(1024).default(1024 * 1024 * 1024),
+      })
+      .strict()
+      .default({}),
   })
   .strict()
   .default({});
@@ -190,7 +200,20 @@ const rawSchema = z.object({
   mx: mxSchema,
   bimi: bimiSchema.optional(),
   tunnel: z.boolean().default(true),
-  callers: z.array(z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" })).default(["app"]),
+  callers: z
+    .array(
+      z.union([
+        z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
+        z
+          .object({
+            name: z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
+            /** The senders this caller may use: a subset of allowedSenders. Default: all of allowedSenders. */
+            allowedSenders: z.array(z.string().transform((s) => s.trim().toLowerCase())).min(1).optional(),
+          })
+          .strict(),
+      ]),
+    )
+    .default(["app"]),
 });
 
 type Raw = z.infer<typeof rawSchema>;
@@ -241,6 +264,8 @@ export interface MailRelayConfig {
   readonly bimi?: Raw["bimi"];
   readonly tunnel: boolean;
   readonly callers: readonly string[];
+  /** Callers with their own sender list (a subset of allowedSenders); the others may use every allowed sender. */
+  readonly callerSenders: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface ConfigSecrets<S> {
@@ -344,9 +369,18 @@ export function parseConfig(
       `${NS}:adminCidrs ${wide.map((x) => `"${x}"`).join(", ")} ${wide.length === 1 ? "is" : "are"} wider than an IPv4 /16 or an IPv6 /48: SSH would be open to far more than your office or VPN; list narrower ranges, or set ${NS}:allowWideAdminCidrs true to accept it (preview and up then warn)`,
     );
   }
-  const callerDup = c.callers.find((n, i) => c.callers.indexOf(n) !== i);
+  const callerNames = c.callers.map((x) => (typeof x === "string" ? x : x.name));
+  const callerDup = callerNames.find((n, i) => callerNames.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
   if (c.callers.length === 0) problems.push(`${NS}:callers must name at least one calling service, e.g. ["app"]`);
+  const callerSenders: Record<string, readonly string[]> = {};
+  c.callers.forEach((x, i) => {
+    if (typeof x === "string" || x.allowedSenders === undefined) return;
+    for (const a of x.allowedSenders) {
+      if (!c.allowedSenders.includes(a)) problems.push(`${keyPath(["callers", i, "allowedSenders"])} lists ${a}, which is not in ${NS}:allowedSenders; a caller's senders are a subset of the stack's`);
+    }
+    callerSenders[x.name] = [...new Set(x.allowedSenders)];
+  });
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -379,7 +413,8 @@ export function parseConfig(
     mx: c.mx,
     bimi: c.bimi,
     tunnel: c.tunnel,
-    callers: c.callers,
+    callers: callerNames,
+    callerSenders,
   };
 }
 

@@ -66,6 +66,8 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
         rateLimitPerMin: c.relay.rateLimitPerMin,
         bodyLimitBytes: c.relay.bodyLimitBytes,
         maxRecipients: c.relay.maxRecipients,
+        callerFrom: c.callers.filter((name) => c.callerSenders[name] !== undefined).map((name) => ({ name, senders: c.callerSenders[name] })),
+        quotas: c.relay.quotas,
         handoff: handoffUrl(c),
         queueRoot: QUEUE_ROOT,
       }),

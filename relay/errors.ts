@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   message_too_complex: 422,
   rate_limited: 429,
+  quota_exceeded: 429,
   internal: 500,
   queue_unavailable: 503,
   disk_nearly_full: 503,

@@ -198,7 +198,7 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   // Rule: the sender is on the allowlist.
   const from = toMailbox(b.from);
   if (!limits.allowedFrom.has(from.email.toLowerCase())) {
-    throw new RelayError("from_not_allowed", `from address ${from.email} is not in RELAY_ALLOWED_FROM`, "from");
+    throw new RelayError("from_not_allowed", `from address ${from.email} is not an allowed sender for this caller`, "from");
   }
 
   // Rule: recipient count.

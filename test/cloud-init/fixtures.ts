@@ -60,6 +60,8 @@ export function buildConfig(over: {
     rateLimitPerMin: 60,
     bodyLimitBytes: bodyLimit,
     maxRecipients: 50,
+    callerFrom: [],
+    quotas: { recipientsPerMin: 500, recipientsPerDay: 10_000, bytesPerMin: 50 * 1024 * 1024, bytesPerDay: 1024 * 1024 * 1024 },
     handoff: "smtp://127.0.0.1:25",
     queueRoot: "/var/spool/mail-relay",
   };

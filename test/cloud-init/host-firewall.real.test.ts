@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderHostNftablesConf } from "../../cloud-init";
 import { netnsUnavailable, waitFor } from "./postfix-instance";
-import { isRoot, missing, removeDir, run, safeScratchDir, tool } from "./real-tools";
+import { missing, removeDir, run, safeScratchDir, tool } from "./real-tools";
 
 const users = { relay: "daemon", postfix: "postfix", cloudflared: "bin" };
 const skip = missing("host ruleset in network namespaces", {

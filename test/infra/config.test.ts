@@ -48,6 +48,13 @@ describe("config: defaults", () => {
     expect(c.callers).toEqual(["app"]);
   });
 
+  it("callers are names or {name, allowedSenders}; only those with a list get one; quotas have defaults", () => {
+    const c = parseConfig({ ...valid(), allowedSenders: ["noreply@example.com", "tickets@example.com"], callers: ["app", { name: "billing", allowedSenders: ["Tickets@example.com"] }] }, secrets, ctx);
+    expect(c.callers).toEqual(["app", "billing"]);
+    expect(c.callerSenders).toEqual({ billing: ["tickets@example.com"] });
+    expect(c.relay.quotas).toEqual({ recipientsPerMin: 500, recipientsPerDay: 10000, bytesPerMin: 52428800, bytesPerDay: 1073741824 });
+  });
+
   it("several nodes are named mail1., mail2., ... so each PTR is distinct", () => {
     expect(nodeHostnames("mail.example.com", 3)).toEqual(["mail1.example.com", "mail2.example.com", "mail3.example.com"]);
     expect(parseConfig({ ...valid(), nodeCount: 2 }, secrets, ctx).nodes.map((n) => n.key)).toEqual(["node1", "node2"]);
@@ -104,6 +111,8 @@ describe("config: every bad value gets its own clear error naming the key", () =
     ["domain outside zone", { zone: "other.org" }, /mail-relay:zone "other\.org" must be the Cloudflare zone that contains/],
     ["bad ttl", { dnsTtl: 5 }, /mail-relay:dnsTtl must be 1 \(automatic\) or 60\.\.86400/],
     ["bad caller", { callers: ["Billing Team"] }, /caller names are lowercase words/],
+    ["a caller's sender outside allowedSenders", { callers: ["app", { name: "billing", allowedSenders: ["ceo@example.com"] }] }, /mail-relay:callers\[1\]\.allowedSenders lists ceo@example\.com, which is not in mail-relay:allowedSenders/],
+    ["a quota below its floor", { relay: { quotas: { bytesPerMin: 10 } } }, /mail-relay:relay\.quotas\.bytesPerMin/],
   ];
   for (const [what, patch, re] of cases) {
     it(`refuses ${what}`, () => {

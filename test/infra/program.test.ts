@@ -2,7 +2,7 @@
  * The whole program under Pulumi's mocks, for the repo's stack files and the variants other tests use.
  * Each test is a rule the deployment must keep.
  */
-import { createPublicKey } from "node:crypto";
+import { createHash, createPublicKey } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -128,7 +128,11 @@ for (const v of all) {
       }
       const envPush = pushedFiles(run().resources).filter((f) => f.path === "/etc/mail-relay.env");
       expect(envPush.length).toBe((run().outputs.nodes as unknown[]).length);
-      for (const token of Object.values(run().outputs.relayTokens as Record<string, string>)) expect(envPush[0].content).toContain(token);
+      // The host gets each token's SHA-256, never the token.
+      for (const [caller, token] of Object.entries(run().outputs.relayTokens as Record<string, string>)) {
+        expect(envPush[0].content).not.toContain(token);
+        expect(envPush[0].content).toContain(`${caller}=${createHash("sha256").update(token).digest("hex")}`);
+      }
     });
 
     it("token and key outputs are secret", () => {
@@ -136,7 +140,7 @@ for (const v of all) {
       const tunnel = JSON.parse(run().config.values["mail-relay:tunnel"] ?? "true");
       if (tunnel) expect(run().secretOutputs).toEqual(expect.arrayContaining(["accessClientIds", "accessClientSecrets"]));
       else expect(run().outputs.accessClientIds).toBeUndefined();
-      const callers = JSON.parse(run().config.values["mail-relay:callers"] ?? '["app"]');
+      const callers = (JSON.parse(run().config.values["mail-relay:callers"] ?? '["app"]') as (string | { name: string })[]).map((c) => (typeof c === "string" ? c : c.name));
       expect(Object.keys(run().outputs.relayTokens).sort()).toEqual([...callers].sort());
       for (const t of Object.values(run().outputs.relayTokens as Record<string, string>)) expect(t.length).toBeGreaterThanOrEqual(32);
     });
