@@ -188,6 +188,31 @@ export function renderInstallRelayRelease(version: string): string {
   ]);
 }
 
+/** Where the relay bundle is staged before it is installed as a release: a root-only 0700 dir, never /var/tmp. */
+export function relayUploadPath(version: string): string {
+  assertReleaseVersion(version);
+  return `${RELAY_UPLOAD_DIR}/mail-relay-${version}.js`;
+}
+
+/**
+ * The relay-activate step: installs the staged upload as a release if the release does not exist yet, deletes the
+ * upload once the release exists (kept until then: CopyToRemote does not upload an unchanged bundle again), then
+ * activates the release behind its health check.
+ */
+export function renderInstallAndActivateRelay(version: string, relayPort: number): string {
+  return script(`install (if needed) and activate relay release ${version}`, [
+    `upload="$root"${shellQuote(relayUploadPath(version))}`,
+    `release="$root${RELAY_RELEASES}/"${shellQuote(version)}/${RELAY_ENTRY}`,
+    'if [ ! -f "$release" ]; then',
+    '  if [ ! -f "$upload" ]; then echo "neither the release nor its upload $upload exists: run pulumi up with --replace on the relay-upload resource of this node" >&2; exit 1; fi',
+    `  bash -c ${shellQuote(renderInstallRelayRelease(version))} < "$upload"`,
+    "fi",
+    "# The release exists: the staged copy has done its job.",
+    'rm -f -- "$upload"',
+    `bash -c ${shellQuote(renderActivateRelayRelease(version, relayPort))}`,
+  ]);
+}
+
 /**
  * Points /opt/mail-relay/current at the release, restarts the relay and polls /health. On failure: prints the
  * journal tail, switches current back to the previous release, restarts it and exits non-zero. On success it keeps

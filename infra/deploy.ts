@@ -5,18 +5,17 @@ import * as tls from "@pulumi/tls";
 import {
   CLOUDFLARED_CONFIG_FILE,
   NFTABLES_CONF,
-  RELAY_UPLOAD_DIR,
   HostFile,
   HostSecrets,
   HostSettings,
   hostConfigFiles,
   hostSecretFiles,
-  renderActivateRelayRelease,
   renderApplyHostFirewall,
   renderApplyMailConfig,
+  renderInstallAndActivateRelay,
   renderInstallHostKey,
+  relayUploadPath,
   renderInstallFile,
-  renderInstallRelayRelease,
   renderStartCloudflared,
   renderStopCloudflared,
   renderStopRelay,
@@ -52,9 +51,7 @@ export function secretFileShapes(s: HostSettings): Omit<HostFile, "content">[] {
 }
 
 /** Where the relay bundle is uploaded before it is installed as a release: a root-only 0700 dir, never /var/tmp. */
-export function uploadPath(version: string): string {
-  return `${RELAY_UPLOAD_DIR}/mail-relay-${version}.js`;
-}
+export const uploadPath = relayUploadPath;
 
 /** Paths whose change needs Postfix/OpenDKIM reloaded. */
 export function isMailConfigPath(path: string): boolean {
@@ -174,22 +171,11 @@ export class HostDeployment extends pulumi.ComponentResource {
       { ...child, dependsOn: [waitBoot] },
     );
     const relayPaths = [...pushed.keys()].filter((p) => p === "/etc/mail-relay.env" || p.endsWith("/mail-relay.service")).sort();
-    const release = `/opt/mail-relay/releases/${args.relayVersion}/relay.js`;
     this.relayActive = new command.remote.Command(
       `${name}-relay-activate`,
       {
         connection,
-        create: [
-          "set -euo pipefail",
-          `upload=${uploadPath(args.relayVersion)}`,
-          `if [ ! -f ${release} ]; then`,
-          '  if [ ! -f "$upload" ]; then echo "neither the release nor its upload $upload exists: re-run with --replace on the relay-upload resource" >&2; exit 1; fi',
-          `  bash -c ${shellQuote(renderInstallRelayRelease(args.relayVersion))} < "$upload"`,
-          "fi",
-          "# The release exists: the staged copy has done its job (CopyToRemote would not upload it again anyway).",
-          'rm -f -- "$upload"',
-          `bash -c ${shellQuote(renderActivateRelayRelease(args.relayVersion, s.relayPort))}`,
-        ].join("\n"),
+        create: renderInstallAndActivateRelay(args.relayVersion, s.relayPort),
         triggers: [args.relayVersion, pulumi.secret(hashesOf(relayPaths))],
       },
       { ...child, dependsOn: [applyMail, upload, relayGuard, ...relayPaths.map((p) => pushed.get(p)!.cmd)] },

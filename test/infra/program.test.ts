@@ -297,6 +297,11 @@ describe("user-data is bootstrap only", () => {
     // ...while the things that did change reached the host through the deploy step.
     const mainCf = (r: OfflineRun) => pushedFiles(r.resources).find((f) => f.path === "/etc/postfix/main.cf")!.content;
     expect(mainCf(changed)).not.toBe(mainCf(base));
+    // adminCidrs reach the host ruleset over SSH (a CIDR change never replaces the server).
+    const nft = (r: OfflineRun) => pushedFiles(r.resources).find((f) => f.path === "/etc/nftables.conf")!.content;
+    expect(nft(changed)).toMatch(/ip saddr \{ 198\.51\.100\.0\/24 \} tcp dport 22 ct state new accept/);
+    expect(nft(changed)).not.toMatch(/ip6 saddr .* tcp dport 22/);
+    expect(nft(base)).toMatch(/ip6 saddr \{ 2001:db8:1234::\/48 \} tcp dport 22/);
   });
 });
 
