@@ -129,9 +129,11 @@ export function renderApplyHostFirewall(): string {
   return script("load the host firewall", [
     `if ! id -u ${CLOUDFLARED_USER} >/dev/null 2>&1; then useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${CLOUDFLARED_USER}; fi`,
     `if ! out=$(nft -c -f "$root${NFTABLES_CONF}" 2>&1); then echo "nft -c refused ${NFTABLES_CONF}:" >&2; echo "$out" >&2; exit 1; fi`,
+    "# At boot nftables.service loads the same file.",
     "systemctl enable --quiet nftables.service",
-    "# The established SSH session of this very step survives: the ruleset accepts established connections first.",
-    "systemctl restart nftables.service",
+    "# nft -f replaces the ruleset in one transaction (the file starts with flush ruleset): never a moment without one,",
+    "# unlike a service restart (stop = flush). This step's own SSH session survives: established is accepted first.",
+    `nft -f "$root${NFTABLES_CONF}"`,
     'echo "host firewall loaded"',
   ]);
 }

@@ -136,6 +136,38 @@ describe("the relay bundle is staged root-only and removed once its release exis
   });
 });
 
+describe("renderApplyHostFirewall (stubbed id, useradd, nft)", () => {
+  beforeEach(() => {
+    stub("useradd", "exit 0");
+    stub("nft", 'if [ "$1" = "-c" ] && grep -q BROKEN "$3"; then echo "syntax error" >&2; exit 1; fi; exit 0');
+    mkdirSync(join(root, "etc"), { recursive: true });
+  });
+
+  it("creates the cloudflared user first (nft resolves the names it loads), checks with nft -c, then loads with nft -f", () => {
+    stub("id", "exit 1");
+    writeFileSync(join(root, "etc/nftables.conf"), "flush ruleset\n");
+    const r = bash(renderApplyHostFirewall());
+    expect(r.status, r.out).toBe(0);
+    const calls = r.calls.trim().split("\n");
+    const at = (re: RegExp) => calls.findIndex((c) => re.test(c));
+    expect(at(/^useradd --system .* cloudflared$/)).toBeGreaterThanOrEqual(0);
+    expect(at(/^useradd/)).toBeLessThan(at(/^nft -c -f /));
+    expect(at(/^nft -c -f /)).toBeLessThan(at(/^nft -f /));
+    // One transaction, never a service restart (stop = flush: a moment without a firewall).
+    expect(r.calls).not.toMatch(/systemctl (restart|stop) nftables/);
+  });
+
+  it("an existing cloudflared user is kept; a ruleset nft -c refuses is never loaded", () => {
+    stub("id", "exit 0");
+    writeFileSync(join(root, "etc/nftables.conf"), "BROKEN\n");
+    const r = bash(renderApplyHostFirewall());
+    expect(r.status).not.toBe(0);
+    expect(r.out).toMatch(/nft -c refused/);
+    expect(r.calls).not.toMatch(/^useradd/m);
+    expect(r.calls).not.toMatch(/^nft -f /m);
+  });
+});
+
 describe("renderInstallFile", () => {
   const f = { path: "/etc/opendkim/keys/example.com/mail202611.private", mode: "0600", owner: "opendkim", group: "opendkim", secret: true } as const;
 
