@@ -229,6 +229,19 @@ export function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply((v) => resolve(v)));
 }
 
+/** Assets (FileAsset etc.) as plain data: `{ path }` with the path resolved, so recorded props can be cloned and compared. */
+async function plainAssets(v: unknown): Promise<unknown> {
+  if (Array.isArray(v)) return Promise.all(v.map(plainAssets));
+  if (!v || typeof v !== "object") return v;
+  if ([Object.prototype, null].includes(Object.getPrototypeOf(v))) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = await plainAssets(x);
+    return out;
+  }
+  const a = v as { path?: unknown; text?: unknown; uri?: unknown };
+  return { ...(a.path !== undefined ? { path: await a.path } : {}), ...(a.text !== undefined ? { text: await a.text } : {}), ...(a.uri !== undefined ? { uri: await a.uri } : {}) };
+}
+
 /** The slice of a RegisterResourceRequest the graph needs (the engine's own protobuf getters). */
 interface RegisterRequest {
   getType(): string;
@@ -284,5 +297,6 @@ export async function runOffline(stack: string, overrides: Record<string, unknow
     if (await pulumi.isSecret(o)) secretOutputs.push(k);
   }
   await (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs?.();
+  for (const r of mocks.resources) for (const [k, v] of Object.entries(r.props)) r.props[k] = await plainAssets(v);
   return { resources: mocks.resources, graph: graph(), outputs, secretOutputs, config };
 }
