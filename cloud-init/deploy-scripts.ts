@@ -4,9 +4,14 @@
 // Tests run these scripts for real against a temp dir: MAIL_RELAY_ROOT prefixes every host path (empty on the
 // host), and systemctl/curl/journalctl/chown are looked up on PATH so tests can put stubs first.
 import {
+  CLOUDFLARED_USER,
   CLOUDFLARED_UNIT_NAME,
+  NFTABLES_CONF,
   OPENDKIM_SOCKET,
   QUEUE_ROOT,
+  RELAY_UPLOAD_DIR,
+  SSH_HOST_KEY,
+  SSH_HOST_KEY_DROPIN,
   RELAY_BASE,
   RELAY_ENTRY,
   RELAY_RELEASES,
@@ -35,15 +40,57 @@ export function assertReleaseVersion(version: string): void {
   }
 }
 
-/** Waits for cloud-init to finish; fails with its status when it reported an error. */
-export function renderWaitForCloudInit(): string {
-  return script("wait for cloud-init", [
+const WAIT_FOR_CLOUD_INIT = [
     "rc=0",
     "out=$(cloud-init status --wait --long 2>&1) || rc=$?",
     'echo "$out"',
     // 22.4 exits 1 on error; 23.4+ exits 2 for "done with recoverable errors" (deprecated keys): not fatal.
-    'if [ "$rc" -eq 2 ]; then echo "cloud-init finished with recoverable warnings (see above)" >&2; exit 0; fi',
+    'if [ "$rc" -eq 2 ]; then echo "cloud-init finished with recoverable warnings (see above)" >&2; rc=0; fi',
     'if [ "$rc" -ne 0 ]; then echo "cloud-init failed (exit $rc); see /var/log/cloud-init-output.log" >&2; tail -n 40 /var/log/cloud-init-output.log >&2 || true; exit 1; fi',
+];
+
+/** Waits for cloud-init to finish (fails with its status when it reported an error), then makes the upload dir. */
+export function renderWaitForCloudInit(): string {
+  return script("wait for cloud-init", [
+    ...WAIT_FOR_CLOUD_INIT,
+    "# The relay bundle is staged here, root-only, until it is installed as a release.",
+    `install -d -o root -g root -m 0700 "$root${RELAY_UPLOAD_DIR}"`,
+  ]);
+}
+
+/**
+ * The bootstrap step, the only one that connects without a pinned host key (trust on first use): stdin = the
+ * program-generated ed25519 host key (OpenSSH format). It waits for cloud-init (whose ssh module made the image's
+ * keys), installs the key as the only one sshd offers, removes the others, checks the config and restarts sshd.
+ * Every later step pins the key's public half. No other secret ever travels in this step.
+ */
+export function renderInstallHostKey(): string {
+  return script("install the program's SSH host key (trust on first use)", [
+    ...WAIT_FOR_CLOUD_INIT,
+    `key="$root${SSH_HOST_KEY}"`,
+    'dir=$(dirname -- "$key")',
+    "umask 077",
+    'mkdir -p -- "$dir"',
+    'tmp=$(mktemp -- "$dir/.host-key.XXXXXX")',
+    "trap 'rm -f -- \"$tmp\" \"$tmp.pub\"' EXIT",
+    'cat > "$tmp"',
+    'if ! ssh-keygen -y -f "$tmp" > "$tmp.pub" 2>/dev/null; then echo "refusing: stdin is not an unencrypted OpenSSH private key" >&2; exit 1; fi',
+    'case "$(cut -d" " -f1 < "$tmp.pub")" in ssh-ed25519) ;; *) echo "refusing: the host key must be ssh-ed25519" >&2; exit 1 ;; esac',
+    'chmod 0600 "$tmp"; chmod 0644 "$tmp.pub"',
+    '# The image\'s other host keys go: sshd offers only this one, whatever algorithm a client prefers.',
+    'for k in "$dir"/ssh_host_*_key "$dir"/ssh_host_*_key.pub; do',
+    '  if [ -e "$k" ] && [ "$k" != "$key" ] && [ "$k" != "$key.pub" ]; then rm -f -- "$k"; fi',
+    "done",
+    'mv -f -- "$tmp.pub" "$key.pub"',
+    'mv -f -- "$tmp" "$key"',
+    "trap - EXIT",
+    "umask 022",
+    `mkdir -p -- "$root$(dirname -- ${SSH_HOST_KEY_DROPIN})"`,
+    `printf '%s\\n' '# Rendered by cloud-init/deploy-scripts.ts (mail-relay): the program-generated host key, the only one offered.' 'HostKey ${SSH_HOST_KEY}' > "$root${SSH_HOST_KEY_DROPIN}"`,
+    'if [ -z "$root" ]; then sshd -t; fi',
+    "# restart: existing sessions (this one) survive, new ones get the new key.",
+    "systemctl restart ssh.service",
+    'echo "SSH host key installed: $(ssh-keygen -l -f "$key.pub")"',
   ]);
 }
 
@@ -71,6 +118,24 @@ export function renderInstallFile(f: Omit<HostFile, "content">): string {
     "trap - EXIT",
     'sync -- "$dir"',
     `echo "installed $dest (${f.mode} ${f.owner}:${f.group})"`,
+  ]);
+}
+
+/**
+ * Loads the pushed host ruleset. Its output rules name users, which nft resolves while loading, so the cloudflared
+ * system user is created first (Postfix's comes with its package, the relay's with user-data). `nft -c` first: a
+ * ruleset that does not parse never replaces the running one.
+ */
+export function renderApplyHostFirewall(): string {
+  return script("load the host firewall", [
+    `if ! id -u ${CLOUDFLARED_USER} >/dev/null 2>&1; then useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${CLOUDFLARED_USER}; fi`,
+    `if ! out=$(nft -c -f "$root${NFTABLES_CONF}" 2>&1); then echo "nft -c refused ${NFTABLES_CONF}:" >&2; echo "$out" >&2; exit 1; fi`,
+    "# At boot nftables.service loads the same file.",
+    "systemctl enable --quiet nftables.service",
+    "# nft -f replaces the ruleset in one transaction (the file starts with flush ruleset): never a moment without one,",
+    "# unlike a service restart (stop = flush). This step's own SSH session survives: established is accepted first.",
+    `nft -f "$root${NFTABLES_CONF}"`,
+    'echo "host firewall loaded"',
   ]);
 }
 
@@ -123,6 +188,31 @@ export function renderInstallRelayRelease(version: string): string {
     "trap - EXIT",
     'sync -- "$release"',
     `echo "installed relay release ${version} ($(wc -c < "$release/${RELAY_ENTRY}") bytes)"`,
+  ]);
+}
+
+/** Where the relay bundle is staged before it is installed as a release: a root-only 0700 dir, never /var/tmp. */
+export function relayUploadPath(version: string): string {
+  assertReleaseVersion(version);
+  return `${RELAY_UPLOAD_DIR}/mail-relay-${version}.js`;
+}
+
+/**
+ * The relay-activate step: installs the staged upload as a release if the release does not exist yet, deletes the
+ * upload once the release exists (kept until then: CopyToRemote does not upload an unchanged bundle again), then
+ * activates the release behind its health check.
+ */
+export function renderInstallAndActivateRelay(version: string, relayPort: number): string {
+  return script(`install (if needed) and activate relay release ${version}`, [
+    `upload="$root"${shellQuote(relayUploadPath(version))}`,
+    `release="$root${RELAY_RELEASES}/"${shellQuote(version)}/${RELAY_ENTRY}`,
+    'if [ ! -f "$release" ]; then',
+    '  if [ ! -f "$upload" ]; then echo "neither the release nor its upload $upload exists: run pulumi up with --replace on the relay-upload resource of this node" >&2; exit 1; fi',
+    `  bash -c ${shellQuote(renderInstallRelayRelease(version))} < "$upload"`,
+    "fi",
+    "# The release exists: the staged copy has done its job.",
+    'rm -f -- "$upload"',
+    `bash -c ${shellQuote(renderActivateRelayRelease(version, relayPort))}`,
   ]);
 }
 

@@ -1,9 +1,11 @@
 // The list of files the deploy step pushes, with owner and mode. Non-secret configs first, secrets separately
 // (the caller wraps secret contents in pulumi.secret and pushes them over SSH on stdin).
+import { renderHostNftablesConf } from "./host-hardening";
 import { renderOpendkimConf, renderOpendkimKeyTable, renderOpendkimSigningTable, renderOpendkimTrustedHosts } from "./opendkim";
 import {
   CLOUDFLARED_ENV_FILE,
   CLOUDFLARED_UNIT_PATH,
+  NFTABLES_CONF,
   OPENDKIM_CONF,
   OPENDKIM_KEY_TABLE,
   OPENDKIM_SIGNING_TABLE,
@@ -13,9 +15,10 @@ import {
   RELAY_UNIT_PATH,
   RELAY_USER,
   SASL_PASSWD_FILE,
+  SENDER_ACCESS_FILE,
   dkimKeyPath,
 } from "./paths";
-import { checkHostSettings, renderPostfixMainCf, renderPostfixMasterCf, smarthostNexthop } from "./postfix";
+import { checkHostSettings, renderPostfixMainCf, renderPostfixMasterCf, renderPostfixSenderAccess, smarthostNexthop } from "./postfix";
 import { renderCloudflaredUnit, renderRelayUnit } from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
 import { assertSingleLine } from "./validate";
@@ -30,11 +33,13 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
   const files = [
     plain(`${POSTFIX_DIR}/main.cf`, renderPostfixMainCf(s)),
     plain(`${POSTFIX_DIR}/master.cf`, renderPostfixMasterCf(s)),
+    plain(SENDER_ACCESS_FILE, renderPostfixSenderAccess(s)),
     plain(OPENDKIM_CONF, renderOpendkimConf(s)),
     plain(OPENDKIM_KEY_TABLE, renderOpendkimKeyTable(s)),
     plain(OPENDKIM_SIGNING_TABLE, renderOpendkimSigningTable(s)),
     plain(OPENDKIM_TRUSTED_HOSTS, renderOpendkimTrustedHosts()),
     plain(RELAY_UNIT_PATH, renderRelayUnit(s)),
+    plain(NFTABLES_CONF, renderHostNftablesConf({ adminCidrs: s.adminCidrs, relayPort: s.relayPort, ...(s.smarthost ? { smarthostPort: s.smarthost.port } : {}) })),
   ];
   if (s.tunnel) files.push(plain(CLOUDFLARED_UNIT_PATH, renderCloudflaredUnit()));
   return files;

@@ -10,4 +10,5 @@ export * from "./host-hardening";
 export * from "./relay-env";
 export * from "./user-data";
 export * from "./host-files";
+export * from "./cloudflared";
 export * from "./deploy-scripts";

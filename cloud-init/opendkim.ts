@@ -10,6 +10,20 @@ import {
 import { checkHostSettings } from "./postfix";
 import type { HostSettings } from "./types";
 
+/** Headers OpenDKIM signs when present (h=). */
+export const SIGN_HEADERS = [
+  "From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc",
+  "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-ID", "Content-Description",
+  "In-Reply-To", "References", "List-Id", "List-Help", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Subscribe", "List-Post", "List-Owner", "List-Archive",
+  "Resent-Date", "Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Message-ID",
+] as const;
+
+/** Headers that must never be added after signing: each is listed in h= one more time than it occurs. */
+export const OVERSIGN_HEADERS = [
+  "From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc",
+  "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "List-Unsubscribe", "List-Unsubscribe-Post",
+] as const;
+
 /** The KeyTable/SigningTable key naming the active key, e.g. mail202611._domainkey.example.com. */
 export function dkimKeyName(s: HostSettings): string {
   return `${s.dkimSelector}._domainkey.${s.domain}`;
@@ -28,7 +42,12 @@ export function renderOpendkimConf(s: HostSettings): string {
     ["PidFile", OPENDKIM_PID_FILE, "Must match Debian's opendkim.service PIDFile=."],
     ["Canonicalization", "relaxed/simple"],
     ["SignatureAlgorithm", "rsa-sha256"],
-    ["OversignHeaders", "From", "A second From: added in transit breaks the signature instead of riding on it."],
+    ["SignHeaders", SIGN_HEADERS.join(","), "Everything a reader or a filter acts on, so none of it can be changed after signing."],
+    [
+      "OversignHeaders",
+      OVERSIGN_HEADERS.join(","),
+      "Signed once more than present: a second copy (or a first Reply-To/Cc/List-Unsubscribe) added in transit breaks the signature.",
+    ],
     ["KeyTable", `file:${OPENDKIM_KEY_TABLE}`, "Looked up by exact key name, so a plain file (refile: is only needed for the *@domain patterns)."],
     ["SigningTable", `refile:${OPENDKIM_SIGNING_TABLE}`],
     ["InternalHosts", `refile:${OPENDKIM_TRUSTED_HOSTS}`, "Only loopback clients (the relay, local submissions) get signed."],

@@ -1,6 +1,14 @@
 // Where things live on the host. One place, so renderers, deploy scripts and tests agree.
 
 export const RELAY_USER = "mailrelay";
+/** Postfix's own unprivileged user (created by the Debian package): the only one that may send on outbound SMTP ports. */
+export const POSTFIX_USER = "postfix";
+/** cloudflared's system user: created by the deploy step before the host ruleset (which names it) is loaded. */
+export const CLOUDFLARED_USER = "cloudflared";
+/** The cloud metadata service: it serves user-data, so only root may reach it. */
+export const METADATA_ADDRESS = "169.254.169.254";
+/** Hetzner Cloud's gateway, which is also the DHCP server of every server's public interface. */
+export const HETZNER_DHCP_SERVER = "172.31.1.1";
 export const QUEUE_ROOT = "/var/spool/mail-relay";
 /** The relay creates what else it needs; these exist from first boot so ownership is right from the start. */
 export const QUEUE_SUBDIRS = ["pending", "processing", "failed", "sent"] as const;
@@ -17,10 +25,14 @@ export const RELAY_RELEASES_KEPT = 5;
 export const CLOUDFLARED_UNIT_NAME = "cloudflared-mail-relay.service";
 export const CLOUDFLARED_UNIT_PATH = `/etc/systemd/system/${CLOUDFLARED_UNIT_NAME}`;
 export const CLOUDFLARED_ENV_FILE = "/etc/cloudflared/mail-relay.env";
+/** Locally managed ingress: the only place the tunnel's routes are defined (the tunnel is config_src local). */
+export const CLOUDFLARED_CONFIG_FILE = "/etc/cloudflared/mail-relay.yml";
 
 export const POSTFIX_DIR = "/etc/postfix";
 export const POSTFIX_QUEUE_DIR = "/var/spool/postfix";
 export const SASL_PASSWD_FILE = `${POSTFIX_DIR}/sasl_passwd`;
+/** Envelope senders Postfix accepts (texthash: read when smtpd starts, no postmap step). */
+export const SENDER_ACCESS_FILE = `${POSTFIX_DIR}/sender_access`;
 export const SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt";
 
 export const OPENDKIM_CONF = "/etc/opendkim.conf";
@@ -43,4 +55,10 @@ export function dkimKeyPath(domain: string, selector: string): string {
 export const NFTABLES_CONF = "/etc/nftables.conf";
 /** 10- sorts before cloud-init's 50-cloud-init.conf: sshd keeps the FIRST value it reads. */
 export const SSHD_HARDENING_DROPIN = "/etc/ssh/sshd_config.d/10-mail-relay-hardening.conf";
+/** The host key the program generates: the only one sshd offers, so a pinned client can't be offered another type. */
+export const SSH_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key";
+/** 05- sorts first; HostKey accumulates, and Debian's sshd_config lists none, so this is the only one loaded. */
+export const SSH_HOST_KEY_DROPIN = "/etc/ssh/sshd_config.d/05-mail-relay-host-key.conf";
+/** Where the relay bundle is uploaded before it is installed: root-only, unlike /var/tmp. */
+export const RELAY_UPLOAD_DIR = "/var/lib/mail-relay-upload";
 export const AUTO_UPGRADES_CONF = "/etc/apt/apt.conf.d/20auto-upgrades";

@@ -2,7 +2,7 @@
 // signs through OpenDKIM, and either delivers straight to recipient MX (opportunistic TLS) or hands everything
 // to a smarthost (verified TLS + SASL) for providers that block outbound port 25.
 import { MESSAGE_SIZE_FACTOR } from "../relay/host-contract";
-import { OPENDKIM_MILTER, SASL_PASSWD_FILE, SYSTEM_CA_FILE } from "./paths";
+import { OPENDKIM_MILTER, POSTFIX_DIR, SASL_PASSWD_FILE, SENDER_ACCESS_FILE, SYSTEM_CA_FILE } from "./paths";
 import { releaseProfile } from "./release";
 import type { HostSettings, SmarthostSettings } from "./types";
 import { assertDomainName, assertIntInRange, assertLabel, assertPort, assertSingleLine } from "./validate";
@@ -35,6 +35,10 @@ export function checkHostSettings(s: HostSettings): void {
   assertIntInRange("relayBodyLimitBytes", s.relayBodyLimitBytes, 1024, 64 * MIB);
   assertLabel("dkimSelector", s.dkimSelector);
   releaseProfile(s.release);
+  if (s.allowedSenders.length === 0) throw new Error("allowedSenders: list at least one sender address (Postfix refuses every other envelope sender)");
+  for (const a of s.allowedSenders) {
+    if (!/^[^\s@,]+@[a-z0-9.-]+$/.test(a)) throw new Error(`allowedSenders: ${JSON.stringify(a)} must be one address without spaces or commas`);
+  }
   if (s.smarthost) {
     assertDomainName("smarthost.host", s.smarthost.host);
     assertPort("smarthost.port", s.smarthost.port);
@@ -146,6 +150,12 @@ export function renderPostfixMainCf(s: HostSettings): string {
           },
           { comment: "Relay for no domain; only mynetworks clients may send anywhere.", key: "relay_domains", value: "" },
           { comment: "Defense in depth: a non-loopback client is refused at connect time.", key: "smtpd_client_restrictions", value: "permit_mynetworks, reject" },
+          {
+            comment:
+              "The relay's sender allowlist, enforced a second time: a loopback client that is not the relay gets nothing signed for an address outside it.",
+            key: "smtpd_sender_restrictions",
+            value: `check_sender_access texthash:$config_directory/${SENDER_ACCESS_FILE.slice(POSTFIX_DIR.length + 1)}, reject`,
+          },
           { key: "smtpd_relay_restrictions", value: "permit_mynetworks, reject_unauth_destination" },
           { key: "smtpd_recipient_restrictions", value: "permit_mynetworks, reject_unauth_destination" },
           { key: "smtpd_helo_required", value: "yes" },
@@ -197,6 +207,12 @@ export function renderPostfixMainCf(s: HostSettings): string {
       },
     ],
   );
+}
+
+/** /etc/postfix/sender_access: `address OK` for each allowed envelope sender; everything else meets the final reject. */
+export function renderPostfixSenderAccess(s: HostSettings): string {
+  checkHostSettings(s);
+  return ["# Rendered by cloud-init/postfix.ts from mail-relay:allowedSenders (texthash: read when smtpd starts).", ...[...new Set(s.allowedSenders)].sort().map((a) => `${a} OK`)].join("\n") + "\n";
 }
 
 /** One master.cf service line: service type private unpriv chroot wakeup maxproc command [args]. */

@@ -1,4 +1,5 @@
 // /etc/mail-relay.env: the relay's environment, read by systemd's EnvironmentFile=.
+import { createHash } from "node:crypto";
 import type { RelayEnvSettings } from "./types";
 import { assertIntInRange, assertSingleLine } from "./validate";
 
@@ -31,12 +32,17 @@ function list(name: string, items: readonly string[]): string {
 /** The relay's fixed variable names, in file order. */
 export const RELAY_ENV_NAMES = [
   "RELAY_LISTEN",
-  "SMTP_RELAY_TOKEN",
+  "SMTP_RELAY_TOKEN_SHA256",
   "RELAY_ALLOWED_FROM",
+  "RELAY_CALLER_FROM",
   "RELAY_MESSAGE_ID_DOMAIN",
   "RELAY_RATE_LIMIT_PER_MIN",
   "RELAY_BODY_LIMIT_BYTES",
   "RELAY_MAX_RECIPIENTS",
+  "RELAY_QUOTA_RECIPIENTS_PER_MIN",
+  "RELAY_QUOTA_RECIPIENTS_PER_DAY",
+  "RELAY_QUOTA_BYTES_PER_MIN",
+  "RELAY_QUOTA_BYTES_PER_DAY",
   "RELAY_HANDOFF",
   "QUEUE_ROOT",
 ] as const;
@@ -58,17 +64,38 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
     ["RELAY_RATE_LIMIT_PER_MIN", e.rateLimitPerMin],
     ["RELAY_BODY_LIMIT_BYTES", e.bodyLimitBytes],
     ["RELAY_MAX_RECIPIENTS", e.maxRecipients],
+    ["RELAY_QUOTA_RECIPIENTS_PER_MIN", e.quotas.recipientsPerMin],
+    ["RELAY_QUOTA_RECIPIENTS_PER_DAY", e.quotas.recipientsPerDay],
+    ["RELAY_QUOTA_BYTES_PER_MIN", e.quotas.bytesPerMin],
+    ["RELAY_QUOTA_BYTES_PER_DAY", e.quotas.bytesPerDay],
   ] as const) {
     assertIntInRange(name, v, 1, Number.MAX_SAFE_INTEGER);
   }
+  const allowed = new Set(e.allowedFrom);
+  for (const c of e.callerFrom) {
+    if (!names.has(c.name)) throw new Error(`RELAY_CALLER_FROM: caller "${c.name}" has no token`);
+    if (c.senders.length === 0) throw new Error(`RELAY_CALLER_FROM: caller "${c.name}" lists no sender`);
+    for (const a of c.senders) {
+      if (!allowed.has(a)) throw new Error(`RELAY_CALLER_FROM: ${a} (caller "${c.name}") is not in RELAY_ALLOWED_FROM`);
+      if (/[;,=]/.test(a)) throw new Error(`RELAY_CALLER_FROM: ${a} must not contain ";", "," or "="`);
+    }
+  }
+  // An empty value is how "no caller has its own list" is written; envValue refuses empty, so it is set apart.
+  const callerFrom = e.callerFrom.map((c) => `${c.name}=${c.senders.join(";")}`).join(",");
   const values: Record<(typeof RELAY_ENV_NAMES)[number], string> = {
     RELAY_LISTEN: envValue("RELAY_LISTEN", e.listen),
-    SMTP_RELAY_TOKEN: e.tokens.map((t) => `${t.name}=${t.token}`).join(","),
+    // Digests only: the relay compares SHA-256(presented token) with them, so the host never holds a usable token.
+    SMTP_RELAY_TOKEN_SHA256: e.tokens.map((t) => `${t.name}=${createHash("sha256").update(t.token, "utf8").digest("hex")}`).join(","),
     RELAY_ALLOWED_FROM: list("RELAY_ALLOWED_FROM", e.allowedFrom),
+    RELAY_CALLER_FROM: callerFrom === "" ? "" : envValue("RELAY_CALLER_FROM", callerFrom),
     RELAY_MESSAGE_ID_DOMAIN: envValue("RELAY_MESSAGE_ID_DOMAIN", e.messageIdDomain),
     RELAY_RATE_LIMIT_PER_MIN: String(e.rateLimitPerMin),
     RELAY_BODY_LIMIT_BYTES: String(e.bodyLimitBytes),
     RELAY_MAX_RECIPIENTS: String(e.maxRecipients),
+    RELAY_QUOTA_RECIPIENTS_PER_MIN: String(e.quotas.recipientsPerMin),
+    RELAY_QUOTA_RECIPIENTS_PER_DAY: String(e.quotas.recipientsPerDay),
+    RELAY_QUOTA_BYTES_PER_MIN: String(e.quotas.bytesPerMin),
+    RELAY_QUOTA_BYTES_PER_DAY: String(e.quotas.bytesPerDay),
     RELAY_HANDOFF: envValue("RELAY_HANDOFF", e.handoff),
     QUEUE_ROOT: envValue("QUEUE_ROOT", e.queueRoot),
   };

@@ -1,6 +1,8 @@
 // systemd units for the relay and its Cloudflare tunnel. Both run unprivileged with a read-only view of the system.
 import {
+  CLOUDFLARED_CONFIG_FILE,
   CLOUDFLARED_ENV_FILE,
+  CLOUDFLARED_USER,
   QUEUE_ROOT,
   RELAY_BASE,
   RELAY_CURRENT,
@@ -112,7 +114,7 @@ export function renderRelayUnit(s: HostSettings): string {
 export function renderCloudflaredUnit(): string {
   return renderUnit({
     Unit: [
-      "Rendered by cloud-init/systemd.ts. Cloudflare Tunnel -> http://127.0.0.1:<relayPort>; the relay still checks every token.",
+      "Rendered by cloud-init/systemd.ts. Cloudflare Tunnel -> http://127.0.0.1:<relayPort> (locally managed ingress); the relay still checks every token.",
       ["Description", "Cloudflare Tunnel for mail-relay"],
       ["After", "network-online.target mail-relay.service"],
       ["Wants", "network-online.target"],
@@ -120,11 +122,13 @@ export function renderCloudflaredUnit(): string {
     Service: [
       ["Type", "notify"],
       ["TimeoutStartSec", "60s"],
-      "No persistent user needed: systemd reads the root-only token file before dropping to a throw-away uid.",
-      ["DynamicUser", "yes"],
+      "Its own system user: the host firewall lets exactly this uid reach loopback, and only on the relay's port.",
+      ["User", CLOUDFLARED_USER],
+      ["Group", CLOUDFLARED_USER],
       "TUNNEL_TOKEN=... (root:root 0600). cloudflared reads TUNNEL_TOKEN itself, so the token never appears in ps.",
       ["EnvironmentFile", CLOUDFLARED_ENV_FILE],
-      ["ExecStart", "/usr/bin/cloudflared --no-autoupdate tunnel run"],
+      "The ingress is locally managed: routes (and the Access JWT check) come from this file, never from the dashboard.",
+      ["ExecStart", `/usr/bin/cloudflared --no-autoupdate --config ${CLOUDFLARED_CONFIG_FILE} tunnel run`],
       ["Restart", "always"],
       ["RestartSec", "5s"],
       ...COMMON_HARDENING,

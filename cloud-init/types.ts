@@ -41,6 +41,10 @@ export interface HostSettings {
   readonly ipv6: boolean;
   /** Whether cloudflared's unit is part of the host files. */
   readonly tunnel: boolean;
+  /** Who may reach SSH: the host ruleset repeats the cloud firewall's list. */
+  readonly adminCidrs: readonly string[];
+  /** Envelope senders Postfix accepts over SMTP (the relay's allowlist, enforced a second time). */
+  readonly allowedSenders: readonly string[];
   /** The relay's hand-off to Postfix (default smtp). sendmail needs setgid postdrop, so the unit loosens two sandbox settings. */
   readonly relayHandoff?: "smtp" | "sendmail";
   /** The Debian release the host runs (from the image): what differs between releases lives in release.ts. */
@@ -51,10 +55,14 @@ export interface HostSettings {
 export interface RelayEnvSettings {
   /** RELAY_LISTEN, "127.0.0.1:2525". */
   readonly listen: string;
-  /** SMTP_RELAY_TOKEN="name=token,name2=token2". */
+  /** The callers' tokens; the file gets SMTP_RELAY_TOKEN_SHA256="name=<sha256 hex>,..." (digests only). */
   readonly tokens: readonly { name: string; token: string }[];
   /** RELAY_ALLOWED_FROM. */
   readonly allowedFrom: readonly string[];
+  /** RELAY_CALLER_FROM: callers with their own (narrower) sender list; the others may use allowedFrom. */
+  readonly callerFrom: readonly { name: string; senders: readonly string[] }[];
+  /** RELAY_QUOTA_*: per caller, per minute and per UTC day. */
+  readonly quotas: { readonly recipientsPerMin: number; readonly recipientsPerDay: number; readonly bytesPerMin: number; readonly bytesPerDay: number };
   /** RELAY_MESSAGE_ID_DOMAIN. */
   readonly messageIdDomain: string;
   /** RELAY_RATE_LIMIT_PER_MIN. */

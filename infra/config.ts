@@ -32,6 +32,8 @@ export const CONFIG_KEYS = {
   relay: "json",
   protectPrimaryIps: "json",
   cloudflareAccountId: "string",
+  accessTeamName: "string",
+  allowWideAdminCidrs: "json",
   dnsTtl: "json",
   spf: "json",
   dkimSelectors: "json",
@@ -58,6 +60,14 @@ const hostname = (what: string) =>
     .string()
     .transform((s) => s.trim().toLowerCase().replace(/\.$/, ""))
     .refine((s) => hostnameRe.test(s), { message: `must be a DNS name like ${what}` });
+
+/** Narrower than an office or VPN needs: an IPv4 /16 or an IPv6 /48 (a site). Wider needs allowWideAdminCidrs. */
+export const ADMIN_PREFIX_MIN = { 4: 16, 6: 48 } as const;
+
+export function isWiderThanASite(cidr: string): boolean {
+  const [addr, len] = cidr.split("/");
+  return net.isIP(addr) === 4 ? Number(len) < ADMIN_PREFIX_MIN[4] : Number(len) < ADMIN_PREFIX_MIN[6];
+}
 
 /** 0.0.0.0/0, ::/0, and anything nearly as wide (e.g. 0.0.0.0/1 + 128.0.0.0/1) is the whole Internet. */
 function isTooBroad(cidr: string): boolean {
@@ -106,6 +116,16 @@ const relayLimitsSchema = z
     teardownDrainSeconds: z.number().int().min(0).max(3600).default(300),
     /** Teardown goes ahead even when mail is still queued on the server's disk (it is lost with the disk). */
     allowQueueLoss: z.boolean().default(false),
+    /** Per caller, per minute and per UTC day: recipients (to+cc+bcc) and composed bytes. */
+    quotas: z
+      .object({
+        recipientsPerMin: z.number().int().min(1).max(1_000_000).default(500),
+        recipientsPerDay: z.number().int().min(1).max(100_000_000).default(10_000),
+        bytesPerMin: z.number().int().min(1024).default(50 * 1024 * 1024),
+        bytesPerDay: z.number().int().min(1024).default(1024 * 1024 * 1024),
+      })
+      .strict()
+      .default({}),
   })
   .strict()
   .default({});
@@ -162,6 +182,7 @@ const rawSchema = z.object({
   image: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, `must be a Hetzner image name such as ${RELEASES[DEFAULT_RELEASE].hetznerImage}`).default(RELEASES[DEFAULT_RELEASE].hetznerImage),
   allowUntestedImage: z.boolean().default(false),
   adminCidrs: cidrList,
+  allowWideAdminCidrs: z.boolean().default(false),
   sshPublicKey: z
     .string({ required_error: "is required: the public half of the key the deploy step uses (ssh-ed25519 AAAA... you@host)" })
     .refine((k) => /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/.test(k.trim()), {
@@ -174,6 +195,7 @@ const rawSchema = z.object({
   relay: relayLimitsSchema,
   protectPrimaryIps: z.boolean().default(true),
   cloudflareAccountId: z.string().regex(/^[0-9a-f]{32}$/, "must be the 32-hex-digit Cloudflare account id (dashboard URL)").optional(),
+  accessTeamName: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be the Zero Trust team name, the <team> of <team>.cloudflareaccess.com").optional(),
   dnsTtl: z.number().int().refine((n) => n === 1 || (n >= 60 && n <= 86400), { message: "must be 1 (automatic) or 60..86400 seconds" }).default(300),
   spf: spfSchema,
   dkimSelectors: z.array(dkimSelectorSchema).min(1, 'must list at least one selector, e.g. [{"name":"mail202611","active":true}]'),
@@ -181,7 +203,20 @@ const rawSchema = z.object({
   mx: mxSchema,
   bimi: bimiSchema.optional(),
   tunnel: z.boolean().default(true),
-  callers: z.array(z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" })).default(["app"]),
+  callers: z
+    .array(
+      z.union([
+        z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
+        z
+          .object({
+            name: z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
+            /** The senders this caller may use: a subset of allowedSenders. Default: all of allowedSenders. */
+            allowedSenders: z.array(z.string().transform((s) => s.trim().toLowerCase())).min(1).optional(),
+          })
+          .strict(),
+      ]),
+    )
+    .default(["app"]),
 });
 
 type Raw = z.infer<typeof rawSchema>;
@@ -216,6 +251,8 @@ export interface MailRelayConfig {
   /** The image is none of the tested ones (allowUntestedImage). */
   readonly untestedImage: boolean;
   readonly adminCidrs: readonly string[];
+  /** adminCidrs wider than /16 (IPv4) or /48 (IPv6) were accepted on purpose; preview/up print a warning. */
+  readonly wideAdminCidrs: readonly string[];
   readonly sshPublicKey: string;
   readonly allowedSenders: readonly string[];
   readonly defaultSender: string;
@@ -224,6 +261,7 @@ export interface MailRelayConfig {
   readonly relay: Raw["relay"] & { readonly port: number };
   readonly protectPrimaryIps: boolean;
   readonly cloudflareAccountId?: string;
+  readonly accessTeamName?: string;
   readonly dnsTtl: number;
   readonly spf: Raw["spf"];
   readonly dkimSelectors: readonly DkimSelector[];
@@ -233,6 +271,8 @@ export interface MailRelayConfig {
   readonly bimi?: Raw["bimi"];
   readonly tunnel: boolean;
   readonly callers: readonly string[];
+  /** Callers with their own sender list (a subset of allowedSenders); the others may use every allowed sender. */
+  readonly callerSenders: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface ConfigSecrets<S> {
@@ -333,9 +373,27 @@ export function parseConfig(
       `${NS}:image "${c.image}" is not a tested image: use ${testedImages()}, or set ${NS}:allowUntestedImage true to deploy it anyway (the host files are then rendered for ${releaseName(DEFAULT_RELEASE)})`,
     );
   }
-  const callerDup = c.callers.find((n, i) => c.callers.indexOf(n) !== i);
+  if (c.tunnel && !c.accessTeamName) {
+    problems.push(`${NS}:accessTeamName is required when ${NS}:tunnel is true: cloudflared checks the Access JWT against <team>.cloudflareaccess.com (Zero Trust dashboard, Settings > Custom pages); or set ${NS}:tunnel false`);
+  }
+  const wide = c.adminCidrs.filter((x) => isCidr(x) && isWiderThanASite(x));
+  if (wide.length > 0 && !c.allowWideAdminCidrs) {
+    problems.push(
+      `${NS}:adminCidrs ${wide.map((x) => `"${x}"`).join(", ")} ${wide.length === 1 ? "is" : "are"} wider than an IPv4 /16 or an IPv6 /48: SSH would be open to far more than your office or VPN; list narrower ranges, or set ${NS}:allowWideAdminCidrs true to accept it (preview and up then warn)`,
+    );
+  }
+  const callerNames = c.callers.map((x) => (typeof x === "string" ? x : x.name));
+  const callerDup = callerNames.find((n, i) => callerNames.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
   if (c.callers.length === 0) problems.push(`${NS}:callers must name at least one calling service, e.g. ["app"]`);
+  const callerSenders: Record<string, readonly string[]> = {};
+  c.callers.forEach((x, i) => {
+    if (typeof x === "string" || x.allowedSenders === undefined) return;
+    for (const a of x.allowedSenders) {
+      if (!c.allowedSenders.includes(a)) problems.push(`${keyPath(["callers", i, "allowedSenders"])} lists ${a}, which is not in ${NS}:allowedSenders; a caller's senders are a subset of the stack's`);
+    }
+    callerSenders[x.name] = [...new Set(x.allowedSenders)];
+  });
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -352,6 +410,7 @@ export function parseConfig(
     release: imageRelease ?? DEFAULT_RELEASE,
     untestedImage: imageRelease === undefined,
     adminCidrs: c.adminCidrs,
+    wideAdminCidrs: c.adminCidrs.filter(isWiderThanASite),
     sshPublicKey: c.sshPublicKey.trim(),
     allowedSenders: c.allowedSenders,
     defaultSender,
@@ -360,6 +419,7 @@ export function parseConfig(
     relay: { ...c.relay, port: 2525 },
     protectPrimaryIps: c.protectPrimaryIps,
     cloudflareAccountId: c.cloudflareAccountId,
+    accessTeamName: c.accessTeamName,
     dnsTtl: c.dnsTtl,
     spf: c.spf,
     dkimSelectors: c.dkimSelectors,
@@ -368,7 +428,8 @@ export function parseConfig(
     mx: c.mx,
     bimi: c.bimi,
     tunnel: c.tunnel,
-    callers: c.callers,
+    callers: callerNames,
+    callerSenders,
   };
 }
 
@@ -400,6 +461,9 @@ export function configWarnings(c: MailRelayConfig): string[] {
     );
   } else if (n > 1) {
     warnings.push(`${NS}:nodeCount is ${n} with ${NS}:tunnel false: ${n} independent relays, each reachable only from its own host; they share no queue, no message status and no rate limit`);
+  }
+  if (c.wideAdminCidrs.length > 0) {
+    warnings.push(`${NS}:allowWideAdminCidrs is true: SSH is open to ${c.wideAdminCidrs.join(", ")} (wider than an IPv4 /16 or an IPv6 /48)`);
   }
   return warnings;
 }

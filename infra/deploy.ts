@@ -1,22 +1,26 @@
 import { createHash } from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
 import {
+  CLOUDFLARED_CONFIG_FILE,
+  NFTABLES_CONF,
   HostFile,
   HostSecrets,
   HostSettings,
   hostConfigFiles,
   hostSecretFiles,
-  renderActivateRelayRelease,
+  renderApplyHostFirewall,
   renderApplyMailConfig,
+  renderInstallAndActivateRelay,
+  renderInstallHostKey,
+  relayUploadPath,
   renderInstallFile,
-  renderInstallRelayRelease,
   renderStartCloudflared,
   renderStopCloudflared,
   renderStopRelay,
   type TeardownOptions,
   renderWaitForCloudInit,
-  shellQuote,
 } from "../cloud-init";
 
 export function sha256(text: string | Buffer): string {
@@ -41,10 +45,8 @@ export function secretFileShapes(s: HostSettings): Omit<HostFile, "content">[] {
   return hostSecretFiles(s, SHAPE_ONLY).map(({ content: _content, ...meta }) => meta);
 }
 
-/** Where the relay bundle is uploaded before it is installed as a release. */
-export function uploadPath(version: string): string {
-  return `/var/tmp/mail-relay-${version}.js`;
-}
+/** Where the relay bundle is uploaded before it is installed as a release: a root-only 0700 dir, never /var/tmp. */
+export const uploadPath = relayUploadPath;
 
 /** Paths whose change needs Postfix/OpenDKIM reloaded. */
 export function isMailConfigPath(path: string): boolean {
@@ -66,7 +68,12 @@ export interface HostDeploymentArgs {
   /** What the relay guard's delete (destroy, server replacement) does about mail still queued on the disk. */
   readonly teardown: TeardownOptions;
   readonly relayVersion: string;
+  /** With the tunnel: /etc/cloudflared/mail-relay.yml (the locally managed ingress, with the Access JWT check). */
+  readonly cloudflaredConfig?: pulumi.Output<string>;
 }
+
+/** The one step that connects without a pinned host key (trust on first use); it carries only the host key. */
+export const BOOTSTRAP_STEP_SUFFIX = "host-key";
 
 /**
  * Configures one host over SSH after cloud-init: pushes the rendered configs and the secrets as files
@@ -80,14 +87,29 @@ export class HostDeployment extends pulumi.ComponentResource {
   readonly relayActive: command.remote.Command;
   /** The last step of this node's deployment (cloudflared when the tunnel is on). */
   readonly ready: command.remote.Command;
+  /** The SSH host key every step after the bootstrap pins ("ssh-ed25519 AAAA...", authorized_keys style). */
+  readonly hostPublicKey: pulumi.Output<string>;
 
   constructor(name: string, args: HostDeploymentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:host:HostDeployment", name, {}, opts);
     const s = args.settings;
-    const connection: command.types.input.remote.ConnectionArgs = { host: args.host, user: "root", privateKey: args.privateKey, dialErrorLimit: 60, perDialTimeout: 10 };
     const child = { parent: this };
 
-    const waitBoot = new command.remote.Command(`${name}-wait-cloud-init`, { connection, create: renderWaitForCloudInit(), triggers: [args.serverId] }, child);
+    // The host key is generated here, one per node, and outlives server replacements. Its private half reaches the
+    // host only on the stdin of the bootstrap step, never in user-data (policy rule no-secrets-in-user-data).
+    const hostKey = new tls.PrivateKey(`${name}-ssh-host-key`, { algorithm: "ED25519" }, { ...child, additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] });
+    this.hostPublicKey = hostKey.publicKeyOpenssh.apply((k) => k.trim());
+    const firstContact: command.types.input.remote.ConnectionArgs = { host: args.host, user: "root", privateKey: args.privateKey, dialErrorLimit: 60, perDialTimeout: 10 };
+    // Trust on first use: this step sends the host key and nothing else (see docs/security.md).
+    const installHostKey = new command.remote.Command(
+      `${name}-${BOOTSTRAP_STEP_SUFFIX}`,
+      { connection: firstContact, create: renderInstallHostKey(), stdin: pulumi.secret(hostKey.privateKeyOpenssh), triggers: [args.serverId, this.hostPublicKey], logging: "stderr" },
+      child,
+    );
+    // Every other step pins the key: a machine in the path without it gets no secret.
+    const connection: command.types.input.remote.ConnectionArgs = { ...firstContact, hostKey: this.hostPublicKey };
+
+    const waitBoot = new command.remote.Command(`${name}-wait-cloud-init`, { connection, create: renderWaitForCloudInit(), triggers: [args.serverId] }, { ...child, dependsOn: [installHostKey] });
 
     const pushed = new Map<string, { cmd: command.remote.Command; hash: pulumi.Output<string> }>();
     const push = (meta: Omit<HostFile, "content">, content: pulumi.Output<string>, secret: boolean) => {
@@ -112,12 +134,22 @@ export class HostDeployment extends pulumi.ComponentResource {
       push(meta, content, true);
     }
 
+    if (args.cloudflaredConfig) push({ path: CLOUDFLARED_CONFIG_FILE, mode: "0644", owner: "root", group: "root", secret: false }, args.cloudflaredConfig, false);
+
+    // The host ruleset names users (nft resolves them on load), and decides who may talk SMTP: loaded before the
+    // mail configuration and the relay start.
+    const firewall = new command.remote.Command(
+      `${name}-apply-host-firewall`,
+      { connection, create: renderApplyHostFirewall(), triggers: [pushed.get(NFTABLES_CONF)!.hash] },
+      { ...child, dependsOn: [pushed.get(NFTABLES_CONF)!.cmd] },
+    );
+
     const hashesOf = (paths: string[]) => pulumi.all(paths.map((p) => pushed.get(p)!.hash)).apply((hs) => sha256(paths.map((p, i) => `${p}:${hs[i]}`).join("\n")));
     const mailPaths = [...pushed.keys()].filter(isMailConfigPath).sort();
     const applyMail = new command.remote.Command(
       `${name}-apply-mail-config`,
       { connection, create: renderApplyMailConfig(s), triggers: [pulumi.secret(hashesOf(mailPaths))] },
-      { ...child, dependsOn: mailPaths.map((p) => pushed.get(p)!.cmd) },
+      { ...child, dependsOn: [firewall, ...mailPaths.map((p) => pushed.get(p)!.cmd)] },
     );
 
     // Teardown guards: their create does nothing; their delete stops a service. They never change, so
@@ -134,16 +166,11 @@ export class HostDeployment extends pulumi.ComponentResource {
       { ...child, dependsOn: [waitBoot] },
     );
     const relayPaths = [...pushed.keys()].filter((p) => p === "/etc/mail-relay.env" || p.endsWith("/mail-relay.service")).sort();
-    const release = `/opt/mail-relay/releases/${args.relayVersion}/relay.js`;
     this.relayActive = new command.remote.Command(
       `${name}-relay-activate`,
       {
         connection,
-        create: [
-          "set -euo pipefail",
-          `if [ ! -f ${release} ]; then bash -c ${shellQuote(renderInstallRelayRelease(args.relayVersion))} < ${uploadPath(args.relayVersion)}; fi`,
-          `bash -c ${shellQuote(renderActivateRelayRelease(args.relayVersion, s.relayPort))}`,
-        ].join("\n"),
+        create: renderInstallAndActivateRelay(args.relayVersion, s.relayPort),
         triggers: [args.relayVersion, pulumi.secret(hashesOf(relayPaths))],
       },
       { ...child, dependsOn: [applyMail, upload, relayGuard, ...relayPaths.map((p) => pushed.get(p)!.cmd)] },

@@ -35,6 +35,8 @@ export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSetti
     tunnel: c.tunnel,
     relayHandoff: c.relay.handoff,
     release: c.release,
+    adminCidrs: c.adminCidrs,
+    allowedSenders: c.allowedSenders,
   };
 }
 
@@ -52,7 +54,7 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
   const tokens = new RelayTokens(`${name}-token`, { callers: c.callers });
   const dkim = new DkimKeys(`${name}-dkim`, { selectors: c.dkimSelectors });
   const zoneId = cloudflare.getZoneOutput({ filter: { name: c.zone } }).zoneId;
-  const tunnel = c.tunnel ? new RelayTunnel(`${name}-tunnel`, { accountId: c.cloudflareAccountId!, relayHostname: c.relayHostname, callers: c.callers, stack: c.stack }) : undefined;
+  const tunnel = c.tunnel ? new RelayTunnel(`${name}-tunnel`, { accountId: c.cloudflareAccountId!, relayHostname: c.relayHostname, callers: c.callers, stack: c.stack, teamName: c.accessTeamName!, relayPort: c.relay.port }) : undefined;
 
   const relayEnv = pulumi
     .all(c.callers.map((caller) => tokens.tokens[caller]))
@@ -65,6 +67,8 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
         rateLimitPerMin: c.relay.rateLimitPerMin,
         bodyLimitBytes: c.relay.bodyLimitBytes,
         maxRecipients: c.relay.maxRecipients,
+        callerFrom: c.callers.filter((name) => c.callerSenders[name] !== undefined).map((name) => ({ name, senders: c.callerSenders[name] })),
+        quotas: c.relay.quotas,
         handoff: handoffUrl(c),
         queueRoot: QUEUE_ROOT,
       }),
@@ -102,6 +106,7 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
       relayBundlePath: bundle.path,
       relayVersion: bundle.version,
       teardown: { drainSeconds: c.relay.teardownDrainSeconds, allowQueueLoss: c.relay.allowQueueLoss },
+      ...(tunnel ? { cloudflaredConfig: tunnel.cloudflaredConfig } : {}),
     });
     return { spec: n, node, deployment };
   });
@@ -112,7 +117,6 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
       zoneId,
       tunnelId: tunnel.tunnelId,
       relayHostname: c.relayHostname,
-      relayPort: c.relay.port,
       dependsOn: nodes.map((n) => n.deployment.ready),
     });
   }

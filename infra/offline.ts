@@ -3,7 +3,7 @@
  * Pulumi.<stack>.yaml. Used by `npm run plan` and by the tests: the same code path `pulumi up` runs,
  * with the cloud replaced by deterministic fake answers.
  */
-import { generateKeyPairSync, createHash, randomBytes } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
@@ -96,6 +96,41 @@ function digest(...parts: string[]): string {
   return createHash("sha256").update(parts.join("\0")).digest("hex");
 }
 
+/** SSH wire encoding: a uint32 length, then the bytes. */
+function sshString(b: Buffer | string): Buffer {
+  const buf = typeof b === "string" ? Buffer.from(b) : b;
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(buf.length);
+  return Buffer.concat([len, buf]);
+}
+
+/**
+ * A real ed25519 key in the formats @pulumi/tls gives: publicKeyOpenssh ("ssh-ed25519 AAAA...\n") and
+ * privateKeyOpenssh (openssh-key-v1, unencrypted), so tests can hand both to the real ssh and sshd.
+ */
+export function ed25519Key(name: string): Record<string, string> {
+  // Deterministic per resource name, like the mocks' IDs: two runs of a plan pin the same host key.
+  const privateKey = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), createHash("sha256").update(`ssh-host-key\0${name}`).digest()]), format: "der", type: "pkcs8" });
+  const publicKey = createPublicKey(privateKey);
+  const pub = Buffer.from(publicKey.export({ format: "jwk" }).x as string, "base64url");
+  const seed = Buffer.from(privateKey.export({ format: "jwk" }).d as string, "base64url");
+  const pubBlob = Buffer.concat([sshString("ssh-ed25519"), sshString(pub)]);
+  const check = Buffer.from(seed.subarray(0, 4));
+  let priv = Buffer.concat([check, check, sshString("ssh-ed25519"), sshString(pub), sshString(Buffer.concat([seed, pub])), sshString("")]);
+  for (let pad = 1; priv.length % 8 !== 0; pad++) priv = Buffer.concat([priv, Buffer.from([pad])]);
+  const nkeys = Buffer.alloc(4);
+  nkeys.writeUInt32BE(1);
+  const body = Buffer.concat([Buffer.from("openssh-key-v1\0"), sshString("none"), sshString("none"), sshString(""), nkeys, sshString(pubBlob), sshString(priv)]);
+  const b64 = body.toString("base64").replace(/(.{70})/g, "$1\n").replace(/\n$/, "");
+  return {
+    privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}\n-----END OPENSSH PRIVATE KEY-----\n`,
+    privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    privateKeyPemPkcs8: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+    publicKeyOpenssh: `ssh-ed25519 ${pubBlob.toString("base64")}\n`,
+  };
+}
+
 /**
  * Fake cloud answers. Deterministic where a plan should read the same twice (IDs, IPs), real where a
  * test needs a real value (RSA keys, so DKIM records carry an actual 2048-bit key).
@@ -138,6 +173,7 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
       case "hcloud:index/server:Server":
         return { status: "running" };
       case "tls:index/privateKey:PrivateKey": {
+        if (i.algorithm === "ED25519") return ed25519Key(args.name);
         const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: i.rsaBits ?? 2048 });
         return {
           privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
@@ -155,8 +191,10 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
         return { __id: digest("tunnel", args.name).slice(0, 32).replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5") };
       case "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken":
         return { clientId: `${digest("client", args.name).slice(0, 32)}.access`, clientSecret: randomBytes(32).toString("hex") };
-      case "cloudflare:index/zeroTrustAccessPolicy:ZeroTrustAccessPolicy":
       case "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
+        // aud: the application's audience tag (64 hex digits), which cloudflared checks in the Access JWT.
+        return { __id: digest(args.type, args.name).slice(0, 32), aud: digest("aud", args.name) };
+      case "cloudflare:index/zeroTrustAccessPolicy:ZeroTrustAccessPolicy":
       case "cloudflare:index/dnsRecord:DnsRecord":
         return { __id: digest(args.type, args.name).slice(0, 32) };
       default:
@@ -189,6 +227,19 @@ export interface OfflineRun {
 /** The one helper that reads an Output's value (tests use it too). */
 export function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply((v) => resolve(v)));
+}
+
+/** Assets (FileAsset etc.) as plain data: `{ path }` with the path resolved, so recorded props can be cloned and compared. */
+async function plainAssets(v: unknown): Promise<unknown> {
+  if (Array.isArray(v)) return Promise.all(v.map(plainAssets));
+  if (!v || typeof v !== "object") return v;
+  if ([Object.prototype, null].includes(Object.getPrototypeOf(v))) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = await plainAssets(x);
+    return out;
+  }
+  const a = v as { path?: unknown; text?: unknown; uri?: unknown };
+  return { ...(a.path !== undefined ? { path: await a.path } : {}), ...(a.text !== undefined ? { text: await a.text } : {}), ...(a.uri !== undefined ? { uri: await a.uri } : {}) };
 }
 
 /** The slice of a RegisterResourceRequest the graph needs (the engine's own protobuf getters). */
@@ -246,5 +297,6 @@ export async function runOffline(stack: string, overrides: Record<string, unknow
     if (await pulumi.isSecret(o)) secretOutputs.push(k);
   }
   await (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs?.();
+  for (const r of mocks.resources) for (const [k, v] of Object.entries(r.props)) r.props[k] = await plainAssets(v);
   return { resources: mocks.resources, graph: graph(), outputs, secretOutputs, config };
 }

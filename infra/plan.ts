@@ -46,19 +46,26 @@ export function keyProps(r: RecordedResource): string {
     case "cloudflare:index/zeroTrustAccessPolicy:ZeroTrustAccessPolicy":
       return `${p.decision}, ${(p.includes ?? []).length} service token(s)`;
     case "tls:index/privateKey:PrivateKey":
+      if (p.algorithm === "ED25519") return `ED25519 SSH host key ${String(p.publicKeyOpenssh ?? "").trim().slice(0, 40)}..., private key ${MASK}`;
       return `${p.algorithm} ${p.rsaBits} bits, private key ${MASK}`;
     case "random:index/randomPassword:RandomPassword":
       return `length ${p.length}, value ${MASK}`;
     case "command:remote:Command": {
       const t = p.triggers?.[0];
-      if (typeof t === "string" && t.startsWith("/")) return `push ${t} (${String(p.stdin ?? "").length} bytes${isSecretPush(r) ? `, ${MASK}` : ""})`;
-      return `run on ${p.connection?.host}${p.delete ? " (has teardown step)" : ""}`;
+      if (typeof t === "string" && t.startsWith("/")) return `push ${t} (${String(p.stdin ?? "").length} bytes${isSecretPush(r) ? `, ${MASK}` : ""})${pinned(p)}`;
+      return `run on ${p.connection?.host}${p.delete ? " (has teardown step)" : ""}${pinned(p)}`;
     }
     case "command:remote:CopyToRemote":
-      return `upload -> ${p.remotePath}`;
+      return `upload -> ${p.remotePath}${pinned(p)}`;
     default:
       return "";
   }
+}
+
+/** Whether an SSH step pins the host key (and which), or is the trust-on-first-use bootstrap. */
+function pinned(p: Record<string, any>): string {
+  const k = p.connection?.hostKey;
+  return typeof k === "string" && k !== "" ? `, host key pinned ${k.split(" ")[0]} ...${k.split(" ")[1]?.slice(-8)}` : ", host key NOT pinned (trust on first use)";
 }
 
 function maskOutputs(run: OfflineRun): Record<string, unknown> {

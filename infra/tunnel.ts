@@ -1,25 +1,18 @@
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { type CloudflaredIngress, cloudflaredIngress, renderCloudflaredConfig } from "../cloud-init";
 
 /** The relay's only public paths. /metrics and /ready stay host-local. */
 export const PUBLIC_PATH_REGEX = "^/(send|health|messages/[A-Za-z0-9_-]+)$";
 
-export interface IngressRule {
-  readonly hostname?: string;
-  readonly path?: string;
-  readonly service: string;
-}
-
 /**
- * Tunnel ingress: the relay hostname's public paths go to the relay on loopback over plain HTTP, and
- * everything else is a 404. Never an SMTP port: through the tunnel every caller looks like localhost.
+ * Tunnel ingress, as cloudflared's local config file holds it: the relay hostname's public paths go to the relay on
+ * loopback over plain HTTP, with cloudflared checking the Access JWT itself, and everything else is a 404. Never an
+ * SMTP port: through the tunnel every caller looks like localhost.
  */
-export function tunnelIngress(relayHostname: string, relayPort: number): IngressRule[] {
-  return [
-    { hostname: relayHostname, path: PUBLIC_PATH_REGEX, service: `http://127.0.0.1:${relayPort}` },
-    { service: "http_status:404" },
-  ];
+export function tunnelIngress(relayHostname: string, relayPort: number, teamName: string, audTag: string): CloudflaredIngress[] {
+  return cloudflaredIngress({ relayHostname, pathRegex: PUBLIC_PATH_REGEX, relayPort, teamName, audTag });
 }
 
 export interface RelayTunnelArgs {
@@ -28,11 +21,15 @@ export interface RelayTunnelArgs {
   /** Calling services; each gets an Access service token. */
   readonly callers: readonly string[];
   readonly stack: string;
+  /** Zero Trust team name: cloudflared checks the Access JWT against <team>.cloudflareaccess.com. */
+  readonly teamName: string;
+  readonly relayPort: number;
 }
 
 /**
- * A remotely managed Cloudflare Tunnel, with Access service tokens and an Access application in front of
- * the relay hostname. The route itself (ingress + CNAME) is `TunnelRoute`, created after the relay is live.
+ * A locally managed Cloudflare Tunnel (its ingress is the config file the deploy step pushes, `cloudflaredConfig`),
+ * with Access service tokens and an Access application in front of the relay hostname. The public CNAME is
+ * `TunnelRoute`, created after the relay is live.
  */
 export class RelayTunnel extends pulumi.ComponentResource {
   readonly tunnelId: pulumi.Output<string>;
@@ -41,13 +38,17 @@ export class RelayTunnel extends pulumi.ComponentResource {
   readonly accessClientIds: Record<string, pulumi.Output<string>>;
   readonly accessClientSecrets: Record<string, pulumi.Output<string>>;
   readonly url: string;
+  /** The Access application's AUD tag: cloudflared refuses a request whose Access JWT is not for this application. */
+  readonly accessAud: pulumi.Output<string>;
+  /** /etc/cloudflared/mail-relay.yml: the ingress rules, with the Access JWT check. */
+  readonly cloudflaredConfig: pulumi.Output<string>;
 
   constructor(name: string, args: RelayTunnelArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:cloudflare:RelayTunnel", name, {}, opts);
     const secret = new random.RandomBytes(`${name}-secret`, { length: 32 }, { parent: this, additionalSecretOutputs: ["base64", "hex"] });
     const tunnel = new cloudflare.ZeroTrustTunnelCloudflared(
       `${name}-tunnel`,
-      { accountId: args.accountId, name: `mail-relay-${args.stack}`, configSrc: "cloudflare", tunnelSecret: pulumi.secret(secret.base64) },
+      { accountId: args.accountId, name: `mail-relay-${args.stack}`, configSrc: "local", tunnelSecret: pulumi.secret(secret.base64) },
       { parent: this },
     );
     this.tunnelId = tunnel.id;
@@ -69,7 +70,7 @@ export class RelayTunnel extends pulumi.ComponentResource {
       { accountId: args.accountId, name: `mail-relay-${args.stack} callers`, decision: "non_identity", includes: tokens.map((t) => ({ serviceToken: { tokenId: t.id } })) },
       { parent: this },
     );
-    new cloudflare.ZeroTrustAccessApplication(
+    const app = new cloudflare.ZeroTrustAccessApplication(
       `${name}-access-app`,
       {
         accountId: args.accountId,
@@ -84,6 +85,10 @@ export class RelayTunnel extends pulumi.ComponentResource {
       { parent: this },
     );
 
+    this.accessAud = app.aud;
+    this.cloudflaredConfig = app.aud.apply((aud) =>
+      renderCloudflaredConfig({ relayHostname: args.relayHostname, pathRegex: PUBLIC_PATH_REGEX, relayPort: args.relayPort, teamName: args.teamName, audTag: aud }),
+    );
     this.tunnelToken = pulumi.secret(cloudflare.getZeroTrustTunnelCloudflaredTokenOutput({ accountId: args.accountId, tunnelId: tunnel.id }, { parent: this }).token);
     this.url = `https://${args.relayHostname}`;
     this.registerOutputs({ tunnelId: this.tunnelId, url: this.url });
@@ -95,7 +100,6 @@ export interface TunnelRouteArgs {
   readonly zoneId: pulumi.Input<string>;
   readonly tunnelId: pulumi.Input<string>;
   readonly relayHostname: string;
-  readonly relayPort: number;
   /**
    * The route waits for these (each node's relay activation): it goes live only once the relay is healthy,
    * and on teardown it is removed before the relay is stopped.
@@ -103,15 +107,13 @@ export interface TunnelRouteArgs {
   readonly dependsOn: pulumi.Input<pulumi.Resource>[];
 }
 
-/** The public route into the tunnel: the ingress rules and the proxied CNAME for the relay hostname. */
+/**
+ * The public route into the tunnel: the proxied CNAME for the relay hostname. The ingress rules are not a Cloudflare
+ * resource: the tunnel is locally managed and cloudflared reads them from the file the deploy step pushes.
+ */
 export class TunnelRoute extends pulumi.ComponentResource {
   constructor(name: string, args: TunnelRouteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:cloudflare:TunnelRoute", name, {}, opts);
-    new cloudflare.ZeroTrustTunnelCloudflaredConfig(
-      `${name}-ingress`,
-      { accountId: args.accountId, tunnelId: args.tunnelId, config: { ingresses: tunnelIngress(args.relayHostname, args.relayPort) } },
-      { parent: this, dependsOn: args.dependsOn },
-    );
     new cloudflare.DnsRecord(
       `${name}-cname`,
       { zoneId: args.zoneId, name: args.relayHostname, type: "CNAME", content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`, proxied: true, ttl: 1, comment: "mail-relay: relay entry (tunnel)" },

@@ -56,6 +56,7 @@ export interface IngressRule {
   readonly hostname?: string;
   readonly path?: string;
   readonly service: string;
+  readonly originRequest?: { access?: { required?: boolean; teamName?: string; audTag?: string[] } };
 }
 
 export interface Capture {
@@ -65,7 +66,7 @@ export interface Capture {
   readonly steps: RemoteStep[];
   readonly records: DnsRecord[];
   readonly ptrs: { ip: string; name: string }[];
-  readonly tunnel?: { token: string; ingress: IngressRule[]; accessTokens: { clientId: string; clientSecret: string }[] };
+  readonly tunnel?: { token: string; ingress: IngressRule[]; configSource: "local file" | "remote"; accessTokens: { clientId: string; clientSecret: string }[] };
   /** Smarthost stacks: where Postfix sends everything, and the credentials it sends (from the pushed sasl_passwd). */
   readonly smarthost?: { host: string; port: number; username: string; password: string };
   readonly outputs: Record<string, any>;
@@ -103,7 +104,7 @@ export async function capture(stack: string, o: CaptureOptions): Promise<Capture
   return fromRun(stack, run);
 }
 
-export async function fromRun(stack: string, run: OfflineRun): Promise<Capture> {
+export function fromRun(stack: string, run: OfflineRun): Capture {
   const stepTypes = new Set(["command:remote:Command", "command:remote:CopyToRemote"]);
   const stepNames = new Set(run.resources.filter((r) => stepTypes.has(r.type)).map((r) => r.name));
   const deps = new Map(run.graph.map((g) => [g.name, g.dependsOn]));
@@ -123,7 +124,7 @@ export async function fromRun(stack: string, run: OfflineRun): Promise<Capture> 
     if (r.type === "command:remote:Command") {
       steps.push({ name: r.name, kind: "command", connection, create: r.props.create, delete: r.props.delete, stdin: r.props.stdin, after });
     } else {
-      steps.push({ name: r.name, kind: "copy", connection, source: String(await r.props.source.path), remotePath: r.props.remotePath, after });
+      steps.push({ name: r.name, kind: "copy", connection, source: String(r.props.source.path), remotePath: r.props.remotePath, after });
     }
   }
   const nodes: CapturedNode[] = [];
@@ -140,14 +141,19 @@ export async function fromRun(stack: string, run: OfflineRun): Promise<Capture> 
     proxied: Boolean(r.props.proxied),
   }));
   const ptrs = byType(run, "hcloud:index/rdns:Rdns").map((r) => ({ ip: String(r.props.ipAddress), name: String(r.props.dnsPtr) }));
-  const cfg = byType(run, "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")[0];
+  // The ingress as cloudflared gets it: the locally managed config file the deploy pushes, or (remotely managed
+  // tunnels) the tunnel configuration resource.
+  const localConfig = steps.find((s) => /-file-etc-cloudflared-[a-z0-9-]+-yml$/.test(s.name))?.stdin;
+  const remoteConfig = byType(run, "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")[0];
+  const ingress = localConfig ? ((parseYaml(localConfig) as { ingress?: IngressRule[] }).ingress ?? []) : ((remoteConfig?.props.config?.ingresses ?? []) as IngressRule[]);
   const tokens = byType(run, "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken");
   const tunnelEnv = steps.find((s) => s.name.endsWith("-secret-etc-cloudflared-mail-relay-env"))?.stdin;
   const tunnel =
-    cfg && tunnelEnv
+    ingress.length > 0 && tunnelEnv
       ? {
           token: /^TUNNEL_TOKEN=(.*)$/m.exec(tunnelEnv)?.[1] ?? "",
-          ingress: (cfg.props.config?.ingresses ?? []) as IngressRule[],
+          ingress,
+          configSource: localConfig ? ("local file" as const) : ("remote" as const),
           accessTokens: tokens.map((t) => ({ clientId: String(t.props.clientId), clientSecret: String(t.props.clientSecret) })),
         }
       : undefined;

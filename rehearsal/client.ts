@@ -77,6 +77,9 @@ export interface Verified {
   readonly file: string;
   readonly rcptTo: string;
   readonly remoteAddress: string;
+  /** The session was TLS / authenticated as (smarthost). */
+  readonly tls: boolean;
+  readonly authUser: string | null;
   readonly dkim: string;
   readonly dkimSelector?: string;
   readonly dkimDomain?: string;

@@ -52,6 +52,35 @@ export interface BuiltImage {
 export async function ensureImage(spec: ImageSpec, progress: (msg: string) => void): Promise<BuiltImage> {
   const dir = path.join(IMAGE_CACHE, `${spec.suite}-${imageKey(spec)}`);
   if (fs.existsSync(path.join(dir, ".complete"))) return { dir: path.join(dir, "rootfs"), cached: true };
+  // One builder per image: another rehearsal on this machine may be building the same one.
+  fs.mkdirSync(IMAGE_CACHE, { recursive: true });
+  const lock = `${dir}.lock`;
+  for (let waited = 0; ; waited++) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: "wx" });
+      break;
+    } catch {
+      const holder = Number(fs.readFileSync(lock, "utf8"));
+      let alive = true;
+      try {
+        process.kill(holder, 0);
+      } catch {
+        alive = false;
+      }
+      if (!alive) fs.rmSync(lock, { force: true });
+      else if (waited % 30 === 0) progress(`waiting for pid ${holder}, which is building this image`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  try {
+    if (fs.existsSync(path.join(dir, ".complete"))) return { dir: path.join(dir, "rootfs"), cached: true };
+    return await build(spec, dir, progress);
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+async function build(spec: ImageSpec, dir: string, progress: (msg: string) => void): Promise<BuiltImage> {
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   const root = path.join(dir, "rootfs");

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import { PROJECT_ROOT, listStacks } from "../infra/offline";
 import { DEBIAN_RELEASES, RELEASES } from "../cloud-init/release";
 import { removeRootfs } from "./host";
-import { deleteNamespaces, namesFor } from "./world";
+import { deleteNamespaces } from "./world";
 import { Rehearsal } from "./phases";
 
 export interface State {
@@ -69,7 +69,7 @@ async function down(stack?: string): Promise<number> {
       }
     }
     await new Promise((r) => setTimeout(r, 3000));
-    await deleteNamespaces(namesFor(s));
+    await deleteNamespaces({ vps: state.namespaces.vps, world: state.namespaces.world, vethVps: "", vethWorld: "" });
     await removeRootfs(state.rootfs);
     fs.rmSync(file);
     console.log(`rehearsal for ${s}: stopped, namespaces ${state.namespaces.vps} and ${state.namespaces.world} deleted`);

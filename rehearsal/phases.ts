@@ -42,7 +42,7 @@ export class Rehearsal {
   private shell!: HostShell;
   private client!: RelayClient;
   private nspawnPid = 0;
-  private runTag = Date.now().toString(36);
+  private readonly runTag = Date.now().toString(36);
   private accepted = 0;
   private release!: DebianRelease;
 
@@ -53,7 +53,7 @@ export class Rehearsal {
     private readonly keep: boolean,
     private readonly image?: string,
   ) {
-    this.names = namesFor(stack);
+    this.names = namesFor(stack, this.runTag);
   }
 
   /** Where delivered mail lands: the smarthost for smarthost stacks, else the recipient MX. */
@@ -98,6 +98,7 @@ export class Rehearsal {
       await this.phase("mail end to end", (fail) => this.mail(fail));
       await this.phase("attack: from the internet", (fail) => this.attackFromWorld(fail));
       await this.phase("attack: through the tunnel", (fail) => this.attackThroughTunnel(fail));
+      await this.phase("attack: local users on the host", (fail) => this.attackLocalUsers(fail));
       await this.phase("local mail stays local", (fail) => this.localMail(fail));
       await this.phase("fault: kill -9 relay", (fail) => this.faultKillRelay(fail));
       await this.phase("fault: OpenDKIM down", (fail) => this.faultOpendkim(fail));
@@ -201,7 +202,7 @@ export class Rehearsal {
   }
 
   private async startHost(): Promise<void> {
-    const child = boot(this.host, this.names, `mrr-${this.stack}`, this.procs);
+    const child = boot(this.host, this.names, `mrr-${this.stack}-${this.runTag}`, this.procs);
     this.nspawnPid = child.pid!;
     await waitTcp(this.names.world, this.capture.nodes[0].ipv4, 22, 120_000);
   }
@@ -301,6 +302,8 @@ export class Rehearsal {
       if (v.hasBcc) fail(`${v.subject} to ${v.rcptTo} carries a Bcc header`);
     }
     if (!verified.some((v) => v.rcptTo === this.rcpt("grace"))) fail("the bcc recipient got nothing");
+    const sh = this.capture.smarthost;
+    if (sh) for (const v of verified) if (!v.tls || v.authUser !== sh.username) fail(`${v.subject}: the smarthost session was tls=${v.tls}, user=${v.authUser}; expected STARTTLS and AUTH as ${sh.username}`);
     for (const id of ids.filter((x): x is string => x !== undefined)) {
       const s = await this.client.request("GET", `/messages/${id}`, { creds: this.creds() });
       const m = s.body?.message;
@@ -319,13 +322,15 @@ export class Rehearsal {
       if (!altered || altered.dkim === "pass") fail(`control: a message altered after signing still has dkim=${altered?.dkim}`);
     }
     const sample = verified[0];
-    return `${verified.length} copies (control: an altered copy fails DKIM): all dkim=pass (s=${selector}, d=${this.capture.domain}, h=${sample?.dkimHeaders}), spf=pass, dmarc=pass; no Bcc header; /messages/:id handed_off with Postfix queue ids`;
+    const via = sh ? ` via the smarthost ${sh.host}:${sh.port} (verified STARTTLS, AUTH as ${sh.username})` : "";
+    return `${verified.length} copies${via} (control: an altered copy fails DKIM): all dkim=pass (s=${selector}, d=${this.capture.domain}, h=${sample?.dkimHeaders}), spf=pass, dmarc=pass; no Bcc header; /messages/:id handed_off with Postfix queue ids`;
   }
 
   private async attackFromWorld(fail: (m: string) => void): Promise<string> {
     const n = this.capture.nodes[0];
     const hosts = [n.ipv4, ...(n.ipv6 ? [`[${n.ipv6}]`] : [])];
-    const targets = hosts.flatMap((h) => [25, 465, 587, 2525, 8891].map((p) => `${h}:${p}`));
+    // 22 too: SSH is for the admin ranges only, on the host as at the cloud firewall; the stranger is outside them.
+    const targets = hosts.flatMap((h) => [22, 25, 465, 587, 2525, 8891].map((p) => `${h}:${p}`));
     const out: string[] = [];
     for (const [src, list] of [[WORLD.stranger4, targets.filter((t) => !t.startsWith("["))], [WORLD.stranger6, targets.filter((t) => t.startsWith("["))]] as const) {
       const r = await run("ip", ["netns", "exec", this.names.world, process.execPath, "--import", "tsx", path.join(__dirname, "world", "probe.ts"), src, ...list], { timeoutMs: 120_000 });
@@ -336,7 +341,7 @@ export class Rehearsal {
     // The probe itself can connect: the host's SSH answers an admin address (else every "refused" above proves nothing).
     const control = await run("ip", ["netns", "exec", this.names.world, "bash", "-c", `exec 3<>/dev/tcp/${n.ipv4}/22`], { timeoutMs: 5000 });
     if (control.code !== 0) fail("control: SSH from the admin range did not connect either, so the probe proves nothing");
-    return `${lines.length} targets (25, 465, 587, 2525, 8891 on ${hosts.join(", ")}): ${[...new Set(lines.map((l) => l.outcome))].join(", ")}; control: SSH from an admin address connects`;
+    return `${lines.length} targets (22, 25, 465, 587, 2525, 8891 on ${hosts.join(", ")}): ${[...new Set(lines.map((l) => l.outcome))].join(", ")}; control: SSH from an admin address connects`;
   }
 
   private async attackThroughTunnel(fail: (m: string) => void): Promise<string> {
@@ -368,6 +373,25 @@ export class Rehearsal {
     const after = capturedCount(this.inbox);
     if (after !== before) fail(`the MX received ${after - before} message(s) during the attacks`);
     return seen.join("; ");
+  }
+
+  /** On the host: who may talk SMTP to Postfix on loopback (it trusts every loopback client). */
+  private async attackLocalUsers(fail: (m: string) => void): Promise<string> {
+    const probe = (who: string, port: number) =>
+      `${who === "root" ? "" : `setpriv --reuid=${who} --regid=${who} --clear-groups `}timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port} && head -c 3 <&3' >/dev/null 2>&1 && echo "${who}:${port}:connected" || echo "${who}:${port}:refused"`;
+    const cases: [string, number, boolean][] = [
+      ["nobody", 25, false],
+      ["nobody", 587, false],
+      ["mailrelay", 25, true],
+      ["root", 25, true],
+    ];
+    const r = await this.onHost(cases.map(([w, p]) => probe(w, p)).join("; "));
+    const got = r.stdout.trim().split("\n");
+    cases.forEach(([w, p, allowed], i) => {
+      const expected = `${w}:${p}:${allowed ? "connected" : "refused"}`;
+      if (got[i] !== expected) fail(`expected ${expected}, got ${got[i] ?? r.stderr}`);
+    });
+    return got.join(", ");
   }
 
   private async localMail(fail: (m: string) => void): Promise<string> {

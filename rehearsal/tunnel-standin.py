@@ -5,8 +5,13 @@
 # replaces only this binary. It runs under the program's real unit (cloudflared-mail-relay.service: DynamicUser,
 # the pushed EnvironmentFile with TUNNEL_TOKEN, Type=notify), checks that the token it got is the stack's, dials
 # OUT to the rehearsal's edge the way cloudflared keeps outbound connections to Cloudflare, and for each request
-# the edge sends down a connection applies the tunnel's ingress rules, as rendered by the program, in order:
-# hostname and path regex -> service (http://127.0.0.1:<port>), or http_status:<code>.
+# the edge sends down a connection applies the tunnel's ingress rules in order: hostname and path regex -> service
+# (http://127.0.0.1:<port>), or http_status:<code>. The rules are read from the file the unit passes with
+# --config (the program's locally managed ingress), or, without one, from the rehearsal's copy of the remotely
+# managed configuration. A rule with originRequest.access.required refuses (403) a request whose
+# Cf-Access-Jwt-Assertion is missing, expired, or not for one of its audTag values from https://<teamName>.
+# cloudflareaccess.com. Unlike cloudflared it does not verify the JWT's signature: the rehearsal has no Cloudflare keys.
+import base64
 import hashlib
 import json
 import os
@@ -59,11 +64,33 @@ def route(ingress, host, path):
             continue
         if rule.get("path") and not re.search(rule["path"], path):
             continue
-        return rule["service"]
-    return "http_status:503"
+        return rule
+    return {"service": "http_status:503"}
+
+def access_refusal(rule, headers):
+    """Why the request fails the rule's Access check, or None."""
+    access = (rule.get("originRequest") or {}).get("access") or {}
+    if not access.get("required"):
+        return None
+    token = headers.get("cf-access-jwt-assertion", "")
+    parts = token.split(".")
+    if len(parts) != 3:
+        return "no Access JWT"
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return "malformed Access JWT"
+    aud = payload.get("aud") or []
+    aud = [aud] if isinstance(aud, str) else aud
+    if not set(aud) & set(access.get("audTag") or []):
+        return "Access JWT for another application"
+    if payload.get("iss") != "https://%s.cloudflareaccess.com" % access.get("teamName"):
+        return "Access JWT from another team"
+    if int(payload.get("exp", 0)) < time.time():
+        return "expired Access JWT"
+    return None
 
 def respond_status(sock, code):
-    body = b""
     sock.sendall(("HTTP/1.1 %d \r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % code).encode())
 
 def serve(cfg, ready):
@@ -85,7 +112,13 @@ def serve(cfg, ready):
             parts = line.split(" ")
             path = parts[1].split("?")[0] if len(parts) > 1 else "/"
             host = headers.get("host", "").split(":")[0]
-            service = route(cfg["ingress"], host, path)
+            rule = route(cfg["ingress"], host, path)
+            service = rule["service"]
+            refused = access_refusal(rule, headers)
+            if refused:
+                sys.stderr.write("refused %s %s: %s\n" % (host, path, refused))
+                respond_status(sock, 403)
+                continue
             if service.startswith("http_status:"):
                 respond_status(sock, int(service.split(":")[1]))
                 continue
@@ -120,6 +153,12 @@ def main(argv):
         return 2
     with open(CONFIG) as f:
         cfg = json.load(f)
+    if "--config" in argv:
+        # The program's config file is JSON, which is YAML; cloudflared reads it as YAML.
+        with open(argv[argv.index("--config") + 1]) as f:
+            local = json.load(f)
+        cfg["ingress"] = local.get("ingress") or []
+        sys.stderr.write("ingress from %s (%d rules)\n" % (argv[argv.index("--config") + 1], len(cfg["ingress"])))
     token = os.environ.get("TUNNEL_TOKEN", "")
     if not token:
         sys.stderr.write("TUNNEL_TOKEN is not set: the unit's EnvironmentFile did not provide it\n")

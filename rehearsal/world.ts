@@ -30,9 +30,14 @@ export interface Names {
   readonly vethWorld: string;
 }
 
-export function namesFor(stack: string): Names {
-  const s = stack.replace(/[^a-z0-9]/gi, "").slice(0, 8);
-  return { vps: `mrr-${s}-vps`, world: `mrr-${s}-world`, vethVps: `mrrv${s}`.slice(0, 15), vethWorld: `mrrw${s}`.slice(0, 15) };
+/**
+ * Names for one run: the stack plus a run id, so two rehearsals on one machine (two stacks, two checkouts, CI
+ * beside a developer) never touch each other's namespaces. veth names stay within the kernel's 15 characters.
+ */
+export function namesFor(stack: string, runId: string): Names {
+  const s = stack.replace(/[^a-z0-9]/gi, "").slice(0, 10);
+  const id = runId.replace(/[^a-z0-9]/gi, "").slice(-6);
+  return { vps: `mrr-${s}-${id}-vps`, world: `mrr-${s}-${id}-world`, vethVps: `mrrv${id}`, vethWorld: `mrrw${id}` };
 }
 
 export interface HostAddresses {
@@ -182,7 +187,8 @@ export async function startWorld(c: Capture, n: Names, dir: string, procs: Proce
     exec("smarthost", [...tsx, path.join(__dirname, "world", "mx.ts"), smarthostDir, WORLD.smarthost, "--port", String(c.smarthost.port), "--auth-file", path.join(dir, "smarthost-auth"), "--tls", `${tls.key},${tls.cert}`], "smarthost.log");
   }
   if (c.tunnel) {
-    fs.writeFileSync(path.join(dir, "access-tokens.json"), JSON.stringify(c.tunnel.accessTokens), { mode: 0o600 });
+    const access = c.tunnel.ingress.find((r) => r.originRequest?.access)?.originRequest?.access;
+    fs.writeFileSync(path.join(dir, "access-tokens.json"), JSON.stringify({ tokens: c.tunnel.accessTokens, aud: access?.audTag, teamName: access?.teamName }), { mode: 0o600 });
     exec("edge", [...tsx, path.join(__dirname, "world", "edge.ts"), WORLD.edge, path.join(dir, "access-tokens.json")], "edge.log");
   }
   const ports: [string, number][] = [[WORLD.dns, 53], [WORLD.mx4, 25]];

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import rateLimit from "@fastify/rate-limit";
 import type { Logger } from "pino";
 import type { CallerToken, RelayConfig } from "./config";
+import { CallerQuotas } from "./quota";
 import { errorBody, GENERIC_5XX, RelayError, type ErrorCode } from "./errors";
 import type { Handoff } from "./handoff/types";
 import { RelayMetrics } from "./metrics";
@@ -17,7 +18,7 @@ declare module "fastify" {
 }
 
 export interface AppDeps {
-  readonly config: Pick<RelayConfig, "tokens" | "allowedFrom" | "messageIdDomain" | "rateLimitPerMin" | "bodyLimitBytes" | "maxMessageBytes" | "maxRecipients">;
+  readonly config: Pick<RelayConfig, "tokens" | "allowedFrom" | "callerFrom" | "quotas" | "messageIdDomain" | "rateLimitPerMin" | "bodyLimitBytes" | "maxMessageBytes" | "maxRecipients">;
   readonly queue: QueueStore;
   readonly handoff: Pick<Handoff, "check">;
   readonly log: Logger;
@@ -43,11 +44,11 @@ function digest(s: string): Buffer {
 }
 
 /**
- * Token check in constant time: both sides are hashed to 32 bytes (so the length of a guess leaks nothing) and every
- * configured token is compared, even after a match.
+ * Token check in constant time: the presented token is hashed to 32 bytes (so the length of a guess leaks nothing)
+ * and compared with every configured digest (the host stores only digests), even after a match.
  */
 export function makeAuthenticator(tokens: readonly CallerToken[]): (authorization: string | undefined) => string | undefined {
-  const known = tokens.map((t) => ({ name: t.name, digest: digest(t.token) }));
+  const known = tokens.map((t) => ({ name: t.name, digest: Buffer.from(t.sha256, "hex") }));
   return (authorization) => {
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization ?? "");
     const candidate = digest(m?.[1] ?? "");
@@ -70,6 +71,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const now = (): number => (deps.clock ?? Date).now();
   const metrics = deps.metrics;
   const authenticate = makeAuthenticator(config.tokens);
+  const quotas = new CallerQuotas(config.quotas);
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -156,7 +158,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         }
         idemKey = keyHeader;
       }
-      const send = validateSendRequest(req.body, config);
+      const send = validateSendRequest(req.body, { allowedFrom: config.callerFrom.get(req.caller) ?? config.allowedFrom, maxRecipients: config.maxRecipients });
       const id = randomUUID();
       const createdAt = now();
       const composed = await composeMessage(send, { id, messageIdDomain: config.messageIdDomain, date: new Date(createdAt) });
@@ -183,6 +185,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           ? { idempotency: { keyHash: sha256(`${req.caller}\n${idemKey}`), bodyHash: sha256(canonicalJson(req.body)) } }
           : {}),
       };
+      // Counted before the queue sees it; an idempotent replay of an accepted message is counted again (it is rare,
+      // and a caller replaying in a loop should meet its quota).
+      quotas.charge(req.caller, recipients.length, composed.length, createdAt);
       const result = await queue.enqueue(job);
       count(req, result.duplicate ? "duplicate" : "accepted");
       req.log.info(

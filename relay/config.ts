@@ -1,13 +1,35 @@
+import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import { z } from "zod";
 import isEmail from "validator/lib/isEmail";
 import isFQDN from "validator/lib/isFQDN";
 import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR } from "./host-contract";
 
-/** One caller: a token and the name logs and rate limits use for it. */
+/**
+ * One caller: the SHA-256 of its token (hex) and the name logs, rate limits and quotas use for it. The relay never
+ * needs the token itself: the host stores digests only (SMTP_RELAY_TOKEN_SHA256), so a copy of the env file does not
+ * authenticate anyone.
+ */
 export interface CallerToken {
   readonly name: string;
-  readonly token: string;
+  readonly sha256: string;
+}
+
+export function tokenSha256(token: string): string {
+  return createHash("sha256").update(token, "utf8").digest("hex");
+}
+
+/** A caller from a plaintext token (development, tests): only its digest is kept. */
+export function callerToken(name: string, token: string): CallerToken {
+  return { name, sha256: tokenSha256(token) };
+}
+
+/** Per-caller quotas, counted in fixed windows (the minute, the UTC day) in memory; a restart starts them afresh. */
+export interface Quotas {
+  readonly recipientsPerMin: number;
+  readonly recipientsPerDay: number;
+  readonly bytesPerMin: number;
+  readonly bytesPerDay: number;
 }
 
 export type HandoffConfig =
@@ -18,6 +40,9 @@ export interface RelayConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly tokens: readonly CallerToken[];
   readonly allowedFrom: ReadonlySet<string>;
+  /** Caller -> the senders it may use; a caller without an entry may use allowedFrom. Each is a subset of allowedFrom. */
+  readonly callerFrom: ReadonlyMap<string, ReadonlySet<string>>;
+  readonly quotas: Quotas;
   readonly messageIdDomain: string;
   readonly queueRoot: string;
   readonly maxAttempts: number;
@@ -36,6 +61,9 @@ export interface RelayConfig {
 }
 
 export const MIN_TOKEN_LENGTH = 32;
+
+/** Per caller: about 10x a busy transactional sender, far below what a stolen token could otherwise spray. */
+export const DEFAULT_QUOTAS: Quotas = { recipientsPerMin: 500, recipientsPerDay: 10_000, bytesPerMin: 50 * 1024 * 1024, bytesPerDay: 1024 * 1024 * 1024 };
 
 /** Raised when the environment is wrong: the message lists every bad variable at once. */
 export class ConfigError extends Error {
@@ -89,17 +117,59 @@ export function parseTokens(raw: string): { tokens: CallerToken[]; problems: str
       problems.push(`token #${i + 1}${named ? ` (${name})` : ""} is ${token.length} characters; each token needs at least ${MIN_TOKEN_LENGTH}`);
     }
     if (/\s/.test(token)) problems.push(`token #${i + 1} contains whitespace`);
-    tokens.push({ name, token });
+    tokens.push(callerToken(name, token));
   });
+  return { tokens, problems: [...problems, ...duplicateProblems(tokens)] };
+}
+
+function duplicateProblems(tokens: readonly CallerToken[]): string[] {
+  const problems: string[] = [];
   const names = new Set<string>();
   const values = new Set<string>();
   for (const t of tokens) {
     if (names.has(t.name)) problems.push(`caller name "${t.name}" is used twice`);
-    if (values.has(t.token)) problems.push(`the same token is listed twice`);
+    if (values.has(t.sha256)) problems.push(`the same token is listed twice`);
     names.add(t.name);
-    values.add(t.token);
+    values.add(t.sha256);
   }
-  return { tokens, problems };
+  return problems;
+}
+
+/** `name=<64 hex digits>,...`: the SHA-256 of each caller's token, as the deploy step writes it on the host. */
+export function parseTokenDigests(raw: string): { tokens: CallerToken[]; problems: string[] } {
+  const problems: string[] = [];
+  const tokens: CallerToken[] = [];
+  const parts = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (parts.length === 0) problems.push("set at least one name=<sha256 hex> entry");
+  parts.forEach((part, i) => {
+    const m = /^([A-Za-z0-9_.-]{1,64})=([0-9a-fA-F]{64})$/.exec(part);
+    if (!m) {
+      problems.push(`entry #${i + 1} must be name=<64 hex digits> (the SHA-256 of the caller's token)`);
+      return;
+    }
+    tokens.push({ name: m[1] as string, sha256: (m[2] as string).toLowerCase() });
+  });
+  return { tokens, problems: [...problems, ...duplicateProblems(tokens)] };
+}
+
+/** `caller=a@x;b@x,caller2=c@x`: per-caller sender allowlists. */
+export function parseCallerFrom(raw: string): { map: Map<string, Set<string>>; problems: string[] } {
+  const map = new Map<string, Set<string>>();
+  const problems: string[] = [];
+  for (const part of raw.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    const eq = part.indexOf("=");
+    const name = part.slice(0, eq);
+    if (eq <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
+      problems.push(`"${part.slice(0, 40)}" must be caller=address;address`);
+      continue;
+    }
+    const list = part.slice(eq + 1).split(";").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
+    if (list.length === 0) problems.push(`caller "${name}" lists no address`);
+    for (const a of list) if (!isEmail(a, emailOptions) || a.startsWith("-")) problems.push(`caller "${name}": "${a}" is not a valid address`);
+    if (map.has(name)) problems.push(`caller "${name}" is listed twice`);
+    map.set(name, new Set(list));
+  }
+  return { map, problems };
 }
 
 const schema = z.object({
@@ -118,12 +188,35 @@ const schema = z.object({
       return { host, port };
     }),
   SMTP_RELAY_TOKEN: z
-    .string({ required_error: `required: one or more comma-separated tokens of ${MIN_TOKEN_LENGTH}+ characters` })
+    .string()
+    .optional()
     .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return undefined;
       const { tokens, problems } = parseTokens(v);
       for (const p of problems) ctx.addIssue({ code: z.ZodIssueCode.custom, message: p });
       return tokens;
     }),
+  SMTP_RELAY_TOKEN_SHA256: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return undefined;
+      const { tokens, problems } = parseTokenDigests(v);
+      for (const p of problems) ctx.addIssue({ code: z.ZodIssueCode.custom, message: p });
+      return tokens;
+    }),
+  RELAY_CALLER_FROM: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const { map, problems } = parseCallerFrom(v ?? "");
+      for (const p of problems) ctx.addIssue({ code: z.ZodIssueCode.custom, message: p });
+      return map;
+    }),
+  RELAY_QUOTA_RECIPIENTS_PER_MIN: intVar(DEFAULT_QUOTAS.recipientsPerMin, 1),
+  RELAY_QUOTA_RECIPIENTS_PER_DAY: intVar(DEFAULT_QUOTAS.recipientsPerDay, 1),
+  RELAY_QUOTA_BYTES_PER_MIN: intVar(DEFAULT_QUOTAS.bytesPerMin, 1024),
+  RELAY_QUOTA_BYTES_PER_DAY: intVar(DEFAULT_QUOTAS.bytesPerDay, 1024),
   RELAY_ALLOWED_FROM: z
     .string({ required_error: "required: comma-separated sender addresses callers may use as From" })
     .transform((v, ctx) => {
@@ -182,10 +275,16 @@ const schema = z.object({
 /** Checks the whole environment at once; throws one ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   const parsed = schema.safeParse(env);
+  const noTokens = !env.SMTP_RELAY_TOKEN?.trim() && !env.SMTP_RELAY_TOKEN_SHA256?.trim();
+  const tokensMissing = {
+    variable: "SMTP_RELAY_TOKEN_SHA256",
+    message: `required (or SMTP_RELAY_TOKEN): the callers' tokens, as name=<sha256 hex> or name=<token of ${MIN_TOKEN_LENGTH}+ characters>`,
+  };
   if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "environment"), message: i.message })),
-    );
+    throw new ConfigError([
+      ...(noTokens ? [tokensMissing] : []),
+      ...parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "environment"), message: i.message })),
+    ]);
   }
   const e = parsed.data;
   const problems: { variable: string; message: string }[] = [];
@@ -200,13 +299,31 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   if (e.QUEUE_RETRY_MAX_MS < e.QUEUE_RETRY_BASE_MS) {
     problems.push({ variable: "QUEUE_RETRY_MAX_MS", message: `must be >= QUEUE_RETRY_BASE_MS (${e.QUEUE_RETRY_BASE_MS})` });
   }
+  const tokens = e.SMTP_RELAY_TOKEN_SHA256 ?? e.SMTP_RELAY_TOKEN;
+  if (e.SMTP_RELAY_TOKEN_SHA256 !== undefined && e.SMTP_RELAY_TOKEN !== undefined) {
+    problems.push({ variable: "SMTP_RELAY_TOKEN", message: "set SMTP_RELAY_TOKEN_SHA256 (digests, as on the host) or SMTP_RELAY_TOKEN (plaintext, for development), not both" });
+  }
+  if (tokens === undefined) problems.push(tokensMissing);
+  for (const [caller, senders] of e.RELAY_CALLER_FROM) {
+    if (tokens !== undefined && !tokens.some((t) => t.name === caller)) problems.push({ variable: "RELAY_CALLER_FROM", message: `caller "${caller}" has no token` });
+    for (const a of senders) {
+      if (!e.RELAY_ALLOWED_FROM.includes(a)) problems.push({ variable: "RELAY_CALLER_FROM", message: `caller "${caller}": ${a} is not in RELAY_ALLOWED_FROM` });
+    }
+  }
   const firstFrom = e.RELAY_ALLOWED_FROM[0] as string;
   const messageIdDomain = e.RELAY_MESSAGE_ID_DOMAIN || firstFrom.slice(firstFrom.lastIndexOf("@") + 1);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     listen: e.RELAY_LISTEN,
-    tokens: e.SMTP_RELAY_TOKEN,
+    tokens: tokens ?? [],
     allowedFrom: new Set(e.RELAY_ALLOWED_FROM),
+    callerFrom: e.RELAY_CALLER_FROM,
+    quotas: {
+      recipientsPerMin: e.RELAY_QUOTA_RECIPIENTS_PER_MIN,
+      recipientsPerDay: e.RELAY_QUOTA_RECIPIENTS_PER_DAY,
+      bytesPerMin: e.RELAY_QUOTA_BYTES_PER_MIN,
+      bytesPerDay: e.RELAY_QUOTA_BYTES_PER_DAY,
+    },
     messageIdDomain,
     queueRoot: e.QUEUE_ROOT,
     maxAttempts: e.QUEUE_MAX_ATTEMPTS,

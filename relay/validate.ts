@@ -4,6 +4,7 @@ import { z } from "zod";
 import isBase64 from "validator/lib/isBase64";
 import isEmail from "validator/lib/isEmail";
 import { RelayError } from "./errors";
+import { assertHtmlWithinLimits } from "./mime";
 
 /** An address with an optional display name; the domain may be an IDN (kept in Unicode for headers). */
 export interface Mailbox {
@@ -78,6 +79,13 @@ const bodySchema = z
 
 type RawBody = z.infer<typeof bodySchema>;
 type RawMailbox = z.infer<typeof mailbox>;
+
+/**
+ * Custom headers: X- headers only, so Received, Return-Path, DKIM-*, ARC-*, Authentication-Results and every other
+ * standard field are refused by construction; and among X- headers, the ones receivers and filters write
+ * themselves (spam verdicts, Exchange transport, antivirus), which a caller could forge to look pre-approved.
+ */
+export const RESERVED_X_HEADERS = /^X-(Spam|MS-Exchange|Microsoft-Antispam|Forefront-Antispam|Virus|Mailer-Daemon|Original-To|Envelope-)/i;
 
 /** CR, LF or NUL would end a header line early: refused, never stripped. */
 const HEADER_BREAKER = /[\r\n\0]/;
@@ -160,6 +168,9 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
     if (!/^X-[A-Za-z0-9-]{1,70}$/i.test(k)) {
       throw new RelayError("header_not_allowed", `headers.${k} is not allowed; only X- headers (letters, digits, "-") may be set`, `headers.${k}`);
     }
+    if (RESERVED_X_HEADERS.test(k)) {
+      throw new RelayError("header_not_allowed", `headers.${k} is not allowed: receivers' spam and transport verdicts (X-Spam-*, X-MS-Exchange-*, ...) can't be set by a caller`, `headers.${k}`);
+    }
     if (v.length > HEADER_VALUE_MAX) {
       throw new RelayError("invalid_field", `headers.${k} is longer than ${HEADER_VALUE_MAX} characters`, `headers.${k}`);
     }
@@ -187,7 +198,7 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   // Rule: the sender is on the allowlist.
   const from = toMailbox(b.from);
   if (!limits.allowedFrom.has(from.email.toLowerCase())) {
-    throw new RelayError("from_not_allowed", `from address ${from.email} is not in RELAY_ALLOWED_FROM`, "from");
+    throw new RelayError("from_not_allowed", `from address ${from.email} is not an allowed sender for this caller`, "from");
   }
 
   // Rule: recipient count.
@@ -204,6 +215,9 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
     throw new RelayError("missing_body", "give text, html or both", "text");
   }
 
+  // Rule: HTML within HTML_LIMITS (elements, nesting), checked by a linear scan before any parser sees it.
+  if (b.html !== undefined && b.html !== "") assertHtmlWithinLimits(b.html);
+
   // Rule: attachments are base64 with a plain type/subtype.
   const attachments = (b.attachments ?? []).map((a, i) => {
     if (a.content !== "" && !isBase64(a.content)) {
@@ -212,6 +226,10 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
     const contentType = a.contentType ?? "application/octet-stream";
     if (!/^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$/.test(contentType)) {
       throw new RelayError("invalid_attachment", `attachments[${i}].contentType must be type/subtype`, `attachments[${i}].contentType`);
+    }
+    // A message/* part is a whole message (its own From, Received, DKIM-Signature) riding inside a signed one.
+    if (/^message\//i.test(contentType)) {
+      throw new RelayError("invalid_attachment", `attachments[${i}].contentType ${contentType} is not allowed: no message/* attachments`, `attachments[${i}].contentType`);
     }
     return { filename: a.filename, contentType, content: Buffer.from(a.content, "base64") };
   });

@@ -537,13 +537,22 @@ export interface FilePush {
 
 const ofType = (rs: readonly ResourceView[], type: string) => rs.filter((r) => r.type === type);
 
+/** The file a host path names: `.`, `..` and repeated slashes resolved (as the kernel would). */
+export function normalizeHostPath(p: string): string {
+  return posixPath.normalize(p.replace(/\/+/g, "/")).replace(/(.)\/$/, "$1");
+}
+
+/** The only files the deploy step may write under /etc/postfix/: anything else could be a map or a second config. */
+export const POSTFIX_FILES = new Set(["/etc/postfix/main.cf", "/etc/postfix/master.cf", "/etc/postfix/sasl_passwd", "/etc/postfix/sender_access"]);
+
 /** A Command whose triggers[0] is an absolute host path is the push of that file; stdin is its content. */
 export function filePushes(rs: readonly ResourceView[]): FilePush[] {
   return ofType(rs, TYPES.command).flatMap((r) => {
     const t0 = asArray(r.props.triggers)?.[0];
     if (!isStr(t0) || !t0.startsWith("/")) return [];
     const host = asObj(r.props.connection)?.host;
-    return [{ resource: r, path: t0, content: isStr(r.props.stdin) ? r.props.stdin : undefined, host: isStr(host) ? host : undefined }];
+    // "/etc/postfix/./main.cf", "//etc/postfix//main.cf" and ".." spellings are the same file to the host.
+    return [{ resource: r, path: normalizeHostPath(t0), content: isStr(r.props.stdin) ? r.props.stdin : undefined, host: isStr(host) ? host : undefined }];
   });
 }
 
@@ -696,7 +705,13 @@ export const noPublicSmtpPorts: ResourceRule = {
     if (r.type !== TYPES.firewall) return [];
     const out: Violation[] = [];
     for (const fr of firewallRules(r) ?? []) {
-      if (fr.direction !== "in" || !isStr(fr.protocol) || NON_TCP_PROTOCOLS.has(fr.protocol) || fr.ports === undefined) continue;
+      if (fr.direction !== "in") continue;
+      // Ports and protocol decide safety and come from config, never from the cloud: unknown fails closed.
+      if (fr.protocol === undefined || (isStr(fr.protocol) && !NON_TCP_PROTOCOLS.has(fr.protocol) && fr.ports === undefined)) {
+        out.push(v(this.name, r, `rule #${fr.index} has an unknown ${fr.protocol === undefined ? "protocol" : "port"}; a rule that might open 25/465/587 is refused until it is known`));
+        continue;
+      }
+      if (!isStr(fr.protocol) || NON_TCP_PROTOCOLS.has(fr.protocol) || fr.ports === undefined) continue;
       const sources = asArray(fr.sources);
       if (sources !== undefined && sources.length === 0) continue; // opens to nobody
       const hit = SMTP_PORTS.filter((p) => portInRange(p, fr.ports!));
@@ -738,11 +753,13 @@ export const sshRestricted: ResourceRule = {
       if (fr.direction !== "in" || !isStr(fr.protocol) || NON_TCP_PROTOCOLS.has(fr.protocol) || fr.ports === undefined || !portInRange(22, fr.ports)) continue;
       const sources = asArray(fr.sources);
       const rawRule = asObj(asArray(r.props.rules)?.[fr.index]) ?? {};
-      // Not set at all: Hetzner would treat it as no restriction. Unknown (key present, value undefined): skip.
+      // Not set at all: Hetzner would treat it as no restriction. Unknown (key present, value undefined): fails closed.
       const wide =
         sources === undefined
-          ? has(rawRule, "sourceIps") ? [] : ["(not set: any)"]
-          : sources.filter(isStr).filter((s) => {
+          ? has(rawRule, "sourceIps") ? ["(unknown: fails closed)"] : ["(not set: any)"]
+          : sources.filter((s) => !isStr(s)).length > 0
+            ? ["(an unknown source: fails closed)"]
+            : sources.filter(isStr).filter((s) => {
               const c = parseCidr(s);
               return c === undefined || isNearlyWholeInternet(c);
             });
@@ -766,8 +783,22 @@ export const postfixLoopbackOnly: StackRule = {
       if (ii === undefined) out.push(v(this.name, m.push.resource, "main.cf does not set inet_interfaces (Postfix's default is all); set inet_interfaces = loopback-only"));
       else if (!inetInterfacesLoopbackOnly(ii)) out.push(v(this.name, m.push.resource, `main.cf inet_interfaces = ${ii}; must be loopback-only (or only 127.0.0.1/::1)`));
     }
+    for (const p of filePushes(rs)) {
+      // main.cf and master.cf are rendered from config alone, so they are always known at preview: unknown fails closed.
+      if ((p.path === "/etc/postfix/main.cf" || p.path === "/etc/postfix/master.cf") && p.content === undefined) {
+        out.push(v(this.name, p.resource, `the content of ${p.path} is unknown; inet_interfaces, mynetworks and the listeners can't be proven, so it is refused`));
+      }
+      if (p.path.startsWith("/etc/postfix/") && !POSTFIX_FILES.has(p.path)) {
+        out.push(v(this.name, p.resource, `pushes ${p.path}; only ${[...POSTFIX_FILES].join(", ")} may be written under /etc/postfix/`));
+      }
+    }
     for (const { push, services } of masterCfs(rs)) {
       for (const s of services) {
+        // smtpd behind a unix socket, fifo or pass service is a listener too: whatever connects to it is a local client.
+        if (s.type !== "inet" && SMTP_SERVER_COMMANDS.has(commandName(s.command))) {
+          out.push(v(this.name, push.resource, `master.cf runs ${commandName(s.command)} on a ${s.type} service "${s.service}"; the only SMTP server is smtp inet on loopback`));
+          continue;
+        }
         if (s.type !== "inet") continue;
         const { host, port } = masterServiceEndpoint(s.service);
         const submission = SUBMISSION_NAMES.has(port.toLowerCase());
@@ -828,14 +859,27 @@ export const trustedNetworksLoopbackOnly: StackRule = {
   },
 };
 
+/**
+ * The only tokens a relay, recipient or client restriction list may hold. Everything else is refused, because a
+ * lookup (`check_client_access static:OK`), a restriction class defined as `permit`, or any other permit_* can say OK
+ * to a stranger before reject_unauth_destination is reached.
+ */
+export const RESTRICTION_TOKENS: ReadonlySet<string> = new Set(["permit_mynetworks", "reject_unauth_destination", "defer_unauth_destination", "reject", "defer"]);
+/** Restriction lists whose tokens are allow-listed. */
+export const RESTRICTION_LISTS = ["smtpd_client_restrictions", "smtpd_relay_restrictions", "smtpd_recipient_restrictions"] as const;
+
+/** Tokens of a restriction list that are not allow-listed (maps and their arguments included). */
+export function restrictionTokensNotAllowed(value: string): string[] {
+  return postfixList(value).filter((i) => !RESTRICTION_TOKENS.has(i.toLowerCase()));
+}
+
 /** Why a relay restriction list is not closed, or undefined when it is. */
 export function relayRestrictionsProblem(value: string): string | undefined {
   const items = postfixList(value).map((i) => i.toLowerCase());
   const idx = items.findIndex((i) => i === "reject_unauth_destination" || i === "defer_unauth_destination");
   if (idx < 0) return "has no reject_unauth_destination (or defer_unauth_destination)";
-  if (items.slice(0, idx).includes("permit")) return "permits everything before reject_unauth_destination";
-  const after = items.slice(idx + 1).filter((i) => i.startsWith("permit"));
-  if (after.length > 0) return `has ${after.join(", ")} after ${items[idx]}`;
+  const bad = restrictionTokensNotAllowed(value);
+  if (bad.length > 0) return `holds ${bad.join(", ")}; only ${[...RESTRICTION_TOKENS].join(", ")} may appear`;
   return undefined;
 }
 
@@ -855,15 +899,22 @@ export const relayRestrictionsClosed: StackRule = {
       }
       const p = relayRestrictionsProblem(rr);
       if (p) out.push(v(this.name, m.push.resource, `main.cf smtpd_relay_restrictions = ${rr} ${p}`));
+      for (const key of RESTRICTION_LISTS.filter((k) => k !== "smtpd_relay_restrictions")) {
+        const val = m.get(key);
+        const bad = val === undefined ? [] : restrictionTokensNotAllowed(val);
+        if (bad.length > 0) out.push(v(this.name, m.push.resource, `main.cf ${key} = ${val} holds ${bad.join(", ")}; only ${[...RESTRICTION_TOKENS].join(", ")} may appear`));
+      }
     }
     for (const { push, services } of masterCfs(rs)) {
       const main = mainCfFor(push, mains);
       for (const s of smtpdServices(services)) {
-        const o = s.overrides.get("smtpd_relay_restrictions");
-        if (o === undefined) continue;
-        const val = main ? expandPostfix(o, main.params) : o;
-        const p = relayRestrictionsProblem(val);
-        if (p) out.push(v(this.name, push.resource, `master.cf service "${s.service}" overrides smtpd_relay_restrictions=${val}, which ${p}`));
+        for (const key of RESTRICTION_LISTS) {
+          const o = s.overrides.get(key);
+          if (o === undefined) continue;
+          const val = main ? expandPostfix(o, main.params) : o;
+          const p = key === "smtpd_relay_restrictions" ? relayRestrictionsProblem(val) : restrictionTokensNotAllowed(val).length > 0 ? `holds ${restrictionTokensNotAllowed(val).join(", ")}` : undefined;
+          if (p) out.push(v(this.name, push.resource, `master.cf service "${s.service}" overrides ${key}=${val}, which ${p}`));
+        }
       }
     }
     return out;
@@ -966,7 +1017,11 @@ export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
     if (/smtps?:\/\//i.test(text) || /tcp:\/\//i.test(text)) problems.push(`ingress #${i} uses smtp:// or tcp:// (${String(ing.service)})`);
     else if (mailPort.test(text)) problems.push(`ingress #${i} names a mail port (${String(ing.service)})`);
     const service = ing.service;
-    if (service === undefined) return;
+    // Where the tunnel sends traffic decides safety and never comes from the cloud: unknown fails closed.
+    if (service === undefined) {
+      problems.push(`ingress #${i} has an unknown service; a route that might reach an SMTP port is refused until it is known`);
+      return;
+    }
     if (last) {
       if (service !== "http_status:404" || (isStr(ing.hostname) && ing.hostname !== "") || (isStr(ing.path) && ing.path !== "")) {
         problems.push(`the last ingress must be a catch-all http_status:404, not ${JSON.stringify({ hostname: ing.hostname, path: ing.path, service })}`);
@@ -989,13 +1044,73 @@ export const tunnelCannotReachMailPorts: ResourceRule = {
   check(r) {
     if (r.type !== TYPES.tunnelConfig) return [];
     const cfg = asObj(r.props.config);
-    if (cfg === undefined) return [];
+    if (cfg === undefined) return [v(this.name, r, "tunnel config is unknown or not set; its routes can't be proven, so it is refused")];
     const ing = asArray(cfg.ingresses);
-    if (ing === undefined) return has(cfg, "ingresses") ? [] : [v(this.name, r, "config has no ingresses (needs the relay route and a catch-all http_status:404)")];
+    if (ing === undefined) return [v(this.name, r, has(cfg, "ingresses") ? "tunnel config ingresses are unknown; refused until known" : "config has no ingresses (needs the relay route and a catch-all http_status:404)")];
     const problems = tunnelIngressProblems(ing);
     const rest = JSON.stringify({ ...cfg, ingresses: undefined });
     if (/smtps?:\/\/|tcp:\/\//i.test(rest)) problems.push("config names smtp:// or tcp:// outside the ingress list");
     return problems.map((p) => v(this.name, r, `tunnel config ${p}`));
+  },
+};
+
+/** cloudflared's locally managed ingress file (the tunnel is config_src "local"). */
+export const CLOUDFLARED_CONFIG_PATH = "/etc/cloudflared/mail-relay.yml";
+
+/** Why a pushed cloudflared config file is unsafe: ingress problems, and any route without cloudflared's own Access check. */
+export function cloudflaredConfigProblems(text: string, auds: readonly string[]): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return ["is not the JSON the renderer writes, so its routes can't be checked"];
+  }
+  const ingress = asArray(asObj(doc)?.ingress);
+  if (ingress === undefined) return ["has no ingress list"];
+  const problems = tunnelIngressProblems(ingress);
+  ingress.slice(0, -1).forEach((raw, i) => {
+    const access = asObj(asObj(asObj(raw)?.originRequest)?.access);
+    if (!access || access.required !== true) {
+      problems.push(`ingress #${i} does not set originRequest.access.required: true (cloudflared must check the Access JWT itself)`);
+      return;
+    }
+    if (!isStr(access.teamName) || access.teamName === "") problems.push(`ingress #${i} originRequest.access has no teamName`);
+    const tags = asArray(access.audTag);
+    if (!tags || tags.length === 0 || !tags.every(isStr)) problems.push(`ingress #${i} originRequest.access has no audTag`);
+    else if (auds.length > 0 && !tags.every((t) => auds.includes(t as string))) problems.push(`ingress #${i} audTag ${JSON.stringify(tags)} is not this stack's Access application`);
+  });
+  return problems;
+}
+
+/** 17. The tunnel's ingress is locally managed, pushed to every node, and cloudflared checks the Access JWT. */
+export const tunnelIngressLocal: StackRule = {
+  name: "tunnel-ingress-local",
+  scope: "stack",
+  reason:
+    "A remotely managed tunnel takes its routes from the Cloudflare dashboard, where one edit can send the hostname to an SMTP port; the routes must live in a file on the host, and cloudflared must refuse a request Access did not sign.",
+  check(rs) {
+    const tunnels = ofType(rs, TYPES.tunnel);
+    if (tunnels.length === 0) return [];
+    const out: Violation[] = [];
+    for (const t of tunnels) {
+      // configSrc is plain configuration, never cloud-assigned: unknown counts as wrong (fail closed).
+      if (t.props.configSrc !== "local") out.push(v(this.name, t, `configSrc is ${t.props.configSrc === undefined ? "unknown or not set" : JSON.stringify(t.props.configSrc)}; must be "local" so the dashboard can't change the routes`));
+    }
+    const auds = ofType(rs, TYPES.accessApp).map((a) => a.props.aud).filter(isStr);
+    const pushes = filePushes(rs).filter((p) => p.path === CLOUDFLARED_CONFIG_PATH);
+    for (const p of pushes) {
+      // Unknown only while the Access application's AUD tag is (first preview); checked again after the update.
+      if (p.content === undefined) continue;
+      for (const problem of cloudflaredConfigProblems(p.content, auds)) out.push(v(this.name, p.resource, `${CLOUDFLARED_CONFIG_PATH} ${problem}`));
+    }
+    const servers = ofType(rs, TYPES.server);
+    const hosts = new Set(pushes.map((p) => p.host));
+    const nodeHosts = new Set(filePushes(rs).filter((p) => p.path === "/etc/postfix/main.cf").map((p) => p.host));
+    if (servers.length > 0 && !somePushUnknown(rs)) {
+      if (pushes.length === 0) out.push(v(this.name, tunnels[0], `no ${CLOUDFLARED_CONFIG_PATH} is pushed: cloudflared would have no local ingress`));
+      else for (const h of nodeHosts) if (h !== undefined && !hosts.has(h)) out.push(v(this.name, tunnels[0], `node ${h} gets no ${CLOUDFLARED_CONFIG_PATH}`));
+    }
+    return out;
   },
 };
 
@@ -1030,6 +1145,9 @@ export const accessInFrontOfTunnel: StackRule = {
     const policies = ofType(rs, TYPES.accessPolicy);
     const idOf = (p: ResourceView) => p.id ?? (isStr(p.props.id) ? p.props.id : undefined);
     const idsUnknown = policies.some((p) => idOf(p) === undefined);
+    const ownTokens = new Set(ofType(rs, TYPES.serviceToken).map((t) => idOf(t)).filter(isStr));
+    // A token whose ID the cloud has not assigned yet can't be matched: then a serviceToken include is not judged.
+    const tokenIdsUnknown = ofType(rs, TYPES.serviceToken).some((t) => idOf(t) === undefined);
     for (const host of tunnelHostnames(rs)) {
       const covering = apps.filter((a) => appCovers(a, host) !== false);
       if (covering.length === 0) {
@@ -1065,6 +1183,17 @@ export const accessInFrontOfTunnel: StackRule = {
           if (includes.some((inc) => inc && has(inc, "everyone")) && pol.decision !== "deny") out.push(v(this.name, app, `covers ${host} with a policy that includes everyone`));
           if (pol.decision === "non_identity" && includes.some((inc) => inc && SERVICE_TOKEN_INCLUDES.some((k) => has(inc, k)))) tokenPolicy = true;
           if (pol.decision === undefined) unknown = true;
+          if (pol.decision === "deny") continue;
+          // Includes are OR-ed: one {ip: 0.0.0.0/0} or anyValidServiceToken beside the tokens lets anyone (or any
+          // token of the account) in. Every include must be one of this stack's own service tokens.
+          includes.forEach((inc, i) => {
+            const tokenId = asObj(inc?.serviceToken)?.tokenId;
+            const keys = inc ? Object.keys(inc) : [];
+            if (inc && keys.length === 1 && keys[0] === "serviceToken" && (tokenId === undefined || tokenIdsUnknown)) return; // ids not assigned yet
+            if (!inc || keys.length !== 1 || keys[0] !== "serviceToken" || !isStr(tokenId) || !ownTokens.has(tokenId)) {
+              out.push(v(this.name, app, `covers ${host} with a policy whose include #${i} ${JSON.stringify(inc ?? null)} is not one of this stack's service tokens`));
+            }
+          });
         }
         if (!tokenPolicy && !unknown) out.push(v(this.name, app, `covers ${host} but no policy is non_identity with a service token`));
       }
@@ -1412,6 +1541,7 @@ export const rules: readonly Rule[] = [
   noSecretsInUserData,
   mxNeverPointsAtRelay,
   primaryIpsKept,
+  tunnelIngressLocal,
 ];
 
 /** Run every rule over a stack: resource rules on each resource, stack rules on the whole list. */

@@ -3,10 +3,12 @@
  *  - connectors (the stand-in cloudflared on the host) dial OUT to <addr>:7844 and wait there, as the real
  *    connector keeps outbound connections to Cloudflare; nothing on the host listens for the tunnel;
  *  - callers send HTTP to <addr>:80; a request without a valid Access service token (CF-Access-Client-Id and
- *    -Secret) gets 403 as from Access; any other is handed, bytes as they are plus `Connection: close`, down an
- *    idle connector connection, and the answer comes back the same way.
+ *    -Secret) gets 403 as from Access; any other is handed, bytes as they are plus `Connection: close` and the
+ *    `Cf-Access-Jwt-Assertion` Access adds (JWT-shaped, with the application's aud and the team's issuer, but NOT
+ *    signed with Cloudflare's keys, which the rehearsal does not have), down an idle connector connection, and the
+ *    answer comes back the same way.
  *
- *   node --import tsx rehearsal/world/edge.ts <addr> <tokens.json>
+ *   node --import tsx rehearsal/world/edge.ts <addr> <access.json>   ({tokens, aud?, teamName?})
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -16,7 +18,14 @@ if (!addr || !tokensFile) {
   console.error("usage: edge.ts <addr> <tokens.json>");
   process.exit(2);
 }
-const tokens = JSON.parse(fs.readFileSync(tokensFile, "utf8")) as { clientId: string; clientSecret: string }[];
+const access = JSON.parse(fs.readFileSync(tokensFile, "utf8")) as { tokens: { clientId: string; clientSecret: string }[]; aud?: string[]; teamName?: string };
+const tokens = access.tokens;
+const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+function assertion(clientId: string): string {
+  const now = Math.floor(Date.now() / 1000);
+  const payload = { aud: access.aud ?? [], iss: `https://${access.teamName ?? "rehearsal"}.cloudflareaccess.com`, common_name: clientId, type: "app", iat: now, exp: now + 300 };
+  return `${b64url({ alg: "RS256", kid: "rehearsal-unsigned" })}.${b64url(payload)}.rehearsal-unsigned`;
+}
 const idle: net.Socket[] = [];
 const waiting: ((s: net.Socket) => void)[] = [];
 let connectors = 0;
@@ -83,10 +92,10 @@ net
       const id = headers.get("cf-access-client-id");
       const secret = headers.get("cf-access-client-secret");
       if (!tokens.some((t) => t.clientId === id && t.clientSecret === secret)) return answer(client, 403, "Forbidden (Access: no valid service token)");
-      const kept = lines.slice(1).filter((l) => !/^(connection|keep-alive|proxy-connection|cf-access-client-secret):/i.test(l));
+      const kept = lines.slice(1).filter((l) => !/^(connection|keep-alive|proxy-connection|cf-access-client-secret|cf-access-jwt-assertion):/i.test(l));
       // Cloudflare adds these; the relay must not trust them for anything.
       const request = Buffer.concat([
-        Buffer.from([lines[0], ...kept, `cf-connecting-ip: ${client.remoteAddress}`, "connection: close", "", ""].join("\r\n"), "latin1"),
+        Buffer.from([lines[0], ...kept, `cf-connecting-ip: ${client.remoteAddress}`, `cf-access-jwt-assertion: ${assertion(id!)}`, "connection: close", "", ""].join("\r\n"), "latin1"),
         buf.subarray(end + 4, end + 4 + length),
       ]);
       const c = await connector(10_000);

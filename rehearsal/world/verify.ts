@@ -29,6 +29,8 @@ async function main() {
         file: f,
         rcptTo: env.rcptTo,
         remoteAddress: env.remoteAddress,
+        tls: env.secure === true,
+        authUser: env.user ?? null,
         dkim: sig?.status?.result ?? "none",
         dkimSelector: sig?.selector,
         dkimDomain: sig?.signingDomain,

@@ -7,8 +7,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  relayUploadPath,
   renderActivateRelayRelease,
+  renderApplyHostFirewall,
   renderApplyMailConfig,
+  renderInstallAndActivateRelay,
+  renderInstallHostKey,
   renderInstallFile,
   renderInstallRelayRelease,
   renderStartCloudflared,
@@ -75,6 +79,9 @@ describe("every deploy script is strict bash", () => {
     renderStartCloudflared(),
     renderStopCloudflared(),
     renderStopRelay(),
+    renderInstallHostKey(),
+    renderApplyHostFirewall(),
+    renderInstallAndActivateRelay("v1", 2525),
   ];
   it.each(scripts.map((s, i) => [i, s]))("script %i uses set -euo pipefail and parses (bash -n)", (_i, s) => {
     expect(s).toMatch(/^#!\/usr\/bin\/env bash\n/);
@@ -91,6 +98,73 @@ describe("every deploy script is strict bash", () => {
     expect(() => renderInstallFile({ path: "/etc/x", mode: "0644", owner: "root$(id)", group: "root", secret: false })).toThrow(/owner/);
     expect(() => renderInstallRelayRelease("../../etc")).toThrow(/version/);
     expect(() => renderActivateRelayRelease("v1", 0)).toThrow(/relayPort/);
+  });
+});
+
+describe("the relay bundle is staged root-only and removed once its release exists", () => {
+  it.each([0, 2])("wait-cloud-init (cloud-init exit %i) makes the upload dir 0700, never /var/tmp", (rc) => {
+    stub("cloud-init", `exit ${rc}`);
+    const r = bash(renderWaitForCloudInit());
+    expect(r.status, r.out).toBe(0);
+    expect(relayUploadPath("v1")).toMatch(/^\/var\/lib\/mail-relay-upload\//);
+    expect(statSync(join(root, "var/lib/mail-relay-upload")).mode & 0o777).toBe(0o700);
+  });
+
+  it("installs from the upload, deletes it, activates; a second run needs no upload; without both it fails clearly", () => {
+    const up = join(root, relayUploadPath("v1"));
+    mkdirSync(join(root, "var/lib/mail-relay-upload"), { recursive: true });
+    writeFileSync(up, healthy("v1"));
+    const first = bash(renderInstallAndActivateRelay("v1", 2525));
+    expect(first.status, first.out).toBe(0);
+    expect(existsSync(up)).toBe(false);
+    expect(current()).toBe("releases/v1");
+    // The upload is gone but the release exists: a re-run (e.g. a changed env file) still activates.
+    const again = bash(renderInstallAndActivateRelay("v1", 2525));
+    expect(again.status, again.out).toBe(0);
+    const missing = bash(renderInstallAndActivateRelay("v2", 2525));
+    expect(missing.status).not.toBe(0);
+    expect(missing.out).toMatch(/neither the release nor its upload/);
+  });
+
+  it("a release that fails to install keeps its upload for the next attempt", () => {
+    const up = join(root, relayUploadPath("v3"));
+    mkdirSync(join(root, "var/lib/mail-relay-upload"), { recursive: true });
+    writeFileSync(up, "this is not javascript (");
+    const r = bash(renderInstallAndActivateRelay("v3", 2525));
+    expect(r.status).not.toBe(0);
+    expect(existsSync(up)).toBe(true);
+  });
+});
+
+describe("renderApplyHostFirewall (stubbed id, useradd, nft)", () => {
+  beforeEach(() => {
+    stub("useradd", "exit 0");
+    stub("nft", 'if [ "$1" = "-c" ] && grep -q BROKEN "$3"; then echo "syntax error" >&2; exit 1; fi; exit 0');
+    mkdirSync(join(root, "etc"), { recursive: true });
+  });
+
+  it("creates the cloudflared user first (nft resolves the names it loads), checks with nft -c, then loads with nft -f", () => {
+    stub("id", "exit 1");
+    writeFileSync(join(root, "etc/nftables.conf"), "flush ruleset\n");
+    const r = bash(renderApplyHostFirewall());
+    expect(r.status, r.out).toBe(0);
+    const calls = r.calls.trim().split("\n");
+    const at = (re: RegExp) => calls.findIndex((c) => re.test(c));
+    expect(at(/^useradd --system .* cloudflared$/)).toBeGreaterThanOrEqual(0);
+    expect(at(/^useradd/)).toBeLessThan(at(/^nft -c -f /));
+    expect(at(/^nft -c -f /)).toBeLessThan(at(/^nft -f /));
+    // One transaction, never a service restart (stop = flush: a moment without a firewall).
+    expect(r.calls).not.toMatch(/systemctl (restart|stop) nftables/);
+  });
+
+  it("an existing cloudflared user is kept; a ruleset nft -c refuses is never loaded", () => {
+    stub("id", "exit 0");
+    writeFileSync(join(root, "etc/nftables.conf"), "BROKEN\n");
+    const r = bash(renderApplyHostFirewall());
+    expect(r.status).not.toBe(0);
+    expect(r.out).toMatch(/nft -c refused/);
+    expect(r.calls).not.toMatch(/^useradd/m);
+    expect(r.calls).not.toMatch(/^nft -f /m);
   });
 });
 

@@ -51,6 +51,8 @@ export function buildConfig(over: {
     ipv6: over.ipv6 ?? false,
     tunnel: over.tunnel ?? true,
     release: over.release ?? DEFAULT_RELEASE,
+    adminCidrs: ["203.0.113.0/24", "2001:db8:1234::/48"],
+    allowedSenders: [`noreply@${domain}`, `support@${domain}`],
   };
   const relayEnv: RelayEnvSettings = {
     listen: "127.0.0.1:2525",
@@ -60,6 +62,8 @@ export function buildConfig(over: {
     rateLimitPerMin: 60,
     bodyLimitBytes: bodyLimit,
     maxRecipients: 50,
+    callerFrom: [],
+    quotas: { recipientsPerMin: 500, recipientsPerDay: 10_000, bytesPerMin: 50 * 1024 * 1024, bytesPerDay: 1024 * 1024 * 1024 },
     handoff: "smtp://127.0.0.1:25",
     queueRoot: "/var/spool/mail-relay",
   };

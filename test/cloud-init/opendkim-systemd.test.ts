@@ -22,9 +22,12 @@ describe("OpenDKIM", () => {
     expect(conf.get("UserID")).toBe("opendkim");
     expect(conf.get("PidFile")).toBe("/run/opendkim/opendkim.pid");
   });
-  it("uses relaxed/simple, oversigns From, and trusts loopback only", () => {
+  it("uses relaxed/simple, signs and oversigns what readers act on, and trusts loopback only", () => {
     expect(conf.get("Canonicalization")).toBe("relaxed/simple");
-    expect(conf.get("OversignHeaders")).toBe("From");
+    const oversigned = (conf.get("OversignHeaders") ?? "").split(",");
+    for (const h of ["From", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc", "MIME-Version", "Content-Type", "List-Unsubscribe"]) expect(oversigned, h).toContain(h);
+    const signed = (conf.get("SignHeaders") ?? "").split(",");
+    for (const h of oversigned) expect(signed, `${h} is oversigned, so it must be signed`).toContain(h);
     expect(conf.get("InternalHosts")).toBe("refile:/etc/opendkim/TrustedHosts");
     expect(conf.get("ExternalIgnoreList")).toBe("refile:/etc/opendkim/TrustedHosts");
     expect(renderOpendkimTrustedHosts().trim().split("\n")).toEqual(["127.0.0.1", "::1", "localhost"]);
@@ -82,13 +85,15 @@ describe("cloudflared-mail-relay.service", () => {
   const v = (k: string) => unitValue(unit, "Service", k);
   it("takes the tunnel token from a root-only EnvironmentFile, never from the command line", () => {
     expect(v("EnvironmentFile")).toBe("/etc/cloudflared/mail-relay.env");
-    expect(v("ExecStart")).toBe("/usr/bin/cloudflared --no-autoupdate tunnel run");
+    expect(v("ExecStart")).toBe("/usr/bin/cloudflared --no-autoupdate --config /etc/cloudflared/mail-relay.yml tunnel run");
     expect(v("ExecStart")).not.toMatch(/--token|TUNNEL_TOKEN/);
   });
   it("is sandboxed like the relay", () => {
     expect(v("NoNewPrivileges")).toBe("yes");
     expect(v("ProtectSystem")).toBe("strict");
-    expect(v("DynamicUser")).toBe("yes");
+    // Its own user, which the host firewall lets reach loopback only on the relay's port.
+    expect(v("User")).toBe("cloudflared");
+    expect(unit.get("Service")?.has("DynamicUser")).toBe(false);
     expect(v("CapabilityBoundingSet")).toBe("");
   });
 });

@@ -92,6 +92,39 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
     expect(msg).toMatch(/^From: noreply@example\.com/m);
   });
 
+  it("the signature covers every header a reader acts on (h=), and oversigns the ones that must not be added later", async () => {
+    const before = sunk().length;
+    const msg = [
+      "From: noreply@example.com",
+      "To: someone@example.org",
+      "Cc: other@example.org",
+      "Reply-To: support@example.com",
+      "Subject: signed headers",
+      "Date: Mon, 30 Nov 2026 10:00:00 +0000",
+      "Message-ID: <h-list-test@mail.example.com>",
+      "MIME-Version: 1.0",
+      "Content-Type: text/plain; charset=utf-8",
+      "Content-Transfer-Encoding: 7bit",
+      "",
+      "hello",
+      "",
+    ].join("\r\n");
+    const r = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", "noreply@example.com", "--to", "someone@example.org", "--data", "-", "--timeout", "10"], msg);
+    expect(r.stdout + r.stderr).toMatch(/250 2\.0\.0 Ok: queued/);
+    await waitFor(() => sunk().length > before, "delivery to the sink");
+    const out = sunk().sort().map((f) => readFileSync(join(inst.sinkDir, f), "utf8")).find((m) => m.includes("Subject: signed headers"))!;
+    const sig = (/^DKIM-Signature:([^\n]*(?:\n[ \t][^\n]*)*)/m.exec(out)?.[1] ?? "").replace(/\s+/g, "");
+    const h = (/;h=([^;]*)/.exec(sig)?.[1] ?? "").toLowerCase().split(":");
+    const count = (name: string) => h.filter((x) => x === name).length;
+    for (const name of ["from", "to", "cc", "reply-to", "subject", "date", "message-id", "mime-version", "content-type", "content-transfer-encoding"]) {
+      // Present once, signed twice: a copy added in transit breaks the signature.
+      expect(count(name), `${name} in h=${h.join(":")}`).toBe(2);
+    }
+    // Absent, but oversigned: nobody can add a List-Unsubscribe or a Sender after signing.
+    expect(count("list-unsubscribe")).toBe(1);
+    expect(count("sender")).toBe(1);
+  });
+
   it("signs a message submitted with sendmail too (non_smtpd_milters through the relative socket path)", async () => {
     const before = sunk().length;
     const r = inNs(tool("sendmail") as string, ["-C", inst.etc, "-f", "noreply@example.com", "-i", "someone@example.org"], "From: noreply@example.com\nTo: someone@example.org\nSubject: via sendmail\n\nhello\n");
@@ -118,6 +151,20 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
       // The verification can fail: one changed body character breaks it, and so does another key.
       expect(verifyDkim(msg.replace("Thanks for your order.", "Thanks for your ordre."), direct.secrets.dkimPrivateKeyPem).valid).toBe(false);
       expect(verifyDkim(msg, otherKeyPem).valid).toBe(false);
+    }
+  });
+
+  it("accepts only the allowed envelope senders, whoever the loopback client is (smtpd_sender_restrictions)", async () => {
+    // A local process that is not the relay (it got past the host firewall, e.g. as root) still can't get a
+    // signed message out for an address outside allowedSenders.
+    const stranger = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", "ceo@example.com", "--to", "someone@example.org", "--header", "Subject: forged", "--body", "x", "--timeout", "10"]);
+    expect(stranger.stdout + stranger.stderr).toMatch(/<\*\* 5\d\d .*Sender address rejected/);
+    expect(stranger.stdout + stranger.stderr).not.toMatch(/Ok: queued/);
+    const foreign = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", "noreply@evil.example", "--to", "someone@example.org", "--body", "x", "--timeout", "10"]);
+    expect(foreign.stdout + foreign.stderr).toMatch(/<\*\* 5\d\d .*Sender address rejected/);
+    for (const allowed of direct.host.allowedSenders) {
+      const ok = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", allowed, "--to", "someone@example.org", "--body", "x", "--timeout", "10"]);
+      expect(ok.stdout + ok.stderr, allowed).toMatch(/250 2\.0\.0 Ok: queued/);
     }
   });
 

@@ -12,6 +12,7 @@ import {
   renderOpendkimTrustedHosts,
   renderPostfixMainCf,
   renderPostfixMasterCf,
+  renderPostfixSenderAccess,
   type HostSettings,
 } from "../../cloud-init";
 import { run, safeScratchDir, removeDir, tool } from "./real-tools";
@@ -91,6 +92,8 @@ export class PostfixInstance {
   writePostfixConfig(host: HostSettings, overrides: string[]): void {
     writeFileSync(join(this.etc, "main.cf"), renderPostfixMainCf(host));
     writeFileSync(join(this.etc, "master.cf"), renderPostfixMasterCf(host));
+    // main.cf names it as $config_directory/sender_access, so it moves with -c like main.cf itself.
+    writeFileSync(join(this.etc, "sender_access"), renderPostfixSenderAccess(host));
     const r = run(tool("postconf") as string, [
       "-c", this.etc, "-e",
       `queue_directory=${this.queueDir}`, `data_directory=${join(this.base, "data")}`,

@@ -2,6 +2,10 @@ import { describe, expect, it } from "vitest";
 import { hostConfigFiles, hostSecretFiles, renderRelayEnv, type RelayEnvSettings } from "../../cloud-init";
 import { SECRET_SMARTHOST_PASSWORD, SECRET_TOKEN, SECRET_TOKEN_2, SECRET_TUNNEL_TOKEN, buildConfig } from "./fixtures";
 import { parseEnvFile } from "./parsers";
+import { createHash } from "node:crypto";
+import { callerToken, loadConfig as loadRelayConfig } from "../../relay/config";
+
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
 const base = buildConfig().relayEnv;
 
@@ -10,15 +14,35 @@ describe("relay env file", () => {
     const env = parseEnvFile(renderRelayEnv({ ...base, tokens: [{ name: "app", token: SECRET_TOKEN }, { name: "billing", token: SECRET_TOKEN_2 }] }));
     expect(Object.fromEntries(env)).toEqual({
       RELAY_LISTEN: "127.0.0.1:2525",
-      SMTP_RELAY_TOKEN: `app=${SECRET_TOKEN},billing=${SECRET_TOKEN_2}`,
+      SMTP_RELAY_TOKEN_SHA256: `app=${sha256(SECRET_TOKEN)},billing=${sha256(SECRET_TOKEN_2)}`,
       RELAY_ALLOWED_FROM: "noreply@example.com,support@example.com",
+      RELAY_CALLER_FROM: "",
       RELAY_MESSAGE_ID_DOMAIN: "mail.example.com",
       RELAY_RATE_LIMIT_PER_MIN: "60",
       RELAY_BODY_LIMIT_BYTES: "524288",
       RELAY_MAX_RECIPIENTS: "50",
+      RELAY_QUOTA_RECIPIENTS_PER_MIN: "500",
+      RELAY_QUOTA_RECIPIENTS_PER_DAY: "10000",
+      RELAY_QUOTA_BYTES_PER_MIN: "52428800",
+      RELAY_QUOTA_BYTES_PER_DAY: "1073741824",
       RELAY_HANDOFF: "smtp://127.0.0.1:25",
       QUEUE_ROOT: "/var/spool/mail-relay",
     });
+  });
+  it("holds the callers' tokens only as SHA-256 digests: a copy of the file authenticates no one", () => {
+    const text = renderRelayEnv({ ...base, tokens: [{ name: "app", token: SECRET_TOKEN }, { name: "billing", token: SECRET_TOKEN_2 }] });
+    expect(text).not.toContain(SECRET_TOKEN);
+    expect(text).not.toContain(SECRET_TOKEN_2);
+    expect(text).not.toMatch(/^SMTP_RELAY_TOKEN=/m);
+    // ...and the relay reads it back to the same callers.
+    expect(loadRelayConfig(Object.fromEntries(parseEnvFile(text))).tokens).toEqual([callerToken("app", SECRET_TOKEN), callerToken("billing", SECRET_TOKEN_2)]);
+  });
+  it("renders per-caller sender lists the relay reads back", () => {
+    const text = renderRelayEnv({ ...base, callerFrom: [{ name: "app", senders: ["support@example.com"] }] });
+    expect(parseEnvFile(text).get("RELAY_CALLER_FROM")).toBe("app=support@example.com");
+    expect(loadRelayConfig(Object.fromEntries(parseEnvFile(text))).callerFrom.get("app")).toEqual(new Set(["support@example.com"]));
+    expect(() => renderRelayEnv({ ...base, callerFrom: [{ name: "app", senders: ["ceo@example.com"] }] })).toThrow(/not in RELAY_ALLOWED_FROM/);
+    expect(() => renderRelayEnv({ ...base, callerFrom: [{ name: "ghost", senders: ["support@example.com"] }] })).toThrow(/has no token/);
   });
   const bad: [string, Partial<RelayEnvSettings>, RegExp][] = [
     ["a newline in a token", { tokens: [{ name: "app", token: "abc\nQUEUE_ROOT=/tmp" }] }, /SMTP_RELAY_TOKEN/],
@@ -55,11 +79,13 @@ describe("host files", () => {
     expect(withTunnel.map((f) => f.path)).toEqual([
       "/etc/postfix/main.cf",
       "/etc/postfix/master.cf",
+      "/etc/postfix/sender_access",
       "/etc/opendkim.conf",
       "/etc/opendkim/KeyTable",
       "/etc/opendkim/SigningTable",
       "/etc/opendkim/TrustedHosts",
       "/etc/systemd/system/mail-relay.service",
+      "/etc/nftables.conf",
       "/etc/systemd/system/cloudflared-mail-relay.service",
     ]);
     for (const f of withTunnel) expect({ path: f.path, secret: f.secret, mode: f.mode, owner: f.owner }).toEqual({ path: f.path, secret: false, mode: "0644", owner: "root" });

@@ -15,6 +15,7 @@ function valid(): Record<string, unknown> {
     sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZr0Wv5nB1m3N0cP8xg0s5q9h9Jq8n3V7Xc2Qb1f2aA me@host",
     allowedSenders: ["noreply@example.com"],
     cloudflareAccountId: "0123456789abcdef0123456789abcdef",
+    accessTeamName: "example",
     dkimSelectors: [{ name: "mail202611", active: true }],
     mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
   };
@@ -47,9 +48,25 @@ describe("config: defaults", () => {
     expect(c.callers).toEqual(["app"]);
   });
 
+  it("callers are names or {name, allowedSenders}; only those with a list get one; quotas have defaults", () => {
+    const c = parseConfig({ ...valid(), allowedSenders: ["noreply@example.com", "tickets@example.com"], callers: ["app", { name: "billing", allowedSenders: ["Tickets@example.com"] }] }, secrets, ctx);
+    expect(c.callers).toEqual(["app", "billing"]);
+    expect(c.callerSenders).toEqual({ billing: ["tickets@example.com"] });
+    expect(c.relay.quotas).toEqual({ recipientsPerMin: 500, recipientsPerDay: 10000, bytesPerMin: 52428800, bytesPerDay: 1073741824 });
+  });
+
   it("several nodes are named mail1., mail2., ... so each PTR is distinct", () => {
     expect(nodeHostnames("mail.example.com", 3)).toEqual(["mail1.example.com", "mail2.example.com", "mail3.example.com"]);
     expect(parseConfig({ ...valid(), nodeCount: 2 }, secrets, ctx).nodes.map((n) => n.key)).toEqual(["node1", "node2"]);
+  });
+});
+
+describe("config: wide admin ranges", () => {
+  it("allowWideAdminCidrs: true accepts a /12 and a /32 and names them for the warning; /8 and /16 stay the hard floor", () => {
+    const c = parseConfig({ ...valid(), adminCidrs: ["10.0.0.0/12", "2001:db8::/32", "203.0.113.0/24"], allowWideAdminCidrs: true }, secrets, ctx);
+    expect(c.wideAdminCidrs).toEqual(["10.0.0.0/12", "2001:db8::/32"]);
+    expect(problems({ ...valid(), adminCidrs: ["0.0.0.0/4"], allowWideAdminCidrs: true }).join("\n")).toMatch(/opens SSH/);
+    expect(parseConfig(valid(), secrets, ctx).wideAdminCidrs).toEqual([]);
   });
 });
 
@@ -62,6 +79,8 @@ describe("config: every bad value gets its own clear error naming the key", () =
     ["0.0.0.0/0 in adminCidrs", { adminCidrs: ["0.0.0.0/0"] }, /mail-relay:adminCidrs\[0\] "0\.0\.0\.0\/0" opens SSH/],
     ["::/0 in adminCidrs", { adminCidrs: ["203.0.113.0/24", "::/0"] }, /mail-relay:adminCidrs\[1\] "::\/0" opens SSH/],
     ["half the Internet in adminCidrs", { adminCidrs: ["0.0.0.0/1"] }, /mail-relay:adminCidrs\[0\].*opens SSH/],
+    ["an IPv4 range wider than /16 in adminCidrs", { adminCidrs: ["10.0.0.0/12"] }, /mail-relay:adminCidrs "10\.0\.0\.0\/12" is wider than an IPv4 \/16 or an IPv6 \/48.*allowWideAdminCidrs/],
+    ["an IPv6 range wider than /48 in adminCidrs", { adminCidrs: ["2001:db8::/32"] }, /mail-relay:adminCidrs "2001:db8::\/32" is wider/],
     ["not a CIDR", { adminCidrs: ["10.0.0.1"] }, /mail-relay:adminCidrs\[0\] "10\.0\.0\.1" is not a CIDR/],
     ["bad ssh key", { sshPublicKey: "hello" }, /mail-relay:sshPublicKey must be an OpenSSH public key/],
     ["sender outside the domain", { allowedSenders: ["noreply@other.org"] }, /mail-relay:allowedSenders\[0\] "noreply@other\.org" must be at example\.com/],
@@ -86,10 +105,14 @@ describe("config: every bad value gets its own clear error naming the key", () =
     ["allowQueueLoss not a boolean", { relay: { allowQueueLoss: "yes" } }, /mail-relay:relay\.allowQueueLoss/],
     ["tunnel without account", { cloudflareAccountId: undefined }, /mail-relay:cloudflareAccountId is required when mail-relay:tunnel is true/],
     ["bad account id", { cloudflareAccountId: "abc" }, /mail-relay:cloudflareAccountId must be the 32-hex-digit/],
+    ["tunnel without an Access team name (cloudflared could not check the Access JWT)", { accessTeamName: undefined }, /mail-relay:accessTeamName is required when mail-relay:tunnel is true/],
+    ["bad Access team name", { accessTeamName: "Not A Label" }, /mail-relay:accessTeamName must be the Zero Trust team name/],
     ["relay hostname equals MTA hostname", { relayHostname: "mail.example.com" }, /mail-relay:relayHostname must differ from the MTA hostname/],
     ["domain outside zone", { zone: "other.org" }, /mail-relay:zone "other\.org" must be the Cloudflare zone that contains/],
     ["bad ttl", { dnsTtl: 5 }, /mail-relay:dnsTtl must be 1 \(automatic\) or 60\.\.86400/],
     ["bad caller", { callers: ["Billing Team"] }, /caller names are lowercase words/],
+    ["a caller's sender outside allowedSenders", { callers: ["app", { name: "billing", allowedSenders: ["ceo@example.com"] }] }, /mail-relay:callers\[1\]\.allowedSenders lists ceo@example\.com, which is not in mail-relay:allowedSenders/],
+    ["a quota below its floor", { relay: { quotas: { bytesPerMin: 10 } } }, /mail-relay:relay\.quotas\.bytesPerMin/],
   ];
   for (const [what, patch, re] of cases) {
     it(`refuses ${what}`, () => {

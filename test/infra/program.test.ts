@@ -2,7 +2,7 @@
  * The whole program under Pulumi's mocks, for the repo's stack files and the variants other tests use.
  * Each test is a rule the deployment must keep.
  */
-import { createPublicKey } from "node:crypto";
+import { createHash, createPublicKey } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -135,7 +135,11 @@ for (const v of all) {
       }
       const envPush = pushedFiles(run().resources).filter((f) => f.path === "/etc/mail-relay.env");
       expect(envPush.length).toBe((run().outputs.nodes as unknown[]).length);
-      for (const token of Object.values(run().outputs.relayTokens as Record<string, string>)) expect(envPush[0].content).toContain(token);
+      // The host gets each token's SHA-256, never the token.
+      for (const [caller, token] of Object.entries(run().outputs.relayTokens as Record<string, string>)) {
+        expect(envPush[0].content).not.toContain(token);
+        expect(envPush[0].content).toContain(`${caller}=${createHash("sha256").update(token).digest("hex")}`);
+      }
     });
 
     it("token and key outputs are secret", () => {
@@ -143,7 +147,7 @@ for (const v of all) {
       const tunnel = JSON.parse(run().config.values["mail-relay:tunnel"] ?? "true");
       if (tunnel) expect(run().secretOutputs).toEqual(expect.arrayContaining(["accessClientIds", "accessClientSecrets"]));
       else expect(run().outputs.accessClientIds).toBeUndefined();
-      const callers = JSON.parse(run().config.values["mail-relay:callers"] ?? '["app"]');
+      const callers = (JSON.parse(run().config.values["mail-relay:callers"] ?? '["app"]') as (string | { name: string })[]).map((c) => (typeof c === "string" ? c : c.name));
       expect(Object.keys(run().outputs.relayTokens).sort()).toEqual([...callers].sort());
       for (const t of Object.values(run().outputs.relayTokens as Record<string, string>)) expect(t.length).toBeGreaterThanOrEqual(32);
     });
@@ -206,12 +210,20 @@ for (const v of all) {
         expect(run().outputs.relayUrl).toBeUndefined();
         return;
       }
-      expect(cfg).toHaveLength(1);
-      const ingresses = cfg[0].props.config.ingresses as { hostname?: string; path?: string; service: string }[];
-      expect(ingresses[ingresses.length - 1]).toEqual({ service: "http_status:404" });
-      for (const i of ingresses.slice(0, -1)) {
-        expect(i.service).toBe("http://127.0.0.1:2525");
-        expect(i.path).toBe(PUBLIC_PATH_REGEX);
+      // Locally managed: no ingress in Cloudflare, the routes are the file every node gets.
+      expect(cfg).toHaveLength(0);
+      expect(ofType(run().resources, T.tunnel).map((t) => t.props.configSrc)).toEqual(["local"]);
+      const files = pushedFiles(run().resources).filter((f) => f.path === "/etc/cloudflared/mail-relay.yml");
+      expect(files.map((f) => f.node).sort()).toEqual((run().outputs.nodes as { name: string }[]).map((n) => n.name).sort());
+      for (const f of files) {
+        const ingresses = JSON.parse(f.content).ingress as { hostname?: string; path?: string; service: string; originRequest?: any }[];
+        expect(ingresses[ingresses.length - 1]).toEqual({ service: "http_status:404" });
+        for (const i of ingresses.slice(0, -1)) {
+          expect(i.service).toBe("http://127.0.0.1:2525");
+          expect(i.path).toBe(PUBLIC_PATH_REGEX);
+          // cloudflared checks the Access JWT itself, for this stack's application.
+          expect(i.originRequest.access).toEqual({ required: true, teamName: run().config.values["mail-relay:accessTeamName"], audTag: [apps[0].props.aud] });
+        }
       }
       // Which paths PUBLIC_PATH_REGEX lets through is tied to the relay's routes in test/infra/public-routes.test.ts.
       const relayHost = (run().outputs.relayUrl as string).replace("https://", "");
@@ -226,6 +238,30 @@ for (const v of all) {
       const cname = ofType(run().resources, T.dnsRecord).filter((r) => r.props.type === "CNAME");
       expect(cname).toHaveLength(1);
       expect(cname[0].props).toMatchObject({ name: relayHost, proxied: true, content: `${ofType(run().resources, T.tunnel)[0].id}.cfargotunnel.com` });
+    });
+
+    it("every SSH step pins the node's generated host key, except the one bootstrap step, which carries only that key", () => {
+      const keys = new Map(ofType(run().resources, T.privateKey).filter((k) => k.props.algorithm === "ED25519").map((k) => [/mail-relay-(node\d+)-ssh-host-key/.exec(k.name)?.[1], k.props]));
+      const nodes = (run().outputs.nodes as { name: string }[]).map((n) => n.name);
+      expect([...keys.keys()].sort()).toEqual([...nodes].sort());
+      const ssh = [...ofType(run().resources, T.command), ...ofType(run().resources, T.copy)];
+      expect(ssh.length).toBeGreaterThan(10);
+      for (const r of ssh) {
+        const node = /mail-relay-(node\d+)-/.exec(r.name)![1];
+        const key = keys.get(node)!;
+        expect(key.publicKeyOpenssh, r.name).toMatch(/^ssh-ed25519 AAAA[A-Za-z0-9+/=]+\s*$/);
+        if (r.name === `mail-relay-${node}-host-key`) {
+          // Trust on first use: no hostKey, and the host key's private half is all it sends.
+          expect(r.props.connection.hostKey, r.name).toBeUndefined();
+          expect(r.props.stdin).toBe(key.privateKeyOpenssh);
+          expect(r.secretProps).toContain("stdin");
+          continue;
+        }
+        // A plain field of the connection (authorized_keys style), so a replay can use it as it is.
+        expect(r.props.connection.hostKey, r.name).toBe(key.publicKeyOpenssh.trim());
+        expect(r.props.connection.host, r.name).toBe(ofType(run().resources, T.command).find((c) => c.name === `mail-relay-${node}-host-key`)!.props.connection.host);
+      }
+      expect(ssh.filter((r) => r.props.connection.hostKey === undefined).map((r) => r.name.replace(/node\d+/, "nodeN"))).toEqual(nodes.map(() => "mail-relay-nodeN-host-key"));
     });
 
     it("the zone-file output lists every managed record", () => {
@@ -269,6 +305,11 @@ describe("user-data is bootstrap only", () => {
     // ...while the things that did change reached the host through the deploy step.
     const mainCf = (r: OfflineRun) => pushedFiles(r.resources).find((f) => f.path === "/etc/postfix/main.cf")!.content;
     expect(mainCf(changed)).not.toBe(mainCf(base));
+    // adminCidrs reach the host ruleset over SSH (a CIDR change never replaces the server).
+    const nft = (r: OfflineRun) => pushedFiles(r.resources).find((f) => f.path === "/etc/nftables.conf")!.content;
+    expect(nft(changed)).toMatch(/ip saddr \{ 198\.51\.100\.0\/24 \} tcp dport 22 ct state new accept/);
+    expect(nft(changed)).not.toMatch(/ip6 saddr .* tcp dport 22/);
+    expect(nft(base)).toMatch(/ip6 saddr \{ 2001:db8:1234::\/48 \} tcp dport 22/);
   });
 });
 
@@ -294,7 +335,7 @@ describe("deploy steps re-run only what changed", () => {
     expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBeTruthy();
     expect(cmds.get("mail-relay-node1-cloudflared-guard")!.props.delete).toBeTruthy();
     expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBe(renderStopRelay({ drainSeconds: 300, allowQueueLoss: false }));
-    expect(ofType(run.resources, T.copy).map((c) => c.props.remotePath)).toEqual([`/var/tmp/mail-relay-${run.outputs.relayVersion}.js`]);
+    expect(ofType(run.resources, T.copy).map((c) => c.props.remotePath)).toEqual([`/var/lib/mail-relay-upload/mail-relay-${run.outputs.relayVersion}.js`]);
   });
 });
 

@@ -52,8 +52,13 @@ describe("the tunnel forwards exactly the relay's public routes", () => {
   });
 
   it("the ingress uses that path for the relay hostname and ends in a 404", () => {
-    expect(tunnelIngress("mail-relay.example.com", 2525)).toEqual([
-      { hostname: "mail-relay.example.com", path: PUBLIC_PATH_REGEX, service: "http://127.0.0.1:2525" },
+    expect(tunnelIngress("mail-relay.example.com", 2525, "example", "a".repeat(64))).toEqual([
+      {
+        hostname: "mail-relay.example.com",
+        path: PUBLIC_PATH_REGEX,
+        service: "http://127.0.0.1:2525",
+        originRequest: { access: { required: true, teamName: "example", audTag: ["a".repeat(64)] } },
+      },
       { service: "http_status:404" },
     ]);
   });

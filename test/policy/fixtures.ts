@@ -74,6 +74,22 @@ SigningTable refile:/etc/opendkim/SigningTable
 const HOST = "198.51.100.10";
 const HOST6 = "2001:db8:5::1";
 const TUNNEL_ID = "0b5f9e9e-1111-2222-3333-444455556666";
+export const ACCESS_AUD = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+
+/** cloudflared's locally managed ingress, as the renderer writes it (JSON). */
+export function cloudflaredConfig(edit: (ingress: any[]) => void = () => undefined): string {
+  const ingress: any[] = [
+    {
+      hostname: "mail-relay.example.com",
+      path: "^/(send|health)$",
+      service: "http://127.0.0.1:2525",
+      originRequest: { access: { required: true, teamName: "example", audTag: [ACCESS_AUD] } },
+    },
+    { service: "http_status:404" },
+  ];
+  edit(ingress);
+  return JSON.stringify({ "no-autoupdate": true, ingress }, null, 2) + "\n";
+}
 
 let seq = 0;
 function res(type: string, name: string, props: Record<string, any>, id?: string): FixtureResource {
@@ -121,7 +137,7 @@ export function baseline(): FixtureResource[] {
     res(TYPES.dnsRecord, "mx-route1", { name: "example.com", type: "MX", content: "route1.mx.cloudflare.net", priority: 10 }),
     res(TYPES.dnsRecord, "relay-cname", { name: "mail-relay.example.com", type: "CNAME", content: `${TUNNEL_ID}.cfargotunnel.com`, proxied: true, ttl: 1 }),
     res(TYPES.randomBytes, "tunnel-secret", { length: 32, base64: tunnelSecret, hex: Buffer.from(tunnelSecret, "base64").toString("hex") }),
-    res(TYPES.tunnel, "tunnel", { name: "mail-relay-prod", configSrc: "cloudflare", tunnelSecret }, TUNNEL_ID),
+    res(TYPES.tunnel, "tunnel", { name: "mail-relay-prod", configSrc: "local", tunnelSecret }, TUNNEL_ID),
     res(TYPES.tunnelConfig, "ingress", {
       tunnelId: TUNNEL_ID,
       config: { ingresses: [{ hostname: "mail-relay.example.com", path: "^/(send|health)$", service: "http://127.0.0.1:2525" }, { service: "http_status:404" }] },
@@ -133,6 +149,7 @@ export function baseline(): FixtureResource[] {
       domain: "mail-relay.example.com",
       destinations: [{ type: "public", uri: "mail-relay.example.com" }],
       policies: [{ id: "pol1", precedence: 1 }],
+      aud: ACCESS_AUD,
     }),
     res(TYPES.randomPassword, "token-app-bearer", { length: 40, result: RELAY_TOKEN }),
     res(TYPES.privateKey, "dkim-mail202611", { algorithm: "RSA", rsaBits: 2048, privateKeyPem: DKIM_KEY.privatePem }),
@@ -144,6 +161,7 @@ export function baseline(): FixtureResource[] {
     push("secret-dkim-key", "/etc/opendkim/keys/example.com/mail202611.private", DKIM_KEY.privatePem),
     push("secret-relay-env", "/etc/mail-relay.env", `RELAY_LISTEN=127.0.0.1:2525\nSMTP_RELAY_TOKEN=app=${RELAY_TOKEN}\nRELAY_MESSAGE_ID_DOMAIN=example.com\nQUEUE_ROOT=/var/spool/mail-relay\n`),
     push("secret-sasl", "/etc/postfix/sasl_passwd", `[smtp.eu.mailgun.org]:587 postmaster@example.com:${SMARTHOST_PASSWORD}\n`),
+    push("file-cloudflared-config", "/etc/cloudflared/mail-relay.yml", cloudflaredConfig()),
     push("secret-cloudflared-env", "/etc/cloudflared/mail-relay.env", `TUNNEL_TOKEN=${TUNNEL_TOKEN}\n`),
     res(TYPES.command, "wait-cloud-init", { connection: { host: HOST, user: "root", privateKey: SSH_PRIVATE_KEY }, create: "cloud-init status --wait", triggers: [21] }),
   ];

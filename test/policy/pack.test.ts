@@ -1,7 +1,7 @@
 /**
  * The pack as the Pulumi CLI runs it: infra/policy/index.ts is started as its own process (it serves the
  * analyzer over gRPC on 127.0.0.1 and prints the port), and we speak the analyzer protocol to it the way the
- * engine does. This proves `pulumi preview --policy-pack infra/policy` gets 16 mandatory policies that refuse
+ * engine does. This proves `pulumi preview --policy-pack infra/policy` gets 17 mandatory policies that refuse
  * a violating resource, without the Pulumi CLI (not installed here).
  */
 import { ChildProcess, spawn } from "node:child_process";
@@ -96,18 +96,22 @@ describe("the policy pack served to the engine", () => {
     expect(ds[0].getMessage()).toMatch(/hcloud:index\/firewall:Firewall "fw".*port 25/);
   });
 
-  it("stays silent when the port is unknown during preview (no false alarm, no advisory 'can't run')", async () => {
+  it("an unknown port during preview fails closed with a mandatory violation (not an advisory 'can't run')", async () => {
     const res = await call<any>("analyze", firewallRequest(analyzerPb.AnalyzeRequest, unknownString));
-    expect(res.getDiagnosticsList().map((d: any) => `${d.getPolicyname()}: ${d.getMessage()}`)).toEqual([]);
+    const ds = res.getDiagnosticsList().map((d: any) => `${d.getPolicyname()}: ${d.getMessage()}`);
+    expect(ds.length).toBeGreaterThan(0);
+    for (const d of ds) expect(d).toMatch(/unknown port/);
   });
 
-  it("stack analysis refuses a main.cf with inet_interfaces = all, and is silent while the file is unknown", async () => {
+  it("stack analysis refuses a main.cf with inet_interfaces = all, and a main.cf whose content is unknown (fails closed)", async () => {
     const res = await call<any>("analyzeStack", new analyzerPb.AnalyzeStackRequest().setResourcesList([mainCfPush(MAIN_CF_ALL)]));
     const ds = res.getDiagnosticsList();
     expect(ds.map((d: any) => d.getPolicyname())).toEqual(["postfix-loopback-only"]);
     expect(ds[0].getMessage()).toMatch(/command:remote:Command "file-main-cf".*inet_interfaces = all/);
     const unknown = await call<any>("analyzeStack", new analyzerPb.AnalyzeStackRequest().setResourcesList([mainCfPush(unknownString)]));
-    expect(unknown.getDiagnosticsList().map((d: any) => `${d.getPolicyname()}: ${d.getMessage()}`)).toEqual([]);
+    const ud = unknown.getDiagnosticsList();
+    expect(ud.map((d: any) => d.getPolicyname())).toEqual(["postfix-loopback-only"]);
+    expect(ud[0].getMessage()).toMatch(/command:remote:Command "file-main-cf": the content of \/etc\/postfix\/main\.cf is unknown/);
   });
 
   it("a range containing both 22 and 25 from the Internet trips both firewall rules", async () => {

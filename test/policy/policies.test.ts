@@ -22,6 +22,7 @@ import {
   SMARTHOST_PASSWORD,
   TUNNEL_TOKEN,
   WEAK_DKIM_KEY,
+  cloudflaredConfig,
 } from "./fixtures";
 
 const base = baseline();
@@ -55,6 +56,24 @@ const cases: Case[] = [
   { rule: "postfix-loopback-only", what: "inet_interfaces not set (default all)", edit: (s) => setMainCf(s, "inet_interfaces", undefined), names: "file-main-cf", mentions: /inet_interfaces/ },
   { rule: "postfix-loopback-only", what: "master.cf adds submission", edit: (s) => appendMasterCf(s, "submission inet n       -       n       -       -       smtpd\n  -o smtpd_sasl_auth_enable=yes"), names: "file-master-cf", mentions: /submission/ },
   { rule: "postfix-loopback-only", what: "master.cf binds smtpd to 0.0.0.0:2525", edit: (s) => appendMasterCf(s, "0.0.0.0:2525 inet n - n - - smtpd"), names: "file-master-cf", mentions: /0\.0\.0\.0:2525/ },
+  {
+    rule: "postfix-loopback-only",
+    what: "a second push to /etc/postfix//main.cf (a spelling of main.cf) with inet_interfaces = all",
+    edit: (s) => add(s, TYPES.command, "file-main-cf-again", { connection: { host: "198.51.100.10" }, stdin: (byName(s, "file-main-cf").props.stdin as string).replace("inet_interfaces = loopback-only", "inet_interfaces = all"), triggers: ["/etc/postfix//main.cf", "x"] }),
+    names: "file-main-cf-again",
+    mentions: /inet_interfaces = all/,
+  },
+  {
+    rule: "postfix-loopback-only",
+    what: "a push to /etc/postfix/./main.cf is main.cf (with inet_interfaces = all)",
+    edit: (s) => { setMainCf(s, "inet_interfaces", "all"); byName(s, "file-main-cf").props.triggers = ["/etc/postfix/./main.cf", "x"]; },
+    names: "file-main-cf",
+    mentions: /inet_interfaces = all/,
+  },
+  { rule: "postfix-loopback-only", what: "a push of another file under /etc/postfix/ (e.g. a map)", edit: (s) => add(s, TYPES.command, "file-postfix-extra", { connection: { host: "198.51.100.10" }, stdin: "0.0.0.0/0 OK\n", triggers: ["/etc/postfix/sub/../client_ok", "x"] }), names: "file-postfix-extra", mentions: /\/etc\/postfix\/client_ok/ },
+  { rule: "postfix-loopback-only", what: "smtpd on a unix socket (smtpsock unix n - n - - smtpd)", edit: (s) => appendMasterCf(s, "smtpsock unix n - n - - smtpd"), names: "file-master-cf", mentions: /smtpd on a unix service "smtpsock"/ },
+  { rule: "postfix-loopback-only", what: "smtpd on a fifo", edit: (s) => appendMasterCf(s, "smtpfifo fifo n - n - - smtpd"), names: "file-master-cf", mentions: /fifo/ },
+  { rule: "postfix-loopback-only", what: "smtpd as a pass service", edit: (s) => appendMasterCf(s, "smtpd pass - - n - - smtpd"), names: "file-master-cf", mentions: /pass/ },
   { rule: "postfix-loopback-only", what: "no main.cf pushed at all", edit: (s) => remove(s, "file-main-cf"), names: "server", mentions: /main\.cf/ },
   // 5
   { rule: "trusted-networks-loopback-only", what: "mynetworks has the Docker NAT gateway (incident 001)", edit: (s) => setMainCf(s, "mynetworks", "127.0.0.0/8 [::1]/128 172.22.1.1/32"), names: "file-main-cf", mentions: /172\.22\.1\.1\/32/ },
@@ -64,8 +83,18 @@ const cases: Case[] = [
   { rule: "trusted-networks-loopback-only", what: "master.cf -o mynetworks override", edit: (s) => appendMasterCf(s, "127.0.0.1:10025 inet n - n - - smtpd\n  -o mynetworks=0.0.0.0/0"), names: "file-master-cf", mentions: /0\.0\.0\.0\/0/ },
   // 6
   { rule: "relay-restrictions-closed", what: "no reject_unauth_destination", edit: (s) => setMainCf(s, "smtpd_relay_restrictions", "permit_mynetworks, permit_sasl_authenticated"), names: "file-main-cf", mentions: /reject_unauth_destination/ },
-  { rule: "relay-restrictions-closed", what: "permit after reject_unauth_destination", edit: (s) => setMainCf(s, "smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination, permit"), names: "file-main-cf", mentions: /permit after/ },
-  { rule: "relay-restrictions-closed", what: "bare permit before reject_unauth_destination", edit: (s) => setMainCf(s, "smtpd_relay_restrictions", "permit, reject_unauth_destination"), names: "file-main-cf", mentions: /permits everything/ },
+  { rule: "relay-restrictions-closed", what: "permit after reject_unauth_destination", edit: (s) => setMainCf(s, "smtpd_relay_restrictions", "permit_mynetworks, reject_unauth_destination, permit"), names: "file-main-cf", mentions: /holds permit/ },
+  { rule: "relay-restrictions-closed", what: "bare permit before reject_unauth_destination", edit: (s) => setMainCf(s, "smtpd_relay_restrictions", "permit, reject_unauth_destination"), names: "file-main-cf", mentions: /holds permit/ },
+  { rule: "relay-restrictions-closed", what: "a lookup that says OK to everyone (check_client_access static:OK)", edit: (s) => setMainCf(s, "smtpd_relay_restrictions", "check_client_access static:OK, reject_unauth_destination"), names: "file-main-cf", mentions: /holds check_client_access, static:OK/ },
+  {
+    rule: "relay-restrictions-closed",
+    what: "a restriction class defined as permit",
+    edit: (s) => { setMainCf(s, "smtpd_restriction_classes", "trusted"); setMainCf(s, "trusted", "permit"); setMainCf(s, "smtpd_relay_restrictions", "trusted, reject_unauth_destination"); },
+    names: "file-main-cf",
+    mentions: /holds trusted/,
+  },
+  { rule: "relay-restrictions-closed", what: "permit_sasl_authenticated in the recipient restrictions", edit: (s) => setMainCf(s, "smtpd_recipient_restrictions", "permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination"), names: "file-main-cf", mentions: /smtpd_recipient_restrictions.*permit_sasl_authenticated/ },
+  { rule: "relay-restrictions-closed", what: "a master.cf override with a lookup", edit: (s) => appendMasterCf(s, "127.0.0.1:10025 inet n - n - - smtpd\n  -o smtpd_relay_restrictions=check_client_access,static:OK,reject_unauth_destination"), names: "file-master-cf", mentions: /overrides smtpd_relay_restrictions/ },
   { rule: "relay-restrictions-closed", what: "not set", edit: (s) => setMainCf(s, "smtpd_relay_restrictions", undefined), names: "file-main-cf", mentions: /smtpd_relay_restrictions/ },
   // 7
   { rule: "send-only-mydestination", what: "mydestination = $myhostname", edit: (s) => setMainCf(s, "mydestination", "$myhostname, localhost"), names: "file-main-cf", mentions: /mail\.example\.com/ },
@@ -87,6 +116,9 @@ const cases: Case[] = [
   { rule: "access-in-front-of-tunnel", what: "no Access application", edit: (s) => remove(s, "access-app"), names: "tunnel", mentions: /mail-relay\.example\.com/ },
   { rule: "access-in-front-of-tunnel", what: "Access application for another hostname", edit: (s) => { byName(s, "access-app").props.domain = "other.example.com"; byName(s, "access-app").props.destinations = [{ type: "public", uri: "other.example.com" }]; }, names: "tunnel", mentions: /no Access application/ },
   { rule: "access-in-front-of-tunnel", what: "policy is allow-everyone, not a service token", edit: (s) => Object.assign(byName(s, "access-policy").props, { decision: "allow", includes: [{ everyone: {} }] }), names: "access-app", mentions: /everyone/ },
+  { rule: "access-in-front-of-tunnel", what: "a service token plus {ip: 0.0.0.0/0} (includes are OR-ed)", edit: (s) => byName(s, "access-policy").props.includes.push({ ip: { ip: "0.0.0.0/0" } }), names: "access-app", mentions: /include #1 .*0\.0\.0\.0\/0.*not one of this stack's service tokens/ },
+  { rule: "access-in-front-of-tunnel", what: "anyValidServiceToken (any token of the account)", edit: (s) => (byName(s, "access-policy").props.includes = [{ anyValidServiceToken: {} }]), names: "access-app", mentions: /anyValidServiceToken/ },
+  { rule: "access-in-front-of-tunnel", what: "a service token this stack does not manage", edit: (s) => (byName(s, "access-policy").props.includes = [{ serviceToken: { tokenId: "someone-elses" } }]), names: "access-app", mentions: /someone-elses/ },
   { rule: "access-in-front-of-tunnel", what: "bypass policy", edit: (s) => (byName(s, "access-policy").props.decision = "bypass"), names: "access-app", mentions: /bypass/ },
   // 11
   { rule: "forward-confirmed-rdns", what: "A record points at another IP than the PTR's", edit: (s) => (byName(s, "a-node1").props.content = "198.51.100.99"), names: "ptr-ipv4", mentions: /198\.51\.100\.10/ },
@@ -127,12 +159,21 @@ const cases: Case[] = [
   { rule: "primary-ips-kept", what: "autoDelete true", edit: (s) => (byName(s, "ipv4").props.autoDelete = true), names: "ipv4", mentions: /autoDelete is true/ },
   { rule: "primary-ips-kept", what: "autoDelete not set", edit: (s) => delete byName(s, "ipv6").props.autoDelete, names: "ipv6", mentions: /autoDelete is not set/ },
   { rule: "primary-ips-kept", what: "protected by config but deleteProtection false", edit: (s) => (byName(s, "ipv4").props.deleteProtection = false), names: "ipv4", mentions: /deleteProtection is false/ },
+  // 17
+  { rule: "tunnel-ingress-local", what: "a remotely managed tunnel (routes editable in the dashboard)", edit: (s) => (byName(s, "tunnel").props.configSrc = "cloudflare"), names: "tunnel", mentions: /configSrc is "cloudflare"/ },
+  { rule: "tunnel-ingress-local", what: "configSrc unknown (fails closed)", edit: (s) => (byName(s, "tunnel").props.configSrc = undefined), names: "tunnel", mentions: /unknown or not set/ },
+  { rule: "tunnel-ingress-local", what: "no local ingress file pushed", edit: (s) => remove(s, "file-cloudflared-config"), names: "tunnel", mentions: /no \/etc\/cloudflared\/mail-relay\.yml/ },
+  { rule: "tunnel-ingress-local", what: "a route without cloudflared's own Access check", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig((i) => delete i[0].originRequest)), names: "file-cloudflared-config", mentions: /access\.required/ },
+  { rule: "tunnel-ingress-local", what: "Access check present but not required", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig((i) => (i[0].originRequest.access.required = false))), names: "file-cloudflared-config", mentions: /access\.required/ },
+  { rule: "tunnel-ingress-local", what: "the AUD of another application", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig((i) => (i[0].originRequest.access.audTag = ["f".repeat(64)]))), names: "file-cloudflared-config", mentions: /not this stack's Access application/ },
+  { rule: "tunnel-ingress-local", what: "the local ingress routes to loopback SMTP", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig((i) => (i[0].service = "tcp://127.0.0.1:25"))), names: "file-cloudflared-config", mentions: /tcp:\/\// },
+  { rule: "tunnel-ingress-local", what: "a local ingress file that is not the rendered JSON", edit: (s) => (byName(s, "file-cloudflared-config").props.stdin = "ingress:\n  - service: tcp://127.0.0.1:25\n"), names: "file-cloudflared-config", mentions: /not the JSON/ },
 ];
 
 describe("the policy pack", () => {
   it("has one mandatory policy per rule, named as the rule, with its reason as description", () => {
     expect(policies.map((p) => p.name)).toEqual(rules.map((r) => r.name));
-    expect(new Set(policies.map((p) => p.name)).size).toBe(16);
+    expect(new Set(policies.map((p) => p.name)).size).toBe(rules.length);
     for (const p of policies) {
       expect(p.enforcementLevel).toBe("mandatory");
       expect(p.description.length).toBeGreaterThan(20);

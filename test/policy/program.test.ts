@@ -21,7 +21,10 @@ describe("the real program passes every policy rule", () => {
     for (const t of [T.server, T.firewall, T.primaryIp, T.rdns, T.dnsRecord, T.command, T.privateKey]) expect(types, `run has a ${t}`).toContain(t);
     const paths = resources.filter((r) => r.type === T.command).map((r) => r.props.triggers?.[0]);
     for (const p of ["/etc/postfix/main.cf", "/etc/postfix/master.cf", "/etc/opendkim.conf", "/etc/opendkim/SigningTable"]) expect(paths, `run pushes ${p}`).toContain(p);
-    if (overrides.tunnel !== false) for (const t of [T.tunnelConfig, T.accessApp, T.accessPolicy]) expect(types, `run has a ${t}`).toContain(t);
+    if (overrides.tunnel !== false) {
+      for (const t of [T.tunnel, T.accessApp, T.accessPolicy]) expect(types, `run has a ${t}`).toContain(t);
+      expect(paths, "run pushes the local ingress file").toContain("/etc/cloudflared/mail-relay.yml");
+    }
 
     expect(checkAll(resources).map((v) => `${v.rule}: ${v.message}`)).toEqual([]);
     expect((await runPolicies(resources)).map((v) => `${v.policy}: ${v.message}`)).toEqual([]);

@@ -157,13 +157,30 @@ const unknownCases: { rule: string; violate: (s: FixtureResource[]) => void; unk
   { rule: "primary-ips-kept", violate: (s) => (byName(s, "ipv4").props.deleteProtection = false), unknown: (s) => (byName(s, "ipv4").props.deleteProtection = undefined) },
 ];
 
-describe("unknown values during preview are never reported", () => {
-  it.each(unknownCases.map((c, i) => ({ ...c, i })))("$rule (#$i): fires when known, silent when the value is unknown", async (c) => {
+/**
+ * Fields that decide safety and come from config, never from the cloud (ports, sources, protocol, the Postfix
+ * files, the ingress services): unknown fails closed, reported by the rule named here.
+ */
+const FAIL_CLOSED: Record<number, string> = {
+  0: "no-public-smtp-ports", // an unknown port
+  3: "ssh-restricted", // an unknown SSH source
+  4: "postfix-loopback-only", // main.cf unknown: every main.cf rule is blind, postfix-loopback-only reports it
+  5: "postfix-loopback-only",
+  6: "postfix-loopback-only",
+  7: "postfix-loopback-only",
+  8: "postfix-loopback-only",
+  9: "tunnel-cannot-reach-mail-ports", // an unknown ingress service
+  10: "tunnel-cannot-reach-mail-ports", // an unknown tunnel config
+};
+
+describe("unknown values during preview: silent for what the cloud assigns, fail closed for what decides safety", () => {
+  it.each(unknownCases.map((c, i) => ({ ...c, i })))("$rule (#$i): fires when known; unknown is silent or fails closed", async (c) => {
     const violating = mutate(base, c.violate);
     expect(fired(violating)).toEqual([c.rule]);
     const unknown = mutate(violating, c.unknown);
-    expect(fired(unknown)).toEqual([]);
-    expect(await firedPolicies(unknown)).toEqual([]);
+    const expected = FAIL_CLOSED[c.i] ? [FAIL_CLOSED[c.i]] : [];
+    expect(fired(unknown)).toEqual(expected);
+    expect(await firedPolicies(unknown)).toEqual(expected);
   });
 
   it("a first preview (every IP, ID and rendered file unknown) reports nothing", async () => {
@@ -175,8 +192,10 @@ describe("unknown values during preview are never reported", () => {
         if (r.type === "cloudflare:index/dnsRecord:DnsRecord" && ["A", "AAAA", "TXT", "CNAME"].includes(r.props.type)) r.props.content = undefined;
         if (r.type === "command:remote:Command") {
           r.props.connection.host = undefined;
-          if (r.props.triggers[0] !== 21) r.props.stdin = undefined;
-          else r.props.triggers = [undefined];
+          // main.cf and master.cf are rendered from config alone: known at the first preview too.
+          if (r.props.triggers[0] !== 21) {
+            if (!["/etc/postfix/main.cf", "/etc/postfix/master.cf"].includes(r.props.triggers[0])) r.props.stdin = undefined;
+          } else r.props.triggers = [undefined];
         }
         if (r.type.includes("zeroTrustAccessApplication")) r.props.policies = [{ id: undefined, precedence: 1 }];
       }
@@ -194,8 +213,10 @@ describe("unknown values during preview are never reported", () => {
     expect(() => proxied.rules[1].port).toThrow(/can't be known during preview/);
     expect(knownProps(proxied)).toEqual({ ...rawProps, rules: [{ ...rawProps.rules[0], description: undefined }, { ...rawProps.rules[1], port: undefined }] });
     const reported = await runPolicies([{ ...fwRes, props: proxied }]);
-    expect(reported.map((r) => r.policy)).toEqual(["no-public-smtp-ports"]);
+    expect([...new Set(reported.map((r) => r.policy))]).toEqual(["no-public-smtp-ports"]);
     expect(reported[0].message).toMatch(/rule #0 .*port 25/);
+    // The unknown port of rule #1 fails closed.
+    expect(reported[1].message).toMatch(/rule #1 has an unknown port/);
   });
 });
 

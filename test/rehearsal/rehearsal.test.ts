@@ -12,7 +12,7 @@ import { runStack } from "../helpers/stack";
 
 let capture: Capture;
 beforeAll(async () => {
-  capture = await fromRun("prod", await runStack("prod"));
+  capture = fromRun("prod", await runStack("prod"));
 }, 120_000);
 
 const step = (name: string, after: string[] = [], del?: string): RemoteStep => ({
@@ -30,13 +30,16 @@ describe("the capture is the program's, not a re-derivation", () => {
     expect(capture.nodes[0].userData.startsWith("#cloud-config\n")).toBe(true);
     expect(capture.nodes[0].image).toMatch(/^debian-/);
   });
-  it("every remote step is captured with its connection, and waits for cloud-init first", () => {
-    const wait = capture.steps.find((s) => s.name.endsWith("-wait-cloud-init"))!;
-    expect(wait.after).toEqual([]);
-    for (const s of capture.steps.filter((x) => x !== wait)) {
+  it("every remote step is captured with its connection; only the first (trust on first use) has no pinned host key", () => {
+    const first = capture.steps.filter((s) => s.after.length === 0);
+    expect(first.map((s) => s.name)).toEqual(["mail-relay-node1-host-key"]);
+    expect(first[0].connection.hostKey).toBeUndefined();
+    for (const s of capture.steps.filter((x) => x !== first[0])) {
       expect(s.connection.host).toBe(capture.nodes[0].ipv4);
+      expect(s.connection.hostKey, s.name).toMatch(/^ssh-ed25519 /);
       expect(s.connection.dialErrorLimit).toBeGreaterThan(1);
     }
+    const wait = capture.steps.find((s) => s.name.endsWith("-wait-cloud-init"))!;
     const pushes = capture.steps.filter((s) => /-(file|secret)-/.test(s.name));
     expect(pushes.length).toBeGreaterThan(5);
     for (const p of pushes) expect(p.after).toContain(wait.name);

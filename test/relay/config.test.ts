@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, parseTokens } from "../../relay/config";
+import { callerToken, ConfigError, loadConfig, parseTokens } from "../../relay/config";
 import { MESSAGE_SIZE_FACTOR } from "../../relay/host-contract";
 
 const good = {
@@ -82,8 +82,8 @@ describe("relay environment", () => {
 
   it("token names: optional name= prefix, base64 padding is not mistaken for a name, duplicates refused", () => {
     const b64 = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=";
-    expect(parseTokens(b64).tokens).toEqual([{ name: "caller-1", token: b64 }]);
-    expect(parseTokens(`ci=${b64}`).tokens).toEqual([{ name: "ci", token: b64 }]);
+    expect(parseTokens(b64).tokens).toEqual([callerToken("caller-1", b64)]);
+    expect(parseTokens(`ci=${b64}`).tokens).toEqual([callerToken("ci", b64)]);
     expect(parseTokens(`a=${"x".repeat(32)},a=${"y".repeat(32)}`).problems).toContain('caller name "a" is used twice');
     expect(parseTokens(`${"x".repeat(32)},${"x".repeat(32)}`).problems).toContain("the same token is listed twice");
     expect(parseTokens("bad name!=" + "x".repeat(32)).problems[0]).toMatch(/caller name/);

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import pino, { type Logger } from "pino";
 import { Writable } from "node:stream";
 import { buildApp } from "../../relay/app";
-import type { RelayConfig } from "../../relay/config";
+import { callerToken, DEFAULT_QUOTAS, type RelayConfig } from "../../relay/config";
 import { defaultMaxMessageBytes } from "../../relay/host-contract";
 import type { Handoff } from "../../relay/handoff/types";
 import { RelayMetrics } from "../../relay/metrics";
@@ -35,10 +35,12 @@ export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
   const c: Omit<RelayConfig, "maxMessageBytes"> = {
     listen: { host: "127.0.0.1", port: 0 },
     tokens: [
-      { name: "app", token: TOKEN_APP },
-      { name: "billing", token: TOKEN_BILLING },
+      callerToken("app", TOKEN_APP),
+      callerToken("billing", TOKEN_BILLING),
     ],
     allowedFrom: new Set([ALLOWED_FROM, "support@example.com"]),
+    callerFrom: new Map(),
+    quotas: DEFAULT_QUOTAS,
     messageIdDomain: "mail.example.com",
     queueRoot: "/nonexistent",
     maxAttempts: 3,

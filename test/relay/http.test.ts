@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { makeAuthenticator } from "../../relay/app";
+import { callerToken } from "../../relay/config";
 import { auth, makeApp, TOKEN_APP, TOKEN_BILLING, validBody } from "./fixtures";
 
 type App = Awaited<ReturnType<typeof makeApp>>;
@@ -44,8 +45,8 @@ describe("authentication", () => {
 
   it("every configured token is accepted (rotation) and names its caller", async () => {
     const check = makeAuthenticator([
-      { name: "app", token: TOKEN_APP },
-      { name: "billing", token: TOKEN_BILLING },
+      callerToken("app", TOKEN_APP),
+      callerToken("billing", TOKEN_BILLING),
     ]);
     expect(check(`Bearer ${TOKEN_APP}`)).toBe("app");
     expect(check(`Bearer ${TOKEN_BILLING}`)).toBe("billing");
