@@ -7,12 +7,13 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { DEBIAN_RELEASES, DEFAULT_RELEASE, type DebianRelease } from "../cloud-init/release";
 import { HOST_PACKAGES } from "../cloud-init/user-data";
 import { run, sh } from "./proc";
 
 export interface ImageSpec {
-  /** Debian codename: bookworm (Debian 12). */
-  readonly suite: string;
+  /** Debian codename: bookworm (Debian 12), trixie (Debian 13). */
+  readonly suite: DebianRelease;
   readonly mirror: string;
   /** Packages the booted image has before cloud-init runs (Hetzner's image has these too). */
   readonly basePackages: readonly string[];
@@ -29,7 +30,7 @@ export const LOCAL_REPO = "/srv/rehearsal-apt";
 /** Bumped when the build steps below change in a way the spec does not show. */
 const BUILD_VERSION = "1";
 
-export function defaultImageSpec(suite = "bookworm"): ImageSpec {
+export function defaultImageSpec(suite: DebianRelease = DEFAULT_RELEASE): ImageSpec {
   return {
     suite,
     mirror: process.env.MAIL_RELAY_REHEARSAL_MIRROR ?? "http://deb.debian.org/debian",
@@ -48,9 +49,67 @@ export interface BuiltImage {
   readonly cached: boolean;
 }
 
+/** Where the image for `spec` is cached (its root filesystem is `rootfs` inside, complete once `.complete` exists). */
+export function imageDir(spec: ImageSpec): string {
+  return path.join(IMAGE_CACHE, `${spec.suite}-${imageKey(spec)}`);
+}
+
 /** The cached image for `spec`, building it first when it is missing (about 4 minutes). */
 export async function ensureImage(spec: ImageSpec, progress: (msg: string) => void): Promise<BuiltImage> {
-  const dir = path.join(IMAGE_CACHE, `${spec.suite}-${imageKey(spec)}`);
+  return buildOnce(imageDir(spec), progress, (dir) => build(spec, dir, progress));
+}
+
+/**
+ * The image's tools twin: the same root with the user-data's packages installed from the image's own local
+ * repository (its only apt source), so the real-tool tests run the release's own postconf, postfix, opendkim, nft,
+ * sshd, systemd-analyze, cloud-init and node on the rendered files. Cached beside the image it is made from.
+ */
+export function toolsImageDir(spec: ImageSpec): string {
+  return `${imageDir(spec)}-tools`;
+}
+
+/** The tools image's root filesystem when it is built, else undefined (tests look, `npm run release-tools` builds). */
+export function builtToolsImage(spec: ImageSpec): string | undefined {
+  const dir = toolsImageDir(spec);
+  return fs.existsSync(path.join(dir, ".complete")) ? path.join(dir, "rootfs") : undefined;
+}
+
+/** Where the real-tool tests keep their scratch files; bind-mounted into the tools image at the same path. */
+export const TOOLS_SCRATCH = "/var/lib/mail-relay-tests";
+
+/** The cached tools image for `spec`, building the image and then the tools image when missing (about 1 minute more). */
+export async function ensureToolsImage(spec: ImageSpec, progress: (msg: string) => void): Promise<BuiltImage> {
+  return buildOnce(toolsImageDir(spec), progress, async (dir) => {
+    const image = await ensureImage(spec, progress);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    const root = path.join(dir, "rootfs");
+    progress(`tools image: a copy of ${image.dir} with ${spec.repoPackages.join(" ")} installed from its local repository`);
+    const cp = await run("cp", ["-a", "--reflink=auto", image.dir, root]);
+    if (cp.code !== 0) throw new Error(`copying the image: ${cp.stderr}`);
+    // As the user-data preseeds it: a loopback-only Postfix from the moment it is installed.
+    await chroot(root, "echo 'postfix postfix/main_mailer_type select Local only' | debconf-set-selections && echo 'postfix postfix/mailname string tools.invalid' | debconf-set-selections");
+    // policy-rc.d: nothing may start in a chroot (systemctl already refuses; this keeps sysvinit fallbacks quiet).
+    fs.writeFileSync(path.join(root, "usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n", { mode: 0o755 });
+    await chroot(root, `apt-get install -y -qq ${spec.repoPackages.join(" ")}`);
+    await chroot(root, `dpkg -s ${spec.repoPackages.join(" ")} >/dev/null`);
+    fs.mkdirSync(path.join(root, TOOLS_SCRATCH.slice(1)), { recursive: true });
+    fs.writeFileSync(path.join(dir, ".complete"), new Date().toISOString());
+    progress(`tools image ready: ${root}`);
+    return { dir: root, cached: false };
+  });
+}
+
+/** The Debian release this machine runs (its own tools are that release's), or undefined on anything else. */
+export function machineRelease(osRelease = "/etc/os-release"): DebianRelease | undefined {
+  const text = fs.existsSync(osRelease) ? fs.readFileSync(osRelease, "utf8") : "";
+  const id = /^ID=(.*)$/m.exec(text)?.[1]?.replace(/"/g, "");
+  const codename = /^VERSION_CODENAME=(.*)$/m.exec(text)?.[1]?.replace(/"/g, "");
+  return id === "debian" ? DEBIAN_RELEASES.find((r) => r === codename) : undefined;
+}
+
+/** Runs `make(dir)` unless `dir` is complete; one builder per directory on this machine (a lock file with its pid). */
+async function buildOnce(dir: string, progress: (msg: string) => void, make: (dir: string) => Promise<BuiltImage>): Promise<BuiltImage> {
   if (fs.existsSync(path.join(dir, ".complete"))) return { dir: path.join(dir, "rootfs"), cached: true };
   // One builder per image: another rehearsal on this machine may be building the same one.
   fs.mkdirSync(IMAGE_CACHE, { recursive: true });
@@ -68,13 +127,13 @@ export async function ensureImage(spec: ImageSpec, progress: (msg: string) => vo
         alive = false;
       }
       if (!alive) fs.rmSync(lock, { force: true });
-      else if (waited % 30 === 0) progress(`waiting for pid ${holder}, which is building this image`);
+      else if (waited % 30 === 0) progress(`waiting for pid ${holder}, which is building ${dir}`);
       await new Promise((r) => setTimeout(r, 2000));
     }
   }
   try {
     if (fs.existsSync(path.join(dir, ".complete"))) return { dir: path.join(dir, "rootfs"), cached: true };
-    return await build(spec, dir, progress);
+    return await make(dir);
   } finally {
     fs.rmSync(lock, { force: true });
   }
