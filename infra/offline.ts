@@ -211,6 +211,10 @@ export interface GraphNode {
   readonly parent?: string;
   /** Names of the resources this one waits for: `dependsOn` plus the resources its inputs came from. */
   readonly dependsOn: string[];
+  /** Per input property, the resources its value came from (what the engine makes unknown when one is replaced). */
+  readonly propertyDependencies: Record<string, string[]>;
+  /** The deleteBeforeReplace resource option. */
+  readonly deleteBeforeReplace: boolean;
 }
 
 export interface OfflineRun {
@@ -248,6 +252,8 @@ interface RegisterRequest {
   getName(): string;
   getParent(): string;
   getDependenciesList(): string[];
+  getPropertydependenciesMap(): { forEach(cb: (deps: { getUrnsList(): string[] }, key: string) => void): void };
+  getDeletebeforereplace(): boolean;
 }
 
 /**
@@ -256,10 +262,12 @@ interface RegisterRequest {
  */
 function recordGraph(): () => GraphNode[] {
   const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: RegisterRequest, cb: (err: unknown, res?: { getUrn(): string }) => void): unknown };
-  const seen: { urn?: string; type: string; name: string; parentUrn: string; depUrns: string[] }[] = [];
+  const seen: { urn?: string; type: string; name: string; parentUrn: string; depUrns: string[]; propUrns: Record<string, string[]>; dbr: boolean }[] = [];
   const register = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, cb) => {
-    const entry = { type: req.getType(), name: req.getName(), parentUrn: req.getParent(), depUrns: req.getDependenciesList() };
+    const propUrns: Record<string, string[]> = {};
+    req.getPropertydependenciesMap().forEach((deps, key) => (propUrns[key] = deps.getUrnsList()));
+    const entry = { type: req.getType(), name: req.getName(), parentUrn: req.getParent(), depUrns: req.getDependenciesList(), propUrns, dbr: req.getDeletebeforereplace() };
     seen.push(entry);
     return register(req, (err, res) => {
       if (res) (entry as { urn?: string }).urn = res.getUrn();
@@ -273,6 +281,8 @@ function recordGraph(): () => GraphNode[] {
       type: e.type,
       ...(e.parentUrn && nameOf.has(e.parentUrn) ? { parent: nameOf.get(e.parentUrn)! } : {}),
       dependsOn: [...new Set(e.depUrns.map((u) => nameOf.get(u)).filter((n): n is string => n !== undefined))],
+      propertyDependencies: Object.fromEntries(Object.entries(e.propUrns).map(([k, us]) => [k, [...new Set(us.map((u) => nameOf.get(u)).filter((n): n is string => n !== undefined))]])),
+      deleteBeforeReplace: e.dbr,
     }));
   };
 }

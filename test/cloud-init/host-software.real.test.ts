@@ -1,10 +1,14 @@
-// Real Debian tools on the rendered bootstrap/system files: cloud-init schema, nft -c, sshd -t/-T, systemd-analyze
-// verify, opendkim -n. Each block proves first that the tool rejects a broken file, so a pass means something.
+// Each tested Debian release's own tools on the bootstrap/system files rendered for that release: cloud-init schema,
+// nft -c, sshd -t/-T, systemd-analyze verify, opendkim -n (release-tools.ts: this machine's tools for its own
+// release, the release's tools image otherwise). Each block first proves its tool is that release's and that it
+// rejects a broken file, so a pass means something.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  RELEASES,
   renderCloudflaredUnit,
+  renderHostNftablesConf,
   renderNftablesConf,
   renderOpendkimConf,
   renderOpendkimKeyTable,
@@ -13,11 +17,12 @@ import {
   renderRelayUnit,
   renderSshdHardening,
   renderUserData,
+  releaseName,
 } from "../../cloud-init";
 import { buildConfig } from "./fixtures";
 import { missing, removeDir, run, safeScratchDir, tool } from "./real-tools";
+import { eachRelease, type ReleaseTools } from "./release-tools";
 
-const cfg = buildConfig();
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(removeDir));
 /** A scratch dir made when the block's tests start (a skipped block makes none: a non-root run can't write /var/lib). */
@@ -29,150 +34,189 @@ function scratch(prefix: string): () => string {
   });
   return () => d as string;
 }
+const tools = (t: ReleaseTools | undefined) => t as ReleaseTools;
 
-const skipCloudInit = missing("cloud-init schema", { tools: ["cloud-init"], scratch: true });
-describe.skipIf(skipCloudInit)("cloud-init schema accepts the rendered user-data", () => {
-  const dir = scratch("ci-");
-  const check = (content: string) => {
-    const f = join(dir(), `ud-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(f, content);
-    return run(tool("cloud-init") as string, ["schema", "--config-file", f]);
-  };
-  it("rejects an invalid cloud-config (the check can fail)", () => {
-    const r = check("#cloud-config\npackages: 5\n");
-    expect(r.status).not.toBe(0);
-    expect(r.stdout + r.stderr).toMatch(/packages/);
+for (const { release, tools: found, skip } of eachRelease("cloud-init schema", ["cloud-init"])) {
+  describe.skipIf(skip)(`${releaseName(release)}: cloud-init schema accepts the rendered user-data`, () => {
+    const t = () => tools(found);
+    const dir = scratch("ci-");
+    const check = (content: string) => {
+      const f = join(dir(), `ud-${Math.random().toString(36).slice(2)}.yaml`);
+      writeFileSync(f, content);
+      return t().run("cloud-init", ["schema", "--config-file", f]);
+    };
+    it(`is the release's cloud-init (${RELEASES[release].ships.cloudInit})`, () => {
+      const v = t().run("cloud-init", ["--version"]);
+      expect(v.stdout + v.stderr).toMatch(new RegExp(`cloud-init ${RELEASES[release].ships.cloudInit.replace(".", "\\.")}\\b`));
+    });
+    it("rejects an invalid cloud-config (the check can fail)", () => {
+      const r = check("#cloud-config\npackages: 5\n");
+      expect(r.status).not.toBe(0);
+      expect(r.stdout + r.stderr).toMatch(/packages/);
+    });
+    it.each([
+      ["mail", "mail.example.com"],
+      ["mail2", "mail2.staging.example.com"],
+    ])("user-data for %s is valid, with no deprecated key", (hostname, fqdn) => {
+      const r = check(renderUserData({ hostname, fqdn }));
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      // 22.4 says "Valid cloud-config", 25.1 "Valid schema"; a deprecated key would be listed under "Deprecations".
+      expect(r.stdout).toMatch(/Valid (cloud-config|schema)/);
+      expect(r.stdout + r.stderr).not.toMatch(/deprecat/i);
+    });
   });
-  it.each([
-    ["mail", "mail.example.com"],
-    ["mail2", "mail2.staging.example.com"],
-  ])("user-data for %s is valid cloud-config", (hostname, fqdn) => {
-    const r = check(renderUserData({ hostname, fqdn }));
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/Valid cloud-config/);
-  });
-});
+}
 
-const skipNft = missing("nft -c", {
-  tools: ["nft"],
-  scratch: true,
-  check: () => {
-    const r = run(tool("nft") as string, ["-c", "-f", "/dev/null"]);
-    return r.status === 0 ? undefined : `nft -c cannot run here (needs CAP_NET_ADMIN): ${r.stderr.trim()}`;
-  },
-});
-// Loading a ruleset needs its own network namespace (never the machine's own tables): ip and root.
-const skipNftLoad = skipNft ?? missing("nft ruleset loaded into a private network namespace", { tools: ["ip"], root: true });
-describe.skipIf(skipNft)("nft accepts the rendered firewall", () => {
-  const dir = scratch("nft-");
-  it("rejects a broken ruleset (the check can fail)", () => {
-    writeFileSync(join(dir(), "bad.conf"), renderNftablesConf().replace("policy drop;", "policy dorp;"));
-    expect(run(tool("nft") as string, ["-c", "-f", join(dir(), "bad.conf")]).status).not.toBe(0);
+for (const { release, tools: found, skip } of eachRelease("nft -c", ["nft"])) {
+  const t = () => tools(found);
+  // nft -c needs CAP_NET_ADMIN; it never loads anything.
+  const cannotCheck = skip ?? missing(`nft -c on ${releaseName(release)}`, {
+    scratch: true,
+    check: () => {
+      const r = tools(found).run("nft", ["-c", "-f", "-"], { input: "" });
+      return r.status === 0 ? undefined : `nft -c cannot run here (needs CAP_NET_ADMIN): ${r.stderr.trim()}`;
+    },
   });
-  it("nft -c -f nftables.conf succeeds", () => {
-    writeFileSync(join(dir(), "nftables.conf"), renderNftablesConf());
-    const r = run(tool("nft") as string, ["-c", "-f", join(dir(), "nftables.conf")]);
-    expect(r.status, r.stderr).toBe(0);
+  // Loading a ruleset needs its own network namespace (never the machine's own tables): ip and root.
+  const cannotLoad = cannotCheck ?? missing(`nft ruleset loaded into a private network namespace on ${releaseName(release)}`, { tools: ["ip"], root: true });
+  describe.skipIf(cannotCheck)(`${releaseName(release)}: nft accepts the rendered firewalls`, () => {
+    const dir = scratch("nft-");
+    const nftCheck = (name: string, content: string) => {
+      writeFileSync(join(dir(), name), content);
+      return t().run("nft", ["-c", "-f", join(dir(), name)]);
+    };
+    // Users that exist in every Debian root (the tools image has no mailrelay or cloudflared user).
+    const hostRuleset = () => renderHostNftablesConf({ adminCidrs: ["203.0.113.0/24", "2001:db8:1234::/48"], relayPort: 2525, smarthostPort: 2587, users: { relay: "daemon", postfix: "postfix", cloudflared: "bin" } });
+    it(`is the release's nft (${RELEASES[release].ships.nftables})`, () => {
+      expect(t().run("nft", ["--version"]).stdout).toContain(`v${RELEASES[release].ships.nftables}`);
+    });
+    it("rejects a broken ruleset (the check can fail)", () => {
+      expect(nftCheck("bad.conf", renderNftablesConf().replace("policy drop;", "policy dorp;")).status).not.toBe(0);
+    });
+    it("nft -c accepts the bootstrap ruleset (user-data) and the host ruleset (deploy step)", () => {
+      const boot = nftCheck("nftables.conf", renderNftablesConf());
+      expect(boot.status, boot.stderr).toBe(0);
+      const host = nftCheck("host-nftables.conf", hostRuleset());
+      expect(host.status, host.stderr).toBe(0);
+    });
+    it.skipIf(cannotLoad)("loaded into a private network namespace, inbound policy is drop and only port 22 is opened", () => {
+      const ip = tool("ip") as string;
+      const ns = `mrnft${release.slice(0, 3)}${process.pid}`;
+      expect(run(ip, ["netns", "add", ns]).status).toBe(0);
+      try {
+        writeFileSync(join(dir(), "nftables.conf"), renderNftablesConf());
+        const load = t().run("nft", ["-f", join(dir(), "nftables.conf")], { netns: ns });
+        expect(load.status, load.stderr).toBe(0);
+        const list = t().run("nft", ["-j", "list", "ruleset"], { netns: ns });
+        const objects = JSON.parse(list.stdout).nftables as Record<string, any>[];
+        const rules = objects.filter((x) => x.rule).map((x) => x.rule);
+        const chains = objects.filter((x) => x.chain).map((x) => x.chain);
+        expect(chains.find((c) => c.name === "input")?.policy).toBe("drop");
+        const ports = rules
+          .filter((r) => r.chain === "input")
+          .flatMap((r) => r.expr as Record<string, any>[])
+          .filter((e) => e.match?.left?.payload?.field === "dport" && e.match?.left?.payload?.protocol === "tcp")
+          .map((e) => e.match.right);
+        expect(ports).toEqual([22]);
+      } finally {
+        run(ip, ["netns", "del", ns]);
+      }
+    });
   });
-  it.skipIf(skipNftLoad)("loaded into a private network namespace, inbound policy is drop and only port 22 is opened", () => {
-    const ip = tool("ip") as string;
-    const ns = `mrnft${process.pid}`;
-    expect(run(ip, ["netns", "add", ns]).status).toBe(0);
-    try {
-      writeFileSync(join(dir(), "nftables.conf"), renderNftablesConf());
-      const load = run(ip, ["netns", "exec", ns, tool("nft") as string, "-f", join(dir(), "nftables.conf")]);
-      expect(load.status, load.stderr).toBe(0);
-      const list = run(ip, ["netns", "exec", ns, tool("nft") as string, "-j", "list", "ruleset"]);
-      const rules = (JSON.parse(list.stdout).nftables as Record<string, any>[]).filter((x) => x.rule).map((x) => x.rule);
-      const chains = (JSON.parse(list.stdout).nftables as Record<string, any>[]).filter((x) => x.chain).map((x) => x.chain);
-      expect(chains.find((c) => c.name === "input")?.policy).toBe("drop");
-      const ports = rules
-        .filter((r) => r.chain === "input")
-        .flatMap((r) => r.expr as Record<string, any>[])
-        .filter((e) => e.match?.left?.payload?.field === "dport" && e.match?.left?.payload?.protocol === "tcp")
-        .map((e) => e.match.right);
-      expect(ports).toEqual([22]);
-    } finally {
-      run(ip, ["netns", "del", ns]);
-    }
-  });
-});
+}
 
-const skipSshd = missing("sshd -t", { tools: ["sshd", "ssh-keygen"], root: true, scratch: true });
-describe.skipIf(skipSshd)("sshd accepts the hardening drop-in and applies it over the main config", () => {
-  const dir = scratch("sshd-");
-  beforeAll(() => {
-    mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-    run(tool("ssh-keygen") as string, ["-q", "-t", "ed25519", "-N", "", "-f", join(dir(), "hostkey")]);
+for (const { release, tools: found, skip: skip0 } of eachRelease("sshd -t", ["sshd"])) {
+  const skip = skip0 ?? missing(`sshd -t on ${releaseName(release)}`, { tools: ["ssh-keygen"], root: true, scratch: true });
+  describe.skipIf(skip)(`${releaseName(release)}: sshd accepts the hardening drop-in and applies it over the main config`, () => {
+    const t = () => tools(found);
+    const dir = scratch("sshd-");
+    beforeAll(() => {
+      mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+      run(tool("ssh-keygen") as string, ["-q", "-t", "ed25519", "-N", "", "-f", join(dir(), "hostkey")]);
+    });
+    const sshdConfig = (dropin: string) => {
+      writeFileSync(join(dir(), "dropin.conf"), dropin);
+      // Like Debian's sshd_config: the Include comes first, then settings that must lose to the drop-in.
+      writeFileSync(join(dir(), "sshd_config"), `Include ${join(dir(), "dropin.conf")}\nHostKey ${join(dir(), "hostkey")}\nPasswordAuthentication yes\nX11Forwarding yes\nPermitRootLogin yes\n`);
+      return join(dir(), "sshd_config");
+    };
+    it(`is the release's OpenSSH (${RELEASES[release].ships.openssh})`, () => {
+      const v = t().run("sshd", ["-V"]);
+      expect(v.stdout + v.stderr).toContain(`OpenSSH_${RELEASES[release].ships.openssh}`);
+    });
+    it("rejects an unknown option (the check can fail)", () => {
+      expect(t().run("sshd", ["-t", "-f", sshdConfig("Bogus yes\n")]).status).not.toBe(0);
+    });
+    it("sshd -t passes and sshd -T shows the hardened values", () => {
+      const f = sshdConfig(renderSshdHardening());
+      const check = t().run("sshd", ["-t", "-f", f]);
+      expect(check.status, check.stderr).toBe(0);
+      expect(check.stderr, "a deprecated or unsupported option").toBe("");
+      const eff = new Map(t().run("sshd", ["-T", "-f", f]).stdout.split("\n").map((l) => [l.split(" ")[0], l.slice(l.indexOf(" ") + 1)] as const));
+      expect(eff.get("passwordauthentication")).toBe("no");
+      expect(eff.get("kbdinteractiveauthentication")).toBe("no");
+      expect(["prohibit-password", "without-password"]).toContain(eff.get("permitrootlogin"));
+      expect(eff.get("x11forwarding")).toBe("no");
+      expect(eff.get("allowtcpforwarding")).toBe("no");
+      expect(eff.get("allowagentforwarding")).toBe("no");
+      expect(eff.get("allowstreamlocalforwarding")).toBe("no");
+      expect(eff.get("permittunnel")).toBe("no");
+      expect(eff.get("pubkeyauthentication")).toBe("yes");
+      expect(eff.get("maxauthtries")).toBe("3");
+    });
   });
-  const sshdConfig = (dropin: string) => {
-    writeFileSync(join(dir(), "dropin.conf"), dropin);
-    // Like Debian's sshd_config: the Include comes first, then settings that must lose to the drop-in.
-    writeFileSync(join(dir(), "sshd_config"), `Include ${join(dir(), "dropin.conf")}\nHostKey ${join(dir(), "hostkey")}\nPasswordAuthentication yes\nX11Forwarding yes\nPermitRootLogin yes\n`);
-    return join(dir(), "sshd_config");
-  };
-  it("rejects an unknown option (the check can fail)", () => {
-    expect(run(tool("sshd") as string, ["-t", "-f", sshdConfig("Bogus yes\n")]).status).not.toBe(0);
-  });
-  it("sshd -t passes and sshd -T shows the hardened values", () => {
-    const f = sshdConfig(renderSshdHardening());
-    const t = run(tool("sshd") as string, ["-t", "-f", f]);
-    expect(t.status, t.stderr).toBe(0);
-    const eff = new Map(run(tool("sshd") as string, ["-T", "-f", f]).stdout.split("\n").map((l) => [l.split(" ")[0], l.slice(l.indexOf(" ") + 1)] as const));
-    expect(eff.get("passwordauthentication")).toBe("no");
-    expect(eff.get("kbdinteractiveauthentication")).toBe("no");
-    expect(["prohibit-password", "without-password"]).toContain(eff.get("permitrootlogin"));
-    expect(eff.get("x11forwarding")).toBe("no");
-    expect(eff.get("allowtcpforwarding")).toBe("no");
-    expect(eff.get("allowagentforwarding")).toBe("no");
-    expect(eff.get("permittunnel")).toBe("no");
-    expect(eff.get("pubkeyauthentication")).toBe("yes");
-  });
-});
+}
 
-const skipSystemd = missing("systemd-analyze verify", {
-  tools: ["systemd-analyze"],
-  scratch: true,
-  check: () => (tool("node") === undefined ? "/usr/bin/node missing (ExecStart must exist)" : undefined),
-});
-describe.skipIf(skipSystemd)("systemd-analyze verify accepts the units", () => {
-  const dir = scratch("units-");
-  const verify = (name: string, content: string) => {
-    writeFileSync(join(dir(), name), content);
-    return run(tool("systemd-analyze") as string, ["verify", join(dir(), name)]);
-  };
-  it("reports an unknown setting (the check can fail)", () => {
-    const r = verify("bogus.service", renderRelayUnit(cfg.host).replace("[Service]\n", "[Service]\nProtectBogus=yes\n"));
-    expect(r.stderr).toMatch(/Unknown key/);
+for (const { release, tools: found, skip: skip0 } of eachRelease("systemd-analyze verify", ["systemd-analyze", "node"])) {
+  const skip = skip0 ?? missing(`systemd-analyze verify on ${releaseName(release)}`, { scratch: true });
+  describe.skipIf(skip)(`${releaseName(release)}: systemd-analyze verify accepts the units`, () => {
+    const t = () => tools(found);
+    const cfg = buildConfig({ release });
+    const dir = scratch("units-");
+    const verify = (name: string, content: string) => {
+      writeFileSync(join(dir(), name), content);
+      return t().run("systemd-analyze", ["verify", join(dir(), name)]);
+    };
+    it(`is the release's systemd (${RELEASES[release].ships.systemd})`, () => {
+      expect(t().run("systemd-analyze", ["--version"]).stdout).toMatch(new RegExp(`^systemd ${RELEASES[release].ships.systemd} `));
+    });
+    it("reports an unknown setting (the check can fail)", () => {
+      const r = verify("bogus.service", renderRelayUnit(cfg.host).replace("[Service]\n", "[Service]\nProtectBogus=yes\n"));
+      expect(r.stderr).toMatch(/Unknown key/);
+    });
+    it("mail-relay.service: no warning at all", () => {
+      const r = verify("mail-relay.service", renderRelayUnit(cfg.host));
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toBe("");
+    });
+    it("cloudflared-mail-relay.service: no warning (ExecStart pointed at /bin/true: cloudflared is not installed here)", () => {
+      const r = verify("cloudflared-mail-relay.service", renderCloudflaredUnit().replace("/usr/bin/cloudflared", "/bin/true"));
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toBe("");
+    });
   });
-  it("mail-relay.service: no warning at all", () => {
-    const r = verify("mail-relay.service", renderRelayUnit(cfg.host));
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toBe("");
-  });
-  it("cloudflared-mail-relay.service: no warning (ExecStart pointed at /bin/true: cloudflared is not installed here)", () => {
-    const r = verify("cloudflared-mail-relay.service", renderCloudflaredUnit().replace("/usr/bin/cloudflared", "/bin/true"));
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toBe("");
-  });
-});
+}
 
-const skipOpendkim = missing("opendkim -n", { tools: ["opendkim"], scratch: true });
-describe.skipIf(skipOpendkim)("opendkim accepts the rendered configuration and tables", () => {
-  const dir = scratch("odk-");
-  const place = (conf: string) => conf.replaceAll("/etc/opendkim", dir()).replaceAll("/var/spool/postfix", dir()).replaceAll("/run/opendkim", dir());
-  beforeAll(() => {
-    writeFileSync(join(dir(), "KeyTable"), place(renderOpendkimKeyTable(cfg.host)));
-    writeFileSync(join(dir(), "SigningTable"), renderOpendkimSigningTable(cfg.host));
-    writeFileSync(join(dir(), "TrustedHosts"), renderOpendkimTrustedHosts());
+for (const { release, tools: found, skip: skip0 } of eachRelease("opendkim -n", ["opendkim"])) {
+  const skip = skip0 ?? missing(`opendkim -n on ${releaseName(release)}`, { scratch: true });
+  describe.skipIf(skip)(`${releaseName(release)}: opendkim accepts the rendered configuration and tables`, () => {
+    const t = () => tools(found);
+    const cfg = buildConfig({ release });
+    const dir = scratch("odk-");
+    const place = (conf: string) => conf.replaceAll("/etc/opendkim", dir()).replaceAll("/var/spool/postfix", dir()).replaceAll("/run/opendkim", dir());
+    beforeAll(() => {
+      writeFileSync(join(dir(), "KeyTable"), place(renderOpendkimKeyTable(cfg.host)));
+      writeFileSync(join(dir(), "SigningTable"), renderOpendkimSigningTable(cfg.host));
+      writeFileSync(join(dir(), "TrustedHosts"), renderOpendkimTrustedHosts());
+    });
+    it("rejects an unknown keyword (the check can fail)", () => {
+      writeFileSync(join(dir(), "bad.conf"), place(renderOpendkimConf(cfg.host)) + "Bogus yes\n");
+      expect(t().run("opendkim", ["-n", "-x", join(dir(), "bad.conf")]).status).not.toBe(0);
+    });
+    it("opendkim -n -x opendkim.conf succeeds (tables opened)", () => {
+      writeFileSync(join(dir(), "opendkim.conf"), place(renderOpendkimConf(cfg.host)));
+      const r = t().run("opendkim", ["-n", "-x", join(dir(), "opendkim.conf")]);
+      expect(r.status, r.stderr).toBe(0);
+    });
   });
-  it("rejects an unknown keyword (the check can fail)", () => {
-    writeFileSync(join(dir(), "bad.conf"), place(renderOpendkimConf(cfg.host)) + "Bogus yes\n");
-    expect(run(tool("opendkim") as string, ["-n", "-x", join(dir(), "bad.conf")]).status).not.toBe(0);
-  });
-  it("opendkim -n -x opendkim.conf succeeds (tables opened)", () => {
-    writeFileSync(join(dir(), "opendkim.conf"), place(renderOpendkimConf(cfg.host)));
-    const r = run(tool("opendkim") as string, ["-n", "-x", join(dir(), "opendkim.conf")]);
-    expect(r.status, r.stderr).toBe(0);
-  });
-});
+}

@@ -1,14 +1,13 @@
-// Postfix's own parser reads the rendered main.cf/master.cf: postconf -n (no unknown parameter), postconf -h (the
-// values Postfix actually uses), postconf -M (the service table) and postfix check (a full instance check).
+// Postfix's own parser, each tested release's (release-tools.ts), reads the main.cf/master.cf rendered for that
+// release: postconf -n (no unknown or deprecated parameter), postconf -h (the values Postfix actually uses),
+// postconf -M (the service table) and postfix check (a full instance check).
 import { chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { renderPostfixMainCf, renderPostfixMasterCf, type HostSettings } from "../../cloud-init";
+import { RELEASES, releaseName, renderPostfixMainCf, renderPostfixMasterCf, type HostSettings } from "../../cloud-init";
 import { buildConfig } from "./fixtures";
-import { missing, removeDir, run, safeScratchDir, tool } from "./real-tools";
-
-const skipPostconf = missing("postconf on rendered main.cf/master.cf", { tools: ["postconf"], scratch: true });
-const skipCheck = missing("postfix check on a rendered instance", { tools: ["postfix", "postconf"], root: true, scratch: true });
+import { missing, removeDir, safeScratchDir } from "./real-tools";
+import { eachRelease, type ReleaseTools } from "./release-tools";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(removeDir));
@@ -21,87 +20,110 @@ function configDir(host: HostSettings, mainCfExtra = ""): string {
   return dir;
 }
 
-function postconf(dir: string, ...args: string[]) {
-  const r = run(tool("postconf") as string, ["-c", dir, ...args]);
-  if (r.status !== 0) throw new Error(`postconf ${args.join(" ")} failed: ${r.stderr}`);
-  return r;
+for (const { release, tools: found, skip } of eachRelease("postconf on rendered main.cf/master.cf", ["postconf", "postfix"])) {
+  const t = () => found as ReleaseTools;
+  const skipPostconf = skip ?? missing(`postconf on ${releaseName(release)}`, { scratch: true });
+  const skipCheck = skipPostconf ?? missing(`postfix check on ${releaseName(release)}`, { root: true });
+  const r = RELEASES[release];
+
+  function postconf(dir: string, ...args: string[]) {
+    const res = t().run("postconf", ["-c", dir, ...args]);
+    if (res.status !== 0) throw new Error(`postconf ${args.join(" ")} failed: ${res.stderr}`);
+    return res;
+  }
+
+  const variants = [
+    ["direct, ipv4", buildConfig({ ipv6: false, release })],
+    ["direct, ipv6", buildConfig({ ipv6: true, release })],
+    ["smarthost, ipv4", buildConfig({ smarthost: true, release })],
+    ["smarthost, ipv6", buildConfig({ smarthost: true, ipv6: true, release })],
+  ] as const;
+
+  describe.skipIf(skipPostconf)(`${releaseName(release)}: postconf reads the files rendered for it`, () => {
+    it(`is the release's Postfix (${r.ships.postfix})`, () => {
+      expect(t().run("postconf", ["-h", "mail_version"]).stdout.trim()).toMatch(new RegExp(`^${r.ships.postfix.replace(".", "\\.")}\\.`));
+    });
+    it("warns about a misspelled parameter (so the no-warning rule below can fail)", () => {
+      const dir = configDir(buildConfig({ release }).host, "milter_default_acton = accept\n");
+      expect(postconf(dir, "-n").stderr).toMatch(/unused parameter: milter_default_acton/);
+    });
+    it(`compatibility_level is ${r.postfix.compatibilityLevel}, the level Debian's own main.cf sets on this release`, () => {
+      const dir = configDir(buildConfig({ release }).host);
+      expect(postconf(dir, "-h", "compatibility_level").stdout.trim()).toBe(r.postfix.compatibilityLevel);
+      // Debian's own default main.cf, as the package ships it in this release.
+      const debian = t().run("sh", ["-c", "grep -h '^compatibility_level' /usr/share/postfix/main.cf.debian"]);
+      expect(debian.stdout.trim()).toBe(`compatibility_level = ${r.postfix.compatibilityLevel}`);
+    });
+    it("bare-newline handling never reaches a client: every client Postfix can have is loopback, and the default exclusions are $mynetworks", () => {
+      // Postfix 3.7 defaults smtpd_forbid_bare_newline to no, 3.10 to normalize; both exclude $mynetworks, which
+      // is loopback only, and inet_interfaces is loopback-only: the setting applies to no client on either release.
+      const dir = configDir(buildConfig({ release }).host);
+      expect(postconf(dir, "-h", "smtpd_forbid_bare_newline_exclusions").stdout.trim()).toBe("$mynetworks");
+      expect(postconf(dir, "-x", "-h", "smtpd_forbid_bare_newline_exclusions").stdout.trim().split(/[\s,]+/).sort()).toEqual(["127.0.0.0/8", "[::1]/128"]);
+    });
+    describe.each(variants)("%s", (_name, cfg) => {
+      let dir = "";
+      beforeAll(() => void (dir = configDir(cfg.host))); // not at collection: a skipped block writes nothing
+      const get = (key: string) => postconf(dir, "-h", key).stdout.trim();
+
+      it("every parameter is one Postfix knows (postconf -n prints no warning)", () => {
+        const r = postconf(dir, "-n");
+        expect(r.stderr).toBe("");
+        expect(r.stdout).toContain("inet_interfaces = loopback-only");
+      });
+      it("Postfix sees: loopback-only listener, loopback-only mynetworks, localhost-only mydestination", () => {
+        expect(get("inet_interfaces")).toBe("loopback-only");
+        expect(get("mynetworks").split(/[\s,]+/).sort()).toEqual(["127.0.0.0/8", "[::1]/128"]);
+        expect(get("mydestination")).toBe("localhost");
+        expect(get("relay_domains")).toBe("");
+        expect(get("inet_protocols")).toBe(cfg.host.ipv6 ? "all" : "ipv4");
+      });
+      it("Postfix sees: relay restrictions ending in reject_unauth_destination, milter tempfail on the unix socket", () => {
+        expect(get("smtpd_relay_restrictions").split(/[\s,]+/).pop()).toBe("reject_unauth_destination");
+        expect(get("smtpd_recipient_restrictions").split(/[\s,]+/).pop()).toBe("reject_unauth_destination");
+        expect(get("milter_default_action")).toBe("tempfail");
+        expect(get("smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
+        expect(get("non_smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
+        expect(get("myhostname")).toBe(cfg.host.mtaHostname);
+      });
+      it("Postfix sees the outbound mode", () => {
+        if (cfg.host.smarthost) {
+          expect(get("relayhost")).toBe("[smtp.eu.mailgun.org]:587");
+          expect(get("smtp_tls_security_level")).toBe("secure");
+          expect(get("smtp_sasl_auth_enable")).toBe("yes");
+        } else {
+          expect(get("relayhost")).toBe("");
+          expect(get("smtp_tls_security_level")).toBe("may");
+          expect(get("smtp_sasl_auth_enable")).toBe("no");
+        }
+      });
+      it("postconf -M: the only listening service is smtp/inet; no submission, no smtps", () => {
+        const services = postconf(dir, "-M").stdout.trim().split("\n").map((l) => l.split(/\s+/));
+        const listeners = services.filter((f) => f[1] === "inet" || f[1] === "pass" || f[1] === "fifo");
+        expect(listeners.map((f) => `${f[0]}/${f[1]}`)).toEqual(["smtp/inet"]);
+        expect(services.map((f) => f[0])).not.toContain("submission");
+        expect(services.map((f) => f[0])).not.toContain("smtps");
+      });
+    });
+  });
+
+  describe.skipIf(skipCheck)(`${releaseName(release)}: postfix check on an instance made of the files rendered for it`, () => {
+    it.each(variants)("%s passes postfix check", (_name, cfg) => {
+      const dir = configDir(cfg.host);
+      const q = join(dir, "queue");
+      const data = join(dir, "data");
+      mkdirSync(q);
+      mkdirSync(data);
+      // The postfix uid of the release's own root (the tools image's may differ from this machine's).
+      const pw = t().run("id", ["-u", "postfix"]);
+      chownSync(data, Number(pw.stdout.trim()), 0);
+      // Only the instance paths move to the scratch dir; every rendered setting stays as it is.
+      postconf(dir, "-e", `queue_directory=${q}`, `data_directory=${data}`, `maillog_file_prefixes=${dir}`, `maillog_file=${dir}/maillog`, "alias_maps=", "alias_database=");
+      const sp = t().run("postfix", ["-c", dir, "set-permissions"]);
+      expect(sp.status, sp.stderr).toBe(0);
+      const check = t().run("postfix", ["-c", dir, "check"]);
+      expect(check.status, check.stderr + check.stdout).toBe(0);
+      expect(check.stderr + check.stdout).not.toMatch(/fatal|error/i);
+    });
+  });
 }
-
-const variants = [
-  ["direct, ipv4", buildConfig({ ipv6: false })],
-  ["direct, ipv6", buildConfig({ ipv6: true })],
-  ["smarthost, ipv4", buildConfig({ smarthost: true })],
-  ["smarthost, ipv6", buildConfig({ smarthost: true, ipv6: true })],
-] as const;
-
-describe.skipIf(skipPostconf)("postconf reads the rendered files", () => {
-  it("warns about a misspelled parameter (so the no-warning rule below can fail)", () => {
-    const dir = configDir(buildConfig().host, "milter_default_acton = accept\n");
-    expect(postconf(dir, "-n").stderr).toMatch(/unused parameter: milter_default_acton/);
-  });
-
-  describe.each(variants)("%s", (_name, cfg) => {
-    let dir = "";
-    beforeAll(() => void (dir = configDir(cfg.host))); // not at collection: a skipped block writes nothing
-    const get = (key: string) => postconf(dir, "-h", key).stdout.trim();
-
-    it("every parameter is one Postfix knows (postconf -n prints no warning)", () => {
-      const r = postconf(dir, "-n");
-      expect(r.stderr).toBe("");
-      expect(r.stdout).toContain("inet_interfaces = loopback-only");
-    });
-    it("Postfix sees: loopback-only listener, loopback-only mynetworks, localhost-only mydestination", () => {
-      expect(get("inet_interfaces")).toBe("loopback-only");
-      expect(get("mynetworks").split(/[\s,]+/).sort()).toEqual(["127.0.0.0/8", "[::1]/128"]);
-      expect(get("mydestination")).toBe("localhost");
-      expect(get("relay_domains")).toBe("");
-      expect(get("inet_protocols")).toBe(cfg.host.ipv6 ? "all" : "ipv4");
-    });
-    it("Postfix sees: relay restrictions ending in reject_unauth_destination, milter tempfail on the unix socket", () => {
-      expect(get("smtpd_relay_restrictions").split(/[\s,]+/).pop()).toBe("reject_unauth_destination");
-      expect(get("smtpd_recipient_restrictions").split(/[\s,]+/).pop()).toBe("reject_unauth_destination");
-      expect(get("milter_default_action")).toBe("tempfail");
-      expect(get("smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
-      expect(get("non_smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
-      expect(get("myhostname")).toBe(cfg.host.mtaHostname);
-    });
-    it("Postfix sees the outbound mode", () => {
-      if (cfg.host.smarthost) {
-        expect(get("relayhost")).toBe("[smtp.eu.mailgun.org]:587");
-        expect(get("smtp_tls_security_level")).toBe("secure");
-        expect(get("smtp_sasl_auth_enable")).toBe("yes");
-      } else {
-        expect(get("relayhost")).toBe("");
-        expect(get("smtp_tls_security_level")).toBe("may");
-        expect(get("smtp_sasl_auth_enable")).toBe("no");
-      }
-    });
-    it("postconf -M: the only listening service is smtp/inet; no submission, no smtps", () => {
-      const services = postconf(dir, "-M").stdout.trim().split("\n").map((l) => l.split(/\s+/));
-      const listeners = services.filter((f) => f[1] === "inet" || f[1] === "pass" || f[1] === "fifo");
-      expect(listeners.map((f) => `${f[0]}/${f[1]}`)).toEqual(["smtp/inet"]);
-      expect(services.map((f) => f[0])).not.toContain("submission");
-      expect(services.map((f) => f[0])).not.toContain("smtps");
-    });
-  });
-});
-
-describe.skipIf(skipCheck)("postfix check on an instance made of the rendered files", () => {
-  it.each(variants)("%s passes postfix check", (_name, cfg) => {
-    const dir = configDir(cfg.host);
-    const q = join(dir, "queue");
-    const data = join(dir, "data");
-    mkdirSync(q);
-    mkdirSync(data);
-    const pw = run("id", ["-u", "postfix"]);
-    chownSync(data, Number(pw.stdout.trim()), 0);
-    // Only the instance paths move to the scratch dir; every rendered setting stays as it is.
-    postconf(dir, "-e", `queue_directory=${q}`, `data_directory=${data}`, `maillog_file_prefixes=${dir}`, `maillog_file=${dir}/maillog`, "alias_maps=", "alias_database=");
-    const postfix = tool("postfix") as string;
-    const sp = run(postfix, ["-c", dir, "set-permissions"]);
-    expect(sp.status, sp.stderr).toBe(0);
-    const check = run(postfix, ["-c", dir, "check"]);
-    expect(check.status, check.stderr + check.stdout).toBe(0);
-    expect(check.stderr + check.stdout).not.toMatch(/fatal|error/i);
-  });
-});

@@ -14,29 +14,37 @@ export interface BundleProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/**
+ * A node interpreter: its path and environment, and for one inside another root (a release's tools image), how to
+ * turn [bin, ...args] with an environment into the command that runs it there (test/cloud-init/release-tools.ts).
+ */
+export interface NodeRuntime {
+  readonly bin: string;
+  readonly env: Record<string, string>;
+  readonly command?: (argv: readonly string[], env: Record<string, string>) => string[];
+}
+
 /** Copies the bundle into an empty directory (no node_modules next to it) and starts it with a fake sendmail. */
-export async function startBundle(dir: string, token: string, node: { bin: string; env: Record<string, string> }, extraEnv: Record<string, string> = {}): Promise<BundleProcess> {
+export async function startBundle(dir: string, token: string, node: NodeRuntime, extraEnv: Record<string, string> = {}): Promise<BundleProcess> {
   mkdirSync(path.join(dir, "app"), { recursive: true });
   copyFileSync(BUNDLE, path.join(dir, "app", "relay.js"));
   const sendmail = path.join(dir, "fake-sendmail");
   writeFileSync(sendmail, `#!/bin/sh\nn=$(date +%s%N)\nprintf '%s\\n' "$@" > ${dir}/sendmail-args.$n\ncat > ${dir}/sendmail-msg.$n\n`);
   chmodSync(sendmail, 0o755);
-  const child = spawn(node.bin, [path.join(dir, "app", "relay.js")], {
-    cwd: path.join(dir, "app"),
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      ...node.env,
-      RELAY_LISTEN: "127.0.0.1:0",
-      SMTP_RELAY_TOKEN: `app=${token}`,
-      RELAY_ALLOWED_FROM: "noreply@example.com",
-      RELAY_MESSAGE_ID_DOMAIN: "mail.example.com",
-      QUEUE_ROOT: path.join(dir, "queue"),
-      RELAY_HANDOFF: "sendmail",
-      SENDMAIL_PATH: sendmail,
-      ...extraEnv,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    ...node.env,
+    RELAY_LISTEN: "127.0.0.1:0",
+    SMTP_RELAY_TOKEN: `app=${token}`,
+    RELAY_ALLOWED_FROM: "noreply@example.com",
+    RELAY_MESSAGE_ID_DOMAIN: "mail.example.com",
+    QUEUE_ROOT: path.join(dir, "queue"),
+    RELAY_HANDOFF: "sendmail",
+    SENDMAIL_PATH: sendmail,
+    ...extraEnv,
+  };
+  const [cmd, ...args] = node.command ? node.command([node.bin, path.join(dir, "app", "relay.js")], env) : [node.bin, path.join(dir, "app", "relay.js")];
+  const child = spawn(cmd, args, { cwd: path.join(dir, "app"), env: node.command ? process.env : env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (out += c.toString()));
