@@ -303,7 +303,7 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
 
 /**
  * Installs cloudflared from Cloudflare's apt repository if it is missing, then (re)starts the tunnel unit.
- * Written for a real Debian 12 host; not run by the tests (pkg.cloudflare.com is unreachable from CI).
+ * Written for a real Debian 12 or 13 host; not run by the tests (pkg.cloudflare.com is unreachable from CI).
  */
 export function renderStartCloudflared(): string {
   return script("start the Cloudflare tunnel", [

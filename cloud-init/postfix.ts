@@ -229,7 +229,7 @@ export interface MasterService {
 }
 
 /**
- * Debian 12's default services minus every public listener and every pipe(8) transport we never use. No submission,
+ * Debian's default services (12 and 13 ship the same set) minus every public listener and every pipe(8) transport we never use. No submission,
  * no smtps, no second smtpd: the only listener is `smtp inet`, kept on loopback by inet_interfaces. chroot is n for
  * all: one view of the filesystem (milter socket, CA file, resolv.conf) and no chroot copy to keep in sync; the
  * only network-facing daemon talks to loopback clients.

@@ -1,4 +1,5 @@
-// Bundles the relay into one file, relay/dist/relay.js, that runs on Debian 12's Node 18 with no node_modules.
+// Bundles the relay into one file, relay/dist/relay.js, that runs with no node_modules on the oldest tested release's
+// Node (Debian 12's 18; Debian 13 ships 20): test/cloud-init/release.test.ts ties the target to cloud-init/release.ts.
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
 import * as path from "node:path";

@@ -3,12 +3,14 @@
  *   docs/configuration.md  config keys   <- Pulumi.yaml
  *   docs/configuration.md  stack outputs <- the doc comments of infra/index.ts's exports
  *   docs/relay-api.md      error codes   <- relay/errors.ts (ERROR_STATUS, ERROR_MEANING)
+ *   docs/releases.md       what differs between the Debian releases <- cloud-init/release.ts (RELEASES)
  * `npm run docs:gen -- --check` changes nothing and exits 1 when a doc is out of date; test/scripts/gen-docs.test.ts
  * fails the same way.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
+import { DEBIAN_RELEASES, DEFAULT_RELEASE, RELEASES, releaseName } from "../cloud-init/release";
 import { ERROR_MEANING, ERROR_STATUS, type ErrorCode } from "../relay/errors";
 
 export const ROOT = path.join(__dirname, "..");
@@ -64,6 +66,23 @@ export function renderErrorTable(): string {
   return ["| code | status | when |", "|---|---|---|", ...rows].join("\n");
 }
 
+/** The release table: one column per release, one row per version shipped and per setting that differs. */
+export function renderReleaseTable(): string {
+  const col = (f: (r: (typeof RELEASES)[keyof typeof RELEASES]) => string | number) => DEBIAN_RELEASES.map((r) => cell(String(f(RELEASES[r])))).join(" | ");
+  const rows: [string, string][] = [
+    ["Hetzner image (`image`)", DEBIAN_RELEASES.map((r) => `\`${RELEASES[r].hetznerImage}\`${r === DEFAULT_RELEASE ? " (default)" : ""}`).join(" | ")],
+    ["Postfix", col((r) => r.ships.postfix)],
+    ["OpenSSH", col((r) => r.ships.openssh)],
+    ["systemd", col((r) => r.ships.systemd)],
+    ["cloud-init", col((r) => r.ships.cloudInit)],
+    ["nftables", col((r) => r.ships.nftables)],
+    ["Node (Debian's `nodejs`, runs the relay)", col((r) => r.ships.node)],
+    ["main.cf `compatibility_level`", col((r) => `\`${r.postfix.compatibilityLevel}\``)],
+    ["the unit that runs Postfix's master (its journal)", col((r) => `\`${r.postfix.masterUnit}\``)],
+  ];
+  return [`| | ${DEBIAN_RELEASES.map(releaseName).join(" | ")} |`, `|---|${DEBIAN_RELEASES.map(() => "---").join("|")}|`, ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join("\n");
+}
+
 const begin = (name: string): string => `<!-- BEGIN GENERATED ${name}: edit the source and run \`npm run docs:gen\` -->`;
 const end = (name: string): string => `<!-- END GENERATED ${name} -->`;
 
@@ -84,6 +103,7 @@ export function generatedDocs(root = ROOT): { file: string; current: string; exp
       ["stack-outputs", renderOutputsTable(read("infra/index.ts"))],
     ],
     "docs/relay-api.md": [["error-codes", renderErrorTable()]],
+    "docs/releases.md": [["release-table", renderReleaseTable()]],
   };
   return Object.entries(blocks).map(([file, list]) => {
     const current = read(file);

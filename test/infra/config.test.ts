@@ -36,7 +36,9 @@ describe("config: defaults", () => {
     const c = parseConfig(valid(), secrets, ctx);
     expect(c.nodes.map((n) => n.mtaHostname)).toEqual(["mail.example.com"]);
     expect(c.relayHostname).toBe("mail-relay.example.com");
-    expect(c.image).toBe("debian-12");
+    expect(c.image).toBe("debian-13");
+    expect(c.release).toBe("trixie");
+    expect(c.untestedImage).toBe(false);
     expect(c.zone).toBe("example.com");
     expect(c.protectPrimaryIps).toBe(true);
     expect(c.relay).toMatchObject({ rateLimitPerMin: 60, bodyLimitBytes: 524288, maxRecipients: 50, handoff: "smtp", port: 2525 });
@@ -185,5 +187,39 @@ describe("config: warnings for valid but easily misread settings", () => {
   it("nodeCount > 1 without the tunnel: independent relays", () => {
     const w = configWarnings(parseConfig({ ...valid(), nodeCount: 2, tunnel: false }, secrets, ctx));
     expect(w).toEqual([expect.stringMatching(/^mail-relay:nodeCount is 2 with mail-relay:tunnel false: 2 independent relays/)]);
+  });
+});
+
+describe("config: the image and the Debian release the host files are rendered for", () => {
+  it.each([
+    ["debian-13", "trixie"],
+    ["debian-12", "bookworm"],
+  ])("%s is tested: rendered for %s, no warning", (image, release) => {
+    const c = parseConfig({ ...valid(), image }, secrets, ctx);
+    expect(c).toMatchObject({ image, release, untestedImage: false });
+    expect(configWarnings(c)).toEqual([]);
+  });
+  it("any other image is refused, naming the tested ones and the key that allows it", () => {
+    expect(problems({ ...valid(), image: "ubuntu-24.04" })).toEqual([
+      'mail-relay:image "ubuntu-24.04" is not a tested image: use debian-13 (the default) or debian-12, or set mail-relay:allowUntestedImage true to deploy it anyway (the host files are then rendered for Debian 13 (trixie))',
+    ]);
+    expect(problems({ ...valid(), image: "debian-11" })).toHaveLength(1);
+  });
+  it("allowUntestedImage lets it through, rendered for Debian 13, with a warning on every preview and up", () => {
+    const c = parseConfig({ ...valid(), image: "debian-14", allowUntestedImage: true }, secrets, ctx);
+    expect(c).toMatchObject({ image: "debian-14", release: "trixie", untestedImage: true });
+    const w = configWarnings(c);
+    expect(w).toHaveLength(1);
+    expect(w[0]).toMatch(/^mail-relay:image "debian-14" is not tested \(mail-relay:allowUntestedImage is true\): the host files are rendered for Debian 13 \(trixie\)/);
+    expect(w[0]).toMatch(/Tested: debian-13 \(the default\) or debian-12$/);
+  });
+  it("allowUntestedImage changes nothing for a tested image", () => {
+    const c = parseConfig({ ...valid(), image: "debian-12", allowUntestedImage: true }, secrets, ctx);
+    expect(c).toMatchObject({ release: "bookworm", untestedImage: false });
+    expect(configWarnings(c)).toEqual([]);
+  });
+  it("refuses an image name that is not one, and a non-boolean allowUntestedImage", () => {
+    expect(problems({ ...valid(), image: "Debian 13" })).toEqual([expect.stringMatching(/^mail-relay:image must be a Hetzner image name such as debian-13/)]);
+    expect(problems({ ...valid(), allowUntestedImage: "yes" })).toEqual([expect.stringMatching(/^mail-relay:allowUntestedImage /)]);
   });
 });

@@ -5,6 +5,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { fromRun, type Capture, type RemoteStep } from "../../rehearsal/capture";
 import { renderMetaData, renderNetworkConfig, type HostShell } from "../../rehearsal/host";
+import { releaseImageArg } from "../../rehearsal/main";
 import { deleteOrder, replay } from "../../rehearsal/replay";
 import { renderDnsmasqConf, reverseName } from "../../rehearsal/world";
 import { parse } from "yaml";
@@ -134,5 +135,26 @@ describe("the NoCloud seed", () => {
     const eth0 = nc.config.find((i: { name: string }) => i.name === "eth0");
     expect(eth0.subnets.map((s: { address: string }) => s.address)).toEqual([`${capture.nodes[0].ipv4}/24`, `${capture.nodes[0].ipv6}/64`]);
     expect(eth0.subnets.every((s: { gateway?: string }) => s.gateway)).toBe(true);
+  });
+});
+
+describe("--release overrides the stack's image for the rehearsal", () => {
+  it.each([
+    [["prod", "--release", "12"], "debian-12"],
+    [["prod", "--release=13"], "debian-13"],
+    [["--release", "bookworm", "prod", "--keep"], "debian-12"],
+    [["prod", "--release", "debian-13"], "debian-13"],
+  ])("%j -> %s, the other arguments kept", (argv, image) => {
+    const r = releaseImageArg(argv);
+    expect(r.image).toBe(image);
+    expect(r.error).toBeUndefined();
+    expect(r.rest).toEqual(argv.filter((a) => !a.startsWith("--release") && !["12", "13", "bookworm", "debian-13"].includes(a)));
+  });
+  it("without the flag: the stack's own image", () => {
+    expect(releaseImageArg(["prod", "--keep"])).toEqual({ rest: ["prod", "--keep"] });
+  });
+  it("an unknown release names the known ones", () => {
+    expect(releaseImageArg(["prod", "--release", "11"]).error).toBe('--release "11": the rehearsal knows 12 (bookworm, debian-12), 13 (trixie, debian-13)');
+    expect(releaseImageArg(["prod", "--release"]).error).toMatch(/^--release "": /);
   });
 });
