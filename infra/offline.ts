@@ -135,15 +135,29 @@ export function ed25519Key(name: string): Record<string, string> {
  * Fake cloud answers. Deterministic where a plan should read the same twice (IDs, IPs), real where a
  * test needs a real value (RSA keys, so DKIM records carry an actual 2048-bit key).
  */
+/** Resources whose outputs are random: like Pulumi's state, a `kept` map hands a later run the same values. */
+const RANDOM_OUTPUTS = new Set([
+  "tls:index/privateKey:PrivateKey",
+  "random:index/randomPassword:RandomPassword",
+  "random:index/randomBytes:RandomBytes",
+  "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken",
+]);
+
 export class OfflineMocks implements pulumi.runtime.Mocks {
   readonly resources: RecordedResource[] = [];
   private ipv4Count = 0;
   private ipv6Count = 0;
   private numericId = 1000;
 
+  /** `kept`: random outputs by resource name, from an earlier run; filled with this run's new ones. */
+  constructor(readonly kept: Record<string, Record<string, any>> = {}) {}
+
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
     const plainInputs = unwrapSecrets(args.inputs);
-    const state = { ...args.inputs, ...this.outputsFor({ ...args, inputs: plainInputs }) };
+    const random = RANDOM_OUTPUTS.has(args.type);
+    const outputs = (random && this.kept[args.name]) || this.outputsFor({ ...args, inputs: plainInputs });
+    if (random) this.kept[args.name] = outputs;
+    const state = { ...args.inputs, ...outputs };
     const id = state.__id ?? (args.type.startsWith("hcloud:") ? String(++this.numericId) : `${args.name}-id`);
     delete state.__id;
     const secretProps = Object.keys(args.inputs).filter((k) => isWrappedSecret(args.inputs[k]) || JSON.stringify(args.inputs[k] ?? null).includes(SECRET_SIG));
@@ -291,9 +305,15 @@ function recordGraph(): () => GraphNode[] {
  * Set mocks and config, then load the program module through `load` (a fresh import each run).
  * `load` exists so vitest can reset its module registry between runs.
  */
-export async function runOffline(stack: string, overrides: Record<string, unknown>, load: () => Promise<Record<string, unknown>>): Promise<OfflineRun> {
+export async function runOffline(
+  stack: string,
+  overrides: Record<string, unknown>,
+  load: () => Promise<Record<string, unknown>>,
+  opts: { /** A JSON file keeping random outputs between runs, as a stack's state does between updates. */ stateFile?: string } = {},
+): Promise<OfflineRun> {
   const config = readStackConfig(stack, overrides);
-  const mocks = new OfflineMocks();
+  const kept = opts.stateFile && fs.existsSync(opts.stateFile) ? (JSON.parse(fs.readFileSync(opts.stateFile, "utf8")) as Record<string, Record<string, any>>) : {};
+  const mocks = new OfflineMocks(kept);
   await pulumi.runtime.setMocks(mocks, "mail-relay", stack, false);
   const graph = recordGraph();
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
@@ -308,5 +328,6 @@ export async function runOffline(stack: string, overrides: Record<string, unknow
   }
   await (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs?.();
   for (const r of mocks.resources) for (const [k, v] of Object.entries(r.props)) r.props[k] = await plainAssets(v);
+  if (opts.stateFile) fs.writeFileSync(opts.stateFile, JSON.stringify(mocks.kept), { mode: 0o600 });
   return { resources: mocks.resources, graph: graph(), outputs, secretOutputs, config };
 }

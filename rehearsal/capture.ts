@@ -81,6 +81,8 @@ export interface CaptureOptions {
   readonly relay?: Record<string, unknown>;
   /** Other config overrides (keys without namespace). */
   readonly overrides?: Record<string, unknown>;
+  /** Keeps the random outputs (keys, tokens) between captures, as the stack's state keeps them between updates. */
+  readonly stateFile?: string;
 }
 
 function stackRelay(stack: string): Record<string, unknown> {
@@ -100,7 +102,7 @@ export async function capture(stack: string, o: CaptureOptions): Promise<Capture
     sshPublicKey: o.sshPublicKey,
     ...(o.relay ? { relay: { ...stackRelay(stack), ...o.relay } } : {}),
   };
-  const run = await runOffline(stack, overrides, async () => (await import("../infra/index")) as Record<string, unknown>);
+  const run = await runOffline(stack, overrides, async () => (await import("../infra/index")) as Record<string, unknown>, { stateFile: o.stateFile });
   return fromRun(stack, run);
 }
 

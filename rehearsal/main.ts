@@ -1,5 +1,5 @@
 /**
- * `npm run rehearse -- <stack> [--release 12|13] [--keep]` and `npm run rehearse -- --down [<stack>]`.
+ * `npm run rehearse -- <stack> [--release 12|13] [--upgrade-from 12] [--keep]` and `npm run rehearse -- --down [<stack>]`.
  *
  * Boots what `pulumi up` builds on a real systemd Debian, deploys it over real SSH, sends signed mail into a
  * mail world, attacks it and breaks it, then prints one table: phase, pass/fail, seconds. Stands in for exactly
@@ -79,29 +79,33 @@ async function down(stack?: string): Promise<number> {
 }
 
 /**
- * `--release 12` (or 13, bookworm, trixie, debian-12, debian-13): the Hetzner image to rehearse instead of the
- * stack's `image`. Returns the image, undefined without the flag, or an error message.
+ * `--release 12` (or 13, bookworm, trixie, debian-12, debian-13; `flag` names the option): a tested Hetzner image
+ * instead of the stack's `image`. Returns the image, undefined without the flag, or an error message.
  */
-export function releaseImageArg(argv: readonly string[]): { image?: string; error?: string; rest: string[] } {
+export function releaseImageArg(argv: readonly string[], flag = "--release"): { image?: string; error?: string; rest: string[] } {
   const rest: string[] = [];
   let value: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--release") value = argv[++i] ?? "";
-    else if (a.startsWith("--release=")) value = a.slice("--release=".length);
+    if (a === flag) value = argv[++i] ?? "";
+    else if (a.startsWith(`${flag}=`)) value = a.slice(flag.length + 1);
     else rest.push(a);
   }
   if (value === undefined) return { rest };
   const release = DEBIAN_RELEASES.find((r) => [String(RELEASES[r].version), r, RELEASES[r].hetznerImage].includes(value!.toLowerCase()));
   if (!release) {
     const known = DEBIAN_RELEASES.map((r) => `${RELEASES[r].version} (${r}, ${RELEASES[r].hetznerImage})`).join(", ");
-    return { rest, error: `--release ${JSON.stringify(value)}: the rehearsal knows ${known}` };
+    return { rest, error: `${flag} ${JSON.stringify(value)}: the rehearsal knows ${known}` };
   }
   return { rest, image: RELEASES[release].hetznerImage };
 }
 
 async function main(argv0: string[]): Promise<number> {
-  const { image, error, rest: argv } = releaseImageArg(argv0);
+  const release = releaseImageArg(argv0);
+  const upgrade = releaseImageArg(release.rest, "--upgrade-from");
+  const { image } = release;
+  const argv = upgrade.rest;
+  const error = release.error ?? upgrade.error;
   const keep = argv.includes("--keep");
   const args = argv.filter((a) => !a.startsWith("--"));
   if (argv.includes("--down")) return down(args[0]);
@@ -109,7 +113,7 @@ async function main(argv0: string[]): Promise<number> {
   const stack = args[0];
   if (error || !stack || args.length > 1 || !stacks.includes(stack)) {
     if (error) console.error(error);
-    console.error(`usage: npm run rehearse -- <stack> [--release 12|13] [--keep]   |   npm run rehearse -- --down [<stack>]   (stacks: ${stacks.join(", ")})`);
+    console.error(`usage: npm run rehearse -- <stack> [--release 12|13] [--upgrade-from 12] [--keep]   |   npm run rehearse -- --down [<stack>]   (stacks: ${stacks.join(", ")})`);
     return 2;
   }
   const why = unavailable();
@@ -121,7 +125,7 @@ async function main(argv0: string[]): Promise<number> {
     console.error(`rehearsal: SKIPPED: ${why}.`);
     return 0;
   }
-  const r = new Rehearsal(stack, workDir(stack), keep, image);
+  const r = new Rehearsal(stack, workDir(stack), keep, image, upgrade.image);
   const stop = async (signal: string) => {
     console.error(`\nrehearsal: ${signal}: stopping everything it started`);
     await r.cleanup(false);

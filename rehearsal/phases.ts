@@ -15,7 +15,7 @@ import { Processes, run, sleep } from "./proc";
 import { deleteOrder, replay, runStep, type StepResult } from "./replay";
 import { createNamespaces, deleteNamespaces, hostAddresses, namesFor, startWorld, waitTcp, WORLD, type Names, type WorldServices } from "./world";
 import { QUEUE_ROOT } from "../cloud-init/paths";
-import { RELEASES, releaseForImage, releaseProfile, type DebianRelease } from "../cloud-init/release";
+import { RELEASES, releaseForImage, releaseName, releaseProfile, type DebianRelease } from "../cloud-init/release";
 
 interface PhaseResult {
   readonly phase: string;
@@ -45,13 +45,19 @@ export class Rehearsal {
   private readonly runTag = Date.now().toString(36);
   private accepted = 0;
   private release!: DebianRelease;
+  /** With `upgradeFrom`: what the upgraded stack deploys, and its release's image. */
+  private target?: { capture: Capture; release: DebianRelease; rootImage?: string };
 
-  /** `image`: the Hetzner image to rehearse instead of the stack's (`--release`). */
+  /**
+   * `image`: the Hetzner image to rehearse instead of the stack's (`--release`). `upgradeFrom`: boot and deploy
+   * that image first, then replace the server as `pulumi up` does when `image` changes (`--upgrade-from`).
+   */
   constructor(
     private readonly stack: string,
     private readonly dir: string,
     private readonly keep: boolean,
     private readonly image?: string,
+    private readonly upgradeFrom?: string,
   ) {
     this.names = namesFor(stack, this.runTag);
   }
@@ -94,6 +100,7 @@ export class Rehearsal {
       await this.phase("network + mail world", () => this.network(), true);
       await this.phase("boot", () => this.boot(), true);
       await this.phase("deploy", (fail) => this.deploy(fail), true);
+      if (this.target) return await this.runUpgrade();
       await this.phase("services", (fail) => this.services(fail));
       await this.phase("mail end to end", (fail) => this.mail(fail));
       await this.phase("attack: from the internet", (fail) => this.attackFromWorld(fail));
@@ -112,14 +119,39 @@ export class Rehearsal {
         this.results.push({ phase: "rehearsal", ok: false, seconds: 0, detail: e instanceof Error ? e.stack ?? e.message : String(e) });
       }
     }
+    return this.finish();
+  }
+
+  private async finish(): Promise<number> {
     this.report();
     await this.cleanup(this.keep);
     return this.results.every((r) => r.ok) ? 0 : 1;
   }
 
+  /** `--upgrade-from`: the old release deployed and sending, then the server replaced by the stack's, then the same checks. */
+  private async runUpgrade(): Promise<number> {
+    try {
+      const from = releaseName(this.release);
+      await this.phase(`services (${from})`, (fail) => this.services(fail));
+      await this.phase(`mail end to end (${from})`, (fail) => this.mail(fail));
+      await this.phase("upgrade: the server replaced", (fail) => this.replaceServer(fail), true);
+      const to = releaseName(this.release);
+      await this.phase(`services (${to})`, (fail) => this.services(fail));
+      await this.phase(`mail end to end (${to})`, (fail) => this.mail(fail));
+      await this.phase("no loss, no duplicate, nothing unsigned", (fail) => this.ledger(fail));
+      if (!this.keep) await this.phase("teardown", (fail) => this.teardown(fail));
+    } catch (e) {
+      if (!(e instanceof Fatal)) {
+        this.results.push({ phase: "rehearsal", ok: false, seconds: 0, detail: e instanceof Error ? e.stack ?? e.message : String(e) });
+      }
+    }
+    return this.finish();
+  }
+
   private report(): void {
     const w = Math.max(...this.results.map((r) => r.phase.length));
-    console.log(`\nRehearsal of stack "${this.stack}" (${this.capture?.nodes[0]?.image ?? "?"}):`);
+    const image = this.capture?.nodes[0]?.image ?? "?";
+    console.log(`\nRehearsal of stack "${this.stack}" (${this.upgradeFrom && this.capture ? `upgrade ${this.upgradeFrom} -> ${this.target?.capture.nodes[0].image ?? image}` : image}):`);
     console.log(`  ${"phase".padEnd(w)}  result  seconds  detail`);
     for (const r of this.results) console.log(`  ${r.phase.padEnd(w)}  ${r.ok ? "pass  " : "FAIL  "}  ${r.seconds.toFixed(1).padStart(7)}  ${r.detail.replace(/\s+/g, " ").slice(0, 400)}`);
     const total = this.results.reduce((a, r) => a + r.seconds, 0);
@@ -152,14 +184,20 @@ export class Rehearsal {
 
   // ---------------------------------------------------------------- phases
 
-  private async captureWith(extraEnv: Record<string, string> = {}): Promise<Capture> {
+  /** The random outputs (keys, tokens) every capture of this run shares, as a stack's state keeps them between updates. */
+  private get stateFile(): string {
+    return path.join(this.dir, "offline-state.json");
+  }
+
+  private async captureWith(extraEnv: Record<string, string> = {}, image = this.capture?.nodes[0].image ?? this.image): Promise<Capture> {
     const out = path.join(this.dir, `capture-${Date.now()}.json`);
     const input = JSON.stringify({
       stack: this.stack,
       sshPrivateKey: fs.readFileSync(this.keyFile, "utf8"),
       sshPublicKey: this.publicKey,
       relay: { teardownDrainSeconds: TEARDOWN_DRAIN_SECONDS },
-      ...(this.image ? { overrides: { image: this.image } } : {}),
+      stateFile: this.stateFile,
+      ...(image ? { overrides: { image } } : {}),
     });
     const r = await run(process.execPath, ["--import", "tsx", path.join(__dirname, "capture.ts"), out], { input, env: { ...process.env, ...extraEnv }, cwd: path.join(__dirname, "..") });
     if (r.code !== 0) throw new Error(`capturing the program failed: ${r.stderr.slice(-2000)}`);
@@ -174,21 +212,38 @@ export class Rehearsal {
     fs.rmSync(`${this.keyFile}.pub`, { force: true });
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `rehearsal-${this.stack}`, "-f", this.keyFile]);
     this.publicKey = fs.readFileSync(`${this.keyFile}.pub`, "utf8").trim();
-    this.capture = await this.captureWith();
+    fs.rmSync(this.stateFile, { force: true });
+    const releaseOf = (c: Capture): DebianRelease => {
+      if (c.nodes.length !== 1) throw new Error(`the rehearsal boots one node; stack ${this.stack} has ${c.nodes.length}`);
+      const r = releaseForImage(c.nodes[0].image);
+      if (!r) throw new Error(`the rehearsal has images for ${Object.values(RELEASES).map((x) => x.hetznerImage).join(", ")} only; the stack deploys ${c.nodes[0].image}`);
+      return r;
+    };
+    if (this.upgradeFrom) {
+      const target = await this.captureWith({}, this.image);
+      this.target = { capture: target, release: releaseOf(target) };
+      this.capture = await this.captureWith({}, this.upgradeFrom);
+      // Both renders share the state (keys, tokens): the DNS the world serves is the same before and after.
+      if (JSON.stringify(target.records) !== JSON.stringify(this.capture.records)) throw new Error("the two renders disagree on the DNS records");
+    } else {
+      this.capture = await this.captureWith();
+    }
     const c = this.capture;
-    if (c.nodes.length !== 1) throw new Error(`the rehearsal boots one node; stack ${this.stack} has ${c.nodes.length}`);
-    const release = releaseForImage(c.nodes[0].image);
-    if (!release) throw new Error(`the rehearsal has images for ${Object.values(RELEASES).map((r) => r.hetznerImage).join(", ")} only; the stack deploys ${c.nodes[0].image}`);
-    this.release = release;
+    this.release = releaseOf(c);
     fs.writeFileSync(path.join(this.dir, "callers.json"), JSON.stringify(callers(c), null, 2), { mode: 0o600 });
     const copies = c.steps.filter((s) => s.kind === "copy").length;
-    return `${c.steps.length - copies} commands, ${copies} upload(s), ${c.records.length} DNS records, ${c.ptrs.length} PTRs, user-data ${c.nodes[0].userData.length} bytes, image ${c.nodes[0].image}; teardown drain rendered as ${TEARDOWN_DRAIN_SECONDS}s`;
+    return `${c.steps.length - copies} commands, ${copies} upload(s), ${c.records.length} DNS records, ${c.ptrs.length} PTRs, user-data ${c.nodes[0].userData.length} bytes, image ${c.nodes[0].image}${this.target ? ` (then ${this.target.capture.nodes[0].image})` : ""}; teardown drain rendered as ${TEARDOWN_DRAIN_SECONDS}s`;
   }
 
   private async buildImage(): Promise<string> {
     const suite = this.release;
     const built = await ensureImage(defaultImageSpec(suite), (m) => this.log(m));
     this.rootImage = built.dir;
+    if (this.target) {
+      const next = await ensureImage(defaultImageSpec(this.target.release), (m) => this.log(m));
+      this.target = { ...this.target, rootImage: next.dir };
+      return `${suite} ${built.cached ? "(cached)" : "(built)"}, then ${this.target.release} ${next.cached ? "(cached)" : "(built)"}`;
+    }
     return `${suite} ${built.cached ? "(cached)" : "(built)"} ${built.dir}`;
   }
 
@@ -235,6 +290,43 @@ export class Rehearsal {
 
   private units(): string[] {
     return [releaseProfile(this.release).postfix.masterUnit, "opendkim.service", "mail-relay.service", "nftables.service", ...(this.capture.tunnel ? ["cloudflared-mail-relay.service"] : [])];
+  }
+
+  /**
+   * What `pulumi up` does when `image` changes (docs/upgrade.md): with mail in flight, the old server's teardown
+   * guards run in the engine's delete order (tunnel, then the relay guard's drain); the old server is shut down and
+   * its disk deleted; the new release boots on the same addresses with the new render's user-data and gets every
+   * step, pinning the same host key.
+   */
+  private async replaceServer(fail: (m: string) => void): Promise<string> {
+    const target = this.target!;
+    const from = this.capture.nodes[0].image;
+    await this.batch(fail, "in flight at the upgrade", 3);
+    const order = deleteOrder(this.capture.steps);
+    for (const s of order) {
+      const r = await runStep(this.shell, s, "delete");
+      if (!r.ok) throw new Error(`on the old server, the delete of ${r.name} failed (exit ${r.code}): ${r.stderr.slice(-800)}`);
+    }
+    // The relay guard succeeds only once the relay's and Postfix's queues are empty: everything accepted has left.
+    if (capturedCount(this.inbox) < this.accepted) fail(`after the guards, ${capturedCount(this.inbox)} of ${this.accepted} accepted copies at the MX`);
+    const oldPid = this.nspawnPid;
+    await this.onHost("systemctl poweroff", 10_000).catch(() => undefined);
+    for (let i = 0; i < 120 && this.procs.pids().includes(oldPid); i++) await sleep(500);
+    if (this.procs.pids().includes(oldPid)) throw new Error("the old server did not shut down within 60s");
+    await removeRootfs(this.host.root);
+
+    const sameKey = this.capture.steps.find((s) => s.connection.hostKey)?.connection.hostKey === target.capture.steps.find((s) => s.connection.hostKey)?.connection.hostKey;
+    if (!sameKey) fail("the new render pins another host key (the key must outlive the server)");
+    this.capture = target.capture;
+    this.release = target.release;
+    this.rootImage = target.rootImage!;
+    this.host = await prepareRootfs(this.rootImage, this.capture, this.dir, this.publicKey, (m) => this.log(m), this.world.caCert);
+    await this.startHost();
+    const results = await replay(this.shell, this.capture.steps, (r) => this.log(`${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`));
+    fs.writeFileSync(path.join(this.dir, "deploy-upgrade.log"), results.map((r) => `### ${r.name} exit ${r.code} ${r.seconds}s\n${r.stdout}\n${r.stderr}`).join("\n"));
+    for (const r of results.filter((x) => !x.ok && !x.skipped)) fail(`on the new server, step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
+    const n = this.capture.nodes[0];
+    return `on ${from}: ${order.map((s) => s.name.replace(/^mail-relay-/, "")).join(" -> ")} deleted, 3 jobs in flight drained to the MX, powered off, disk deleted; ${n.image} booted on ${n.ipv4}${n.ipv6 ? `, ${n.ipv6}` : ""}: ${results.filter((r) => r.ok).length}/${results.length} steps ok, host key ${sameKey ? "unchanged" : "CHANGED"}`;
   }
 
   private async services(fail: (m: string) => void): Promise<string> {

@@ -25,12 +25,17 @@ export const stackVariants: { name: string; stack: StackName; overrides: Record<
 let chain: Promise<unknown> = Promise.resolve();
 
 /** Run the program for a stack; runs are serialised because the mocks are global. */
-export function runStack(stack: StackName, overrides: Record<string, unknown> = {}): Promise<OfflineRun> {
+export function runStack(stack: StackName, overrides: Record<string, unknown> = {}, opts: { stateFile?: string } = {}): Promise<OfflineRun> {
   const run = chain.then(() =>
-    runOffline(stack, overrides, async () => {
-      vi.resetModules();
-      return (await import("../../infra/index")) as Record<string, unknown>;
-    }),
+    runOffline(
+      stack,
+      overrides,
+      async () => {
+        vi.resetModules();
+        return (await import("../../infra/index")) as Record<string, unknown>;
+      },
+      opts,
+    ),
   );
   chain = run.catch(() => undefined);
   return run;

@@ -150,6 +150,11 @@ describe("--release overrides the stack's image for the rehearsal", () => {
     expect(r.error).toBeUndefined();
     expect(r.rest).toEqual(argv.filter((a) => !a.startsWith("--release") && !["12", "13", "bookworm", "debian-13"].includes(a)));
   });
+  it("--upgrade-from is read the same way, by its own name", () => {
+    const r = releaseImageArg(["prod", "--upgrade-from", "12"], "--upgrade-from");
+    expect(r).toEqual({ rest: ["prod"], image: "debian-12" });
+    expect(releaseImageArg(["prod", "--upgrade-from", "12"]).rest).toEqual(["prod", "--upgrade-from", "12"]);
+  });
   it("without the flag: the stack's own image", () => {
     expect(releaseImageArg(["prod", "--keep"])).toEqual({ rest: ["prod", "--keep"] });
   });
