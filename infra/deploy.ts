@@ -79,7 +79,8 @@ export const BOOTSTRAP_STEP_SUFFIX = "host-key";
  * Configures one host over SSH after cloud-init: pushes the rendered configs and the secrets as files
  * (content on stdin, never in argv or user-data), checks and reloads Postfix/OpenDKIM, installs the relay
  * bundle as a versioned release and activates it behind a health check with automatic rollback, then
- * starts cloudflared. Every step's triggers are content hashes: an unchanged input runs nothing.
+ * starts cloudflared. Every step's triggers are content hashes plus the server's id: an unchanged input runs
+ * nothing, and a replaced server (same primary IP, new disk) gets every step again.
  * On teardown, cloudflared is stopped first, then the relay; the queue stays on disk.
  */
 export class HostDeployment extends pulumi.ComponentResource {
@@ -116,7 +117,7 @@ export class HostDeployment extends pulumi.ComponentResource {
       const hash = secret ? pulumi.secret(content.apply(sha256)) : content.apply(sha256);
       const cmd = new command.remote.Command(
         `${name}-${secret ? "secret" : "file"}-${pathSlug(meta.path)}`,
-        { connection, create: renderInstallFile(meta), stdin: secret ? pulumi.secret(content) : content, triggers: [meta.path, hash], logging: "stderr" },
+        { connection, create: renderInstallFile(meta), stdin: secret ? pulumi.secret(content) : content, triggers: [meta.path, hash, args.serverId], logging: "stderr" },
         { ...child, dependsOn: [waitBoot], ...(secret ? { additionalSecretOutputs: ["stdin"] } : {}) },
       );
       pushed.set(meta.path, { cmd, hash });
@@ -140,7 +141,7 @@ export class HostDeployment extends pulumi.ComponentResource {
     // mail configuration and the relay start.
     const firewall = new command.remote.Command(
       `${name}-apply-host-firewall`,
-      { connection, create: renderApplyHostFirewall(), triggers: [pushed.get(NFTABLES_CONF)!.hash] },
+      { connection, create: renderApplyHostFirewall(), triggers: [pushed.get(NFTABLES_CONF)!.hash, args.serverId] },
       { ...child, dependsOn: [pushed.get(NFTABLES_CONF)!.cmd] },
     );
 
@@ -148,7 +149,7 @@ export class HostDeployment extends pulumi.ComponentResource {
     const mailPaths = [...pushed.keys()].filter(isMailConfigPath).sort();
     const applyMail = new command.remote.Command(
       `${name}-apply-mail-config`,
-      { connection, create: renderApplyMailConfig(s), triggers: [pulumi.secret(hashesOf(mailPaths))] },
+      { connection, create: renderApplyMailConfig(s), triggers: [pulumi.secret(hashesOf(mailPaths)), args.serverId] },
       { ...child, dependsOn: [firewall, ...mailPaths.map((p) => pushed.get(p)!.cmd)] },
     );
 
@@ -171,7 +172,7 @@ export class HostDeployment extends pulumi.ComponentResource {
       {
         connection,
         create: renderInstallAndActivateRelay(args.relayVersion, s.relayPort),
-        triggers: [args.relayVersion, pulumi.secret(hashesOf(relayPaths))],
+        triggers: [args.relayVersion, pulumi.secret(hashesOf(relayPaths)), args.serverId],
       },
       { ...child, dependsOn: [applyMail, upload, relayGuard, ...relayPaths.map((p) => pushed.get(p)!.cmd)] },
     );
@@ -186,7 +187,7 @@ export class HostDeployment extends pulumi.ComponentResource {
       );
       this.ready = new command.remote.Command(
         `${name}-cloudflared-start`,
-        { connection, create: renderStartCloudflared(), triggers: [pulumi.secret(hashesOf(tunnelPaths))] },
+        { connection, create: renderStartCloudflared(), triggers: [pulumi.secret(hashesOf(tunnelPaths)), args.serverId] },
         { ...child, dependsOn: [this.relayActive, tunnelGuard, ...tunnelPaths.map((p) => pushed.get(p)!.cmd)] },
       );
     }

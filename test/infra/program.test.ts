@@ -328,6 +328,14 @@ describe("deploy steps re-run only what changed", () => {
     expect(a.get("mail-relay-node1-wait-cloud-init")).toBe(b.get("mail-relay-node1-wait-cloud-init"));
   });
 
+  it("a replaced server (new disk, same primary IP) gets every step again: each step's triggers hold the server's id", async () => {
+    const run = runs.get("prod")!;
+    const serverId = ofType(run.resources, T.server)[0].id;
+    const steps = [...ofType(run.resources, T.command), ...ofType(run.resources, T.copy)];
+    expect(steps.length).toBeGreaterThan(10);
+    for (const s of steps) expect((s.props.triggers as unknown[]).map(String), s.name).toContain(String(serverId));
+  });
+
   it("the relay is activated behind a health check and the tunnel route waits for it; teardown stops cloudflared, then the relay", async () => {
     const run = runs.get("prod")!;
     const cmds = new Map(ofType(run.resources, T.command).map((c) => [c.name, c]));
