@@ -23,6 +23,13 @@ import {
   renderWaitForCloudInit,
 } from "../cloud-init";
 
+/** What `ssh-keygen -l` prints for a public key line ("ssh-ed25519 AAAA..."): SHA256:<unpadded base64 of the key blob>. */
+export function sshFingerprint(publicKeyLine: string): string {
+  const blob = publicKeyLine.trim().split(/\s+/)[1];
+  if (!blob) throw new Error(`not an OpenSSH public key line: ${JSON.stringify(publicKeyLine.slice(0, 40))}`);
+  return `SHA256:${createHash("sha256").update(Buffer.from(blob, "base64")).digest("base64").replace(/=+$/, "")}`;
+}
+
 export function sha256(text: string | Buffer): string {
   return createHash("sha256").update(text).digest("hex");
 }

@@ -5,7 +5,7 @@ import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import { HostSecrets, HostSettings, QUEUE_ROOT, renderRelayEnv, renderUserData } from "../cloud-init";
 import type { ConfigSecrets, MailRelayConfig } from "./config";
-import { HostDeployment, sha256 } from "./deploy";
+import { HostDeployment, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
 import { MailDns } from "./dns";
 import { RelayFirewall } from "./firewall";
@@ -136,7 +136,16 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
     m ? pulumi.secret(pulumi.all(m)) : undefined;
 
   return {
-    nodes: nodes.map(({ spec, node }) => ({ name: spec.key, mtaHostname: spec.mtaHostname, ipv4: node.ipv4, ipv6: node.ipv6, serverId: node.serverId })),
+    nodes: nodes.map(({ spec, node, deployment }) => ({
+      name: spec.key,
+      mtaHostname: spec.mtaHostname,
+      ipv4: node.ipv4,
+      ipv6: node.ipv6,
+      serverId: node.serverId,
+      // Public: what every deploy step pins, and what to compare with the first-contact step's output or ssh-keyscan.
+      sshHostKey: deployment.hostPublicKey,
+      sshHostKeyFingerprint: deployment.hostPublicKey.apply(sshFingerprint),
+    })),
     hostRecords: pulumi.all(
       nodes.flatMap(({ spec, node }) => [
         pulumi.output({ hostname: spec.mtaHostname, type: "A", ip: node.ipv4 }),
