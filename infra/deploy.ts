@@ -16,6 +16,9 @@ import {
   renderStopRelay,
   type TeardownOptions,
   renderWaitForCloudInit,
+  RELAY_CONFIG_DIR,
+  RELAY_ENV_FILE,
+  RELAY_UNIT_PATH,
 } from "../cloud-init";
 
 export function sha256(text: string | Buffer): string {
@@ -38,6 +41,8 @@ const SHAPE_ONLY: HostSecrets = {
   relayEnv: "SHAPE_ONLY=1\n",
   smarthostPassword: "shape-only",
   tunnelToken: "shape-only",
+  smtpTlsKeyPem: "-----BEGIN PRIVATE KEY-----\nc2hhcGUtb25seQ==\n-----END PRIVATE KEY-----\n",
+  smtpTlsCertPem: "-----BEGIN CERTIFICATE-----\nc2hhcGUtb25seQ==\n-----END CERTIFICATE-----\n",
 };
 
 /** The secret files' metadata; content comes later from the real (Output) secrets. */
@@ -48,6 +53,11 @@ export function secretFileShapes(s: HostSettings): Omit<HostFile, "content">[] {
 /** Where the relay bundle is uploaded before it is installed as a release. */
 export function uploadPath(version: string): string {
   return `/var/tmp/mail-relay-${version}.js`;
+}
+
+/** Paths whose change needs the relay restarted: its env file, its unit, the SMTP ingress's TLS files. */
+export function isRelayConfigPath(path: string): boolean {
+  return path === RELAY_ENV_FILE || path === RELAY_UNIT_PATH || path.startsWith(`${RELAY_CONFIG_DIR}/`);
 }
 
 /** Paths whose change needs Postfix/OpenDKIM reloaded. */
@@ -137,7 +147,7 @@ export class HostDeployment extends pulumi.ComponentResource {
       { connection, source: new pulumi.asset.FileAsset(args.relayBundlePath), remotePath: uploadPath(args.relayVersion), triggers: [args.relayVersion, args.serverId] },
       { ...child, dependsOn: [waitBoot] },
     );
-    const relayPaths = [...pushed.keys()].filter((p) => p === "/etc/mail-relay.env" || p.endsWith("/mail-relay.service")).sort();
+    const relayPaths = [...pushed.keys()].filter(isRelayConfigPath).sort();
     const release = `/opt/mail-relay/releases/${args.relayVersion}/relay.js`;
     this.relayActive = new command.remote.Command(
       `${name}-relay-activate`,

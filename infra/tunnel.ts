@@ -11,13 +11,21 @@ export interface IngressRule {
   readonly service: string;
 }
 
+/** The relay's SMTP ingress behind the tunnel: its hostname and the relay's loopback SMTP port. */
+export interface SmtpIngressRoute {
+  readonly hostname: string;
+  readonly port: number;
+}
+
 /**
- * Tunnel ingress: the relay hostname's public paths go to the relay on loopback over plain HTTP, and
- * everything else is a 404. Never an SMTP port: through the tunnel every caller looks like localhost.
+ * Tunnel ingress: the relay hostname's public paths go to the relay on loopback over plain HTTP, the SMTP
+ * ingress hostname (when on) to the relay's own SMTP listener as raw TCP, and everything else is a 404.
+ * Never Postfix's port: through the tunnel every caller looks like localhost.
  */
-export function tunnelIngress(relayHostname: string, relayPort: number): IngressRule[] {
+export function tunnelIngress(relayHostname: string, relayPort: number, smtp?: SmtpIngressRoute): IngressRule[] {
   return [
     { hostname: relayHostname, path: PUBLIC_PATH_REGEX, service: `http://127.0.0.1:${relayPort}` },
+    ...(smtp ? [{ hostname: smtp.hostname, service: `tcp://127.0.0.1:${smtp.port}` }] : []),
     { service: "http_status:404" },
   ];
 }
@@ -28,6 +36,8 @@ export interface RelayTunnelArgs {
   /** Calling services; each gets an Access service token. */
   readonly callers: readonly string[];
   readonly stack: string;
+  /** The SMTP ingress hostname: a second Access application for the same callers. */
+  readonly smtpHostname?: string;
 }
 
 /**
@@ -64,6 +74,7 @@ export class RelayTunnel extends pulumi.ComponentResource {
       this.accessClientSecrets[caller] = pulumi.secret(t.clientSecret);
       return t;
     });
+    // One reusable policy (the callers' service tokens) for every application in front of this tunnel.
     const policy = new cloudflare.ZeroTrustAccessPolicy(
       `${name}-access-policy`,
       { accountId: args.accountId, name: `mail-relay-${args.stack} callers`, decision: "non_identity", includes: tokens.map((t) => ({ serviceToken: { tokenId: t.id } })) },
@@ -83,6 +94,22 @@ export class RelayTunnel extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    if (args.smtpHostname !== undefined) {
+      new cloudflare.ZeroTrustAccessApplication(
+        `${name}-smtp-access-app`,
+        {
+          accountId: args.accountId,
+          name: `mail-relay-${args.stack} SMTP ingress`,
+          type: "self_hosted",
+          domain: args.smtpHostname,
+          destinations: [{ type: "public", uri: args.smtpHostname }],
+          policies: [{ id: policy.id, precedence: 1 }],
+          appLauncherVisible: false,
+          sessionDuration: "24h",
+        },
+        { parent: this },
+      );
+    }
 
     this.tunnelToken = pulumi.secret(cloudflare.getZeroTrustTunnelCloudflaredTokenOutput({ accountId: args.accountId, tunnelId: tunnel.id }, { parent: this }).token);
     this.url = `https://${args.relayHostname}`;
@@ -96,6 +123,8 @@ export interface TunnelRouteArgs {
   readonly tunnelId: pulumi.Input<string>;
   readonly relayHostname: string;
   readonly relayPort: number;
+  /** The SMTP ingress's route (tcp://) and CNAME, when it is on. */
+  readonly smtp?: SmtpIngressRoute;
   /**
    * The route waits for these (each node's relay activation): it goes live only once the relay is healthy,
    * and on teardown it is removed before the relay is stopped.
@@ -109,7 +138,7 @@ export class TunnelRoute extends pulumi.ComponentResource {
     super("mail-relay:cloudflare:TunnelRoute", name, {}, opts);
     new cloudflare.ZeroTrustTunnelCloudflaredConfig(
       `${name}-ingress`,
-      { accountId: args.accountId, tunnelId: args.tunnelId, config: { ingresses: tunnelIngress(args.relayHostname, args.relayPort) } },
+      { accountId: args.accountId, tunnelId: args.tunnelId, config: { ingresses: tunnelIngress(args.relayHostname, args.relayPort, args.smtp) } },
       { parent: this, dependsOn: args.dependsOn },
     );
     new cloudflare.DnsRecord(
@@ -117,6 +146,13 @@ export class TunnelRoute extends pulumi.ComponentResource {
       { zoneId: args.zoneId, name: args.relayHostname, type: "CNAME", content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`, proxied: true, ttl: 1, comment: "mail-relay: relay entry (tunnel)" },
       { parent: this, dependsOn: args.dependsOn },
     );
+    if (args.smtp) {
+      new cloudflare.DnsRecord(
+        `${name}-smtp-cname`,
+        { zoneId: args.zoneId, name: args.smtp.hostname, type: "CNAME", content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`, proxied: true, ttl: 1, comment: "mail-relay: SMTP ingress entry (tunnel, cloudflared access tcp)" },
+        { parent: this, dependsOn: args.dependsOn },
+      );
+    }
     this.registerOutputs({});
   }
 }
