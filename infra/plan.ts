@@ -46,7 +46,9 @@ export function keyProps(r: RecordedResource): string {
     case "cloudflare:index/zeroTrustAccessPolicy:ZeroTrustAccessPolicy":
       return `${p.decision}, ${(p.includes ?? []).length} service token(s)`;
     case "tls:index/privateKey:PrivateKey":
-      return `${p.algorithm} ${p.rsaBits} bits, private key ${MASK}`;
+      return `${p.algorithm} ${p.algorithm === "ECDSA" ? p.ecdsaCurve : `${p.rsaBits} bits`}, private key ${MASK}`;
+    case "tls:index/selfSignedCert:SelfSignedCert":
+      return `self-signed ${p.subject?.commonName}, names ${[...(p.dnsNames ?? []), ...(p.ipAddresses ?? [])].join(",")}, ${p.validityPeriodHours} h`;
     case "random:index/randomPassword:RandomPassword":
       return `length ${p.length}, value ${MASK}`;
     case "command:remote:Command": {

@@ -21,7 +21,7 @@ export const isRoot = typeof process.getuid === "function" && process.getuid() =
 export function missing(what: string, needs: { tools?: string[]; root?: boolean; check?: () => string | undefined }): string | undefined {
   const absent = (needs.tools ?? []).filter((t) => tool(t) === undefined);
   let reason: string | undefined;
-  if (absent.length > 0) reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks)`;
+  if (absent.length > 0) reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl)`;
   else if (needs.root && !isRoot) reason = "needs root";
   else reason = needs.check?.();
   if (reason) console.warn(`[skipped] ${what}: ${reason}`);
