@@ -37,7 +37,11 @@ const message = fc
   .map(([from, lines, idem]) => `From: ${from}\r\nTo: user@example.net\r\n${idem ? "Idempotency-Key: fuzz\r\n" : ""}Subject: fuzz\r\n\r\n${lines.map(([l, nl]) => l + nl).join("")}`)
   .map((m) => (m.endsWith("\r\n") ? m : `${m}\r\n`));
 
+/** A transaction that passes every rule, so whole accepted messages are part of most runs. */
+const goodTransaction: Step = { kind: "transaction", from: "noreply@example.com", to: "user@example.net", message: "From: noreply@example.com\r\nTo: user@example.net\r\nSubject: fuzz\r\n\r\nok\r\n" };
+
 const step: fc.Arbitrary<Step> = fc.oneof(
+  { arbitrary: fc.constant(goodTransaction), weight: 2 },
   { arbitrary: fc.record({ from: addresses, to: addresses, message }).map((t) => ({ kind: "transaction" as const, ...t })), weight: 3 },
   credentials.map((c) => ({ kind: "line" as const, line: plain(c.user, c.password) })),
   credentials.map((c) => ({ kind: "auth-login" as const, ...c })),
@@ -48,7 +52,8 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   text.filter((t) => t.trim() !== "").map((line) => ({ kind: "line" as const, line })),
 );
 
-const session = fc.record({ tls: fc.boolean(), steps: fc.array(step, { minLength: 1, maxLength: 12 }) });
+/** loginFirst: AUTH PLAIN as app right after EHLO (it only succeeds with tls), then the generated steps. */
+const session = fc.record({ tls: fc.boolean(), loginFirst: fc.boolean(), steps: fc.array(step, { minLength: 1, maxLength: 12 }) });
 
 let r: RunningIngress;
 /** Across all runs: the property is not vacuous only if some sessions authenticated and queued. */
@@ -61,7 +66,7 @@ afterAll(async () => r?.close());
 const jobs = (): Job[] => readdirSync(path.join(r.root, "pending")).map((f) => JSON.parse(readFileSync(path.join(r.root, "pending", f), "utf8")) as Job);
 
 /** Runs one session; returns the user that authenticated (if any) and the ids the server said it queued. */
-async function play(s: { tls: boolean; steps: Step[] }): Promise<{ user?: string; queued: string[]; transcript: string[] }> {
+async function play(s: { tls: boolean; loginFirst: boolean; steps: Step[] }): Promise<{ user?: string; queued: string[]; transcript: string[] }> {
   const { client } = await RawSmtp.connect(r.port);
   const transcript: string[] = [];
   const queued: string[] = [];
@@ -74,7 +79,8 @@ async function play(s: { tls: boolean; steps: Step[] }): Promise<{ user?: string
   try {
     if (s.tls) await client.starttls(selfSignedCert().cert);
     else await say("EHLO fuzz.example");
-    for (const st of s.steps) {
+    const steps: Step[] = s.loginFirst ? [{ kind: "line", line: plain("app", TOKEN_APP) }, ...s.steps] : s.steps;
+    for (const st of steps) {
       if (client.closed) break;
       if (st.kind === "line") {
         if (st.line === "STARTTLS") continue; // upgrading mid-sequence needs the handshake; covered by the tls flag
