@@ -47,8 +47,9 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   const metrics = new RelayMetrics(queue);
   const worker = new QueueWorker({ queue, handoff, log, metrics });
   const app = await buildApp({ config, queue, handoff, log, metrics, onEnqueued: () => worker.wake() });
-  const smtpIngress = config.smtpIngress
-    ? new SmtpIngress({ config: { ...config, smtpIngress: config.smtpIngress }, tls: readSmtpTls(config.smtpIngress), queue, log, metrics, onEnqueued: () => worker.wake() })
+  const smtp = config.smtpIngress;
+  const smtpIngress = smtp
+    ? new SmtpIngress({ config: { ...config, smtpIngress: smtp }, tls: readSmtpTls(smtp), queue, log, metrics, onEnqueued: () => worker.wake() })
     : undefined;
 
   // Timeouts: a slow client cannot hold a socket forever; keep-alive outlives cloudflared's 90 s idle pool.
@@ -56,8 +57,9 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   app.server.headersTimeout = 15_000;
   app.server.keepAliveTimeout = 95_000;
 
+  // SMTP first: the deploy step's health check polls HTTP, so a healthy /health means both listeners are up.
+  const smtpAddress = smtpIngress && smtp ? await smtpIngress.listen(smtp.listen.host, smtp.listen.port) : undefined;
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
-  const smtpAddress = smtpIngress ? await smtpIngress.listen(config.smtpIngress!.listen.host, config.smtpIngress!.listen.port) : undefined;
   const pidFile = path.join(config.queueRoot, PID_FILE);
   await fs.writeFile(pidFile, `${process.pid}\n`, { mode: 0o600 });
   worker.start();
