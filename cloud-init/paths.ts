@@ -17,6 +17,10 @@ export const RELAY_RELEASES = `${RELAY_BASE}/releases`;
 export const RELAY_CURRENT = `${RELAY_BASE}/current`;
 export const RELAY_ENTRY = "relay.js";
 export const RELAY_ENV_FILE = "/etc/mail-relay.env";
+/** The SMTP ingress's STARTTLS key (root:mailrelay 0640) and certificate. */
+export const RELAY_CONFIG_DIR = "/etc/mail-relay";
+export const SMTP_TLS_KEY_FILE = `${RELAY_CONFIG_DIR}/smtp-ingress.key`;
+export const SMTP_TLS_CERT_FILE = `${RELAY_CONFIG_DIR}/smtp-ingress.crt`;
 export const RELAY_UNIT_NAME = "mail-relay.service";
 export const RELAY_UNIT_PATH = `/etc/systemd/system/${RELAY_UNIT_NAME}`;
 /** How many releases activation keeps on disk (the current one and its predecessor are never pruned). */

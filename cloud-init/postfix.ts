@@ -45,6 +45,12 @@ export function checkHostSettings(s: HostSettings): void {
       throw new Error("smarthost.username must be non-empty without spaces or ':' (sasl_passwd is user:password)");
     }
   }
+  if (s.smtpIngress) {
+    assertPort("smtpIngress.port", s.smtpIngress.port);
+    assertDomainName("smtpIngress.hostname", s.smtpIngress.hostname);
+    // The relay's own listener: never Postfix's ports, never the HTTP port.
+    if ([25, 465, 587, s.relayPort].includes(s.smtpIngress.port)) throw new Error(`smtpIngress.port must not be 25, 465, 587 or the relay's HTTP port; got ${s.smtpIngress.port}`);
+  }
 }
 
 type Entry = { readonly comment?: string; readonly key: string; readonly value: string };

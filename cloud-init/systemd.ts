@@ -67,7 +67,7 @@ export function renderRelayUnit(s: HostSettings): string {
   return renderUnit({
     Unit: [
       "Rendered by cloud-init/systemd.ts. The relay: POST /send -> on-disk queue -> Postfix on 127.0.0.1:25.",
-      ["Description", `mail-relay HTTP relay on 127.0.0.1:${s.relayPort}`],
+      ["Description", `mail-relay HTTP relay on 127.0.0.1:${s.relayPort}${s.smtpIngress ? ` and SMTP ingress on 127.0.0.1:${s.smtpIngress.port}` : ""}`],
       ["Documentation", "file:///opt/mail-relay/current/relay.js"],
       ["After", "network-online.target postfix.service opendkim.service"],
       ["Wants", "network-online.target"],

@@ -46,6 +46,16 @@ export interface HostSettings {
   readonly allowedSenders: readonly string[];
   /** The relay's hand-off to Postfix (default smtp). sendmail needs setgid postdrop, so the unit loosens two sandbox settings. */
   readonly relayHandoff?: "smtp" | "sendmail";
+  /** The relay's SMTP ingress (off when absent): its TLS key and certificate become host files. */
+  readonly smtpIngress?: SmtpIngressSettings;
+}
+
+/** The SMTP ingress on the host: the relay listens on 127.0.0.1:<port>; cloudflared's tcp:// route reaches it. */
+export interface SmtpIngressSettings {
+  /** 2587. */
+  readonly port: number;
+  /** The public name (Access application, certificate subject), e.g. smtp-relay.example.com. */
+  readonly hostname: string;
 }
 
 /** Values rendered into /etc/mail-relay.env (secret because of tokens). Env names are fixed by the relay. */
@@ -72,6 +82,8 @@ export interface RelayEnvSettings {
   readonly handoff: string;
   /** QUEUE_ROOT, "/var/spool/mail-relay". */
   readonly queueRoot: string;
+  /** RELAY_SMTP_LISTEN, RELAY_SMTP_HOSTNAME, RELAY_SMTP_TLS_KEY, RELAY_SMTP_TLS_CERT; absent = no SMTP ingress. */
+  readonly smtpIngress?: { readonly listen: string; readonly hostname: string; readonly tlsKeyFile: string; readonly tlsCertFile: string };
 }
 
 export interface HostSecrets {
@@ -83,6 +95,9 @@ export interface HostSecrets {
   readonly smarthostPassword?: string;
   /** Required when tunnel is set. */
   readonly tunnelToken?: string;
+  /** Required with smtpIngress: the STARTTLS private key (PEM) and its self-signed certificate. */
+  readonly smtpTlsKeyPem?: string;
+  readonly smtpTlsCertPem?: string;
 }
 
 /** The only inputs of user-data: changing user-data replaces the Hetzner server. */

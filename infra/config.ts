@@ -8,6 +8,7 @@
 import * as net from "node:net";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { RELAY_HTTP_PORT, RELAY_SMTP_PORT } from "../relay/host-contract";
 
 export const NS = "mail-relay";
 
@@ -40,6 +41,7 @@ export const CONFIG_KEYS = {
   bimi: "json",
   tunnel: "json",
   callers: "json",
+  smtpIngress: "json",
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 
@@ -169,6 +171,17 @@ const bimiSchema = z
   })
   .strict();
 
+const smtpIngressSchema = z
+  .object(
+    {
+      enabled: z.boolean({ invalid_type_error: "must be true or false" }).default(false),
+      hostname: hostname("smtp-relay.example.com").optional(),
+    },
+    { invalid_type_error: 'must be an object like {enabled: true, hostname: smtp-relay.example.com}; set it with `pulumi config set --path mail-relay:smtpIngress.enabled true`' },
+  )
+  .strict()
+  .default({});
+
 const rawSchema = z.object({
   domain: hostname("example.com"),
   zone: hostname("example.com").optional(),
@@ -214,6 +227,7 @@ const rawSchema = z.object({
       ]),
     )
     .default(["app"]),
+  smtpIngress: smtpIngressSchema,
 });
 
 type Raw = z.infer<typeof rawSchema>;
@@ -266,6 +280,8 @@ export interface MailRelayConfig {
   readonly callers: readonly string[];
   /** Callers with their own sender list (a subset of allowedSenders); the others may use every allowed sender. */
   readonly callerSenders: Readonly<Record<string, readonly string[]>>;
+  /** The relay's SMTP listener (127.0.0.1:port) and its tunnel hostname; undefined when smtpIngress.enabled is false. */
+  readonly smtpIngress?: { readonly hostname: string; readonly port: number };
 }
 
 export interface ConfigSecrets<S> {
@@ -350,8 +366,21 @@ export function parseConfig(
   if (c.bimi && !(c.dmarc.policy !== "none" && c.dmarc.pct === 100)) {
     problems.push(`${NS}:bimi needs ${NS}:dmarc.policy "quarantine" or "reject" at pct 100 (receivers ignore BIMI otherwise); tighten dmarc or remove bimi`);
   }
+  const smtpHostname = c.smtpIngress.hostname ?? `smtp-relay.${c.domain}`;
+  if (c.smtpIngress.hostname !== undefined && !c.smtpIngress.enabled) {
+    problems.push(`${NS}:smtpIngress.hostname is set but ${NS}:smtpIngress.enabled is not true; set enabled: true or remove the hostname`);
+  }
+  if (c.smtpIngress.enabled && c.tunnel) {
+    if (!isWithin(smtpHostname, zone)) problems.push(`${NS}:smtpIngress.hostname "${smtpHostname}" must be inside the zone "${zone}" (its CNAME and Access application live there)`);
+    if ([relayHostname, ...nodeHostnames(mtaBase, c.nodeCount)].includes(smtpHostname)) {
+      problems.push(`${NS}:smtpIngress.hostname must differ from relayHostname and the MTA hostnames: it is its own tunnel route and Access application`);
+    }
+  }
+  if (c.smtpIngress.enabled && !c.tunnel && c.smtpIngress.hostname !== undefined) {
+    problems.push(`${NS}:smtpIngress.hostname is only routed through the tunnel, and ${NS}:tunnel is false; remove the hostname (the listener stays on the host's 127.0.0.1:${RELAY_SMTP_PORT}) or set tunnel true`);
+  }
   const mxHosts = new Set(c.mx.map((m) => m.host));
-  for (const h of [...nodeHostnames(mtaBase, c.nodeCount), relayHostname]) {
+  for (const h of [...nodeHostnames(mtaBase, c.nodeCount), relayHostname, ...(c.smtpIngress.enabled ? [smtpHostname] : [])]) {
     if (mxHosts.has(h)) problems.push(`${NS}:mx must not point at ${h}: this relay never receives mail; keep your mailbox provider's MX hosts`);
   }
   if (c.smarthost && !secretsPresent.smarthostPassword) {
@@ -401,7 +430,7 @@ export function parseConfig(
     defaultSender,
     ipv6: c.ipv6,
     smarthost: c.smarthost,
-    relay: { ...c.relay, port: 2525 },
+    relay: { ...c.relay, port: RELAY_HTTP_PORT },
     protectPrimaryIps: c.protectPrimaryIps,
     cloudflareAccountId: c.cloudflareAccountId,
     accessTeamName: c.accessTeamName,
@@ -415,6 +444,7 @@ export function parseConfig(
     tunnel: c.tunnel,
     callers: callerNames,
     callerSenders,
+    ...(c.smtpIngress.enabled ? { smtpIngress: { hostname: smtpHostname, port: RELAY_SMTP_PORT } } : {}),
   };
 }
 

@@ -21,6 +21,9 @@ import {
   renderStopRelay,
   type TeardownOptions,
   renderWaitForCloudInit,
+  RELAY_CONFIG_DIR,
+  RELAY_ENV_FILE,
+  RELAY_UNIT_PATH,
 } from "../cloud-init";
 
 /** What `ssh-keygen -l` prints for a public key line ("ssh-ed25519 AAAA..."): SHA256:<unpadded base64 of the key blob>. */
@@ -45,6 +48,8 @@ const SHAPE_ONLY: HostSecrets = {
   relayEnv: "SHAPE_ONLY=1\n",
   smarthostPassword: "shape-only",
   tunnelToken: "shape-only",
+  smtpTlsKeyPem: "-----BEGIN PRIVATE KEY-----\nc2hhcGUtb25seQ==\n-----END PRIVATE KEY-----\n",
+  smtpTlsCertPem: "-----BEGIN CERTIFICATE-----\nc2hhcGUtb25seQ==\n-----END CERTIFICATE-----\n",
 };
 
 /** The secret files' metadata; content comes later from the real (Output) secrets. */
@@ -54,6 +59,11 @@ export function secretFileShapes(s: HostSettings): Omit<HostFile, "content">[] {
 
 /** Where the relay bundle is uploaded before it is installed as a release: a root-only 0700 dir, never /var/tmp. */
 export const uploadPath = relayUploadPath;
+
+/** Paths whose change needs the relay restarted: its env file, its unit, the SMTP ingress's TLS files. */
+export function isRelayConfigPath(path: string): boolean {
+  return path === RELAY_ENV_FILE || path === RELAY_UNIT_PATH || path.startsWith(`${RELAY_CONFIG_DIR}/`);
+}
 
 /** Paths whose change needs Postfix/OpenDKIM reloaded. */
 export function isMailConfigPath(path: string): boolean {
@@ -173,7 +183,7 @@ export class HostDeployment extends pulumi.ComponentResource {
       { connection, source: new pulumi.asset.FileAsset(args.relayBundlePath), remotePath: uploadPath(args.relayVersion), triggers: [args.relayVersion, args.serverId] },
       { ...child, dependsOn: [waitBoot] },
     );
-    const relayPaths = [...pushed.keys()].filter((p) => p === "/etc/mail-relay.env" || p.endsWith("/mail-relay.service")).sort();
+    const relayPaths = [...pushed.keys()].filter(isRelayConfigPath).sort();
     this.relayActive = new command.remote.Command(
       `${name}-relay-activate`,
       {

@@ -30,3 +30,11 @@ export const dnsZoneFile = out.dnsZoneFile;
 export const defaultSender = out.defaultSender;
 /** The relay release (bundle content hash) deployed to the hosts. */
 export const relayVersion = out.relayVersion;
+/** The SMTP ingress's public name (cloudflared access tcp --hostname); undefined when it or the tunnel is off. */
+export const smtpIngressHostname = out.smtpIngressHostname;
+/** Where the SMTP ingress listens on each host (loopback only); undefined when it is off. */
+export const smtpIngressInternal = out.smtpIngressInternal;
+/** The SMTP ingress's self-signed STARTTLS certificate (PEM): what callers trust or pin. */
+export const smtpIngressCertificate = out.smtpIngressCertificate;
+/** Its SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256` prints it. */
+export const smtpIngressFingerprint = out.smtpIngressFingerprint;

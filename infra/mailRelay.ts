@@ -3,13 +3,14 @@ import * as path from "node:path";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
-import { HostSecrets, HostSettings, QUEUE_ROOT, renderRelayEnv, renderUserData } from "../cloud-init";
+import { HostSecrets, HostSettings, QUEUE_ROOT, renderRelayEnv, renderUserData, SMTP_TLS_CERT_FILE, SMTP_TLS_KEY_FILE } from "../cloud-init";
 import type { ConfigSecrets, MailRelayConfig } from "./config";
 import { HostDeployment, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
 import { MailDns } from "./dns";
 import { RelayFirewall } from "./firewall";
 import { RelayNode } from "./node";
+import { SmtpIngressTls } from "./smtpTls";
 import { RelayTokens } from "./tokens";
 import { RelayTunnel, TunnelRoute } from "./tunnel";
 
@@ -36,7 +37,15 @@ export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSetti
     relayHandoff: c.relay.handoff,
     adminCidrs: c.adminCidrs,
     allowedSenders: c.allowedSenders,
+    ...(c.smtpIngress ? { smtpIngress: { port: c.smtpIngress.port, hostname: c.smtpIngress.hostname } } : {}),
   };
+}
+
+/** The SMTP ingress's lines of the relay's env file; undefined when it is off. */
+export function smtpIngressEnv(c: MailRelayConfig) {
+  return c.smtpIngress
+    ? { listen: `127.0.0.1:${c.smtpIngress.port}`, hostname: c.smtpIngress.hostname, tlsKeyFile: SMTP_TLS_KEY_FILE, tlsCertFile: SMTP_TLS_CERT_FILE }
+    : undefined;
 }
 
 export function handoffUrl(c: MailRelayConfig): string {
@@ -53,7 +62,20 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
   const tokens = new RelayTokens(`${name}-token`, { callers: c.callers });
   const dkim = new DkimKeys(`${name}-dkim`, { selectors: c.dkimSelectors });
   const zoneId = cloudflare.getZoneOutput({ filter: { name: c.zone } }).zoneId;
-  const tunnel = c.tunnel ? new RelayTunnel(`${name}-tunnel`, { accountId: c.cloudflareAccountId!, relayHostname: c.relayHostname, callers: c.callers, stack: c.stack, teamName: c.accessTeamName!, relayPort: c.relay.port }) : undefined;
+  const smtpRoute = c.tunnel ? c.smtpIngress : undefined;
+  const tunnel = c.tunnel
+    ? new RelayTunnel(`${name}-tunnel`, {
+        accountId: c.cloudflareAccountId!,
+        relayHostname: c.relayHostname,
+        callers: c.callers,
+        stack: c.stack,
+        teamName: c.accessTeamName!,
+        relayPort: c.relay.port,
+        ...(smtpRoute ? { smtp: smtpRoute } : {}),
+      })
+    : undefined;
+  const smtpTls = c.smtpIngress ? new SmtpIngressTls(`${name}-smtp-tls`, { hostname: c.smtpIngress.hostname }) : undefined;
+  const smtpEnv = smtpIngressEnv(c);
 
   const relayEnv = pulumi
     .all(c.callers.map((caller) => tokens.tokens[caller]))
@@ -70,16 +92,24 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
         quotas: c.relay.quotas,
         handoff: handoffUrl(c),
         queueRoot: QUEUE_ROOT,
+        ...(smtpEnv ? { smtpIngress: smtpEnv } : {}),
       }),
     );
   const hostSecrets: pulumi.Output<HostSecrets> = pulumi.secret(
     pulumi
-      .all([relayEnv, dkim.activePrivateKeyPem, secrets.smarthostPassword ?? pulumi.output(undefined), tunnel ? tunnel.tunnelToken : pulumi.output(undefined)])
-      .apply(([env, key, smarthostPassword, tunnelToken]) => ({
+      .all([
+        relayEnv,
+        dkim.activePrivateKeyPem,
+        secrets.smarthostPassword ?? pulumi.output(undefined),
+        tunnel ? tunnel.tunnelToken : pulumi.output(undefined),
+        smtpTls ? pulumi.all([smtpTls.privateKeyPem, smtpTls.certPem]) : pulumi.output(undefined),
+      ])
+      .apply(([env, key, smarthostPassword, tunnelToken, smtpPem]) => ({
         relayEnv: env,
         dkimPrivateKeyPem: key,
         ...(smarthostPassword !== undefined ? { smarthostPassword } : {}),
         ...(tunnelToken !== undefined ? { tunnelToken } : {}),
+        ...(smtpPem !== undefined ? { smtpTlsKeyPem: smtpPem[0], smtpTlsCertPem: smtpPem[1] } : {}),
       })),
   );
 
@@ -116,6 +146,7 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
       zoneId,
       tunnelId: tunnel.tunnelId,
       relayHostname: c.relayHostname,
+      ...(smtpRoute ? { smtp: smtpRoute } : {}),
       dependsOn: nodes.map((n) => n.deployment.ready),
     });
   }
@@ -161,5 +192,9 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
     dnsZoneFile: dns.zoneFile,
     defaultSender: c.defaultSender,
     relayVersion: bundle.version,
+    smtpIngressHostname: smtpRoute?.hostname,
+    smtpIngressInternal: c.smtpIngress ? `smtp://127.0.0.1:${c.smtpIngress.port}` : undefined,
+    smtpIngressCertificate: smtpTls?.certPem,
+    smtpIngressFingerprint: smtpTls?.fingerprint,
   };
 }

@@ -3,7 +3,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import isEmail from "validator/lib/isEmail";
 import isFQDN from "validator/lib/isFQDN";
-import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR } from "./host-contract";
+import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR, RELAY_SMTP_PORT } from "./host-contract";
 
 /**
  * One caller: the SHA-256 of its token (hex) and the name logs, rate limits and quotas use for it. The relay never
@@ -36,8 +36,19 @@ export type HandoffConfig =
   | { readonly kind: "sendmail"; readonly path: string }
   | { readonly kind: "smtp"; readonly host: string; readonly port: number };
 
+/** The SMTP ingress (relay/smtp-ingress.ts): on only when RELAY_SMTP_LISTEN is set. */
+export interface SmtpIngressConfig {
+  readonly listen: { readonly host: string; readonly port: number };
+  /** The name in the greeting and the certificate's subject, e.g. smtp-relay.example.com. */
+  readonly hostname: string;
+  /** PEM files for STARTTLS (the deploy step pushes them; infra/smtpTls.ts makes them). */
+  readonly tlsKeyFile: string;
+  readonly tlsCertFile: string;
+}
+
 export interface RelayConfig {
   readonly listen: { readonly host: string; readonly port: number };
+  readonly smtpIngress?: SmtpIngressConfig;
   readonly tokens: readonly CallerToken[];
   readonly allowedFrom: ReadonlySet<string>;
   /** Caller -> the senders it may use; a caller without an entry may use allowedFrom. Each is a subset of allowedFrom. */
@@ -172,21 +183,39 @@ export function parseCallerFrom(raw: string): { map: Map<string, Set<string>>; p
   return { map, problems };
 }
 
-const schema = z.object({
-  RELAY_LISTEN: z
+/** "IP:PORT" ("[::1]:2525" for IPv6); `def` when unset, undefined when unset and there is no default. */
+const listenVar = (def: string | undefined) =>
+  z
     .string()
     .optional()
     .transform((v, ctx) => {
-      const s = v === undefined || v.trim() === "" ? "127.0.0.1:2525" : v.trim();
+      const s = v === undefined || v.trim() === "" ? def : v.trim();
+      if (s === undefined) return undefined;
       const m = /^(.+):(\d{1,5})$/.exec(s);
       const host = m?.[1]?.replace(/^\[(.*)\]$/, "$1");
       const port = Number(m?.[2]);
       if (!m || !host || isIP(host) === 0 || port < 0 || port > 65535) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be IP:PORT such as 127.0.0.1:2525, got "${s}"` });
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be IP:PORT such as ${def ?? `127.0.0.1:${RELAY_SMTP_PORT}`}, got "${s}"` });
         return z.NEVER;
       }
       return { host, port };
-    }),
+    });
+
+const absolutePath = z
+  .string()
+  .optional()
+  .refine((v) => v === undefined || v === "" || v.startsWith("/"), { message: "must be an absolute path" });
+
+const schema = z.object({
+  RELAY_LISTEN: listenVar("127.0.0.1:2525").transform((v) => v as { host: string; port: number }),
+  // The SMTP ingress: off unless RELAY_SMTP_LISTEN is set; STARTTLS needs the key and certificate files.
+  RELAY_SMTP_LISTEN: listenVar(undefined),
+  RELAY_SMTP_HOSTNAME: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || v === "" || isFQDN(v, { require_tld: false }), { message: "must be a host name such as smtp-relay.example.com" }),
+  RELAY_SMTP_TLS_KEY: absolutePath,
+  RELAY_SMTP_TLS_CERT: absolutePath,
   SMTP_RELAY_TOKEN: z
     .string()
     .optional()
@@ -312,9 +341,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   }
   const firstFrom = e.RELAY_ALLOWED_FROM[0] as string;
   const messageIdDomain = e.RELAY_MESSAGE_ID_DOMAIN || firstFrom.slice(firstFrom.lastIndexOf("@") + 1);
+  const smtpIngress = smtpIngressConfig(e, messageIdDomain, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     listen: e.RELAY_LISTEN,
+    ...(smtpIngress ? { smtpIngress } : {}),
     tokens: tokens ?? [],
     allowedFrom: new Set(e.RELAY_ALLOWED_FROM),
     callerFrom: e.RELAY_CALLER_FROM,
@@ -338,6 +369,27 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     minFreeBytes: e.RELAY_MIN_FREE_BYTES,
     sentRetentionMs: e.QUEUE_SENT_RETENTION_MS,
     logLevel: e.LOG_LEVEL ?? "info",
+  };
+}
+
+/** The SMTP ingress settings, or undefined when RELAY_SMTP_LISTEN is unset; a listener without its TLS files is a problem. */
+function smtpIngressConfig(
+  e: Pick<z.infer<typeof schema>, "RELAY_SMTP_LISTEN" | "RELAY_SMTP_HOSTNAME" | "RELAY_SMTP_TLS_KEY" | "RELAY_SMTP_TLS_CERT">,
+  messageIdDomain: string,
+  problems: { variable: string; message: string }[],
+): SmtpIngressConfig | undefined {
+  if (e.RELAY_SMTP_LISTEN === undefined) return undefined;
+  for (const [variable, value, what] of [
+    ["RELAY_SMTP_TLS_KEY", e.RELAY_SMTP_TLS_KEY, "private key"],
+    ["RELAY_SMTP_TLS_CERT", e.RELAY_SMTP_TLS_CERT, "certificate"],
+  ] as const) {
+    if (!value) problems.push({ variable, message: `required with RELAY_SMTP_LISTEN: the path of the listener's ${what} (PEM); STARTTLS is mandatory before AUTH` });
+  }
+  return {
+    listen: e.RELAY_SMTP_LISTEN,
+    hostname: e.RELAY_SMTP_HOSTNAME || messageIdDomain,
+    tlsKeyFile: e.RELAY_SMTP_TLS_KEY ?? "",
+    tlsCertFile: e.RELAY_SMTP_TLS_CERT ?? "",
   };
 }
 

@@ -92,3 +92,36 @@ export function errorBody(err: RelayError): ErrorBody {
   if (err.field !== undefined) error.field = err.field;
   return { ok: false, error };
 }
+
+/**
+ * The SMTP ingress's reply for each code (relay/smtp-ingress.ts), with its RFC 3463 enhanced status: 4xx tells the
+ * client to try again later (queue down, rate limited), 5xx never to retry (sender not allowed, too large, too many
+ * recipients). A code the HTTP API adds must be mapped here too (the Record makes tsc say so).
+ */
+export const SMTP_REPLY: Record<ErrorCode, { readonly code: number; readonly enhanced: string }> = {
+  unauthorized: { code: 535, enhanced: "5.7.8" },
+  invalid_json: { code: 554, enhanced: "5.6.0" },
+  invalid_field: { code: 554, enhanced: "5.6.0" },
+  invalid_address: { code: 553, enhanced: "5.1.3" },
+  header_injection: { code: 554, enhanced: "5.6.0" },
+  header_not_allowed: { code: 550, enhanced: "5.7.1" },
+  from_not_allowed: { code: 550, enhanced: "5.7.1" },
+  too_many_recipients: { code: 550, enhanced: "5.5.3" },
+  subject_too_long: { code: 554, enhanced: "5.6.0" },
+  missing_body: { code: 554, enhanced: "5.6.0" },
+  invalid_attachment: { code: 554, enhanced: "5.6.0" },
+  invalid_idempotency_key: { code: 554, enhanced: "5.6.0" },
+  forbidden: { code: 550, enhanced: "5.7.1" },
+  not_found: { code: 550, enhanced: "5.1.1" },
+  idempotency_conflict: { code: 554, enhanced: "5.6.0" },
+  payload_too_large: { code: 552, enhanced: "5.3.4" },
+  message_too_large: { code: 552, enhanced: "5.3.4" },
+  message_too_complex: { code: 554, enhanced: "5.6.0" },
+  quota_exceeded: { code: 452, enhanced: "4.5.3" },
+  unsupported_media_type: { code: 554, enhanced: "5.6.0" },
+  rate_limited: { code: 451, enhanced: "4.7.1" },
+  internal: { code: 451, enhanced: "4.3.0" },
+  queue_unavailable: { code: 451, enhanced: "4.3.0" },
+  disk_nearly_full: { code: 452, enhanced: "4.3.1" },
+  handoff_unavailable: { code: 451, enhanced: "4.3.0" },
+};

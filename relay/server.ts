@@ -6,6 +6,7 @@ import { loadConfig, type RelayConfig } from "./config";
 import { createHandoff } from "./handoff";
 import { RelayMetrics } from "./metrics";
 import { QueueStore } from "./queue";
+import { readSmtpTls, SmtpIngress } from "./smtp-ingress";
 import { QueueWorker } from "./worker";
 
 export function createLogger(level: string): Logger {
@@ -21,6 +22,8 @@ export const PID_FILE = "relay.pid";
 
 export interface RunningRelay {
   readonly address: string;
+  /** smtp://host:port when the SMTP ingress is on. */
+  readonly smtpAddress?: string;
   close(): Promise<void>;
 }
 
@@ -44,17 +47,23 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   const metrics = new RelayMetrics(queue);
   const worker = new QueueWorker({ queue, handoff, log, metrics });
   const app = await buildApp({ config, queue, handoff, log, metrics, onEnqueued: () => worker.wake() });
+  const smtp = config.smtpIngress;
+  const smtpIngress = smtp
+    ? new SmtpIngress({ config: { ...config, smtpIngress: smtp }, tls: readSmtpTls(smtp), queue, log, metrics, onEnqueued: () => worker.wake() })
+    : undefined;
 
   // Timeouts: a slow client cannot hold a socket forever; keep-alive outlives cloudflared's 90 s idle pool.
   app.server.requestTimeout = 30_000;
   app.server.headersTimeout = 15_000;
   app.server.keepAliveTimeout = 95_000;
 
+  // SMTP first: the deploy step's health check polls HTTP, so a healthy /health means both listeners are up.
+  const smtpAddress = smtpIngress && smtp ? await smtpIngress.listen(smtp.listen.host, smtp.listen.port) : undefined;
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   const pidFile = path.join(config.queueRoot, PID_FILE);
   await fs.writeFile(pidFile, `${process.pid}\n`, { mode: 0o600 });
   worker.start();
-  log.info({ address, handoff: config.handoff.kind, callers: config.tokens.map((t) => t.name), allowedFrom: config.allowedFrom.size }, "mail-relay listening");
+  log.info({ address, smtpAddress, handoff: config.handoff.kind, callers: config.tokens.map((t) => t.name), allowedFrom: config.allowedFrom.size }, "mail-relay listening");
 
   const prune = setInterval(() => {
     queue.prune().catch((err: Error) => log.warn({ err: err.message }, "prune failed"));
@@ -71,7 +80,8 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
       const idle = setInterval(() => app.server.closeIdleConnections(), 100);
       const hard = setTimeout(() => app.server.closeAllConnections(), 10_000);
       try {
-        await app.close(); // stops accepting, waits for in-flight requests
+        // Both listeners stop accepting and wait for what is in flight (HTTP requests, SMTP transactions).
+        await Promise.all([app.close(), smtpIngress?.close()]);
       } finally {
         clearInterval(idle);
         clearTimeout(hard);
@@ -97,5 +107,5 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
       });
     }
   }
-  return { address, close };
+  return { address, ...(smtpAddress ? { smtpAddress } : {}), close };
 }
