@@ -31,6 +31,7 @@ function valid(over: Record<string, unknown> = {}): Record<string, unknown> {
     sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZr0Wv5nB1m3N0cP8xg0s5q9h9Jq8n3V7Xc2Qb1f2aA me@host",
     allowedSenders: ["noreply@example.com"],
     cloudflareAccountId: "0123456789abcdef0123456789abcdef",
+    accessTeamName: "example",
     dkimSelectors: [{ name: "mail202611", active: true }],
     mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
     ...over,
@@ -103,7 +104,8 @@ describe("program under mocks: the SMTP ingress", () => {
   it("off (the default): no second route, Access app, CNAME, key or certificate, and no SMTP output", () => {
     expect(ofType(off.resources, T.accessApp)).toHaveLength(1);
     expect(ofType(off.resources, T.dnsRecord).filter((r) => r.props.type === "CNAME")).toHaveLength(1);
-    expect(ofType(off.resources, T.tunnelConfig)[0]!.props.config.ingresses.map((i: { service: string }) => i.service)).toEqual(["http://127.0.0.1:2525", "http_status:404"]);
+    const offIngress = JSON.parse(pushedFiles(off.resources).find((f) => f.path === "/etc/cloudflared/mail-relay.yml")!.content).ingress as { service: string }[];
+    expect(offIngress.map((i) => i.service)).toEqual(["http://127.0.0.1:2525", "http_status:404"]);
     expect(off.resources.filter((r) => r.type === "tls:index/selfSignedCert:SelfSignedCert")).toEqual([]);
     expect(pushedFiles(off.resources).filter((f) => f.path.startsWith("/etc/mail-relay/"))).toEqual([]);
     expect(pushedFiles(off.resources).find((f) => f.path === "/etc/mail-relay.env")!.content).not.toMatch(/RELAY_SMTP_/);

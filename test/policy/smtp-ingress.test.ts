@@ -41,6 +41,7 @@ describe("policy: the tunnel reaches only the relay's two listeners", () => {
         sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZr0Wv5nB1m3N0cP8xg0s5q9h9Jq8n3V7Xc2Qb1f2aA me@host",
         allowedSenders: ["noreply@example.com"],
         cloudflareAccountId: "0123456789abcdef0123456789abcdef",
+        accessTeamName: "example",
         dkimSelectors: [{ name: "mail202611", active: true }],
         mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
         smtpIngress: { enabled: true },
@@ -89,7 +90,9 @@ describe("policy: the tunnel reaches only the relay's two listeners", () => {
 describe("policy: the real program with the SMTP ingress on", () => {
   it("passes every rule, and the run contains what the rules inspect (the tcp:// route, two Access apps)", async () => {
     const { resources } = await runStack("prod", { smtpIngress: { enabled: true } });
-    const ingresses = resources.find((r) => r.type === T.tunnelConfig)!.props.config.ingresses as { service: string }[];
+    // The ingress is locally managed: the cloudflared config file the deploy pushes.
+    const file = resources.find((r) => r.type === T.command && r.props.triggers?.[0] === "/etc/cloudflared/mail-relay.yml")!;
+    const ingresses = JSON.parse(String(file.props.stdin)).ingress as { service: string }[];
     expect(ingresses.map((i) => i.service)).toContain("tcp://127.0.0.1:2587");
     expect(resources.filter((r) => r.type === T.accessApp)).toHaveLength(2);
     expect(checkAll(resources).map((v) => `${v.rule}: ${v.message}`)).toEqual([]);
