@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 
 /** The relay's only public paths. /metrics and /ready stay host-local. */
-export const PUBLIC_PATH_REGEX = "^/(send|health|messages/[A-Za-z0-9_-]+)$";
+export const PUBLIC_PATH_REGEX = "^/(send|health|messages|messages/[A-Za-z0-9_-]+|suppressions|suppressions/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)$";
 
 export interface IngressRule {
   readonly hostname?: string;

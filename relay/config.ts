@@ -33,6 +33,10 @@ export interface RelayConfig {
   readonly minFreeBytes: number;
   readonly sentRetentionMs: number;
   readonly logLevel: string;
+  /** Postfix's maillog_file the delivery tracker follows; undefined = tracking off. */
+  readonly postfixLog?: string;
+  /** Hard bounces put the address on the suppression list. */
+  readonly autoSuppress?: boolean;
 }
 
 export const MIN_TOKEN_LENGTH = 32;
@@ -176,6 +180,14 @@ const schema = z.object({
   RELAY_MAX_RECIPIENTS: intVar(50, 1, 1000),
   RELAY_MIN_FREE_BYTES: intVar(100 * 1024 * 1024, 0),
   QUEUE_SENT_RETENTION_MS: intVar(7 * 24 * 3_600_000, 24 * 3_600_000),
+  RELAY_POSTFIX_LOG: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v.trim() === "" ? "/var/log/mail-relay/postfix.log" : v.trim()))
+    .refine((v) => v === "off" || v.startsWith("/"), { message: 'must be an absolute path (Postfix\'s maillog_file) or "off"' }),
+  RELAY_AUTO_SUPPRESS: z
+    .enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) })
+    .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).optional(),
 });
 
@@ -221,6 +233,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     minFreeBytes: e.RELAY_MIN_FREE_BYTES,
     sentRetentionMs: e.QUEUE_SENT_RETENTION_MS,
     logLevel: e.LOG_LEVEL ?? "info",
+    ...(e.RELAY_POSTFIX_LOG !== "off" ? { postfixLog: e.RELAY_POSTFIX_LOG } : {}),
+    autoSuppress: e.RELAY_AUTO_SUPPRESS !== "false",
   };
 }
 

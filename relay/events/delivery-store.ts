@@ -48,7 +48,7 @@ export interface DeliveryEvent {
 }
 
 type JournalRecord =
-  | { t: "h"; id: string; caller: string; qid?: string; to: string[]; at: number }
+  | { t: "h"; id: string; caller: string; qid?: string; to: string[]; at?: number }
   | { t: "q"; qid: string; id: string }
   | { t: "r"; id: string; rcpt: string; st: Exclude<RecipientState, "pending">; dsn?: string; reply?: string; relay?: string; at: number; retry?: number }
   | { t: "x"; qid: string }
@@ -202,8 +202,10 @@ export class DeliveryStore {
       case "h": {
         const m = this.ensure(r.id);
         m.caller = r.caller;
-        m.handedOffAt = r.at;
-        m.updatedAt = Math.max(m.updatedAt, r.at);
+        if (r.at !== undefined) {
+          m.handedOffAt = r.at;
+          m.updatedAt = Math.max(m.updatedAt, r.at);
+        }
         if (r.qid !== undefined && !m.queueIds.includes(r.qid)) m.queueIds.push(r.qid);
         if (r.qid !== undefined) this.byQueueId.set(r.qid, r.id);
         for (const a of r.to) if (!m.recipients.some((x) => x.address.toLowerCase() === a.toLowerCase())) m.recipients.push({ address: a, state: "pending", attempts: 0 });
@@ -251,16 +253,24 @@ export class DeliveryStore {
     }
   }
 
-  private async append(records: readonly JournalRecord[]): Promise<void> {
+  private async append(records: readonly JournalRecord[], sync = true): Promise<void> {
     if (!this.fd) throw new Error("delivery store is not open");
     await this.fd.write(records.map((r) => `${JSON.stringify(r)}\n`).join(""));
-    await this.fd.sync();
+    if (sync) await this.fd.sync();
   }
 
-  /** The worker's hand-off: who sent it, to whom, Postfix's queue id. Durable before it returns. */
-  async recordHandoff(h: { id: string; caller: string; postfixQueueId?: string; to: readonly string[]; at: number }): Promise<void> {
-    const rec: JournalRecord = { t: "h", id: h.id, caller: h.caller, to: [...h.to], at: h.at, ...(h.postfixQueueId !== undefined ? { qid: h.postfixQueueId } : {}) };
-    await this.append([rec]);
+  /**
+   * The worker's hand-off: who sent it, to whom, and (after Postfix's 250) when and Postfix's queue id. Called once
+   * before the hand-off without `at` and without fsync, so events Postfix logs within milliseconds already know
+   * their caller (a crash leaves the job in processing/, and it is written again at the retry); and once after.
+   */
+  async recordHandoff(h: { id: string; caller: string; postfixQueueId?: string; to: readonly string[]; at?: number }): Promise<void> {
+    const rec: JournalRecord = {
+      t: "h", id: h.id, caller: h.caller, to: [...h.to],
+      ...(h.at !== undefined ? { at: h.at } : {}),
+      ...(h.postfixQueueId !== undefined ? { qid: h.postfixQueueId } : {}),
+    };
+    await this.append([rec], h.at !== undefined);
     this.applyRecord(rec);
   }
 
