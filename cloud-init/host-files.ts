@@ -9,12 +9,14 @@ import {
   OPENDKIM_SIGNING_TABLE,
   OPENDKIM_TRUSTED_HOSTS,
   POSTFIX_DIR,
+  POSTFIX_LOGROTATE,
   RELAY_ENV_FILE,
   RELAY_UNIT_PATH,
   RELAY_USER,
   SASL_PASSWD_FILE,
   dkimKeyPath,
 } from "./paths";
+import { renderPostfixLogrotate } from "./postfix-log";
 import { checkHostSettings, renderPostfixMainCf, renderPostfixMasterCf, smarthostNexthop } from "./postfix";
 import { renderCloudflaredUnit, renderRelayUnit } from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
@@ -35,6 +37,7 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
     plain(OPENDKIM_SIGNING_TABLE, renderOpendkimSigningTable(s)),
     plain(OPENDKIM_TRUSTED_HOSTS, renderOpendkimTrustedHosts()),
     plain(RELAY_UNIT_PATH, renderRelayUnit(s)),
+    plain(POSTFIX_LOGROTATE, renderPostfixLogrotate()),
   ];
   if (s.tunnel) files.push(plain(CLOUDFLARED_UNIT_PATH, renderCloudflaredUnit()));
   return files;

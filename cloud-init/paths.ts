@@ -20,6 +20,10 @@ export const CLOUDFLARED_ENV_FILE = "/etc/cloudflared/mail-relay.env";
 
 export const POSTFIX_DIR = "/etc/postfix";
 export const POSTFIX_QUEUE_DIR = "/var/spool/postfix";
+/** Postfix's own log (maillog_file, written by postlogd): the relay's delivery tracker reads it as group mailrelay. */
+export const POSTFIX_LOG_DIR = "/var/log/mail-relay";
+export const POSTFIX_LOG = `${POSTFIX_LOG_DIR}/postfix.log`;
+export const POSTFIX_LOGROTATE = "/etc/logrotate.d/mail-relay-postfix";
 export const SASL_PASSWD_FILE = `${POSTFIX_DIR}/sasl_passwd`;
 export const SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt";
 

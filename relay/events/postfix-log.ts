@@ -31,8 +31,9 @@ export type ParseResult = { readonly kind: "fact"; readonly fact: LogFact } | { 
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
+// The service is the last part of the tag: "postfix/smtp", "postfix/relay/smtp" (syslog_name=postfix/$service_name).
 // "Nov 30 10:00:01.123456 host postfix/smtp[126]: " (postlogd, syslog) or "2026-11-30T10:00:01.123456+00:00 host postfix/smtp[126]: " (rsyslog)
-const HEADER = /^(?:([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?|(\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:?\d\d)?)) +\S+ +(postfix[\w.-]*)\/([\w.-]+)(?:\/[\w.-]+)?\[\d+\]: (.*)$/;
+const HEADER = /^(?:([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?|(\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:?\d\d)?)) +\S+ +postfix[\w.-]*(?:\/[\w.-]+)*\/([\w.-]+)\[\d+\]: (.*)$/;
 const QUEUE_ID = /^([0-9A-Za-z]{5,20}): (.*)$/;
 const DELIVERY_AGENTS = new Set(["smtp", "lmtp", "error", "retry", "local", "virtual", "pipe", "discard"]);
 
@@ -78,8 +79,8 @@ function unbracket(v: string | undefined): string | undefined {
 export function parsePostfixLogLine(line: string, now = Date.now()): ParseResult {
   const m = HEADER.exec(line);
   if (!m) return { kind: "unparsed" };
-  const service = m[9] as string;
-  const q = QUEUE_ID.exec(m[10] as string);
+  const service = m[8] as string;
+  const q = QUEUE_ID.exec(m[9] as string);
   if (!q) return { kind: "ignored" }; // connect/disconnect, warnings, daemon started, statistics
   const queueId = q[1] as string;
   const rest = q[2] as string;

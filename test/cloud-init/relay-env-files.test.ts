@@ -60,6 +60,7 @@ describe("host files", () => {
       "/etc/opendkim/SigningTable",
       "/etc/opendkim/TrustedHosts",
       "/etc/systemd/system/mail-relay.service",
+      "/etc/logrotate.d/mail-relay-postfix",
       "/etc/systemd/system/cloudflared-mail-relay.service",
     ]);
     for (const f of withTunnel) expect({ path: f.path, secret: f.secret, mode: f.mode, owner: f.owner }).toEqual({ path: f.path, secret: false, mode: "0644", owner: "root" });

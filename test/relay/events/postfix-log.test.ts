@@ -46,6 +46,8 @@ describe("the Postfix log parser reads every delivery status", () => {
 
   it("the smarthost case (relay on :587) and the error agent (delivery suspended) parse the same way", () => {
     expect(fact(SMARTHOST_SENT("Q2abcde", "user@example.net"))).toMatchObject({ status: "sent", relay: "smtp.provider.example[198.51.100.5]:587", reply: "250 2.0.0 OK  1764496802 e7-20020a05 - gsmtp" });
+    const viaRelayTransport = SMARTHOST_SENT("Q2abcde", "user@example.net").replace("postfix/smtp[", "postfix/relay/smtp[");
+    expect(fact(viaRelayTransport)).toMatchObject({ status: "sent", recipient: "user@example.net" });
     expect(fact(ERROR_DEFERRED("Q2abcde", "user@example.net"))).toMatchObject({ status: "deferred", dsn: "4.4.1", relay: "none", delaySeconds: 300 });
   });
 
