@@ -4,6 +4,13 @@ import isEmail from "validator/lib/isEmail";
 import isFQDN from "validator/lib/isFQDN";
 import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR } from "./host-contract";
 
+/** A caller's webhook: where, which events, and the signing secrets (current first; two during a rotation). */
+export interface CallerWebhookConfig {
+  readonly url: string;
+  readonly events: ReadonlySet<string>;
+  readonly secrets: readonly string[];
+}
+
 /** One caller: a token and the name logs and rate limits use for it. */
 export interface CallerToken {
   readonly name: string;
@@ -37,6 +44,53 @@ export interface RelayConfig {
   readonly postfixLog?: string;
   /** Hard bounces put the address on the suppression list. */
   readonly autoSuppress?: boolean;
+  /** Callers with a webhookUrl. */
+  readonly webhooks?: ReadonlyMap<string, CallerWebhookConfig>;
+}
+
+const WEBHOOK_SUBSCRIPTIONS = ["delivered", "deferred", "bounced", "expired", "suppressed"];
+const DEFAULT_SUBSCRIPTIONS = ["delivered", "bounced", "expired", "suppressed"];
+
+/** `name=value,name=value` (the SMTP_RELAY_TOKEN shape) -> map; problems name the entry, never a secret value. */
+function namedList(raw: string | undefined, what: string): { map: Map<string, string>; problems: string[] } {
+  const map = new Map<string, string>();
+  const problems: string[] = [];
+  for (const part of (raw ?? "").split(",").map((x) => x.trim()).filter(Boolean)) {
+    const eq = part.indexOf("=");
+    const name = eq > 0 ? part.slice(0, eq) : "";
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) problems.push(`each entry is caller=${what}`);
+    else if (map.has(name)) problems.push(`caller "${name}" is listed twice`);
+    else map.set(name, part.slice(eq + 1));
+  }
+  return { map, problems };
+}
+
+/** Reads RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS; exported for the webhook sender's own start. */
+export function parseWebhooks(env: NodeJS.ProcessEnv, callers: readonly string[]): { webhooks: Map<string, CallerWebhookConfig>; problems: { variable: string; message: string }[] } {
+  const problems: { variable: string; message: string }[] = [];
+  const urls = namedList(env.RELAY_WEBHOOK_URLS, "https://...");
+  const events = namedList(env.RELAY_WEBHOOK_EVENTS, "delivered+bounced+...");
+  const secrets = namedList(env.RELAY_WEBHOOK_SECRETS, "whsec_...");
+  for (const p of urls.problems) problems.push({ variable: "RELAY_WEBHOOK_URLS", message: p });
+  for (const p of events.problems) problems.push({ variable: "RELAY_WEBHOOK_EVENTS", message: p });
+  for (const p of secrets.problems) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: p });
+  const webhooks = new Map<string, CallerWebhookConfig>();
+  for (const [name, url] of urls.map) {
+    if (!callers.includes(name)) problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `"${name}" is not a caller in SMTP_RELAY_TOKEN` });
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || parsed.protocol !== "https:") problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `the URL of "${name}" must be https://` });
+    const ev = (events.map.get(name) ?? DEFAULT_SUBSCRIPTIONS.join("+")).split("+").filter(Boolean);
+    for (const e of ev) if (!WEBHOOK_SUBSCRIPTIONS.includes(e)) problems.push({ variable: "RELAY_WEBHOOK_EVENTS", message: `"${e}" (caller ${name}) is not one of ${WEBHOOK_SUBSCRIPTIONS.join(", ")}` });
+    const sec = (secrets.map.get(name) ?? "").split("|").filter(Boolean);
+    if (sec.length === 0 || sec.some((x) => !/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/.test(x))) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: `caller "${name}" needs a whsec_<base64> secret (two, separated by "|", during a rotation)` });
+    webhooks.set(name, { url, events: new Set(ev), secrets: sec });
+  }
+  return { webhooks, problems };
 }
 
 export const MIN_TOKEN_LENGTH = 32;
@@ -214,6 +268,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   }
   const firstFrom = e.RELAY_ALLOWED_FROM[0] as string;
   const messageIdDomain = e.RELAY_MESSAGE_ID_DOMAIN || firstFrom.slice(firstFrom.lastIndexOf("@") + 1);
+  const hooks = parseWebhooks(env, e.SMTP_RELAY_TOKEN.map((t) => t.name));
+  problems.push(...hooks.problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     listen: e.RELAY_LISTEN,
@@ -235,6 +291,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     logLevel: e.LOG_LEVEL ?? "info",
     ...(e.RELAY_POSTFIX_LOG !== "off" ? { postfixLog: e.RELAY_POSTFIX_LOG } : {}),
     autoSuppress: e.RELAY_AUTO_SUPPRESS !== "false",
+    webhooks: hooks.webhooks,
   };
 }
 

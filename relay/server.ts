@@ -10,6 +10,8 @@ import { LogTail } from "./events/log-tail";
 import { DeliveryTracker } from "./events/tracker";
 import { QueueStore } from "./queue";
 import { SuppressionList } from "./suppression";
+import { WebhookOutbox } from "./webhooks/outbox";
+import { deliveryPayload, suppressedPayload } from "./webhooks/payload";
 import { QueueWorker } from "./worker";
 
 export function createLogger(level: string): Logger {
@@ -49,6 +51,8 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
 
   const handoff = createHandoff(config.handoff, config.handoffTimeoutMs);
   const metrics = new RelayMetrics(queue);
+  const outbox = new WebhookOutbox(config.queueRoot);
+  await outbox.open();
   const deliveries = new DeliveryStore(config.queueRoot, { messageIdDomain: config.messageIdDomain, retentionMs: config.sentRetentionMs });
   log.info(await deliveries.open(), "delivery journal opened");
   const tracker = config.postfixLog
@@ -59,12 +63,17 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
         metrics,
         beforeCommit: async (events) => {
           for (const e of events) {
+            // Outbox first: written before the batch's log position is, and keyed by the event's id (replay-safe).
+            const hook = e.caller !== undefined ? config.webhooks?.get(e.caller) : undefined;
+            if (hook && e.caller !== undefined && hook.events.has(e.state)) await outbox.add(e.id, e.caller, deliveryPayload(e));
             if (e.state !== "bounced" || !e.hard || !config.autoSuppress) continue;
             const added = await suppressions.add({
               email: e.recipient, reason: "hard_bounce", origin: "automatic", messageId: e.messageId,
               ...(e.caller !== undefined ? { caller: e.caller } : {}), ...(e.dsn !== undefined ? { dsn: e.dsn } : {}), ...(e.reply !== undefined ? { reply: e.reply } : {}),
             });
             if (added) log.info({ id: e.messageId, caller: e.caller, dsn: e.dsn }, "recipient suppressed after a hard bounce");
+            // A replay after a crash finds the address already suppressed: the outbox write is keyed, so send it anyway.
+            if (hook && e.caller !== undefined && hook.events.has("suppressed")) await outbox.add(`${e.id}-suppressed`, e.caller, suppressedPayload(e));
           }
         },
       })
