@@ -64,6 +64,10 @@ export interface RelayEnvSettings {
   readonly handoff: string;
   /** QUEUE_ROOT, "/var/spool/mail-relay". */
   readonly queueRoot: string;
+  /** RELAY_AUTO_SUPPRESS: hard bounces suppress the address (default true). */
+  readonly autoSuppress?: boolean;
+  /** RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS: callers with a webhook; the secret is whsec_<base64>. */
+  readonly webhooks?: readonly { caller: string; url: string; events: readonly string[]; secret: string }[];
 }
 
 export interface HostSecrets {

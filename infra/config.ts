@@ -104,6 +104,8 @@ const relayLimitsSchema = z
     teardownDrainSeconds: z.number().int().min(0).max(3600).default(300),
     /** Teardown goes ahead even when mail is still queued on the server's disk (it is lost with the disk). */
     allowQueueLoss: z.boolean().default(false),
+    /** Hard bounces (5.x.x except 5.7.x) put the address on the stack's suppression list. */
+    autoSuppress: z.boolean().default(true),
   })
   .strict()
   .default({});
@@ -178,8 +180,30 @@ const rawSchema = z.object({
   mx: mxSchema,
   bimi: bimiSchema.optional(),
   tunnel: z.boolean().default(true),
-  callers: z.array(z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" })).default(["app"]),
+  callers: z
+    .array(
+      z.union([
+        z.string(),
+        z
+          .object({
+            name: z.string(),
+            webhookUrl: z.string().url().refine((u) => u.startsWith("https://") && !/[\s,|]/.test(u), { message: "must be an https:// URL (without spaces, \",\" or \"|\")" }).optional(),
+            events: z.array(z.enum(["delivered", "deferred", "bounced", "expired", "suppressed"])).min(1).optional(),
+          })
+          .strict(),
+      ]),
+    )
+    .default(["app"]),
 });
+
+/** Webhook events a caller gets when its entry names none; `deferred` is opt-in. */
+export const DEFAULT_WEBHOOK_EVENTS = ["delivered", "bounced", "expired", "suppressed"] as const;
+
+export interface CallerWebhook {
+  readonly caller: string;
+  readonly url: string;
+  readonly events: readonly string[];
+}
 
 type Raw = z.infer<typeof rawSchema>;
 
@@ -226,6 +250,8 @@ export interface MailRelayConfig {
   readonly bimi?: Raw["bimi"];
   readonly tunnel: boolean;
   readonly callers: readonly string[];
+  /** Callers with a webhookUrl (callers may be names or {name, webhookUrl?, events?}). */
+  readonly webhooks: readonly CallerWebhook[];
 }
 
 export interface ConfigSecrets<S> {
@@ -320,7 +346,12 @@ export function parseConfig(
   if (c.tunnel && !c.cloudflareAccountId) {
     problems.push(`${NS}:cloudflareAccountId is required when ${NS}:tunnel is true (the tunnel and Access live in the account); or set ${NS}:tunnel false`);
   }
-  const callerDup = c.callers.find((n, i) => c.callers.indexOf(n) !== i);
+  const callerNames = c.callers.map((x) => (typeof x === "string" ? x : x.name));
+  for (const n of callerNames) if (!callerRe.test(n)) problems.push(`${NS}:callers: "${n}": caller names are lowercase words like app or billing`);
+  const webhooks: CallerWebhook[] = c.callers.flatMap((x) =>
+    typeof x !== "string" && x.webhookUrl !== undefined ? [{ caller: x.name, url: x.webhookUrl, events: x.events ?? [...DEFAULT_WEBHOOK_EVENTS] }] : [],
+  );
+  const callerDup = callerNames.find((n, i) => callerNames.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
   if (c.callers.length === 0) problems.push(`${NS}:callers must name at least one calling service, e.g. ["app"]`);
 
@@ -353,7 +384,8 @@ export function parseConfig(
     mx: c.mx,
     bimi: c.bimi,
     tunnel: c.tunnel,
-    callers: c.callers,
+    callers: callerNames,
+    webhooks,
   };
 }
 
