@@ -6,6 +6,7 @@
 import { postfixLogSetupLines } from "./postfix-log";
 import {
   CLOUDFLARED_UNIT_NAME,
+  WEBHOOK_UNIT_NAME,
   OPENDKIM_SOCKET,
   QUEUE_ROOT,
   RELAY_BASE,
@@ -189,6 +190,8 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     `systemctl restart ${RELAY_UNIT_NAME}`,
     "if healthy; then",
     "  prune",
+    "  # The webhook sender runs the same release; a failure here leaves webhooks in the outbox, not mail unsent.",
+    `  systemctl enable --quiet ${WEBHOOK_UNIT_NAME} && systemctl restart ${WEBHOOK_UNIT_NAME} || echo "warning: ${WEBHOOK_UNIT_NAME} did not start; webhooks wait in the outbox" >&2`,
     '  echo "relay release $version is active and healthy ($health_url)"',
     "  exit 0",
     "fi",

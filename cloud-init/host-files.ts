@@ -14,11 +14,12 @@ import {
   RELAY_UNIT_PATH,
   RELAY_USER,
   SASL_PASSWD_FILE,
+  WEBHOOK_UNIT_PATH,
   dkimKeyPath,
 } from "./paths";
 import { renderPostfixLogrotate } from "./postfix-log";
 import { checkHostSettings, renderPostfixMainCf, renderPostfixMasterCf, smarthostNexthop } from "./postfix";
-import { renderCloudflaredUnit, renderRelayUnit } from "./systemd";
+import { renderCloudflaredUnit, renderRelayUnit, renderWebhookUnit } from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
 import { assertSingleLine } from "./validate";
 
@@ -37,6 +38,7 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
     plain(OPENDKIM_SIGNING_TABLE, renderOpendkimSigningTable(s)),
     plain(OPENDKIM_TRUSTED_HOSTS, renderOpendkimTrustedHosts()),
     plain(RELAY_UNIT_PATH, renderRelayUnit(s)),
+    plain(WEBHOOK_UNIT_PATH, renderWebhookUnit()),
     plain(POSTFIX_LOGROTATE, renderPostfixLogrotate()),
   ];
   if (s.tunnel) files.push(plain(CLOUDFLARED_UNIT_PATH, renderCloudflaredUnit()));

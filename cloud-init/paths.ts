@@ -14,6 +14,10 @@ export const RELAY_UNIT_PATH = `/etc/systemd/system/${RELAY_UNIT_NAME}`;
 /** How many releases activation keeps on disk (the current one and its predecessor are never pruned). */
 export const RELAY_RELEASES_KEPT = 5;
 
+/** The outbound webhook sender: its own unit, so the relay keeps IPAddressAllow=localhost. */
+export const WEBHOOK_UNIT_NAME = "mail-relay-webhooks.service";
+export const WEBHOOK_UNIT_PATH = `/etc/systemd/system/${WEBHOOK_UNIT_NAME}`;
+
 export const CLOUDFLARED_UNIT_NAME = "cloudflared-mail-relay.service";
 export const CLOUDFLARED_UNIT_PATH = `/etc/systemd/system/${CLOUDFLARED_UNIT_NAME}`;
 export const CLOUDFLARED_ENV_FILE = "/etc/cloudflared/mail-relay.env";

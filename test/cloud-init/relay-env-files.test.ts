@@ -60,6 +60,7 @@ describe("host files", () => {
       "/etc/opendkim/SigningTable",
       "/etc/opendkim/TrustedHosts",
       "/etc/systemd/system/mail-relay.service",
+      "/etc/systemd/system/mail-relay-webhooks.service",
       "/etc/logrotate.d/mail-relay-postfix",
       "/etc/systemd/system/cloudflared-mail-relay.service",
     ]);
