@@ -11,6 +11,7 @@ import {
   OPENDKIM_SIGNING_TABLE,
   OPENDKIM_TRUSTED_HOSTS,
   POSTFIX_DIR,
+  POSTFIX_LOGROTATE,
   RELAY_ENV_FILE,
   RELAY_UNIT_PATH,
   RELAY_USER,
@@ -18,10 +19,12 @@ import {
   SENDER_ACCESS_FILE,
   SMTP_TLS_CERT_FILE,
   SMTP_TLS_KEY_FILE,
+  WEBHOOK_UNIT_PATH,
   dkimKeyPath,
 } from "./paths";
+import { renderPostfixLogrotate } from "./postfix-log";
 import { checkHostSettings, renderPostfixMainCf, renderPostfixMasterCf, renderPostfixSenderAccess, smarthostNexthop } from "./postfix";
-import { renderCloudflaredUnit, renderRelayUnit } from "./systemd";
+import { renderCloudflaredUnit, renderRelayUnit, renderWebhookUnit } from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
 import { assertSingleLine } from "./validate";
 
@@ -42,6 +45,8 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
     plain(OPENDKIM_TRUSTED_HOSTS, renderOpendkimTrustedHosts()),
     plain(RELAY_UNIT_PATH, renderRelayUnit(s)),
     plain(NFTABLES_CONF, renderHostNftablesConf({ adminCidrs: s.adminCidrs, relayPort: s.relayPort, ...(s.smarthost ? { smarthostPort: s.smarthost.port } : {}) })),
+    plain(WEBHOOK_UNIT_PATH, renderWebhookUnit()),
+    plain(POSTFIX_LOGROTATE, renderPostfixLogrotate()),
   ];
   if (s.tunnel) files.push(plain(CLOUDFLARED_UNIT_PATH, renderCloudflaredUnit()));
   return files;

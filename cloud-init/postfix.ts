@@ -2,7 +2,7 @@
 // signs through OpenDKIM, and either delivers straight to recipient MX (opportunistic TLS) or hands everything
 // to a smarthost (verified TLS + SASL) for providers that block outbound port 25.
 import { MESSAGE_SIZE_FACTOR } from "../relay/host-contract";
-import { OPENDKIM_MILTER, POSTFIX_DIR, SASL_PASSWD_FILE, SENDER_ACCESS_FILE, SYSTEM_CA_FILE } from "./paths";
+import { OPENDKIM_MILTER, POSTFIX_DIR, POSTFIX_LOG, SASL_PASSWD_FILE, SENDER_ACCESS_FILE, SYSTEM_CA_FILE } from "./paths";
 import type { HostSettings, SmarthostSettings } from "./types";
 import { assertDomainName, assertIntInRange, assertLabel, assertPort, assertSingleLine } from "./validate";
 
@@ -195,6 +195,16 @@ export function renderPostfixMainCf(s: HostSettings): string {
         ],
       },
       outboundSection(s),
+      {
+        title: "logging: the relay's delivery tracker follows this file",
+        entries: [
+          {
+            comment: "postlogd writes it (root:mailrelay 0640, created by the deploy step; logrotate keeps the mode). Postfix no longer logs to the journal.",
+            key: "maillog_file",
+            value: POSTFIX_LOG,
+          },
+        ],
+      },
       {
         title: "DKIM signing: OpenDKIM milter on a unix socket",
         entries: [

@@ -109,8 +109,18 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
     RELAY_SMTP_TLS_KEY: envValue("RELAY_SMTP_TLS_KEY", smtp.tlsKeyFile),
     RELAY_SMTP_TLS_CERT: envValue("RELAY_SMTP_TLS_CERT", smtp.tlsCertFile),
   };
-  return [
-    ...RELAY_ENV_NAMES.map((k) => `${k}=${values[k]}`),
-    ...(smtpValues ? RELAY_SMTP_ENV_NAMES.map((k) => `${k}=${smtpValues[k]}`) : []),
-  ].join("\n") + "\n";
+  const lines = [...RELAY_ENV_NAMES.map((k) => `${k}=${values[k]}`), ...(smtpValues ? RELAY_SMTP_ENV_NAMES.map((k) => `${k}=${smtpValues[k]}`) : [])];
+  if (e.autoSuppress === false) lines.push("RELAY_AUTO_SUPPRESS=false");
+  const hooks = e.webhooks ?? [];
+  if (hooks.length > 0) {
+    for (const h of hooks) {
+      if (!names.has(h.caller)) throw new Error(`RELAY_WEBHOOK_URLS: "${h.caller}" is not a caller`);
+      if (!/^https:\/\/[^\s,|]+$/.test(h.url)) throw new Error(`RELAY_WEBHOOK_URLS: the URL of "${h.caller}" must be https:// without spaces, "," or "|"`);
+      if (!/^whsec_[A-Za-z0-9+/]+=*$/.test(h.secret)) throw new Error(`RELAY_WEBHOOK_SECRETS: the secret of "${h.caller}" is not whsec_<base64>`);
+    }
+    lines.push(`RELAY_WEBHOOK_URLS=${envValue("RELAY_WEBHOOK_URLS", hooks.map((h) => `${h.caller}=${h.url}`).join(","))}`);
+    lines.push(`RELAY_WEBHOOK_EVENTS=${envValue("RELAY_WEBHOOK_EVENTS", hooks.map((h) => `${h.caller}=${h.events.join("+")}`).join(","))}`);
+    lines.push(`RELAY_WEBHOOK_SECRETS=${hooks.map((h) => `${h.caller}=${h.secret}`).join(",")}`);
+  }
+  return lines.join("\n") + "\n";
 }

@@ -84,6 +84,10 @@ export interface RelayEnvSettings {
   readonly queueRoot: string;
   /** RELAY_SMTP_LISTEN, RELAY_SMTP_HOSTNAME, RELAY_SMTP_TLS_KEY, RELAY_SMTP_TLS_CERT; absent = no SMTP ingress. */
   readonly smtpIngress?: { readonly listen: string; readonly hostname: string; readonly tlsKeyFile: string; readonly tlsCertFile: string };
+  /** RELAY_AUTO_SUPPRESS: hard bounces suppress the address (default true). */
+  readonly autoSuppress?: boolean;
+  /** RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS: callers with a webhook; the secret is whsec_<base64>. */
+  readonly webhooks?: readonly { caller: string; url: string; events: readonly string[]; secret: string }[];
 }
 
 export interface HostSecrets {

@@ -126,6 +126,8 @@ const relayLimitsSchema = z
       })
       .strict()
       .default({}),
+    /** Hard bounces (5.x.x except 5.7.x) put the address on the stack's suppression list. */
+    autoSuppress: z.boolean().default(true),
   })
   .strict()
   .default({});
@@ -222,6 +224,8 @@ const rawSchema = z.object({
             name: z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
             /** The senders this caller may use: a subset of allowedSenders. Default: all of allowedSenders. */
             allowedSenders: z.array(z.string().transform((s) => s.trim().toLowerCase())).min(1).optional(),
+            webhookUrl: z.string().url().refine((u) => u.startsWith("https://") && !/[\s,|]/.test(u), { message: "must be an https:// URL (without spaces, \",\" or \"|\")" }).optional(),
+            events: z.array(z.enum(["delivered", "deferred", "bounced", "expired", "suppressed"])).min(1).optional(),
           })
           .strict(),
       ]),
@@ -229,6 +233,15 @@ const rawSchema = z.object({
     .default(["app"]),
   smtpIngress: smtpIngressSchema,
 });
+
+/** Webhook events a caller gets when its entry names none; `deferred` is opt-in. */
+export const DEFAULT_WEBHOOK_EVENTS = ["delivered", "bounced", "expired", "suppressed"] as const;
+
+export interface CallerWebhook {
+  readonly caller: string;
+  readonly url: string;
+  readonly events: readonly string[];
+}
 
 type Raw = z.infer<typeof rawSchema>;
 
@@ -282,6 +295,8 @@ export interface MailRelayConfig {
   readonly callerSenders: Readonly<Record<string, readonly string[]>>;
   /** The relay's SMTP listener (127.0.0.1:port) and its tunnel hostname; undefined when smtpIngress.enabled is false. */
   readonly smtpIngress?: { readonly hostname: string; readonly port: number };
+  /** Callers with a webhookUrl (callers may be names or {name, webhookUrl?, events?}). */
+  readonly webhooks: readonly CallerWebhook[];
 }
 
 export interface ConfigSecrets<S> {
@@ -399,6 +414,9 @@ export function parseConfig(
     );
   }
   const callerNames = c.callers.map((x) => (typeof x === "string" ? x : x.name));
+  const webhooks: CallerWebhook[] = c.callers.flatMap((x) =>
+    typeof x !== "string" && x.webhookUrl !== undefined ? [{ caller: x.name, url: x.webhookUrl, events: x.events ?? [...DEFAULT_WEBHOOK_EVENTS] }] : [],
+  );
   const callerDup = callerNames.find((n, i) => callerNames.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
   if (c.callers.length === 0) problems.push(`${NS}:callers must name at least one calling service, e.g. ["app"]`);
@@ -445,6 +463,7 @@ export function parseConfig(
     callers: callerNames,
     callerSenders,
     ...(c.smtpIngress.enabled ? { smtpIngress: { hostname: smtpHostname, port: RELAY_SMTP_PORT } } : {}),
+    webhooks,
   };
 }
 

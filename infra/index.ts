@@ -18,6 +18,8 @@ export const relayInternalUrl = out.relayInternalUrl;
 export const relayUrl = out.relayUrl;
 /** caller -> relay bearer token (secret). */
 export const relayTokens = out.relayTokens;
+/** caller -> webhook signing secret, whsec_… (secret); only callers with a webhookUrl. */
+export const webhookSecrets = out.webhookSecrets;
 /** caller -> Cloudflare Access service-token client id (secret). */
 export const accessClientIds = out.accessClientIds;
 /** caller -> Cloudflare Access service-token client secret (secret). */

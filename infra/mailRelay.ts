@@ -12,6 +12,7 @@ import { RelayFirewall } from "./firewall";
 import { RelayNode } from "./node";
 import { SmtpIngressTls } from "./smtpTls";
 import { RelayTokens } from "./tokens";
+import { WebhookSecrets } from "./webhookSecrets";
 import { RelayTunnel, TunnelRoute } from "./tunnel";
 
 /** The bundle `npm run build` writes; MAIL_RELAY_BUNDLE points at another build (e.g. a release artifact). */
@@ -60,6 +61,7 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
   const sshKey = new hcloud.SshKey(`${name}-ssh`, { name: `${name}-${c.stack}`, publicKey: c.sshPublicKey, labels });
   const firewall = new RelayFirewall(name, { adminCidrs: c.adminCidrs, labels });
   const tokens = new RelayTokens(`${name}-token`, { callers: c.callers });
+  const hookSecrets = new WebhookSecrets(`${name}-webhook`, { callers: c.webhooks.map((w) => w.caller) });
   const dkim = new DkimKeys(`${name}-dkim`, { selectors: c.dkimSelectors });
   const zoneId = cloudflare.getZoneOutput({ filter: { name: c.zone } }).zoneId;
   const smtpRoute = c.tunnel ? c.smtpIngress : undefined;
@@ -78,8 +80,8 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
   const smtpEnv = smtpIngressEnv(c);
 
   const relayEnv = pulumi
-    .all(c.callers.map((caller) => tokens.tokens[caller]))
-    .apply((ts) =>
+    .all([pulumi.all(c.callers.map((caller) => tokens.tokens[caller])), pulumi.all(c.webhooks.map((w) => hookSecrets.secrets[w.caller]))])
+    .apply(([ts, hs]) =>
       renderRelayEnv({
         listen: `127.0.0.1:${c.relay.port}`,
         tokens: c.callers.map((caller, i) => ({ name: caller, token: ts[i] })),
@@ -93,6 +95,8 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
         handoff: handoffUrl(c),
         queueRoot: QUEUE_ROOT,
         ...(smtpEnv ? { smtpIngress: smtpEnv } : {}),
+        autoSuppress: c.relay.autoSuppress,
+        webhooks: c.webhooks.map((w, i) => ({ caller: w.caller, url: w.url, events: w.events, secret: hs[i] as string })),
       }),
     );
   const hostSecrets: pulumi.Output<HostSecrets> = pulumi.secret(
@@ -186,6 +190,7 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
     relayInternalUrl: `http://127.0.0.1:${c.relay.port}`,
     relayUrl: tunnel ? tunnel.url : undefined,
     relayTokens: secretMap(tokens.tokens)!,
+    webhookSecrets: secretMap(hookSecrets.secrets)!,
     accessClientIds: secretMap(tunnel?.accessClientIds),
     accessClientSecrets: secretMap(tunnel?.accessClientSecrets),
     dkimSelector: dkim.activeSelector,

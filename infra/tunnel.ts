@@ -4,7 +4,7 @@ import * as random from "@pulumi/random";
 import { type CloudflaredIngress, cloudflaredIngress, renderCloudflaredConfig } from "../cloud-init";
 
 /** The relay's only public paths. /metrics and /ready stay host-local. */
-export const PUBLIC_PATH_REGEX = "^/(send|health|messages/[A-Za-z0-9_-]+)$";
+export const PUBLIC_PATH_REGEX = "^/(send|health|messages|messages/[A-Za-z0-9_-]+|suppressions|suppressions/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)$";
 
 /** The relay's SMTP ingress behind the tunnel: its hostname and the relay's loopback SMTP port. */
 export interface SmtpIngressRoute {

@@ -5,6 +5,13 @@ import isEmail from "validator/lib/isEmail";
 import isFQDN from "validator/lib/isFQDN";
 import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR, RELAY_SMTP_PORT } from "./host-contract";
 
+/** A caller's webhook: where, which events, and the signing secrets (current first; two during a rotation). */
+export interface CallerWebhookConfig {
+  readonly url: string;
+  readonly events: ReadonlySet<string>;
+  readonly secrets: readonly string[];
+}
+
 /**
  * One caller: the SHA-256 of its token (hex) and the name logs, rate limits and quotas use for it. The relay never
  * needs the token itself: the host stores digests only (SMTP_RELAY_TOKEN_SHA256), so a copy of the env file does not
@@ -69,6 +76,57 @@ export interface RelayConfig {
   readonly minFreeBytes: number;
   readonly sentRetentionMs: number;
   readonly logLevel: string;
+  /** Postfix's maillog_file the delivery tracker follows; undefined = tracking off. */
+  readonly postfixLog?: string;
+  /** Hard bounces put the address on the suppression list. */
+  readonly autoSuppress?: boolean;
+  /** Callers with a webhookUrl. */
+  readonly webhooks?: ReadonlyMap<string, CallerWebhookConfig>;
+}
+
+const WEBHOOK_SUBSCRIPTIONS = ["delivered", "deferred", "bounced", "expired", "suppressed"];
+const DEFAULT_SUBSCRIPTIONS = ["delivered", "bounced", "expired", "suppressed"];
+
+/** `name=value,name=value` (the SMTP_RELAY_TOKEN shape) -> map; problems name the entry, never a secret value. */
+function namedList(raw: string | undefined, what: string): { map: Map<string, string>; problems: string[] } {
+  const map = new Map<string, string>();
+  const problems: string[] = [];
+  for (const part of (raw ?? "").split(",").map((x) => x.trim()).filter(Boolean)) {
+    const eq = part.indexOf("=");
+    const name = eq > 0 ? part.slice(0, eq) : "";
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) problems.push(`each entry is caller=${what}`);
+    else if (map.has(name)) problems.push(`caller "${name}" is listed twice`);
+    else map.set(name, part.slice(eq + 1));
+  }
+  return { map, problems };
+}
+
+/** Reads RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS; exported for the webhook sender's own start. */
+export function parseWebhooks(env: NodeJS.ProcessEnv, callers: readonly string[]): { webhooks: Map<string, CallerWebhookConfig>; problems: { variable: string; message: string }[] } {
+  const problems: { variable: string; message: string }[] = [];
+  const urls = namedList(env.RELAY_WEBHOOK_URLS, "https://...");
+  const events = namedList(env.RELAY_WEBHOOK_EVENTS, "delivered+bounced+...");
+  const secrets = namedList(env.RELAY_WEBHOOK_SECRETS, "whsec_...");
+  for (const p of urls.problems) problems.push({ variable: "RELAY_WEBHOOK_URLS", message: p });
+  for (const p of events.problems) problems.push({ variable: "RELAY_WEBHOOK_EVENTS", message: p });
+  for (const p of secrets.problems) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: p });
+  const webhooks = new Map<string, CallerWebhookConfig>();
+  for (const [name, url] of urls.map) {
+    if (!callers.includes(name)) problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `"${name}" is not a caller in SMTP_RELAY_TOKEN` });
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || parsed.protocol !== "https:") problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `the URL of "${name}" must be https://` });
+    const ev = (events.map.get(name) ?? DEFAULT_SUBSCRIPTIONS.join("+")).split("+").filter(Boolean);
+    for (const e of ev) if (!WEBHOOK_SUBSCRIPTIONS.includes(e)) problems.push({ variable: "RELAY_WEBHOOK_EVENTS", message: `"${e}" (caller ${name}) is not one of ${WEBHOOK_SUBSCRIPTIONS.join(", ")}` });
+    const sec = (secrets.map.get(name) ?? "").split("|").filter(Boolean);
+    if (sec.length === 0 || sec.some((x) => !/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/.test(x))) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: `caller "${name}" needs a whsec_<base64> secret (two, separated by "|", during a rotation)` });
+    webhooks.set(name, { url, events: new Set(ev), secrets: sec });
+  }
+  return { webhooks, problems };
 }
 
 export const MIN_TOKEN_LENGTH = 32;
@@ -298,6 +356,14 @@ const schema = z.object({
   RELAY_MAX_RECIPIENTS: intVar(50, 1, 1000),
   RELAY_MIN_FREE_BYTES: intVar(100 * 1024 * 1024, 0),
   QUEUE_SENT_RETENTION_MS: intVar(7 * 24 * 3_600_000, 24 * 3_600_000),
+  RELAY_POSTFIX_LOG: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v.trim() === "" ? "/var/log/mail-relay/postfix.log" : v.trim()))
+    .refine((v) => v === "off" || v.startsWith("/"), { message: 'must be an absolute path (Postfix\'s maillog_file) or "off"' }),
+  RELAY_AUTO_SUPPRESS: z
+    .enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) })
+    .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).optional(),
 });
 
@@ -342,6 +408,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   const firstFrom = e.RELAY_ALLOWED_FROM[0] as string;
   const messageIdDomain = e.RELAY_MESSAGE_ID_DOMAIN || firstFrom.slice(firstFrom.lastIndexOf("@") + 1);
   const smtpIngress = smtpIngressConfig(e, messageIdDomain, problems);
+  const hooks = parseWebhooks(env, (tokens ?? []).map((t) => t.name));
+  problems.push(...hooks.problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     listen: e.RELAY_LISTEN,
@@ -369,6 +437,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     minFreeBytes: e.RELAY_MIN_FREE_BYTES,
     sentRetentionMs: e.QUEUE_SENT_RETENTION_MS,
     logLevel: e.LOG_LEVEL ?? "info",
+    ...(e.RELAY_POSTFIX_LOG !== "off" ? { postfixLog: e.RELAY_POSTFIX_LOG } : {}),
+    autoSuppress: e.RELAY_AUTO_SUPPRESS !== "false",
+    webhooks: hooks.webhooks,
   };
 }
 
