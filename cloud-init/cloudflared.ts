@@ -26,15 +26,23 @@ export interface CloudflaredSettings {
   readonly relayPort: number;
   readonly teamName: string;
   readonly audTag: string;
+  /** The relay's SMTP ingress: its hostname, the relay's loopback SMTP port, and its own Access application's AUD. */
+  readonly smtp?: { readonly hostname: string; readonly port: number; readonly audTag: string };
 }
 
-/** The relay hostname's public paths go to the relay on loopback, with Access enforced; everything else is a 404. */
+/** The relay hostname's public paths go to the relay on loopback (and the SMTP ingress hostname to its listener), with Access enforced; everything else is a 404. */
 export function cloudflaredIngress(c: CloudflaredSettings): CloudflaredIngress[] {
   assertDomainName("relayHostname", c.relayHostname);
   assertPort("relayPort", c.relayPort);
   assertSingleLine("pathRegex", c.pathRegex);
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(c.teamName)) throw new Error(`accessTeamName must be the Zero Trust team name (a DNS label), got ${JSON.stringify(c.teamName)}`);
-  if (!/^[A-Za-z0-9]{16,128}$/.test(c.audTag)) throw new Error(`the Access application's AUD tag must be hex/alphanumeric, got ${JSON.stringify(c.audTag)}`);
+  for (const aud of [c.audTag, ...(c.smtp ? [c.smtp.audTag] : [])]) {
+    if (!/^[A-Za-z0-9]{16,128}$/.test(aud)) throw new Error(`the Access application's AUD tag must be hex/alphanumeric, got ${JSON.stringify(aud)}`);
+  }
+  if (c.smtp) {
+    assertDomainName("smtpIngress.hostname", c.smtp.hostname);
+    assertPort("smtpIngress port", c.smtp.port);
+  }
   return [
     {
       hostname: c.relayHostname,
@@ -42,6 +50,15 @@ export function cloudflaredIngress(c: CloudflaredSettings): CloudflaredIngress[]
       service: `http://127.0.0.1:${c.relayPort}`,
       originRequest: { access: { required: true, teamName: c.teamName, audTag: [c.audTag] } },
     },
+    ...(c.smtp
+      ? [
+          {
+            hostname: c.smtp.hostname,
+            service: `tcp://127.0.0.1:${c.smtp.port}`,
+            originRequest: { access: { required: true as const, teamName: c.teamName, audTag: [c.smtp.audTag] } },
+          },
+        ]
+      : []),
     { service: "http_status:404" },
   ];
 }

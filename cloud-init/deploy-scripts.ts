@@ -3,10 +3,12 @@
 //
 // Tests run these scripts for real against a temp dir: MAIL_RELAY_ROOT prefixes every host path (empty on the
 // host), and systemctl/curl/journalctl/chown are looked up on PATH so tests can put stubs first.
+import { postfixLogSetupLines } from "./postfix-log";
 import {
   CLOUDFLARED_USER,
   CLOUDFLARED_UNIT_NAME,
   NFTABLES_CONF,
+  WEBHOOK_UNIT_NAME,
   OPENDKIM_SOCKET,
   QUEUE_ROOT,
   RELAY_UPLOAD_DIR,
@@ -162,6 +164,7 @@ export function renderApplyMailConfig(s: HostSettings): string {
     "systemctl restart opendkim.service",
     `for _ in $(seq 1 20); do [ -S "$root${OPENDKIM_SOCKET}" ] && break; sleep 0.5; done`,
     `if [ ! -S "$root${OPENDKIM_SOCKET}" ]; then echo "OpenDKIM did not create ${OPENDKIM_SOCKET}" >&2; journalctl -u opendkim.service -n 30 --no-pager >&2 || true; exit 1; fi`,
+    ...postfixLogSetupLines(),
     "# restart, not reload: inet_protocols/inet_interfaces and new group memberships only apply to a fresh master.",
     "systemctl restart postfix.service",
     `if ! systemctl is-active --quiet postfix.service; then echo "postfix is not running" >&2; journalctl -u ${releaseProfile(s.release).postfix.masterUnit} -n 30 --no-pager >&2 || true; exit 1; fi`,
@@ -278,6 +281,8 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     `systemctl restart ${RELAY_UNIT_NAME}`,
     "if healthy; then",
     "  prune",
+    "  # The webhook sender runs the same release; a failure here leaves webhooks in the outbox, not mail unsent.",
+    `  systemctl enable --quiet ${WEBHOOK_UNIT_NAME} && systemctl restart ${WEBHOOK_UNIT_NAME} || echo "warning: ${WEBHOOK_UNIT_NAME} did not start; webhooks wait in the outbox" >&2`,
     '  echo "relay release $version is active and healthy ($health_url)"',
     "  exit 0",
     "fi",

@@ -11,15 +11,20 @@ import {
   OPENDKIM_SIGNING_TABLE,
   OPENDKIM_TRUSTED_HOSTS,
   POSTFIX_DIR,
+  POSTFIX_LOGROTATE,
   RELAY_ENV_FILE,
   RELAY_UNIT_PATH,
   RELAY_USER,
   SASL_PASSWD_FILE,
   SENDER_ACCESS_FILE,
+  SMTP_TLS_CERT_FILE,
+  SMTP_TLS_KEY_FILE,
+  WEBHOOK_UNIT_PATH,
   dkimKeyPath,
 } from "./paths";
+import { renderPostfixLogrotate } from "./postfix-log";
 import { checkHostSettings, renderPostfixMainCf, renderPostfixMasterCf, renderPostfixSenderAccess, smarthostNexthop } from "./postfix";
-import { renderCloudflaredUnit, renderRelayUnit } from "./systemd";
+import { renderCloudflaredUnit, renderRelayUnit, renderWebhookUnit } from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
 import { assertSingleLine } from "./validate";
 
@@ -40,6 +45,8 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
     plain(OPENDKIM_TRUSTED_HOSTS, renderOpendkimTrustedHosts()),
     plain(RELAY_UNIT_PATH, renderRelayUnit(s)),
     plain(NFTABLES_CONF, renderHostNftablesConf({ adminCidrs: s.adminCidrs, relayPort: s.relayPort, ...(s.smarthost ? { smarthostPort: s.smarthost.port } : {}) })),
+    plain(WEBHOOK_UNIT_PATH, renderWebhookUnit()),
+    plain(POSTFIX_LOGROTATE, renderPostfixLogrotate()),
   ];
   if (s.tunnel) files.push(plain(CLOUDFLARED_UNIT_PATH, renderCloudflaredUnit()));
   return files;
@@ -47,7 +54,23 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
 
 const PEM_KEY = /^-----BEGIN (RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END (RSA )?PRIVATE KEY-----\n?$/;
 
-/** Secret files (DKIM key, env file, sasl_passwd, tunnel env); each has secret: true. */
+const PEM_TLS_KEY = /^-----BEGIN (EC |RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END (EC |RSA )?PRIVATE KEY-----\n?$/;
+const PEM_CERT = /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n?$/;
+
+/** The SMTP ingress's STARTTLS key (the relay's group may read it) and certificate; the error never quotes the key. */
+function smtpTlsFiles(secrets: HostSecrets): HostFile[] {
+  const key = (secrets.smtpTlsKeyPem ?? "").replace(/\r\n/g, "\n").trim() + "\n";
+  const cert = (secrets.smtpTlsCertPem ?? "").replace(/\r\n/g, "\n").trim() + "\n";
+  if (!PEM_TLS_KEY.test(key)) throw new Error("smtpTlsKeyPem is required with smtpIngress and must be an unencrypted PEM private key");
+  if (!PEM_CERT.test(cert)) throw new Error("smtpTlsCertPem is required with smtpIngress and must be one PEM certificate");
+  return [
+    { path: SMTP_TLS_KEY_FILE, content: key, mode: "0640", owner: "root", group: RELAY_USER, secret: true },
+    // Not secret, but it comes from the same Output as the key, so it travels the secret files' path.
+    { path: SMTP_TLS_CERT_FILE, content: cert, mode: "0644", owner: "root", group: "root", secret: true },
+  ];
+}
+
+/** Secret files (DKIM key, env file, sasl_passwd, tunnel env, SMTP ingress TLS); each has secret: true. */
 export function hostSecretFiles(s: HostSettings, secrets: HostSecrets): HostFile[] {
   checkHostSettings(s);
   const pem = secrets.dkimPrivateKeyPem.replace(/\r\n/g, "\n").trim() + "\n";
@@ -81,5 +104,6 @@ export function hostSecretFiles(s: HostSettings, secrets: HostSecrets): HostFile
     }
     files.push({ path: CLOUDFLARED_ENV_FILE, content: `TUNNEL_TOKEN=${token}\n`, mode: "0600", owner: "root", group: "root", secret: true });
   }
+  if (s.smtpIngress) files.push(...smtpTlsFiles(secrets));
   return files;
 }

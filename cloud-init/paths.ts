@@ -17,10 +17,18 @@ export const RELAY_RELEASES = `${RELAY_BASE}/releases`;
 export const RELAY_CURRENT = `${RELAY_BASE}/current`;
 export const RELAY_ENTRY = "relay.js";
 export const RELAY_ENV_FILE = "/etc/mail-relay.env";
+/** The SMTP ingress's STARTTLS key (root:mailrelay 0640) and certificate. */
+export const RELAY_CONFIG_DIR = "/etc/mail-relay";
+export const SMTP_TLS_KEY_FILE = `${RELAY_CONFIG_DIR}/smtp-ingress.key`;
+export const SMTP_TLS_CERT_FILE = `${RELAY_CONFIG_DIR}/smtp-ingress.crt`;
 export const RELAY_UNIT_NAME = "mail-relay.service";
 export const RELAY_UNIT_PATH = `/etc/systemd/system/${RELAY_UNIT_NAME}`;
 /** How many releases activation keeps on disk (the current one and its predecessor are never pruned). */
 export const RELAY_RELEASES_KEPT = 5;
+
+/** The outbound webhook sender: its own unit, so the relay keeps IPAddressAllow=localhost. */
+export const WEBHOOK_UNIT_NAME = "mail-relay-webhooks.service";
+export const WEBHOOK_UNIT_PATH = `/etc/systemd/system/${WEBHOOK_UNIT_NAME}`;
 
 export const CLOUDFLARED_UNIT_NAME = "cloudflared-mail-relay.service";
 export const CLOUDFLARED_UNIT_PATH = `/etc/systemd/system/${CLOUDFLARED_UNIT_NAME}`;
@@ -30,6 +38,10 @@ export const CLOUDFLARED_CONFIG_FILE = "/etc/cloudflared/mail-relay.yml";
 
 export const POSTFIX_DIR = "/etc/postfix";
 export const POSTFIX_QUEUE_DIR = "/var/spool/postfix";
+/** Postfix's own log (maillog_file, written by postlogd): the relay's delivery tracker reads it as group mailrelay. */
+export const POSTFIX_LOG_DIR = "/var/log/mail-relay";
+export const POSTFIX_LOG = `${POSTFIX_LOG_DIR}/postfix.log`;
+export const POSTFIX_LOGROTATE = "/etc/logrotate.d/mail-relay-postfix";
 export const SASL_PASSWD_FILE = `${POSTFIX_DIR}/sasl_passwd`;
 /** Envelope senders Postfix accepts (texthash: read when smtpd starts, no postmap step). */
 export const SENDER_ACCESS_FILE = `${POSTFIX_DIR}/sender_access`;

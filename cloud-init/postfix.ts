@@ -2,7 +2,7 @@
 // signs through OpenDKIM, and either delivers straight to recipient MX (opportunistic TLS) or hands everything
 // to a smarthost (verified TLS + SASL) for providers that block outbound port 25.
 import { MESSAGE_SIZE_FACTOR } from "../relay/host-contract";
-import { OPENDKIM_MILTER, POSTFIX_DIR, SASL_PASSWD_FILE, SENDER_ACCESS_FILE, SYSTEM_CA_FILE } from "./paths";
+import { OPENDKIM_MILTER, POSTFIX_DIR, POSTFIX_LOG, SASL_PASSWD_FILE, SENDER_ACCESS_FILE, SYSTEM_CA_FILE } from "./paths";
 import { releaseProfile } from "./release";
 import type { HostSettings, SmarthostSettings } from "./types";
 import { assertDomainName, assertIntInRange, assertLabel, assertPort, assertSingleLine } from "./validate";
@@ -46,6 +46,12 @@ export function checkHostSettings(s: HostSettings): void {
     if (s.smarthost.username === "" || /[\s:]/.test(s.smarthost.username)) {
       throw new Error("smarthost.username must be non-empty without spaces or ':' (sasl_passwd is user:password)");
     }
+  }
+  if (s.smtpIngress) {
+    assertPort("smtpIngress.port", s.smtpIngress.port);
+    assertDomainName("smtpIngress.hostname", s.smtpIngress.hostname);
+    // The relay's own listener: never Postfix's ports, never the HTTP port.
+    if ([25, 465, 587, s.relayPort].includes(s.smtpIngress.port)) throw new Error(`smtpIngress.port must not be 25, 465, 587 or the relay's HTTP port; got ${s.smtpIngress.port}`);
   }
 }
 
@@ -191,6 +197,16 @@ export function renderPostfixMainCf(s: HostSettings): string {
         ],
       },
       outboundSection(s),
+      {
+        title: "logging: the relay's delivery tracker follows this file",
+        entries: [
+          {
+            comment: "postlogd writes it (root:mailrelay 0640, created by the deploy step; logrotate keeps the mode). Postfix no longer logs to the journal.",
+            key: "maillog_file",
+            value: POSTFIX_LOG,
+          },
+        ],
+      },
       {
         title: "DKIM signing: OpenDKIM milter on a unix socket",
         entries: [

@@ -47,6 +47,9 @@ export const RELAY_ENV_NAMES = [
   "QUEUE_ROOT",
 ] as const;
 
+/** The SMTP ingress's variables, appended only when it is on (the file is unchanged for a relay without it). */
+export const RELAY_SMTP_ENV_NAMES = ["RELAY_SMTP_LISTEN", "RELAY_SMTP_HOSTNAME", "RELAY_SMTP_TLS_KEY", "RELAY_SMTP_TLS_CERT"] as const;
+
 export function renderRelayEnv(e: RelayEnvSettings): string {
   if (e.tokens.length === 0) throw new Error("SMTP_RELAY_TOKEN: configure at least one token");
   const names = new Set<string>();
@@ -99,5 +102,25 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
     RELAY_HANDOFF: envValue("RELAY_HANDOFF", e.handoff),
     QUEUE_ROOT: envValue("QUEUE_ROOT", e.queueRoot),
   };
-  return RELAY_ENV_NAMES.map((k) => `${k}=${values[k]}`).join("\n") + "\n";
+  const smtp = e.smtpIngress;
+  const smtpValues: Record<(typeof RELAY_SMTP_ENV_NAMES)[number], string> | undefined = smtp && {
+    RELAY_SMTP_LISTEN: envValue("RELAY_SMTP_LISTEN", smtp.listen),
+    RELAY_SMTP_HOSTNAME: envValue("RELAY_SMTP_HOSTNAME", smtp.hostname),
+    RELAY_SMTP_TLS_KEY: envValue("RELAY_SMTP_TLS_KEY", smtp.tlsKeyFile),
+    RELAY_SMTP_TLS_CERT: envValue("RELAY_SMTP_TLS_CERT", smtp.tlsCertFile),
+  };
+  const lines = [...RELAY_ENV_NAMES.map((k) => `${k}=${values[k]}`), ...(smtpValues ? RELAY_SMTP_ENV_NAMES.map((k) => `${k}=${smtpValues[k]}`) : [])];
+  if (e.autoSuppress === false) lines.push("RELAY_AUTO_SUPPRESS=false");
+  const hooks = e.webhooks ?? [];
+  if (hooks.length > 0) {
+    for (const h of hooks) {
+      if (!names.has(h.caller)) throw new Error(`RELAY_WEBHOOK_URLS: "${h.caller}" is not a caller`);
+      if (!/^https:\/\/[^\s,|]+$/.test(h.url)) throw new Error(`RELAY_WEBHOOK_URLS: the URL of "${h.caller}" must be https:// without spaces, "," or "|"`);
+      if (!/^whsec_[A-Za-z0-9+/]+=*$/.test(h.secret)) throw new Error(`RELAY_WEBHOOK_SECRETS: the secret of "${h.caller}" is not whsec_<base64>`);
+    }
+    lines.push(`RELAY_WEBHOOK_URLS=${envValue("RELAY_WEBHOOK_URLS", hooks.map((h) => `${h.caller}=${h.url}`).join(","))}`);
+    lines.push(`RELAY_WEBHOOK_EVENTS=${envValue("RELAY_WEBHOOK_EVENTS", hooks.map((h) => `${h.caller}=${h.events.join("+")}`).join(","))}`);
+    lines.push(`RELAY_WEBHOOK_SECRETS=${hooks.map((h) => `${h.caller}=${h.secret}`).join(",")}`);
+  }
+  return lines.join("\n") + "\n";
 }

@@ -67,7 +67,7 @@ export function renderRelayUnit(s: HostSettings): string {
   return renderUnit({
     Unit: [
       "Rendered by cloud-init/systemd.ts. The relay: POST /send -> on-disk queue -> Postfix on 127.0.0.1:25.",
-      ["Description", `mail-relay HTTP relay on 127.0.0.1:${s.relayPort}`],
+      ["Description", `mail-relay HTTP relay on 127.0.0.1:${s.relayPort}${s.smtpIngress ? ` and SMTP ingress on 127.0.0.1:${s.smtpIngress.port}` : ""}`],
       ["Documentation", "file:///opt/mail-relay/current/relay.js"],
       ["After", "network-online.target postfix.service opendkim.service"],
       ["Wants", "network-online.target"],
@@ -105,6 +105,44 @@ export function renderRelayUnit(s: HostSettings): string {
       ["MemoryMax", "512M"],
       ["TasksMax", "64"],
       ["LimitNOFILE", "4096"],
+    ],
+    Install: [["WantedBy", "multi-user.target"]],
+  });
+}
+
+/**
+ * /etc/systemd/system/mail-relay-webhooks.service: `relay.js webhooks` sends the outbox the relay writes. The only
+ * unit of the relay's code that may leave the host (HTTPS to callers' webhook URLs); it writes only the outbox.
+ */
+export function renderWebhookUnit(): string {
+  return renderUnit({
+    Unit: [
+      "Rendered by cloud-init/systemd.ts. Signed delivery webhooks from QUEUE_ROOT/webhooks/pending to callers' https URLs.",
+      ["Description", "mail-relay webhook sender"],
+      ["After", "network-online.target mail-relay.service"],
+      ["Wants", "network-online.target"],
+    ],
+    Service: [
+      ["Type", "simple"],
+      ["User", RELAY_USER],
+      ["Group", RELAY_USER],
+      ["WorkingDirectory", RELAY_BASE],
+      ["EnvironmentFile", RELAY_ENV_FILE],
+      ["Environment", "NODE_ENV=production"],
+      ["ExecStart", `/usr/bin/node ${RELAY_CURRENT}/${RELAY_ENTRY} webhooks`],
+      ["Restart", "always"],
+      ["RestartSec", "5s"],
+      ["RestartPreventExitStatus", String(EXIT_CONFIG)],
+      ["UMask", "0077"],
+      ...COMMON_HARDENING,
+      "Writes the outbox only: not the relay's queue, not Postfix's log, not the suppression list.",
+      ["ReadWritePaths", `${QUEUE_ROOT}/webhooks`],
+      ["InaccessiblePaths", "-/var/log/mail-relay -/etc/opendkim/keys -/var/spool/postfix"],
+      ["RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"],
+      "The sender refuses private, loopback and link-local targets itself; the kernel refuses them too (localhost stays for a local DNS stub).",
+      ["IPAddressDeny", "link-local multicast 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10 fc00::/7"],
+      ["MemoryMax", "256M"],
+      ["TasksMax", "32"],
     ],
     Install: [["WantedBy", "multi-user.target"]],
   });

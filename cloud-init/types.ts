@@ -49,6 +49,16 @@ export interface HostSettings {
   readonly relayHandoff?: "smtp" | "sendmail";
   /** The Debian release the host runs (from the image): what differs between releases lives in release.ts. */
   readonly release: DebianRelease;
+  /** The relay's SMTP ingress (off when absent): its TLS key and certificate become host files. */
+  readonly smtpIngress?: SmtpIngressSettings;
+}
+
+/** The SMTP ingress on the host: the relay listens on 127.0.0.1:<port>; cloudflared's tcp:// route reaches it. */
+export interface SmtpIngressSettings {
+  /** 2587. */
+  readonly port: number;
+  /** The public name (Access application, certificate subject), e.g. smtp-relay.example.com. */
+  readonly hostname: string;
 }
 
 /** Values rendered into /etc/mail-relay.env (secret because of tokens). Env names are fixed by the relay. */
@@ -75,6 +85,12 @@ export interface RelayEnvSettings {
   readonly handoff: string;
   /** QUEUE_ROOT, "/var/spool/mail-relay". */
   readonly queueRoot: string;
+  /** RELAY_SMTP_LISTEN, RELAY_SMTP_HOSTNAME, RELAY_SMTP_TLS_KEY, RELAY_SMTP_TLS_CERT; absent = no SMTP ingress. */
+  readonly smtpIngress?: { readonly listen: string; readonly hostname: string; readonly tlsKeyFile: string; readonly tlsCertFile: string };
+  /** RELAY_AUTO_SUPPRESS: hard bounces suppress the address (default true). */
+  readonly autoSuppress?: boolean;
+  /** RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS: callers with a webhook; the secret is whsec_<base64>. */
+  readonly webhooks?: readonly { caller: string; url: string; events: readonly string[]; secret: string }[];
 }
 
 export interface HostSecrets {
@@ -86,6 +102,9 @@ export interface HostSecrets {
   readonly smarthostPassword?: string;
   /** Required when tunnel is set. */
   readonly tunnelToken?: string;
+  /** Required with smtpIngress: the STARTTLS private key (PEM) and its self-signed certificate. */
+  readonly smtpTlsKeyPem?: string;
+  readonly smtpTlsCertPem?: string;
 }
 
 /** The only inputs of user-data: changing user-data replaces the Hetzner server. */

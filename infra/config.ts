@@ -9,6 +9,7 @@ import * as net from "node:net";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { DEBIAN_RELEASES, DEFAULT_RELEASE, RELEASES, releaseForImage, releaseName, type DebianRelease } from "../cloud-init/release";
+import { RELAY_HTTP_PORT, RELAY_SMTP_PORT } from "../relay/host-contract";
 
 export const NS = "mail-relay";
 
@@ -42,6 +43,7 @@ export const CONFIG_KEYS = {
   bimi: "json",
   tunnel: "json",
   callers: "json",
+  smtpIngress: "json",
 } as const;
 export type ConfigKey = keyof typeof CONFIG_KEYS;
 
@@ -126,6 +128,8 @@ const relayLimitsSchema = z
       })
       .strict()
       .default({}),
+    /** Hard bounces (5.x.x except 5.7.x) put the address on the stack's suppression list. */
+    autoSuppress: z.boolean().default(true),
   })
   .strict()
   .default({});
@@ -171,6 +175,17 @@ const bimiSchema = z
   })
   .strict();
 
+const smtpIngressSchema = z
+  .object(
+    {
+      enabled: z.boolean({ invalid_type_error: "must be true or false" }).default(false),
+      hostname: hostname("smtp-relay.example.com").optional(),
+    },
+    { invalid_type_error: 'must be an object like {enabled: true, hostname: smtp-relay.example.com}; set it with `pulumi config set --path mail-relay:smtpIngress.enabled true`' },
+  )
+  .strict()
+  .default({});
+
 const rawSchema = z.object({
   domain: hostname("example.com"),
   zone: hostname("example.com").optional(),
@@ -212,12 +227,24 @@ const rawSchema = z.object({
             name: z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
             /** The senders this caller may use: a subset of allowedSenders. Default: all of allowedSenders. */
             allowedSenders: z.array(z.string().transform((s) => s.trim().toLowerCase())).min(1).optional(),
+            webhookUrl: z.string().url().refine((u) => u.startsWith("https://") && !/[\s,|]/.test(u), { message: "must be an https:// URL (without spaces, \",\" or \"|\")" }).optional(),
+            events: z.array(z.enum(["delivered", "deferred", "bounced", "expired", "suppressed"])).min(1).optional(),
           })
           .strict(),
       ]),
     )
     .default(["app"]),
+  smtpIngress: smtpIngressSchema,
 });
+
+/** Webhook events a caller gets when its entry names none; `deferred` is opt-in. */
+export const DEFAULT_WEBHOOK_EVENTS = ["delivered", "bounced", "expired", "suppressed"] as const;
+
+export interface CallerWebhook {
+  readonly caller: string;
+  readonly url: string;
+  readonly events: readonly string[];
+}
 
 type Raw = z.infer<typeof rawSchema>;
 
@@ -273,6 +300,10 @@ export interface MailRelayConfig {
   readonly callers: readonly string[];
   /** Callers with their own sender list (a subset of allowedSenders); the others may use every allowed sender. */
   readonly callerSenders: Readonly<Record<string, readonly string[]>>;
+  /** The relay's SMTP listener (127.0.0.1:port) and its tunnel hostname; undefined when smtpIngress.enabled is false. */
+  readonly smtpIngress?: { readonly hostname: string; readonly port: number };
+  /** Callers with a webhookUrl (callers may be names or {name, webhookUrl?, events?}). */
+  readonly webhooks: readonly CallerWebhook[];
 }
 
 export interface ConfigSecrets<S> {
@@ -357,8 +388,21 @@ export function parseConfig(
   if (c.bimi && !(c.dmarc.policy !== "none" && c.dmarc.pct === 100)) {
     problems.push(`${NS}:bimi needs ${NS}:dmarc.policy "quarantine" or "reject" at pct 100 (receivers ignore BIMI otherwise); tighten dmarc or remove bimi`);
   }
+  const smtpHostname = c.smtpIngress.hostname ?? `smtp-relay.${c.domain}`;
+  if (c.smtpIngress.hostname !== undefined && !c.smtpIngress.enabled) {
+    problems.push(`${NS}:smtpIngress.hostname is set but ${NS}:smtpIngress.enabled is not true; set enabled: true or remove the hostname`);
+  }
+  if (c.smtpIngress.enabled && c.tunnel) {
+    if (!isWithin(smtpHostname, zone)) problems.push(`${NS}:smtpIngress.hostname "${smtpHostname}" must be inside the zone "${zone}" (its CNAME and Access application live there)`);
+    if ([relayHostname, ...nodeHostnames(mtaBase, c.nodeCount)].includes(smtpHostname)) {
+      problems.push(`${NS}:smtpIngress.hostname must differ from relayHostname and the MTA hostnames: it is its own tunnel route and Access application`);
+    }
+  }
+  if (c.smtpIngress.enabled && !c.tunnel && c.smtpIngress.hostname !== undefined) {
+    problems.push(`${NS}:smtpIngress.hostname is only routed through the tunnel, and ${NS}:tunnel is false; remove the hostname (the listener stays on the host's 127.0.0.1:${RELAY_SMTP_PORT}) or set tunnel true`);
+  }
   const mxHosts = new Set(c.mx.map((m) => m.host));
-  for (const h of [...nodeHostnames(mtaBase, c.nodeCount), relayHostname]) {
+  for (const h of [...nodeHostnames(mtaBase, c.nodeCount), relayHostname, ...(c.smtpIngress.enabled ? [smtpHostname] : [])]) {
     if (mxHosts.has(h)) problems.push(`${NS}:mx must not point at ${h}: this relay never receives mail; keep your mailbox provider's MX hosts`);
   }
   if (c.smarthost && !secretsPresent.smarthostPassword) {
@@ -383,6 +427,9 @@ export function parseConfig(
     );
   }
   const callerNames = c.callers.map((x) => (typeof x === "string" ? x : x.name));
+  const webhooks: CallerWebhook[] = c.callers.flatMap((x) =>
+    typeof x !== "string" && x.webhookUrl !== undefined ? [{ caller: x.name, url: x.webhookUrl, events: x.events ?? [...DEFAULT_WEBHOOK_EVENTS] }] : [],
+  );
   const callerDup = callerNames.find((n, i) => callerNames.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
   if (c.callers.length === 0) problems.push(`${NS}:callers must name at least one calling service, e.g. ["app"]`);
@@ -416,7 +463,7 @@ export function parseConfig(
     defaultSender,
     ipv6: c.ipv6,
     smarthost: c.smarthost,
-    relay: { ...c.relay, port: 2525 },
+    relay: { ...c.relay, port: RELAY_HTTP_PORT },
     protectPrimaryIps: c.protectPrimaryIps,
     cloudflareAccountId: c.cloudflareAccountId,
     accessTeamName: c.accessTeamName,
@@ -430,6 +477,8 @@ export function parseConfig(
     tunnel: c.tunnel,
     callers: callerNames,
     callerSenders,
+    ...(c.smtpIngress.enabled ? { smtpIngress: { hostname: smtpHostname, port: RELAY_SMTP_PORT } } : {}),
+    webhooks,
   };
 }
 

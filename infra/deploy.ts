@@ -21,7 +21,17 @@ import {
   renderStopRelay,
   type TeardownOptions,
   renderWaitForCloudInit,
+  RELAY_CONFIG_DIR,
+  RELAY_ENV_FILE,
+  RELAY_UNIT_PATH,
 } from "../cloud-init";
+
+/** What `ssh-keygen -l` prints for a public key line ("ssh-ed25519 AAAA..."): SHA256:<unpadded base64 of the key blob>. */
+export function sshFingerprint(publicKeyLine: string): string {
+  const blob = publicKeyLine.trim().split(/\s+/)[1];
+  if (!blob) throw new Error(`not an OpenSSH public key line: ${JSON.stringify(publicKeyLine.slice(0, 40))}`);
+  return `SHA256:${createHash("sha256").update(Buffer.from(blob, "base64")).digest("base64").replace(/=+$/, "")}`;
+}
 
 export function sha256(text: string | Buffer): string {
   return createHash("sha256").update(text).digest("hex");
@@ -38,6 +48,8 @@ const SHAPE_ONLY: HostSecrets = {
   relayEnv: "SHAPE_ONLY=1\n",
   smarthostPassword: "shape-only",
   tunnelToken: "shape-only",
+  smtpTlsKeyPem: "-----BEGIN PRIVATE KEY-----\nc2hhcGUtb25seQ==\n-----END PRIVATE KEY-----\n",
+  smtpTlsCertPem: "-----BEGIN CERTIFICATE-----\nc2hhcGUtb25seQ==\n-----END CERTIFICATE-----\n",
 };
 
 /** The secret files' metadata; content comes later from the real (Output) secrets. */
@@ -47,6 +59,11 @@ export function secretFileShapes(s: HostSettings): Omit<HostFile, "content">[] {
 
 /** Where the relay bundle is uploaded before it is installed as a release: a root-only 0700 dir, never /var/tmp. */
 export const uploadPath = relayUploadPath;
+
+/** Paths whose change needs the relay restarted: its env file, its unit, the SMTP ingress's TLS files. */
+export function isRelayConfigPath(path: string): boolean {
+  return path === RELAY_ENV_FILE || path === RELAY_UNIT_PATH || path.startsWith(`${RELAY_CONFIG_DIR}/`);
+}
 
 /** Paths whose change needs Postfix/OpenDKIM reloaded. */
 export function isMailConfigPath(path: string): boolean {
@@ -83,8 +100,8 @@ export const BOOTSTRAP_STEP_SUFFIX = "host-key";
  * Configures one host over SSH after cloud-init: pushes the rendered configs and the secrets as files
  * (content on stdin, never in argv or user-data), checks and reloads Postfix/OpenDKIM, installs the relay
  * bundle as a versioned release and activates it behind a health check with automatic rollback, then
- * starts cloudflared. Every step's triggers are content hashes and the server's id: an unchanged input on the same
- * server runs nothing, and a new server runs everything.
+ * starts cloudflared. Every step's triggers are content hashes plus the server's id: an unchanged input runs
+ * nothing, and a replaced server (same primary IP, new disk) gets every step again.
  * On teardown, cloudflared is stopped first, then the relay; the queue stays on disk.
  */
 export class HostDeployment extends pulumi.ComponentResource {
@@ -170,7 +187,7 @@ export class HostDeployment extends pulumi.ComponentResource {
       { connection, source: new pulumi.asset.FileAsset(args.relayBundlePath), remotePath: uploadPath(args.relayVersion), triggers: [args.relayVersion, args.serverId] },
       { ...child, dependsOn: [waitBoot] },
     );
-    const relayPaths = [...pushed.keys()].filter((p) => p === "/etc/mail-relay.env" || p.endsWith("/mail-relay.service")).sort();
+    const relayPaths = [...pushed.keys()].filter(isRelayConfigPath).sort();
     this.relayActive = new command.remote.Command(
       `${name}-relay-activate`,
       {

@@ -8,7 +8,7 @@ import { createMailRelay } from "./mailRelay";
 const { config, secrets } = loadConfig();
 const out = createMailRelay(config, secrets);
 
-/** Per node: name, MTA hostname, IPv4, IPv6 (when enabled), Hetzner server id. */
+/** Per node: name, MTA hostname, IPv4, IPv6 (when enabled), Hetzner server id, the SSH host key every deploy step pins and its SHA256 fingerprint. */
 export const nodes = out.nodes;
 /** hostname -> IP pairs the A/AAAA records (and PTRs) are built from. */
 export const hostRecords = out.hostRecords;
@@ -18,6 +18,8 @@ export const relayInternalUrl = out.relayInternalUrl;
 export const relayUrl = out.relayUrl;
 /** caller -> relay bearer token (secret). */
 export const relayTokens = out.relayTokens;
+/** caller -> webhook signing secret, whsec_… (secret); only callers with a webhookUrl. */
+export const webhookSecrets = out.webhookSecrets;
 /** caller -> Cloudflare Access service-token client id (secret). */
 export const accessClientIds = out.accessClientIds;
 /** caller -> Cloudflare Access service-token client secret (secret). */
@@ -30,3 +32,11 @@ export const dnsZoneFile = out.dnsZoneFile;
 export const defaultSender = out.defaultSender;
 /** The relay release (bundle content hash) deployed to the hosts. */
 export const relayVersion = out.relayVersion;
+/** The SMTP ingress's public name (cloudflared access tcp --hostname); undefined when it or the tunnel is off. */
+export const smtpIngressHostname = out.smtpIngressHostname;
+/** Where the SMTP ingress listens on each host (loopback only); undefined when it is off. */
+export const smtpIngressInternal = out.smtpIngressInternal;
+/** The SMTP ingress's self-signed STARTTLS certificate (PEM): what callers trust or pin. */
+export const smtpIngressCertificate = out.smtpIngressCertificate;
+/** Its SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256` prints it. */
+export const smtpIngressFingerprint = out.smtpIngressFingerprint;

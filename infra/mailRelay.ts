@@ -3,14 +3,16 @@ import * as path from "node:path";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
-import { HostSecrets, HostSettings, QUEUE_ROOT, renderRelayEnv, renderUserData } from "../cloud-init";
+import { HostSecrets, HostSettings, QUEUE_ROOT, renderRelayEnv, renderUserData, SMTP_TLS_CERT_FILE, SMTP_TLS_KEY_FILE } from "../cloud-init";
 import type { ConfigSecrets, MailRelayConfig } from "./config";
-import { HostDeployment, sha256 } from "./deploy";
+import { HostDeployment, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
 import { MailDns } from "./dns";
 import { RelayFirewall } from "./firewall";
 import { RelayNode } from "./node";
+import { SmtpIngressTls } from "./smtpTls";
 import { RelayTokens } from "./tokens";
+import { WebhookSecrets } from "./webhookSecrets";
 import { RelayTunnel, TunnelRoute } from "./tunnel";
 
 /** The bundle `npm run build` writes; MAIL_RELAY_BUNDLE points at another build (e.g. a release artifact). */
@@ -37,7 +39,15 @@ export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSetti
     release: c.release,
     adminCidrs: c.adminCidrs,
     allowedSenders: c.allowedSenders,
+    ...(c.smtpIngress ? { smtpIngress: { port: c.smtpIngress.port, hostname: c.smtpIngress.hostname } } : {}),
   };
+}
+
+/** The SMTP ingress's lines of the relay's env file; undefined when it is off. */
+export function smtpIngressEnv(c: MailRelayConfig) {
+  return c.smtpIngress
+    ? { listen: `127.0.0.1:${c.smtpIngress.port}`, hostname: c.smtpIngress.hostname, tlsKeyFile: SMTP_TLS_KEY_FILE, tlsCertFile: SMTP_TLS_CERT_FILE }
+    : undefined;
 }
 
 export function handoffUrl(c: MailRelayConfig): string {
@@ -52,13 +62,27 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
   const sshKey = new hcloud.SshKey(`${name}-ssh`, { name: `${name}-${c.stack}`, publicKey: c.sshPublicKey, labels });
   const firewall = new RelayFirewall(name, { adminCidrs: c.adminCidrs, labels });
   const tokens = new RelayTokens(`${name}-token`, { callers: c.callers });
+  const hookSecrets = new WebhookSecrets(`${name}-webhook`, { callers: c.webhooks.map((w) => w.caller) });
   const dkim = new DkimKeys(`${name}-dkim`, { selectors: c.dkimSelectors });
   const zoneId = cloudflare.getZoneOutput({ filter: { name: c.zone } }).zoneId;
-  const tunnel = c.tunnel ? new RelayTunnel(`${name}-tunnel`, { accountId: c.cloudflareAccountId!, relayHostname: c.relayHostname, callers: c.callers, stack: c.stack, teamName: c.accessTeamName!, relayPort: c.relay.port }) : undefined;
+  const smtpRoute = c.tunnel ? c.smtpIngress : undefined;
+  const tunnel = c.tunnel
+    ? new RelayTunnel(`${name}-tunnel`, {
+        accountId: c.cloudflareAccountId!,
+        relayHostname: c.relayHostname,
+        callers: c.callers,
+        stack: c.stack,
+        teamName: c.accessTeamName!,
+        relayPort: c.relay.port,
+        ...(smtpRoute ? { smtp: smtpRoute } : {}),
+      })
+    : undefined;
+  const smtpTls = c.smtpIngress ? new SmtpIngressTls(`${name}-smtp-tls`, { hostname: c.smtpIngress.hostname }) : undefined;
+  const smtpEnv = smtpIngressEnv(c);
 
   const relayEnv = pulumi
-    .all(c.callers.map((caller) => tokens.tokens[caller]))
-    .apply((ts) =>
+    .all([pulumi.all(c.callers.map((caller) => tokens.tokens[caller])), pulumi.all(c.webhooks.map((w) => hookSecrets.secrets[w.caller]))])
+    .apply(([ts, hs]) =>
       renderRelayEnv({
         listen: `127.0.0.1:${c.relay.port}`,
         tokens: c.callers.map((caller, i) => ({ name: caller, token: ts[i] })),
@@ -71,16 +95,26 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
         quotas: c.relay.quotas,
         handoff: handoffUrl(c),
         queueRoot: QUEUE_ROOT,
+        ...(smtpEnv ? { smtpIngress: smtpEnv } : {}),
+        autoSuppress: c.relay.autoSuppress,
+        webhooks: c.webhooks.map((w, i) => ({ caller: w.caller, url: w.url, events: w.events, secret: hs[i] as string })),
       }),
     );
   const hostSecrets: pulumi.Output<HostSecrets> = pulumi.secret(
     pulumi
-      .all([relayEnv, dkim.activePrivateKeyPem, secrets.smarthostPassword ?? pulumi.output(undefined), tunnel ? tunnel.tunnelToken : pulumi.output(undefined)])
-      .apply(([env, key, smarthostPassword, tunnelToken]) => ({
+      .all([
+        relayEnv,
+        dkim.activePrivateKeyPem,
+        secrets.smarthostPassword ?? pulumi.output(undefined),
+        tunnel ? tunnel.tunnelToken : pulumi.output(undefined),
+        smtpTls ? pulumi.all([smtpTls.privateKeyPem, smtpTls.certPem]) : pulumi.output(undefined),
+      ])
+      .apply(([env, key, smarthostPassword, tunnelToken, smtpPem]) => ({
         relayEnv: env,
         dkimPrivateKeyPem: key,
         ...(smarthostPassword !== undefined ? { smarthostPassword } : {}),
         ...(tunnelToken !== undefined ? { tunnelToken } : {}),
+        ...(smtpPem !== undefined ? { smtpTlsKeyPem: smtpPem[0], smtpTlsCertPem: smtpPem[1] } : {}),
       })),
   );
 
@@ -117,6 +151,7 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
       zoneId,
       tunnelId: tunnel.tunnelId,
       relayHostname: c.relayHostname,
+      ...(smtpRoute ? { smtp: smtpRoute } : {}),
       dependsOn: nodes.map((n) => n.deployment.ready),
     });
   }
@@ -137,7 +172,16 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
     m ? pulumi.secret(pulumi.all(m)) : undefined;
 
   return {
-    nodes: nodes.map(({ spec, node }) => ({ name: spec.key, mtaHostname: spec.mtaHostname, ipv4: node.ipv4, ipv6: node.ipv6, serverId: node.serverId })),
+    nodes: nodes.map(({ spec, node, deployment }) => ({
+      name: spec.key,
+      mtaHostname: spec.mtaHostname,
+      ipv4: node.ipv4,
+      ipv6: node.ipv6,
+      serverId: node.serverId,
+      // Public: what every deploy step pins, and what to compare with the first-contact step's output or ssh-keyscan.
+      sshHostKey: deployment.hostPublicKey,
+      sshHostKeyFingerprint: deployment.hostPublicKey.apply(sshFingerprint),
+    })),
     hostRecords: pulumi.all(
       nodes.flatMap(({ spec, node }) => [
         pulumi.output({ hostname: spec.mtaHostname, type: "A", ip: node.ipv4 }),
@@ -147,11 +191,16 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
     relayInternalUrl: `http://127.0.0.1:${c.relay.port}`,
     relayUrl: tunnel ? tunnel.url : undefined,
     relayTokens: secretMap(tokens.tokens)!,
+    webhookSecrets: secretMap(hookSecrets.secrets)!,
     accessClientIds: secretMap(tunnel?.accessClientIds),
     accessClientSecrets: secretMap(tunnel?.accessClientSecrets),
     dkimSelector: dkim.activeSelector,
     dnsZoneFile: dns.zoneFile,
     defaultSender: c.defaultSender,
     relayVersion: bundle.version,
+    smtpIngressHostname: smtpRoute?.hostname,
+    smtpIngressInternal: c.smtpIngress ? `smtp://127.0.0.1:${c.smtpIngress.port}` : undefined,
+    smtpIngressCertificate: smtpTls?.certPem,
+    smtpIngressFingerprint: smtpTls?.fingerprint,
   };
 }

@@ -3,8 +3,10 @@
  * Pulumi.<stack>.yaml. Used by `npm run plan` and by the tests: the same code path `pulumi up` runs,
  * with the cloud replaced by deterministic fake answers.
  */
+import { execFileSync } from "node:child_process";
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
@@ -188,13 +190,16 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
         return { status: "running" };
       case "tls:index/privateKey:PrivateKey": {
         if (i.algorithm === "ED25519") return ed25519Key(args.name);
-        const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: i.rsaBits ?? 2048 });
+        const ec = i.algorithm === "ECDSA";
+        const { privateKey, publicKey } = ec ? generateKeyPairSync("ec", { namedCurve: "P-256" }) : generateKeyPairSync("rsa", { modulusLength: i.rsaBits ?? 2048 });
         return {
-          privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }).toString(),
+          privateKeyPem: privateKey.export({ type: ec ? "sec1" : "pkcs1", format: "pem" }).toString(),
           privateKeyPemPkcs8: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
           publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
         };
       }
+      case "tls:index/selfSignedCert:SelfSignedCert":
+        return { certPem: selfSignedCertPem(i) };
       case "random:index/randomPassword:RandomPassword":
         return { result: randomBytes(64).toString("base64").replace(/[^A-Za-z0-9]/g, "").slice(0, i.length ?? 32) };
       case "random:index/randomBytes:RandomBytes": {
@@ -214,6 +219,22 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
       default:
         return {};
     }
+  }
+}
+
+/** A real self-signed certificate for the mock's key (openssl), so fingerprints and TLS tests use an actual one. */
+function selfSignedCertPem(i: Record<string, any>): string {
+  const san = [...(i.dnsNames ?? []).map((d: string) => `DNS:${d}`), ...(i.ipAddresses ?? []).map((a: string) => `IP:${a}`)].join(",");
+  const days = String(Math.max(1, Math.round((i.validityPeriodHours ?? 24) / 24)));
+  // Through a file: node's stdio pipes are socket pairs, which openssl cannot open as /dev/stdin.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "offline-cert-"));
+  try {
+    const key = path.join(dir, "key.pem");
+    fs.writeFileSync(key, String(i.privateKeyPem), { mode: 0o600 });
+    const args = ["req", "-new", "-x509", "-key", key, "-days", days, "-subj", `/CN=${i.subject?.commonName ?? "offline"}`, ...(san ? ["-addext", `subjectAltName=${san}`] : [])];
+    return execFileSync("openssl", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -47,7 +47,9 @@ export function keyProps(r: RecordedResource): string {
       return `${p.decision}, ${(p.includes ?? []).length} service token(s)`;
     case "tls:index/privateKey:PrivateKey":
       if (p.algorithm === "ED25519") return `ED25519 SSH host key ${String(p.publicKeyOpenssh ?? "").trim().slice(0, 40)}..., private key ${MASK}`;
-      return `${p.algorithm} ${p.rsaBits} bits, private key ${MASK}`;
+      return `${p.algorithm} ${p.algorithm === "ECDSA" ? p.ecdsaCurve : `${p.rsaBits} bits`}, private key ${MASK}`;
+    case "tls:index/selfSignedCert:SelfSignedCert":
+      return `self-signed ${p.subject?.commonName}, names ${[...(p.dnsNames ?? []), ...(p.ipAddresses ?? [])].join(",")}, ${p.validityPeriodHours} h`;
     case "random:index/randomPassword:RandomPassword":
       return `length ${p.length}, value ${MASK}`;
     case "command:remote:Command": {

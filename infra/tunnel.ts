@@ -4,15 +4,22 @@ import * as random from "@pulumi/random";
 import { type CloudflaredIngress, cloudflaredIngress, renderCloudflaredConfig } from "../cloud-init";
 
 /** The relay's only public paths. /metrics and /ready stay host-local. */
-export const PUBLIC_PATH_REGEX = "^/(send|health|messages/[A-Za-z0-9_-]+)$";
+export const PUBLIC_PATH_REGEX = "^/(send|health|messages|messages/[A-Za-z0-9_-]+|suppressions|suppressions/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)$";
+
+/** The relay's SMTP ingress behind the tunnel: its hostname and the relay's loopback SMTP port. */
+export interface SmtpIngressRoute {
+  readonly hostname: string;
+  readonly port: number;
+}
 
 /**
  * Tunnel ingress, as cloudflared's local config file holds it: the relay hostname's public paths go to the relay on
- * loopback over plain HTTP, with cloudflared checking the Access JWT itself, and everything else is a 404. Never an
- * SMTP port: through the tunnel every caller looks like localhost.
+ * loopback over plain HTTP, the SMTP ingress hostname (when on) to the relay's own SMTP listener as raw TCP, each
+ * with cloudflared checking the Access JWT of its own application, and everything else is a 404. Never Postfix's
+ * port: through the tunnel every caller looks like localhost.
  */
-export function tunnelIngress(relayHostname: string, relayPort: number, teamName: string, audTag: string): CloudflaredIngress[] {
-  return cloudflaredIngress({ relayHostname, pathRegex: PUBLIC_PATH_REGEX, relayPort, teamName, audTag });
+export function tunnelIngress(relayHostname: string, relayPort: number, teamName: string, audTag: string, smtp?: SmtpIngressRoute & { audTag: string }): CloudflaredIngress[] {
+  return cloudflaredIngress({ relayHostname, pathRegex: PUBLIC_PATH_REGEX, relayPort, teamName, audTag, ...(smtp ? { smtp } : {}) });
 }
 
 export interface RelayTunnelArgs {
@@ -24,6 +31,8 @@ export interface RelayTunnelArgs {
   /** Zero Trust team name: cloudflared checks the Access JWT against <team>.cloudflareaccess.com. */
   readonly teamName: string;
   readonly relayPort: number;
+  /** The SMTP ingress route: a second ingress rule and a second Access application for the same callers. */
+  readonly smtp?: SmtpIngressRoute;
 }
 
 /**
@@ -65,6 +74,7 @@ export class RelayTunnel extends pulumi.ComponentResource {
       this.accessClientSecrets[caller] = pulumi.secret(t.clientSecret);
       return t;
     });
+    // One reusable policy (the callers' service tokens) for every application in front of this tunnel.
     const policy = new cloudflare.ZeroTrustAccessPolicy(
       `${name}-access-policy`,
       { accountId: args.accountId, name: `mail-relay-${args.stack} callers`, decision: "non_identity", includes: tokens.map((t) => ({ serviceToken: { tokenId: t.id } })) },
@@ -84,10 +94,35 @@ export class RelayTunnel extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    const smtp = args.smtp;
+    const smtpApp =
+      smtp === undefined
+        ? undefined
+        : new cloudflare.ZeroTrustAccessApplication(
+        `${name}-smtp-access-app`,
+        {
+          accountId: args.accountId,
+          name: `mail-relay-${args.stack} SMTP ingress`,
+          type: "self_hosted",
+          domain: smtp.hostname,
+          destinations: [{ type: "public", uri: smtp.hostname }],
+          policies: [{ id: policy.id, precedence: 1 }],
+          appLauncherVisible: false,
+          sessionDuration: "24h",
+        },
+        { parent: this },
+      );
 
     this.accessAud = app.aud;
-    this.cloudflaredConfig = app.aud.apply((aud) =>
-      renderCloudflaredConfig({ relayHostname: args.relayHostname, pathRegex: PUBLIC_PATH_REGEX, relayPort: args.relayPort, teamName: args.teamName, audTag: aud }),
+    this.cloudflaredConfig = pulumi.all([app.aud, smtpApp ? smtpApp.aud : pulumi.output("")]).apply(([aud, smtpAud]) =>
+      renderCloudflaredConfig({
+        relayHostname: args.relayHostname,
+        pathRegex: PUBLIC_PATH_REGEX,
+        relayPort: args.relayPort,
+        teamName: args.teamName,
+        audTag: aud,
+        ...(smtp ? { smtp: { ...smtp, audTag: smtpAud } } : {}),
+      }),
     );
     this.tunnelToken = pulumi.secret(cloudflare.getZeroTrustTunnelCloudflaredTokenOutput({ accountId: args.accountId, tunnelId: tunnel.id }, { parent: this }).token);
     this.url = `https://${args.relayHostname}`;
@@ -100,6 +135,8 @@ export interface TunnelRouteArgs {
   readonly zoneId: pulumi.Input<string>;
   readonly tunnelId: pulumi.Input<string>;
   readonly relayHostname: string;
+  /** The SMTP ingress's CNAME, when it is on. */
+  readonly smtp?: SmtpIngressRoute;
   /**
    * The route waits for these (each node's relay activation): it goes live only once the relay is healthy,
    * and on teardown it is removed before the relay is stopped.
@@ -119,6 +156,13 @@ export class TunnelRoute extends pulumi.ComponentResource {
       { zoneId: args.zoneId, name: args.relayHostname, type: "CNAME", content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`, proxied: true, ttl: 1, comment: "mail-relay: relay entry (tunnel)" },
       { parent: this, dependsOn: args.dependsOn },
     );
+    if (args.smtp) {
+      new cloudflare.DnsRecord(
+        `${name}-smtp-cname`,
+        { zoneId: args.zoneId, name: args.smtp.hostname, type: "CNAME", content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`, proxied: true, ttl: 1, comment: "mail-relay: SMTP ingress entry (tunnel, cloudflared access tcp)" },
+        { parent: this, dependsOn: args.dependsOn },
+      );
+    }
     this.registerOutputs({});
   }
 }

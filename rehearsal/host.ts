@@ -128,9 +128,15 @@ export class HostShell {
   ) {}
 
   private sshOpts(c: Connection): string[] {
-    const known = path.join(this.dir, `known_hosts-${c.host}`);
     const pinned = c.hostKey !== undefined;
-    if (pinned) fs.writeFileSync(known, `${c.host} ${c.hostKey!.trim()}\n`);
+    // One file per host and key, written once and renamed into place: steps run in parallel, and an ssh reading a
+    // file another step is rewriting would see it empty ("No ED25519 host key is known", seen in a CI run).
+    const known = path.join(this.dir, `known_hosts-${createHash("sha256").update(`${c.host} ${c.hostKey ?? ""}`).digest("hex").slice(0, 16)}`);
+    if (pinned && !fs.existsSync(known)) {
+      const tmp = `${known}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+      fs.writeFileSync(tmp, `${c.host} ${c.hostKey!.trim()}\n`);
+      fs.renameSync(tmp, known);
+    }
     return [
       "-i", this.keyFile,
       "-p", String(c.port),

@@ -2,7 +2,7 @@
 # mail-relay REHEARSAL STAND-IN for /usr/bin/cloudflared. NOT Cloudflare's binary.
 #
 # The rehearsal cannot install cloudflared (no network to pkg.cloudflare.com) nor reach Cloudflare's edge, so it
-# replaces only this binary. It runs under the program's real unit (cloudflared-mail-relay.service: DynamicUser,
+# replaces only this binary. It runs under the program's real unit (cloudflared-mail-relay.service: User=cloudflared, --config,
 # the pushed EnvironmentFile with TUNNEL_TOKEN, Type=notify), checks that the token it got is the stack's, dials
 # OUT to the rehearsal's edge the way cloudflared keeps outbound connections to Cloudflare, and for each request
 # the edge sends down a connection applies the tunnel's ingress rules in order: hostname and path regex -> service

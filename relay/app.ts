@@ -9,6 +9,9 @@ import type { Handoff } from "./handoff/types";
 import { RelayMetrics } from "./metrics";
 import { composeMessage } from "./mime";
 import type { Job, QueueStore } from "./queue";
+import type { DeliveryStore } from "./events/delivery-store";
+import { messageView, registerEventRoutes } from "./events/routes";
+import type { SuppressionList } from "./suppression";
 import { canonicalJson, envelopeAddress, sha256, validateSendRequest } from "./validate";
 
 declare module "fastify" {
@@ -24,6 +27,9 @@ export interface AppDeps {
   readonly log: Logger;
   readonly clock?: { now(): number };
   readonly metrics?: RelayMetrics;
+  /** What Postfix did with handed-off messages (GET /messages, /messages/:id recipients). */
+  readonly deliveries?: DeliveryStore;
+  readonly suppressions?: SuppressionList;
   /** Called after a job is durable in pending/ (the worker's wake-up). */
   readonly onEnqueued?: () => void;
 }
@@ -200,11 +206,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
 
     authed.get<{ Params: { id: string } }>("/messages/:id", { config: { rateLimit: { groupId: "messages" } } }, async (req, reply) => {
-      const status = await queue.status(req.params.id, req.caller);
+      const d = deps.deliveries?.get(req.params.id);
+      const status = messageView(await queue.status(req.params.id, req.caller), d?.caller === req.caller ? d : undefined);
       if (!status) throw new RelayError("not_found", `no message ${req.params.id} for this token`);
       count(req, "ok");
       return reply.send({ ok: true, message: status });
     });
+    registerEventRoutes(authed, deps);
   });
 
   return app;

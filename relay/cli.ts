@@ -3,6 +3,7 @@ import * as path from "node:path";
 import { loadQueueRoot } from "./config";
 import { JOB_STATES, QueueStore, type Job } from "./queue";
 import { PID_FILE } from "./server";
+import { WebhookOutbox } from "./webhooks/outbox";
 
 export interface CliIo {
   out(line: string): void;
@@ -15,6 +16,7 @@ const USAGE = `usage: relay.js queue <command>
   retry ID                           a pending or failed job goes to pending/, due now, attempts reset
   drop ID                            delete a pending or failed job for good
   retry-failed                       every failed job goes back to pending/
+  webhooks [pending|failed]          webhooks waiting or given up (after 24 h): id, caller, attempts, last error
 Mutating commands need the relay stopped (systemctl stop mail-relay) and must run as the queue's owner.`;
 
 /** Is the relay that wrote the pid file still running? */
@@ -111,6 +113,15 @@ export async function runQueueCli(args: readonly string[], env: NodeJS.ProcessEn
         io.err((err as Error).message);
         return 1;
       }
+    }
+    case "webhooks": {
+      const state = arg === "pending" ? "pending" : "failed";
+      if (arg !== undefined && arg !== "pending" && arg !== "failed") break;
+      const outbox = new WebhookOutbox(root);
+      await outbox.open();
+      io.out(["id", "state", "caller", "attempts", "created", "last_error"].join("\t"));
+      for (const w of await outbox.list(state)) io.out([w.id, state, w.caller, String(w.attempts), new Date(w.createdAt).toISOString(), w.lastError ?? "-"].join("\t"));
+      return 0;
     }
     case "retry-failed": {
       const ids = await queue.retryFailed();

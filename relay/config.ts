@@ -3,7 +3,14 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import isEmail from "validator/lib/isEmail";
 import isFQDN from "validator/lib/isFQDN";
-import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR } from "./host-contract";
+import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR, RELAY_SMTP_PORT } from "./host-contract";
+
+/** A caller's webhook: where, which events, and the signing secrets (current first; two during a rotation). */
+export interface CallerWebhookConfig {
+  readonly url: string;
+  readonly events: ReadonlySet<string>;
+  readonly secrets: readonly string[];
+}
 
 /**
  * One caller: the SHA-256 of its token (hex) and the name logs, rate limits and quotas use for it. The relay never
@@ -36,8 +43,19 @@ export type HandoffConfig =
   | { readonly kind: "sendmail"; readonly path: string }
   | { readonly kind: "smtp"; readonly host: string; readonly port: number };
 
+/** The SMTP ingress (relay/smtp-ingress.ts): on only when RELAY_SMTP_LISTEN is set. */
+export interface SmtpIngressConfig {
+  readonly listen: { readonly host: string; readonly port: number };
+  /** The name in the greeting and the certificate's subject, e.g. smtp-relay.example.com. */
+  readonly hostname: string;
+  /** PEM files for STARTTLS (the deploy step pushes them; infra/smtpTls.ts makes them). */
+  readonly tlsKeyFile: string;
+  readonly tlsCertFile: string;
+}
+
 export interface RelayConfig {
   readonly listen: { readonly host: string; readonly port: number };
+  readonly smtpIngress?: SmtpIngressConfig;
   readonly tokens: readonly CallerToken[];
   readonly allowedFrom: ReadonlySet<string>;
   /** Caller -> the senders it may use; a caller without an entry may use allowedFrom. Each is a subset of allowedFrom. */
@@ -58,6 +76,57 @@ export interface RelayConfig {
   readonly minFreeBytes: number;
   readonly sentRetentionMs: number;
   readonly logLevel: string;
+  /** Postfix's maillog_file the delivery tracker follows; undefined = tracking off. */
+  readonly postfixLog?: string;
+  /** Hard bounces put the address on the suppression list. */
+  readonly autoSuppress?: boolean;
+  /** Callers with a webhookUrl. */
+  readonly webhooks?: ReadonlyMap<string, CallerWebhookConfig>;
+}
+
+const WEBHOOK_SUBSCRIPTIONS = ["delivered", "deferred", "bounced", "expired", "suppressed"];
+const DEFAULT_SUBSCRIPTIONS = ["delivered", "bounced", "expired", "suppressed"];
+
+/** `name=value,name=value` (the SMTP_RELAY_TOKEN shape) -> map; problems name the entry, never a secret value. */
+function namedList(raw: string | undefined, what: string): { map: Map<string, string>; problems: string[] } {
+  const map = new Map<string, string>();
+  const problems: string[] = [];
+  for (const part of (raw ?? "").split(",").map((x) => x.trim()).filter(Boolean)) {
+    const eq = part.indexOf("=");
+    const name = eq > 0 ? part.slice(0, eq) : "";
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) problems.push(`each entry is caller=${what}`);
+    else if (map.has(name)) problems.push(`caller "${name}" is listed twice`);
+    else map.set(name, part.slice(eq + 1));
+  }
+  return { map, problems };
+}
+
+/** Reads RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS; exported for the webhook sender's own start. */
+export function parseWebhooks(env: NodeJS.ProcessEnv, callers: readonly string[]): { webhooks: Map<string, CallerWebhookConfig>; problems: { variable: string; message: string }[] } {
+  const problems: { variable: string; message: string }[] = [];
+  const urls = namedList(env.RELAY_WEBHOOK_URLS, "https://...");
+  const events = namedList(env.RELAY_WEBHOOK_EVENTS, "delivered+bounced+...");
+  const secrets = namedList(env.RELAY_WEBHOOK_SECRETS, "whsec_...");
+  for (const p of urls.problems) problems.push({ variable: "RELAY_WEBHOOK_URLS", message: p });
+  for (const p of events.problems) problems.push({ variable: "RELAY_WEBHOOK_EVENTS", message: p });
+  for (const p of secrets.problems) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: p });
+  const webhooks = new Map<string, CallerWebhookConfig>();
+  for (const [name, url] of urls.map) {
+    if (!callers.includes(name)) problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `"${name}" is not a caller in SMTP_RELAY_TOKEN` });
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || parsed.protocol !== "https:") problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `the URL of "${name}" must be https://` });
+    const ev = (events.map.get(name) ?? DEFAULT_SUBSCRIPTIONS.join("+")).split("+").filter(Boolean);
+    for (const e of ev) if (!WEBHOOK_SUBSCRIPTIONS.includes(e)) problems.push({ variable: "RELAY_WEBHOOK_EVENTS", message: `"${e}" (caller ${name}) is not one of ${WEBHOOK_SUBSCRIPTIONS.join(", ")}` });
+    const sec = (secrets.map.get(name) ?? "").split("|").filter(Boolean);
+    if (sec.length === 0 || sec.some((x) => !/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/.test(x))) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: `caller "${name}" needs a whsec_<base64> secret (two, separated by "|", during a rotation)` });
+    webhooks.set(name, { url, events: new Set(ev), secrets: sec });
+  }
+  return { webhooks, problems };
 }
 
 export const MIN_TOKEN_LENGTH = 32;
@@ -172,21 +241,39 @@ export function parseCallerFrom(raw: string): { map: Map<string, Set<string>>; p
   return { map, problems };
 }
 
-const schema = z.object({
-  RELAY_LISTEN: z
+/** "IP:PORT" ("[::1]:2525" for IPv6); `def` when unset, undefined when unset and there is no default. */
+const listenVar = (def: string | undefined) =>
+  z
     .string()
     .optional()
     .transform((v, ctx) => {
-      const s = v === undefined || v.trim() === "" ? "127.0.0.1:2525" : v.trim();
+      const s = v === undefined || v.trim() === "" ? def : v.trim();
+      if (s === undefined) return undefined;
       const m = /^(.+):(\d{1,5})$/.exec(s);
       const host = m?.[1]?.replace(/^\[(.*)\]$/, "$1");
       const port = Number(m?.[2]);
       if (!m || !host || isIP(host) === 0 || port < 0 || port > 65535) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be IP:PORT such as 127.0.0.1:2525, got "${s}"` });
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be IP:PORT such as ${def ?? `127.0.0.1:${RELAY_SMTP_PORT}`}, got "${s}"` });
         return z.NEVER;
       }
       return { host, port };
-    }),
+    });
+
+const absolutePath = z
+  .string()
+  .optional()
+  .refine((v) => v === undefined || v === "" || v.startsWith("/"), { message: "must be an absolute path" });
+
+const schema = z.object({
+  RELAY_LISTEN: listenVar("127.0.0.1:2525").transform((v) => v as { host: string; port: number }),
+  // The SMTP ingress: off unless RELAY_SMTP_LISTEN is set; STARTTLS needs the key and certificate files.
+  RELAY_SMTP_LISTEN: listenVar(undefined),
+  RELAY_SMTP_HOSTNAME: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || v === "" || isFQDN(v, { require_tld: false }), { message: "must be a host name such as smtp-relay.example.com" }),
+  RELAY_SMTP_TLS_KEY: absolutePath,
+  RELAY_SMTP_TLS_CERT: absolutePath,
   SMTP_RELAY_TOKEN: z
     .string()
     .optional()
@@ -269,6 +356,14 @@ const schema = z.object({
   RELAY_MAX_RECIPIENTS: intVar(50, 1, 1000),
   RELAY_MIN_FREE_BYTES: intVar(100 * 1024 * 1024, 0),
   QUEUE_SENT_RETENTION_MS: intVar(7 * 24 * 3_600_000, 24 * 3_600_000),
+  RELAY_POSTFIX_LOG: z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v.trim() === "" ? "/var/log/mail-relay/postfix.log" : v.trim()))
+    .refine((v) => v === "off" || v.startsWith("/"), { message: 'must be an absolute path (Postfix\'s maillog_file) or "off"' }),
+  RELAY_AUTO_SUPPRESS: z
+    .enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) })
+    .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).optional(),
 });
 
@@ -312,9 +407,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   }
   const firstFrom = e.RELAY_ALLOWED_FROM[0] as string;
   const messageIdDomain = e.RELAY_MESSAGE_ID_DOMAIN || firstFrom.slice(firstFrom.lastIndexOf("@") + 1);
+  const smtpIngress = smtpIngressConfig(e, messageIdDomain, problems);
+  const hooks = parseWebhooks(env, (tokens ?? []).map((t) => t.name));
+  problems.push(...hooks.problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     listen: e.RELAY_LISTEN,
+    ...(smtpIngress ? { smtpIngress } : {}),
     tokens: tokens ?? [],
     allowedFrom: new Set(e.RELAY_ALLOWED_FROM),
     callerFrom: e.RELAY_CALLER_FROM,
@@ -338,6 +437,30 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     minFreeBytes: e.RELAY_MIN_FREE_BYTES,
     sentRetentionMs: e.QUEUE_SENT_RETENTION_MS,
     logLevel: e.LOG_LEVEL ?? "info",
+    ...(e.RELAY_POSTFIX_LOG !== "off" ? { postfixLog: e.RELAY_POSTFIX_LOG } : {}),
+    autoSuppress: e.RELAY_AUTO_SUPPRESS !== "false",
+    webhooks: hooks.webhooks,
+  };
+}
+
+/** The SMTP ingress settings, or undefined when RELAY_SMTP_LISTEN is unset; a listener without its TLS files is a problem. */
+function smtpIngressConfig(
+  e: Pick<z.infer<typeof schema>, "RELAY_SMTP_LISTEN" | "RELAY_SMTP_HOSTNAME" | "RELAY_SMTP_TLS_KEY" | "RELAY_SMTP_TLS_CERT">,
+  messageIdDomain: string,
+  problems: { variable: string; message: string }[],
+): SmtpIngressConfig | undefined {
+  if (e.RELAY_SMTP_LISTEN === undefined) return undefined;
+  for (const [variable, value, what] of [
+    ["RELAY_SMTP_TLS_KEY", e.RELAY_SMTP_TLS_KEY, "private key"],
+    ["RELAY_SMTP_TLS_CERT", e.RELAY_SMTP_TLS_CERT, "certificate"],
+  ] as const) {
+    if (!value) problems.push({ variable, message: `required with RELAY_SMTP_LISTEN: the path of the listener's ${what} (PEM); STARTTLS is mandatory before AUTH` });
+  }
+  return {
+    listen: e.RELAY_SMTP_LISTEN,
+    hostname: e.RELAY_SMTP_HOSTNAME || messageIdDomain,
+    tlsKeyFile: e.RELAY_SMTP_TLS_KEY ?? "",
+    tlsCertFile: e.RELAY_SMTP_TLS_CERT ?? "",
   };
 }
 

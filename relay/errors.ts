@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   forbidden: 403,
   not_found: 404,
   idempotency_conflict: 409,
+  recipient_suppressed: 422,
   payload_too_large: 413,
   message_too_large: 413,
   unsupported_media_type: 415,
@@ -36,15 +37,16 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   invalid_field: "Missing, wrongly typed or unknown field, blank subject, bad tag, over-long header value (the message names the field).",
   invalid_address: "An address in from/to/cc/bcc/replyTo is not valid or starts with `-`.",
   header_injection: "CR, LF or NUL in a header field.",
-  header_not_allowed: "A custom header that is not an `X-` header, or more than 20.",
-  from_not_allowed: "`from` is not in `RELAY_ALLOWED_FROM`.",
+  header_not_allowed: "A custom header that is not an `X-` header, an `X-` header reserved for the MTA or filters (`X-Spam-*`, `X-MS-Exchange-*`, ...), or more than 20.",
+  from_not_allowed: "`from` is not among the caller's allowed senders (its own list, else `RELAY_ALLOWED_FROM`).",
   too_many_recipients: "to + cc + bcc > `RELAY_MAX_RECIPIENTS`.",
   subject_too_long: "Subject over 200 characters.",
   missing_body: "Neither `text` nor `html`.",
-  invalid_attachment: "Attachment content not base64, or a bad content type.",
+  invalid_attachment: "Attachment content not base64, a bad content type, or a `message/*` type.",
   invalid_idempotency_key: "`Idempotency-Key` empty, over 256 characters or not visible ASCII.",
   forbidden: "`/metrics` from a non-loopback caller or with a tunnel header.",
   not_found: "Unknown message id (or another caller's), unknown route.",
+  recipient_suppressed: "A recipient (to, cc or bcc) is on the suppression list (a hard bounce, or added by you or the operator); the message names every such address and nothing is queued. See `GET /suppressions`.",
   idempotency_conflict: "Same `Idempotency-Key` within 24 h with a different body.",
   payload_too_large: "Body over `RELAY_BODY_LIMIT_BYTES`.",
   message_too_complex: "HTML with more than 5,000 elements or nested deeper than 64 (checked by a linear scan before any parser runs), or a composition that overran its deadline.",
@@ -92,3 +94,37 @@ export function errorBody(err: RelayError): ErrorBody {
   if (err.field !== undefined) error.field = err.field;
   return { ok: false, error };
 }
+
+/**
+ * The SMTP ingress's reply for each code (relay/smtp-ingress.ts), with its RFC 3463 enhanced status: 4xx tells the
+ * client to try again later (queue down, rate limited), 5xx never to retry (sender not allowed, too large, too many
+ * recipients). A code the HTTP API adds must be mapped here too (the Record makes tsc say so).
+ */
+export const SMTP_REPLY: Record<ErrorCode, { readonly code: number; readonly enhanced: string }> = {
+  unauthorized: { code: 535, enhanced: "5.7.8" },
+  invalid_json: { code: 554, enhanced: "5.6.0" },
+  invalid_field: { code: 554, enhanced: "5.6.0" },
+  invalid_address: { code: 553, enhanced: "5.1.3" },
+  header_injection: { code: 554, enhanced: "5.6.0" },
+  header_not_allowed: { code: 550, enhanced: "5.7.1" },
+  from_not_allowed: { code: 550, enhanced: "5.7.1" },
+  too_many_recipients: { code: 550, enhanced: "5.5.3" },
+  subject_too_long: { code: 554, enhanced: "5.6.0" },
+  missing_body: { code: 554, enhanced: "5.6.0" },
+  invalid_attachment: { code: 554, enhanced: "5.6.0" },
+  invalid_idempotency_key: { code: 554, enhanced: "5.6.0" },
+  forbidden: { code: 550, enhanced: "5.7.1" },
+  not_found: { code: 550, enhanced: "5.1.1" },
+  idempotency_conflict: { code: 554, enhanced: "5.6.0" },
+  payload_too_large: { code: 552, enhanced: "5.3.4" },
+  message_too_large: { code: 552, enhanced: "5.3.4" },
+  message_too_complex: { code: 554, enhanced: "5.6.0" },
+  quota_exceeded: { code: 452, enhanced: "4.5.3" },
+  recipient_suppressed: { code: 550, enhanced: "5.7.1" },
+  unsupported_media_type: { code: 554, enhanced: "5.6.0" },
+  rate_limited: { code: 451, enhanced: "4.7.1" },
+  internal: { code: 451, enhanced: "4.3.0" },
+  queue_unavailable: { code: 451, enhanced: "4.3.0" },
+  disk_nearly_full: { code: 452, enhanced: "4.3.1" },
+  handoff_unavailable: { code: 451, enhanced: "4.3.0" },
+};

@@ -22,3 +22,11 @@ export const MESSAGE_SIZE_FACTOR = 8;
 export function defaultMaxMessageBytes(bodyLimitBytes: number): number {
   return MESSAGE_SIZE_FACTOR * bodyLimitBytes;
 }
+
+/**
+ * The relay's two listeners on the host's loopback, and the only ports the tunnel may reach: the HTTP API (the tunnel's
+ * http:// route) and the optional SMTP ingress (its tcp:// route). The policy pack keeps its own copy, tied to these by
+ * a test (test/policy/smtp-ingress.test.ts).
+ */
+export const RELAY_HTTP_PORT = 2525;
+export const RELAY_SMTP_PORT = 2587;

@@ -2,6 +2,8 @@ import { runQueueCli } from "./cli";
 import { ConfigError } from "./config";
 import { EXIT_CONFIG } from "./host-contract";
 import { startServer } from "./server";
+import { runSuppressCli } from "./suppression-cli";
+import { runWebhookService } from "./webhooks/service";
 
 /** `node relay.js` serves; `node relay.js queue ...` runs the queue CLI. */
 async function main(): Promise<void> {
@@ -13,8 +15,19 @@ async function main(): Promise<void> {
     });
     return;
   }
+  if (args[0] === "webhooks" && args.length === 1) {
+    await runWebhookService(process.env);
+    return;
+  }
+  if (args[0] === "suppress") {
+    process.exitCode = await runSuppressCli(args.slice(1), process.env, {
+      out: (l) => process.stdout.write(`${l}\n`),
+      err: (l) => process.stderr.write(`${l}\n`),
+    });
+    return;
+  }
   if (args.length > 0) {
-    process.stderr.write("usage: relay.js            serve (configured by the environment)\n       relay.js queue ...  operate on the queue\n");
+    process.stderr.write("usage: relay.js               serve (configured by the environment)\n       relay.js queue ...     operate on the queue\n       relay.js suppress ...  the suppression list\n       relay.js webhooks      send the webhook outbox (mail-relay-webhooks.service)\n");
     process.exitCode = 2;
     return;
   }

@@ -8,6 +8,9 @@ export class RelayMetrics {
   readonly handoffSeconds: Histogram<"result">;
   readonly handoffs: Counter<"result">;
   readonly retries: Counter;
+  readonly deliveryEvents: Counter<"outcome">;
+  readonly deliverySeconds: Histogram;
+  readonly maillogUnparsed: Counter;
 
   constructor(queue: QueueStore, withProcessMetrics = true) {
     const registers = [this.registry];
@@ -42,6 +45,23 @@ export class RelayMetrics {
     this.retries = new Counter({
       name: "relay_retries_total",
       help: "Jobs put back to pending/ for another attempt",
+      registers,
+    });
+    this.deliveryEvents = new Counter({
+      name: "relay_delivery_events_total",
+      help: "Per-recipient outcomes read from Postfix's log (delivered, deferred, bounced, expired)",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.deliverySeconds = new Histogram({
+      name: "relay_handoff_to_delivery_seconds",
+      help: "From the hand-off to Postfix to the recipient MX's 250, per delivered recipient",
+      buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
+      registers,
+    });
+    this.maillogUnparsed = new Counter({
+      name: "relay_maillog_unparsed_lines_total",
+      help: "Postfix log lines the delivery tracker did not understand (logged at debug)",
       registers,
     });
     if (withProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: "relay_" });

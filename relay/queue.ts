@@ -56,6 +56,8 @@ export interface QueueOptions {
   readonly minFreeBytes: number;
   readonly sentRetentionMs: number;
   readonly now?: () => number;
+  /** Last check before a new job is written (every ingress passes here): throws a RelayError to refuse it. */
+  readonly admit?: (job: Job) => void | Promise<void>;
 }
 
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -345,6 +347,7 @@ export class QueueStore {
   }
 
   private async writeNew(job: Job): Promise<void> {
+    await this.opts.admit?.(job);
     await this.assertCanAccept();
     try {
       await this.writeDurable("pending", `${job.id}.json`, JSON.stringify(job));

@@ -5,7 +5,14 @@ import { buildApp } from "./app";
 import { loadConfig, type RelayConfig } from "./config";
 import { createHandoff } from "./handoff";
 import { RelayMetrics } from "./metrics";
+import { DeliveryStore } from "./events/delivery-store";
+import { LogTail } from "./events/log-tail";
+import { DeliveryTracker } from "./events/tracker";
 import { QueueStore } from "./queue";
+import { readSmtpTls, SmtpIngress } from "./smtp-ingress";
+import { SuppressionList } from "./suppression";
+import { WebhookOutbox } from "./webhooks/outbox";
+import { deliveryPayload, suppressedPayload } from "./webhooks/payload";
 import { QueueWorker } from "./worker";
 
 export function createLogger(level: string): Logger {
@@ -21,6 +28,8 @@ export const PID_FILE = "relay.pid";
 
 export interface RunningRelay {
   readonly address: string;
+  /** smtp://host:port when the SMTP ingress is on. */
+  readonly smtpAddress?: string;
   close(): Promise<void>;
 }
 
@@ -28,6 +37,8 @@ export interface RunningRelay {
 export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalHandlers?: boolean } = {}): Promise<RunningRelay> {
   const config: RelayConfig = loadConfig(env);
   const log = createLogger(config.logLevel);
+  const suppressions = new SuppressionList(config.queueRoot);
+  log.info({ entries: await suppressions.open() }, "suppression list opened");
   const queue = new QueueStore({
     root: config.queueRoot,
     maxAttempts: config.maxAttempts,
@@ -35,6 +46,7 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
     retryMaxMs: config.retryMaxMs,
     minFreeBytes: config.minFreeBytes,
     sentRetentionMs: config.sentRetentionMs,
+    admit: (job) => suppressions.assertDeliverable(job.envelope.to),
   });
   const recovery = await queue.open();
   log.info({ ...recovery, unreadable: recovery.unreadable.length }, "queue opened");
@@ -42,19 +54,57 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
 
   const handoff = createHandoff(config.handoff, config.handoffTimeoutMs);
   const metrics = new RelayMetrics(queue);
-  const worker = new QueueWorker({ queue, handoff, log, metrics });
-  const app = await buildApp({ config, queue, handoff, log, metrics, onEnqueued: () => worker.wake() });
+  const outbox = new WebhookOutbox(config.queueRoot);
+  await outbox.open();
+  const deliveries = new DeliveryStore(config.queueRoot, { messageIdDomain: config.messageIdDomain, retentionMs: config.sentRetentionMs });
+  log.info(await deliveries.open(), "delivery journal opened");
+  const tracker = config.postfixLog
+    ? new DeliveryTracker({
+        store: deliveries,
+        tail: new LogTail(config.postfixLog),
+        log,
+        metrics,
+        beforeCommit: async (events) => {
+          for (const e of events) {
+            // Outbox first: written before the batch's log position is, and keyed by the event's id (replay-safe).
+            const hook = e.caller !== undefined ? config.webhooks?.get(e.caller) : undefined;
+            if (hook && e.caller !== undefined && hook.events.has(e.state)) await outbox.add(e.id, e.caller, deliveryPayload(e));
+            if (e.state !== "bounced" || !e.hard || !config.autoSuppress) continue;
+            const added = await suppressions.add({
+              email: e.recipient, reason: "hard_bounce", origin: "automatic", messageId: e.messageId,
+              ...(e.caller !== undefined ? { caller: e.caller } : {}), ...(e.dsn !== undefined ? { dsn: e.dsn } : {}), ...(e.reply !== undefined ? { reply: e.reply } : {}),
+            });
+            if (added) log.info({ id: e.messageId, caller: e.caller, dsn: e.dsn }, "recipient suppressed after a hard bounce");
+            // A replay after a crash finds the address already suppressed: the outbox write is keyed, so send it anyway.
+            if (hook && e.caller !== undefined && hook.events.has("suppressed")) await outbox.add(`${e.id}-suppressed`, e.caller, suppressedPayload(e));
+          }
+        },
+      })
+    : undefined;
+  const worker = new QueueWorker({
+    queue, handoff, log, metrics,
+    beforeHandoff: (job) => deliveries.recordHandoff({ id: job.id, caller: job.caller, to: job.envelope.to }),
+    onHandedOff: (job, qid, at) => deliveries.recordHandoff({ id: job.id, caller: job.caller, to: job.envelope.to, at, ...(qid !== undefined ? { postfixQueueId: qid } : {}) }),
+  });
+  const app = await buildApp({ config, queue, handoff, log, metrics, deliveries, suppressions, onEnqueued: () => worker.wake() });
+  const smtp = config.smtpIngress;
+  const smtpIngress = smtp
+    ? new SmtpIngress({ config: { ...config, smtpIngress: smtp }, tls: readSmtpTls(smtp), queue, log, metrics, onEnqueued: () => worker.wake() })
+    : undefined;
 
   // Timeouts: a slow client cannot hold a socket forever; keep-alive outlives cloudflared's 90 s idle pool.
   app.server.requestTimeout = 30_000;
   app.server.headersTimeout = 15_000;
   app.server.keepAliveTimeout = 95_000;
 
+  // SMTP first: the deploy step's health check polls HTTP, so a healthy /health means both listeners are up.
+  const smtpAddress = smtpIngress && smtp ? await smtpIngress.listen(smtp.listen.host, smtp.listen.port) : undefined;
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   const pidFile = path.join(config.queueRoot, PID_FILE);
   await fs.writeFile(pidFile, `${process.pid}\n`, { mode: 0o600 });
   worker.start();
-  log.info({ address, handoff: config.handoff.kind, callers: config.tokens.map((t) => t.name), allowedFrom: config.allowedFrom.size }, "mail-relay listening");
+  tracker?.start();
+  log.info({ address, smtpAddress, handoff: config.handoff.kind, callers: config.tokens.map((t) => t.name), allowedFrom: config.allowedFrom.size }, "mail-relay listening");
 
   const prune = setInterval(() => {
     queue.prune().catch((err: Error) => log.warn({ err: err.message }, "prune failed"));
@@ -71,12 +121,15 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
       const idle = setInterval(() => app.server.closeIdleConnections(), 100);
       const hard = setTimeout(() => app.server.closeAllConnections(), 10_000);
       try {
-        await app.close(); // stops accepting, waits for in-flight requests
+        // Both listeners stop accepting and wait for what is in flight (HTTP requests, SMTP transactions).
+        await Promise.all([app.close(), smtpIngress?.close()]);
       } finally {
         clearInterval(idle);
         clearTimeout(hard);
       }
       await worker.stop(); // the job in hand is handed off or written back to pending/
+      await tracker?.stop(); // the batch in hand is committed, or read again at the next start
+      await deliveries.close();
       await handoff.close();
       await fs.rm(pidFile, { force: true });
       log.info("stopped");
@@ -97,5 +150,5 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
       });
     }
   }
-  return { address, close };
+  return { address, ...(smtpAddress ? { smtpAddress } : {}), close };
 }

@@ -12,6 +12,10 @@ export interface WorkerDeps {
   /** Longest sleep between checks, so a clock jump cannot stall the queue. */
   readonly maxIdleMs?: number;
   readonly now?: () => number;
+  /** Before the hand-off: the delivery tracker learns the caller and recipients before Postfix can log anything. */
+  readonly beforeHandoff?: (job: Job) => Promise<void>;
+  /** After the hand-off is recorded: the delivery tracker learns the caller, recipients and Postfix queue id. */
+  readonly onHandedOff?: (job: Job, postfixQueueId: string | undefined, at: number) => Promise<void>;
 }
 
 /** Drains the queue serially (easier to reason about than parallel throughput for transactional volume). */
@@ -85,6 +89,7 @@ export class QueueWorker {
     const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     let res: Awaited<ReturnType<Handoff["send"]>>;
     try {
+      await this.deps.beforeHandoff?.(job);
       res = await handoff.send({ id: job.id, from: job.envelope.from, to: job.envelope.to, raw: job.raw });
     } catch (err) {
       const failure = err instanceof HandoffError ? err : new HandoffError(err instanceof Error ? err.message : String(err));
@@ -112,6 +117,12 @@ export class QueueWorker {
       log.error({ ...ctx, outcome: "record_failed", err: (err as Error).message }, "could not record the hand-off");
       await this.sleep(1000);
       return;
+    }
+    try {
+      await this.deps.onHandedOff?.(job, res.queueId, (this.deps.now ?? Date.now)());
+    } catch (err) {
+      // Tracking still maps the queue id through the Message-ID in Postfix's log; only the caller link waits.
+      log.warn({ ...ctx, err: (err as Error).message }, "could not record the hand-off for delivery tracking");
     }
     log.info(
       { ...ctx, outcome: "handed_off", handoff: handoff.kind, postfixQueueId: res.queueId, rejectedRecipients: res.rejectedRecipients, ms: Math.round(seconds() * 1000) },

@@ -81,6 +81,12 @@ export const TYPES = {
 /** Ports a mail submission/relay listener uses (SMTP, SMTPS, submission) and OpenDKIM's usual milter port. */
 export const SMTP_PORTS = [25, 465, 587] as const;
 export const TUNNEL_FORBIDDEN_PORTS = [25, 465, 587, 8891] as const;
+/**
+ * The only services the tunnel may reach: the relay's two loopback listeners, its HTTP API (http://) and its SMTP
+ * ingress (tcp://). Written here, not imported from relay/host-contract.ts, like every fact this pack checks; a test
+ * ties the two.
+ */
+export const RELAY_TUNNEL_SERVICES = { http: 2525, tcp: 2587 } as const;
 
 // ---------------------------------------------------------------------------------------------------
 // Small typed accessors
@@ -1005,7 +1011,7 @@ export const neverSendUnsigned: StackRule = {
   },
 };
 
-/** Why a tunnel ingress list lets the tunnel reach something other than the relay's HTTP port, or [] when it doesn't. */
+/** Why a tunnel ingress list lets the tunnel reach something other than the relay's two listeners, or [] when it doesn't. */
 export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
   const problems: string[] = [];
   const mailPort = new RegExp(`:(${TUNNEL_FORBIDDEN_PORTS.join("|")})(?![0-9])`);
@@ -1014,7 +1020,7 @@ export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
     if (!ing) return;
     const last = i === ingresses.length - 1;
     const text = JSON.stringify(ing);
-    if (/smtps?:\/\//i.test(text) || /tcp:\/\//i.test(text)) problems.push(`ingress #${i} uses smtp:// or tcp:// (${String(ing.service)})`);
+    if (/smtps?:\/\//i.test(text)) problems.push(`ingress #${i} uses smtp:// (${String(ing.service)})`);
     else if (mailPort.test(text)) problems.push(`ingress #${i} names a mail port (${String(ing.service)})`);
     const service = ing.service;
     // Where the tunnel sends traffic decides safety and never comes from the cloud: unknown fails closed.
@@ -1028,15 +1034,19 @@ export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
       }
       return;
     }
-    if (!isStr(service) || !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):\d{1,5}\/?$/.test(service)) {
-      problems.push(`ingress #${i} service ${JSON.stringify(service)} is not http://127.0.0.1:<relay port>`);
+    const m = isStr(service) ? /^(http|tcp):\/\/(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})\/?$/.exec(service) : null;
+    if (!m || Number(m[3]) !== RELAY_TUNNEL_SERVICES[m[1] as "http" | "tcp"]) {
+      const { http, tcp } = RELAY_TUNNEL_SERVICES;
+      problems.push(`ingress #${i} service ${JSON.stringify(service)} is neither http://127.0.0.1:${http} (the relay's HTTP API) nor tcp://127.0.0.1:${tcp} (its SMTP ingress)`);
+    } else if (m[1] === "tcp" && !(isStr(ing.hostname) && ing.hostname !== "")) {
+      problems.push(`ingress #${i} sends every hostname to ${service}; a tcp:// route must name its hostname`);
     }
   });
   if (ingresses.length === 0) problems.push("has no ingress rules (needs a catch-all http_status:404)");
   return problems;
 }
 
-/** 9. The tunnel reaches only the relay's loopback HTTP port. */
+/** 9. The tunnel reaches only the relay's two loopback listeners: its HTTP API and its SMTP ingress. */
 export const tunnelCannotReachMailPorts: ResourceRule = {
   name: "tunnel-cannot-reach-mail-ports",
   scope: "resource",

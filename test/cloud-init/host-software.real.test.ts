@@ -17,6 +17,7 @@ import {
   renderRelayUnit,
   renderSshdHardening,
   renderUserData,
+  renderWebhookUnit,
   releaseName,
 } from "../../cloud-init";
 import { buildConfig } from "./fixtures";
@@ -186,6 +187,11 @@ for (const { release, tools: found, skip: skip0 } of eachRelease("systemd-analyz
     });
     it("mail-relay.service: no warning at all", () => {
       const r = verify("mail-relay.service", renderRelayUnit(cfg.host));
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toBe("");
+    });
+    it("mail-relay-webhooks.service: no warning at all", () => {
+      const r = verify("mail-relay-webhooks.service", renderWebhookUnit());
       expect(r.status, r.stderr).toBe(0);
       expect(r.stderr).toBe("");
     });

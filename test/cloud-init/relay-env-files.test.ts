@@ -86,6 +86,8 @@ describe("host files", () => {
       "/etc/opendkim/TrustedHosts",
       "/etc/systemd/system/mail-relay.service",
       "/etc/nftables.conf",
+      "/etc/systemd/system/mail-relay-webhooks.service",
+      "/etc/logrotate.d/mail-relay-postfix",
       "/etc/systemd/system/cloudflared-mail-relay.service",
     ]);
     for (const f of withTunnel) expect({ path: f.path, secret: f.secret, mode: f.mode, owner: f.owner }).toEqual({ path: f.path, secret: false, mode: "0644", owner: "root" });

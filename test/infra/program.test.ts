@@ -2,6 +2,7 @@
  * The whole program under Pulumi's mocks, for the repo's stack files and the variants other tests use.
  * Each test is a rule the deployment must keep.
  */
+import { execFileSync } from "node:child_process";
 import { createHash, createPublicKey } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -326,6 +327,29 @@ describe("deploy steps re-run only what changed", () => {
     expect(changed.sort()).toEqual(["mail-relay-node1-file-etc-postfix-main-cf"]);
     expect(a.get("mail-relay-node1-file-etc-postfix-master-cf")).toBe(b.get("mail-relay-node1-file-etc-postfix-master-cf"));
     expect(a.get("mail-relay-node1-wait-cloud-init")).toBe(b.get("mail-relay-node1-wait-cloud-init"));
+  });
+
+  it("a replaced server (new disk, same primary IP) gets every step again: each step's triggers hold the server's id", async () => {
+    const run = runs.get("prod")!;
+    const serverId = ofType(run.resources, T.server)[0].id;
+    const steps = [...ofType(run.resources, T.command), ...ofType(run.resources, T.copy)];
+    expect(steps.length).toBeGreaterThan(10);
+    for (const s of steps) expect((s.props.triggers as unknown[]).map(String), s.name).toContain(String(serverId));
+  });
+
+  it("the nodes output names the host key every step pins, with the fingerprint ssh-keygen prints for it", async () => {
+    const run = runs.get("prod")!;
+    const node = (run.outputs.nodes as { sshHostKey: string; sshHostKeyFingerprint: string }[])[0];
+    const pinned = ofType(run.resources, T.command).find((c) => c.name.endsWith("-wait-cloud-init"))!.props.connection.hostKey;
+    expect(node.sshHostKey).toBe(pinned);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hostkey-"));
+    try {
+      fs.writeFileSync(path.join(dir, "k.pub"), `${node.sshHostKey}\n`);
+      const printed = execFileSync("ssh-keygen", ["-l", "-f", path.join(dir, "k.pub")], { encoding: "utf8" });
+      expect(printed.split(" ")[1]).toBe(node.sshHostKeyFingerprint);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("the relay is activated behind a health check and the tunnel route waits for it; teardown stops cloudflared, then the relay", async () => {

@@ -1,0 +1,276 @@
+// The SMTP ingress: for apps that can only send over SMTP with a username and password (Gitea, Grafana, Nextcloud,
+// Keycloak). It listens on loopback (cloudflared's tcp:// route reaches it through Access), speaks SMTP through
+// smtp-server, and applies /send's rules: the caller's token, the sender allowlist, the recipient and size limits, a
+// per-caller rate limit, and the same durable queue, so "250" means the job is fsync'd and GET /messages/:id knows it.
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
+import type { Logger } from "pino";
+import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from "smtp-server";
+import { makeAuthenticator } from "./app";
+import { ConfigError, type RelayConfig, type SmtpIngressConfig } from "./config";
+import { GENERIC_5XX, RelayError, SMTP_REPLY } from "./errors";
+import type { RelayMetrics } from "./metrics";
+import type { Job, QueueStore } from "./queue";
+import { DataScanner, prepareRawMessage, smtpContentHash, SmtpRefusal } from "./smtp-message";
+import { envelopeAddress, isValidAddress, sha256 } from "./validate";
+
+/** Connections at once: each may hold up to RELAY_MAX_MESSAGE_BYTES in memory while its DATA arrives. */
+export const SMTP_MAX_CLIENTS = 32;
+/** Failed AUTH attempts on one connection before it is closed (smtp-server does not count AUTH as an unauthenticated command). */
+export const SMTP_MAX_AUTH_FAILURES = 3;
+
+export interface SmtpIngressDeps {
+  readonly config: Pick<RelayConfig, "tokens" | "allowedFrom" | "messageIdDomain" | "rateLimitPerMin" | "maxMessageBytes" | "maxRecipients"> & {
+    readonly smtpIngress: Omit<SmtpIngressConfig, "tlsKeyFile" | "tlsCertFile">;
+  };
+  /** PEM key and certificate for STARTTLS (readSmtpTls reads them from the files the deploy step pushes). */
+  readonly tls: { readonly key: string; readonly cert: string };
+  readonly queue: Pick<QueueStore, "enqueue">;
+  readonly log: Logger;
+  readonly clock?: { now(): number };
+  readonly metrics?: RelayMetrics;
+  /** Called after a job is durable in pending/ (the worker's wake-up). */
+  readonly onEnqueued?: () => void;
+}
+
+/** Reads the STARTTLS key and certificate; a missing, unreadable or mismatched pair is a ConfigError (exit 78). */
+export function readSmtpTls(c: Pick<SmtpIngressConfig, "tlsKeyFile" | "tlsCertFile">): { key: string; cert: string } {
+  const read = (variable: string, file: string): string => {
+    try {
+      return readFileSync(file, "utf8");
+    } catch (err) {
+      throw new ConfigError([{ variable, message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }]);
+    }
+  };
+  const key = read("RELAY_SMTP_TLS_KEY", c.tlsKeyFile);
+  const cert = read("RELAY_SMTP_TLS_CERT", c.tlsCertFile);
+  try {
+    createSecureContext({ key, cert });
+  } catch (err) {
+    throw new ConfigError([{ variable: "RELAY_SMTP_TLS_CERT", message: `the key and certificate do not make a TLS context: ${(err as Error).message}` }]);
+  }
+  return { key, cert };
+}
+
+/** Messages per caller per minute, in fixed windows, as @fastify/rate-limit counts /send (a separate budget). */
+export class CallerRateWindow {
+  private readonly windows = new Map<string, { start: number; count: number }>();
+
+  constructor(
+    private readonly max: number,
+    private readonly windowMs = 60_000,
+  ) {}
+
+  /** Counts one message; returns how long to wait when the caller is over its budget. */
+  take(caller: string, now: number): { ok: true } | { ok: false; retryInMs: number } {
+    let w = this.windows.get(caller);
+    if (!w || now - w.start >= this.windowMs || now < w.start) {
+      w = { start: now, count: 0 };
+      this.windows.set(caller, w);
+    }
+    if (w.count >= this.max) return { ok: false, retryInMs: w.start + this.windowMs - now };
+    w.count++;
+    return { ok: true };
+  }
+}
+
+/** The SMTP reply for a relay error: its code from SMTP_REPLY; 4xx from a server-side failure stays generic. */
+export function smtpRefusalFor(err: RelayError): SmtpRefusal {
+  const r = SMTP_REPLY[err.code];
+  const text = err.statusCode >= 500 ? (GENERIC_5XX[err.code as keyof typeof GENERIC_5XX] ?? GENERIC_5XX.internal) : err.message;
+  return new SmtpRefusal(r.code, r.enhanced, err.code, text);
+}
+
+/** The loopback SMTP listener: AUTH (PLAIN, LOGIN) only after STARTTLS, then /send's rules, then the durable queue. */
+export class SmtpIngress {
+  readonly server: SMTPServer;
+  private readonly deps: SmtpIngressDeps;
+  private readonly authenticate: (authorization: string | undefined) => string | undefined;
+  private readonly rate: CallerRateWindow;
+  private readonly authFailures = new Map<string, number>();
+
+  constructor(deps: SmtpIngressDeps) {
+    this.deps = deps;
+    const { config } = deps;
+    this.authenticate = makeAuthenticator(config.tokens);
+    this.rate = new CallerRateWindow(config.rateLimitPerMin);
+    this.server = new SMTPServer({
+      name: config.smtpIngress.hostname,
+      banner: "mail-relay SMTP ingress",
+      key: deps.tls.key,
+      cert: deps.tls.cert,
+      minVersion: "TLSv1.2",
+      secure: false, // STARTTLS on the plain port; the tunnel carries raw TCP
+      authMethods: ["PLAIN", "LOGIN"],
+      authOptional: false,
+      allowInsecureAuth: false, // AUTH answers 538 until STARTTLS: the token never crosses Cloudflare in clear
+      size: config.maxMessageBytes, // advertised in EHLO, and a MAIL FROM SIZE= above it is refused
+      hideSMTPUTF8: true, // envelope addresses are ASCII (IDN domains as punycode), as for /send
+      disableReverseLookup: true, // the unit allows loopback only; the peer is always cloudflared
+      maxClients: SMTP_MAX_CLIENTS,
+      socketTimeout: 60_000,
+      closeTimeout: 10_000,
+      logger: false, // the relay logs its own lines, never a password
+      onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
+      onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
+      onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
+      onData: (stream, session, cb) => this.onData(stream, session, cb),
+      onClose: (session) => void this.authFailures.delete(session.id),
+    });
+    // smtp-server emits every socket error (reset, TLS alert) here; unheard, one would end the process.
+    this.server.on("error", (err: Error) => deps.log.debug({ ingress: "smtp", err: err.message }, "smtp connection error"));
+  }
+
+  private now(): number {
+    return (this.deps.clock ?? Date).now();
+  }
+
+  private count(outcome: string): void {
+    this.deps.metrics?.requests.inc({ route: "smtp", outcome });
+  }
+
+  private refuse(session: SMTPServerSession, err: unknown, stage: string): SmtpRefusal {
+    let refusal: SmtpRefusal;
+    if (err instanceof SmtpRefusal) refusal = err;
+    else if (err instanceof RelayError) refusal = smtpRefusalFor(err);
+    else refusal = smtpRefusalFor(new RelayError("internal", err instanceof Error ? err.message : String(err)));
+    const fields = { ingress: "smtp", session: session.id, caller: session.user, stage, code: refusal.reason, reply: refusal.responseCode };
+    if (refusal.responseCode >= 500 || refusal.reason === "rate_limited") this.deps.log.info(fields, "smtp refused");
+    else this.deps.log.error({ ...fields, err: err instanceof Error ? err.message : String(err) }, "smtp failed");
+    this.count(refusal.reason);
+    return refusal;
+  }
+
+  private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, res?: { user: string }) => void): void {
+    // The relay's own token check (constant time over every token); the username must name the token's caller.
+    const caller = this.authenticate(`Bearer ${auth.password ?? ""}`);
+    if (caller !== undefined && caller === auth.username) {
+      this.deps.log.info({ ingress: "smtp", session: session.id, caller, method: auth.method }, "smtp authenticated");
+      return cb(null, { user: caller });
+    }
+    const failures = (this.authFailures.get(session.id) ?? 0) + 1;
+    this.authFailures.set(session.id, failures);
+    this.deps.log.info({ ingress: "smtp", session: session.id, method: auth.method, failures }, "smtp authentication failed");
+    this.count("unauthorized");
+    if (failures >= SMTP_MAX_AUTH_FAILURES) return cb(new SmtpRefusal(421, "4.7.0", "unauthorized", "too many failed authentications; closing the connection"));
+    cb(new SmtpRefusal(535, "5.7.8", "unauthorized", "authentication failed: the username is the caller name, the password its relay token"));
+  }
+
+  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    try {
+      const caller = session.user as string | undefined;
+      // smtp-server already answers 530 before AUTH; this is the second lock.
+      if (caller === undefined) throw new SmtpRefusal(530, "5.7.0", "unauthorized", "authenticate first (AUTH PLAIN or LOGIN after STARTTLS)");
+      const from = address.address.toLowerCase();
+      if (!isValidAddress(from) || !this.deps.config.allowedFrom.has(from)) {
+        throw new RelayError("from_not_allowed", `MAIL FROM <${address.address}> is not in RELAY_ALLOWED_FROM`);
+      }
+      const r = this.rate.take(caller, this.now());
+      if (!r.ok) {
+        throw new RelayError("rate_limited", `more than ${this.deps.config.rateLimitPerMin} messages per minute for this caller; retry in ${Math.ceil(r.retryInMs / 1000)} s`);
+      }
+      cb();
+    } catch (err) {
+      cb(this.refuse(session, err, "MAIL"));
+    }
+  }
+
+  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    try {
+      const rcpts = session.envelope.rcptTo;
+      const again = rcpts.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
+      if (!again && rcpts.length >= this.deps.config.maxRecipients) {
+        throw new RelayError("too_many_recipients", `more than ${this.deps.config.maxRecipients} recipients (RELAY_MAX_RECIPIENTS); send the rest in another message`);
+      }
+      if (!isValidAddress(address.address)) throw new RelayError("invalid_address", `RCPT TO <${address.address}> is not a valid address`);
+      cb();
+    } catch (err) {
+      cb(this.refuse(session, err, "RCPT"));
+    }
+  }
+
+  private onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err: Error | null, message?: string) => void): void {
+    const max = this.deps.config.maxMessageBytes;
+    const scanner = new DataScanner();
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    let tooLarge = false;
+    stream.on("data", (chunk: Buffer) => {
+      scanner.push(chunk);
+      if (tooLarge) return;
+      if (kept + chunk.length > max) {
+        tooLarge = true; // stop holding it; keep reading so the reply comes after the client's final "."
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(chunk);
+      kept += chunk.length;
+    });
+    stream.on("end", () => {
+      this.accept(session, scanner, tooLarge, Buffer.concat(chunks, kept)).then(
+        (reply) => cb(null, reply),
+        (err: unknown) => cb(this.refuse(session, err, "DATA")),
+      );
+    });
+  }
+
+  /** Checks one message and makes it durable; resolves with the 250 text only after the job is fsync'd in pending/. */
+  private async accept(session: SMTPServerSession, scanner: DataScanner, tooLarge: boolean, data: Buffer): Promise<string> {
+    const { config, queue, log } = this.deps;
+    const caller = session.user as string | undefined;
+    const mailFrom = session.envelope.mailFrom;
+    if (caller === undefined || mailFrom === false) throw new SmtpRefusal(530, "5.7.0", "unauthorized", "authenticate first");
+    const smuggling = scanner.verdict();
+    if (smuggling) throw smuggling;
+    if (tooLarge) {
+      throw new RelayError("message_too_large", `the message is ${scanner.bytes} bytes; the limit is ${config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES, the SIZE in EHLO)`);
+    }
+    const id = randomUUID();
+    const createdAt = this.now();
+    const message = prepareRawMessage(data, { allowedFrom: config.allowedFrom, messageId: `<${id}@${config.messageIdDomain}>`, date: new Date(createdAt) });
+    const envelope = { from: envelopeAddress(mailFrom.address), to: session.envelope.rcptTo.map((r) => envelopeAddress(r.address)) };
+    const recipientDomains = [...new Set(envelope.to.map((r) => r.slice(r.lastIndexOf("@") + 1).toLowerCase()))];
+    const job: Job = {
+      id,
+      caller,
+      createdAt,
+      attempts: 0,
+      nextAttemptAt: createdAt,
+      envelope,
+      subject: message.subject.slice(0, 200),
+      recipientDomains,
+      tags: [],
+      raw: message.raw,
+      ...(message.idempotencyKey !== undefined
+        ? { idempotency: { keyHash: sha256(`${caller}\n${message.idempotencyKey}`), bodyHash: smtpContentHash(envelope, message.clientText) } }
+        : {}),
+    };
+    const result = await queue.enqueue(job);
+    this.count(result.duplicate ? "duplicate" : "accepted");
+    log.info(
+      { id: result.id, caller, ingress: "smtp", session: session.id, recipients: envelope.to.length, domains: recipientDomains, bytes: message.raw.length, outcome: result.duplicate ? "duplicate" : "queued" },
+      result.duplicate ? "idempotent replay" : "queued",
+    );
+    if (!result.duplicate) this.deps.onEnqueued?.();
+    return `2.0.0 queued as ${result.id}${result.duplicate ? " (idempotent replay)" : ""}`;
+  }
+
+  /** Listens; resolves with "smtp://host:port". */
+  listen(host: string, port: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.server.server.once("error", onError);
+      this.server.listen(port, host, () => {
+        this.server.server.removeListener("error", onError);
+        const a = this.server.server.address() as { address: string; port: number };
+        resolve(`smtp://${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}`);
+      });
+    });
+  }
+
+  /** Stops accepting; lets transactions in flight finish (their fsync and reply), then closes what is left after 10 s. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
