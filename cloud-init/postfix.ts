@@ -34,7 +34,7 @@ export function checkHostSettings(s: HostSettings): void {
   assertPort("relayPort", s.relayPort);
   assertIntInRange("relayBodyLimitBytes", s.relayBodyLimitBytes, 1024, 64 * MIB);
   assertLabel("dkimSelector", s.dkimSelector);
-  releaseProfile(s.release);
+  releaseProfile(s.release); // a release without a row in release.ts is refused here, before anything renders
   if (s.allowedSenders.length === 0) throw new Error("allowedSenders: list at least one sender address (Postfix refuses every other envelope sender)");
   for (const a of s.allowedSenders) {
     if (!/^[^\s@,]+@[a-z0-9.-]+$/.test(a)) throw new Error(`allowedSenders: ${JSON.stringify(a)} must be one address without spaces or commas`);
