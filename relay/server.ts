@@ -5,7 +5,7 @@ import { buildApp } from "./app";
 import { loadConfig, type RelayConfig } from "./config";
 import { createHandoff } from "./handoff";
 import { RelayMetrics } from "./metrics";
-import { QueueStore } from "./queue";
+import { LoadStopped, QueueStore } from "./queue";
 import { QueueWorker } from "./worker";
 
 export function createLogger(level: string): Logger {
@@ -24,7 +24,7 @@ export interface RunningRelay {
   close(): Promise<void>;
 }
 
-/** Loads the config, recovers the queue, listens, and shuts down cleanly on SIGTERM/SIGINT. */
+/** Loads the config, recovers the queue, listens (before the queue's index is loaded), and shuts down cleanly on SIGTERM/SIGINT. */
 export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalHandlers?: boolean } = {}): Promise<RunningRelay> {
   const config: RelayConfig = loadConfig(env);
   const log = createLogger(config.logLevel);
@@ -36,9 +36,9 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
     minFreeBytes: config.minFreeBytes,
     sentRetentionMs: config.sentRetentionMs,
   });
-  const recovery = await queue.open();
-  log.info({ ...recovery, unreadable: recovery.unreadable.length }, "queue opened");
-  for (const f of recovery.unreadable) log.error({ file: f }, "unreadable queue file left in place; inspect it with `relay.js queue`");
+  // The door opens before the queue's files are read: the index fills in the background (GET /health shows how far).
+  const recovery = await queue.recover();
+  log.info(recovery, "queue opened; its files are read into the index once the relay listens");
 
   const handoff = createHandoff(config.handoff, config.handoffTimeoutMs);
   const metrics = new RelayMetrics(queue);
@@ -53,7 +53,29 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   const pidFile = path.join(config.queueRoot, PID_FILE);
   await fs.writeFile(pidFile, `${process.pid}\n`, { mode: 0o600 });
-  worker.start();
+  let closing: Promise<void> | null = null;
+  const load = queue.loadIndex();
+  // The worker starts once every waiting job is indexed: earlier, it could hand off a new job before an older one.
+  load.jobsIndexed.then(
+    () => {
+      if (!closing) worker.start();
+    },
+    () => undefined, // reported through load.loaded below
+  );
+  load.loaded.then(
+    (report) => {
+      log.info({ ...report, unreadable: report.unreadable.length }, "queue index loaded");
+      for (const f of report.unreadable) log.error({ file: f }, "unreadable queue file left in place; inspect it with `relay.js queue`");
+    },
+    (err: Error) => {
+      if (err instanceof LoadStopped) return;
+      // Same outcome as a failed start before: systemd restarts the relay.
+      log.fatal({ err: err.message }, "could not read the queue into the index");
+      void close().finally(() => {
+        if (opts.installSignalHandlers !== false) process.exit(1);
+      });
+    },
+  );
   log.info({ address, handoff: config.handoff.kind, callers: config.tokens.map((t) => t.name), allowedFrom: config.allowedFrom.size }, "mail-relay listening");
 
   const prune = setInterval(() => {
@@ -61,11 +83,11 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   }, 3_600_000);
   prune.unref();
 
-  let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       log.info("shutting down: no new requests; finishing the job in hand");
       clearInterval(prune);
+      queue.stopLoading(); // a keyed request waiting for the index gets 503 instead of holding app.close()
       // Node 18's server.close() leaves keep-alive sockets open (cloudflared holds them ~90 s): close them as soon as
       // they go idle, so in-flight requests still finish their fsync and answer; after 10 s close everything.
       const idle = setInterval(() => app.server.closeIdleConnections(), 100);

@@ -44,7 +44,7 @@ describe.skipIf(!haveNode18 || !haveBundle)("the bundle runs on Debian 12's Node
 
   it("serves /health and accepts a /send that is handed to sendmail", async () => {
     relay = await startBundle(path.join(tmp.dir, "r"), TOKEN, NODE18);
-    expect(await (await fetch(`${relay.url}/health`)).text()).toBe("ok");
+    expect((await (await fetch(`${relay.url}/health`)).text()).split("\n")[0]).toBe("ok"); // a second line while the index loads
     const message = await sendAndWait(relay, {
       to: "user@example.net",
       from: { email: "noreply@example.com", name: "Node 18" },

@@ -2,7 +2,7 @@ import { promises as fsp, readdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { qfs } from "../../relay/qfs";
+import { callbackFs } from "../../relay/callback-fs";
 import { backoffMs, FRESH_MAX_BYTES, QueueStore, type Job } from "../../relay/queue";
 import { queueOptions, tempDir } from "./fixtures";
 
@@ -233,7 +233,7 @@ describe("the queue does not slow down as it grows", () => {
     const q = new QueueStore(queueOptions(r));
     const report = await q.open();
     expect(report.pending).toBe(20_000);
-    const spies = { readdir: vi.spyOn(fsp, "readdir"), rename: vi.spyOn(qfs, "rename"), readFile: vi.spyOn(qfs, "readFile") };
+    const spies = { readdir: vi.spyOn(fsp, "readdir"), rename: vi.spyOn(callbackFs, "rename"), readFile: vi.spyOn(callbackFs, "readFile") };
     const t0 = process.hrtime.bigint();
     let last = -Infinity;
     for (let i = 0; i < 500; i++) {
@@ -258,7 +258,7 @@ describe("the worker does not read back what this process just wrote", () => {
     const j = job(Date.now());
     await q.enqueue(j);
     const onDisk = JSON.parse(await fsp.readFile(path.join(r, "pending", `${j.id}.json`), "utf8"));
-    const readFile = vi.spyOn(qfs, "readFile");
+    const readFile = vi.spyOn(callbackFs, "readFile");
     const claimed = await q.claimNext();
     expect(readFile).not.toHaveBeenCalled();
     expect(claimed).toEqual(onDisk);
@@ -275,7 +275,7 @@ describe("the worker does not read back what this process just wrote", () => {
     const c = job(Date.now() - 1);
     for (const x of [a, b, c]) await q.enqueue(x);
     await fsp.rm(path.join(r, "pending", `${c.id}.json`)); // e.g. an operator's drop while it waited
-    const readFile = vi.spyOn(qfs, "readFile");
+    const readFile = vi.spyOn(callbackFs, "readFile");
     expect((await q.claimNext())?.id).toBe(a.id);
     expect(readFile).toHaveBeenCalledTimes(0);
     expect((await q.claimNext())?.id).toBe(b.id);
