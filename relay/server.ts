@@ -40,9 +40,9 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   const recovery = await queue.recover();
   log.info(recovery, "queue opened; its files are read into the index once the relay listens");
 
-  const handoff = createHandoff(config.handoff, config.handoffTimeoutMs);
+  const handoff = createHandoff(config.handoff, config.handoffTimeoutMs, config.handoffConcurrency);
   const metrics = new RelayMetrics(queue);
-  const worker = new QueueWorker({ queue, handoff, log, metrics });
+  const worker = new QueueWorker({ queue, handoff, log, metrics, concurrency: config.handoffConcurrency });
   const app = await buildApp({ config, queue, handoff, log, metrics, onEnqueued: () => worker.wake() });
 
   // Timeouts: a slow client cannot hold a socket forever; keep-alive outlives cloudflared's 90 s idle pool.
