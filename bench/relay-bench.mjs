@@ -76,7 +76,7 @@ function startRelay(queueRoot, { port = 0, keepLog = false, watch = [] } = {}) {
       RELAY_RATE_LIMIT_PER_MIN: "100000000",
       RELAY_MIN_FREE_BYTES: "0",
       LOG_LEVEL: "info",
-      ...Object.fromEntries(["UV_THREADPOOL_SIZE", "MALLOC_ARENA_MAX", "LD_LIBRARY_PATH"].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
+      ...Object.fromEntries(["UV_THREADPOOL_SIZE", "MALLOC_ARENA_MAX", "LD_LIBRARY_PATH", "RELAY_HANDOFF_CONCURRENCY"].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
