@@ -10,8 +10,8 @@ export interface KeyUse {
 
 /**
  * Idempotency keys in use: key hash -> the message it created, the body's hash and when. One entry per keyed job or
- * hand-off record of the last 24 h, kept in typed arrays (hashes and ids as binary words, ~130 bytes per entry, none
- * of it on the V8 heap). Hashes are the relay's own lowercase hex SHA-256 (validate.ts sha256); a value that is not
+ * hand-off record of the last 24 h, kept in typed arrays (hashes and ids as binary words; bench/queue-bench.ts prints the
+ * bytes per job, none of them on the V8 heap). Hashes are the relay's own lowercase hex SHA-256 (validate.ts sha256); a value that is not
  * one (a damaged file) is not remembered and never matches.
  */
 export class IdempotencyKeys {

@@ -17,10 +17,10 @@ const FIRST_READ_BYTES = 64 * 1024;
 
 /**
  * Reads and parses every *.json file of `dir` with synchronous reads, in slices of `sliceMs` between which the event
- * loop runs. Synchronous reads on the main thread cost ~31 us per 3 KB job file on Debian's Node 18, against ~130 us
- * through the threadpool (callback fs.readFile) and ~330 us with fs.promises (measured at 100,000 files on the build
- * VM); the slices keep the relay answering while a big queue is read. The directory is streamed (opendir), not
- * listed at once: 100,000 names held in one array made V8 grow its young generation by ~30 MB for good.
+ * loop runs. A synchronous read is open + read(2) + close on the main thread; fs.promises.readFile makes several
+ * thread-pool round trips per file, which on Debian's Node 18 made a 100,000-job start take many seconds; the slices
+ * keep the relay answering while a big queue is read. The directory is streamed (opendir), not listed at once:
+ * 100,000 names held in one array survive long enough to make V8 grow its young generation for good.
  * Files created while the scan runs may or may not be seen (readdir(3)); callers must not depend on either.
  */
 export async function scanJsonFiles(dir: string, onFile: (name: string, file: Scanned) => void, opts: ScanOptions = {}): Promise<void> {
