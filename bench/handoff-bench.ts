@@ -3,7 +3,9 @@
 // instance as test/cloud-init/postfix-instance.real.test.ts, from test/cloud-init/postfix-instance.ts: only instance
 // paths moved to a scratch dir, next hop = a local smtp-sink). Prints, per hand-off: messages/s, p50/p99 ms per hand-off, time until every message is DKIM-signed at the
 // sink; then, with OpenDKIM stopped, what each hand-off reports and whether anything leaves unsigned; then whether the
-// held mail goes out signed once OpenDKIM is back. Needs root, postfix, opendkim, smtp-sink and ip; skips otherwise.
+// held mail goes out signed once OpenDKIM is back. First, the relay's own QueueStore + QueueWorker + SmtpHandoff at
+// k = 1, 2, 4, 8 hand-offs at once (BENCH_ONLY=concurrency runs only that phase): the figures behind
+// RELAY_HANDOFF_CONCURRENCY's default. Needs root, postfix, opendkim, smtp-sink and ip; skips otherwise.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import * as os from "node:os";

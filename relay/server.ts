@@ -85,7 +85,7 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      log.info("shutting down: no new requests; finishing the job in hand");
+      log.info("shutting down: no new requests; finishing the jobs in hand");
       clearInterval(prune);
       queue.stopLoading(); // a keyed request waiting for the index gets 503 instead of holding app.close()
       // Node 18's server.close() leaves keep-alive sockets open (cloudflared holds them ~90 s): close them as soon as
@@ -98,7 +98,7 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
         clearInterval(idle);
         clearTimeout(hard);
       }
-      await worker.stop(); // the job in hand is handed off or written back to pending/
+      await worker.stop(); // every job in hand is handed off or written back to pending/
       await handoff.close();
       await fs.rm(pidFile, { force: true });
       log.info("stopped");
