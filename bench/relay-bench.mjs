@@ -15,7 +15,8 @@ import { fileURLToPath } from "node:url";
 import { SMTPServer } from "smtp-server";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const bundle = path.join(repo, "relay/dist/relay.js");
+// BENCH_RELAY_BUNDLE=FILE runs another build of the relay (e.g. an older commit's, for an A/B in one sitting).
+const bundle = process.env.BENCH_RELAY_BUNDLE ? path.resolve(process.env.BENCH_RELAY_BUNDLE) : path.join(repo, "relay/dist/relay.js");
 const TOTAL = Number(process.env.BENCH_REQUESTS ?? 5000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 // Open loop: requests started at a fixed rate whatever the answers, so latency is measured below saturation (a closed
