@@ -3,7 +3,9 @@
 // instance as test/cloud-init/postfix-instance.real.test.ts, from test/cloud-init/postfix-instance.ts: only instance
 // paths moved to a scratch dir, next hop = a local smtp-sink). Prints, per hand-off: messages/s, p50/p99 ms per hand-off, time until every message is DKIM-signed at the
 // sink; then, with OpenDKIM stopped, what each hand-off reports and whether anything leaves unsigned; then whether the
-// held mail goes out signed once OpenDKIM is back. Needs root, postfix, opendkim, smtp-sink and ip; skips otherwise.
+// held mail goes out signed once OpenDKIM is back. First, the relay's own QueueStore + QueueWorker + SmtpHandoff at
+// k = 1, 2, 4, 8 hand-offs at once (BENCH_ONLY=concurrency runs only that phase): the figures behind
+// RELAY_HANDOFF_CONCURRENCY's default. Needs root, postfix, opendkim, smtp-sink and ip; skips otherwise.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import * as os from "node:os";
@@ -21,6 +23,12 @@ const DOWN_WATCH_MS = Number(process.env.BENCH_DOWN_WATCH_MS ?? 10_000);
 /** pickup rescans maildrop/ every 60 s (master.cf wakeup), so held sendmail mail can take that long after a restart. */
 const RECOVERY_TIMEOUT_MS = Number(process.env.BENCH_RECOVERY_TIMEOUT_MS ?? 180_000);
 const HANDOFF_TIMEOUT_MS = 30_000;
+/** Concurrency levels for the queue + worker phase (QueueWorker concurrency = SmtpHandoff connections). */
+const LEVELS = (process.env.BENCH_HANDOFF_LEVELS ?? "1,2,4,8").split(",").map(Number).filter((k) => k > 0);
+const QUEUE_N = Number(process.env.BENCH_QUEUE_MESSAGES ?? 500);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+/** BENCH_ONLY=concurrency: only the queue + worker phase (skips smtp vs sendmail and OpenDKIM down). */
+const ONLY = process.env.BENCH_ONLY ?? "";
 
 const repo = path.resolve(__dirname, "..");
 const FROM = "noreply@example.com";
@@ -138,8 +146,17 @@ function postfixBacklog(): { maildrop: number; queued: number } {
 
 // ---------------------------------------------------------------- the worker
 
-async function handOff(kind: WorkerSpec["kind"], phase: string, count: number): Promise<WorkerResult> {
-  const spec: WorkerSpec = { kind, phase, count, from: FROM, to: TO, sendmailPath: SENDMAIL, timeoutMs: HANDOFF_TIMEOUT_MS };
+async function handOff(kind: WorkerSpec["kind"], phase: string, count: number, concurrency?: number): Promise<WorkerResult> {
+  const spec: WorkerSpec = {
+    kind,
+    phase,
+    count,
+    from: FROM,
+    to: TO,
+    sendmailPath: SENDMAIL,
+    timeoutMs: HANDOFF_TIMEOUT_MS,
+    ...(concurrency !== undefined ? { concurrency, queueBase: path.join(repo, ".cache") } : {}),
+  };
   const args = ["netns", "exec", ns, process.execPath, "--import", "tsx", path.join(__dirname, "handoff-worker.ts"), JSON.stringify(spec)];
   // MAIL_CONFIG points sendmail/postdrop at this instance (honoured for root), never at the host's /etc/postfix.
   const child = spawn(IP, args, { cwd: repo, env: { ...process.env, MAIL_CONFIG: etc }, stdio: ["ignore", "pipe", "inherit"] });
@@ -222,6 +239,12 @@ async function main(): Promise<void> {
   const w2 = await waitAtSink("warmup-sendmail", 5, 90_000);
   if (w1.signed < 5 || w2.signed < 5) throw new Error(`warm-up: smtp ${w1.signed}/5 and sendmail ${w2.signed}/5 signed at the sink; the instance is not working (see ${path.join(base, "maillog")})`);
 
+  const levels = await concurrencyPhase();
+  if (ONLY === "concurrency") {
+    printLevels(levels, loadAtStart);
+    return;
+  }
+
   const smtp = await throughput("smtp");
   const sendmail = await throughput("sendmail");
 
@@ -278,6 +301,53 @@ async function main(): Promise<void> {
   );
   console.log(`unsigned messages that reached the sink in the whole run: ${unsignedLeaks + retrySink.unsigned + recovered.unsigned}`);
   console.log(verdict(smtp, sendmail, { refused4xx, sendmailExit0, downAtSink: downSinkSmtp.total + downSinkSendmail.total }));
+  printLevels(levels, loadAtStart);
+}
+
+interface LevelRun {
+  readonly k: number;
+  readonly round: number;
+  /** Jobs recorded by the relay's queue per second (enqueued first, so this is the worker alone). */
+  readonly relayPerSec: number;
+  /** From the first hand-off to the last message DKIM-signed at the sink. */
+  readonly endToEndPerSec: number;
+  readonly atSink: number;
+  readonly signed: number;
+}
+
+/** The relay's queue + worker + SMTP hand-off at each concurrency level, rounds in alternating order (drift cancels). */
+async function concurrencyPhase(): Promise<LevelRun[]> {
+  const runs: LevelRun[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    const order = round % 2 === 1 ? LEVELS : [...LEVELS].reverse();
+    for (const k of order) {
+      const phase = `queue-k${k}-r${round}`;
+      progress(`queue + worker, ${k} at once, round ${round}: ${QUEUE_N} messages...`);
+      const r = await handOff("queue", phase, QUEUE_N, k);
+      const s = await waitAtSink(phase, r.outcomes.filter((o) => o.ok).length, DRAIN_TIMEOUT_MS);
+      runs.push({ k, round, relayPerSec: (QUEUE_N / r.totalMs) * 1000, endToEndPerSec: (s.total / ((s.lastAt ?? NaN) - r.startedAt)) * 1000, atSink: s.total, signed: s.signed });
+    }
+  }
+  return runs;
+}
+
+function printLevels(runs: readonly LevelRun[], loadAtStart: number): void {
+  if (runs.length === 0) return;
+  console.log("");
+  console.log(`relay queue + worker + SMTP hand-off (k hand-offs at once over k connections), ${QUEUE_N} messages per run, ${ROUNDS} rounds in alternating order; 1-min load ${f2(loadAtStart)} at start, ${f2(os.loadavg()[0] as number)} now`);
+  const mean = (k: number, f: (r: LevelRun) => number): number => {
+    const xs = runs.filter((r) => r.k === k).map(f);
+    return xs.reduce((a, b) => a + b, 0) / xs.length;
+  };
+  const base = mean(LEVELS[0] as number, (r) => r.endToEndPerSec);
+  for (const k of LEVELS) {
+    const each = runs.filter((r) => r.k === k).map((r) => f1(r.endToEndPerSec)).join(", ");
+    const signed = runs.filter((r) => r.k === k).reduce((n, r) => n + r.signed, 0);
+    const total = runs.filter((r) => r.k === k).reduce((n, r) => n + r.atSink, 0);
+    console.log(
+      `  k=${String(k).padEnd(2)} end-to-end ${f1(mean(k, (r) => r.endToEndPerSec)).padStart(7)} msg/s (runs: ${each}), relay records ${f1(mean(k, (r) => r.relayPerSec)).padStart(7)} msg/s, ${f2(mean(k, (r) => r.endToEndPerSec) / base)}x k=${LEVELS[0]}; at sink ${total}, DKIM-signed ${signed}`,
+    );
+  }
 }
 
 function verdict(smtp: ThroughputFigures, sendmail: ThroughputFigures, down: { refused4xx: number; sendmailExit0: number; downAtSink: number }): string {

@@ -8,7 +8,7 @@ import { errorBody, GENERIC_5XX, RelayError, type ErrorCode } from "./errors";
 import type { Handoff } from "./handoff/types";
 import { RelayMetrics } from "./metrics";
 import { composeMessage } from "./mime";
-import type { Job, QueueStore } from "./queue";
+import type { Job, LoadProgress, QueueStore } from "./queue";
 import type { DeliveryStore } from "./events/delivery-store";
 import { messageView, registerEventRoutes } from "./events/routes";
 import type { SuppressionList } from "./suppression";
@@ -110,7 +110,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.code(404).send(errorBody(new RelayError("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
   });
 
-  app.get("/health", async (_req, reply) => reply.type("text/plain; charset=utf-8").send("ok"));
+  // Healthy while the queue's index loads (new jobs are accepted); the second line says how far the load is.
+  app.get("/health", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(healthText(queue.loadProgress())));
 
   app.get("/ready", async (req, reply) => {
     const problems: string[] = [];
@@ -216,6 +217,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   return app;
+}
+
+/** "ok", plus a line on the queue's index while it loads after a start. */
+export function healthText(load: LoadProgress | undefined): string {
+  if (!load) return "ok";
+  return `ok\nqueue index loading: ${load.phase}, ${load.read} of ${load.total} files read; new jobs are accepted, the worker starts once the jobs are read\n`;
 }
 
 /** Maps fastify's own errors onto the relay's codes. */

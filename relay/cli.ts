@@ -1,7 +1,8 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { loadQueueRoot } from "./config";
-import { JOB_STATES, QueueStore, type Job } from "./queue";
+import { JOB_STATES, type Job } from "./job";
+import { QueueAdmin } from "./queue-admin";
 import { PID_FILE } from "./server";
 import { WebhookOutbox } from "./webhooks/outbox";
 
@@ -51,7 +52,7 @@ export async function runQueueCli(args: readonly string[], env: NodeJS.ProcessEn
     io.err(`queue root ${root} does not exist (set QUEUE_ROOT)`);
     return 1;
   }
-  const queue = new QueueStore({ root, maxAttempts: 1, retryBaseMs: 1, retryMaxMs: 1, minFreeBytes: 0, sentRetentionMs: Number.MAX_SAFE_INTEGER });
+  const queue = new QueueAdmin(root);
   const mutating = cmd === "retry" || cmd === "drop" || cmd === "retry-failed";
   if (mutating) {
     const pid = await relayRunning(root);

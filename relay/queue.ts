@@ -1,52 +1,15 @@
-import { constants as fsc, promises as fs } from "node:fs";
+import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { callbackFs } from "./callback-fs";
+import { DurableWriter, fsyncDir } from "./durable-write";
 import { RelayError } from "./errors";
-import { qfs } from "./qfs";
+import { backoffMs, IDEMPOTENCY_TTL_MS, isJobId, JOB_STATES, jobStatus, readJobFile, readSentRecord, sentStatus, type Job, type JobState, type JobStatus, type SentRecord } from "./job";
+import { IdempotencyKeys } from "./idempotency-keys";
+import { JobIndex } from "./job-index";
+import { countJsonFiles, scanJsonFiles } from "./json-scan";
 
-export type JobState = "pending" | "processing" | "sent" | "failed";
-export const JOB_STATES: readonly JobState[] = ["pending", "processing", "sent", "failed"];
-
-/** A job as stored in pending/, processing/ and failed/: the composed message plus what the worker and the CLI need. */
-export interface Job {
-  readonly id: string;
-  readonly caller: string;
-  readonly createdAt: number;
-  attempts: number;
-  nextAttemptAt: number;
-  lastError?: string;
-  failedAt?: number;
-  /** Envelope: the From address (DMARC alignment) and every To/Cc/Bcc address, domains in ASCII. */
-  readonly envelope: { readonly from: string; readonly to: readonly string[] };
-  readonly subject: string;
-  readonly recipientDomains: readonly string[];
-  readonly tags: readonly string[];
-  readonly idempotency?: { readonly keyHash: string; readonly bodyHash: string };
-  /** The complete MIME message, built once at acceptance so every retry sends the same bytes. */
-  readonly raw: string;
-}
-
-/** What stays after hand-off: enough for status lookups and idempotency, not the message. */
-export interface SentRecord {
-  readonly id: string;
-  readonly caller: string;
-  readonly createdAt: number;
-  readonly handedOffAt: number;
-  readonly attempts: number;
-  readonly postfixQueueId?: string;
-  readonly recipientCount: number;
-  readonly idempotency?: { readonly keyHash: string; readonly bodyHash: string };
-}
-
-export interface JobStatus {
-  readonly id: string;
-  readonly state: "queued" | "sending" | "handed_off" | "failed";
-  readonly attempts: number;
-  readonly createdAt: number;
-  readonly nextAttemptAt?: number;
-  readonly lastError?: string;
-  readonly handedOffAt?: number;
-  readonly postfixQueueId?: string;
-}
+export { backoffMs, IDEMPOTENCY_TTL_MS, isJobId, JOB_STATES } from "./job";
+export type { Job, JobState, JobStatus, SentRecord } from "./job";
 
 export interface QueueOptions {
   readonly root: string;
@@ -60,81 +23,8 @@ export interface QueueOptions {
   readonly admit?: (job: Job) => void | Promise<void>;
 }
 
-export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
 /** Memory the queue may spend on accepted-but-unclaimed messages to save the worker a read (see QueueStore.fresh). */
 export const FRESH_MAX_BYTES = 8 * 1024 * 1024;
-const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-export function isJobId(id: string): boolean {
-  return ID_PATTERN.test(id);
-}
-
-/** Delay before the next attempt after `failures` failed attempts: base, doubling, capped. */
-export function backoffMs(failures: number, baseMs: number, maxMs: number): number {
-  if (failures < 1) return 0;
-  const exp = Math.min(failures - 1, 52);
-  return Math.min(baseMs * 2 ** exp, maxMs);
-}
-
-interface IndexEntry {
-  state: "pending" | "processing" | "failed";
-  attempts: number;
-  nextAttemptAt: number;
-  createdAt: number;
-  caller: string;
-  lastError?: string;
-}
-
-interface HeapItem {
-  at: number;
-  seq: number;
-  id: string;
-}
-
-/**
- * Min-heap on (nextAttemptAt, arrival order). Hand-written (30 lines) because no heap package is a dependency and
- * the queue needs O(log n) "next due job" without rescanning pending/ per job.
- */
-class DueHeap {
-  private readonly items: HeapItem[] = [];
-  peek(): HeapItem | undefined {
-    return this.items[0];
-  }
-  push(item: HeapItem): void {
-    const a = this.items;
-    a.push(item);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!DueHeap.less(a[i] as HeapItem, a[p] as HeapItem)) break;
-      [a[i], a[p]] = [a[p] as HeapItem, a[i] as HeapItem];
-      i = p;
-    }
-  }
-  pop(): HeapItem | undefined {
-    const a = this.items;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last !== undefined) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && DueHeap.less(a[l] as HeapItem, a[m] as HeapItem)) m = l;
-        if (r < a.length && DueHeap.less(a[r] as HeapItem, a[m] as HeapItem)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m] as HeapItem, a[i] as HeapItem];
-        i = m;
-      }
-    }
-    return top;
-  }
-  private static less(x: HeapItem, y: HeapItem): boolean {
-    return x.at < y.at || (x.at === y.at && x.seq < y.seq);
-  }
-}
 
 export interface RecoveryReport {
   readonly pending: number;
@@ -145,25 +35,58 @@ export interface RecoveryReport {
   readonly ms: number;
 }
 
+/** Where the background read of the queue's files stands (GET /health shows it). */
+export interface LoadProgress {
+  readonly phase: "listing" | "jobs" | "sent records";
+  readonly read: number;
+  readonly total: number;
+}
+
+/** The queue is open for new jobs; its existing files are still being read into the index. */
+export interface IndexLoad {
+  readonly recoveredFromProcessing: number;
+  /** Every job of pending/ and failed/ is indexed: the worker may start (earlier, it could overtake older jobs). */
+  readonly jobsIndexed: Promise<void>;
+  /** The hand-off records are read too: idempotency and counts are complete. Rejects if the read failed or was stopped. */
+  readonly loaded: Promise<RecoveryReport>;
+}
+
+/** The load was stopped by close(): nothing failed. */
+export class LoadStopped extends Error {
+  constructor() {
+    super("the queue is closing");
+    this.name = "LoadStopped";
+  }
+}
+
 /**
  * The on-disk queue: pending/ -> processing/ -> sent/ (small record) or back to pending/ or to failed/.
- * Every write is temp file + fsync + rename + directory fsync, so a half-written file is never picked up and an
- * accepted job survives a power cut. An in-memory index, rebuilt at open(), answers "next due job" without readdir.
+ * Every write is durable (DurableWriter), so a half-written file is never picked up and an accepted job survives a
+ * power cut. An in-memory index answers "next due job" without readdir. It is filled in the background after the
+ * queue opens, so a backlog of 100,000 jobs does not keep the relay's door shut while its files are read.
  */
 export class QueueStore {
   readonly root: string;
   private readonly opts: QueueOptions;
   private readonly now: () => number;
-  private readonly index = new Map<string, IndexEntry>();
-  private readonly heap = new DueHeap();
-  private readonly idempotency = new Map<string, { id: string; bodyHash: string; createdAt: number }>();
+  private readonly writer: DurableWriter;
+  private readonly index = new JobIndex();
+  private readonly idempotency = new IdempotencyKeys();
   private readonly idempotencyInflight = new Map<string, Promise<unknown>>();
-  private readonly dirSync = new Map<string, { running: Promise<void> | null; next: Promise<void> | null }>();
-  private readonly callers = new Map<string, string>();
-  private readonly counts = { pending: 0, processing: 0, failed: 0 };
+  private sentSinceStart = 0;
   private sentOnDisk = 0;
-  private seq = 0;
+  private probeSeq = 0;
   private diskCheck: { at: number; free: number } | null = null;
+  /** Set while files are being read into the index. */
+  private progress: { phase: LoadProgress["phase"]; read: number; total: number } | null = null;
+  private jobsIndexed = true;
+  /** Keyed requests wait for it: a key can only be called new once every file that could hold it has been read. */
+  private idempotencyKnown: Promise<void> = Promise.resolve();
+  private settleIdempotency: { resolve: () => void; reject: (err: Error) => void } | null = null;
+  private loading: IndexLoad | null = null;
+  private openedAt = 0;
+  private recovered = 0;
+  private stopping = false;
   /**
    * Jobs accepted by this process and not yet claimed, so the worker does not read back a file it just wrote
    * (a read + JSON.parse per message). Bounded by FRESH_MAX_BYTES of message text; past that, claims read the disk.
@@ -176,15 +99,25 @@ export class QueueStore {
     this.opts = opts;
     this.root = opts.root;
     this.now = opts.now ?? Date.now;
+    this.writer = new DurableWriter(this.dir("tmp"));
   }
 
   dir(state: JobState | "tmp"): string {
     return path.join(this.root, state);
   }
 
-  /** Creates the directories, drops half-written temp files, moves processing/ back to pending/, rebuilds the index. */
+  /** Opens the queue and waits until every file is read into the index (tests, benchmarks, the CLI). */
   async open(): Promise<RecoveryReport> {
-    const started = this.now();
+    await this.recover();
+    return this.loadIndex().loaded;
+  }
+
+  /**
+   * The part of opening that must come before the first request: directories, tmp/ emptied, processing/ back to
+   * pending/. From here on the queue accepts jobs; loadIndex() then reads the existing files in the background.
+   */
+  async recover(): Promise<{ recoveredFromProcessing: number }> {
+    this.openedAt = this.now();
     await fs.mkdir(this.root, { recursive: true, mode: 0o700 });
     for (const d of [...JOB_STATES, "tmp"] as const) await fs.mkdir(this.dir(d), { recursive: true, mode: 0o700 });
     for (const f of await fs.readdir(this.dir("tmp"))) await fs.rm(path.join(this.dir("tmp"), f), { force: true });
@@ -196,97 +129,126 @@ export class QueueStore {
       recovered++;
     }
     if (recovered > 0) {
-      await this.fsyncDir(this.dir("pending"));
-      await this.fsyncDir(this.dir("processing"));
+      await fsyncDir(this.dir("pending"));
+      await fsyncDir(this.dir("processing"));
     }
+    this.recovered = recovered;
+    // Until loadIndex() has read every file: status lookups fall back to the files, keyed requests wait.
+    this.progress = { phase: "listing", read: 0, total: 0 };
+    this.jobsIndexed = false;
+    this.idempotencyKnown = new Promise<void>((resolve, reject) => (this.settleIdempotency = { resolve, reject }));
+    this.idempotencyKnown.catch(() => undefined); // enqueue() awaits it and handles a rejection
+    return { recoveredFromProcessing: recovered };
+  }
 
+  /**
+   * Reads pending/, failed/ and sent/ into the index in the background, in slices that leave the event loop free
+   * (relay/json-scan.ts), while new jobs are accepted. The worker must wait for `jobsIndexed`.
+   */
+  loadIndex(): IndexLoad {
+    if (this.loading) return this.loading;
+    let jobsDone!: { resolve: () => void; reject: (err: Error) => void };
+    const jobsIndexed = new Promise<void>((resolve, reject) => (jobsDone = { resolve, reject }));
+    const loaded = this.load(() => jobsDone.resolve());
+    loaded.then(
+      () => this.settleIdempotency?.resolve(),
+      (err: Error) => {
+        jobsDone.reject(err);
+        this.settleIdempotency?.reject(err);
+      },
+    );
+    // Whoever awaits these handles their rejection; these handlers only keep Node from calling it unhandled.
+    jobsIndexed.catch(() => undefined);
+    this.loading = { recoveredFromProcessing: this.recovered, jobsIndexed, loaded };
+    return this.loading;
+  }
+
+  private async load(onJobsIndexed: () => void): Promise<RecoveryReport> {
+    const progress = this.progress;
+    if (!progress) throw new Error("loadIndex() before recover()");
+    const started = this.openedAt;
     const unreadable: string[] = [];
     const now = this.now();
-    await this.eachJson(this.dir("pending"), unreadable, (_f, v) => {
-      const job = v as Job;
-      this.addToIndex(job, "pending");
-      this.rememberIdempotency(job.idempotency, job.id, job.createdAt, now);
-    });
-    await this.eachJson(this.dir("failed"), unreadable, (_f, v) => {
-      const job = v as Job;
-      this.addToIndex(job, "failed");
-      this.rememberIdempotency(job.idempotency, job.id, job.createdAt, now);
-    });
-    let sent = 0;
-    await this.eachJson(this.dir("sent"), unreadable, async (f, v) => {
-      const rec = v as SentRecord;
-      if (now - rec.handedOffAt > this.opts.sentRetentionMs) {
-        await fs.rm(path.join(this.dir("sent"), f), { force: true });
-        return;
-      }
-      sent++;
-      this.rememberIdempotency(rec.idempotency, rec.id, rec.createdAt, now);
-    });
-    this.sentOnDisk = sent;
+    const scan = { stopped: (): boolean => this.stopping };
+    progress.total = (await countJsonFiles(this.dir("pending"), scan)) + (await countJsonFiles(this.dir("failed"), scan));
+    progress.phase = "jobs";
+
+    for (const state of ["pending", "failed"] as const) {
+      await scanJsonFiles(
+        this.dir(state),
+        (name, file) => {
+          progress.read++;
+          if (!file.ok) {
+            if (!file.missing) unreadable.push(path.join(this.dir(state), name));
+            return;
+          }
+          const job = file.value as Job;
+          if (job?.id !== name.slice(0, -".json".length) || !isJobId(job.id) || typeof job.nextAttemptAt !== "number") {
+            unreadable.push(path.join(this.dir(state), name));
+            return;
+          }
+          if (this.index.has(job.id)) return; // accepted by this process during the load: already indexed
+          this.index.put(job, state);
+          this.rememberIdempotency(job.idempotency, job.id, job.createdAt, now);
+        },
+        { ...scan, withoutRaw: true },
+      );
+      if (this.stopping) throw new LoadStopped();
+    }
+    this.jobsIndexed = true;
+    onJobsIndexed();
+
+    progress.phase = "sent records";
+    progress.read = 0;
+    progress.total = await countJsonFiles(this.dir("sent"), scan);
+    const expired: string[] = [];
+    let kept = 0;
+    await scanJsonFiles(
+      this.dir("sent"),
+      (name, file) => {
+        progress.read++;
+        if (!file.ok) {
+          if (!file.missing) unreadable.push(path.join(this.dir("sent"), name));
+          return;
+        }
+        const rec = file.value as SentRecord;
+        if (now - rec.handedOffAt > this.opts.sentRetentionMs) {
+          expired.push(name);
+          return;
+        }
+        this.rememberIdempotency(rec.idempotency, rec.id, rec.createdAt, now);
+        // The worker runs meanwhile: a record it wrote since the start is counted by markSent, not here.
+        if (rec.handedOffAt < started) kept++;
+      },
+      scan,
+    );
+    if (this.stopping) throw new LoadStopped();
+    for (const name of expired) await callbackFs.unlinkIfExists(path.join(this.dir("sent"), name));
+    this.sentOnDisk += kept;
+    this.progress = null;
     return {
-      pending: this.counts.pending,
-      failed: this.counts.failed,
-      sent,
-      recoveredFromProcessing: recovered,
+      pending: this.index.counts.pending,
+      failed: this.index.counts.failed,
+      sent: kept,
+      recoveredFromProcessing: this.recovered,
       unreadable,
       ms: this.now() - started,
     };
   }
 
-  /** Reads every *.json of a directory with bounded concurrency (startup only). */
-  private async eachJson(dir: string, unreadable: string[], fn: (file: string, value: unknown) => void | Promise<void>): Promise<void> {
-    const files = (await fs.readdir(dir)).filter((f) => f.endsWith(".json"));
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < files.length) {
-        const f = files[next++] as string;
-        let value: unknown;
-        try {
-          value = JSON.parse(await fs.readFile(path.join(dir, f), "utf8"));
-        } catch {
-          unreadable.push(path.join(dir, f));
-          continue;
-        }
-        await fn(f, value);
-      }
-    };
-    await Promise.all(Array.from({ length: 32 }, worker));
+  /** Where the background load stands, or undefined once every file is read. */
+  loadProgress(): LoadProgress | undefined {
+    return this.progress ? { ...this.progress } : undefined;
   }
 
-  private intern(caller: string): string {
-    const known = this.callers.get(caller);
-    if (known !== undefined) return known;
-    this.callers.set(caller, caller);
-    return caller;
-  }
-
-  private addToIndex(job: Job, state: IndexEntry["state"]): void {
-    const prev = this.index.get(job.id);
-    if (prev) this.counts[prev.state]--;
-    const entry: IndexEntry = {
-      state,
-      attempts: job.attempts,
-      nextAttemptAt: job.nextAttemptAt,
-      createdAt: job.createdAt,
-      caller: this.intern(job.caller),
-    };
-    if (job.lastError !== undefined) entry.lastError = job.lastError;
-    this.index.set(job.id, entry);
-    this.counts[state]++;
-    if (state === "pending") this.heap.push({ at: job.nextAttemptAt, seq: this.seq++, id: job.id });
-  }
-
-  private dropFromIndex(id: string): void {
-    const prev = this.index.get(id);
-    if (!prev) return;
-    this.counts[prev.state]--;
-    this.index.delete(id);
+  /** Stops a load still running (shutdown): keyed requests waiting for it get 503, the worker is not started. */
+  stopLoading(): void {
+    this.stopping = true;
+    if (!this.loading) this.settleIdempotency?.reject(new LoadStopped());
   }
 
   private rememberIdempotency(idem: Job["idempotency"], id: string, createdAt: number, now: number): void {
-    if (idem && now - createdAt < IDEMPOTENCY_TTL_MS) {
-      this.idempotency.set(idem.keyHash, { id, bodyHash: idem.bodyHash, createdAt });
-    }
+    if (idem && now - createdAt < IDEMPOTENCY_TTL_MS) this.idempotency.remember(idem.keyHash, idem.bodyHash, id, createdAt);
   }
 
   /** Refuses new work when free space is under the threshold (cached for a second: one statfs per second, not per request). */
@@ -310,14 +272,15 @@ export class QueueStore {
   /** Writes a probe file the way jobs are written; /ready uses it. */
   async probeWritable(): Promise<void> {
     await this.assertCanAccept();
-    const probe = path.join(this.dir("tmp"), `ready-probe.${process.pid}.${this.seq++}`);
+    const probe = path.join(this.dir("tmp"), `ready-probe.${process.pid}.${this.probeSeq++}`);
     await fs.writeFile(probe, "ok", { mode: 0o600 });
     await fs.rm(probe, { force: true });
   }
 
   /**
    * Makes the job durable in pending/ before the caller hears 202. With an idempotency key, the same key and body
-   * return the first id (nothing new is written) and a different body is refused with 409.
+   * return the first id (nothing new is written) and a different body is refused with 409. While the index loads,
+   * a keyed request waits for it (the key may be in a file not read yet); a request without a key does not wait.
    */
   async enqueue(job: Job): Promise<{ id: string; duplicate: boolean }> {
     const idem = job.idempotency;
@@ -325,12 +288,17 @@ export class QueueStore {
       await this.writeNew(job);
       return { id: job.id, duplicate: false };
     }
+    try {
+      await this.idempotencyKnown;
+    } catch (err) {
+      throw new RelayError("queue_unavailable", `idempotency keys are unknown: the queue index did not load (${(err as Error).message})`);
+    }
     for (let inflight = this.idempotencyInflight.get(idem.keyHash); inflight; inflight = this.idempotencyInflight.get(idem.keyHash)) {
       await inflight.catch(() => undefined);
     }
-    const existing = this.idempotency.get(idem.keyHash);
+    const existing = this.idempotency.lookup(idem.keyHash, idem.bodyHash);
     if (existing && this.now() - existing.createdAt < IDEMPOTENCY_TTL_MS) {
-      if (existing.bodyHash !== idem.bodyHash) {
+      if (!existing.sameBody) {
         throw new RelayError("idempotency_conflict", `this Idempotency-Key was used within 24 h with a different body (message ${existing.id})`);
       }
       return { id: existing.id, duplicate: true };
@@ -339,7 +307,7 @@ export class QueueStore {
     this.idempotencyInflight.set(idem.keyHash, write);
     try {
       await write;
-      this.idempotency.set(idem.keyHash, { id: job.id, bodyHash: idem.bodyHash, createdAt: job.createdAt });
+      this.idempotency.remember(idem.keyHash, idem.bodyHash, job.id, job.createdAt);
     } finally {
       this.idempotencyInflight.delete(idem.keyHash);
     }
@@ -350,14 +318,14 @@ export class QueueStore {
     await this.opts.admit?.(job);
     await this.assertCanAccept();
     try {
-      await this.writeDurable("pending", `${job.id}.json`, JSON.stringify(job));
+      await this.writer.write(this.dir("pending"), `${job.id}.json`, JSON.stringify(job));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOSPC") {
         throw new RelayError("disk_nearly_full", `write ${job.id}: ${(err as Error).message}`);
       }
       throw new RelayError("queue_unavailable", `write ${job.id}: ${(err as Error).message}`);
     }
-    this.addToIndex(job, "pending");
+    this.index.put(job, "pending");
     if (this.freshBytes + job.raw.length <= FRESH_MAX_BYTES) {
       this.fresh.set(job.id, job);
       this.freshBytes += job.raw.length;
@@ -375,37 +343,29 @@ export class QueueStore {
 
   /** The time the next pending job is due, or undefined when nothing is pending. */
   nextDueAt(): number | undefined {
-    for (let top = this.heap.peek(); top; top = this.heap.peek()) {
-      const e = this.index.get(top.id);
-      if (e && e.state === "pending" && e.nextAttemptAt === top.at) return top.at;
-      this.heap.pop(); // stale: dropped, retried or moved since it was pushed
-    }
-    return undefined;
+    return this.index.peekDue()?.at;
   }
 
   /** Moves the next due job to processing/ and returns it; null when nothing is due. Never reads the directory. */
   async claimNext(): Promise<Job | null> {
     const now = this.now();
     for (;;) {
-      const due = this.nextDueAt();
-      if (due === undefined || due > now) return null;
-      const top = this.heap.pop() as HeapItem;
+      const top = this.index.peekDue();
+      if (!top || top.at > now) return null;
+      this.index.markProcessing(top.id); // taken before the await: a concurrent claim gets the next job
       const file = `${top.id}.json`;
       try {
-        await qfs.rename(path.join(this.dir("pending"), file), path.join(this.dir("processing"), file));
+        await callbackFs.rename(path.join(this.dir("pending"), file), path.join(this.dir("processing"), file));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-          this.dropFromIndex(top.id); // removed behind our back (e.g. queue drop): forget it
+          this.index.delete(top.id); // removed behind our back (e.g. queue drop): forget it
           this.takeFresh(top.id);
           continue;
         }
+        this.index.unmarkProcessing(top.id);
         throw err;
       }
-      const entry = this.index.get(top.id) as IndexEntry;
-      this.counts.pending--;
-      this.counts.processing++;
-      entry.state = "processing";
-      return this.takeFresh(top.id) ?? (JSON.parse(await qfs.readFile(path.join(this.dir("processing"), file))) as Job);
+      return this.takeFresh(top.id) ?? (JSON.parse(await callbackFs.readFile(path.join(this.dir("processing"), file))) as Job);
     }
   }
 
@@ -421,9 +381,10 @@ export class QueueStore {
       ...(postfixQueueId !== undefined ? { postfixQueueId } : {}),
       ...(job.idempotency ? { idempotency: job.idempotency } : {}),
     };
-    await this.writeDurable("sent", `${job.id}.json`, JSON.stringify(rec));
-    await qfs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
-    this.dropFromIndex(job.id);
+    await this.writer.write(this.dir("sent"), `${job.id}.json`, JSON.stringify(rec));
+    await callbackFs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
+    this.index.delete(job.id);
+    this.sentSinceStart++;
     this.sentOnDisk++;
     return rec;
   }
@@ -440,9 +401,9 @@ export class QueueStore {
       ? { ...job, attempts, lastError: error, failedAt: now }
       : { ...job, attempts, lastError: error, nextAttemptAt: now + backoffMs(attempts, this.opts.retryBaseMs, this.opts.retryMaxMs) };
     const state = last ? "failed" : "pending";
-    await this.writeDurable(state, `${job.id}.json`, JSON.stringify(next));
-    await qfs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
-    this.addToIndex(next, state);
+    await this.writer.write(this.dir(state), `${job.id}.json`, JSON.stringify(next));
+    await callbackFs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
+    this.index.put(next, state);
     return last ? { state } : { state, nextAttemptAt: next.nextAttemptAt };
   }
 
@@ -450,173 +411,38 @@ export class QueueStore {
   async status(id: string, caller?: string): Promise<JobStatus | undefined> {
     if (!isJobId(id)) return undefined;
     const e = this.index.get(id);
-    if (e) {
-      if (caller !== undefined && e.caller !== caller) return undefined;
-      const state = e.state === "pending" ? "queued" : e.state === "processing" ? "sending" : "failed";
-      return {
-        id,
-        state,
-        attempts: e.attempts,
-        createdAt: e.createdAt,
-        ...(e.state === "pending" ? { nextAttemptAt: e.nextAttemptAt } : {}),
-        ...(e.lastError !== undefined ? { lastError: e.lastError } : {}),
-      };
+    if (e) return caller !== undefined && e.caller !== caller ? undefined : jobStatus(e.state, e);
+    if (!this.jobsIndexed) {
+      // Still loading: the job may sit in a file the index has not reached yet; read that file.
+      const found = await readJobFile(this.root, id, ["pending", "failed", "processing"]);
+      if (found) return caller !== undefined && found.job.caller !== caller ? undefined : jobStatus(found.state, found.job);
     }
-    const rec = await this.readSent(id);
+    const rec = await readSentRecord(this.root, id);
     if (!rec || (caller !== undefined && rec.caller !== caller)) return undefined;
-    return {
-      id,
-      state: "handed_off",
-      attempts: rec.attempts,
-      createdAt: rec.createdAt,
-      handedOffAt: rec.handedOffAt,
-      ...(rec.postfixQueueId !== undefined ? { postfixQueueId: rec.postfixQueueId } : {}),
-    };
-  }
-
-  private async readSent(id: string): Promise<SentRecord | undefined> {
-    try {
-      return JSON.parse(await fs.readFile(path.join(this.dir("sent"), `${id}.json`), "utf8")) as SentRecord;
-    } catch {
-      return undefined;
-    }
+    return sentStatus(rec);
   }
 
   /** Counts by state for /metrics (sent = records kept on disk). */
   depth(): Record<JobState, number> {
-    return { ...this.counts, sent: this.sentOnDisk };
+    return { ...this.index.counts, sent: this.sentOnDisk };
   }
 
-  /** Deletes sent records past retention and forgets idempotency keys older than 24 h. */
+  get sentCount(): number {
+    return this.sentSinceStart;
+  }
+
+  /** Deletes sent records past retention and forgets idempotency keys older than 24 h (skipped while loading). */
   async prune(): Promise<number> {
+    if (this.progress) return 0;
     const now = this.now();
-    for (const [k, v] of this.idempotency) if (now - v.createdAt >= IDEMPOTENCY_TTL_MS) this.idempotency.delete(k);
-    let removed = 0;
-    for (const f of await fs.readdir(this.dir("sent"))) {
-      const p = path.join(this.dir("sent"), f);
-      try {
-        const rec = JSON.parse(await fs.readFile(p, "utf8")) as SentRecord;
-        if (now - rec.handedOffAt > this.opts.sentRetentionMs) {
-          await fs.rm(p, { force: true });
-          removed++;
-        }
-      } catch {
-        // unreadable record: leave it for the operator
-      }
-    }
-    this.sentOnDisk = Math.max(0, this.sentOnDisk - removed);
-    return removed;
-  }
-
-  // ---- operator commands (relay stopped) ----
-
-  /** Reads a job or sent record straight from disk, wherever it is. */
-  async find(id: string): Promise<{ state: JobState; job?: Job; sent?: SentRecord } | undefined> {
-    if (!isJobId(id)) return undefined;
-    for (const state of ["pending", "processing", "failed"] as const) {
-      try {
-        const job = JSON.parse(await fs.readFile(path.join(this.dir(state), `${id}.json`), "utf8")) as Job;
-        return { state, job };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      }
-    }
-    const sent = await this.readSent(id);
-    return sent ? { state: "sent", sent } : undefined;
-  }
-
-  /** Lists jobs on disk (readdir: an operator command, not the worker's path). */
-  async list(states: readonly ("pending" | "processing" | "failed")[]): Promise<{ state: JobState; job: Job }[]> {
-    const out: { state: JobState; job: Job }[] = [];
-    for (const state of states) {
-      const unreadable: string[] = [];
-      await this.eachJson(this.dir(state), unreadable, (_f, v) => {
-        out.push({ state, job: v as Job });
-      });
-    }
-    return out.sort((a, b) => a.job.createdAt - b.job.createdAt);
-  }
-
-  /** Puts a pending or failed job back to pending/, due now, with a fresh attempt count. */
-  async retry(id: string): Promise<"pending" | "failed"> {
-    const found = await this.find(id);
-    if (!found || !found.job || found.state === "sent") throw new Error(`no pending or failed job ${id}`);
-    if (found.state === "processing") throw new Error(`job ${id} is in processing/; start and stop the relay once, or retry it after recovery`);
-    this.takeFresh(id); // the rewritten file, not an older copy in memory, is what the worker must send
-    const job: Job = { ...found.job, attempts: 0, nextAttemptAt: this.now() };
-    delete job.failedAt;
-    await this.writeDurable("pending", `${id}.json`, JSON.stringify(job));
-    if (found.state === "failed") await fs.rm(path.join(this.dir("failed"), `${id}.json`), { force: true });
-    this.addToIndex(job, "pending");
-    return found.state;
-  }
-
-  /** Deletes a pending or failed job for good. */
-  async drop(id: string): Promise<"pending" | "failed"> {
-    const found = await this.find(id);
-    if (!found || found.state === "sent" || found.state === "processing") throw new Error(`no pending or failed job ${id}`);
-    await fs.rm(path.join(this.dir(found.state), `${id}.json`));
-    await this.fsyncDir(this.dir(found.state));
-    this.dropFromIndex(id);
-    this.takeFresh(id);
-    return found.state;
-  }
-
-  /** Moves every failed job back to pending/. */
-  async retryFailed(): Promise<string[]> {
-    const ids = (await this.list(["failed"])).map((j) => j.job.id);
-    for (const id of ids) await this.retry(id);
-    return ids;
-  }
-
-  // ---- durable writes ----
-
-  private async writeDurable(state: JobState, name: string, data: string): Promise<void> {
-    const tmp = path.join(this.dir("tmp"), `${name}.${process.pid}.${this.seq++}`);
-    const fd = await qfs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-    try {
-      await qfs.writeAll(fd, data);
-      await qfs.fsync(fd);
-    } finally {
-      await qfs.close(fd);
-    }
-    await qfs.rename(tmp, path.join(this.dir(state), name));
-    await this.syncDir(this.dir(state));
-  }
-
-  /** Group commit: concurrent writers share one directory fsync that started after their rename. */
-  private syncDir(dir: string): Promise<void> {
-    let s = this.dirSync.get(dir);
-    if (!s) {
-      s = { running: null, next: null };
-      this.dirSync.set(dir, s);
-    }
-    const st = s;
-    const start = (): Promise<void> => {
-      const p = this.fsyncDir(dir).finally(() => {
-        if (st.running === p) st.running = null;
-      });
-      st.running = p;
-      return p;
-    };
-    if (!st.running) return start();
-    if (!st.next) {
-      st.next = st.running
-        .catch(() => undefined)
-        .then(() => {
-          st.next = null;
-          return start();
-        });
-    }
-    return st.next;
-  }
-
-  private async fsyncDir(dir: string): Promise<void> {
-    const fd = await qfs.open(dir, fsc.O_RDONLY);
-    try {
-      await qfs.fsync(fd);
-    } finally {
-      await qfs.close(fd);
-    }
+    this.idempotency.forgetBefore(now - IDEMPOTENCY_TTL_MS);
+    const expired: string[] = [];
+    await scanJsonFiles(this.dir("sent"), (name, file) => {
+      // an unreadable record is left for the operator
+      if (file.ok && now - (file.value as SentRecord).handedOffAt > this.opts.sentRetentionMs) expired.push(name);
+    });
+    for (const name of expired) await callbackFs.unlinkIfExists(path.join(this.dir("sent"), name));
+    this.sentOnDisk = Math.max(0, this.sentOnDisk - expired.length);
+    return expired.length;
   }
 }

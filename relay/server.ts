@@ -8,7 +8,7 @@ import { RelayMetrics } from "./metrics";
 import { DeliveryStore } from "./events/delivery-store";
 import { LogTail } from "./events/log-tail";
 import { DeliveryTracker } from "./events/tracker";
-import { QueueStore } from "./queue";
+import { LoadStopped, QueueStore } from "./queue";
 import { readSmtpTls, SmtpIngress } from "./smtp-ingress";
 import { SuppressionList } from "./suppression";
 import { WebhookOutbox } from "./webhooks/outbox";
@@ -33,7 +33,7 @@ export interface RunningRelay {
   close(): Promise<void>;
 }
 
-/** Loads the config, recovers the queue, listens, and shuts down cleanly on SIGTERM/SIGINT. */
+/** Loads the config, recovers the queue, listens (before the queue's index is loaded), and shuts down cleanly on SIGTERM/SIGINT. */
 export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalHandlers?: boolean } = {}): Promise<RunningRelay> {
   const config: RelayConfig = loadConfig(env);
   const log = createLogger(config.logLevel);
@@ -48,11 +48,11 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
     sentRetentionMs: config.sentRetentionMs,
     admit: (job) => suppressions.assertDeliverable(job.envelope.to),
   });
-  const recovery = await queue.open();
-  log.info({ ...recovery, unreadable: recovery.unreadable.length }, "queue opened");
-  for (const f of recovery.unreadable) log.error({ file: f }, "unreadable queue file left in place; inspect it with `relay.js queue`");
+  // The door opens before the queue's files are read: the index fills in the background (GET /health shows how far).
+  const recovery = await queue.recover();
+  log.info(recovery, "queue opened; its files are read into the index once the relay listens");
 
-  const handoff = createHandoff(config.handoff, config.handoffTimeoutMs);
+  const handoff = createHandoff(config.handoff, config.handoffTimeoutMs, config.handoffConcurrency);
   const metrics = new RelayMetrics(queue);
   const outbox = new WebhookOutbox(config.queueRoot);
   await outbox.open();
@@ -82,7 +82,7 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
       })
     : undefined;
   const worker = new QueueWorker({
-    queue, handoff, log, metrics,
+    queue, handoff, log, metrics, concurrency: config.handoffConcurrency,
     beforeHandoff: (job) => deliveries.recordHandoff({ id: job.id, caller: job.caller, to: job.envelope.to }),
     onHandedOff: (job, qid, at) => deliveries.recordHandoff({ id: job.id, caller: job.caller, to: job.envelope.to, at, ...(qid !== undefined ? { postfixQueueId: qid } : {}) }),
   });
@@ -102,7 +102,29 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   const pidFile = path.join(config.queueRoot, PID_FILE);
   await fs.writeFile(pidFile, `${process.pid}\n`, { mode: 0o600 });
-  worker.start();
+  let closing: Promise<void> | null = null;
+  const load = queue.loadIndex();
+  // The worker starts once every waiting job is indexed: earlier, it could hand off a new job before an older one.
+  load.jobsIndexed.then(
+    () => {
+      if (!closing) worker.start();
+    },
+    () => undefined, // reported through load.loaded below
+  );
+  load.loaded.then(
+    (report) => {
+      log.info({ ...report, unreadable: report.unreadable.length }, "queue index loaded");
+      for (const f of report.unreadable) log.error({ file: f }, "unreadable queue file left in place; inspect it with `relay.js queue`");
+    },
+    (err: Error) => {
+      if (err instanceof LoadStopped) return;
+      // Same outcome as a failed start before: systemd restarts the relay.
+      log.fatal({ err: err.message }, "could not read the queue into the index");
+      void close().finally(() => {
+        if (opts.installSignalHandlers !== false) process.exit(1);
+      });
+    },
+  );
   tracker?.start();
   log.info({ address, smtpAddress, handoff: config.handoff.kind, callers: config.tokens.map((t) => t.name), allowedFrom: config.allowedFrom.size }, "mail-relay listening");
 
@@ -111,11 +133,11 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   }, 3_600_000);
   prune.unref();
 
-  let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      log.info("shutting down: no new requests; finishing the job in hand");
+      log.info("shutting down: no new requests; finishing the jobs in hand");
       clearInterval(prune);
+      queue.stopLoading(); // a keyed request waiting for the index gets 503 instead of holding app.close()
       // Node 18's server.close() leaves keep-alive sockets open (cloudflared holds them ~90 s): close them as soon as
       // they go idle, so in-flight requests still finish their fsync and answer; after 10 s close everything.
       const idle = setInterval(() => app.server.closeIdleConnections(), 100);
@@ -127,7 +149,7 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
         clearInterval(idle);
         clearTimeout(hard);
       }
-      await worker.stop(); // the job in hand is handed off or written back to pending/
+      await worker.stop(); // every job in hand is handed off or written back to pending/
       await tracker?.stop(); // the batch in hand is committed, or read again at the next start
       await deliveries.close();
       await handoff.close();

@@ -9,6 +9,11 @@ export interface WorkerDeps {
   readonly handoff: Handoff;
   readonly log: Logger;
   readonly metrics?: RelayMetrics;
+  /**
+   * Hand-offs in flight at once (default 1: serial). Jobs are still claimed in due order; with more than one, a
+   * crash can leave up to this many jobs between Postfix's 250 and their fsync'd record (each is sent again).
+   */
+  readonly concurrency?: number;
   /** Longest sleep between checks, so a clock jump cannot stall the queue. */
   readonly maxIdleMs?: number;
   readonly now?: () => number;
@@ -18,16 +23,26 @@ export interface WorkerDeps {
   readonly onHandedOff?: (job: Job, postfixQueueId: string | undefined, at: number) => Promise<void>;
 }
 
-/** Drains the queue serially (easier to reason about than parallel throughput for transactional volume). */
+/**
+ * Drains the queue in due order, `concurrency` jobs at a time. After a temporary failure (a 4xx from Postfix, a
+ * refused connection) the whole pool falls back to one job at a time, exactly as the serial worker, until a hand-off
+ * succeeds: a Postfix that is refusing mail is not hit by several attempts at once, and no more jobs than before
+ * spend an attempt on it.
+ */
 export class QueueWorker {
   private readonly deps: WorkerDeps;
+  private readonly concurrency: number;
   private running = false;
   private loop: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Set by a temporary failure, cleared by a success: hand off one job at a time meanwhile. */
+  private degraded = false;
 
   constructor(deps: WorkerDeps) {
     this.deps = deps;
+    this.concurrency = Math.max(1, Math.floor(deps.concurrency ?? 1));
   }
 
   start(): void {
@@ -36,7 +51,7 @@ export class QueueWorker {
     this.loop = this.run();
   }
 
-  /** Called after an enqueue: look at the queue now instead of at the next timer. */
+  /** Called after an enqueue, or when a hand-off ends: look at the queue now instead of at the next timer. */
   wake(): void {
     const w = this.wakeUp;
     this.wakeUp = null;
@@ -45,7 +60,7 @@ export class QueueWorker {
     w?.();
   }
 
-  /** Stops taking jobs; resolves once the job in hand is handed off or back in pending/. */
+  /** Stops taking jobs; resolves once every job in hand is handed off or back in pending/. */
   async stop(): Promise<void> {
     this.running = false;
     this.wake();
@@ -55,6 +70,11 @@ export class QueueWorker {
   private async run(): Promise<void> {
     const { queue, log } = this.deps;
     while (this.running) {
+      const limit = this.degraded ? 1 : this.concurrency;
+      if (this.inFlight.size >= limit) {
+        await this.sleep(this.deps.maxIdleMs ?? 60_000); // woken when a hand-off ends
+        continue;
+      }
       let job: Job | null;
       try {
         job = await queue.claimNext();
@@ -64,7 +84,11 @@ export class QueueWorker {
         continue;
       }
       if (job) {
-        await this.process(job);
+        const p: Promise<void> = this.process(job).finally(() => {
+          this.inFlight.delete(p);
+          this.wake();
+        });
+        this.inFlight.add(p);
         continue;
       }
       const due = queue.nextDueAt();
@@ -72,6 +96,7 @@ export class QueueWorker {
       const now = (this.deps.now ?? Date.now)();
       await this.sleep(due === undefined ? idle : Math.min(Math.max(due - now, 0) + 1, idle));
     }
+    await Promise.all(this.inFlight);
   }
 
   private sleep(ms: number): Promise<void> {
@@ -93,6 +118,7 @@ export class QueueWorker {
       res = await handoff.send({ id: job.id, from: job.envelope.from, to: job.envelope.to, raw: job.raw });
     } catch (err) {
       const failure = err instanceof HandoffError ? err : new HandoffError(err instanceof Error ? err.message : String(err));
+      if (!failure.permanent) this.degraded = true;
       metrics?.handoffSeconds.observe({ result: "error" }, seconds());
       try {
         const r = await queue.markAttemptFailed(job, failure.message, failure.permanent);
@@ -104,10 +130,11 @@ export class QueueWorker {
       } catch (err2) {
         // Could not write the job back: it stays in processing/ and returns to pending/ at the next start.
         log.error({ ...ctx, err: (err2 as Error).message }, "could not reschedule the job");
-        await this.sleep(1000);
+        await this.pause(1000);
       }
       return;
     }
+    this.degraded = false;
     metrics?.handoffSeconds.observe({ result: "ok" }, seconds());
     metrics?.handoffs.inc({ result: "ok" });
     try {
@@ -115,7 +142,7 @@ export class QueueWorker {
     } catch (err) {
       // Handed off but not recorded (disk): the job stays in processing/ and is sent again after a restart (at-least-once).
       log.error({ ...ctx, outcome: "record_failed", err: (err as Error).message }, "could not record the hand-off");
-      await this.sleep(1000);
+      await this.pause(1000);
       return;
     }
     try {
@@ -128,5 +155,10 @@ export class QueueWorker {
       { ...ctx, outcome: "handed_off", handoff: handoff.kind, postfixQueueId: res.queueId, rejectedRecipients: res.rejectedRecipients, ms: Math.round(seconds() * 1000) },
       "handed off to postfix",
     );
+  }
+
+  /** A job's own pause after a disk error (keeps its slot busy, like the serial worker did). */
+  private pause(ms: number): Promise<void> {
+    return this.running ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
   }
 }

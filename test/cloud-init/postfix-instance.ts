@@ -51,6 +51,10 @@ export interface InstanceOptions {
   readonly sinkBacklog: number;
   /** Runs in the namespace after loopback is up and before anything starts (e.g. add an address). */
   readonly beforeStart?: (inst: PostfixInstance) => void;
+  /** Extra `postconf -e` settings after the rendered ones (bench:chain's seed design). */
+  readonly postconf?: readonly string[];
+  /** OpenDKIM on inet:PORT@127.0.0.1 inside the namespace instead of the rendered unix socket (bench:chain's seed). */
+  readonly opendkimInetPort?: number;
 }
 
 export class PostfixInstance {
@@ -63,6 +67,7 @@ export class PostfixInstance {
   private sink: ChildProcess | undefined;
   private nsCreated = false;
   private stopped = false;
+  private opendkimInetPort: number | undefined;
 
   constructor(
     readonly ns: string,
@@ -105,7 +110,14 @@ export class PostfixInstance {
   }
 
   startOpendkim(): Promise<void> {
-    this.opendkim = spawn(tool("opendkim") as string, ["-f", "-x", join(this.dkimDir, "opendkim.conf")], { stdio: "ignore" });
+    const args = ["-f", "-x", join(this.dkimDir, "opendkim.conf")];
+    const port = this.opendkimInetPort;
+    if (port !== undefined) {
+      // A TCP listener must be inside the namespace: on the host's loopback it would be out of Postfix's reach.
+      this.opendkim = spawn(tool("ip") as string, ["netns", "exec", this.ns, tool("opendkim") as string, ...args], { stdio: "ignore" });
+      return waitFor(() => this.inNs(tool("ss") as string, ["-Hltn", `sport = :${port}`]).stdout.trim() !== "", "OpenDKIM's TCP socket");
+    }
+    this.opendkim = spawn(tool("opendkim") as string, args, { stdio: "ignore" });
     return waitFor(() => existsSync(join(this.queueDir, "opendkim", "opendkim.sock")), "the OpenDKIM socket");
   }
 
@@ -132,7 +144,9 @@ export class PostfixInstance {
     // OpenDKIM: rendered conf and tables, only paths moved; socket dir made exactly as user-data makes it.
     const dk = this.dkimDir;
     const place = (t: string): string => t.replaceAll("/etc/opendkim", dk).replaceAll("/var/spool/postfix", this.queueDir).replaceAll("/run/opendkim", dk);
-    writeFileSync(join(dk, "opendkim.conf"), place(renderOpendkimConf(o.host)));
+    this.opendkimInetPort = o.opendkimInetPort;
+    const conf = place(renderOpendkimConf(o.host));
+    writeFileSync(join(dk, "opendkim.conf"), o.opendkimInetPort === undefined ? conf : conf.replace(/^Socket\s+.*$/m, `Socket inet:${o.opendkimInetPort}@127.0.0.1`));
     writeFileSync(join(dk, "KeyTable"), place(renderOpendkimKeyTable(o.host)));
     writeFileSync(join(dk, "SigningTable"), renderOpendkimSigningTable(o.host));
     writeFileSync(join(dk, "TrustedHosts"), renderOpendkimTrustedHosts());
@@ -141,7 +155,7 @@ export class PostfixInstance {
     chownSync(key, uid("opendkim"), gid("opendkim"));
 
     const [sinkHost, sinkPort] = o.sink.split(":") as [string, string];
-    this.writePostfixConfig(o.host, [`relayhost=[${sinkHost}]:${sinkPort}`]);
+    this.writePostfixConfig(o.host, [`relayhost=[${sinkHost}]:${sinkPort}`, ...(o.postconf ?? [])]);
     const sp = run(tool("postfix") as string, ["-c", this.etc, "set-permissions"]);
     if (sp.status !== 0) throw new Error(`postfix set-permissions: ${sp.stderr}`);
     run("install", ["-d", "-o", "opendkim", "-g", "postfix", "-m", "2750", join(this.queueDir, "opendkim")]);

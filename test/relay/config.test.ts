@@ -29,6 +29,12 @@ describe("relay environment", () => {
     expect(tooBig).toThrow(/RELAY_MAX_MESSAGE_BYTES/);
   });
 
+  it("RELAY_HANDOFF_CONCURRENCY: 4 hand-offs at once by default (bench:handoff), 1 to 32", () => {
+    expect(loadConfig(good).handoffConcurrency).toBe(4);
+    expect(loadConfig({ ...good, RELAY_HANDOFF_CONCURRENCY: "1" }).handoffConcurrency).toBe(1);
+    for (const bad of ["0", "33", "two"]) expect(() => loadConfig({ ...good, RELAY_HANDOFF_CONCURRENCY: bad })).toThrow(/RELAY_HANDOFF_CONCURRENCY/);
+  });
+
   it("RELAY_HANDOFF=sendmail uses SENDMAIL_PATH", () => {
     expect(loadConfig({ ...good, RELAY_HANDOFF: "sendmail" }).handoff).toEqual({ kind: "sendmail", path: "/usr/sbin/sendmail" });
     expect(loadConfig({ ...good, RELAY_HANDOFF: "sendmail", SENDMAIL_PATH: "/opt/x/sendmail" }).handoff).toEqual({ kind: "sendmail", path: "/opt/x/sendmail" });

@@ -48,6 +48,7 @@ export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
     retryMaxMs: 8000,
     handoffTimeoutMs: 5000,
     handoff: { kind: "sendmail", path: "/bin/true" },
+    handoffConcurrency: 1,
     rateLimitPerMin: 1000,
     bodyLimitBytes: 64 * 1024,
     maxRecipients: 5,

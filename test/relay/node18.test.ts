@@ -47,7 +47,7 @@ describe.skipIf(skip)("the bundle runs on Debian 12's Node 18 (what the host ins
 
   it("serves /health and accepts a /send that is handed to a fake sendmail (a script)", async () => {
     relay = await startBundle(path.join(tmp.dir, "r"), TOKEN, NODE18);
-    expect(await (await fetch(`${relay.url}/health`)).text()).toBe("ok");
+    expect((await (await fetch(`${relay.url}/health`)).text()).split("\n")[0]).toBe("ok"); // a second line while the index loads
     const message = await sendAndWait(relay, {
       to: "user@example.net",
       from: { email: "noreply@example.com", name: "Node 18" },

@@ -2,8 +2,9 @@ import { promises as fsp, readdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { qfs } from "../../relay/qfs";
-import { backoffMs, FRESH_MAX_BYTES, QueueStore, type Job } from "../../relay/queue";
+import { callbackFs } from "../../relay/callback-fs";
+import { backoffMs, FRESH_MAX_BYTES, LoadStopped, QueueStore, type Job } from "../../relay/queue";
+import { sha256 } from "../../relay/validate";
 import { queueOptions, tempDir } from "./fixtures";
 
 const dirs: { cleanup(): void }[] = [];
@@ -233,7 +234,7 @@ describe("the queue does not slow down as it grows", () => {
     const q = new QueueStore(queueOptions(r));
     const report = await q.open();
     expect(report.pending).toBe(20_000);
-    const spies = { readdir: vi.spyOn(fsp, "readdir"), rename: vi.spyOn(qfs, "rename"), readFile: vi.spyOn(qfs, "readFile") };
+    const spies = { readdir: vi.spyOn(fsp, "readdir"), rename: vi.spyOn(callbackFs, "rename"), readFile: vi.spyOn(callbackFs, "readFile") };
     const t0 = process.hrtime.bigint();
     let last = -Infinity;
     for (let i = 0; i < 500; i++) {
@@ -258,7 +259,7 @@ describe("the worker does not read back what this process just wrote", () => {
     const j = job(Date.now());
     await q.enqueue(j);
     const onDisk = JSON.parse(await fsp.readFile(path.join(r, "pending", `${j.id}.json`), "utf8"));
-    const readFile = vi.spyOn(qfs, "readFile");
+    const readFile = vi.spyOn(callbackFs, "readFile");
     const claimed = await q.claimNext();
     expect(readFile).not.toHaveBeenCalled();
     expect(claimed).toEqual(onDisk);
@@ -275,11 +276,129 @@ describe("the worker does not read back what this process just wrote", () => {
     const c = job(Date.now() - 1);
     for (const x of [a, b, c]) await q.enqueue(x);
     await fsp.rm(path.join(r, "pending", `${c.id}.json`)); // e.g. an operator's drop while it waited
-    const readFile = vi.spyOn(qfs, "readFile");
+    const readFile = vi.spyOn(callbackFs, "readFile");
     expect((await q.claimNext())?.id).toBe(a.id);
     expect(readFile).toHaveBeenCalledTimes(0);
     expect((await q.claimNext())?.id).toBe(b.id);
     expect(readFile).toHaveBeenCalledTimes(1);
     expect(await q.claimNext()).toBeNull();
+  });
+});
+
+describe("the queue accepts jobs before its files are read (background index load)", () => {
+  /** Lays out `n` due jobs as a long outage would leave them (oldest due first), without going through enqueue. */
+  function prefill(r: string, n: number, now: number, over: (i: number) => Partial<Job> = () => ({})): Job[] {
+    const jobs: Job[] = [];
+    for (let i = 0; i < n; i++) {
+      const j = job(now - 10_000, { nextAttemptAt: now - 10_000 + i, attempts: 1, lastError: "connect ECONNREFUSED 127.0.0.1:25", ...over(i) });
+      writeFileSync(path.join(r, "pending", `${j.id}.json`), JSON.stringify(j));
+      jobs.push(j);
+    }
+    return jobs;
+  }
+
+  it("jobs accepted before and during the load are indexed once, and the worker then takes every older job first, each once", async () => {
+    const r = root();
+    await new QueueStore(queueOptions(r)).open();
+    const now = Date.now();
+    const old = prefill(r, 300, now);
+    const q = new QueueStore(queueOptions(r));
+    await q.recover();
+    const early = job(now);
+    await q.enqueue(early); // the door is open: its file is in pending/ when the load lists it
+    const load = q.loadIndex();
+    expect(q.loadProgress()).toBeDefined();
+    const during = job(now + 1);
+    await q.enqueue(during); // a request without a key does not wait for the load
+    await load.jobsIndexed;
+    await load.loaded;
+    expect(q.depth()).toMatchObject({ pending: 302, processing: 0 });
+    expect(q.loadProgress()).toBeUndefined();
+    const claimed: string[] = [];
+    for (let c = await q.claimNext(); c; c = await q.claimNext()) claimed.push(c.id);
+    expect(claimed).toHaveLength(302);
+    expect(new Set(claimed).size).toBe(302);
+    expect(claimed.slice(0, 300)).toEqual(old.map((j) => j.id)); // due order, as before the restart
+    expect(claimed.slice(300)).toEqual([early.id, during.id]);
+  });
+
+  it("GET /messages/:id during the load reads the job's file instead of answering 'unknown'", async () => {
+    const r = root();
+    await new QueueStore(queueOptions(r)).open();
+    const [a] = prefill(r, 300, Date.now());
+    const q = new QueueStore(queueOptions(r));
+    await q.recover();
+    q.loadIndex();
+    // Nothing is indexed before the load's first slice, which runs only after this turn of the event loop.
+    expect(await q.status((a as Job).id, "app")).toMatchObject({ state: "queued", attempts: 1, lastError: "connect ECONNREFUSED 127.0.0.1:25" });
+    expect(await q.status((a as Job).id, "billing")).toBeUndefined(); // another caller's message stays unknown
+    expect(await q.status(randomUUID())).toBeUndefined();
+  });
+
+  it("a keyed request during the load waits for it, so a key stored in a file not yet read is still a duplicate", async () => {
+    const r = root();
+    await new QueueStore(queueOptions(r)).open();
+    const idempotency = { keyHash: sha256("app\norder-1"), bodyHash: sha256("{}") };
+    const [first] = prefill(r, 1, Date.now(), () => ({ idempotency }));
+    prefill(r, 300, Date.now());
+    const q = new QueueStore(queueOptions(r));
+    await q.recover();
+    q.loadIndex();
+    const again = await q.enqueue(job(Date.now(), { idempotency }));
+    expect(again).toEqual({ id: (first as Job).id, duplicate: true });
+    await expect(q.enqueue(job(Date.now(), { idempotency: { ...idempotency, bodyHash: sha256("other") } }))).rejects.toMatchObject({ code: "idempotency_conflict" });
+    expect(q.depth().pending).toBe(301);
+  });
+
+  it("stopping during the load answers waiting keyed requests with 503 and never reports the jobs as indexed", async () => {
+    const r = root();
+    await new QueueStore(queueOptions(r)).open();
+    prefill(r, 300, Date.now());
+    const q = new QueueStore(queueOptions(r));
+    await q.recover();
+    const load = q.loadIndex();
+    const keyed = q.enqueue(job(Date.now(), { idempotency: { keyHash: sha256("k"), bodyHash: sha256("b") } }));
+    q.stopLoading();
+    await expect(keyed).rejects.toMatchObject({ code: "queue_unavailable" });
+    await expect(load.jobsIndexed).rejects.toBeInstanceOf(LoadStopped);
+    await expect(load.loaded).rejects.toBeInstanceOf(LoadStopped);
+  });
+
+  it("an unreadable or misnamed job file is reported and left in place, not indexed", async () => {
+    const r = root();
+    await new QueueStore(queueOptions(r)).open();
+    const [good] = prefill(r, 1, Date.now());
+    const torn = path.join(r, "pending", `${randomUUID()}.json`);
+    writeFileSync(torn, '{"id":"tr');
+    const misnamed = path.join(r, "pending", `${randomUUID()}.json`);
+    writeFileSync(misnamed, JSON.stringify(job(Date.now())));
+    const q = new QueueStore(queueOptions(r));
+    const report = await q.open();
+    expect([...report.unreadable].sort()).toEqual([torn, misnamed].sort());
+    expect(report.pending).toBe(1);
+    expect((await q.claimNext())?.id).toBe((good as Job).id);
+    expect(files(r, "pending").length).toBe(2);
+  });
+
+  it("hand-off records: keys of the last 24 h are remembered, each record is counted once although the worker writes new ones meanwhile", async () => {
+    let now = 1_000_000_000;
+    const r = root();
+    const q1 = new QueueStore(queueOptions(r, { now: () => now }));
+    await q1.open();
+    const idempotency = { keyHash: sha256("app\nk"), bodyHash: sha256("b") };
+    const keyed = job(now, { idempotency });
+    await q1.enqueue(keyed);
+    await q1.enqueue(job(now));
+    for (let c = await q1.claimNext(); c; c = await q1.claimNext()) await q1.markSent(c, undefined);
+    now += 60_000;
+    const q2 = new QueueStore(queueOptions(r, { now: () => now }));
+    await q2.recover();
+    const load = q2.loadIndex();
+    await q2.enqueue(job(now));
+    await load.jobsIndexed;
+    await q2.markSent((await q2.claimNext()) as Job, undefined); // the worker, while sent/ is being read
+    expect((await load.loaded).sent).toBe(2);
+    expect(q2.depth().sent).toBe(3);
+    expect(await q2.enqueue(job(now, { idempotency }))).toEqual({ id: keyed.id, duplicate: true });
   });
 });

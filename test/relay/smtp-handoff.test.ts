@@ -218,3 +218,114 @@ describe("SMTP hand-off after Postfix was stopped and started again (fake SMTP s
     }
   }, 30_000);
 });
+
+/**
+ * A scripted SMTP server: 220 greeting, 250 to EHLO/MAIL/RCPT/RSET, 354 to DATA, then `onMessage` decides what happens
+ * at the end of DATA (answer, or drop the connection). Counts connections and the most sessions open at once.
+ */
+function scriptedServer(onMessage: (socket: net.Socket, n: number) => void) {
+  const stats = { connections: 0, open: 0, maxOpen: 0, messages: 0 };
+  const server = net.createServer((socket) => {
+    stats.connections++;
+    stats.open++;
+    stats.maxOpen = Math.max(stats.maxOpen, stats.open);
+    let counted = true;
+    const gone = (): void => {
+      if (counted) stats.open--; // a session ends at QUIT, even if its socket closes later
+      counted = false;
+    };
+    socket.on("close", gone);
+    socket.on("error", () => undefined);
+    socket.write("220 test ESMTP\r\n");
+    let inData = false;
+    let buf = "";
+    socket.on("data", (c: Buffer) => {
+      buf += c.toString("latin1");
+      for (;;) {
+        if (inData) {
+          const end = buf.indexOf("\r\n.\r\n");
+          if (end < 0) return;
+          buf = buf.slice(end + 5);
+          inData = false;
+          onMessage(socket, ++stats.messages);
+          continue;
+        }
+        const nl = buf.indexOf("\r\n");
+        if (nl < 0) return;
+        const cmd = buf.slice(0, nl).toUpperCase();
+        buf = buf.slice(nl + 2);
+        if (cmd.startsWith("EHLO")) socket.write("250-test\r\n250 8BITMIME\r\n");
+        else if (cmd.startsWith("DATA")) {
+          inData = true;
+          socket.write("354 go ahead\r\n");
+        } else if (cmd.startsWith("QUIT")) {
+          gone();
+          socket.end("221 bye\r\n");
+        } else socket.write("250 ok\r\n");
+      }
+    });
+  });
+  return {
+    stats,
+    listen: () => new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as AddressInfo).port))),
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe("SMTP hand-off: the connection pool", () => {
+  it("a connection dropped in the middle of DATA fails that message as temporary, at once, and is not reused", async () => {
+    const s = scriptedServer((socket, n) => (n === 1 ? socket.destroy() : socket.write(`250 2.0.0 Ok: queued as Q${n}\r\n`)));
+    const p = await s.listen();
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
+    try {
+      const t0 = Date.now();
+      const e = await h.send(msg).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(HandoffError);
+      expect((e as HandoffError).permanent).toBe(false);
+      expect(Date.now() - t0).toBeLessThan(4000); // not the socket timeout
+      expect(await h.send(msg)).toEqual({ queueId: "Q2" });
+      expect(s.stats.connections).toBe(2);
+    } finally {
+      await h.close();
+      await s.close();
+    }
+  });
+
+  it("a connection the server closed while idle is replaced, not used", async () => {
+    const s = scriptedServer((socket, n) => socket.write(`250 2.0.0 Ok: queued as Q${n}\r\n`));
+    const p = await s.listen();
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
+    try {
+      expect(await h.send(msg)).toEqual({ queueId: "Q1" });
+      // smtpd_timeout: the server hangs up on the idle session.
+      await new Promise<void>((r) => {
+        const t = setInterval(() => {
+          if (s.stats.open === 1) return;
+          clearInterval(t);
+          r();
+        }, 10);
+        (h as unknown as { idle: { smtp: { _socket: net.Socket } }[] }).idle[0]?.smtp._socket.end();
+      });
+      expect(await h.send(msg)).toEqual({ queueId: "Q2" });
+      expect(s.stats.connections).toBe(2);
+    } finally {
+      await h.close();
+      await s.close();
+    }
+  });
+
+  it("never opens more than maxConnections sessions; the rest wait their turn; a session is renewed after 100 messages", async () => {
+    const s = scriptedServer((socket, n) => setTimeout(() => socket.write(`250 2.0.0 Ok: queued as Q${n}\r\n`), 2));
+    const p = await s.listen();
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 3 });
+    try {
+      const results = await Promise.all(Array.from({ length: 330 }, () => h.send(msg)));
+      expect(new Set(results.map((r) => r.queueId)).size).toBe(330);
+      expect(s.stats.maxOpen).toBeLessThanOrEqual(3);
+      expect(s.stats.connections).toBeGreaterThanOrEqual(4); // 330 messages > 3 sessions x 100
+    } finally {
+      await h.close();
+      await s.close();
+    }
+  });
+});

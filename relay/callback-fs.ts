@@ -1,11 +1,11 @@
 import * as fs from "node:fs";
 
 /**
- * The queue's hot-path file operations (accept, claim, record), on the callback fs API: FileHandle objects of
- * fs.promises cost ~40 us more user CPU per durable write (measured: write+fsync+rename loop, 50 concurrent).
- * One object, so tests can count calls (vi.spyOn(qfs, "rename")).
+ * The queue's hot-path file operations (accept, claim, record) as promises over the callback fs API: FileHandle
+ * objects of fs.promises cost ~40 us more user CPU per durable write (measured: write+fsync+rename loop, 50
+ * concurrent). One object, so tests can count calls (vi.spyOn(callbackFs, "rename")).
  */
-export const qfs = {
+export const callbackFs = {
   open: (p: string, flags: number, mode?: number): Promise<number> =>
     new Promise((resolve, reject) => fs.open(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd)))),
   fsync: (fd: number): Promise<void> => new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve()))),

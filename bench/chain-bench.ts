@@ -1,0 +1,373 @@
+// npm run bench:chain — the whole chain, end to end: a second process POSTs N messages (~4 KB text+HTML) to the bundled
+// relay at CONCURRENCY concurrent; the relay (its own process) queues them and hands them to a real Postfix + OpenDKIM
+// built from the files cloud-init/ renders for prod (test/cloud-init/postfix-instance.ts), all inside a network
+// namespace this script creates; Postfix relays to a recipient MX (smtp-sink) that writes every message to disk.
+// Measures: accepted req/s; delivered signed msgs/s from the first request to the last message captured; p50/p99
+// 202-to-capture; relay peak RSS; lost / duplicated / unsigned (DKIM verified with mailauth on a sample). In the same
+// run: the limit (the same Postfix + OpenDKIM fed by smtp-source with 1, 4 and 8 sessions, fastest kept) and the seed
+// design (OpenDKIM on inet:8891, milter_default_action=accept, a serial worker spawning sendmail per message).
+// Needs root, postfix, opendkim, smtp-sink, smtp-source, ip and ss; prints `skipped: <reason>` otherwise. The machine's
+// own Postfix is never touched; everything started here is stopped, also on Ctrl-C.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createPublicKey, randomUUID } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { dkimVerify } from "mailauth/lib/dkim/verify";
+import { composeMessage } from "../relay/mime";
+import { buildConfig } from "../test/cloud-init/fixtures";
+import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../test/cloud-init/postfix-instance";
+import { missing, tool } from "../test/cloud-init/real-tools";
+
+const N = Number(process.env.BENCH_MESSAGES ?? 3000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 20);
+const LIMIT_N = Number(process.env.BENCH_LIMIT_MESSAGES ?? N);
+const SEED_N = Number(process.env.BENCH_SEED_MESSAGES ?? N);
+const SAMPLE = Number(process.env.BENCH_DKIM_SAMPLE ?? 50);
+const SESSIONS = [1, 4, 8];
+const DRAIN_TIMEOUT_MS = Number(process.env.BENCH_DRAIN_TIMEOUT_MS ?? 900_000);
+const TOKEN = "chain-bench-token-0123456789abcdefghijklmnop";
+const FROM = "noreply@example.com";
+const TO = "someone@example.org";
+const SINK = "127.0.0.1:2626";
+const repo = path.resolve(__dirname, "..");
+const bundle = path.join(repo, "relay/dist/relay.js");
+const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
+const progress = (s: string): void => void process.stderr.write(`[bench:chain] ${s} (load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")})\n`);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const skip = missing("bench:chain", { tools: [...INSTANCE_TOOLS, "smtp-source", "ss"], root: true, check: () => netnsUnavailable(`mrcbprobe${process.pid}`) });
+if (skip) {
+  console.log(`skipped: ${skip}`);
+  process.exit(0);
+}
+const IP = tool("ip") as string;
+
+// ---------------------------------------------------------------- everything this script starts, and its clean-up
+
+const cfg = buildConfig({ ipv6: false });
+const instances: PostfixInstance[] = [];
+const children = new Set<ChildProcess>();
+const scratch: string[] = [];
+let cleanedUp = false;
+
+/** Synchronous and idempotent: also runs from the exit and signal handlers. */
+function cleanUp(): void {
+  if (cleanedUp) return;
+  cleanedUp = true;
+  for (const c of children) c.kill("SIGKILL");
+  for (const i of instances) i.stop();
+  for (const d of scratch) rmSync(d, { recursive: true, force: true });
+}
+process.on("exit", cleanUp);
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(sig, () => {
+    progress(`${sig}: cleaning up`);
+    cleanUp();
+    process.exit(130);
+  });
+}
+
+function track(c: ChildProcess): ChildProcess {
+  children.add(c);
+  c.on("exit", () => children.delete(c));
+  return c;
+}
+
+// ---------------------------------------------------------------- the recipient MX's disk
+
+interface Captured {
+  readonly phase: string;
+  readonly id: string;
+  readonly signed: boolean;
+  readonly at: number;
+  readonly file: string;
+}
+
+/** Reads new sink files; a file counts once its X-Bench-Phase line is there (headers come first). */
+class Sink {
+  private readonly seen = new Map<string, Captured>();
+  constructor(private readonly dir: string) {}
+
+  scan(): void {
+    for (const name of readdirSync(this.dir)) {
+      if (this.seen.has(name)) continue;
+      const file = path.join(this.dir, name);
+      const text = readFileSync(file, "latin1");
+      const phase = /^X-Bench-Phase: *(\S+)/im.exec(text)?.[1];
+      if (!phase || !/\r?\n\r?\n/.test(text)) continue; // still being written
+      const id = /^Message-ID: *<([^@>]+)@/im.exec(text)?.[1] ?? name;
+      const sig = /^DKIM-Signature:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)/im.exec(text)?.[1] ?? "";
+      const signed = /\bd=example\.com;/.test(sig) && new RegExp(`\\bs=${cfg.host.dkimSelector};`).test(sig);
+      this.seen.set(name, { phase, id, signed, at: statSync(file).mtimeMs, file });
+    }
+  }
+
+  of(phase: string): Captured[] {
+    this.scan();
+    return [...this.seen.values()].filter((c) => c.phase === phase);
+  }
+
+  /** Waits until `want` messages of a phase are captured (or the timeout); returns them. */
+  async wait(phase: string, want: number, timeoutMs = DRAIN_TIMEOUT_MS): Promise<Captured[]> {
+    const end = Date.now() + timeoutMs;
+    let got = this.of(phase);
+    let told = Date.now();
+    while (got.length < want && Date.now() < end) {
+      await sleep(200);
+      got = this.of(phase);
+      if (Date.now() - told > 15_000) {
+        progress(`  ${phase}: ${got.length}/${want} captured`);
+        told = Date.now();
+      }
+    }
+    return got;
+  }
+}
+
+// ---------------------------------------------------------------- the relay and its client, inside the namespace
+
+interface Relay {
+  readonly child: ChildProcess;
+  readonly url: string;
+  peakRssMb(): number;
+  stop(): Promise<void>;
+}
+
+async function startRelay(inst: PostfixInstance, env: Record<string, string>): Promise<Relay> {
+  const queueRoot = mkdtempSync(path.join(repo, ".cache", "chain-queue-"));
+  scratch.push(queueRoot);
+  const child = track(
+    spawn(IP, ["netns", "exec", inst.ns, relayNode, bundle], {
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        ...(process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {}),
+        RELAY_LISTEN: "127.0.0.1:2525",
+        SMTP_RELAY_TOKEN: `bench=${TOKEN}`,
+        RELAY_ALLOWED_FROM: FROM,
+        RELAY_MESSAGE_ID_DOMAIN: "mail.example.com",
+        QUEUE_ROOT: queueRoot,
+        RELAY_RATE_LIMIT_PER_MIN: "100000000",
+        RELAY_MIN_FREE_BYTES: "0",
+        LOG_LEVEL: "warn",
+        MAIL_CONFIG: inst.etc, // sendmail/postdrop of this instance, never the host's /etc/postfix
+        ...env,
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    }),
+  );
+  child.stdout?.resume();
+  // `ip netns exec` execs the command: the pid is node's.
+  const url = "http://127.0.0.1:2525";
+  for (let i = 0; ; i++) {
+    const r = inst.inNs("curl", ["-fsS", "--max-time", "1", `${url}/health`]);
+    if (r.status === 0) break;
+    if (child.exitCode !== null || i > 300) throw new Error(`the relay did not start (exit ${child.exitCode})`);
+    await sleep(100);
+  }
+  return {
+    child,
+    url,
+    peakRssMb: () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1]) / 1024,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+interface ClientResult {
+  readonly firstAt: number;
+  readonly lastAt: number;
+  readonly accepted: [string, number][];
+  readonly refused: number;
+}
+
+async function post(inst: PostfixInstance, relay: Relay, n: number, phase: string): Promise<ClientResult> {
+  const spec = JSON.stringify({ url: relay.url, token: TOKEN, n, concurrency: CONCURRENCY, phase });
+  const child = track(spawn(IP, ["netns", "exec", inst.ns, process.execPath, path.join(__dirname, "chain-client.mjs"), spec], { stdio: ["ignore", "pipe", "inherit"] }));
+  let out = "";
+  child.stdout?.on("data", (c: Buffer) => (out += c.toString("utf8")));
+  const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+  if (code !== 0) throw new Error(`chain client exited ${code}`);
+  return JSON.parse(out.trim().split("\n").pop() as string) as ClientResult;
+}
+
+interface ChainFigures {
+  readonly acceptedPerSec: number;
+  readonly endToEndPerSec: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly unsignedHeaders: number;
+  readonly captured: Captured[];
+  readonly accepted: number;
+  readonly seconds: number;
+}
+
+/** Posts n messages of a phase and waits until they are all captured (or the timeout). */
+async function chain(inst: PostfixInstance, sink: Sink, relay: Relay, n: number, phase: string): Promise<ChainFigures> {
+  const c = await post(inst, relay, n, phase);
+  progress(`  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s; waiting for them at the recipient MX`);
+  const got = await sink.wait(phase, c.accepted.length);
+  await sleep(2000); // a duplicate would arrive now
+  const all = sink.of(phase);
+  const acceptedAt = new Map(c.accepted);
+  const firstCapture = new Map<string, Captured>();
+  for (const m of all) if (!firstCapture.has(m.id) || (firstCapture.get(m.id) as Captured).at > m.at) firstCapture.set(m.id, m);
+  const lat = [...firstCapture.values()].filter((m) => acceptedAt.has(m.id)).map((m) => m.at - (acceptedAt.get(m.id) as number)).sort((a, b) => a - b);
+  const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
+  const last = Math.max(...got.map((m) => m.at));
+  const signed = [...firstCapture.values()].filter((m) => m.signed).length;
+  return {
+    acceptedPerSec: c.accepted.length / ((c.lastAt - c.firstAt) / 1000),
+    endToEndPerSec: signed / ((last - c.firstAt) / 1000),
+    p50: q(0.5),
+    p99: q(0.99),
+    lost: c.accepted.filter(([id]) => !firstCapture.has(id)).length + c.refused,
+    duplicated: all.length - firstCapture.size,
+    unsignedHeaders: all.filter((m) => !m.signed).length,
+    captured: [...firstCapture.values()],
+    accepted: c.accepted.length,
+    seconds: (last - c.firstAt) / 1000,
+  };
+}
+
+/** Verifies DKIM cryptographically (mailauth) on `count` captured messages, spread over the run. */
+async function verifySample(messages: readonly Captured[], count: number): Promise<{ checked: number; passed: number }> {
+  const pub = createPublicKey(cfg.secrets.dkimPrivateKeyPem).export({ type: "spki", format: "der" }).toString("base64");
+  const name = `${cfg.host.dkimSelector}._domainkey.example.com`;
+  const resolver = async (host: string, type: string): Promise<string[][]> => {
+    if (type === "TXT" && host === name) return [[`v=DKIM1; k=rsa; p=${pub}`]];
+    throw Object.assign(new Error(`no ${type} for ${host}`), { code: "ENOTFOUND" });
+  };
+  const step = Math.max(1, Math.floor(messages.length / count));
+  let checked = 0;
+  let passed = 0;
+  for (let i = 0; i < messages.length && checked < count; i += step) {
+    const m = messages[i] as Captured;
+    const res = await dkimVerify(readFileSync(m.file), { resolver } as Parameters<typeof dkimVerify>[1]);
+    checked++;
+    if (res.results.some((r) => r.status?.result === "pass" && r.signingDomain === "example.com")) passed++;
+  }
+  return { checked, passed };
+}
+
+// ---------------------------------------------------------------- the limit: smtp-source into the same Postfix
+
+async function limit(inst: PostfixInstance, sink: Sink): Promise<{ sessions: number; perSec: number; signed: number }[]> {
+  const out: { sessions: number; perSec: number; signed: number }[] = [];
+  for (const s of SESSIONS) {
+    const phase = `limit-s${s}`;
+    // The relay's own composition of the same ~4 KB text+HTML message; smtp-source adds CRLF to each line itself.
+    const raw = await composeMessage(
+      {
+        from: { email: FROM, name: "Chain bench" },
+        to: [{ email: TO }],
+        cc: [],
+        bcc: [],
+        replyTo: [],
+        subject: "Your receipt",
+        text: "Thanks for your order. ".repeat(60),
+        html: `<p>${"Thanks for your <b>order</b>. ".repeat(60)}</p>`,
+        attachments: [],
+        headers: { "X-Bench-Phase": phase },
+        tags: [],
+      },
+      { id: randomUUID(), messageIdDomain: "mail.example.com", date: new Date() },
+    );
+    const file = path.join(inst.base, `${phase}.eml`);
+    writeFileSync(file, raw.toString("utf8").replace(/\r\n/g, "\n"));
+    progress(`limit: smtp-source, ${s} session(s), ${LIMIT_N} messages`);
+    const t0 = Date.now();
+    const child = track(spawn(IP, ["netns", "exec", inst.ns, tool("smtp-source") as string, "-s", String(s), "-m", String(LIMIT_N), "-F", file, "-f", FROM, "-t", TO, "127.0.0.1:25"], { stdio: "ignore" }));
+    await new Promise((r) => child.on("close", r));
+    const got = await sink.wait(phase, LIMIT_N);
+    const last = Math.max(...got.map((m) => m.at));
+    out.push({ sessions: s, perSec: got.filter((m) => m.signed).length / ((last - t0) / 1000), signed: got.filter((m) => m.signed).length });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- the run
+
+async function main(): Promise<void> {
+  const load0 = os.loadavg();
+  const relayVersion = spawnVersion();
+
+  progress(`prod design: Postfix + OpenDKIM (unix socket, milter_default_action=tempfail) in netns mrcb${process.pid}`);
+  const prod = new PostfixInstance(`mrcb${process.pid}`, "chain-bench-");
+  instances.push(prod);
+  await prod.start({ host: cfg.host, dkimPrivateKeyPem: cfg.secrets.dkimPrivateKeyPem, sink: SINK, sinkBacklog: 256 });
+  const prodSink = new Sink(prod.sinkDir);
+
+  const limits = await limit(prod, prodSink);
+  const best = limits.reduce((a, b) => (b.perSec > a.perSec ? b : a));
+
+  progress(`relay (${relayVersion}, SMTP hand-off, RELAY_HANDOFF_CONCURRENCY default) : warm-up 100, then ${N} at ${CONCURRENCY} concurrent`);
+  const relay = await startRelay(prod, {});
+  await chain(prod, prodSink, relay, 100, "chain-warmup");
+  const run = await chain(prod, prodSink, relay, N, "chain");
+  const peakRss = relay.peakRssMb();
+  await relay.stop();
+  const dkim = await verifySample(run.captured, SAMPLE);
+  prod.stop();
+
+  progress(`seed design: OpenDKIM on inet:8891, milter_default_action=accept, serial sendmail hand-off; ${SEED_N} messages`);
+  const seedInst = new PostfixInstance(`mrcs${process.pid}`, "chain-seed-");
+  instances.push(seedInst);
+  const milter = "inet:127.0.0.1:8891";
+  await seedInst.start({
+    host: cfg.host,
+    dkimPrivateKeyPem: cfg.secrets.dkimPrivateKeyPem,
+    sink: SINK,
+    sinkBacklog: 256,
+    opendkimInetPort: 8891,
+    postconf: [`smtpd_milters=${milter}`, `non_smtpd_milters=${milter}`, "milter_default_action=accept"],
+  });
+  const seedSink = new Sink(seedInst.sinkDir);
+  const seedRelay = await startRelay(seedInst, { RELAY_HANDOFF: "sendmail", SENDMAIL_PATH: tool("sendmail") as string, RELAY_HANDOFF_CONCURRENCY: "1" });
+  const seed = await chain(seedInst, seedSink, seedRelay, SEED_N, "seed");
+  await seedRelay.stop();
+  seedInst.stop();
+
+  const unsigned = run.unsignedHeaders + (dkim.checked - dkim.passed);
+  const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : "n/a");
+  const line = (k: string, v: string): void => console.log(`${k.padEnd(52)} ${v}`);
+  console.log("");
+  console.log(`chain benchmark: ${N} POST /send (~4 KB text+HTML) at ${CONCURRENCY} concurrent -> bundled relay (node ${relayVersion}) -> Postfix + OpenDKIM (rendered prod config) -> recipient MX (smtp-sink to disk), in a private netns`);
+  line("machine", `${os.cpus().length} CPUs; 1/5/15-min load ${load0.map((l) => l.toFixed(2)).join(" ")} at start, ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} at the end`);
+  line("accepted requests/s", `${f1(run.acceptedPerSec)} (${run.accepted}/${N} accepted)`);
+  line("delivered signed msgs/s, first request to last capture", `${f1(run.endToEndPerSec)} (${run.captured.length} in ${f1(run.seconds)} s)`);
+  line("202-to-capture p50 / p99 (ms)", `${f1(run.p50)} / ${f1(run.p99)}`);
+  line("relay peak RSS (VmHWM)", `${f1(peakRss)} MB`);
+  line("DKIM verified (mailauth) on a sample", `${dkim.passed}/${dkim.checked} pass; ${run.unsignedHeaders} of all captured lack the example.com signature`);
+  for (const l of limits) line(`limit: smtp-source, ${l.sessions} session(s)`, `${f1(l.perSec)} signed msgs/s (${l.signed}/${LIMIT_N} signed)`);
+  line("seed design: inet milter, accept, serial sendmail", `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, p50 / p99 202-to-capture ${f1(seed.p50)} / ${f1(seed.p99)} ms)`);
+  console.log(`targets: relay/limit >= 0.8 ${run.endToEndPerSec / best.perSec >= 0.8 ? "met" : "MISSED"}; relay/seed >= 5 ${run.endToEndPerSec / seed.endToEndPerSec >= 5 ? "met" : "MISSED"}; lost/duplicated/unsigned all 0 ${run.lost + run.duplicated + unsigned === 0 ? "met" : "MISSED"}`);
+  console.log(`chain: ${f1(run.endToEndPerSec)} signed msgs/s end to end`);
+  console.log(`ratio relay/limit: ${(run.endToEndPerSec / best.perSec).toFixed(2)}x`);
+  console.log(`ratio relay/seed: ${(run.endToEndPerSec / seed.endToEndPerSec).toFixed(2)}x`);
+  console.log(`lost ${run.lost} duplicated ${run.duplicated} unsigned ${unsigned}`);
+}
+
+function spawnVersion(): string {
+  return spawnSync(relayNode, ["--version"], { encoding: "utf8", env: process.env }).stdout.trim();
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(`bench:chain failed: ${(err as Error).stack ?? String(err)}`);
+    for (const i of instances) {
+      const log = i.maillog();
+      if (log) console.error(`last maillog lines (${i.ns}):\n${log.split("\n").slice(-15).join("\n")}`);
+    }
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    progress("cleaning up");
+    cleanUp();
+  });

@@ -1,0 +1,89 @@
+// npx tsx bench/handoff-cpu-bench.ts — CPU per message of the SMTP client alone: nodemailer's pooled Mail transport
+// (what relay/handoff/smtp.ts used before) against the relay's SmtpHandoff (SMTPConnection, no plugin pipeline), each
+// sending BENCH_MESSAGES raw ~3 KB messages serially to Postfix's smtp-sink (a separate C process, so the CPU measured
+// here is the client's). Rounds alternate the order. Run it with Debian's Node 18 for the host's figure:
+//   LD_LIBRARY_PATH=.cache/node18/usr/lib/x86_64-linux-gnu .cache/node18/usr/bin/node --import tsx bench/handoff-cpu-bench.ts
+import { spawn } from "node:child_process";
+import * as net from "node:net";
+import * as os from "node:os";
+import nodemailer from "nodemailer";
+import { connectNoDelay, SmtpHandoff } from "../relay/handoff/smtp";
+import { tool } from "../test/cloud-init/real-tools";
+
+const N = Number(process.env.BENCH_MESSAGES ?? 3000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const PORT = 20000 + Math.floor(Math.random() * 20000);
+const raw = Buffer.from(`Message-ID: <bench@example.com>\r\nFrom: noreply@example.com\r\nTo: u@example.net\r\nSubject: s\r\n\r\n${"body line of text\r\n".repeat(150)}`);
+const envelope = { from: "noreply@example.com", to: ["u@example.net"] };
+
+const sinkPath = tool("smtp-sink");
+if (!sinkPath) {
+  console.log("skipped: smtp-sink (postfix) is not installed");
+  process.exit(0);
+}
+// smtp-sink drops privileges when started as root.
+const sink = spawn(sinkPath, [...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), `127.0.0.1:${PORT}`, "256"], { stdio: "ignore" });
+const stopSink = (): void => void sink.kill("SIGTERM");
+process.on("exit", stopSink);
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
+
+async function waitForSink(): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((r) => net.connect(PORT, "127.0.0.1").once("connect", function (this: net.Socket) { this.destroy(); r(true); }).once("error", () => r(false)));
+    if (up) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("smtp-sink did not start");
+}
+
+type Client = { name: string; send(): Promise<unknown>; close(): void };
+
+function mailTransport(): Client {
+  const t = nodemailer.createTransport({
+    pool: true,
+    host: "127.0.0.1",
+    port: PORT,
+    ignoreTLS: true,
+    name: "localhost",
+    logger: false,
+    getSocket: (_o: unknown, cb: (err: Error | null, s?: { connection: net.Socket }) => void) => connectNoDelay({ host: "127.0.0.1", port: PORT, timeoutMs: 5000 }, cb),
+  } as Parameters<typeof nodemailer.createTransport>[0]);
+  return { name: "nodemailer Mail transport (pool)", send: () => t.sendMail({ envelope, raw }), close: () => t.close() };
+}
+
+function relayHandoff(): Client {
+  const h = new SmtpHandoff({ host: "127.0.0.1", port: PORT, timeoutMs: 5000, maxConnections: 1 });
+  return { name: "relay SmtpHandoff (SMTPConnection)", send: () => h.send({ id: "b", ...envelope, raw }), close: () => void h.close() };
+}
+
+async function measure(make: () => Client): Promise<{ name: string; cpuMs: number; perSec: number }> {
+  const c = make();
+  for (let i = 0; i < 200; i++) await c.send(); // warm-up: JIT, connection
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < N; i++) await c.send();
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  c.close();
+  return { name: c.name, cpuMs: (cpu.user + cpu.system) / 1000 / N, perSec: N / secs };
+}
+
+(async () => {
+  await waitForSink();
+  const results: { name: string; cpuMs: number; perSec: number }[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? [mailTransport, relayHandoff] : [relayHandoff, mailTransport];
+    for (const make of order) results.push(await measure(make));
+  }
+  console.log(`SMTP client CPU per message, node ${process.version}, ${N} messages x ${ROUNDS} rounds to smtp-sink; 1/5/15-min load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  for (const name of [...new Set(results.map((x) => x.name))]) {
+    const rs = results.filter((x) => x.name === name);
+    console.log(`  ${name.padEnd(36)} CPU ${rs.map((x) => x.cpuMs.toFixed(3)).join(" / ")} ms/msg, ${rs.map((x) => x.perSec.toFixed(0)).join(" / ")} msg/s`);
+  }
+  const mean = (name: string): number => {
+    const rs = results.filter((x) => x.name.startsWith(name));
+    return rs.reduce((a, x) => a + x.cpuMs, 0) / rs.length;
+  };
+  console.log(`  relay SmtpHandoff uses ${(mean("relay") / mean("nodemailer")).toFixed(2)}x the CPU of the Mail transport per message`);
+  process.exit(0);
+})();
