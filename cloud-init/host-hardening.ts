@@ -9,15 +9,8 @@ import { assertPort } from "./validate";
  * except loopback, replies to our own traffic, the ICMP that keeps the network working, and SSH. No mail port is
  * ever opened: Postfix and the relay listen on loopback, the tunnel is an outbound connection.
  */
-export function renderNftablesConf(): string {
-  // Bootstrap only: it protects the first boot until the deploy step pushes renderHostNftablesConf's ruleset. Kept
-  // byte-identical, so user-data (whose change replaces the server) does not change with adminCidrs or the users.
-  return `#!/usr/sbin/nft -f
-# Rendered by cloud-init/host-hardening.ts (mail-relay). Inbound: SSH only. Never open 25, 465, 587 or 2525.
-flush ruleset
-
-table inet filter {
-	chain input {
+/** The input chain's opening, the same in the bootstrap and the deployed ruleset: loopback, state, ICMP. */
+const INPUT_CHAIN_BASE = `	chain input {
 		type filter hook input priority filter; policy drop;
 
 		iif "lo" accept
@@ -31,7 +24,17 @@ table inet filter {
 		# Path MTU discovery, errors and ping; neighbour discovery keeps IPv6 reachable at all.
 		ip protocol icmp icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
 		ip6 nexthdr ipv6-icmp icmpv6 type { echo-request, destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
+`;
 
+export function renderNftablesConf(): string {
+  // Bootstrap only: it protects the first boot until the deploy step pushes renderHostNftablesConf's ruleset. Kept
+  // byte-identical, so user-data (whose change replaces the server) does not change with adminCidrs or the users.
+  return `#!/usr/sbin/nft -f
+# Rendered by cloud-init/host-hardening.ts (mail-relay). Inbound: SSH only. Never open 25, 465, 587 or 2525.
+flush ruleset
+
+table inet filter {
+${INPUT_CHAIN_BASE}
 		# DHCPv4 lease renewals (the server's IPv4 comes from DHCP).
 		udp sport 67 udp dport 68 accept
 
@@ -114,21 +117,7 @@ export function renderHostNftablesConf(f: HostFirewallSettings): string {
 flush ruleset
 
 table inet filter {
-	chain input {
-		type filter hook input priority filter; policy drop;
-
-		iif "lo" accept
-		# Loopback addresses arriving on a real interface are spoofed.
-		iif != "lo" ip daddr 127.0.0.0/8 drop
-		iif != "lo" ip6 daddr ::1 drop
-
-		ct state established,related accept
-		ct state invalid drop
-
-		# Path MTU discovery, errors and ping; neighbour discovery keeps IPv6 reachable at all.
-		ip protocol icmp icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
-		ip6 nexthdr ipv6-icmp icmpv6 type { echo-request, destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
-
+${INPUT_CHAIN_BASE}
 		# DHCPv4 lease renewals, from Hetzner's DHCP server only.
 		ip saddr ${HETZNER_DHCP_SERVER} udp sport 67 udp dport 68 accept
 
