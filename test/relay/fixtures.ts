@@ -1,3 +1,4 @@
+import { SMTPServer } from "smtp-server";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -110,4 +111,27 @@ export function validBody(over: Record<string, unknown> = {}): Record<string, un
 
 export function auth(token = TOKEN_APP): Record<string, string> {
   return { authorization: `Bearer ${token}`, "content-type": "application/json" };
+}
+
+/**
+ * A fake Postfix (smtp-server on 127.0.0.1, a free port) that keeps every message it receives and answers DATA with
+ * `250 2.0.0 Ok: queued as <queueId>`.
+ */
+export async function fakePostfix(queueId: string): Promise<{ server: SMTPServer; port: number; received: string[] }> {
+  const received: string[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS", "AUTH"],
+    logger: false,
+    onData(stream, _session, cb) {
+      let data = "";
+      stream.on("data", (c: Buffer) => (data += c.toString()));
+      stream.on("end", () => {
+        received.push(data);
+        cb(null, `2.0.0 Ok: queued as ${queueId}`);
+      });
+    },
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return { server, port: (server.server.address() as { port: number }).port, received };
 }

@@ -2,7 +2,8 @@
 // trixie tools image (the rehearsal image with the user-data's packages installed from its own local repository: one
 // source for the rehearsal's host and this test) and run in a chroot of it. node18.test.ts does the same for Debian 12.
 import * as path from "node:path";
-import { SMTPServer } from "smtp-server";
+import type { SMTPServer } from "smtp-server";
+import { fakePostfix } from "./fixtures";
 import { afterAll, describe, expect, it } from "vitest";
 import { RELEASES, releaseName } from "../../cloud-init/release";
 import { TOOLS_SCRATCH } from "../../rehearsal/image";
@@ -77,22 +78,10 @@ describe.skipIf(skip)(`the bundle runs on ${releaseName(release)}'s Node ${major
   });
 
   it("hands off over SMTP (the default) to a fake Postfix (smtp-server) and records the queue id", async () => {
-    const received: string[] = [];
-    sink = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ["STARTTLS", "AUTH"],
-      logger: false,
-      onData(stream, _session, cb) {
-        let data = "";
-        stream.on("data", (c: Buffer) => (data += c.toString()));
-        stream.on("end", () => {
-          received.push(data);
-          cb(null, "2.0.0 Ok: queued as N20ABC");
-        });
-      },
-    });
-    await new Promise<void>((r) => sink!.listen(0, "127.0.0.1", () => r()));
-    const port = (sink.server.address() as { port: number }).port;
+    const fake = await fakePostfix("N20ABC");
+    sink = fake.server;
+    const { received } = fake;
+    const port = fake.port;
     const relay = await start("smtp", { RELAY_HANDOFF: `smtp://127.0.0.1:${port}` });
     const message = await sendAndWait(relay, { to: "user@example.net", from: "noreply@example.com", subject: `node ${major} smtp`, text: "hello" });
     expect(message).toMatchObject({ state: "handed_off", postfixQueueId: "N20ABC" });

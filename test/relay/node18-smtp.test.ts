@@ -6,7 +6,7 @@ import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
 import { haveBundle, haveNode18, NODE18, startBundle, type BundleProcess } from "./bundle-process";
-import { tempDir } from "./fixtures";
+import { tempDir, fakePostfix } from "./fixtures";
 import { haveOpenssl, selfSignedCert } from "./smtp-client";
 
 const TOKEN = "node18-smtp-token-0123456789abcdefghijk";
@@ -21,22 +21,10 @@ afterAll(async () => {
 
 describe.skipIf(!haveNode18 || !haveBundle || !haveOpenssl)("the bundle's SMTP ingress runs on Node 18", () => {
   it("accepts a message over STARTTLS + AUTH, answers 250 2.0.0 queued as <id>, and hands it off", async () => {
-    const received: string[] = [];
-    sink = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ["STARTTLS", "AUTH"],
-      logger: false,
-      onData(stream, _session, cb) {
-        let data = "";
-        stream.on("data", (c: Buffer) => (data += c.toString()));
-        stream.on("end", () => {
-          received.push(data);
-          cb(null, "2.0.0 Ok: queued as N18SMTP");
-        });
-      },
-    });
-    await new Promise<void>((r) => sink!.listen(0, "127.0.0.1", () => r()));
-    const sinkPort = (sink.server.address() as { port: number }).port;
+    const fake = await fakePostfix("N18SMTP");
+    sink = fake.server;
+    const { received } = fake;
+    const sinkPort = fake.port;
     const { key, cert } = selfSignedCert();
     writeFileSync(path.join(tmp.dir, "key.pem"), key, { mode: 0o600 });
     writeFileSync(path.join(tmp.dir, "cert.pem"), cert);

@@ -4,7 +4,7 @@ import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
 import { missing } from "../cloud-init/real-tools";
 import { BUNDLE, haveBundle, haveNode18, NODE18, NODE18_DIR, startBundle, type BundleProcess } from "./bundle-process";
-import { tempDir } from "./fixtures";
+import { tempDir, fakePostfix } from "./fixtures";
 
 const TOKEN = "node18-test-token-0123456789abcdefghijk";
 const skip = missing("Node 18 tests", {
@@ -63,22 +63,10 @@ describe.skipIf(skip)("the bundle runs on Debian 12's Node 18 (what the host ins
   });
 
   it("hands off over SMTP (the default) to a fake Postfix (smtp-server) through its TCP_NODELAY socket factory and records the queue id", async () => {
-    const received: string[] = [];
-    sink = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ["STARTTLS", "AUTH"],
-      logger: false,
-      onData(stream, _session, cb) {
-        let data = "";
-        stream.on("data", (c: Buffer) => (data += c.toString()));
-        stream.on("end", () => {
-          received.push(data);
-          cb(null, "2.0.0 Ok: queued as N18ABC");
-        });
-      },
-    });
-    await new Promise<void>((r) => sink!.listen(0, "127.0.0.1", () => r()));
-    const port = (sink.server.address() as { port: number }).port;
+    const fake = await fakePostfix("N18ABC");
+    sink = fake.server;
+    const { received } = fake;
+    const port = fake.port;
     smtpRelay = await startBundle(path.join(tmp.dir, "smtp"), TOKEN, NODE18, { RELAY_HANDOFF: `smtp://127.0.0.1:${port}` });
     const message = await sendAndWait(smtpRelay, { to: "user@example.net", from: "noreply@example.com", subject: "node 18 smtp", text: "hello" });
     expect(message).toMatchObject({ state: "handed_off", postfixQueueId: "N18ABC" });
