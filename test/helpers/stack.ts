@@ -3,7 +3,10 @@
  * mocks with a stack file from the repo plus overrides. setMocks is process-global, so every run resets
  * vitest's module registry and imports the program afresh.
  */
-import { vi } from "vitest";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, vi } from "vitest";
 import { OfflineRun, RecordedResource, runOffline } from "../../infra/offline";
 
 export type { RecordedResource };
@@ -68,4 +71,21 @@ export function pushedFiles(resources: readonly RecordedResource[]): { node: str
   return ofType(resources, T.command)
     .filter((r) => typeof r.props.triggers?.[0] === "string" && r.props.triggers[0].startsWith("/"))
     .map((r) => ({ node: /mail-relay-(node\d+)-/.exec(r.name)?.[1] ?? "?", path: r.props.triggers[0] as string, content: r.props.stdin as string, name: r.name }));
+}
+
+/**
+ * The program refuses to run without the relay bundle, as `pulumi up` would. Without a build (npm test builds
+ * first), a test file calling this gets a stand-in in a temporary directory through MAIL_RELAY_BUNDLE
+ * (infra/mailRelay.ts); relay/dist, which `pulumi up` would ship, is never written.
+ */
+export function useStandInBundleIfUnbuilt(): void {
+  if (process.env.MAIL_RELAY_BUNDLE !== undefined || fs.existsSync(path.join(__dirname, "../../relay/dist/relay.js"))) return;
+  const standInDir = fs.mkdtempSync(path.join(os.tmpdir(), "stand-in-bundle-"));
+  process.env.MAIL_RELAY_BUNDLE = path.join(standInDir, "relay.js");
+  fs.writeFileSync(process.env.MAIL_RELAY_BUNDLE, "// stand-in bundle for infra tests\n");
+  console.warn(`relay/dist/relay.js missing: run \`npm run build\` (npm test does); the infra tests use a stand-in, ${process.env.MAIL_RELAY_BUNDLE}`);
+  afterAll(() => {
+    delete process.env.MAIL_RELAY_BUNDLE;
+    fs.rmSync(standInDir, { recursive: true, force: true });
+  });
 }

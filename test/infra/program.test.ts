@@ -7,30 +7,17 @@ import { createHash, createPublicKey } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { renderStopRelay } from "../../cloud-init";
 import type { OfflineRun } from "../../infra/offline";
 import { txtValue } from "../../infra/records";
 import { PUBLIC_PATH_REGEX } from "../../infra/tunnel";
-import { ofType, pushedFiles, runStack, stackVariants, StackName, T } from "../helpers/stack";
+import { ofType, pushedFiles, runStack, stackVariants, StackName, T, useStandInBundleIfUnbuilt } from "../helpers/stack";
 
 /** Deploy steps whose inputs carry secrets: they differ between any two offline runs (fresh random keys and tokens). */
 const SECRET_BEARING_STEP = /relay-activate|secret-|apply-mail/;
 
-// The program refuses to run without the relay bundle, as `pulumi up` would. Without a build (npm test builds first),
-// it gets a stand-in in a temporary directory through MAIL_RELAY_BUNDLE (infra/mailRelay.ts); relay/dist is never written.
-let standInDir: string | undefined;
-if (process.env.MAIL_RELAY_BUNDLE === undefined && !fs.existsSync(path.join(__dirname, "../../relay/dist/relay.js"))) {
-  standInDir = fs.mkdtempSync(path.join(os.tmpdir(), "stand-in-bundle-"));
-  process.env.MAIL_RELAY_BUNDLE = path.join(standInDir, "relay.js");
-  fs.writeFileSync(process.env.MAIL_RELAY_BUNDLE, "// stand-in bundle for infra tests\n");
-  console.warn(`relay/dist/relay.js missing: run \`npm run build\` (npm test does); the infra tests use a stand-in, ${process.env.MAIL_RELAY_BUNDLE}`);
-}
-afterAll(() => {
-  if (standInDir === undefined) return;
-  delete process.env.MAIL_RELAY_BUNDLE;
-  fs.rmSync(standInDir, { recursive: true, force: true });
-});
+useStandInBundleIfUnbuilt();
 
 const all: { name: string; stack: StackName; overrides: Record<string, unknown> }[] = [
   { name: "prod", stack: "prod", overrides: {} },

@@ -4,8 +4,6 @@
  * certificate and key as secret host files, and the outputs callers need to trust it.
  */
 import { X509Certificate } from "node:crypto";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../infra/config";
@@ -13,14 +11,10 @@ import type { OfflineRun } from "../../infra/offline";
 import { certificateFingerprint, smtpCertificateNames } from "../../infra/smtpTls";
 import { tunnelIngress } from "../../infra/tunnel";
 import { promiseOf } from "../../infra/offline";
-import { ofType, pushedFiles, runStack, T } from "../helpers/stack";
+import { ofType, pushedFiles, runStack, T, useStandInBundleIfUnbuilt } from "../helpers/stack";
 import { parseEnvFile } from "../cloud-init/parsers";
 
-const bundle = path.join(__dirname, "../../relay/dist/relay.js");
-if (!fs.existsSync(bundle)) {
-  fs.mkdirSync(path.dirname(bundle), { recursive: true });
-  fs.writeFileSync(bundle, "// stand-in bundle for infra tests\n");
-}
+useStandInBundleIfUnbuilt();
 
 const ctx = { project: "mail-relay", stack: "test" };
 const secrets = { sshPrivateKey: true, smarthostPassword: false };
