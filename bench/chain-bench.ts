@@ -33,10 +33,20 @@ const SINK = "127.0.0.1:2626";
 const repo = path.resolve(__dirname, "..");
 const bundle = path.join(repo, "relay/dist/relay.js");
 const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
-const progress = (s: string): void => void process.stderr.write(`[bench:chain] ${s} (load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")})\n`);
+const progress = (s: string): void =>
+  void process.stderr.write(
+    `[bench:chain] ${s} (load ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")})\n`,
+  );
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-const skip = missing("bench:chain", { tools: [...INSTANCE_TOOLS, "smtp-source", "ss"], root: true, check: () => netnsUnavailable(`mrcbprobe${process.pid}`) });
+const skip = missing("bench:chain", {
+  tools: [...INSTANCE_TOOLS, "smtp-source", "ss"],
+  root: true,
+  check: () => netnsUnavailable(`mrcbprobe${process.pid}`),
+});
 if (skip) {
   console.log(`skipped: ${skip}`);
   process.exit(0);
@@ -187,7 +197,11 @@ interface ClientResult {
 
 async function post(inst: PostfixInstance, relay: Relay, n: number, phase: string): Promise<ClientResult> {
   const spec = JSON.stringify({ url: relay.url, token: TOKEN, n, concurrency: CONCURRENCY, phase });
-  const child = track(spawn(IP, ["netns", "exec", inst.ns, process.execPath, path.join(__dirname, "chain-client.mjs"), spec], { stdio: ["ignore", "pipe", "inherit"] }));
+  const child = track(
+    spawn(IP, ["netns", "exec", inst.ns, process.execPath, path.join(__dirname, "chain-client.mjs"), spec], {
+      stdio: ["ignore", "pipe", "inherit"],
+    }),
+  );
   let out = "";
   child.stdout?.on("data", (c: Buffer) => (out += c.toString("utf8")));
   const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
@@ -211,14 +225,20 @@ interface ChainFigures {
 /** Posts n messages of a phase and waits until they are all captured (or the timeout). */
 async function chain(inst: PostfixInstance, sink: Sink, relay: Relay, n: number, phase: string): Promise<ChainFigures> {
   const c = await post(inst, relay, n, phase);
-  progress(`  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s; waiting for them at the recipient MX`);
+  progress(
+    `  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s; waiting for them at the recipient MX`,
+  );
   const got = await sink.wait(phase, c.accepted.length);
   await sleep(2000); // a duplicate would arrive now
   const all = sink.of(phase);
   const acceptedAt = new Map(c.accepted);
   const firstCapture = new Map<string, Captured>();
-  for (const m of all) if (!firstCapture.has(m.id) || (firstCapture.get(m.id) as Captured).at > m.at) firstCapture.set(m.id, m);
-  const lat = [...firstCapture.values()].filter((m) => acceptedAt.has(m.id)).map((m) => m.at - (acceptedAt.get(m.id) as number)).sort((a, b) => a - b);
+  for (const m of all)
+    if (!firstCapture.has(m.id) || (firstCapture.get(m.id) as Captured).at > m.at) firstCapture.set(m.id, m);
+  const lat = [...firstCapture.values()]
+    .filter((m) => acceptedAt.has(m.id))
+    .map((m) => m.at - (acceptedAt.get(m.id) as number))
+    .sort((a, b) => a - b);
   const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
   const last = Math.max(...got.map((m) => m.at));
   const signed = [...firstCapture.values()].filter((m) => m.signed).length;
@@ -237,7 +257,10 @@ async function chain(inst: PostfixInstance, sink: Sink, relay: Relay, n: number,
 }
 
 /** Verifies DKIM cryptographically (mailauth) on `count` captured messages, spread over the run. */
-async function verifySample(messages: readonly Captured[], count: number): Promise<{ checked: number; passed: number }> {
+async function verifySample(
+  messages: readonly Captured[],
+  count: number,
+): Promise<{ checked: number; passed: number }> {
   const pub = createPublicKey(cfg.secrets.dkimPrivateKeyPem).export({ type: "spki", format: "der" }).toString("base64");
   const name = `${cfg.host.dkimSelector}._domainkey.example.com`;
   const resolver = async (host: string, type: string): Promise<string[][]> => {
@@ -258,7 +281,10 @@ async function verifySample(messages: readonly Captured[], count: number): Promi
 
 // ---------------------------------------------------------------- the limit: smtp-source into the same Postfix
 
-async function limit(inst: PostfixInstance, sink: Sink): Promise<{ sessions: number; perSec: number; signed: number }[]> {
+async function limit(
+  inst: PostfixInstance,
+  sink: Sink,
+): Promise<{ sessions: number; perSec: number; signed: number }[]> {
   const out: { sessions: number; perSec: number; signed: number }[] = [];
   for (const s of SESSIONS) {
     const phase = `limit-s${s}`;
@@ -283,11 +309,37 @@ async function limit(inst: PostfixInstance, sink: Sink): Promise<{ sessions: num
     writeFileSync(file, raw.toString("utf8").replace(/\r\n/g, "\n"));
     progress(`limit: smtp-source, ${s} session(s), ${LIMIT_N} messages`);
     const t0 = Date.now();
-    const child = track(spawn(IP, ["netns", "exec", inst.ns, tool("smtp-source") as string, "-s", String(s), "-m", String(LIMIT_N), "-F", file, "-f", FROM, "-t", TO, "127.0.0.1:25"], { stdio: "ignore" }));
+    const child = track(
+      spawn(
+        IP,
+        [
+          "netns",
+          "exec",
+          inst.ns,
+          tool("smtp-source") as string,
+          "-s",
+          String(s),
+          "-m",
+          String(LIMIT_N),
+          "-F",
+          file,
+          "-f",
+          FROM,
+          "-t",
+          TO,
+          "127.0.0.1:25",
+        ],
+        { stdio: "ignore" },
+      ),
+    );
     await new Promise((r) => child.on("close", r));
     const got = await sink.wait(phase, LIMIT_N);
     const last = Math.max(...got.map((m) => m.at));
-    out.push({ sessions: s, perSec: got.filter((m) => m.signed).length / ((last - t0) / 1000), signed: got.filter((m) => m.signed).length });
+    out.push({
+      sessions: s,
+      perSec: got.filter((m) => m.signed).length / ((last - t0) / 1000),
+      signed: got.filter((m) => m.signed).length,
+    });
   }
   return out;
 }
@@ -307,7 +359,9 @@ async function main(): Promise<void> {
   const limits = await limit(prod, prodSink);
   const best = limits.reduce((a, b) => (b.perSec > a.perSec ? b : a));
 
-  progress(`relay (${relayVersion}, SMTP hand-off, RELAY_HANDOFF_CONCURRENCY default) : warm-up 100, then ${N} at ${CONCURRENCY} concurrent`);
+  progress(
+    `relay (${relayVersion}, SMTP hand-off, RELAY_HANDOFF_CONCURRENCY default) : warm-up 100, then ${N} at ${CONCURRENCY} concurrent`,
+  );
   const relay = await startRelay(prod, {});
   await chain(prod, prodSink, relay, 100, "chain-warmup");
   const run = await chain(prod, prodSink, relay, N, "chain");
@@ -316,7 +370,9 @@ async function main(): Promise<void> {
   const dkim = await verifySample(run.captured, SAMPLE);
   prod.stop();
 
-  progress(`seed design: OpenDKIM on inet:8891, milter_default_action=accept, serial sendmail hand-off; ${SEED_N} messages`);
+  progress(
+    `seed design: OpenDKIM on inet:8891, milter_default_action=accept, serial sendmail hand-off; ${SEED_N} messages`,
+  );
   const seedInst = new PostfixInstance(`mrcs${process.pid}`, "chain-seed-");
   instances.push(seedInst);
   const milter = "inet:127.0.0.1:8891";
@@ -329,7 +385,11 @@ async function main(): Promise<void> {
     postconf: [`smtpd_milters=${milter}`, `non_smtpd_milters=${milter}`, "milter_default_action=accept"],
   });
   const seedSink = new Sink(seedInst.sinkDir);
-  const seedRelay = await startRelay(seedInst, { RELAY_HANDOFF: "sendmail", SENDMAIL_PATH: tool("sendmail") as string, RELAY_HANDOFF_CONCURRENCY: "1" });
+  const seedRelay = await startRelay(seedInst, {
+    RELAY_HANDOFF: "sendmail",
+    SENDMAIL_PATH: tool("sendmail") as string,
+    RELAY_HANDOFF_CONCURRENCY: "1",
+  });
   const seed = await chain(seedInst, seedSink, seedRelay, SEED_N, "seed");
   await seedRelay.stop();
   seedInst.stop();
@@ -338,16 +398,39 @@ async function main(): Promise<void> {
   const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : "n/a");
   const line = (k: string, v: string): void => console.log(`${k.padEnd(52)} ${v}`);
   console.log("");
-  console.log(`chain benchmark: ${N} POST /send (~4 KB text+HTML) at ${CONCURRENCY} concurrent -> bundled relay (node ${relayVersion}) -> Postfix + OpenDKIM (rendered prod config) -> recipient MX (smtp-sink to disk), in a private netns`);
-  line("machine", `${os.cpus().length} CPUs; 1/5/15-min load ${load0.map((l) => l.toFixed(2)).join(" ")} at start, ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} at the end`);
+  console.log(
+    `chain benchmark: ${N} POST /send (~4 KB text+HTML) at ${CONCURRENCY} concurrent -> bundled relay (node ${relayVersion}) -> Postfix + OpenDKIM (rendered prod config) -> recipient MX (smtp-sink to disk), in a private netns`,
+  );
+  line(
+    "machine",
+    `${os.cpus().length} CPUs; 1/5/15-min load ${load0.map((l) => l.toFixed(2)).join(" ")} at start, ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")} at the end`,
+  );
   line("accepted requests/s", `${f1(run.acceptedPerSec)} (${run.accepted}/${N} accepted)`);
-  line("delivered signed msgs/s, first request to last capture", `${f1(run.endToEndPerSec)} (${run.captured.length} in ${f1(run.seconds)} s)`);
+  line(
+    "delivered signed msgs/s, first request to last capture",
+    `${f1(run.endToEndPerSec)} (${run.captured.length} in ${f1(run.seconds)} s)`,
+  );
   line("202-to-capture p50 / p99 (ms)", `${f1(run.p50)} / ${f1(run.p99)}`);
   line("relay peak RSS (VmHWM)", `${f1(peakRss)} MB`);
-  line("DKIM verified (mailauth) on a sample", `${dkim.passed}/${dkim.checked} pass; ${run.unsignedHeaders} of all captured lack the example.com signature`);
-  for (const l of limits) line(`limit: smtp-source, ${l.sessions} session(s)`, `${f1(l.perSec)} signed msgs/s (${l.signed}/${LIMIT_N} signed)`);
-  line("seed design: inet milter, accept, serial sendmail", `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, p50 / p99 202-to-capture ${f1(seed.p50)} / ${f1(seed.p99)} ms)`);
-  console.log(`targets: relay/limit >= 0.8 ${run.endToEndPerSec / best.perSec >= 0.8 ? "met" : "MISSED"}; relay/seed >= 5 ${run.endToEndPerSec / seed.endToEndPerSec >= 5 ? "met" : "MISSED"}; lost/duplicated/unsigned all 0 ${run.lost + run.duplicated + unsigned === 0 ? "met" : "MISSED"}`);
+  line(
+    "DKIM verified (mailauth) on a sample",
+    `${dkim.passed}/${dkim.checked} pass; ${run.unsignedHeaders} of all captured lack the example.com signature`,
+  );
+  for (const l of limits)
+    line(
+      `limit: smtp-source, ${l.sessions} session(s)`,
+      `${f1(l.perSec)} signed msgs/s (${l.signed}/${LIMIT_N} signed)`,
+    );
+  line(
+    "seed design: inet milter, accept, serial sendmail",
+    `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, p50 / p99 202-to-capture ${f1(seed.p50)} / ${f1(seed.p99)} ms)`,
+  );
+  console.log(
+    `targets: relay/limit >= 0.8 ${run.endToEndPerSec / best.perSec >= 0.8 ? "met" : "MISSED"}; relay/seed >= 5 ${run.endToEndPerSec / seed.endToEndPerSec >= 5 ? "met" : "MISSED"}; lost/duplicated/unsigned all 0 ${run.lost + run.duplicated + unsigned === 0 ? "met" : "MISSED"}`,
+  );
   console.log(`chain: ${f1(run.endToEndPerSec)} signed msgs/s end to end`);
   console.log(`ratio relay/limit: ${(run.endToEndPerSec / best.perSec).toFixed(2)}x`);
   console.log(`ratio relay/seed: ${(run.endToEndPerSec / seed.endToEndPerSec).toFixed(2)}x`);

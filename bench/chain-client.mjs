@@ -20,12 +20,29 @@ function post(i) {
   return new Promise((resolve, reject) => {
     const payload = body(i);
     const req = http.request(
-      { hostname, port, path: "/send", method: "POST", agent, headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "content-length": Buffer.byteLength(payload) } },
+      {
+        hostname,
+        port,
+        path: "/send",
+        method: "POST",
+        agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(payload),
+        },
+      },
       (res) => {
         let text = "";
         res.setEncoding("utf8");
         res.on("data", (c) => (text += c));
-        res.on("end", () => resolve({ status: res.statusCode, at: Date.now(), id: res.statusCode === 202 ? JSON.parse(text).id : undefined }));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode,
+            at: Date.now(),
+            id: res.statusCode === 202 ? JSON.parse(text).id : undefined,
+          }),
+        );
       },
     );
     req.on("error", reject);

@@ -1,11 +1,12 @@
 // npm run bench:handoff — the relay's two hand-offs (relay/handoff/smtp.ts and relay/handoff/sendmail.ts) against a
-// real Postfix + OpenDKIM built from the files cloud-init/ renders, in a network namespace this script creates (the same
-// instance as test/cloud-init/postfix-instance.real.test.ts, from test/cloud-init/postfix-instance.ts: only instance
-// paths moved to a scratch dir, next hop = a local smtp-sink). Prints, per hand-off: messages/s, p50/p99 ms per hand-off, time until every message is DKIM-signed at the
-// sink; then, with OpenDKIM stopped, what each hand-off reports and whether anything leaves unsigned; then whether the
-// held mail goes out signed once OpenDKIM is back. First, the relay's own QueueStore + QueueWorker + SmtpHandoff at
-// k = 1, 2, 4, 8 hand-offs at once (BENCH_ONLY=concurrency runs only that phase): the figures behind
-// RELAY_HANDOFF_CONCURRENCY's default. Needs root, postfix, opendkim, smtp-sink and ip; skips otherwise.
+// real Postfix + OpenDKIM built from the files cloud-init/ renders, in a network namespace this script creates (the
+// same instance as test/cloud-init/postfix-instance.real.test.ts, from test/cloud-init/postfix-instance.ts: only
+// instance paths moved to a scratch dir, next hop = a local smtp-sink). Prints, per hand-off: messages/s, p50/p99 ms
+// per hand-off, time until every message is DKIM-signed at the sink; then, with OpenDKIM stopped, what each hand-off
+// reports and whether anything leaves unsigned; then whether the held mail goes out signed once OpenDKIM is back.
+// First, the relay's own QueueStore + QueueWorker + SmtpHandoff at k = 1, 2, 4, 8 hand-offs at once
+// (BENCH_ONLY=concurrency runs only that phase): the figures behind RELAY_HANDOFF_CONCURRENCY's default. Needs root,
+// postfix, opendkim, smtp-sink and ip; skips otherwise.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import * as os from "node:os";
@@ -24,7 +25,10 @@ const DOWN_WATCH_MS = Number(process.env.BENCH_DOWN_WATCH_MS ?? 10_000);
 const RECOVERY_TIMEOUT_MS = Number(process.env.BENCH_RECOVERY_TIMEOUT_MS ?? 180_000);
 const HANDOFF_TIMEOUT_MS = 30_000;
 /** Concurrency levels for the queue + worker phase (QueueWorker concurrency = SmtpHandoff connections). */
-const LEVELS = (process.env.BENCH_HANDOFF_LEVELS ?? "1,2,4,8").split(",").map(Number).filter((k) => k > 0);
+const LEVELS = (process.env.BENCH_HANDOFF_LEVELS ?? "1,2,4,8")
+  .split(",")
+  .map(Number)
+  .filter((k) => k > 0);
 const QUEUE_N = Number(process.env.BENCH_QUEUE_MESSAGES ?? 500);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 /** BENCH_ONLY=concurrency: only the queue + worker phase (skips smtp vs sendmail and OpenDKIM down). */
@@ -39,7 +43,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // ---------------------------------------------------------------- requirements
 
-const skip = missing("bench:handoff", { tools: INSTANCE_TOOLS, root: true, scratch: true, check: () => netnsUnavailable(`mrhbprobe${process.pid}`) });
+const skip = missing("bench:handoff", {
+  tools: INSTANCE_TOOLS,
+  root: true,
+  scratch: true,
+  check: () => netnsUnavailable(`mrhbprobe${process.pid}`),
+});
 if (skip) {
   console.log(`skipped: ${skip}`);
   process.exit(0);
@@ -81,7 +90,9 @@ interface SinkFile {
 }
 const seen = new Map<string, SinkFile>();
 
-/** Reads new sink files; a file counts once its X-Bench-Phase line is there (DKIM-Signature, if any, comes before it). */
+/**
+ * Reads new sink files; a file counts once its X-Bench-Phase line is there (DKIM-Signature, if any, comes before it).
+ */
 function scanSink(): void {
   for (const name of readdirSync(sinkDir)) {
     if (seen.has(name)) continue;
@@ -141,12 +152,20 @@ function postfixBacklog(): { maildrop: number; queued: number } {
     for (const e of readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? count(path.join(dir, e.name)) : 1;
     return n;
   };
-  return { maildrop: count(path.join(queueDir, "maildrop")), queued: ["incoming", "active", "deferred", "hold"].reduce((n, d) => n + count(path.join(queueDir, d)), 0) };
+  return {
+    maildrop: count(path.join(queueDir, "maildrop")),
+    queued: ["incoming", "active", "deferred", "hold"].reduce((n, d) => n + count(path.join(queueDir, d)), 0),
+  };
 }
 
 // ---------------------------------------------------------------- the worker
 
-async function handOff(kind: WorkerSpec["kind"], phase: string, count: number, concurrency?: number): Promise<WorkerResult> {
+async function handOff(
+  kind: WorkerSpec["kind"],
+  phase: string,
+  count: number,
+  concurrency?: number,
+): Promise<WorkerResult> {
   const spec: WorkerSpec = {
     kind,
     phase,
@@ -157,9 +176,22 @@ async function handOff(kind: WorkerSpec["kind"], phase: string, count: number, c
     timeoutMs: HANDOFF_TIMEOUT_MS,
     ...(concurrency !== undefined ? { concurrency, queueBase: path.join(repo, ".cache") } : {}),
   };
-  const args = ["netns", "exec", ns, process.execPath, "--import", "tsx", path.join(__dirname, "handoff-worker.ts"), JSON.stringify(spec)];
+  const args = [
+    "netns",
+    "exec",
+    ns,
+    process.execPath,
+    "--import",
+    "tsx",
+    path.join(__dirname, "handoff-worker.ts"),
+    JSON.stringify(spec),
+  ];
   // MAIL_CONFIG points sendmail/postdrop at this instance (honoured for root), never at the host's /etc/postfix.
-  const child = spawn(IP, args, { cwd: repo, env: { ...process.env, MAIL_CONFIG: etc }, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(IP, args, {
+    cwd: repo,
+    env: { ...process.env, MAIL_CONFIG: etc },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   worker = child;
   let out = "";
   child.stdout?.on("data", (c: Buffer) => (out += c.toString("utf8")));
@@ -199,7 +231,9 @@ async function throughput(kind: WorkerSpec["kind"]): Promise<ThroughputFigures> 
   progress(`handing off ${N} via ${kind}...`);
   const r = await handOff(kind, `${kind}-load`, N);
   const ok = r.outcomes.filter((o) => o.ok).length;
-  progress(`  ${kind}: ${ok}/${N} accepted in ${f1(r.totalMs)} ms; waiting for all at the sink (timeout ${DRAIN_TIMEOUT_MS} ms)...`);
+  progress(
+    `  ${kind}: ${ok}/${N} accepted in ${f1(r.totalMs)} ms; waiting for all at the sink (timeout ${DRAIN_TIMEOUT_MS} ms)...`,
+  );
   const s = await waitAtSink(`${kind}-load`, ok, DRAIN_TIMEOUT_MS);
   const lat = r.outcomes.map((o) => o.ms).sort((a, b) => a - b);
   const lastAt = s.lastAt ?? NaN;
@@ -237,7 +271,10 @@ async function main(): Promise<void> {
   await handOff("sendmail", "warmup-sendmail", 5);
   const w1 = await waitAtSink("warmup-smtp", 5, 30_000);
   const w2 = await waitAtSink("warmup-sendmail", 5, 90_000);
-  if (w1.signed < 5 || w2.signed < 5) throw new Error(`warm-up: smtp ${w1.signed}/5 and sendmail ${w2.signed}/5 signed at the sink; the instance is not working (see ${path.join(base, "maillog")})`);
+  if (w1.signed < 5 || w2.signed < 5)
+    throw new Error(
+      `warm-up: smtp ${w1.signed}/5 and sendmail ${w2.signed}/5 signed at the sink; the instance is not working (see ${path.join(base, "maillog")})`,
+    );
 
   const levels = await concurrencyPhase();
   if (ONLY === "concurrency") {
@@ -272,7 +309,9 @@ async function main(): Promise<void> {
   const retryOk = retry?.outcomes.filter((o) => o.ok).length ?? 0;
   const retrySink = await waitAtSink("retry-smtp", retryOk, DRAIN_TIMEOUT_MS);
   const downSendmailOk = downSendmail.outcomes.filter((o) => o.ok).length;
-  progress(`waiting for the ${downSendmailOk} sendmail messages held in maildrop (timeout ${RECOVERY_TIMEOUT_MS} ms; pickup rescans every 60 s)...`);
+  progress(
+    `waiting for the ${downSendmailOk} sendmail messages held in maildrop (timeout ${RECOVERY_TIMEOUT_MS} ms; pickup rescans every 60 s)...`,
+  );
   const recovered = await waitAtSink("down-sendmail", downSendmailOk, RECOVERY_TIMEOUT_MS);
 
   // ---- report
@@ -281,26 +320,51 @@ async function main(): Promise<void> {
   const codes = downSmtp.outcomes.map((o) => o.code).filter((c): c is number => c !== undefined);
   const refused4xx = codes.filter((c) => c >= 400 && c < 500).length;
   const sendmailExit0 = downSendmailOk;
-  const unsignedLeaks = downSinkSmtp.total + downSinkSendmail.total + smtp.atSink - smtp.signed + sendmail.atSink - sendmail.signed;
+  const unsignedLeaks =
+    downSinkSmtp.total + downSinkSendmail.total + smtp.atSink - smtp.signed + sendmail.atSink - sendmail.signed;
 
   console.log("");
-  console.log(`hand-off bench: real Postfix + OpenDKIM from the rendered configs, ${N} messages per hand-off (${smtp.bytes} bytes each, text+html), serial hand-offs`);
-  console.log(`  machine: ${os.cpus().length} CPUs, 1-min load average ${f2(loadAtStart)} at start and ${f2(os.loadavg()[0] as number)} at the end (other work on the machine skews these figures)`);
-  console.log(`  SMTP = relay/handoff/smtp.ts (pooled, maxConnections 2, TCP_NODELAY) -> 127.0.0.1:25; sendmail = relay/handoff/sendmail.ts (${SENDMAIL} -i -f FROM -- TO)`);
+  console.log(
+    `hand-off bench: real Postfix + OpenDKIM from the rendered configs, ${N} messages per hand-off (${smtp.bytes} bytes each, text+html), serial hand-offs`,
+  );
+  console.log(
+    `  machine: ${os.cpus().length} CPUs, 1-min load average ${f2(loadAtStart)} at start and ${f2(os.loadavg()[0] as number)} at the end (other work on the machine skews these figures)`,
+  );
+  console.log(
+    `  SMTP = relay/handoff/smtp.ts (pooled, maxConnections 2, TCP_NODELAY) -> 127.0.0.1:25; sendmail = relay/handoff/sendmail.ts (${SENDMAIL} -i -f FROM -- TO)`,
+  );
   console.log(line(smtp));
   console.log(line(sendmail));
   console.log(`OpenDKIM stopped, ${DOWN_N} each:`);
-  const p50Of = (o: readonly SendOutcome[]): string => f2(percentile(o.map((x) => x.ms).sort((a, b) => a - b), 50));
-  console.log(`  smtp:     ${downSmtp.outcomes.filter((o) => o.ok).length} accepted, ${refused} refused (${refused4xx} with a 4xx code), p50 ${p50Of(downSmtp.outcomes)} ms; errors: ${summarizeErrors(downSmtp.outcomes)}`);
-  console.log(`  sendmail: ${sendmailExit0} exited 0, ${DOWN_N - sendmailExit0} failed, p50 ${p50Of(downSendmail.outcomes)} ms; errors: ${summarizeErrors(downSendmail.outcomes)}`);
-  console.log(`  at the sink after ${DOWN_WATCH_MS} ms: smtp ${downSinkSmtp.total}, sendmail ${downSinkSendmail.total} (unsigned: ${downSinkSmtp.unsigned + downSinkSendmail.unsigned}); Postfix holds ${backlog.maildrop} in maildrop/, ${backlog.queued} in its queues`);
+  const p50Of = (o: readonly SendOutcome[]): string =>
+    f2(
+      percentile(
+        o.map((x) => x.ms).sort((a, b) => a - b),
+        50,
+      ),
+    );
+  console.log(
+    `  smtp:     ${downSmtp.outcomes.filter((o) => o.ok).length} accepted, ${refused} refused (${refused4xx} with a 4xx code), p50 ${p50Of(downSmtp.outcomes)} ms; errors: ${summarizeErrors(downSmtp.outcomes)}`,
+  );
+  console.log(
+    `  sendmail: ${sendmailExit0} exited 0, ${DOWN_N - sendmailExit0} failed, p50 ${p50Of(downSendmail.outcomes)} ms; errors: ${summarizeErrors(downSendmail.outcomes)}`,
+  );
+  console.log(
+    `  at the sink after ${DOWN_WATCH_MS} ms: smtp ${downSinkSmtp.total}, sendmail ${downSinkSendmail.total} (unsigned: ${downSinkSmtp.unsigned + downSinkSendmail.unsigned}); Postfix holds ${backlog.maildrop} in maildrop/, ${backlog.queued} in its queues`,
+  );
   console.log(`OpenDKIM restarted:`);
-  console.log(`  smtp retry of the ${refused} refused: ${retryOk} accepted, ${retrySink.signed}/${retryOk} DKIM-signed at the sink${retrySink.timedOut ? " (TIMED OUT)" : ""}`);
+  console.log(
+    `  smtp retry of the ${refused} refused: ${retryOk} accepted, ${retrySink.signed}/${retryOk} DKIM-signed at the sink${retrySink.timedOut ? " (TIMED OUT)" : ""}`,
+  );
   console.log(
     `  sendmail-held: ${recovered.signed}/${downSendmailOk} DKIM-signed at the sink (${recovered.unsigned} unsigned)${recovered.timedOut ? ` — TIMED OUT after ${RECOVERY_TIMEOUT_MS} ms` : `, last one ${f1((recovered.lastAt ?? NaN) - restartedAt)} ms after the restart`}`,
   );
-  console.log(`unsigned messages that reached the sink in the whole run: ${unsignedLeaks + retrySink.unsigned + recovered.unsigned}`);
-  console.log(verdict(smtp, sendmail, { refused4xx, sendmailExit0, downAtSink: downSinkSmtp.total + downSinkSendmail.total }));
+  console.log(
+    `unsigned messages that reached the sink in the whole run: ${unsignedLeaks + retrySink.unsigned + recovered.unsigned}`,
+  );
+  console.log(
+    verdict(smtp, sendmail, { refused4xx, sendmailExit0, downAtSink: downSinkSmtp.total + downSinkSendmail.total }),
+  );
   printLevels(levels, loadAtStart);
 }
 
@@ -315,7 +379,9 @@ interface LevelRun {
   readonly signed: number;
 }
 
-/** The relay's queue + worker + SMTP hand-off at each concurrency level, rounds in alternating order (drift cancels). */
+/**
+ * The relay's queue + worker + SMTP hand-off at each concurrency level, rounds in alternating order (drift cancels).
+ */
 async function concurrencyPhase(): Promise<LevelRun[]> {
   const runs: LevelRun[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
@@ -325,7 +391,14 @@ async function concurrencyPhase(): Promise<LevelRun[]> {
       progress(`queue + worker, ${k} at once, round ${round}: ${QUEUE_N} messages...`);
       const r = await handOff("queue", phase, QUEUE_N, k);
       const s = await waitAtSink(phase, r.outcomes.filter((o) => o.ok).length, DRAIN_TIMEOUT_MS);
-      runs.push({ k, round, relayPerSec: (QUEUE_N / r.totalMs) * 1000, endToEndPerSec: (s.total / ((s.lastAt ?? NaN) - r.startedAt)) * 1000, atSink: s.total, signed: s.signed });
+      runs.push({
+        k,
+        round,
+        relayPerSec: (QUEUE_N / r.totalMs) * 1000,
+        endToEndPerSec: (s.total / ((s.lastAt ?? NaN) - r.startedAt)) * 1000,
+        atSink: s.total,
+        signed: s.signed,
+      });
     }
   }
   return runs;
@@ -334,14 +407,19 @@ async function concurrencyPhase(): Promise<LevelRun[]> {
 function printLevels(runs: readonly LevelRun[], loadAtStart: number): void {
   if (runs.length === 0) return;
   console.log("");
-  console.log(`relay queue + worker + SMTP hand-off (k hand-offs at once over k connections), ${QUEUE_N} messages per run, ${ROUNDS} rounds in alternating order; 1-min load ${f2(loadAtStart)} at start, ${f2(os.loadavg()[0] as number)} now`);
+  console.log(
+    `relay queue + worker + SMTP hand-off (k hand-offs at once over k connections), ${QUEUE_N} messages per run, ${ROUNDS} rounds in alternating order; 1-min load ${f2(loadAtStart)} at start, ${f2(os.loadavg()[0] as number)} now`,
+  );
   const mean = (k: number, f: (r: LevelRun) => number): number => {
     const xs = runs.filter((r) => r.k === k).map(f);
     return xs.reduce((a, b) => a + b, 0) / xs.length;
   };
   const base = mean(LEVELS[0] as number, (r) => r.endToEndPerSec);
   for (const k of LEVELS) {
-    const each = runs.filter((r) => r.k === k).map((r) => f1(r.endToEndPerSec)).join(", ");
+    const each = runs
+      .filter((r) => r.k === k)
+      .map((r) => f1(r.endToEndPerSec))
+      .join(", ");
     const signed = runs.filter((r) => r.k === k).reduce((n, r) => n + r.signed, 0);
     const total = runs.filter((r) => r.k === k).reduce((n, r) => n + r.atSink, 0);
     console.log(
@@ -350,7 +428,11 @@ function printLevels(runs: readonly LevelRun[], loadAtStart: number): void {
   }
 }
 
-function verdict(smtp: ThroughputFigures, sendmail: ThroughputFigures, down: { refused4xx: number; sendmailExit0: number; downAtSink: number }): string {
+function verdict(
+  smtp: ThroughputFigures,
+  sendmail: ThroughputFigures,
+  down: { refused4xx: number; sendmailExit0: number; downAtSink: number },
+): string {
   const faster = (a: number, b: number, an: string, bn: string): string =>
     a >= b ? `${an} ${f1(a / b)}× ${bn}` : `${bn} ${f1(b / a)}× ${an}`;
   const smtpTruthful = down.refused4xx === DOWN_N;
@@ -364,7 +446,11 @@ function verdict(smtp: ThroughputFigures, sendmail: ThroughputFigures, down: { r
   let pick: string;
   if (smtpTruthful && !sendmailTruthful) pick = "smtp (the only one whose success means signed-and-queued)";
   else if (sendmailTruthful && !smtpTruthful) pick = "sendmail (the only one that reported the failure)";
-  else if (smtpTruthful && sendmailTruthful) pick = smtp.endToEndPerSec >= sendmail.endToEndPerSec ? "smtp (both truthful, smtp faster end-to-end)" : "sendmail (both truthful, sendmail faster end-to-end)";
+  else if (smtpTruthful && sendmailTruthful)
+    pick =
+      smtp.endToEndPerSec >= sendmail.endToEndPerSec
+        ? "smtp (both truthful, smtp faster end-to-end)"
+        : "sendmail (both truthful, sendmail faster end-to-end)";
   else pick = "neither reports failure truthfully — investigate";
   return `verdict: ${parts.join("; ")} => default: ${pick}`;
 }

@@ -13,7 +13,9 @@ import { tool } from "../test/cloud-init/real-tools";
 const N = Number(process.env.BENCH_MESSAGES ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const PORT = 20000 + Math.floor(Math.random() * 20000);
-const raw = Buffer.from(`Message-ID: <bench@example.com>\r\nFrom: noreply@example.com\r\nTo: u@example.net\r\nSubject: s\r\n\r\n${"body line of text\r\n".repeat(150)}`);
+const raw = Buffer.from(
+  `Message-ID: <bench@example.com>\r\nFrom: noreply@example.com\r\nTo: u@example.net\r\nSubject: s\r\n\r\n${"body line of text\r\n".repeat(150)}`,
+);
 const envelope = { from: "noreply@example.com", to: ["u@example.net"] };
 
 const sinkPath = tool("smtp-sink");
@@ -22,14 +24,24 @@ if (!sinkPath) {
   process.exit(0);
 }
 // smtp-sink drops privileges when started as root.
-const sink = spawn(sinkPath, [...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), `127.0.0.1:${PORT}`, "256"], { stdio: "ignore" });
+const sink = spawn(sinkPath, [...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), `127.0.0.1:${PORT}`, "256"], {
+  stdio: "ignore",
+});
 const stopSink = (): void => void sink.kill("SIGTERM");
 process.on("exit", stopSink);
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => process.exit(130));
 
 async function waitForSink(): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((r) => net.connect(PORT, "127.0.0.1").once("connect", function (this: net.Socket) { this.destroy(); r(true); }).once("error", () => r(false)));
+    const up = await new Promise<boolean>((r) =>
+      net
+        .connect(PORT, "127.0.0.1")
+        .once("connect", function (this: net.Socket) {
+          this.destroy();
+          r(true);
+        })
+        .once("error", () => r(false)),
+    );
     if (up) return;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -46,14 +58,23 @@ function mailTransport(): Client {
     ignoreTLS: true,
     name: "localhost",
     logger: false,
-    getSocket: (_o: unknown, cb: (err: Error | null, s?: { connection: net.Socket }) => void) => connectNoDelay({ host: "127.0.0.1", port: PORT, timeoutMs: 5000 }, cb),
+    getSocket: (_o: unknown, cb: (err: Error | null, s?: { connection: net.Socket }) => void) =>
+      connectNoDelay({ host: "127.0.0.1", port: PORT, timeoutMs: 5000 }, cb),
   } as Parameters<typeof nodemailer.createTransport>[0]);
-  return { name: "nodemailer Mail transport (pool)", send: () => t.sendMail({ envelope, raw }), close: () => t.close() };
+  return {
+    name: "nodemailer Mail transport (pool)",
+    send: () => t.sendMail({ envelope, raw }),
+    close: () => t.close(),
+  };
 }
 
 function relayHandoff(): Client {
   const h = new SmtpHandoff({ host: "127.0.0.1", port: PORT, timeoutMs: 5000, maxConnections: 1 });
-  return { name: "relay SmtpHandoff (SMTPConnection)", send: () => h.send({ id: "b", ...envelope, raw }), close: () => void h.close() };
+  return {
+    name: "relay SmtpHandoff (SMTPConnection)",
+    send: () => h.send({ id: "b", ...envelope, raw }),
+    close: () => void h.close(),
+  };
 }
 
 async function measure(make: () => Client): Promise<{ name: string; cpuMs: number; perSec: number }> {
@@ -75,15 +96,24 @@ async function measure(make: () => Client): Promise<{ name: string; cpuMs: numbe
     const order = r % 2 === 0 ? [mailTransport, relayHandoff] : [relayHandoff, mailTransport];
     for (const make of order) results.push(await measure(make));
   }
-  console.log(`SMTP client CPU per message, node ${process.version}, ${N} messages x ${ROUNDS} rounds to smtp-sink; 1/5/15-min load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+  console.log(
+    `SMTP client CPU per message, node ${process.version}, ${N} messages x ${ROUNDS} rounds to smtp-sink; 1/5/15-min load ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
   for (const name of [...new Set(results.map((x) => x.name))]) {
     const rs = results.filter((x) => x.name === name);
-    console.log(`  ${name.padEnd(36)} CPU ${rs.map((x) => x.cpuMs.toFixed(3)).join(" / ")} ms/msg, ${rs.map((x) => x.perSec.toFixed(0)).join(" / ")} msg/s`);
+    console.log(
+      `  ${name.padEnd(36)} CPU ${rs.map((x) => x.cpuMs.toFixed(3)).join(" / ")} ms/msg, ${rs.map((x) => x.perSec.toFixed(0)).join(" / ")} msg/s`,
+    );
   }
   const mean = (name: string): number => {
     const rs = results.filter((x) => x.name.startsWith(name));
     return rs.reduce((a, x) => a + x.cpuMs, 0) / rs.length;
   };
-  console.log(`  relay SmtpHandoff uses ${(mean("relay") / mean("nodemailer")).toFixed(2)}x the CPU of the Mail transport per message`);
+  console.log(
+    `  relay SmtpHandoff uses ${(mean("relay") / mean("nodemailer")).toFixed(2)}x the CPU of the Mail transport per message`,
+  );
   process.exit(0);
 })();

@@ -72,7 +72,10 @@ async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? "") as WorkerSpec;
   const date = new Date();
   const raws: Buffer[] = [];
-  for (let i = 0; i < spec.count; i++) raws.push(await composeMessage(request(spec, i), { id: `${spec.phase}-${i}`, messageIdDomain: "mail.example.com", date }));
+  for (let i = 0; i < spec.count; i++)
+    raws.push(
+      await composeMessage(request(spec, i), { id: `${spec.phase}-${i}`, messageIdDomain: "mail.example.com", date }),
+    );
 
   if (spec.kind === "queue") return queueRun(spec, raws);
   const handoff: Handoff =
@@ -85,18 +88,40 @@ async function main(): Promise<void> {
   for (let i = 0; i < raws.length; i++) {
     const s = process.hrtime.bigint();
     try {
-      const r = await handoff.send({ id: `${spec.phase}-${i}`, from: spec.from, to: [spec.to], raw: raws[i] as Buffer });
-      outcomes.push({ ms: Number(process.hrtime.bigint() - s) / 1e6, ok: true, ...(r.queueId ? { queueId: r.queueId } : {}) });
+      const r = await handoff.send({
+        id: `${spec.phase}-${i}`,
+        from: spec.from,
+        to: [spec.to],
+        raw: raws[i] as Buffer,
+      });
+      outcomes.push({
+        ms: Number(process.hrtime.bigint() - s) / 1e6,
+        ok: true,
+        ...(r.queueId ? { queueId: r.queueId } : {}),
+      });
     } catch (err) {
       const message = (err as Error).message;
       const code = /^SMTP (\d{3})\b/.exec(message)?.[1];
-      outcomes.push({ ms: Number(process.hrtime.bigint() - s) / 1e6, ok: false, error: message.slice(0, 300), ...(code ? { code: Number(code) } : {}) });
+      outcomes.push({
+        ms: Number(process.hrtime.bigint() - s) / 1e6,
+        ok: false,
+        error: message.slice(0, 300),
+        ...(code ? { code: Number(code) } : {}),
+      });
     }
   }
   const totalMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const endedAt = Date.now();
   await handoff.close();
-  const result: WorkerResult = { phase: spec.phase, kind: spec.kind, totalMs, startedAt, endedAt, bytes: raws[0]?.length ?? 0, outcomes };
+  const result: WorkerResult = {
+    phase: spec.phase,
+    kind: spec.kind,
+    totalMs,
+    startedAt,
+    endedAt,
+    bytes: raws[0]?.length ?? 0,
+    outcomes,
+  };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
@@ -105,14 +130,32 @@ async function queueRun(spec: WorkerSpec, raws: Buffer[]): Promise<void> {
   const k = spec.concurrency ?? 1;
   const root = mkdtempSync(path.join(spec.queueBase ?? "/tmp", "handoff-queue-"));
   try {
-    const queue = new QueueStore({ root, maxAttempts: 8, retryBaseMs: 30_000, retryMaxMs: 3_600_000, minFreeBytes: 0, sentRetentionMs: 86_400_000 });
+    const queue = new QueueStore({
+      root,
+      maxAttempts: 8,
+      retryBaseMs: 30_000,
+      retryMaxMs: 3_600_000,
+      minFreeBytes: 0,
+      sentRetentionMs: 86_400_000,
+    });
     await queue.open();
     const now = Date.now();
     const ids: string[] = [];
     for (const [i, raw] of raws.entries()) {
       const id = randomUUID();
       ids.push(id);
-      const job: Job = { id, caller: "bench", createdAt: now, attempts: 0, nextAttemptAt: now - raws.length + i, envelope: { from: spec.from, to: [spec.to] }, subject: "bench", recipientDomains: ["example.org"], tags: [], raw: raw.toString("utf8") };
+      const job: Job = {
+        id,
+        caller: "bench",
+        createdAt: now,
+        attempts: 0,
+        nextAttemptAt: now - raws.length + i,
+        envelope: { from: spec.from, to: [spec.to] },
+        subject: "bench",
+        recipientDomains: ["example.org"],
+        tags: [],
+        raw: raw.toString("utf8"),
+      };
       await queue.enqueue(job);
     }
     const handoff = new SmtpHandoff({ host: "127.0.0.1", port: 25, timeoutMs: spec.timeoutMs, maxConnections: k });
@@ -127,7 +170,15 @@ async function queueRun(spec: WorkerSpec, raws: Buffer[]): Promise<void> {
     await handoff.close();
     const sent = queue.sentCount;
     const outcomes: SendOutcome[] = ids.map((_, i) => ({ ms: totalMs / raws.length, ok: i < sent }));
-    const result: WorkerResult = { phase: spec.phase, kind: spec.kind, totalMs, startedAt, endedAt, bytes: raws[0]?.length ?? 0, outcomes };
+    const result: WorkerResult = {
+      phase: spec.phase,
+      kind: spec.kind,
+      totalMs,
+      startedAt,
+      endedAt,
+      bytes: raws[0]?.length ?? 0,
+      outcomes,
+    };
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
     rmSync(root, { recursive: true, force: true });

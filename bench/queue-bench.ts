@@ -22,10 +22,20 @@ async function memory(): Promise<{ heap: number; buffers: number }> {
   return { heap: m.heapUsed, buffers: m.arrayBuffers };
 }
 
-async function measure(depth: number, keyed: boolean): Promise<{ loadMs: number; claimMs: number; heapPerJob: number; buffersPerJob: number }> {
+async function measure(
+  depth: number,
+  keyed: boolean,
+): Promise<{ loadMs: number; claimMs: number; heapPerJob: number; buffersPerJob: number }> {
   const root = mkdtempSync(path.join(base, "qbench-"));
   try {
-    const opts = { root, maxAttempts: 8, retryBaseMs: 30_000, retryMaxMs: 3_600_000, minFreeBytes: 0, sentRetentionMs: 86_400_000 };
+    const opts = {
+      root,
+      maxAttempts: 8,
+      retryBaseMs: 30_000,
+      retryMaxMs: 3_600_000,
+      minFreeBytes: 0,
+      sentRetentionMs: 86_400_000,
+    };
     await new QueueStore(opts).open();
     const now = Date.now();
     for (let i = 0; i < depth; i++) {
@@ -53,7 +63,12 @@ async function measure(depth: number, keyed: boolean): Promise<{ loadMs: number;
     const after = await memory();
     const t1 = process.hrtime.bigint();
     for (let i = 0; i < CLAIMS; i++) if (!(await q.claimNext())) throw new Error("queue ran dry");
-    return { loadMs, heapPerJob: (after.heap - before.heap) / depth, buffersPerJob: (after.buffers - before.buffers) / depth, claimMs: Number(process.hrtime.bigint() - t1) / 1e6 / CLAIMS };
+    return {
+      loadMs,
+      heapPerJob: (after.heap - before.heap) / depth,
+      buffersPerJob: (after.buffers - before.buffers) / depth,
+      claimMs: Number(process.hrtime.bigint() - t1) / 1e6 / CLAIMS,
+    };
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -65,12 +80,22 @@ async function measure(depth: number, keyed: boolean): Promise<{ loadMs: number;
   const keyed = await measure(DEPTH, true);
   const mb = (perJob: number): string => ((perJob * DEPTH) / 1024 / 1024).toFixed(1);
   console.log(`queue bench on node ${process.version}, 1-min load ${os.loadavg()[0]?.toFixed(2)}`);
-  console.log(`queue at ${CLAIMS} pending:   index loaded in ${small.loadMs.toFixed(0)} ms; claim ${small.claimMs.toFixed(3)} ms/job`);
-  console.log(`queue at ${DEPTH} pending: index loaded in ${big.loadMs.toFixed(0)} ms; claim ${big.claimMs.toFixed(3)} ms/job (${(big.claimMs / small.claimMs).toFixed(2)}x the small queue)`);
+  console.log(
+    `queue at ${CLAIMS} pending:   index loaded in ${small.loadMs.toFixed(0)} ms; claim ${small.claimMs.toFixed(3)} ms/job`,
+  );
+  console.log(
+    `queue at ${DEPTH} pending: index loaded in ${big.loadMs.toFixed(0)} ms; claim ${big.claimMs.toFixed(3)} ms/job (${(big.claimMs / small.claimMs).toFixed(2)}x the small queue)`,
+  );
   if ((globalThis as { gc?: unknown }).gc) {
-    console.log(`index at ${DEPTH} pending: ${mb(big.heapPerJob)} MB of V8 heap + ${mb(big.buffersPerJob)} MB of typed arrays (${big.heapPerJob.toFixed(0)} + ${big.buffersPerJob.toFixed(0)} bytes per job)`);
-    console.log(`with an idempotency key on every job: ${mb(keyed.heapPerJob)} MB + ${mb(keyed.buffersPerJob)} MB (${keyed.heapPerJob.toFixed(0)} + ${keyed.buffersPerJob.toFixed(0)} bytes per job); loaded in ${keyed.loadMs.toFixed(0)} ms`);
+    console.log(
+      `index at ${DEPTH} pending: ${mb(big.heapPerJob)} MB of V8 heap + ${mb(big.buffersPerJob)} MB of typed arrays (${big.heapPerJob.toFixed(0)} + ${big.buffersPerJob.toFixed(0)} bytes per job)`,
+    );
+    console.log(
+      `with an idempotency key on every job: ${mb(keyed.heapPerJob)} MB + ${mb(keyed.buffersPerJob)} MB (${keyed.heapPerJob.toFixed(0)} + ${keyed.buffersPerJob.toFixed(0)} bytes per job); loaded in ${keyed.loadMs.toFixed(0)} ms`,
+    );
   } else {
-    console.log("(run with node --expose-gc, e.g. npx tsx --expose-gc bench/queue-bench.ts, to also print the index's memory)");
+    console.log(
+      "(run with node --expose-gc, e.g. npx tsx --expose-gc bench/queue-bench.ts, to also print the index's memory)",
+    );
   }
 })();

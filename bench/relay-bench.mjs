@@ -16,7 +16,9 @@ import { SMTPServer } from "smtp-server";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 // BENCH_RELAY_BUNDLE=FILE runs another build of the relay (e.g. an older commit's, for an A/B in one sitting).
-const bundle = process.env.BENCH_RELAY_BUNDLE ? path.resolve(process.env.BENCH_RELAY_BUNDLE) : path.join(repo, "relay/dist/relay.js");
+const bundle = process.env.BENCH_RELAY_BUNDLE
+  ? path.resolve(process.env.BENCH_RELAY_BUNDLE)
+  : path.join(repo, "relay/dist/relay.js");
 const TOTAL = Number(process.env.BENCH_REQUESTS ?? 5000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 // Open loop: requests started at a fixed rate whatever the answers, so latency is measured below saturation (a closed
@@ -30,7 +32,11 @@ const TOKEN = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz";
 // Same filesystem as a real QUEUE_ROOT would be on (not tmpfs): under the repo's .cache/.
 fs.mkdirSync(path.join(repo, ".cache"), { recursive: true });
 const work = fs.mkdtempSync(path.join(repo, ".cache", "bench-"));
-const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(" ");
+const loadavg = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
 const progress = (m) => process.stderr.write(`bench: ${m} (load ${loadavg()})\n`);
 
 if (!fs.existsSync(bundle)) {
@@ -77,7 +83,11 @@ function startRelay(queueRoot, { port = 0, keepLog = false, watch = [] } = {}) {
       RELAY_RATE_LIMIT_PER_MIN: "100000000",
       RELAY_MIN_FREE_BYTES: "0",
       LOG_LEVEL: "info",
-      ...Object.fromEntries(["UV_THREADPOOL_SIZE", "MALLOC_ARENA_MAX", "LD_LIBRARY_PATH", "RELAY_HANDOFF_CONCURRENCY"].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
+      ...Object.fromEntries(
+        ["UV_THREADPOOL_SIZE", "MALLOC_ARENA_MAX", "LD_LIBRARY_PATH", "RELAY_HANDOFF_CONCURRENCY"]
+          .filter((k) => process.env[k])
+          .map((k) => [k, process.env[k]]),
+      ),
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -142,7 +152,13 @@ function procMem(pid) {
 function request(port, method, urlPath, agent, body) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const headers = body ? { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) } : {};
+    const headers = body
+      ? {
+          authorization: `Bearer ${TOKEN}`,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+        }
+      : {};
     const req = http.request({ host: "127.0.0.1", port, path: urlPath, method, agent, headers }, (res) => {
       let text = "";
       res.setEncoding("utf8");
@@ -261,11 +277,19 @@ agent.destroy();
 
 /** Writes `n` due jobs (the relay's own job file for the bench payload, new ids) as an outage leaves them. */
 function prefill(root, n) {
-  for (const d of ["pending", "processing", "sent", "failed", "tmp"]) fs.mkdirSync(path.join(root, d), { recursive: true, mode: 0o700 });
+  for (const d of ["pending", "processing", "sent", "failed", "tmp"])
+    fs.mkdirSync(path.join(root, d), { recursive: true, mode: 0o700 });
   const now = Date.now();
   for (let i = 0; i < n; i++) {
     const id = randomUUID();
-    const job = { ...template, id, createdAt: now - n + i, nextAttemptAt: now - n + i, attempts: 1, lastError: "connect ECONNREFUSED 127.0.0.1:25" };
+    const job = {
+      ...template,
+      id,
+      createdAt: now - n + i,
+      nextAttemptAt: now - n + i,
+      attempts: 1,
+      lastError: "connect ECONNREFUSED 127.0.0.1:25",
+    };
     fs.writeFileSync(path.join(root, "pending", `${id}.json`), JSON.stringify(job));
   }
 }
@@ -301,7 +325,15 @@ async function door(n) {
   const mem = procMem(relay.child.pid);
   await relay.stop();
   fs.rmSync(root, { recursive: true, force: true });
-  return { n, healthMs, sendMs, sendStatus: send.status, loading: /queue index loading/.test(health.text), loadedMs, ...mem };
+  return {
+    n,
+    healthMs,
+    sendMs,
+    sendStatus: send.status,
+    loading: /queue index loading/.test(health.text),
+    loadedMs,
+    ...mem,
+  };
 }
 
 const doors = [];
@@ -314,21 +346,38 @@ fs.rmSync(work, { recursive: true, force: true });
 
 // ---------------------------------------------------------------- report
 
-const relayVersion = execFileSync(relayNode, ["--version"], { env: { ...process.env } }).toString().trim();
+const relayVersion = execFileSync(relayNode, ["--version"], { env: { ...process.env } })
+  .toString()
+  .trim();
 const relayCpu = { user: (cpu1.user - cpu0.user) / TOTAL, sys: (cpu1.sys - cpu0.sys) / TOTAL };
 const benchCpu = (self1.user + self1.system) / 1000 / TOTAL;
 const cores = os.availableParallelism?.() ?? os.cpus().length;
 const line = (k, v) => console.log(`${k.padEnd(52)} ${v}`);
-console.log(`\nrelay benchmark: bundled relay on node ${relayVersion}, SMTP hand-off to a loopback sink; ${cores} cores`);
-if (!relayVersion.startsWith("v18.")) console.log(`(the targets are defined on Debian's Node 18: BENCH_RELAY_NODE=.cache/node18/usr/bin/node)`);
-line(`closed loop: ${TOTAL} POST /send at ${CONCURRENCY} concurrent`, `${closed.accepted}/${TOTAL} accepted in ${closed.secs.toFixed(2)} s = ${closed.rps.toFixed(0)} req/s`);
-line("closed loop latency p50 / p99 / max (ms)", `${closed.p50.toFixed(1)} / ${closed.p99.toFixed(1)} / ${closed.max.toFixed(1)}`);
+console.log(
+  `\nrelay benchmark: bundled relay on node ${relayVersion}, SMTP hand-off to a loopback sink; ${cores} cores`,
+);
+if (!relayVersion.startsWith("v18."))
+  console.log(`(the targets are defined on Debian's Node 18: BENCH_RELAY_NODE=.cache/node18/usr/bin/node)`);
+line(
+  `closed loop: ${TOTAL} POST /send at ${CONCURRENCY} concurrent`,
+  `${closed.accepted}/${TOTAL} accepted in ${closed.secs.toFixed(2)} s = ${closed.rps.toFixed(0)} req/s`,
+);
+line(
+  "closed loop latency p50 / p99 / max (ms)",
+  `${closed.p50.toFixed(1)} / ${closed.p99.toFixed(1)} / ${closed.max.toFixed(1)}`,
+);
 line("relay peak RSS (VmHWM) at saturation", `${peak.toFixed(1)} MB`);
 if (open) {
-  line(`open loop at ${OPEN_RATE} req/s: p50 / p99 / max (ms)`, `${open.p50.toFixed(1)} / ${open.p99.toFixed(1)} / ${open.max.toFixed(1)} (${open.accepted}/${open.total} accepted, ${open.late} started late)`);
+  line(
+    `open loop at ${OPEN_RATE} req/s: p50 / p99 / max (ms)`,
+    `${open.p50.toFixed(1)} / ${open.p99.toFixed(1)} / ${open.max.toFixed(1)} (${open.accepted}/${open.total} accepted, ${open.late} started late)`,
+  );
 }
 line("handed off to the sink (all phases)", `${sunk} (pending left after the main relay drained: ${leftPending})`);
-line("relay CPU per request at saturation: user / sys (ms)", `${relayCpu.user.toFixed(3)} / ${relayCpu.sys.toFixed(3)}`);
+line(
+  "relay CPU per request at saturation: user / sys (ms)",
+  `${relayCpu.user.toFixed(3)} / ${relayCpu.sys.toFixed(3)}`,
+);
 line("bench client + sink CPU per request (ms)", benchCpu.toFixed(3));
 line(`CPU ceiling on ${cores} cores (req/s)`, (cores / ((relayCpu.user + relayCpu.sys + benchCpu) / 1000)).toFixed(0));
 line("machine load (1/5/15 min) after the main relay", loadAfterMain);
@@ -337,20 +386,30 @@ for (const d of doors) {
     `start-to-door with ${d.n} jobs pending (ms)`,
     `/health ${d.healthMs.toFixed(0)}, /send ${d.sendStatus} ${d.sendMs.toFixed(0)}${d.loading ? " (index still loading)" : ""}; index loaded ${d.loadedMs.toFixed(0)}`,
   );
-  line(`RSS with ${d.n} jobs queued (2 s after the index loaded)`, `${d.rss.toFixed(1)} MB (VmHWM ${d.hwm.toFixed(1)} MB)`);
+  line(
+    `RSS with ${d.n} jobs queued (2 s after the index loaded)`,
+    `${d.rss.toFixed(1)} MB (VmHWM ${d.hwm.toFixed(1)} MB)`,
+  );
 }
 line("machine load (1/5/15 min) at the end", loadavg());
 
 console.log("\ntargets:");
 const verdict = (ok) => (ok ? "met" : "MISSED");
-if (open) line(`  open loop at ${OPEN_RATE} req/s: p99 < 25 ms`, `${verdict(open.p99 < 25)} (${open.p99.toFixed(1)} ms)`);
+if (open)
+  line(`  open loop at ${OPEN_RATE} req/s: p99 < 25 ms`, `${verdict(open.p99 < 25)} (${open.p99.toFixed(1)} ms)`);
 line("  peak RSS <= 200 MB at saturation", `${verdict(peak <= 200)} (${peak.toFixed(1)} MB)`);
 if (doors.length === 2) {
   const [small, big] = doors;
   const delta = big.rss - small.rss;
-  line(`  RSS with ${big.n} queued within 40 MB of ${small.n} queued`, `${verdict(delta <= 40)} (+${delta.toFixed(1)} MB)`);
+  line(
+    `  RSS with ${big.n} queued within 40 MB of ${small.n} queued`,
+    `${verdict(delta <= 40)} (+${delta.toFixed(1)} MB)`,
+  );
   const doorMs = Math.max(big.healthMs, big.sendMs);
-  line(`  start-to-door <= 2 s with ${big.n} pending`, `${verdict(doorMs <= 2000 && big.sendStatus === 202)} (${(doorMs / 1000).toFixed(2)} s)`);
+  line(
+    `  start-to-door <= 2 s with ${big.n} pending`,
+    `${verdict(doorMs <= 2000 && big.sendStatus === 202)} (${(doorMs / 1000).toFixed(2)} s)`,
+  );
 } else {
   line("  RSS and start-to-door with a queue", "not measured (BENCH_DOOR_SMALL/BENCH_DOOR_BIG = 0)");
 }

@@ -1,8 +1,9 @@
 // npm run bench:smtp — the relay bundle's SMTP ingress, measured from a client's side: one STARTTLS+AUTH connection
 // sending small messages one after another (each 250 comes after the job's fsync), new connections (connect, STARTTLS,
 // AUTH, one message, QUIT), one message at the size limit, the same with a bare <LF> (refused), and POST /send with the
-// same content for comparison. The hand-off goes to an in-process sink, so Postfix is not measured here (bench:handoff).
-// Knobs: BENCH_MESSAGES (500), BENCH_CONNECTIONS (50), BENCH_NODE (node binary, e.g. .cache/node18/usr/bin/node).
+// same content for comparison. The hand-off goes to an in-process sink, so Postfix is not measured here
+// (bench:handoff). Knobs: BENCH_MESSAGES (500), BENCH_CONNECTIONS (50), BENCH_NODE (node binary, e.g.
+// .cache/node18/usr/bin/node).
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
@@ -16,7 +17,9 @@ import { RawSmtp } from "../test/relay/smtp-client";
 const N = Number(process.env.BENCH_MESSAGES ?? 500);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const NODE = process.env.BENCH_NODE ?? process.execPath;
-const NODE_ENV_EXTRA = NODE.includes(".cache/node18") ? { LD_LIBRARY_PATH: path.join(path.dirname(NODE), "../lib/x86_64-linux-gnu") } : {};
+const NODE_ENV_EXTRA = NODE.includes(".cache/node18")
+  ? { LD_LIBRARY_PATH: path.join(path.dirname(NODE), "../lib/x86_64-linux-gnu") }
+  : {};
 const TOKEN = "bench-token-0123456789abcdefghijklmnopqrstu";
 const BUNDLE = path.resolve(__dirname, "../relay/dist/relay.js");
 const progress = (s: string): void => void process.stderr.write(`[bench:smtp] ${s}\n`);
@@ -45,7 +48,29 @@ async function main(): Promise<void> {
   });
   await new Promise<void>((r) => sink.listen(0, "127.0.0.1", () => r()));
   const sinkPort = (sink.server.address() as { port: number }).port;
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      path.join(dir, "key.pem"),
+      "-out",
+      path.join(dir, "cert.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ],
+    { stdio: "ignore" },
+  );
   const ca = readFileSync(path.join(dir, "cert.pem"), "utf8");
 
   const relay = spawn(NODE, [BUNDLE], {
@@ -84,7 +109,11 @@ async function main(): Promise<void> {
   if (!listening) throw new Error(`relay did not listen: ${log}`);
   const httpPort = Number((listening as RegExpExecArray)[1]);
   const smtpPort = Number((listening as RegExpExecArray)[2]);
-  progress(`relay on node ${execFileSync(NODE, ["--version"], { env: { ...process.env, ...NODE_ENV_EXTRA } }).toString().trim()}, smtp :${smtpPort}, http :${httpPort}`);
+  progress(
+    `relay on node ${execFileSync(NODE, ["--version"], { env: { ...process.env, ...NODE_ENV_EXTRA } })
+      .toString()
+      .trim()}, smtp :${smtpPort}, http :${httpPort}`,
+  );
 
   const mail = { from: "noreply@example.com", to: "user@example.net", subject: "bench", text: "x".repeat(1000) };
   // BENCH_CLIENT_NODELAY=1: the client's socket without Nagle (nodemailer leaves it on; see docs/smtp-ingress.md).
@@ -95,7 +124,18 @@ async function main(): Promise<void> {
     sock.once("connect", () => cb(null, { connection: sock }));
   };
   const transport = (pool: boolean) =>
-    nodemailer.createTransport({ host: "127.0.0.1", port: smtpPort, secure: false, requireTLS: true, auth: { user: "app", pass: TOKEN }, tls: { ca, servername: "localhost" }, pool, maxConnections: 1, maxMessages: Infinity, ...(noDelay ? { getSocket } : {}) } as nodemailer.TransportOptions);
+    nodemailer.createTransport({
+      host: "127.0.0.1",
+      port: smtpPort,
+      secure: false,
+      requireTLS: true,
+      auth: { user: "app", pass: TOKEN },
+      tls: { ca, servername: "localhost" },
+      pool,
+      maxConnections: 1,
+      maxMessages: Infinity,
+      ...(noDelay ? { getSocket } : {}),
+    } as nodemailer.TransportOptions);
 
   // 1. one connection, sequential messages
   const pooled = transport(true);
@@ -125,7 +165,9 @@ async function main(): Promise<void> {
   const { client: raw } = await RawSmtp.connect(smtpPort);
   await raw.login(ca, "app", TOKEN);
   const bigBody = `${"y".repeat(70)}\r\n`.repeat(Math.floor((4 * 1024 * 1024 - 200) / 72));
-  const bigMsg = Buffer.from(`From: noreply@example.com\r\nTo: user@example.net\r\nSubject: bench\r\n\r\n${bigBody}.\r\n`);
+  const bigMsg = Buffer.from(
+    `From: noreply@example.com\r\nTo: user@example.net\r\nSubject: bench\r\n\r\n${bigBody}.\r\n`,
+  );
   const bigs: number[] = [];
   for (let i = 0; i < 5; i++) {
     await raw.cmd("MAIL FROM:<noreply@example.com>");
@@ -162,11 +204,20 @@ async function main(): Promise<void> {
   }
 
   await new Promise((r) => setTimeout(r, 1000));
-  console.log(`bench:smtp  ${new Date().toISOString()}  ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}, queue on ${os.tmpdir()}`);
+  console.log(
+    `bench:smtp  ${new Date().toISOString()}  ${os.cpus().length} cores, load ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}, queue on ${os.tmpdir()}`,
+  );
   console.log(`  client socket: ${noDelay ? "TCP_NODELAY" : "nodemailer's default (Nagle on)"}`);
-  console.log(`  one connection, ${N} x 1 KB messages: ${(N / seqSeconds).toFixed(0)} msg/s, ${fmt(seq)} (MAIL..250 after fsync)`);
+  console.log(
+    `  one connection, ${N} x 1 KB messages: ${(N / seqSeconds).toFixed(0)} msg/s, ${fmt(seq)} (MAIL..250 after fsync)`,
+  );
   console.log(`  new connection per message (TCP + STARTTLS + AUTH + 1 msg), ${CONNECTIONS}: ${fmt(conn)}`);
-  console.log(`  a ${(bigMsg.length / 1048576).toFixed(2)} MiB message over one connection, DATA to 250, 5 times: ${fmt(bigs)}; the relay's DATA scan of 4 MiB alone: ${fmt(scans)}`);
+  console.log(
+    `  a ${(bigMsg.length / 1048576).toFixed(2)} MiB message over one connection, DATA to 250, 5 times: ${fmt(bigs)}; the relay's DATA scan of 4 MiB alone: ${fmt(scans)}`,
+  );
   console.log(`  POST /send, same content, ${N}: ${fmt(http)}`);
   console.log(`  handed to the sink so far: ${sinkCount}`);
   cleanUp();

@@ -30,14 +30,19 @@ export interface CloudflaredSettings {
   readonly smtp?: { readonly hostname: string; readonly port: number; readonly audTag: string };
 }
 
-/** The relay hostname's public paths go to the relay on loopback (and the SMTP ingress hostname to its listener), with Access enforced; everything else is a 404. */
+/**
+ * The relay hostname's public paths go to the relay on loopback (and the SMTP ingress hostname to its listener), with
+ * Access enforced; everything else is a 404.
+ */
 export function cloudflaredIngress(c: CloudflaredSettings): CloudflaredIngress[] {
   assertDomainName("relayHostname", c.relayHostname);
   assertPort("relayPort", c.relayPort);
   assertSingleLine("pathRegex", c.pathRegex);
-  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(c.teamName)) throw new Error(`accessTeamName must be the Zero Trust team name (a DNS label), got ${JSON.stringify(c.teamName)}`);
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(c.teamName))
+    throw new Error(`accessTeamName must be the Zero Trust team name (a DNS label), got ${JSON.stringify(c.teamName)}`);
   for (const aud of [c.audTag, ...(c.smtp ? [c.smtp.audTag] : [])]) {
-    if (!/^[A-Za-z0-9]{16,128}$/.test(aud)) throw new Error(`the Access application's AUD tag must be hex/alphanumeric, got ${JSON.stringify(aud)}`);
+    if (!/^[A-Za-z0-9]{16,128}$/.test(aud))
+      throw new Error(`the Access application's AUD tag must be hex/alphanumeric, got ${JSON.stringify(aud)}`);
   }
   if (c.smtp) {
     assertDomainName("smtpIngress.hostname", c.smtp.hostname);

@@ -29,7 +29,8 @@ import { assertPort, assertSafePath, shellQuote } from "./validate";
 const PRELUDE = ["#!/usr/bin/env bash", "set -euo pipefail", 'root="${MAIL_RELAY_ROOT:-}"'];
 
 /** Bash: `count DIR...` prints how many files are under the directories that exist (a missing one counts 0). */
-const COUNT_FILES = 'count() { local n=0 d; for d in "$@"; do if [ -d "$d" ]; then n=$((n + $(find "$d" -type f | wc -l))); fi; done; echo "$n"; }';
+const COUNT_FILES =
+  'count() { local n=0 d; for d in "$@"; do if [ -d "$d" ]; then n=$((n + $(find "$d" -type f | wc -l))); fi; done; echo "$n"; }';
 
 function script(purpose: string, body: readonly string[]): string {
   return [PRELUDE[0], `# mail-relay deploy step: ${purpose}`, ...PRELUDE.slice(1), ...body].join("\n") + "\n";
@@ -38,17 +39,19 @@ function script(purpose: string, body: readonly string[]): string {
 /** Release names become directory names and shell words: a content hash or a semver, nothing else. */
 export function assertReleaseVersion(version: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
-    throw new Error(`relay release version must match [A-Za-z0-9][A-Za-z0-9._-]* (max 128), got ${JSON.stringify(version)}`);
+    throw new Error(
+      `relay release version must match [A-Za-z0-9][A-Za-z0-9._-]* (max 128), got ${JSON.stringify(version)}`,
+    );
   }
 }
 
 const WAIT_FOR_CLOUD_INIT = [
-    "rc=0",
-    "out=$(cloud-init status --wait --long 2>&1) || rc=$?",
-    'echo "$out"',
-    // 22.4 exits 1 on error; 23.4+ exits 2 for "done with recoverable errors" (deprecated keys): not fatal.
-    'if [ "$rc" -eq 2 ]; then echo "cloud-init finished with recoverable warnings (see above)" >&2; rc=0; fi',
-    'if [ "$rc" -ne 0 ]; then echo "cloud-init failed (exit $rc); see /var/log/cloud-init-output.log" >&2; tail -n 40 /var/log/cloud-init-output.log >&2 || true; exit 1; fi',
+  "rc=0",
+  "out=$(cloud-init status --wait --long 2>&1) || rc=$?",
+  'echo "$out"',
+  // 22.4 exits 1 on error; 23.4+ exits 2 for "done with recoverable errors" (deprecated keys): not fatal.
+  'if [ "$rc" -eq 2 ]; then echo "cloud-init finished with recoverable warnings (see above)" >&2; rc=0; fi',
+  'if [ "$rc" -ne 0 ]; then echo "cloud-init failed (exit $rc); see /var/log/cloud-init-output.log" >&2; tail -n 40 /var/log/cloud-init-output.log >&2 || true; exit 1; fi',
 ];
 
 /** Waits for cloud-init to finish (fails with its status when it reported an error), then makes the upload dir. */
@@ -74,12 +77,12 @@ export function renderInstallHostKey(): string {
     "umask 077",
     'mkdir -p -- "$dir"',
     'tmp=$(mktemp -- "$dir/.host-key.XXXXXX")',
-    "trap 'rm -f -- \"$tmp\" \"$tmp.pub\"' EXIT",
+    'trap \'rm -f -- "$tmp" "$tmp.pub"\' EXIT',
     'cat > "$tmp"',
     'if ! ssh-keygen -y -f "$tmp" > "$tmp.pub" 2>/dev/null; then echo "refusing: stdin is not an unencrypted OpenSSH private key" >&2; exit 1; fi',
     'case "$(cut -d" " -f1 < "$tmp.pub")" in ssh-ed25519) ;; *) echo "refusing: the host key must be ssh-ed25519" >&2; exit 1 ;; esac',
     'chmod 0600 "$tmp"; chmod 0644 "$tmp.pub"',
-    '# The image\'s other host keys go: sshd offers only this one, whatever algorithm a client prefers.',
+    "# The image's other host keys go: sshd offers only this one, whatever algorithm a client prefers.",
     'for k in "$dir"/ssh_host_*_key "$dir"/ssh_host_*_key.pub; do',
     '  if [ -e "$k" ] && [ "$k" != "$key" ] && [ "$k" != "$key.pub" ]; then rm -f -- "$k"; fi',
     "done",
@@ -96,12 +99,19 @@ export function renderInstallHostKey(): string {
   ]);
 }
 
-/** stdin -> the file, atomically: temp file in the same directory, chown/chmod, fsync, rename. Empty stdin is refused. */
+/**
+ * stdin -> the file, atomically: temp file in the same directory, chown/chmod, fsync, rename. Empty stdin is refused.
+ */
 export function renderInstallFile(f: Omit<HostFile, "content">): string {
   assertSafePath("path", f.path);
-  if (!/^0[0-7]{3}$/.test(f.mode)) throw new Error(`mode must be an octal string like 0640, got ${JSON.stringify(f.mode)}`);
-  for (const [field, v] of [["owner", f.owner], ["group", f.group]] as const) {
-    if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(v)) throw new Error(`${field} must be a user/group name, got ${JSON.stringify(v)}`);
+  if (!/^0[0-7]{3}$/.test(f.mode))
+    throw new Error(`mode must be an octal string like 0640, got ${JSON.stringify(f.mode)}`);
+  for (const [field, v] of [
+    ["owner", f.owner],
+    ["group", f.group],
+  ] as const) {
+    if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(v))
+      throw new Error(`${field} must be a user/group name, got ${JSON.stringify(v)}`);
   }
   return script(`install ${f.path} (${f.mode} ${f.owner}:${f.group})`, [
     `dest="$root"${shellQuote(f.path)}`,
@@ -153,7 +163,10 @@ export function renderApplyMailConfig(s: HostSettings): string {
         `chmod 0600 "$root${SASL_PASSWD_FILE}.db"`,
         "umask 022",
       ]
-    : ["# direct delivery: no smarthost password may linger on disk.", `rm -f -- "$root${SASL_PASSWD_FILE}" "$root${SASL_PASSWD_FILE}.db"`];
+    : [
+        "# direct delivery: no smarthost password may linger on disk.",
+        `rm -f -- "$root${SASL_PASSWD_FILE}" "$root${SASL_PASSWD_FILE}.db"`,
+      ];
   return script("apply Postfix and OpenDKIM configuration", [
     ...sasl,
     'if ! out=$(postfix check 2>&1); then echo "postfix check failed:" >&2; echo "$out" >&2; exit 1; fi',
@@ -247,14 +260,14 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     "}",
     "healthy() {",
     "  local deadline=$((SECONDS + health_timeout))",
-    "  while [ \"$SECONDS\" -lt \"$deadline\" ]; do",
+    '  while [ "$SECONDS" -lt "$deadline" ]; do',
     '    if curl -fsS --max-time 2 -o /dev/null "$health_url" 2>/dev/null; then return 0; fi',
     "    sleep 1",
     "  done",
     "  return 1",
     "}",
     "prune() {",
-    '  local n=0 name keep_current keep_previous',
+    "  local n=0 name keep_current keep_previous",
     '  keep_current=$(basename -- "$(readlink -- "$base/current")")',
     '  keep_previous=$(basename -- "${previous:-none}")',
     '  for name in $(ls -1t -- "$releases"); do',
@@ -267,7 +280,7 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     "}",
     "",
     'switch_to "$target"',
-    '# Most recently activated first, for pruning.',
+    "# Most recently activated first, for pruning.",
     'touch -- "$releases/$version"',
     "systemctl daemon-reload",
     `systemctl enable --quiet ${RELAY_UNIT_NAME}`,
@@ -308,9 +321,9 @@ export function renderStartCloudflared(): string {
     "if ! command -v cloudflared >/dev/null 2>&1; then",
     "  install -d -m 0755 /usr/share/keyrings",
     "  tmp=$(mktemp)",
-    "  curl -fsSL --retry 5 --retry-delay 2 https://pkg.cloudflare.com/cloudflare-main.gpg -o \"$tmp\"",
-    "  install -m 0644 \"$tmp\" /usr/share/keyrings/cloudflare-main.gpg",
-    "  rm -f -- \"$tmp\"",
+    '  curl -fsSL --retry 5 --retry-delay 2 https://pkg.cloudflare.com/cloudflare-main.gpg -o "$tmp"',
+    '  install -m 0644 "$tmp" /usr/share/keyrings/cloudflare-main.gpg',
+    '  rm -f -- "$tmp"',
     "  echo 'deb [signed-by=/usr/share/keyrings/cloudflare-main.gpg] https://pkg.cloudflare.com/cloudflared any main' > /etc/apt/sources.list.d/cloudflared.list",
     "  apt-get update -q",
     "  DEBIAN_FRONTEND=noninteractive apt-get install -y -q cloudflared",
@@ -379,7 +392,7 @@ export function renderStopRelay(t: TeardownOptions = { drainSeconds: 300, allowQ
     "  snapshot",
     "done",
     'echo "queues at teardown: relay pending+processing $relay_n, relay failed $failed_n, postfix $postfix_n"',
-    'if [ $((relay_n + failed_n + postfix_n)) -gt 0 ]; then',
+    "if [ $((relay_n + failed_n + postfix_n)) -gt 0 ]; then",
     '  if [ "$allow_loss" = 1 ]; then',
     '    echo "WARNING: relay.allowQueueLoss is true: $((relay_n + failed_n + postfix_n)) queued message(s) are lost with the disk of this server" >&2',
     "  else",

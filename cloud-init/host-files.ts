@@ -1,7 +1,12 @@
 // The list of files the deploy step pushes, with owner and mode. Non-secret configs first, secrets separately
 // (the caller wraps secret contents in pulumi.secret and pushes them over SSH on stdin).
 import { renderHostNftablesConf } from "./host-hardening";
-import { renderOpendkimConf, renderOpendkimKeyTable, renderOpendkimSigningTable, renderOpendkimTrustedHosts } from "./opendkim";
+import {
+  renderOpendkimConf,
+  renderOpendkimKeyTable,
+  renderOpendkimSigningTable,
+  renderOpendkimTrustedHosts,
+} from "./opendkim";
 import {
   CLOUDFLARED_ENV_FILE,
   CLOUDFLARED_UNIT_PATH,
@@ -23,7 +28,13 @@ import {
   dkimKeyPath,
 } from "./paths";
 import { renderPostfixLogrotate } from "./postfix-log";
-import { checkHostSettings, renderPostfixMainCf, renderPostfixMasterCf, renderPostfixSenderAccess, smarthostNexthop } from "./postfix";
+import {
+  checkHostSettings,
+  renderPostfixMainCf,
+  renderPostfixMasterCf,
+  renderPostfixSenderAccess,
+  smarthostNexthop,
+} from "./postfix";
 import { renderCloudflaredUnit, renderRelayUnit, renderWebhookUnit } from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
 import { assertSingleLine } from "./validate";
@@ -44,7 +55,14 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
     plain(OPENDKIM_SIGNING_TABLE, renderOpendkimSigningTable(s)),
     plain(OPENDKIM_TRUSTED_HOSTS, renderOpendkimTrustedHosts()),
     plain(RELAY_UNIT_PATH, renderRelayUnit(s)),
-    plain(NFTABLES_CONF, renderHostNftablesConf({ adminCidrs: s.adminCidrs, relayPort: s.relayPort, ...(s.smarthost ? { smarthostPort: s.smarthost.port } : {}) })),
+    plain(
+      NFTABLES_CONF,
+      renderHostNftablesConf({
+        adminCidrs: s.adminCidrs,
+        relayPort: s.relayPort,
+        ...(s.smarthost ? { smarthostPort: s.smarthost.port } : {}),
+      }),
+    ),
     plain(WEBHOOK_UNIT_PATH, renderWebhookUnit()),
     plain(POSTFIX_LOGROTATE, renderPostfixLogrotate()),
   ];
@@ -54,15 +72,18 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
 
 const PEM_KEY = /^-----BEGIN (RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END (RSA )?PRIVATE KEY-----\n?$/;
 
-const PEM_TLS_KEY = /^-----BEGIN (EC |RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END (EC |RSA )?PRIVATE KEY-----\n?$/;
+const PEM_TLS_KEY =
+  /^-----BEGIN (EC |RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END (EC |RSA )?PRIVATE KEY-----\n?$/;
 const PEM_CERT = /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n?$/;
 
 /** The SMTP ingress's STARTTLS key (the relay's group may read it) and certificate; the error never quotes the key. */
 function smtpTlsFiles(secrets: HostSecrets): HostFile[] {
   const key = (secrets.smtpTlsKeyPem ?? "").replace(/\r\n/g, "\n").trim() + "\n";
   const cert = (secrets.smtpTlsCertPem ?? "").replace(/\r\n/g, "\n").trim() + "\n";
-  if (!PEM_TLS_KEY.test(key)) throw new Error("smtpTlsKeyPem is required with smtpIngress and must be an unencrypted PEM private key");
-  if (!PEM_CERT.test(cert)) throw new Error("smtpTlsCertPem is required with smtpIngress and must be one PEM certificate");
+  if (!PEM_TLS_KEY.test(key))
+    throw new Error("smtpTlsKeyPem is required with smtpIngress and must be an unencrypted PEM private key");
+  if (!PEM_CERT.test(cert))
+    throw new Error("smtpTlsCertPem is required with smtpIngress and must be one PEM certificate");
   return [
     { path: SMTP_TLS_KEY_FILE, content: key, mode: "0640", owner: "root", group: RELAY_USER, secret: true },
     // Not secret, but it comes from the same Output as the key, so it travels the secret files' path.
@@ -75,18 +96,31 @@ export function hostSecretFiles(s: HostSettings, secrets: HostSecrets): HostFile
   checkHostSettings(s);
   const pem = secrets.dkimPrivateKeyPem.replace(/\r\n/g, "\n").trim() + "\n";
   // The error never quotes the key.
-  if (!PEM_KEY.test(pem)) throw new Error("dkimPrivateKeyPem must be an unencrypted PEM private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)");
-  if (secrets.relayEnv === "" || !secrets.relayEnv.endsWith("\n")) throw new Error("relayEnv must be the output of renderRelayEnv");
+  if (!PEM_KEY.test(pem))
+    throw new Error(
+      "dkimPrivateKeyPem must be an unencrypted PEM private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)",
+    );
+  if (secrets.relayEnv === "" || !secrets.relayEnv.endsWith("\n"))
+    throw new Error("relayEnv must be the output of renderRelayEnv");
 
   const files: HostFile[] = [
-    { path: dkimKeyPath(s.domain, s.dkimSelector), content: pem, mode: "0600", owner: "opendkim", group: "opendkim", secret: true },
+    {
+      path: dkimKeyPath(s.domain, s.dkimSelector),
+      content: pem,
+      mode: "0600",
+      owner: "opendkim",
+      group: "opendkim",
+      secret: true,
+    },
     { path: RELAY_ENV_FILE, content: secrets.relayEnv, mode: "0640", owner: "root", group: RELAY_USER, secret: true },
   ];
   if (s.smarthost) {
     const password = secrets.smarthostPassword;
-    if (password === undefined || password === "") throw new Error("smarthostPassword is required when smarthost is set");
+    if (password === undefined || password === "")
+      throw new Error("smarthostPassword is required when smarthost is set");
     assertSingleLine("smarthostPassword", password);
-    if (password.trim() !== password) throw new Error("smarthostPassword must not start or end with whitespace (Postfix tables trim it)");
+    if (password.trim() !== password)
+      throw new Error("smarthostPassword must not start or end with whitespace (Postfix tables trim it)");
     files.push({
       path: SASL_PASSWD_FILE,
       content: `${smarthostNexthop(s.smarthost)} ${s.smarthost.username}:${password}\n`,
@@ -102,7 +136,14 @@ export function hostSecretFiles(s: HostSettings, secrets: HostSecrets): HostFile
     if (token === undefined || !/^[A-Za-z0-9+/=_-]+$/.test(token)) {
       throw new Error("tunnelToken is required when tunnel is set and must be the base64 token Cloudflare gives");
     }
-    files.push({ path: CLOUDFLARED_ENV_FILE, content: `TUNNEL_TOKEN=${token}\n`, mode: "0600", owner: "root", group: "root", secret: true });
+    files.push({
+      path: CLOUDFLARED_ENV_FILE,
+      content: `TUNNEL_TOKEN=${token}\n`,
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      secret: true,
+    });
   }
   if (s.smtpIngress) files.push(...smtpTlsFiles(secrets));
   return files;

@@ -63,7 +63,11 @@ export interface FirewallUsers {
   readonly cloudflared: string;
 }
 
-export const FIREWALL_USERS: FirewallUsers = { relay: RELAY_USER, postfix: POSTFIX_USER, cloudflared: CLOUDFLARED_USER };
+export const FIREWALL_USERS: FirewallUsers = {
+  relay: RELAY_USER,
+  postfix: POSTFIX_USER,
+  cloudflared: CLOUDFLARED_USER,
+};
 
 export interface HostFirewallSettings {
   /** SSH sources (IPv4 and IPv6 CIDRs); the same list as the cloud firewall's. */
@@ -83,7 +87,8 @@ function cidrsOf(family: 4 | 6, cidrs: readonly string[]): string[] {
 }
 
 const nftUser = (name: string): string => {
-  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(name)) throw new Error(`firewall user must be a user name, got ${JSON.stringify(name)}`);
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(name))
+    throw new Error(`firewall user must be a user name, got ${JSON.stringify(name)}`);
   return `"${name}"`;
 };
 
@@ -101,13 +106,17 @@ export function renderHostNftablesConf(f: HostFirewallSettings): string {
   for (const c of f.adminCidrs) {
     const [addr, len] = c.split("/");
     const fam = isIP(addr);
-    if (fam === 0 || len === undefined || !/^\d{1,3}$/.test(len) || Number(len) > (fam === 4 ? 32 : 128)) throw new Error(`adminCidrs: ${JSON.stringify(c)} is not a CIDR`);
+    if (fam === 0 || len === undefined || !/^\d{1,3}$/.test(len) || Number(len) > (fam === 4 ? 32 : 128))
+      throw new Error(`adminCidrs: ${JSON.stringify(c)} is not a CIDR`);
   }
-  if (f.adminCidrs.length === 0) throw new Error("adminCidrs: list at least one CIDR (SSH would be closed to everyone, the deploy step included)");
+  if (f.adminCidrs.length === 0)
+    throw new Error("adminCidrs: list at least one CIDR (SSH would be closed to everyone, the deploy step included)");
   const u = f.users ?? FIREWALL_USERS;
   const v4 = cidrsOf(4, f.adminCidrs);
   const v6 = cidrsOf(6, f.adminCidrs);
-  const remoteSmtp = [...new Set<number>([...SMTP_PORTS, ...(f.smarthostPort !== undefined ? [f.smarthostPort] : [])])].sort((a, b) => a - b);
+  const remoteSmtp = [
+    ...new Set<number>([...SMTP_PORTS, ...(f.smarthostPort !== undefined ? [f.smarthostPort] : [])]),
+  ].sort((a, b) => a - b);
   const ssh = [
     ...(v4.length > 0 ? [`\t\tip saddr { ${v4.join(", ")} } tcp dport 22 ct state new accept`] : []),
     ...(v6.length > 0 ? [`\t\tip6 saddr { ${v6.join(", ")} } tcp dport 22 ct state new accept`] : []),

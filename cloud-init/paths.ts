@@ -1,7 +1,9 @@
 // Where things live on the host. One place, so renderers, deploy scripts and tests agree.
 
 export const RELAY_USER = "mailrelay";
-/** Postfix's own unprivileged user (created by the Debian package): the only one that may send on outbound SMTP ports. */
+/**
+ * Postfix's own unprivileged user (created by the Debian package): the only one that may send on outbound SMTP ports.
+ */
 export const POSTFIX_USER = "postfix";
 /** cloudflared's system user: created by the deploy step before the host ruleset (which names it) is loaded. */
 export const CLOUDFLARED_USER = "cloudflared";

@@ -2,7 +2,14 @@
 // signs through OpenDKIM, and either delivers straight to recipient MX (opportunistic TLS) or hands everything
 // to a smarthost (verified TLS + SASL) for providers that block outbound port 25.
 import { MESSAGE_SIZE_FACTOR } from "../relay/host-contract";
-import { OPENDKIM_MILTER, POSTFIX_DIR, POSTFIX_LOG, SASL_PASSWD_FILE, SENDER_ACCESS_FILE, SYSTEM_CA_FILE } from "./paths";
+import {
+  OPENDKIM_MILTER,
+  POSTFIX_DIR,
+  POSTFIX_LOG,
+  SASL_PASSWD_FILE,
+  SENDER_ACCESS_FILE,
+  SYSTEM_CA_FILE,
+} from "./paths";
 import { releaseProfile } from "./release";
 import type { HostSettings, SmarthostSettings } from "./types";
 import { assertDomainName, assertIntInRange, assertLabel, assertPort, assertSingleLine } from "./validate";
@@ -16,7 +23,10 @@ export const MESSAGE_SIZE_OVERHEAD_BYTES = MIB;
 /** Postfix's own default for mailbox_size_limit/virtual_mailbox_limit; they must never be below message_size_limit. */
 const POSTFIX_DEFAULT_MAILBOX_LIMIT = 51_200_000;
 
-/** message_size_limit = 8 * bodyLimit + 1 MiB, rounded up to whole MiB. Only local users can submit, so generous is safe. */
+/**
+ * message_size_limit = 8 * bodyLimit + 1 MiB, rounded up to whole MiB. Only local users can submit, so generous is
+ * safe.
+ */
 export function messageSizeLimitFor(relayBodyLimitBytes: number): number {
   assertIntInRange("relayBodyLimitBytes", relayBodyLimitBytes, 1024, 64 * MIB);
   const raw = MESSAGE_SIZE_FACTOR * relayBodyLimitBytes + MESSAGE_SIZE_OVERHEAD_BYTES;
@@ -35,9 +45,11 @@ export function checkHostSettings(s: HostSettings): void {
   assertIntInRange("relayBodyLimitBytes", s.relayBodyLimitBytes, 1024, 64 * MIB);
   assertLabel("dkimSelector", s.dkimSelector);
   releaseProfile(s.release); // a release without a row in release.ts is refused here, before anything renders
-  if (s.allowedSenders.length === 0) throw new Error("allowedSenders: list at least one sender address (Postfix refuses every other envelope sender)");
+  if (s.allowedSenders.length === 0)
+    throw new Error("allowedSenders: list at least one sender address (Postfix refuses every other envelope sender)");
   for (const a of s.allowedSenders) {
-    if (!/^[^\s@,]+@[a-z0-9.-]+$/.test(a)) throw new Error(`allowedSenders: ${JSON.stringify(a)} must be one address without spaces or commas`);
+    if (!/^[^\s@,]+@[a-z0-9.-]+$/.test(a))
+      throw new Error(`allowedSenders: ${JSON.stringify(a)} must be one address without spaces or commas`);
   }
   if (s.smarthost) {
     assertDomainName("smarthost.host", s.smarthost.host);
@@ -51,7 +63,8 @@ export function checkHostSettings(s: HostSettings): void {
     assertPort("smtpIngress.port", s.smtpIngress.port);
     assertDomainName("smtpIngress.hostname", s.smtpIngress.hostname);
     // The relay's own listener: never Postfix's ports, never the HTTP port.
-    if ([25, 465, 587, s.relayPort].includes(s.smtpIngress.port)) throw new Error(`smtpIngress.port must not be 25, 465, 587 or the relay's HTTP port; got ${s.smtpIngress.port}`);
+    if ([25, 465, 587, s.relayPort].includes(s.smtpIngress.port))
+      throw new Error(`smtpIngress.port must not be 25, 465, 587 or the relay's HTTP port; got ${s.smtpIngress.port}`);
   }
 }
 
@@ -75,8 +88,16 @@ function outboundSection(s: HostSettings): Section {
     return {
       title: "outbound: direct to recipient MX",
       entries: [
-        { comment: "Empty: deliver straight to each recipient's MX over outbound port 25.", key: "relayhost", value: "" },
-        { comment: "Opportunistic TLS: encrypt whenever the receiving MX offers STARTTLS.", key: "smtp_tls_security_level", value: "may" },
+        {
+          comment: "Empty: deliver straight to each recipient's MX over outbound port 25.",
+          key: "relayhost",
+          value: "",
+        },
+        {
+          comment: "Opportunistic TLS: encrypt whenever the receiving MX offers STARTTLS.",
+          key: "smtp_tls_security_level",
+          value: "may",
+        },
         { key: "smtp_tls_CAfile", value: SYSTEM_CA_FILE },
         { key: "smtp_tls_loglevel", value: "1" },
         { key: "smtp_tls_session_cache_database", value: "btree:${data_directory}/smtp_scache" },
@@ -85,9 +106,14 @@ function outboundSection(s: HostSettings): Section {
   }
   const h = s.smarthost;
   const entries: Entry[] = [
-    { comment: "Every message goes to the smarthost (the provider blocks outbound port 25).", key: "relayhost", value: smarthostNexthop(h) },
     {
-      comment: "secure = TLS mandatory AND the certificate must name the smarthost: encrypt alone would hand the SASL password to a man in the middle.",
+      comment: "Every message goes to the smarthost (the provider blocks outbound port 25).",
+      key: "relayhost",
+      value: smarthostNexthop(h),
+    },
+    {
+      comment:
+        "secure = TLS mandatory AND the certificate must name the smarthost: encrypt alone would hand the SASL password to a man in the middle.",
       key: "smtp_tls_security_level",
       value: "secure",
     },
@@ -96,13 +122,21 @@ function outboundSection(s: HostSettings): Section {
     { key: "smtp_tls_CAfile", value: SYSTEM_CA_FILE },
     { key: "smtp_tls_loglevel", value: "1" },
     { key: "smtp_tls_session_cache_database", value: "btree:${data_directory}/smtp_scache" },
-    { comment: "SASL towards the smarthost; the password file is root-only and pushed over SSH, never in user-data.", key: "smtp_sasl_auth_enable", value: "yes" },
+    {
+      comment: "SASL towards the smarthost; the password file is root-only and pushed over SSH, never in user-data.",
+      key: "smtp_sasl_auth_enable",
+      value: "yes",
+    },
     { key: "smtp_sasl_password_maps", value: `hash:${SASL_PASSWD_FILE}` },
     { key: "smtp_sasl_security_options", value: "noanonymous" },
     { key: "smtp_sasl_tls_security_options", value: "noanonymous" },
   ];
   if (h.port === 465) {
-    entries.push({ comment: "Port 465 speaks TLS from the first byte (no STARTTLS).", key: "smtp_tls_wrappermode", value: "yes" });
+    entries.push({
+      comment: "Port 465 speaks TLS from the first byte (no STARTTLS).",
+      key: "smtp_tls_wrappermode",
+      value: "yes",
+    });
   }
   return { title: `outbound: smarthost ${smarthostNexthop(h)}`, entries };
 }
@@ -121,8 +155,16 @@ export function renderPostfixMainCf(s: HostSettings): string {
       {
         title: "identity",
         entries: [
-          { comment: "The level Debian's own main.cf sets on this release (cloud-init/release.ts).", key: "compatibility_level", value: releaseProfile(s.release).postfix.compatibilityLevel },
-          { comment: "The name in EHLO; its A record and the IP's PTR must both match it.", key: "myhostname", value: s.mtaHostname },
+          {
+            comment: "The level Debian's own main.cf sets on this release (cloud-init/release.ts).",
+            key: "compatibility_level",
+            value: releaseProfile(s.release).postfix.compatibilityLevel,
+          },
+          {
+            comment: "The name in EHLO; its A record and the IP's PTR must both match it.",
+            key: "myhostname",
+            value: s.mtaHostname,
+          },
           { key: "smtp_helo_name", value: s.mtaHostname },
           { key: "mydomain", value: s.domain },
           {
@@ -140,7 +182,11 @@ export function renderPostfixMainCf(s: HostSettings): string {
       {
         title: "listeners: loopback only, nobody else may relay",
         entries: [
-          { comment: "Never a public listener: the only clients are the relay and local cron/root.", key: "inet_interfaces", value: "loopback-only" },
+          {
+            comment: "Never a public listener: the only clients are the relay and local cron/root.",
+            key: "inet_interfaces",
+            value: "loopback-only",
+          },
           { key: "inet_protocols", value: s.ipv6 ? "all" : "ipv4" },
           {
             comment:
@@ -150,12 +196,21 @@ export function renderPostfixMainCf(s: HostSettings): string {
           },
           { key: "mynetworks_style", value: "host" },
           {
-            comment: "mydestination must not list the domain: a send-only host would swallow mail for it instead of sending it to the domain's MX.",
+            comment:
+              "mydestination must not list the domain: a send-only host would swallow mail for it instead of sending it to the domain's MX.",
             key: "mydestination",
             value: "localhost",
           },
-          { comment: "Relay for no domain; only mynetworks clients may send anywhere.", key: "relay_domains", value: "" },
-          { comment: "Defense in depth: a non-loopback client is refused at connect time.", key: "smtpd_client_restrictions", value: "permit_mynetworks, reject" },
+          {
+            comment: "Relay for no domain; only mynetworks clients may send anywhere.",
+            key: "relay_domains",
+            value: "",
+          },
+          {
+            comment: "Defense in depth: a non-loopback client is refused at connect time.",
+            key: "smtpd_client_restrictions",
+            value: "permit_mynetworks, reject",
+          },
           {
             comment:
               "The relay's sender allowlist, enforced a second time: a loopback client that is not the relay gets nothing signed for an address outside it.",
@@ -167,12 +222,17 @@ export function renderPostfixMainCf(s: HostSettings): string {
           { key: "smtpd_helo_required", value: "yes" },
           { key: "disable_vrfy_command", value: "yes" },
           {
-            comment: "No smtpd TLS and no smtpd SASL: the listener is loopback-only, TLS there protects nothing and a certificate would only be something to renew.",
+            comment:
+              "No smtpd TLS and no smtpd SASL: the listener is loopback-only, TLS there protects nothing and a certificate would only be something to renew.",
             key: "smtpd_tls_security_level",
             value: "none",
           },
           { key: "smtpd_sasl_auth_enable", value: "no" },
-          { comment: "Only root and the relay's user may submit with sendmail/postdrop or read the queue.", key: "authorized_submit_users", value: "root, mailrelay" },
+          {
+            comment: "Only root and the relay's user may submit with sendmail/postdrop or read the queue.",
+            key: "authorized_submit_users",
+            value: "root, mailrelay",
+          },
           { key: "authorized_mailq_users", value: "root, mailrelay" },
           { key: "authorized_flush_users", value: "root, mailrelay" },
         ],
@@ -185,10 +245,23 @@ export function renderPostfixMainCf(s: HostSettings): string {
             key: "message_size_limit",
             value: String(sizeLimit),
           },
-          { comment: "Must never be below message_size_limit (local(8)/virtual(8) refuse to run otherwise).", key: "mailbox_size_limit", value: String(mailboxLimit) },
+          {
+            comment: "Must never be below message_size_limit (local(8)/virtual(8) refuse to run otherwise).",
+            key: "mailbox_size_limit",
+            value: String(mailboxLimit),
+          },
           { key: "virtual_mailbox_limit", value: String(mailboxLimit) },
-          { comment: "Transactional mail is stale after two days; the relay's own queue already retried before hand-off.", key: "maximal_queue_lifetime", value: "2d" },
-          { comment: "Bounces to an unreachable sender are dropped after a day instead of five.", key: "bounce_queue_lifetime", value: "1d" },
+          {
+            comment:
+              "Transactional mail is stale after two days; the relay's own queue already retried before hand-off.",
+            key: "maximal_queue_lifetime",
+            value: "2d",
+          },
+          {
+            comment: "Bounces to an unreachable sender are dropped after a day instead of five.",
+            key: "bounce_queue_lifetime",
+            value: "1d",
+          },
           { key: "delay_warning_time", value: "0h" },
           { key: "notify_classes", value: "resource, software" },
           { key: "alias_maps", value: "hash:/etc/aliases" },
@@ -201,7 +274,8 @@ export function renderPostfixMainCf(s: HostSettings): string {
         title: "logging: the relay's delivery tracker follows this file",
         entries: [
           {
-            comment: "postlogd writes it (root:mailrelay 0640, created by the deploy step; logrotate keeps the mode). Postfix no longer logs to the journal.",
+            comment:
+              "postlogd writes it (root:mailrelay 0640, created by the deploy step; logrotate keeps the mode). Postfix no longer logs to the journal.",
             key: "maillog_file",
             value: POSTFIX_LOG,
           },
@@ -218,17 +292,28 @@ export function renderPostfixMainCf(s: HostSettings): string {
           },
           { key: "non_smtpd_milters", value: OPENDKIM_MILTER },
           { key: "milter_protocol", value: "6" },
-          { comment: "tempfail, never accept: if OpenDKIM is down, mail waits instead of leaving unsigned.", key: "milter_default_action", value: "tempfail" },
+          {
+            comment: "tempfail, never accept: if OpenDKIM is down, mail waits instead of leaving unsigned.",
+            key: "milter_default_action",
+            value: "tempfail",
+          },
         ],
       },
     ],
   );
 }
 
-/** /etc/postfix/sender_access: `address OK` for each allowed envelope sender; everything else meets the final reject. */
+/**
+ * /etc/postfix/sender_access: `address OK` for each allowed envelope sender; everything else meets the final reject.
+ */
 export function renderPostfixSenderAccess(s: HostSettings): string {
   checkHostSettings(s);
-  return ["# Rendered by cloud-init/postfix.ts from mail-relay:allowedSenders (texthash: read when smtpd starts).", ...[...new Set(s.allowedSenders)].sort().map((a) => `${a} OK`)].join("\n") + "\n";
+  return (
+    [
+      "# Rendered by cloud-init/postfix.ts from mail-relay:allowedSenders (texthash: read when smtpd starts).",
+      ...[...new Set(s.allowedSenders)].sort().map((a) => `${a} OK`),
+    ].join("\n") + "\n"
+  );
 }
 
 /** One master.cf service line: service type private unpriv chroot wakeup maxproc command [args]. */
@@ -245,40 +330,250 @@ export interface MasterService {
 }
 
 /**
- * Debian's default services (12 and 13 ship the same set) minus every public listener and every pipe(8) transport we never use. No submission,
- * no smtps, no second smtpd: the only listener is `smtp inet`, kept on loopback by inet_interfaces. chroot is n for
- * all: one view of the filesystem (milter socket, CA file, resolv.conf) and no chroot copy to keep in sync; the
- * only network-facing daemon talks to loopback clients.
+ * Debian's default services (12 and 13 ship the same set) minus every public listener and every pipe(8) transport we
+ * never use. No submission, no smtps, no second smtpd: the only listener is `smtp inet`, kept on loopback by
+ * inet_interfaces. chroot is n for all: one view of the filesystem (milter socket, CA file, resolv.conf) and no chroot
+ * copy to keep in sync; the only network-facing daemon talks to loopback clients.
  */
 export const MASTER_SERVICES: readonly MasterService[] = [
-  { service: "smtp", type: "inet", private: "n", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "smtpd" },
-  { service: "pickup", type: "unix", private: "n", unpriv: "-", chroot: "n", wakeup: "60", maxproc: "1", command: "pickup" },
-  { service: "cleanup", type: "unix", private: "n", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "0", command: "cleanup" },
-  { service: "qmgr", type: "unix", private: "n", unpriv: "-", chroot: "n", wakeup: "300", maxproc: "1", command: "qmgr" },
-  { service: "tlsmgr", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "1000?", maxproc: "1", command: "tlsmgr" },
-  { service: "rewrite", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "trivial-rewrite" },
-  { service: "bounce", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "0", command: "bounce" },
-  { service: "defer", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "0", command: "bounce" },
-  { service: "trace", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "0", command: "bounce" },
-  { service: "verify", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "1", command: "verify" },
-  { service: "flush", type: "unix", private: "n", unpriv: "-", chroot: "n", wakeup: "1000?", maxproc: "0", command: "flush" },
-  { service: "proxymap", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "proxymap" },
-  { service: "proxywrite", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "1", command: "proxymap" },
+  {
+    service: "smtp",
+    type: "inet",
+    private: "n",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "smtpd",
+  },
+  {
+    service: "pickup",
+    type: "unix",
+    private: "n",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "60",
+    maxproc: "1",
+    command: "pickup",
+  },
+  {
+    service: "cleanup",
+    type: "unix",
+    private: "n",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "0",
+    command: "cleanup",
+  },
+  {
+    service: "qmgr",
+    type: "unix",
+    private: "n",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "300",
+    maxproc: "1",
+    command: "qmgr",
+  },
+  {
+    service: "tlsmgr",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "1000?",
+    maxproc: "1",
+    command: "tlsmgr",
+  },
+  {
+    service: "rewrite",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "trivial-rewrite",
+  },
+  {
+    service: "bounce",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "0",
+    command: "bounce",
+  },
+  {
+    service: "defer",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "0",
+    command: "bounce",
+  },
+  {
+    service: "trace",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "0",
+    command: "bounce",
+  },
+  {
+    service: "verify",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "1",
+    command: "verify",
+  },
+  {
+    service: "flush",
+    type: "unix",
+    private: "n",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "1000?",
+    maxproc: "0",
+    command: "flush",
+  },
+  {
+    service: "proxymap",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "proxymap",
+  },
+  {
+    service: "proxywrite",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "1",
+    command: "proxymap",
+  },
   { service: "smtp", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "smtp" },
-  { service: "relay", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "smtp", args: ["-o syslog_name=postfix/$service_name"] },
-  { service: "showq", type: "unix", private: "n", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "showq" },
-  { service: "error", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "error" },
-  { service: "retry", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "error" },
-  { service: "discard", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "discard" },
-  { service: "local", type: "unix", private: "-", unpriv: "n", chroot: "n", wakeup: "-", maxproc: "-", command: "local" },
-  { service: "virtual", type: "unix", private: "-", unpriv: "n", chroot: "n", wakeup: "-", maxproc: "-", command: "virtual" },
+  {
+    service: "relay",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "smtp",
+    args: ["-o syslog_name=postfix/$service_name"],
+  },
+  {
+    service: "showq",
+    type: "unix",
+    private: "n",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "showq",
+  },
+  {
+    service: "error",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "error",
+  },
+  {
+    service: "retry",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "error",
+  },
+  {
+    service: "discard",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "discard",
+  },
+  {
+    service: "local",
+    type: "unix",
+    private: "-",
+    unpriv: "n",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "local",
+  },
+  {
+    service: "virtual",
+    type: "unix",
+    private: "-",
+    unpriv: "n",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "-",
+    command: "virtual",
+  },
   { service: "lmtp", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "-", command: "lmtp" },
-  { service: "anvil", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "1", command: "anvil" },
-  { service: "scache", type: "unix", private: "-", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "1", command: "scache" },
-  { service: "postlog", type: "unix-dgram", private: "n", unpriv: "-", chroot: "n", wakeup: "-", maxproc: "1", command: "postlogd" },
+  {
+    service: "anvil",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "1",
+    command: "anvil",
+  },
+  {
+    service: "scache",
+    type: "unix",
+    private: "-",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "1",
+    command: "scache",
+  },
+  {
+    service: "postlog",
+    type: "unix-dgram",
+    private: "n",
+    unpriv: "-",
+    chroot: "n",
+    wakeup: "-",
+    maxproc: "1",
+    command: "postlogd",
+  },
 ];
 
-/** /etc/postfix/master.cf. Takes the settings for symmetry with main.cf; the service table is the same for every host. */
+/**
+ * /etc/postfix/master.cf. Takes the settings for symmetry with main.cf; the service table is the same for every host.
+ */
 export function renderPostfixMasterCf(s: HostSettings): string {
   checkHostSettings(s);
   const pad = (v: string, n: number) => v.padEnd(n);
@@ -291,7 +586,18 @@ export function renderPostfixMasterCf(s: HostSettings): string {
   ];
   for (const m of MASTER_SERVICES) {
     lines.push(
-      [pad(m.service, 10), pad(m.type, 5), pad(m.private, 7), pad(m.unpriv, 7), pad(m.chroot, 7), pad(m.wakeup, 7), pad(m.maxproc, 7), m.command].join(" ").trimEnd(),
+      [
+        pad(m.service, 10),
+        pad(m.type, 5),
+        pad(m.private, 7),
+        pad(m.unpriv, 7),
+        pad(m.chroot, 7),
+        pad(m.wakeup, 7),
+        pad(m.maxproc, 7),
+        m.command,
+      ]
+        .join(" ")
+        .trimEnd(),
     );
     for (const a of m.args ?? []) lines.push(`  ${a}`);
   }

@@ -48,14 +48,21 @@ export const RELAY_ENV_NAMES = [
 ] as const;
 
 /** The SMTP ingress's variables, appended only when it is on (the file is unchanged for a relay without it). */
-export const RELAY_SMTP_ENV_NAMES = ["RELAY_SMTP_LISTEN", "RELAY_SMTP_HOSTNAME", "RELAY_SMTP_TLS_KEY", "RELAY_SMTP_TLS_CERT"] as const;
+export const RELAY_SMTP_ENV_NAMES = [
+  "RELAY_SMTP_LISTEN",
+  "RELAY_SMTP_HOSTNAME",
+  "RELAY_SMTP_TLS_KEY",
+  "RELAY_SMTP_TLS_CERT",
+] as const;
 
 export function renderRelayEnv(e: RelayEnvSettings): string {
   if (e.tokens.length === 0) throw new Error("SMTP_RELAY_TOKEN: configure at least one token");
   const names = new Set<string>();
   for (const t of e.tokens) {
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(t.name)) {
-      throw new Error(`SMTP_RELAY_TOKEN: caller name ${JSON.stringify(t.name)} may use only letters, digits, "_", "." and "-" (1-64)`);
+      throw new Error(
+        `SMTP_RELAY_TOKEN: caller name ${JSON.stringify(t.name)} may use only letters, digits, "_", "." and "-" (1-64)`,
+      );
     }
     if (names.has(t.name)) throw new Error(`SMTP_RELAY_TOKEN: caller name "${t.name}" is used twice`);
     names.add(t.name);
@@ -88,7 +95,9 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
   const values: Record<(typeof RELAY_ENV_NAMES)[number], string> = {
     RELAY_LISTEN: envValue("RELAY_LISTEN", e.listen),
     // Digests only: the relay compares SHA-256(presented token) with them, so the host never holds a usable token.
-    SMTP_RELAY_TOKEN_SHA256: e.tokens.map((t) => `${t.name}=${createHash("sha256").update(t.token, "utf8").digest("hex")}`).join(","),
+    SMTP_RELAY_TOKEN_SHA256: e.tokens
+      .map((t) => `${t.name}=${createHash("sha256").update(t.token, "utf8").digest("hex")}`)
+      .join(","),
     RELAY_ALLOWED_FROM: list("RELAY_ALLOWED_FROM", e.allowedFrom),
     RELAY_CALLER_FROM: callerFrom === "" ? "" : envValue("RELAY_CALLER_FROM", callerFrom),
     RELAY_MESSAGE_ID_DOMAIN: envValue("RELAY_MESSAGE_ID_DOMAIN", e.messageIdDomain),
@@ -109,17 +118,26 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
     RELAY_SMTP_TLS_KEY: envValue("RELAY_SMTP_TLS_KEY", smtp.tlsKeyFile),
     RELAY_SMTP_TLS_CERT: envValue("RELAY_SMTP_TLS_CERT", smtp.tlsCertFile),
   };
-  const lines = [...RELAY_ENV_NAMES.map((k) => `${k}=${values[k]}`), ...(smtpValues ? RELAY_SMTP_ENV_NAMES.map((k) => `${k}=${smtpValues[k]}`) : [])];
+  const lines = [
+    ...RELAY_ENV_NAMES.map((k) => `${k}=${values[k]}`),
+    ...(smtpValues ? RELAY_SMTP_ENV_NAMES.map((k) => `${k}=${smtpValues[k]}`) : []),
+  ];
   if (e.autoSuppress === false) lines.push("RELAY_AUTO_SUPPRESS=false");
   const hooks = e.webhooks ?? [];
   if (hooks.length > 0) {
     for (const h of hooks) {
       if (!names.has(h.caller)) throw new Error(`RELAY_WEBHOOK_URLS: "${h.caller}" is not a caller`);
-      if (!/^https:\/\/[^\s,|]+$/.test(h.url)) throw new Error(`RELAY_WEBHOOK_URLS: the URL of "${h.caller}" must be https:// without spaces, "," or "|"`);
-      if (!/^whsec_[A-Za-z0-9+/]+=*$/.test(h.secret)) throw new Error(`RELAY_WEBHOOK_SECRETS: the secret of "${h.caller}" is not whsec_<base64>`);
+      if (!/^https:\/\/[^\s,|]+$/.test(h.url))
+        throw new Error(`RELAY_WEBHOOK_URLS: the URL of "${h.caller}" must be https:// without spaces, "," or "|"`);
+      if (!/^whsec_[A-Za-z0-9+/]+=*$/.test(h.secret))
+        throw new Error(`RELAY_WEBHOOK_SECRETS: the secret of "${h.caller}" is not whsec_<base64>`);
     }
-    lines.push(`RELAY_WEBHOOK_URLS=${envValue("RELAY_WEBHOOK_URLS", hooks.map((h) => `${h.caller}=${h.url}`).join(","))}`);
-    lines.push(`RELAY_WEBHOOK_EVENTS=${envValue("RELAY_WEBHOOK_EVENTS", hooks.map((h) => `${h.caller}=${h.events.join("+")}`).join(","))}`);
+    lines.push(
+      `RELAY_WEBHOOK_URLS=${envValue("RELAY_WEBHOOK_URLS", hooks.map((h) => `${h.caller}=${h.url}`).join(","))}`,
+    );
+    lines.push(
+      `RELAY_WEBHOOK_EVENTS=${envValue("RELAY_WEBHOOK_EVENTS", hooks.map((h) => `${h.caller}=${h.events.join("+")}`).join(","))}`,
+    );
     lines.push(`RELAY_WEBHOOK_SECRETS=${hooks.map((h) => `${h.caller}=${h.secret}`).join(",")}`);
   }
   return lines.join("\n") + "\n";

@@ -7,7 +7,9 @@
 export const DEBIAN_RELEASES = ["bookworm", "trixie"] as const;
 export type DebianRelease = (typeof DEBIAN_RELEASES)[number];
 
-/** The release `image` defaults to, and what the host files of an image marked `allowUntestedImage` are rendered for. */
+/**
+ * The release `image` defaults to, and what the host files of an image marked `allowUntestedImage` are rendered for.
+ */
 export const DEFAULT_RELEASE: DebianRelease = "trixie";
 
 export interface ReleaseProfile {
@@ -53,7 +55,8 @@ export const RELEASES: { readonly [R in DebianRelease]: ReleaseProfile & { reado
 
 export function releaseProfile(release: DebianRelease): ReleaseProfile {
   const p = RELEASES[release];
-  if (p === undefined) throw new Error(`release must be one of ${DEBIAN_RELEASES.join(", ")}, got ${JSON.stringify(release)}`);
+  if (p === undefined)
+    throw new Error(`release must be one of ${DEBIAN_RELEASES.join(", ")}, got ${JSON.stringify(release)}`);
   return p;
 }
 

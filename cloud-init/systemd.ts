@@ -57,7 +57,9 @@ const COMMON_HARDENING: UnitSection = [
 export function relayHardening(s: HostSettings): UnitSection {
   if (s.relayHandoff !== "sendmail") return COMMON_HARDENING;
   return COMMON_HARDENING.map((row) =>
-    typeof row !== "string" && (row[0] === "NoNewPrivileges" || row[0] === "RestrictSUIDSGID") ? ([row[0], "no"] as const) : row,
+    typeof row !== "string" && (row[0] === "NoNewPrivileges" || row[0] === "RestrictSUIDSGID")
+      ? ([row[0], "no"] as const)
+      : row,
   );
 }
 
@@ -67,7 +69,10 @@ export function renderRelayUnit(s: HostSettings): string {
   return renderUnit({
     Unit: [
       "Rendered by cloud-init/systemd.ts. The relay: POST /send -> on-disk queue -> Postfix on 127.0.0.1:25.",
-      ["Description", `mail-relay HTTP relay on 127.0.0.1:${s.relayPort}${s.smtpIngress ? ` and SMTP ingress on 127.0.0.1:${s.smtpIngress.port}` : ""}`],
+      [
+        "Description",
+        `mail-relay HTTP relay on 127.0.0.1:${s.relayPort}${s.smtpIngress ? ` and SMTP ingress on 127.0.0.1:${s.smtpIngress.port}` : ""}`,
+      ],
       ["Documentation", "file:///opt/mail-relay/current/relay.js"],
       ["After", "network-online.target postfix.service opendkim.service"],
       ["Wants", "network-online.target"],
@@ -96,7 +101,10 @@ export function renderRelayUnit(s: HostSettings): string {
             "RestrictSUIDSGID are off and the maildrop is writable. The default SMTP hand-off keeps them on.",
             ["ReadWritePaths", `${QUEUE_ROOT} /var/spool/postfix/maildrop`] as const,
           ]
-        : ["The queue is the only writable path. No Postfix paths: the hand-off is SMTP to 127.0.0.1:25.", ["ReadWritePaths", QUEUE_ROOT] as const]),
+        : [
+            "The queue is the only writable path. No Postfix paths: the hand-off is SMTP to 127.0.0.1:25.",
+            ["ReadWritePaths", QUEUE_ROOT] as const,
+          ]),
       "Listens on loopback, talks to Postfix on loopback: no other address family and no other peer.",
       ["RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"],
       ["IPAddressAllow", "localhost"],

@@ -45,7 +45,10 @@ export interface HostSettings {
   readonly adminCidrs: readonly string[];
   /** Envelope senders Postfix accepts over SMTP (the relay's allowlist, enforced a second time). */
   readonly allowedSenders: readonly string[];
-  /** The relay's hand-off to Postfix (default smtp). sendmail needs setgid postdrop, so the unit loosens two sandbox settings. */
+  /**
+   * The relay's hand-off to Postfix (default smtp). sendmail needs setgid postdrop, so the unit loosens two sandbox
+   * settings.
+   */
   readonly relayHandoff?: "smtp" | "sendmail";
   /** The Debian release the host runs (from the image): what differs between releases lives in release.ts. */
   readonly release: DebianRelease;
@@ -72,7 +75,12 @@ export interface RelayEnvSettings {
   /** RELAY_CALLER_FROM: callers with their own (narrower) sender list; the others may use allowedFrom. */
   readonly callerFrom: readonly { name: string; senders: readonly string[] }[];
   /** RELAY_QUOTA_*: per caller, per minute and per UTC day. */
-  readonly quotas: { readonly recipientsPerMin: number; readonly recipientsPerDay: number; readonly bytesPerMin: number; readonly bytesPerDay: number };
+  readonly quotas: {
+    readonly recipientsPerMin: number;
+    readonly recipientsPerDay: number;
+    readonly bytesPerMin: number;
+    readonly bytesPerDay: number;
+  };
   /** RELAY_MESSAGE_ID_DOMAIN. */
   readonly messageIdDomain: string;
   /** RELAY_RATE_LIMIT_PER_MIN. */
@@ -86,7 +94,12 @@ export interface RelayEnvSettings {
   /** QUEUE_ROOT, "/var/spool/mail-relay". */
   readonly queueRoot: string;
   /** RELAY_SMTP_LISTEN, RELAY_SMTP_HOSTNAME, RELAY_SMTP_TLS_KEY, RELAY_SMTP_TLS_CERT; absent = no SMTP ingress. */
-  readonly smtpIngress?: { readonly listen: string; readonly hostname: string; readonly tlsKeyFile: string; readonly tlsCertFile: string };
+  readonly smtpIngress?: {
+    readonly listen: string;
+    readonly hostname: string;
+    readonly tlsKeyFile: string;
+    readonly tlsCertFile: string;
+  };
   /** RELAY_AUTO_SUPPRESS: hard bounces suppress the address (default true). */
   readonly autoSuppress?: boolean;
   /** RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS: callers with a webhook; the secret is whsec_<base64>. */

@@ -64,10 +64,9 @@ export function renderUserData(b: BootstrapSettings): string {
       preserve_sources_list: true,
       debconf_selections: {
         // "Local only" = loopback-only Postfix from the moment the package is installed, before our main.cf arrives.
-        postfix: [
-          "postfix postfix/main_mailer_type select Local only",
-          `postfix postfix/mailname string ${fqdn}`,
-        ].join("\n") + "\n",
+        postfix:
+          ["postfix postfix/main_mailer_type select Local only", `postfix postfix/mailname string ${fqdn}`].join("\n") +
+          "\n",
         unattended: "unattended-upgrades unattended-upgrades/enable_auto_updates boolean true\n",
       },
     },
@@ -91,7 +90,17 @@ export function renderUserData(b: BootstrapSettings): string {
       ["sshd", "-t"],
       ["systemctl", "reload", "ssh.service"],
       ["install", "-d", "-o", RELAY_USER, "-g", RELAY_USER, "-m", "0750", QUEUE_ROOT],
-      ...QUEUE_SUBDIRS.map((d) => ["install", "-d", "-o", RELAY_USER, "-g", RELAY_USER, "-m", "0750", `${QUEUE_ROOT}/${d}`]),
+      ...QUEUE_SUBDIRS.map((d) => [
+        "install",
+        "-d",
+        "-o",
+        RELAY_USER,
+        "-g",
+        RELAY_USER,
+        "-m",
+        "0750",
+        `${QUEUE_ROOT}/${d}`,
+      ]),
       ["install", "-d", "-o", "root", "-g", "root", "-m", "0755", RELAY_RELEASES],
       ["install", "-d", "-o", "root", "-g", "root", "-m", "0755", "/etc/opendkim/keys"],
       // setgid: the socket OpenDKIM creates here gets group postfix, which every Postfix daemon runs as.

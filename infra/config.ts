@@ -8,7 +8,14 @@
 import * as net from "node:net";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { DEBIAN_RELEASES, DEFAULT_RELEASE, RELEASES, releaseForImage, releaseName, type DebianRelease } from "../cloud-init/release";
+import {
+  DEBIAN_RELEASES,
+  DEFAULT_RELEASE,
+  RELEASES,
+  releaseForImage,
+  releaseName,
+  type DebianRelease,
+} from "../cloud-init/release";
 import { RELAY_HTTP_PORT, RELAY_SMTP_PORT } from "../relay/host-contract";
 
 export const NS = "mail-relay";
@@ -86,14 +93,22 @@ export function isCidr(value: string): boolean {
 }
 
 const cidrList = z
-  .array(z.string(), { invalid_type_error: "must be a list of CIDRs, e.g. [\"203.0.113.0/24\"]" })
-  .min(1, "must list at least one CIDR (the addresses allowed to reach SSH), e.g. [\"203.0.113.0/24\"]")
+  .array(z.string(), { invalid_type_error: 'must be a list of CIDRs, e.g. ["203.0.113.0/24"]' })
+  .min(1, 'must list at least one CIDR (the addresses allowed to reach SSH), e.g. ["203.0.113.0/24"]')
   .superRefine((list, ctx) => {
     list.forEach((c, i) => {
       if (!isCidr(c)) {
-        ctx.addIssue({ code: "custom", path: [i], message: `"${c}" is not a CIDR; write it like 203.0.113.0/24 or 2001:db8::/48` });
+        ctx.addIssue({
+          code: "custom",
+          path: [i],
+          message: `"${c}" is not a CIDR; write it like 203.0.113.0/24 or 2001:db8::/48`,
+        });
       } else if (isTooBroad(c)) {
-        ctx.addIssue({ code: "custom", path: [i], message: `"${c}" opens SSH to (nearly) the whole Internet and is refused (0.0.0.0/0 and ::/0 included; prefixes shorter than /8 or /16 too); list your office/VPN ranges instead` });
+        ctx.addIssue({
+          code: "custom",
+          path: [i],
+          message: `"${c}" opens SSH to (nearly) the whole Internet and is refused (0.0.0.0/0 and ::/0 included; prefixes shorter than /8 or /16 too); list your office/VPN ranges instead`,
+        });
       }
     });
   });
@@ -111,7 +126,12 @@ const smarthostSchema = z
 const relayLimitsSchema = z
   .object({
     rateLimitPerMin: z.number().int().min(1).max(100_000).default(60),
-    bodyLimitBytes: z.number().int().min(16_384).max(50 * 1024 * 1024).default(524_288),
+    bodyLimitBytes: z
+      .number()
+      .int()
+      .min(16_384)
+      .max(50 * 1024 * 1024)
+      .default(524_288),
     maxRecipients: z.number().int().min(1).max(1000).default(50),
     handoff: z.enum(["smtp", "sendmail"]).default("smtp"),
     /** Teardown (destroy, or a server replacement) waits this long for the relay's and Postfix's queues to drain. */
@@ -123,8 +143,16 @@ const relayLimitsSchema = z
       .object({
         recipientsPerMin: z.number().int().min(1).max(1_000_000).default(500),
         recipientsPerDay: z.number().int().min(1).max(100_000_000).default(10_000),
-        bytesPerMin: z.number().int().min(1024).default(50 * 1024 * 1024),
-        bytesPerDay: z.number().int().min(1024).default(1024 * 1024 * 1024),
+        bytesPerMin: z
+          .number()
+          .int()
+          .min(1024)
+          .default(50 * 1024 * 1024),
+        bytesPerDay: z
+          .number()
+          .int()
+          .min(1024)
+          .default(1024 * 1024 * 1024),
       })
       .strict()
       .default({}),
@@ -137,9 +165,16 @@ const relayLimitsSchema = z
 const spfSchema = z
   .object({
     includes: z
-      .array(z.string().transform((s) => s.trim().toLowerCase()).refine((s) => dnsNameRe.test(s), { message: "each include must be a domain like _spf.mx.cloudflare.net" }))
+      .array(
+        z
+          .string()
+          .transform((s) => s.trim().toLowerCase())
+          .refine((s) => dnsNameRe.test(s), { message: "each include must be a domain like _spf.mx.cloudflare.net" }),
+      )
       .default([]),
-    all: z.enum(["~all", "-all"], { errorMap: () => ({ message: 'must be "~all" or "-all" (never "+all" or "?all")' }) }).default("~all"),
+    all: z
+      .enum(["~all", "-all"], { errorMap: () => ({ message: 'must be "~all" or "-all" (never "+all" or "?all")' }) })
+      .default("~all"),
   })
   .strict()
   .default({});
@@ -155,7 +190,9 @@ const dmarcSchema = z
   .object({
     policy: z.enum(["none", "quarantine", "reject"]).default("quarantine"),
     pct: z.number().int().min(0).max(100).default(100),
-    rua: z.array(z.string().regex(/^mailto:[^\s,;!]+@[^\s,;!]+$/, "each rua must look like mailto:dmarc@example.com")).default([]),
+    rua: z
+      .array(z.string().regex(/^mailto:[^\s,;!]+@[^\s,;!]+$/, "each rua must look like mailto:dmarc@example.com"))
+      .default([]),
     adkim: z.enum(["r", "s"]).default("s"),
     aspf: z.enum(["r", "s"]).default("s"),
   })
@@ -163,15 +200,27 @@ const dmarcSchema = z
   .default({});
 
 const mxSchema = z
-  .array(z.object({ host: hostname("route1.mx.cloudflare.net"), priority: z.number().int().min(0).max(65535) }).strict(), {
-    invalid_type_error: 'must be a list like [{"host":"route1.mx.cloudflare.net","priority":10}]',
-  })
+  .array(
+    z.object({ host: hostname("route1.mx.cloudflare.net"), priority: z.number().int().min(0).max(65535) }).strict(),
+    {
+      invalid_type_error: 'must be a list like [{"host":"route1.mx.cloudflare.net","priority":10}]',
+    },
+  )
   .min(1, "must list the domain's existing mailbox provider MX hosts (replies, bounces and DMARC reports go there)");
 
 const bimiSchema = z
   .object({
-    logoUrl: z.string().url().refine((u) => u.startsWith("https://") && u.endsWith(".svg"), { message: "logoUrl must be an https:// URL of an SVG file" }),
-    authorityUrl: z.string().url().refine((u) => u.startsWith("https://"), { message: "authorityUrl must be https://" }).optional(),
+    logoUrl: z
+      .string()
+      .url()
+      .refine((u) => u.startsWith("https://") && u.endsWith(".svg"), {
+        message: "logoUrl must be an https:// URL of an SVG file",
+      }),
+    authorityUrl: z
+      .string()
+      .url()
+      .refine((u) => u.startsWith("https://"), { message: "authorityUrl must be https://" })
+      .optional(),
   })
   .strict();
 
@@ -181,7 +230,10 @@ const smtpIngressSchema = z
       enabled: z.boolean({ invalid_type_error: "must be true or false" }).default(false),
       hostname: hostname("smtp-relay.example.com").optional(),
     },
-    { invalid_type_error: 'must be an object like {enabled: true, hostname: smtp-relay.example.com}; set it with `pulumi config set --path mail-relay:smtpIngress.enabled true`' },
+    {
+      invalid_type_error:
+        "must be an object like {enabled: true, hostname: smtp-relay.example.com}; set it with `pulumi config set --path mail-relay:smtpIngress.enabled true`",
+    },
   )
   .strict()
   .default({});
@@ -192,28 +244,56 @@ const rawSchema = z.object({
   mtaHostname: hostname("mail.example.com").optional(),
   relayHostname: hostname("mail-relay.example.com").optional(),
   nodeCount: z.number().int().min(1, "must be at least 1").max(9, "must be at most 9").default(1),
-  serverType: z.string().regex(/^[a-z0-9-]+$/, "must be a Hetzner server type such as cx22").default("cx22"),
-  location: z.string().regex(/^[a-z0-9-]+$/, "must be a Hetzner location such as fsn1").default("fsn1"),
-  image: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, `must be a Hetzner image name such as ${RELEASES[DEFAULT_RELEASE].hetznerImage}`).default(RELEASES[DEFAULT_RELEASE].hetznerImage),
+  serverType: z
+    .string()
+    .regex(/^[a-z0-9-]+$/, "must be a Hetzner server type such as cx22")
+    .default("cx22"),
+  location: z
+    .string()
+    .regex(/^[a-z0-9-]+$/, "must be a Hetzner location such as fsn1")
+    .default("fsn1"),
+  image: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]*$/, `must be a Hetzner image name such as ${RELEASES[DEFAULT_RELEASE].hetznerImage}`)
+    .default(RELEASES[DEFAULT_RELEASE].hetznerImage),
   allowUntestedImage: z.boolean().default(false),
   adminCidrs: cidrList,
   allowWideAdminCidrs: z.boolean().default(false),
   sshPublicKey: z
-    .string({ required_error: "is required: the public half of the key the deploy step uses (ssh-ed25519 AAAA... you@host)" })
+    .string({
+      required_error: "is required: the public half of the key the deploy step uses (ssh-ed25519 AAAA... you@host)",
+    })
     .refine((k) => /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$/.test(k.trim()), {
       message: "must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)",
     }),
-  allowedSenders: z.array(z.string().transform((s) => s.trim().toLowerCase())).min(1, "must list at least one sender address, e.g. [\"noreply@example.com\"]"),
-  defaultSender: z.string().transform((s) => s.trim().toLowerCase()).optional(),
+  allowedSenders: z
+    .array(z.string().transform((s) => s.trim().toLowerCase()))
+    .min(1, 'must list at least one sender address, e.g. ["noreply@example.com"]'),
+  defaultSender: z
+    .string()
+    .transform((s) => s.trim().toLowerCase())
+    .optional(),
   ipv6: z.boolean().default(false),
   smarthost: smarthostSchema.optional(),
   relay: relayLimitsSchema,
   protectPrimaryIps: z.boolean().default(true),
-  cloudflareAccountId: z.string().regex(/^[0-9a-f]{32}$/, "must be the 32-hex-digit Cloudflare account id (dashboard URL)").optional(),
-  accessTeamName: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be the Zero Trust team name, the <team> of <team>.cloudflareaccess.com").optional(),
-  dnsTtl: z.number().int().refine((n) => n === 1 || (n >= 60 && n <= 86400), { message: "must be 1 (automatic) or 60..86400 seconds" }).default(300),
+  cloudflareAccountId: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/, "must be the 32-hex-digit Cloudflare account id (dashboard URL)")
+    .optional(),
+  accessTeamName: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be the Zero Trust team name, the <team> of <team>.cloudflareaccess.com")
+    .optional(),
+  dnsTtl: z
+    .number()
+    .int()
+    .refine((n) => n === 1 || (n >= 60 && n <= 86400), { message: "must be 1 (automatic) or 60..86400 seconds" })
+    .default(300),
   spf: spfSchema,
-  dkimSelectors: z.array(dkimSelectorSchema).min(1, 'must list at least one selector, e.g. [{"name":"mail202611","active":true}]'),
+  dkimSelectors: z
+    .array(dkimSelectorSchema)
+    .min(1, 'must list at least one selector, e.g. [{"name":"mail202611","active":true}]'),
   dmarc: dmarcSchema,
   mx: mxSchema,
   bimi: bimiSchema.optional(),
@@ -224,11 +304,25 @@ const rawSchema = z.object({
         z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
         z
           .object({
-            name: z.string().refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
+            name: z
+              .string()
+              .refine((s) => callerRe.test(s), { message: "caller names are lowercase words like app or billing" }),
             /** The senders this caller may use: a subset of allowedSenders. Default: all of allowedSenders. */
-            allowedSenders: z.array(z.string().transform((s) => s.trim().toLowerCase())).min(1).optional(),
-            webhookUrl: z.string().url().refine((u) => u.startsWith("https://") && !/[\s,|]/.test(u), { message: "must be an https:// URL (without spaces, \",\" or \"|\")" }).optional(),
-            events: z.array(z.enum(["delivered", "deferred", "bounced", "expired", "suppressed"])).min(1).optional(),
+            allowedSenders: z
+              .array(z.string().transform((s) => s.trim().toLowerCase()))
+              .min(1)
+              .optional(),
+            webhookUrl: z
+              .string()
+              .url()
+              .refine((u) => u.startsWith("https://") && !/[\s,|]/.test(u), {
+                message: 'must be an https:// URL (without spaces, "," or "|")',
+              })
+              .optional(),
+            events: z
+              .array(z.enum(["delivered", "deferred", "bounced", "expired", "suppressed"]))
+              .min(1)
+              .optional(),
           })
           .strict(),
       ]),
@@ -300,7 +394,9 @@ export interface MailRelayConfig {
   readonly callers: readonly string[];
   /** Callers with their own sender list (a subset of allowedSenders); the others may use every allowed sender. */
   readonly callerSenders: Readonly<Record<string, readonly string[]>>;
-  /** The relay's SMTP listener (127.0.0.1:port) and its tunnel hostname; undefined when smtpIngress.enabled is false. */
+  /**
+   * The relay's SMTP listener (127.0.0.1:port) and its tunnel hostname; undefined when smtpIngress.enabled is false.
+   */
   readonly smtpIngress?: { readonly hostname: string; readonly port: number };
   /** Callers with a webhookUrl (callers may be names or {name, webhookUrl?, events?}). */
   readonly webhooks: readonly CallerWebhook[];
@@ -356,7 +452,9 @@ export function parseConfig(
     }
   }
   if (!secretsPresent.sshPrivateKey) {
-    problems.push(`${NS}:sshPrivateKey is required; set it with \`pulumi config set --secret ${NS}:sshPrivateKey < ~/.ssh/mail-relay\``);
+    problems.push(
+      `${NS}:sshPrivateKey is required; set it with \`pulumi config set --secret ${NS}:sshPrivateKey < ~/.ssh/mail-relay\``,
+    );
   }
   if (!parsed.success) throw new ConfigError(problems);
 
@@ -365,51 +463,83 @@ export function parseConfig(
   const mtaBase = c.mtaHostname ?? `mail.${c.domain}`;
   const relayHostname = c.relayHostname ?? `mail-relay.${c.domain}`;
 
-  if (!isWithin(c.domain, zone)) problems.push(`${NS}:zone "${zone}" must be the Cloudflare zone that contains ${NS}:domain "${c.domain}"`);
-  if (!isWithin(mtaBase, zone)) problems.push(`${NS}:mtaHostname "${mtaBase}" must be inside the zone "${zone}" so its A record can be managed`);
-  if (c.tunnel && !isWithin(relayHostname, zone)) problems.push(`${NS}:relayHostname "${relayHostname}" must be inside the zone "${zone}"`);
-  if (relayHostname === mtaBase) problems.push(`${NS}:relayHostname must differ from the MTA hostname: one is the proxied HTTP entry, the other the unproxied SMTP identity`);
+  if (!isWithin(c.domain, zone))
+    problems.push(`${NS}:zone "${zone}" must be the Cloudflare zone that contains ${NS}:domain "${c.domain}"`);
+  if (!isWithin(mtaBase, zone))
+    problems.push(`${NS}:mtaHostname "${mtaBase}" must be inside the zone "${zone}" so its A record can be managed`);
+  if (c.tunnel && !isWithin(relayHostname, zone))
+    problems.push(`${NS}:relayHostname "${relayHostname}" must be inside the zone "${zone}"`);
+  if (relayHostname === mtaBase)
+    problems.push(
+      `${NS}:relayHostname must differ from the MTA hostname: one is the proxied HTTP entry, the other the unproxied SMTP identity`,
+    );
 
   c.allowedSenders.forEach((s, i) => {
     if (!emailRe.test(s)) problems.push(`${keyPath(["allowedSenders", i])} "${s}" is not an email address`);
     else if (s.split("@")[1] !== c.domain) {
-      problems.push(`${keyPath(["allowedSenders", i])} "${s}" must be at ${c.domain}: strict DMARC alignment needs the From domain to be the sending domain`);
+      problems.push(
+        `${keyPath(["allowedSenders", i])} "${s}" must be at ${c.domain}: strict DMARC alignment needs the From domain to be the sending domain`,
+      );
     }
   });
   const defaultSender = c.defaultSender ?? c.allowedSenders[0];
-  if (!c.allowedSenders.includes(defaultSender)) problems.push(`${NS}:defaultSender "${defaultSender}" must be one of ${NS}:allowedSenders`);
+  if (!c.allowedSenders.includes(defaultSender))
+    problems.push(`${NS}:defaultSender "${defaultSender}" must be one of ${NS}:allowedSenders`);
 
   const active = c.dkimSelectors.filter((s) => s.active);
-  if (active.length !== 1) problems.push(`${NS}:dkimSelectors must mark exactly one selector "active": true (found ${active.length})`);
+  if (active.length !== 1)
+    problems.push(`${NS}:dkimSelectors must mark exactly one selector "active": true (found ${active.length})`);
   const names = c.dkimSelectors.map((s) => s.name);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup) problems.push(`${NS}:dkimSelectors lists "${dup}" twice; selector names must be unique`);
 
   if (c.bimi && !(c.dmarc.policy !== "none" && c.dmarc.pct === 100)) {
-    problems.push(`${NS}:bimi needs ${NS}:dmarc.policy "quarantine" or "reject" at pct 100 (receivers ignore BIMI otherwise); tighten dmarc or remove bimi`);
+    problems.push(
+      `${NS}:bimi needs ${NS}:dmarc.policy "quarantine" or "reject" at pct 100 (receivers ignore BIMI otherwise); tighten dmarc or remove bimi`,
+    );
   }
   const smtpHostname = c.smtpIngress.hostname ?? `smtp-relay.${c.domain}`;
   if (c.smtpIngress.hostname !== undefined && !c.smtpIngress.enabled) {
-    problems.push(`${NS}:smtpIngress.hostname is set but ${NS}:smtpIngress.enabled is not true; set enabled: true or remove the hostname`);
+    problems.push(
+      `${NS}:smtpIngress.hostname is set but ${NS}:smtpIngress.enabled is not true; set enabled: true or remove the hostname`,
+    );
   }
   if (c.smtpIngress.enabled && c.tunnel) {
-    if (!isWithin(smtpHostname, zone)) problems.push(`${NS}:smtpIngress.hostname "${smtpHostname}" must be inside the zone "${zone}" (its CNAME and Access application live there)`);
+    if (!isWithin(smtpHostname, zone))
+      problems.push(
+        `${NS}:smtpIngress.hostname "${smtpHostname}" must be inside the zone "${zone}" (its CNAME and Access application live there)`,
+      );
     if ([relayHostname, ...nodeHostnames(mtaBase, c.nodeCount)].includes(smtpHostname)) {
-      problems.push(`${NS}:smtpIngress.hostname must differ from relayHostname and the MTA hostnames: it is its own tunnel route and Access application`);
+      problems.push(
+        `${NS}:smtpIngress.hostname must differ from relayHostname and the MTA hostnames: it is its own tunnel route and Access application`,
+      );
     }
   }
   if (c.smtpIngress.enabled && !c.tunnel && c.smtpIngress.hostname !== undefined) {
-    problems.push(`${NS}:smtpIngress.hostname is only routed through the tunnel, and ${NS}:tunnel is false; remove the hostname (the listener stays on the host's 127.0.0.1:${RELAY_SMTP_PORT}) or set tunnel true`);
+    problems.push(
+      `${NS}:smtpIngress.hostname is only routed through the tunnel, and ${NS}:tunnel is false; remove the hostname (the listener stays on the host's 127.0.0.1:${RELAY_SMTP_PORT}) or set tunnel true`,
+    );
   }
   const mxHosts = new Set(c.mx.map((m) => m.host));
-  for (const h of [...nodeHostnames(mtaBase, c.nodeCount), relayHostname, ...(c.smtpIngress.enabled ? [smtpHostname] : [])]) {
-    if (mxHosts.has(h)) problems.push(`${NS}:mx must not point at ${h}: this relay never receives mail; keep your mailbox provider's MX hosts`);
+  for (const h of [
+    ...nodeHostnames(mtaBase, c.nodeCount),
+    relayHostname,
+    ...(c.smtpIngress.enabled ? [smtpHostname] : []),
+  ]) {
+    if (mxHosts.has(h))
+      problems.push(
+        `${NS}:mx must not point at ${h}: this relay never receives mail; keep your mailbox provider's MX hosts`,
+      );
   }
   if (c.smarthost && !secretsPresent.smarthostPassword) {
-    problems.push(`${NS}:smarthostPassword is required when ${NS}:smarthost is set; set it with \`pulumi config set --secret ${NS}:smarthostPassword\``);
+    problems.push(
+      `${NS}:smarthostPassword is required when ${NS}:smarthost is set; set it with \`pulumi config set --secret ${NS}:smarthostPassword\``,
+    );
   }
   if (c.tunnel && !c.cloudflareAccountId) {
-    problems.push(`${NS}:cloudflareAccountId is required when ${NS}:tunnel is true (the tunnel and Access live in the account); or set ${NS}:tunnel false`);
+    problems.push(
+      `${NS}:cloudflareAccountId is required when ${NS}:tunnel is true (the tunnel and Access live in the account); or set ${NS}:tunnel false`,
+    );
   }
   const imageRelease = releaseForImage(c.image);
   if (imageRelease === undefined && !c.allowUntestedImage) {
@@ -418,7 +548,9 @@ export function parseConfig(
     );
   }
   if (c.tunnel && !c.accessTeamName) {
-    problems.push(`${NS}:accessTeamName is required when ${NS}:tunnel is true: cloudflared checks the Access JWT against <team>.cloudflareaccess.com (Zero Trust dashboard, Settings > Custom pages); or set ${NS}:tunnel false`);
+    problems.push(
+      `${NS}:accessTeamName is required when ${NS}:tunnel is true: cloudflared checks the Access JWT against <team>.cloudflareaccess.com (Zero Trust dashboard, Settings > Custom pages); or set ${NS}:tunnel false`,
+    );
   }
   const wide = c.adminCidrs.filter((x) => isCidr(x) && isWiderThanASite(x));
   if (wide.length > 0 && !c.allowWideAdminCidrs) {
@@ -428,7 +560,9 @@ export function parseConfig(
   }
   const callerNames = c.callers.map((x) => (typeof x === "string" ? x : x.name));
   const webhooks: CallerWebhook[] = c.callers.flatMap((x) =>
-    typeof x !== "string" && x.webhookUrl !== undefined ? [{ caller: x.name, url: x.webhookUrl, events: x.events ?? [...DEFAULT_WEBHOOK_EVENTS] }] : [],
+    typeof x !== "string" && x.webhookUrl !== undefined
+      ? [{ caller: x.name, url: x.webhookUrl, events: x.events ?? [...DEFAULT_WEBHOOK_EVENTS] }]
+      : [],
   );
   const callerDup = callerNames.find((n, i) => callerNames.indexOf(n) !== i);
   if (callerDup) problems.push(`${NS}:callers lists "${callerDup}" twice`);
@@ -437,7 +571,10 @@ export function parseConfig(
   c.callers.forEach((x, i) => {
     if (typeof x === "string" || x.allowedSenders === undefined) return;
     for (const a of x.allowedSenders) {
-      if (!c.allowedSenders.includes(a)) problems.push(`${keyPath(["callers", i, "allowedSenders"])} lists ${a}, which is not in ${NS}:allowedSenders; a caller's senders are a subset of the stack's`);
+      if (!c.allowedSenders.includes(a))
+        problems.push(
+          `${keyPath(["callers", i, "allowedSenders"])} lists ${a}, which is not in ${NS}:allowedSenders; a caller's senders are a subset of the stack's`,
+        );
     }
     callerSenders[x.name] = [...new Set(x.allowedSenders)];
   });
@@ -484,7 +621,9 @@ export function parseConfig(
 
 /** "debian-13 (the default) or debian-12": the images the program is tested on, newest first. */
 function testedImages(): string {
-  const images = [...DEBIAN_RELEASES].reverse().map((r) => `${RELEASES[r].hetznerImage}${r === DEFAULT_RELEASE ? " (the default)" : ""}`);
+  const images = [...DEBIAN_RELEASES]
+    .reverse()
+    .map((r) => `${RELEASES[r].hetznerImage}${r === DEFAULT_RELEASE ? " (the default)" : ""}`);
   return `${images.slice(0, -1).join(", ")} or ${images[images.length - 1]}`;
 }
 
@@ -509,16 +648,23 @@ export function configWarnings(c: MailRelayConfig): string[] {
         `The nodes share no queue: more nodes give more sending IPs and keep /send answering while a node is down, nothing more; see docs/configuration.md`,
     );
   } else if (n > 1) {
-    warnings.push(`${NS}:nodeCount is ${n} with ${NS}:tunnel false: ${n} independent relays, each reachable only from its own host; they share no queue, no message status and no rate limit`);
+    warnings.push(
+      `${NS}:nodeCount is ${n} with ${NS}:tunnel false: ${n} independent relays, each reachable only from its own host; they share no queue, no message status and no rate limit`,
+    );
   }
   if (c.wideAdminCidrs.length > 0) {
-    warnings.push(`${NS}:allowWideAdminCidrs is true: SSH is open to ${c.wideAdminCidrs.join(", ")} (wider than an IPv4 /16 or an IPv6 /48)`);
+    warnings.push(
+      `${NS}:allowWideAdminCidrs is true: SSH is open to ${c.wideAdminCidrs.join(", ")} (wider than an IPv4 /16 or an IPv6 /48)`,
+    );
   }
   return warnings;
 }
 
 /** Decode one raw config string; JSON keys that don't parse become a named problem. */
-export function decodeRaw(get: (key: string) => string | undefined): { raw: Partial<Record<ConfigKey, unknown>>; problems: string[] } {
+export function decodeRaw(get: (key: string) => string | undefined): {
+  raw: Partial<Record<ConfigKey, unknown>>;
+  problems: string[];
+} {
   const raw: Partial<Record<ConfigKey, unknown>> = {};
   const problems: string[] = [];
   for (const [key, kind] of Object.entries(CONFIG_KEYS) as [ConfigKey, string][]) {
@@ -531,7 +677,9 @@ export function decodeRaw(get: (key: string) => string | undefined): { raw: Part
     try {
       raw[key] = JSON.parse(value);
     } catch {
-      problems.push(`${NS}:${key} must be valid YAML/JSON (a number, boolean, list or object); got ${JSON.stringify(value.slice(0, 40))}`);
+      problems.push(
+        `${NS}:${key} must be valid YAML/JSON (a number, boolean, list or object); got ${JSON.stringify(value.slice(0, 40))}`,
+      );
     }
   }
   return { raw, problems };
@@ -545,10 +693,14 @@ export function loadConfig(): { config: MailRelayConfig; secrets: ConfigSecrets<
   const smarthostPassword = cfg.getSecret("smarthostPassword");
   let config: MailRelayConfig;
   try {
-    config = parseConfig(raw, { sshPrivateKey: sshPrivateKey !== undefined, smarthostPassword: smarthostPassword !== undefined }, {
-      project: pulumi.getProject(),
-      stack: pulumi.getStack(),
-    });
+    config = parseConfig(
+      raw,
+      { sshPrivateKey: sshPrivateKey !== undefined, smarthostPassword: smarthostPassword !== undefined },
+      {
+        project: pulumi.getProject(),
+        stack: pulumi.getStack(),
+      },
+    );
   } catch (e) {
     if (e instanceof ConfigError) throw new ConfigError([...problems, ...e.problems]);
     throw e;

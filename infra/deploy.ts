@@ -26,7 +26,9 @@ import {
   RELAY_UNIT_PATH,
 } from "../cloud-init";
 
-/** What `ssh-keygen -l` prints for a public key line ("ssh-ed25519 AAAA..."): SHA256:<unpadded base64 of the key blob>. */
+/**
+ * What `ssh-keygen -l` prints for a public key line ("ssh-ed25519 AAAA..."): SHA256:<unpadded base64 of the key blob>.
+ */
 export function sshFingerprint(publicKeyLine: string): string {
   const blob = publicKeyLine.trim().split(/\s+/)[1];
   if (!blob) throw new Error(`not an OpenSSH public key line: ${JSON.stringify(publicKeyLine.slice(0, 40))}`);
@@ -39,7 +41,11 @@ export function sha256(text: string | Buffer): string {
 
 /** A stable resource-name slug for a host path: "/etc/postfix/main.cf" -> "etc-postfix-main-cf". */
 export function pathSlug(path: string): string {
-  return path.replace(/^\/+/, "").replace(/[^A-Za-z0-9]+/g, "-").replace(/-+$/, "").toLowerCase();
+  return path
+    .replace(/^\/+/, "")
+    .replace(/[^A-Za-z0-9]+/g, "-")
+    .replace(/-+$/, "")
+    .toLowerCase();
 }
 
 /** Placeholder secrets: only used to learn which secret files exist (paths, modes), never their content. */
@@ -119,26 +125,52 @@ export class HostDeployment extends pulumi.ComponentResource {
 
     // The host key is generated here, one per node, and outlives server replacements. Its private half reaches the
     // host only on the stdin of the bootstrap step, never in user-data (policy rule no-secrets-in-user-data).
-    const hostKey = new tls.PrivateKey(`${name}-ssh-host-key`, { algorithm: "ED25519" }, { ...child, additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] });
+    const hostKey = new tls.PrivateKey(
+      `${name}-ssh-host-key`,
+      { algorithm: "ED25519" },
+      { ...child, additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"] },
+    );
     this.hostPublicKey = hostKey.publicKeyOpenssh.apply((k) => k.trim());
-    const firstContact: command.types.input.remote.ConnectionArgs = { host: args.host, user: "root", privateKey: args.privateKey, dialErrorLimit: 60, perDialTimeout: 10 };
+    const firstContact: command.types.input.remote.ConnectionArgs = {
+      host: args.host,
+      user: "root",
+      privateKey: args.privateKey,
+      dialErrorLimit: 60,
+      perDialTimeout: 10,
+    };
     // Trust on first use: this step sends the host key and nothing else (see docs/security.md).
     const installHostKey = new command.remote.Command(
       `${name}-${BOOTSTRAP_STEP_SUFFIX}`,
-      { connection: firstContact, create: renderInstallHostKey(), stdin: pulumi.secret(hostKey.privateKeyOpenssh), triggers: [args.serverId, this.hostPublicKey], logging: "stderr" },
+      {
+        connection: firstContact,
+        create: renderInstallHostKey(),
+        stdin: pulumi.secret(hostKey.privateKeyOpenssh),
+        triggers: [args.serverId, this.hostPublicKey],
+        logging: "stderr",
+      },
       child,
     );
     // Every other step pins the key: a machine in the path without it gets no secret.
     const connection: command.types.input.remote.ConnectionArgs = { ...firstContact, hostKey: this.hostPublicKey };
 
-    const waitBoot = new command.remote.Command(`${name}-wait-cloud-init`, { connection, create: renderWaitForCloudInit(), triggers: [args.serverId] }, { ...child, dependsOn: [installHostKey] });
+    const waitBoot = new command.remote.Command(
+      `${name}-wait-cloud-init`,
+      { connection, create: renderWaitForCloudInit(), triggers: [args.serverId] },
+      { ...child, dependsOn: [installHostKey] },
+    );
 
     const pushed = new Map<string, { cmd: command.remote.Command; hash: pulumi.Output<string> }>();
     const push = (meta: Omit<HostFile, "content">, content: pulumi.Output<string>, secret: boolean) => {
       const hash = secret ? pulumi.secret(content.apply(sha256)) : content.apply(sha256);
       const cmd = new command.remote.Command(
         `${name}-${secret ? "secret" : "file"}-${pathSlug(meta.path)}`,
-        { connection, create: renderInstallFile(meta), stdin: secret ? pulumi.secret(content) : content, triggers: [meta.path, hash, args.serverId], logging: "stderr" },
+        {
+          connection,
+          create: renderInstallFile(meta),
+          stdin: secret ? pulumi.secret(content) : content,
+          triggers: [meta.path, hash, args.serverId],
+          logging: "stderr",
+        },
         { ...child, dependsOn: [waitBoot], ...(secret ? { additionalSecretOutputs: ["stdin"] } : {}) },
       );
       pushed.set(meta.path, { cmd, hash });
@@ -156,7 +188,12 @@ export class HostDeployment extends pulumi.ComponentResource {
       push(meta, content, true);
     }
 
-    if (args.cloudflaredConfig) push({ path: CLOUDFLARED_CONFIG_FILE, mode: "0644", owner: "root", group: "root", secret: false }, args.cloudflaredConfig, false);
+    if (args.cloudflaredConfig)
+      push(
+        { path: CLOUDFLARED_CONFIG_FILE, mode: "0644", owner: "root", group: "root", secret: false },
+        args.cloudflaredConfig,
+        false,
+      );
 
     // The host ruleset names users (nft resolves them on load), and decides who may talk SMTP: loaded before the
     // mail configuration and the relay start.
@@ -166,7 +203,10 @@ export class HostDeployment extends pulumi.ComponentResource {
       { ...child, dependsOn: [pushed.get(NFTABLES_CONF)!.cmd] },
     );
 
-    const hashesOf = (paths: string[]) => pulumi.all(paths.map((p) => pushed.get(p)!.hash)).apply((hs) => sha256(paths.map((p, i) => `${p}:${hs[i]}`).join("\n")));
+    const hashesOf = (paths: string[]) =>
+      pulumi
+        .all(paths.map((p) => pushed.get(p)!.hash))
+        .apply((hs) => sha256(paths.map((p, i) => `${p}:${hs[i]}`).join("\n")));
     const mailPaths = [...pushed.keys()].filter(isMailConfigPath).sort();
     const applyMail = new command.remote.Command(
       `${name}-apply-mail-config`,
@@ -184,7 +224,12 @@ export class HostDeployment extends pulumi.ComponentResource {
 
     const upload = new command.remote.CopyToRemote(
       `${name}-relay-upload`,
-      { connection, source: new pulumi.asset.FileAsset(args.relayBundlePath), remotePath: uploadPath(args.relayVersion), triggers: [args.relayVersion, args.serverId] },
+      {
+        connection,
+        source: new pulumi.asset.FileAsset(args.relayBundlePath),
+        remotePath: uploadPath(args.relayVersion),
+        triggers: [args.relayVersion, args.serverId],
+      },
       { ...child, dependsOn: [waitBoot] },
     );
     const relayPaths = [...pushed.keys()].filter(isRelayConfigPath).sort();
@@ -200,7 +245,9 @@ export class HostDeployment extends pulumi.ComponentResource {
 
     this.ready = this.relayActive;
     if (s.tunnel) {
-      const tunnelPaths = [...pushed.keys()].filter((p) => p.startsWith("/etc/cloudflared/") || p.includes("cloudflared")).sort();
+      const tunnelPaths = [...pushed.keys()]
+        .filter((p) => p.startsWith("/etc/cloudflared/") || p.includes("cloudflared"))
+        .sort();
       const tunnelGuard = new command.remote.Command(
         `${name}-cloudflared-guard`,
         { connection, create: "true", delete: renderStopCloudflared(), triggers: [args.serverId] },
@@ -208,7 +255,11 @@ export class HostDeployment extends pulumi.ComponentResource {
       );
       this.ready = new command.remote.Command(
         `${name}-cloudflared-start`,
-        { connection, create: renderStartCloudflared(), triggers: [pulumi.secret(hashesOf(tunnelPaths)), args.serverId] },
+        {
+          connection,
+          create: renderStartCloudflared(),
+          triggers: [pulumi.secret(hashesOf(tunnelPaths)), args.serverId],
+        },
         { ...child, dependsOn: [this.relayActive, tunnelGuard, ...tunnelPaths.map((p) => pushed.get(p)!.cmd)] },
       );
     }

@@ -26,7 +26,11 @@ export class DkimKeys extends pulumi.ComponentResource {
     this.publicKeys = {};
     let active: pulumi.Output<string> | undefined;
     for (const s of args.selectors) {
-      const key = new tls.PrivateKey(`${name}-${s.name}`, { algorithm: "RSA", rsaBits: bits }, { parent: this, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] });
+      const key = new tls.PrivateKey(
+        `${name}-${s.name}`,
+        { algorithm: "RSA", rsaBits: bits },
+        { parent: this, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] },
+      );
       this.publicKeys[s.name] = key.publicKeyPem;
       if (s.active) active = pulumi.secret(key.privateKeyPem);
     }

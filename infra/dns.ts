@@ -1,6 +1,16 @@
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
-import { bimiRecord, BimiInput, dkimRecord, dmarcRecord, DmarcInput, spfRecord, txtContent, zoneFileLine, ZoneLine } from "./records";
+import {
+  bimiRecord,
+  BimiInput,
+  dkimRecord,
+  dmarcRecord,
+  DmarcInput,
+  spfRecord,
+  txtContent,
+  zoneFileLine,
+  ZoneLine,
+} from "./records";
 
 export interface DnsNode {
   /** Stable resource-name stem, e.g. "node1". */
@@ -40,14 +50,35 @@ export class MailDns extends pulumi.ComponentResource {
   constructor(name: string, args: MailDnsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:dns:MailDns", name, {}, opts);
     const lines: pulumi.Output<ZoneLine>[] = [];
-    const add = (role: string, r: { name: string; type: string; content: pulumi.Input<string>; priority?: number; proxied?: boolean }) => {
+    const add = (
+      role: string,
+      r: { name: string; type: string; content: pulumi.Input<string>; priority?: number; proxied?: boolean },
+    ) => {
       const rec = new cloudflare.DnsRecord(
         recordName(name, role),
-        { zoneId: args.zoneId, name: r.name, type: r.type, content: r.content, ttl: args.ttl, proxied: r.proxied ?? false, ...(r.priority !== undefined ? { priority: r.priority } : {}), comment: `mail-relay: ${role}` },
+        {
+          zoneId: args.zoneId,
+          name: r.name,
+          type: r.type,
+          content: r.content,
+          ttl: args.ttl,
+          proxied: r.proxied ?? false,
+          ...(r.priority !== undefined ? { priority: r.priority } : {}),
+          comment: `mail-relay: ${role}`,
+        },
         { parent: this },
       );
       this.records.push(rec);
-      lines.push(pulumi.output(r.content).apply((content) => ({ name: r.name, type: r.type, ttl: args.ttl, content, priority: r.priority, proxied: r.proxied ?? false })));
+      lines.push(
+        pulumi.output(r.content).apply((content) => ({
+          name: r.name,
+          type: r.type,
+          ttl: args.ttl,
+          content,
+          priority: r.priority,
+          proxied: r.proxied ?? false,
+        })),
+      );
     };
 
     for (const n of args.nodes) {
@@ -60,15 +91,25 @@ export class MailDns extends pulumi.ComponentResource {
     add("spf", {
       name: args.domain,
       type: "TXT",
-      content: pulumi.all([ipv4s, ipv6s]).apply(([v4, v6]) => txtContent(spfRecord({ ipv4: v4, ipv6: v6, includes: args.spf.includes, all: args.spf.all }))),
+      content: pulumi
+        .all([ipv4s, ipv6s])
+        .apply(([v4, v6]) =>
+          txtContent(spfRecord({ ipv4: v4, ipv6: v6, includes: args.spf.includes, all: args.spf.all })),
+        ),
     });
 
     for (const [selector, pem] of Object.entries(args.dkimPublicKeys)) {
-      add(`dkim-${selector}`, { name: `${selector}._domainkey.${args.domain}`, type: "TXT", content: pulumi.output(pem).apply((p) => txtContent(dkimRecord(p))) });
+      add(`dkim-${selector}`, {
+        name: `${selector}._domainkey.${args.domain}`,
+        type: "TXT",
+        content: pulumi.output(pem).apply((p) => txtContent(dkimRecord(p))),
+      });
     }
     add("dmarc", { name: `_dmarc.${args.domain}`, type: "TXT", content: txtContent(dmarcRecord(args.dmarc)) });
-    for (const mx of args.mx) add(`mx-${mx.host}`, { name: args.domain, type: "MX", content: mx.host, priority: mx.priority });
-    if (args.bimi) add("bimi", { name: `default._bimi.${args.domain}`, type: "TXT", content: txtContent(bimiRecord(args.bimi)) });
+    for (const mx of args.mx)
+      add(`mx-${mx.host}`, { name: args.domain, type: "MX", content: mx.host, priority: mx.priority });
+    if (args.bimi)
+      add("bimi", { name: `default._bimi.${args.domain}`, type: "TXT", content: txtContent(bimiRecord(args.bimi)) });
 
     this.zoneFile = pulumi.all(lines).apply((ls) => ls.map(zoneFileLine).join("\n"));
     this.registerOutputs({ zoneFile: this.zoneFile });

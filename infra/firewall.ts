@@ -15,7 +15,13 @@ export interface FirewallRule {
  */
 export function firewallRules(adminCidrs: readonly string[]): FirewallRule[] {
   return [
-    { direction: "in", protocol: "tcp", port: "22", sourceIps: [...adminCidrs], description: "SSH from admin ranges (deploy step)" },
+    {
+      direction: "in",
+      protocol: "tcp",
+      port: "22",
+      sourceIps: [...adminCidrs],
+      description: "SSH from admin ranges (deploy step)",
+    },
     { direction: "in", protocol: "icmp", sourceIps: ["0.0.0.0/0", "::/0"], description: "ICMP (PMTU discovery, ping)" },
   ];
 }
@@ -34,7 +40,11 @@ export class RelayFirewall extends pulumi.ComponentResource {
 
   constructor(name: string, args: RelayFirewallArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:hetzner:RelayFirewall", name, {}, opts);
-    this.firewall = new hcloud.Firewall(`${name}-fw`, { name: `${name}-fw`, labels: args.labels, rules: firewallRules(args.adminCidrs) }, { parent: this });
+    this.firewall = new hcloud.Firewall(
+      `${name}-fw`,
+      { name: `${name}-fw`, labels: args.labels, rules: firewallRules(args.adminCidrs) },
+      { parent: this },
+    );
     this.firewallId = this.firewall.id.apply(Number);
     this.registerOutputs({ firewallId: this.firewallId });
   }

@@ -8,7 +8,10 @@ import { createMailRelay } from "./mailRelay";
 const { config, secrets } = loadConfig();
 const out = createMailRelay(config, secrets);
 
-/** Per node: name, MTA hostname, IPv4, IPv6 (when enabled), Hetzner server id, the SSH host key every deploy step pins and its SHA256 fingerprint. */
+/**
+ * Per node: name, MTA hostname, IPv4, IPv6 (when enabled), Hetzner server id, the SSH host key every deploy step pins
+ * and its SHA256 fingerprint.
+ */
 export const nodes = out.nodes;
 /** hostname -> IP pairs the A/AAAA records (and PTRs) are built from. */
 export const hostRecords = out.hostRecords;

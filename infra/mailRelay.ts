@@ -3,7 +3,15 @@ import * as path from "node:path";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
-import { HostSecrets, HostSettings, QUEUE_ROOT, renderRelayEnv, renderUserData, SMTP_TLS_CERT_FILE, SMTP_TLS_KEY_FILE } from "../cloud-init";
+import {
+  HostSecrets,
+  HostSettings,
+  QUEUE_ROOT,
+  renderRelayEnv,
+  renderUserData,
+  SMTP_TLS_CERT_FILE,
+  SMTP_TLS_KEY_FILE,
+} from "../cloud-init";
 import type { ConfigSecrets, MailRelayConfig } from "./config";
 import { HostDeployment, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
@@ -20,7 +28,8 @@ export const RELAY_BUNDLE = process.env.MAIL_RELAY_BUNDLE ?? path.join(__dirname
 
 /** The relay bundle and its release name (content hash). */
 export function readRelayBundle(file = RELAY_BUNDLE): { path: string; version: string } {
-  if (!fs.existsSync(file)) throw new Error(`${path.relative(process.cwd(), file)} not found: run \`npm run build\` before \`pulumi up\``);
+  if (!fs.existsSync(file))
+    throw new Error(`${path.relative(process.cwd(), file)} not found: run \`npm run build\` before \`pulumi up\``);
   return { path: file, version: sha256(fs.readFileSync(file)).slice(0, 16) };
 }
 
@@ -32,7 +41,9 @@ export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSetti
     relayPort: c.relay.port,
     relayBodyLimitBytes: c.relay.bodyLimitBytes,
     dkimSelector: c.activeSelector,
-    ...(c.smarthost ? { smarthost: { host: c.smarthost.host, port: c.smarthost.port, username: c.smarthost.username } } : {}),
+    ...(c.smarthost
+      ? { smarthost: { host: c.smarthost.host, port: c.smarthost.port, username: c.smarthost.username } }
+      : {}),
     ipv6: c.ipv6,
     tunnel: c.tunnel,
     relayHandoff: c.relay.handoff,
@@ -46,7 +57,12 @@ export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSetti
 /** The SMTP ingress's lines of the relay's env file; undefined when it is off. */
 export function smtpIngressEnv(c: MailRelayConfig) {
   return c.smtpIngress
-    ? { listen: `127.0.0.1:${c.smtpIngress.port}`, hostname: c.smtpIngress.hostname, tlsKeyFile: SMTP_TLS_KEY_FILE, tlsCertFile: SMTP_TLS_CERT_FILE }
+    ? {
+        listen: `127.0.0.1:${c.smtpIngress.port}`,
+        hostname: c.smtpIngress.hostname,
+        tlsKeyFile: SMTP_TLS_KEY_FILE,
+        tlsCertFile: SMTP_TLS_CERT_FILE,
+      }
     : undefined;
 }
 
@@ -55,7 +71,11 @@ export function handoffUrl(c: MailRelayConfig): string {
 }
 
 /** Builds the whole deployment for one stack and returns its outputs. */
-export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulumi.Output<string>>, bundle = readRelayBundle()) {
+export function createMailRelay(
+  c: MailRelayConfig,
+  secrets: ConfigSecrets<pulumi.Output<string>>,
+  bundle = readRelayBundle(),
+) {
   const labels = { app: "mail-relay", stack: c.stack };
   const name = "mail-relay";
 
@@ -77,11 +97,16 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
         ...(smtpRoute ? { smtp: smtpRoute } : {}),
       })
     : undefined;
-  const smtpTls = c.smtpIngress ? new SmtpIngressTls(`${name}-smtp-tls`, { hostname: c.smtpIngress.hostname }) : undefined;
+  const smtpTls = c.smtpIngress
+    ? new SmtpIngressTls(`${name}-smtp-tls`, { hostname: c.smtpIngress.hostname })
+    : undefined;
   const smtpEnv = smtpIngressEnv(c);
 
   const relayEnv = pulumi
-    .all([pulumi.all(c.callers.map((caller) => tokens.tokens[caller])), pulumi.all(c.webhooks.map((w) => hookSecrets.secrets[w.caller]))])
+    .all([
+      pulumi.all(c.callers.map((caller) => tokens.tokens[caller])),
+      pulumi.all(c.webhooks.map((w) => hookSecrets.secrets[w.caller])),
+    ])
     .apply(([ts, hs]) =>
       renderRelayEnv({
         listen: `127.0.0.1:${c.relay.port}`,
@@ -91,13 +116,20 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
         rateLimitPerMin: c.relay.rateLimitPerMin,
         bodyLimitBytes: c.relay.bodyLimitBytes,
         maxRecipients: c.relay.maxRecipients,
-        callerFrom: c.callers.filter((name) => c.callerSenders[name] !== undefined).map((name) => ({ name, senders: c.callerSenders[name] })),
+        callerFrom: c.callers
+          .filter((name) => c.callerSenders[name] !== undefined)
+          .map((name) => ({ name, senders: c.callerSenders[name] })),
         quotas: c.relay.quotas,
         handoff: handoffUrl(c),
         queueRoot: QUEUE_ROOT,
         ...(smtpEnv ? { smtpIngress: smtpEnv } : {}),
         autoSuppress: c.relay.autoSuppress,
-        webhooks: c.webhooks.map((w, i) => ({ caller: w.caller, url: w.url, events: w.events, secret: hs[i] as string })),
+        webhooks: c.webhooks.map((w, i) => ({
+          caller: w.caller,
+          url: w.url,
+          events: w.events,
+          secret: hs[i] as string,
+        })),
       }),
     );
   const hostSecrets: pulumi.Output<HostSecrets> = pulumi.secret(
@@ -160,8 +192,16 @@ export function createMailRelay(c: MailRelayConfig, secrets: ConfigSecrets<pulum
     zoneId,
     domain: c.domain,
     ttl: c.dnsTtl,
-    nodes: nodes.map(({ spec, node }) => ({ key: spec.key, mtaHostname: spec.mtaHostname, ipv4: node.ipv4, ipv6: node.ipv6 })),
-    spf: { includes: [...c.spf.includes, ...(c.smarthost?.spfInclude ? [c.smarthost.spfInclude] : [])], all: c.spf.all },
+    nodes: nodes.map(({ spec, node }) => ({
+      key: spec.key,
+      mtaHostname: spec.mtaHostname,
+      ipv4: node.ipv4,
+      ipv6: node.ipv6,
+    })),
+    spf: {
+      includes: [...c.spf.includes, ...(c.smarthost?.spfInclude ? [c.smarthost.spfInclude] : [])],
+      all: c.spf.all,
+    },
     dkimPublicKeys: dkim.publicKeys,
     dmarc: c.dmarc,
     mx: c.mx,

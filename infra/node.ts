@@ -42,13 +42,29 @@ export class RelayNode extends pulumi.ComponentResource {
 
     const v4 = new hcloud.PrimaryIp(
       `${name}-ipv4`,
-      { name: `${name}-ipv4`, type: "ipv4", location: args.location, assigneeType: "server", autoDelete: false, deleteProtection: args.protectIps, labels: ipLabels },
+      {
+        name: `${name}-ipv4`,
+        type: "ipv4",
+        location: args.location,
+        assigneeType: "server",
+        autoDelete: false,
+        deleteProtection: args.protectIps,
+        labels: ipLabels,
+      },
       { parent: this, protect: args.protectIps },
     );
     const v6 = args.ipv6
       ? new hcloud.PrimaryIp(
           `${name}-ipv6`,
-          { name: `${name}-ipv6`, type: "ipv6", location: args.location, assigneeType: "server", autoDelete: false, deleteProtection: args.protectIps, labels: ipLabels },
+          {
+            name: `${name}-ipv6`,
+            type: "ipv6",
+            location: args.location,
+            assigneeType: "server",
+            autoDelete: false,
+            deleteProtection: args.protectIps,
+            labels: ipLabels,
+          },
           { parent: this, protect: args.protectIps },
         )
       : undefined;
@@ -80,10 +96,18 @@ export class RelayNode extends pulumi.ComponentResource {
     this.serverId = this.server.id.apply(Number);
     this.ipv4 = v4.ipAddress;
 
-    new hcloud.Rdns(`${name}-ptr-ipv4`, { primaryIpId: v4.id.apply(Number), ipAddress: v4.ipAddress, dnsPtr: args.mtaHostname }, { parent: this });
+    new hcloud.Rdns(
+      `${name}-ptr-ipv4`,
+      { primaryIpId: v4.id.apply(Number), ipAddress: v4.ipAddress, dnsPtr: args.mtaHostname },
+      { parent: this },
+    );
     if (v6) {
       this.ipv6 = v6.ipAddress.apply(ipv6HostAddress);
-      new hcloud.Rdns(`${name}-ptr-ipv6`, { primaryIpId: v6.id.apply(Number), ipAddress: this.ipv6, dnsPtr: args.mtaHostname }, { parent: this });
+      new hcloud.Rdns(
+        `${name}-ptr-ipv6`,
+        { primaryIpId: v6.id.apply(Number), ipAddress: this.ipv6, dnsPtr: args.mtaHostname },
+        { parent: this },
+      );
     }
     this.registerOutputs({ serverId: this.serverId, ipv4: this.ipv4, ipv6: this.ipv6 });
   }

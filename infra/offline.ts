@@ -29,7 +29,11 @@ export interface RecordedResource {
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 
 function isWrappedSecret(v: unknown): v is { value: unknown } {
-  return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270";
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    (v as Record<string, unknown>)[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270"
+  );
 }
 
 /** Replace wrapped secrets by their values, deeply. */
@@ -37,7 +41,8 @@ export function unwrapSecrets(v: unknown): any {
   if (isWrappedSecret(v)) return unwrapSecrets(v.value);
   if (Array.isArray(v)) return v.map(unwrapSecrets);
   // Plain objects only: assets (FileAsset with a Promise path) stay as they are, so their path can still be read.
-  if (v && typeof v === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(v))) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
+  if (v && typeof v === "object" && [Object.prototype, null].includes(Object.getPrototypeOf(v)))
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
   return v;
 }
 
@@ -54,9 +59,16 @@ export function placeholderSecret(key: string): string {
 }
 
 /** Read Pulumi.<stack>.yaml; `overrides` (keys without namespace) replace or, with undefined, remove values. */
-export function readStackConfig(stack: string, overrides: Record<string, unknown> = {}, root = PROJECT_ROOT): StackConfig {
+export function readStackConfig(
+  stack: string,
+  overrides: Record<string, unknown> = {},
+  root = PROJECT_ROOT,
+): StackConfig {
   const file = path.join(root, `Pulumi.${stack}.yaml`);
-  if (!fs.existsSync(file)) throw new Error(`no stack file ${path.relative(process.cwd(), file)}: stacks here are ${listStacks(root).join(", ")}`);
+  if (!fs.existsSync(file))
+    throw new Error(
+      `no stack file ${path.relative(process.cwd(), file)}: stacks here are ${listStacks(root).join(", ")}`,
+    );
   const doc = (parseYaml(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
   const values: Record<string, string> = {};
   const secretKeys: string[] = [];
@@ -112,18 +124,43 @@ function sshString(b: Buffer | string): Buffer {
  */
 export function ed25519Key(name: string): Record<string, string> {
   // Deterministic per resource name, like the mocks' IDs: two runs of a plan pin the same host key.
-  const privateKey = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), createHash("sha256").update(`ssh-host-key\0${name}`).digest()]), format: "der", type: "pkcs8" });
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([
+      Buffer.from("302e020100300506032b657004220420", "hex"),
+      createHash("sha256").update(`ssh-host-key\0${name}`).digest(),
+    ]),
+    format: "der",
+    type: "pkcs8",
+  });
   const publicKey = createPublicKey(privateKey);
   const pub = Buffer.from(publicKey.export({ format: "jwk" }).x as string, "base64url");
   const seed = Buffer.from(privateKey.export({ format: "jwk" }).d as string, "base64url");
   const pubBlob = Buffer.concat([sshString("ssh-ed25519"), sshString(pub)]);
   const check = Buffer.from(seed.subarray(0, 4));
-  let priv = Buffer.concat([check, check, sshString("ssh-ed25519"), sshString(pub), sshString(Buffer.concat([seed, pub])), sshString("")]);
+  let priv = Buffer.concat([
+    check,
+    check,
+    sshString("ssh-ed25519"),
+    sshString(pub),
+    sshString(Buffer.concat([seed, pub])),
+    sshString(""),
+  ]);
   for (let pad = 1; priv.length % 8 !== 0; pad++) priv = Buffer.concat([priv, Buffer.from([pad])]);
   const nkeys = Buffer.alloc(4);
   nkeys.writeUInt32BE(1);
-  const body = Buffer.concat([Buffer.from("openssh-key-v1\0"), sshString("none"), sshString("none"), sshString(""), nkeys, sshString(pubBlob), sshString(priv)]);
-  const b64 = body.toString("base64").replace(/(.{70})/g, "$1\n").replace(/\n$/, "");
+  const body = Buffer.concat([
+    Buffer.from("openssh-key-v1\0"),
+    sshString("none"),
+    sshString("none"),
+    sshString(""),
+    nkeys,
+    sshString(pubBlob),
+    sshString(priv),
+  ]);
+  const b64 = body
+    .toString("base64")
+    .replace(/(.{70})/g, "$1\n")
+    .replace(/\n$/, "");
   return {
     privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}\n-----END OPENSSH PRIVATE KEY-----\n`,
     privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
@@ -162,8 +199,17 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
     const state = { ...args.inputs, ...outputs };
     const id = state.__id ?? (args.type.startsWith("hcloud:") ? String(++this.numericId) : `${args.name}-id`);
     delete state.__id;
-    const secretProps = Object.keys(args.inputs).filter((k) => isWrappedSecret(args.inputs[k]) || JSON.stringify(args.inputs[k] ?? null).includes(SECRET_SIG));
-    this.resources.push({ type: args.type, name: args.name, urn: `urn:pulumi:offline::mail-relay::${args.type}::${args.name}`, id, props: unwrapSecrets(state), secretProps });
+    const secretProps = Object.keys(args.inputs).filter(
+      (k) => isWrappedSecret(args.inputs[k]) || JSON.stringify(args.inputs[k] ?? null).includes(SECRET_SIG),
+    );
+    this.resources.push({
+      type: args.type,
+      name: args.name,
+      urn: `urn:pulumi:offline::mail-relay::${args.type}::${args.name}`,
+      id,
+      props: unwrapSecrets(state),
+      secretProps,
+    });
     return { id, state };
   }
 
@@ -175,7 +221,11 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
         return { id: zoneId, zoneId, name };
       }
       case "cloudflare:index/getZeroTrustTunnelCloudflaredToken:getZeroTrustTunnelCloudflaredToken":
-        return { accountId: args.inputs.accountId, tunnelId: args.inputs.tunnelId, token: `offline-tunnel-token-${digest("tunnel", String(args.inputs.tunnelId)).slice(0, 40)}` };
+        return {
+          accountId: args.inputs.accountId,
+          tunnelId: args.inputs.tunnelId,
+          token: `offline-tunnel-token-${digest("tunnel", String(args.inputs.tunnelId)).slice(0, 40)}`,
+        };
       default:
         return args.inputs;
     }
@@ -185,13 +235,17 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
     const i = args.inputs;
     switch (args.type) {
       case "hcloud:index/primaryIp:PrimaryIp":
-        return i.type === "ipv6" ? { ipAddress: `2001:db8:${(++this.ipv6Count).toString(16)}::/64` } : { ipAddress: `203.0.113.${10 + ++this.ipv4Count}` };
+        return i.type === "ipv6"
+          ? { ipAddress: `2001:db8:${(++this.ipv6Count).toString(16)}::/64` }
+          : { ipAddress: `203.0.113.${10 + ++this.ipv4Count}` };
       case "hcloud:index/server:Server":
         return { status: "running" };
       case "tls:index/privateKey:PrivateKey": {
         if (i.algorithm === "ED25519") return ed25519Key(args.name);
         const ec = i.algorithm === "ECDSA";
-        const { privateKey, publicKey } = ec ? generateKeyPairSync("ec", { namedCurve: "P-256" }) : generateKeyPairSync("rsa", { modulusLength: i.rsaBits ?? 2048 });
+        const { privateKey, publicKey } = ec
+          ? generateKeyPairSync("ec", { namedCurve: "P-256" })
+          : generateKeyPairSync("rsa", { modulusLength: i.rsaBits ?? 2048 });
         return {
           privateKeyPem: privateKey.export({ type: ec ? "sec1" : "pkcs1", format: "pem" }).toString(),
           privateKeyPemPkcs8: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
@@ -201,15 +255,27 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
       case "tls:index/selfSignedCert:SelfSignedCert":
         return { certPem: selfSignedCertPem(i) };
       case "random:index/randomPassword:RandomPassword":
-        return { result: randomBytes(64).toString("base64").replace(/[^A-Za-z0-9]/g, "").slice(0, i.length ?? 32) };
+        return {
+          result: randomBytes(64)
+            .toString("base64")
+            .replace(/[^A-Za-z0-9]/g, "")
+            .slice(0, i.length ?? 32),
+        };
       case "random:index/randomBytes:RandomBytes": {
         const b = randomBytes(i.length ?? 32);
         return { base64: b.toString("base64"), hex: b.toString("hex") };
       }
       case "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared":
-        return { __id: digest("tunnel", args.name).slice(0, 32).replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5") };
+        return {
+          __id: digest("tunnel", args.name)
+            .slice(0, 32)
+            .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5"),
+        };
       case "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken":
-        return { clientId: `${digest("client", args.name).slice(0, 32)}.access`, clientSecret: randomBytes(32).toString("hex") };
+        return {
+          clientId: `${digest("client", args.name).slice(0, 32)}.access`,
+          clientSecret: randomBytes(32).toString("hex"),
+        };
       case "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
         // aud: the application's audience tag (64 hex digits), which cloudflared checks in the Access JWT.
         return { __id: digest(args.type, args.name).slice(0, 32), aud: digest("aud", args.name) };
@@ -224,14 +290,28 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
 
 /** A real self-signed certificate for the mock's key (openssl), so fingerprints and TLS tests use an actual one. */
 function selfSignedCertPem(i: Record<string, any>): string {
-  const san = [...(i.dnsNames ?? []).map((d: string) => `DNS:${d}`), ...(i.ipAddresses ?? []).map((a: string) => `IP:${a}`)].join(",");
+  const san = [
+    ...(i.dnsNames ?? []).map((d: string) => `DNS:${d}`),
+    ...(i.ipAddresses ?? []).map((a: string) => `IP:${a}`),
+  ].join(",");
   const days = String(Math.max(1, Math.round((i.validityPeriodHours ?? 24) / 24)));
   // Through a file: node's stdio pipes are socket pairs, which openssl cannot open as /dev/stdin.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "offline-cert-"));
   try {
     const key = path.join(dir, "key.pem");
     fs.writeFileSync(key, String(i.privateKeyPem), { mode: 0o600 });
-    const args = ["req", "-new", "-x509", "-key", key, "-days", days, "-subj", `/CN=${i.subject?.commonName ?? "offline"}`, ...(san ? ["-addext", `subjectAltName=${san}`] : [])];
+    const args = [
+      "req",
+      "-new",
+      "-x509",
+      "-key",
+      key,
+      "-days",
+      days,
+      "-subj",
+      `/CN=${i.subject?.commonName ?? "offline"}`,
+      ...(san ? ["-addext", `subjectAltName=${san}`] : []),
+    ];
     return execFileSync("openssl", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -268,7 +348,10 @@ export function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply((v) => resolve(v)));
 }
 
-/** Assets (FileAsset etc.) as plain data: `{ path }` with the path resolved, so recorded props can be cloned and compared. */
+/**
+ * Assets (FileAsset etc.) as plain data: `{ path }` with the path resolved, so recorded props can be cloned and
+ * compared.
+ */
 async function plainAssets(v: unknown): Promise<unknown> {
   if (Array.isArray(v)) return Promise.all(v.map(plainAssets));
   if (!v || typeof v !== "object") return v;
@@ -278,7 +361,11 @@ async function plainAssets(v: unknown): Promise<unknown> {
     return out;
   }
   const a = v as { path?: unknown; text?: unknown; uri?: unknown };
-  return { ...(a.path !== undefined ? { path: await a.path } : {}), ...(a.text !== undefined ? { text: await a.text } : {}), ...(a.uri !== undefined ? { uri: await a.uri } : {}) };
+  return {
+    ...(a.path !== undefined ? { path: await a.path } : {}),
+    ...(a.text !== undefined ? { text: await a.text } : {}),
+    ...(a.uri !== undefined ? { uri: await a.uri } : {}),
+  };
 }
 
 /** The slice of a RegisterResourceRequest the graph needs (the engine's own protobuf getters). */
@@ -296,13 +383,30 @@ interface RegisterRequest {
  * parent and dependencies (URNs, turned into names once every resource has registered).
  */
 function recordGraph(): () => GraphNode[] {
-  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: RegisterRequest, cb: (err: unknown, res?: { getUrn(): string }) => void): unknown };
-  const seen: { urn?: string; type: string; name: string; parentUrn: string; depUrns: string[]; propUrns: Record<string, string[]>; dbr: boolean }[] = [];
+  const monitor = pulumi.runtime.getMonitor() as unknown as {
+    registerResource(req: RegisterRequest, cb: (err: unknown, res?: { getUrn(): string }) => void): unknown;
+  };
+  const seen: {
+    urn?: string;
+    type: string;
+    name: string;
+    parentUrn: string;
+    depUrns: string[];
+    propUrns: Record<string, string[]>;
+    dbr: boolean;
+  }[] = [];
   const register = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, cb) => {
     const propUrns: Record<string, string[]> = {};
     req.getPropertydependenciesMap().forEach((deps, key) => (propUrns[key] = deps.getUrnsList()));
-    const entry = { type: req.getType(), name: req.getName(), parentUrn: req.getParent(), depUrns: req.getDependenciesList(), propUrns, dbr: req.getDeletebeforereplace() };
+    const entry = {
+      type: req.getType(),
+      name: req.getName(),
+      parentUrn: req.getParent(),
+      depUrns: req.getDependenciesList(),
+      propUrns,
+      dbr: req.getDeletebeforereplace(),
+    };
     seen.push(entry);
     return register(req, (err, res) => {
       if (res) (entry as { urn?: string }).urn = res.getUrn();
@@ -316,7 +420,12 @@ function recordGraph(): () => GraphNode[] {
       type: e.type,
       ...(e.parentUrn && nameOf.has(e.parentUrn) ? { parent: nameOf.get(e.parentUrn)! } : {}),
       dependsOn: [...new Set(e.depUrns.map((u) => nameOf.get(u)).filter((n): n is string => n !== undefined))],
-      propertyDependencies: Object.fromEntries(Object.entries(e.propUrns).map(([k, us]) => [k, [...new Set(us.map((u) => nameOf.get(u)).filter((n): n is string => n !== undefined))]])),
+      propertyDependencies: Object.fromEntries(
+        Object.entries(e.propUrns).map(([k, us]) => [
+          k,
+          [...new Set(us.map((u) => nameOf.get(u)).filter((n): n is string => n !== undefined))],
+        ]),
+      ),
       deleteBeforeReplace: e.dbr,
     }));
   };
@@ -330,10 +439,15 @@ export async function runOffline(
   stack: string,
   overrides: Record<string, unknown>,
   load: () => Promise<Record<string, unknown>>,
-  opts: { /** A JSON file keeping random outputs between runs, as a stack's state does between updates. */ stateFile?: string } = {},
+  opts: {
+    /** A JSON file keeping random outputs between runs, as a stack's state does between updates. */ stateFile?: string;
+  } = {},
 ): Promise<OfflineRun> {
   const config = readStackConfig(stack, overrides);
-  const kept = opts.stateFile && fs.existsSync(opts.stateFile) ? (JSON.parse(fs.readFileSync(opts.stateFile, "utf8")) as Record<string, Record<string, any>>) : {};
+  const kept =
+    opts.stateFile && fs.existsSync(opts.stateFile)
+      ? (JSON.parse(fs.readFileSync(opts.stateFile, "utf8")) as Record<string, Record<string, any>>)
+      : {};
   const mocks = new OfflineMocks(kept);
   await pulumi.runtime.setMocks(mocks, "mail-relay", stack, false);
   const graph = recordGraph();

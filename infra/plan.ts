@@ -34,19 +34,28 @@ export function keyProps(r: RecordedResource): string {
     case "hcloud:index/rdns:Rdns":
       return `${p.ipAddress} -> ${p.dnsPtr}`;
     case "hcloud:index/firewall:Firewall":
-      return (p.rules ?? []).map((x: any) => `${x.direction} ${x.protocol}${x.port ? `/${x.port}` : ""} from ${(x.sourceIps ?? []).join(",")}`).join("; ");
+      return (p.rules ?? [])
+        .map(
+          (x: any) => `${x.direction} ${x.protocol}${x.port ? `/${x.port}` : ""} from ${(x.sourceIps ?? []).join(",")}`,
+        )
+        .join("; ");
     case "cloudflare:index/dnsRecord:DnsRecord": {
       const content = String(p.content ?? "");
       return `${p.name} ${p.type} ${p.priority !== undefined ? `${p.priority} ` : ""}${content.length > 90 ? `${content.slice(0, 87)}...` : content}${p.proxied ? " (proxied)" : ""}`;
     }
     case "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig":
-      return (p.config?.ingresses ?? []).map((x: any) => `${x.hostname ?? "*"}${x.path ? ` ${x.path}` : ""} -> ${x.service}`).join("; ");
+      return (p.config?.ingresses ?? [])
+        .map((x: any) => `${x.hostname ?? "*"}${x.path ? ` ${x.path}` : ""} -> ${x.service}`)
+        .join("; ");
     case "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
       return `${p.type} ${p.domain}`;
     case "cloudflare:index/zeroTrustAccessPolicy:ZeroTrustAccessPolicy":
       return `${p.decision}, ${(p.includes ?? []).length} service token(s)`;
     case "tls:index/privateKey:PrivateKey":
-      if (p.algorithm === "ED25519") return `ED25519 SSH host key ${String(p.publicKeyOpenssh ?? "").trim().slice(0, 40)}..., private key ${MASK}`;
+      if (p.algorithm === "ED25519")
+        return `ED25519 SSH host key ${String(p.publicKeyOpenssh ?? "")
+          .trim()
+          .slice(0, 40)}..., private key ${MASK}`;
       return `${p.algorithm} ${p.algorithm === "ECDSA" ? p.ecdsaCurve : `${p.rsaBits} bits`}, private key ${MASK}`;
     case "tls:index/selfSignedCert:SelfSignedCert":
       return `self-signed ${p.subject?.commonName}, names ${[...(p.dnsNames ?? []), ...(p.ipAddresses ?? [])].join(",")}, ${p.validityPeriodHours} h`;
@@ -54,7 +63,8 @@ export function keyProps(r: RecordedResource): string {
       return `length ${p.length}, value ${MASK}`;
     case "command:remote:Command": {
       const t = p.triggers?.[0];
-      if (typeof t === "string" && t.startsWith("/")) return `push ${t} (${String(p.stdin ?? "").length} bytes${isSecretPush(r) ? `, ${MASK}` : ""})${pinned(p)}`;
+      if (typeof t === "string" && t.startsWith("/"))
+        return `push ${t} (${String(p.stdin ?? "").length} bytes${isSecretPush(r) ? `, ${MASK}` : ""})${pinned(p)}`;
       return `run on ${p.connection?.host}${p.delete ? " (has teardown step)" : ""}${pinned(p)}`;
     }
     case "command:remote:CopyToRemote":
@@ -67,7 +77,9 @@ export function keyProps(r: RecordedResource): string {
 /** Whether an SSH step pins the host key (and which), or is the trust-on-first-use bootstrap. */
 function pinned(p: Record<string, any>): string {
   const k = p.connection?.hostKey;
-  return typeof k === "string" && k !== "" ? `, host key pinned ${k.split(" ")[0]} ...${k.split(" ")[1]?.slice(-8)}` : ", host key NOT pinned (trust on first use)";
+  return typeof k === "string" && k !== ""
+    ? `, host key pinned ${k.split(" ")[0]} ...${k.split(" ")[1]?.slice(-8)}`
+    : ", host key NOT pinned (trust on first use)";
 }
 
 function maskOutputs(run: OfflineRun): Record<string, unknown> {
@@ -92,7 +104,8 @@ export function writeRendered(run: OfflineRun, dir: string): { written: string[]
     written.push(path.relative(PROJECT_ROOT, file));
   };
   for (const r of run.resources) {
-    if (r.type === "hcloud:index/server:Server") write(path.join(nodeOf(r.name), "user-data.yaml"), String(r.props.userData));
+    if (r.type === "hcloud:index/server:Server")
+      write(path.join(nodeOf(r.name), "user-data.yaml"), String(r.props.userData));
     if (r.type === "command:remote:Command") {
       const target = r.props.triggers?.[0];
       if (typeof target !== "string" || !target.startsWith("/")) continue;
@@ -117,7 +130,9 @@ async function main(argv: string[]): Promise<number> {
     console.error(`no stack "${stack}": there is no Pulumi.${stack}.yaml (stacks here: ${stacks.join(", ")})`);
     return 2;
   }
-  console.error(`==> running the program for stack "${stack}" under Pulumi's mocks (no cloud calls; RSA keys take a moment)...`);
+  console.error(
+    `==> running the program for stack "${stack}" under Pulumi's mocks (no cloud calls; RSA keys take a moment)...`,
+  );
   let run: OfflineRun;
   try {
     run = await runOffline(stack, {}, async () => (await import("./index")) as Record<string, unknown>);
@@ -147,7 +162,8 @@ async function main(argv: string[]): Promise<number> {
   const { written, secretSkipped } = writeRendered(run, dir);
   console.log(`\nRendered files written to ${path.relative(process.cwd(), dir) || "."}/ (${written.length}):`);
   for (const f of written) console.log(`  ${f}`);
-  if (secretSkipped.length > 0) console.log(`Secret files pushed over SSH, not written here: ${secretSkipped.join(", ")}`);
+  if (secretSkipped.length > 0)
+    console.log(`Secret files pushed over SSH, not written here: ${secretSkipped.join(", ")}`);
   return 0;
 }
 
@@ -155,7 +171,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => {
-      console.error(e instanceof Error ? e.stack ?? e.message : e);
+      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
       process.exit(1);
     },
   );

@@ -11,7 +11,8 @@ export const TXT_CHUNK = 255;
 
 /** Quote a TXT value as Cloudflare stores it, splitting it into <=255-character strings. */
 export function txtContent(value: string): string {
-  if (/["\\\r\n]/.test(value)) throw new Error(`TXT value must not contain quotes, backslashes or newlines: ${value.slice(0, 40)}`);
+  if (/["\\\r\n]/.test(value))
+    throw new Error(`TXT value must not contain quotes, backslashes or newlines: ${value.slice(0, 40)}`);
   if (value.length === 0) throw new Error("TXT value must not be empty");
   const chunks: string[] = [];
   for (let i = 0; i < value.length; i += TXT_CHUNK) chunks.push(value.slice(i, i + TXT_CHUNK));
@@ -34,7 +35,7 @@ export interface SpfInput {
 
 /** `v=spf1 ip4:... ip6:... include:... ~all`: one record authorizing every node and configured include. */
 export function spfRecord(s: SpfInput): string {
-  const uniq = <T,>(xs: readonly T[]) => [...new Set(xs)];
+  const uniq = <T>(xs: readonly T[]) => [...new Set(xs)];
   const terms = [
     "v=spf1",
     ...uniq(s.ipv4).map((ip) => `ip4:${ip}`),

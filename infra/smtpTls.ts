@@ -9,7 +9,10 @@ export interface SmtpIngressTlsArgs {
   readonly validityHours?: number;
 }
 
-/** Names in the certificate: the public hostname, and the loopback names apps connect to through `cloudflared access tcp`. */
+/**
+ * Names in the certificate: the public hostname, and the loopback names apps connect to through `cloudflared access
+ * tcp`.
+ */
 export function smtpCertificateNames(hostname: string): { dnsNames: string[]; ipAddresses: string[] } {
   return { dnsNames: [hostname, "localhost"], ipAddresses: ["127.0.0.1", "::1"] };
 }
@@ -32,7 +35,11 @@ export class SmtpIngressTls extends pulumi.ComponentResource {
 
   constructor(name: string, args: SmtpIngressTlsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:relay:SmtpIngressTls", name, {}, opts);
-    const key = new tls.PrivateKey(`${name}-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, { parent: this, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] });
+    const key = new tls.PrivateKey(
+      `${name}-key`,
+      { algorithm: "ECDSA", ecdsaCurve: "P256" },
+      { parent: this, additionalSecretOutputs: ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"] },
+    );
     const cert = new tls.SelfSignedCert(
       `${name}-cert`,
       {

@@ -15,7 +15,11 @@ export class RelayTokens extends pulumi.ComponentResource {
     super("mail-relay:relay:RelayTokens", name, {}, opts);
     this.tokens = {};
     for (const caller of args.callers) {
-      const pw = new random.RandomPassword(`${name}-${caller}`, { length: 48, special: false }, { parent: this, additionalSecretOutputs: ["result"] });
+      const pw = new random.RandomPassword(
+        `${name}-${caller}`,
+        { length: 48, special: false },
+        { parent: this, additionalSecretOutputs: ["result"] },
+      );
       this.tokens[caller] = pulumi.secret(pw.result);
     }
     this.registerOutputs({ callers: Object.keys(this.tokens) });

@@ -4,7 +4,8 @@ import * as random from "@pulumi/random";
 import { type CloudflaredIngress, cloudflaredIngress, renderCloudflaredConfig } from "../cloud-init";
 
 /** The relay's only public paths. /metrics and /ready stay host-local. */
-export const PUBLIC_PATH_REGEX = "^/(send|health|messages|messages/[A-Za-z0-9_-]+|suppressions|suppressions/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)$";
+export const PUBLIC_PATH_REGEX =
+  "^/(send|health|messages|messages/[A-Za-z0-9_-]+|suppressions|suppressions/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)$";
 
 /** The relay's SMTP ingress behind the tunnel: its hostname and the relay's loopback SMTP port. */
 export interface SmtpIngressRoute {
@@ -18,8 +19,21 @@ export interface SmtpIngressRoute {
  * with cloudflared checking the Access JWT of its own application, and everything else is a 404. Never Postfix's
  * port: through the tunnel every caller looks like localhost.
  */
-export function tunnelIngress(relayHostname: string, relayPort: number, teamName: string, audTag: string, smtp?: SmtpIngressRoute & { audTag: string }): CloudflaredIngress[] {
-  return cloudflaredIngress({ relayHostname, pathRegex: PUBLIC_PATH_REGEX, relayPort, teamName, audTag, ...(smtp ? { smtp } : {}) });
+export function tunnelIngress(
+  relayHostname: string,
+  relayPort: number,
+  teamName: string,
+  audTag: string,
+  smtp?: SmtpIngressRoute & { audTag: string },
+): CloudflaredIngress[] {
+  return cloudflaredIngress({
+    relayHostname,
+    pathRegex: PUBLIC_PATH_REGEX,
+    relayPort,
+    teamName,
+    audTag,
+    ...(smtp ? { smtp } : {}),
+  });
 }
 
 export interface RelayTunnelArgs {
@@ -54,10 +68,19 @@ export class RelayTunnel extends pulumi.ComponentResource {
 
   constructor(name: string, args: RelayTunnelArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:cloudflare:RelayTunnel", name, {}, opts);
-    const secret = new random.RandomBytes(`${name}-secret`, { length: 32 }, { parent: this, additionalSecretOutputs: ["base64", "hex"] });
+    const secret = new random.RandomBytes(
+      `${name}-secret`,
+      { length: 32 },
+      { parent: this, additionalSecretOutputs: ["base64", "hex"] },
+    );
     const tunnel = new cloudflare.ZeroTrustTunnelCloudflared(
       `${name}-tunnel`,
-      { accountId: args.accountId, name: `mail-relay-${args.stack}`, configSrc: "local", tunnelSecret: pulumi.secret(secret.base64) },
+      {
+        accountId: args.accountId,
+        name: `mail-relay-${args.stack}`,
+        configSrc: "local",
+        tunnelSecret: pulumi.secret(secret.base64),
+      },
       { parent: this },
     );
     this.tunnelId = tunnel.id;
@@ -77,7 +100,12 @@ export class RelayTunnel extends pulumi.ComponentResource {
     // One reusable policy (the callers' service tokens) for every application in front of this tunnel.
     const policy = new cloudflare.ZeroTrustAccessPolicy(
       `${name}-access-policy`,
-      { accountId: args.accountId, name: `mail-relay-${args.stack} callers`, decision: "non_identity", includes: tokens.map((t) => ({ serviceToken: { tokenId: t.id } })) },
+      {
+        accountId: args.accountId,
+        name: `mail-relay-${args.stack} callers`,
+        decision: "non_identity",
+        includes: tokens.map((t) => ({ serviceToken: { tokenId: t.id } })),
+      },
       { parent: this },
     );
     const app = new cloudflare.ZeroTrustAccessApplication(
@@ -99,19 +127,19 @@ export class RelayTunnel extends pulumi.ComponentResource {
       smtp === undefined
         ? undefined
         : new cloudflare.ZeroTrustAccessApplication(
-        `${name}-smtp-access-app`,
-        {
-          accountId: args.accountId,
-          name: `mail-relay-${args.stack} SMTP ingress`,
-          type: "self_hosted",
-          domain: smtp.hostname,
-          destinations: [{ type: "public", uri: smtp.hostname }],
-          policies: [{ id: policy.id, precedence: 1 }],
-          appLauncherVisible: false,
-          sessionDuration: "24h",
-        },
-        { parent: this },
-      );
+            `${name}-smtp-access-app`,
+            {
+              accountId: args.accountId,
+              name: `mail-relay-${args.stack} SMTP ingress`,
+              type: "self_hosted",
+              domain: smtp.hostname,
+              destinations: [{ type: "public", uri: smtp.hostname }],
+              policies: [{ id: policy.id, precedence: 1 }],
+              appLauncherVisible: false,
+              sessionDuration: "24h",
+            },
+            { parent: this },
+          );
 
     this.accessAud = app.aud;
     this.cloudflaredConfig = pulumi.all([app.aud, smtpApp ? smtpApp.aud : pulumi.output("")]).apply(([aud, smtpAud]) =>
@@ -124,7 +152,12 @@ export class RelayTunnel extends pulumi.ComponentResource {
         ...(smtp ? { smtp: { ...smtp, audTag: smtpAud } } : {}),
       }),
     );
-    this.tunnelToken = pulumi.secret(cloudflare.getZeroTrustTunnelCloudflaredTokenOutput({ accountId: args.accountId, tunnelId: tunnel.id }, { parent: this }).token);
+    this.tunnelToken = pulumi.secret(
+      cloudflare.getZeroTrustTunnelCloudflaredTokenOutput(
+        { accountId: args.accountId, tunnelId: tunnel.id },
+        { parent: this },
+      ).token,
+    );
     this.url = `https://${args.relayHostname}`;
     this.registerOutputs({ tunnelId: this.tunnelId, url: this.url });
   }
@@ -153,13 +186,29 @@ export class TunnelRoute extends pulumi.ComponentResource {
     super("mail-relay:cloudflare:TunnelRoute", name, {}, opts);
     new cloudflare.DnsRecord(
       `${name}-cname`,
-      { zoneId: args.zoneId, name: args.relayHostname, type: "CNAME", content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`, proxied: true, ttl: 1, comment: "mail-relay: relay entry (tunnel)" },
+      {
+        zoneId: args.zoneId,
+        name: args.relayHostname,
+        type: "CNAME",
+        content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`,
+        proxied: true,
+        ttl: 1,
+        comment: "mail-relay: relay entry (tunnel)",
+      },
       { parent: this, dependsOn: args.dependsOn },
     );
     if (args.smtp) {
       new cloudflare.DnsRecord(
         `${name}-smtp-cname`,
-        { zoneId: args.zoneId, name: args.smtp.hostname, type: "CNAME", content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`, proxied: true, ttl: 1, comment: "mail-relay: SMTP ingress entry (tunnel, cloudflared access tcp)" },
+        {
+          zoneId: args.zoneId,
+          name: args.smtp.hostname,
+          type: "CNAME",
+          content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`,
+          proxied: true,
+          ttl: 1,
+          comment: "mail-relay: SMTP ingress entry (tunnel, cloudflared access tcp)",
+        },
         { parent: this, dependsOn: args.dependsOn },
       );
     }

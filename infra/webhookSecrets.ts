@@ -6,7 +6,9 @@ export interface WebhookSecretsArgs {
   readonly callers: readonly string[];
 }
 
-/** `whsec_` + 44 alphanumeric characters: valid base64 (33 bytes of HMAC key, ~262 bits), as Standard Webhooks expects. */
+/**
+ * `whsec_` + 44 alphanumeric characters: valid base64 (33 bytes of HMAC key, ~262 bits), as Standard Webhooks expects.
+ */
 export function webhookSecretFrom(random44: string): string {
   return `whsec_${random44}`;
 }
@@ -20,7 +22,11 @@ export class WebhookSecrets extends pulumi.ComponentResource {
     super("mail-relay:relay:WebhookSecrets", name, {}, opts);
     this.secrets = {};
     for (const caller of args.callers) {
-      const pw = new random.RandomPassword(`${name}-${caller}`, { length: 44, special: false }, { parent: this, additionalSecretOutputs: ["result"] });
+      const pw = new random.RandomPassword(
+        `${name}-${caller}`,
+        { length: 44, special: false },
+        { parent: this, additionalSecretOutputs: ["result"] },
+      );
       this.secrets[caller] = pulumi.secret(pw.result.apply(webhookSecretFrom));
     }
     this.registerOutputs({ callers: Object.keys(this.secrets) });

@@ -66,7 +66,12 @@ export interface Capture {
   readonly steps: RemoteStep[];
   readonly records: DnsRecord[];
   readonly ptrs: { ip: string; name: string }[];
-  readonly tunnel?: { token: string; ingress: IngressRule[]; configSource: "local file" | "remote"; accessTokens: { clientId: string; clientSecret: string }[] };
+  readonly tunnel?: {
+    token: string;
+    ingress: IngressRule[];
+    configSource: "local file" | "remote";
+    accessTokens: { clientId: string; clientSecret: string }[];
+  };
   /** Smarthost stacks: where Postfix sends everything, and the credentials it sends (from the pushed sasl_passwd). */
   readonly smarthost?: { host: string; port: number; username: string; password: string };
   readonly outputs: Record<string, any>;
@@ -86,7 +91,9 @@ export interface CaptureOptions {
 }
 
 function stackRelay(stack: string): Record<string, unknown> {
-  const doc = parseYaml(fs.readFileSync(path.join(PROJECT_ROOT, `Pulumi.${stack}.yaml`), "utf8")) as { config?: Record<string, unknown> };
+  const doc = parseYaml(fs.readFileSync(path.join(PROJECT_ROOT, `Pulumi.${stack}.yaml`), "utf8")) as {
+    config?: Record<string, unknown>;
+  };
   return (doc.config?.[`${NS}:relay`] as Record<string, unknown>) ?? {};
 }
 
@@ -102,7 +109,12 @@ export async function capture(stack: string, o: CaptureOptions): Promise<Capture
     sshPublicKey: o.sshPublicKey,
     ...(o.relay ? { relay: { ...stackRelay(stack), ...o.relay } } : {}),
   };
-  const run = await runOffline(stack, overrides, async () => (await import("../infra/index")) as Record<string, unknown>, { stateFile: o.stateFile });
+  const run = await runOffline(
+    stack,
+    overrides,
+    async () => (await import("../infra/index")) as Record<string, unknown>,
+    { stateFile: o.stateFile },
+  );
   return fromRun(stack, run);
 }
 
@@ -124,16 +136,39 @@ export function fromRun(stack: string, run: OfflineRun): Capture {
     };
     const after = (deps.get(r.name) ?? []).filter((n) => stepNames.has(n));
     if (r.type === "command:remote:Command") {
-      steps.push({ name: r.name, kind: "command", connection, create: r.props.create, delete: r.props.delete, stdin: r.props.stdin, after });
+      steps.push({
+        name: r.name,
+        kind: "command",
+        connection,
+        create: r.props.create,
+        delete: r.props.delete,
+        stdin: r.props.stdin,
+        after,
+      });
     } else {
-      steps.push({ name: r.name, kind: "copy", connection, source: String(r.props.source.path), remotePath: r.props.remotePath, after });
+      steps.push({
+        name: r.name,
+        kind: "copy",
+        connection,
+        source: String(r.props.source.path),
+        remotePath: r.props.remotePath,
+        after,
+      });
     }
   }
   const nodes: CapturedNode[] = [];
   for (const n of run.outputs.nodes as { name: string; mtaHostname: string; ipv4: string; ipv6?: string }[]) {
     const server = byType(run, "hcloud:index/server:Server").find((s) => s.name.includes(`-${n.name}-`));
     if (!server) throw new Error(`no server resource for ${n.name}`);
-    nodes.push({ name: n.name, hostname: n.mtaHostname.split(".")[0], fqdn: n.mtaHostname, ipv4: n.ipv4, ipv6: n.ipv6, userData: String(server.props.userData), image: String(server.props.image) });
+    nodes.push({
+      name: n.name,
+      hostname: n.mtaHostname.split(".")[0],
+      fqdn: n.mtaHostname,
+      ipv4: n.ipv4,
+      ipv6: n.ipv6,
+      userData: String(server.props.userData),
+      image: String(server.props.image),
+    });
   }
   const records = byType(run, "cloudflare:index/dnsRecord:DnsRecord").map((r) => ({
     name: String(r.props.name),
@@ -142,12 +177,20 @@ export function fromRun(stack: string, run: OfflineRun): Capture {
     ...(r.props.priority !== undefined ? { priority: Number(r.props.priority) } : {}),
     proxied: Boolean(r.props.proxied),
   }));
-  const ptrs = byType(run, "hcloud:index/rdns:Rdns").map((r) => ({ ip: String(r.props.ipAddress), name: String(r.props.dnsPtr) }));
+  const ptrs = byType(run, "hcloud:index/rdns:Rdns").map((r) => ({
+    ip: String(r.props.ipAddress),
+    name: String(r.props.dnsPtr),
+  }));
   // The ingress as cloudflared gets it: the locally managed config file the deploy pushes, or (remotely managed
   // tunnels) the tunnel configuration resource.
   const localConfig = steps.find((s) => /-file-etc-cloudflared-[a-z0-9-]+-yml$/.test(s.name))?.stdin;
-  const remoteConfig = byType(run, "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig")[0];
-  const ingress = localConfig ? ((parseYaml(localConfig) as { ingress?: IngressRule[] }).ingress ?? []) : ((remoteConfig?.props.config?.ingresses ?? []) as IngressRule[]);
+  const remoteConfig = byType(
+    run,
+    "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig",
+  )[0];
+  const ingress = localConfig
+    ? ((parseYaml(localConfig) as { ingress?: IngressRule[] }).ingress ?? [])
+    : ((remoteConfig?.props.config?.ingresses ?? []) as IngressRule[]);
   const tokens = byType(run, "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken");
   const tunnelEnv = steps.find((s) => s.name.endsWith("-secret-etc-cloudflared-mail-relay-env"))?.stdin;
   const tunnel =
@@ -156,14 +199,28 @@ export function fromRun(stack: string, run: OfflineRun): Capture {
           token: /^TUNNEL_TOKEN=(.*)$/m.exec(tunnelEnv)?.[1] ?? "",
           ingress,
           configSource: localConfig ? ("local file" as const) : ("remote" as const),
-          accessTokens: tokens.map((t) => ({ clientId: String(t.props.clientId), clientSecret: String(t.props.clientSecret) })),
+          accessTokens: tokens.map((t) => ({
+            clientId: String(t.props.clientId),
+            clientSecret: String(t.props.clientSecret),
+          })),
         }
       : undefined;
   const sasl = steps.find((s) => s.name.endsWith("-secret-etc-postfix-sasl-passwd"))?.stdin;
   const m = sasl ? /^\[([^\]]+)\]:(\d+)\s+([^:\s]+):(\S+)\s*$/m.exec(sasl) : null;
   if (sasl && !m) throw new Error("the pushed sasl_passwd does not read as [host]:port user:password");
   const smarthost = m ? { host: m[1], port: Number(m[2]), username: m[3], password: m[4] } : undefined;
-  return { stack, domain: String(run.config.values[`${NS}:domain`]), nodes, steps, records, ptrs, tunnel, smarthost, outputs: run.outputs, graph: run.graph };
+  return {
+    stack,
+    domain: String(run.config.values[`${NS}:domain`]),
+    nodes,
+    steps,
+    records,
+    ptrs,
+    tunnel,
+    smarthost,
+    outputs: run.outputs,
+    graph: run.graph,
+  };
 }
 
 /**

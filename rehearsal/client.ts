@@ -26,7 +26,12 @@ export function callers(c: Capture): CallerCreds[] {
   const tokens = c.outputs.relayTokens as Record<string, string>;
   const ids = (c.outputs.accessClientIds ?? {}) as Record<string, string>;
   const secrets = (c.outputs.accessClientSecrets ?? {}) as Record<string, string>;
-  return Object.keys(tokens).map((caller) => ({ caller, relayToken: tokens[caller], accessId: ids[caller] ?? "", accessSecret: secrets[caller] ?? "" }));
+  return Object.keys(tokens).map((caller) => ({
+    caller,
+    relayToken: tokens[caller],
+    accessId: ids[caller] ?? "",
+    accessSecret: secrets[caller] ?? "",
+  }));
 }
 
 export class RelayClient {
@@ -41,7 +46,11 @@ export class RelayClient {
   }
 
   /** One HTTP request through the edge. Headers are passed in a file (curl -H @file), never in argv. */
-  async request(method: string, urlPath: string, o: { creds?: Partial<CallerCreds>; body?: string; contentType?: string; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
+  async request(
+    method: string,
+    urlPath: string,
+    o: { creds?: Partial<CallerCreds>; body?: string; contentType?: string; headers?: Record<string, string> } = {},
+  ): Promise<HttpAnswer> {
     const headers: string[] = [];
     if (o.creds?.accessId) headers.push(`CF-Access-Client-Id: ${o.creds.accessId}`);
     if (o.creds?.accessSecret) headers.push(`CF-Access-Client-Secret: ${o.creds.accessSecret}`);
@@ -51,7 +60,24 @@ export class RelayClient {
     const hfile = path.join(this.dir, `.headers-${process.pid}-${Math.random().toString(36).slice(2)}`);
     fs.writeFileSync(hfile, headers.join("\n") + "\n", { mode: 0o600 });
     try {
-      const args = ["netns", "exec", this.n.world, "curl", "-sS", "--max-time", "20", "-X", method, "-H", `@${hfile}`, "-w", "\n%{http_code}", "--connect-to", `${this.hostname}:80:${WORLD.edge}:80`, `http://${this.hostname}${urlPath}`];
+      const args = [
+        "netns",
+        "exec",
+        this.n.world,
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        "-X",
+        method,
+        "-H",
+        `@${hfile}`,
+        "-w",
+        "\n%{http_code}",
+        "--connect-to",
+        `${this.hostname}:80:${WORLD.edge}:80`,
+        `http://${this.hostname}${urlPath}`,
+      ];
       if (o.body !== undefined) args.push("--data-binary", "@-");
       const r = await run("ip", args, { input: o.body ?? "" });
       const cut = r.stdout.lastIndexOf("\n");
@@ -94,9 +120,27 @@ export interface Verified {
 /** mailauth over everything the MX holds, inside `world` against the world's DNS. */
 export async function verifyCaptured(n: Names, dir: string): Promise<Verified[]> {
   if (!fs.existsSync(dir)) return [];
-  const r = await run("ip", ["netns", "exec", n.world, process.execPath, "--import", "tsx", path.join(__dirname, "world", "verify.ts"), dir, WORLD.dns], { timeoutMs: 120_000 });
+  const r = await run(
+    "ip",
+    [
+      "netns",
+      "exec",
+      n.world,
+      process.execPath,
+      "--import",
+      "tsx",
+      path.join(__dirname, "world", "verify.ts"),
+      dir,
+      WORLD.dns,
+    ],
+    { timeoutMs: 120_000 },
+  );
   if (r.code !== 0) throw new Error(`verify.ts failed: ${r.stderr}`);
-  return r.stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Verified);
+  return r.stdout
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Verified);
 }
 
 export function capturedCount(dir: string): number {

@@ -47,7 +47,14 @@ export interface PreparedHost {
 }
 
 /** A fresh copy of the image with the seed and the stand-in; returns its root. */
-export async function prepareRootfs(image: string, c: Capture, dir: string, publicKey: string, progress: (m: string) => void, trustCa?: string): Promise<PreparedHost> {
+export async function prepareRootfs(
+  image: string,
+  c: Capture,
+  dir: string,
+  publicKey: string,
+  progress: (m: string) => void,
+  trustCa?: string,
+): Promise<PreparedHost> {
   const root = path.join(dir, "rootfs");
   await removeRootfs(root);
   // An overlay over the cached image: instant, and the image stays untouched. A full copy where overlayfs is missing.
@@ -56,7 +63,14 @@ export async function prepareRootfs(image: string, c: Capture, dir: string, publ
   fs.mkdirSync(root, { recursive: true });
   fs.mkdirSync(upper, { recursive: true });
   fs.mkdirSync(work, { recursive: true });
-  const ovl = await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${image},upperdir=${upper},workdir=${work}`, root]);
+  const ovl = await run("mount", [
+    "-t",
+    "overlay",
+    "overlay",
+    "-o",
+    `lowerdir=${image},upperdir=${upper},workdir=${work}`,
+    root,
+  ]);
   if (ovl.code !== 0) {
     progress(`overlayfs unavailable (${ovl.stderr.trim()}); copying the image instead`);
     fs.rmSync(root, { recursive: true, force: true });
@@ -74,7 +88,8 @@ export async function prepareRootfs(image: string, c: Capture, dir: string, publ
     // Stands in for the public CA that signed the real smarthost's certificate.
     fs.mkdirSync(path.join(root, "usr/local/share/ca-certificates"), { recursive: true });
     fs.copyFileSync(trustCa, path.join(root, "usr/local/share/ca-certificates/mail-relay-rehearsal-world.crt"));
-    if (fs.existsSync(path.join(root, "usr/sbin/update-ca-certificates"))) await run("chroot", [root, "update-ca-certificates"]);
+    if (fs.existsSync(path.join(root, "usr/sbin/update-ca-certificates")))
+      await run("chroot", [root, "update-ca-certificates"]);
     progress("the host trusts the rehearsal world's CA (standing in for the public CA of the smarthost's certificate)");
   }
   if (c.tunnel) {
@@ -84,9 +99,21 @@ export async function prepareRootfs(image: string, c: Capture, dir: string, publ
     const tunnelId = String(c.records.find((r) => r.type === "CNAME" && r.proxied)?.content.split(".")[0] ?? "unknown");
     fs.writeFileSync(
       path.join(root, STANDIN_CONFIG.slice(1)),
-      JSON.stringify({ tokenSha256: createHash("sha256").update(c.tunnel.token).digest("hex"), ingress: c.tunnel.ingress, edgeHost: WORLD.edge, edgePort: 7844, tunnelId }, null, 2),
+      JSON.stringify(
+        {
+          tokenSha256: createHash("sha256").update(c.tunnel.token).digest("hex"),
+          ingress: c.tunnel.ingress,
+          edgeHost: WORLD.edge,
+          edgePort: 7844,
+          tunnelId,
+        },
+        null,
+        2,
+      ),
     );
-    progress("cloudflared: its binary is replaced by the rehearsal's stand-in (rehearsal/tunnel-standin.py); the unit, env file and ingress are the program's");
+    progress(
+      "cloudflared: its binary is replaced by the rehearsal's stand-in (rehearsal/tunnel-standin.py); the unit, env file and ingress are the program's",
+    );
   }
   return { root, log: path.join(dir, "boot.log") };
 }
@@ -101,20 +128,25 @@ export async function removeRootfs(root: string): Promise<void> {
 /** Boots the prepared root under systemd-nspawn in the vps namespace. Returns the nspawn process. */
 export function boot(h: PreparedHost, n: Names, machine: string, procs: Processes) {
   const out = fs.openSync(h.log, "a");
-  return procs.start("host (systemd-nspawn)", "systemd-nspawn", [
-    "-b",
-    "-D",
-    h.root,
-    `--machine=${machine}`,
-    "--register=no",
-    "--keep-unit",
-    `--network-namespace-path=/run/netns/${n.vps}`,
-    "--capability=CAP_NET_ADMIN",
-    "--resolv-conf=off",
-    "--timezone=off",
-    "--link-journal=no",
-    "--console=read-only",
-  ], { stdio: ["ignore", out, out] });
+  return procs.start(
+    "host (systemd-nspawn)",
+    "systemd-nspawn",
+    [
+      "-b",
+      "-D",
+      h.root,
+      `--machine=${machine}`,
+      "--register=no",
+      "--keep-unit",
+      `--network-namespace-path=/run/netns/${n.vps}`,
+      "--capability=CAP_NET_ADMIN",
+      "--resolv-conf=off",
+      "--timezone=off",
+      "--link-journal=no",
+      "--console=read-only",
+    ],
+    { stdio: ["ignore", out, out] },
+  );
 }
 
 /** SSH into the host from `world`, as @pulumi/command does: the script is the session's command, stdin piped. */
@@ -131,23 +163,38 @@ export class HostShell {
     const pinned = c.hostKey !== undefined;
     // One file per host and key, written once and renamed into place: steps run in parallel, and an ssh reading a
     // file another step is rewriting would see it empty ("No ED25519 host key is known", seen in a CI run).
-    const known = path.join(this.dir, `known_hosts-${createHash("sha256").update(`${c.host} ${c.hostKey ?? ""}`).digest("hex").slice(0, 16)}`);
+    const known = path.join(
+      this.dir,
+      `known_hosts-${createHash("sha256")
+        .update(`${c.host} ${c.hostKey ?? ""}`)
+        .digest("hex")
+        .slice(0, 16)}`,
+    );
     if (pinned && !fs.existsSync(known)) {
       const tmp = `${known}.${process.pid}.${Math.random().toString(36).slice(2)}`;
       fs.writeFileSync(tmp, `${c.host} ${c.hostKey!.trim()}\n`);
       fs.renameSync(tmp, known);
     }
     return [
-      "-i", this.keyFile,
-      "-p", String(c.port),
-      "-o", "BatchMode=yes",
-      "-o", "IdentitiesOnly=yes",
-      "-o", `ConnectTimeout=${c.perDialTimeout}`,
-      "-o", "ServerAliveInterval=15",
-      "-o", `UserKnownHostsFile=${pinned ? known : "/dev/null"}`,
+      "-i",
+      this.keyFile,
+      "-p",
+      String(c.port),
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "IdentitiesOnly=yes",
+      "-o",
+      `ConnectTimeout=${c.perDialTimeout}`,
+      "-o",
+      "ServerAliveInterval=15",
+      "-o",
+      `UserKnownHostsFile=${pinned ? known : "/dev/null"}`,
       // Without a pinned key @pulumi/command ignores the host key; with one it must match.
-      "-o", `StrictHostKeyChecking=${pinned ? "yes" : "no"}`,
-      "-o", "LogLevel=ERROR",
+      "-o",
+      `StrictHostKeyChecking=${pinned ? "yes" : "no"}`,
+      "-o",
+      "LogLevel=ERROR",
     ];
   }
 
@@ -157,15 +204,25 @@ export class HostShell {
    * that (cloud-init restarting ssh.service on first boot) is a dial error. ssh's own log goes to a file, so the
    * script's stderr stays the script's, and "Authenticated to" in it tells the two apart.
    */
-  async exec(c: Connection, script: string, stdin?: string | Buffer, timeoutMs = 15 * 60_000): Promise<RunResult & { dials: number }> {
+  async exec(
+    c: Connection,
+    script: string,
+    stdin?: string | Buffer,
+    timeoutMs = 15 * 60_000,
+  ): Promise<RunResult & { dials: number }> {
     for (let dial = 1; ; dial++) {
       const log = path.join(this.dir, `ssh-${process.pid}-${++this.calls}.log`);
       const opts = this.sshOpts(c).map((o) => (o === "LogLevel=ERROR" ? "LogLevel=VERBOSE" : o));
-      const r = await run("ip", ["netns", "exec", this.n.world, "ssh", ...opts, "-E", log, `${c.user}@${c.host}`, script], { input: stdin, timeoutMs });
+      const r = await run(
+        "ip",
+        ["netns", "exec", this.n.world, "ssh", ...opts, "-E", log, `${c.user}@${c.host}`, script],
+        { input: stdin, timeoutMs },
+      );
       const sshLog = fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "";
       fs.rmSync(log, { force: true });
       const dialFailed = r.code === 255 && !/^Authenticated to /m.test(sshLog);
-      if (!dialFailed || dial >= c.dialErrorLimit) return { ...r, stderr: dialFailed ? `${r.stderr}${sshLog}` : r.stderr, dials: dial };
+      if (!dialFailed || dial >= c.dialErrorLimit)
+        return { ...r, stderr: dialFailed ? `${r.stderr}${sshLog}` : r.stderr, dials: dial };
       await sleep(1000);
     }
   }
@@ -173,8 +230,25 @@ export class HostShell {
   /** scp (SFTP) a local file to the host, as CopyToRemote does. */
   async copy(c: Connection, source: string, remotePath: string): Promise<RunResult & { dials: number }> {
     for (let dial = 1; ; dial++) {
-      const r = await run("ip", ["netns", "exec", this.n.world, "scp", "-q", ...this.sshOpts(c).map((o) => (o === "-p" ? "-P" : o)), source, `${c.user}@${c.host}:${remotePath}`], { timeoutMs: 10 * 60_000 });
-      const dialFailed = r.code !== 0 && /connect to host|Connection (refused|reset|closed|timed out)|kex_exchange_identification|No route/i.test(r.stderr);
+      const r = await run(
+        "ip",
+        [
+          "netns",
+          "exec",
+          this.n.world,
+          "scp",
+          "-q",
+          ...this.sshOpts(c).map((o) => (o === "-p" ? "-P" : o)),
+          source,
+          `${c.user}@${c.host}:${remotePath}`,
+        ],
+        { timeoutMs: 10 * 60_000 },
+      );
+      const dialFailed =
+        r.code !== 0 &&
+        /connect to host|Connection (refused|reset|closed|timed out)|kex_exchange_identification|No route/i.test(
+          r.stderr,
+        );
       if (!dialFailed || dial >= c.dialErrorLimit) return { ...r, dials: dial };
       await sleep(1000);
     }

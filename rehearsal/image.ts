@@ -34,14 +34,27 @@ export function defaultImageSpec(suite: DebianRelease = DEFAULT_RELEASE): ImageS
   return {
     suite,
     mirror: process.env.MAIL_RELAY_REHEARSAL_MIRROR ?? "http://deb.debian.org/debian",
-    basePackages: ["systemd-sysv", "dbus", "openssh-server", "cloud-init", "locales", "ifupdown", "iproute2", "netbase", "python3"],
+    basePackages: [
+      "systemd-sysv",
+      "dbus",
+      "openssh-server",
+      "cloud-init",
+      "locales",
+      "ifupdown",
+      "iproute2",
+      "netbase",
+      "python3",
+    ],
     repoPackages: [...HOST_PACKAGES],
     locale: "en_US.UTF-8",
   };
 }
 
 export function imageKey(spec: ImageSpec): string {
-  return createHash("sha256").update(JSON.stringify({ ...spec, BUILD_VERSION })).digest("hex").slice(0, 16);
+  return createHash("sha256")
+    .update(JSON.stringify({ ...spec, BUILD_VERSION }))
+    .digest("hex")
+    .slice(0, 16);
 }
 
 export interface BuiltImage {
@@ -77,18 +90,25 @@ export function builtToolsImage(spec: ImageSpec): string | undefined {
 /** Where the real-tool tests keep their scratch files; bind-mounted into the tools image at the same path. */
 export const TOOLS_SCRATCH = "/var/lib/mail-relay-tests";
 
-/** The cached tools image for `spec`, building the image and then the tools image when missing (about 1 minute more). */
+/**
+ * The cached tools image for `spec`, building the image and then the tools image when missing (about 1 minute more).
+ */
 export async function ensureToolsImage(spec: ImageSpec, progress: (msg: string) => void): Promise<BuiltImage> {
   return buildOnce(toolsImageDir(spec), progress, async (dir) => {
     const image = await ensureImage(spec, progress);
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true });
     const root = path.join(dir, "rootfs");
-    progress(`tools image: a copy of ${image.dir} with ${spec.repoPackages.join(" ")} installed from its local repository`);
+    progress(
+      `tools image: a copy of ${image.dir} with ${spec.repoPackages.join(" ")} installed from its local repository`,
+    );
     const cp = await run("cp", ["-a", "--reflink=auto", image.dir, root]);
     if (cp.code !== 0) throw new Error(`copying the image: ${cp.stderr}`);
     // As the user-data preseeds it: a loopback-only Postfix from the moment it is installed.
-    await chroot(root, "echo 'postfix postfix/main_mailer_type select Local only' | debconf-set-selections && echo 'postfix postfix/mailname string tools.invalid' | debconf-set-selections");
+    await chroot(
+      root,
+      "echo 'postfix postfix/main_mailer_type select Local only' | debconf-set-selections && echo 'postfix postfix/mailname string tools.invalid' | debconf-set-selections",
+    );
     // policy-rc.d: nothing may start in a chroot (systemctl already refuses; this keeps sysvinit fallbacks quiet).
     fs.writeFileSync(path.join(root, "usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n", { mode: 0o755 });
     await chroot(root, `apt-get install -y -qq ${spec.repoPackages.join(" ")}`);
@@ -109,7 +129,11 @@ export function machineRelease(osRelease = "/etc/os-release"): DebianRelease | u
 }
 
 /** Runs `make(dir)` unless `dir` is complete; one builder per directory on this machine (a lock file with its pid). */
-async function buildOnce(dir: string, progress: (msg: string) => void, make: (dir: string) => Promise<BuiltImage>): Promise<BuiltImage> {
+async function buildOnce(
+  dir: string,
+  progress: (msg: string) => void,
+  make: (dir: string) => Promise<BuiltImage>,
+): Promise<BuiltImage> {
   if (fs.existsSync(path.join(dir, ".complete"))) return { dir: path.join(dir, "rootfs"), cached: true };
   // One builder per image: another rehearsal on this machine may be building the same one.
   fs.mkdirSync(IMAGE_CACHE, { recursive: true });
@@ -144,7 +168,11 @@ async function build(spec: ImageSpec, dir: string, progress: (msg: string) => vo
   fs.mkdirSync(dir, { recursive: true });
   const root = path.join(dir, "rootfs");
   progress(`debootstrap ${spec.suite} from ${spec.mirror} into ${root} (a few minutes; cached afterwards)`);
-  const boot = await run("debootstrap", ["--variant=minbase", `--include=${spec.basePackages.join(",")}`, spec.suite, root, spec.mirror], { timeoutMs: 30 * 60_000 });
+  const boot = await run(
+    "debootstrap",
+    ["--variant=minbase", `--include=${spec.basePackages.join(",")}`, spec.suite, root, spec.mirror],
+    { timeoutMs: 30 * 60_000 },
+  );
   if (boot.code !== 0) {
     // Seen here: debootstrap stops on python3-cryptography's virtual dependency; apt can finish the job.
     progress(`debootstrap exited ${boot.code}; finishing with apt-get -f install in the chroot`);
@@ -156,7 +184,10 @@ async function build(spec: ImageSpec, dir: string, progress: (msg: string) => vo
   fs.writeFileSync(path.join(root, "etc/locale.gen"), `${spec.locale} ${spec.locale.split(".")[1] ?? "UTF-8"}\n`);
   fs.writeFileSync(path.join(root, "etc/default/locale"), `LANG=${spec.locale}\n`);
   await chroot(root, "locale-gen");
-  fs.writeFileSync(path.join(root, "etc/cloud/cloud.cfg.d/90-rehearsal-datasource.cfg"), "# mail-relay rehearsal: the seed is in /var/lib/cloud/seed/nocloud\ndatasource_list: [NoCloud, None]\n");
+  fs.writeFileSync(
+    path.join(root, "etc/cloud/cloud.cfg.d/90-rehearsal-datasource.cfg"),
+    "# mail-relay rehearsal: the seed is in /var/lib/cloud/seed/nocloud\ndatasource_list: [NoCloud, None]\n",
+  );
 
   // The .debs of the user-data's packages and whatever they pull in, resolved against this very image.
   fs.copyFileSync("/etc/resolv.conf", path.join(root, "etc/resolv.conf"));
@@ -164,9 +195,17 @@ async function build(spec: ImageSpec, dir: string, progress: (msg: string) => vo
   const security = spec.mirror.replace(/\/debian\/?$/, "/debian-security");
   fs.writeFileSync(
     path.join(root, "etc/apt/sources.list"),
-    [`deb ${spec.mirror} ${spec.suite} main`, `deb ${spec.mirror} ${spec.suite}-updates main`, `deb ${security} ${spec.suite}-security main`, ""].join("\n"),
+    [
+      `deb ${spec.mirror} ${spec.suite} main`,
+      `deb ${spec.mirror} ${spec.suite}-updates main`,
+      `deb ${security} ${spec.suite}-security main`,
+      "",
+    ].join("\n"),
   );
-  await chroot(root, `apt-get update -qq && apt-get clean && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only ${spec.repoPackages.join(" ")}`);
+  await chroot(
+    root,
+    `apt-get update -qq && apt-get clean && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only ${spec.repoPackages.join(" ")}`,
+  );
   const repo = path.join(root, LOCAL_REPO.slice(1));
   fs.mkdirSync(repo, { recursive: true });
   const archives = path.join(root, "var/cache/apt/archives");
@@ -175,7 +214,10 @@ async function build(spec: ImageSpec, dir: string, progress: (msg: string) => vo
   await sh(`cd ${repo} && dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null`);
   fs.rmSync(path.join(root, "etc/apt/sources.list.d"), { recursive: true, force: true });
   fs.mkdirSync(path.join(root, "etc/apt/sources.list.d"));
-  fs.writeFileSync(path.join(root, "etc/apt/sources.list"), `# mail-relay rehearsal: stands in for Hetzner's mirror; the booted host has no other source\ndeb [trusted=yes] file:${LOCAL_REPO} ./\n`);
+  fs.writeFileSync(
+    path.join(root, "etc/apt/sources.list"),
+    `# mail-relay rehearsal: stands in for Hetzner's mirror; the booted host has no other source\ndeb [trusted=yes] file:${LOCAL_REPO} ./\n`,
+  );
   await sh(`rm -rf ${root}/var/lib/apt/lists/*`);
   await chroot(root, "apt-get update -qq");
   fs.writeFileSync(path.join(root, "etc/resolv.conf"), "");
@@ -183,7 +225,8 @@ async function build(spec: ImageSpec, dir: string, progress: (msg: string) => vo
   // No service would start on package install with these left behind.
   fs.rmSync(path.join(root, "usr/sbin/policy-rc.d"), { force: true });
   const diverted = await chroot(root, "dpkg-divert --list", true);
-  if (/start-stop-daemon/.test(diverted.stdout)) await chroot(root, "rm -f /sbin/start-stop-daemon && dpkg-divert --rename --remove /sbin/start-stop-daemon");
+  if (/start-stop-daemon/.test(diverted.stdout))
+    await chroot(root, "rm -f /sbin/start-stop-daemon && dpkg-divert --rename --remove /sbin/start-stop-daemon");
   // First boot makes its own machine id, as a fresh server does.
   fs.writeFileSync(path.join(root, "etc/machine-id"), "");
   fs.writeFileSync(path.join(dir, "spec.json"), JSON.stringify({ ...spec, debs: debs.length }, null, 2));
@@ -193,7 +236,11 @@ async function build(spec: ImageSpec, dir: string, progress: (msg: string) => vo
 }
 
 async function chroot(root: string, script: string, allowFail = false) {
-  const r = await run("chroot", [root, "/bin/sh", "-c", script], { env: { ...process.env, DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" }, timeoutMs: 20 * 60_000 });
-  if (r.code !== 0 && !allowFail) throw new Error(`in the image chroot, \`${script}\` exited ${r.code}:\n${r.stderr.slice(-3000)}`);
+  const r = await run("chroot", [root, "/bin/sh", "-c", script], {
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" },
+    timeoutMs: 20 * 60_000,
+  });
+  if (r.code !== 0 && !allowFail)
+    throw new Error(`in the image chroot, \`${script}\` exited ${r.code}:\n${r.stderr.slice(-3000)}`);
   return r;
 }

@@ -37,7 +37,18 @@ export function workDir(stack: string): string {
 export function unavailable(): string | undefined {
   if (process.platform !== "linux") return "the rehearsal needs Linux (network namespaces, systemd-nspawn)";
   if (process.getuid?.() !== 0) return "the rehearsal needs root (network namespaces, systemd-nspawn, debootstrap)";
-  for (const tool of ["ip", "systemd-nspawn", "debootstrap", "dnsmasq", "dpkg-scanpackages", "ssh", "scp", "ssh-keygen", "curl", "chroot"]) {
+  for (const tool of [
+    "ip",
+    "systemd-nspawn",
+    "debootstrap",
+    "dnsmasq",
+    "dpkg-scanpackages",
+    "ssh",
+    "scp",
+    "ssh-keygen",
+    "curl",
+    "chroot",
+  ]) {
     try {
       execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
     } catch {
@@ -55,7 +66,11 @@ export function unavailable(): string | undefined {
 }
 
 async function down(stack?: string): Promise<number> {
-  const stacks = stack ? [stack] : fs.existsSync(path.join(PROJECT_ROOT, ".rehearsal")) ? fs.readdirSync(path.join(PROJECT_ROOT, ".rehearsal")) : [];
+  const stacks = stack
+    ? [stack]
+    : fs.existsSync(path.join(PROJECT_ROOT, ".rehearsal"))
+      ? fs.readdirSync(path.join(PROJECT_ROOT, ".rehearsal"))
+      : [];
   for (const s of stacks) {
     const file = path.join(workDir(s), "state.json");
     if (!fs.existsSync(file)) continue;
@@ -72,7 +87,9 @@ async function down(stack?: string): Promise<number> {
     await deleteNamespaces({ vps: state.namespaces.vps, world: state.namespaces.world, vethVps: "", vethWorld: "" });
     await removeRootfs(state.rootfs);
     fs.rmSync(file);
-    console.log(`rehearsal for ${s}: stopped, namespaces ${state.namespaces.vps} and ${state.namespaces.world} deleted`);
+    console.log(
+      `rehearsal for ${s}: stopped, namespaces ${state.namespaces.vps} and ${state.namespaces.world} deleted`,
+    );
   }
   if (stacks.length === 0) console.log("nothing to stop: no kept rehearsal");
   return 0;
@@ -82,7 +99,10 @@ async function down(stack?: string): Promise<number> {
  * `--release 12` (or 13, bookworm, trixie, debian-12, debian-13; `flag` names the option): a tested Hetzner image
  * instead of the stack's `image`. Returns the image, undefined without the flag, or an error message.
  */
-export function releaseImageArg(argv: readonly string[], flag = "--release"): { image?: string; error?: string; rest: string[] } {
+export function releaseImageArg(
+  argv: readonly string[],
+  flag = "--release",
+): { image?: string; error?: string; rest: string[] } {
   const rest: string[] = [];
   let value: string | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -92,7 +112,9 @@ export function releaseImageArg(argv: readonly string[], flag = "--release"): { 
     else rest.push(a);
   }
   if (value === undefined) return { rest };
-  const release = DEBIAN_RELEASES.find((r) => [String(RELEASES[r].version), r, RELEASES[r].hetznerImage].includes(value!.toLowerCase()));
+  const release = DEBIAN_RELEASES.find((r) =>
+    [String(RELEASES[r].version), r, RELEASES[r].hetznerImage].includes(value!.toLowerCase()),
+  );
   if (!release) {
     const known = DEBIAN_RELEASES.map((r) => `${RELEASES[r].version} (${r}, ${RELEASES[r].hetznerImage})`).join(", ");
     return { rest, error: `${flag} ${JSON.stringify(value)}: the rehearsal knows ${known}` };
@@ -113,7 +135,9 @@ async function main(argv0: string[]): Promise<number> {
   const stack = args[0];
   if (error || !stack || args.length > 1 || !stacks.includes(stack)) {
     if (error) console.error(error);
-    console.error(`usage: npm run rehearse -- <stack> [--release 12|13] [--upgrade-from 12] [--keep]   |   npm run rehearse -- --down [<stack>]   (stacks: ${stacks.join(", ")})`);
+    console.error(
+      `usage: npm run rehearse -- <stack> [--release 12|13] [--upgrade-from 12] [--keep]   |   npm run rehearse -- --down [<stack>]   (stacks: ${stacks.join(", ")})`,
+    );
     return 2;
   }
   const why = unavailable();
@@ -140,7 +164,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => {
-      console.error(e instanceof Error ? e.stack ?? e.message : e);
+      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
       process.exit(1);
     },
   );

@@ -13,7 +13,17 @@ import { defaultImageSpec, ensureImage } from "./image";
 import type { State } from "./main";
 import { Processes, run, sleep } from "./proc";
 import { deleteOrder, replay, runStep, type StepResult } from "./replay";
-import { createNamespaces, deleteNamespaces, hostAddresses, namesFor, startWorld, waitTcp, WORLD, type Names, type WorldServices } from "./world";
+import {
+  createNamespaces,
+  deleteNamespaces,
+  hostAddresses,
+  namesFor,
+  startWorld,
+  waitTcp,
+  WORLD,
+  type Names,
+  type WorldServices,
+} from "./world";
 import { QUEUE_ROOT } from "../cloud-init/paths";
 import { RELEASES, releaseForImage, releaseName, releaseProfile, type DebianRelease } from "../cloud-init/release";
 
@@ -71,22 +81,32 @@ export class Rehearsal {
     console.error(`[rehearsal ${new Date().toISOString().slice(11, 19)}] ${msg}`);
   }
 
-  private async phase(name: string, fn: (fail: (msg: string) => void) => Promise<string | void>, fatal = false): Promise<boolean> {
+  private async phase(
+    name: string,
+    fn: (fail: (msg: string) => void) => Promise<string | void>,
+    fatal = false,
+  ): Promise<boolean> {
     const t0 = Date.now();
     const failures: string[] = [];
     let detail = "";
     this.log(`--- ${name}`);
     try {
-      detail = (await fn((m) => {
-        failures.push(m);
-        this.log(`FAIL ${name}: ${m}`);
-      })) ?? "";
+      detail =
+        (await fn((m) => {
+          failures.push(m);
+          this.log(`FAIL ${name}: ${m}`);
+        })) ?? "";
     } catch (e) {
       failures.push(e instanceof Error ? e.message : String(e));
       this.log(`FAIL ${name}: ${failures[failures.length - 1]}`);
     }
     const ok = failures.length === 0;
-    this.results.push({ phase: name, ok, seconds: (Date.now() - t0) / 1000, detail: ok ? detail : failures.join("; ") });
+    this.results.push({
+      phase: name,
+      ok,
+      seconds: (Date.now() - t0) / 1000,
+      detail: ok ? detail : failures.join("; "),
+    });
     if (!ok && fatal) throw new Fatal(`${name} failed`);
     return ok;
   }
@@ -116,7 +136,12 @@ export class Rehearsal {
       if (!this.keep) await this.phase("teardown", (fail) => this.teardown(fail));
     } catch (e) {
       if (!(e instanceof Fatal)) {
-        this.results.push({ phase: "rehearsal", ok: false, seconds: 0, detail: e instanceof Error ? e.stack ?? e.message : String(e) });
+        this.results.push({
+          phase: "rehearsal",
+          ok: false,
+          seconds: 0,
+          detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
+        });
       }
     }
     return this.finish();
@@ -128,7 +153,10 @@ export class Rehearsal {
     return this.results.every((r) => r.ok) ? 0 : 1;
   }
 
-  /** `--upgrade-from`: the old release deployed and sending, then the server replaced by the stack's, then the same checks. */
+  /**
+   * `--upgrade-from`: the old release deployed and sending, then the server replaced by the stack's, then the same
+   * checks.
+   */
   private async runUpgrade(): Promise<number> {
     try {
       const from = releaseName(this.release);
@@ -142,7 +170,12 @@ export class Rehearsal {
       if (!this.keep) await this.phase("teardown", (fail) => this.teardown(fail));
     } catch (e) {
       if (!(e instanceof Fatal)) {
-        this.results.push({ phase: "rehearsal", ok: false, seconds: 0, detail: e instanceof Error ? e.stack ?? e.message : String(e) });
+        this.results.push({
+          phase: "rehearsal",
+          ok: false,
+          seconds: 0,
+          detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
+        });
       }
     }
     return this.finish();
@@ -151,11 +184,18 @@ export class Rehearsal {
   private report(): void {
     const w = Math.max(...this.results.map((r) => r.phase.length));
     const image = this.capture?.nodes[0]?.image ?? "?";
-    console.log(`\nRehearsal of stack "${this.stack}" (${this.upgradeFrom && this.capture ? `upgrade ${this.upgradeFrom} -> ${this.target?.capture.nodes[0].image ?? image}` : image}):`);
+    console.log(
+      `\nRehearsal of stack "${this.stack}" (${this.upgradeFrom && this.capture ? `upgrade ${this.upgradeFrom} -> ${this.target?.capture.nodes[0].image ?? image}` : image}):`,
+    );
     console.log(`  ${"phase".padEnd(w)}  result  seconds  detail`);
-    for (const r of this.results) console.log(`  ${r.phase.padEnd(w)}  ${r.ok ? "pass  " : "FAIL  "}  ${r.seconds.toFixed(1).padStart(7)}  ${r.detail.replace(/\s+/g, " ").slice(0, 400)}`);
+    for (const r of this.results)
+      console.log(
+        `  ${r.phase.padEnd(w)}  ${r.ok ? "pass  " : "FAIL  "}  ${r.seconds.toFixed(1).padStart(7)}  ${r.detail.replace(/\s+/g, " ").slice(0, 400)}`,
+      );
     const total = this.results.reduce((a, r) => a + r.seconds, 0);
-    console.log(`  ${"total".padEnd(w)}  ${this.results.every((r) => r.ok) ? "pass  " : "FAIL  "}  ${total.toFixed(1).padStart(7)}`);
+    console.log(
+      `  ${"total".padEnd(w)}  ${this.results.every((r) => r.ok) ? "pass  " : "FAIL  "}  ${total.toFixed(1).padStart(7)}`,
+    );
   }
 
   async cleanup(keep: boolean): Promise<void> {
@@ -165,7 +205,10 @@ export class Rehearsal {
         namespaces: { vps: this.names.vps, world: this.names.world },
         host: { ipv4: this.capture.nodes[0].ipv4, ipv6: this.capture.nodes[0].ipv6 },
         sshKey: this.keyFile,
-        tunnelUrl: this.capture.tunnel && this.client ? `http://${WORLD.edge}:80 (Host: ${this.client.hostname}; run clients with ip netns exec ${this.names.world})` : undefined,
+        tunnelUrl:
+          this.capture.tunnel && this.client
+            ? `http://${WORLD.edge}:80 (Host: ${this.client.hostname}; run clients with ip netns exec ${this.names.world})`
+            : undefined,
         relayTokensFile: path.join(this.dir, "callers.json"),
         mxDir: this.world ? this.inbox : "",
         dns: WORLD.dns,
@@ -173,23 +216,32 @@ export class Rehearsal {
         rootfs: this.host?.root ?? "",
       };
       fs.writeFileSync(path.join(this.dir, "state.json"), JSON.stringify(state, null, 2), { mode: 0o600 });
-      console.log(`\nkept running; state in ${path.relative(process.cwd(), path.join(this.dir, "state.json"))}. Stop it with: npm run rehearse -- --down ${this.stack}`);
+      console.log(
+        `\nkept running; state in ${path.relative(process.cwd(), path.join(this.dir, "state.json"))}. Stop it with: npm run rehearse -- --down ${this.stack}`,
+      );
       return;
     }
     const stopped = await this.procs.stopAll(10_000);
     await deleteNamespaces(this.names);
     if (this.host) await removeRootfs(this.host.root);
-    this.log(`stopped ${stopped.length} process(es): ${stopped.join(", ") || "none"}; namespaces ${this.names.vps}, ${this.names.world} deleted`);
+    this.log(
+      `stopped ${stopped.length} process(es): ${stopped.join(", ") || "none"}; namespaces ${this.names.vps}, ${this.names.world} deleted`,
+    );
   }
 
   // ---------------------------------------------------------------- phases
 
-  /** The random outputs (keys, tokens) every capture of this run shares, as a stack's state keeps them between updates. */
+  /**
+   * The random outputs (keys, tokens) every capture of this run shares, as a stack's state keeps them between updates.
+   */
   private get stateFile(): string {
     return path.join(this.dir, "offline-state.json");
   }
 
-  private async captureWith(extraEnv: Record<string, string> = {}, image = this.capture?.nodes[0].image ?? this.image): Promise<Capture> {
+  private async captureWith(
+    extraEnv: Record<string, string> = {},
+    image = this.capture?.nodes[0].image ?? this.image,
+  ): Promise<Capture> {
     const out = path.join(this.dir, `capture-${Date.now()}.json`);
     const input = JSON.stringify({
       stack: this.stack,
@@ -199,7 +251,11 @@ export class Rehearsal {
       stateFile: this.stateFile,
       ...(image ? { overrides: { image } } : {}),
     });
-    const r = await run(process.execPath, ["--import", "tsx", path.join(__dirname, "capture.ts"), out], { input, env: { ...process.env, ...extraEnv }, cwd: path.join(__dirname, "..") });
+    const r = await run(process.execPath, ["--import", "tsx", path.join(__dirname, "capture.ts"), out], {
+      input,
+      env: { ...process.env, ...extraEnv },
+      cwd: path.join(__dirname, ".."),
+    });
     if (r.code !== 0) throw new Error(`capturing the program failed: ${r.stderr.slice(-2000)}`);
     const c = JSON.parse(fs.readFileSync(out, "utf8")) as Capture;
     fs.rmSync(out);
@@ -214,9 +270,15 @@ export class Rehearsal {
     this.publicKey = fs.readFileSync(`${this.keyFile}.pub`, "utf8").trim();
     fs.rmSync(this.stateFile, { force: true });
     const releaseOf = (c: Capture): DebianRelease => {
-      if (c.nodes.length !== 1) throw new Error(`the rehearsal boots one node; stack ${this.stack} has ${c.nodes.length}`);
+      if (c.nodes.length !== 1)
+        throw new Error(`the rehearsal boots one node; stack ${this.stack} has ${c.nodes.length}`);
       const r = releaseForImage(c.nodes[0].image);
-      if (!r) throw new Error(`the rehearsal has images for ${Object.values(RELEASES).map((x) => x.hetznerImage).join(", ")} only; the stack deploys ${c.nodes[0].image}`);
+      if (!r)
+        throw new Error(
+          `the rehearsal has images for ${Object.values(RELEASES)
+            .map((x) => x.hetznerImage)
+            .join(", ")} only; the stack deploys ${c.nodes[0].image}`,
+        );
       return r;
     };
     if (this.upgradeFrom) {
@@ -224,7 +286,8 @@ export class Rehearsal {
       this.target = { capture: target, release: releaseOf(target) };
       this.capture = await this.captureWith({}, this.upgradeFrom);
       // Both renders share the state (keys, tokens): the DNS the world serves is the same before and after.
-      if (JSON.stringify(target.records) !== JSON.stringify(this.capture.records)) throw new Error("the two renders disagree on the DNS records");
+      if (JSON.stringify(target.records) !== JSON.stringify(this.capture.records))
+        throw new Error("the two renders disagree on the DNS records");
     } else {
       this.capture = await this.captureWith();
     }
@@ -264,16 +327,31 @@ export class Rehearsal {
 
   private async boot(): Promise<string> {
     const t0 = Date.now();
-    this.host = await prepareRootfs(this.rootImage, this.capture, this.dir, this.publicKey, (m) => this.log(m), this.world.caCert);
+    this.host = await prepareRootfs(
+      this.rootImage,
+      this.capture,
+      this.dir,
+      this.publicKey,
+      (m) => this.log(m),
+      this.world.caCert,
+    );
     const copied = (Date.now() - t0) / 1000;
     await this.startHost();
     return `rootfs ready in ${copied.toFixed(1)}s; sshd answered ${((Date.now() - t0) / 1000 - copied).toFixed(1)}s after boot; log ${path.relative(process.cwd(), this.host.log)}`;
   }
 
   private async deploy(fail: (m: string) => void): Promise<string> {
-    const results = await replay(this.shell, this.capture.steps, (r) => this.log(`${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`));
-    fs.writeFileSync(path.join(this.dir, "deploy.log"), results.map((r) => `### ${r.name} exit ${r.code} ${r.seconds}s\n${r.stdout}\n${r.stderr}`).join("\n"));
-    for (const r of results.filter((x) => !x.ok && !x.skipped)) fail(`step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
+    const results = await replay(this.shell, this.capture.steps, (r) =>
+      this.log(
+        `${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`,
+      ),
+    );
+    fs.writeFileSync(
+      path.join(this.dir, "deploy.log"),
+      results.map((r) => `### ${r.name} exit ${r.code} ${r.seconds}s\n${r.stdout}\n${r.stderr}`).join("\n"),
+    );
+    for (const r of results.filter((x) => !x.ok && !x.skipped))
+      fail(`step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
     // The first step waits for cloud-init before it does anything, so its time is cloud-init's.
     const first = results.find((r) => !this.capture.steps.find((s) => s.name === r.name)?.after.length);
     const slowest = [...results].sort((a, b) => b.seconds - a.seconds)[0];
@@ -290,7 +368,13 @@ export class Rehearsal {
   }
 
   private units(): string[] {
-    return [releaseProfile(this.release).postfix.masterUnit, "opendkim.service", "mail-relay.service", "nftables.service", ...(this.capture.tunnel ? ["cloudflared-mail-relay.service"] : [])];
+    return [
+      releaseProfile(this.release).postfix.masterUnit,
+      "opendkim.service",
+      "mail-relay.service",
+      "nftables.service",
+      ...(this.capture.tunnel ? ["cloudflared-mail-relay.service"] : []),
+    ];
   }
 
   /**
@@ -306,32 +390,53 @@ export class Rehearsal {
     const order = deleteOrder(this.capture.steps);
     for (const s of order) {
       const r = await runStep(this.shell, s, "delete");
-      if (!r.ok) throw new Error(`on the old server, the delete of ${r.name} failed (exit ${r.code}): ${r.stderr.slice(-800)}`);
+      if (!r.ok)
+        throw new Error(`on the old server, the delete of ${r.name} failed (exit ${r.code}): ${r.stderr.slice(-800)}`);
     }
     // The relay guard succeeds only once the relay's and Postfix's queues are empty: everything accepted has left.
-    if (capturedCount(this.inbox) < this.accepted) fail(`after the guards, ${capturedCount(this.inbox)} of ${this.accepted} accepted copies at the MX`);
+    if (capturedCount(this.inbox) < this.accepted)
+      fail(`after the guards, ${capturedCount(this.inbox)} of ${this.accepted} accepted copies at the MX`);
     const oldPid = this.nspawnPid;
     await this.onHost("systemctl poweroff", 10_000).catch(() => undefined);
     for (let i = 0; i < 120 && this.procs.pids().includes(oldPid); i++) await sleep(500);
     if (this.procs.pids().includes(oldPid)) throw new Error("the old server did not shut down within 60s");
     await removeRootfs(this.host.root);
 
-    const sameKey = this.capture.steps.find((s) => s.connection.hostKey)?.connection.hostKey === target.capture.steps.find((s) => s.connection.hostKey)?.connection.hostKey;
+    const sameKey =
+      this.capture.steps.find((s) => s.connection.hostKey)?.connection.hostKey ===
+      target.capture.steps.find((s) => s.connection.hostKey)?.connection.hostKey;
     if (!sameKey) fail("the new render pins another host key (the key must outlive the server)");
     this.capture = target.capture;
     this.release = target.release;
     this.rootImage = target.rootImage!;
-    this.host = await prepareRootfs(this.rootImage, this.capture, this.dir, this.publicKey, (m) => this.log(m), this.world.caCert);
+    this.host = await prepareRootfs(
+      this.rootImage,
+      this.capture,
+      this.dir,
+      this.publicKey,
+      (m) => this.log(m),
+      this.world.caCert,
+    );
     await this.startHost();
-    const results = await replay(this.shell, this.capture.steps, (r) => this.log(`${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`));
-    fs.writeFileSync(path.join(this.dir, "deploy-upgrade.log"), results.map((r) => `### ${r.name} exit ${r.code} ${r.seconds}s\n${r.stdout}\n${r.stderr}`).join("\n"));
-    for (const r of results.filter((x) => !x.ok && !x.skipped)) fail(`on the new server, step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
+    const results = await replay(this.shell, this.capture.steps, (r) =>
+      this.log(
+        `${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`,
+      ),
+    );
+    fs.writeFileSync(
+      path.join(this.dir, "deploy-upgrade.log"),
+      results.map((r) => `### ${r.name} exit ${r.code} ${r.seconds}s\n${r.stdout}\n${r.stderr}`).join("\n"),
+    );
+    for (const r of results.filter((x) => !x.ok && !x.skipped))
+      fail(`on the new server, step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
     const n = this.capture.nodes[0];
     return `on ${from}: ${order.map((s) => s.name.replace(/^mail-relay-/, "")).join(" -> ")} deleted, 3 jobs in flight drained to the MX, powered off, disk deleted; ${n.image} booted on ${n.ipv4}${n.ipv6 ? `, ${n.ipv6}` : ""}: ${results.filter((r) => r.ok).length}/${results.length} steps ok, host key ${sameKey ? "unchanged" : "CHANGED"}`;
   }
 
   private async services(fail: (m: string) => void): Promise<string> {
-    const r = await this.onHost(`for u in ${this.units().join(" ")}; do printf '%s %s %s\\n' "$u" "$(systemctl is-active "$u")" "$(systemctl is-enabled "$u" 2>/dev/null || echo -)"; done; node --version; cloudflared --version 2>&1 | head -1; nft list tables; postconf -h mail_version`);
+    const r = await this.onHost(
+      `for u in ${this.units().join(" ")}; do printf '%s %s %s\\n' "$u" "$(systemctl is-active "$u")" "$(systemctl is-enabled "$u" 2>/dev/null || echo -)"; done; node --version; cloudflared --version 2>&1 | head -1; nft list tables; postconf -h mail_version`,
+    );
     const lines = r.stdout.trim().split("\n");
     for (const u of this.units()) {
       const l = lines.find((x) => x.startsWith(`${u} `)) ?? "";
@@ -350,8 +455,17 @@ export class Rehearsal {
   }
 
   /** Posts and expects 202; counts the message in the ledger. Returns the id. */
-  private async post(fail: (m: string) => void, what: string, msg: Record<string, unknown>, copies: number): Promise<string | undefined> {
-    const a = await this.client.send(this.creds(), { from: this.sender(), ...msg, subject: `[${this.runTag}] ${what}` });
+  private async post(
+    fail: (m: string) => void,
+    what: string,
+    msg: Record<string, unknown>,
+    copies: number,
+  ): Promise<string | undefined> {
+    const a = await this.client.send(this.creds(), {
+      from: this.sender(),
+      ...msg,
+      subject: `[${this.runTag}] ${what}`,
+    });
     if (a.status !== 202 || !a.body?.id) {
       fail(`${what}: expected 202, got ${a.status} ${a.raw.slice(0, 300)}`);
       return undefined;
@@ -381,22 +495,54 @@ export class Rehearsal {
     const ids = [
       await this.post(fail, "text only", { to: this.rcpt("alice"), text: "Hello from the rehearsal.\n" }, 1),
       await this.post(fail, "HTML only", { to: this.rcpt("bob"), html: "<p>Hello <b>from</b> the rehearsal.</p>" }, 1),
-      await this.post(fail, "text and HTML", { to: this.rcpt("carol"), text: "plain part\n", html: "<p>html part</p>" }, 1),
-      await this.post(fail, "attachment", { to: this.rcpt("dave"), text: "see attached\n", attachments: [{ filename: "report.txt", contentType: "text/plain", content: Buffer.from("attached report\n").toString("base64") }] }, 1),
-      await this.post(fail, "several recipients", { to: this.rcpt("erin"), cc: [this.rcpt("frank")], bcc: [this.rcpt("grace")], text: "to, cc and bcc\n" }, 3),
+      await this.post(
+        fail,
+        "text and HTML",
+        { to: this.rcpt("carol"), text: "plain part\n", html: "<p>html part</p>" },
+        1,
+      ),
+      await this.post(
+        fail,
+        "attachment",
+        {
+          to: this.rcpt("dave"),
+          text: "see attached\n",
+          attachments: [
+            {
+              filename: "report.txt",
+              contentType: "text/plain",
+              content: Buffer.from("attached report\n").toString("base64"),
+            },
+          ],
+        },
+        1,
+      ),
+      await this.post(
+        fail,
+        "several recipients",
+        { to: this.rcpt("erin"), cc: [this.rcpt("frank")], bcc: [this.rcpt("grace")], text: "to, cc and bcc\n" },
+        3,
+      ),
     ];
-    if (!(await this.waitForCopies(before + 7, 60_000))) fail(`expected ${before + 7} copies at the MX within 60s, got ${capturedCount(this.inbox)}`);
+    if (!(await this.waitForCopies(before + 7, 60_000)))
+      fail(`expected ${before + 7} copies at the MX within 60s, got ${capturedCount(this.inbox)}`);
     const verified = (await verifyCaptured(this.names, this.inbox)).filter((v) => v.subject.includes(this.runTag));
     const selector = String(this.capture.outputs.dkimSelector);
     for (const v of verified) {
-      if (v.dkim !== "pass" || v.dkimSelector !== selector || v.dkimDomain !== this.capture.domain) fail(`${v.subject} to ${v.rcptTo}: dkim=${v.dkim} s=${v.dkimSelector} d=${v.dkimDomain}`);
+      if (v.dkim !== "pass" || v.dkimSelector !== selector || v.dkimDomain !== this.capture.domain)
+        fail(`${v.subject} to ${v.rcptTo}: dkim=${v.dkim} s=${v.dkimSelector} d=${v.dkimDomain}`);
       if (v.spf !== "pass") fail(`${v.subject} to ${v.rcptTo}: spf=${v.spf} from ${v.remoteAddress}`);
       if (v.dmarc !== "pass") fail(`${v.subject} to ${v.rcptTo}: dmarc=${v.dmarc}`);
       if (v.hasBcc) fail(`${v.subject} to ${v.rcptTo} carries a Bcc header`);
     }
     if (!verified.some((v) => v.rcptTo === this.rcpt("grace"))) fail("the bcc recipient got nothing");
     const sh = this.capture.smarthost;
-    if (sh) for (const v of verified) if (!v.tls || v.authUser !== sh.username) fail(`${v.subject}: the smarthost session was tls=${v.tls}, user=${v.authUser}; expected STARTTLS and AUTH as ${sh.username}`);
+    if (sh)
+      for (const v of verified)
+        if (!v.tls || v.authUser !== sh.username)
+          fail(
+            `${v.subject}: the smarthost session was tls=${v.tls}, user=${v.authUser}; expected STARTTLS and AUTH as ${sh.username}`,
+          );
     // The copies are at the MX: the relay's tracker reads Postfix's log (maillog_file) within a second or two.
     for (const id of ids.filter((x): x is string => x !== undefined)) {
       let s = await this.client.request("GET", `/messages/${id}`, { creds: this.creds() });
@@ -406,8 +552,15 @@ export class Rehearsal {
       }
       const m = s.body?.message;
       const rcpts = (m?.recipients ?? []) as { state?: string; dsn?: string }[];
-      const allDelivered = rcpts.length > 0 && rcpts.every((r) => r.state === "delivered" && /^2\./.test(String(r.dsn)));
-      if (s.status !== 200 || m?.state !== "delivered" || !allDelivered || !/^[0-9A-Za-z]+$/.test(String(m?.postfixQueueId ?? ""))) fail(`/messages/${id}: ${s.status} ${s.raw.slice(0, 300)}`);
+      const allDelivered =
+        rcpts.length > 0 && rcpts.every((r) => r.state === "delivered" && /^2\./.test(String(r.dsn)));
+      if (
+        s.status !== 200 ||
+        m?.state !== "delivered" ||
+        !allDelivered ||
+        !/^[0-9A-Za-z]+$/.test(String(m?.postfixQueueId ?? ""))
+      )
+        fail(`/messages/${id}: ${s.status} ${s.raw.slice(0, 300)}`);
     }
     // Control: the same check on a copy altered in transit must fail, or the passes above prove nothing.
     if (verified.length > 0) {
@@ -415,11 +568,16 @@ export class Rehearsal {
       fs.rmSync(ctl, { recursive: true, force: true });
       fs.mkdirSync(ctl);
       const src = path.join(this.inbox, verified[0].file);
-      fs.writeFileSync(path.join(ctl, verified[0].file), fs.readFileSync(src, "latin1").replace(/\r?\n\r?\n/, "\r\n\r\nALTERED IN TRANSIT\r\n"), "latin1");
+      fs.writeFileSync(
+        path.join(ctl, verified[0].file),
+        fs.readFileSync(src, "latin1").replace(/\r?\n\r?\n/, "\r\n\r\nALTERED IN TRANSIT\r\n"),
+        "latin1",
+      );
       fs.copyFileSync(src.replace(/\.eml$/, ".json"), path.join(ctl, verified[0].file.replace(/\.eml$/, ".json")));
       const [altered] = await verifyCaptured(this.names, ctl);
       // (DMARC may still pass on aligned SPF; the DKIM result is what the control is about.)
-      if (!altered || altered.dkim === "pass") fail(`control: a message altered after signing still has dkim=${altered?.dkim}`);
+      if (!altered || altered.dkim === "pass")
+        fail(`control: a message altered after signing still has dkim=${altered?.dkim}`);
     }
     const sample = verified[0];
     const via = sh ? ` via the smarthost ${sh.host}:${sh.port} (verified STARTTLS, AUTH as ${sh.username})` : "";
@@ -432,15 +590,44 @@ export class Rehearsal {
     // 22 too: SSH is for the admin ranges only, on the host as at the cloud firewall; the stranger is outside them.
     const targets = hosts.flatMap((h) => [22, 25, 465, 587, 2525, 8891].map((p) => `${h}:${p}`));
     const out: string[] = [];
-    for (const [src, list] of [[WORLD.stranger4, targets.filter((t) => !t.startsWith("["))], [WORLD.stranger6, targets.filter((t) => t.startsWith("["))]] as const) {
-      const r = await run("ip", ["netns", "exec", this.names.world, process.execPath, "--import", "tsx", path.join(__dirname, "world", "probe.ts"), src, ...list], { timeoutMs: 120_000 });
+    for (const [src, list] of [
+      [WORLD.stranger4, targets.filter((t) => !t.startsWith("["))],
+      [WORLD.stranger6, targets.filter((t) => t.startsWith("["))],
+    ] as const) {
+      const r = await run(
+        "ip",
+        [
+          "netns",
+          "exec",
+          this.names.world,
+          process.execPath,
+          "--import",
+          "tsx",
+          path.join(__dirname, "world", "probe.ts"),
+          src,
+          ...list,
+        ],
+        { timeoutMs: 120_000 },
+      );
       out.push(r.stdout);
     }
-    const lines = out.join("\n").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { target: string; connected: boolean; outcome: string });
-    for (const l of lines) if (l.connected) fail(`${l.target} accepted a TCP connection from the internet (${l.outcome})`);
-    // The probe itself can connect: the host's SSH answers an admin address (else every "refused" above proves nothing).
-    const control = await run("ip", ["netns", "exec", this.names.world, "bash", "-c", `exec 3<>/dev/tcp/${n.ipv4}/22`], { timeoutMs: 5000 });
-    if (control.code !== 0) fail("control: SSH from the admin range did not connect either, so the probe proves nothing");
+    const lines = out
+      .join("\n")
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { target: string; connected: boolean; outcome: string });
+    for (const l of lines)
+      if (l.connected) fail(`${l.target} accepted a TCP connection from the internet (${l.outcome})`);
+    // The probe itself can connect: the host's SSH answers an admin address (else every "refused" above proves
+    // nothing).
+    const control = await run(
+      "ip",
+      ["netns", "exec", this.names.world, "bash", "-c", `exec 3<>/dev/tcp/${n.ipv4}/22`],
+      { timeoutMs: 5000 },
+    );
+    if (control.code !== 0)
+      fail("control: SSH from the admin range did not connect either, so the probe proves nothing");
     return `${lines.length} targets (22, 25, 465, 587, 2525, 8891 on ${hosts.join(", ")}): ${[...new Set(lines.map((l) => l.outcome))].join(", ")}; control: SSH from an admin address connects`;
   }
 
@@ -449,25 +636,88 @@ export class Rehearsal {
     const before = capturedCount(this.inbox);
     const c = this.creds();
     const good = { from: this.sender(), to: this.rcpt("victim"), subject: `[${this.runTag}] attack`, text: "x" };
-    const cases: { what: string; status: number; code?: string; run: () => Promise<{ status: number; body: any; raw: string }> }[] = [
-      { what: "no Access token", status: 403, run: () => this.client.request("POST", "/send", { creds: { relayToken: c.relayToken }, body: JSON.stringify(good) }) },
-      { what: "no relay token", status: 401, code: "unauthorized", run: () => this.client.request("POST", "/send", { creds: { accessId: c.accessId, accessSecret: c.accessSecret }, body: JSON.stringify(good) }) },
-      { what: "wrong relay token", status: 401, code: "unauthorized", run: () => this.client.send({ ...c, relayToken: `${c.relayToken.slice(0, -4)}XXXX` }, good) },
-      { what: "From outside the allowlist", status: 400, code: "from_not_allowed", run: () => this.client.send(c, { ...good, from: `ceo@${this.capture.domain}` }) },
-      { what: "CR/LF in subject", status: 400, code: "header_injection", run: () => this.client.send(c, { ...good, subject: "hi\r\nBcc: victim2@example.net" }) },
-      { what: "CR/LF in name", status: 400, code: "header_injection", run: () => this.client.send(c, { ...good, from: { email: this.sender(), name: "x\r\nBcc: v@example.net" } }) },
-      { what: "CR/LF in reply-to", status: 400, run: () => this.client.send(c, { ...good, replyTo: "a@example.net\r\nBcc: v@example.net" }) },
-      { what: "oversized body", status: 413, code: "payload_too_large", run: () => this.client.send(c, { ...good, text: "x".repeat(2 * 1024 * 1024) }) },
-      { what: "too many recipients", status: 400, code: "too_many_recipients", run: () => this.client.send(c, { ...good, to: Array.from({ length: 1001 }, (_, i) => this.rcpt(`r${i}`)) }) },
-      { what: "non-JSON", status: 400, code: "invalid_json", run: () => this.client.request("POST", "/send", { creds: c, body: "{not json" }) },
-      { what: "/metrics through the tunnel", status: 404, run: () => this.client.request("GET", "/metrics", { creds: c }) },
+    const cases: {
+      what: string;
+      status: number;
+      code?: string;
+      run: () => Promise<{ status: number; body: any; raw: string }>;
+    }[] = [
+      {
+        what: "no Access token",
+        status: 403,
+        run: () =>
+          this.client.request("POST", "/send", { creds: { relayToken: c.relayToken }, body: JSON.stringify(good) }),
+      },
+      {
+        what: "no relay token",
+        status: 401,
+        code: "unauthorized",
+        run: () =>
+          this.client.request("POST", "/send", {
+            creds: { accessId: c.accessId, accessSecret: c.accessSecret },
+            body: JSON.stringify(good),
+          }),
+      },
+      {
+        what: "wrong relay token",
+        status: 401,
+        code: "unauthorized",
+        run: () => this.client.send({ ...c, relayToken: `${c.relayToken.slice(0, -4)}XXXX` }, good),
+      },
+      {
+        what: "From outside the allowlist",
+        status: 400,
+        code: "from_not_allowed",
+        run: () => this.client.send(c, { ...good, from: `ceo@${this.capture.domain}` }),
+      },
+      {
+        what: "CR/LF in subject",
+        status: 400,
+        code: "header_injection",
+        run: () => this.client.send(c, { ...good, subject: "hi\r\nBcc: victim2@example.net" }),
+      },
+      {
+        what: "CR/LF in name",
+        status: 400,
+        code: "header_injection",
+        run: () => this.client.send(c, { ...good, from: { email: this.sender(), name: "x\r\nBcc: v@example.net" } }),
+      },
+      {
+        what: "CR/LF in reply-to",
+        status: 400,
+        run: () => this.client.send(c, { ...good, replyTo: "a@example.net\r\nBcc: v@example.net" }),
+      },
+      {
+        what: "oversized body",
+        status: 413,
+        code: "payload_too_large",
+        run: () => this.client.send(c, { ...good, text: "x".repeat(2 * 1024 * 1024) }),
+      },
+      {
+        what: "too many recipients",
+        status: 400,
+        code: "too_many_recipients",
+        run: () => this.client.send(c, { ...good, to: Array.from({ length: 1001 }, (_, i) => this.rcpt(`r${i}`)) }),
+      },
+      {
+        what: "non-JSON",
+        status: 400,
+        code: "invalid_json",
+        run: () => this.client.request("POST", "/send", { creds: c, body: "{not json" }),
+      },
+      {
+        what: "/metrics through the tunnel",
+        status: 404,
+        run: () => this.client.request("GET", "/metrics", { creds: c }),
+      },
     ];
     const seen: string[] = [];
     for (const k of cases) {
       const a = await k.run();
       const code = a.body?.error?.code;
       seen.push(`${k.what}: ${a.status}${code ? ` ${code}` : ""}`);
-      if (a.status !== k.status || (k.code && code !== k.code)) fail(`${k.what}: expected ${k.status}${k.code ? ` ${k.code}` : ""}, got ${a.status} ${a.raw.slice(0, 200)}`);
+      if (a.status !== k.status || (k.code && code !== k.code))
+        fail(`${k.what}: expected ${k.status}${k.code ? ` ${k.code}` : ""}, got ${a.status} ${a.raw.slice(0, 200)}`);
     }
     await sleep(3000);
     const after = capturedCount(this.inbox);
@@ -497,8 +747,11 @@ export class Rehearsal {
   private async localMail(fail: (m: string) => void): Promise<string> {
     const before = capturedCount(this.inbox);
     const marker = `rehearsal-local-${this.runTag}`;
-    const r = await this.onHost(`printf 'Subject: ${marker}\\n\\nnotice\\n' | /usr/sbin/sendmail root; for _ in $(seq 1 30); do grep -q '${marker}' /var/mail/root 2>/dev/null && break; sleep 0.5; done; grep -c '${marker}' /var/mail/root || true; postqueue -p | tail -1`);
-    if (!/^1$/m.test(r.stdout)) fail(`mail to root did not reach /var/mail/root on the host: ${r.stdout.trim()} ${r.stderr.trim()}`);
+    const r = await this.onHost(
+      `printf 'Subject: ${marker}\\n\\nnotice\\n' | /usr/sbin/sendmail root; for _ in $(seq 1 30); do grep -q '${marker}' /var/mail/root 2>/dev/null && break; sleep 0.5; done; grep -c '${marker}' /var/mail/root || true; postqueue -p | tail -1`,
+    );
+    if (!/^1$/m.test(r.stdout))
+      fail(`mail to root did not reach /var/mail/root on the host: ${r.stdout.trim()} ${r.stderr.trim()}`);
     await sleep(2000);
     if (capturedCount(this.inbox) !== before) fail("mail to root left the host (the MX received it)");
     return `mail to root delivered to /var/mail/root; nothing left the host (${r.stdout.trim().split("\n").pop()})`;
@@ -510,12 +763,16 @@ export class Rehearsal {
   }
 
   private async batch(fail: (m: string) => void, what: string, n: number): Promise<void> {
-    for (let i = 1; i <= n; i++) await this.post(fail, `${what} ${i}/${n}`, { to: this.rcpt(`fault${i}`), text: `${what} ${i}\n` }, 1);
+    for (let i = 1; i <= n; i++)
+      await this.post(fail, `${what} ${i}/${n}`, { to: this.rcpt(`fault${i}`), text: `${what} ${i}\n` }, 1);
   }
 
   private async expectAllArrive(fail: (m: string) => void, what: string, timeoutMs = 150_000): Promise<number> {
     const t0 = Date.now();
-    if (!(await this.waitForCopies(this.accepted, timeoutMs))) fail(`${what}: ${capturedCount(this.inbox)} of ${this.accepted} accepted copies at the MX after ${timeoutMs / 1000}s`);
+    if (!(await this.waitForCopies(this.accepted, timeoutMs)))
+      fail(
+        `${what}: ${capturedCount(this.inbox)} of ${this.accepted} accepted copies at the MX after ${timeoutMs / 1000}s`,
+      );
     return (Date.now() - t0) / 1000;
   }
 
@@ -532,9 +789,12 @@ export class Rehearsal {
     let restarted = "";
     for (let i = 0; i < 30 && !restarted; i++) {
       await sleep(1000);
-      const r = await this.onHost("systemctl is-active mail-relay.service; systemctl show -p MainPID --value mail-relay.service; systemctl show -p NRestarts --value mail-relay.service");
+      const r = await this.onHost(
+        "systemctl is-active mail-relay.service; systemctl show -p MainPID --value mail-relay.service; systemctl show -p NRestarts --value mail-relay.service",
+      );
       const [state, pid, restarts] = r.stdout.trim().split("\n");
-      if (state === "active" && pid !== pidBefore && pid !== "0") restarted = `restarted by systemd (pid ${pidBefore} -> ${pid}, NRestarts ${restarts})`;
+      if (state === "active" && pid !== pidBefore && pid !== "0")
+        restarted = `restarted by systemd (pid ${pidBefore} -> ${pid}, NRestarts ${restarts})`;
     }
     if (!restarted) fail("systemd did not restart the relay within 30s");
     const s = await this.expectAllArrive(fail, "after kill -9");
@@ -558,14 +818,20 @@ export class Rehearsal {
     await this.onHost("systemctl stop postfix.service");
     const statuses: number[] = [];
     for (let i = 1; i <= 3; i++) {
-      const a = await this.client.send(this.creds(), { from: this.sender(), to: this.rcpt(`pfdown${i}`), subject: `[${this.runTag}] Postfix down ${i}/3`, text: "x\n" });
+      const a = await this.client.send(this.creds(), {
+        from: this.sender(),
+        to: this.rcpt(`pfdown${i}`),
+        subject: `[${this.runTag}] Postfix down ${i}/3`,
+        text: "x\n",
+      });
       statuses.push(a.status);
       if (a.status === 202) {
         this.accepted += 1;
         this.expected.push({ id: a.body.id, what: "postfix down", copies: 1 });
       }
     }
-    if (statuses.some((s) => s !== 202)) fail(`the relay did not keep answering 202 with Postfix down: ${statuses.join(", ")}`);
+    if (statuses.some((s) => s !== 202))
+      fail(`the relay did not keep answering 202 with Postfix down: ${statuses.join(", ")}`);
     await sleep(3000);
     await this.onHost("systemctl start postfix.service");
     const s = await this.expectAllArrive(fail, "after Postfix restart");
@@ -588,7 +854,9 @@ export class Rehearsal {
     await this.startHost();
     const r = await this.onHost("systemctl is-system-running --wait || true");
     const up = (Date.now() - t0) / 1000;
-    const svc = await this.onHost(`for u in ${this.units().join(" ")}; do systemctl is-active "$u"; done; nft list tables`);
+    const svc = await this.onHost(
+      `for u in ${this.units().join(" ")}; do systemctl is-active "$u"; done; nft list tables`,
+    );
     const states = svc.stdout.trim().split("\n");
     this.units().forEach((u, i) => {
       if (states[i] !== "active") fail(`after reboot ${u} is ${states[i]}`);
@@ -600,7 +868,10 @@ export class Rehearsal {
 
   private async faultBrokenRelease(fail: (m: string) => void): Promise<string> {
     const broken = path.join(this.dir, "broken-relay.js");
-    fs.writeFileSync(broken, `"use strict";\n// rehearsal: a release that parses but cannot start\nconsole.error("rehearsal: deliberately broken relay release, exiting");\nprocess.exit(1);\n`);
+    fs.writeFileSync(
+      broken,
+      `"use strict";\n// rehearsal: a release that parses but cannot start\nconsole.error("rehearsal: deliberately broken relay release, exiting");\nprocess.exit(1);\n`,
+    );
     const bad = await this.captureWith({ MAIL_RELAY_BUNDLE: broken });
     const good = (await this.onHost("readlink /opt/mail-relay/current")).stdout.trim();
     const pick = (c: Capture, suffix: string) => c.steps.find((s) => s.name.endsWith(suffix))!;
@@ -610,7 +881,8 @@ export class Rehearsal {
     if (act.ok) fail("activating a broken release succeeded");
     if (!/failed its health check/.test(act.stderr)) fail(`the failed step did not say why: ${act.stderr.slice(-500)}`);
     if (!/deliberately broken/.test(act.stderr)) fail("the failed step did not include the relay's log");
-    if (!/rolled back: current -> .* \(healthy\)/.test(act.stderr)) fail(`no healthy rollback: ${act.stderr.slice(-500)}`);
+    if (!/rolled back: current -> .* \(healthy\)/.test(act.stderr))
+      fail(`no healthy rollback: ${act.stderr.slice(-500)}`);
     const now = (await this.onHost("readlink /opt/mail-relay/current")).stdout.trim();
     if (now !== good) fail(`current is ${now}, expected the previous ${good}`);
     const h = await this.client.request("GET", "/health", { creds: this.creds() });
@@ -648,17 +920,23 @@ export class Rehearsal {
       if (!r.ok) break;
     }
     const refused = first.find((r) => !r.ok);
-    if (!refused || !/refusing to tear down/.test(refused.stderr)) fail(`with mail queued the guard did not refuse: ${first.map((r) => `${r.name} ${r.code}`).join(", ")}`);
+    if (!refused || !/refusing to tear down/.test(refused.stderr))
+      fail(`with mail queued the guard did not refuse: ${first.map((r) => `${r.name} ${r.code}`).join(", ")}`);
     const relayState = (await this.onHost("systemctl is-active mail-relay.service || true")).stdout.trim();
     if (relayState !== "active") fail(`after the refusal the relay is ${relayState}, expected it left running`);
     await this.onHost("systemctl start opendkim.service");
     await this.expectAllArrive(fail, "drain before teardown");
     const second: StepResult[] = [];
-    for (const s of order.filter((x) => !first.some((r) => r.ok && r.name === x.name))) second.push(await runStep(this.shell, s, "delete"));
-    for (const r of second.filter((x) => !x.ok)) fail(`delete of ${r.name} failed after the drain: ${r.stderr.slice(-500)}`);
-    const after = (await this.onHost("systemctl is-active mail-relay.service cloudflared-mail-relay.service || true")).stdout.trim().replace(/\n/g, ", ");
+    for (const s of order.filter((x) => !first.some((r) => r.ok && r.name === x.name)))
+      second.push(await runStep(this.shell, s, "delete"));
+    for (const r of second.filter((x) => !x.ok))
+      fail(`delete of ${r.name} failed after the drain: ${r.stderr.slice(-500)}`);
+    const after = (
+      await this.onHost("systemctl is-active mail-relay.service cloudflared-mail-relay.service || true")
+    ).stdout
+      .trim()
+      .replace(/\n/g, ", ");
     if (/^active/m.test(after.replace(/, /g, "\n"))) fail(`services still active after teardown: ${after}`);
     return `delete order ${names.join(" -> ")}; with ${queued} job(s) queued (OpenDKIM down): ${refused?.name.replace(/^mail-relay-/, "")} refused (exit ${refused?.code}), relay left ${relayState}; after the drain: all deletes ok, units ${after}`;
   }
 }
-

@@ -28,7 +28,11 @@ export function run(cmd: string, args: readonly string[], o: RunOptions = {}): P
     });
     child.on("close", (code, signal) => {
       if (timer) clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 + 9 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      resolve({
+        code: code ?? (signal ? 128 + 9 : 1),
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      });
     });
     child.stdin.on("error", () => undefined);
     child.stdin.end(o.input ?? "");

@@ -17,21 +17,43 @@ export interface StepResult {
   readonly skipped?: string;
 }
 
-export async function runStep(shell: HostShell, s: RemoteStep, what: "create" | "delete" = "create"): Promise<StepResult> {
+export async function runStep(
+  shell: HostShell,
+  s: RemoteStep,
+  what: "create" | "delete" = "create",
+): Promise<StepResult> {
   const t0 = Date.now();
   const r =
     s.kind === "copy"
       ? what === "create"
         ? await shell.copy(s.connection, s.source!, s.remotePath!)
         : { code: 0, stdout: "", stderr: "", dials: 0 }
-      : await shell.exec(s.connection, (what === "create" ? s.create : s.delete) ?? "true", what === "create" ? s.stdin : undefined);
-  return { name: s.name, ok: r.code === 0, code: r.code, seconds: (Date.now() - t0) / 1000, dials: r.dials, stdout: r.stdout, stderr: r.stderr };
+      : await shell.exec(
+          s.connection,
+          (what === "create" ? s.create : s.delete) ?? "true",
+          what === "create" ? s.stdin : undefined,
+        );
+  return {
+    name: s.name,
+    ok: r.code === 0,
+    code: r.code,
+    seconds: (Date.now() - t0) / 1000,
+    dials: r.dials,
+    stdout: r.stdout,
+    stderr: r.stderr,
+  };
 }
 
 /** Runs `steps` in dependency order, in parallel where the graph allows. */
-export async function replay(shell: HostShell, steps: readonly RemoteStep[], onDone: (r: StepResult) => void): Promise<StepResult[]> {
+export async function replay(
+  shell: HostShell,
+  steps: readonly RemoteStep[],
+  onDone: (r: StepResult) => void,
+): Promise<StepResult[]> {
   const names = new Set(steps.map((s) => s.name));
-  for (const s of steps) for (const a of s.after) if (!names.has(a)) throw new Error(`step ${s.name} waits for ${a}, which is not among the steps`);
+  for (const s of steps)
+    for (const a of s.after)
+      if (!names.has(a)) throw new Error(`step ${s.name} waits for ${a}, which is not among the steps`);
   const results = new Map<string, StepResult>();
   const started = new Set<string>();
   return new Promise((resolve) => {
@@ -43,7 +65,16 @@ export async function replay(shell: HostShell, steps: readonly RemoteStep[], onD
         started.add(s.name);
         const failed = deps.find((d) => !d!.ok);
         if (failed) {
-          const r: StepResult = { name: s.name, ok: false, code: -1, seconds: 0, dials: 0, stdout: "", stderr: "", skipped: `not run: ${failed.name} failed` };
+          const r: StepResult = {
+            name: s.name,
+            ok: false,
+            code: -1,
+            seconds: 0,
+            dials: 0,
+            stdout: "",
+            stderr: "",
+            skipped: `not run: ${failed.name} failed`,
+          };
           results.set(s.name, r);
           onDone(r);
           continue;
@@ -60,7 +91,10 @@ export async function replay(shell: HostShell, steps: readonly RemoteStep[], onD
   });
 }
 
-/** The steps that have a delete, ordered so that everything depending on a step is deleted first (the engine's destroy order). */
+/**
+ * The steps that have a delete, ordered so that everything depending on a step is deleted first (the engine's destroy
+ * order).
+ */
 export function deleteOrder(steps: readonly RemoteStep[]): RemoteStep[] {
   const dependants = new Map(steps.map((s) => [s.name, steps.filter((x) => x.after.includes(s.name))]));
   const order: RemoteStep[] = [];

@@ -86,13 +86,22 @@ export async function createNamespaces(n: Names, h: HostAddresses): Promise<void
   if (h.gw6) await w(["addr", "add", `${h.gw6}/64`, "dev", n.vethWorld, "nodad"]);
   await w(["link", "set", n.vethWorld, "up"]);
   // The world's own servers' addresses sit on its loopback, reached by the host through its default route.
-  for (const a of [WORLD.dns, WORLD.mx4, WORLD.edge, WORLD.smarthost, WORLD.stranger4]) await w(["addr", "add", `${a}/32`, "dev", "lo"]);
+  for (const a of [WORLD.dns, WORLD.mx4, WORLD.edge, WORLD.smarthost, WORLD.stranger4])
+    await w(["addr", "add", `${a}/32`, "dev", "lo"]);
   for (const a of [WORLD.mx6, WORLD.stranger6]) await w(["addr", "add", `${a}/128`, "dev", "lo", "nodad"]);
 }
 
 /** dnsmasq config: exactly the program's records, the PTRs, and the recipient domain's MX into `world`. */
 export function renderDnsmasqConf(c: Capture): string {
-  const lines = ["# mail-relay rehearsal: the world's only DNS server", "no-resolv", "no-hosts", "bind-interfaces", `listen-address=${WORLD.dns}`, "log-queries", "port=53"];
+  const lines = [
+    "# mail-relay rehearsal: the world's only DNS server",
+    "no-resolv",
+    "no-hosts",
+    "bind-interfaces",
+    `listen-address=${WORLD.dns}`,
+    "log-queries",
+    "port=53",
+  ];
   const txtParts = (content: string) => {
     const parts = [...content.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
     return parts.length > 0 ? parts : [content];
@@ -104,7 +113,11 @@ export function renderDnsmasqConf(c: Capture): string {
         lines.push(`host-record=${r.name},${r.content}`);
         break;
       case "TXT":
-        lines.push(`txt-record=${r.name},${txtParts(r.content).map((p) => `"${p}"`).join(",")}`);
+        lines.push(
+          `txt-record=${r.name},${txtParts(r.content)
+            .map((p) => `"${p}"`)
+            .join(",")}`,
+        );
         break;
       case "MX":
         lines.push(`mx-host=${r.name},${r.content},${r.priority ?? 10}`);
@@ -118,7 +131,10 @@ export function renderDnsmasqConf(c: Capture): string {
     }
   }
   for (const p of c.ptrs) lines.push(`ptr-record=${reverseName(p.ip)},${p.name}`);
-  lines.push(`mx-host=${WORLD.recipientDomain},${WORLD.mxHost},10`, `host-record=${WORLD.mxHost},${WORLD.mx4},${WORLD.mx6}`);
+  lines.push(
+    `mx-host=${WORLD.recipientDomain},${WORLD.mxHost},10`,
+    `host-record=${WORLD.mxHost},${WORLD.mx4},${WORLD.mx6}`,
+  );
   if (c.smarthost) lines.push(`host-record=${c.smarthost.host},${WORLD.smarthost}`);
   return lines.join("\n") + "\n";
 }
@@ -148,7 +164,10 @@ export interface WorldServices {
  * the image's CA store, standing in for the public CA that signed the real provider's certificate), so Postfix's
  * verified TLS to the smarthost (smtp_tls_security_level = secure) is exercised for real.
  */
-export async function worldCa(dir: string, smarthostName: string): Promise<{ caCert: string; key: string; cert: string }> {
+export async function worldCa(
+  dir: string,
+  smarthostName: string,
+): Promise<{ caCert: string; key: string; cert: string }> {
   const ca = path.join(dir, "world-ca");
   fs.mkdirSync(ca, { recursive: true, mode: 0o700 });
   const f = (n: string) => path.join(ca, n);
@@ -156,10 +175,51 @@ export async function worldCa(dir: string, smarthostName: string): Promise<{ caC
     const r = await run("openssl", args);
     if (r.code !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
   };
-  await ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mail-relay rehearsal world CA", "-keyout", f("ca.key"), "-out", f("ca.crt")]);
-  await ssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${smarthostName}`, "-keyout", f("smarthost.key"), "-out", f("smarthost.csr")]);
+  await ssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=mail-relay rehearsal world CA",
+    "-keyout",
+    f("ca.key"),
+    "-out",
+    f("ca.crt"),
+  ]);
+  await ssl([
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    `/CN=${smarthostName}`,
+    "-keyout",
+    f("smarthost.key"),
+    "-out",
+    f("smarthost.csr"),
+  ]);
   fs.writeFileSync(f("ext.cnf"), `subjectAltName=DNS:${smarthostName}\nextendedKeyUsage=serverAuth\n`);
-  await ssl(["x509", "-req", "-in", f("smarthost.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", f("ext.cnf"), "-out", f("smarthost.crt")]);
+  await ssl([
+    "x509",
+    "-req",
+    "-in",
+    f("smarthost.csr"),
+    "-CA",
+    f("ca.crt"),
+    "-CAkey",
+    f("ca.key"),
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    f("ext.cnf"),
+    "-out",
+    f("smarthost.crt"),
+  ]);
   return { caCert: f("ca.crt"), key: f("smarthost.key"), cert: f("smarthost.crt") };
 }
 
@@ -169,7 +229,18 @@ export async function startWorld(c: Capture, n: Names, dir: string, procs: Proce
     return procs.start(name, "ip", ["netns", "exec", n.world, ...args], { stdio: ["ignore", out, out] });
   };
   fs.writeFileSync(path.join(dir, "dnsmasq.conf"), renderDnsmasqConf(c));
-  exec("dnsmasq", ["dnsmasq", "--keep-in-foreground", `--conf-file=${path.join(dir, "dnsmasq.conf")}`, "--pid-file=", "--user=root", "--log-facility=-"], "dnsmasq.log");
+  exec(
+    "dnsmasq",
+    [
+      "dnsmasq",
+      "--keep-in-foreground",
+      `--conf-file=${path.join(dir, "dnsmasq.conf")}`,
+      "--pid-file=",
+      "--user=root",
+      "--log-facility=-",
+    ],
+    "dnsmasq.log",
+  );
   const mxDir = path.join(dir, "mx");
   // Counts at the MX are this run's: nothing left from an earlier one.
   fs.rmSync(mxDir, { recursive: true, force: true });
@@ -183,15 +254,43 @@ export async function startWorld(c: Capture, n: Names, dir: string, procs: Proce
     const tls = await worldCa(dir, c.smarthost.host);
     caCert = tls.caCert;
     // The credentials file is read by the smarthost; they are the program's (the pushed sasl_passwd), never in argv.
-    fs.writeFileSync(path.join(dir, "smarthost-auth"), `${c.smarthost.username}:${c.smarthost.password}`, { mode: 0o600 });
-    exec("smarthost", [...tsx, path.join(__dirname, "world", "mx.ts"), smarthostDir, WORLD.smarthost, "--port", String(c.smarthost.port), "--auth-file", path.join(dir, "smarthost-auth"), "--tls", `${tls.key},${tls.cert}`], "smarthost.log");
+    fs.writeFileSync(path.join(dir, "smarthost-auth"), `${c.smarthost.username}:${c.smarthost.password}`, {
+      mode: 0o600,
+    });
+    exec(
+      "smarthost",
+      [
+        ...tsx,
+        path.join(__dirname, "world", "mx.ts"),
+        smarthostDir,
+        WORLD.smarthost,
+        "--port",
+        String(c.smarthost.port),
+        "--auth-file",
+        path.join(dir, "smarthost-auth"),
+        "--tls",
+        `${tls.key},${tls.cert}`,
+      ],
+      "smarthost.log",
+    );
   }
   if (c.tunnel) {
     const access = c.tunnel.ingress.find((r) => r.originRequest?.access)?.originRequest?.access;
-    fs.writeFileSync(path.join(dir, "access-tokens.json"), JSON.stringify({ tokens: c.tunnel.accessTokens, aud: access?.audTag, teamName: access?.teamName }), { mode: 0o600 });
-    exec("edge", [...tsx, path.join(__dirname, "world", "edge.ts"), WORLD.edge, path.join(dir, "access-tokens.json")], "edge.log");
+    fs.writeFileSync(
+      path.join(dir, "access-tokens.json"),
+      JSON.stringify({ tokens: c.tunnel.accessTokens, aud: access?.audTag, teamName: access?.teamName }),
+      { mode: 0o600 },
+    );
+    exec(
+      "edge",
+      [...tsx, path.join(__dirname, "world", "edge.ts"), WORLD.edge, path.join(dir, "access-tokens.json")],
+      "edge.log",
+    );
   }
-  const ports: [string, number][] = [[WORLD.dns, 53], [WORLD.mx4, 25]];
+  const ports: [string, number][] = [
+    [WORLD.dns, 53],
+    [WORLD.mx4, 25],
+  ];
   if (c.smarthost) ports.push([WORLD.smarthost, c.smarthost.port]);
   if (c.tunnel) ports.push([WORLD.edge, 80], [WORLD.edge, 7844]);
   for (const [a, p] of ports) await waitTcp(n.world, a, p, 20_000);

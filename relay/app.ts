@@ -1,5 +1,11 @@
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from "fastify";
 import rateLimit from "@fastify/rate-limit";
 import type { Logger } from "pino";
 import type { CallerToken, RelayConfig } from "./config";
@@ -21,7 +27,18 @@ declare module "fastify" {
 }
 
 export interface AppDeps {
-  readonly config: Pick<RelayConfig, "tokens" | "allowedFrom" | "callerFrom" | "quotas" | "messageIdDomain" | "rateLimitPerMin" | "bodyLimitBytes" | "maxMessageBytes" | "maxRecipients">;
+  readonly config: Pick<
+    RelayConfig,
+    | "tokens"
+    | "allowedFrom"
+    | "callerFrom"
+    | "quotas"
+    | "messageIdDomain"
+    | "rateLimitPerMin"
+    | "bodyLimitBytes"
+    | "maxMessageBytes"
+    | "maxRecipients"
+  >;
   readonly queue: QueueStore;
   readonly handoff: Pick<Handoff, "check">;
   readonly log: Logger;
@@ -34,7 +51,9 @@ export interface AppDeps {
   readonly onEnqueued?: () => void;
 }
 
-/** Headers cloudflared (or any proxy) adds: a request carrying one came through the tunnel, whatever its source address. */
+/**
+ * Headers cloudflared (or any proxy) adds: a request carrying one came through the tunnel, whatever its source address.
+ */
 export const TUNNEL_HEADERS = ["cf-connecting-ip", "cf-ray", "cf-warp-tag-id", "x-forwarded-for"] as const;
 
 /**
@@ -53,7 +72,9 @@ function digest(s: string): Buffer {
  * Token check in constant time: the presented token is hashed to 32 bytes (so the length of a guess leaks nothing)
  * and compared with every configured digest (the host stores only digests), even after a match.
  */
-export function makeAuthenticator(tokens: readonly CallerToken[]): (authorization: string | undefined) => string | undefined {
+export function makeAuthenticator(
+  tokens: readonly CallerToken[],
+): (authorization: string | undefined) => string | undefined {
   const known = tokens.map((t) => ({ name: t.name, digest: Buffer.from(t.sha256, "hex") }));
   return (authorization) => {
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization ?? "");
@@ -99,19 +120,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     count(req, relayErr.code);
     if (relayErr.statusCode >= 500) {
       req.log.error({ caller: req.caller || undefined, code: relayErr.code, err: err.message }, "request failed");
-      const generic = new RelayError(relayErr.code, GENERIC_5XX[relayErr.code as keyof typeof GENERIC_5XX] ?? GENERIC_5XX.internal);
+      const generic = new RelayError(
+        relayErr.code,
+        GENERIC_5XX[relayErr.code as keyof typeof GENERIC_5XX] ?? GENERIC_5XX.internal,
+      );
       return reply.code(generic.statusCode).send(errorBody(generic));
     }
-    req.log.info({ caller: req.caller || undefined, code: relayErr.code, field: relayErr.field, status: relayErr.statusCode }, "request refused");
+    req.log.info(
+      { caller: req.caller || undefined, code: relayErr.code, field: relayErr.field, status: relayErr.statusCode },
+      "request refused",
+    );
     return reply.code(relayErr.statusCode).send(errorBody(relayErr));
   });
   app.setNotFoundHandler((req, reply) => {
     count(req, "not_found");
-    return reply.code(404).send(errorBody(new RelayError("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
+    return reply
+      .code(404)
+      .send(errorBody(new RelayError("not_found", `no route ${req.method} ${req.url.split("?")[0]}`)));
   });
 
   // Healthy while the queue's index loads (new jobs are accepted); the second line says how far the load is.
-  app.get("/health", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(healthText(queue.loadProgress())));
+  app.get("/health", async (_req, reply) =>
+    reply.type("text/plain; charset=utf-8").send(healthText(queue.loadProgress())),
+  );
 
   app.get("/ready", async (req, reply) => {
     const problems: string[] = [];
@@ -153,26 +184,49 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       timeWindow: 60_000,
       keyGenerator: (req) => `caller:${req.caller}`, // per token, never per IP: through the tunnel every IP is 127.0.0.1
       enableDraftSpec: true,
-      errorResponseBuilder: (_req, ctx) => new RelayError("rate_limited", `more than ${ctx.max} requests per minute for this token; retry in ${ctx.after}`),
+      errorResponseBuilder: (_req, ctx) =>
+        new RelayError(
+          "rate_limited",
+          `more than ${ctx.max} requests per minute for this token; retry in ${ctx.after}`,
+        ),
     });
 
     authed.post("/send", { config: { rateLimit: { groupId: "send" } } }, async (req, reply) => {
       const keyHeader = req.headers["idempotency-key"];
       let idemKey: string | undefined;
       if (keyHeader !== undefined) {
-        if (typeof keyHeader !== "string" || keyHeader.length === 0 || keyHeader.length > MAX_IDEMPOTENCY_KEY || !/^[\x21-\x7e]+$/.test(keyHeader)) {
-          throw new RelayError("invalid_idempotency_key", `Idempotency-Key must be 1-${MAX_IDEMPOTENCY_KEY} visible ASCII characters`, "Idempotency-Key");
+        if (
+          typeof keyHeader !== "string" ||
+          keyHeader.length === 0 ||
+          keyHeader.length > MAX_IDEMPOTENCY_KEY ||
+          !/^[\x21-\x7e]+$/.test(keyHeader)
+        ) {
+          throw new RelayError(
+            "invalid_idempotency_key",
+            `Idempotency-Key must be 1-${MAX_IDEMPOTENCY_KEY} visible ASCII characters`,
+            "Idempotency-Key",
+          );
         }
         idemKey = keyHeader;
       }
-      const send = validateSendRequest(req.body, { allowedFrom: config.callerFrom.get(req.caller) ?? config.allowedFrom, maxRecipients: config.maxRecipients });
+      const send = validateSendRequest(req.body, {
+        allowedFrom: config.callerFrom.get(req.caller) ?? config.allowedFrom,
+        maxRecipients: config.maxRecipients,
+      });
       const id = randomUUID();
       const createdAt = now();
-      const composed = await composeMessage(send, { id, messageIdDomain: config.messageIdDomain, date: new Date(createdAt) });
+      const composed = await composeMessage(send, {
+        id,
+        messageIdDomain: config.messageIdDomain,
+        date: new Date(createdAt),
+      });
       // MIME encoding and the generated text part can grow a body many times (html-to-text turns <hr> into a 78-char
       // line): refuse here what Postfix would later refuse with a 552, instead of queueing a message that must fail.
       if (composed.length > config.maxMessageBytes) {
-        throw new RelayError("message_too_large", `the composed message is ${composed.length} bytes; the limit is ${config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES)`);
+        throw new RelayError(
+          "message_too_large",
+          `the composed message is ${composed.length} bytes; the limit is ${config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES)`,
+        );
       }
       const raw = composed.toString("utf8");
       const recipients = [...send.to, ...send.cc, ...send.bcc].map((m) => envelopeAddress(m.email));
@@ -198,7 +252,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const result = await queue.enqueue(job);
       count(req, result.duplicate ? "duplicate" : "accepted");
       req.log.info(
-        { id: result.id, caller: req.caller, recipients: recipients.length, domains: recipientDomains, tags: send.tags, bytes: raw.length, outcome: result.duplicate ? "duplicate" : "queued" },
+        {
+          id: result.id,
+          caller: req.caller,
+          recipients: recipients.length,
+          domains: recipientDomains,
+          tags: send.tags,
+          bytes: raw.length,
+          outcome: result.duplicate ? "duplicate" : "queued",
+        },
         result.duplicate ? "idempotent replay" : "queued",
       );
       if (!result.duplicate) deps.onEnqueued?.();
@@ -206,13 +268,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return reply.code(202).send({ ok: true, queued: true, id: result.id });
     });
 
-    authed.get<{ Params: { id: string } }>("/messages/:id", { config: { rateLimit: { groupId: "messages" } } }, async (req, reply) => {
-      const d = deps.deliveries?.get(req.params.id);
-      const status = messageView(await queue.status(req.params.id, req.caller), d?.caller === req.caller ? d : undefined);
-      if (!status) throw new RelayError("not_found", `no message ${req.params.id} for this token`);
-      count(req, "ok");
-      return reply.send({ ok: true, message: status });
-    });
+    authed.get<{ Params: { id: string } }>(
+      "/messages/:id",
+      { config: { rateLimit: { groupId: "messages" } } },
+      async (req, reply) => {
+        const d = deps.deliveries?.get(req.params.id);
+        const status = messageView(
+          await queue.status(req.params.id, req.caller),
+          d?.caller === req.caller ? d : undefined,
+        );
+        if (!status) throw new RelayError("not_found", `no message ${req.params.id} for this token`);
+        count(req, "ok");
+        return reply.send({ ok: true, message: status });
+      },
+    );
     registerEventRoutes(authed, deps);
   });
 
@@ -239,9 +308,11 @@ function toRelayError(err: FastifyError | RelayError): RelayError {
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return new RelayError("invalid_json", "the JSON body is empty");
     default:
-      if (err.statusCode === 400 || err instanceof SyntaxError) return new RelayError("invalid_json", "the body is not valid JSON");
+      if (err.statusCode === 400 || err instanceof SyntaxError)
+        return new RelayError("invalid_json", "the body is not valid JSON");
       if (err.statusCode === 413) return new RelayError("payload_too_large", "request body is too large");
-      if (err.statusCode === 415) return new RelayError("unsupported_media_type", "send the body as Content-Type: application/json");
+      if (err.statusCode === 415)
+        return new RelayError("unsupported_media_type", "send the body as Content-Type: application/json");
       return new RelayError("internal", err.message);
   }
 }

@@ -8,8 +8,10 @@ import * as fs from "node:fs";
 export const callbackFs = {
   open: (p: string, flags: number, mode?: number): Promise<number> =>
     new Promise((resolve, reject) => fs.open(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd)))),
-  fsync: (fd: number): Promise<void> => new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve()))),
-  close: (fd: number): Promise<void> => new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve()))),
+  fsync: (fd: number): Promise<void> =>
+    new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve()))),
+  close: (fd: number): Promise<void> =>
+    new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve()))),
   rename: (from: string, to: string): Promise<void> =>
     new Promise((resolve, reject) => fs.rename(from, to, (err) => (err ? reject(err) : resolve()))),
   readFile: (p: string): Promise<string> =>
@@ -20,7 +22,7 @@ export const callbackFs = {
   /** write(2) until every byte is on the file (a short write is allowed by POSIX). */
   async writeAll(fd: number, data: string): Promise<void> {
     const buf = Buffer.from(data, "utf8");
-    for (let off = 0; off < buf.length; ) {
+    for (let off = 0; off < buf.length;) {
       const n = await new Promise<number>((resolve, reject) =>
         fs.write(fd, buf, off, buf.length - off, null, (err, written) => (err ? reject(err) : resolve(written))),
       );

@@ -39,7 +39,16 @@ async function relayRunning(root: string): Promise<number | undefined> {
 
 function summary(state: string, j: Job): string {
   const next = state === "pending" ? new Date(j.nextAttemptAt).toISOString() : "-";
-  return [j.id, state, String(j.attempts), next, j.caller, String(j.envelope.to.length), j.recipientDomains.join(","), JSON.stringify(j.subject)].join("\t");
+  return [
+    j.id,
+    state,
+    String(j.attempts),
+    next,
+    j.caller,
+    String(j.envelope.to.length),
+    j.recipientDomains.join(","),
+    JSON.stringify(j.subject),
+  ].join("\t");
 }
 
 /** `relay.js queue ...`: the rollback tools (inspect pending/processing/failed, retry, drop). Returns the exit code. */
@@ -62,13 +71,16 @@ export async function runQueueCli(args: readonly string[], env: NodeJS.ProcessEn
     }
     const owner = (await fs.stat(root)).uid;
     if (typeof process.getuid === "function" && process.getuid() !== owner) {
-      io.err(`run as the queue's owner (uid ${owner}), e.g. sudo -u mailrelay, so the relay can read the files it gets back`);
+      io.err(
+        `run as the queue's owner (uid ${owner}), e.g. sudo -u mailrelay, so the relay can read the files it gets back`,
+      );
       return 1;
     }
   }
   switch (cmd) {
     case "list": {
-      const states = arg === undefined ? (["pending", "processing", "failed"] as const) : JOB_STATES.filter((s) => s === arg);
+      const states =
+        arg === undefined ? (["pending", "processing", "failed"] as const) : JOB_STATES.filter((s) => s === arg);
       if (states.length === 0 || arg === "sent") {
         io.err(`unknown state "${arg}"; use pending, processing or failed`);
         return 2;
@@ -90,7 +102,9 @@ export async function runQueueCli(args: readonly string[], env: NodeJS.ProcessEn
         return 0;
       }
       const { raw, ...rest } = found.job ?? ({ raw: "" } as Partial<Job>);
-      io.out(JSON.stringify({ state: found.state, ...(found.job ? { ...rest, bytes: raw?.length } : found.sent) }, null, 2));
+      io.out(
+        JSON.stringify({ state: found.state, ...(found.job ? { ...rest, bytes: raw?.length } : found.sent) }, null, 2),
+      );
       return 0;
     }
     case "retry": {
@@ -121,7 +135,12 @@ export async function runQueueCli(args: readonly string[], env: NodeJS.ProcessEn
       const outbox = new WebhookOutbox(root);
       await outbox.open();
       io.out(["id", "state", "caller", "attempts", "created", "last_error"].join("\t"));
-      for (const w of await outbox.list(state)) io.out([w.id, state, w.caller, String(w.attempts), new Date(w.createdAt).toISOString(), w.lastError ?? "-"].join("\t"));
+      for (const w of await outbox.list(state))
+        io.out(
+          [w.id, state, w.caller, String(w.attempts), new Date(w.createdAt).toISOString(), w.lastError ?? "-"].join(
+            "\t",
+          ),
+        );
       return 0;
     }
     case "retry-failed": {

@@ -58,7 +58,9 @@ export interface RelayConfig {
   readonly smtpIngress?: SmtpIngressConfig;
   readonly tokens: readonly CallerToken[];
   readonly allowedFrom: ReadonlySet<string>;
-  /** Caller -> the senders it may use; a caller without an entry may use allowedFrom. Each is a subset of allowedFrom. */
+  /**
+   * Caller -> the senders it may use; a caller without an entry may use allowedFrom. Each is a subset of allowedFrom.
+   */
   readonly callerFrom: ReadonlyMap<string, ReadonlySet<string>>;
   readonly quotas: Quotas;
   readonly messageIdDomain: string;
@@ -93,7 +95,10 @@ const DEFAULT_SUBSCRIPTIONS = ["delivered", "bounced", "expired", "suppressed"];
 function namedList(raw: string | undefined, what: string): { map: Map<string, string>; problems: string[] } {
   const map = new Map<string, string>();
   const problems: string[] = [];
-  for (const part of (raw ?? "").split(",").map((x) => x.trim()).filter(Boolean)) {
+  for (const part of (raw ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const eq = part.indexOf("=");
     const name = eq > 0 ? part.slice(0, eq) : "";
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) problems.push(`each entry is caller=${what}`);
@@ -104,7 +109,10 @@ function namedList(raw: string | undefined, what: string): { map: Map<string, st
 }
 
 /** Reads RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS; exported for the webhook sender's own start. */
-export function parseWebhooks(env: NodeJS.ProcessEnv, callers: readonly string[]): { webhooks: Map<string, CallerWebhookConfig>; problems: { variable: string; message: string }[] } {
+export function parseWebhooks(
+  env: NodeJS.ProcessEnv,
+  callers: readonly string[],
+): { webhooks: Map<string, CallerWebhookConfig>; problems: { variable: string; message: string }[] } {
   const problems: { variable: string; message: string }[] = [];
   const urls = namedList(env.RELAY_WEBHOOK_URLS, "https://...");
   const events = namedList(env.RELAY_WEBHOOK_EVENTS, "delivered+bounced+...");
@@ -114,18 +122,29 @@ export function parseWebhooks(env: NodeJS.ProcessEnv, callers: readonly string[]
   for (const p of secrets.problems) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: p });
   const webhooks = new Map<string, CallerWebhookConfig>();
   for (const [name, url] of urls.map) {
-    if (!callers.includes(name)) problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `"${name}" is not a caller in SMTP_RELAY_TOKEN` });
+    if (!callers.includes(name))
+      problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `"${name}" is not a caller in SMTP_RELAY_TOKEN` });
     let parsed: URL | undefined;
     try {
       parsed = new URL(url);
     } catch {
       parsed = undefined;
     }
-    if (!parsed || parsed.protocol !== "https:") problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `the URL of "${name}" must be https://` });
+    if (!parsed || parsed.protocol !== "https:")
+      problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `the URL of "${name}" must be https://` });
     const ev = (events.map.get(name) ?? DEFAULT_SUBSCRIPTIONS.join("+")).split("+").filter(Boolean);
-    for (const e of ev) if (!WEBHOOK_SUBSCRIPTIONS.includes(e)) problems.push({ variable: "RELAY_WEBHOOK_EVENTS", message: `"${e}" (caller ${name}) is not one of ${WEBHOOK_SUBSCRIPTIONS.join(", ")}` });
+    for (const e of ev)
+      if (!WEBHOOK_SUBSCRIPTIONS.includes(e))
+        problems.push({
+          variable: "RELAY_WEBHOOK_EVENTS",
+          message: `"${e}" (caller ${name}) is not one of ${WEBHOOK_SUBSCRIPTIONS.join(", ")}`,
+        });
     const sec = (secrets.map.get(name) ?? "").split("|").filter(Boolean);
-    if (sec.length === 0 || sec.some((x) => !/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/.test(x))) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: `caller "${name}" needs a whsec_<base64> secret (two, separated by "|", during a rotation)` });
+    if (sec.length === 0 || sec.some((x) => !/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/.test(x)))
+      problems.push({
+        variable: "RELAY_WEBHOOK_SECRETS",
+        message: `caller "${name}" needs a whsec_<base64> secret (two, separated by "|", during a rotation)`,
+      });
     webhooks.set(name, { url, events: new Set(ev), secrets: sec });
   }
   return { webhooks, problems };
@@ -134,7 +153,12 @@ export function parseWebhooks(env: NodeJS.ProcessEnv, callers: readonly string[]
 export const MIN_TOKEN_LENGTH = 32;
 
 /** Per caller: about 10x a busy transactional sender, far below what a stolen token could otherwise spray. */
-export const DEFAULT_QUOTAS: Quotas = { recipientsPerMin: 500, recipientsPerDay: 10_000, bytesPerMin: 50 * 1024 * 1024, bytesPerDay: 1024 * 1024 * 1024 };
+export const DEFAULT_QUOTAS: Quotas = {
+  recipientsPerMin: 500,
+  recipientsPerDay: 10_000,
+  bytesPerMin: 50 * 1024 * 1024,
+  bytesPerDay: 1024 * 1024 * 1024,
+};
 
 /** Raised when the environment is wrong: the message lists every bad variable at once. */
 export class ConfigError extends Error {
@@ -167,13 +191,21 @@ const intVar = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
       return n;
     });
 
-const emailOptions = { allow_display_name: false, require_tld: true, allow_ip_domain: false, allow_utf8_local_part: false };
+const emailOptions = {
+  allow_display_name: false,
+  require_tld: true,
+  allow_ip_domain: false,
+  allow_utf8_local_part: false,
+};
 
 /** `name=token` names a caller; a token without a name (or ending in base64 `=` padding) gets `caller-N`. */
 export function parseTokens(raw: string): { tokens: CallerToken[]; problems: string[] } {
   const problems: string[] = [];
   const tokens: CallerToken[] = [];
-  const parts = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const parts = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
   if (parts.length === 0) problems.push(`set at least one token of ${MIN_TOKEN_LENGTH}+ characters`);
   parts.forEach((part, i) => {
     const eq = part.indexOf("=");
@@ -182,10 +214,14 @@ export function parseTokens(raw: string): { tokens: CallerToken[]; problems: str
     const name = named ? part.slice(0, eq) : `caller-${i + 1}`;
     const token = named ? rest : part;
     if (named && !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
-      problems.push(`token #${i + 1}: the caller name before "=" may use only letters, digits, "_", "." and "-" (1-64 chars)`);
+      problems.push(
+        `token #${i + 1}: the caller name before "=" may use only letters, digits, "_", "." and "-" (1-64 chars)`,
+      );
     }
     if (token.length < MIN_TOKEN_LENGTH) {
-      problems.push(`token #${i + 1}${named ? ` (${name})` : ""} is ${token.length} characters; each token needs at least ${MIN_TOKEN_LENGTH}`);
+      problems.push(
+        `token #${i + 1}${named ? ` (${name})` : ""} is ${token.length} characters; each token needs at least ${MIN_TOKEN_LENGTH}`,
+      );
     }
     if (/\s/.test(token)) problems.push(`token #${i + 1} contains whitespace`);
     tokens.push(callerToken(name, token));
@@ -210,7 +246,10 @@ function duplicateProblems(tokens: readonly CallerToken[]): string[] {
 export function parseTokenDigests(raw: string): { tokens: CallerToken[]; problems: string[] } {
   const problems: string[] = [];
   const tokens: CallerToken[] = [];
-  const parts = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const parts = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
   if (parts.length === 0) problems.push("set at least one name=<sha256 hex> entry");
   parts.forEach((part, i) => {
     const m = /^([A-Za-z0-9_.-]{1,64})=([0-9a-fA-F]{64})$/.exec(part);
@@ -227,16 +266,25 @@ export function parseTokenDigests(raw: string): { tokens: CallerToken[]; problem
 export function parseCallerFrom(raw: string): { map: Map<string, Set<string>>; problems: string[] } {
   const map = new Map<string, Set<string>>();
   const problems: string[] = [];
-  for (const part of raw.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+  for (const part of raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")) {
     const eq = part.indexOf("=");
     const name = part.slice(0, eq);
     if (eq <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
       problems.push(`"${part.slice(0, 40)}" must be caller=address;address`);
       continue;
     }
-    const list = part.slice(eq + 1).split(";").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
+    const list = part
+      .slice(eq + 1)
+      .split(";")
+      .map((s) => s.trim().toLowerCase())
+      .filter((s) => s !== "");
     if (list.length === 0) problems.push(`caller "${name}" lists no address`);
-    for (const a of list) if (!isEmail(a, emailOptions) || a.startsWith("-")) problems.push(`caller "${name}": "${a}" is not a valid address`);
+    for (const a of list)
+      if (!isEmail(a, emailOptions) || a.startsWith("-"))
+        problems.push(`caller "${name}": "${a}" is not a valid address`);
     if (map.has(name)) problems.push(`caller "${name}" is listed twice`);
     map.set(name, new Set(list));
   }
@@ -255,7 +303,10 @@ const listenVar = (def: string | undefined) =>
       const host = m?.[1]?.replace(/^\[(.*)\]$/, "$1");
       const port = Number(m?.[2]);
       if (!m || !host || isIP(host) === 0 || port < 0 || port > 65535) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be IP:PORT such as ${def ?? `127.0.0.1:${RELAY_SMTP_PORT}`}, got "${s}"` });
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: `must be IP:PORT such as ${def ?? `127.0.0.1:${RELAY_SMTP_PORT}`}, got "${s}"`,
+        });
         return z.NEVER;
       }
       return { host, port };
@@ -273,7 +324,9 @@ const schema = z.object({
   RELAY_SMTP_HOSTNAME: z
     .string()
     .optional()
-    .refine((v) => v === undefined || v === "" || isFQDN(v, { require_tld: false }), { message: "must be a host name such as smtp-relay.example.com" }),
+    .refine((v) => v === undefined || v === "" || isFQDN(v, { require_tld: false }), {
+      message: "must be a host name such as smtp-relay.example.com",
+    }),
   RELAY_SMTP_TLS_KEY: absolutePath,
   RELAY_SMTP_TLS_CERT: absolutePath,
   SMTP_RELAY_TOKEN: z
@@ -309,7 +362,10 @@ const schema = z.object({
   RELAY_ALLOWED_FROM: z
     .string({ required_error: "required: comma-separated sender addresses callers may use as From" })
     .transform((v, ctx) => {
-      const list = v.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
+      const list = v
+        .split(",")
+        .map((s) => s.trim().toLowerCase())
+        .filter((s) => s !== "");
       if (list.length === 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "list at least one sender address" });
       for (const a of list) {
         if (!isEmail(a, emailOptions) || a.startsWith("-")) {
@@ -342,7 +398,10 @@ const schema = z.object({
       const m = /^smtp:\/\/([^/:]+):(\d{1,5})\/?$/.exec(s);
       const port = Number(m?.[2]);
       if (!m || port < 1 || port > 65535) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be "sendmail" or "smtp://HOST:PORT" (default smtp://127.0.0.1:25), got "${s}"` });
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: `must be "sendmail" or "smtp://HOST:PORT" (default smtp://127.0.0.1:25), got "${s}"`,
+        });
         return z.NEVER;
       }
       return { kind: "smtp", host: m[1] as string, port };
@@ -352,7 +411,8 @@ const schema = z.object({
     .optional()
     .transform((v) => (v === undefined || v === "" ? "/usr/sbin/sendmail" : v))
     .refine((v) => v.startsWith("/"), { message: "must be an absolute path" }),
-  // Default from bench:handoff against the rendered Postfix + OpenDKIM: 4 at once handed off 1.8x the serial rate, 8 no more than 4.
+  // Default from bench:handoff against the rendered Postfix + OpenDKIM: 4 at once handed off 1.8x the serial rate, 8 no
+  // more than 4.
   RELAY_HANDOFF_CONCURRENCY: intVar(4, 1, 32),
   RELAY_RATE_LIMIT_PER_MIN: intVar(60, 1),
   RELAY_BODY_LIMIT_BYTES: intVar(524_288, 1024, 64 * 1024 * 1024),
@@ -364,7 +424,9 @@ const schema = z.object({
     .string()
     .optional()
     .transform((v) => (v === undefined || v.trim() === "" ? "/var/log/mail-relay/postfix.log" : v.trim()))
-    .refine((v) => v === "off" || v.startsWith("/"), { message: 'must be an absolute path (Postfix\'s maillog_file) or "off"' }),
+    .refine((v) => v === "off" || v.startsWith("/"), {
+      message: 'must be an absolute path (Postfix\'s maillog_file) or "off"',
+    }),
   RELAY_AUTO_SUPPRESS: z
     .enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) })
     .optional(),
@@ -396,23 +458,38 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     });
   }
   if (e.QUEUE_RETRY_MAX_MS < e.QUEUE_RETRY_BASE_MS) {
-    problems.push({ variable: "QUEUE_RETRY_MAX_MS", message: `must be >= QUEUE_RETRY_BASE_MS (${e.QUEUE_RETRY_BASE_MS})` });
+    problems.push({
+      variable: "QUEUE_RETRY_MAX_MS",
+      message: `must be >= QUEUE_RETRY_BASE_MS (${e.QUEUE_RETRY_BASE_MS})`,
+    });
   }
   const tokens = e.SMTP_RELAY_TOKEN_SHA256 ?? e.SMTP_RELAY_TOKEN;
   if (e.SMTP_RELAY_TOKEN_SHA256 !== undefined && e.SMTP_RELAY_TOKEN !== undefined) {
-    problems.push({ variable: "SMTP_RELAY_TOKEN", message: "set SMTP_RELAY_TOKEN_SHA256 (digests, as on the host) or SMTP_RELAY_TOKEN (plaintext, for development), not both" });
+    problems.push({
+      variable: "SMTP_RELAY_TOKEN",
+      message:
+        "set SMTP_RELAY_TOKEN_SHA256 (digests, as on the host) or SMTP_RELAY_TOKEN (plaintext, for development), not both",
+    });
   }
   if (tokens === undefined) problems.push(tokensMissing);
   for (const [caller, senders] of e.RELAY_CALLER_FROM) {
-    if (tokens !== undefined && !tokens.some((t) => t.name === caller)) problems.push({ variable: "RELAY_CALLER_FROM", message: `caller "${caller}" has no token` });
+    if (tokens !== undefined && !tokens.some((t) => t.name === caller))
+      problems.push({ variable: "RELAY_CALLER_FROM", message: `caller "${caller}" has no token` });
     for (const a of senders) {
-      if (!e.RELAY_ALLOWED_FROM.includes(a)) problems.push({ variable: "RELAY_CALLER_FROM", message: `caller "${caller}": ${a} is not in RELAY_ALLOWED_FROM` });
+      if (!e.RELAY_ALLOWED_FROM.includes(a))
+        problems.push({
+          variable: "RELAY_CALLER_FROM",
+          message: `caller "${caller}": ${a} is not in RELAY_ALLOWED_FROM`,
+        });
     }
   }
   const firstFrom = e.RELAY_ALLOWED_FROM[0] as string;
   const messageIdDomain = e.RELAY_MESSAGE_ID_DOMAIN || firstFrom.slice(firstFrom.lastIndexOf("@") + 1);
   const smtpIngress = smtpIngressConfig(e, messageIdDomain, problems);
-  const hooks = parseWebhooks(env, (tokens ?? []).map((t) => t.name));
+  const hooks = parseWebhooks(
+    env,
+    (tokens ?? []).map((t) => t.name),
+  );
   problems.push(...hooks.problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -448,9 +525,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   };
 }
 
-/** The SMTP ingress settings, or undefined when RELAY_SMTP_LISTEN is unset; a listener without its TLS files is a problem. */
+/**
+ * The SMTP ingress settings, or undefined when RELAY_SMTP_LISTEN is unset; a listener without its TLS files is a
+ * problem.
+ */
 function smtpIngressConfig(
-  e: Pick<z.infer<typeof schema>, "RELAY_SMTP_LISTEN" | "RELAY_SMTP_HOSTNAME" | "RELAY_SMTP_TLS_KEY" | "RELAY_SMTP_TLS_CERT">,
+  e: Pick<
+    z.infer<typeof schema>,
+    "RELAY_SMTP_LISTEN" | "RELAY_SMTP_HOSTNAME" | "RELAY_SMTP_TLS_KEY" | "RELAY_SMTP_TLS_CERT"
+  >,
   messageIdDomain: string,
   problems: { variable: string; message: string }[],
 ): SmtpIngressConfig | undefined {
@@ -459,7 +542,11 @@ function smtpIngressConfig(
     ["RELAY_SMTP_TLS_KEY", e.RELAY_SMTP_TLS_KEY, "private key"],
     ["RELAY_SMTP_TLS_CERT", e.RELAY_SMTP_TLS_CERT, "certificate"],
   ] as const) {
-    if (!value) problems.push({ variable, message: `required with RELAY_SMTP_LISTEN: the path of the listener's ${what} (PEM); STARTTLS is mandatory before AUTH` });
+    if (!value)
+      problems.push({
+        variable,
+        message: `required with RELAY_SMTP_LISTEN: the path of the listener's ${what} (PEM); STARTTLS is mandatory before AUTH`,
+      });
   }
   return {
     listen: e.RELAY_SMTP_LISTEN,

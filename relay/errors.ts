@@ -1,4 +1,7 @@
-/** Every error the relay answers with, in one place: code -> HTTP status. 4xx say exactly what was wrong; 5xx stay generic. */
+/**
+ * Every error the relay answers with, in one place: code -> HTTP status. 4xx say exactly what was wrong; 5xx stay
+ * generic.
+ */
 export const ERROR_STATUS = {
   unauthorized: 401,
   invalid_json: 400,
@@ -30,14 +33,19 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
-/** When each code is answered. docs/relay-api.md's error table is generated from this and ERROR_STATUS (npm run docs:gen). */
+/**
+ * When each code is answered. docs/relay-api.md's error table is generated from this and ERROR_STATUS (npm run
+ * docs:gen).
+ */
 export const ERROR_MEANING: Record<ErrorCode, string> = {
   unauthorized: "Missing, malformed or wrong bearer token (checked first, before the body is read).",
   invalid_json: "Body is not valid JSON (or is empty).",
-  invalid_field: "Missing, wrongly typed or unknown field, blank subject, bad tag, over-long header value (the message names the field).",
+  invalid_field:
+    "Missing, wrongly typed or unknown field, blank subject, bad tag, over-long header value (the message names the field).",
   invalid_address: "An address in from/to/cc/bcc/replyTo is not valid or starts with `-`.",
   header_injection: "CR, LF or NUL in a header field.",
-  header_not_allowed: "A custom header that is not an `X-` header, an `X-` header reserved for the MTA or filters (`X-Spam-*`, `X-MS-Exchange-*`, ...), or more than 20.",
+  header_not_allowed:
+    "A custom header that is not an `X-` header, an `X-` header reserved for the MTA or filters (`X-Spam-*`, `X-MS-Exchange-*`, ...), or more than 20.",
   from_not_allowed: "`from` is not among the caller's allowed senders (its own list, else `RELAY_ALLOWED_FROM`).",
   too_many_recipients: "to + cc + bcc > `RELAY_MAX_RECIPIENTS`.",
   subject_too_long: "Subject over 200 characters.",
@@ -46,14 +54,19 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   invalid_idempotency_key: "`Idempotency-Key` empty, over 256 characters or not visible ASCII.",
   forbidden: "`/metrics` from a non-loopback caller or with a tunnel header.",
   not_found: "Unknown message id (or another caller's), unknown route.",
-  recipient_suppressed: "A recipient (to, cc or bcc) is on the suppression list (a hard bounce, or added by you or the operator); the message names every such address and nothing is queued. See `GET /suppressions`.",
+  recipient_suppressed:
+    "A recipient (to, cc or bcc) is on the suppression list (a hard bounce, or added by you or the operator); the message names every such address and nothing is queued. See `GET /suppressions`.",
   idempotency_conflict: "Same `Idempotency-Key` within 24 h with a different body.",
   payload_too_large: "Body over `RELAY_BODY_LIMIT_BYTES`.",
-  message_too_complex: "HTML with more than 5,000 elements or nested deeper than 64 (checked by a linear scan before any parser runs), or a composition that overran its deadline.",
-  quota_exceeded: "Over a per-caller recipient or byte quota (per minute or per UTC day); the message names the quota and when it frees up.",
-  message_too_large: "The composed message is over `RELAY_MAX_MESSAGE_BYTES` (e.g. HTML-only with many `<hr>`: html-to-text makes each a 78-character line).",
+  message_too_complex:
+    "HTML with more than 5,000 elements or nested deeper than 64 (checked by a linear scan before any parser runs), or a composition that overran its deadline.",
+  quota_exceeded:
+    "Over a per-caller recipient or byte quota (per minute or per UTC day); the message names the quota and when it frees up.",
+  message_too_large:
+    "The composed message is over `RELAY_MAX_MESSAGE_BYTES` (e.g. HTML-only with many `<hr>`: html-to-text makes each a 78-character line).",
   unsupported_media_type: "Body not sent as `application/json`.",
-  rate_limited: "Over `RELAY_RATE_LIMIT_PER_MIN` for this token; with `Retry-After` and `RateLimit-Limit`/`-Remaining`/`-Reset` headers.",
+  rate_limited:
+    "Over `RELAY_RATE_LIMIT_PER_MIN` for this token; with `Retry-After` and `RateLimit-Limit`/`-Remaining`/`-Reset` headers.",
   internal: "Unexpected error (the detail goes to the log).",
   queue_unavailable: "The job could not be written (or `/ready`: the queue is not writable).",
   disk_nearly_full: "Free space under `RELAY_MIN_FREE_BYTES` (or ENOSPC).",
@@ -77,7 +90,10 @@ export class RelayError extends Error {
 }
 
 /** Generic text for 5xx answers: the detail goes to the log, never to the caller. */
-export const GENERIC_5XX: Record<"internal" | "queue_unavailable" | "disk_nearly_full" | "handoff_unavailable", string> = {
+export const GENERIC_5XX: Record<
+  "internal" | "queue_unavailable" | "disk_nearly_full" | "handoff_unavailable",
+  string
+> = {
   internal: "internal error",
   queue_unavailable: "the queue is unavailable; retry later",
   disk_nearly_full: "the queue disk is nearly full; retry later",

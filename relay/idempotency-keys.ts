@@ -10,9 +10,9 @@ export interface KeyUse {
 
 /**
  * Idempotency keys in use: key hash -> the message it created, the body's hash and when. One entry per keyed job or
- * hand-off record of the last 24 h, kept in typed arrays (hashes and ids as binary words; bench/queue-bench.ts prints the
- * bytes per job, none of them on the V8 heap). Hashes are the relay's own lowercase hex SHA-256 (validate.ts sha256); a value that is not
- * one (a damaged file) is not remembered and never matches.
+ * hand-off record of the last 24 h, kept in typed arrays (hashes and ids as binary words; bench/queue-bench.ts prints
+ * the bytes per job, none of them on the V8 heap). Hashes are the relay's own lowercase hex SHA-256 (validate.ts
+ * sha256); a value that is not one (a damaged file) is not remembered and never matches.
  */
 export class IdempotencyKeys {
   private readonly keys = new PackedKeyMap(8);
@@ -29,9 +29,14 @@ export class IdempotencyKeys {
     if (!hexToWords(keyHash, this.probe)) return undefined;
     const s = this.keys.get(this.probe);
     if (s < 0) return undefined;
-    const sameBody = hexToWords(bodyHash, this.probe) && this.body.subarray(s * 8, s * 8 + 8).every((w, i) => w === this.probe[i]);
+    const sameBody =
+      hexToWords(bodyHash, this.probe) && this.body.subarray(s * 8, s * 8 + 8).every((w, i) => w === this.probe[i]);
     const id = this.ids.subarray(s * 4, s * 4 + 4);
-    return { id: wordsToUuid(id[0] as number, id[1] as number, id[2] as number, id[3] as number), createdAt: this.created[s] as number, sameBody };
+    return {
+      id: wordsToUuid(id[0] as number, id[1] as number, id[2] as number, id[3] as number),
+      createdAt: this.created[s] as number,
+      sameBody,
+    };
   }
 
   remember(keyHash: string, bodyHash: string, id: string, createdAt: number): void {

@@ -149,7 +149,10 @@ export class JobIndex {
   /** Per-slot columns follow the id map's capacity. */
   private grow(): void {
     const n = this.ids.capacity;
-    const widen = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, make: (len: number) => T): T => {
+    const widen = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
+      a: T,
+      make: (len: number) => T,
+    ): T => {
       const b = make(n);
       b.set(a);
       return b;

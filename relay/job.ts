@@ -65,7 +65,10 @@ export function jobFile(root: string, state: JobState, id: string): string {
 }
 
 /** Status as GET /messages/:id shows it, from a job file. */
-export function jobStatus(state: "pending" | "processing" | "failed", j: Pick<Job, "id" | "attempts" | "createdAt" | "nextAttemptAt" | "lastError">): JobStatus {
+export function jobStatus(
+  state: "pending" | "processing" | "failed",
+  j: Pick<Job, "id" | "attempts" | "createdAt" | "nextAttemptAt" | "lastError">,
+): JobStatus {
   return {
     id: j.id,
     state: state === "pending" ? "queued" : state === "processing" ? "sending" : "failed",

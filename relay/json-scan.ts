@@ -2,10 +2,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 /** What a scanned file turned out to be. */
-export type Scanned = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly missing: boolean; readonly error: string };
+export type Scanned =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly missing: boolean; readonly error: string };
 
 export interface ScanOptions {
-  /** Leave the job's message text out ("raw": ""): the index never needs it, and decoding it is most of a file's cost. */
+  /**
+   * Leave the job's message text out ("raw": ""): the index never needs it, and decoding it is most of a file's cost.
+   */
   readonly withoutRaw?: boolean;
   /** Main-thread time spent reading before the scan yields to the event loop (requests are served in between). */
   readonly sliceMs?: number;
@@ -23,7 +27,11 @@ const FIRST_READ_BYTES = 64 * 1024;
  * 100,000 names held in one array survive long enough to make V8 grow its young generation for good.
  * Files created while the scan runs may or may not be seen (readdir(3)); callers must not depend on either.
  */
-export async function scanJsonFiles(dir: string, onFile: (name: string, file: Scanned) => void, opts: ScanOptions = {}): Promise<void> {
+export async function scanJsonFiles(
+  dir: string,
+  onFile: (name: string, file: Scanned) => void,
+  opts: ScanOptions = {},
+): Promise<void> {
   const buf = Buffer.allocUnsafe(FIRST_READ_BYTES);
   const withoutRaw = opts.withoutRaw ?? false;
   await eachJsonName(dir, (name) => onFile(name, readJsonSync(path.join(dir, name), buf, withoutRaw)), opts);
@@ -105,7 +113,8 @@ export function parseWithoutRaw(bytes: Buffer): unknown {
     for (let q = bytes.indexOf(QUOTE, start + RAW_KEY.length); q >= 0; q = bytes.indexOf(QUOTE, q + 1)) {
       let backslashes = 0;
       while (bytes[q - 1 - backslashes] === BACKSLASH) backslashes++;
-      if (backslashes % 2 === 0) return JSON.parse(`${bytes.toString("utf8", 0, start)}"raw":""${bytes.toString("utf8", q + 1)}`);
+      if (backslashes % 2 === 0)
+        return JSON.parse(`${bytes.toString("utf8", 0, start)}"raw":""${bytes.toString("utf8", q + 1)}`);
     }
   }
   return JSON.parse(bytes.toString("utf8"));

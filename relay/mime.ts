@@ -14,7 +14,22 @@ export const HTML_LIMITS = { maxElements: 5000, maxDepth: 64 } as const;
 export const COMPOSE_DEADLINE_MS = 1000;
 
 /** Elements that never have content, so they open no nesting level. */
-const VOID_ELEMENTS = new Set(["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"]);
+const VOID_ELEMENTS = new Set([
+  "area",
+  "base",
+  "br",
+  "col",
+  "embed",
+  "hr",
+  "img",
+  "input",
+  "link",
+  "meta",
+  "param",
+  "source",
+  "track",
+  "wbr",
+]);
 
 /** One pass over the HTML: element count and the deepest nesting; refuses what is over HTML_LIMITS with a 422. */
 export function assertHtmlWithinLimits(html: string, limits = HTML_LIMITS): void {
@@ -47,7 +62,11 @@ export function htmlToPlainText(html: string): string {
     wordwrap: 78,
     selectors: [{ selector: "img", format: "skip" }],
     // Second line behind the scan: html-to-text's own limits (it truncates instead of recursing on).
-    limits: { maxDepth: HTML_LIMITS.maxDepth, maxChildNodes: HTML_LIMITS.maxElements, maxInputLength: 16 * 1024 * 1024 },
+    limits: {
+      maxDepth: HTML_LIMITS.maxDepth,
+      maxChildNodes: HTML_LIMITS.maxElements,
+      maxInputLength: 16 * 1024 * 1024,
+    },
   });
 }
 
@@ -75,7 +94,12 @@ export function composeMessage(req: SendRequest, opts: ComposeOptions): Promise<
   // nodemailer picks quoted-printable or base64 per part by counting letters with two global regex matches (~0.1 ms
   // for a few KB, measured as the largest single cost of a request). For all-ASCII content its answer is
   // quoted-printable anyway, so say so up front; anything non-ASCII keeps nodemailer's own choice.
-  const allAscii = [text, req.html ?? "", req.subject, ...[req.from, ...req.to, ...req.cc, ...req.replyTo].map((m) => m.name ?? "")].every(isAscii);
+  const allAscii = [
+    text,
+    req.html ?? "",
+    req.subject,
+    ...[req.from, ...req.to, ...req.cc, ...req.replyTo].map((m) => m.name ?? ""),
+  ].every(isAscii);
   const composer = new MailComposer({
     ...(allAscii ? { textEncoding: "quoted-printable" as const } : {}),
     from: addr(req.from),
@@ -94,7 +118,10 @@ export function composeMessage(req: SendRequest, opts: ComposeOptions): Promise<
   });
   return new Promise((resolve, reject) => {
     const deadline = setTimeout(
-      () => reject(new RelayError("message_too_complex", `composing the message took longer than ${COMPOSE_DEADLINE_MS} ms`)),
+      () =>
+        reject(
+          new RelayError("message_too_complex", `composing the message took longer than ${COMPOSE_DEADLINE_MS} ms`),
+        ),
       COMPOSE_DEADLINE_MS,
     );
     composer.compile().build((err, message) => {

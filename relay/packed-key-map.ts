@@ -15,7 +15,10 @@ export class PackedKeyMap {
   private readonly free: number[] = [];
   private used = 0;
   private live = 0;
-  /** Per-process secret mixed into the hash, so chosen keys (idempotency keys come from callers) cannot collide on purpose. */
+  /**
+   * Per-process secret mixed into the hash, so chosen keys (idempotency keys come from callers) cannot collide on
+   * purpose.
+   */
   private readonly seed = randomBytes(4).readUInt32LE(0);
 
   /** `initialSlots` must be a power of two. */

@@ -35,9 +35,13 @@ export class QueueAdmin {
     const out: { state: JobState; job: Job }[] = [];
     for (const state of states) {
       const dir = path.join(this.root, state);
-      await scanJsonFiles(dir, (_name, file) => {
-        if (file.ok) out.push({ state, job: file.value as Job });
-      }, { withoutRaw: true }); // a listing shows no message text
+      await scanJsonFiles(
+        dir,
+        (_name, file) => {
+          if (file.ok) out.push({ state, job: file.value as Job });
+        },
+        { withoutRaw: true },
+      ); // a listing shows no message text
     }
     return out.sort((a, b) => a.job.createdAt - b.job.createdAt);
   }
@@ -46,7 +50,8 @@ export class QueueAdmin {
   async retry(id: string): Promise<"pending" | "failed"> {
     const found = await this.find(id);
     if (!found || !found.job || found.state === "sent") throw new Error(`no pending or failed job ${id}`);
-    if (found.state === "processing") throw new Error(`job ${id} is in processing/; start and stop the relay once, or retry it after recovery`);
+    if (found.state === "processing")
+      throw new Error(`job ${id} is in processing/; start and stop the relay once, or retry it after recovery`);
     const job: Job = { ...found.job, attempts: 0, nextAttemptAt: this.now() };
     delete job.failedAt;
     await this.writer.write(path.join(this.root, "pending"), `${id}.json`, JSON.stringify(job));
@@ -57,7 +62,8 @@ export class QueueAdmin {
   /** Deletes a pending or failed job for good. */
   async drop(id: string): Promise<"pending" | "failed"> {
     const found = await this.find(id);
-    if (!found || found.state === "sent" || found.state === "processing") throw new Error(`no pending or failed job ${id}`);
+    if (!found || found.state === "sent" || found.state === "processing")
+      throw new Error(`no pending or failed job ${id}`);
     await fs.rm(jobFile(this.root, found.state, id));
     await fsyncDir(path.join(this.root, found.state));
     return found.state;

@@ -3,7 +3,20 @@ import * as path from "node:path";
 import { callbackFs } from "./callback-fs";
 import { DurableWriter, fsyncDir } from "./durable-write";
 import { RelayError } from "./errors";
-import { backoffMs, IDEMPOTENCY_TTL_MS, isJobId, JOB_STATES, jobStatus, readJobFile, readSentRecord, sentStatus, type Job, type JobState, type JobStatus, type SentRecord } from "./job";
+import {
+  backoffMs,
+  IDEMPOTENCY_TTL_MS,
+  isJobId,
+  JOB_STATES,
+  jobStatus,
+  readJobFile,
+  readSentRecord,
+  sentStatus,
+  type Job,
+  type JobState,
+  type JobStatus,
+  type SentRecord,
+} from "./job";
 import { IdempotencyKeys } from "./idempotency-keys";
 import { JobIndex } from "./job-index";
 import { countJsonFiles, scanJsonFiles } from "./json-scan";
@@ -47,7 +60,9 @@ export interface IndexLoad {
   readonly recoveredFromProcessing: number;
   /** Every job of pending/ and failed/ is indexed: the worker may start (earlier, it could overtake older jobs). */
   readonly jobsIndexed: Promise<void>;
-  /** The hand-off records are read too: idempotency and counts are complete. Rejects if the read failed or was stopped. */
+  /**
+   * The hand-off records are read too: idempotency and counts are complete. Rejects if the read failed or was stopped.
+   */
   readonly loaded: Promise<RecoveryReport>;
 }
 
@@ -170,7 +185,8 @@ export class QueueStore {
     const unreadable: string[] = [];
     const now = this.now();
     const scan = { stopped: (): boolean => this.stopping };
-    progress.total = (await countJsonFiles(this.dir("pending"), scan)) + (await countJsonFiles(this.dir("failed"), scan));
+    progress.total =
+      (await countJsonFiles(this.dir("pending"), scan)) + (await countJsonFiles(this.dir("failed"), scan));
     progress.phase = "jobs";
 
     for (const state of ["pending", "failed"] as const) {
@@ -248,10 +264,14 @@ export class QueueStore {
   }
 
   private rememberIdempotency(idem: Job["idempotency"], id: string, createdAt: number, now: number): void {
-    if (idem && now - createdAt < IDEMPOTENCY_TTL_MS) this.idempotency.remember(idem.keyHash, idem.bodyHash, id, createdAt);
+    if (idem && now - createdAt < IDEMPOTENCY_TTL_MS)
+      this.idempotency.remember(idem.keyHash, idem.bodyHash, id, createdAt);
   }
 
-  /** Refuses new work when free space is under the threshold (cached for a second: one statfs per second, not per request). */
+  /**
+   * Refuses new work when free space is under the threshold (cached for a second: one statfs per second, not per
+   * request).
+   */
   async assertCanAccept(): Promise<void> {
     const now = this.now();
     if (!this.diskCheck || now - this.diskCheck.at > 1000 || now < this.diskCheck.at) {
@@ -265,7 +285,10 @@ export class QueueStore {
       this.diskCheck = { at: now, free };
     }
     if (this.diskCheck.free < this.opts.minFreeBytes) {
-      throw new RelayError("disk_nearly_full", `free space ${this.diskCheck.free} bytes < RELAY_MIN_FREE_BYTES ${this.opts.minFreeBytes}`);
+      throw new RelayError(
+        "disk_nearly_full",
+        `free space ${this.diskCheck.free} bytes < RELAY_MIN_FREE_BYTES ${this.opts.minFreeBytes}`,
+      );
     }
   }
 
@@ -291,15 +314,25 @@ export class QueueStore {
     try {
       await this.idempotencyKnown;
     } catch (err) {
-      throw new RelayError("queue_unavailable", `idempotency keys are unknown: the queue index did not load (${(err as Error).message})`);
+      throw new RelayError(
+        "queue_unavailable",
+        `idempotency keys are unknown: the queue index did not load (${(err as Error).message})`,
+      );
     }
-    for (let inflight = this.idempotencyInflight.get(idem.keyHash); inflight; inflight = this.idempotencyInflight.get(idem.keyHash)) {
+    for (
+      let inflight = this.idempotencyInflight.get(idem.keyHash);
+      inflight;
+      inflight = this.idempotencyInflight.get(idem.keyHash)
+    ) {
       await inflight.catch(() => undefined);
     }
     const existing = this.idempotency.lookup(idem.keyHash, idem.bodyHash);
     if (existing && this.now() - existing.createdAt < IDEMPOTENCY_TTL_MS) {
       if (!existing.sameBody) {
-        throw new RelayError("idempotency_conflict", `this Idempotency-Key was used within 24 h with a different body (message ${existing.id})`);
+        throw new RelayError(
+          "idempotency_conflict",
+          `this Idempotency-Key was used within 24 h with a different body (message ${existing.id})`,
+        );
       }
       return { id: existing.id, duplicate: true };
     }
@@ -365,7 +398,10 @@ export class QueueStore {
         this.index.unmarkProcessing(top.id);
         throw err;
       }
-      return this.takeFresh(top.id) ?? (JSON.parse(await callbackFs.readFile(path.join(this.dir("processing"), file))) as Job);
+      return (
+        this.takeFresh(top.id) ??
+        (JSON.parse(await callbackFs.readFile(path.join(this.dir("processing"), file))) as Job)
+      );
     }
   }
 
@@ -393,13 +429,22 @@ export class QueueStore {
    * Hand-off failed: back to pending/ with the next attempt time, or to failed/ after the last attempt
    * (or at once when the failure is permanent, e.g. a 5xx from Postfix).
    */
-  async markAttemptFailed(job: Job, error: string, permanent: boolean): Promise<{ state: "pending" | "failed"; nextAttemptAt?: number }> {
+  async markAttemptFailed(
+    job: Job,
+    error: string,
+    permanent: boolean,
+  ): Promise<{ state: "pending" | "failed"; nextAttemptAt?: number }> {
     const now = this.now();
     const attempts = job.attempts + 1;
     const last = permanent || attempts >= this.opts.maxAttempts;
     const next: Job = last
       ? { ...job, attempts, lastError: error, failedAt: now }
-      : { ...job, attempts, lastError: error, nextAttemptAt: now + backoffMs(attempts, this.opts.retryBaseMs, this.opts.retryMaxMs) };
+      : {
+          ...job,
+          attempts,
+          lastError: error,
+          nextAttemptAt: now + backoffMs(attempts, this.opts.retryBaseMs, this.opts.retryMaxMs),
+        };
     const state = last ? "failed" : "pending";
     await this.writer.write(this.dir(state), `${job.id}.json`, JSON.stringify(next));
     await callbackFs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
@@ -415,7 +460,8 @@ export class QueueStore {
     if (!this.jobsIndexed) {
       // Still loading: the job may sit in a file the index has not reached yet; read that file.
       const found = await readJobFile(this.root, id, ["pending", "failed", "processing"]);
-      if (found) return caller !== undefined && found.job.caller !== caller ? undefined : jobStatus(found.state, found.job);
+      if (found)
+        return caller !== undefined && found.job.caller !== caller ? undefined : jobStatus(found.state, found.job);
     }
     const rec = await readSentRecord(this.root, id);
     if (!rec || (caller !== undefined && rec.caller !== caller)) return undefined;

@@ -28,7 +28,9 @@ export class CallerQuotas {
     return w;
   }
 
-  /** Counts one message against the caller's quotas, or throws 429 quota_exceeded naming the quota (nothing counted). */
+  /**
+   * Counts one message against the caller's quotas, or throws 429 quota_exceeded naming the quota (nothing counted).
+   */
   charge(caller: string, recipients: number, bytes: number, now: number): void {
     const m = this.window(this.minute, caller, MINUTE, now);
     const d = this.window(this.day, caller, DAY, now);
@@ -42,7 +44,10 @@ export class CallerQuotas {
     const hit = over.find(([o]) => o);
     if (hit) {
       const retryMs = hit[1].endsWith("minute") ? m.start + MINUTE - now : d.start + DAY - now;
-      throw new RelayError("quota_exceeded", `this caller's quota of ${hit[2]} ${hit[1]} is used up; retry in ${Math.ceil(retryMs / 1000)} s`);
+      throw new RelayError(
+        "quota_exceeded",
+        `this caller's quota of ${hit[2]} ${hit[1]} is used up; retry in ${Math.ceil(retryMs / 1000)} s`,
+      );
     }
     m.recipients += recipients;
     d.recipients += recipients;

@@ -20,7 +20,10 @@ export function createLogger(level: string): Logger {
     level,
     base: { service: "mail-relay" },
     // Belt and braces: nothing logs these, and if something ever does, pino blanks them.
-    redact: { paths: ["authorization", "*.authorization", "headers.authorization", "token", "raw", "body", "*.raw", "*.body"], censor: "[redacted]" },
+    redact: {
+      paths: ["authorization", "*.authorization", "headers.authorization", "token", "raw", "body", "*.raw", "*.body"],
+      censor: "[redacted]",
+    },
   });
 }
 
@@ -33,8 +36,14 @@ export interface RunningRelay {
   close(): Promise<void>;
 }
 
-/** Loads the config, recovers the queue, listens (before the queue's index is loaded), and shuts down cleanly on SIGTERM/SIGINT. */
-export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalHandlers?: boolean } = {}): Promise<RunningRelay> {
+/**
+ * Loads the config, recovers the queue, listens (before the queue's index is loaded), and shuts down cleanly on
+ * SIGTERM/SIGINT.
+ */
+export async function startServer(
+  env: NodeJS.ProcessEnv,
+  opts: { installSignalHandlers?: boolean } = {},
+): Promise<RunningRelay> {
   const config: RelayConfig = loadConfig(env);
   const log = createLogger(config.logLevel);
   const suppressions = new SuppressionList(config.queueRoot);
@@ -56,7 +65,10 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   const metrics = new RelayMetrics(queue);
   const outbox = new WebhookOutbox(config.queueRoot);
   await outbox.open();
-  const deliveries = new DeliveryStore(config.queueRoot, { messageIdDomain: config.messageIdDomain, retentionMs: config.sentRetentionMs });
+  const deliveries = new DeliveryStore(config.queueRoot, {
+    messageIdDomain: config.messageIdDomain,
+    retentionMs: config.sentRetentionMs,
+  });
   log.info(await deliveries.open(), "delivery journal opened");
   const tracker = config.postfixLog
     ? new DeliveryTracker({
@@ -68,28 +80,64 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
           for (const e of events) {
             // Outbox first: written before the batch's log position is, and keyed by the event's id (replay-safe).
             const hook = e.caller !== undefined ? config.webhooks?.get(e.caller) : undefined;
-            if (hook && e.caller !== undefined && hook.events.has(e.state)) await outbox.add(e.id, e.caller, deliveryPayload(e));
+            if (hook && e.caller !== undefined && hook.events.has(e.state))
+              await outbox.add(e.id, e.caller, deliveryPayload(e));
             if (e.state !== "bounced" || !e.hard || !config.autoSuppress) continue;
             const added = await suppressions.add({
-              email: e.recipient, reason: "hard_bounce", origin: "automatic", messageId: e.messageId,
-              ...(e.caller !== undefined ? { caller: e.caller } : {}), ...(e.dsn !== undefined ? { dsn: e.dsn } : {}), ...(e.reply !== undefined ? { reply: e.reply } : {}),
+              email: e.recipient,
+              reason: "hard_bounce",
+              origin: "automatic",
+              messageId: e.messageId,
+              ...(e.caller !== undefined ? { caller: e.caller } : {}),
+              ...(e.dsn !== undefined ? { dsn: e.dsn } : {}),
+              ...(e.reply !== undefined ? { reply: e.reply } : {}),
             });
-            if (added) log.info({ id: e.messageId, caller: e.caller, dsn: e.dsn }, "recipient suppressed after a hard bounce");
-            // A replay after a crash finds the address already suppressed: the outbox write is keyed, so send it anyway.
-            if (hook && e.caller !== undefined && hook.events.has("suppressed")) await outbox.add(`${e.id}-suppressed`, e.caller, suppressedPayload(e));
+            if (added)
+              log.info({ id: e.messageId, caller: e.caller, dsn: e.dsn }, "recipient suppressed after a hard bounce");
+            // A replay after a crash finds the address already suppressed: the outbox write is keyed, so send it
+            // anyway.
+            if (hook && e.caller !== undefined && hook.events.has("suppressed"))
+              await outbox.add(`${e.id}-suppressed`, e.caller, suppressedPayload(e));
           }
         },
       })
     : undefined;
   const worker = new QueueWorker({
-    queue, handoff, log, metrics, concurrency: config.handoffConcurrency,
+    queue,
+    handoff,
+    log,
+    metrics,
+    concurrency: config.handoffConcurrency,
     beforeHandoff: (job) => deliveries.recordHandoff({ id: job.id, caller: job.caller, to: job.envelope.to }),
-    onHandedOff: (job, qid, at) => deliveries.recordHandoff({ id: job.id, caller: job.caller, to: job.envelope.to, at, ...(qid !== undefined ? { postfixQueueId: qid } : {}) }),
+    onHandedOff: (job, qid, at) =>
+      deliveries.recordHandoff({
+        id: job.id,
+        caller: job.caller,
+        to: job.envelope.to,
+        at,
+        ...(qid !== undefined ? { postfixQueueId: qid } : {}),
+      }),
   });
-  const app = await buildApp({ config, queue, handoff, log, metrics, deliveries, suppressions, onEnqueued: () => worker.wake() });
+  const app = await buildApp({
+    config,
+    queue,
+    handoff,
+    log,
+    metrics,
+    deliveries,
+    suppressions,
+    onEnqueued: () => worker.wake(),
+  });
   const smtp = config.smtpIngress;
   const smtpIngress = smtp
-    ? new SmtpIngress({ config: { ...config, smtpIngress: smtp }, tls: readSmtpTls(smtp), queue, log, metrics, onEnqueued: () => worker.wake() })
+    ? new SmtpIngress({
+        config: { ...config, smtpIngress: smtp },
+        tls: readSmtpTls(smtp),
+        queue,
+        log,
+        metrics,
+        onEnqueued: () => worker.wake(),
+      })
     : undefined;
 
   // Timeouts: a slow client cannot hold a socket forever; keep-alive outlives cloudflared's 90 s idle pool.
@@ -114,7 +162,8 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
   load.loaded.then(
     (report) => {
       log.info({ ...report, unreadable: report.unreadable.length }, "queue index loaded");
-      for (const f of report.unreadable) log.error({ file: f }, "unreadable queue file left in place; inspect it with `relay.js queue`");
+      for (const f of report.unreadable)
+        log.error({ file: f }, "unreadable queue file left in place; inspect it with `relay.js queue`");
     },
     (err: Error) => {
       if (err instanceof LoadStopped) return;
@@ -126,7 +175,16 @@ export async function startServer(env: NodeJS.ProcessEnv, opts: { installSignalH
     },
   );
   tracker?.start();
-  log.info({ address, smtpAddress, handoff: config.handoff.kind, callers: config.tokens.map((t) => t.name), allowedFrom: config.allowedFrom.size }, "mail-relay listening");
+  log.info(
+    {
+      address,
+      smtpAddress,
+      handoff: config.handoff.kind,
+      callers: config.tokens.map((t) => t.name),
+      allowedFrom: config.allowedFrom.size,
+    },
+    "mail-relay listening",
+  );
 
   const prune = setInterval(() => {
     queue.prune().catch((err: Error) => log.warn({ err: err.message }, "prune failed"));

@@ -6,7 +6,13 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import type { Logger } from "pino";
-import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from "smtp-server";
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerAuthentication,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from "smtp-server";
 import { makeAuthenticator } from "./app";
 import { ConfigError, type RelayConfig, type SmtpIngressConfig } from "./config";
 import { GENERIC_5XX, RelayError, SMTP_REPLY } from "./errors";
@@ -17,11 +23,17 @@ import { envelopeAddress, isValidAddress, sha256 } from "./validate";
 
 /** Connections at once: each may hold up to RELAY_MAX_MESSAGE_BYTES in memory while its DATA arrives. */
 export const SMTP_MAX_CLIENTS = 32;
-/** Failed AUTH attempts on one connection before it is closed (smtp-server does not count AUTH as an unauthenticated command). */
+/**
+ * Failed AUTH attempts on one connection before it is closed (smtp-server does not count AUTH as an unauthenticated
+ * command).
+ */
 export const SMTP_MAX_AUTH_FAILURES = 3;
 
 export interface SmtpIngressDeps {
-  readonly config: Pick<RelayConfig, "tokens" | "allowedFrom" | "messageIdDomain" | "rateLimitPerMin" | "maxMessageBytes" | "maxRecipients"> & {
+  readonly config: Pick<
+    RelayConfig,
+    "tokens" | "allowedFrom" | "messageIdDomain" | "rateLimitPerMin" | "maxMessageBytes" | "maxRecipients"
+  > & {
     readonly smtpIngress: Omit<SmtpIngressConfig, "tlsKeyFile" | "tlsCertFile">;
   };
   /** PEM key and certificate for STARTTLS (readSmtpTls reads them from the files the deploy step pushes). */
@@ -40,7 +52,9 @@ export function readSmtpTls(c: Pick<SmtpIngressConfig, "tlsKeyFile" | "tlsCertFi
     try {
       return readFileSync(file, "utf8");
     } catch (err) {
-      throw new ConfigError([{ variable, message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }]);
+      throw new ConfigError([
+        { variable, message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` },
+      ]);
     }
   };
   const key = read("RELAY_SMTP_TLS_KEY", c.tlsKeyFile);
@@ -48,7 +62,12 @@ export function readSmtpTls(c: Pick<SmtpIngressConfig, "tlsKeyFile" | "tlsCertFi
   try {
     createSecureContext({ key, cert });
   } catch (err) {
-    throw new ConfigError([{ variable: "RELAY_SMTP_TLS_CERT", message: `the key and certificate do not make a TLS context: ${(err as Error).message}` }]);
+    throw new ConfigError([
+      {
+        variable: "RELAY_SMTP_TLS_CERT",
+        message: `the key and certificate do not make a TLS context: ${(err as Error).message}`,
+      },
+    ]);
   }
   return { key, cert };
 }
@@ -78,7 +97,8 @@ export class CallerRateWindow {
 /** The SMTP reply for a relay error: its code from SMTP_REPLY; 4xx from a server-side failure stays generic. */
 export function smtpRefusalFor(err: RelayError): SmtpRefusal {
   const r = SMTP_REPLY[err.code];
-  const text = err.statusCode >= 500 ? (GENERIC_5XX[err.code as keyof typeof GENERIC_5XX] ?? GENERIC_5XX.internal) : err.message;
+  const text =
+    err.statusCode >= 500 ? (GENERIC_5XX[err.code as keyof typeof GENERIC_5XX] ?? GENERIC_5XX.internal) : err.message;
   return new SmtpRefusal(r.code, r.enhanced, err.code, text);
 }
 
@@ -119,7 +139,9 @@ export class SmtpIngress {
       onClose: (session) => void this.authFailures.delete(session.id),
     });
     // smtp-server emits every socket error (reset, TLS alert) here; unheard, one would end the process.
-    this.server.on("error", (err: Error) => deps.log.debug({ ingress: "smtp", err: err.message }, "smtp connection error"));
+    this.server.on("error", (err: Error) =>
+      deps.log.debug({ ingress: "smtp", err: err.message }, "smtp connection error"),
+    );
   }
 
   private now(): number {
@@ -135,14 +157,25 @@ export class SmtpIngress {
     if (err instanceof SmtpRefusal) refusal = err;
     else if (err instanceof RelayError) refusal = smtpRefusalFor(err);
     else refusal = smtpRefusalFor(new RelayError("internal", err instanceof Error ? err.message : String(err)));
-    const fields = { ingress: "smtp", session: session.id, caller: session.user, stage, code: refusal.reason, reply: refusal.responseCode };
+    const fields = {
+      ingress: "smtp",
+      session: session.id,
+      caller: session.user,
+      stage,
+      code: refusal.reason,
+      reply: refusal.responseCode,
+    };
     if (refusal.responseCode >= 500 || refusal.reason === "rate_limited") this.deps.log.info(fields, "smtp refused");
     else this.deps.log.error({ ...fields, err: err instanceof Error ? err.message : String(err) }, "smtp failed");
     this.count(refusal.reason);
     return refusal;
   }
 
-  private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, res?: { user: string }) => void): void {
+  private onAuth(
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    cb: (err: Error | null | undefined, res?: { user: string }) => void,
+  ): void {
     // The relay's own token check (constant time over every token); the username must name the token's caller.
     const caller = this.authenticate(`Bearer ${auth.password ?? ""}`);
     if (caller !== undefined && caller === auth.username) {
@@ -151,24 +184,41 @@ export class SmtpIngress {
     }
     const failures = (this.authFailures.get(session.id) ?? 0) + 1;
     this.authFailures.set(session.id, failures);
-    this.deps.log.info({ ingress: "smtp", session: session.id, method: auth.method, failures }, "smtp authentication failed");
+    this.deps.log.info(
+      { ingress: "smtp", session: session.id, method: auth.method, failures },
+      "smtp authentication failed",
+    );
     this.count("unauthorized");
-    if (failures >= SMTP_MAX_AUTH_FAILURES) return cb(new SmtpRefusal(421, "4.7.0", "unauthorized", "too many failed authentications; closing the connection"));
-    cb(new SmtpRefusal(535, "5.7.8", "unauthorized", "authentication failed: the username is the caller name, the password its relay token"));
+    if (failures >= SMTP_MAX_AUTH_FAILURES)
+      return cb(
+        new SmtpRefusal(421, "4.7.0", "unauthorized", "too many failed authentications; closing the connection"),
+      );
+    cb(
+      new SmtpRefusal(
+        535,
+        "5.7.8",
+        "unauthorized",
+        "authentication failed: the username is the caller name, the password its relay token",
+      ),
+    );
   }
 
   private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     try {
       const caller = session.user as string | undefined;
       // smtp-server already answers 530 before AUTH; this is the second lock.
-      if (caller === undefined) throw new SmtpRefusal(530, "5.7.0", "unauthorized", "authenticate first (AUTH PLAIN or LOGIN after STARTTLS)");
+      if (caller === undefined)
+        throw new SmtpRefusal(530, "5.7.0", "unauthorized", "authenticate first (AUTH PLAIN or LOGIN after STARTTLS)");
       const from = address.address.toLowerCase();
       if (!isValidAddress(from) || !this.deps.config.allowedFrom.has(from)) {
         throw new RelayError("from_not_allowed", `MAIL FROM <${address.address}> is not in RELAY_ALLOWED_FROM`);
       }
       const r = this.rate.take(caller, this.now());
       if (!r.ok) {
-        throw new RelayError("rate_limited", `more than ${this.deps.config.rateLimitPerMin} messages per minute for this caller; retry in ${Math.ceil(r.retryInMs / 1000)} s`);
+        throw new RelayError(
+          "rate_limited",
+          `more than ${this.deps.config.rateLimitPerMin} messages per minute for this caller; retry in ${Math.ceil(r.retryInMs / 1000)} s`,
+        );
       }
       cb();
     } catch (err) {
@@ -181,16 +231,24 @@ export class SmtpIngress {
       const rcpts = session.envelope.rcptTo;
       const again = rcpts.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
       if (!again && rcpts.length >= this.deps.config.maxRecipients) {
-        throw new RelayError("too_many_recipients", `more than ${this.deps.config.maxRecipients} recipients (RELAY_MAX_RECIPIENTS); send the rest in another message`);
+        throw new RelayError(
+          "too_many_recipients",
+          `more than ${this.deps.config.maxRecipients} recipients (RELAY_MAX_RECIPIENTS); send the rest in another message`,
+        );
       }
-      if (!isValidAddress(address.address)) throw new RelayError("invalid_address", `RCPT TO <${address.address}> is not a valid address`);
+      if (!isValidAddress(address.address))
+        throw new RelayError("invalid_address", `RCPT TO <${address.address}> is not a valid address`);
       cb();
     } catch (err) {
       cb(this.refuse(session, err, "RCPT"));
     }
   }
 
-  private onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err: Error | null, message?: string) => void): void {
+  private onData(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    cb: (err: Error | null, message?: string) => void,
+  ): void {
     const max = this.deps.config.maxMessageBytes;
     const scanner = new DataScanner();
     const chunks: Buffer[] = [];
@@ -216,20 +274,36 @@ export class SmtpIngress {
   }
 
   /** Checks one message and makes it durable; resolves with the 250 text only after the job is fsync'd in pending/. */
-  private async accept(session: SMTPServerSession, scanner: DataScanner, tooLarge: boolean, data: Buffer): Promise<string> {
+  private async accept(
+    session: SMTPServerSession,
+    scanner: DataScanner,
+    tooLarge: boolean,
+    data: Buffer,
+  ): Promise<string> {
     const { config, queue, log } = this.deps;
     const caller = session.user as string | undefined;
     const mailFrom = session.envelope.mailFrom;
-    if (caller === undefined || mailFrom === false) throw new SmtpRefusal(530, "5.7.0", "unauthorized", "authenticate first");
+    if (caller === undefined || mailFrom === false)
+      throw new SmtpRefusal(530, "5.7.0", "unauthorized", "authenticate first");
     const smuggling = scanner.verdict();
     if (smuggling) throw smuggling;
     if (tooLarge) {
-      throw new RelayError("message_too_large", `the message is ${scanner.bytes} bytes; the limit is ${config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES, the SIZE in EHLO)`);
+      throw new RelayError(
+        "message_too_large",
+        `the message is ${scanner.bytes} bytes; the limit is ${config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES, the SIZE in EHLO)`,
+      );
     }
     const id = randomUUID();
     const createdAt = this.now();
-    const message = prepareRawMessage(data, { allowedFrom: config.allowedFrom, messageId: `<${id}@${config.messageIdDomain}>`, date: new Date(createdAt) });
-    const envelope = { from: envelopeAddress(mailFrom.address), to: session.envelope.rcptTo.map((r) => envelopeAddress(r.address)) };
+    const message = prepareRawMessage(data, {
+      allowedFrom: config.allowedFrom,
+      messageId: `<${id}@${config.messageIdDomain}>`,
+      date: new Date(createdAt),
+    });
+    const envelope = {
+      from: envelopeAddress(mailFrom.address),
+      to: session.envelope.rcptTo.map((r) => envelopeAddress(r.address)),
+    };
     const recipientDomains = [...new Set(envelope.to.map((r) => r.slice(r.lastIndexOf("@") + 1).toLowerCase()))];
     const job: Job = {
       id,
@@ -243,13 +317,27 @@ export class SmtpIngress {
       tags: [],
       raw: message.raw,
       ...(message.idempotencyKey !== undefined
-        ? { idempotency: { keyHash: sha256(`${caller}\n${message.idempotencyKey}`), bodyHash: smtpContentHash(envelope, message.clientText) } }
+        ? {
+            idempotency: {
+              keyHash: sha256(`${caller}\n${message.idempotencyKey}`),
+              bodyHash: smtpContentHash(envelope, message.clientText),
+            },
+          }
         : {}),
     };
     const result = await queue.enqueue(job);
     this.count(result.duplicate ? "duplicate" : "accepted");
     log.info(
-      { id: result.id, caller, ingress: "smtp", session: session.id, recipients: envelope.to.length, domains: recipientDomains, bytes: message.raw.length, outcome: result.duplicate ? "duplicate" : "queued" },
+      {
+        id: result.id,
+        caller,
+        ingress: "smtp",
+        session: session.id,
+        recipients: envelope.to.length,
+        domains: recipientDomains,
+        bytes: message.raw.length,
+        outcome: result.duplicate ? "duplicate" : "queued",
+      },
       result.duplicate ? "idempotent replay" : "queued",
     );
     if (!result.duplicate) this.deps.onEnqueued?.();
@@ -269,7 +357,9 @@ export class SmtpIngress {
     });
   }
 
-  /** Stops accepting; lets transactions in flight finish (their fsync and reply), then closes what is left after 10 s. */
+  /**
+   * Stops accepting; lets transactions in flight finish (their fsync and reply), then closes what is left after 10 s.
+   */
   close(): Promise<void> {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }

@@ -5,7 +5,9 @@ import addressparser from "nodemailer/lib/addressparser";
 import { RelayError } from "./errors";
 import { isValidAddress, sha256 } from "./validate";
 
-/** RFC 5322 2.1.1: a line is at most 998 characters without its CRLF. Postfix folds longer ones after DKIM signed them. */
+/**
+ * RFC 5322 2.1.1: a line is at most 998 characters without its CRLF. Postfix folds longer ones after DKIM signed them.
+ */
 export const LINE_MAX = 998;
 
 /** A refusal only the SMTP ingress makes; smtp-server replies `${responseCode} ${message}`. */
@@ -40,7 +42,9 @@ export class DataScanner {
   /** Bytes of the line not yet ended by a LF (a trailing CR included). */
   private lineLength = 0;
 
-  /** Buffer.indexOf does the byte search natively: 4 MiB in a few ms instead of ~60 ms for a per-byte loop (measured). */
+  /**
+   * Buffer.indexOf does the byte search natively: 4 MiB in a few ms instead of ~60 ms for a per-byte loop (measured).
+   */
   push(chunk: Buffer): void {
     const n = chunk.length;
     if (n === 0) return;
@@ -70,14 +74,29 @@ export class DataScanner {
     if (this.prevCr) f.add("bare_cr"); // the data ended on a <CR>
     if (this.lineLength - (this.prevCr ? 1 : 0) > LINE_MAX) f.add("long_line");
     if (f.has("bare_lf")) {
-      return new SmtpRefusal(554, "5.5.2", "bare_lf", "message refused: bare <LF> in DATA; every line must end with <CR><LF> (SMTP smuggling defence)");
+      return new SmtpRefusal(
+        554,
+        "5.5.2",
+        "bare_lf",
+        "message refused: bare <LF> in DATA; every line must end with <CR><LF> (SMTP smuggling defence)",
+      );
     }
     if (f.has("bare_cr")) {
-      return new SmtpRefusal(554, "5.5.2", "bare_cr", "message refused: bare <CR> in DATA; every line must end with <CR><LF> (SMTP smuggling defence)");
+      return new SmtpRefusal(
+        554,
+        "5.5.2",
+        "bare_cr",
+        "message refused: bare <CR> in DATA; every line must end with <CR><LF> (SMTP smuggling defence)",
+      );
     }
     if (f.has("nul")) return new SmtpRefusal(554, "5.6.0", "nul", "message refused: it contains a NUL byte");
     if (f.has("long_line")) {
-      return new SmtpRefusal(554, "5.6.0", "long_line", `message refused: a line is longer than ${LINE_MAX} characters (RFC 5322 2.1.1); encode the body (quoted-printable or base64)`);
+      return new SmtpRefusal(
+        554,
+        "5.6.0",
+        "long_line",
+        `message refused: a line is longer than ${LINE_MAX} characters (RFC 5322 2.1.1); encode the body (quoted-printable or base64)`,
+      );
     }
     return undefined;
   }
@@ -97,8 +116,23 @@ export const FORBIDDEN_HEADERS: readonly (string | RegExp)[] = [
   /^resent-/,
 ];
 
-/** RFC 5322 3.6: fields a message has at most once. A second From or Subject is how a display differs from what was signed. */
-export const SINGLE_HEADERS = ["from", "sender", "reply-to", "to", "cc", "subject", "date", "message-id", "in-reply-to", "references", "idempotency-key"];
+/**
+ * RFC 5322 3.6: fields a message has at most once. A second From or Subject is how a display differs from what was
+ * signed.
+ */
+export const SINGLE_HEADERS = [
+  "from",
+  "sender",
+  "reply-to",
+  "to",
+  "cc",
+  "subject",
+  "date",
+  "message-id",
+  "in-reply-to",
+  "references",
+  "idempotency-key",
+];
 
 /** Removed before the message is queued: Bcc must not reach the recipients, Idempotency-Key is for the relay. */
 const DROPPED_HEADERS = new Set(["bcc", "idempotency-key"]);
@@ -145,13 +179,25 @@ function splitFields(head: string): HeaderField[] {
   for (const line of head.split("\r\n").slice(0, -1)) {
     if (line.startsWith(" ") || line.startsWith("\t")) {
       const last = fields[fields.length - 1];
-      if (!last) throw new SmtpRefusal(554, "5.6.0", "malformed_header", "message refused: the header starts with a continuation line");
+      if (!last)
+        throw new SmtpRefusal(
+          554,
+          "5.6.0",
+          "malformed_header",
+          "message refused: the header starts with a continuation line",
+        );
       last.lines.push(line);
       continue;
     }
     // ftext is printable ASCII except ":" (RFC 5322 3.6.8); obsolete syntax allows blanks before the colon.
     const m = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/.exec(line);
-    if (!m) throw new SmtpRefusal(554, "5.6.0", "malformed_header", `message refused: header line ${JSON.stringify(line.slice(0, 40))} is not "Name: value"`);
+    if (!m)
+      throw new SmtpRefusal(
+        554,
+        "5.6.0",
+        "malformed_header",
+        `message refused: header line ${JSON.stringify(line.slice(0, 40))} is not "Name: value"`,
+      );
     fields.push({ name: (m[1] as string).toLowerCase(), lines: [line] });
   }
   return fields.map((f) => ({
@@ -171,9 +217,18 @@ function allowedMailbox(field: HeaderField, allowedFrom: ReadonlySet<string>): v
   const list = addressparser(field.value.trim());
   const only = list.length === 1 ? list[0] : undefined;
   const address = only && "address" in only ? only.address.toLowerCase() : undefined;
-  if (address === undefined) throw new RelayError("from_not_allowed", `the ${label} header must name exactly one address from RELAY_ALLOWED_FROM`, label);
+  if (address === undefined)
+    throw new RelayError(
+      "from_not_allowed",
+      `the ${label} header must name exactly one address from RELAY_ALLOWED_FROM`,
+      label,
+    );
   if (!isValidAddress(address) || !allowedFrom.has(address)) {
-    throw new RelayError("from_not_allowed", `the ${label} header address ${address} is not in RELAY_ALLOWED_FROM`, label);
+    throw new RelayError(
+      "from_not_allowed",
+      `the ${label} header address ${address} is not in RELAY_ALLOWED_FROM`,
+      label,
+    );
   }
 }
 
@@ -186,7 +241,12 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
   try {
     text = utf8.decode(data);
   } catch {
-    throw new SmtpRefusal(554, "5.6.0", "not_utf8", "message refused: it is neither 7-bit ASCII nor UTF-8; send 8-bit parts as UTF-8 or encode them (quoted-printable or base64)");
+    throw new SmtpRefusal(
+      554,
+      "5.6.0",
+      "not_utf8",
+      "message refused: it is neither 7-bit ASCII nor UTF-8; send 8-bit parts as UTF-8 or encode them (quoted-printable or base64)",
+    );
   }
   // The header ends at the first empty line; a message may be all header.
   const end = text.startsWith("\r\n") ? 0 : text.indexOf("\r\n\r\n");
@@ -197,12 +257,22 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
   const seen = new Map<string, number>();
   for (const f of fields) {
     if (isForbidden(f.name)) {
-      throw new RelayError("header_not_allowed", `the ${f.name} header is not allowed: receivers read it as trace or authentication results, which the relay and Postfix write`, f.name);
+      throw new RelayError(
+        "header_not_allowed",
+        `the ${f.name} header is not allowed: receivers read it as trace or authentication results, which the relay and Postfix write`,
+        f.name,
+      );
     }
     seen.set(f.name, (seen.get(f.name) ?? 0) + 1);
   }
   for (const name of SINGLE_HEADERS) {
-    if ((seen.get(name) ?? 0) > 1) throw new SmtpRefusal(554, "5.6.0", "duplicate_header", `message refused: it has ${seen.get(name)} ${name} headers; RFC 5322 allows one`);
+    if ((seen.get(name) ?? 0) > 1)
+      throw new SmtpRefusal(
+        554,
+        "5.6.0",
+        "duplicate_header",
+        `message refused: it has ${seen.get(name)} ${name} headers; RFC 5322 allows one`,
+      );
   }
   const from = fields.find((f) => f.name === "from");
   if (!from) throw new SmtpRefusal(554, "5.6.0", "missing_from", "message refused: it has no From header");
@@ -213,7 +283,11 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
   const keyField = fields.find((f) => f.name === "idempotency-key");
   const idempotencyKey = keyField?.value.trim();
   if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
-    throw new RelayError("invalid_idempotency_key", "Idempotency-Key must be 1-256 visible ASCII characters", "Idempotency-Key");
+    throw new RelayError(
+      "invalid_idempotency_key",
+      "Idempotency-Key must be 1-256 visible ASCII characters",
+      "Idempotency-Key",
+    );
   }
 
   const added = [
@@ -225,7 +299,11 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
     raw: [...kept, ...added].join("") + body,
     subject: fields.find((f) => f.name === "subject")?.value.trim() ?? "",
     ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
-    clientText: fields.filter((f) => f !== keyField).map((f) => f.raw).join("") + body,
+    clientText:
+      fields
+        .filter((f) => f !== keyField)
+        .map((f) => f.raw)
+        .join("") + body,
   };
 }
 

@@ -30,15 +30,34 @@ export async function runSuppressCli(args: readonly string[], env: NodeJS.Proces
       const caller = flag("--caller", [arg, ...rest]);
       io.out(["email", "reason", "origin", "caller", "since", "dsn", "message"].join("\t"));
       for (const e of list.list(caller !== undefined ? { caller } : {})) {
-        io.out([e.email, e.reason, e.origin, e.caller ?? "-", new Date(e.createdAt).toISOString(), e.dsn ?? "-", e.messageId ?? "-"].join("\t"));
+        io.out(
+          [
+            e.email,
+            e.reason,
+            e.origin,
+            e.caller ?? "-",
+            new Date(e.createdAt).toISOString(),
+            e.dsn ?? "-",
+            e.messageId ?? "-",
+          ].join("\t"),
+        );
       }
       return 0;
     }
     case "add": {
       if (!arg || !/^[^@\s]+@[^@\s]+$/.test(arg)) break;
       const caller = flag("--caller", rest);
-      const added = await list.add({ email: arg, reason: "manual", origin: "operator", ...(caller !== undefined ? { caller } : {}) });
-      io.out(added ? `${arg.toLowerCase()}: suppressed` : `${arg.toLowerCase()}: already suppressed (${list.find(arg)?.reason})`);
+      const added = await list.add({
+        email: arg,
+        reason: "manual",
+        origin: "operator",
+        ...(caller !== undefined ? { caller } : {}),
+      });
+      io.out(
+        added
+          ? `${arg.toLowerCase()}: suppressed`
+          : `${arg.toLowerCase()}: already suppressed (${list.find(arg)?.reason})`,
+      );
       return 0;
     }
     case "remove": {

@@ -36,7 +36,10 @@ export class SuppressionList {
   private inode = 0;
   private partial = "";
 
-  constructor(root: string, private readonly now: () => number = Date.now) {
+  constructor(
+    root: string,
+    private readonly now: () => number = Date.now,
+  ) {
     this.file = path.join(root, "suppressions.jsonl");
   }
 
@@ -112,7 +115,9 @@ export class SuppressionList {
   }
 
   /** Adds an address (durable before it returns). Already there: the first entry stays, and false is returned. */
-  async add(e: Omit<SuppressionEntry, "createdAt" | "email"> & { email: string; createdAt?: number }): Promise<boolean> {
+  async add(
+    e: Omit<SuppressionEntry, "createdAt" | "email"> & { email: string; createdAt?: number },
+  ): Promise<boolean> {
     await this.refresh();
     const email = normalizeEmail(e.email);
     if (this.entries.has(email)) return false;

@@ -73,7 +73,10 @@ const bodySchema = z
       .max(20)
       .optional(),
     headers: z.record(z.string()).optional(),
-    tags: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "tags use letters, digits, _ . : - (1-64 chars)")).max(TAGS_MAX).optional(),
+    tags: z
+      .array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "tags use letters, digits, _ . : - (1-64 chars)"))
+      .max(TAGS_MAX)
+      .optional(),
   })
   .strict();
 
@@ -85,12 +88,18 @@ type RawMailbox = z.infer<typeof mailbox>;
  * standard field are refused by construction; and among X- headers, the ones receivers and filters write
  * themselves (spam verdicts, Exchange transport, antivirus), which a caller could forge to look pre-approved.
  */
-export const RESERVED_X_HEADERS = /^X-(Spam|MS-Exchange|Microsoft-Antispam|Forefront-Antispam|Virus|Mailer-Daemon|Original-To|Envelope-)/i;
+export const RESERVED_X_HEADERS =
+  /^X-(Spam|MS-Exchange|Microsoft-Antispam|Forefront-Antispam|Virus|Mailer-Daemon|Original-To|Envelope-)/i;
 
 /** CR, LF or NUL would end a header line early: refused, never stripped. */
 const HEADER_BREAKER = /[\r\n\0]/;
 
-const emailOptions = { allow_display_name: false, require_tld: true, allow_ip_domain: false, allow_utf8_local_part: false };
+const emailOptions = {
+  allow_display_name: false,
+  require_tld: true,
+  allow_ip_domain: false,
+  allow_utf8_local_part: false,
+};
 
 function fieldPath(p: readonly (string | number)[]): string {
   return p.reduce<string>((acc, k) => (typeof k === "number" ? `${acc}[${k}]` : acc ? `${acc}.${k}` : k), "");
@@ -102,7 +111,11 @@ function asList(v: RawMailbox | RawMailbox[] | undefined): RawMailbox[] {
 }
 
 function toMailbox(v: RawMailbox): Mailbox {
-  return typeof v === "string" ? { email: v } : v.name !== undefined ? { email: v.email, name: v.name } : { email: v.email };
+  return typeof v === "string"
+    ? { email: v }
+    : v.name !== undefined
+      ? { email: v.email, name: v.name }
+      : { email: v.email };
 }
 
 /** The address with its domain in ASCII (punycode), as the SMTP envelope needs it; "" when the domain is not valid. */
@@ -122,7 +135,9 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   if (!parsed.success) {
     const issue = parsed.error.issues[0] as z.ZodIssue;
     const field =
-      issue.code === "unrecognized_keys" ? fieldPath([...issue.path, issue.keys[0] as string]) : fieldPath(issue.path) || "body";
+      issue.code === "unrecognized_keys"
+        ? fieldPath([...issue.path, issue.keys[0] as string])
+        : fieldPath(issue.path) || "body";
     const message = issue.code === "unrecognized_keys" ? `unknown field "${field}"` : `${field}: ${issue.message}`;
     throw new RelayError("invalid_field", message, field);
   }
@@ -155,7 +170,11 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   });
   for (const [field, value] of headerish) {
     if (HEADER_BREAKER.test(value)) {
-      throw new RelayError("header_injection", `${field} contains CR, LF or NUL; header fields must be one line`, field);
+      throw new RelayError(
+        "header_injection",
+        `${field} contains CR, LF or NUL; header fields must be one line`,
+        field,
+      );
     }
   }
 
@@ -166,25 +185,43 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   }
   for (const [k, v] of headerEntries) {
     if (!/^X-[A-Za-z0-9-]{1,70}$/i.test(k)) {
-      throw new RelayError("header_not_allowed", `headers.${k} is not allowed; only X- headers (letters, digits, "-") may be set`, `headers.${k}`);
+      throw new RelayError(
+        "header_not_allowed",
+        `headers.${k} is not allowed; only X- headers (letters, digits, "-") may be set`,
+        `headers.${k}`,
+      );
     }
     if (RESERVED_X_HEADERS.test(k)) {
-      throw new RelayError("header_not_allowed", `headers.${k} is not allowed: receivers' spam and transport verdicts (X-Spam-*, X-MS-Exchange-*, ...) can't be set by a caller`, `headers.${k}`);
+      throw new RelayError(
+        "header_not_allowed",
+        `headers.${k} is not allowed: receivers' spam and transport verdicts (X-Spam-*, X-MS-Exchange-*, ...) can't be set by a caller`,
+        `headers.${k}`,
+      );
     }
     if (v.length > HEADER_VALUE_MAX) {
-      throw new RelayError("invalid_field", `headers.${k} is longer than ${HEADER_VALUE_MAX} characters`, `headers.${k}`);
+      throw new RelayError(
+        "invalid_field",
+        `headers.${k} is longer than ${HEADER_VALUE_MAX} characters`,
+        `headers.${k}`,
+      );
     }
   }
 
   // Rule: a subject with something visible in it (the composer drops a blank Subject header).
-  if (b.subject.trim() === "") throw new RelayError("invalid_field", "subject must contain a visible character", "subject");
+  if (b.subject.trim() === "")
+    throw new RelayError("invalid_field", "subject must contain a visible character", "subject");
 
   // Rule: subject length.
   if ([...b.subject].length > SUBJECT_MAX) {
-    throw new RelayError("subject_too_long", `subject has ${[...b.subject].length} characters; the limit is ${SUBJECT_MAX}`, "subject");
+    throw new RelayError(
+      "subject_too_long",
+      `subject has ${[...b.subject].length} characters; the limit is ${SUBJECT_MAX}`,
+      "subject",
+    );
   }
 
-  // Rule: every address is valid (IDN domains included); a leading "-" is refused because sendmail would read it as an option.
+  // Rule: every address is valid (IDN domains included); a leading "-" is refused because sendmail would read it as an
+  // option.
   for (const [name, list] of groups) {
     list.forEach((m, i) => {
       const email = typeof m === "string" ? m : m.email;
@@ -198,7 +235,11 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   // Rule: the sender is on the allowlist.
   const from = toMailbox(b.from);
   if (!limits.allowedFrom.has(from.email.toLowerCase())) {
-    throw new RelayError("from_not_allowed", `from address ${from.email} is not an allowed sender for this caller`, "from");
+    throw new RelayError(
+      "from_not_allowed",
+      `from address ${from.email} is not an allowed sender for this caller`,
+      "from",
+    );
   }
 
   // Rule: recipient count.
@@ -207,7 +248,11 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   const bcc = asList(b.bcc).map(toMailbox);
   const total = to.length + cc.length + bcc.length;
   if (total > limits.maxRecipients) {
-    throw new RelayError("too_many_recipients", `${total} recipients (to+cc+bcc); the limit is ${limits.maxRecipients}`, "to");
+    throw new RelayError(
+      "too_many_recipients",
+      `${total} recipients (to+cc+bcc); the limit is ${limits.maxRecipients}`,
+      "to",
+    );
   }
 
   // Rule: a body (text or html).
@@ -221,15 +266,27 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
   // Rule: attachments are base64 with a plain type/subtype.
   const attachments = (b.attachments ?? []).map((a, i) => {
     if (a.content !== "" && !isBase64(a.content)) {
-      throw new RelayError("invalid_attachment", `attachments[${i}].content must be base64`, `attachments[${i}].content`);
+      throw new RelayError(
+        "invalid_attachment",
+        `attachments[${i}].content must be base64`,
+        `attachments[${i}].content`,
+      );
     }
     const contentType = a.contentType ?? "application/octet-stream";
     if (!/^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$/.test(contentType)) {
-      throw new RelayError("invalid_attachment", `attachments[${i}].contentType must be type/subtype`, `attachments[${i}].contentType`);
+      throw new RelayError(
+        "invalid_attachment",
+        `attachments[${i}].contentType must be type/subtype`,
+        `attachments[${i}].contentType`,
+      );
     }
     // A message/* part is a whole message (its own From, Received, DKIM-Signature) riding inside a signed one.
     if (/^message\//i.test(contentType)) {
-      throw new RelayError("invalid_attachment", `attachments[${i}].contentType ${contentType} is not allowed: no message/* attachments`, `attachments[${i}].contentType`);
+      throw new RelayError(
+        "invalid_attachment",
+        `attachments[${i}].contentType ${contentType} is not allowed: no message/* attachments`,
+        `attachments[${i}].contentType`,
+      );
     }
     return { filename: a.filename, contentType, content: Buffer.from(a.content, "base64") };
   });

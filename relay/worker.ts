@@ -109,7 +109,13 @@ export class QueueWorker {
 
   private async process(job: Job): Promise<void> {
     const { queue, handoff, log, metrics } = this.deps;
-    const ctx = { id: job.id, caller: job.caller, attempt: job.attempts + 1, recipients: job.envelope.to.length, domains: job.recipientDomains };
+    const ctx = {
+      id: job.id,
+      caller: job.caller,
+      attempt: job.attempts + 1,
+      recipients: job.envelope.to.length,
+      domains: job.recipientDomains,
+    };
     const started = process.hrtime.bigint();
     const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     let res: Awaited<ReturnType<Handoff["send"]>>;
@@ -117,14 +123,21 @@ export class QueueWorker {
       await this.deps.beforeHandoff?.(job);
       res = await handoff.send({ id: job.id, from: job.envelope.from, to: job.envelope.to, raw: job.raw });
     } catch (err) {
-      const failure = err instanceof HandoffError ? err : new HandoffError(err instanceof Error ? err.message : String(err));
+      const failure =
+        err instanceof HandoffError ? err : new HandoffError(err instanceof Error ? err.message : String(err));
       if (!failure.permanent) this.degraded = true;
       metrics?.handoffSeconds.observe({ result: "error" }, seconds());
       try {
         const r = await queue.markAttemptFailed(job, failure.message, failure.permanent);
         metrics?.handoffs.inc({ result: r.state === "failed" ? "failed" : "retry" });
         if (r.state === "pending") metrics?.retries.inc();
-        const fields = { ...ctx, outcome: r.state === "failed" ? "failed" : "retry", permanent: failure.permanent, err: failure.message, nextAttemptAt: r.nextAttemptAt };
+        const fields = {
+          ...ctx,
+          outcome: r.state === "failed" ? "failed" : "retry",
+          permanent: failure.permanent,
+          err: failure.message,
+          nextAttemptAt: r.nextAttemptAt,
+        };
         if (r.state === "failed") log.error(fields, "hand-off failed for good; job moved to failed/");
         else log.warn(fields, "hand-off failed; will retry");
       } catch (err2) {
@@ -140,7 +153,8 @@ export class QueueWorker {
     try {
       await queue.markSent(job, res.queueId);
     } catch (err) {
-      // Handed off but not recorded (disk): the job stays in processing/ and is sent again after a restart (at-least-once).
+      // Handed off but not recorded (disk): the job stays in processing/ and is sent again after a restart
+      // (at-least-once).
       log.error({ ...ctx, outcome: "record_failed", err: (err as Error).message }, "could not record the hand-off");
       await this.pause(1000);
       return;
@@ -152,7 +166,14 @@ export class QueueWorker {
       log.warn({ ...ctx, err: (err as Error).message }, "could not record the hand-off for delivery tracking");
     }
     log.info(
-      { ...ctx, outcome: "handed_off", handoff: handoff.kind, postfixQueueId: res.queueId, rejectedRecipients: res.rejectedRecipients, ms: Math.round(seconds() * 1000) },
+      {
+        ...ctx,
+        outcome: "handed_off",
+        handoff: handoff.kind,
+        postfixQueueId: res.queueId,
+        rejectedRecipients: res.rejectedRecipients,
+        ms: Math.round(seconds() * 1000),
+      },
       "handed off to postfix",
     );
   }

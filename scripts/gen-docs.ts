@@ -15,7 +15,10 @@ import { ERROR_MEANING, ERROR_STATUS, type ErrorCode } from "../relay/errors";
 
 export const ROOT = path.join(__dirname, "..");
 
-/** A table cell: newlines folded and pipes escaped (one value stays one cell), a `<` outside code spans escaped (not an HTML tag). */
+/**
+ * A table cell: newlines folded and pipes escaped (one value stays one cell), a `<` outside code spans escaped (not an
+ * HTML tag).
+ */
 export function cell(text: string): string {
   return text
     .replace(/\s*\n\s*/g, " ")
@@ -32,7 +35,9 @@ interface ConfigKeySchema {
   readonly description?: string;
 }
 
-/** The config key table: one row per key of Pulumi.yaml, in its order. Untyped keys say their shape in "(...)" first. */
+/**
+ * The config key table: one row per key of Pulumi.yaml, in its order. Untyped keys say their shape in "(...)" first.
+ */
 export function renderConfigTable(pulumiYaml: string): string {
   const doc = parseYaml(pulumiYaml) as { name: string; config: Record<string, ConfigKeySchema> };
   const rows = Object.entries(doc.config).map(([key, k]) => {
@@ -53,24 +58,34 @@ export function renderConfigTable(pulumiYaml: string): string {
 
 /** The stack outputs table: each `export const` of infra/index.ts with the doc comment above it. */
 export function renderOutputsTable(indexTs: string): string {
-  const rows = [...indexTs.matchAll(/\/\*\*((?:(?!\*\/)[\s\S])*)\*\/\s*\nexport const (\w+)/g)].map(([, comment, name]) => {
-    const text = (comment as string).replace(/^\s*\*\s?/gm, "").trim();
-    return `| \`${name}\` | ${/\(secret\)/.test(text) ? "yes" : "no"} | ${cell(text)} |`;
-  });
+  const rows = [...indexTs.matchAll(/\/\*\*((?:(?!\*\/)[\s\S])*)\*\/\s*\nexport const (\w+)/g)].map(
+    ([, comment, name]) => {
+      const text = (comment as string).replace(/^\s*\*\s?/gm, "").trim();
+      return `| \`${name}\` | ${/\(secret\)/.test(text) ? "yes" : "no"} | ${cell(text)} |`;
+    },
+  );
   return ["| output | secret | what |", "|---|---|---|", ...rows].join("\n");
 }
 
 /** The relay's error table: every code, its HTTP status and when it is answered. */
 export function renderErrorTable(): string {
-  const rows = (Object.keys(ERROR_STATUS) as ErrorCode[]).map((code) => `| \`${code}\` | ${ERROR_STATUS[code]} | ${cell(ERROR_MEANING[code])} |`);
+  const rows = (Object.keys(ERROR_STATUS) as ErrorCode[]).map(
+    (code) => `| \`${code}\` | ${ERROR_STATUS[code]} | ${cell(ERROR_MEANING[code])} |`,
+  );
   return ["| code | status | when |", "|---|---|---|", ...rows].join("\n");
 }
 
 /** The release table: one column per release, one row per version shipped and per setting that differs. */
 export function renderReleaseTable(): string {
-  const col = (f: (r: (typeof RELEASES)[keyof typeof RELEASES]) => string | number) => DEBIAN_RELEASES.map((r) => cell(String(f(RELEASES[r])))).join(" | ");
+  const col = (f: (r: (typeof RELEASES)[keyof typeof RELEASES]) => string | number) =>
+    DEBIAN_RELEASES.map((r) => cell(String(f(RELEASES[r])))).join(" | ");
   const rows: [string, string][] = [
-    ["Hetzner image (`image`)", DEBIAN_RELEASES.map((r) => `\`${RELEASES[r].hetznerImage}\`${r === DEFAULT_RELEASE ? " (default)" : ""}`).join(" | ")],
+    [
+      "Hetzner image (`image`)",
+      DEBIAN_RELEASES.map((r) => `\`${RELEASES[r].hetznerImage}\`${r === DEFAULT_RELEASE ? " (default)" : ""}`).join(
+        " | ",
+      ),
+    ],
     ["Postfix", col((r) => r.ships.postfix)],
     ["OpenSSH", col((r) => r.ships.openssh)],
     ["systemd", col((r) => r.ships.systemd)],
@@ -80,17 +95,23 @@ export function renderReleaseTable(): string {
     ["main.cf `compatibility_level`", col((r) => `\`${r.postfix.compatibilityLevel}\``)],
     ["the unit that runs Postfix's master (its journal)", col((r) => `\`${r.postfix.masterUnit}\``)],
   ];
-  return [`| | ${DEBIAN_RELEASES.map(releaseName).join(" | ")} |`, `|---|${DEBIAN_RELEASES.map(() => "---").join("|")}|`, ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join("\n");
+  return [
+    `| | ${DEBIAN_RELEASES.map(releaseName).join(" | ")} |`,
+    `|---|${DEBIAN_RELEASES.map(() => "---").join("|")}|`,
+    ...rows.map(([k, v]) => `| ${k} | ${v} |`),
+  ].join("\n");
 }
 
-const begin = (name: string): string => `<!-- BEGIN GENERATED ${name}: edit the source and run \`npm run docs:gen\` -->`;
+const begin = (name: string): string =>
+  `<!-- BEGIN GENERATED ${name}: edit the source and run \`npm run docs:gen\` -->`;
 const end = (name: string): string => `<!-- END GENERATED ${name} -->`;
 
 /** Replaces what lies between a block's markers; a doc without both markers is an error, never silently skipped. */
 export function fillBlock(doc: string, name: string, content: string, file: string): string {
   const b = doc.indexOf(begin(name));
   const e = doc.indexOf(end(name));
-  if (b === -1 || e === -1 || e < b) throw new Error(`${file}: markers for the generated block "${name}" are missing:\n${begin(name)}\n${end(name)}`);
+  if (b === -1 || e === -1 || e < b)
+    throw new Error(`${file}: markers for the generated block "${name}" are missing:\n${begin(name)}\n${end(name)}`);
   return `${doc.slice(0, b + begin(name).length)}\n${content}\n${doc.slice(e)}`;
 }
 

@@ -39,16 +39,19 @@ async function main(): Promise<number> {
   for (const r of wanted) {
     const t0 = Date.now();
     const built = await ensureToolsImage(defaultImageSpec(r), (m) => console.error(`[release-tools ${r}] ${m}`));
-    console.log(`release-tools: ${releaseName(r)} ${built.cached ? "cached" : `built in ${((Date.now() - t0) / 1000).toFixed(0)} s`}: ${built.dir}`);
+    console.log(
+      `release-tools: ${releaseName(r)} ${built.cached ? "cached" : `built in ${((Date.now() - t0) / 1000).toFixed(0)} s`}: ${built.dir}`,
+    );
   }
-  if (own) console.log(`release-tools: ${releaseName(own)} is this machine's own release: its tests use this machine's tools`);
+  if (own)
+    console.log(`release-tools: ${releaseName(own)} is this machine's own release: its tests use this machine's tools`);
   return 0;
 }
 
 main().then(
   (code) => process.exit(code),
   (e) => {
-    console.error(e instanceof Error ? e.stack ?? e.message : e);
+    console.error(e instanceof Error ? (e.stack ?? e.message) : e);
     process.exit(1);
   },
 );

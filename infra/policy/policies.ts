@@ -2,7 +2,13 @@
  * The CrossGuard policies: one per rule of rules.ts, all mandatory. Exported on their own so tests can
  * drive them without constructing the PolicyPack (which starts the analyzer's gRPC server).
  */
-import type { PolicyResource, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
+import type {
+  PolicyResource,
+  ReportViolation,
+  ResourceValidationArgs,
+  ResourceValidationPolicy,
+  StackValidationPolicy,
+} from "@pulumi/policy";
 import { UnknownValueError } from "@pulumi/policy";
 import { ResourceView, Rule, rules } from "./rules";
 
@@ -42,7 +48,14 @@ function view(r: EngineResource): ResourceView {
   const deps = r.propertyDependencies
     ? Object.fromEntries(Object.entries(r.propertyDependencies).map(([k, rs]) => [k, rs.map((d) => d.urn)]))
     : undefined;
-  return { type: r.type, name: r.name, urn: r.urn, props, ...(id !== undefined ? { id } : {}), ...(deps ? { propertyDependencies: deps } : {}) };
+  return {
+    type: r.type,
+    name: r.name,
+    urn: r.urn,
+    props,
+    ...(id !== undefined ? { id } : {}),
+    ...(deps ? { propertyDependencies: deps } : {}),
+  };
 }
 
 function report(violations: ReturnType<Rule["check"]>, reportViolation: ReportViolation): void {
@@ -56,14 +69,16 @@ function toPolicy(rule: Rule): ResourceValidationPolicy | StackValidationPolicy 
       name: rule.name,
       description,
       enforcementLevel: "mandatory",
-      validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => report(rule.check(view(args)), reportViolation),
+      validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) =>
+        report(rule.check(view(args)), reportViolation),
     };
   }
   return {
     name: rule.name,
     description,
     enforcementLevel: "mandatory",
-    validateStack: (args: { resources: PolicyResource[] }, reportViolation: ReportViolation) => report(rule.check(args.resources.map(view)), reportViolation),
+    validateStack: (args: { resources: PolicyResource[] }, reportViolation: ReportViolation) =>
+      report(rule.check(args.resources.map(view)), reportViolation),
   };
 }
 

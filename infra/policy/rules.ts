@@ -190,7 +190,10 @@ export function parsePortRange(port: unknown, present: boolean): PortRange | und
 
 export const portInRange = (p: number, r: PortRange): boolean => p >= r.from && p <= r.to;
 
-/** Protocols that cannot carry a TCP connection to a port of this host. Anything else might (tcp, gre, esp, unknown names). */
+/**
+ * Protocols that cannot carry a TCP connection to a port of this host. Anything else might (tcp, gre, esp, unknown
+ * names).
+ */
 const NON_TCP_PROTOCOLS = new Set(["udp", "icmp", "icmpv6", "ipv6-icmp"]);
 /** Protocols with ports: the rule's port field applies. Tunnelling protocols (gre, esp) carry any port. */
 const PORTED_PROTOCOLS = new Set(["tcp", "udp"]);
@@ -250,15 +253,18 @@ export function parseMainCf(text: string): Map<string, string> {
 /** Expand `$name`, `${name}`, `$(name)`, `${name?text}` and `${name:text}` the way Postfix does (bounded depth). */
 export function expandPostfix(value: string, params: ReadonlyMap<string, string>, depth = 0): string {
   if (depth > 10) return value;
-  return value.replace(/\$(?:\{([A-Za-z0-9_]+)(?:([?:])([^}]*))?\}|\(([A-Za-z0-9_]+)(?:([?:])([^)]*))?\)|([A-Za-z0-9_]+))/g, (_m, n1, op1, t1, n2, op2, t2, n3) => {
-    const name = (n1 ?? n2 ?? n3) as string;
-    const op = (op1 ?? op2) as string | undefined;
-    const text = (t1 ?? t2 ?? "") as string;
-    const v = expandPostfix(params.get(name) ?? "", params, depth + 1);
-    if (op === "?") return v !== "" ? expandPostfix(text, params, depth + 1) : "";
-    if (op === ":") return v === "" ? expandPostfix(text, params, depth + 1) : "";
-    return v;
-  });
+  return value.replace(
+    /\$(?:\{([A-Za-z0-9_]+)(?:([?:])([^}]*))?\}|\(([A-Za-z0-9_]+)(?:([?:])([^)]*))?\)|([A-Za-z0-9_]+))/g,
+    (_m, n1, op1, t1, n2, op2, t2, n3) => {
+      const name = (n1 ?? n2 ?? n3) as string;
+      const op = (op1 ?? op2) as string | undefined;
+      const text = (t1 ?? t2 ?? "") as string;
+      const v = expandPostfix(params.get(name) ?? "", params, depth + 1);
+      if (op === "?") return v !== "" ? expandPostfix(text, params, depth + 1) : "";
+      if (op === ":") return v === "" ? expandPostfix(text, params, depth + 1) : "";
+      return v;
+    },
+  );
 }
 
 /** A Postfix list: items separated by commas and/or whitespace; `{ ... }` groups stay one item (without braces). */
@@ -345,7 +351,10 @@ export function masterServiceEndpoint(service: string): { host?: string; port: s
 
 /** A listen address that is loopback: 127.0.0.0/8, ::1, localhost. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, "");
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, "");
   if (h === "localhost" || h === "localhost.localdomain" || h === "ip6-localhost") return true;
   const c = parseCidr(h);
   return c !== undefined && c.prefix === (c.family === 4 ? 32 : 128) && cidrWithinAny(c, LOOPBACK);
@@ -524,7 +533,9 @@ export function parseSpf(value: string): SpfTerm[] | undefined {
     const q = /^[+\-~?]/.test(raw) ? (raw[0] as SpfTerm["qualifier"]) : "+";
     const body = /^[+\-~?]/.test(raw) ? raw.slice(1) : raw;
     const m = /^([a-z0-9]+)(?::(.*))?$/i.exec(body.replace(/^(ip[46]|a|mx|include|exists|ptr)\//i, "$1:/"));
-    return m ? { qualifier: q, mechanism: m[1].toLowerCase(), value: m[2], raw } : { qualifier: q, mechanism: body.toLowerCase(), raw };
+    return m
+      ? { qualifier: q, mechanism: m[1].toLowerCase(), value: m[2], raw }
+      : { qualifier: q, mechanism: body.toLowerCase(), raw };
   });
 }
 
@@ -549,7 +560,12 @@ export function normalizeHostPath(p: string): string {
 }
 
 /** The only files the deploy step may write under /etc/postfix/: anything else could be a map or a second config. */
-export const POSTFIX_FILES = new Set(["/etc/postfix/main.cf", "/etc/postfix/master.cf", "/etc/postfix/sasl_passwd", "/etc/postfix/sender_access"]);
+export const POSTFIX_FILES = new Set([
+  "/etc/postfix/main.cf",
+  "/etc/postfix/master.cf",
+  "/etc/postfix/sasl_passwd",
+  "/etc/postfix/sender_access",
+]);
 
 /** A Command whose triggers[0] is an absolute host path is the push of that file; stdin is its content. */
 export function filePushes(rs: readonly ResourceView[]): FilePush[] {
@@ -558,7 +574,14 @@ export function filePushes(rs: readonly ResourceView[]): FilePush[] {
     if (!isStr(t0) || !t0.startsWith("/")) return [];
     const host = asObj(r.props.connection)?.host;
     // "/etc/postfix/./main.cf", "//etc/postfix//main.cf" and ".." spellings are the same file to the host.
-    return [{ resource: r, path: normalizeHostPath(t0), content: isStr(r.props.stdin) ? r.props.stdin : undefined, host: isStr(host) ? host : undefined }];
+    return [
+      {
+        resource: r,
+        path: normalizeHostPath(t0),
+        content: isStr(r.props.stdin) ? r.props.stdin : undefined,
+        host: isStr(host) ? host : undefined,
+      },
+    ];
   });
 }
 
@@ -594,11 +617,15 @@ function masterCfs(rs: readonly ResourceView[]): { push: FilePush; services: Mas
 }
 
 /** smtpd(8) services of a master.cf (the ones whose -o overrides can change relay policy). */
-const smtpdServices = (services: readonly MasterCfService[]) => services.filter((s) => commandName(s.command) === "smtpd");
+const smtpdServices = (services: readonly MasterCfService[]) =>
+  services.filter((s) => commandName(s.command) === "smtpd");
 
 /** The main.cf that goes to the same node as a master.cf (by connection host), or the only one. */
 function mainCfFor(push: FilePush, mains: readonly MainCf[]): MainCf | undefined {
-  return mains.find((m) => m.push.host !== undefined && m.push.host === push.host) ?? (mains.length === 1 ? mains[0] : undefined);
+  return (
+    mains.find((m) => m.push.host !== undefined && m.push.host === push.host) ??
+    (mains.length === 1 ? mains[0] : undefined)
+  );
 }
 
 export interface DnsRecordView {
@@ -615,20 +642,44 @@ export function dnsRecords(rs: readonly ResourceView[]): DnsRecordView[] {
   return ofType(rs, TYPES.dnsRecord).map((r) => {
     const type = isStr(r.props.type) ? r.props.type.toUpperCase() : undefined;
     const raw = isStr(r.props.content) ? r.props.content : undefined;
-    const proxied = has(r.props, "proxied") ? (typeof r.props.proxied === "boolean" ? r.props.proxied : r.props.proxied === null ? false : undefined) : false;
-    return { resource: r, name: isStr(r.props.name) ? normName(r.props.name) : undefined, type, content: raw !== undefined && type === "TXT" ? txtJoin(raw) : raw, proxied };
+    const proxied = has(r.props, "proxied")
+      ? typeof r.props.proxied === "boolean"
+        ? r.props.proxied
+        : r.props.proxied === null
+          ? false
+          : undefined
+      : false;
+    return {
+      resource: r,
+      name: isStr(r.props.name) ? normName(r.props.name) : undefined,
+      type,
+      content: raw !== undefined && type === "TXT" ? txtJoin(raw) : raw,
+      proxied,
+    };
   });
 }
 
 const isSpf = (d: DnsRecordView) => d.type === "TXT" && d.content !== undefined && /^v=spf1(\s|$)/i.test(d.content);
 const isDmarc = (d: DnsRecordView) => d.type === "TXT" && d.name !== undefined && d.name.startsWith("_dmarc.");
 const isDkim = (d: DnsRecordView) => d.type === "TXT" && d.name !== undefined && /\._domainkey\./.test(d.name);
-const isBimi = (d: DnsRecordView) => d.type === "TXT" && d.name !== undefined && /\._bimi\./.test(d.name) && d.content !== undefined && /^v=BIMI1/i.test(d.content);
+const isBimi = (d: DnsRecordView) =>
+  d.type === "TXT" &&
+  d.name !== undefined &&
+  /\._bimi\./.test(d.name) &&
+  d.content !== undefined &&
+  /^v=BIMI1/i.test(d.content);
 
-/** The active DKIM keys: SigningTable entries resolved through the KeyTable (or the keyname's own selector._domainkey.domain). */
-function activeDkimKeys(rs: readonly ResourceView[]): { domain: string; selector: string; keyPath?: string; push: FilePush }[] {
+/**
+ * The active DKIM keys: SigningTable entries resolved through the KeyTable (or the keyname's own
+ * selector._domainkey.domain).
+ */
+function activeDkimKeys(
+  rs: readonly ResourceView[],
+): { domain: string; selector: string; keyPath?: string; push: FilePush }[] {
   const pushes = filePushes(rs);
-  const keyTables = pushes.filter((p) => p.path === "/etc/opendkim/KeyTable" && p.content !== undefined).map((p) => ({ push: p, table: parseKeyTable(p.content!) }));
+  const keyTables = pushes
+    .filter((p) => p.path === "/etc/opendkim/KeyTable" && p.content !== undefined)
+    .map((p) => ({ push: p, table: parseKeyTable(p.content!) }));
   return pushes
     .filter((p) => p.path === "/etc/opendkim/SigningTable" && p.content !== undefined)
     .flatMap((push) =>
@@ -691,7 +742,8 @@ export function tunnelHostnames(rs: readonly ResourceView[]): Set<string> {
       if (isStr(h) && h !== "") out.add(normName(h));
     }
   }
-  for (const d of dnsRecords(rs)) if (d.type === "CNAME" && d.name && d.content && /\.cfargotunnel\.com\.?$/i.test(d.content)) out.add(d.name);
+  for (const d of dnsRecords(rs))
+    if (d.type === "CNAME" && d.name && d.content && /\.cfargotunnel\.com\.?$/i.test(d.content)) out.add(d.name);
   return out;
 }
 
@@ -699,7 +751,11 @@ export function tunnelHostnames(rs: readonly ResourceView[]): Set<string> {
 // The rules
 // ---------------------------------------------------------------------------------------------------
 
-const v = (rule: string, r: ResourceView, message: string): Violation => ({ rule, message: `${describe(r)}: ${message}`, ...(r.urn ? { urn: r.urn } : {}) });
+const v = (rule: string, r: ResourceView, message: string): Violation => ({
+  rule,
+  message: `${describe(r)}: ${message}`,
+  ...(r.urn ? { urn: r.urn } : {}),
+});
 
 /** 1. No firewall inbound rule that can carry TCP opens 25/465/587, to any source. */
 export const noPublicSmtpPorts: ResourceRule = {
@@ -713,8 +769,17 @@ export const noPublicSmtpPorts: ResourceRule = {
     for (const fr of firewallRules(r) ?? []) {
       if (fr.direction !== "in") continue;
       // Ports and protocol decide safety and come from config, never from the cloud: unknown fails closed.
-      if (fr.protocol === undefined || (isStr(fr.protocol) && !NON_TCP_PROTOCOLS.has(fr.protocol) && fr.ports === undefined)) {
-        out.push(v(this.name, r, `rule #${fr.index} has an unknown ${fr.protocol === undefined ? "protocol" : "port"}; a rule that might open 25/465/587 is refused until it is known`));
+      if (
+        fr.protocol === undefined ||
+        (isStr(fr.protocol) && !NON_TCP_PROTOCOLS.has(fr.protocol) && fr.ports === undefined)
+      ) {
+        out.push(
+          v(
+            this.name,
+            r,
+            `rule #${fr.index} has an unknown ${fr.protocol === undefined ? "protocol" : "port"}; a rule that might open 25/465/587 is refused until it is known`,
+          ),
+        );
         continue;
       }
       if (!isStr(fr.protocol) || NON_TCP_PROTOCOLS.has(fr.protocol) || fr.ports === undefined) continue;
@@ -723,7 +788,13 @@ export const noPublicSmtpPorts: ResourceRule = {
       const hit = SMTP_PORTS.filter((p) => portInRange(p, fr.ports!));
       if (hit.length === 0) continue;
       const src = sources ? sources.map((s) => (s === undefined ? "(unknown)" : String(s))).join(", ") : "(any)";
-      out.push(v(this.name, r, `rule #${fr.index} (in, ${fr.protocol}, port ${fr.portText}) opens ${hit.join("/")} to ${src}; a mail port must never be reachable from outside`));
+      out.push(
+        v(
+          this.name,
+          r,
+          `rule #${fr.index} (in, ${fr.protocol}, port ${fr.portText}) opens ${hit.join("/")} to ${src}; a mail port must never be reachable from outside`,
+        ),
+      );
     }
     return out;
   },
@@ -733,10 +804,12 @@ export const noPublicSmtpPorts: ResourceRule = {
 export const firewallBeforeFirstBoot: ResourceRule = {
   name: "firewall-before-first-boot",
   scope: "resource",
-  reason: "A firewall attached after creation leaves the first boot unprotected; firewallIds applies it before the server ever starts.",
+  reason:
+    "A firewall attached after creation leaves the first boot unprotected; firewallIds applies it before the server ever starts.",
   check(r) {
     if (r.type !== TYPES.server) return [];
-    if (!has(r.props, "firewallIds")) return [v(this.name, r, "has no firewallIds; attach the relay firewall at creation")];
+    if (!has(r.props, "firewallIds"))
+      return [v(this.name, r, "has no firewallIds; attach the relay firewall at creation")];
     const ids = r.props.firewallIds;
     if (ids === undefined) return [];
     const list = asArray(ids);
@@ -751,25 +824,42 @@ export const firewallBeforeFirstBoot: ResourceRule = {
 export const sshRestricted: ResourceRule = {
   name: "ssh-restricted",
   scope: "resource",
-  reason: "SSH is the deploy path and holds the keys to every secret on the host; it is open only to the admin ranges, never 0.0.0.0/0 or ::/0.",
+  reason:
+    "SSH is the deploy path and holds the keys to every secret on the host; it is open only to the admin ranges, never 0.0.0.0/0 or ::/0.",
   check(r) {
     if (r.type !== TYPES.firewall) return [];
     const out: Violation[] = [];
     for (const fr of firewallRules(r) ?? []) {
-      if (fr.direction !== "in" || !isStr(fr.protocol) || NON_TCP_PROTOCOLS.has(fr.protocol) || fr.ports === undefined || !portInRange(22, fr.ports)) continue;
+      if (
+        fr.direction !== "in" ||
+        !isStr(fr.protocol) ||
+        NON_TCP_PROTOCOLS.has(fr.protocol) ||
+        fr.ports === undefined ||
+        !portInRange(22, fr.ports)
+      )
+        continue;
       const sources = asArray(fr.sources);
       const rawRule = asObj(asArray(r.props.rules)?.[fr.index]) ?? {};
       // Not set at all: Hetzner would treat it as no restriction. Unknown (key present, value undefined): fails closed.
       const wide =
         sources === undefined
-          ? has(rawRule, "sourceIps") ? ["(unknown: fails closed)"] : ["(not set: any)"]
+          ? has(rawRule, "sourceIps")
+            ? ["(unknown: fails closed)"]
+            : ["(not set: any)"]
           : sources.filter((s) => !isStr(s)).length > 0
             ? ["(an unknown source: fails closed)"]
             : sources.filter(isStr).filter((s) => {
-              const c = parseCidr(s);
-              return c === undefined || isNearlyWholeInternet(c);
-            });
-      if (wide.length > 0) out.push(v(this.name, r, `rule #${fr.index} (in, ${fr.protocol}, port ${fr.portText}) opens SSH to ${wide.join(", ")}; list the admin CIDRs instead`));
+                const c = parseCidr(s);
+                return c === undefined || isNearlyWholeInternet(c);
+              });
+      if (wide.length > 0)
+        out.push(
+          v(
+            this.name,
+            r,
+            `rule #${fr.index} (in, ${fr.protocol}, port ${fr.portText}) opens SSH to ${wide.join(", ")}; list the admin CIDRs instead`,
+          ),
+        );
     }
     return out;
   },
@@ -786,23 +876,57 @@ export const postfixLoopbackOnly: StackRule = {
     const mains = mainCfs(rs);
     for (const m of mains) {
       const ii = m.get("inet_interfaces");
-      if (ii === undefined) out.push(v(this.name, m.push.resource, "main.cf does not set inet_interfaces (Postfix's default is all); set inet_interfaces = loopback-only"));
-      else if (!inetInterfacesLoopbackOnly(ii)) out.push(v(this.name, m.push.resource, `main.cf inet_interfaces = ${ii}; must be loopback-only (or only 127.0.0.1/::1)`));
+      if (ii === undefined)
+        out.push(
+          v(
+            this.name,
+            m.push.resource,
+            "main.cf does not set inet_interfaces (Postfix's default is all); set inet_interfaces = loopback-only",
+          ),
+        );
+      else if (!inetInterfacesLoopbackOnly(ii))
+        out.push(
+          v(
+            this.name,
+            m.push.resource,
+            `main.cf inet_interfaces = ${ii}; must be loopback-only (or only 127.0.0.1/::1)`,
+          ),
+        );
     }
     for (const p of filePushes(rs)) {
-      // main.cf and master.cf are rendered from config alone, so they are always known at preview: unknown fails closed.
+      // main.cf and master.cf are rendered from config alone, so they are always known at preview: unknown fails
+      // closed.
       if ((p.path === "/etc/postfix/main.cf" || p.path === "/etc/postfix/master.cf") && p.content === undefined) {
-        out.push(v(this.name, p.resource, `the content of ${p.path} is unknown; inet_interfaces, mynetworks and the listeners can't be proven, so it is refused`));
+        out.push(
+          v(
+            this.name,
+            p.resource,
+            `the content of ${p.path} is unknown; inet_interfaces, mynetworks and the listeners can't be proven, so it is refused`,
+          ),
+        );
       }
       if (p.path.startsWith("/etc/postfix/") && !POSTFIX_FILES.has(p.path)) {
-        out.push(v(this.name, p.resource, `pushes ${p.path}; only ${[...POSTFIX_FILES].join(", ")} may be written under /etc/postfix/`));
+        out.push(
+          v(
+            this.name,
+            p.resource,
+            `pushes ${p.path}; only ${[...POSTFIX_FILES].join(", ")} may be written under /etc/postfix/`,
+          ),
+        );
       }
     }
     for (const { push, services } of masterCfs(rs)) {
       for (const s of services) {
-        // smtpd behind a unix socket, fifo or pass service is a listener too: whatever connects to it is a local client.
+        // smtpd behind a unix socket, fifo or pass service is a listener too: whatever connects to it is a local
+        // client.
         if (s.type !== "inet" && SMTP_SERVER_COMMANDS.has(commandName(s.command))) {
-          out.push(v(this.name, push.resource, `master.cf runs ${commandName(s.command)} on a ${s.type} service "${s.service}"; the only SMTP server is smtp inet on loopback`));
+          out.push(
+            v(
+              this.name,
+              push.resource,
+              `master.cf runs ${commandName(s.command)} on a ${s.type} service "${s.service}"; the only SMTP server is smtp inet on loopback`,
+            ),
+          );
           continue;
         }
         if (s.type !== "inet") continue;
@@ -812,13 +936,25 @@ export const postfixLoopbackOnly: StackRule = {
         if (!submission && !smtpServer) continue;
         const publicHost = host !== undefined && !isLoopbackHost(host);
         if (publicHost || (host === undefined && submission)) {
-          out.push(v(this.name, push.resource, `master.cf defines a public listener "${s.service} ${s.type} ... ${s.command}"; no submission, smtps or other smtpd listener may exist`));
+          out.push(
+            v(
+              this.name,
+              push.resource,
+              `master.cf defines a public listener "${s.service} ${s.type} ... ${s.command}"; no submission, smtps or other smtpd listener may exist`,
+            ),
+          );
         }
       }
     }
     const servers = ofType(rs, TYPES.server);
     if (servers.length > 0 && !filePushes(rs).some((p) => p.path === "/etc/postfix/main.cf") && !somePushUnknown(rs)) {
-      out.push(v(this.name, servers[0], "no /etc/postfix/main.cf is pushed to the relay nodes, so loopback-only listening can't be proven"));
+      out.push(
+        v(
+          this.name,
+          servers[0],
+          "no /etc/postfix/main.cf is pushed to the relay nodes, so loopback-only listening can't be proven",
+        ),
+      );
     }
     return out;
   },
@@ -845,11 +981,24 @@ export const trustedNetworksLoopbackOnly: StackRule = {
     for (const m of mains) {
       const mn = m.get("mynetworks");
       if (mn === undefined) {
-        out.push(v(this.name, m.push.resource, "main.cf does not set mynetworks (Postfix then derives it from mynetworks_style); set mynetworks = 127.0.0.0/8 [::1]/128"));
+        out.push(
+          v(
+            this.name,
+            m.push.resource,
+            "main.cf does not set mynetworks (Postfix then derives it from mynetworks_style); set mynetworks = 127.0.0.0/8 [::1]/128",
+          ),
+        );
         continue;
       }
       const bad = mynetworksOutsideLoopback(mn);
-      if (bad.length > 0) out.push(v(this.name, m.push.resource, `main.cf mynetworks = ${mn}; ${bad.join(", ")} is not inside 127.0.0.0/8 or ::1/128`));
+      if (bad.length > 0)
+        out.push(
+          v(
+            this.name,
+            m.push.resource,
+            `main.cf mynetworks = ${mn}; ${bad.join(", ")} is not inside 127.0.0.0/8 or ::1/128`,
+          ),
+        );
     }
     for (const { push, services } of masterCfs(rs)) {
       const main = mainCfFor(push, mains);
@@ -858,7 +1007,14 @@ export const trustedNetworksLoopbackOnly: StackRule = {
         if (o === undefined) continue;
         const val = main ? expandPostfix(o, main.params) : o;
         const bad = mynetworksOutsideLoopback(val);
-        if (bad.length > 0) out.push(v(this.name, push.resource, `master.cf service "${s.service}" overrides mynetworks=${val}; ${bad.join(", ")} is not loopback`));
+        if (bad.length > 0)
+          out.push(
+            v(
+              this.name,
+              push.resource,
+              `master.cf service "${s.service}" overrides mynetworks=${val}; ${bad.join(", ")} is not loopback`,
+            ),
+          );
       }
     }
     return out;
@@ -870,9 +1026,19 @@ export const trustedNetworksLoopbackOnly: StackRule = {
  * lookup (`check_client_access static:OK`), a restriction class defined as `permit`, or any other permit_* can say OK
  * to a stranger before reject_unauth_destination is reached.
  */
-export const RESTRICTION_TOKENS: ReadonlySet<string> = new Set(["permit_mynetworks", "reject_unauth_destination", "defer_unauth_destination", "reject", "defer"]);
+export const RESTRICTION_TOKENS: ReadonlySet<string> = new Set([
+  "permit_mynetworks",
+  "reject_unauth_destination",
+  "defer_unauth_destination",
+  "reject",
+  "defer",
+]);
 /** Restriction lists whose tokens are allow-listed. */
-export const RESTRICTION_LISTS = ["smtpd_client_restrictions", "smtpd_relay_restrictions", "smtpd_recipient_restrictions"] as const;
+export const RESTRICTION_LISTS = [
+  "smtpd_client_restrictions",
+  "smtpd_relay_restrictions",
+  "smtpd_recipient_restrictions",
+] as const;
 
 /** Tokens of a restriction list that are not allow-listed (maps and their arguments included). */
 export function restrictionTokensNotAllowed(value: string): string[] {
@@ -893,14 +1059,21 @@ export function relayRestrictionsProblem(value: string): string | undefined {
 export const relayRestrictionsClosed: StackRule = {
   name: "relay-restrictions-closed",
   scope: "stack",
-  reason: "smtpd_relay_restrictions is what stops an open relay when a client is not trusted; it must end in reject_unauth_destination with no permit after it.",
+  reason:
+    "smtpd_relay_restrictions is what stops an open relay when a client is not trusted; it must end in reject_unauth_destination with no permit after it.",
   check(rs) {
     const out: Violation[] = [];
     const mains = mainCfs(rs);
     for (const m of mains) {
       const rr = m.get("smtpd_relay_restrictions");
       if (rr === undefined) {
-        out.push(v(this.name, m.push.resource, "main.cf does not set smtpd_relay_restrictions; set it to permit_mynetworks, reject_unauth_destination"));
+        out.push(
+          v(
+            this.name,
+            m.push.resource,
+            "main.cf does not set smtpd_relay_restrictions; set it to permit_mynetworks, reject_unauth_destination",
+          ),
+        );
         continue;
       }
       const p = relayRestrictionsProblem(rr);
@@ -908,7 +1081,14 @@ export const relayRestrictionsClosed: StackRule = {
       for (const key of RESTRICTION_LISTS.filter((k) => k !== "smtpd_relay_restrictions")) {
         const val = m.get(key);
         const bad = val === undefined ? [] : restrictionTokensNotAllowed(val);
-        if (bad.length > 0) out.push(v(this.name, m.push.resource, `main.cf ${key} = ${val} holds ${bad.join(", ")}; only ${[...RESTRICTION_TOKENS].join(", ")} may appear`));
+        if (bad.length > 0)
+          out.push(
+            v(
+              this.name,
+              m.push.resource,
+              `main.cf ${key} = ${val} holds ${bad.join(", ")}; only ${[...RESTRICTION_TOKENS].join(", ")} may appear`,
+            ),
+          );
       }
     }
     for (const { push, services } of masterCfs(rs)) {
@@ -918,8 +1098,16 @@ export const relayRestrictionsClosed: StackRule = {
           const o = s.overrides.get(key);
           if (o === undefined) continue;
           const val = main ? expandPostfix(o, main.params) : o;
-          const p = key === "smtpd_relay_restrictions" ? relayRestrictionsProblem(val) : restrictionTokensNotAllowed(val).length > 0 ? `holds ${restrictionTokensNotAllowed(val).join(", ")}` : undefined;
-          if (p) out.push(v(this.name, push.resource, `master.cf service "${s.service}" overrides ${key}=${val}, which ${p}`));
+          const p =
+            key === "smtpd_relay_restrictions"
+              ? relayRestrictionsProblem(val)
+              : restrictionTokensNotAllowed(val).length > 0
+                ? `holds ${restrictionTokensNotAllowed(val).join(", ")}`
+                : undefined;
+          if (p)
+            out.push(
+              v(this.name, push.resource, `master.cf service "${s.service}" overrides ${key}=${val}, which ${p}`),
+            );
         }
       }
     }
@@ -931,7 +1119,8 @@ export const relayRestrictionsClosed: StackRule = {
 export const sendOnlyMydestination: StackRule = {
   name: "send-only-mydestination",
   scope: "stack",
-  reason: "A send-only host that lists its domain or hostname in mydestination delivers that mail locally instead of to the domain's MX (swallowed replies, bounces, DMARC reports).",
+  reason:
+    "A send-only host that lists its domain or hostname in mydestination delivers that mail locally instead of to the domain's MX (swallowed replies, bounces, DMARC reports).",
   check(rs) {
     const out: Violation[] = [];
     const forbidden = new Set([...sendingDomains(rs), ...mtaHostnames(rs)]);
@@ -939,11 +1128,26 @@ export const sendOnlyMydestination: StackRule = {
     for (const m of mainCfs(rs)) {
       const md = m.get("mydestination");
       if (md === undefined) {
-        out.push(v(this.name, m.push.resource, "main.cf does not set mydestination (Postfix's default includes $myhostname); set mydestination = localhost"));
+        out.push(
+          v(
+            this.name,
+            m.push.resource,
+            "main.cf does not set mydestination (Postfix's default includes $myhostname); set mydestination = localhost",
+          ),
+        );
         continue;
       }
-      const hits = postfixList(md).map(normName).filter((x) => forbidden.has(x));
-      if (hits.length > 0) out.push(v(this.name, m.push.resource, `main.cf mydestination = ${md} lists ${hits.join(", ")}; a send-only host must not receive for its domain or hostname`));
+      const hits = postfixList(md)
+        .map(normName)
+        .filter((x) => forbidden.has(x));
+      if (hits.length > 0)
+        out.push(
+          v(
+            this.name,
+            m.push.resource,
+            `main.cf mydestination = ${md} lists ${hits.join(", ")}; a send-only host must not receive for its domain or hostname`,
+          ),
+        );
     }
     return out;
   },
@@ -970,40 +1174,86 @@ export const neverSendUnsigned: StackRule = {
       const r = m.push.resource;
       const queueDir = m.get("queue_directory") ?? "/var/spool/postfix";
       const action = m.get("milter_default_action");
-      if (action?.trim().toLowerCase() !== "tempfail") out.push(v(this.name, r, `main.cf milter_default_action = ${action ?? "(not set: accept)"}; must be tempfail`));
+      if (action?.trim().toLowerCase() !== "tempfail")
+        out.push(v(this.name, r, `main.cf milter_default_action = ${action ?? "(not set: accept)"}; must be tempfail`));
       const ro = m.get("receive_override_options");
-      if (ro && postfixList(ro).includes("no_milters")) out.push(v(this.name, r, `main.cf receive_override_options = ${ro} disables the milters`));
-      const sockets = dkimSockets.filter((s) => s.host === undefined || m.push.host === undefined || s.host === m.push.host).map((s) => s.endpoint);
+      if (ro && postfixList(ro).includes("no_milters"))
+        out.push(v(this.name, r, `main.cf receive_override_options = ${ro} disables the milters`));
+      const sockets = dkimSockets
+        .filter((s) => s.host === undefined || m.push.host === undefined || s.host === m.push.host)
+        .map((s) => s.endpoint);
       for (const key of ["smtpd_milters", "non_smtpd_milters"]) {
         const val = m.get(key);
         const items = postfixList(val ?? "").map(parseMilterItem);
         if (items.length === 0) {
-          out.push(v(this.name, r, `main.cf ${key} is ${val === undefined ? "not set" : "empty"}; the DKIM milter must sign every message`));
+          out.push(
+            v(
+              this.name,
+              r,
+              `main.cf ${key} is ${val === undefined ? "not set" : "empty"}; the DKIM milter must sign every message`,
+            ),
+          );
           continue;
         }
         for (const it of items) {
-          if (it.defaultAction !== undefined && it.defaultAction.toLowerCase() !== "tempfail") out.push(v(this.name, r, `main.cf ${key} sets default_action=${it.defaultAction} for ${it.address}; must be tempfail`));
+          if (it.defaultAction !== undefined && it.defaultAction.toLowerCase() !== "tempfail")
+            out.push(
+              v(
+                this.name,
+                r,
+                `main.cf ${key} sets default_action=${it.defaultAction} for ${it.address}; must be tempfail`,
+              ),
+            );
         }
         if (sockets.length > 0) {
-          const endpoints = items.map((i) => postfixMilterEndpoint(i.address, queueDir)).filter((e): e is MilterEndpoint => e !== undefined);
-          if (!endpoints.some((e) => sockets.some((s) => sameMilter(e, s)))) out.push(v(this.name, r, `main.cf ${key} = ${val} does not include the OpenDKIM socket from /etc/opendkim.conf`));
+          const endpoints = items
+            .map((i) => postfixMilterEndpoint(i.address, queueDir))
+            .filter((e): e is MilterEndpoint => e !== undefined);
+          if (!endpoints.some((e) => sockets.some((s) => sameMilter(e, s))))
+            out.push(
+              v(this.name, r, `main.cf ${key} = ${val} does not include the OpenDKIM socket from /etc/opendkim.conf`),
+            );
         }
       }
       if (sockets.length === 0) {
         const a = new Set(postfixList(m.get("smtpd_milters") ?? "").map((i) => parseMilterItem(i).address));
         const b = postfixList(m.get("non_smtpd_milters") ?? "").map((i) => parseMilterItem(i).address);
-        if (a.size > 0 && b.length > 0 && !b.some((x) => a.has(x))) out.push(v(this.name, r, "main.cf smtpd_milters and non_smtpd_milters share no milter; both paths must go through the DKIM milter"));
+        if (a.size > 0 && b.length > 0 && !b.some((x) => a.has(x)))
+          out.push(
+            v(
+              this.name,
+              r,
+              "main.cf smtpd_milters and non_smtpd_milters share no milter; both paths must go through the DKIM milter",
+            ),
+          );
       }
     }
     for (const { push, services } of masterCfs(rs)) {
       for (const s of services) {
         const act = s.overrides.get("milter_default_action");
-        if (act !== undefined && act.toLowerCase() !== "tempfail") out.push(v(this.name, push.resource, `master.cf service "${s.service}" overrides milter_default_action=${act}`));
+        if (act !== undefined && act.toLowerCase() !== "tempfail")
+          out.push(
+            v(this.name, push.resource, `master.cf service "${s.service}" overrides milter_default_action=${act}`),
+          );
         const ro = s.overrides.get("receive_override_options");
-        if (ro !== undefined && postfixList(ro).includes("no_milters")) out.push(v(this.name, push.resource, `master.cf service "${s.service}" overrides receive_override_options=${ro}, which disables DKIM signing`));
+        if (ro !== undefined && postfixList(ro).includes("no_milters"))
+          out.push(
+            v(
+              this.name,
+              push.resource,
+              `master.cf service "${s.service}" overrides receive_override_options=${ro}, which disables DKIM signing`,
+            ),
+          );
         for (const key of ["smtpd_milters", "non_smtpd_milters"]) {
           const o = s.overrides.get(key);
-          if (o !== undefined && postfixList(o).length === 0) out.push(v(this.name, push.resource, `master.cf service "${s.service}" overrides ${key} to empty, so its mail leaves unsigned`));
+          if (o !== undefined && postfixList(o).length === 0)
+            out.push(
+              v(
+                this.name,
+                push.resource,
+                `master.cf service "${s.service}" overrides ${key} to empty, so its mail leaves unsigned`,
+              ),
+            );
         }
       }
     }
@@ -1011,7 +1261,10 @@ export const neverSendUnsigned: StackRule = {
   },
 };
 
-/** Why a tunnel ingress list lets the tunnel reach something other than the relay's two listeners, or [] when it doesn't. */
+/**
+ * Why a tunnel ingress list lets the tunnel reach something other than the relay's two listeners, or [] when it
+ * doesn't.
+ */
 export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
   const problems: string[] = [];
   const mailPort = new RegExp(`:(${TUNNEL_FORBIDDEN_PORTS.join("|")})(?![0-9])`);
@@ -1025,19 +1278,29 @@ export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
     const service = ing.service;
     // Where the tunnel sends traffic decides safety and never comes from the cloud: unknown fails closed.
     if (service === undefined) {
-      problems.push(`ingress #${i} has an unknown service; a route that might reach an SMTP port is refused until it is known`);
+      problems.push(
+        `ingress #${i} has an unknown service; a route that might reach an SMTP port is refused until it is known`,
+      );
       return;
     }
     if (last) {
-      if (service !== "http_status:404" || (isStr(ing.hostname) && ing.hostname !== "") || (isStr(ing.path) && ing.path !== "")) {
-        problems.push(`the last ingress must be a catch-all http_status:404, not ${JSON.stringify({ hostname: ing.hostname, path: ing.path, service })}`);
+      if (
+        service !== "http_status:404" ||
+        (isStr(ing.hostname) && ing.hostname !== "") ||
+        (isStr(ing.path) && ing.path !== "")
+      ) {
+        problems.push(
+          `the last ingress must be a catch-all http_status:404, not ${JSON.stringify({ hostname: ing.hostname, path: ing.path, service })}`,
+        );
       }
       return;
     }
     const m = isStr(service) ? /^(http|tcp):\/\/(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})\/?$/.exec(service) : null;
     if (!m || Number(m[3]) !== RELAY_TUNNEL_SERVICES[m[1] as "http" | "tcp"]) {
       const { http, tcp } = RELAY_TUNNEL_SERVICES;
-      problems.push(`ingress #${i} service ${JSON.stringify(service)} is neither http://127.0.0.1:${http} (the relay's HTTP API) nor tcp://127.0.0.1:${tcp} (its SMTP ingress)`);
+      problems.push(
+        `ingress #${i} service ${JSON.stringify(service)} is neither http://127.0.0.1:${http} (the relay's HTTP API) nor tcp://127.0.0.1:${tcp} (its SMTP ingress)`,
+      );
     } else if (m[1] === "tcp" && !(isStr(ing.hostname) && ing.hostname !== "")) {
       problems.push(`ingress #${i} sends every hostname to ${service}; a tcp:// route must name its hostname`);
     }
@@ -1050,13 +1313,24 @@ export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
 export const tunnelCannotReachMailPorts: ResourceRule = {
   name: "tunnel-cannot-reach-mail-ports",
   scope: "resource",
-  reason: "Through a tunnel every caller arrives from localhost, which Postfix trusts: a tunnel to an SMTP port is exactly incident 000 (FRP to :25).",
+  reason:
+    "Through a tunnel every caller arrives from localhost, which Postfix trusts: a tunnel to an SMTP port is exactly incident 000 (FRP to :25).",
   check(r) {
     if (r.type !== TYPES.tunnelConfig) return [];
     const cfg = asObj(r.props.config);
-    if (cfg === undefined) return [v(this.name, r, "tunnel config is unknown or not set; its routes can't be proven, so it is refused")];
+    if (cfg === undefined)
+      return [v(this.name, r, "tunnel config is unknown or not set; its routes can't be proven, so it is refused")];
     const ing = asArray(cfg.ingresses);
-    if (ing === undefined) return [v(this.name, r, has(cfg, "ingresses") ? "tunnel config ingresses are unknown; refused until known" : "config has no ingresses (needs the relay route and a catch-all http_status:404)")];
+    if (ing === undefined)
+      return [
+        v(
+          this.name,
+          r,
+          has(cfg, "ingresses")
+            ? "tunnel config ingresses are unknown; refused until known"
+            : "config has no ingresses (needs the relay route and a catch-all http_status:404)",
+        ),
+      ];
     const problems = tunnelIngressProblems(ing);
     const rest = JSON.stringify({ ...cfg, ingresses: undefined });
     if (/smtps?:\/\/|tcp:\/\//i.test(rest)) problems.push("config names smtp:// or tcp:// outside the ingress list");
@@ -1067,7 +1341,10 @@ export const tunnelCannotReachMailPorts: ResourceRule = {
 /** cloudflared's locally managed ingress file (the tunnel is config_src "local"). */
 export const CLOUDFLARED_CONFIG_PATH = "/etc/cloudflared/mail-relay.yml";
 
-/** Why a pushed cloudflared config file is unsafe: ingress problems, and any route without cloudflared's own Access check. */
+/**
+ * Why a pushed cloudflared config file is unsafe: ingress problems, and any route without cloudflared's own Access
+ * check.
+ */
 export function cloudflaredConfigProblems(text: string, auds: readonly string[]): string[] {
   let doc: unknown;
   try {
@@ -1081,13 +1358,18 @@ export function cloudflaredConfigProblems(text: string, auds: readonly string[])
   ingress.slice(0, -1).forEach((raw, i) => {
     const access = asObj(asObj(asObj(raw)?.originRequest)?.access);
     if (!access || access.required !== true) {
-      problems.push(`ingress #${i} does not set originRequest.access.required: true (cloudflared must check the Access JWT itself)`);
+      problems.push(
+        `ingress #${i} does not set originRequest.access.required: true (cloudflared must check the Access JWT itself)`,
+      );
       return;
     }
-    if (!isStr(access.teamName) || access.teamName === "") problems.push(`ingress #${i} originRequest.access has no teamName`);
+    if (!isStr(access.teamName) || access.teamName === "")
+      problems.push(`ingress #${i} originRequest.access has no teamName`);
     const tags = asArray(access.audTag);
-    if (!tags || tags.length === 0 || !tags.every(isStr)) problems.push(`ingress #${i} originRequest.access has no audTag`);
-    else if (auds.length > 0 && !tags.every((t) => auds.includes(t as string))) problems.push(`ingress #${i} audTag ${JSON.stringify(tags)} is not this stack's Access application`);
+    if (!tags || tags.length === 0 || !tags.every(isStr))
+      problems.push(`ingress #${i} originRequest.access has no audTag`);
+    else if (auds.length > 0 && !tags.every((t) => auds.includes(t as string)))
+      problems.push(`ingress #${i} audTag ${JSON.stringify(tags)} is not this stack's Access application`);
   });
   return problems;
 }
@@ -1104,21 +1386,41 @@ export const tunnelIngressLocal: StackRule = {
     const out: Violation[] = [];
     for (const t of tunnels) {
       // configSrc is plain configuration, never cloud-assigned: unknown counts as wrong (fail closed).
-      if (t.props.configSrc !== "local") out.push(v(this.name, t, `configSrc is ${t.props.configSrc === undefined ? "unknown or not set" : JSON.stringify(t.props.configSrc)}; must be "local" so the dashboard can't change the routes`));
+      if (t.props.configSrc !== "local")
+        out.push(
+          v(
+            this.name,
+            t,
+            `configSrc is ${t.props.configSrc === undefined ? "unknown or not set" : JSON.stringify(t.props.configSrc)}; must be "local" so the dashboard can't change the routes`,
+          ),
+        );
     }
-    const auds = ofType(rs, TYPES.accessApp).map((a) => a.props.aud).filter(isStr);
+    const auds = ofType(rs, TYPES.accessApp)
+      .map((a) => a.props.aud)
+      .filter(isStr);
     const pushes = filePushes(rs).filter((p) => p.path === CLOUDFLARED_CONFIG_PATH);
     for (const p of pushes) {
       // Unknown only while the Access application's AUD tag is (first preview); checked again after the update.
       if (p.content === undefined) continue;
-      for (const problem of cloudflaredConfigProblems(p.content, auds)) out.push(v(this.name, p.resource, `${CLOUDFLARED_CONFIG_PATH} ${problem}`));
+      for (const problem of cloudflaredConfigProblems(p.content, auds))
+        out.push(v(this.name, p.resource, `${CLOUDFLARED_CONFIG_PATH} ${problem}`));
     }
     const servers = ofType(rs, TYPES.server);
     const hosts = new Set(pushes.map((p) => p.host));
-    const nodeHosts = new Set(filePushes(rs).filter((p) => p.path === "/etc/postfix/main.cf").map((p) => p.host));
+    const nodeHosts = new Set(
+      filePushes(rs)
+        .filter((p) => p.path === "/etc/postfix/main.cf")
+        .map((p) => p.host),
+    );
     if (servers.length > 0 && !somePushUnknown(rs)) {
-      if (pushes.length === 0) out.push(v(this.name, tunnels[0], `no ${CLOUDFLARED_CONFIG_PATH} is pushed: cloudflared would have no local ingress`));
-      else for (const h of nodeHosts) if (h !== undefined && !hosts.has(h)) out.push(v(this.name, tunnels[0], `node ${h} gets no ${CLOUDFLARED_CONFIG_PATH}`));
+      if (pushes.length === 0)
+        out.push(
+          v(this.name, tunnels[0], `no ${CLOUDFLARED_CONFIG_PATH} is pushed: cloudflared would have no local ingress`),
+        );
+      else
+        for (const h of nodeHosts)
+          if (h !== undefined && !hosts.has(h))
+            out.push(v(this.name, tunnels[0], `node ${h} gets no ${CLOUDFLARED_CONFIG_PATH}`));
     }
     return out;
   },
@@ -1126,7 +1428,11 @@ export const tunnelIngressLocal: StackRule = {
 
 /** Does an Access application's domain/destinations cover a hostname (exactly or by a *. wildcard)? */
 function appCovers(app: ResourceView, host: string): boolean | undefined {
-  const names: unknown[] = [app.props.domain, ...(asArray(app.props.selfHostedDomains) ?? []), ...(asArray(app.props.destinations) ?? []).map((d) => asObj(d)?.uri)];
+  const names: unknown[] = [
+    app.props.domain,
+    ...(asArray(app.props.selfHostedDomains) ?? []),
+    ...(asArray(app.props.destinations) ?? []).map((d) => asObj(d)?.uri),
+  ];
   let unknown = false;
   for (const n of names) {
     if (n === undefined) {
@@ -1147,7 +1453,8 @@ const SERVICE_TOKEN_INCLUDES = ["serviceToken", "anyValidServiceToken"];
 export const accessInFrontOfTunnel: StackRule = {
   name: "access-in-front-of-tunnel",
   scope: "stack",
-  reason: "The tunnel makes the relay's HTTP API public; Cloudflare Access with a service-token (non_identity) policy keeps every caller without a token at the edge.",
+  reason:
+    "The tunnel makes the relay's HTTP API public; Cloudflare Access with a service-token (non_identity) policy keeps every caller without a token at the edge.",
   check(rs) {
     if (ofType(rs, TYPES.tunnel).length === 0) return [];
     const out: Violation[] = [];
@@ -1155,7 +1462,11 @@ export const accessInFrontOfTunnel: StackRule = {
     const policies = ofType(rs, TYPES.accessPolicy);
     const idOf = (p: ResourceView) => p.id ?? (isStr(p.props.id) ? p.props.id : undefined);
     const idsUnknown = policies.some((p) => idOf(p) === undefined);
-    const ownTokens = new Set(ofType(rs, TYPES.serviceToken).map((t) => idOf(t)).filter(isStr));
+    const ownTokens = new Set(
+      ofType(rs, TYPES.serviceToken)
+        .map((t) => idOf(t))
+        .filter(isStr),
+    );
     // A token whose ID the cloud has not assigned yet can't be matched: then a serviceToken include is not judged.
     const tokenIdsUnknown = ofType(rs, TYPES.serviceToken).some((t) => idOf(t) === undefined);
     for (const host of tunnelHostnames(rs)) {
@@ -1168,12 +1479,14 @@ export const accessInFrontOfTunnel: StackRule = {
       for (const app of covering.filter((a) => appCovers(a, host) === true)) {
         const refs = asArray(app.props.policies);
         if (refs === undefined) {
-          if (!has(app.props, "policies")) out.push(v(this.name, app, `covers ${host} but has no policies; add a non_identity service-token policy`));
+          if (!has(app.props, "policies"))
+            out.push(v(this.name, app, `covers ${host} but has no policies; add a non_identity service-token policy`));
           continue;
         }
         let tokenPolicy = false;
         let unknown = false;
-        // The app's policies: inline ones, ones found by ID, else the AccessPolicies its `policies` property depends on.
+        // The app's policies: inline ones, ones found by ID, else the AccessPolicies its `policies` property depends
+        // on.
         const resolved: Record<string, unknown>[] = [];
         const deps = (app.propertyDependencies?.policies ?? []).flatMap((u) => policies.filter((p) => p.urn === u));
         for (const ref of refs.map(asObj)) {
@@ -1182,16 +1495,36 @@ export const accessInFrontOfTunnel: StackRule = {
             continue;
           }
           if (ref.decision !== undefined || ref.includes !== undefined) resolved.push(ref);
-          else if (isStr(ref.id) && policies.some((p) => idOf(p) === ref.id)) resolved.push(policies.find((p) => idOf(p) === ref.id)!.props);
+          else if (isStr(ref.id) && policies.some((p) => idOf(p) === ref.id))
+            resolved.push(policies.find((p) => idOf(p) === ref.id)!.props);
           else if (deps.length > 0) resolved.push(...deps.map((d) => d.props));
           else if (ref.id === undefined || idsUnknown) unknown = true;
-          else out.push(v(this.name, app, `covers ${host} with policy ${String(ref.id)}, which this stack does not manage, so its decision can't be checked`));
+          else
+            out.push(
+              v(
+                this.name,
+                app,
+                `covers ${host} with policy ${String(ref.id)}, which this stack does not manage, so its decision can't be checked`,
+              ),
+            );
         }
         for (const pol of resolved) {
           const includes = (asArray(pol.includes) ?? []).map(asObj);
-          if (pol.decision === "bypass") out.push(v(this.name, app, `covers ${host} with a bypass policy; nobody may reach the relay without a service token`));
-          if (includes.some((inc) => inc && has(inc, "everyone")) && pol.decision !== "deny") out.push(v(this.name, app, `covers ${host} with a policy that includes everyone`));
-          if (pol.decision === "non_identity" && includes.some((inc) => inc && SERVICE_TOKEN_INCLUDES.some((k) => has(inc, k)))) tokenPolicy = true;
+          if (pol.decision === "bypass")
+            out.push(
+              v(
+                this.name,
+                app,
+                `covers ${host} with a bypass policy; nobody may reach the relay without a service token`,
+              ),
+            );
+          if (includes.some((inc) => inc && has(inc, "everyone")) && pol.decision !== "deny")
+            out.push(v(this.name, app, `covers ${host} with a policy that includes everyone`));
+          if (
+            pol.decision === "non_identity" &&
+            includes.some((inc) => inc && SERVICE_TOKEN_INCLUDES.some((k) => has(inc, k)))
+          )
+            tokenPolicy = true;
           if (pol.decision === undefined) unknown = true;
           if (pol.decision === "deny") continue;
           // Includes are OR-ed: one {ip: 0.0.0.0/0} or anyValidServiceToken beside the tokens lets anyone (or any
@@ -1199,13 +1532,21 @@ export const accessInFrontOfTunnel: StackRule = {
           includes.forEach((inc, i) => {
             const tokenId = asObj(inc?.serviceToken)?.tokenId;
             const keys = inc ? Object.keys(inc) : [];
-            if (inc && keys.length === 1 && keys[0] === "serviceToken" && (tokenId === undefined || tokenIdsUnknown)) return; // ids not assigned yet
+            if (inc && keys.length === 1 && keys[0] === "serviceToken" && (tokenId === undefined || tokenIdsUnknown))
+              return; // ids not assigned yet
             if (!inc || keys.length !== 1 || keys[0] !== "serviceToken" || !isStr(tokenId) || !ownTokens.has(tokenId)) {
-              out.push(v(this.name, app, `covers ${host} with a policy whose include #${i} ${JSON.stringify(inc ?? null)} is not one of this stack's service tokens`));
+              out.push(
+                v(
+                  this.name,
+                  app,
+                  `covers ${host} with a policy whose include #${i} ${JSON.stringify(inc ?? null)} is not one of this stack's service tokens`,
+                ),
+              );
             }
           });
         }
-        if (!tokenPolicy && !unknown) out.push(v(this.name, app, `covers ${host} but no policy is non_identity with a service token`));
+        if (!tokenPolicy && !unknown)
+          out.push(v(this.name, app, `covers ${host} but no policy is non_identity with a service token`));
       }
     }
     return out;
@@ -1233,8 +1574,19 @@ export const forwardConfirmedRdns: StackRule = {
     }
     const mailHosts = mtaHostnames(rs);
     for (const d of dnsRecords(rs)) {
-      if ((d.type === "A" || d.type === "AAAA" || d.type === "CNAME") && d.name && mailHosts.has(d.name) && d.proxied === true) {
-        out.push(v(this.name, d.resource, `${d.type} ${d.name} is proxied; a mail host's record must resolve to the node itself (proxied: false)`));
+      if (
+        (d.type === "A" || d.type === "AAAA" || d.type === "CNAME") &&
+        d.name &&
+        mailHosts.has(d.name) &&
+        d.proxied === true
+      ) {
+        out.push(
+          v(
+            this.name,
+            d.resource,
+            `${d.type} ${d.name} is proxied; a mail host's record must resolve to the node itself (proxied: false)`,
+          ),
+        );
       }
     }
     return out;
@@ -1245,7 +1597,8 @@ export const forwardConfirmedRdns: StackRule = {
 export const spfCoversEveryNode: StackRule = {
   name: "spf-covers-every-node",
   scope: "stack",
-  reason: "RFC 7208: two SPF records are a permerror, an uncovered node IP fails SPF, and +all/?all/no all authorizes the whole Internet to send as the domain.",
+  reason:
+    "RFC 7208: two SPF records are a permerror, an uncovered node IP fails SPF, and +all/?all/no all authorizes the whole Internet to send as the domain.",
   check(rs) {
     const out: Violation[] = [];
     const recs = dnsRecords(rs);
@@ -1253,7 +1606,14 @@ export const spfCoversEveryNode: StackRule = {
     const byName = new Map<string, DnsRecordView[]>();
     for (const s of spfs) if (s.name) byName.set(s.name, [...(byName.get(s.name) ?? []), s]);
     for (const [name, list] of byName) {
-      if (list.length > 1) out.push(v(this.name, list[1].resource, `${name} has ${list.length} SPF records (${list.map((l) => l.resource.name).join(", ")}); RFC 7208 allows one`));
+      if (list.length > 1)
+        out.push(
+          v(
+            this.name,
+            list[1].resource,
+            `${name} has ${list.length} SPF records (${list.map((l) => l.resource.name).join(", ")}); RFC 7208 allows one`,
+          ),
+        );
     }
     const ips = serverIps(rs);
     for (const s of spfs) {
@@ -1261,23 +1621,37 @@ export const spfCoversEveryNode: StackRule = {
       const last = terms.filter((t) => !t.mechanism.endsWith("="));
       const allTerm = last[last.length - 1];
       if (!allTerm || allTerm.mechanism !== "all" || (allTerm.qualifier !== "~" && allTerm.qualifier !== "-")) {
-        out.push(v(this.name, s.resource, `SPF "${s.content}" must end in ~all or -all (found ${allTerm?.raw ?? "nothing"})`));
+        out.push(
+          v(this.name, s.resource, `SPF "${s.content}" must end in ~all or -all (found ${allTerm?.raw ?? "nothing"})`),
+        );
       }
       const badAll = terms.filter((t) => t.mechanism === "all" && t !== allTerm);
-      if (badAll.length > 0) out.push(v(this.name, s.resource, `SPF "${s.content}" has ${badAll.map((t) => t.raw).join(", ")} before its end`));
-      if (terms.some((t) => t.mechanism === "redirect=")) out.push(v(this.name, s.resource, `SPF "${s.content}" uses redirect=; end it in ~all or -all instead`));
-      const lookups = terms.filter((t) => ["include", "a", "mx", "ptr", "exists", "redirect="].includes(t.mechanism)).length;
-      if (lookups > 10) out.push(v(this.name, s.resource, `SPF "${s.content}" needs ${lookups} DNS lookups; RFC 7208 section 4.6.4 allows 10`));
+      if (badAll.length > 0)
+        out.push(
+          v(this.name, s.resource, `SPF "${s.content}" has ${badAll.map((t) => t.raw).join(", ")} before its end`),
+        );
+      if (terms.some((t) => t.mechanism === "redirect="))
+        out.push(v(this.name, s.resource, `SPF "${s.content}" uses redirect=; end it in ~all or -all instead`));
+      const lookups = terms.filter((t) =>
+        ["include", "a", "mx", "ptr", "exists", "redirect="].includes(t.mechanism),
+      ).length;
+      if (lookups > 10)
+        out.push(
+          v(this.name, s.resource, `SPF "${s.content}" needs ${lookups} DNS lookups; RFC 7208 section 4.6.4 allows 10`),
+        );
       const nets = terms
         .filter((t) => (t.mechanism === "ip4" || t.mechanism === "ip6") && t.qualifier === "+" && t.value)
         .map((t) => parseCidr(t.value!))
         .filter((c): c is Cidr => c !== undefined);
       const uncovered = [...new Set(ips.filter((x) => !cidrWithinAny(parseCidr(x.ip)!, nets)).map((x) => x.ip))];
-      if (uncovered.length > 0) out.push(v(this.name, s.resource, `SPF "${s.content}" does not cover node IP(s) ${uncovered.join(", ")}`));
+      if (uncovered.length > 0)
+        out.push(v(this.name, s.resource, `SPF "${s.content}" does not cover node IP(s) ${uncovered.join(", ")}`));
     }
     if (ofType(rs, TYPES.server).length > 0) {
       for (const d of sendingDomains(rs)) {
-        const txtUnknown = recs.some((r) => r.name === undefined || r.type === undefined || (r.type === "TXT" && r.content === undefined));
+        const txtUnknown = recs.some(
+          (r) => r.name === undefined || r.type === undefined || (r.type === "TXT" && r.content === undefined),
+        );
         if (!byName.has(d) && !txtUnknown) {
           out.push(v(this.name, ofType(rs, TYPES.server)[0], `sending domain ${d} has no SPF record`));
         }
@@ -1298,7 +1672,10 @@ export function dmarcBimiProblem(tags: ReadonlyMap<string, string>): string | un
   return undefined;
 }
 
-/** 13. DKIM record for the active selector (>= 2048-bit, matching the pushed key); DMARC exists; BIMI needs enforcing DMARC. */
+/**
+ * 13. DKIM record for the active selector (>= 2048-bit, matching the pushed key); DMARC exists; BIMI needs enforcing
+ * DMARC.
+ */
 export const dkimDmarcBimi: StackRule = {
   name: "dkim-dmarc-bimi",
   scope: "stack",
@@ -1307,7 +1684,11 @@ export const dkimDmarcBimi: StackRule = {
   check(rs) {
     const out: Violation[] = [];
     const recs = dnsRecords(rs);
-    const namesUnknown = recs.some((r) => r.name === undefined || (r.type === "TXT" && r.content === undefined && r.name !== undefined && (isDkim(r) || isDmarc(r))));
+    const namesUnknown = recs.some(
+      (r) =>
+        r.name === undefined ||
+        (r.type === "TXT" && r.content === undefined && r.name !== undefined && (isDkim(r) || isDmarc(r))),
+    );
     const pushes = filePushes(rs);
     // Every published DKIM key: a valid RSA key of >= 2048 bits (or an empty p=, a revoked key).
     for (const d of recs.filter(isDkim)) {
@@ -1322,8 +1703,10 @@ export const dkimDmarcBimi: StackRule = {
       const k = (tags.get("k") ?? "rsa").toLowerCase();
       if (k !== "rsa") continue;
       const bits = dkimKeyBits(p);
-      if (bits === undefined) out.push(v(this.name, d.resource, `DKIM record ${d.name} p= is not a valid RSA public key`));
-      else if (bits < 2048) out.push(v(this.name, d.resource, `DKIM record ${d.name} has a ${bits}-bit key; at least 2048 bits`));
+      if (bits === undefined)
+        out.push(v(this.name, d.resource, `DKIM record ${d.name} p= is not a valid RSA public key`));
+      else if (bits < 2048)
+        out.push(v(this.name, d.resource, `DKIM record ${d.name} has a ${bits}-bit key; at least 2048 bits`));
     }
     // The active selector of each node has a record, and it carries the public half of the pushed private key.
     const active = activeDkimKeys(rs);
@@ -1331,7 +1714,14 @@ export const dkimDmarcBimi: StackRule = {
       const name = `${a.selector}._domainkey.${a.domain}`;
       const rec = recs.find((d) => d.type === "TXT" && d.name === name);
       if (!rec) {
-        if (!namesUnknown) out.push(v(this.name, a.push.resource, `active DKIM selector ${a.selector} for ${a.domain} has no TXT record ${name}`));
+        if (!namesUnknown)
+          out.push(
+            v(
+              this.name,
+              a.push.resource,
+              `active DKIM selector ${a.selector} for ${a.domain} has no TXT record ${name}`,
+            ),
+          );
         continue;
       }
       if (rec.content === undefined) continue;
@@ -1340,14 +1730,30 @@ export const dkimDmarcBimi: StackRule = {
         out.push(v(this.name, rec.resource, `DKIM record ${name} for the active selector has no key`));
         continue;
       }
-      const keyPush = pushes.find((x) => x.path === a.keyPath && (x.host === undefined || a.push.host === undefined || x.host === a.push.host));
+      const keyPush = pushes.find(
+        (x) => x.path === a.keyPath && (x.host === undefined || a.push.host === undefined || x.host === a.push.host),
+      );
       if (keyPush?.content !== undefined) {
         const spki = spkiOfPrivateKey(keyPush.content);
-        if (spki !== undefined && spki !== p.replace(/\s+/g, "")) out.push(v(this.name, rec.resource, `DKIM record ${name} does not match the private key pushed to ${a.keyPath}`));
+        if (spki !== undefined && spki !== p.replace(/\s+/g, ""))
+          out.push(
+            v(this.name, rec.resource, `DKIM record ${name} does not match the private key pushed to ${a.keyPath}`),
+          );
       }
     }
-    if (ofType(rs, TYPES.server).length > 0 && active.length === 0 && !pushes.some((p) => p.path === "/etc/opendkim/SigningTable") && !somePushUnknown(rs)) {
-      out.push(v(this.name, ofType(rs, TYPES.server)[0], "no /etc/opendkim/SigningTable is pushed, so no DKIM selector is active"));
+    if (
+      ofType(rs, TYPES.server).length > 0 &&
+      active.length === 0 &&
+      !pushes.some((p) => p.path === "/etc/opendkim/SigningTable") &&
+      !somePushUnknown(rs)
+    ) {
+      out.push(
+        v(
+          this.name,
+          ofType(rs, TYPES.server)[0],
+          "no /etc/opendkim/SigningTable is pushed, so no DKIM selector is active",
+        ),
+      );
     }
     // DMARC: each sending domain has exactly one valid record; BIMI needs it enforcing.
     const dmarcs = recs.filter(isDmarc);
@@ -1357,21 +1763,38 @@ export const dkimDmarcBimi: StackRule = {
       const mine = dmarcs.filter((d) => d.name === `_dmarc.${domain}`);
       if (mine.length === 0) {
         if (!namesUnknown) {
-          const anchor = recs.find((r) => r.name === domain || r.name?.endsWith(`.${domain}`))?.resource ?? ofType(rs, TYPES.server)[0] ?? rs[0];
+          const anchor =
+            recs.find((r) => r.name === domain || r.name?.endsWith(`.${domain}`))?.resource ??
+            ofType(rs, TYPES.server)[0] ??
+            rs[0];
           if (anchor) out.push(v(this.name, anchor, `sending domain ${domain} has no DMARC record _dmarc.${domain}`));
         }
         continue;
       }
-      if (mine.length > 1) out.push(v(this.name, mine[1].resource, `_dmarc.${domain} has ${mine.length} records; RFC 7489 requires exactly one`));
+      if (mine.length > 1)
+        out.push(
+          v(this.name, mine[1].resource, `_dmarc.${domain} has ${mine.length} records; RFC 7489 requires exactly one`),
+        );
       const rec = mine[0];
       if (rec.content === undefined) continue;
       const tags = parseTags(rec.content);
-      if (!/^v\s*=\s*DMARC1\s*(;|$)/.test(rec.content)) out.push(v(this.name, rec.resource, `_dmarc.${domain} "${rec.content}" must start with v=DMARC1`));
+      if (!/^v\s*=\s*DMARC1\s*(;|$)/.test(rec.content))
+        out.push(v(this.name, rec.resource, `_dmarc.${domain} "${rec.content}" must start with v=DMARC1`));
       const p = tags.get("p")?.toLowerCase();
-      if (p !== "none" && p !== "quarantine" && p !== "reject") out.push(v(this.name, rec.resource, `_dmarc.${domain} has p=${p ?? "(missing)"}; must be none, quarantine or reject`));
+      if (p !== "none" && p !== "quarantine" && p !== "reject")
+        out.push(
+          v(this.name, rec.resource, `_dmarc.${domain} has p=${p ?? "(missing)"}; must be none, quarantine or reject`),
+        );
       const bimi = bimis.find((b) => b.name!.endsWith(`._bimi.${domain}`));
       const problem = dmarcBimiProblem(tags);
-      if (bimi && problem) out.push(v(this.name, bimi.resource, `BIMI for ${domain} needs DMARC p=quarantine/reject at pct=100, but _dmarc.${domain} has ${problem}`));
+      if (bimi && problem)
+        out.push(
+          v(
+            this.name,
+            bimi.resource,
+            `BIMI for ${domain} needs DMARC p=quarantine/reject at pct=100, but _dmarc.${domain} has ${problem}`,
+          ),
+        );
     }
     return out;
   },
@@ -1400,15 +1823,18 @@ export interface SecretValue {
 /** Env keys that name a secret; other keys of a secret file (paths, domains, limits) are configuration. */
 const SECRET_KEY_NAME = /TOKEN|SECRET|PASSWORD|PASSWD|PASS\b|_KEY\b|^KEY|CREDENTIAL|AUTH/i;
 /** A value shaped like generated key material: long, no path or domain punctuation, letters and digits mixed. */
-const looksRandom = (x: string) => x.length >= 20 && /^[A-Za-z0-9+/=_-]+$/.test(x) && !x.includes("/") && /[0-9]/.test(x) && /[A-Za-z]/.test(x);
+const looksRandom = (x: string) =>
+  x.length >= 20 && /^[A-Za-z0-9+/=_-]+$/.test(x) && !x.includes("/") && /[0-9]/.test(x) && /[A-Za-z]/.test(x);
 
-const SECRET_FILE = /^(\/etc\/opendkim\/keys\/|\/etc\/mail-relay\.env$|\/etc\/postfix\/sasl_passwd$|\/etc\/cloudflared\/)/;
+const SECRET_FILE =
+  /^(\/etc\/opendkim\/keys\/|\/etc\/mail-relay\.env$|\/etc\/postfix\/sasl_passwd$|\/etc\/cloudflared\/)/;
 
 /** Every secret value the stack holds: generated secrets, private keys, tokens, secret file contents. */
 export function stackSecrets(rs: readonly ResourceView[]): SecretValue[] {
   const out: SecretValue[] = [];
   const add = (r: ResourceView, field: string, value: unknown, min = 8) => {
-    if (isStr(value) && value.trim().length >= min) out.push({ source: `${describe(r)} ${field}`, value: value.trim() });
+    if (isStr(value) && value.trim().length >= min)
+      out.push({ source: `${describe(r)} ${field}`, value: value.trim() });
   };
   for (const r of rs) {
     switch (r.type) {
@@ -1423,7 +1849,9 @@ export function stackSecrets(rs: readonly ResourceView[]): SecretValue[] {
         for (const f of ["privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"]) {
           add(r, f, r.props[f]);
           // A key body pasted without its BEGIN/END lines is just as leaked.
-          if (isStr(r.props[f])) for (const line of r.props[f].split(/\r?\n/)) if (/^[A-Za-z0-9+/=]{40,}$/.test(line)) add(r, `${f} (body)`, line);
+          if (isStr(r.props[f]))
+            for (const line of r.props[f].split(/\r?\n/))
+              if (/^[A-Za-z0-9+/=]{40,}$/.test(line)) add(r, `${f} (body)`, line);
         }
         break;
       case TYPES.serviceToken:
@@ -1435,7 +1863,9 @@ export function stackSecrets(rs: readonly ResourceView[]): SecretValue[] {
       case TYPES.command: {
         const pk = asObj(r.props.connection)?.privateKey;
         add(r, "connection.privateKey", pk);
-        if (isStr(pk)) for (const line of pk.split(/\r?\n/)) if (/^[A-Za-z0-9+/=]{40,}$/.test(line)) add(r, "connection.privateKey (body)", line);
+        if (isStr(pk))
+          for (const line of pk.split(/\r?\n/))
+            if (/^[A-Za-z0-9+/=]{40,}$/.test(line)) add(r, "connection.privateKey (body)", line);
         add(r, "connection.password", asObj(r.props.connection)?.password);
         break;
       }
@@ -1467,7 +1897,8 @@ export function stackSecrets(rs: readonly ResourceView[]): SecretValue[] {
 export const noSecretsInUserData: StackRule = {
   name: "no-secrets-in-user-data",
   scope: "stack",
-  reason: "User-data is readable from the metadata service by every process on the host and kept by Hetzner; secrets go over SSH into root-only files instead.",
+  reason:
+    "User-data is readable from the metadata service by every process on the host and kept by Hetzner; secrets go over SSH into root-only files instead.",
   check(rs) {
     const out: Violation[] = [];
     const secrets = stackSecrets(rs);
@@ -1488,7 +1919,8 @@ export const noSecretsInUserData: StackRule = {
 export const mxNeverPointsAtRelay: StackRule = {
   name: "mx-never-points-at-relay",
   scope: "stack",
-  reason: "The relay receives no mail: an MX at a node (or its tunnel hostname) loses replies, bounces and DMARC reports, and invites inbound SMTP to a send-only host.",
+  reason:
+    "The relay receives no mail: an MX at a node (or its tunnel hostname) loses replies, bounces and DMARC reports, and invites inbound SMTP to a send-only host.",
   check(rs) {
     const out: Violation[] = [];
     const recs = dnsRecords(rs);
@@ -1505,8 +1937,21 @@ export const mxNeverPointsAtRelay: StackRule = {
         out.push(v(this.name, mx.resource, `MX ${mx.name ?? "?"} -> ${target}, a relay node IP`));
         continue;
       }
-      const addr = recs.find((d) => (d.type === "A" || d.type === "AAAA") && d.name === target && d.content !== undefined && ips.some((ip) => sameIp(ip, d.content!)));
-      if (addr) out.push(v(this.name, mx.resource, `MX ${mx.name ?? "?"} -> ${target}, which resolves to relay node IP ${addr.content}`));
+      const addr = recs.find(
+        (d) =>
+          (d.type === "A" || d.type === "AAAA") &&
+          d.name === target &&
+          d.content !== undefined &&
+          ips.some((ip) => sameIp(ip, d.content!)),
+      );
+      if (addr)
+        out.push(
+          v(
+            this.name,
+            mx.resource,
+            `MX ${mx.name ?? "?"} -> ${target}, which resolves to relay node IP ${addr.content}`,
+          ),
+        );
     }
     return out;
   },
@@ -1516,17 +1961,26 @@ export const mxNeverPointsAtRelay: StackRule = {
 export const primaryIpsKept: ResourceRule = {
   name: "primary-ips-kept",
   scope: "resource",
-  reason: "A sending IP's reputation takes weeks to build: autoDelete would drop it with its server, and deletion protection keeps a protected IP from going by mistake.",
+  reason:
+    "A sending IP's reputation takes weeks to build: autoDelete would drop it with its server, and deletion protection keeps a protected IP from going by mistake.",
   check(r) {
     if (r.type !== TYPES.primaryIp) return [];
     const out: Violation[] = [];
-    if (!has(r.props, "autoDelete")) out.push(v(this.name, r, "autoDelete is not set; set autoDelete: false so the IP outlives its server"));
-    else if (r.props.autoDelete !== undefined && r.props.autoDelete !== false) out.push(v(this.name, r, `autoDelete is ${String(r.props.autoDelete)}; must be false`));
+    if (!has(r.props, "autoDelete"))
+      out.push(v(this.name, r, "autoDelete is not set; set autoDelete: false so the IP outlives its server"));
+    else if (r.props.autoDelete !== undefined && r.props.autoDelete !== false)
+      out.push(v(this.name, r, `autoDelete is ${String(r.props.autoDelete)}; must be false`));
     const labels = asObj(r.props.labels);
     if (labels?.["mail-relay-protect-ip"] === "true") {
       const dp = r.props.deleteProtection;
       if (!has(r.props, "deleteProtection") || (dp !== undefined && dp !== true)) {
-        out.push(v(this.name, r, `labels say mail-relay-protect-ip=true but deleteProtection is ${has(r.props, "deleteProtection") ? String(dp) : "not set"}`));
+        out.push(
+          v(
+            this.name,
+            r,
+            `labels say mail-relay-protect-ip=true but deleteProtection is ${has(r.props, "deleteProtection") ? String(dp) : "not set"}`,
+          ),
+        );
       }
     }
     return out;
@@ -1556,5 +2010,7 @@ export const rules: readonly Rule[] = [
 
 /** Run every rule over a stack: resource rules on each resource, stack rules on the whole list. */
 export function checkAll(resources: readonly ResourceView[], only: readonly Rule[] = rules): Violation[] {
-  return only.flatMap((rule) => (rule.scope === "resource" ? resources.flatMap((r) => rule.check(r)) : rule.check(resources)));
+  return only.flatMap((rule) =>
+    rule.scope === "resource" ? resources.flatMap((r) => rule.check(r)) : rule.check(resources),
+  );
 }

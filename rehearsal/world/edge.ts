@@ -18,12 +18,23 @@ if (!addr || !tokensFile) {
   console.error("usage: edge.ts <addr> <tokens.json>");
   process.exit(2);
 }
-const access = JSON.parse(fs.readFileSync(tokensFile, "utf8")) as { tokens: { clientId: string; clientSecret: string }[]; aud?: string[]; teamName?: string };
+const access = JSON.parse(fs.readFileSync(tokensFile, "utf8")) as {
+  tokens: { clientId: string; clientSecret: string }[];
+  aud?: string[];
+  teamName?: string;
+};
 const tokens = access.tokens;
 const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
 function assertion(clientId: string): string {
   const now = Math.floor(Date.now() / 1000);
-  const payload = { aud: access.aud ?? [], iss: `https://${access.teamName ?? "rehearsal"}.cloudflareaccess.com`, common_name: clientId, type: "app", iat: now, exp: now + 300 };
+  const payload = {
+    aud: access.aud ?? [],
+    iss: `https://${access.teamName ?? "rehearsal"}.cloudflareaccess.com`,
+    common_name: clientId,
+    type: "app",
+    iat: now,
+    exp: now + 300,
+  };
   return `${b64url({ alg: "RS256", kid: "rehearsal-unsigned" })}.${b64url(payload)}.rehearsal-unsigned`;
 }
 const idle: net.Socket[] = [];
@@ -72,7 +83,9 @@ function connector(timeoutMs: number): Promise<net.Socket | undefined> {
 
 function answer(s: net.Socket, status: number, text: string): void {
   const body = JSON.stringify({ edge: "rehearsal", status, error: text });
-  s.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  s.end(
+    `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 net
@@ -85,17 +98,37 @@ net
       if (end < 0) return;
       const head = buf.subarray(0, end).toString("latin1");
       const lines = head.split("\r\n");
-      const headers = new Map(lines.slice(1).map((l) => [l.slice(0, l.indexOf(":")).trim().toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]));
+      const headers = new Map(
+        lines
+          .slice(1)
+          .map((l) => [l.slice(0, l.indexOf(":")).trim().toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]),
+      );
       const length = Number(headers.get("content-length") ?? 0);
       if (buf.length < end + 4 + length) return;
       client.off("data", onData);
       const id = headers.get("cf-access-client-id");
       const secret = headers.get("cf-access-client-secret");
-      if (!tokens.some((t) => t.clientId === id && t.clientSecret === secret)) return answer(client, 403, "Forbidden (Access: no valid service token)");
-      const kept = lines.slice(1).filter((l) => !/^(connection|keep-alive|proxy-connection|cf-access-client-secret|cf-access-jwt-assertion):/i.test(l));
+      if (!tokens.some((t) => t.clientId === id && t.clientSecret === secret))
+        return answer(client, 403, "Forbidden (Access: no valid service token)");
+      const kept = lines
+        .slice(1)
+        .filter(
+          (l) => !/^(connection|keep-alive|proxy-connection|cf-access-client-secret|cf-access-jwt-assertion):/i.test(l),
+        );
       // Cloudflare adds these; the relay must not trust them for anything.
       const request = Buffer.concat([
-        Buffer.from([lines[0], ...kept, `cf-connecting-ip: ${client.remoteAddress}`, `cf-access-jwt-assertion: ${assertion(id!)}`, "connection: close", "", ""].join("\r\n"), "latin1"),
+        Buffer.from(
+          [
+            lines[0],
+            ...kept,
+            `cf-connecting-ip: ${client.remoteAddress}`,
+            `cf-access-jwt-assertion: ${assertion(id!)}`,
+            "connection: close",
+            "",
+            "",
+          ].join("\r\n"),
+          "latin1",
+        ),
         buf.subarray(end + 4, end + 4 + length),
       ]);
       const c = await connector(10_000);

@@ -13,14 +13,21 @@ function attempt(target: string): Promise<Record<string, unknown>> {
   const host = target.slice(0, i).replace(/^\[|\]$/g, "");
   const port = Number(target.slice(i + 1));
   return new Promise((resolve) => {
-    const s = net.connect({ host, port, localAddress: host.includes(":") === source.includes(":") ? source : undefined, timeout: 4000 });
+    const s = net.connect({
+      host,
+      port,
+      localAddress: host.includes(":") === source.includes(":") ? source : undefined,
+      timeout: 4000,
+    });
     let transcript = "";
     let step = 0;
     const done = (r: Record<string, unknown>) => {
       s.destroy();
       resolve({ target, ...r, transcript });
     };
-    s.on("timeout", () => done({ connected: step > 0, outcome: step > 0 ? "timeout after connect" : "no connection (timeout)" }));
+    s.on("timeout", () =>
+      done({ connected: step > 0, outcome: step > 0 ? "timeout after connect" : "no connection (timeout)" }),
+    );
     s.on("error", (e: NodeJS.ErrnoException) => done({ connected: step > 0, outcome: `no connection (${e.code})` }));
     s.on("connect", () => {
       step = 1;

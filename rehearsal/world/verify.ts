@@ -15,11 +15,20 @@ resolver.setServers([server]);
 const resolve = (name: string, rr: string) => resolver.resolve(name, rr as "TXT") as Promise<any>;
 
 async function main() {
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith(".eml")).sort();
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith(".eml"))
+    .sort();
   for (const f of files) {
     const raw = fs.readFileSync(path.join(dir, f));
     const env = JSON.parse(fs.readFileSync(path.join(dir, f.replace(/\.eml$/, ".json")), "utf8"));
-    const res = await authenticate(raw, { ip: env.remoteAddress, helo: env.heloName, sender: env.mailFrom, mta: "mx.example.net", resolver: resolve });
+    const res = await authenticate(raw, {
+      ip: env.remoteAddress,
+      helo: env.heloName,
+      sender: env.mailFrom,
+      mta: "mx.example.net",
+      resolver: resolve,
+    });
     const head = raw.toString("latin1").split(/\r?\n\r?\n/)[0];
     const sig = res.dkim.results[0] as (typeof res.dkim.results)[number] & { signingHeaders?: { keys?: string } };
     const spf = res.spf ? res.spf.status.result : "none";

@@ -6,7 +6,14 @@ import type { LogPosition } from "./log-tail";
 
 export type RecipientState = "pending" | "delivered" | "deferred" | "bounced" | "expired";
 export type DeliveryState = "handed_off" | "delivered" | "partially_delivered" | "deferred" | "bounced" | "expired";
-export const DELIVERY_STATES: readonly DeliveryState[] = ["handed_off", "delivered", "partially_delivered", "deferred", "bounced", "expired"];
+export const DELIVERY_STATES: readonly DeliveryState[] = [
+  "handed_off",
+  "delivered",
+  "partially_delivered",
+  "deferred",
+  "bounced",
+  "expired",
+];
 
 export interface RecipientRecord {
   address: string;
@@ -50,7 +57,17 @@ export interface DeliveryEvent {
 type JournalRecord =
   | { t: "h"; id: string; caller: string; qid?: string; to: string[]; at?: number }
   | { t: "q"; qid: string; id: string }
-  | { t: "r"; id: string; rcpt: string; st: Exclude<RecipientState, "pending">; dsn?: string; reply?: string; relay?: string; at: number; retry?: number }
+  | {
+      t: "r";
+      id: string;
+      rcpt: string;
+      st: Exclude<RecipientState, "pending">;
+      dsn?: string;
+      reply?: string;
+      relay?: string;
+      at: number;
+      retry?: number;
+    }
   | { t: "x"; qid: string }
   | { t: "m"; m: MessageDelivery }
   | { t: "p"; ino: number; off: number };
@@ -97,7 +114,12 @@ export class DeliveryStore {
 
   constructor(
     root: string,
-    private readonly opts: { messageIdDomain: string; retentionMs: number; backoff?: PostfixBackoff; now?: () => number },
+    private readonly opts: {
+      messageIdDomain: string;
+      retentionMs: number;
+      backoff?: PostfixBackoff;
+      now?: () => number;
+    },
   ) {
     this.dir = path.join(root, "events");
     this.file = path.join(this.dir, "deliveries.jsonl");
@@ -208,7 +230,9 @@ export class DeliveryStore {
         }
         if (r.qid !== undefined && !m.queueIds.includes(r.qid)) m.queueIds.push(r.qid);
         if (r.qid !== undefined) this.byQueueId.set(r.qid, r.id);
-        for (const a of r.to) if (!m.recipients.some((x) => x.address.toLowerCase() === a.toLowerCase())) m.recipients.push({ address: a, state: "pending", attempts: 0 });
+        for (const a of r.to)
+          if (!m.recipients.some((x) => x.address.toLowerCase() === a.toLowerCase()))
+            m.recipients.push({ address: a, state: "pending", attempts: 0 });
         return;
       }
       case "q": {
@@ -264,9 +288,18 @@ export class DeliveryStore {
    * before the hand-off without `at` and without fsync, so events Postfix logs within milliseconds already know
    * their caller (a crash leaves the job in processing/, and it is written again at the retry); and once after.
    */
-  async recordHandoff(h: { id: string; caller: string; postfixQueueId?: string; to: readonly string[]; at?: number }): Promise<void> {
+  async recordHandoff(h: {
+    id: string;
+    caller: string;
+    postfixQueueId?: string;
+    to: readonly string[];
+    at?: number;
+  }): Promise<void> {
     const rec: JournalRecord = {
-      t: "h", id: h.id, caller: h.caller, to: [...h.to],
+      t: "h",
+      id: h.id,
+      caller: h.caller,
+      to: [...h.to],
       ...(h.at !== undefined ? { at: h.at } : {}),
       ...(h.postfixQueueId !== undefined ? { qid: h.postfixQueueId } : {}),
     };
@@ -277,20 +310,28 @@ export class DeliveryStore {
   /** Our message id from a Message-ID `<uuid@messageIdDomain>`, or undefined for mail that is not the relay's. */
   private ourId(messageId: string): string | undefined {
     const m = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})@(.+)$/.exec(messageId);
-    return m && (m[2] as string).toLowerCase() === this.opts.messageIdDomain.toLowerCase() ? (m[1] as string) : undefined;
+    return m && (m[2] as string).toLowerCase() === this.opts.messageIdDomain.toLowerCase()
+      ? (m[1] as string)
+      : undefined;
   }
 
   /**
    * Turns the facts of one batch of log lines into journal records and events, applied in memory. Call commit()
    * with the records and the position after the batch once the events' side effects are durable.
    */
-  plan(facts: readonly { fact: LogFact; line: number }[], after: LogPosition): { records: JournalRecord[]; events: DeliveryEvent[] } {
+  plan(
+    facts: readonly { fact: LogFact; line: number }[],
+    after: LogPosition,
+  ): { records: JournalRecord[]; events: DeliveryEvent[] } {
     const records: JournalRecord[] = [];
     const events: DeliveryEvent[] = [];
     const backoff = this.opts.backoff ?? POSTFIX_DEFAULT_BACKOFF;
     const emit = (m: MessageDelivery, rcpt: RecipientRecord, line: number): void => {
       const state = rcpt.state as DeliveryEvent["state"];
-      const id = createHash("sha256").update(`${m.id}\n${rcpt.address}\n${state}\n${after.inode}:${after.offset}:${line}`).digest("hex").slice(0, 32);
+      const id = createHash("sha256")
+        .update(`${m.id}\n${rcpt.address}\n${state}\n${after.inode}:${after.offset}:${line}`)
+        .digest("hex")
+        .slice(0, 32);
       events.push({
         id,
         messageId: m.id,
@@ -322,9 +363,23 @@ export class DeliveryStore {
           if (id === undefined) break;
           const st = fact.status === "sent" ? "delivered" : fact.status;
           const retry = st === "deferred" ? nextRetryEstimate(fact.at, fact.delaySeconds, backoff) : undefined;
-          push({ t: "r", id, rcpt: fact.recipient, st, dsn: fact.dsn, reply: fact.reply, relay: fact.relay, at: fact.at, ...(retry !== undefined ? { retry } : {}) });
+          push({
+            t: "r",
+            id,
+            rcpt: fact.recipient,
+            st,
+            dsn: fact.dsn,
+            reply: fact.reply,
+            relay: fact.relay,
+            at: fact.at,
+            ...(retry !== undefined ? { retry } : {}),
+          });
           const m = this.messages.get(id) as MessageDelivery;
-          emit(m, m.recipients.find((x) => x.address.toLowerCase() === fact.recipient.toLowerCase()) as RecipientRecord, line);
+          emit(
+            m,
+            m.recipients.find((x) => x.address.toLowerCase() === fact.recipient.toLowerCase()) as RecipientRecord,
+            line,
+          );
           break;
         }
         case "expired": {
@@ -332,7 +387,15 @@ export class DeliveryStore {
           if (id === undefined) break;
           const m = this.messages.get(id) as MessageDelivery;
           for (const rc of m.recipients.filter((x) => !FINAL.has(x.state))) {
-            push({ t: "r", id, rcpt: rc.address, st: "expired", ...(rc.dsn !== undefined ? { dsn: rc.dsn } : {}), ...(rc.reply !== undefined ? { reply: rc.reply } : {}), at: fact.at });
+            push({
+              t: "r",
+              id,
+              rcpt: rc.address,
+              st: "expired",
+              ...(rc.dsn !== undefined ? { dsn: rc.dsn } : {}),
+              ...(rc.reply !== undefined ? { reply: rc.reply } : {}),
+              at: fact.at,
+            });
             emit(m, rc, line);
           }
           break;
@@ -361,7 +424,10 @@ export class DeliveryStore {
   }
 
   /** The caller's handed-off messages in a state, oldest first, from `since` (ms), after `cursor` (exclusive). */
-  list(caller: string, q: { state?: DeliveryState; since?: number; after?: { at: number; id: string }; limit: number }): MessageDelivery[] {
+  list(
+    caller: string,
+    q: { state?: DeliveryState; since?: number; after?: { at: number; id: string }; limit: number },
+  ): MessageDelivery[] {
     const out: MessageDelivery[] = [];
     for (const m of this.messages.values()) {
       if (m.caller !== caller || m.handedOffAt === undefined) continue;

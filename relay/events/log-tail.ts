@@ -76,7 +76,8 @@ export class LogTail {
       throw err;
     }
     const current = { inode: st.ino, size: st.size };
-    if (pos === undefined || pos.inode === 0) return this.readFrom(this.file, { inode: current.inode, offset: 0 }, current.size, false);
+    if (pos === undefined || pos.inode === 0)
+      return this.readFrom(this.file, { inode: current.inode, offset: 0 }, current.size, false);
     if (pos.inode === current.inode) {
       // Truncated in place (copytruncate): start again at 0.
       const start = current.size < pos.offset ? { inode: pos.inode, offset: 0 } : pos;
@@ -85,7 +86,9 @@ export class LogTail {
     const old = await this.rotatedByInode(pos.inode);
     if (old && old.size > pos.offset) return this.readFrom(old.file, pos, old.size, true);
     const fresh = await this.readFrom(this.file, { inode: current.inode, offset: 0 }, current.size, false);
-    return old ? fresh : { ...fresh, lostTrack: `the log file with inode ${pos.inode} was rotated away before it was read to the end` };
+    return old
+      ? fresh
+      : { ...fresh, lostTrack: `the log file with inode ${pos.inode} was rotated away before it was read to the end` };
   }
 
   private async readFrom(file: string, pos: LogPosition, size: number, rotated: boolean): Promise<LogChunk> {

@@ -27,17 +27,22 @@ export type LogFact =
   /** qmgr: the queue file is gone (every recipient is final). */
   | { readonly kind: "removed"; readonly queueId: string; readonly at: number };
 
-export type ParseResult = { readonly kind: "fact"; readonly fact: LogFact } | { readonly kind: "ignored" } | { readonly kind: "unparsed" };
+export type ParseResult =
+  { readonly kind: "fact"; readonly fact: LogFact } | { readonly kind: "ignored" } | { readonly kind: "unparsed" };
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 // The service is the last part of the tag: "postfix/smtp", "postfix/relay/smtp" (syslog_name=postfix/$service_name).
-// "Nov 30 10:00:01.123456 host postfix/smtp[126]: " (postlogd, syslog) or "2026-11-30T10:00:01.123456+00:00 host postfix/smtp[126]: " (rsyslog)
-const HEADER = /^(?:([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?|(\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:?\d\d)?)) +\S+ +postfix[\w.-]*(?:\/[\w.-]+)*\/([\w.-]+)\[\d+\]: (.*)$/;
+// "Nov 30 10:00:01.123456 host postfix/smtp[126]: " (postlogd, syslog) or "2026-11-30T10:00:01.123456+00:00 host
+// postfix/smtp[126]: " (rsyslog)
+const HEADER =
+  /^(?:([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?|(\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:?\d\d)?)) +\S+ +postfix[\w.-]*(?:\/[\w.-]+)*\/([\w.-]+)\[\d+\]: (.*)$/;
 const QUEUE_ID = /^([0-9A-Za-z]{5,20}): (.*)$/;
 const DELIVERY_AGENTS = new Set(["smtp", "lmtp", "error", "retry", "local", "virtual", "pipe", "discard"]);
 
-/** Syslog timestamps have no year: take the reader's year, or last year if that would put the line >1 day in the future. */
+/**
+ * Syslog timestamps have no year: take the reader's year, or last year if that would put the line >1 day in the future.
+ */
 function timeOf(m: RegExpExecArray, now: number): number {
   if (m[7] !== undefined) {
     const t = Date.parse(m[7]);
@@ -51,7 +56,9 @@ function timeOf(m: RegExpExecArray, now: number): number {
   return t - now > 86_400_000 ? at(year - 1) : t;
 }
 
-/** `key=value, key=value, ... status=sent (reply)`: values up to the next ", " (the status text is taken separately). */
+/**
+ * `key=value, key=value, ... status=sent (reply)`: values up to the next ", " (the status text is taken separately).
+ */
 function fields(rest: string): Map<string, string> {
   const out = new Map<string, string>();
   const head = rest.split(/ \(/, 1)[0] as string;
@@ -62,7 +69,9 @@ function fields(rest: string): Map<string, string> {
   return out;
 }
 
-/** The text inside the outermost parentheses after `status=...`: Postfix's reason, which may itself contain parentheses. */
+/**
+ * The text inside the outermost parentheses after `status=...`: Postfix's reason, which may itself contain parentheses.
+ */
 function statusText(rest: string): string {
   const i = rest.search(/status=\w+ \(/);
   if (i < 0) return "";
@@ -75,7 +84,10 @@ function unbracket(v: string | undefined): string | undefined {
   return m ? (m[1] as string) : undefined;
 }
 
-/** One log line -> a fact, "ignored" (a Postfix line we do not need) or "unparsed" (a line we should understand and don't). */
+/**
+ * One log line -> a fact, "ignored" (a Postfix line we do not need) or "unparsed" (a line we should understand and
+ * don't).
+ */
 export function parsePostfixLogLine(line: string, now = Date.now()): ParseResult {
   const m = HEADER.exec(line);
   if (!m) return { kind: "unparsed" };
@@ -92,7 +104,8 @@ export function parsePostfixLogLine(line: string, now = Date.now()): ParseResult
   }
   if (service === "qmgr") {
     if (rest === "removed") return { kind: "fact", fact: { kind: "removed", queueId, at } };
-    if (/, status=expired, returned to sender$/.test(rest)) return { kind: "fact", fact: { kind: "expired", queueId, at } };
+    if (/, status=expired, returned to sender$/.test(rest))
+      return { kind: "fact", fact: { kind: "expired", queueId, at } };
     return { kind: "ignored" }; // from=<…>, size=…, nrcpt=… (queue active)
   }
   if (DELIVERY_AGENTS.has(service) && rest.startsWith("to=<")) {
@@ -100,7 +113,8 @@ export function parsePostfixLogLine(line: string, now = Date.now()): ParseResult
     const recipient = unbracket(f.get("to"));
     const status = f.get("status")?.split(" ")[0];
     const dsn = f.get("dsn");
-    if (recipient === undefined || dsn === undefined || !/^[245]\.\d{1,3}\.\d{1,3}$/.test(dsn)) return { kind: "unparsed" };
+    if (recipient === undefined || dsn === undefined || !/^[245]\.\d{1,3}\.\d{1,3}$/.test(dsn))
+      return { kind: "unparsed" };
     if (status !== "sent" && status !== "deferred" && status !== "bounced") {
       // "status=undeliverable"/"deliverable" come from address verification probes (sendmail -bv): not deliveries.
       return status === "undeliverable" || status === "deliverable" ? { kind: "ignored" } : { kind: "unparsed" };

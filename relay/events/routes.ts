@@ -2,7 +2,13 @@ import type { FastifyInstance } from "fastify";
 import { RelayError } from "../errors";
 import type { JobStatus } from "../queue";
 import type { SuppressionEntry, SuppressionList } from "../suppression";
-import { aggregateState, DELIVERY_STATES, type DeliveryState, type DeliveryStore, type MessageDelivery } from "./delivery-store";
+import {
+  aggregateState,
+  DELIVERY_STATES,
+  type DeliveryState,
+  type DeliveryStore,
+  type MessageDelivery,
+} from "./delivery-store";
 
 export interface RecipientView {
   readonly email: string;
@@ -29,7 +35,10 @@ function recipientsView(d: MessageDelivery): RecipientView[] {
 }
 
 /** GET /messages/:id: the queue's status, and once Postfix has it, the state aggregated from its recipients. */
-export function messageView(status: JobStatus | undefined, d: MessageDelivery | undefined): Record<string, unknown> | undefined {
+export function messageView(
+  status: JobStatus | undefined,
+  d: MessageDelivery | undefined,
+): Record<string, unknown> | undefined {
   if (status && status.state !== "handed_off") return { ...status };
   if (!d || d.handedOffAt === undefined) return status ? { ...status } : undefined;
   return {
@@ -43,7 +52,8 @@ function parseSince(v: unknown): number | undefined {
   if (v === undefined) return undefined;
   const s = String(v);
   const n = /^\d+$/.test(s) ? Number(s) : Date.parse(s);
-  if (!Number.isFinite(n)) throw new RelayError("invalid_field", "since must be an ISO 8601 time or milliseconds since the epoch", "since");
+  if (!Number.isFinite(n))
+    throw new RelayError("invalid_field", "since must be an ISO 8601 time or milliseconds since the epoch", "since");
   return n;
 }
 
@@ -66,26 +76,43 @@ function suppressionView(e: SuppressionEntry): Record<string, unknown> {
 }
 
 /** Caller routes for delivery state and the suppression list; registered inside the authenticated scope. */
-export function registerEventRoutes(authed: FastifyInstance, deps: { deliveries?: DeliveryStore; suppressions?: SuppressionList }): void {
+export function registerEventRoutes(
+  authed: FastifyInstance,
+  deps: { deliveries?: DeliveryStore; suppressions?: SuppressionList },
+): void {
   const rl = { config: { rateLimit: { groupId: "messages" } } };
 
   authed.get<{ Querystring: Record<string, string | undefined> }>("/messages", rl, async (req, reply) => {
     const q = req.query;
-    for (const k of Object.keys(q)) if (!["state", "since", "limit", "cursor"].includes(k)) throw new RelayError("invalid_field", `unknown query parameter ${k}`, k);
+    for (const k of Object.keys(q))
+      if (!["state", "since", "limit", "cursor"].includes(k))
+        throw new RelayError("invalid_field", `unknown query parameter ${k}`, k);
     if (q.state !== undefined && !DELIVERY_STATES.includes(q.state as DeliveryState)) {
       throw new RelayError("invalid_field", `state must be one of ${DELIVERY_STATES.join(", ")}`, "state");
     }
     const limit = q.limit === undefined ? 50 : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new RelayError("invalid_field", "limit must be 1-100", "limit");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100)
+      throw new RelayError("invalid_field", "limit must be 1-100", "limit");
     const since = parseSince(q.since);
     const after = parseCursor(q.cursor);
-    const page = deps.deliveries?.list(req.caller, { limit: limit + 1, ...(q.state ? { state: q.state as DeliveryState } : {}), ...(since !== undefined ? { since } : {}), ...(after ? { after } : {}) }) ?? [];
+    const page =
+      deps.deliveries?.list(req.caller, {
+        limit: limit + 1,
+        ...(q.state ? { state: q.state as DeliveryState } : {}),
+        ...(since !== undefined ? { since } : {}),
+        ...(after ? { after } : {}),
+      }) ?? [];
     const more = page.length > limit;
     const shown = page.slice(0, limit);
     const last = shown[shown.length - 1];
     return reply.send({
       ok: true,
-      messages: shown.map((d) => ({ id: d.id, handedOffAt: d.handedOffAt, state: aggregateState(d.recipients), recipients: recipientsView(d) })),
+      messages: shown.map((d) => ({
+        id: d.id,
+        handedOffAt: d.handedOffAt,
+        state: aggregateState(d.recipients),
+        recipients: recipientsView(d),
+      })),
       ...(more && last ? { nextCursor: Buffer.from(`${last.handedOffAt}:${last.id}`).toString("base64url") } : {}),
     });
   });
@@ -101,7 +128,8 @@ export function registerEventRoutes(authed: FastifyInstance, deps: { deliveries?
     await list?.refresh();
     const e = list?.find(req.params.email);
     // Another caller's entry (or the operator's) is not this caller's to lift: it answers as unknown.
-    if (!list || !e || e.caller !== req.caller) throw new RelayError("not_found", `${req.params.email} is not on this caller's suppression list`);
+    if (!list || !e || e.caller !== req.caller)
+      throw new RelayError("not_found", `${req.params.email} is not on this caller's suppression list`);
     await list.remove(e.email, `caller:${req.caller}`);
     req.log.info({ caller: req.caller, reason: e.reason }, "suppression removed by caller");
     return reply.send({ ok: true, removed: e.email });

@@ -34,8 +34,10 @@ export class DeliveryTracker {
     let total = 0;
     for (;;) {
       const chunk = await tail.read(store.position);
-      if (chunk.lostTrack) log.warn({ file: tail.file }, `delivery tracking: ${chunk.lostTrack}; events in it may be missing`);
-      const samePos = store.position && chunk.next.inode === store.position.inode && chunk.next.offset === store.position.offset;
+      if (chunk.lostTrack)
+        log.warn({ file: tail.file }, `delivery tracking: ${chunk.lostTrack}; events in it may be missing`);
+      const samePos =
+        store.position && chunk.next.inode === store.position.inode && chunk.next.offset === store.position.offset;
       if (chunk.lines.length === 0 && samePos) return total;
       const facts: { fact: LogFact; line: number }[] = [];
       chunk.lines.forEach((line, i) => {
@@ -56,8 +58,19 @@ export class DeliveryTracker {
       }
       for (const e of events) {
         metrics?.deliveryEvents.inc({ outcome: e.state });
-        if (e.state === "delivered" && e.handedOffAt !== undefined) metrics?.deliverySeconds.observe(Math.max(0, e.at - e.handedOffAt) / 1000);
-        log.info({ id: e.messageId, caller: e.caller, outcome: e.state, dsn: e.dsn, attempts: e.attempts, domain: e.recipient.slice(e.recipient.lastIndexOf("@") + 1) }, "delivery event");
+        if (e.state === "delivered" && e.handedOffAt !== undefined)
+          metrics?.deliverySeconds.observe(Math.max(0, e.at - e.handedOffAt) / 1000);
+        log.info(
+          {
+            id: e.messageId,
+            caller: e.caller,
+            outcome: e.state,
+            dsn: e.dsn,
+            attempts: e.attempts,
+            domain: e.recipient.slice(e.recipient.lastIndexOf("@") + 1),
+          },
+          "delivery event",
+        );
       }
       total += chunk.lines.length;
     }

@@ -11,7 +11,10 @@ export interface SendmailOptions {
   readonly killGraceMs?: number;
 }
 
-/** `-i`: a lone "." does not end the message; `-f`: envelope sender; `--` then explicit recipients (not -t: Bcc is not a header). */
+/**
+ * `-i`: a lone "." does not end the message; `-f`: envelope sender; `--` then explicit recipients (not -t: Bcc is not a
+ * header).
+ */
 export function sendmailArgs(from: string, to: readonly string[]): string[] {
   return ["-i", "-f", from, "--", ...to];
 }
@@ -55,7 +58,10 @@ export class SendmailHandoff implements Handoff {
 
       let child: ChildProcess;
       try {
-        child = this._spawn(this.opts.path, sendmailArgs(msg.from, msg.to), { stdio: ["pipe", "ignore", "pipe"], shell: false });
+        child = this._spawn(this.opts.path, sendmailArgs(msg.from, msg.to), {
+          stdio: ["pipe", "ignore", "pipe"],
+          shell: false,
+        });
       } catch (err) {
         settle(new HandoffError(`cannot start ${this.opts.path}: ${(err as Error).message}`));
         return;
@@ -64,7 +70,8 @@ export class SendmailHandoff implements Handoff {
       child.on("error", (err) => settle(new HandoffError(`cannot run ${this.opts.path}: ${err.message}`)));
       child.on("close", (code, signal) => {
         if (code === 0 && !stdinError) settle();
-        else if (code === 0) settle(new HandoffError(`sendmail exited 0 but did not read the whole message: ${stdinError?.message}`));
+        else if (code === 0)
+          settle(new HandoffError(`sendmail exited 0 but did not read the whole message: ${stdinError?.message}`));
         else settle(new HandoffError(`sendmail exited with ${code ?? signal}${stderr ? `: ${stderr.trim()}` : ""}`));
       });
       child.stderr?.on("data", (chunk: Buffer) => {

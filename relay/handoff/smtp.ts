@@ -69,7 +69,8 @@ export class SmtpHandoff implements Handoff {
     }
     conn.messages++;
     this.release(conn);
-    // Recipients refused while others were accepted: the message is queued for the rest, and a retry would duplicate it.
+    // Recipients refused while others were accepted: the message is queued for the rest, and a retry would duplicate
+    // it.
     const rejected = info.rejected?.length ?? 0;
     return { ...withQueueId(info.response), ...(rejected > 0 ? { rejectedRecipients: rejected } : {}) };
   }
@@ -204,7 +205,10 @@ export function connectNoDelay(
 ): void {
   // Nagle on (node's default) made the final "." of DATA wait for the delayed ACK of the body: ~40 ms per message.
   const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
-  const timer = setTimeout(() => socket.destroy(new Error(`connect ${opts.host}:${opts.port} timed out after ${opts.timeoutMs} ms`)), opts.timeoutMs);
+  const timer = setTimeout(
+    () => socket.destroy(new Error(`connect ${opts.host}:${opts.port} timed out after ${opts.timeoutMs} ms`)),
+    opts.timeoutMs,
+  );
   const onError = (err: Error): void => {
     clearTimeout(timer);
     cb(err);

@@ -36,6 +36,7 @@ export interface Handoff {
 /** Refuses an address sendmail (or anything getopt-based) could read as an option. */
 export function assertNotOption(addresses: readonly string[]): void {
   for (const a of addresses) {
-    if (a === "" || a.startsWith("-")) throw new HandoffError(`refusing address "${a}": it would be read as a command-line option`, true);
+    if (a === "" || a.startsWith("-"))
+      throw new HandoffError(`refusing address "${a}": it would be read as a command-line option`, true);
   }
 }

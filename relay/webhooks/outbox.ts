@@ -30,7 +30,8 @@ export class WebhookOutbox {
   }
 
   async open(): Promise<void> {
-    for (const d of ["pending", "failed", "tmp"] as const) await fs.mkdir(this.dir(d), { recursive: true, mode: 0o700 });
+    for (const d of ["pending", "failed", "tmp"] as const)
+      await fs.mkdir(this.dir(d), { recursive: true, mode: 0o700 });
   }
 
   private async exists(p: string): Promise<boolean> {
@@ -44,8 +45,19 @@ export class WebhookOutbox {
 
   async add(id: string, caller: string, payload: WebhookPayload, now = Date.now()): Promise<boolean> {
     const name = `${id}.json`;
-    if ((await this.exists(path.join(this.dir("pending"), name))) || (await this.exists(path.join(this.dir("failed"), name)))) return false;
-    await this.write("pending", { id, caller, body: JSON.stringify({ ...payload }), createdAt: now, attempts: 0, nextAttemptAt: now });
+    if (
+      (await this.exists(path.join(this.dir("pending"), name))) ||
+      (await this.exists(path.join(this.dir("failed"), name)))
+    )
+      return false;
+    await this.write("pending", {
+      id,
+      caller,
+      body: JSON.stringify({ ...payload }),
+      createdAt: now,
+      attempts: 0,
+      nextAttemptAt: now,
+    });
     return true;
   }
 

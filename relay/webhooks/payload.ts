@@ -1,8 +1,15 @@
 import type { DeliveryEvent } from "../events/delivery-store";
 
-export type WebhookEventType = "email.delivered" | "email.delivery_delayed" | "email.bounced" | "email.expired" | "email.suppressed";
+export type WebhookEventType =
+  "email.delivered" | "email.delivery_delayed" | "email.bounced" | "email.expired" | "email.suppressed";
 /** Per-caller subscription names (config) -> event types. */
-export const WEBHOOK_EVENTS = { delivered: "email.delivered", deferred: "email.delivery_delayed", bounced: "email.bounced", expired: "email.expired", suppressed: "email.suppressed" } as const;
+export const WEBHOOK_EVENTS = {
+  delivered: "email.delivered",
+  deferred: "email.delivery_delayed",
+  bounced: "email.bounced",
+  expired: "email.expired",
+  suppressed: "email.suppressed",
+} as const;
 export type WebhookSubscription = keyof typeof WEBHOOK_EVENTS;
 export const DEFAULT_WEBHOOK_EVENTS: readonly WebhookSubscription[] = ["delivered", "bounced", "expired"];
 
@@ -23,10 +30,15 @@ export function deliveryPayload(e: DeliveryEvent): WebhookPayload {
     attempts: e.attempts,
   };
   if (e.state === "bounced") data.bounce = { type: e.hard ? "hard" : "soft", dsn: e.dsn, message: e.reply };
-  if (e.state === "deferred" && e.retryEstimateAt !== undefined) data.next_retry_estimate = new Date(e.retryEstimateAt).toISOString();
+  if (e.state === "deferred" && e.retryEstimateAt !== undefined)
+    data.next_retry_estimate = new Date(e.retryEstimateAt).toISOString();
   return { type, created_at: new Date(e.at).toISOString(), data };
 }
 
 export function suppressedPayload(e: DeliveryEvent): WebhookPayload {
-  return { type: "email.suppressed", created_at: new Date(e.at).toISOString(), data: { email_id: e.messageId, to: e.recipient, reason: "hard_bounce", dsn: e.dsn } };
+  return {
+    type: "email.suppressed",
+    created_at: new Date(e.at).toISOString(),
+    data: { email_id: e.messageId, to: e.recipient, reason: "hard_bounce", dsn: e.dsn },
+  };
 }

@@ -12,7 +12,9 @@ export async function runWebhookService(env: NodeJS.ProcessEnv): Promise<void> {
   const log = createLogger(config.logLevel).child({ component: "webhooks" });
   const outbox = new WebhookOutbox(config.queueRoot);
   await outbox.open();
-  const webhooks = new Map([...(config.webhooks ?? new Map()).entries()].map(([name, h]) => [name, { url: h.url, secrets: h.secrets }]));
+  const webhooks = new Map(
+    [...(config.webhooks ?? new Map()).entries()].map(([name, h]) => [name, { url: h.url, secrets: h.secrets }]),
+  );
   const sender = new WebhookSender({ outbox, webhooks, log });
   log.info({ callers: [...webhooks.keys()] }, "webhook sender started");
   let running = true;

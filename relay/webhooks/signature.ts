@@ -16,13 +16,22 @@ function keyOf(secret: string): Buffer {
   return key;
 }
 
-/** `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`; with several secrets (rotation) the signatures are space-separated. */
+/**
+ * `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`; with several secrets (rotation) the signatures are space-separated.
+ */
 export function signWebhook(secrets: readonly string[], id: string, timestampSeconds: number, body: string): string {
-  return secrets.map((s) => `v1,${createHmac("sha256", keyOf(s)).update(`${id}.${timestampSeconds}.${body}`).digest("base64")}`).join(" ");
+  return secrets
+    .map((s) => `v1,${createHmac("sha256", keyOf(s)).update(`${id}.${timestampSeconds}.${body}`).digest("base64")}`)
+    .join(" ");
 }
 
 /** The headers the relay sends with every webhook. The id is the event's id, the same on every retry. */
-export function webhookHeaders(secrets: readonly string[], id: string, timestampSeconds: number, body: string): Record<string, string> {
+export function webhookHeaders(
+  secrets: readonly string[],
+  id: string,
+  timestampSeconds: number,
+  body: string,
+): Record<string, string> {
   return {
     "webhook-id": id,
     "webhook-timestamp": String(timestampSeconds),
@@ -32,7 +41,12 @@ export function webhookHeaders(secrets: readonly string[], id: string, timestamp
 }
 
 /** The receiver's check (docs and tests): a valid v1 signature for one of the secrets, a timestamp within 5 minutes. */
-export function verifyWebhook(secret: string, headers: Record<string, string | undefined>, body: string, nowSeconds = Math.floor(Date.now() / 1000)): boolean {
+export function verifyWebhook(
+  secret: string,
+  headers: Record<string, string | undefined>,
+  body: string,
+  nowSeconds = Math.floor(Date.now() / 1000),
+): boolean {
   const id = headers["webhook-id"];
   const ts = Number(headers["webhook-timestamp"]);
   const sig = headers["webhook-signature"];

@@ -2,7 +2,20 @@
 // journalctl and chown first on PATH. The curl stub answers /health only when the ACTIVE release (through the
 // `current` symlink) is a healthy bundle, so rollback is observed, not assumed.
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -50,7 +63,13 @@ function bash(script: string, input = "") {
   const r = spawnSync("bash", ["-c", script], {
     input,
     encoding: "utf8",
-    env: { HOME: root, PATH: `${stubs}:${process.env.PATH}`, MAIL_RELAY_ROOT: root, STUB_LOG: log, MAIL_RELAY_HEALTH_TIMEOUT: "2" },
+    env: {
+      HOME: root,
+      PATH: `${stubs}:${process.env.PATH}`,
+      MAIL_RELAY_ROOT: root,
+      STUB_LOG: log,
+      MAIL_RELAY_HEALTH_TIMEOUT: "2",
+    },
     timeout: 30_000,
   });
   return { status: r.status, out: r.stdout + r.stderr, calls: readFileSync(log, "utf8") };
@@ -59,7 +78,10 @@ function bash(script: string, input = "") {
 const healthy = (v: string) => `// HEALTHY ${v}\nconsole.log("relay ${v}");\n`;
 const broken = (v: string) => `// broken ${v}\nprocess.exit(1);\n`;
 const current = () => readlinkSync(join(root, "opt/mail-relay/current"));
-const releases = () => readdirSync(join(root, "opt/mail-relay/releases")).filter((n) => !n.startsWith(".")).sort();
+const releases = () =>
+  readdirSync(join(root, "opt/mail-relay/releases"))
+    .filter((n) => !n.startsWith("."))
+    .sort();
 
 function deploy(version: string, bundle: string) {
   const i = bash(renderInstallRelayRelease(version), bundle);
@@ -93,9 +115,15 @@ describe("every deploy script is strict bash", () => {
     for (const s of scripts) expect(s).not.toMatch(/PRIVATE KEY|TUNNEL_TOKEN=|SMTP_RELAY_TOKEN=/);
   });
   it("refuses unsafe inputs instead of quoting them into a script", () => {
-    expect(() => renderInstallFile({ path: "/etc/x; rm -rf /", mode: "0644", owner: "root", group: "root", secret: false })).toThrow(/path/);
-    expect(() => renderInstallFile({ path: "/etc/x", mode: "644", owner: "root", group: "root", secret: false })).toThrow(/mode/);
-    expect(() => renderInstallFile({ path: "/etc/x", mode: "0644", owner: "root$(id)", group: "root", secret: false })).toThrow(/owner/);
+    expect(() =>
+      renderInstallFile({ path: "/etc/x; rm -rf /", mode: "0644", owner: "root", group: "root", secret: false }),
+    ).toThrow(/path/);
+    expect(() =>
+      renderInstallFile({ path: "/etc/x", mode: "644", owner: "root", group: "root", secret: false }),
+    ).toThrow(/mode/);
+    expect(() =>
+      renderInstallFile({ path: "/etc/x", mode: "0644", owner: "root$(id)", group: "root", secret: false }),
+    ).toThrow(/owner/);
     expect(() => renderInstallRelayRelease("../../etc")).toThrow(/version/);
     expect(() => renderActivateRelayRelease("v1", 0)).toThrow(/relayPort/);
   });
@@ -169,7 +197,13 @@ describe("renderApplyHostFirewall (stubbed id, useradd, nft)", () => {
 });
 
 describe("renderInstallFile", () => {
-  const f = { path: "/etc/opendkim/keys/example.com/mail202611.private", mode: "0600", owner: "opendkim", group: "opendkim", secret: true } as const;
+  const f = {
+    path: "/etc/opendkim/keys/example.com/mail202611.private",
+    mode: "0600",
+    owner: "opendkim",
+    group: "opendkim",
+    secret: true,
+  } as const;
 
   it("writes stdin to the path with the mode, chowns it, and leaves no temp file behind", () => {
     const r = bash(renderInstallFile(f), "KEY-CONTENT\n");
@@ -216,7 +250,9 @@ describe("relay releases: install, activate, roll back, prune", () => {
     expect(r.status, r.out).toBe(0);
     expect(current()).toBe("releases/v1");
     expect(lstatSync(join(root, "opt/mail-relay/current")).isSymbolicLink()).toBe(true);
-    expect(r.calls).toMatch(/systemctl daemon-reload\nsystemctl enable --quiet mail-relay.service\nsystemctl restart mail-relay.service/);
+    expect(r.calls).toMatch(
+      /systemctl daemon-reload\nsystemctl enable --quiet mail-relay.service\nsystemctl restart mail-relay.service/,
+    );
     expect(r.calls).toMatch(/curl .*http:\/\/127\.0\.0\.1:2525\/health/);
     expect(r.out).toMatch(/active and healthy/);
   });
@@ -271,7 +307,10 @@ describe("apply mail config and teardown (stubbed tools)", () => {
     mkdirSync(join(root, "var/spool/postfix/opendkim"), { recursive: true });
     // a real unix socket, as OpenDKIM would create it
     const sock = join(root, "var/spool/postfix/opendkim/opendkim.sock");
-    spawnSync(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(sock)}, () => process.exit(0))`]);
+    spawnSync(process.execPath, [
+      "-e",
+      `require("net").createServer().listen(${JSON.stringify(sock)}, () => process.exit(0))`,
+    ]);
     expect(lstatSync(sock).isSocket()).toBe(true);
   });
   it("smarthost: postmaps sasl_passwd, checks both configs, restarts OpenDKIM before Postfix", () => {
@@ -279,7 +318,13 @@ describe("apply mail config and teardown (stubbed tools)", () => {
     writeFileSync(join(root, "etc/postfix/sasl_passwd"), "[smtp.eu.mailgun.org]:587 u:p\n");
     const r = bash(renderApplyMailConfig(buildConfig({ smarthost: true }).host));
     expect(r.status, r.out).toBe(0);
-    const order = ["postmap hash:", "postfix check", "opendkim -n", "systemctl restart opendkim.service", "systemctl restart postfix.service"].map((c) => r.calls.indexOf(c));
+    const order = [
+      "postmap hash:",
+      "postfix check",
+      "opendkim -n",
+      "systemctl restart opendkim.service",
+      "systemctl restart postfix.service",
+    ].map((c) => r.calls.indexOf(c));
     expect(order.every((i) => i >= 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
   });

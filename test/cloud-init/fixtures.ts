@@ -26,17 +26,19 @@ export const SECRET_TOKEN_2 = "tok_55aa55aa55aa55aa55aa55aa55aa55aa";
 export const SECRET_SMARTHOST_PASSWORD = "sm4rth0st-P4ss-w0rd-!#%";
 export const SECRET_TUNNEL_TOKEN = "eyJhIjoiMTIzNDU2Nzg5MCIsInQiOiJhYmNkZWYiLCJzIjoiWm1GclpRPT0ifQ==";
 
-export function buildConfig(over: {
-  domain?: string;
-  hostname?: string;
-  smarthost?: boolean;
-  ipv6?: boolean;
-  tunnel?: boolean;
-  bodyLimit?: number;
-  selector?: string;
-  tokens?: { name: string; token: string }[];
-  release?: DebianRelease;
-} = {}): FullConfig {
+export function buildConfig(
+  over: {
+    domain?: string;
+    hostname?: string;
+    smarthost?: boolean;
+    ipv6?: boolean;
+    tunnel?: boolean;
+    bodyLimit?: number;
+    selector?: string;
+    tokens?: { name: string; token: string }[];
+    release?: DebianRelease;
+  } = {},
+): FullConfig {
   const domain = over.domain ?? "example.com";
   const hostname = over.hostname ?? "mail";
   const mtaHostname = `${hostname}.${domain}`;
@@ -47,7 +49,9 @@ export function buildConfig(over: {
     relayPort: 2525,
     relayBodyLimitBytes: bodyLimit,
     dkimSelector: over.selector ?? "mail202611",
-    ...(over.smarthost ? { smarthost: { host: "smtp.eu.mailgun.org", port: 587, username: `postmaster@mg.${domain}` } } : {}),
+    ...(over.smarthost
+      ? { smarthost: { host: "smtp.eu.mailgun.org", port: 587, username: `postmaster@mg.${domain}` } }
+      : {}),
     ipv6: over.ipv6 ?? false,
     tunnel: over.tunnel ?? true,
     release: over.release ?? DEFAULT_RELEASE,
@@ -63,7 +67,12 @@ export function buildConfig(over: {
     bodyLimitBytes: bodyLimit,
     maxRecipients: 50,
     callerFrom: [],
-    quotas: { recipientsPerMin: 500, recipientsPerDay: 10_000, bytesPerMin: 50 * 1024 * 1024, bytesPerDay: 1024 * 1024 * 1024 },
+    quotas: {
+      recipientsPerMin: 500,
+      recipientsPerDay: 10_000,
+      bytesPerMin: 50 * 1024 * 1024,
+      bytesPerDay: 1024 * 1024 * 1024,
+    },
     handoff: "smtp://127.0.0.1:25",
     queueRoot: "/var/spool/mail-relay",
   };

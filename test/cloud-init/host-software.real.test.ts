@@ -26,7 +26,9 @@ import { eachRelease, type ReleaseTools } from "./release-tools";
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(removeDir));
-/** A scratch dir made when the block's tests start (a skipped block makes none: a non-root run can't write /var/lib). */
+/**
+ * A scratch dir made when the block's tests start (a skipped block makes none: a non-root run can't write /var/lib).
+ */
 function scratch(prefix: string): () => string {
   let d: string | undefined;
   beforeAll(() => {
@@ -48,7 +50,9 @@ for (const { release, tools: found, skip } of eachRelease("cloud-init schema", [
     };
     it(`is the release's cloud-init (${RELEASES[release].ships.cloudInit})`, () => {
       const v = t().run("cloud-init", ["--version"]);
-      expect(v.stdout + v.stderr).toMatch(new RegExp(`cloud-init ${RELEASES[release].ships.cloudInit.replace(".", "\\.")}\\b`));
+      expect(v.stdout + v.stderr).toMatch(
+        new RegExp(`cloud-init ${RELEASES[release].ships.cloudInit.replace(".", "\\.")}\\b`),
+      );
     });
     it("rejects an invalid cloud-config (the check can fail)", () => {
       const r = check("#cloud-config\npackages: 5\n");
@@ -71,15 +75,22 @@ for (const { release, tools: found, skip } of eachRelease("cloud-init schema", [
 for (const { release, tools: found, skip } of eachRelease("nft -c", ["nft"])) {
   const t = () => tools(found);
   // nft -c needs CAP_NET_ADMIN; it never loads anything.
-  const cannotCheck = skip ?? missing(`nft -c on ${releaseName(release)}`, {
-    scratch: true,
-    check: () => {
-      const r = tools(found).run("nft", ["-c", "-f", "-"], { input: "" });
-      return r.status === 0 ? undefined : `nft -c cannot run here (needs CAP_NET_ADMIN): ${r.stderr.trim()}`;
-    },
-  });
+  const cannotCheck =
+    skip ??
+    missing(`nft -c on ${releaseName(release)}`, {
+      scratch: true,
+      check: () => {
+        const r = tools(found).run("nft", ["-c", "-f", "-"], { input: "" });
+        return r.status === 0 ? undefined : `nft -c cannot run here (needs CAP_NET_ADMIN): ${r.stderr.trim()}`;
+      },
+    });
   // Loading a ruleset needs its own network namespace (never the machine's own tables): ip and root.
-  const cannotLoad = cannotCheck ?? missing(`nft ruleset loaded into a private network namespace on ${releaseName(release)}`, { tools: ["ip"], root: true });
+  const cannotLoad =
+    cannotCheck ??
+    missing(`nft ruleset loaded into a private network namespace on ${releaseName(release)}`, {
+      tools: ["ip"],
+      root: true,
+    });
   describe.skipIf(cannotCheck)(`${releaseName(release)}: nft accepts the rendered firewalls`, () => {
     const dir = scratch("nft-");
     const nftCheck = (name: string, content: string) => {
@@ -87,7 +98,13 @@ for (const { release, tools: found, skip } of eachRelease("nft -c", ["nft"])) {
       return t().run("nft", ["-c", "-f", join(dir(), name)]);
     };
     // Users that exist in every Debian root (the tools image has no mailrelay or cloudflared user).
-    const hostRuleset = () => renderHostNftablesConf({ adminCidrs: ["203.0.113.0/24", "2001:db8:1234::/48"], relayPort: 2525, smarthostPort: 2587, users: { relay: "daemon", postfix: "postfix", cloudflared: "bin" } });
+    const hostRuleset = () =>
+      renderHostNftablesConf({
+        adminCidrs: ["203.0.113.0/24", "2001:db8:1234::/48"],
+        relayPort: 2525,
+        smarthostPort: 2587,
+        users: { relay: "daemon", postfix: "postfix", cloudflared: "bin" },
+      });
     it(`is the release's nft (${RELEASES[release].ships.nftables})`, () => {
       expect(t().run("nft", ["--version"]).stdout).toContain(`v${RELEASES[release].ships.nftables}`);
     });
@@ -100,75 +117,93 @@ for (const { release, tools: found, skip } of eachRelease("nft -c", ["nft"])) {
       const host = nftCheck("host-nftables.conf", hostRuleset());
       expect(host.status, host.stderr).toBe(0);
     });
-    it.skipIf(cannotLoad)("loaded into a private network namespace, inbound policy is drop and only port 22 is opened", () => {
-      const ip = tool("ip") as string;
-      const ns = `mrnft${release.slice(0, 3)}${process.pid}`;
-      expect(run(ip, ["netns", "add", ns]).status).toBe(0);
-      try {
-        writeFileSync(join(dir(), "nftables.conf"), renderNftablesConf());
-        const load = t().run("nft", ["-f", join(dir(), "nftables.conf")], { netns: ns });
-        expect(load.status, load.stderr).toBe(0);
-        const list = t().run("nft", ["-j", "list", "ruleset"], { netns: ns });
-        const objects = JSON.parse(list.stdout).nftables as Record<string, any>[];
-        const rules = objects.filter((x) => x.rule).map((x) => x.rule);
-        const chains = objects.filter((x) => x.chain).map((x) => x.chain);
-        expect(chains.find((c) => c.name === "input")?.policy).toBe("drop");
-        const ports = rules
-          .filter((r) => r.chain === "input")
-          .flatMap((r) => r.expr as Record<string, any>[])
-          .filter((e) => e.match?.left?.payload?.field === "dport" && e.match?.left?.payload?.protocol === "tcp")
-          .map((e) => e.match.right);
-        expect(ports).toEqual([22]);
-      } finally {
-        run(ip, ["netns", "del", ns]);
-      }
-    });
+    it.skipIf(cannotLoad)(
+      "loaded into a private network namespace, inbound policy is drop and only port 22 is opened",
+      () => {
+        const ip = tool("ip") as string;
+        const ns = `mrnft${release.slice(0, 3)}${process.pid}`;
+        expect(run(ip, ["netns", "add", ns]).status).toBe(0);
+        try {
+          writeFileSync(join(dir(), "nftables.conf"), renderNftablesConf());
+          const load = t().run("nft", ["-f", join(dir(), "nftables.conf")], { netns: ns });
+          expect(load.status, load.stderr).toBe(0);
+          const list = t().run("nft", ["-j", "list", "ruleset"], { netns: ns });
+          const objects = JSON.parse(list.stdout).nftables as Record<string, any>[];
+          const rules = objects.filter((x) => x.rule).map((x) => x.rule);
+          const chains = objects.filter((x) => x.chain).map((x) => x.chain);
+          expect(chains.find((c) => c.name === "input")?.policy).toBe("drop");
+          const ports = rules
+            .filter((r) => r.chain === "input")
+            .flatMap((r) => r.expr as Record<string, any>[])
+            .filter((e) => e.match?.left?.payload?.field === "dport" && e.match?.left?.payload?.protocol === "tcp")
+            .map((e) => e.match.right);
+          expect(ports).toEqual([22]);
+        } finally {
+          run(ip, ["netns", "del", ns]);
+        }
+      },
+    );
   });
 }
 
 for (const { release, tools: found, skip: skip0 } of eachRelease("sshd -t", ["sshd"])) {
-  const skip = skip0 ?? missing(`sshd -t on ${releaseName(release)}`, { tools: ["ssh-keygen"], root: true, scratch: true });
-  describe.skipIf(skip)(`${releaseName(release)}: sshd accepts the hardening drop-in and applies it over the main config`, () => {
-    const t = () => tools(found);
-    const dir = scratch("sshd-");
-    beforeAll(() => {
-      mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-      run(tool("ssh-keygen") as string, ["-q", "-t", "ed25519", "-N", "", "-f", join(dir(), "hostkey")]);
-    });
-    const sshdConfig = (dropin: string) => {
-      writeFileSync(join(dir(), "dropin.conf"), dropin);
-      // Like Debian's sshd_config: the Include comes first, then settings that must lose to the drop-in.
-      writeFileSync(join(dir(), "sshd_config"), `Include ${join(dir(), "dropin.conf")}\nHostKey ${join(dir(), "hostkey")}\nPasswordAuthentication yes\nX11Forwarding yes\nPermitRootLogin yes\n`);
-      return join(dir(), "sshd_config");
-    };
-    it(`is the release's OpenSSH (${RELEASES[release].ships.openssh})`, () => {
-      const v = t().run("sshd", ["-V"]);
-      expect(v.stdout + v.stderr).toContain(`OpenSSH_${RELEASES[release].ships.openssh}`);
-    });
-    it("rejects an unknown option (the check can fail)", () => {
-      expect(t().run("sshd", ["-t", "-f", sshdConfig("Bogus yes\n")]).status).not.toBe(0);
-    });
-    it("sshd -t passes and sshd -T shows the hardened values", () => {
-      const f = sshdConfig(renderSshdHardening());
-      const check = t().run("sshd", ["-t", "-f", f]);
-      expect(check.status, check.stderr).toBe(0);
-      expect(check.stderr, "a deprecated or unsupported option").toBe("");
-      const eff = new Map(t().run("sshd", ["-T", "-f", f]).stdout.split("\n").map((l) => [l.split(" ")[0], l.slice(l.indexOf(" ") + 1)] as const));
-      expect(eff.get("passwordauthentication")).toBe("no");
-      expect(eff.get("kbdinteractiveauthentication")).toBe("no");
-      expect(["prohibit-password", "without-password"]).toContain(eff.get("permitrootlogin"));
-      expect(eff.get("x11forwarding")).toBe("no");
-      expect(eff.get("allowtcpforwarding")).toBe("no");
-      expect(eff.get("allowagentforwarding")).toBe("no");
-      expect(eff.get("allowstreamlocalforwarding")).toBe("no");
-      expect(eff.get("permittunnel")).toBe("no");
-      expect(eff.get("pubkeyauthentication")).toBe("yes");
-      expect(eff.get("maxauthtries")).toBe("3");
-    });
-  });
+  const skip =
+    skip0 ?? missing(`sshd -t on ${releaseName(release)}`, { tools: ["ssh-keygen"], root: true, scratch: true });
+  describe.skipIf(skip)(
+    `${releaseName(release)}: sshd accepts the hardening drop-in and applies it over the main config`,
+    () => {
+      const t = () => tools(found);
+      const dir = scratch("sshd-");
+      beforeAll(() => {
+        mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+        run(tool("ssh-keygen") as string, ["-q", "-t", "ed25519", "-N", "", "-f", join(dir(), "hostkey")]);
+      });
+      const sshdConfig = (dropin: string) => {
+        writeFileSync(join(dir(), "dropin.conf"), dropin);
+        // Like Debian's sshd_config: the Include comes first, then settings that must lose to the drop-in.
+        writeFileSync(
+          join(dir(), "sshd_config"),
+          `Include ${join(dir(), "dropin.conf")}\nHostKey ${join(dir(), "hostkey")}\nPasswordAuthentication yes\nX11Forwarding yes\nPermitRootLogin yes\n`,
+        );
+        return join(dir(), "sshd_config");
+      };
+      it(`is the release's OpenSSH (${RELEASES[release].ships.openssh})`, () => {
+        const v = t().run("sshd", ["-V"]);
+        expect(v.stdout + v.stderr).toContain(`OpenSSH_${RELEASES[release].ships.openssh}`);
+      });
+      it("rejects an unknown option (the check can fail)", () => {
+        expect(t().run("sshd", ["-t", "-f", sshdConfig("Bogus yes\n")]).status).not.toBe(0);
+      });
+      it("sshd -t passes and sshd -T shows the hardened values", () => {
+        const f = sshdConfig(renderSshdHardening());
+        const check = t().run("sshd", ["-t", "-f", f]);
+        expect(check.status, check.stderr).toBe(0);
+        expect(check.stderr, "a deprecated or unsupported option").toBe("");
+        const eff = new Map(
+          t()
+            .run("sshd", ["-T", "-f", f])
+            .stdout.split("\n")
+            .map((l) => [l.split(" ")[0], l.slice(l.indexOf(" ") + 1)] as const),
+        );
+        expect(eff.get("passwordauthentication")).toBe("no");
+        expect(eff.get("kbdinteractiveauthentication")).toBe("no");
+        expect(["prohibit-password", "without-password"]).toContain(eff.get("permitrootlogin"));
+        expect(eff.get("x11forwarding")).toBe("no");
+        expect(eff.get("allowtcpforwarding")).toBe("no");
+        expect(eff.get("allowagentforwarding")).toBe("no");
+        expect(eff.get("allowstreamlocalforwarding")).toBe("no");
+        expect(eff.get("permittunnel")).toBe("no");
+        expect(eff.get("pubkeyauthentication")).toBe("yes");
+        expect(eff.get("maxauthtries")).toBe("3");
+      });
+    },
+  );
 }
 
-for (const { release, tools: found, skip: skip0 } of eachRelease("systemd-analyze verify", ["systemd-analyze", "node"])) {
+for (const { release, tools: found, skip: skip0 } of eachRelease("systemd-analyze verify", [
+  "systemd-analyze",
+  "node",
+])) {
   const skip = skip0 ?? missing(`systemd-analyze verify on ${releaseName(release)}`, { scratch: true });
   describe.skipIf(skip)(`${releaseName(release)}: systemd-analyze verify accepts the units`, () => {
     const t = () => tools(found);
@@ -179,10 +214,15 @@ for (const { release, tools: found, skip: skip0 } of eachRelease("systemd-analyz
       return t().run("systemd-analyze", ["verify", join(dir(), name)]);
     };
     it(`is the release's systemd (${RELEASES[release].ships.systemd})`, () => {
-      expect(t().run("systemd-analyze", ["--version"]).stdout).toMatch(new RegExp(`^systemd ${RELEASES[release].ships.systemd} `));
+      expect(t().run("systemd-analyze", ["--version"]).stdout).toMatch(
+        new RegExp(`^systemd ${RELEASES[release].ships.systemd} `),
+      );
     });
     it("reports an unknown setting (the check can fail)", () => {
-      const r = verify("bogus.service", renderRelayUnit(cfg.host).replace("[Service]\n", "[Service]\nProtectBogus=yes\n"));
+      const r = verify(
+        "bogus.service",
+        renderRelayUnit(cfg.host).replace("[Service]\n", "[Service]\nProtectBogus=yes\n"),
+      );
       expect(r.stderr).toMatch(/Unknown key/);
     });
     it("mail-relay.service: no warning at all", () => {
@@ -196,7 +236,10 @@ for (const { release, tools: found, skip: skip0 } of eachRelease("systemd-analyz
       expect(r.stderr).toBe("");
     });
     it("cloudflared-mail-relay.service: no warning (ExecStart pointed at /bin/true: cloudflared is not installed here)", () => {
-      const r = verify("cloudflared-mail-relay.service", renderCloudflaredUnit().replace("/usr/bin/cloudflared", "/bin/true"));
+      const r = verify(
+        "cloudflared-mail-relay.service",
+        renderCloudflaredUnit().replace("/usr/bin/cloudflared", "/bin/true"),
+      );
       expect(r.status, r.stderr).toBe(0);
       expect(r.stderr).toBe("");
     });
@@ -209,7 +252,11 @@ for (const { release, tools: found, skip: skip0 } of eachRelease("opendkim -n", 
     const t = () => tools(found);
     const cfg = buildConfig({ release });
     const dir = scratch("odk-");
-    const place = (conf: string) => conf.replaceAll("/etc/opendkim", dir()).replaceAll("/var/spool/postfix", dir()).replaceAll("/run/opendkim", dir());
+    const place = (conf: string) =>
+      conf
+        .replaceAll("/etc/opendkim", dir())
+        .replaceAll("/var/spool/postfix", dir())
+        .replaceAll("/run/opendkim", dir());
     beforeAll(() => {
       writeFileSync(join(dir(), "KeyTable"), place(renderOpendkimKeyTable(cfg.host)));
       writeFileSync(join(dir(), "SigningTable"), renderOpendkimSigningTable(cfg.host));

@@ -18,23 +18,36 @@ interface Body {
 }
 
 function compose(b: Body): Promise<number> {
-  const text = b.text ?? (b.html !== undefined ? convert(b.html, { wordwrap: 78, selectors: [{ selector: "img", format: "skip" }] }) : "");
+  const text =
+    b.text ??
+    (b.html !== undefined ? convert(b.html, { wordwrap: 78, selectors: [{ selector: "img", format: "skip" }] }) : "");
   const composer = new MailComposer({
     from: { name: b.from.name ?? "", address: b.from.email },
     to: b.to.map((address) => ({ name: "", address })),
     subject: b.subject,
     text,
     ...(b.html !== undefined ? { html: b.html } : {}),
-    attachments: (b.attachments ?? []).map((a) => ({ filename: a.filename, contentType: a.contentType, content: a.content, encoding: "base64" })),
+    attachments: (b.attachments ?? []).map((a) => ({
+      filename: a.filename,
+      contentType: a.contentType,
+      content: a.content,
+      encoding: "base64",
+    })),
     messageId: "<0123456789abcdef@mail.example.com>",
     date: new Date(0),
     disableFileAccess: true,
     disableUrlAccess: true,
   });
-  return new Promise((resolve, reject) => composer.compile().build((err, msg) => (err ? reject(err) : resolve(msg.length))));
+  return new Promise((resolve, reject) =>
+    composer.compile().build((err, msg) => (err ? reject(err) : resolve(msg.length))),
+  );
 }
 
-const envelope = { to: ["someone@example.org"], from: { email: "noreply@example.com", name: "Example" }, subject: "Ünïcode subject ==" };
+const envelope = {
+  to: ["someone@example.org"],
+  from: { email: "noreply@example.com", name: "Example" },
+  subject: "Ünïcode subject ==",
+};
 const size = (b: Body) => Buffer.byteLength(JSON.stringify(b));
 
 /** The largest body of this shape whose JSON fits in `limit` bytes (binary search on the repeat count). */
@@ -57,8 +70,18 @@ const shapes: [string, (n: number) => Body][] = [
   ["HTML list items", (n) => ({ ...envelope, html: "<ol>" + "<li>=</li>".repeat(n) + "</ol>" })],
   ["HTML paragraphs", (n) => ({ ...envelope, html: "<p>=</p>".repeat(n) })],
   ["long unbroken lines", (n) => ({ ...envelope, text: "x".repeat(n) })],
-  ["one big base64 attachment", (n) => ({ ...envelope, text: "x", attachments: [{ filename: "a.bin", content: "QUFB".repeat(n) }] })],
-  ["many one-byte attachments (per-part headers)", (n) => ({ ...envelope, text: "x", attachments: Array.from({ length: n }, () => ({ filename: "a", content: "QQ==" })) })],
+  [
+    "one big base64 attachment",
+    (n) => ({ ...envelope, text: "x", attachments: [{ filename: "a.bin", content: "QUFB".repeat(n) }] }),
+  ],
+  [
+    "many one-byte attachments (per-part headers)",
+    (n) => ({
+      ...envelope,
+      text: "x",
+      attachments: Array.from({ length: n }, () => ({ filename: "a", content: "QQ==" })),
+    }),
+  ],
 ];
 
 describe("message_size_limit holds what the relay builds from a body at its limit", () => {
@@ -67,7 +90,9 @@ describe("message_size_limit holds what the relay builds from a body at its limi
     expect(size(body)).toBeLessThanOrEqual(LIMIT);
     expect(size(body)).toBeGreaterThan(LIMIT * 0.99);
     const mime = await compose(body);
-    console.info(`[message-size] ${_name}: JSON ${size(body)} B -> MIME ${mime} B (x${(mime / size(body)).toFixed(2)}), limit ${messageSizeLimitFor(LIMIT)} B`);
+    console.info(
+      `[message-size] ${_name}: JSON ${size(body)} B -> MIME ${mime} B (x${(mime / size(body)).toFixed(2)}), limit ${messageSizeLimitFor(LIMIT)} B`,
+    );
     // Postfix also counts its own Received: header and the DKIM-Signature: well inside the 1 MiB overhead.
     expect(mime + 8192).toBeLessThanOrEqual(messageSizeLimitFor(LIMIT));
   });
@@ -77,7 +102,11 @@ describe("Postfix never refuses for size what the relay queued", () => {
   it.each([1024, 65_536, 524_288, 4 * 1024 * 1024])(
     "body limit %i: the relay's largest composed message plus Postfix's own headers fits message_size_limit",
     (bodyLimit) => {
-      const relayMax = loadConfig({ SMTP_RELAY_TOKEN: `app=${"k".repeat(32)}`, RELAY_ALLOWED_FROM: "noreply@example.com", RELAY_BODY_LIMIT_BYTES: String(bodyLimit) }).maxMessageBytes;
+      const relayMax = loadConfig({
+        SMTP_RELAY_TOKEN: `app=${"k".repeat(32)}`,
+        RELAY_ALLOWED_FROM: "noreply@example.com",
+        RELAY_BODY_LIMIT_BYTES: String(bodyLimit),
+      }).maxMessageBytes;
       expect(relayMax + MESSAGE_SIZE_OVERHEAD_BYTES).toBeLessThanOrEqual(messageSizeLimitFor(bodyLimit));
     },
   );

@@ -25,7 +25,19 @@ describe("OpenDKIM", () => {
   it("uses relaxed/simple, signs and oversigns what readers act on, and trusts loopback only", () => {
     expect(conf.get("Canonicalization")).toBe("relaxed/simple");
     const oversigned = (conf.get("OversignHeaders") ?? "").split(",");
-    for (const h of ["From", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc", "MIME-Version", "Content-Type", "List-Unsubscribe"]) expect(oversigned, h).toContain(h);
+    for (const h of [
+      "From",
+      "Reply-To",
+      "Subject",
+      "Date",
+      "Message-ID",
+      "To",
+      "Cc",
+      "MIME-Version",
+      "Content-Type",
+      "List-Unsubscribe",
+    ])
+      expect(oversigned, h).toContain(h);
     const signed = (conf.get("SignHeaders") ?? "").split(",");
     for (const h of oversigned) expect(signed, `${h} is oversigned, so it must be signed`).toContain(h);
     expect(conf.get("InternalHosts")).toBe("refile:/etc/opendkim/TrustedHosts");
@@ -33,10 +45,16 @@ describe("OpenDKIM", () => {
     expect(renderOpendkimTrustedHosts().trim().split("\n")).toEqual(["127.0.0.1", "::1", "localhost"]);
   });
   it("maps every sender of the domain to the active selector's key file", () => {
-    expect(renderOpendkimSigningTable(staging.host)).toBe("*@staging.example.com stg202611._domainkey.staging.example.com\n");
+    expect(renderOpendkimSigningTable(staging.host)).toBe(
+      "*@staging.example.com stg202611._domainkey.staging.example.com\n",
+    );
     const [name, spec] = renderOpendkimKeyTable(staging.host).trim().split(" ");
     expect(name).toBe("stg202611._domainkey.staging.example.com");
-    expect(spec?.split(":")).toEqual(["staging.example.com", "stg202611", "/etc/opendkim/keys/staging.example.com/stg202611.private"]);
+    expect(spec?.split(":")).toEqual([
+      "staging.example.com",
+      "stg202611",
+      "/etc/opendkim/keys/staging.example.com/stg202611.private",
+    ]);
     expect(conf.get("KeyTable")).toBe("file:/etc/opendkim/KeyTable");
     expect(conf.get("SigningTable")).toBe("refile:/etc/opendkim/SigningTable");
   });
@@ -85,7 +103,9 @@ describe("cloudflared-mail-relay.service", () => {
   const v = (k: string) => unitValue(unit, "Service", k);
   it("takes the tunnel token from a root-only EnvironmentFile, never from the command line", () => {
     expect(v("EnvironmentFile")).toBe("/etc/cloudflared/mail-relay.env");
-    expect(v("ExecStart")).toBe("/usr/bin/cloudflared --no-autoupdate --config /etc/cloudflared/mail-relay.yml tunnel run");
+    expect(v("ExecStart")).toBe(
+      "/usr/bin/cloudflared --no-autoupdate --config /etc/cloudflared/mail-relay.yml tunnel run",
+    );
     expect(v("ExecStart")).not.toMatch(/--token|TUNNEL_TOKEN/);
   });
   it("is sandboxed like the relay", () => {

@@ -54,7 +54,17 @@ export function parseMasterCf(text: string): MasterRow[] {
     }
     const f = line.trim().split(/\s+/);
     if (f.length < 8) throw new Error(`master.cf line has ${f.length} fields: ${line}`);
-    const [service, type, priv, unpriv, chroot, wakeup, maxproc, command, ...args] = f as [string, string, string, string, string, string, string, string, ...string[]];
+    const [service, type, priv, unpriv, chroot, wakeup, maxproc, command, ...args] = f as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      ...string[],
+    ];
     rows.push({ service, type, private: priv, unpriv, chroot, wakeup, maxproc, command, args });
   }
   return rows;

@@ -23,7 +23,9 @@ const skip = missing("Postfix + OpenDKIM instance in a network namespace", {
 const direct = buildConfig({ ipv6: false });
 const smarthost = buildConfig({ smarthost: true, ipv6: false });
 const SINK = "127.0.0.1:2626";
-const otherKeyPem = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+const otherKeyPem = generateKeyPairSync("rsa", { modulusLength: 2048 })
+  .privateKey.export({ type: "pkcs8", format: "pem" })
+  .toString();
 const OTHER_ADDR = "10.99.0.1";
 
 let inst: PostfixInstance;
@@ -37,7 +39,15 @@ const sunk = () => inst.sunk();
  * relay/worker.ts does) inside the namespace, where 127.0.0.1:25 is this instance; MAIL_CONFIG points sendmail at it.
  */
 function relayHandoff(spec: WorkerSpec): WorkerResult {
-  const r = inNsEnv(["env", `MAIL_CONFIG=${inst.etc}`, process.execPath, "--import", "tsx", join(REPO, "bench", "handoff-worker.ts"), JSON.stringify(spec)]);
+  const r = inNsEnv([
+    "env",
+    `MAIL_CONFIG=${inst.etc}`,
+    process.execPath,
+    "--import",
+    "tsx",
+    join(REPO, "bench", "handoff-worker.ts"),
+    JSON.stringify(spec),
+  ]);
   if (r.status !== 0) throw new Error(`handoff worker (${spec.kind}) exited ${r.status}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").pop() as string) as WorkerResult;
 }
@@ -51,7 +61,21 @@ function atSink(phase: string): string[] {
 }
 
 function smtpSend(server: string, extra: string[] = []) {
-  return inNs(tool("swaks") as string, ["--server", server, "--from", "noreply@example.com", "--to", "someone@example.org", "--header", "Subject: mail-relay instance test", "--body", "hello", "--timeout", "10", ...extra]);
+  return inNs(tool("swaks") as string, [
+    "--server",
+    server,
+    "--from",
+    "noreply@example.com",
+    "--to",
+    "someone@example.org",
+    "--header",
+    "Subject: mail-relay instance test",
+    "--body",
+    "hello",
+    "--timeout",
+    "10",
+    ...extra,
+  ]);
 }
 
 describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private network namespace", () => {
@@ -70,7 +94,10 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
   afterAll(() => inst?.stop());
 
   it("listens on 127.0.0.1:25 only: nothing on another address, nothing on 465 or 587", () => {
-    const listening = inNs(tool("ss") ?? "/usr/bin/ss", ["-ltnH"]).stdout.trim().split("\n").map((l) => l.split(/\s+/)[3]);
+    const listening = inNs(tool("ss") ?? "/usr/bin/ss", ["-ltnH"])
+      .stdout.trim()
+      .split("\n")
+      .map((l) => l.split(/\s+/)[3]);
     expect(listening.filter((a) => a !== SINK).sort()).toEqual(["127.0.0.1:25"]);
     for (const target of [`${OTHER_ADDR}:25`, "127.0.0.1:465", "127.0.0.1:587"]) {
       const r = smtpSend(target);
@@ -109,16 +136,45 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
       "hello",
       "",
     ].join("\r\n");
-    const r = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", "noreply@example.com", "--to", "someone@example.org", "--data", "-", "--timeout", "10"], msg);
+    const r = inNs(
+      tool("swaks") as string,
+      [
+        "--server",
+        "127.0.0.1:25",
+        "--from",
+        "noreply@example.com",
+        "--to",
+        "someone@example.org",
+        "--data",
+        "-",
+        "--timeout",
+        "10",
+      ],
+      msg,
+    );
     expect(r.stdout + r.stderr).toMatch(/250 2\.0\.0 Ok: queued/);
     // Wait for this very message, complete: smtp-sink writes as it receives, and other tests' mail lands here too.
-    const mine = () => sunk().map((f) => readFileSync(join(inst.sinkDir, f), "utf8")).find((m) => m.includes("Subject: signed headers") && /\r?\nhello\r?\n/.test(m));
+    const mine = () =>
+      sunk()
+        .map((f) => readFileSync(join(inst.sinkDir, f), "utf8"))
+        .find((m) => m.includes("Subject: signed headers") && /\r?\nhello\r?\n/.test(m));
     await waitFor(() => sunk().length > before && mine() !== undefined, "delivery to the sink");
     const out = mine()!;
     const sig = (/^DKIM-Signature:([^\n]*(?:\n[ \t][^\n]*)*)/m.exec(out)?.[1] ?? "").replace(/\s+/g, "");
     const h = (/;h=([^;]*)/.exec(sig)?.[1] ?? "").toLowerCase().split(":");
     const count = (name: string) => h.filter((x) => x === name).length;
-    for (const name of ["from", "to", "cc", "reply-to", "subject", "date", "message-id", "mime-version", "content-type", "content-transfer-encoding"]) {
+    for (const name of [
+      "from",
+      "to",
+      "cc",
+      "reply-to",
+      "subject",
+      "date",
+      "message-id",
+      "mime-version",
+      "content-type",
+      "content-transfer-encoding",
+    ]) {
       // Present once, signed twice: a copy added in transit breaks the signature.
       expect(count(name), `${name} in h=${h.join(":")}`).toBe(2);
     }
@@ -129,11 +185,17 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
 
   it("signs a message submitted with sendmail too (non_smtpd_milters through the relative socket path)", async () => {
     const before = sunk().length;
-    const r = inNs(tool("sendmail") as string, ["-C", inst.etc, "-f", "noreply@example.com", "-i", "someone@example.org"], "From: noreply@example.com\nTo: someone@example.org\nSubject: via sendmail\n\nhello\n");
+    const r = inNs(
+      tool("sendmail") as string,
+      ["-C", inst.etc, "-f", "noreply@example.com", "-i", "someone@example.org"],
+      "From: noreply@example.com\nTo: someone@example.org\nSubject: via sendmail\n\nhello\n",
+    );
     expect(r.status, r.stderr).toBe(0);
     await waitFor(() => sunk().length > before, "sendmail delivery to the sink");
     const files = sunk().sort();
-    const msgs = files.map((f) => readFileSync(join(inst.sinkDir, f), "utf8")).filter((m) => m.includes("Subject: via sendmail"));
+    const msgs = files
+      .map((f) => readFileSync(join(inst.sinkDir, f), "utf8"))
+      .filter((m) => m.includes("Subject: via sendmail"));
     expect(msgs).toHaveLength(1);
     expect(msgs[0]).toMatch(/^DKIM-Signature:.*d=example\.com;/m);
   });
@@ -141,7 +203,15 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
   it("the relay's own SmtpHandoff and SendmailHandoff hand a composed message to this Postfix, and it reaches the sink DKIM-signed", async () => {
     for (const kind of ["smtp", "sendmail"] as const) {
       const phase = `relay-${kind}-${process.pid}`;
-      const result = relayHandoff({ kind, phase, count: 1, from: "noreply@example.com", to: "someone@example.org", sendmailPath: tool("sendmail") as string, timeoutMs: 30_000 });
+      const result = relayHandoff({
+        kind,
+        phase,
+        count: 1,
+        from: "noreply@example.com",
+        to: "someone@example.org",
+        sendmailPath: tool("sendmail") as string,
+        timeoutMs: 30_000,
+      });
       expect(result.outcomes, kind).toHaveLength(1);
       const outcome = result.outcomes[0]!;
       expect(outcome.ok, `${kind}: ${outcome.error}`).toBe(true);
@@ -149,9 +219,16 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
       if (kind === "smtp") expect(maillog()).toContain(`${outcome.queueId}: `);
       await waitFor(() => atSink(phase).length === 1, `the ${kind} hand-off's message at the sink`);
       const msg = atSink(phase)[0]!;
-      expect(verifyDkim(msg, direct.secrets.dkimPrivateKeyPem), `${kind}: ${msg.slice(0, 2000)}`).toEqual({ d: "example.com", s: direct.host.dkimSelector, valid: true });
+      expect(verifyDkim(msg, direct.secrets.dkimPrivateKeyPem), `${kind}: ${msg.slice(0, 2000)}`).toEqual({
+        d: "example.com",
+        s: direct.host.dkimSelector,
+        valid: true,
+      });
       // The verification can fail: one changed body character breaks it, and so does another key.
-      expect(verifyDkim(msg.replace("Thanks for your order.", "Thanks for your ordre."), direct.secrets.dkimPrivateKeyPem).valid).toBe(false);
+      expect(
+        verifyDkim(msg.replace("Thanks for your order.", "Thanks for your ordre."), direct.secrets.dkimPrivateKeyPem)
+          .valid,
+      ).toBe(false);
       expect(verifyDkim(msg, otherKeyPem).valid).toBe(false);
     }
   });
@@ -159,13 +236,48 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
   it("accepts only the allowed envelope senders, whoever the loopback client is (smtpd_sender_restrictions)", async () => {
     // A local process that is not the relay (it got past the host firewall, e.g. as root) still can't get a
     // signed message out for an address outside allowedSenders.
-    const stranger = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", "ceo@example.com", "--to", "someone@example.org", "--header", "Subject: forged", "--body", "x", "--timeout", "10"]);
+    const stranger = inNs(tool("swaks") as string, [
+      "--server",
+      "127.0.0.1:25",
+      "--from",
+      "ceo@example.com",
+      "--to",
+      "someone@example.org",
+      "--header",
+      "Subject: forged",
+      "--body",
+      "x",
+      "--timeout",
+      "10",
+    ]);
     expect(stranger.stdout + stranger.stderr).toMatch(/<\*\* 5\d\d .*Sender address rejected/);
     expect(stranger.stdout + stranger.stderr).not.toMatch(/Ok: queued/);
-    const foreign = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", "noreply@evil.example", "--to", "someone@example.org", "--body", "x", "--timeout", "10"]);
+    const foreign = inNs(tool("swaks") as string, [
+      "--server",
+      "127.0.0.1:25",
+      "--from",
+      "noreply@evil.example",
+      "--to",
+      "someone@example.org",
+      "--body",
+      "x",
+      "--timeout",
+      "10",
+    ]);
     expect(foreign.stdout + foreign.stderr).toMatch(/<\*\* 5\d\d .*Sender address rejected/);
     for (const allowed of direct.host.allowedSenders) {
-      const ok = inNs(tool("swaks") as string, ["--server", "127.0.0.1:25", "--from", allowed, "--to", "someone@example.org", "--body", "x", "--timeout", "10"]);
+      const ok = inNs(tool("swaks") as string, [
+        "--server",
+        "127.0.0.1:25",
+        "--from",
+        allowed,
+        "--to",
+        "someone@example.org",
+        "--body",
+        "x",
+        "--timeout",
+        "10",
+      ]);
       expect(ok.stdout + ok.stderr, allowed).toMatch(/250 2\.0\.0 Ok: queued/);
     }
   });

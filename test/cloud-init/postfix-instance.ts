@@ -100,10 +100,15 @@ export class PostfixInstance {
     // main.cf names it as $config_directory/sender_access, so it moves with -c like main.cf itself.
     writeFileSync(join(this.etc, "sender_access"), renderPostfixSenderAccess(host));
     const r = run(tool("postconf") as string, [
-      "-c", this.etc, "-e",
-      `queue_directory=${this.queueDir}`, `data_directory=${join(this.base, "data")}`,
-      `maillog_file_prefixes=${this.base}`, `maillog_file=${join(this.base, "maillog")}`,
-      "alias_maps=", "alias_database=",
+      "-c",
+      this.etc,
+      "-e",
+      `queue_directory=${this.queueDir}`,
+      `data_directory=${join(this.base, "data")}`,
+      `maillog_file_prefixes=${this.base}`,
+      `maillog_file=${join(this.base, "maillog")}`,
+      "alias_maps=",
+      "alias_database=",
       ...overrides,
     ]);
     if (r.status !== 0) throw new Error(`postconf: ${r.stderr}`);
@@ -114,8 +119,13 @@ export class PostfixInstance {
     const port = this.opendkimInetPort;
     if (port !== undefined) {
       // A TCP listener must be inside the namespace: on the host's loopback it would be out of Postfix's reach.
-      this.opendkim = spawn(tool("ip") as string, ["netns", "exec", this.ns, tool("opendkim") as string, ...args], { stdio: "ignore" });
-      return waitFor(() => this.inNs(tool("ss") as string, ["-Hltn", `sport = :${port}`]).stdout.trim() !== "", "OpenDKIM's TCP socket");
+      this.opendkim = spawn(tool("ip") as string, ["netns", "exec", this.ns, tool("opendkim") as string, ...args], {
+        stdio: "ignore",
+      });
+      return waitFor(
+        () => this.inNs(tool("ss") as string, ["-Hltn", `sport = :${port}`]).stdout.trim() !== "",
+        "OpenDKIM's TCP socket",
+      );
     }
     this.opendkim = spawn(tool("opendkim") as string, args, { stdio: "ignore" });
     return waitFor(() => existsSync(join(this.queueDir, "opendkim", "opendkim.sock")), "the OpenDKIM socket");
@@ -131,7 +141,14 @@ export class PostfixInstance {
 
   /** Namespace, OpenDKIM, smtp-sink and Postfix, from the rendered files. */
   async start(o: InstanceOptions): Promise<void> {
-    for (const d of [this.etc, this.queueDir, join(this.base, "data"), this.sinkDir, join(this.dkimDir, "keys", "example.com")]) mkdirSync(d, { recursive: true, mode: 0o755 });
+    for (const d of [
+      this.etc,
+      this.queueDir,
+      join(this.base, "data"),
+      this.sinkDir,
+      join(this.dkimDir, "keys", "example.com"),
+    ])
+      mkdirSync(d, { recursive: true, mode: 0o755 });
     chownSync(join(this.base, "data"), uid("postfix"), 0);
     chownSync(this.sinkDir, uid("postfix"), gid("postfix"));
 
@@ -143,10 +160,16 @@ export class PostfixInstance {
 
     // OpenDKIM: rendered conf and tables, only paths moved; socket dir made exactly as user-data makes it.
     const dk = this.dkimDir;
-    const place = (t: string): string => t.replaceAll("/etc/opendkim", dk).replaceAll("/var/spool/postfix", this.queueDir).replaceAll("/run/opendkim", dk);
+    const place = (t: string): string =>
+      t.replaceAll("/etc/opendkim", dk).replaceAll("/var/spool/postfix", this.queueDir).replaceAll("/run/opendkim", dk);
     this.opendkimInetPort = o.opendkimInetPort;
     const conf = place(renderOpendkimConf(o.host));
-    writeFileSync(join(dk, "opendkim.conf"), o.opendkimInetPort === undefined ? conf : conf.replace(/^Socket\s+.*$/m, `Socket inet:${o.opendkimInetPort}@127.0.0.1`));
+    writeFileSync(
+      join(dk, "opendkim.conf"),
+      o.opendkimInetPort === undefined
+        ? conf
+        : conf.replace(/^Socket\s+.*$/m, `Socket inet:${o.opendkimInetPort}@127.0.0.1`),
+    );
     writeFileSync(join(dk, "KeyTable"), place(renderOpendkimKeyTable(o.host)));
     writeFileSync(join(dk, "SigningTable"), renderOpendkimSigningTable(o.host));
     writeFileSync(join(dk, "TrustedHosts"), renderOpendkimTrustedHosts());
@@ -161,7 +184,22 @@ export class PostfixInstance {
     run("install", ["-d", "-o", "opendkim", "-g", "postfix", "-m", "2750", join(this.queueDir, "opendkim")]);
     await this.startOpendkim();
 
-    this.sink = spawn(tool("ip") as string, ["netns", "exec", this.ns, tool("smtp-sink") as string, "-u", "postfix", "-d", `${this.sinkDir}/%M.`, o.sink, String(o.sinkBacklog)], { stdio: "ignore" });
+    this.sink = spawn(
+      tool("ip") as string,
+      [
+        "netns",
+        "exec",
+        this.ns,
+        tool("smtp-sink") as string,
+        "-u",
+        "postfix",
+        "-d",
+        `${this.sinkDir}/%M.`,
+        o.sink,
+        String(o.sinkBacklog),
+      ],
+      { stdio: "ignore" },
+    );
     const start = this.inNs(tool("postfix") as string, ["-c", this.etc, "start"]);
     if (start.status !== 0) throw new Error(`postfix start: ${start.stderr}${start.stdout}`);
     await waitFor(() => /daemon started/.test(this.maillog()), "the Postfix master");
@@ -181,7 +219,9 @@ export class PostfixInstance {
     sleepSync(500);
     if (this.nsCreated) {
       // Anything still alive in our namespace is a Postfix child or the sink we started.
-      for (const pid of run(tool("ip") as string, ["netns", "pids", this.ns]).stdout.split(/\s+/).filter(Boolean)) {
+      for (const pid of run(tool("ip") as string, ["netns", "pids", this.ns])
+        .stdout.split(/\s+/)
+        .filter(Boolean)) {
         try {
           process.kill(Number(pid), "SIGKILL");
         } catch {

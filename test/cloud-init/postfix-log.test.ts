@@ -26,7 +26,11 @@ describe("Postfix's log is a file the relay can read and nobody else", () => {
     dirs.push(root, stubs);
     writeFileSync(join(stubs, "chown"), `#!/usr/bin/env bash\necho "chown $*" >> "${stubs}/calls"\n`);
     chmodSync(join(stubs, "chown"), 0o755);
-    const run = () => spawnSync("bash", ["-euc", `umask 077\n${postfixLogSetupLines().join("\n")}`], { env: { PATH: `${stubs}:${process.env.PATH}`, root }, encoding: "utf8" });
+    const run = () =>
+      spawnSync("bash", ["-euc", `umask 077\n${postfixLogSetupLines().join("\n")}`], {
+        env: { PATH: `${stubs}:${process.env.PATH}`, root },
+        encoding: "utf8",
+      });
     expect(run().status).toBe(0);
     const file = join(root, POSTFIX_LOG);
     expect(statSync(file).mode & 0o777).toBe(0o640);
@@ -34,7 +38,9 @@ describe("Postfix's log is a file the relay can read and nobody else", () => {
     writeFileSync(file, "Nov 30 10:00:00 mail postfix/master[1]: daemon started\n");
     expect(run().status).toBe(0);
     expect(statSync(file).size).toBeGreaterThan(0);
-    expect(spawnSync("cat", [join(stubs, "calls")], { encoding: "utf8" }).stdout).toMatch(/chown root:mailrelay .*postfix\.log/);
+    expect(spawnSync("cat", [join(stubs, "calls")], { encoding: "utf8" }).stdout).toMatch(
+      /chown root:mailrelay .*postfix\.log/,
+    );
   });
 
   it("logrotate recreates it with the relay's group, keeps .1 uncompressed (read by inode after the rename) and reopens postlogd", () => {

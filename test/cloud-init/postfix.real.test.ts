@@ -20,7 +20,10 @@ function configDir(host: HostSettings, mainCfExtra = ""): string {
   return dir;
 }
 
-for (const { release, tools: found, skip } of eachRelease("postconf on rendered main.cf/master.cf", ["postconf", "postfix"])) {
+for (const { release, tools: found, skip } of eachRelease("postconf on rendered main.cf/master.cf", [
+  "postconf",
+  "postfix",
+])) {
   const t = () => found as ReleaseTools;
   const skipPostconf = skip ?? missing(`postconf on ${releaseName(release)}`, { scratch: true });
   const skipCheck = skipPostconf ?? missing(`postfix check on ${releaseName(release)}`, { root: true });
@@ -41,7 +44,9 @@ for (const { release, tools: found, skip } of eachRelease("postconf on rendered 
 
   describe.skipIf(skipPostconf)(`${releaseName(release)}: postconf reads the files rendered for it`, () => {
     it(`is the release's Postfix (${r.ships.postfix})`, () => {
-      expect(t().run("postconf", ["-h", "mail_version"]).stdout.trim()).toMatch(new RegExp(`^${r.ships.postfix.replace(".", "\\.")}\\.`));
+      expect(t().run("postconf", ["-h", "mail_version"]).stdout.trim()).toMatch(
+        new RegExp(`^${r.ships.postfix.replace(".", "\\.")}\\.`),
+      );
     });
     it("warns about a misspelled parameter (so the no-warning rule below can fail)", () => {
       const dir = configDir(buildConfig({ release }).host, "milter_default_acton = accept\n");
@@ -59,7 +64,12 @@ for (const { release, tools: found, skip } of eachRelease("postconf on rendered 
       // is loopback only, and inet_interfaces is loopback-only: the setting applies to no client on either release.
       const dir = configDir(buildConfig({ release }).host);
       expect(postconf(dir, "-h", "smtpd_forbid_bare_newline_exclusions").stdout.trim()).toBe("$mynetworks");
-      expect(postconf(dir, "-x", "-h", "smtpd_forbid_bare_newline_exclusions").stdout.trim().split(/[\s,]+/).sort()).toEqual(["127.0.0.0/8", "[::1]/128"]);
+      expect(
+        postconf(dir, "-x", "-h", "smtpd_forbid_bare_newline_exclusions")
+          .stdout.trim()
+          .split(/[\s,]+/)
+          .sort(),
+      ).toEqual(["127.0.0.0/8", "[::1]/128"]);
     });
     describe.each(variants)("%s", (_name, cfg) => {
       let dir = "";
@@ -73,14 +83,26 @@ for (const { release, tools: found, skip } of eachRelease("postconf on rendered 
       });
       it("Postfix sees: loopback-only listener, loopback-only mynetworks, localhost-only mydestination", () => {
         expect(get("inet_interfaces")).toBe("loopback-only");
-        expect(get("mynetworks").split(/[\s,]+/).sort()).toEqual(["127.0.0.0/8", "[::1]/128"]);
+        expect(
+          get("mynetworks")
+            .split(/[\s,]+/)
+            .sort(),
+        ).toEqual(["127.0.0.0/8", "[::1]/128"]);
         expect(get("mydestination")).toBe("localhost");
         expect(get("relay_domains")).toBe("");
         expect(get("inet_protocols")).toBe(cfg.host.ipv6 ? "all" : "ipv4");
       });
       it("Postfix sees: relay restrictions ending in reject_unauth_destination, milter tempfail on the unix socket", () => {
-        expect(get("smtpd_relay_restrictions").split(/[\s,]+/).pop()).toBe("reject_unauth_destination");
-        expect(get("smtpd_recipient_restrictions").split(/[\s,]+/).pop()).toBe("reject_unauth_destination");
+        expect(
+          get("smtpd_relay_restrictions")
+            .split(/[\s,]+/)
+            .pop(),
+        ).toBe("reject_unauth_destination");
+        expect(
+          get("smtpd_recipient_restrictions")
+            .split(/[\s,]+/)
+            .pop(),
+        ).toBe("reject_unauth_destination");
         expect(get("milter_default_action")).toBe("tempfail");
         expect(get("smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
         expect(get("non_smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
@@ -98,7 +120,10 @@ for (const { release, tools: found, skip } of eachRelease("postconf on rendered 
         }
       });
       it("postconf -M: the only listening service is smtp/inet; no submission, no smtps", () => {
-        const services = postconf(dir, "-M").stdout.trim().split("\n").map((l) => l.split(/\s+/));
+        const services = postconf(dir, "-M")
+          .stdout.trim()
+          .split("\n")
+          .map((l) => l.split(/\s+/));
         const listeners = services.filter((f) => f[1] === "inet" || f[1] === "pass" || f[1] === "fifo");
         expect(listeners.map((f) => `${f[0]}/${f[1]}`)).toEqual(["smtp/inet"]);
         expect(services.map((f) => f[0])).not.toContain("submission");
@@ -107,23 +132,35 @@ for (const { release, tools: found, skip } of eachRelease("postconf on rendered 
     });
   });
 
-  describe.skipIf(skipCheck)(`${releaseName(release)}: postfix check on an instance made of the files rendered for it`, () => {
-    it.each(variants)("%s passes postfix check", (_name, cfg) => {
-      const dir = configDir(cfg.host);
-      const q = join(dir, "queue");
-      const data = join(dir, "data");
-      mkdirSync(q);
-      mkdirSync(data);
-      // The postfix uid of the release's own root (the tools image's may differ from this machine's).
-      const pw = t().run("id", ["-u", "postfix"]);
-      chownSync(data, Number(pw.stdout.trim()), 0);
-      // Only the instance paths move to the scratch dir; every rendered setting stays as it is.
-      postconf(dir, "-e", `queue_directory=${q}`, `data_directory=${data}`, `maillog_file_prefixes=${dir}`, `maillog_file=${dir}/maillog`, "alias_maps=", "alias_database=");
-      const sp = t().run("postfix", ["-c", dir, "set-permissions"]);
-      expect(sp.status, sp.stderr).toBe(0);
-      const check = t().run("postfix", ["-c", dir, "check"]);
-      expect(check.status, check.stderr + check.stdout).toBe(0);
-      expect(check.stderr + check.stdout).not.toMatch(/fatal|error/i);
-    });
-  });
+  describe.skipIf(skipCheck)(
+    `${releaseName(release)}: postfix check on an instance made of the files rendered for it`,
+    () => {
+      it.each(variants)("%s passes postfix check", (_name, cfg) => {
+        const dir = configDir(cfg.host);
+        const q = join(dir, "queue");
+        const data = join(dir, "data");
+        mkdirSync(q);
+        mkdirSync(data);
+        // The postfix uid of the release's own root (the tools image's may differ from this machine's).
+        const pw = t().run("id", ["-u", "postfix"]);
+        chownSync(data, Number(pw.stdout.trim()), 0);
+        // Only the instance paths move to the scratch dir; every rendered setting stays as it is.
+        postconf(
+          dir,
+          "-e",
+          `queue_directory=${q}`,
+          `data_directory=${data}`,
+          `maillog_file_prefixes=${dir}`,
+          `maillog_file=${dir}/maillog`,
+          "alias_maps=",
+          "alias_database=",
+        );
+        const sp = t().run("postfix", ["-c", dir, "set-permissions"]);
+        expect(sp.status, sp.stderr).toBe(0);
+        const check = t().run("postfix", ["-c", dir, "check"]);
+        expect(check.status, check.stderr + check.stdout).toBe(0);
+        expect(check.stderr + check.stdout).not.toMatch(/fatal|error/i);
+      });
+    },
+  );
 }

@@ -1,10 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  MASTER_SERVICES,
-  messageSizeLimitFor,
-  renderPostfixMainCf,
-  renderPostfixMasterCf,
-} from "../../cloud-init";
+import { MASTER_SERVICES, messageSizeLimitFor, renderPostfixMainCf, renderPostfixMasterCf } from "../../cloud-init";
 import { buildConfig } from "./fixtures";
 import { parseMainCf, parseMasterCf, postfixList } from "./parsers";
 
@@ -125,7 +120,9 @@ describe("Postfix outbound modes", () => {
     expect(m.get("smtp_tls_wrappermode")).toBe("yes");
   });
   it("refuses values that would break out of their line", () => {
-    expect(() => renderPostfixMainCf({ ...direct.host, mtaHostname: "mail.example.com\nmynetworks = 0.0.0.0/0" })).toThrow(/mtaHostname/);
+    expect(() =>
+      renderPostfixMainCf({ ...direct.host, mtaHostname: "mail.example.com\nmynetworks = 0.0.0.0/0" }),
+    ).toThrow(/mtaHostname/);
     expect(() => renderPostfixMainCf({ ...direct.host, domain: "example.com mynetworks=0.0.0.0/0" })).toThrow(/domain/);
     expect(() =>
       renderPostfixMainCf({ ...smarthost.host, smarthost: { host: "smtp.example.net", port: 587, username: "a b" } }),
@@ -163,7 +160,32 @@ describe("Postfix master.cf", () => {
   });
   it("keeps every service Postfix needs", () => {
     const unix = new Set(rows.filter((r) => r.type === "unix" || r.type === "unix-dgram").map((r) => r.service));
-    for (const s of ["pickup", "cleanup", "qmgr", "tlsmgr", "rewrite", "bounce", "defer", "trace", "verify", "flush", "proxymap", "proxywrite", "smtp", "relay", "showq", "error", "retry", "discard", "local", "virtual", "lmtp", "anvil", "scache", "postlog"]) {
+    for (const s of [
+      "pickup",
+      "cleanup",
+      "qmgr",
+      "tlsmgr",
+      "rewrite",
+      "bounce",
+      "defer",
+      "trace",
+      "verify",
+      "flush",
+      "proxymap",
+      "proxywrite",
+      "smtp",
+      "relay",
+      "showq",
+      "error",
+      "retry",
+      "discard",
+      "local",
+      "virtual",
+      "lmtp",
+      "anvil",
+      "scache",
+      "postlog",
+    ]) {
       expect(unix.has(s), s).toBe(true);
     }
   });

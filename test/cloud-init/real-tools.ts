@@ -40,21 +40,37 @@ function scratchUnavailable(): string | undefined {
  * MAIL_RELAY_REQUIRE_REAL=1 it throws instead, so the test file fails. `scratch`: the tests write under
  * /var/lib/mail-relay-tests (safeScratchDir).
  */
-export function missing(what: string, needs: { tools?: string[]; root?: boolean; scratch?: boolean; check?: () => string | undefined }): string | undefined {
+export function missing(
+  what: string,
+  needs: { tools?: string[]; root?: boolean; scratch?: boolean; check?: () => string | undefined },
+): string | undefined {
   const absent = (needs.tools ?? []).filter((t) => tool(t) === undefined);
   let reason: string | undefined;
-  if (absent.length > 0) reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl)`;
+  if (absent.length > 0)
+    reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl)`;
   else if (needs.root && !isRoot) reason = "needs root";
   else if (needs.scratch) reason = scratchUnavailable();
   if (reason === undefined) reason = needs.check?.();
   if (reason === undefined) return undefined;
-  if (REQUIRE_REAL) throw new Error(`${what}: ${reason}. MAIL_RELAY_REQUIRE_REAL=1 (set by .ci/run) requires every real-software test to run; install what is missing or unset it`);
+  if (REQUIRE_REAL)
+    throw new Error(
+      `${what}: ${reason}. MAIL_RELAY_REQUIRE_REAL=1 (set by .ci/run) requires every real-software test to run; install what is missing or unset it`,
+    );
   console.warn(`[skipped] ${what}: ${reason}`);
   return reason;
 }
 
-export function run(cmd: string, args: readonly string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { encoding: "utf8", input: opts.input, env: opts.env ?? process.env, timeout: opts.timeout ?? 30_000 });
+export function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {},
+): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, {
+    encoding: "utf8",
+    input: opts.input,
+    env: opts.env ?? process.env,
+    timeout: opts.timeout ?? 30_000,
+  });
 }
 
 /**

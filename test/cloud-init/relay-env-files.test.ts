@@ -11,7 +11,15 @@ const base = buildConfig().relayEnv;
 
 describe("relay env file", () => {
   it("renders every variable the relay reads, one KEY=value per line", () => {
-    const env = parseEnvFile(renderRelayEnv({ ...base, tokens: [{ name: "app", token: SECRET_TOKEN }, { name: "billing", token: SECRET_TOKEN_2 }] }));
+    const env = parseEnvFile(
+      renderRelayEnv({
+        ...base,
+        tokens: [
+          { name: "app", token: SECRET_TOKEN },
+          { name: "billing", token: SECRET_TOKEN_2 },
+        ],
+      }),
+    );
     expect(Object.fromEntries(env)).toEqual({
       RELAY_LISTEN: "127.0.0.1:2525",
       SMTP_RELAY_TOKEN_SHA256: `app=${sha256(SECRET_TOKEN)},billing=${sha256(SECRET_TOKEN_2)}`,
@@ -30,19 +38,34 @@ describe("relay env file", () => {
     });
   });
   it("holds the callers' tokens only as SHA-256 digests: a copy of the file authenticates no one", () => {
-    const text = renderRelayEnv({ ...base, tokens: [{ name: "app", token: SECRET_TOKEN }, { name: "billing", token: SECRET_TOKEN_2 }] });
+    const text = renderRelayEnv({
+      ...base,
+      tokens: [
+        { name: "app", token: SECRET_TOKEN },
+        { name: "billing", token: SECRET_TOKEN_2 },
+      ],
+    });
     expect(text).not.toContain(SECRET_TOKEN);
     expect(text).not.toContain(SECRET_TOKEN_2);
     expect(text).not.toMatch(/^SMTP_RELAY_TOKEN=/m);
     // ...and the relay reads it back to the same callers.
-    expect(loadRelayConfig(Object.fromEntries(parseEnvFile(text))).tokens).toEqual([callerToken("app", SECRET_TOKEN), callerToken("billing", SECRET_TOKEN_2)]);
+    expect(loadRelayConfig(Object.fromEntries(parseEnvFile(text))).tokens).toEqual([
+      callerToken("app", SECRET_TOKEN),
+      callerToken("billing", SECRET_TOKEN_2),
+    ]);
   });
   it("renders per-caller sender lists the relay reads back", () => {
     const text = renderRelayEnv({ ...base, callerFrom: [{ name: "app", senders: ["support@example.com"] }] });
     expect(parseEnvFile(text).get("RELAY_CALLER_FROM")).toBe("app=support@example.com");
-    expect(loadRelayConfig(Object.fromEntries(parseEnvFile(text))).callerFrom.get("app")).toEqual(new Set(["support@example.com"]));
-    expect(() => renderRelayEnv({ ...base, callerFrom: [{ name: "app", senders: ["ceo@example.com"] }] })).toThrow(/not in RELAY_ALLOWED_FROM/);
-    expect(() => renderRelayEnv({ ...base, callerFrom: [{ name: "ghost", senders: ["support@example.com"] }] })).toThrow(/has no token/);
+    expect(loadRelayConfig(Object.fromEntries(parseEnvFile(text))).callerFrom.get("app")).toEqual(
+      new Set(["support@example.com"]),
+    );
+    expect(() => renderRelayEnv({ ...base, callerFrom: [{ name: "app", senders: ["ceo@example.com"] }] })).toThrow(
+      /not in RELAY_ALLOWED_FROM/,
+    );
+    expect(() =>
+      renderRelayEnv({ ...base, callerFrom: [{ name: "ghost", senders: ["support@example.com"] }] }),
+    ).toThrow(/has no token/);
   });
   const bad: [string, Partial<RelayEnvSettings>, RegExp][] = [
     ["a newline in a token", { tokens: [{ name: "app", token: "abc\nQUEUE_ROOT=/tmp" }] }, /SMTP_RELAY_TOKEN/],
@@ -53,7 +76,16 @@ describe("relay env file", () => {
     ["a comma inside a sender", { allowedFrom: ["a,b@example.com"] }, /RELAY_ALLOWED_FROM/],
     ["a comma in a token", { tokens: [{ name: "app", token: "a,b" + "x".repeat(32) }] }, /SMTP_RELAY_TOKEN/],
     ["a bad caller name", { tokens: [{ name: "a=b", token: SECRET_TOKEN }] }, /caller name/],
-    ["duplicate caller names", { tokens: [{ name: "a", token: SECRET_TOKEN }, { name: "a", token: SECRET_TOKEN_2 }] }, /used twice/],
+    [
+      "duplicate caller names",
+      {
+        tokens: [
+          { name: "a", token: SECRET_TOKEN },
+          { name: "a", token: SECRET_TOKEN_2 },
+        ],
+      },
+      /used twice/,
+    ],
     ["no tokens", { tokens: [] }, /at least one token/],
     ["no senders", { allowedFrom: [] }, /RELAY_ALLOWED_FROM/],
     ["a fractional limit", { rateLimitPerMin: 1.5 }, /RELAY_RATE_LIMIT_PER_MIN/],
@@ -90,12 +122,22 @@ describe("host files", () => {
       "/etc/logrotate.d/mail-relay-postfix",
       "/etc/systemd/system/cloudflared-mail-relay.service",
     ]);
-    for (const f of withTunnel) expect({ path: f.path, secret: f.secret, mode: f.mode, owner: f.owner }).toEqual({ path: f.path, secret: false, mode: "0644", owner: "root" });
-    expect(hostConfigFiles(buildConfig({ tunnel: false }).host).map((f) => f.path)).not.toContain("/etc/systemd/system/cloudflared-mail-relay.service");
+    for (const f of withTunnel)
+      expect({ path: f.path, secret: f.secret, mode: f.mode, owner: f.owner }).toEqual({
+        path: f.path,
+        secret: false,
+        mode: "0644",
+        owner: "root",
+      });
+    expect(hostConfigFiles(buildConfig({ tunnel: false }).host).map((f) => f.path)).not.toContain(
+      "/etc/systemd/system/cloudflared-mail-relay.service",
+    );
   });
   it("no config file contains a secret", () => {
     const cfg = buildConfig({ smarthost: true, tunnel: true });
-    const all = hostConfigFiles(cfg.host).map((f) => f.content).join("\n");
+    const all = hostConfigFiles(cfg.host)
+      .map((f) => f.content)
+      .join("\n");
     for (const s of [SECRET_TOKEN, SECRET_SMARTHOST_PASSWORD, SECRET_TUNNEL_TOKEN]) expect(all).not.toContain(s);
     expect(all).not.toMatch(/PRIVATE KEY/);
   });
@@ -108,10 +150,15 @@ describe("host files", () => {
       ["/etc/postfix/sasl_passwd", "root", "root", "0600", true],
       ["/etc/cloudflared/mail-relay.env", "root", "root", "0600", true],
     ]);
-    expect(files[2]?.content).toBe(`[smtp.eu.mailgun.org]:587 postmaster@mg.example.com:${SECRET_SMARTHOST_PASSWORD}\n`);
+    expect(files[2]?.content).toBe(
+      `[smtp.eu.mailgun.org]:587 postmaster@mg.example.com:${SECRET_SMARTHOST_PASSWORD}\n`,
+    );
     expect(files[3]?.content).toBe(`TUNNEL_TOKEN=${SECRET_TUNNEL_TOKEN}\n`);
     const plain = buildConfig({ smarthost: false, tunnel: false });
-    expect(hostSecretFiles(plain.host, plain.secrets).map((f) => f.path)).toEqual(["/etc/opendkim/keys/example.com/mail202611.private", "/etc/mail-relay.env"]);
+    expect(hostSecretFiles(plain.host, plain.secrets).map((f) => f.path)).toEqual([
+      "/etc/opendkim/keys/example.com/mail202611.private",
+      "/etc/mail-relay.env",
+    ]);
   });
   it("the sasl_passwd key matches relayhost exactly", async () => {
     const cfg = buildConfig({ smarthost: true });
@@ -122,10 +169,16 @@ describe("host files", () => {
   });
   it("refuses missing or malformed secrets without echoing them", () => {
     const cfg = buildConfig({ smarthost: true, tunnel: true });
-    expect(() => hostSecretFiles(cfg.host, { ...cfg.secrets, smarthostPassword: undefined })).toThrow(/smarthostPassword is required/);
-    expect(() => hostSecretFiles(cfg.host, { ...cfg.secrets, smarthostPassword: "pw\n[evil]:25 x:y" })).toThrow(/smarthostPassword/);
+    expect(() => hostSecretFiles(cfg.host, { ...cfg.secrets, smarthostPassword: undefined })).toThrow(
+      /smarthostPassword is required/,
+    );
+    expect(() => hostSecretFiles(cfg.host, { ...cfg.secrets, smarthostPassword: "pw\n[evil]:25 x:y" })).toThrow(
+      /smarthostPassword/,
+    );
     expect(() => hostSecretFiles(cfg.host, { ...cfg.secrets, tunnelToken: undefined })).toThrow(/tunnelToken/);
-    expect(() => hostSecretFiles(cfg.host, { ...cfg.secrets, dkimPrivateKeyPem: "not a key SECRETVALUE" })).toThrow(/dkimPrivateKeyPem/);
+    expect(() => hostSecretFiles(cfg.host, { ...cfg.secrets, dkimPrivateKeyPem: "not a key SECRETVALUE" })).toThrow(
+      /dkimPrivateKeyPem/,
+    );
     try {
       hostSecretFiles(cfg.host, { ...cfg.secrets, dkimPrivateKeyPem: "not a key SECRETVALUE" });
     } catch (e) {

@@ -40,7 +40,7 @@ export interface ReleaseTools {
  */
 const ENTER = [
   "set -e",
-  'image=$1; shift',
+  "image=$1; shift",
   "top=/run/mail-relay-release-tools",
   'mkdir -p "$top"',
   'mount -t tmpfs -o mode=0700 tmpfs "$top"',
@@ -67,7 +67,12 @@ function hostTools(release: DebianRelease): ReleaseTools {
     command: (name, args, opts = {}) => wrap([tool(name) ?? name, ...args], opts.netns),
     run(name, args, opts = {}) {
       const [cmd, ...rest] = wrap([tool(name) ?? name, ...args], opts.netns);
-      return spawnSync(cmd, rest, { encoding: "utf8", input: opts.input, env: { ...process.env, ...opts.env }, timeout: opts.timeout ?? 30_000 });
+      return spawnSync(cmd, rest, {
+        encoding: "utf8",
+        input: opts.input,
+        env: { ...process.env, ...opts.env },
+        timeout: opts.timeout ?? 30_000,
+      });
     },
   };
 }
@@ -77,7 +82,22 @@ function imageTools(release: DebianRelease, root: string): ReleaseTools {
   const command = (name: string, args: readonly string[], opts: Pick<RunOptions, "netns" | "env"> = {}) => {
     mkdirSync(TOOLS_SCRATCH, { recursive: true, mode: 0o755 });
     const env = Object.entries({ ...BASE_ENV, ...opts.env }).map(([k, v]) => `${k}=${v}`);
-    const inner = ["unshare", "--mount", "--propagation", "private", "sh", "-c", ENTER, "enter", root, "/usr/bin/env", "-i", ...env, path(name) ?? name, ...args];
+    const inner = [
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      ENTER,
+      "enter",
+      root,
+      "/usr/bin/env",
+      "-i",
+      ...env,
+      path(name) ?? name,
+      ...args,
+    ];
     return opts.netns ? [tool("ip") ?? "ip", "netns", "exec", opts.netns, ...inner] : inner;
   };
   return {
@@ -96,7 +116,8 @@ function imageTools(release: DebianRelease, root: string): ReleaseTools {
 export function releaseTools(release: DebianRelease): ReleaseTools | string {
   if (machineRelease() === release) return hostTools(release);
   const root = builtToolsImage(defaultImageSpec(release));
-  if (root === undefined) return `the ${releaseName(release)} tools image is not built: run \`npm run release-tools\` as root (npm test does)`;
+  if (root === undefined)
+    return `the ${releaseName(release)} tools image is not built: run \`npm run release-tools\` as root (npm test does)`;
   if (!isRoot) return `the ${releaseName(release)} tools run in a chroot of their tools image: needs root`;
   if (tool("unshare") === undefined) return "unshare (util-linux) is missing";
   return imageTools(release, root);
@@ -106,11 +127,19 @@ export function releaseTools(release: DebianRelease): ReleaseTools | string {
  * Every tested release with its tools, or the reason it skips (printed once; under MAIL_RELAY_REQUIRE_REAL=1, as for
  * every real-software test, a missing release fails the test file instead). `needs` names the tools a block runs.
  */
-export function eachRelease(what: string, needs: readonly string[] = []): { release: DebianRelease; tools?: ReleaseTools; skip?: string }[] {
+export function eachRelease(
+  what: string,
+  needs: readonly string[] = [],
+): { release: DebianRelease; tools?: ReleaseTools; skip?: string }[] {
   return DEBIAN_RELEASES.map((release) => {
     const found = releaseTools(release);
     const absent = typeof found === "string" ? [] : needs.filter((n) => found.path(n) === undefined);
-    const reason = typeof found === "string" ? found : absent.length > 0 ? `${absent.join(", ")} not installed in ${found.where}` : undefined;
+    const reason =
+      typeof found === "string"
+        ? found
+        : absent.length > 0
+          ? `${absent.join(", ")} not installed in ${found.where}`
+          : undefined;
     const skip = missing(`${what} on ${releaseName(release)}`, { check: () => reason });
     return skip === undefined && typeof found !== "string" ? { release, tools: found } : { release, skip };
   });

@@ -33,7 +33,10 @@ function installHostKey(stdin: string) {
     writeFileSync(join(stubs, name), `#!/bin/sh\necho "${name} $*" >> "${join(dir, "calls.log")}"\nexit 0\n`);
     chmodSync(join(stubs, name), 0o755);
   }
-  return run("bash", ["-c", renderInstallHostKey()], { input: stdin, env: { ...process.env, MAIL_RELAY_ROOT: join(dir, "root"), PATH: `${stubs}:${process.env.PATH}` } });
+  return run("bash", ["-c", renderInstallHostKey()], {
+    input: stdin,
+    env: { ...process.env, MAIL_RELAY_ROOT: join(dir, "root"), PATH: `${stubs}:${process.env.PATH}` },
+  });
 }
 
 function startSshd(hostKeyConfig: string): Promise<void> {
@@ -41,11 +44,28 @@ function startSshd(hostKeyConfig: string): Promise<void> {
   const conf = join(dir, "sshd_config");
   writeFileSync(
     conf,
-    [hostKeyConfig, `AuthorizedKeysFile ${join(dir, "authorized_keys")}`, "PermitRootLogin prohibit-password", "PasswordAuthentication no", "StrictModes no", "UsePAM no", `PidFile ${join(dir, "sshd.pid")}`, ""].join("\n"),
+    [
+      hostKeyConfig,
+      `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+      "PermitRootLogin prohibit-password",
+      "PasswordAuthentication no",
+      "StrictModes no",
+      "UsePAM no",
+      `PidFile ${join(dir, "sshd.pid")}`,
+      "",
+    ].join("\n"),
   );
   writeFileSync(join(dir, "authorized_keys"), readFileSync(`${clientKey}.pub`, "utf8"));
-  sshd = spawn(tool("ip") as string, ["netns", "exec", NS, tool("sshd") as string, "-D", "-e", "-f", conf, "-p", String(PORT)], { stdio: "ignore" });
-  return waitFor(() => run(tool("ip") as string, ["netns", "exec", NS, "ss", "-ltnH"]).stdout.includes(`:${PORT}`), "sshd to listen", 10_000);
+  sshd = spawn(
+    tool("ip") as string,
+    ["netns", "exec", NS, tool("sshd") as string, "-D", "-e", "-f", conf, "-p", String(PORT)],
+    { stdio: "ignore" },
+  );
+  return waitFor(
+    () => run(tool("ip") as string, ["netns", "exec", NS, "ss", "-ltnH"]).stdout.includes(`:${PORT}`),
+    "sshd to listen",
+    10_000,
+  );
 }
 
 async function stopSshd(): Promise<void> {
@@ -61,10 +81,26 @@ function sshPinned(pinned: string) {
   const kh = join(dir, "known_hosts");
   writeFileSync(kh, `[127.0.0.1]:${PORT} ${pinned.trim()}\n`);
   return run(tool("ip") as string, [
-    "netns", "exec", NS, tool("ssh") as string,
-    "-i", join(dir, "client"), "-p", String(PORT),
-    "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${kh}`, "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "ConnectTimeout=5", "root@127.0.0.1", "echo pinned-ok",
+    "netns",
+    "exec",
+    NS,
+    tool("ssh") as string,
+    "-i",
+    join(dir, "client"),
+    "-p",
+    String(PORT),
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${kh}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "ConnectTimeout=5",
+    "root@127.0.0.1",
+    "echo pinned-ok",
   ]);
 }
 
@@ -72,7 +108,9 @@ describe.skipIf(skip)("the SSH host key: installed by the bootstrap step, pinned
   beforeAll(() => {
     dir = safeScratchDir("ssh-");
     chmodSync(dir, 0o700);
-    expect(run(tool("ssh-keygen") as string, ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "client")]).status).toBe(0);
+    expect(run(tool("ssh-keygen") as string, ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "client")]).status).toBe(
+      0,
+    );
     mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
     expect(run(tool("ip") as string, ["netns", "add", NS]).status).toBe(0);
     run(tool("ip") as string, ["netns", "exec", NS, tool("ip") as string, "link", "set", "lo", "up"]);
@@ -100,9 +138,13 @@ describe.skipIf(skip)("the SSH host key: installed by the bootstrap step, pinned
     }
     const r = installHostKey(programKey.privateKeyOpenssh);
     expect(r.status, r.stderr).toBe(0);
-    expect(readFileSync(join(sshDir, "ssh_host_ed25519_key.pub"), "utf8").trim()).toBe(programKey.publicKeyOpenssh.trim());
+    expect(readFileSync(join(sshDir, "ssh_host_ed25519_key.pub"), "utf8").trim()).toBe(
+      programKey.publicKeyOpenssh.trim(),
+    );
     for (const k of ["ssh_host_rsa_key", "ssh_host_ecdsa_key"]) expect(existsSync(join(sshDir, k)), k).toBe(false);
-    expect(readFileSync(join(sshDir, "sshd_config.d/05-mail-relay-host-key.conf"), "utf8")).toMatch(/^HostKey \/etc\/ssh\/ssh_host_ed25519_key$/m);
+    expect(readFileSync(join(sshDir, "sshd_config.d/05-mail-relay-host-key.conf"), "utf8")).toMatch(
+      /^HostKey \/etc\/ssh\/ssh_host_ed25519_key$/m,
+    );
     expect(readFileSync(join(dir, "calls.log"), "utf8")).toMatch(/systemctl restart ssh\.service/);
   });
 

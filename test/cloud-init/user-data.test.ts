@@ -10,27 +10,48 @@ const doc = parse(text) as any;
 
 type RuncmdItem = string | string[];
 const runcmd = (doc.runcmd as RuncmdItem[]).map((c) => (Array.isArray(c) ? c.join(" ") : c));
-const file = (path: string) => (doc.write_files as { path: string; content: string; permissions: string; defer?: boolean }[]).find((f) => f.path === path);
+const file = (path: string) =>
+  (doc.write_files as { path: string; content: string; permissions: string; defer?: boolean }[]).find(
+    (f) => f.path === path,
+  );
 
-// renderUserData's only parameter is BootstrapSettings. A type fact, so tsc checks it (npm test runs `npm run typecheck`
-// over test/); at run time expectTypeOf does nothing, which is why it is not dressed up as an it().
+// renderUserData's only parameter is BootstrapSettings. A type fact, so tsc checks it (npm test runs `npm run
+// typecheck` over test/); at run time expectTypeOf does nothing, which is why it is not dressed up as an it().
 expectTypeOf(renderUserData).parameters.toEqualTypeOf<[BootstrapSettings]>();
 
 describe("user-data is bootstrap only", () => {
   it("is byte-identical for two very different full configurations with the same bootstrap values", () => {
     const a = buildConfig({ smarthost: false, ipv6: false, tunnel: false, bodyLimit: 65_536, selector: "mail202601" });
-    const b = buildConfig({ smarthost: true, ipv6: true, tunnel: true, bodyLimit: 10_000_000, selector: "rot2027", tokens: [{ name: "other", token: "z".repeat(48) }] });
+    const b = buildConfig({
+      smarthost: true,
+      ipv6: true,
+      tunnel: true,
+      bodyLimit: 10_000_000,
+      selector: "rot2027",
+      tokens: [{ name: "other", token: "z".repeat(48) }],
+    });
     expect(a.host).not.toEqual(b.host);
     expect(a.secrets).not.toEqual(b.secrets);
     expect(renderUserData(a.bootstrap)).toBe(renderUserData(b.bootstrap));
   });
   it("reads nothing but hostname and fqdn: extra fields (settings, secrets, relay code) change nothing", () => {
     const full = buildConfig({ smarthost: true, tunnel: true });
-    const everything = { ...full.bootstrap, ...full.host, ...full.relayEnv, ...full.secrets, relayBundle: "console.log('v2')" };
+    const everything = {
+      ...full.bootstrap,
+      ...full.host,
+      ...full.relayEnv,
+      ...full.secrets,
+      relayBundle: "console.log('v2')",
+    };
     expect(renderUserData(everything as unknown as BootstrapSettings)).toBe(renderUserData(full.bootstrap));
   });
   it("contains no secret value", () => {
-    for (const secret of [SECRET_TOKEN, SECRET_SMARTHOST_PASSWORD, SECRET_TUNNEL_TOKEN, dkimKeyPem().split("\n")[1] as string]) {
+    for (const secret of [
+      SECRET_TOKEN,
+      SECRET_SMARTHOST_PASSWORD,
+      SECRET_TUNNEL_TOKEN,
+      dkimKeyPem().split("\n")[1] as string,
+    ]) {
       expect(text).not.toContain(secret);
     }
     expect(text).not.toMatch(/PRIVATE KEY|TUNNEL_TOKEN|SMTP_RELAY_TOKEN|sasl_passwd/);
@@ -47,7 +68,18 @@ describe("user-data content", () => {
     expect(doc.fqdn).toBe("mail.example.com");
   });
   it("installs every package the host needs", () => {
-    for (const p of ["postfix", "opendkim", "opendkim-tools", "nodejs", "nftables", "unattended-upgrades", "ca-certificates", "curl", "gnupg", "libsasl2-modules"]) {
+    for (const p of [
+      "postfix",
+      "opendkim",
+      "opendkim-tools",
+      "nodejs",
+      "nftables",
+      "unattended-upgrades",
+      "ca-certificates",
+      "curl",
+      "gnupg",
+      "libsasl2-modules",
+    ]) {
       expect(doc.packages, p).toContain(p);
     }
     expect(doc.packages).toEqual([...HOST_PACKAGES]);
@@ -73,12 +105,16 @@ describe("user-data content", () => {
   });
   it("stops at the first failing command and checks the firewall before enabling it", () => {
     expect(runcmd[0]).toBe("set -eu");
-    expect(runcmd.indexOf("nft -c -f /etc/nftables.conf")).toBeLessThan(runcmd.indexOf("systemctl enable --now nftables.service"));
+    expect(runcmd.indexOf("nft -c -f /etc/nftables.conf")).toBeLessThan(
+      runcmd.indexOf("systemctl enable --now nftables.service"),
+    );
   });
   it("ships the firewall and sshd hardening; firewall written after packages (defer)", () => {
     expect(file("/etc/nftables.conf")?.defer).toBe(true);
     expect(file("/etc/nftables.conf")?.content).toContain("policy drop");
-    expect(file("/etc/ssh/sshd_config.d/10-mail-relay-hardening.conf")?.content).toMatch(/^PasswordAuthentication no$/m);
+    expect(file("/etc/ssh/sshd_config.d/10-mail-relay-hardening.conf")?.content).toMatch(
+      /^PasswordAuthentication no$/m,
+    );
     expect(file("/etc/apt/apt.conf.d/20auto-upgrades")?.content).toContain('APT::Periodic::Unattended-Upgrade "1";');
   });
   it("never allows password SSH logins; root keeps key login for the deploy step", () => {

@@ -23,6 +23,7 @@ describe("only the webhook sender leaves the host; the relay stays on loopback",
 
   it("the kernel refuses private and link-local (metadata) targets for it, whatever the sender's own check says", () => {
     const deny = unitValue(hook, "Service", "IPAddressDeny").split(" ");
-    for (const net of ["link-local", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]) expect(deny).toContain(net);
+    for (const net of ["link-local", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"])
+      expect(deny).toContain(net);
   });
 });

@@ -17,18 +17,38 @@ export type StackName = "prod" | "staging";
 export const stackVariants: { name: string; stack: StackName; overrides: Record<string, unknown> }[] = [
   { name: "prod: two nodes", stack: "prod", overrides: { nodeCount: 2 } },
   { name: "prod: IPv4 only", stack: "prod", overrides: { ipv6: false } },
-  { name: "prod: smarthost", stack: "prod", overrides: { smarthost: { host: "smtp.eu.mailgun.org", port: 587, username: "postmaster@example.com", spfInclude: "mailgun.org" }, smarthostPassword: "offline-smarthost-password-1234" } },
+  {
+    name: "prod: smarthost",
+    stack: "prod",
+    overrides: {
+      smarthost: {
+        host: "smtp.eu.mailgun.org",
+        port: 587,
+        username: "postmaster@example.com",
+        spfInclude: "mailgun.org",
+      },
+      smarthostPassword: "offline-smarthost-password-1234",
+    },
+  },
   { name: "prod: no tunnel", stack: "prod", overrides: { tunnel: false } },
   { name: "prod: sendmail hand-off", stack: "prod", overrides: { relay: { handoff: "sendmail" } } },
   { name: "prod: no BIMI", stack: "prod", overrides: { bimi: undefined } },
-  { name: "prod: two DKIM selectors", stack: "prod", overrides: { dkimSelectors: [{ name: "mail202611", active: true }, { name: "mail202606" }] } },
+  {
+    name: "prod: two DKIM selectors",
+    stack: "prod",
+    overrides: { dkimSelectors: [{ name: "mail202611", active: true }, { name: "mail202606" }] },
+  },
   { name: "staging: two nodes, IPv6", stack: "staging", overrides: { nodeCount: 2, ipv6: true } },
 ];
 
 let chain: Promise<unknown> = Promise.resolve();
 
 /** Run the program for a stack; runs are serialised because the mocks are global. */
-export function runStack(stack: StackName, overrides: Record<string, unknown> = {}, opts: { stateFile?: string } = {}): Promise<OfflineRun> {
+export function runStack(
+  stack: StackName,
+  overrides: Record<string, unknown> = {},
+  opts: { stateFile?: string } = {},
+): Promise<OfflineRun> {
   const run = chain.then(() =>
     runOffline(
       stack,
@@ -67,10 +87,17 @@ export const T = {
 } as const;
 
 /** The file pushes of a run: path -> contents, per node (a Command whose triggers[0] is the host path). */
-export function pushedFiles(resources: readonly RecordedResource[]): { node: string; path: string; content: string; name: string }[] {
+export function pushedFiles(
+  resources: readonly RecordedResource[],
+): { node: string; path: string; content: string; name: string }[] {
   return ofType(resources, T.command)
     .filter((r) => typeof r.props.triggers?.[0] === "string" && r.props.triggers[0].startsWith("/"))
-    .map((r) => ({ node: /mail-relay-(node\d+)-/.exec(r.name)?.[1] ?? "?", path: r.props.triggers[0] as string, content: r.props.stdin as string, name: r.name }));
+    .map((r) => ({
+      node: /mail-relay-(node\d+)-/.exec(r.name)?.[1] ?? "?",
+      path: r.props.triggers[0] as string,
+      content: r.props.stdin as string,
+      name: r.name,
+    }));
 }
 
 /**
@@ -79,11 +106,14 @@ export function pushedFiles(resources: readonly RecordedResource[]): { node: str
  * (infra/mailRelay.ts); relay/dist, which `pulumi up` would ship, is never written.
  */
 export function useStandInBundleIfUnbuilt(): void {
-  if (process.env.MAIL_RELAY_BUNDLE !== undefined || fs.existsSync(path.join(__dirname, "../../relay/dist/relay.js"))) return;
+  if (process.env.MAIL_RELAY_BUNDLE !== undefined || fs.existsSync(path.join(__dirname, "../../relay/dist/relay.js")))
+    return;
   const standInDir = fs.mkdtempSync(path.join(os.tmpdir(), "stand-in-bundle-"));
   process.env.MAIL_RELAY_BUNDLE = path.join(standInDir, "relay.js");
   fs.writeFileSync(process.env.MAIL_RELAY_BUNDLE, "// stand-in bundle for infra tests\n");
-  console.warn(`relay/dist/relay.js missing: run \`npm run build\` (npm test does); the infra tests use a stand-in, ${process.env.MAIL_RELAY_BUNDLE}`);
+  console.warn(
+    `relay/dist/relay.js missing: run \`npm run build\` (npm test does); the infra tests use a stand-in, ${process.env.MAIL_RELAY_BUNDLE}`,
+  );
   afterAll(() => {
     delete process.env.MAIL_RELAY_BUNDLE;
     fs.rmSync(standInDir, { recursive: true, force: true });

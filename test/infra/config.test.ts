@@ -2,7 +2,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { CONFIG_KEYS, ConfigError, configWarnings, decodeRaw, nodeHostnames, parseConfig, SECRET_KEYS } from "../../infra/config";
+import {
+  CONFIG_KEYS,
+  ConfigError,
+  configWarnings,
+  decodeRaw,
+  nodeHostnames,
+  parseConfig,
+  SECRET_KEYS,
+} from "../../infra/config";
 import { readStackConfig } from "../../infra/offline";
 
 const ctx = { project: "mail-relay", stack: "test" };
@@ -41,7 +49,13 @@ describe("config: defaults", () => {
     expect(c.untestedImage).toBe(false);
     expect(c.zone).toBe("example.com");
     expect(c.protectPrimaryIps).toBe(true);
-    expect(c.relay).toMatchObject({ rateLimitPerMin: 60, bodyLimitBytes: 524288, maxRecipients: 50, handoff: "smtp", port: 2525 });
+    expect(c.relay).toMatchObject({
+      rateLimitPerMin: 60,
+      bodyLimitBytes: 524288,
+      maxRecipients: 50,
+      handoff: "smtp",
+      port: 2525,
+    });
     expect(c.relay).toMatchObject({ teardownDrainSeconds: 300, allowQueueLoss: false }); // teardown never loses mail by default
     expect(c.dmarc).toMatchObject({ policy: "quarantine", adkim: "s", aspf: "s", pct: 100 });
     expect(c.spf.all).toBe("~all");
@@ -51,23 +65,46 @@ describe("config: defaults", () => {
   });
 
   it("callers are names or {name, allowedSenders}; only those with a list get one; quotas have defaults", () => {
-    const c = parseConfig({ ...valid(), allowedSenders: ["noreply@example.com", "tickets@example.com"], callers: ["app", { name: "billing", allowedSenders: ["Tickets@example.com"] }] }, secrets, ctx);
+    const c = parseConfig(
+      {
+        ...valid(),
+        allowedSenders: ["noreply@example.com", "tickets@example.com"],
+        callers: ["app", { name: "billing", allowedSenders: ["Tickets@example.com"] }],
+      },
+      secrets,
+      ctx,
+    );
     expect(c.callers).toEqual(["app", "billing"]);
     expect(c.callerSenders).toEqual({ billing: ["tickets@example.com"] });
-    expect(c.relay.quotas).toEqual({ recipientsPerMin: 500, recipientsPerDay: 10000, bytesPerMin: 52428800, bytesPerDay: 1073741824 });
+    expect(c.relay.quotas).toEqual({
+      recipientsPerMin: 500,
+      recipientsPerDay: 10000,
+      bytesPerMin: 52428800,
+      bytesPerDay: 1073741824,
+    });
   });
 
   it("several nodes are named mail1., mail2., ... so each PTR is distinct", () => {
-    expect(nodeHostnames("mail.example.com", 3)).toEqual(["mail1.example.com", "mail2.example.com", "mail3.example.com"]);
+    expect(nodeHostnames("mail.example.com", 3)).toEqual([
+      "mail1.example.com",
+      "mail2.example.com",
+      "mail3.example.com",
+    ]);
     expect(parseConfig({ ...valid(), nodeCount: 2 }, secrets, ctx).nodes.map((n) => n.key)).toEqual(["node1", "node2"]);
   });
 });
 
 describe("config: wide admin ranges", () => {
   it("allowWideAdminCidrs: true accepts a /12 and a /32 and names them for the warning; /8 and /16 stay the hard floor", () => {
-    const c = parseConfig({ ...valid(), adminCidrs: ["10.0.0.0/12", "2001:db8::/32", "203.0.113.0/24"], allowWideAdminCidrs: true }, secrets, ctx);
+    const c = parseConfig(
+      { ...valid(), adminCidrs: ["10.0.0.0/12", "2001:db8::/32", "203.0.113.0/24"], allowWideAdminCidrs: true },
+      secrets,
+      ctx,
+    );
     expect(c.wideAdminCidrs).toEqual(["10.0.0.0/12", "2001:db8::/32"]);
-    expect(problems({ ...valid(), adminCidrs: ["0.0.0.0/4"], allowWideAdminCidrs: true }).join("\n")).toMatch(/opens SSH/);
+    expect(problems({ ...valid(), adminCidrs: ["0.0.0.0/4"], allowWideAdminCidrs: true }).join("\n")).toMatch(
+      /opens SSH/,
+    );
     expect(parseConfig(valid(), secrets, ctx).wideAdminCidrs).toEqual([]);
   });
 });
@@ -81,21 +118,70 @@ describe("config: every bad value gets its own clear error naming the key", () =
     ["0.0.0.0/0 in adminCidrs", { adminCidrs: ["0.0.0.0/0"] }, /mail-relay:adminCidrs\[0\] "0\.0\.0\.0\/0" opens SSH/],
     ["::/0 in adminCidrs", { adminCidrs: ["203.0.113.0/24", "::/0"] }, /mail-relay:adminCidrs\[1\] "::\/0" opens SSH/],
     ["half the Internet in adminCidrs", { adminCidrs: ["0.0.0.0/1"] }, /mail-relay:adminCidrs\[0\].*opens SSH/],
-    ["an IPv4 range wider than /16 in adminCidrs", { adminCidrs: ["10.0.0.0/12"] }, /mail-relay:adminCidrs "10\.0\.0\.0\/12" is wider than an IPv4 \/16 or an IPv6 \/48.*allowWideAdminCidrs/],
-    ["an IPv6 range wider than /48 in adminCidrs", { adminCidrs: ["2001:db8::/32"] }, /mail-relay:adminCidrs "2001:db8::\/32" is wider/],
+    [
+      "an IPv4 range wider than /16 in adminCidrs",
+      { adminCidrs: ["10.0.0.0/12"] },
+      /mail-relay:adminCidrs "10\.0\.0\.0\/12" is wider than an IPv4 \/16 or an IPv6 \/48.*allowWideAdminCidrs/,
+    ],
+    [
+      "an IPv6 range wider than /48 in adminCidrs",
+      { adminCidrs: ["2001:db8::/32"] },
+      /mail-relay:adminCidrs "2001:db8::\/32" is wider/,
+    ],
     ["not a CIDR", { adminCidrs: ["10.0.0.1"] }, /mail-relay:adminCidrs\[0\] "10\.0\.0\.1" is not a CIDR/],
     ["bad ssh key", { sshPublicKey: "hello" }, /mail-relay:sshPublicKey must be an OpenSSH public key/],
-    ["sender outside the domain", { allowedSenders: ["noreply@other.org"] }, /mail-relay:allowedSenders\[0\] "noreply@other\.org" must be at example\.com/],
-    ["default sender not allowed", { defaultSender: "x@example.com" }, /mail-relay:defaultSender "x@example\.com" must be one of/],
-    ["no active selector", { dkimSelectors: [{ name: "a1" }] }, /mail-relay:dkimSelectors must mark exactly one selector "active"/],
-    ["two active selectors", { dkimSelectors: [{ name: "a1", active: true }, { name: "a2", active: true }] }, /exactly one selector "active": true \(found 2\)/],
+    [
+      "sender outside the domain",
+      { allowedSenders: ["noreply@other.org"] },
+      /mail-relay:allowedSenders\[0\] "noreply@other\.org" must be at example\.com/,
+    ],
+    [
+      "default sender not allowed",
+      { defaultSender: "x@example.com" },
+      /mail-relay:defaultSender "x@example\.com" must be one of/,
+    ],
+    [
+      "no active selector",
+      { dkimSelectors: [{ name: "a1" }] },
+      /mail-relay:dkimSelectors must mark exactly one selector "active"/,
+    ],
+    [
+      "two active selectors",
+      {
+        dkimSelectors: [
+          { name: "a1", active: true },
+          { name: "a2", active: true },
+        ],
+      },
+      /exactly one selector "active": true \(found 2\)/,
+    ],
     ["duplicate selector", { dkimSelectors: [{ name: "a1", active: true }, { name: "a1" }] }, /lists "a1" twice/],
-    ["bad selector name", { dkimSelectors: [{ name: "Bad_Sel", active: true }] }, /mail-relay:dkimSelectors\[0\]\.name must be a DNS label/],
+    [
+      "bad selector name",
+      { dkimSelectors: [{ name: "Bad_Sel", active: true }] },
+      /mail-relay:dkimSelectors\[0\]\.name must be a DNS label/,
+    ],
     ["no MX", { mx: [] }, /mail-relay:mx must list the domain's existing mailbox provider MX hosts/],
-    ["MX at the relay", { mx: [{ host: "mail.example.com", priority: 10 }] }, /mail-relay:mx must not point at mail\.example\.com/],
-    ["BIMI without enforcing DMARC", { bimi: { logoUrl: "https://example.com/logo.svg" }, dmarc: { policy: "none" } }, /mail-relay:bimi needs mail-relay:dmarc\.policy "quarantine" or "reject" at pct 100/],
-    ["BIMI at pct 50", { bimi: { logoUrl: "https://example.com/logo.svg" }, dmarc: { policy: "reject", pct: 50 } }, /mail-relay:bimi needs/],
-    ["BIMI logo not https svg", { bimi: { logoUrl: "http://example.com/logo.png" } }, /logoUrl must be an https:\/\/ URL of an SVG/],
+    [
+      "MX at the relay",
+      { mx: [{ host: "mail.example.com", priority: 10 }] },
+      /mail-relay:mx must not point at mail\.example\.com/,
+    ],
+    [
+      "BIMI without enforcing DMARC",
+      { bimi: { logoUrl: "https://example.com/logo.svg" }, dmarc: { policy: "none" } },
+      /mail-relay:bimi needs mail-relay:dmarc\.policy "quarantine" or "reject" at pct 100/,
+    ],
+    [
+      "BIMI at pct 50",
+      { bimi: { logoUrl: "https://example.com/logo.svg" }, dmarc: { policy: "reject", pct: 50 } },
+      /mail-relay:bimi needs/,
+    ],
+    [
+      "BIMI logo not https svg",
+      { bimi: { logoUrl: "http://example.com/logo.png" } },
+      /logoUrl must be an https:\/\/ URL of an SVG/,
+    ],
     ["SPF +all", { spf: { all: "+all" } }, /mail-relay:spf\.all must be "~all" or "-all"/],
     ["DMARC bad policy", { dmarc: { policy: "monitor" } }, /mail-relay:dmarc\.policy/],
     ["DMARC pct > 100", { dmarc: { pct: 120 } }, /mail-relay:dmarc\.pct/],
@@ -103,17 +189,45 @@ describe("config: every bad value gets its own clear error naming the key", () =
     ["nodeCount 0", { nodeCount: 0 }, /mail-relay:nodeCount must be at least 1/],
     ["relay body limit too small", { relay: { bodyLimitBytes: 10 } }, /mail-relay:relay\.bodyLimitBytes/],
     ["unknown relay key", { relay: { ratelimit: 5 } }, /mail-relay:relay Unrecognized key/],
-    ["teardown drain over an hour", { relay: { teardownDrainSeconds: 7200 } }, /mail-relay:relay\.teardownDrainSeconds/],
+    [
+      "teardown drain over an hour",
+      { relay: { teardownDrainSeconds: 7200 } },
+      /mail-relay:relay\.teardownDrainSeconds/,
+    ],
     ["allowQueueLoss not a boolean", { relay: { allowQueueLoss: "yes" } }, /mail-relay:relay\.allowQueueLoss/],
-    ["tunnel without account", { cloudflareAccountId: undefined }, /mail-relay:cloudflareAccountId is required when mail-relay:tunnel is true/],
+    [
+      "tunnel without account",
+      { cloudflareAccountId: undefined },
+      /mail-relay:cloudflareAccountId is required when mail-relay:tunnel is true/,
+    ],
     ["bad account id", { cloudflareAccountId: "abc" }, /mail-relay:cloudflareAccountId must be the 32-hex-digit/],
-    ["tunnel without an Access team name (cloudflared could not check the Access JWT)", { accessTeamName: undefined }, /mail-relay:accessTeamName is required when mail-relay:tunnel is true/],
-    ["bad Access team name", { accessTeamName: "Not A Label" }, /mail-relay:accessTeamName must be the Zero Trust team name/],
-    ["relay hostname equals MTA hostname", { relayHostname: "mail.example.com" }, /mail-relay:relayHostname must differ from the MTA hostname/],
-    ["domain outside zone", { zone: "other.org" }, /mail-relay:zone "other\.org" must be the Cloudflare zone that contains/],
+    [
+      "tunnel without an Access team name (cloudflared could not check the Access JWT)",
+      { accessTeamName: undefined },
+      /mail-relay:accessTeamName is required when mail-relay:tunnel is true/,
+    ],
+    [
+      "bad Access team name",
+      { accessTeamName: "Not A Label" },
+      /mail-relay:accessTeamName must be the Zero Trust team name/,
+    ],
+    [
+      "relay hostname equals MTA hostname",
+      { relayHostname: "mail.example.com" },
+      /mail-relay:relayHostname must differ from the MTA hostname/,
+    ],
+    [
+      "domain outside zone",
+      { zone: "other.org" },
+      /mail-relay:zone "other\.org" must be the Cloudflare zone that contains/,
+    ],
     ["bad ttl", { dnsTtl: 5 }, /mail-relay:dnsTtl must be 1 \(automatic\) or 60\.\.86400/],
     ["bad caller", { callers: ["Billing Team"] }, /caller names are lowercase words/],
-    ["a caller's sender outside allowedSenders", { callers: ["app", { name: "billing", allowedSenders: ["ceo@example.com"] }] }, /mail-relay:callers\[1\]\.allowedSenders lists ceo@example\.com, which is not in mail-relay:allowedSenders/],
+    [
+      "a caller's sender outside allowedSenders",
+      { callers: ["app", { name: "billing", allowedSenders: ["ceo@example.com"] }] },
+      /mail-relay:callers\[1\]\.allowedSenders lists ceo@example\.com, which is not in mail-relay:allowedSenders/,
+    ],
     ["a quota below its floor", { relay: { quotas: { bytesPerMin: 10 } } }, /mail-relay:relay\.quotas\.bytesPerMin/],
   ];
   for (const [what, patch, re] of cases) {
@@ -121,22 +235,32 @@ describe("config: every bad value gets its own clear error naming the key", () =
       const raw = { ...valid(), ...patch };
       for (const [k, v] of Object.entries(patch)) if (v === undefined) delete raw[k];
       const ps = problems(raw);
-      expect(ps.some((p) => re.test(p)), `problems were:\n${ps.join("\n")}`).toBe(true);
+      expect(
+        ps.some((p) => re.test(p)),
+        `problems were:\n${ps.join("\n")}`,
+      ).toBe(true);
     });
   }
 
   it("refuses a smarthost without its secret password", () => {
     const ps = problems({ ...valid(), smarthost: { host: "smtp.eu.mailgun.org", username: "u" } });
-    expect(ps).toContainEqual(expect.stringMatching(/mail-relay:smarthostPassword is required when mail-relay:smarthost is set/));
+    expect(ps).toContainEqual(
+      expect.stringMatching(/mail-relay:smarthostPassword is required when mail-relay:smarthost is set/),
+    );
   });
 
   it("refuses a missing SSH private key, naming the --secret command", () => {
     const ps = problems(valid(), { sshPrivateKey: false, smarthostPassword: false });
-    expect(ps).toContainEqual(expect.stringMatching(/mail-relay:sshPrivateKey is required; set it with `pulumi config set --secret/));
+    expect(ps).toContainEqual(
+      expect.stringMatching(/mail-relay:sshPrivateKey is required; set it with `pulumi config set --secret/),
+    );
   });
 
   it("reports all problems together, not one per run", () => {
-    const ps = problems({ ...valid(), adminCidrs: ["0.0.0.0/0"], dmarc: { pct: 300 }, nodeCount: 0 }, { sshPrivateKey: false, smarthostPassword: false });
+    const ps = problems(
+      { ...valid(), adminCidrs: ["0.0.0.0/0"], dmarc: { pct: 300 }, nodeCount: 0 },
+      { sshPrivateKey: false, smarthostPassword: false },
+    );
     expect(ps.length).toBeGreaterThanOrEqual(4);
     expect(ps.join("\n")).toMatch(/adminCidrs[\s\S]*nodeCount|nodeCount[\s\S]*adminCidrs/);
   });
@@ -148,7 +272,10 @@ describe("config: every bad value gets its own clear error naming the key", () =
 });
 
 describe("config: Pulumi.yaml documents every key the program reads, and only those", () => {
-  const project = parseYaml(fs.readFileSync(path.join(__dirname, "../../Pulumi.yaml"), "utf8")) as { name: string; config: Record<string, { description?: string }> };
+  const project = parseYaml(fs.readFileSync(path.join(__dirname, "../../Pulumi.yaml"), "utf8")) as {
+    name: string;
+    config: Record<string, { description?: string }>;
+  };
   it("declares the project as mail-relay", () => expect(project.name).toBe("mail-relay"));
   const read = [...Object.keys(CONFIG_KEYS), ...SECRET_KEYS].sort();
   it("every key read by infra/config.ts has a description in Pulumi.yaml", () => {
@@ -186,7 +313,9 @@ describe("config: warnings for valid but easily misread settings", () => {
   });
   it("nodeCount > 1 without the tunnel: independent relays", () => {
     const w = configWarnings(parseConfig({ ...valid(), nodeCount: 2, tunnel: false }, secrets, ctx));
-    expect(w).toEqual([expect.stringMatching(/^mail-relay:nodeCount is 2 with mail-relay:tunnel false: 2 independent relays/)]);
+    expect(w).toEqual([
+      expect.stringMatching(/^mail-relay:nodeCount is 2 with mail-relay:tunnel false: 2 independent relays/),
+    ]);
   });
 });
 
@@ -210,7 +339,9 @@ describe("config: the image and the Debian release the host files are rendered f
     expect(c).toMatchObject({ image: "debian-14", release: "trixie", untestedImage: true });
     const w = configWarnings(c);
     expect(w).toHaveLength(1);
-    expect(w[0]).toMatch(/^mail-relay:image "debian-14" is not tested \(mail-relay:allowUntestedImage is true\): the host files are rendered for Debian 13 \(trixie\)/);
+    expect(w[0]).toMatch(
+      /^mail-relay:image "debian-14" is not tested \(mail-relay:allowUntestedImage is true\): the host files are rendered for Debian 13 \(trixie\)/,
+    );
     expect(w[0]).toMatch(/Tested: debian-13 \(the default\) or debian-12$/);
   });
   it("allowUntestedImage changes nothing for a tested image", () => {
@@ -219,7 +350,11 @@ describe("config: the image and the Debian release the host files are rendered f
     expect(configWarnings(c)).toEqual([]);
   });
   it("refuses an image name that is not one, and a non-boolean allowUntestedImage", () => {
-    expect(problems({ ...valid(), image: "Debian 13" })).toEqual([expect.stringMatching(/^mail-relay:image must be a Hetzner image name such as debian-13/)]);
-    expect(problems({ ...valid(), allowUntestedImage: "yes" })).toEqual([expect.stringMatching(/^mail-relay:allowUntestedImage /)]);
+    expect(problems({ ...valid(), image: "Debian 13" })).toEqual([
+      expect.stringMatching(/^mail-relay:image must be a Hetzner image name such as debian-13/),
+    ]);
+    expect(problems({ ...valid(), allowUntestedImage: "yes" })).toEqual([
+      expect.stringMatching(/^mail-relay:allowUntestedImage /),
+    ]);
   });
 });

@@ -10,7 +10,10 @@ import { ofType, runStack, T } from "../helpers/stack";
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "offline-state-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const dkimTxt = (r: OfflineRun) => ofType(r.resources, T.dnsRecord).filter((x) => /dkim/.test(x.name)).map((x) => x.props.content);
+const dkimTxt = (r: OfflineRun) =>
+  ofType(r.resources, T.dnsRecord)
+    .filter((x) => /dkim/.test(x.name))
+    .map((x) => x.props.content);
 
 describe("offline runs and the state file", () => {
   it("two runs sharing a state file have the same DKIM keys, tokens and tunnel secret; the image may differ", async () => {

@@ -12,7 +12,15 @@ import { renderStopRelay } from "../../cloud-init";
 import type { OfflineRun } from "../../infra/offline";
 import { txtValue } from "../../infra/records";
 import { PUBLIC_PATH_REGEX } from "../../infra/tunnel";
-import { ofType, pushedFiles, runStack, stackVariants, StackName, T, useStandInBundleIfUnbuilt } from "../helpers/stack";
+import {
+  ofType,
+  pushedFiles,
+  runStack,
+  stackVariants,
+  StackName,
+  T,
+  useStandInBundleIfUnbuilt,
+} from "../helpers/stack";
 
 /** Deploy steps whose inputs carry secrets: they differ between any two offline runs (fresh random keys and tokens). */
 const SECRET_BEARING_STEP = /relay-activate|secret-|apply-mail/;
@@ -48,7 +56,8 @@ function secretValues(run: OfflineRun): string[] {
     if (r.type === T.tunnel) vals.push(r.props.tunnelSecret);
   }
   for (const k of run.config.secretKeys) vals.push(run.config.values[k]);
-  for (const k of ["relayTokens", "accessClientSecrets"]) for (const v of Object.values(run.outputs[k] ?? {})) vals.push(v as string);
+  for (const k of ["relayTokens", "accessClientSecrets"])
+    for (const v of Object.values(run.outputs[k] ?? {})) vals.push(v as string);
   return vals.filter((v): v is string => typeof v === "string" && v.length >= 12);
 }
 
@@ -72,7 +81,9 @@ for (const v of all) {
       }
       const ssh = rules.filter((r) => r.protocol === "tcp" && r.port === "22");
       expect(ssh).toHaveLength(1);
-      expect(ssh[0].sourceIps).toEqual(run().config.values["mail-relay:adminCidrs"] ? JSON.parse(run().config.values["mail-relay:adminCidrs"]) : []);
+      expect(ssh[0].sourceIps).toEqual(
+        run().config.values["mail-relay:adminCidrs"] ? JSON.parse(run().config.values["mail-relay:adminCidrs"]) : [],
+      );
       expect(rules.every((r) => r.protocol === "icmp" || r.port === "22")).toBe(true);
     });
 
@@ -84,7 +95,9 @@ for (const v of all) {
       for (const n of nodes) {
         for (const ip of [n.ipv4, ...(ipv6 ? [n.ipv6!] : [])]) {
           expect(ptrs.filter((p) => p.props.ipAddress === ip).map((p) => p.props.dnsPtr)).toEqual([n.mtaHostname]);
-          const recs = ofType(run().resources, T.dnsRecord).filter((r) => r.props.name === n.mtaHostname && r.props.content === ip);
+          const recs = ofType(run().resources, T.dnsRecord).filter(
+            (r) => r.props.name === n.mtaHostname && r.props.content === ip,
+          );
           expect(recs).toHaveLength(1);
           expect(recs[0].props.type).toBe(ip.includes(":") ? "AAAA" : "A");
           expect(recs[0].props.proxied).toBe(false);
@@ -118,7 +131,8 @@ for (const v of all) {
       for (const c of [...ofType(run().resources, T.command)]) {
         for (const field of ["create", "update", "delete"]) {
           const text = String(c.props[field] ?? "");
-          for (const secret of secrets) expect(text.includes(secret), `${c.name}.${field} contains a secret`).toBe(false);
+          for (const secret of secrets)
+            expect(text.includes(secret), `${c.name}.${field} contains a secret`).toBe(false);
         }
       }
       const envPush = pushedFiles(run().resources).filter((f) => f.path === "/etc/mail-relay.env");
@@ -133,16 +147,22 @@ for (const v of all) {
     it("token and key outputs are secret", () => {
       expect(run().secretOutputs).toContain("relayTokens");
       const tunnel = JSON.parse(run().config.values["mail-relay:tunnel"] ?? "true");
-      if (tunnel) expect(run().secretOutputs).toEqual(expect.arrayContaining(["accessClientIds", "accessClientSecrets"]));
+      if (tunnel)
+        expect(run().secretOutputs).toEqual(expect.arrayContaining(["accessClientIds", "accessClientSecrets"]));
       else expect(run().outputs.accessClientIds).toBeUndefined();
-      const callers = (JSON.parse(run().config.values["mail-relay:callers"] ?? '["app"]') as (string | { name: string })[]).map((c) => (typeof c === "string" ? c : c.name));
+      const callers = (
+        JSON.parse(run().config.values["mail-relay:callers"] ?? '["app"]') as (string | { name: string })[]
+      ).map((c) => (typeof c === "string" ? c : c.name));
       expect(Object.keys(run().outputs.relayTokens).sort()).toEqual([...callers].sort());
-      for (const t of Object.values(run().outputs.relayTokens as Record<string, string>)) expect(t.length).toBeGreaterThanOrEqual(32);
+      for (const t of Object.values(run().outputs.relayTokens as Record<string, string>))
+        expect(t.length).toBeGreaterThanOrEqual(32);
     });
 
     it("exactly one SPF record, authorizing every node IP, ending in ~all or -all", () => {
       const domain = run().config.values["mail-relay:domain"];
-      const spf = ofType(run().resources, T.dnsRecord).filter((r) => r.props.type === "TXT" && txtValue(r.props.content).startsWith("v=spf1"));
+      const spf = ofType(run().resources, T.dnsRecord).filter(
+        (r) => r.props.type === "TXT" && txtValue(r.props.content).startsWith("v=spf1"),
+      );
       expect(spf).toHaveLength(1);
       expect(spf[0].props.name).toBe(domain);
       const value = txtValue(spf[0].props.content);
@@ -157,14 +177,20 @@ for (const v of all) {
 
     it("every listed DKIM selector is published with a >=2048-bit key; the active one is in SigningTable", () => {
       const domain = run().config.values["mail-relay:domain"];
-      const selectors = JSON.parse(run().config.values["mail-relay:dkimSelectors"]) as { name: string; active?: boolean }[];
+      const selectors = JSON.parse(run().config.values["mail-relay:dkimSelectors"]) as {
+        name: string;
+        active?: boolean;
+      }[];
       const txt = ofType(run().resources, T.dnsRecord).filter((r) => r.props.type === "TXT");
       for (const s of selectors) {
         const rec = txt.filter((r) => r.props.name === `${s.name}._domainkey.${domain}`);
         expect(rec).toHaveLength(1);
         for (const chunk of rec[0].props.content.match(/"[^"]*"/g)) expect(chunk.length - 2).toBeLessThanOrEqual(255);
         const p = /p=([A-Za-z0-9+/=]+)/.exec(txtValue(rec[0].props.content))![1];
-        expect(createPublicKey({ key: Buffer.from(p, "base64"), format: "der", type: "spki" }).asymmetricKeyDetails!.modulusLength).toBeGreaterThanOrEqual(2048);
+        expect(
+          createPublicKey({ key: Buffer.from(p, "base64"), format: "der", type: "spki" }).asymmetricKeyDetails!
+            .modulusLength,
+        ).toBeGreaterThanOrEqual(2048);
       }
       const active = selectors.find((s) => s.active)!.name;
       expect(run().outputs.dkimSelector).toBe(active);
@@ -202,15 +228,26 @@ for (const v of all) {
       expect(cfg).toHaveLength(0);
       expect(ofType(run().resources, T.tunnel).map((t) => t.props.configSrc)).toEqual(["local"]);
       const files = pushedFiles(run().resources).filter((f) => f.path === "/etc/cloudflared/mail-relay.yml");
-      expect(files.map((f) => f.node).sort()).toEqual((run().outputs.nodes as { name: string }[]).map((n) => n.name).sort());
+      expect(files.map((f) => f.node).sort()).toEqual(
+        (run().outputs.nodes as { name: string }[]).map((n) => n.name).sort(),
+      );
       for (const f of files) {
-        const ingresses = JSON.parse(f.content).ingress as { hostname?: string; path?: string; service: string; originRequest?: any }[];
+        const ingresses = JSON.parse(f.content).ingress as {
+          hostname?: string;
+          path?: string;
+          service: string;
+          originRequest?: any;
+        }[];
         expect(ingresses[ingresses.length - 1]).toEqual({ service: "http_status:404" });
         for (const i of ingresses.slice(0, -1)) {
           expect(i.service).toBe("http://127.0.0.1:2525");
           expect(i.path).toBe(PUBLIC_PATH_REGEX);
           // cloudflared checks the Access JWT itself, for this stack's application.
-          expect(i.originRequest.access).toEqual({ required: true, teamName: run().config.values["mail-relay:accessTeamName"], audTag: [apps[0].props.aud] });
+          expect(i.originRequest.access).toEqual({
+            required: true,
+            teamName: run().config.values["mail-relay:accessTeamName"],
+            audTag: [apps[0].props.aud],
+          });
         }
       }
       // Which paths PUBLIC_PATH_REGEX lets through is tied to the relay's routes in test/infra/public-routes.test.ts.
@@ -222,14 +259,24 @@ for (const v of all) {
       expect(policies[0].props.decision).toBe("non_identity");
       expect(apps[0].props.policies).toEqual([{ id: policies[0].id, precedence: 1 }]);
       const tokens = ofType(run().resources, T.serviceToken);
-      expect(policies[0].props.includes.map((i: any) => i.serviceToken.tokenId).sort()).toEqual(tokens.map((t) => t.id).sort());
+      expect(policies[0].props.includes.map((i: any) => i.serviceToken.tokenId).sort()).toEqual(
+        tokens.map((t) => t.id).sort(),
+      );
       const cname = ofType(run().resources, T.dnsRecord).filter((r) => r.props.type === "CNAME");
       expect(cname).toHaveLength(1);
-      expect(cname[0].props).toMatchObject({ name: relayHost, proxied: true, content: `${ofType(run().resources, T.tunnel)[0].id}.cfargotunnel.com` });
+      expect(cname[0].props).toMatchObject({
+        name: relayHost,
+        proxied: true,
+        content: `${ofType(run().resources, T.tunnel)[0].id}.cfargotunnel.com`,
+      });
     });
 
     it("every SSH step pins the node's generated host key, except the one bootstrap step, which carries only that key", () => {
-      const keys = new Map(ofType(run().resources, T.privateKey).filter((k) => k.props.algorithm === "ED25519").map((k) => [/mail-relay-(node\d+)-ssh-host-key/.exec(k.name)?.[1], k.props]));
+      const keys = new Map(
+        ofType(run().resources, T.privateKey)
+          .filter((k) => k.props.algorithm === "ED25519")
+          .map((k) => [/mail-relay-(node\d+)-ssh-host-key/.exec(k.name)?.[1], k.props]),
+      );
       const nodes = (run().outputs.nodes as { name: string }[]).map((n) => n.name);
       expect([...keys.keys()].sort()).toEqual([...nodes].sort());
       const ssh = [...ofType(run().resources, T.command), ...ofType(run().resources, T.copy)];
@@ -247,16 +294,22 @@ for (const v of all) {
         }
         // A plain field of the connection (authorized_keys style), so a replay can use it as it is.
         expect(r.props.connection.hostKey, r.name).toBe(key.publicKeyOpenssh.trim());
-        expect(r.props.connection.host, r.name).toBe(ofType(run().resources, T.command).find((c) => c.name === `mail-relay-${node}-host-key`)!.props.connection.host);
+        expect(r.props.connection.host, r.name).toBe(
+          ofType(run().resources, T.command).find((c) => c.name === `mail-relay-${node}-host-key`)!.props.connection
+            .host,
+        );
       }
-      expect(ssh.filter((r) => r.props.connection.hostKey === undefined).map((r) => r.name.replace(/node\d+/, "nodeN"))).toEqual(nodes.map(() => "mail-relay-nodeN-host-key"));
+      expect(
+        ssh.filter((r) => r.props.connection.hostKey === undefined).map((r) => r.name.replace(/node\d+/, "nodeN")),
+      ).toEqual(nodes.map(() => "mail-relay-nodeN-host-key"));
     });
 
     it("the zone-file output lists every managed record", () => {
       const lines = String(run().outputs.dnsZoneFile).split("\n");
       const recs = ofType(run().resources, T.dnsRecord).filter((r) => r.props.type !== "CNAME");
       expect(lines).toHaveLength(recs.length);
-      for (const r of recs) expect(lines.some((l) => l.startsWith(`${r.props.name}.\t`) && l.includes(`\t${r.props.type}\t`))).toBe(true);
+      for (const r of recs)
+        expect(lines.some((l) => l.startsWith(`${r.props.name}.\t`) && l.includes(`\t${r.props.type}\t`))).toBe(true);
     });
   });
 }
@@ -305,14 +358,17 @@ describe("deploy steps re-run only what changed", () => {
   it("an unchanged input keeps its trigger; a changed Postfix setting changes only the Postfix steps", async () => {
     const base = await runStack("prod", {});
     const bigger = await runStack("prod", { relay: { bodyLimitBytes: 1048576 } });
-    const triggers = (r: OfflineRun) => new Map(ofType(r.resources, T.command).map((c) => [c.name, JSON.stringify(c.props.triggers)]));
+    const triggers = (r: OfflineRun) =>
+      new Map(ofType(r.resources, T.command).map((c) => [c.name, JSON.stringify(c.props.triggers)]));
     const a = triggers(base);
     const b = triggers(bigger);
     expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
     const changed = [...a.keys()].filter((k) => a.get(k) !== b.get(k) && !SECRET_BEARING_STEP.test(k));
     // The body limit reaches main.cf (message_size_limit) and the relay's env file; no other file changes.
     expect(changed.sort()).toEqual(["mail-relay-node1-file-etc-postfix-main-cf"]);
-    expect(a.get("mail-relay-node1-file-etc-postfix-master-cf")).toBe(b.get("mail-relay-node1-file-etc-postfix-master-cf"));
+    expect(a.get("mail-relay-node1-file-etc-postfix-master-cf")).toBe(
+      b.get("mail-relay-node1-file-etc-postfix-master-cf"),
+    );
     expect(a.get("mail-relay-node1-wait-cloud-init")).toBe(b.get("mail-relay-node1-wait-cloud-init"));
   });
 
@@ -327,7 +383,8 @@ describe("deploy steps re-run only what changed", () => {
   it("the nodes output names the host key every step pins, with the fingerprint ssh-keygen prints for it", async () => {
     const run = runs.get("prod")!;
     const node = (run.outputs.nodes as { sshHostKey: string; sshHostKeyFingerprint: string }[])[0];
-    const pinned = ofType(run.resources, T.command).find((c) => c.name.endsWith("-wait-cloud-init"))!.props.connection.hostKey;
+    const pinned = ofType(run.resources, T.command).find((c) => c.name.endsWith("-wait-cloud-init"))!.props.connection
+      .hostKey;
     expect(node.sshHostKey).toBe(pinned);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hostkey-"));
     try {
@@ -345,15 +402,22 @@ describe("deploy steps re-run only what changed", () => {
     expect(cmds.get("mail-relay-node1-relay-activate")!.props.create).toMatch(/health/);
     expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBeTruthy();
     expect(cmds.get("mail-relay-node1-cloudflared-guard")!.props.delete).toBeTruthy();
-    expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBe(renderStopRelay({ drainSeconds: 300, allowQueueLoss: false }));
-    expect(ofType(run.resources, T.copy).map((c) => c.props.remotePath)).toEqual([`/var/lib/mail-relay-upload/mail-relay-${run.outputs.relayVersion}.js`]);
+    expect(cmds.get("mail-relay-node1-relay-guard")!.props.delete).toBe(
+      renderStopRelay({ drainSeconds: 300, allowQueueLoss: false }),
+    );
+    expect(ofType(run.resources, T.copy).map((c) => c.props.remotePath)).toEqual([
+      `/var/lib/mail-relay-upload/mail-relay-${run.outputs.relayVersion}.js`,
+    ]);
   });
 });
 
 describe("DNS changes are in-place updates, never replacements", () => {
   it("changing the DMARC policy and adding an SPF include keeps every resource name and count; only those records' content changes", async () => {
     const a = await runStack("prod", {});
-    const b = await runStack("prod", { dmarc: { policy: "reject", pct: 100, rua: ["mailto:dmarc@example.com"] }, spf: { includes: ["_spf.mx.cloudflare.net", "_spf.google.com"], all: "-all" } });
+    const b = await runStack("prod", {
+      dmarc: { policy: "reject", pct: 100, rua: ["mailto:dmarc@example.com"] },
+      spf: { includes: ["_spf.mx.cloudflare.net", "_spf.google.com"], all: "-all" },
+    });
     const names = (r: OfflineRun) => r.resources.map((x) => `${x.type}::${x.name}`).sort();
     expect(names(b)).toEqual(names(a));
     const recs = (r: OfflineRun) => new Map(ofType(r.resources, T.dnsRecord).map((x) => [x.name, x.props]));
@@ -363,7 +427,11 @@ describe("DNS changes are in-place updates, never replacements", () => {
     for (const [name, pa] of ra) {
       const pb = rb.get(name)!;
       // name, type and zone are what force a Cloudflare record to be replaced.
-      expect({ name: pb.name, type: pb.type, zoneId: pb.zoneId }).toEqual({ name: pa.name, type: pa.type, zoneId: pa.zoneId });
+      expect({ name: pb.name, type: pb.type, zoneId: pb.zoneId }).toEqual({
+        name: pa.name,
+        type: pa.type,
+        zoneId: pa.zoneId,
+      });
       if (pa.content !== pb.content && !/dkim/.test(name)) contentChanged.push(name);
     }
     expect(contentChanged.sort()).toEqual(["mail-relay-dns-dmarc", "mail-relay-dns-spf"]);
@@ -375,7 +443,9 @@ describe("DNS changes are in-place updates, never replacements", () => {
     const names = (r: OfflineRun) => new Set(r.resources.map((x) => `${x.type}::${x.name}`));
     const na = names(a);
     const added = [...names(b)].filter((n) => !na.has(n));
-    expect(added.sort()).toEqual([`${T.dnsRecord}::mail-relay-dns-dkim-mail202705`, `${T.privateKey}::mail-relay-dkim-mail202705`].sort());
+    expect(added.sort()).toEqual(
+      [`${T.dnsRecord}::mail-relay-dns-dkim-mail202705`, `${T.privateKey}::mail-relay-dkim-mail202705`].sort(),
+    );
     expect([...na].filter((n) => !names(b).has(n))).toEqual([]);
   });
 });
@@ -387,9 +457,15 @@ describe("teardown keeps queued mail unless told otherwise", () => {
     const cmds = (r: OfflineRun) => new Map(ofType(r.resources, T.command).map((c) => [c.name, c.props]));
     const a = cmds(base);
     const b = cmds(lossy);
-    expect(b.get("mail-relay-node1-relay-guard")!.delete).toBe(renderStopRelay({ drainSeconds: 60, allowQueueLoss: true }));
-    const changed = [...a.keys()].filter((k) => JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)) && !SECRET_BEARING_STEP.test(k));
+    expect(b.get("mail-relay-node1-relay-guard")!.delete).toBe(
+      renderStopRelay({ drainSeconds: 60, allowQueueLoss: true }),
+    );
+    const changed = [...a.keys()].filter(
+      (k) => JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k)) && !SECRET_BEARING_STEP.test(k),
+    );
     expect(changed).toEqual(["mail-relay-node1-relay-guard"]);
-    expect(JSON.stringify(b.get("mail-relay-node1-relay-guard")!.triggers)).toBe(JSON.stringify(a.get("mail-relay-node1-relay-guard")!.triggers)); // not replaced
+    expect(JSON.stringify(b.get("mail-relay-node1-relay-guard")!.triggers)).toBe(
+      JSON.stringify(a.get("mail-relay-node1-relay-guard")!.triggers),
+    ); // not replaced
   });
 });

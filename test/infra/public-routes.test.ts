@@ -30,7 +30,8 @@ beforeAll(async () => {
 afterAll(() => t?.close());
 
 /** A concrete path for a route pattern: parameters become a message id. */
-const sample = (route: string): string => route.replace(/:email/g, "gone@example.net").replace(/:[A-Za-z]+/g, "6f1c2d3e-0000-4000-8000-000000000001");
+const sample = (route: string): string =>
+  route.replace(/:email/g, "gone@example.net").replace(/:[A-Za-z]+/g, "6f1c2d3e-0000-4000-8000-000000000001");
 const tunnelPath = new RegExp(PUBLIC_PATH_REGEX);
 
 describe("the tunnel forwards exactly the relay's public routes", () => {
@@ -44,7 +45,8 @@ describe("the tunnel forwards exactly the relay's public routes", () => {
   it("every route that is not host-only matches the ingress path", () => {
     const publicRoutes = routes.filter((r) => !HOST_ONLY_ROUTES.includes(r));
     expect(publicRoutes.length).toBeGreaterThan(0);
-    for (const r of publicRoutes) expect(tunnelPath.test(sample(r)), `${r} is served by the relay but the tunnel answers 404`).toBe(true);
+    for (const r of publicRoutes)
+      expect(tunnelPath.test(sample(r)), `${r} is served by the relay but the tunnel answers 404`).toBe(true);
   });
 
   it("no host-only route (/metrics, /ready) matches the ingress path, and each really exists", () => {
@@ -55,7 +57,18 @@ describe("the tunnel forwards exactly the relay's public routes", () => {
   });
 
   it("paths the relay does not serve, and tricks on the real ones, do not match", () => {
-    for (const no of ["/", "/send/x", "/messages/", "/messages/../metrics", "/metrics?x=/send", "/health/", "//send", "/suppressions/../metrics", "/suppressions/x/y@example.net"]) expect(tunnelPath.test(no), no).toBe(false);
+    for (const no of [
+      "/",
+      "/send/x",
+      "/messages/",
+      "/messages/../metrics",
+      "/metrics?x=/send",
+      "/health/",
+      "//send",
+      "/suppressions/../metrics",
+      "/suppressions/x/y@example.net",
+    ])
+      expect(tunnelPath.test(no), no).toBe(false);
   });
 
   it("the ingress uses that path for the relay hostname and ends in a 404", () => {

@@ -1,28 +1,53 @@
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { bimiRecord, dkimPublicKeyFromPem, dkimRecord, dmarcRecord, spfRecord, txtContent, txtValue, zoneFileLine } from "../../infra/records";
+import {
+  bimiRecord,
+  dkimPublicKeyFromPem,
+  dkimRecord,
+  dmarcRecord,
+  spfRecord,
+  txtContent,
+  txtValue,
+  zoneFileLine,
+} from "../../infra/records";
 
 describe("record functions", () => {
   it("spfRecord authorizes every IP and include once and ends with the configured all", () => {
-    expect(spfRecord({ ipv4: ["203.0.113.11", "203.0.113.12", "203.0.113.11"], ipv6: ["2001:db8:1::1"], includes: ["_spf.mx.cloudflare.net"], all: "-all" })).toBe(
-      "v=spf1 ip4:203.0.113.11 ip4:203.0.113.12 ip6:2001:db8:1::1 include:_spf.mx.cloudflare.net -all",
-    );
+    expect(
+      spfRecord({
+        ipv4: ["203.0.113.11", "203.0.113.12", "203.0.113.11"],
+        ipv6: ["2001:db8:1::1"],
+        includes: ["_spf.mx.cloudflare.net"],
+        all: "-all",
+      }),
+    ).toBe("v=spf1 ip4:203.0.113.11 ip4:203.0.113.12 ip6:2001:db8:1::1 include:_spf.mx.cloudflare.net -all");
   });
 
   it("spfRecord refuses more includes than SPF's 10-lookup limit allows", () => {
-    expect(() => spfRecord({ ipv4: [], ipv6: [], includes: Array.from({ length: 10 }, (_, i) => `d${i}.example.com`), all: "~all" })).toThrow(/10 DNS lookups/);
+    expect(() =>
+      spfRecord({
+        ipv4: [],
+        ipv6: [],
+        includes: Array.from({ length: 10 }, (_, i) => `d${i}.example.com`),
+        all: "~all",
+      }),
+    ).toThrow(/10 DNS lookups/);
   });
 
   it("dmarcRecord writes policy, pct, rua and alignment", () => {
-    expect(dmarcRecord({ policy: "quarantine", pct: 100, rua: ["mailto:dmarc@example.com"], adkim: "s", aspf: "s" })).toBe(
-      "v=DMARC1; p=quarantine; pct=100; rua=mailto:dmarc@example.com; adkim=s; aspf=s",
+    expect(
+      dmarcRecord({ policy: "quarantine", pct: 100, rua: ["mailto:dmarc@example.com"], adkim: "s", aspf: "s" }),
+    ).toBe("v=DMARC1; p=quarantine; pct=100; rua=mailto:dmarc@example.com; adkim=s; aspf=s");
+    expect(dmarcRecord({ policy: "none", pct: 50, rua: [], adkim: "r", aspf: "r" })).toBe(
+      "v=DMARC1; p=none; pct=50; adkim=r; aspf=r",
     );
-    expect(dmarcRecord({ policy: "none", pct: 50, rua: [], adkim: "r", aspf: "r" })).toBe("v=DMARC1; p=none; pct=50; adkim=r; aspf=r");
   });
 
   it("bimiRecord carries the logo and the (possibly empty) authority", () => {
     expect(bimiRecord({ logoUrl: "https://example.com/l.svg" })).toBe("v=BIMI1; l=https://example.com/l.svg; a=");
-    expect(bimiRecord({ logoUrl: "https://example.com/l.svg", authorityUrl: "https://example.com/vmc.pem" })).toBe("v=BIMI1; l=https://example.com/l.svg; a=https://example.com/vmc.pem");
+    expect(bimiRecord({ logoUrl: "https://example.com/l.svg", authorityUrl: "https://example.com/vmc.pem" })).toBe(
+      "v=BIMI1; l=https://example.com/l.svg; a=https://example.com/vmc.pem",
+    );
   });
 
   it("dkimRecord publishes the key's SubjectPublicKeyInfo, which parses back to the same 2048-bit key", () => {
@@ -58,7 +83,17 @@ describe("record functions", () => {
   });
 
   it("zoneFileLine renders MX with priority and a trailing dot", () => {
-    expect(zoneFileLine({ name: "example.com", type: "MX", ttl: 300, content: "route1.mx.cloudflare.net", priority: 10 })).toBe("example.com.\t300\tIN\tMX\t10 route1.mx.cloudflare.net.");
-    expect(zoneFileLine({ name: "mail-relay.example.com", type: "CNAME", ttl: 1, content: "abc.cfargotunnel.com", proxied: true })).toMatch(/auto\tIN\tCNAME\tabc\.cfargotunnel\.com\. ; proxied/);
+    expect(
+      zoneFileLine({ name: "example.com", type: "MX", ttl: 300, content: "route1.mx.cloudflare.net", priority: 10 }),
+    ).toBe("example.com.\t300\tIN\tMX\t10 route1.mx.cloudflare.net.");
+    expect(
+      zoneFileLine({
+        name: "mail-relay.example.com",
+        type: "CNAME",
+        ttl: 1,
+        content: "abc.cfargotunnel.com",
+        proxied: true,
+      }),
+    ).toMatch(/auto\tIN\tCNAME\tabc\.cfargotunnel\.com\. ; proxied/);
   });
 });

@@ -44,28 +44,76 @@ function problems(raw: Record<string, unknown>): string[] {
 describe("config: smtpIngress", () => {
   it("is off by default; enabled, it listens on 2587 as smtp-relay.<domain>", () => {
     expect(parseConfig(valid(), secrets, ctx).smtpIngress).toBeUndefined();
-    expect(parseConfig(valid({ smtpIngress: { enabled: true } }), secrets, ctx).smtpIngress).toEqual({ hostname: "smtp-relay.example.com", port: 2587 });
-    expect(parseConfig(valid({ smtpIngress: { enabled: true, hostname: "SMTP.Example.com." } }), secrets, ctx).smtpIngress?.hostname).toBe("smtp.example.com");
+    expect(parseConfig(valid({ smtpIngress: { enabled: true } }), secrets, ctx).smtpIngress).toEqual({
+      hostname: "smtp-relay.example.com",
+      port: 2587,
+    });
+    expect(
+      parseConfig(valid({ smtpIngress: { enabled: true, hostname: "SMTP.Example.com." } }), secrets, ctx).smtpIngress
+        ?.hostname,
+    ).toBe("smtp.example.com");
     // on a host without the tunnel it is still there, for apps on the host itself
-    expect(parseConfig(valid({ tunnel: false, smtpIngress: { enabled: true } }), secrets, ctx).smtpIngress).toEqual({ hostname: "smtp-relay.example.com", port: 2587 });
+    expect(parseConfig(valid({ tunnel: false, smtpIngress: { enabled: true } }), secrets, ctx).smtpIngress).toEqual({
+      hostname: "smtp-relay.example.com",
+      port: 2587,
+    });
   });
 
   const cases: [string, Record<string, unknown>, RegExp][] = [
-    ["a boolean instead of the object", { smtpIngress: true }, /mail-relay:smtpIngress must be an object like \{enabled: true, hostname: smtp-relay\.example\.com\}; set it with `pulumi config set --path mail-relay:smtpIngress\.enabled true`/],
-    ["enabled as a string", { smtpIngress: { enabled: "yes" } }, /mail-relay:smtpIngress\.enabled must be true or false/],
+    [
+      "a boolean instead of the object",
+      { smtpIngress: true },
+      /mail-relay:smtpIngress must be an object like \{enabled: true, hostname: smtp-relay\.example\.com\}; set it with `pulumi config set --path mail-relay:smtpIngress\.enabled true`/,
+    ],
+    [
+      "enabled as a string",
+      { smtpIngress: { enabled: "yes" } },
+      /mail-relay:smtpIngress\.enabled must be true or false/,
+    ],
     ["an unknown key", { smtpIngress: { enabled: true, port: 25 } }, /mail-relay:smtpIngress Unrecognized key.*port/],
-    ["a hostname that is not a DNS name", { smtpIngress: { enabled: true, hostname: "smtp relay" } }, /mail-relay:smtpIngress\.hostname must be a DNS name like smtp-relay\.example\.com/],
-    ["a hostname without enabled", { smtpIngress: { hostname: "smtp.example.com" } }, /mail-relay:smtpIngress\.hostname is set but mail-relay:smtpIngress\.enabled is not true; set enabled: true or remove the hostname/],
-    ["a hostname outside the zone", { smtpIngress: { enabled: true, hostname: "smtp.example.org" } }, /mail-relay:smtpIngress\.hostname "smtp\.example\.org" must be inside the zone "example\.com"/],
-    ["the relay's hostname", { smtpIngress: { enabled: true, hostname: "mail-relay.example.com" } }, /mail-relay:smtpIngress\.hostname must differ from relayHostname and the MTA hostnames/],
-    ["the MTA hostname", { smtpIngress: { enabled: true, hostname: "mail.example.com" } }, /mail-relay:smtpIngress\.hostname must differ/],
-    ["a hostname without the tunnel", { tunnel: false, smtpIngress: { enabled: true, hostname: "smtp.example.com" } }, /mail-relay:smtpIngress\.hostname is only routed through the tunnel, and mail-relay:tunnel is false/],
-    ["an MX at the SMTP ingress", { smtpIngress: { enabled: true }, mx: [{ host: "smtp-relay.example.com", priority: 10 }] }, /mail-relay:mx must not point at smtp-relay\.example\.com/],
+    [
+      "a hostname that is not a DNS name",
+      { smtpIngress: { enabled: true, hostname: "smtp relay" } },
+      /mail-relay:smtpIngress\.hostname must be a DNS name like smtp-relay\.example\.com/,
+    ],
+    [
+      "a hostname without enabled",
+      { smtpIngress: { hostname: "smtp.example.com" } },
+      /mail-relay:smtpIngress\.hostname is set but mail-relay:smtpIngress\.enabled is not true; set enabled: true or remove the hostname/,
+    ],
+    [
+      "a hostname outside the zone",
+      { smtpIngress: { enabled: true, hostname: "smtp.example.org" } },
+      /mail-relay:smtpIngress\.hostname "smtp\.example\.org" must be inside the zone "example\.com"/,
+    ],
+    [
+      "the relay's hostname",
+      { smtpIngress: { enabled: true, hostname: "mail-relay.example.com" } },
+      /mail-relay:smtpIngress\.hostname must differ from relayHostname and the MTA hostnames/,
+    ],
+    [
+      "the MTA hostname",
+      { smtpIngress: { enabled: true, hostname: "mail.example.com" } },
+      /mail-relay:smtpIngress\.hostname must differ/,
+    ],
+    [
+      "a hostname without the tunnel",
+      { tunnel: false, smtpIngress: { enabled: true, hostname: "smtp.example.com" } },
+      /mail-relay:smtpIngress\.hostname is only routed through the tunnel, and mail-relay:tunnel is false/,
+    ],
+    [
+      "an MX at the SMTP ingress",
+      { smtpIngress: { enabled: true }, mx: [{ host: "smtp-relay.example.com", priority: 10 }] },
+      /mail-relay:mx must not point at smtp-relay\.example\.com/,
+    ],
   ];
   for (const [what, over, re] of cases) {
     it(`refuses ${what}, naming the key and the fix`, () => {
       const ps = problems(valid(over));
-      expect(ps.some((p) => re.test(p)), `problems were:\n${ps.join("\n")}`).toBe(true);
+      expect(
+        ps.some((p) => re.test(p)),
+        `problems were:\n${ps.join("\n")}`,
+      ).toBe(true);
     });
   }
 });
@@ -74,10 +122,23 @@ describe("tunnel ingress: one function computes the list", () => {
   it("adds the tcp:// route for the SMTP hostname between the HTTP route and the 404 catch-all, only when given, each behind its own Access app", () => {
     const aud = "a".repeat(64);
     const smtpAud = "b".repeat(64);
-    expect(tunnelIngress("mail-relay.example.com", 2525, "example", aud).map((r) => r.service)).toEqual(["http://127.0.0.1:2525", "http_status:404"]);
-    expect(tunnelIngress("mail-relay.example.com", 2525, "example", aud, { hostname: "smtp-relay.example.com", port: 2587, audTag: smtpAud })).toEqual([
+    expect(tunnelIngress("mail-relay.example.com", 2525, "example", aud).map((r) => r.service)).toEqual([
+      "http://127.0.0.1:2525",
+      "http_status:404",
+    ]);
+    expect(
+      tunnelIngress("mail-relay.example.com", 2525, "example", aud, {
+        hostname: "smtp-relay.example.com",
+        port: 2587,
+        audTag: smtpAud,
+      }),
+    ).toEqual([
       expect.objectContaining({ hostname: "mail-relay.example.com", service: "http://127.0.0.1:2525" }),
-      { hostname: "smtp-relay.example.com", service: "tcp://127.0.0.1:2587", originRequest: { access: { required: true, teamName: "example", audTag: [smtpAud] } } },
+      {
+        hostname: "smtp-relay.example.com",
+        service: "tcp://127.0.0.1:2587",
+        originRequest: { access: { required: true, teamName: "example", audTag: [smtpAud] } },
+      },
       { service: "http_status:404" },
     ]);
   });
@@ -98,12 +159,17 @@ describe("program under mocks: the SMTP ingress", () => {
   it("off (the default): no second route, Access app, CNAME, key or certificate, and no SMTP output", () => {
     expect(ofType(off.resources, T.accessApp)).toHaveLength(1);
     expect(ofType(off.resources, T.dnsRecord).filter((r) => r.props.type === "CNAME")).toHaveLength(1);
-    const offIngress = JSON.parse(pushedFiles(off.resources).find((f) => f.path === "/etc/cloudflared/mail-relay.yml")!.content).ingress as { service: string }[];
+    const offIngress = JSON.parse(
+      pushedFiles(off.resources).find((f) => f.path === "/etc/cloudflared/mail-relay.yml")!.content,
+    ).ingress as { service: string }[];
     expect(offIngress.map((i) => i.service)).toEqual(["http://127.0.0.1:2525", "http_status:404"]);
     expect(off.resources.filter((r) => r.type === "tls:index/selfSignedCert:SelfSignedCert")).toEqual([]);
     expect(pushedFiles(off.resources).filter((f) => f.path.startsWith("/etc/mail-relay/"))).toEqual([]);
-    expect(pushedFiles(off.resources).find((f) => f.path === "/etc/mail-relay.env")!.content).not.toMatch(/RELAY_SMTP_/);
-    for (const k of ["smtpIngressHostname", "smtpIngressInternal", "smtpIngressCertificate", "smtpIngressFingerprint"]) expect(off.outputs[k], k).toBeUndefined();
+    expect(pushedFiles(off.resources).find((f) => f.path === "/etc/mail-relay.env")!.content).not.toMatch(
+      /RELAY_SMTP_/,
+    );
+    for (const k of ["smtpIngressHostname", "smtpIngressInternal", "smtpIngressCertificate", "smtpIngressFingerprint"])
+      expect(off.outputs[k], k).toBeUndefined();
   });
 
   it("on: exactly these resources are added (route CNAME, Access app, key, certificate, two secret file pushes); nothing is renamed", () => {
@@ -130,30 +196,52 @@ describe("program under mocks: the SMTP ingress", () => {
     // The ingress is locally managed: it is the cloudflared config file the deploy pushes.
     const config = pushedFiles(on.resources).find((f) => f.path === "/etc/cloudflared/mail-relay.yml")?.content;
     expect(JSON.parse(String(config)).ingress).toEqual(
-      tunnelIngress("mail-relay.example.com", 2525, String(on.config.values["mail-relay:accessTeamName"]), String(httpApp.props.aud), {
-        hostname: "smtp-relay.example.com",
-        port: 2587,
-        audTag: String(smtpApp.props.aud),
-      }),
+      tunnelIngress(
+        "mail-relay.example.com",
+        2525,
+        String(on.config.values["mail-relay:accessTeamName"]),
+        String(httpApp.props.aud),
+        {
+          hostname: "smtp-relay.example.com",
+          port: 2587,
+          audTag: String(smtpApp.props.aud),
+        },
+      ),
     );
     const policy = ofType(on.resources, T.accessPolicy);
     expect(policy).toHaveLength(1);
     expect(policy[0]!.props.decision).toBe("non_identity");
-    expect(smtpApp.props).toMatchObject({ type: "self_hosted", destinations: [{ type: "public", uri: "smtp-relay.example.com" }], policies: [{ id: policy[0]!.id, precedence: 1 }] });
+    expect(smtpApp.props).toMatchObject({
+      type: "self_hosted",
+      destinations: [{ type: "public", uri: "smtp-relay.example.com" }],
+      policies: [{ id: policy[0]!.id, precedence: 1 }],
+    });
     const cname = ofType(on.resources, T.dnsRecord).find((r) => r.props.name === "smtp-relay.example.com")!;
-    expect(cname.props).toMatchObject({ type: "CNAME", proxied: true, content: `${ofType(on.resources, T.tunnel)[0]!.id}.cfargotunnel.com` });
+    expect(cname.props).toMatchObject({
+      type: "CNAME",
+      proxied: true,
+      content: `${ofType(on.resources, T.tunnel)[0]!.id}.cfargotunnel.com`,
+    });
     expect(on.outputs.smtpIngressHostname).toBe("smtp-relay.example.com");
   });
 
   it("on: the key and certificate are pushed as secret files the relay can read, and the env file points at them", () => {
-    const key = ofType(on.resources, T.command).find((c) => c.props.triggers?.[0] === "/etc/mail-relay/smtp-ingress.key")!;
-    const cert = ofType(on.resources, T.command).find((c) => c.props.triggers?.[0] === "/etc/mail-relay/smtp-ingress.crt")!;
+    const key = ofType(on.resources, T.command).find(
+      (c) => c.props.triggers?.[0] === "/etc/mail-relay/smtp-ingress.key",
+    )!;
+    const cert = ofType(on.resources, T.command).find(
+      (c) => c.props.triggers?.[0] === "/etc/mail-relay/smtp-ingress.crt",
+    )!;
     expect(key.secretProps).toContain("stdin");
     expect(key.props.create).toMatch(/chmod -- '0640'/);
     expect(key.props.create).toMatch(/chown -- 'root:mailrelay'/);
-    expect(key.props.stdin).toBe(ofType(on.resources, T.privateKey).find((k) => k.name === "mail-relay-smtp-tls-key")!.props.privateKeyPemPkcs8);
+    expect(key.props.stdin).toBe(
+      ofType(on.resources, T.privateKey).find((k) => k.name === "mail-relay-smtp-tls-key")!.props.privateKeyPemPkcs8,
+    );
     expect(cert.props.stdin).toBe(on.outputs.smtpIngressCertificate);
-    const env = Object.fromEntries(parseEnvFile(pushedFiles(on.resources).find((f) => f.path === "/etc/mail-relay.env")!.content));
+    const env = Object.fromEntries(
+      parseEnvFile(pushedFiles(on.resources).find((f) => f.path === "/etc/mail-relay.env")!.content),
+    );
     expect(env).toMatchObject({
       RELAY_SMTP_LISTEN: "127.0.0.1:2587",
       RELAY_SMTP_HOSTNAME: "smtp-relay.example.com",
@@ -164,12 +252,16 @@ describe("program under mocks: the SMTP ingress", () => {
     const pem = key.props.stdin as string;
     const body = pem.split("\n").filter((l) => /^[A-Za-z0-9+/=]{40,}$/.test(l));
     expect(body.length).toBeGreaterThan(0);
-    for (const c of ofType(on.resources, T.command)) for (const f of ["create", "update", "delete"]) for (const l of body) expect(String(c.props[f] ?? "").includes(l), c.name).toBe(false);
-    for (const s of ofType(on.resources, T.server)) for (const l of body) expect(String(s.props.userData).includes(l)).toBe(false);
+    for (const c of ofType(on.resources, T.command))
+      for (const f of ["create", "update", "delete"])
+        for (const l of body) expect(String(c.props[f] ?? "").includes(l), c.name).toBe(false);
+    for (const s of ofType(on.resources, T.server))
+      for (const l of body) expect(String(s.props.userData).includes(l)).toBe(false);
   });
 
   it("on: a certificate change restarts the relay (it is one of the activation step's triggers); user-data stays bootstrap-only", () => {
-    const trig = (r: OfflineRun) => ofType(r.resources, T.command).find((c) => c.name === "mail-relay-node1-relay-activate")!.props.triggers;
+    const trig = (r: OfflineRun) =>
+      ofType(r.resources, T.command).find((c) => c.name === "mail-relay-node1-relay-activate")!.props.triggers;
     expect(trig(on)).not.toEqual(trig(off)); // env file and TLS files are in the hash
     const ud = (r: OfflineRun) => ofType(r.resources, T.server).map((s) => s.props.userData);
     expect(ud(on)).toEqual(ud(off));
@@ -190,7 +282,9 @@ describe("program under mocks: the SMTP ingress", () => {
   it("tunnel off: the listener, key and certificate are there for apps on the host, with no route, CNAME or Access app", () => {
     expect(ofType(hostOnly.resources, T.tunnelConfig)).toEqual([]);
     expect(ofType(hostOnly.resources, T.accessApp)).toEqual([]);
-    expect(pushedFiles(hostOnly.resources).map((f) => f.path)).toEqual(expect.arrayContaining(["/etc/mail-relay/smtp-ingress.key", "/etc/mail-relay/smtp-ingress.crt"]));
+    expect(pushedFiles(hostOnly.resources).map((f) => f.path)).toEqual(
+      expect.arrayContaining(["/etc/mail-relay/smtp-ingress.key", "/etc/mail-relay/smtp-ingress.crt"]),
+    );
     expect(hostOnly.outputs.smtpIngressHostname).toBeUndefined();
     expect(hostOnly.outputs.smtpIngressInternal).toBe("smtp://127.0.0.1:2587");
   });

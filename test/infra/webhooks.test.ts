@@ -1,24 +1,59 @@
-/** Callers with a webhookUrl: a signing secret per caller, pushed in the relay env file, exported as a secret output. */
+/**
+ * Callers with a webhookUrl: a signing secret per caller, pushed in the relay env file, exported as a secret output.
+ */
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../infra/config";
 import { pushedFiles, runStack } from "../helpers/stack";
 
 describe("webhook config", () => {
   it("callers may be names or {name, webhookUrl, events}; only https is accepted", () => {
-    const base = { domain: "example.com", adminCidrs: ["203.0.113.0/24"], sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB3Qx0s+ke0m9w1oBq6F5aaeW1fVvkcx3c0SBQ8aN2vX test", allowedSenders: ["noreply@example.com"], dkimSelectors: [{ name: "mail202611", active: true }], mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }], tunnel: false };
+    const base = {
+      domain: "example.com",
+      adminCidrs: ["203.0.113.0/24"],
+      sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB3Qx0s+ke0m9w1oBq6F5aaeW1fVvkcx3c0SBQ8aN2vX test",
+      allowedSenders: ["noreply@example.com"],
+      dkimSelectors: [{ name: "mail202611", active: true }],
+      mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
+      tunnel: false,
+    };
     const ctx = { project: "mail-relay", stack: "test" };
-    const c = parseConfig({ ...base, callers: ["app", { name: "billing", webhookUrl: "https://hooks.example.com/mail" }, { name: "crm", webhookUrl: "https://crm.example.com/h", events: ["deferred"] }] }, { sshPrivateKey: true, smarthostPassword: false }, ctx);
+    const c = parseConfig(
+      {
+        ...base,
+        callers: [
+          "app",
+          { name: "billing", webhookUrl: "https://hooks.example.com/mail" },
+          { name: "crm", webhookUrl: "https://crm.example.com/h", events: ["deferred"] },
+        ],
+      },
+      { sshPrivateKey: true, smarthostPassword: false },
+      ctx,
+    );
     expect(c.callers).toEqual(["app", "billing", "crm"]);
     expect(c.webhooks).toEqual([
-      { caller: "billing", url: "https://hooks.example.com/mail", events: ["delivered", "bounced", "expired", "suppressed"] },
+      {
+        caller: "billing",
+        url: "https://hooks.example.com/mail",
+        events: ["delivered", "bounced", "expired", "suppressed"],
+      },
       { caller: "crm", url: "https://crm.example.com/h", events: ["deferred"] },
     ]);
-    expect(() => parseConfig({ ...base, callers: [{ name: "app", webhookUrl: "http://hooks.example.com" }] }, { sshPrivateKey: true, smarthostPassword: false }, ctx)).toThrow(/https:\/\//);
-    expect(() => parseConfig({ ...base, callers: [{ name: "Bad Name" }] }, { sshPrivateKey: true, smarthostPassword: false }, ctx)).toThrow(/caller names are lowercase words/);
+    expect(() =>
+      parseConfig(
+        { ...base, callers: [{ name: "app", webhookUrl: "http://hooks.example.com" }] },
+        { sshPrivateKey: true, smarthostPassword: false },
+        ctx,
+      ),
+    ).toThrow(/https:\/\//);
+    expect(() =>
+      parseConfig({ ...base, callers: [{ name: "Bad Name" }] }, { sshPrivateKey: true, smarthostPassword: false }, ctx),
+    ).toThrow(/caller names are lowercase words/);
   });
 
   it("the program generates a whsec_ secret per webhook caller, pushes it in the env file, and exports it as a secret", async () => {
-    const run = await runStack("prod", { callers: ["app", { name: "billing", webhookUrl: "https://hooks.example.com/mail" }] });
+    const run = await runStack("prod", {
+      callers: ["app", { name: "billing", webhookUrl: "https://hooks.example.com/mail" }],
+    });
     expect(run.secretOutputs).toContain("webhookSecrets");
     const secrets = run.outputs.webhookSecrets as Record<string, string>;
     expect(Object.keys(secrets)).toEqual(["billing"]);
@@ -27,7 +62,10 @@ describe("webhook config", () => {
     const env = pushedFiles(run.resources).find((f) => f.path === "/etc/mail-relay.env");
     expect(env?.content).toContain("RELAY_WEBHOOK_URLS=billing=https://hooks.example.com/mail\n");
     expect(env?.content).toContain(`RELAY_WEBHOOK_SECRETS=billing=${secrets.billing}\n`);
-    const userData = run.resources.filter((r) => r.type === "hcloud:index/server:Server").map((r) => String(r.props.userData)).join("\n");
+    const userData = run.resources
+      .filter((r) => r.type === "hcloud:index/server:Server")
+      .map((r) => String(r.props.userData))
+      .join("\n");
     expect(userData).not.toContain(secrets.billing as string);
   }, 120_000);
 });

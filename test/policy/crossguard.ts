@@ -2,7 +2,13 @@
  * Drives the real `policies` array the way the CrossGuard analyzer does (validateResource per resource,
  * validateStack once), with hand-built args objects, and collects what each policy reports.
  */
-import type { PolicyResource, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy } from "@pulumi/policy";
+import type {
+  PolicyResource,
+  ResourceValidationArgs,
+  ResourceValidationPolicy,
+  StackValidationArgs,
+  StackValidationPolicy,
+} from "@pulumi/policy";
 import { policies } from "../../infra/policy/policies";
 
 export interface AnyResource {
@@ -20,7 +26,13 @@ export interface StackArgsOptions {
   readonly idsInProps?: boolean;
 }
 
-const opts = { protect: false, ignoreChanges: [], aliases: [], customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 }, additionalSecretOutputs: [] };
+const opts = {
+  protect: false,
+  ignoreChanges: [],
+  aliases: [],
+  customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 },
+  additionalSecretOutputs: [],
+};
 const urnOf = (r: AnyResource) => r.urn ?? `urn:pulumi:test::mail-relay::${r.type}::${r.name}`;
 const notApplicable = (reason?: string): never => {
   throw new Error(`notApplicable: ${reason ?? ""}`);
@@ -57,7 +69,8 @@ export function stackArgs(rs: readonly AnyResource[], o: StackArgsOptions = {}):
   }));
   // Link propertyDependencies to the resource objects, as the analyzer does.
   resources.forEach((pr, i) => {
-    for (const [k, urns] of Object.entries(rs[i].propertyDependencies ?? {})) pr.propertyDependencies[k] = resources.filter((x) => urns.includes(x.urn));
+    for (const [k, urns] of Object.entries(rs[i].propertyDependencies ?? {}))
+      pr.propertyDependencies[k] = resources.filter((x) => urns.includes(x.urn));
   });
   return { resources, stackTags: new Map(), getConfig: <T extends object>() => ({}) as T, notApplicable };
 }

@@ -23,9 +23,16 @@ function rsa(bits: number) {
 export const DKIM_KEY = rsa(2048);
 export const WEAK_DKIM_KEY = rsa(1024);
 export const OTHER_DKIM_KEY = rsa(2048);
-export const SSH_PRIVATE_KEY = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-export const RELAY_TOKEN = randomBytes(36).toString("base64").replace(/[^A-Za-z0-9]/g, "").slice(0, 40);
-export const TUNNEL_TOKEN = `eyJ${randomBytes(60).toString("base64").replace(/[^A-Za-z0-9]/g, "")}`;
+export const SSH_PRIVATE_KEY = generateKeyPairSync("ed25519")
+  .privateKey.export({ type: "pkcs8", format: "pem" })
+  .toString();
+export const RELAY_TOKEN = randomBytes(36)
+  .toString("base64")
+  .replace(/[^A-Za-z0-9]/g, "")
+  .slice(0, 40);
+export const TUNNEL_TOKEN = `eyJ${randomBytes(60)
+  .toString("base64")
+  .replace(/[^A-Za-z0-9]/g, "")}`;
 export const SMARTHOST_PASSWORD = "fixture-smarthost-pw-9876";
 
 /** TXT content as Cloudflare returns it: quoted <=255-char strings separated by a space. */
@@ -94,13 +101,19 @@ export function cloudflaredConfig(edit: (ingress: any[]) => void = () => undefin
 let seq = 0;
 function res(type: string, name: string, props: Record<string, any>, id?: string): FixtureResource {
   seq++;
-  return { type, name, urn: `urn:pulumi:fixture::mail-relay::${type}::${name}`, props, ...(id ? { id } : { id: `${name}-id-${seq}` }) };
+  return {
+    type,
+    name,
+    urn: `urn:pulumi:fixture::mail-relay::${type}::${name}`,
+    props,
+    ...(id ? { id } : { id: `${name}-id-${seq}` }),
+  };
 }
 
 function push(name: string, path: string, content: string): FixtureResource {
   return res(TYPES.command, name, {
     connection: { host: HOST, user: "root", privateKey: SSH_PRIVATE_KEY },
-    create: "install -m 0644 /dev/stdin \"$1\"",
+    create: 'install -m 0644 /dev/stdin "$1"',
     stdin: content,
     triggers: [path, "sha256-of-content"],
   });
@@ -110,40 +123,129 @@ function push(name: string, path: string, content: string): FixtureResource {
 export function baseline(): FixtureResource[] {
   const tunnelSecret = randomBytes(32).toString("base64");
   return [
-    res(TYPES.sshKey, "ssh", { name: "mail-relay", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixture deploy@example.com" }),
-    res(TYPES.firewall, "fw", {
-      name: "mail-relay-fw",
-      rules: [
-        { direction: "in", protocol: "tcp", port: "22", sourceIps: ["203.0.113.0/24", "2001:db8:1234::/48"] },
-        { direction: "in", protocol: "icmp", sourceIps: ["0.0.0.0/0", "::/0"] },
-      ],
-    }, "1"),
-    res(TYPES.primaryIp, "ipv4", { type: "ipv4", autoDelete: false, deleteProtection: true, labels: { "mail-relay-protect-ip": "true" }, ipAddress: HOST }, "11"),
-    res(TYPES.primaryIp, "ipv6", { type: "ipv6", autoDelete: false, deleteProtection: true, labels: { "mail-relay-protect-ip": "true" }, ipAddress: "2001:db8:5::/64" }, "12"),
-    res(TYPES.server, "server", {
-      name: "mail-example-com",
-      firewallIds: [1],
-      userData: "#cloud-config\nhostname: mail\nfqdn: mail.example.com\npackages: [postfix, opendkim]\n",
-      publicNets: [{ ipv4Enabled: true, ipv4: 11, ipv6Enabled: true, ipv6: 12 }],
-    }, "21"),
+    res(TYPES.sshKey, "ssh", {
+      name: "mail-relay",
+      publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixture deploy@example.com",
+    }),
+    res(
+      TYPES.firewall,
+      "fw",
+      {
+        name: "mail-relay-fw",
+        rules: [
+          { direction: "in", protocol: "tcp", port: "22", sourceIps: ["203.0.113.0/24", "2001:db8:1234::/48"] },
+          { direction: "in", protocol: "icmp", sourceIps: ["0.0.0.0/0", "::/0"] },
+        ],
+      },
+      "1",
+    ),
+    res(
+      TYPES.primaryIp,
+      "ipv4",
+      {
+        type: "ipv4",
+        autoDelete: false,
+        deleteProtection: true,
+        labels: { "mail-relay-protect-ip": "true" },
+        ipAddress: HOST,
+      },
+      "11",
+    ),
+    res(
+      TYPES.primaryIp,
+      "ipv6",
+      {
+        type: "ipv6",
+        autoDelete: false,
+        deleteProtection: true,
+        labels: { "mail-relay-protect-ip": "true" },
+        ipAddress: "2001:db8:5::/64",
+      },
+      "12",
+    ),
+    res(
+      TYPES.server,
+      "server",
+      {
+        name: "mail-example-com",
+        firewallIds: [1],
+        userData: "#cloud-config\nhostname: mail\nfqdn: mail.example.com\npackages: [postfix, opendkim]\n",
+        publicNets: [{ ipv4Enabled: true, ipv4: 11, ipv6Enabled: true, ipv6: 12 }],
+      },
+      "21",
+    ),
     res(TYPES.rdns, "ptr-ipv4", { primaryIpId: 11, ipAddress: HOST, dnsPtr: "mail.example.com" }),
     res(TYPES.rdns, "ptr-ipv6", { primaryIpId: 12, ipAddress: HOST6, dnsPtr: "mail.example.com" }),
     res(TYPES.dnsRecord, "a-node1", { name: "mail.example.com", type: "A", content: HOST, proxied: false, ttl: 300 }),
-    res(TYPES.dnsRecord, "aaaa-node1", { name: "mail.example.com", type: "AAAA", content: HOST6, proxied: false, ttl: 300 }),
-    res(TYPES.dnsRecord, "spf", { name: "example.com", type: "TXT", content: quotedTxt(`v=spf1 ip4:${HOST} ip6:${HOST6} include:_spf.mx.cloudflare.net ~all`), proxied: false }),
-    res(TYPES.dnsRecord, "dkim-mail202611", { name: "mail202611._domainkey.example.com", type: "TXT", content: quotedTxt(`v=DKIM1; k=rsa; p=${DKIM_KEY.spki}`), proxied: false }),
-    res(TYPES.dnsRecord, "dmarc", { name: "_dmarc.example.com", type: "TXT", content: quotedTxt("v=DMARC1; p=quarantine; pct=100; rua=mailto:dmarc@example.com; adkim=s; aspf=s") }),
-    res(TYPES.dnsRecord, "bimi", { name: "default._bimi.example.com", type: "TXT", content: quotedTxt("v=BIMI1; l=https://example.com/logo.svg; a=") }),
-    res(TYPES.dnsRecord, "mx-route1", { name: "example.com", type: "MX", content: "route1.mx.cloudflare.net", priority: 10 }),
-    res(TYPES.dnsRecord, "relay-cname", { name: "mail-relay.example.com", type: "CNAME", content: `${TUNNEL_ID}.cfargotunnel.com`, proxied: true, ttl: 1 }),
-    res(TYPES.randomBytes, "tunnel-secret", { length: 32, base64: tunnelSecret, hex: Buffer.from(tunnelSecret, "base64").toString("hex") }),
+    res(TYPES.dnsRecord, "aaaa-node1", {
+      name: "mail.example.com",
+      type: "AAAA",
+      content: HOST6,
+      proxied: false,
+      ttl: 300,
+    }),
+    res(TYPES.dnsRecord, "spf", {
+      name: "example.com",
+      type: "TXT",
+      content: quotedTxt(`v=spf1 ip4:${HOST} ip6:${HOST6} include:_spf.mx.cloudflare.net ~all`),
+      proxied: false,
+    }),
+    res(TYPES.dnsRecord, "dkim-mail202611", {
+      name: "mail202611._domainkey.example.com",
+      type: "TXT",
+      content: quotedTxt(`v=DKIM1; k=rsa; p=${DKIM_KEY.spki}`),
+      proxied: false,
+    }),
+    res(TYPES.dnsRecord, "dmarc", {
+      name: "_dmarc.example.com",
+      type: "TXT",
+      content: quotedTxt("v=DMARC1; p=quarantine; pct=100; rua=mailto:dmarc@example.com; adkim=s; aspf=s"),
+    }),
+    res(TYPES.dnsRecord, "bimi", {
+      name: "default._bimi.example.com",
+      type: "TXT",
+      content: quotedTxt("v=BIMI1; l=https://example.com/logo.svg; a="),
+    }),
+    res(TYPES.dnsRecord, "mx-route1", {
+      name: "example.com",
+      type: "MX",
+      content: "route1.mx.cloudflare.net",
+      priority: 10,
+    }),
+    res(TYPES.dnsRecord, "relay-cname", {
+      name: "mail-relay.example.com",
+      type: "CNAME",
+      content: `${TUNNEL_ID}.cfargotunnel.com`,
+      proxied: true,
+      ttl: 1,
+    }),
+    res(TYPES.randomBytes, "tunnel-secret", {
+      length: 32,
+      base64: tunnelSecret,
+      hex: Buffer.from(tunnelSecret, "base64").toString("hex"),
+    }),
     res(TYPES.tunnel, "tunnel", { name: "mail-relay-prod", configSrc: "local", tunnelSecret }, TUNNEL_ID),
     res(TYPES.tunnelConfig, "ingress", {
       tunnelId: TUNNEL_ID,
-      config: { ingresses: [{ hostname: "mail-relay.example.com", path: "^/(send|health)$", service: "http://127.0.0.1:2525" }, { service: "http_status:404" }] },
+      config: {
+        ingresses: [
+          { hostname: "mail-relay.example.com", path: "^/(send|health)$", service: "http://127.0.0.1:2525" },
+          { service: "http_status:404" },
+        ],
+      },
     }),
-    res(TYPES.serviceToken, "token-app", { name: "mail-relay-app", clientId: "abc.access", clientSecret: randomBytes(32).toString("hex") }, "tok1"),
-    res(TYPES.accessPolicy, "access-policy", { name: "callers", decision: "non_identity", includes: [{ serviceToken: { tokenId: "tok1" } }] }, "pol1"),
+    res(
+      TYPES.serviceToken,
+      "token-app",
+      { name: "mail-relay-app", clientId: "abc.access", clientSecret: randomBytes(32).toString("hex") },
+      "tok1",
+    ),
+    res(
+      TYPES.accessPolicy,
+      "access-policy",
+      { name: "callers", decision: "non_identity", includes: [{ serviceToken: { tokenId: "tok1" } }] },
+      "pol1",
+    ),
     res(TYPES.accessApp, "access-app", {
       type: "self_hosted",
       domain: "mail-relay.example.com",
@@ -156,14 +258,30 @@ export function baseline(): FixtureResource[] {
     push("file-main-cf", "/etc/postfix/main.cf", MAIN_CF),
     push("file-master-cf", "/etc/postfix/master.cf", MASTER_CF),
     push("file-opendkim-conf", "/etc/opendkim.conf", OPENDKIM_CONF),
-    push("file-keytable", "/etc/opendkim/KeyTable", "mail202611._domainkey.example.com example.com:mail202611:/etc/opendkim/keys/example.com/mail202611.private\n"),
+    push(
+      "file-keytable",
+      "/etc/opendkim/KeyTable",
+      "mail202611._domainkey.example.com example.com:mail202611:/etc/opendkim/keys/example.com/mail202611.private\n",
+    ),
     push("file-signingtable", "/etc/opendkim/SigningTable", "*@example.com mail202611._domainkey.example.com\n"),
     push("secret-dkim-key", "/etc/opendkim/keys/example.com/mail202611.private", DKIM_KEY.privatePem),
-    push("secret-relay-env", "/etc/mail-relay.env", `RELAY_LISTEN=127.0.0.1:2525\nSMTP_RELAY_TOKEN=app=${RELAY_TOKEN}\nRELAY_MESSAGE_ID_DOMAIN=example.com\nQUEUE_ROOT=/var/spool/mail-relay\n`),
-    push("secret-sasl", "/etc/postfix/sasl_passwd", `[smtp.eu.mailgun.org]:587 postmaster@example.com:${SMARTHOST_PASSWORD}\n`),
+    push(
+      "secret-relay-env",
+      "/etc/mail-relay.env",
+      `RELAY_LISTEN=127.0.0.1:2525\nSMTP_RELAY_TOKEN=app=${RELAY_TOKEN}\nRELAY_MESSAGE_ID_DOMAIN=example.com\nQUEUE_ROOT=/var/spool/mail-relay\n`,
+    ),
+    push(
+      "secret-sasl",
+      "/etc/postfix/sasl_passwd",
+      `[smtp.eu.mailgun.org]:587 postmaster@example.com:${SMARTHOST_PASSWORD}\n`,
+    ),
     push("file-cloudflared-config", "/etc/cloudflared/mail-relay.yml", cloudflaredConfig()),
     push("secret-cloudflared-env", "/etc/cloudflared/mail-relay.env", `TUNNEL_TOKEN=${TUNNEL_TOKEN}\n`),
-    res(TYPES.command, "wait-cloud-init", { connection: { host: HOST, user: "root", privateKey: SSH_PRIVATE_KEY }, create: "cloud-init status --wait", triggers: [21] }),
+    res(TYPES.command, "wait-cloud-init", {
+      connection: { host: HOST, user: "root", privateKey: SSH_PRIVATE_KEY },
+      create: "cloud-init status --wait",
+      triggers: [21],
+    }),
   ];
 }
 

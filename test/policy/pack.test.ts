@@ -16,7 +16,8 @@ const analyzerGrpc = pulumiRequire("./analyzer_grpc_pb");
 const grpc = pulumiRequire("@grpc/grpc-js");
 const { Struct } = pulumiRequire("google-protobuf/google/protobuf/struct_pb");
 const { Empty } = pulumiRequire("google-protobuf/google/protobuf/empty_pb");
-const unknownString = (createRequire(require.resolve("@pulumi/policy")) as NodeRequire)("./proxy").unknownStringValue as string;
+const unknownString = (createRequire(require.resolve("@pulumi/policy")) as NodeRequire)("./proxy")
+  .unknownStringValue as string;
 
 const PACK_DIR = path.join(__dirname, "../../infra/policy");
 const ROOT = path.join(__dirname, "../..");
@@ -26,7 +27,9 @@ let child: ChildProcess | undefined;
 let client: any;
 
 function call<T>(method: string, req: unknown): Promise<T> {
-  return new Promise((resolve, reject) => client[method](req, (err: Error | null, res: T) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) =>
+    client[method](req, (err: Error | null, res: T) => (err ? reject(err) : resolve(res))),
+  );
 }
 
 function firewallRequest(Kind: any, port: string) {
@@ -35,7 +38,9 @@ function firewallRequest(Kind: any, port: string) {
     .setName("fw")
     .setUrn(`urn:pulumi:test::mail-relay::${FIREWALL}::fw`)
     .setOptions(new analyzerPb.AnalyzerResourceOptions())
-    .setProperties(Struct.fromJavaScript({ rules: [{ direction: "in", protocol: "tcp", port, sourceIps: ["0.0.0.0/0"] }] }));
+    .setProperties(
+      Struct.fromJavaScript({ rules: [{ direction: "in", protocol: "tcp", port, sourceIps: ["0.0.0.0/0"] }] }),
+    );
 }
 
 const MAIN_CF_ALL = [
@@ -55,12 +60,21 @@ function mainCfPush(stdin: string) {
     .setName("file-main-cf")
     .setUrn(`urn:pulumi:test::mail-relay::${type}::file-main-cf`)
     .setOptions(new analyzerPb.AnalyzerResourceOptions())
-    .setProperties(Struct.fromJavaScript({ triggers: ["/etc/postfix/main.cf", "hash"], stdin, connection: { host: "198.51.100.10", user: "root" } }));
+    .setProperties(
+      Struct.fromJavaScript({
+        triggers: ["/etc/postfix/main.cf", "hash"],
+        stdin,
+        connection: { host: "198.51.100.10", user: "root" },
+      }),
+    );
 }
 
 beforeAll(async () => {
   // The same entry point the CLI uses: the pack's index.ts, cwd = the pack folder (it reads package.json's version).
-  child = spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), "index.ts"], { cwd: PACK_DIR, stdio: ["ignore", "pipe", "pipe"] });
+  child = spawn(process.execPath, [path.join(ROOT, "node_modules/tsx/dist/cli.mjs"), "index.ts"], {
+    cwd: PACK_DIR,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr += String(d)));
   const port = await new Promise<number>((resolve, reject) => {
@@ -85,7 +99,9 @@ describe("the policy pack served to the engine", () => {
     expect(info.getName()).toBe("mail-relay-policies");
     const policies = info.getPoliciesList();
     expect(policies.map((p: any) => p.getName())).toEqual(rules.map((r) => r.name));
-    expect(new Set(policies.map((p: any) => p.getEnforcementlevel()))).toEqual(new Set([analyzerPb.EnforcementLevel.MANDATORY]));
+    expect(new Set(policies.map((p: any) => p.getEnforcementlevel()))).toEqual(
+      new Set([analyzerPb.EnforcementLevel.MANDATORY]),
+    );
   });
 
   it("refuses a firewall that opens 25 to the Internet (mandatory diagnostic from no-public-smtp-ports)", async () => {
@@ -104,18 +120,31 @@ describe("the policy pack served to the engine", () => {
   });
 
   it("stack analysis refuses a main.cf with inet_interfaces = all, and a main.cf whose content is unknown (fails closed)", async () => {
-    const res = await call<any>("analyzeStack", new analyzerPb.AnalyzeStackRequest().setResourcesList([mainCfPush(MAIN_CF_ALL)]));
+    const res = await call<any>(
+      "analyzeStack",
+      new analyzerPb.AnalyzeStackRequest().setResourcesList([mainCfPush(MAIN_CF_ALL)]),
+    );
     const ds = res.getDiagnosticsList();
     expect(ds.map((d: any) => d.getPolicyname())).toEqual(["postfix-loopback-only"]);
     expect(ds[0].getMessage()).toMatch(/command:remote:Command "file-main-cf".*inet_interfaces = all/);
-    const unknown = await call<any>("analyzeStack", new analyzerPb.AnalyzeStackRequest().setResourcesList([mainCfPush(unknownString)]));
+    const unknown = await call<any>(
+      "analyzeStack",
+      new analyzerPb.AnalyzeStackRequest().setResourcesList([mainCfPush(unknownString)]),
+    );
     const ud = unknown.getDiagnosticsList();
     expect(ud.map((d: any) => d.getPolicyname())).toEqual(["postfix-loopback-only"]);
-    expect(ud[0].getMessage()).toMatch(/command:remote:Command "file-main-cf": the content of \/etc\/postfix\/main\.cf is unknown/);
+    expect(ud[0].getMessage()).toMatch(
+      /command:remote:Command "file-main-cf": the content of \/etc\/postfix\/main\.cf is unknown/,
+    );
   });
 
   it("a range containing both 22 and 25 from the Internet trips both firewall rules", async () => {
     const both = await call<any>("analyze", firewallRequest(analyzerPb.AnalyzeRequest, "20-30"));
-    expect(both.getDiagnosticsList().map((d: any) => d.getPolicyname()).sort()).toEqual(["no-public-smtp-ports", "ssh-restricted"]);
+    expect(
+      both
+        .getDiagnosticsList()
+        .map((d: any) => d.getPolicyname())
+        .sort(),
+    ).toEqual(["no-public-smtp-ports", "ssh-restricted"]);
   });
 });

@@ -18,9 +18,16 @@ describe("the real program passes every policy rule", () => {
     const { resources } = await runStack(stack, overrides);
     // The run must contain what the rules inspect, or "zero violations" would prove nothing.
     const types = new Set(resources.map((r) => r.type));
-    for (const t of [T.server, T.firewall, T.primaryIp, T.rdns, T.dnsRecord, T.command, T.privateKey]) expect(types, `run has a ${t}`).toContain(t);
+    for (const t of [T.server, T.firewall, T.primaryIp, T.rdns, T.dnsRecord, T.command, T.privateKey])
+      expect(types, `run has a ${t}`).toContain(t);
     const paths = resources.filter((r) => r.type === T.command).map((r) => r.props.triggers?.[0]);
-    for (const p of ["/etc/postfix/main.cf", "/etc/postfix/master.cf", "/etc/opendkim.conf", "/etc/opendkim/SigningTable"]) expect(paths, `run pushes ${p}`).toContain(p);
+    for (const p of [
+      "/etc/postfix/main.cf",
+      "/etc/postfix/master.cf",
+      "/etc/opendkim.conf",
+      "/etc/opendkim/SigningTable",
+    ])
+      expect(paths, `run pushes ${p}`).toContain(p);
     if (overrides.tunnel !== false) {
       for (const t of [T.tunnel, T.accessApp, T.accessPolicy]) expect(types, `run has a ${t}`).toContain(t);
       expect(paths, "run pushes the local ingress file").toContain("/etc/cloudflared/mail-relay.yml");
@@ -36,10 +43,19 @@ describe("the rules see the real program's resources (a broken real run is caugh
     const { resources } = await runStack("prod");
     const broken = structuredClone(resources);
     const main = broken.find((r) => r.type === T.command && r.props.triggers?.[0] === "/etc/postfix/main.cf")!;
-    main.props.stdin = (main.props.stdin as string).replace(/^inet_interfaces = .*$/m, "inet_interfaces = all").replace(/^mynetworks = .*$/m, "mynetworks = 127.0.0.0/8 172.22.1.1/32");
-    broken.find((r) => r.type === T.firewall)!.props.rules.push({ direction: "in", protocol: "tcp", port: "20-30", sourceIps: ["198.51.100.0/24"] });
+    main.props.stdin = (main.props.stdin as string)
+      .replace(/^inet_interfaces = .*$/m, "inet_interfaces = all")
+      .replace(/^mynetworks = .*$/m, "mynetworks = 127.0.0.0/8 172.22.1.1/32");
+    broken
+      .find((r) => r.type === T.firewall)!
+      .props.rules.push({ direction: "in", protocol: "tcp", port: "20-30", sourceIps: ["198.51.100.0/24"] });
     broken.find((r) => r.type === T.dnsRecord && r.props.type === "A")!.props.proxied = true;
-    expect(await firedPolicies(broken)).toEqual(["forward-confirmed-rdns", "no-public-smtp-ports", "postfix-loopback-only", "trusted-networks-loopback-only"]);
+    expect(await firedPolicies(broken)).toEqual([
+      "forward-confirmed-rdns",
+      "no-public-smtp-ports",
+      "postfix-loopback-only",
+      "trusted-networks-loopback-only",
+    ]);
   });
 
   it("prod's user-data carrying the relay token trips no-secrets-in-user-data", async () => {

@@ -24,31 +24,52 @@ import {
   txtJoin,
 } from "../../infra/policy/rules";
 import { firedPolicies, runPolicies } from "./crossguard";
-import { baseline, byName, DKIM_KEY, FixtureResource, mutate, quotedTxt, RELAY_TOKEN, setMainCf, WEAK_DKIM_KEY } from "./fixtures";
+import {
+  baseline,
+  byName,
+  DKIM_KEY,
+  FixtureResource,
+  mutate,
+  quotedTxt,
+  RELAY_TOKEN,
+  setMainCf,
+  WEAK_DKIM_KEY,
+} from "./fixtures";
 
 const base = baseline();
 const fired = (rs: FixtureResource[]) => [...new Set(checkAll(rs).map((v) => v.rule))].sort();
 
 describe("Postfix parsers", () => {
   it("main.cf: continuation lines join, comments (also between continuations) are ignored, the last definition wins", () => {
-    const p = parseMainCf("# c\nmynetworks = 127.0.0.0/8\n  # inner comment\n  [::1]/128\n\nmyhostname = a.example\nmyhostname = b.example\nrelay_domains =\n");
+    const p = parseMainCf(
+      "# c\nmynetworks = 127.0.0.0/8\n  # inner comment\n  [::1]/128\n\nmyhostname = a.example\nmyhostname = b.example\nrelay_domains =\n",
+    );
     expect(p.get("mynetworks")).toBe("127.0.0.0/8 [::1]/128");
     expect(p.get("myhostname")).toBe("b.example");
     expect(p.get("relay_domains")).toBe("");
   });
 
   it("$name, ${name}, $(name) and ${name?x}/${name:x} expand like Postfix", () => {
-    const p = parseMainCf("myhostname = mail.example.com\nmydomain = example.com\nempty =\nd = $myhostname, ${mydomain}, $(mydomain)\n");
+    const p = parseMainCf(
+      "myhostname = mail.example.com\nmydomain = example.com\nempty =\nd = $myhostname, ${mydomain}, $(mydomain)\n",
+    );
     expect(expandPostfix(p.get("d")!, p)).toBe("mail.example.com, example.com, example.com");
     expect(expandPostfix("${mydomain?yes}${empty?no}${empty:dflt}", p)).toBe("yesdflt");
   });
 
   it("lists split on commas and whitespace, keeping { } groups whole", () => {
-    expect(postfixList("a, b  c,{ inet:x:1, default_action=accept }")).toEqual(["a", "b", "c", "inet:x:1, default_action=accept"]);
+    expect(postfixList("a, b  c,{ inet:x:1, default_action=accept }")).toEqual([
+      "a",
+      "b",
+      "c",
+      "inet:x:1, default_action=accept",
+    ]);
   });
 
   it("master.cf: fields, continuation lines and -o overrides (both spellings)", () => {
-    const s = parseMasterCf("smtp inet n - y - - smtpd\n  -o smtpd_relay_restrictions=permit\n  -o { mynetworks = 10.0.0.0/8 }\n127.0.0.1:2525 inet n - n - - smtpd\npickup unix n - y 60 1 pickup\n");
+    const s = parseMasterCf(
+      "smtp inet n - y - - smtpd\n  -o smtpd_relay_restrictions=permit\n  -o { mynetworks = 10.0.0.0/8 }\n127.0.0.1:2525 inet n - n - - smtpd\npickup unix n - y 60 1 pickup\n",
+    );
     expect(s.map((x) => [x.service, x.type, x.command])).toEqual([
       ["smtp", "inet", "smtpd"],
       ["127.0.0.1:2525", "inet", "smtpd"],
@@ -67,13 +88,19 @@ describe("Postfix parsers", () => {
 
   it("mynetworks outside loopback: private ranges, the Docker gateway, tables, too-wide prefixes", () => {
     expect(mynetworksOutsideLoopback("127.0.0.0/8 [::1]/128")).toEqual([]);
-    expect(mynetworksOutsideLoopback("127.0.0.1/32, 172.22.1.1, hash:/etc/postfix/network_table, ::1/127")).toEqual(["172.22.1.1", "hash:/etc/postfix/network_table", "::1/127"]);
+    expect(mynetworksOutsideLoopback("127.0.0.1/32, 172.22.1.1, hash:/etc/postfix/network_table, ::1/127")).toEqual([
+      "172.22.1.1",
+      "hash:/etc/postfix/network_table",
+      "::1/127",
+    ]);
   });
 
   it("relay restrictions must close with reject_unauth_destination and no permit after", () => {
     expect(relayRestrictionsProblem("permit_mynetworks, reject_unauth_destination")).toBeUndefined();
     expect(relayRestrictionsProblem("permit_mynetworks defer_unauth_destination reject")).toBeUndefined();
-    expect(relayRestrictionsProblem("permit_mynetworks, reject_unauth_destination, permit_auth_destination")).toMatch(/permit_auth_destination/);
+    expect(relayRestrictionsProblem("permit_mynetworks, reject_unauth_destination, permit_auth_destination")).toMatch(
+      /permit_auth_destination/,
+    );
     expect(relayRestrictionsProblem("permit_mynetworks")).toMatch(/no reject_unauth_destination/);
   });
 });
@@ -114,47 +141,134 @@ describe("CIDR, ports, DNS values", () => {
   });
 
   it("SPF terms with qualifiers", () => {
-    expect(parseSpf("v=spf1 ip4:1.2.3.4 -ip6:2001:db8::/32 include:x.example ~all")!.map((t) => `${t.qualifier}${t.mechanism}:${t.value ?? ""}`)).toEqual([
-      "+ip4:1.2.3.4",
-      "-ip6:2001:db8::/32",
-      "+include:x.example",
-      "~all:",
-    ]);
+    expect(
+      parseSpf("v=spf1 ip4:1.2.3.4 -ip6:2001:db8::/32 include:x.example ~all")!.map(
+        (t) => `${t.qualifier}${t.mechanism}:${t.value ?? ""}`,
+      ),
+    ).toEqual(["+ip4:1.2.3.4", "-ip6:2001:db8::/32", "+include:x.example", "~all:"]);
     expect(parseSpf("v=DMARC1")).toBeUndefined();
   });
 });
 
 /** For each rule: a fixture that trips it, and the same fixture with the offending value unknown (undefined). */
-const unknownCases: { rule: string; violate: (s: FixtureResource[]) => void; unknown: (s: FixtureResource[]) => void }[] = [
+const unknownCases: {
+  rule: string;
+  violate: (s: FixtureResource[]) => void;
+  unknown: (s: FixtureResource[]) => void;
+}[] = [
   {
     rule: "no-public-smtp-ports",
-    violate: (s) => byName(s, "fw").props.rules.push({ direction: "in", protocol: "tcp", port: "25", sourceIps: ["203.0.113.0/24"] }),
+    violate: (s) =>
+      byName(s, "fw").props.rules.push({ direction: "in", protocol: "tcp", port: "25", sourceIps: ["203.0.113.0/24"] }),
     unknown: (s) => (byName(s, "fw").props.rules.at(-1).port = undefined),
   },
-  { rule: "no-public-smtp-ports", violate: (s) => byName(s, "fw").props.rules.push({ direction: "in", protocol: "tcp", port: "25", sourceIps: ["203.0.113.0/24"] }), unknown: (s) => (byName(s, "fw").props.rules = undefined) },
-  { rule: "firewall-before-first-boot", violate: (s) => (byName(s, "server").props.firewallIds = []), unknown: (s) => (byName(s, "server").props.firewallIds = undefined) },
-  { rule: "ssh-restricted", violate: (s) => (byName(s, "fw").props.rules[0].sourceIps = ["0.0.0.0/0"]), unknown: (s) => (byName(s, "fw").props.rules[0].sourceIps = [undefined]) },
-  { rule: "postfix-loopback-only", violate: (s) => setMainCf(s, "inet_interfaces", "all"), unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined) },
-  { rule: "trusted-networks-loopback-only", violate: (s) => setMainCf(s, "mynetworks", "172.22.1.1/32"), unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined) },
-  { rule: "relay-restrictions-closed", violate: (s) => setMainCf(s, "smtpd_relay_restrictions", "permit"), unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined) },
-  { rule: "send-only-mydestination", violate: (s) => setMainCf(s, "mydestination", "$myhostname"), unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined) },
-  { rule: "never-send-unsigned", violate: (s) => setMainCf(s, "milter_default_action", "accept"), unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined) },
-  { rule: "tunnel-cannot-reach-mail-ports", violate: (s) => (byName(s, "ingress").props.config.ingresses[0].service = "tcp://127.0.0.1:25"), unknown: (s) => (byName(s, "ingress").props.config.ingresses[0].service = undefined) },
-  { rule: "tunnel-cannot-reach-mail-ports", violate: (s) => (byName(s, "ingress").props.config.ingresses[0].service = "tcp://127.0.0.1:25"), unknown: (s) => (byName(s, "ingress").props.config = undefined) },
-  { rule: "access-in-front-of-tunnel", violate: (s) => (byName(s, "access-policy").props.decision = "bypass"), unknown: (s) => (byName(s, "access-app").props.policies = [{ id: undefined, precedence: 1 }]) },
-  { rule: "forward-confirmed-rdns", violate: (s) => (byName(s, "a-node1").props.content = "198.51.100.99"), unknown: (s) => (byName(s, "a-node1").props.content = undefined) },
-  { rule: "forward-confirmed-rdns", violate: (s) => (byName(s, "a-node1").props.content = "198.51.100.99"), unknown: (s) => (byName(s, "ptr-ipv4").props.ipAddress = undefined) },
-  { rule: "spf-covers-every-node", violate: (s) => (byName(s, "spf").props.content = quotedTxt("v=spf1 ip6:2001:db8:5::1 ~all")), unknown: (s) => (byName(s, "spf").props.content = undefined) },
-  { rule: "dkim-dmarc-bimi", violate: (s) => (byName(s, "dmarc").props.content = quotedTxt("v=DMARC1; p=none")), unknown: (s) => (byName(s, "dmarc").props.content = undefined) },
-  { rule: "dkim-dmarc-bimi", violate: (s) => (byName(s, "dkim-mail202611").props.content = quotedTxt(`v=DKIM1; k=rsa; p=${WEAK_DKIM_KEY.spki}`)), unknown: (s) => (byName(s, "dkim-mail202611").props.content = undefined) },
-  { rule: "no-secrets-in-user-data", violate: (s) => (byName(s, "server").props.userData += `token: ${RELAY_TOKEN}\n`), unknown: (s) => (byName(s, "server").props.userData = undefined) },
+  {
+    rule: "no-public-smtp-ports",
+    violate: (s) =>
+      byName(s, "fw").props.rules.push({ direction: "in", protocol: "tcp", port: "25", sourceIps: ["203.0.113.0/24"] }),
+    unknown: (s) => (byName(s, "fw").props.rules = undefined),
+  },
+  {
+    rule: "firewall-before-first-boot",
+    violate: (s) => (byName(s, "server").props.firewallIds = []),
+    unknown: (s) => (byName(s, "server").props.firewallIds = undefined),
+  },
+  {
+    rule: "ssh-restricted",
+    violate: (s) => (byName(s, "fw").props.rules[0].sourceIps = ["0.0.0.0/0"]),
+    unknown: (s) => (byName(s, "fw").props.rules[0].sourceIps = [undefined]),
+  },
+  {
+    rule: "postfix-loopback-only",
+    violate: (s) => setMainCf(s, "inet_interfaces", "all"),
+    unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined),
+  },
+  {
+    rule: "trusted-networks-loopback-only",
+    violate: (s) => setMainCf(s, "mynetworks", "172.22.1.1/32"),
+    unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined),
+  },
+  {
+    rule: "relay-restrictions-closed",
+    violate: (s) => setMainCf(s, "smtpd_relay_restrictions", "permit"),
+    unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined),
+  },
+  {
+    rule: "send-only-mydestination",
+    violate: (s) => setMainCf(s, "mydestination", "$myhostname"),
+    unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined),
+  },
+  {
+    rule: "never-send-unsigned",
+    violate: (s) => setMainCf(s, "milter_default_action", "accept"),
+    unknown: (s) => (byName(s, "file-main-cf").props.stdin = undefined),
+  },
+  {
+    rule: "tunnel-cannot-reach-mail-ports",
+    violate: (s) => (byName(s, "ingress").props.config.ingresses[0].service = "tcp://127.0.0.1:25"),
+    unknown: (s) => (byName(s, "ingress").props.config.ingresses[0].service = undefined),
+  },
+  {
+    rule: "tunnel-cannot-reach-mail-ports",
+    violate: (s) => (byName(s, "ingress").props.config.ingresses[0].service = "tcp://127.0.0.1:25"),
+    unknown: (s) => (byName(s, "ingress").props.config = undefined),
+  },
+  {
+    rule: "access-in-front-of-tunnel",
+    violate: (s) => (byName(s, "access-policy").props.decision = "bypass"),
+    unknown: (s) => (byName(s, "access-app").props.policies = [{ id: undefined, precedence: 1 }]),
+  },
+  {
+    rule: "forward-confirmed-rdns",
+    violate: (s) => (byName(s, "a-node1").props.content = "198.51.100.99"),
+    unknown: (s) => (byName(s, "a-node1").props.content = undefined),
+  },
+  {
+    rule: "forward-confirmed-rdns",
+    violate: (s) => (byName(s, "a-node1").props.content = "198.51.100.99"),
+    unknown: (s) => (byName(s, "ptr-ipv4").props.ipAddress = undefined),
+  },
+  {
+    rule: "spf-covers-every-node",
+    violate: (s) => (byName(s, "spf").props.content = quotedTxt("v=spf1 ip6:2001:db8:5::1 ~all")),
+    unknown: (s) => (byName(s, "spf").props.content = undefined),
+  },
+  {
+    rule: "dkim-dmarc-bimi",
+    violate: (s) => (byName(s, "dmarc").props.content = quotedTxt("v=DMARC1; p=none")),
+    unknown: (s) => (byName(s, "dmarc").props.content = undefined),
+  },
+  {
+    rule: "dkim-dmarc-bimi",
+    violate: (s) => (byName(s, "dkim-mail202611").props.content = quotedTxt(`v=DKIM1; k=rsa; p=${WEAK_DKIM_KEY.spki}`)),
+    unknown: (s) => (byName(s, "dkim-mail202611").props.content = undefined),
+  },
+  {
+    rule: "no-secrets-in-user-data",
+    violate: (s) => (byName(s, "server").props.userData += `token: ${RELAY_TOKEN}\n`),
+    unknown: (s) => (byName(s, "server").props.userData = undefined),
+  },
   {
     rule: "mx-never-points-at-relay",
-    violate: (s) => s.push({ ...byName(s, "mx-route1"), name: "mx-bad", urn: "urn:pulumi:fixture::x::mx-bad", props: { name: "example.com", type: "MX", content: "mail.example.com" } }),
+    violate: (s) =>
+      s.push({
+        ...byName(s, "mx-route1"),
+        name: "mx-bad",
+        urn: "urn:pulumi:fixture::x::mx-bad",
+        props: { name: "example.com", type: "MX", content: "mail.example.com" },
+      }),
     unknown: (s) => (byName(s, "mx-bad").props.content = undefined),
   },
-  { rule: "primary-ips-kept", violate: (s) => (byName(s, "ipv4").props.autoDelete = true), unknown: (s) => (byName(s, "ipv4").props.autoDelete = undefined) },
-  { rule: "primary-ips-kept", violate: (s) => (byName(s, "ipv4").props.deleteProtection = false), unknown: (s) => (byName(s, "ipv4").props.deleteProtection = undefined) },
+  {
+    rule: "primary-ips-kept",
+    violate: (s) => (byName(s, "ipv4").props.autoDelete = true),
+    unknown: (s) => (byName(s, "ipv4").props.autoDelete = undefined),
+  },
+  {
+    rule: "primary-ips-kept",
+    violate: (s) => (byName(s, "ipv4").props.deleteProtection = false),
+    unknown: (s) => (byName(s, "ipv4").props.deleteProtection = undefined),
+  },
 ];
 
 /**
@@ -174,14 +288,17 @@ const FAIL_CLOSED: Record<number, string> = {
 };
 
 describe("unknown values during preview: silent for what the cloud assigns, fail closed for what decides safety", () => {
-  it.each(unknownCases.map((c, i) => ({ ...c, i })))("$rule (#$i): fires when known; unknown is silent or fails closed", async (c) => {
-    const violating = mutate(base, c.violate);
-    expect(fired(violating)).toEqual([c.rule]);
-    const unknown = mutate(violating, c.unknown);
-    const expected = FAIL_CLOSED[c.i] ? [FAIL_CLOSED[c.i]] : [];
-    expect(fired(unknown)).toEqual(expected);
-    expect(await firedPolicies(unknown)).toEqual(expected);
-  });
+  it.each(unknownCases.map((c, i) => ({ ...c, i })))(
+    "$rule (#$i): fires when known; unknown is silent or fails closed",
+    async (c) => {
+      const violating = mutate(base, c.violate);
+      expect(fired(violating)).toEqual([c.rule]);
+      const unknown = mutate(violating, c.unknown);
+      const expected = FAIL_CLOSED[c.i] ? [FAIL_CLOSED[c.i]] : [];
+      expect(fired(unknown)).toEqual(expected);
+      expect(await firedPolicies(unknown)).toEqual(expected);
+    },
+  );
 
   it("a first preview (every IP, ID and rendered file unknown) reports nothing", async () => {
     const preview = mutate(base, (s) => {
@@ -189,12 +306,14 @@ describe("unknown values during preview: silent for what the cloud assigns, fail
         if (r.type.startsWith("hcloud:index/rdns")) r.props.ipAddress = undefined;
         if (r.type === "hcloud:index/primaryIp:PrimaryIp") r.props.ipAddress = undefined;
         if (r.type === "hcloud:index/server:Server") r.props.firewallIds = [undefined];
-        if (r.type === "cloudflare:index/dnsRecord:DnsRecord" && ["A", "AAAA", "TXT", "CNAME"].includes(r.props.type)) r.props.content = undefined;
+        if (r.type === "cloudflare:index/dnsRecord:DnsRecord" && ["A", "AAAA", "TXT", "CNAME"].includes(r.props.type))
+          r.props.content = undefined;
         if (r.type === "command:remote:Command") {
           r.props.connection.host = undefined;
           // main.cf and master.cf are rendered from config alone: known at the first preview too.
           if (r.props.triggers[0] !== 21) {
-            if (!["/etc/postfix/main.cf", "/etc/postfix/master.cf"].includes(r.props.triggers[0])) r.props.stdin = undefined;
+            if (!["/etc/postfix/main.cf", "/etc/postfix/master.cf"].includes(r.props.triggers[0]))
+              r.props.stdin = undefined;
           } else r.props.triggers = [undefined];
         }
         if (r.type.includes("zeroTrustAccessApplication")) r.props.policies = [{ id: undefined, precedence: 1 }];
@@ -205,13 +324,26 @@ describe("unknown values during preview: silent for what the cloud assigns, fail
 
   it("through the engine's own unknown-checking proxy: unknown fields are skipped, known violations still reported", async () => {
     // The analyzer hands props wrapped in unknownCheckingProxy, with unknowns as its sentinel strings.
-    const sentinel = (createRequire(require.resolve("@pulumi/policy")) as NodeRequire)("./proxy").unknownStringValue as string;
+    const sentinel = (createRequire(require.resolve("@pulumi/policy")) as NodeRequire)("./proxy")
+      .unknownStringValue as string;
     expect(typeof sentinel).toBe("string");
     const fwRes = byName(base, "fw");
-    const rawProps = { ...fwRes.props, rules: [{ direction: "in", protocol: "tcp", port: "25", sourceIps: ["203.0.113.0/24"], description: sentinel }, { direction: "in", protocol: "tcp", port: sentinel, sourceIps: ["0.0.0.0/0"] }] };
+    const rawProps = {
+      ...fwRes.props,
+      rules: [
+        { direction: "in", protocol: "tcp", port: "25", sourceIps: ["203.0.113.0/24"], description: sentinel },
+        { direction: "in", protocol: "tcp", port: sentinel, sourceIps: ["0.0.0.0/0"] },
+      ],
+    };
     const proxied = unknownCheckingProxy(rawProps);
     expect(() => proxied.rules[1].port).toThrow(/can't be known during preview/);
-    expect(knownProps(proxied)).toEqual({ ...rawProps, rules: [{ ...rawProps.rules[0], description: undefined }, { ...rawProps.rules[1], port: undefined }] });
+    expect(knownProps(proxied)).toEqual({
+      ...rawProps,
+      rules: [
+        { ...rawProps.rules[0], description: undefined },
+        { ...rawProps.rules[1], port: undefined },
+      ],
+    });
     const reported = await runPolicies([{ ...fwRes, props: proxied }]);
     expect([...new Set(reported.map((r) => r.policy))]).toEqual(["no-public-smtp-ports"]);
     expect(reported[0].message).toMatch(/rule #0 .*port 25/);
@@ -224,7 +356,10 @@ describe("Access linking without IDs in the state", () => {
   const noIds = { idsInProps: false };
   const withDeps = (s: FixtureResource[]) => {
     const app = byName(s, "access-app");
-    s[s.indexOf(app)] = { ...app, propertyDependencies: { policies: [byName(s, "access-policy").urn!] } } as FixtureResource;
+    s[s.indexOf(app)] = {
+      ...app,
+      propertyDependencies: { policies: [byName(s, "access-policy").urn!] },
+    } as FixtureResource;
   };
 
   it("the app's policies are found through propertyDependencies", async () => {

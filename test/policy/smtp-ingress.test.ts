@@ -13,13 +13,26 @@ import { add, baseline, byName, FixtureResource, mutate } from "./fixtures";
 
 const SMTP_HOST = "smtp-relay.example.com";
 
-/** The baseline with the SMTP ingress on, shaped like the program's output: the tcp:// rule, its CNAME and Access app. */
+/**
+ * The baseline with the SMTP ingress on, shaped like the program's output: the tcp:// rule, its CNAME and Access app.
+ */
 function withSmtpIngress(): FixtureResource[] {
   return mutate(baseline(), (s) => {
     const ing = byName(s, "ingress").props.config.ingresses as Record<string, string>[];
     ing.splice(1, 0, { hostname: SMTP_HOST, service: "tcp://127.0.0.1:2587" });
-    add(s, TYPES.dnsRecord, "smtp-cname", { name: SMTP_HOST, type: "CNAME", content: `${byName(s, "tunnel").id}.cfargotunnel.com`, proxied: true, ttl: 1 });
-    add(s, TYPES.accessApp, "smtp-access-app", { type: "self_hosted", domain: SMTP_HOST, destinations: [{ type: "public", uri: SMTP_HOST }], policies: [{ id: "pol1", precedence: 1 }] });
+    add(s, TYPES.dnsRecord, "smtp-cname", {
+      name: SMTP_HOST,
+      type: "CNAME",
+      content: `${byName(s, "tunnel").id}.cfargotunnel.com`,
+      proxied: true,
+      ttl: 1,
+    });
+    add(s, TYPES.accessApp, "smtp-access-app", {
+      type: "self_hosted",
+      domain: SMTP_HOST,
+      destinations: [{ type: "public", uri: SMTP_HOST }],
+      policies: [{ id: "pol1", precedence: 1 }],
+    });
   });
 }
 
@@ -83,7 +96,9 @@ describe("policy: the tunnel reaches only the relay's two listeners", () => {
   it("the SMTP hostname without its own Access application fires access-in-front-of-tunnel", async () => {
     const broken = mutate(withSmtpIngress(), (s) => s.splice(s.indexOf(byName(s, "smtp-access-app")), 1));
     expect(fired(broken)).toEqual(["access-in-front-of-tunnel"]);
-    expect((await runPolicies(broken)).map((v) => v.message)).toEqual([expect.stringMatching(/relay hostname smtp-relay\.example\.com has no Access application/)]);
+    expect((await runPolicies(broken)).map((v) => v.message)).toEqual([
+      expect.stringMatching(/relay hostname smtp-relay\.example\.com has no Access application/),
+    ]);
   });
 });
 
@@ -91,7 +106,9 @@ describe("policy: the real program with the SMTP ingress on", () => {
   it("passes every rule, and the run contains what the rules inspect (the tcp:// route, two Access apps)", async () => {
     const { resources } = await runStack("prod", { smtpIngress: { enabled: true } });
     // The ingress is locally managed: the cloudflared config file the deploy pushes.
-    const file = resources.find((r) => r.type === T.command && r.props.triggers?.[0] === "/etc/cloudflared/mail-relay.yml")!;
+    const file = resources.find(
+      (r) => r.type === T.command && r.props.triggers?.[0] === "/etc/cloudflared/mail-relay.yml",
+    )!;
     const ingresses = JSON.parse(String(file.props.stdin)).ingress as { service: string }[];
     expect(ingresses.map((i) => i.service)).toContain("tcp://127.0.0.1:2587");
     expect(resources.filter((r) => r.type === T.accessApp)).toHaveLength(2);

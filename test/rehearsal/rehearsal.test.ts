@@ -47,11 +47,15 @@ describe("the capture is the program's, not a re-derivation", () => {
   });
   it("the engine's dependencies are kept: mail config waits for every Postfix/OpenDKIM file, activation for the upload", () => {
     const apply = capture.steps.find((s) => s.name.endsWith("-apply-mail-config"))!;
-    const mailFiles = capture.steps.filter((s) => /-(file|secret)-etc-(postfix|opendkim)/.test(s.name)).map((s) => s.name);
+    const mailFiles = capture.steps
+      .filter((s) => /-(file|secret)-etc-(postfix|opendkim)/.test(s.name))
+      .map((s) => s.name);
     expect(mailFiles.length).toBeGreaterThan(3);
     for (const f of mailFiles) expect(apply.after).toContain(f);
     const activate = capture.steps.find((s) => s.name.endsWith("-relay-activate"))!;
-    expect(activate.after).toEqual(expect.arrayContaining([apply.name, capture.steps.find((s) => s.kind === "copy")!.name]));
+    expect(activate.after).toEqual(
+      expect.arrayContaining([apply.name, capture.steps.find((s) => s.kind === "copy")!.name]),
+    );
   });
   it("the upload names the relay bundle file", () => {
     const up = capture.steps.find((s) => s.kind === "copy")!;
@@ -79,10 +83,22 @@ describe("replay order", () => {
         await new Promise((r) => setTimeout(r, 20));
         log.push(`end ${script}`);
         inFlight--;
-        return { code: script.includes("bad") ? 1 : 0, stdout: "", stderr: script.includes("bad") ? "boom" : "", dials: 1 };
+        return {
+          code: script.includes("bad") ? 1 : 0,
+          stdout: "",
+          stderr: script.includes("bad") ? "boom" : "",
+          dials: 1,
+        };
       },
     } as unknown as HostShell;
-    const steps = [step("a"), step("b", ["a"]), step("c", ["a"]), step("d", ["b", "c"]), step("bad", ["a"]), step("after-bad", ["bad"])];
+    const steps = [
+      step("a"),
+      step("b", ["a"]),
+      step("c", ["a"]),
+      step("d", ["b", "c"]),
+      step("bad", ["a"]),
+      step("after-bad", ["bad"]),
+    ];
     const results = await replay(fakeShell, steps, () => undefined);
     const at = (e: string) => log.indexOf(e);
     expect(at("start echo b")).toBeGreaterThan(at("end echo a"));
@@ -115,12 +131,19 @@ describe("the world's DNS serves exactly the program's records", () => {
   });
   it("PTR names are the reverse of the host's addresses", () => {
     expect(reverseName("203.0.113.11")).toBe("11.113.0.203.in-addr.arpa");
-    expect(reverseName("2001:db8:1::1")).toBe("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
+    expect(reverseName("2001:db8:1::1")).toBe(
+      "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+    );
     const conf = renderDnsmasqConf(capture);
     for (const p of capture.ptrs) expect(conf).toContain(`ptr-record=${reverseName(p.ip)},${p.name}`);
   });
   it("a record type the world cannot serve is an error, not a silent gap", () => {
-    expect(() => renderDnsmasqConf({ ...capture, records: [{ name: "x.example.com", type: "SRV", content: "0 0 1 y", proxied: false }] })).toThrow(/cannot serve a SRV record/);
+    expect(() =>
+      renderDnsmasqConf({
+        ...capture,
+        records: [{ name: "x.example.com", type: "SRV", content: "0 0 1 y", proxied: false }],
+      }),
+    ).toThrow(/cannot serve a SRV record/);
   });
 });
 
@@ -133,7 +156,10 @@ describe("the NoCloud seed", () => {
   it("network-config gives the host the program's primary IPs", () => {
     const nc = parse(renderNetworkConfig(capture));
     const eth0 = nc.config.find((i: { name: string }) => i.name === "eth0");
-    expect(eth0.subnets.map((s: { address: string }) => s.address)).toEqual([`${capture.nodes[0].ipv4}/24`, `${capture.nodes[0].ipv6}/64`]);
+    expect(eth0.subnets.map((s: { address: string }) => s.address)).toEqual([
+      `${capture.nodes[0].ipv4}/24`,
+      `${capture.nodes[0].ipv6}/64`,
+    ]);
     expect(eth0.subnets.every((s: { gateway?: string }) => s.gateway)).toBe(true);
   });
 });
@@ -148,7 +174,9 @@ describe("--release overrides the stack's image for the rehearsal", () => {
     const r = releaseImageArg(argv);
     expect(r.image).toBe(image);
     expect(r.error).toBeUndefined();
-    expect(r.rest).toEqual(argv.filter((a) => !a.startsWith("--release") && !["12", "13", "bookworm", "debian-13"].includes(a)));
+    expect(r.rest).toEqual(
+      argv.filter((a) => !a.startsWith("--release") && !["12", "13", "bookworm", "debian-13"].includes(a)),
+    );
   });
   it("--upgrade-from is read the same way, by its own name", () => {
     const r = releaseImageArg(["prod", "--upgrade-from", "12"], "--upgrade-from");
@@ -159,7 +187,9 @@ describe("--release overrides the stack's image for the rehearsal", () => {
     expect(releaseImageArg(["prod", "--keep"])).toEqual({ rest: ["prod", "--keep"] });
   });
   it("an unknown release names the known ones", () => {
-    expect(releaseImageArg(["prod", "--release", "11"]).error).toBe('--release "11": the rehearsal knows 12 (bookworm, debian-12), 13 (trixie, debian-13)');
+    expect(releaseImageArg(["prod", "--release", "11"]).error).toBe(
+      '--release "11": the rehearsal knows 12 (bookworm, debian-12), 13 (trixie, debian-13)',
+    );
     expect(releaseImageArg(["prod", "--release"]).error).toMatch(/^--release "": /);
   });
 });

@@ -16,7 +16,8 @@ afterEach(async () => {
   while (open.length) await open.pop()?.close();
 });
 
-const post = (t: App, body: unknown) => t.app.inject({ method: "POST", url: "/send", headers: auth(), payload: JSON.stringify(body) });
+const post = (t: App, body: unknown) =>
+  t.app.inject({ method: "POST", url: "/send", headers: auth(), payload: JSON.stringify(body) });
 
 describe("HTML that would stall the event loop is refused quickly", () => {
   // Big enough for both payloads (the 100,000 nested <div> are 1.1 MB of JSON).
@@ -24,7 +25,10 @@ describe("HTML that would stall the event loop is refused quickly", () => {
 
   it.each([
     ["125,000 <hr> (4.6 s of conversion and composition before)", "<hr>".repeat(125_000)],
-    ["100,000 nested <div> (a 500 from the converter's recursion before)", `${"<div>".repeat(100_000)}x${"</div>".repeat(100_000)}`],
+    [
+      "100,000 nested <div> (a 500 from the converter's recursion before)",
+      `${"<div>".repeat(100_000)}x${"</div>".repeat(100_000)}`,
+    ],
   ])("%s: a 4xx, with the event loop never blocked for 100 ms", async (_what, html) => {
     const t = await app({ config });
     const h = monitorEventLoopDelay({ resolution: 5 });
@@ -36,7 +40,9 @@ describe("HTML that would stall the event loop is refused quickly", () => {
     await new Promise((r) => setTimeout(r, 20));
     h.disable();
     const maxDelayMs = h.max / 1e6;
-    console.info(`[measured] ${_what}: ${res.statusCode} in ${elapsed.toFixed(1)} ms, event-loop delay max ${maxDelayMs.toFixed(1)} ms`);
+    console.info(
+      `[measured] ${_what}: ${res.statusCode} in ${elapsed.toFixed(1)} ms, event-loop delay max ${maxDelayMs.toFixed(1)} ms`,
+    );
     expect(res.statusCode).toBeGreaterThanOrEqual(400);
     expect(res.statusCode).toBeLessThan(500);
     expect(res.json().error.code).toBe("message_too_complex");
@@ -55,9 +61,13 @@ describe("HTML that would stall the event loop is refused quickly", () => {
   it("the limits are exact: maxElements elements pass, one more is refused", async () => {
     const t = await app({ config });
     expect((await post(t, validBody({ html: "<br>".repeat(HTML_LIMITS.maxElements) }))).statusCode).toBe(202);
-    expect((await post(t, validBody({ html: "<br>".repeat(HTML_LIMITS.maxElements + 1) }))).json().error.code).toBe("message_too_complex");
+    expect((await post(t, validBody({ html: "<br>".repeat(HTML_LIMITS.maxElements + 1) }))).json().error.code).toBe(
+      "message_too_complex",
+    );
     expect((await post(t, validBody({ html: `${"<div>".repeat(HTML_LIMITS.maxDepth)}x` }))).statusCode).toBe(202);
-    expect((await post(t, validBody({ html: `${"<div>".repeat(HTML_LIMITS.maxDepth + 1)}x` }))).json().error.code).toBe("message_too_complex");
+    expect((await post(t, validBody({ html: `${"<div>".repeat(HTML_LIMITS.maxDepth + 1)}x` }))).json().error.code).toBe(
+      "message_too_complex",
+    );
   });
 });
 
@@ -84,20 +94,43 @@ describe("caller-supplied headers: X- headers only, and not the ones receivers w
 
   it("an ordinary X- header is still accepted", async () => {
     const t = await app();
-    expect((await post(t, validBody({ headers: { "X-Campaign": "welcome", "X-Entity-Ref-ID": "42" } }))).statusCode).toBe(202);
+    expect(
+      (await post(t, validBody({ headers: { "X-Campaign": "welcome", "X-Entity-Ref-ID": "42" } }))).statusCode,
+    ).toBe(202);
   });
 });
 
 describe("attachments", () => {
-  it.each(["message/rfc822", "message/global", "Message/Partial", "message/delivery-status"])("a %s attachment is refused", async (contentType) => {
-    const t = await app();
-    const res = await post(t, validBody({ attachments: [{ filename: "fwd.eml", contentType, content: Buffer.from("From: ceo@example.com\r\n\r\nhi").toString("base64") }] }));
-    expect(res.statusCode).toBe(400);
-    expect(res.json().error).toMatchObject({ code: "invalid_attachment", field: "attachments[0].contentType" });
-  });
+  it.each(["message/rfc822", "message/global", "Message/Partial", "message/delivery-status"])(
+    "a %s attachment is refused",
+    async (contentType) => {
+      const t = await app();
+      const res = await post(
+        t,
+        validBody({
+          attachments: [
+            {
+              filename: "fwd.eml",
+              contentType,
+              content: Buffer.from("From: ceo@example.com\r\n\r\nhi").toString("base64"),
+            },
+          ],
+        }),
+      );
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error).toMatchObject({ code: "invalid_attachment", field: "attachments[0].contentType" });
+    },
+  );
 
   it("a PDF is still accepted", async () => {
     const t = await app();
-    expect((await post(t, validBody({ attachments: [{ filename: "a.pdf", contentType: "application/pdf", content: "JVBERi0=" }] }))).statusCode).toBe(202);
+    expect(
+      (
+        await post(
+          t,
+          validBody({ attachments: [{ filename: "a.pdf", contentType: "application/pdf", content: "JVBERi0=" }] }),
+        )
+      ).statusCode,
+    ).toBe(202);
   });
 });

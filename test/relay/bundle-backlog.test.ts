@@ -40,7 +40,8 @@ afterAll(async () => {
 
 /** Writes the backlog as the relay would have left it (oldest due first); each message names its job in Message-ID. */
 function prefill(root: string, count = BACKLOG): string[] {
-  for (const d of ["pending", "processing", "sent", "failed", "tmp"]) mkdirSync(path.join(root, d), { recursive: true, mode: 0o700 });
+  for (const d of ["pending", "processing", "sent", "failed", "tmp"])
+    mkdirSync(path.join(root, d), { recursive: true, mode: 0o700 });
   const now = Date.now();
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
@@ -91,7 +92,12 @@ describe.skipIf(!haveBundle)(`the bundled relay restarted with ${BACKLOG} jobs p
 
     const dir = path.join(tmp.dir, "relay");
     const waiting = prefill(path.join(dir, "queue"));
-    relay = await startBundle(dir, TOKEN, { bin: process.execPath, env: {} }, { RELAY_HANDOFF: `smtp://127.0.0.1:${port}`, RELAY_RATE_LIMIT_PER_MIN: "1000" });
+    relay = await startBundle(
+      dir,
+      TOKEN,
+      { bin: process.execPath, env: {} },
+      { RELAY_HANDOFF: `smtp://127.0.0.1:${port}`, RELAY_RATE_LIMIT_PER_MIN: "1000" },
+    );
     const r = relay;
     const auth = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
 
@@ -99,13 +105,26 @@ describe.skipIf(!haveBundle)(`the bundled relay restarted with ${BACKLOG} jobs p
     const health = await fetch(`${r.url}/health`);
     expect(health.status).toBe(200);
     expect(await health.text()).toMatch(/^ok\nqueue index loading: (listing|jobs), \d+ of \d+ files read/);
-    const sent = await fetch(`${r.url}/send`, { method: "POST", headers: auth, body: JSON.stringify({ to: "user@example.net", from: "noreply@example.com", subject: "during the load", text: "new" }) });
+    const sent = await fetch(`${r.url}/send`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({
+        to: "user@example.net",
+        from: "noreply@example.com",
+        subject: "during the load",
+        text: "new",
+      }),
+    });
     expect(sent.status).toBe(202);
     const { id: newId } = (await sent.json()) as { id: string };
     const status = await fetch(`${r.url}/messages/${waiting[BACKLOG - 1]}`, { headers: auth });
     expect(status.status).toBe(200);
     expect(((await status.json()) as { message: { state: string } }).message.state).toBe("queued");
-    const keyed = await fetch(`${r.url}/send`, { method: "POST", headers: { ...auth, "idempotency-key": "backlog-1" }, body: JSON.stringify({ to: "user@example.net", from: "noreply@example.com", subject: "keyed", text: "k" }) });
+    const keyed = await fetch(`${r.url}/send`, {
+      method: "POST",
+      headers: { ...auth, "idempotency-key": "backlog-1" },
+      body: JSON.stringify({ to: "user@example.net", from: "noreply@example.com", subject: "keyed", text: "k" }),
+    });
     expect(keyed.status).toBe(202); // waited for the load: the key could have been in a file not yet read
     const { id: keyedId } = (await keyed.json()) as { id: string };
 
@@ -165,11 +184,14 @@ describe.skipIf(!haveBundle)("kill -9 while four hand-offs are in flight", () =>
       const recorded = new Set(readdirSync(path.join(queue, "sent")).map((f) => f.replace(/\.json$/, "")));
       const window = [...received.keys()].filter((id) => !recorded.has(id));
       expect(window.length).toBeLessThanOrEqual(4);
-      console.log(`kill -9: ${received.size} messages at the sink, ${recorded.size} recorded, ${window.length} in the window`);
+      console.log(
+        `kill -9: ${received.size} messages at the sink, ${recorded.size} recorded, ${window.length} in the window`,
+      );
 
       const second = await startBundle(dir, TOKEN, { bin: process.execPath, env: {} }, env);
       const deadline = Date.now() + 60_000;
-      while (readdirSync(path.join(queue, "sent")).length < JOBS && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+      while (readdirSync(path.join(queue, "sent")).length < JOBS && Date.now() < deadline)
+        await new Promise((res) => setTimeout(res, 50));
       await second.stop("SIGTERM");
       expect(ids.filter((id) => !received.has(id))).toEqual([]); // nothing lost
       const twice = ids.filter((id) => (received.get(id) ?? 0) > 1);

@@ -4,7 +4,10 @@ import * as path from "node:path";
 
 export const BUNDLE = path.resolve(__dirname, "../../relay/dist/relay.js");
 export const NODE18_DIR = path.resolve(__dirname, "../../.cache/node18");
-export const NODE18 = { bin: path.join(NODE18_DIR, "usr/bin/node"), env: { LD_LIBRARY_PATH: path.join(NODE18_DIR, "usr/lib/x86_64-linux-gnu") } };
+export const NODE18 = {
+  bin: path.join(NODE18_DIR, "usr/bin/node"),
+  env: { LD_LIBRARY_PATH: path.join(NODE18_DIR, "usr/lib/x86_64-linux-gnu") },
+};
 
 export interface BundleProcess {
   readonly child: ChildProcess;
@@ -25,11 +28,19 @@ export interface NodeRuntime {
 }
 
 /** Copies the bundle into an empty directory (no node_modules next to it) and starts it with a fake sendmail. */
-export async function startBundle(dir: string, token: string, node: NodeRuntime, extraEnv: Record<string, string> = {}): Promise<BundleProcess> {
+export async function startBundle(
+  dir: string,
+  token: string,
+  node: NodeRuntime,
+  extraEnv: Record<string, string> = {},
+): Promise<BundleProcess> {
   mkdirSync(path.join(dir, "app"), { recursive: true });
   copyFileSync(BUNDLE, path.join(dir, "app", "relay.js"));
   const sendmail = path.join(dir, "fake-sendmail");
-  writeFileSync(sendmail, `#!/bin/sh\nn=$(date +%s%N)\nprintf '%s\\n' "$@" > ${dir}/sendmail-args.$n\ncat > ${dir}/sendmail-msg.$n\n`);
+  writeFileSync(
+    sendmail,
+    `#!/bin/sh\nn=$(date +%s%N)\nprintf '%s\\n' "$@" > ${dir}/sendmail-args.$n\ncat > ${dir}/sendmail-msg.$n\n`,
+  );
   chmodSync(sendmail, 0o755);
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -43,8 +54,14 @@ export async function startBundle(dir: string, token: string, node: NodeRuntime,
     SENDMAIL_PATH: sendmail,
     ...extraEnv,
   };
-  const [cmd, ...args] = node.command ? node.command([node.bin, path.join(dir, "app", "relay.js")], env) : [node.bin, path.join(dir, "app", "relay.js")];
-  const child = spawn(cmd, args, { cwd: path.join(dir, "app"), env: node.command ? process.env : env, stdio: ["ignore", "pipe", "pipe"] });
+  const [cmd, ...args] = node.command
+    ? node.command([node.bin, path.join(dir, "app", "relay.js")], env)
+    : [node.bin, path.join(dir, "app", "relay.js")];
+  const child = spawn(cmd, args, {
+    cwd: path.join(dir, "app"),
+    env: node.command ? process.env : env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (out += c.toString()));

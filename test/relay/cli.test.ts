@@ -48,7 +48,10 @@ describe("queue CLI (the rollback tools)", () => {
     const { root, pending, failing } = await setup();
     const r = await cli(root, "list");
     expect(r.code).toBe(0);
-    const rows = r.out.split("\n").slice(1).map((l) => l.split("\t"));
+    const rows = r.out
+      .split("\n")
+      .slice(1)
+      .map((l) => l.split("\t"));
     expect(rows.map((c) => [c[0], c[1], c[2]]).sort()).toEqual(
       [
         [pending.id, "pending", "0"],
@@ -62,7 +65,11 @@ describe("queue CLI (the rollback tools)", () => {
   it("show prints the job with its recipients and last error, and --raw the MIME message", async () => {
     const { root, failing } = await setup();
     const r = await cli(root, "show", failing.id);
-    expect(JSON.parse(r.out)).toMatchObject({ state: "failed", lastError: "SMTP 451 4.7.1 try later", envelope: { to: ["a@example.net"] } });
+    expect(JSON.parse(r.out)).toMatchObject({
+      state: "failed",
+      lastError: "SMTP 451 4.7.1 try later",
+      envelope: { to: ["a@example.net"] },
+    });
     expect((await cli(root, "show", failing.id, "--raw")).out).toContain("body of will fail");
     expect((await cli(root, "show", randomUUID())).code).toBe(1);
   });

@@ -22,7 +22,9 @@ describe("relay environment", () => {
 
   it("RELAY_MAX_MESSAGE_BYTES defaults to 8x the body limit and may only be lowered (Postfix's message_size_limit is sized from 8x)", () => {
     expect(loadConfig(good).maxMessageBytes).toBe(MESSAGE_SIZE_FACTOR * 524_288);
-    expect(loadConfig({ ...good, RELAY_BODY_LIMIT_BYTES: "100000" }).maxMessageBytes).toBe(MESSAGE_SIZE_FACTOR * 100_000);
+    expect(loadConfig({ ...good, RELAY_BODY_LIMIT_BYTES: "100000" }).maxMessageBytes).toBe(
+      MESSAGE_SIZE_FACTOR * 100_000,
+    );
     expect(loadConfig({ ...good, RELAY_MAX_MESSAGE_BYTES: "2000000" }).maxMessageBytes).toBe(2_000_000);
     const tooBig = () => loadConfig({ ...good, RELAY_MAX_MESSAGE_BYTES: String(MESSAGE_SIZE_FACTOR * 524_288 + 1) });
     expect(tooBig).toThrow(ConfigError);
@@ -32,12 +34,19 @@ describe("relay environment", () => {
   it("RELAY_HANDOFF_CONCURRENCY: 4 hand-offs at once by default (bench:handoff), 1 to 32", () => {
     expect(loadConfig(good).handoffConcurrency).toBe(4);
     expect(loadConfig({ ...good, RELAY_HANDOFF_CONCURRENCY: "1" }).handoffConcurrency).toBe(1);
-    for (const bad of ["0", "33", "two"]) expect(() => loadConfig({ ...good, RELAY_HANDOFF_CONCURRENCY: bad })).toThrow(/RELAY_HANDOFF_CONCURRENCY/);
+    for (const bad of ["0", "33", "two"])
+      expect(() => loadConfig({ ...good, RELAY_HANDOFF_CONCURRENCY: bad })).toThrow(/RELAY_HANDOFF_CONCURRENCY/);
   });
 
   it("RELAY_HANDOFF=sendmail uses SENDMAIL_PATH", () => {
-    expect(loadConfig({ ...good, RELAY_HANDOFF: "sendmail" }).handoff).toEqual({ kind: "sendmail", path: "/usr/sbin/sendmail" });
-    expect(loadConfig({ ...good, RELAY_HANDOFF: "sendmail", SENDMAIL_PATH: "/opt/x/sendmail" }).handoff).toEqual({ kind: "sendmail", path: "/opt/x/sendmail" });
+    expect(loadConfig({ ...good, RELAY_HANDOFF: "sendmail" }).handoff).toEqual({
+      kind: "sendmail",
+      path: "/usr/sbin/sendmail",
+    });
+    expect(loadConfig({ ...good, RELAY_HANDOFF: "sendmail", SENDMAIL_PATH: "/opt/x/sendmail" }).handoff).toEqual({
+      kind: "sendmail",
+      path: "/opt/x/sendmail",
+    });
   });
 
   it("every bad variable is named in one error", () => {
@@ -96,7 +105,9 @@ describe("relay environment", () => {
   });
 
   it("QUEUE_RETRY_MAX_MS below QUEUE_RETRY_BASE_MS is refused", () => {
-    expect(() => loadConfig({ ...good, QUEUE_RETRY_BASE_MS: "5000", QUEUE_RETRY_MAX_MS: "1000" })).toThrow(/QUEUE_RETRY_MAX_MS/);
+    expect(() => loadConfig({ ...good, QUEUE_RETRY_BASE_MS: "5000", QUEUE_RETRY_MAX_MS: "1000" })).toThrow(
+      /QUEUE_RETRY_MAX_MS/,
+    );
   });
 
   it("RELAY_LISTEN accepts IPv6 in brackets and RELAY_HANDOFF any smtp host:port", () => {

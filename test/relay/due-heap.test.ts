@@ -21,7 +21,10 @@ describe("DueHeap: the next due slot, with removal and re-keying", () => {
         });
         const model = new Set<number>();
         const least = (): number | undefined =>
-          [...model].sort((a, b) => (key.get(a) as number) - (key.get(b) as number) || (order.get(a) as number) - (order.get(b) as number))[0];
+          [...model].sort(
+            (a, b) =>
+              (key.get(a) as number) - (key.get(b) as number) || (order.get(a) as number) - (order.get(b) as number),
+          )[0];
         for (const o of ops) {
           if (o.kind === "push") {
             key.set(o.slot, o.key); // re-keys the slot if it is already in the heap

@@ -87,7 +87,9 @@ describe("DurableWriter: temp file, fsync, rename, directory fsync", () => {
 
   it("a failed fsync of the file rejects the write, and the file never appears under its name", async () => {
     const { out, writer } = setup();
-    vi.spyOn(callbackFs, "fsync").mockRejectedValueOnce(Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" }));
+    vi.spyOn(callbackFs, "fsync").mockRejectedValueOnce(
+      Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" }),
+    );
     await expect(writer.write(out, "a.json", "{}")).rejects.toThrow(/EIO/);
     expect(readdirSync(out)).toEqual([]);
   });

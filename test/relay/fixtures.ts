@@ -25,7 +25,12 @@ export function captureLog(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      lines.push(...chunk.toString("utf8").split("\n").filter((l) => l !== ""));
+      lines.push(
+        ...chunk
+          .toString("utf8")
+          .split("\n")
+          .filter((l) => l !== ""),
+      );
       cb();
     },
   });
@@ -35,10 +40,7 @@ export function captureLog(): { log: Logger; lines: string[] } {
 export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
   const c: Omit<RelayConfig, "maxMessageBytes"> = {
     listen: { host: "127.0.0.1", port: 0 },
-    tokens: [
-      callerToken("app", TOKEN_APP),
-      callerToken("billing", TOKEN_BILLING),
-    ],
+    tokens: [callerToken("app", TOKEN_APP), callerToken("billing", TOKEN_BILLING)],
     allowedFrom: new Set([ALLOWED_FROM, "support@example.com"]),
     callerFrom: new Map(),
     quotas: DEFAULT_QUOTAS,
@@ -62,7 +64,15 @@ export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
 }
 
 export function queueOptions(root: string, over: Partial<QueueOptions> = {}): QueueOptions {
-  return { root, maxAttempts: 3, retryBaseMs: 1000, retryMaxMs: 8000, minFreeBytes: 0, sentRetentionMs: 7 * 24 * 3_600_000, ...over };
+  return {
+    root,
+    maxAttempts: 3,
+    retryBaseMs: 1000,
+    retryMaxMs: 8000,
+    minFreeBytes: 0,
+    sentRetentionMs: 7 * 24 * 3_600_000,
+    ...over,
+  };
 }
 
 export const okHandoff: Handoff = {
@@ -72,7 +82,9 @@ export const okHandoff: Handoff = {
   close: async () => undefined,
 };
 
-export async function makeApp(opts: { config?: Partial<RelayConfig>; handoff?: Pick<Handoff, "check">; root?: string; now?: () => number } = {}) {
+export async function makeApp(
+  opts: { config?: Partial<RelayConfig>; handoff?: Pick<Handoff, "check">; root?: string; now?: () => number } = {},
+) {
   const tmp = opts.root ? { dir: opts.root, cleanup: () => undefined } : tempDir();
   const queue = new QueueStore(queueOptions(tmp.dir, opts.now ? { now: opts.now } : {}));
   await queue.open();

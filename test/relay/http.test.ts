@@ -15,7 +15,13 @@ afterEach(async () => {
 });
 
 const post = (t: App, headers: Record<string, string>, body: unknown = validBody(), remoteAddress?: string) =>
-  t.app.inject({ method: "POST", url: "/send", headers, payload: JSON.stringify(body), ...(remoteAddress ? { remoteAddress } : {}) });
+  t.app.inject({
+    method: "POST",
+    url: "/send",
+    headers,
+    payload: JSON.stringify(body),
+    ...(remoteAddress ? { remoteAddress } : {}),
+  });
 
 describe("authentication", () => {
   it("a request without a token is refused with 401, even from loopback (the tunnel makes everyone loopback)", async () => {
@@ -37,17 +43,24 @@ describe("authentication", () => {
 
   it("authentication runs before the body is read: a huge or broken body without a token still gets 401", async () => {
     const t = await app();
-    const huge = await t.app.inject({ method: "POST", url: "/send", headers: { "content-type": "application/json" }, payload: "x".repeat(200 * 1024) });
+    const huge = await t.app.inject({
+      method: "POST",
+      url: "/send",
+      headers: { "content-type": "application/json" },
+      payload: "x".repeat(200 * 1024),
+    });
     expect(huge.statusCode).toBe(401);
-    const broken = await t.app.inject({ method: "POST", url: "/send", headers: { "content-type": "text/html" }, payload: "<" });
+    const broken = await t.app.inject({
+      method: "POST",
+      url: "/send",
+      headers: { "content-type": "text/html" },
+      payload: "<",
+    });
     expect(broken.statusCode).toBe(401);
   });
 
   it("every configured token is accepted (rotation) and names its caller", async () => {
-    const check = makeAuthenticator([
-      callerToken("app", TOKEN_APP),
-      callerToken("billing", TOKEN_BILLING),
-    ]);
+    const check = makeAuthenticator([callerToken("app", TOKEN_APP), callerToken("billing", TOKEN_BILLING)]);
     expect(check(`Bearer ${TOKEN_APP}`)).toBe("app");
     expect(check(`Bearer ${TOKEN_BILLING}`)).toBe("billing");
     expect(check(undefined)).toBeUndefined();
@@ -58,7 +71,9 @@ describe("authentication", () => {
     const t = await app();
     const id = (await post(t, auth())).json().id as string;
     expect((await t.app.inject({ method: "GET", url: `/messages/${id}` })).statusCode).toBe(401);
-    expect((await t.app.inject({ method: "GET", url: `/messages/${id}`, headers: auth(TOKEN_BILLING) })).statusCode).toBe(404);
+    expect(
+      (await t.app.inject({ method: "GET", url: `/messages/${id}`, headers: auth(TOKEN_BILLING) })).statusCode,
+    ).toBe(404);
     const mine = await t.app.inject({ method: "GET", url: `/messages/${id}`, headers: auth() });
     expect(mine.statusCode).toBe(200);
     expect(mine.json().message).toMatchObject({ id, state: "queued", attempts: 0 });
@@ -94,7 +109,11 @@ describe("rate limiting is per token, never per source IP", () => {
 
   it("unauthenticated requests do not use up a caller's budget", async () => {
     const t = await app({ config: { rateLimitPerMin: 2 } });
-    for (let i = 0; i < 5; i++) await post(t, { authorization: "Bearer wrong-token-wrong-token-wrong-token", "content-type": "application/json" });
+    for (let i = 0; i < 5; i++)
+      await post(t, {
+        authorization: "Bearer wrong-token-wrong-token-wrong-token",
+        "content-type": "application/json",
+      });
     expect((await post(t, auth())).statusCode).toBe(202);
   });
 });
@@ -178,7 +197,12 @@ describe("/metrics is only for loopback callers without tunnel headers", () => {
   for (const header of ["cf-connecting-ip", "cf-ray", "cf-warp-tag-id", "x-forwarded-for"]) {
     it(`a loopback request carrying ${header} (i.e. through the tunnel) is refused`, async () => {
       const t = await app();
-      const res = await t.app.inject({ method: "GET", url: "/metrics", remoteAddress: "127.0.0.1", headers: { [header]: "203.0.113.7" } });
+      const res = await t.app.inject({
+        method: "GET",
+        url: "/metrics",
+        remoteAddress: "127.0.0.1",
+        headers: { [header]: "203.0.113.7" },
+      });
       expect(res.statusCode).toBe(403);
       expect(res.json().error.code).toBe("forbidden");
     });
@@ -225,15 +249,24 @@ describe("health, readiness, status and errors", () => {
     rmSync(`${t.root}/tmp`, { recursive: true, force: true });
     const res = await post(t, auth());
     expect(res.statusCode).toBe(503);
-    expect(res.json()).toEqual({ ok: false, error: { code: "queue_unavailable", message: "the queue is unavailable; retry later" } });
+    expect(res.json()).toEqual({
+      ok: false,
+      error: { code: "queue_unavailable", message: "the queue is unavailable; retry later" },
+    });
   });
 
   it("GET /messages/:id for an unknown id is 404", async () => {
     const t = await app();
-    const res = await t.app.inject({ method: "GET", url: "/messages/00000000-0000-4000-8000-000000000000", headers: auth() });
+    const res = await t.app.inject({
+      method: "GET",
+      url: "/messages/00000000-0000-4000-8000-000000000000",
+      headers: auth(),
+    });
     expect(res.statusCode).toBe(404);
     expect(res.json().error.code).toBe("not_found");
-    expect((await t.app.inject({ method: "GET", url: "/messages/..%2F..%2Fetc%2Fpasswd", headers: auth() })).statusCode).toBe(404);
+    expect(
+      (await t.app.inject({ method: "GET", url: "/messages/..%2F..%2Fetc%2Fpasswd", headers: auth() })).statusCode,
+    ).toBe(404);
   });
 
   it("logs name the caller, recipient count and domains, and never the token, body or full addresses", async () => {
@@ -243,9 +276,15 @@ describe("health, readiness, status and errors", () => {
     await post(t, { authorization: `Bearer ${TOKEN_BILLING}x`, "content-type": "application/json" });
     const all = t.lines.join("\n");
     const queued = t.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "queued");
-    expect(queued).toMatchObject({ caller: "app", recipients: 2, domains: ["example.net", "example.org"], outcome: "queued" });
+    expect(queued).toMatchObject({
+      caller: "app",
+      recipients: 2,
+      domains: ["example.net", "example.org"],
+      outcome: "queued",
+    });
     expect(queued.id).toMatch(/^[0-9a-f-]{36}$/);
-    for (const secret of [TOKEN_APP, TOKEN_BILLING, secretText, "alice@example.net", "bob@"]) expect(all).not.toContain(secret);
+    for (const secret of [TOKEN_APP, TOKEN_BILLING, secretText, "alice@example.net", "bob@"])
+      expect(all).not.toContain(secret);
   });
 });
 

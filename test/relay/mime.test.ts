@@ -8,8 +8,13 @@ const limits = { allowedFrom: new Set([ALLOWED_FROM]), maxRecipients: 50 };
 const date = new Date("2026-06-20T14:00:00Z");
 
 async function build(body: Record<string, unknown>) {
-  const req = validateSendRequest({ from: { email: ALLOWED_FROM, name: "Example Support" }, to: "user@example.net", subject: "Hi", ...body }, limits);
-  const raw = (await composeMessage(req, { id: "11111111-2222-4333-8444-555555555555", messageIdDomain: "mail.example.com", date })).toString("utf8");
+  const req = validateSendRequest(
+    { from: { email: ALLOWED_FROM, name: "Example Support" }, to: "user@example.net", subject: "Hi", ...body },
+    limits,
+  );
+  const raw = (
+    await composeMessage(req, { id: "11111111-2222-4333-8444-555555555555", messageIdDomain: "mail.example.com", date })
+  ).toString("utf8");
   return { raw, parsed: await simpleParser(raw) };
 }
 
@@ -26,7 +31,9 @@ describe("MIME built by nodemailer's MailComposer, parsed back with mailparser",
   });
 
   it("an html-only request gets a generated plain-text part (inbox checks want both)", async () => {
-    const { raw, parsed } = await build({ html: "<h1>Welcome</h1><p>Reset your password <a href=\"https://example.com/r\">here</a>.</p><script>x()</script>" });
+    const { raw, parsed } = await build({
+      html: '<h1>Welcome</h1><p>Reset your password <a href="https://example.com/r">here</a>.</p><script>x()</script>',
+    });
     expect(raw).toMatch(/multipart\/alternative/);
     expect(parsed.text).toContain("WELCOME");
     expect(parsed.text).toContain("Reset your password");
@@ -67,7 +74,11 @@ describe("MIME built by nodemailer's MailComposer, parsed back with mailparser",
 
   it("long and non-ASCII headers are encoded and folded to lines of at most 78 characters", async () => {
     const subject = `Votre commande n° 123 — état: expédiée ✓ ${"très longue ligne ".repeat(8)}`.trim();
-    const { raw, parsed } = await build({ text: "x", subject, headers: { "X-Campaign": "a".repeat(30) + " " + "b".repeat(60) + " " + "c".repeat(30) } });
+    const { raw, parsed } = await build({
+      text: "x",
+      subject,
+      headers: { "X-Campaign": "a".repeat(30) + " " + "b".repeat(60) + " " + "c".repeat(30) },
+    });
     const head = raw.slice(0, raw.indexOf("\r\n\r\n"));
     for (const line of head.split("\r\n")) expect(line.length, line).toBeLessThanOrEqual(78);
     expect(head).toMatch(/^Subject: =\?UTF-8\?/m); // RFC 2047 encoded-word

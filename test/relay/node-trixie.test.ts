@@ -15,9 +15,17 @@ const TOKEN = "trixie-node-test-token-0123456789abcdef";
 const release = "trixie" as const;
 const major = RELEASES[release].ships.node;
 const { tools, skip: noTools } = eachRelease(`Debian's Node ${major}`, ["node"]).find((r) => r.release === release)!;
-const skip = noTools ?? missing(`the bundle on ${releaseName(release)}'s Node`, { scratch: true, check: () => (haveBundle ? undefined : `${BUNDLE} is missing; run \`npm run build\``) });
+const skip =
+  noTools ??
+  missing(`the bundle on ${releaseName(release)}'s Node`, {
+    scratch: true,
+    check: () => (haveBundle ? undefined : `${BUNDLE} is missing; run \`npm run build\``),
+  });
 
-/** Node inside the release's root; the bundle and its queue live in the scratch directory, which is the same path inside. */
+/**
+ * Node inside the release's root; the bundle and its queue live in the scratch directory, which is the same path
+ * inside.
+ */
 function releaseNode(t: ReleaseTools): NodeRuntime {
   return { bin: "node", env: {}, command: ([bin, ...args], env) => t.command(bin, args, { env }) };
 }
@@ -40,15 +48,24 @@ async function start(name: string, extraEnv: Record<string, string> = {}): Promi
 }
 
 /** POST /send, then polls /messages/:id until the job is handed off (or 5 s pass). */
-async function sendAndWait(r: BundleProcess, body: Record<string, unknown>): Promise<{ state: string; postfixQueueId?: string }> {
+async function sendAndWait(
+  r: BundleProcess,
+  body: Record<string, unknown>,
+): Promise<{ state: string; postfixQueueId?: string }> {
   const auth = { authorization: `Bearer ${TOKEN}` };
-  const res = await fetch(`${r.url}/send`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const res = await fetch(`${r.url}/send`, {
+    method: "POST",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   expect(res.status).toBe(202);
   const { id } = (await res.json()) as { id: string };
   let message: { state: string; postfixQueueId?: string } = { state: "" };
   for (let i = 0; i < 100 && message.state !== "handed_off"; i++) {
     await new Promise((res2) => setTimeout(res2, 50));
-    message = ((await (await fetch(`${r.url}/messages/${id}`, { headers: auth })).json()) as { message: typeof message }).message;
+    message = (
+      (await (await fetch(`${r.url}/messages/${id}`, { headers: auth })).json()) as { message: typeof message }
+    ).message;
   }
   return message;
 }
@@ -83,7 +100,12 @@ describe.skipIf(skip)(`the bundle runs on ${releaseName(release)}'s Node ${major
     const { received } = fake;
     const port = fake.port;
     const relay = await start("smtp", { RELAY_HANDOFF: `smtp://127.0.0.1:${port}` });
-    const message = await sendAndWait(relay, { to: "user@example.net", from: "noreply@example.com", subject: `node ${major} smtp`, text: "hello" });
+    const message = await sendAndWait(relay, {
+      to: "user@example.net",
+      from: "noreply@example.com",
+      subject: `node ${major} smtp`,
+      text: "hello",
+    });
     expect(message).toMatchObject({ state: "handed_off", postfixQueueId: "N20ABC" });
     expect(received).toHaveLength(1);
     expect(received[0]).toMatch(new RegExp(`^Subject: node ${major} smtp$`, "m"));

@@ -1,5 +1,6 @@
-// The bundle's SMTP ingress on Debian 12's Node 18 (smtp-server declares node >= 20; this is what proves the bundle still
-// runs where the host runs it): STARTTLS with the pushed certificate, AUTH, queued with our id, handed off over SMTP.
+// The bundle's SMTP ingress on Debian 12's Node 18 (smtp-server declares node >= 20; this is what proves the bundle
+// still runs where the host runs it): STARTTLS with the pushed certificate, AUTH, queued with our id, handed off over
+// SMTP.
 import { writeFileSync } from "node:fs";
 import * as path from "node:path";
 import nodemailer from "nodemailer";
@@ -37,8 +38,20 @@ describe.skipIf(!haveNode18 || !haveBundle || !haveOpenssl)("the bundle's SMTP i
     });
     const port = Number(/"smtpAddress":"smtp:\/\/127\.0\.0\.1:(\d+)"/.exec(relay.stdout())?.[1]);
     expect(port).toBeGreaterThan(0);
-    const transport = nodemailer.createTransport({ host: "127.0.0.1", port, secure: false, requireTLS: true, auth: { user: "app", pass: TOKEN }, tls: { ca: cert, servername: "localhost" } });
-    const info = await transport.sendMail({ from: "noreply@example.com", to: "user@example.net", subject: "node 18 smtp ingress", text: "hello" });
+    const transport = nodemailer.createTransport({
+      host: "127.0.0.1",
+      port,
+      secure: false,
+      requireTLS: true,
+      auth: { user: "app", pass: TOKEN },
+      tls: { ca: cert, servername: "localhost" },
+    });
+    const info = await transport.sendMail({
+      from: "noreply@example.com",
+      to: "user@example.net",
+      subject: "node 18 smtp ingress",
+      text: "hello",
+    });
     transport.close();
     const id = /^250 2\.0\.0 queued as ([0-9a-f-]{36})$/.exec(info.response)?.[1];
     expect(id, info.response).toBeDefined();

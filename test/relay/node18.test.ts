@@ -9,7 +9,11 @@ import { tempDir, fakePostfix } from "./fixtures";
 const TOKEN = "node18-test-token-0123456789abcdefghijk";
 const skip = missing("Node 18 tests", {
   check: () =>
-    !haveNode18 ? `${NODE18_DIR} is missing; run \`bash .ci/node18.sh\` (.ci/run does)` : !haveBundle ? `${BUNDLE} is missing; run \`npm run build\`` : undefined,
+    !haveNode18
+      ? `${NODE18_DIR} is missing; run \`bash .ci/node18.sh\` (.ci/run does)`
+      : !haveBundle
+        ? `${BUNDLE} is missing; run \`npm run build\``
+        : undefined,
 });
 
 const tmp = tempDir("relay-node18-");
@@ -24,7 +28,10 @@ afterAll(async () => {
 });
 
 /** POST /send, then polls /messages/:id until the job is handed off (or 5 s pass). */
-async function sendAndWait(r: BundleProcess, body: Record<string, unknown>): Promise<{ state: string; postfixQueueId?: string }> {
+async function sendAndWait(
+  r: BundleProcess,
+  body: Record<string, unknown>,
+): Promise<{ state: string; postfixQueueId?: string }> {
   const res = await fetch(`${r.url}/send`, {
     method: "POST",
     headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
@@ -35,14 +42,20 @@ async function sendAndWait(r: BundleProcess, body: Record<string, unknown>): Pro
   let message: { state: string; postfixQueueId?: string } = { state: "" };
   for (let i = 0; i < 100 && message.state !== "handed_off"; i++) {
     await new Promise((res2) => setTimeout(res2, 50));
-    message = ((await (await fetch(`${r.url}/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { message: typeof message }).message;
+    message = (
+      (await (await fetch(`${r.url}/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+        message: typeof message;
+      }
+    ).message;
   }
   return message;
 }
 
 describe.skipIf(skip)("the bundle runs on Debian 12's Node 18 (what the host installs)", () => {
   it("the interpreter really is Node 18", () => {
-    expect(execFileSync(NODE18.bin, ["--version"], { env: { ...process.env, ...NODE18.env } }).toString()).toMatch(/^v18\./);
+    expect(execFileSync(NODE18.bin, ["--version"], { env: { ...process.env, ...NODE18.env } }).toString()).toMatch(
+      /^v18\./,
+    );
   });
 
   it("serves /health and accepts a /send that is handed to a fake sendmail (a script)", async () => {
@@ -67,8 +80,15 @@ describe.skipIf(skip)("the bundle runs on Debian 12's Node 18 (what the host ins
     sink = fake.server;
     const { received } = fake;
     const port = fake.port;
-    smtpRelay = await startBundle(path.join(tmp.dir, "smtp"), TOKEN, NODE18, { RELAY_HANDOFF: `smtp://127.0.0.1:${port}` });
-    const message = await sendAndWait(smtpRelay, { to: "user@example.net", from: "noreply@example.com", subject: "node 18 smtp", text: "hello" });
+    smtpRelay = await startBundle(path.join(tmp.dir, "smtp"), TOKEN, NODE18, {
+      RELAY_HANDOFF: `smtp://127.0.0.1:${port}`,
+    });
+    const message = await sendAndWait(smtpRelay, {
+      to: "user@example.net",
+      from: "noreply@example.com",
+      subject: "node 18 smtp",
+      text: "hello",
+    });
     expect(message).toMatchObject({ state: "handed_off", postfixQueueId: "N18ABC" });
     expect(received).toHaveLength(1);
     expect(received[0]).toMatch(/^Subject: node 18 smtp$/m);

@@ -57,7 +57,9 @@ describe("PackedKeyMap: binary keys to slots, off the V8 heap", () => {
     const wrong = ids.filter((id, i) => {
       uuidToWords(id, key);
       const slot = map.get(key);
-      return i < 50_000 ? slot !== -1 : wordsToUuid(map.word(slot, 0), map.word(slot, 1), map.word(slot, 2), map.word(slot, 3)) !== id;
+      return i < 50_000
+        ? slot !== -1
+        : wordsToUuid(map.word(slot, 0), map.word(slot, 1), map.word(slot, 2), map.word(slot, 3)) !== id;
     });
     expect(wrong).toEqual([]);
   });
@@ -71,6 +73,7 @@ describe("PackedKeyMap: binary keys to slots, off the V8 heap", () => {
     const h = sha256("app\norder-1234");
     expect(hexToWords(h, w)).toBe(true);
     expect(Array.from(w, (x) => x.toString(16).padStart(8, "0")).join("")).toBe(h);
-    for (const bad of ["", h.slice(1), h.toUpperCase(), `${h.slice(0, 63)}g`, `${h}0`]) expect(hexToWords(bad, w)).toBe(false);
+    for (const bad of ["", h.slice(1), h.toUpperCase(), `${h.slice(0, 63)}g`, `${h}0`])
+      expect(hexToWords(bad, w)).toBe(false);
   });
 });

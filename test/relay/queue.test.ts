@@ -79,7 +79,9 @@ describe("queue transitions", () => {
   it("a failed attempt goes back to pending/ with nextAttemptAt from the backoff, and is not due before then", async () => {
     const r = root();
     let now = 1_000_000;
-    const q = new QueueStore(queueOptions(r, { now: () => now, retryBaseMs: 30_000, retryMaxMs: 3_600_000, maxAttempts: 8 }));
+    const q = new QueueStore(
+      queueOptions(r, { now: () => now, retryBaseMs: 30_000, retryMaxMs: 3_600_000, maxAttempts: 8 }),
+    );
     await q.open();
     await q.enqueue(job(now));
     const c1 = (await q.claimNext()) as Job;
@@ -234,7 +236,11 @@ describe("the queue does not slow down as it grows", () => {
     const q = new QueueStore(queueOptions(r));
     const report = await q.open();
     expect(report.pending).toBe(20_000);
-    const spies = { readdir: vi.spyOn(fsp, "readdir"), rename: vi.spyOn(callbackFs, "rename"), readFile: vi.spyOn(callbackFs, "readFile") };
+    const spies = {
+      readdir: vi.spyOn(fsp, "readdir"),
+      rename: vi.spyOn(callbackFs, "rename"),
+      readFile: vi.spyOn(callbackFs, "readFile"),
+    };
     const t0 = process.hrtime.bigint();
     let last = -Infinity;
     for (let i = 0; i < 500; i++) {
@@ -243,7 +249,9 @@ describe("the queue does not slow down as it grows", () => {
       last = c.nextAttemptAt;
     }
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    console.log(`queue: rebuilt the index of 20,000 pending jobs in ${report.ms} ms; 500 claims at that depth took ${ms.toFixed(0)} ms`);
+    console.log(
+      `queue: rebuilt the index of 20,000 pending jobs in ${report.ms} ms; 500 claims at that depth took ${ms.toFixed(0)} ms`,
+    );
     expect(spies.readdir).not.toHaveBeenCalled();
     expect(spies.rename).toHaveBeenCalledTimes(500);
     expect(spies.readFile).toHaveBeenCalledTimes(500);
@@ -290,7 +298,12 @@ describe("the queue accepts jobs before its files are read (background index loa
   function prefill(r: string, n: number, now: number, over: (i: number) => Partial<Job> = () => ({})): Job[] {
     const jobs: Job[] = [];
     for (let i = 0; i < n; i++) {
-      const j = job(now - 10_000, { nextAttemptAt: now - 10_000 + i, attempts: 1, lastError: "connect ECONNREFUSED 127.0.0.1:25", ...over(i) });
+      const j = job(now - 10_000, {
+        nextAttemptAt: now - 10_000 + i,
+        attempts: 1,
+        lastError: "connect ECONNREFUSED 127.0.0.1:25",
+        ...over(i),
+      });
       writeFileSync(path.join(r, "pending", `${j.id}.json`), JSON.stringify(j));
       jobs.push(j);
     }
@@ -330,7 +343,11 @@ describe("the queue accepts jobs before its files are read (background index loa
     await q.recover();
     q.loadIndex();
     // Nothing is indexed before the load's first slice, which runs only after this turn of the event loop.
-    expect(await q.status((a as Job).id, "app")).toMatchObject({ state: "queued", attempts: 1, lastError: "connect ECONNREFUSED 127.0.0.1:25" });
+    expect(await q.status((a as Job).id, "app")).toMatchObject({
+      state: "queued",
+      attempts: 1,
+      lastError: "connect ECONNREFUSED 127.0.0.1:25",
+    });
     expect(await q.status((a as Job).id, "billing")).toBeUndefined(); // another caller's message stays unknown
     expect(await q.status(randomUUID())).toBeUndefined();
   });
@@ -346,7 +363,9 @@ describe("the queue accepts jobs before its files are read (background index loa
     q.loadIndex();
     const again = await q.enqueue(job(Date.now(), { idempotency }));
     expect(again).toEqual({ id: (first as Job).id, duplicate: true });
-    await expect(q.enqueue(job(Date.now(), { idempotency: { ...idempotency, bodyHash: sha256("other") } }))).rejects.toMatchObject({ code: "idempotency_conflict" });
+    await expect(
+      q.enqueue(job(Date.now(), { idempotency: { ...idempotency, bodyHash: sha256("other") } })),
+    ).rejects.toMatchObject({ code: "idempotency_conflict" });
     expect(q.depth().pending).toBe(301);
   });
 

@@ -15,8 +15,14 @@ afterEach(async () => {
   while (open.length) await open.pop()?.close();
 });
 
-const post = (t: App, body: unknown, token = TOKEN_APP) => t.app.inject({ method: "POST", url: "/send", headers: auth(token), payload: JSON.stringify(body) });
-const quotas = { recipientsPerMin: 1000, recipientsPerDay: 100_000, bytesPerMin: 100 * 1024 * 1024, bytesPerDay: 1024 * 1024 * 1024 };
+const post = (t: App, body: unknown, token = TOKEN_APP) =>
+  t.app.inject({ method: "POST", url: "/send", headers: auth(token), payload: JSON.stringify(body) });
+const quotas = {
+  recipientsPerMin: 1000,
+  recipientsPerDay: 100_000,
+  bytesPerMin: 100 * 1024 * 1024,
+  bytesPerDay: 1024 * 1024 * 1024,
+};
 
 describe("per-caller quotas", () => {
   it("recipients per minute: the request that would pass the quota gets 429 quota_exceeded; the next minute is fresh; other callers are not affected", async () => {
@@ -27,7 +33,10 @@ describe("per-caller quotas", () => {
     expect((await post(t, three)).statusCode).toBe(202);
     const over = await post(t, three);
     expect(over.statusCode).toBe(429);
-    expect(over.json().error).toMatchObject({ code: "quota_exceeded", message: expect.stringMatching(/7 recipients per minute/) });
+    expect(over.json().error).toMatchObject({
+      code: "quota_exceeded",
+      message: expect.stringMatching(/7 recipients per minute/),
+    });
     expect(t.queue.depth().pending).toBe(2);
     expect((await post(t, validBody())).statusCode).toBe(202); // one more fits exactly
     expect((await post(t, three, TOKEN_BILLING)).statusCode).toBe(202);
@@ -57,8 +66,16 @@ describe("per-caller quotas", () => {
   });
 
   it("has sane defaults when the environment says nothing", () => {
-    const c = loadConfig({ SMTP_RELAY_TOKEN_SHA256: `app=${tokenSha256("t".repeat(40))}`, RELAY_ALLOWED_FROM: "noreply@example.com" });
-    expect(c.quotas).toEqual({ recipientsPerMin: 500, recipientsPerDay: 10_000, bytesPerMin: 50 * 1024 * 1024, bytesPerDay: 1024 * 1024 * 1024 });
+    const c = loadConfig({
+      SMTP_RELAY_TOKEN_SHA256: `app=${tokenSha256("t".repeat(40))}`,
+      RELAY_ALLOWED_FROM: "noreply@example.com",
+    });
+    expect(c.quotas).toEqual({
+      recipientsPerMin: 500,
+      recipientsPerDay: 10_000,
+      bytesPerMin: 50 * 1024 * 1024,
+      bytesPerDay: 1024 * 1024 * 1024,
+    });
   });
 });
 
@@ -76,16 +93,26 @@ describe("per-caller sender allowlists", () => {
   });
 
   it("RELAY_CALLER_FROM is read from the environment and must stay inside RELAY_ALLOWED_FROM", () => {
-    const env = { SMTP_RELAY_TOKEN_SHA256: `app=${tokenSha256("a".repeat(40))},billing=${tokenSha256("b".repeat(40))}`, RELAY_ALLOWED_FROM: "noreply@example.com,tickets@example.com" };
-    expect(loadConfig({ ...env, RELAY_CALLER_FROM: "billing=tickets@example.com" }).callerFrom.get("billing")).toEqual(new Set(["tickets@example.com"]));
-    expect(() => loadConfig({ ...env, RELAY_CALLER_FROM: "billing=ceo@example.com" })).toThrow(/RELAY_CALLER_FROM[\s\S]*not in RELAY_ALLOWED_FROM/);
+    const env = {
+      SMTP_RELAY_TOKEN_SHA256: `app=${tokenSha256("a".repeat(40))},billing=${tokenSha256("b".repeat(40))}`,
+      RELAY_ALLOWED_FROM: "noreply@example.com,tickets@example.com",
+    };
+    expect(loadConfig({ ...env, RELAY_CALLER_FROM: "billing=tickets@example.com" }).callerFrom.get("billing")).toEqual(
+      new Set(["tickets@example.com"]),
+    );
+    expect(() => loadConfig({ ...env, RELAY_CALLER_FROM: "billing=ceo@example.com" })).toThrow(
+      /RELAY_CALLER_FROM[\s\S]*not in RELAY_ALLOWED_FROM/,
+    );
     expect(() => loadConfig({ ...env, RELAY_CALLER_FROM: "nobody=tickets@example.com" })).toThrow(/has no token/);
   });
 });
 
 describe("tokens are stored as SHA-256 digests", () => {
   it("the relay authenticates against SMTP_RELAY_TOKEN_SHA256 and never needs the token itself", async () => {
-    const c = loadConfig({ SMTP_RELAY_TOKEN_SHA256: `app=${tokenSha256(TOKEN_APP)}`, RELAY_ALLOWED_FROM: "noreply@example.com" });
+    const c = loadConfig({
+      SMTP_RELAY_TOKEN_SHA256: `app=${tokenSha256(TOKEN_APP)}`,
+      RELAY_ALLOWED_FROM: "noreply@example.com",
+    });
     expect(c.tokens).toEqual([callerToken("app", TOKEN_APP)]);
     const t = await app({ config: { tokens: c.tokens } });
     expect((await post(t, validBody())).statusCode).toBe(202);
@@ -94,7 +121,15 @@ describe("tokens are stored as SHA-256 digests", () => {
   });
 
   it("a malformed digest, or both variables at once, is refused at startup", () => {
-    expect(() => loadConfig({ SMTP_RELAY_TOKEN_SHA256: "app=abc", RELAY_ALLOWED_FROM: "noreply@example.com" })).toThrow(/SMTP_RELAY_TOKEN_SHA256[\s\S]*64 hex/);
-    expect(() => loadConfig({ SMTP_RELAY_TOKEN_SHA256: `app=${tokenSha256("x")}`, SMTP_RELAY_TOKEN: `app=${"y".repeat(40)}`, RELAY_ALLOWED_FROM: "noreply@example.com" })).toThrow(/not both/);
+    expect(() => loadConfig({ SMTP_RELAY_TOKEN_SHA256: "app=abc", RELAY_ALLOWED_FROM: "noreply@example.com" })).toThrow(
+      /SMTP_RELAY_TOKEN_SHA256[\s\S]*64 hex/,
+    );
+    expect(() =>
+      loadConfig({
+        SMTP_RELAY_TOKEN_SHA256: `app=${tokenSha256("x")}`,
+        SMTP_RELAY_TOKEN: `app=${"y".repeat(40)}`,
+        RELAY_ALLOWED_FROM: "noreply@example.com",
+      }),
+    ).toThrow(/not both/);
   });
 });

@@ -20,14 +20,29 @@ function fakeSendmail(name: string, body: string): string {
 }
 const out = (f: string) => path.join(tmp.dir, f);
 
-const msg = { id: "m1", from: "noreply@example.com", to: ["a@example.net", "b@example.org"], raw: "Subject: hi\r\n\r\nline\r\n.\r\nafter the dot\r\n" };
+const msg = {
+  id: "m1",
+  from: "noreply@example.com",
+  to: ["a@example.net", "b@example.org"],
+  raw: "Subject: hi\r\n\r\nline\r\n.\r\nafter the dot\r\n",
+};
 
 describe("sendmail hand-off, against fake sendmail scripts", () => {
   it("passes -i -f <from> -- and explicit recipients as separate arguments, and the message on stdin", async () => {
-    const bin = fakeSendmail("ok.sh", `for a in "$@"; do printf '%s\\n' "$a"; done > ${out("argv")}\ncat > ${out("stdin")}\nexit 0`);
+    const bin = fakeSendmail(
+      "ok.sh",
+      `for a in "$@"; do printf '%s\\n' "$a"; done > ${out("argv")}\ncat > ${out("stdin")}\nexit 0`,
+    );
     const h = new SendmailHandoff({ path: bin, timeoutMs: 5000 });
     await expect(h.send(msg)).resolves.toEqual({});
-    expect(readFileSync(out("argv"), "utf8").trim().split("\n")).toEqual(["-i", "-f", "noreply@example.com", "--", "a@example.net", "b@example.org"]);
+    expect(readFileSync(out("argv"), "utf8").trim().split("\n")).toEqual([
+      "-i",
+      "-f",
+      "noreply@example.com",
+      "--",
+      "a@example.net",
+      "b@example.org",
+    ]);
     expect(readFileSync(out("stdin"), "utf8")).toBe(msg.raw);
     expect(sendmailArgs("x@y.z", ["r@y.z"])).not.toContain("-t"); // -t would lose Bcc: the composer strips that header
   });
@@ -42,7 +57,10 @@ describe("sendmail hand-off, against fake sendmail scripts", () => {
   });
 
   it("a non-zero exit is a (temporary) failure carrying the exit code and stderr", async () => {
-    const bin = fakeSendmail("fail.sh", `cat > /dev/null\necho "postdrop: warning: unable to look up public/pickup" >&2\nexit 75`);
+    const bin = fakeSendmail(
+      "fail.sh",
+      `cat > /dev/null\necho "postdrop: warning: unable to look up public/pickup" >&2\nexit 75`,
+    );
     const err = await new SendmailHandoff({ path: bin, timeoutMs: 5000 }).send(msg).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HandoffError);
     expect((err as HandoffError).message).toMatch(/exited with 75: postdrop: warning/);
@@ -50,7 +68,9 @@ describe("sendmail hand-off, against fake sendmail scripts", () => {
   });
 
   it("a missing binary is a failure, not a crash", async () => {
-    const err = await new SendmailHandoff({ path: out("does-not-exist"), timeoutMs: 5000 }).send(msg).catch((e: unknown) => e);
+    const err = await new SendmailHandoff({ path: out("does-not-exist"), timeoutMs: 5000 })
+      .send(msg)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HandoffError);
     expect((err as Error).message).toMatch(/ENOENT/);
   });
@@ -59,7 +79,9 @@ describe("sendmail hand-off, against fake sendmail scripts", () => {
     const pidFile = out("hang.pid");
     const bin = fakeSendmail("hang.sh", `echo $$ > ${pidFile}\nexec sleep 30`);
     const started = Date.now();
-    const err = await new SendmailHandoff({ path: bin, timeoutMs: 300, killGraceMs: 200 }).send(msg).catch((e: unknown) => e);
+    const err = await new SendmailHandoff({ path: bin, timeoutMs: 300, killGraceMs: 200 })
+      .send(msg)
+      .catch((e: unknown) => e);
     expect(Date.now() - started).toBeLessThan(3000);
     expect((err as Error).message).toMatch(/did not finish within 300 ms; killed/);
     const pid = Number(readFileSync(pidFile, "utf8"));
@@ -84,7 +106,10 @@ describe("sendmail hand-off, against fake sendmail scripts", () => {
       spawned++;
       throw new Error("must not spawn");
     };
-    for (const bad of [{ ...msg, to: ["-oQ/tmp/evil"] }, { ...msg, from: "-bs" }]) {
+    for (const bad of [
+      { ...msg, to: ["-oQ/tmp/evil"] },
+      { ...msg, from: "-bs" },
+    ]) {
       const err = await h.send(bad).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(HandoffError);
       expect((err as HandoffError).permanent).toBe(true);
@@ -97,7 +122,11 @@ describe("sendmail hand-off, against fake sendmail scripts", () => {
     let child!: EventEmitter;
     let kills = 0;
     h._spawn = () => {
-      child = Object.assign(new EventEmitter(), { stdin: new PassThrough(), stderr: new PassThrough(), kill: () => ++kills > 0 });
+      child = Object.assign(new EventEmitter(), {
+        stdin: new PassThrough(),
+        stderr: new PassThrough(),
+        kill: () => ++kills > 0,
+      });
       return child as unknown as ChildProcess;
     };
     const first = h.send(msg).then(

@@ -22,18 +22,40 @@ export const haveOpenssl = (() => {
 })();
 
 let cached: { key: string; cert: string } | undefined;
-/** An ECDSA P-256 self-signed certificate for smtp-relay.example.com, localhost and 127.0.0.1 (one per test process). */
+/**
+ * An ECDSA P-256 self-signed certificate for smtp-relay.example.com, localhost and 127.0.0.1 (one per test process).
+ */
 export function selfSignedCert(): { key: string; cert: string } {
   if (cached) return cached;
   const dir = mkdtempSync(path.join(tmpdir(), "smtp-cert-"));
   try {
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-      "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"), "-days", "2",
-      "-subj", "/CN=smtp-relay.example.com",
-      "-addext", "subjectAltName=DNS:smtp-relay.example.com,DNS:localhost,IP:127.0.0.1",
-    ], { stdio: "ignore" });
-    cached = { key: readFileSync(path.join(dir, "key.pem"), "utf8"), cert: readFileSync(path.join(dir, "cert.pem"), "utf8") };
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        path.join(dir, "key.pem"),
+        "-out",
+        path.join(dir, "cert.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=smtp-relay.example.com",
+        "-addext",
+        "subjectAltName=DNS:smtp-relay.example.com,DNS:localhost,IP:127.0.0.1",
+      ],
+      { stdio: "ignore" },
+    );
+    cached = {
+      key: readFileSync(path.join(dir, "key.pem"), "utf8"),
+      cert: readFileSync(path.join(dir, "cert.pem"), "utf8"),
+    };
     return cached;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -50,7 +72,9 @@ export interface RunningIngress {
 }
 
 /** An ingress over a real QueueStore in a temp dir (or the queue a test gives), listening on 127.0.0.1:0. */
-export async function startIngress(opts: { config?: Partial<RelayConfig>; queue?: SmtpIngressDeps["queue"]; now?: () => number } = {}): Promise<RunningIngress> {
+export async function startIngress(
+  opts: { config?: Partial<RelayConfig>; queue?: SmtpIngressDeps["queue"]; now?: () => number } = {},
+): Promise<RunningIngress> {
   const root = mkdtempSync(path.join(tmpdir(), "smtp-ingress-"));
   const queue = new QueueStore(queueOptions(root));
   await queue.open();

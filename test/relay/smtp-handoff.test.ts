@@ -26,7 +26,11 @@ beforeAll(async () => {
       const chunks: Buffer[] = [];
       stream.on("data", (c: Buffer) => chunks.push(c));
       stream.on("end", () => {
-        received.push({ from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "", to: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks).toString() });
+        received.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+          to: session.envelope.rcptTo.map((r) => r.address),
+          data: Buffer.concat(chunks).toString(),
+        });
         if (reply.code === 250) return callback(null, reply.text);
         const err = Object.assign(new Error(reply.text), { responseCode: reply.code });
         return callback(err);
@@ -40,7 +44,12 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-const msg = { id: "m", from: "noreply@example.com", to: ["to@example.net", "hidden-bcc@example.org"], raw: "From: noreply@example.com\r\nTo: to@example.net\r\nSubject: t\r\n\r\nhello\r\n" };
+const msg = {
+  id: "m",
+  from: "noreply@example.com",
+  to: ["to@example.net", "hidden-bcc@example.org"],
+  raw: "From: noreply@example.com\r\nTo: to@example.net\r\nSubject: t\r\n\r\nhello\r\n",
+};
 
 describe("SMTP hand-off to a fake Postfix (smtp-server on loopback)", () => {
   it("parses Postfix's queue id from the DATA reply", () => {
@@ -95,7 +104,10 @@ describe("SMTP hand-off to a fake Postfix (smtp-server on loopback)", () => {
 // A Postfix that accepts no connections: a loopback listener that never calls accept(), with its accept queue
 // filled, so the kernel leaves further connects hanging. python3 (a dependency of cloud-init, which CI installs)
 // holds the socket, because node always accepts.
-const skipPython = missing("SMTP connect-timeout test", { check: () => (spawnSync("python3", ["-c", "pass"]).status === 0 ? undefined : "python3 is missing (.ci/run installs it)") });
+const skipPython = missing("SMTP connect-timeout test", {
+  check: () =>
+    spawnSync("python3", ["-c", "pass"]).status === 0 ? undefined : "python3 is missing (.ci/run installs it)",
+});
 
 describe.skipIf(skipPython)("SMTP hand-off: a connect that never completes", () => {
   let py: ChildProcess | undefined;
@@ -106,15 +118,23 @@ describe.skipIf(skipPython)("SMTP hand-off: a connect that never completes", () 
   });
 
   it("times out after SENDMAIL_TIMEOUT_MS and is a temporary failure (the job stays pending)", async () => {
-    py = spawn("python3", ["-c", "import socket,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0); print(s.getsockname()[1], flush=True); time.sleep(60)"]);
-    const stuckPort = await new Promise<number>((resolve) => py!.stdout!.once("data", (d: Buffer) => resolve(Number(String(d).trim()))));
-    for (let i = 0; i < 3; i++) fillers.push(net.connect({ host: "127.0.0.1", port: stuckPort }).on("error", () => undefined));
+    py = spawn("python3", [
+      "-c",
+      "import socket,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0); print(s.getsockname()[1], flush=True); time.sleep(60)",
+    ]);
+    const stuckPort = await new Promise<number>((resolve) =>
+      py!.stdout!.once("data", (d: Buffer) => resolve(Number(String(d).trim()))),
+    );
+    for (let i = 0; i < 3; i++)
+      fillers.push(net.connect({ host: "127.0.0.1", port: stuckPort }).on("error", () => undefined));
     await new Promise((r) => setTimeout(r, 200));
 
-    const direct = await new Promise<Error | null>((resolve) => connectNoDelay({ host: "127.0.0.1", port: stuckPort, timeoutMs: 300 }, (err, s) => {
-      s?.connection.destroy();
-      resolve(err);
-    }));
+    const direct = await new Promise<Error | null>((resolve) =>
+      connectNoDelay({ host: "127.0.0.1", port: stuckPort, timeoutMs: 300 }, (err, s) => {
+        s?.connection.destroy();
+        resolve(err);
+      }),
+    );
     expect(direct?.message).toMatch(/timed out after 300 ms/);
 
     const h = new SmtpHandoff({ host: "127.0.0.1", port: stuckPort, timeoutMs: 300 });
@@ -163,7 +183,11 @@ describe("worker + queue + SMTP to a fake Postfix (smtp-server): a 451 leaves th
       expect(pending?.lastError).toMatch(/451/);
       reply = { code: 250, text: "2.0.0 Ok: queued as 7QbC9dEf" };
       await waitFor(async () => (await queue.status(job.id))?.state === "handed_off");
-      expect(await queue.status(job.id)).toMatchObject({ state: "handed_off", postfixQueueId: "7QbC9dEf", attempts: 2 });
+      expect(await queue.status(job.id)).toMatchObject({
+        state: "handed_off",
+        postfixQueueId: "7QbC9dEf",
+        attempts: 2,
+      });
       const logged = lines.map((l) => JSON.parse(l));
       expect(logged.find((l) => l.outcome === "retry")).toMatchObject({ id: job.id, caller: "app", recipients: 2 });
       expect(logged.find((l) => l.outcome === "handed_off")).toMatchObject({ id: job.id, postfixQueueId: "7QbC9dEf" });
@@ -267,14 +291,17 @@ function scriptedServer(onMessage: (socket: net.Socket, n: number) => void) {
   });
   return {
     stats,
-    listen: () => new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as AddressInfo).port))),
+    listen: () =>
+      new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as AddressInfo).port))),
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
 
 describe("SMTP hand-off: the connection pool", () => {
   it("a connection dropped in the middle of DATA fails that message as temporary, at once, and is not reused", async () => {
-    const s = scriptedServer((socket, n) => (n === 1 ? socket.destroy() : socket.write(`250 2.0.0 Ok: queued as Q${n}\r\n`)));
+    const s = scriptedServer((socket, n) =>
+      n === 1 ? socket.destroy() : socket.write(`250 2.0.0 Ok: queued as Q${n}\r\n`),
+    );
     const p = await s.listen();
     const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
     try {

@@ -28,32 +28,69 @@ const credentials = fc.constantFrom(
   { user: "app", password: "not-a-token" },
   { user: "", password: "" },
 );
-const addresses = fc.constantFrom("noreply@example.com", "noreply@example.com", "support@example.com", "ceo@example.com", "", "user@example.net", "-x@example.net", "not an address");
+const addresses = fc.constantFrom(
+  "noreply@example.com",
+  "noreply@example.com",
+  "support@example.com",
+  "ceo@example.com",
+  "",
+  "user@example.net",
+  "-x@example.net",
+  "not an address",
+);
 /** One header line or body line, printable, no CR/LF (those come from `newlines`). */
 const text = fc.string({ maxLength: 40 }).map((s) => s.replace(/[\r\n]/g, ""));
 const newlines = fc.constantFrom("\r\n", "\r\n", "\r\n", "\n", "\r");
 const message = fc
   .tuple(addresses, fc.array(fc.tuple(text, newlines), { maxLength: 4 }), fc.boolean())
-  .map(([from, lines, idem]) => `From: ${from}\r\nTo: user@example.net\r\n${idem ? "Idempotency-Key: fuzz\r\n" : ""}Subject: fuzz\r\n\r\n${lines.map(([l, nl]) => l + nl).join("")}`)
+  .map(
+    ([from, lines, idem]) =>
+      `From: ${from}\r\nTo: user@example.net\r\n${idem ? "Idempotency-Key: fuzz\r\n" : ""}Subject: fuzz\r\n\r\n${lines.map(([l, nl]) => l + nl).join("")}`,
+  )
   .map((m) => (m.endsWith("\r\n") ? m : `${m}\r\n`));
 
 /** A transaction that passes every rule, so whole accepted messages are part of most runs. */
-const goodTransaction: Step = { kind: "transaction", from: "noreply@example.com", to: "user@example.net", message: "From: noreply@example.com\r\nTo: user@example.net\r\nSubject: fuzz\r\n\r\nok\r\n" };
+const goodTransaction: Step = {
+  kind: "transaction",
+  from: "noreply@example.com",
+  to: "user@example.net",
+  message: "From: noreply@example.com\r\nTo: user@example.net\r\nSubject: fuzz\r\n\r\nok\r\n",
+};
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   { arbitrary: fc.constant(goodTransaction), weight: 2 },
-  { arbitrary: fc.record({ from: addresses, to: addresses, message }).map((t) => ({ kind: "transaction" as const, ...t })), weight: 3 },
+  {
+    arbitrary: fc
+      .record({ from: addresses, to: addresses, message })
+      .map((t) => ({ kind: "transaction" as const, ...t })),
+    weight: 3,
+  },
   credentials.map((c) => ({ kind: "line" as const, line: plain(c.user, c.password) })),
   credentials.map((c) => ({ kind: "auth-login" as const, ...c })),
   addresses.map((a) => ({ kind: "line" as const, line: `MAIL FROM:<${a}>` })),
   addresses.map((a) => ({ kind: "line" as const, line: `RCPT TO:<${a}>` })),
   message.map((m) => ({ kind: "data" as const, message: m })),
-  fc.constantFrom("RSET", "NOOP", "EHLO again.example", "HELO x", "VRFY root", "AUTH CRAM-MD5", "STARTTLS", "BDAT 10 LAST").map((line) => ({ kind: "line" as const, line })),
+  fc
+    .constantFrom(
+      "RSET",
+      "NOOP",
+      "EHLO again.example",
+      "HELO x",
+      "VRFY root",
+      "AUTH CRAM-MD5",
+      "STARTTLS",
+      "BDAT 10 LAST",
+    )
+    .map((line) => ({ kind: "line" as const, line })),
   text.filter((t) => t.trim() !== "").map((line) => ({ kind: "line" as const, line })),
 );
 
 /** loginFirst: AUTH PLAIN as app right after EHLO (it only succeeds with tls), then the generated steps. */
-const session = fc.record({ tls: fc.boolean(), loginFirst: fc.boolean(), steps: fc.array(step, { minLength: 1, maxLength: 12 }) });
+const session = fc.record({
+  tls: fc.boolean(),
+  loginFirst: fc.boolean(),
+  steps: fc.array(step, { minLength: 1, maxLength: 12 }),
+});
 
 let r: RunningIngress;
 /** Across all runs: the property is not vacuous only if some sessions authenticated and queued. */
@@ -63,10 +100,17 @@ beforeAll(async () => {
 });
 afterAll(async () => r?.close());
 
-const jobs = (): Job[] => readdirSync(path.join(r.root, "pending")).map((f) => JSON.parse(readFileSync(path.join(r.root, "pending", f), "utf8")) as Job);
+const jobs = (): Job[] =>
+  readdirSync(path.join(r.root, "pending")).map(
+    (f) => JSON.parse(readFileSync(path.join(r.root, "pending", f), "utf8")) as Job,
+  );
 
 /** Runs one session; returns the user that authenticated (if any) and the ids the server said it queued. */
-async function play(s: { tls: boolean; loginFirst: boolean; steps: Step[] }): Promise<{ user?: string; queued: string[]; transcript: string[] }> {
+async function play(s: {
+  tls: boolean;
+  loginFirst: boolean;
+  steps: Step[];
+}): Promise<{ user?: string; queued: string[]; transcript: string[] }> {
   const { client } = await RawSmtp.connect(r.port);
   const transcript: string[] = [];
   const queued: string[] = [];
@@ -85,7 +129,8 @@ async function play(s: { tls: boolean; loginFirst: boolean; steps: Step[] }): Pr
       if (st.kind === "line") {
         if (st.line === "STARTTLS") continue; // upgrading mid-sequence needs the handshake; covered by the tls flag
         const reply = await say(st.line);
-        if (reply.startsWith("235")) user = Buffer.from(st.line.slice("AUTH PLAIN ".length), "base64").toString().split("\0")[1];
+        if (reply.startsWith("235"))
+          user = Buffer.from(st.line.slice("AUTH PLAIN ".length), "base64").toString().split("\0")[1];
       } else if (st.kind === "auth-login") {
         let reply = await say("AUTH LOGIN");
         if (!reply.startsWith("334")) continue;

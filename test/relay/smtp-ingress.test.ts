@@ -32,12 +32,18 @@ async function loggedIn(r: RunningIngress, user = "app", password = TOKEN_APP): 
 }
 
 const pending = (r: RunningIngress): Job[] =>
-  readdirSync(path.join(r.root, "pending")).map((f) => JSON.parse(readFileSync(path.join(r.root, "pending", f), "utf8")) as Job);
+  readdirSync(path.join(r.root, "pending")).map(
+    (f) => JSON.parse(readFileSync(path.join(r.root, "pending", f), "utf8")) as Job,
+  );
 
 const HEADERS = ["From: Example <noreply@example.com>", "To: user@example.net", "Subject: hello over SMTP"];
 
 /** MAIL, RCPT(s), DATA, the message bytes as given (they must end with the terminator), and the reply to it. */
-async function transaction(c: RawSmtp, data: string | Buffer, opts: { from?: string; to?: string[] } = {}): Promise<string> {
+async function transaction(
+  c: RawSmtp,
+  data: string | Buffer,
+  opts: { from?: string; to?: string[] } = {},
+): Promise<string> {
   expect(await c.cmd(`MAIL FROM:<${opts.from ?? "noreply@example.com"}>`)).toMatch(/^250 /);
   for (const to of opts.to ?? ["user@example.net"]) expect(await c.cmd(`RCPT TO:<${to}>`)).toMatch(/^250 /);
   expect(await c.cmd("DATA")).toMatch(/^354 /);
@@ -94,18 +100,34 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: an accepted message", () => {
   it("is queued with our id (250 2.0.0 queued as <id>) and GET /messages/:id finds it for that caller only", async () => {
     const r = await ingress();
     const c = await loggedIn(r);
-    const reply = await transaction(c, crlfMessage([...HEADERS, "Cc: other@example.org"]) + ".\r\n", { to: ["user@example.net", "other@example.org", "hidden@example.com"] });
+    const reply = await transaction(c, crlfMessage([...HEADERS, "Cc: other@example.org"]) + ".\r\n", {
+      to: ["user@example.net", "other@example.org", "hidden@example.com"],
+    });
     const id = /^250 2\.0\.0 queued as ([0-9a-f-]{36})$/.exec(reply)?.[1];
     expect(id, reply).toBeDefined();
     const [job] = pending(r);
-    expect(job).toMatchObject({ id, caller: "app", envelope: { from: "noreply@example.com", to: ["user@example.net", "other@example.org", "hidden@example.com"] }, subject: "hello over SMTP", recipientDomains: ["example.net", "example.org", "example.com"] });
+    expect(job).toMatchObject({
+      id,
+      caller: "app",
+      envelope: { from: "noreply@example.com", to: ["user@example.net", "other@example.org", "hidden@example.com"] },
+      subject: "hello over SMTP",
+      recipientDomains: ["example.net", "example.org", "example.com"],
+    });
     const { log } = captureLog();
     const app = await buildApp({ config: testConfig({ queueRoot: r.root }), queue: r.queue, handoff: okHandoff, log });
     try {
-      const mine = await app.inject({ method: "GET", url: `/messages/${id}`, headers: { authorization: `Bearer ${TOKEN_APP}` } });
+      const mine = await app.inject({
+        method: "GET",
+        url: `/messages/${id}`,
+        headers: { authorization: `Bearer ${TOKEN_APP}` },
+      });
       expect(mine.statusCode).toBe(200);
       expect(mine.json().message).toMatchObject({ id, state: "queued" });
-      const theirs = await app.inject({ method: "GET", url: `/messages/${id}`, headers: { authorization: `Bearer ${TOKEN_BILLING}` } });
+      const theirs = await app.inject({
+        method: "GET",
+        url: `/messages/${id}`,
+        headers: { authorization: `Bearer ${TOKEN_BILLING}` },
+      });
       expect(theirs.statusCode).toBe(404);
     } finally {
       await app.close();
@@ -126,7 +148,10 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: an accepted message", () => {
     const r = await ingress({ queue: fakeQueue });
     const c = await loggedIn(r);
     const replied = transaction(c, crlfMessage(HEADERS) + ".\r\n");
-    const early = await Promise.race([replied.then(() => "replied"), new Promise((res) => setTimeout(() => res("waiting"), 400))]);
+    const early = await Promise.race([
+      replied.then(() => "replied"),
+      new Promise((res) => setTimeout(() => res("waiting"), 400)),
+    ]);
     expect(early).toBe("waiting");
     release();
     expect(await replied).toBe(`250 2.0.0 queued as ${jobs[0]!.id}`);
@@ -149,10 +174,19 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: an accepted message", () => {
     ];
     const body = ["Grüße, ünïcødé body", "", ". a line that starts with a dot", "trailing spaces   "];
     const dotStuffed = crlfMessage(headers, body).replace("\r\n. a line", "\r\n.. a line");
-    expect(await transaction(c, dotStuffed + ".\r\n", { to: ["user@example.net", "second@example.net", "hidden@example.com"] })).toMatch(/^250 /);
+    expect(
+      await transaction(c, dotStuffed + ".\r\n", {
+        to: ["user@example.net", "second@example.net", "hidden@example.com"],
+      }),
+    ).toMatch(/^250 /);
     const [job] = pending(r);
-    const kept = crlfMessage(headers.filter((h) => !h.startsWith("Bcc:")), body).split("\r\n\r\n");
-    expect(job!.raw).toBe(`${kept[0]}\r\nMessage-ID: <${job!.id}@mail.example.com>\r\nDate: Mon, 30 Nov 2026 09:00:00 +0000\r\n\r\n${kept.slice(1).join("\r\n\r\n")}`);
+    const kept = crlfMessage(
+      headers.filter((h) => !h.startsWith("Bcc:")),
+      body,
+    ).split("\r\n\r\n");
+    expect(job!.raw).toBe(
+      `${kept[0]}\r\nMessage-ID: <${job!.id}@mail.example.com>\r\nDate: Mon, 30 Nov 2026 09:00:00 +0000\r\n\r\n${kept.slice(1).join("\r\n\r\n")}`,
+    );
     expect(job!.raw).not.toMatch(/hidden@example\.com/);
   });
 
@@ -175,14 +209,28 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: an accepted message", () => {
       tls: { ca: selfSignedCert().cert, servername: "localhost" },
     });
     try {
-      const info = await transport.sendMail({ from: "Example <noreply@example.com>", to: "user@example.net", bcc: "hidden@example.com", subject: "from nodemailer", text: "hi" });
+      const info = await transport.sendMail({
+        from: "Example <noreply@example.com>",
+        to: "user@example.net",
+        bcc: "hidden@example.com",
+        subject: "from nodemailer",
+        text: "hi",
+      });
       expect(info.response).toMatch(/^250 2\.0\.0 queued as [0-9a-f-]{36}$/);
       const [job] = pending(r);
       expect([...job!.envelope.to].sort()).toEqual(["hidden@example.com", "user@example.net"]);
       expect(job!.raw).not.toMatch(/^Bcc:/im);
       // a client that checks the certificate against another CA refuses it
-      const other = nodemailer.createTransport({ host: "127.0.0.1", port: r.port, secure: false, requireTLS: true, auth: { user: "app", pass: TOKEN_APP } });
-      await expect(other.sendMail({ from: "noreply@example.com", to: "user@example.net", subject: "x", text: "x" })).rejects.toThrow(/self[- ]signed|certificate/i);
+      const other = nodemailer.createTransport({
+        host: "127.0.0.1",
+        port: r.port,
+        secure: false,
+        requireTLS: true,
+        auth: { user: "app", pass: TOKEN_APP },
+      });
+      await expect(
+        other.sendMail({ from: "noreply@example.com", to: "user@example.net", subject: "x", text: "x" }),
+      ).rejects.toThrow(/self[- ]signed|certificate/i);
       other.close();
     } finally {
       transport.close();
@@ -197,7 +245,30 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: an accepted message", () => {
     open.push({ close: dir.cleanup });
     const ca = path.join(dir.dir, "ca.pem");
     writeFileSync(ca, selfSignedCert().cert);
-    const args = ["--server", `127.0.0.1:${r.port}`, "--from", "noreply@example.com", "--to", "user@example.net", "--tls", "--tls-verify", "--tls-ca-path", ca, "--tls-sni", "localhost", "--auth", "LOGIN", "--auth-user", "app", "--auth-password", TOKEN_APP, "--header", "Subject: swaks", "--timeout", "10"];
+    const args = [
+      "--server",
+      `127.0.0.1:${r.port}`,
+      "--from",
+      "noreply@example.com",
+      "--to",
+      "user@example.net",
+      "--tls",
+      "--tls-verify",
+      "--tls-ca-path",
+      ca,
+      "--tls-sni",
+      "localhost",
+      "--auth",
+      "LOGIN",
+      "--auth-user",
+      "app",
+      "--auth-password",
+      TOKEN_APP,
+      "--header",
+      "Subject: swaks",
+      "--timeout",
+      "10",
+    ];
     const out = await new Promise<string>((resolve) => {
       const child = spawn("swaks", args);
       let s = "";
@@ -214,7 +285,9 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
   it("MAIL FROM outside RELAY_ALLOWED_FROM is refused with 550 5.7.1 (and the null sender too)", async () => {
     const r = await ingress();
     const c = await loggedIn(r);
-    expect(await c.cmd("MAIL FROM:<ceo@example.com>")).toMatch(/^550 5\.7\.1 MAIL FROM <ceo@example\.com> is not in RELAY_ALLOWED_FROM/);
+    expect(await c.cmd("MAIL FROM:<ceo@example.com>")).toMatch(
+      /^550 5\.7\.1 MAIL FROM <ceo@example\.com> is not in RELAY_ALLOWED_FROM/,
+    );
     expect(await c.cmd("MAIL FROM:<>")).toMatch(/^550 5\.7\.1 /);
     expect(await c.cmd("MAIL FROM:<NoReply@Example.com>")).toMatch(/^250 /); // case-insensitive, as for /send
   });
@@ -223,11 +296,23 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
     const r = await ingress();
     const c = await loggedIn(r);
     const cases: [string[], RegExp][] = [
-      [["From: ceo@example.com", "To: user@example.net"], /^550 5\.7\.1 the From: header address ceo@example\.com is not in RELAY_ALLOWED_FROM/],
-      [["From: noreply@example.com, ceo@example.com", "To: user@example.net"], /^550 5\.7\.1 the From: header must name exactly one address/],
-      [["From: noreply@example.com", "From: ceo@example.com", "To: user@example.net"], /^554 5\.6\.0 message refused: it has 2 from headers/],
+      [
+        ["From: ceo@example.com", "To: user@example.net"],
+        /^550 5\.7\.1 the From: header address ceo@example\.com is not in RELAY_ALLOWED_FROM/,
+      ],
+      [
+        ["From: noreply@example.com, ceo@example.com", "To: user@example.net"],
+        /^550 5\.7\.1 the From: header must name exactly one address/,
+      ],
+      [
+        ["From: noreply@example.com", "From: ceo@example.com", "To: user@example.net"],
+        /^554 5\.6\.0 message refused: it has 2 from headers/,
+      ],
       [["To: user@example.net", "Subject: no from"], /^554 5\.6\.0 message refused: it has no From header/],
-      [["From: noreply@example.com", "Sender: ceo@example.com"], /^550 5\.7\.1 the Sender: header address ceo@example\.com/],
+      [
+        ["From: noreply@example.com", "Sender: ceo@example.com"],
+        /^550 5\.7\.1 the Sender: header address ceo@example\.com/,
+      ],
     ];
     for (const [headers, re] of cases) {
       expect(await transaction(c, crlfMessage(headers) + ".\r\n"), headers.join(" | ")).toMatch(re);
@@ -253,8 +338,13 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
     expect(await client.starttls(selfSignedCert().cert)).toMatch(/^250[ -]SIZE 4096$/m);
     expect(await client.cmd(`AUTH PLAIN ${Buffer.from(`\0app\0${TOKEN_APP}`).toString("base64")}`)).toMatch(/^235 /);
     expect(await client.cmd("MAIL FROM:<noreply@example.com> SIZE=5000")).toMatch(/^552 /);
-    const big = crlfMessage(HEADERS, Array.from({ length: 80 }, () => "x".repeat(70)));
-    expect(await transaction(client, big + ".\r\n")).toMatch(/^552 5\.3\.4 the message is \d+ bytes; the limit is 4096/);
+    const big = crlfMessage(
+      HEADERS,
+      Array.from({ length: 80 }, () => "x".repeat(70)),
+    );
+    expect(await transaction(client, big + ".\r\n")).toMatch(
+      /^552 5\.3\.4 the message is \d+ bytes; the limit is 4096/,
+    );
     expect(pending(r)).toEqual([]);
     // the session carries on
     expect(await transaction(client, crlfMessage(HEADERS) + ".\r\n")).toMatch(/^250 /);
@@ -263,8 +353,17 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
   it("header fields receivers read as trace or authentication results are refused with 550 5.7.1", async () => {
     const r = await ingress();
     const c = await loggedIn(r);
-    for (const h of ["DKIM-Signature: v=1; d=example.com; s=x; b=abc", "Authentication-Results: mx.example.net; dkim=pass", "Return-Path: <x@example.com>", "ARC-Seal: i=1; cv=none", "Received-SPF: pass", "Resent-From: noreply@example.com"]) {
-      expect(await transaction(c, crlfMessage([...HEADERS, h]) + ".\r\n"), h).toMatch(/^550 5\.7\.1 the [a-z-]+ header is not allowed/);
+    for (const h of [
+      "DKIM-Signature: v=1; d=example.com; s=x; b=abc",
+      "Authentication-Results: mx.example.net; dkim=pass",
+      "Return-Path: <x@example.com>",
+      "ARC-Seal: i=1; cv=none",
+      "Received-SPF: pass",
+      "Resent-From: noreply@example.com",
+    ]) {
+      expect(await transaction(c, crlfMessage([...HEADERS, h]) + ".\r\n"), h).toMatch(
+        /^550 5\.7\.1 the [a-z-]+ header is not allowed/,
+      );
     }
     expect(pending(r)).toEqual([]);
   });
@@ -273,13 +372,20 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
     const r = await ingress();
     const c = await loggedIn(r);
     const cases: [string | Buffer, RegExp][] = [
-      [Buffer.from(crlfMessage(HEADERS, ["caf\xe9 latin-1"]) + ".\r\n", "latin1"), /^554 5\.6\.0 message refused: it is neither 7-bit ASCII nor UTF-8/],
+      [
+        Buffer.from(crlfMessage(HEADERS, ["caf\xe9 latin-1"]) + ".\r\n", "latin1"),
+        /^554 5\.6\.0 message refused: it is neither 7-bit ASCII nor UTF-8/,
+      ],
       [crlfMessage(HEADERS, ["a\0b"]), /^554 5\.6\.0 message refused: it contains a NUL/],
       [crlfMessage(HEADERS, ["y".repeat(999)]), /^554 5\.6\.0 message refused: a line is longer than 998/],
-      [crlfMessage([" starts folded", ...HEADERS]), /^554 5\.6\.0 message refused: the header starts with a continuation line/],
+      [
+        crlfMessage([" starts folded", ...HEADERS]),
+        /^554 5\.6\.0 message refused: the header starts with a continuation line/,
+      ],
       [crlfMessage([...HEADERS, "not a header line"]), /^554 5\.6\.0 message refused: header line "not a header line"/],
     ];
-    for (const [data, re] of cases) expect(await transaction(c, typeof data === "string" ? `${data}.\r\n` : data)).toMatch(re);
+    for (const [data, re] of cases)
+      expect(await transaction(c, typeof data === "string" ? `${data}.\r\n` : data)).toMatch(re);
     expect(pending(r)).toEqual([]);
   });
 
@@ -288,7 +394,9 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
     const r = await ingress({ config: { rateLimitPerMin: 2 }, now: () => now });
     const c = await loggedIn(r);
     for (let i = 0; i < 2; i++) expect(await transaction(c, crlfMessage(HEADERS) + ".\r\n")).toMatch(/^250 /);
-    expect(await c.cmd("MAIL FROM:<noreply@example.com>")).toMatch(/^451 4\.7\.1 more than 2 messages per minute for this caller; retry in 60 s/);
+    expect(await c.cmd("MAIL FROM:<noreply@example.com>")).toMatch(
+      /^451 4\.7\.1 more than 2 messages per minute for this caller; retry in 60 s/,
+    );
     const billing = await loggedIn(r, "billing", TOKEN_BILLING);
     expect(await transaction(billing, crlfMessage(HEADERS) + ".\r\n")).toMatch(/^250 /);
     now += 60_000;
@@ -302,7 +410,9 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
     const reply = await transaction(c, crlfMessage(HEADERS) + ".\r\n");
     expect(reply).toBe("451 4.3.0 the queue is unavailable; retry later");
     error = new RelayError("disk_nearly_full", "free space 1 < 2");
-    expect(await transaction(c, crlfMessage(HEADERS) + ".\r\n")).toBe("452 4.3.1 the queue disk is nearly full; retry later");
+    expect(await transaction(c, crlfMessage(HEADERS) + ".\r\n")).toBe(
+      "452 4.3.1 the queue disk is nearly full; retry later",
+    );
     expect(r.lines.some((l) => l.includes("secret-path-detail"))).toBe(true); // the detail goes to the log only
   });
 
@@ -316,18 +426,23 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
     expect(pending(r)).toHaveLength(1);
     expect(pending(r)[0]!.raw).not.toMatch(/Idempotency-Key/i);
     const other = crlfMessage([...HEADERS, "Message-ID: <k2@app.example.com>", "Idempotency-Key: order-42"]) + ".\r\n";
-    expect(await transaction(c, other)).toMatch(/^554 5\.6\.0 this Idempotency-Key was used within 24 h with a different body/);
+    expect(await transaction(c, other)).toMatch(
+      /^554 5\.6\.0 this Idempotency-Key was used within 24 h with a different body/,
+    );
     // scoped per caller, as over HTTP
     const billing = await loggedIn(r, "billing", TOKEN_BILLING);
     expect(await transaction(billing, msg)).not.toContain(id!);
-    expect(await transaction(c, crlfMessage([...HEADERS, "Idempotency-Key: has space"]) + ".\r\n")).toMatch(/^554 5\.6\.0 Idempotency-Key must be/);
+    expect(await transaction(c, crlfMessage([...HEADERS, "Idempotency-Key: has space"]) + ".\r\n")).toMatch(
+      /^554 5\.6\.0 Idempotency-Key must be/,
+    );
     expect(pending(r)).toHaveLength(2);
   });
 });
 
 describe.skipIf(!haveOpenssl)("SMTP ingress: SMTP smuggling (CVE-2023-51766 class) is refused", () => {
   // Each is sent as raw bytes, then the real terminator. The smuggled part is a whole second transaction.
-  const SMUGGLED = "MAIL FROM:<noreply@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nFrom: noreply@example.com\r\nSubject: smuggled\r\n\r\nevil\r\n";
+  const SMUGGLED =
+    "MAIL FROM:<noreply@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nFrom: noreply@example.com\r\nSubject: smuggled\r\n\r\nevil\r\n";
   const variants: [string, string][] = [
     ["<LF>.<LF>", `hello\n.\n${SMUGGLED}`],
     ["<CR>.<CR>", `hello\r.\r${SMUGGLED}`],
@@ -343,7 +458,9 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: SMTP smuggling (CVE-2023-51766 clas
       const r = await ingress();
       const c = await loggedIn(r);
       const headers = name.includes("header") ? ["From: noreply@example.com", "To: user@example.net"] : HEADERS;
-      const data = name.includes("header") ? `${headers.join("\r\n")}\r\n${payload}\r\nbody\r\n` : `${headers.join("\r\n")}\r\n\r\n${payload}`;
+      const data = name.includes("header")
+        ? `${headers.join("\r\n")}\r\n${payload}\r\nbody\r\n`
+        : `${headers.join("\r\n")}\r\n\r\n${payload}`;
       const reply = await transaction(c, `${data}.\r\n`);
       expect(reply).toMatch(/^554 5\.5\.2 message refused: bare <(LF|CR)> in DATA/);
       expect(pending(r)).toEqual([]);
@@ -367,7 +484,9 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: SMTP smuggling (CVE-2023-51766 clas
     }
     expect(await c.reply()).toMatch(/^250 2\.0\.0 queued as /);
     const [job] = pending(r);
-    expect(job!.raw.startsWith(`${HEADERS.join("\r\n")}\r\nMessage-ID: <${job!.id}@mail.example.com>\r\nDate: `)).toBe(true);
+    expect(job!.raw.startsWith(`${HEADERS.join("\r\n")}\r\nMessage-ID: <${job!.id}@mail.example.com>\r\nDate: `)).toBe(
+      true,
+    );
     expect(job!.raw).toMatch(/\r\n\r\nhello\r\n$/);
   });
 });
@@ -405,11 +524,23 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: configuration", () => {
       expect(e).toBeInstanceOf(ConfigError);
       expect((e as ConfigError).variables).toEqual(["RELAY_SMTP_TLS_KEY", "RELAY_SMTP_TLS_CERT"]);
     }
-    expect(() => loadConfig({ ...base, RELAY_SMTP_LISTEN: "localhost:2587" })).toThrow(/RELAY_SMTP_LISTEN: must be IP:PORT/);
+    expect(() => loadConfig({ ...base, RELAY_SMTP_LISTEN: "localhost:2587" })).toThrow(
+      /RELAY_SMTP_LISTEN: must be IP:PORT/,
+    );
   });
   it("reads the listener settings; the hostname defaults to the Message-ID domain", () => {
-    const c = loadConfig({ ...base, RELAY_SMTP_LISTEN: "127.0.0.1:2587", RELAY_SMTP_TLS_KEY: "/k.pem", RELAY_SMTP_TLS_CERT: "/c.pem" });
-    expect(c.smtpIngress).toEqual({ listen: { host: "127.0.0.1", port: 2587 }, hostname: "example.com", tlsKeyFile: "/k.pem", tlsCertFile: "/c.pem" });
+    const c = loadConfig({
+      ...base,
+      RELAY_SMTP_LISTEN: "127.0.0.1:2587",
+      RELAY_SMTP_TLS_KEY: "/k.pem",
+      RELAY_SMTP_TLS_CERT: "/c.pem",
+    });
+    expect(c.smtpIngress).toEqual({
+      listen: { host: "127.0.0.1", port: 2587 },
+      hostname: "example.com",
+      tlsKeyFile: "/k.pem",
+      tlsCertFile: "/c.pem",
+    });
   });
   it("an unreadable or mismatched key/certificate pair is a ConfigError (exit 78), never a start with smtp-server's built-in key", () => {
     const dir = tempDir("smtp-tls-");
@@ -417,8 +548,13 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: configuration", () => {
     const key = path.join(dir.dir, "k.pem");
     const cert = path.join(dir.dir, "c.pem");
     writeFileSync(cert, selfSignedCert().cert);
-    expect(() => readSmtpTls({ tlsKeyFile: key, tlsCertFile: cert })).toThrow(/RELAY_SMTP_TLS_KEY: cannot read .*ENOENT/);
-    writeFileSync(key, execFileSync("openssl", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]).toString());
+    expect(() => readSmtpTls({ tlsKeyFile: key, tlsCertFile: cert })).toThrow(
+      /RELAY_SMTP_TLS_KEY: cannot read .*ENOENT/,
+    );
+    writeFileSync(
+      key,
+      execFileSync("openssl", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]).toString(),
+    );
     expect(() => readSmtpTls({ tlsKeyFile: key, tlsCertFile: cert })).toThrow(ConfigError);
     writeFileSync(key, selfSignedCert().key);
     expect(readSmtpTls({ tlsKeyFile: key, tlsCertFile: cert }).cert).toBe(selfSignedCert().cert);

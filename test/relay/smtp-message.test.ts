@@ -3,7 +3,14 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { RelayError } from "../../relay/errors";
-import { DataScanner, LINE_MAX, prepareRawMessage, rfc5322Date, SmtpRefusal, type DataProblem } from "../../relay/smtp-message";
+import {
+  DataScanner,
+  LINE_MAX,
+  prepareRawMessage,
+  rfc5322Date,
+  SmtpRefusal,
+  type DataProblem,
+} from "../../relay/smtp-message";
 
 /** The rule, byte by byte: what the scanner must find. */
 function reference(bytes: Uint8Array): Set<DataProblem> {
@@ -48,7 +55,9 @@ describe("DataScanner", () => {
     fc.uint8Array({ maxLength: 60 }).map((a) => a.map((x) => [0x0d, 0x0a, 0x2e, 0x41][x % 4]!)),
     fc.array(byte, { maxLength: 80 }).map((a) => Uint8Array.from(a)),
     // long lines around the limit
-    fc.tuple(fc.integer({ min: LINE_MAX - 2, max: LINE_MAX + 2 }), fc.boolean()).map(([n, crlf]) => Buffer.from(`${"x".repeat(n)}${crlf ? "\r\n" : "\n"}ok\r\n`)),
+    fc
+      .tuple(fc.integer({ min: LINE_MAX - 2, max: LINE_MAX + 2 }), fc.boolean())
+      .map(([n, crlf]) => Buffer.from(`${"x".repeat(n)}${crlf ? "\r\n" : "\n"}ok\r\n`)),
   );
 
   it("finds exactly what a byte-by-byte check finds, however the bytes are split into chunks", () => {
@@ -56,9 +65,11 @@ describe("DataScanner", () => {
       fc.property(data, fc.array(fc.nat(), { maxLength: 6 }), (bytes, cuts) => {
         const want = reference(bytes);
         const got = problems(scan(bytes, cuts));
-        for (const p of want) expect(got, `${p} in ${JSON.stringify(Buffer.from(bytes).toString("latin1"))}`).toContain(p);
+        for (const p of want)
+          expect(got, `${p} in ${JSON.stringify(Buffer.from(bytes).toString("latin1"))}`).toContain(p);
         // a bare CR at the very end is reported by verdict() as bare_cr
-        for (const p of got) expect(want, `${p} in ${JSON.stringify(Buffer.from(bytes).toString("latin1"))}`).toContain(p);
+        for (const p of got)
+          expect(want, `${p} in ${JSON.stringify(Buffer.from(bytes).toString("latin1"))}`).toContain(p);
       }),
       { numRuns: 2000 },
     );
@@ -73,11 +84,17 @@ describe("DataScanner", () => {
 });
 
 describe("prepareRawMessage", () => {
-  const opts = { allowedFrom: new Set(["noreply@example.com"]), messageId: "<id-1@mail.example.com>", date: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)) };
+  const opts = {
+    allowedFrom: new Set(["noreply@example.com"]),
+    messageId: "<id-1@mail.example.com>",
+    date: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)),
+  };
   const prep = (text: string) => prepareRawMessage(Buffer.from(text), opts);
 
   it("a message that is all header gets Message-ID and Date after its last field", () => {
-    expect(prep("From: noreply@example.com\r\nSubject: s\r\n").raw).toBe("From: noreply@example.com\r\nSubject: s\r\nMessage-ID: <id-1@mail.example.com>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\n");
+    expect(prep("From: noreply@example.com\r\nSubject: s\r\n").raw).toBe(
+      "From: noreply@example.com\r\nSubject: s\r\nMessage-ID: <id-1@mail.example.com>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\n",
+    );
   });
 
   it("Date is RFC 5322 with a numeric zone", () => {
@@ -85,8 +102,12 @@ describe("prepareRawMessage", () => {
   });
 
   it("removes every Bcc field with its continuation lines, keeps the body's own 'Bcc:' text", () => {
-    const r = prep("From: noreply@example.com\r\nBcc: a@example.net,\r\n b@example.net\r\nTo: c@example.net\r\nBCC: d@example.net\r\n\r\nBcc: this is body text\r\n");
-    expect(r.raw).toBe("From: noreply@example.com\r\nTo: c@example.net\r\nMessage-ID: <id-1@mail.example.com>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nBcc: this is body text\r\n");
+    const r = prep(
+      "From: noreply@example.com\r\nBcc: a@example.net,\r\n b@example.net\r\nTo: c@example.net\r\nBCC: d@example.net\r\n\r\nBcc: this is body text\r\n",
+    );
+    expect(r.raw).toBe(
+      "From: noreply@example.com\r\nTo: c@example.net\r\nMessage-ID: <id-1@mail.example.com>\r\nDate: Fri, 02 Jan 2026 03:04:05 +0000\r\n\r\nBcc: this is body text\r\n",
+    );
   });
 
   it("the idempotency content is the client's message without its Idempotency-Key field (before Message-ID/Date are added)", () => {
@@ -101,7 +122,9 @@ describe("prepareRawMessage", () => {
 
   it("refuses: forbidden fields (RelayError header_not_allowed), a From display trick with two addresses, a group as From", () => {
     expect(() => prep("From: noreply@example.com\r\nARC-Seal: i=1\r\n\r\n")).toThrow(RelayError);
-    expect(() => prep('From: "noreply@example.com" <ceo@example.com>\r\n\r\n')).toThrow(/ceo@example\.com is not in RELAY_ALLOWED_FROM/);
+    expect(() => prep('From: "noreply@example.com" <ceo@example.com>\r\n\r\n')).toThrow(
+      /ceo@example\.com is not in RELAY_ALLOWED_FROM/,
+    );
     expect(() => prep("From: undisclosed-recipients:;\r\n\r\n")).toThrow(/exactly one address/);
     expect(() => prep("From: noreply@example.com\r\nSubject: a\r\nSubject: b\r\n\r\n")).toThrow(SmtpRefusal);
   });

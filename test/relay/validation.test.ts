@@ -10,7 +10,10 @@ afterAll(async () => t.close());
 
 async function send(body: unknown) {
   const res = await t.app.inject({ method: "POST", url: "/send", headers: auth(), payload: JSON.stringify(body) });
-  return { status: res.statusCode, body: res.json() as { ok: boolean; error?: { code: string; message: string; field?: string }; id?: string } };
+  return {
+    status: res.statusCode,
+    body: res.json() as { ok: boolean; error?: { code: string; message: string; field?: string }; id?: string },
+  };
 }
 
 async function expectRefused(body: unknown, status: number, code: string, field?: string) {
@@ -81,7 +84,12 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
   it("total recipients (to+cc+bcc) may not exceed RELAY_MAX_RECIPIENTS", async () => {
     const five = ["a", "b", "c", "d", "e"].map((l) => `${l}@example.net`);
     expect((await send(validBody({ to: five.slice(0, 3), cc: five[3], bcc: five[4] }))).status).toBe(202);
-    await expectRefused(validBody({ to: five.slice(0, 3), cc: five.slice(3), bcc: "f@example.net" }), 400, "too_many_recipients", "to");
+    await expectRefused(
+      validBody({ to: five.slice(0, 3), cc: five.slice(3), bcc: "f@example.net" }),
+      400,
+      "too_many_recipients",
+      "to",
+    );
   });
 
   it("CR or LF in the subject is refused, not stripped", async () => {
@@ -94,20 +102,45 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
   });
 
   it("CR/LF in a display name is refused", async () => {
-    await expectRefused(validBody({ from: { email: "noreply@example.com", name: "Support\r\nBcc: x@example.org" } }), 400, "header_injection", "from.name");
-    await expectRefused(validBody({ to: [{ email: "user@example.net", name: "A\nB" }] }), 400, "header_injection", "to[0].name");
+    await expectRefused(
+      validBody({ from: { email: "noreply@example.com", name: "Support\r\nBcc: x@example.org" } }),
+      400,
+      "header_injection",
+      "from.name",
+    );
+    await expectRefused(
+      validBody({ to: [{ email: "user@example.net", name: "A\nB" }] }),
+      400,
+      "header_injection",
+      "to[0].name",
+    );
   });
 
   it("CR/LF in reply-to is refused as injection", async () => {
-    await expectRefused(validBody({ replyTo: "support@example.com\r\nBcc: x@example.org" }), 400, "header_injection", "replyTo");
+    await expectRefused(
+      validBody({ replyTo: "support@example.com\r\nBcc: x@example.org" }),
+      400,
+      "header_injection",
+      "replyTo",
+    );
   });
 
   it("CR/LF in a custom header value is refused", async () => {
-    await expectRefused(validBody({ headers: { "X-Ticket": "1\r\nBcc: x@example.org" } }), 400, "header_injection", "headers.X-Ticket");
+    await expectRefused(
+      validBody({ headers: { "X-Ticket": "1\r\nBcc: x@example.org" } }),
+      400,
+      "header_injection",
+      "headers.X-Ticket",
+    );
   });
 
   it("custom headers are limited to X- names", async () => {
-    await expectRefused(validBody({ headers: { "Return-Path": "<x@example.org>" } }), 400, "header_not_allowed", "headers.Return-Path");
+    await expectRefused(
+      validBody({ headers: { "Return-Path": "<x@example.org>" } }),
+      400,
+      "header_not_allowed",
+      "headers.Return-Path",
+    );
     await expectRefused(validBody({ headers: { From: "x@example.org" } }), 400, "header_not_allowed", "headers.From");
     await expectRefused(validBody({ headers: { "X-Bad Name": "1" } }), 400, "header_not_allowed");
   });
@@ -128,7 +161,12 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
   });
 
   it("attachment content must be base64", async () => {
-    await expectRefused(validBody({ attachments: [{ filename: "a.txt", contentType: "text/plain", content: "not base64!!" }] }), 400, "invalid_attachment", "attachments[0].content");
+    await expectRefused(
+      validBody({ attachments: [{ filename: "a.txt", contentType: "text/plain", content: "not base64!!" }] }),
+      400,
+      "invalid_attachment",
+      "attachments[0].content",
+    );
   });
 
   it("attachment content type must be type/subtype without parameters", async () => {
@@ -141,16 +179,31 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
   });
 
   it("CR/LF in an attachment filename is refused", async () => {
-    await expectRefused(validBody({ attachments: [{ filename: "a\r\n.txt", content: "aGk=" }] }), 400, "header_injection", "attachments[0].filename");
+    await expectRefused(
+      validBody({ attachments: [{ filename: "a\r\n.txt", content: "aGk=" }] }),
+      400,
+      "header_injection",
+      "attachments[0].filename",
+    );
   });
 
   it("tags are short tokens, at most 10", async () => {
     await expectRefused(validBody({ tags: ["ok", "has space"] }), 400, "invalid_field", "tags[1]");
-    await expectRefused(validBody({ tags: Array.from({ length: 11 }, (_, i) => `t${i}`) }), 400, "invalid_field", "tags");
+    await expectRefused(
+      validBody({ tags: Array.from({ length: 11 }, (_, i) => `t${i}`) }),
+      400,
+      "invalid_field",
+      "tags",
+    );
   });
 
   it("an Idempotency-Key longer than 256 characters is refused", async () => {
-    const res = await t.app.inject({ method: "POST", url: "/send", headers: { ...auth(), "idempotency-key": "k".repeat(257) }, payload: JSON.stringify(validBody()) });
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/send",
+      headers: { ...auth(), "idempotency-key": "k".repeat(257) },
+      payload: JSON.stringify(validBody()),
+    });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe("invalid_idempotency_key");
   });
@@ -162,7 +215,12 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
   });
 
   it("a body that is not sent as JSON is refused with 415", async () => {
-    const res = await t.app.inject({ method: "POST", url: "/send", headers: { ...auth(), "content-type": "text/plain" }, payload: "to=x" });
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/send",
+      headers: { ...auth(), "content-type": "text/plain" },
+      payload: "to=x",
+    });
     expect(res.statusCode).toBe(415);
     expect(res.json().error.code).toBe("unsupported_media_type");
   });
@@ -176,12 +234,22 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
     try {
       const html = "<hr>".repeat(4900);
       expect(JSON.stringify(validBody({ html, text: undefined })).length).toBeLessThan(64 * 1024); // under RELAY_BODY_LIMIT_BYTES
-      const res = await small.app.inject({ method: "POST", url: "/send", headers: auth(), payload: JSON.stringify(validBody({ html, text: undefined })) });
+      const res = await small.app.inject({
+        method: "POST",
+        url: "/send",
+        headers: auth(),
+        payload: JSON.stringify(validBody({ html, text: undefined })),
+      });
       expect(res.statusCode).toBe(413);
       expect(res.json().error.code).toBe("message_too_large");
       expect(small.queue.depth().pending).toBe(0);
       // The same number of bytes as plain text composes to about its own size and is accepted.
-      const ok = await small.app.inject({ method: "POST", url: "/send", headers: auth(), payload: JSON.stringify(validBody({ text: "x".repeat(19_600) })) });
+      const ok = await small.app.inject({
+        method: "POST",
+        url: "/send",
+        headers: auth(),
+        payload: JSON.stringify(validBody({ text: "x".repeat(19_600) })),
+      });
       expect(ok.statusCode).toBe(202);
     } finally {
       await small.close();
@@ -189,7 +257,12 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
   });
 
   it("a body larger than RELAY_BODY_LIMIT_BYTES is refused with 413", async () => {
-    const res = await t.app.inject({ method: "POST", url: "/send", headers: auth(), payload: JSON.stringify(validBody({ text: "x".repeat(70 * 1024) })) });
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/send",
+      headers: auth(),
+      payload: JSON.stringify(validBody({ text: "x".repeat(70 * 1024) })),
+    });
     expect(res.statusCode).toBe(413);
     expect(res.json().error.code).toBe("payload_too_large");
   });

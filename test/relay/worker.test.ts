@@ -13,7 +13,18 @@ afterEach(() => {
 
 function job(nextAttemptAt: number): Job {
   const now = Date.now();
-  return { id: randomUUID(), caller: "app", createdAt: now, attempts: 0, nextAttemptAt, envelope: { from: "noreply@example.com", to: ["u@example.net"] }, subject: "s", recipientDomains: ["example.net"], tags: [], raw: "Subject: s\r\n\r\nx\r\n" };
+  return {
+    id: randomUUID(),
+    caller: "app",
+    createdAt: now,
+    attempts: 0,
+    nextAttemptAt,
+    envelope: { from: "noreply@example.com", to: ["u@example.net"] },
+    subject: "s",
+    recipientDomains: ["example.net"],
+    tags: [],
+    raw: "Subject: s\r\n\r\nx\r\n",
+  };
 }
 
 /** A hand-off whose answers the test scripts; it records when each call starts and ends and how many overlap. */
@@ -84,11 +95,20 @@ describe("the worker hands off several jobs at once when asked to", () => {
 
   it("after a 4xx the pool hands off one job at a time until a hand-off succeeds, then widens again", async () => {
     const { handoff, events } = scriptedHandoff((n) =>
-      n === 1 ? { ms: 30, fail: new HandoffError("SMTP 451 4.7.1 Service unavailable - try again later") } : n <= 6 ? { ms: 30, fail: new HandoffError("SMTP 451 4.7.1 try later") } : { ms: 10 },
+      n === 1
+        ? { ms: 30, fail: new HandoffError("SMTP 451 4.7.1 Service unavailable - try again later") }
+        : n <= 6
+          ? { ms: 30, fail: new HandoffError("SMTP 451 4.7.1 try later") }
+          : { ms: 10 },
     );
     const { queue, worker } = await setup(30, 4, handoff);
     worker.start();
-    await until(() => queue.sentCount + queue.depth().pending === 30 && queue.depth().processing === 0 && events.filter((e) => e.kind !== "start").length >= 30);
+    await until(
+      () =>
+        queue.sentCount + queue.depth().pending === 30 &&
+        queue.depth().processing === 0 &&
+        events.filter((e) => e.kind !== "start").length >= 30,
+    );
     await worker.stop();
     const firstFail = events.findIndex((e) => e.kind === "fail");
     const firstOkAfter = events.findIndex((e, i) => i > firstFail && e.kind === "ok");

@@ -8,7 +8,15 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { CONFIG_KEYS, SECRET_KEYS } from "../../infra/config";
 import { ERROR_STATUS } from "../../relay/errors";
-import { cell, fillBlock, generatedDocs, renderConfigTable, renderErrorTable, renderOutputsTable, ROOT } from "../../scripts/gen-docs";
+import {
+  cell,
+  fillBlock,
+  generatedDocs,
+  renderConfigTable,
+  renderErrorTable,
+  renderOutputsTable,
+  ROOT,
+} from "../../scripts/gen-docs";
 import { runStack } from "../helpers/stack";
 
 const read = (rel: string): string => fs.readFileSync(path.join(ROOT, rel), "utf8");
@@ -20,8 +28,12 @@ describe("generated docs match their sources", () => {
 
   it("a changed source changes the rendered table (the check above can fail)", () => {
     const yaml = read("Pulumi.yaml");
-    expect(renderConfigTable(yaml.replace("Hetzner server type. Default: cx22.", "Hetzner server type. Default: cx32."))).not.toBe(renderConfigTable(yaml));
-    expect(() => fillBlock("no markers here", "config-keys", "x", "docs/x.md")).toThrow(/markers for the generated block "config-keys" are missing/);
+    expect(
+      renderConfigTable(yaml.replace("Hetzner server type. Default: cx22.", "Hetzner server type. Default: cx32.")),
+    ).not.toBe(renderConfigTable(yaml));
+    expect(() => fillBlock("no markers here", "config-keys", "x", "docs/x.md")).toThrow(
+      /markers for the generated block "config-keys" are missing/,
+    );
   });
 });
 
@@ -47,7 +59,12 @@ describe("the sources themselves agree", () => {
       .slice(2)
       .map((l) => /^\| `(\w+)` \| (yes|no) \|/.exec(l)!.slice(1) as [string, string]);
     expect(rows.map(([n]) => n).sort()).toEqual(Object.keys(run.outputs).sort());
-    expect(rows.filter(([, s]) => s === "yes").map(([n]) => n).sort()).toEqual([...run.secretOutputs].sort());
+    expect(
+      rows
+        .filter(([, s]) => s === "yes")
+        .map(([n]) => n)
+        .sort(),
+    ).toEqual([...run.secretOutputs].sort());
   }, 120_000);
 
   it("a table cell never breaks the table or turns into HTML", () => {

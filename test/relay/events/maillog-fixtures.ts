@@ -25,6 +25,8 @@ export const SMARTHOST_SENT = (qid: string, rcpt: string) =>
   `Nov 30 10:00:02.000000 mail postfix/smtp[1004]: ${qid}: to=<${rcpt}>, relay=smtp.provider.example[198.51.100.5]:587, delay=0.9, delays=0.05/0.02/0.4/0.43, dsn=2.0.0, status=sent (250 2.0.0 OK  1764496802 e7-20020a05 - gsmtp)`;
 export const ERROR_DEFERRED = (qid: string, rcpt: string) =>
   `Nov 30 10:05:00.000000 mail postfix/error[1005]: ${qid}: to=<${rcpt}>, relay=none, delay=300, delays=300/0/0/0, dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to mx.example.net[192.0.2.10]:25: Connection refused)`;
-export const EXPIRED = (qid: string) => `Dec  5 10:00:00.000000 mail postfix/qmgr[1003]: ${qid}: from=<noreply@example.com>, status=expired, returned to sender`;
+export const EXPIRED = (qid: string) =>
+  `Dec  5 10:00:00.000000 mail postfix/qmgr[1003]: ${qid}: from=<noreply@example.com>, status=expired, returned to sender`;
 export const REMOVED = (qid: string, h = "Nov 30 10:00:03.000000") => `${h} mail postfix/qmgr[1003]: ${qid}: removed`;
-export const BOUNCE_NOTICE = (qid: string) => `Nov 30 10:00:01.500000 mail postfix/bounce[1006]: ${qid}: sender non-delivery notification: 4XNEWID1`;
+export const BOUNCE_NOTICE = (qid: string) =>
+  `Nov 30 10:00:01.500000 mail postfix/bounce[1006]: ${qid}: sender non-delivery notification: 4XNEWID1`;

@@ -16,7 +16,13 @@ async function relay() {
   await queue.open();
   const deliveries = new DeliveryStore(tmp.dir, { messageIdDomain: DOMAIN, retentionMs: 30 * 86_400_000 });
   await deliveries.open();
-  const app = await buildApp({ config: testConfig({ queueRoot: tmp.dir, messageIdDomain: DOMAIN }), queue, handoff: okHandoff, log: captureLog().log, deliveries });
+  const app = await buildApp({
+    config: testConfig({ queueRoot: tmp.dir, messageIdDomain: DOMAIN }),
+    queue,
+    handoff: okHandoff,
+    log: captureLog().log,
+    deliveries,
+  });
   cleanups.push(async () => {
     await app.close();
     await deliveries.close();
@@ -28,13 +34,38 @@ async function relay() {
     const id = res.json().id as string;
     const job = await queue.claimNext();
     await queue.markSent(job as NonNullable<typeof job>, qid);
-    await deliveries.recordHandoff({ id, caller: token === TOKEN_BILLING ? "billing" : "app", to, postfixQueueId: qid, at: Date.now() });
+    await deliveries.recordHandoff({
+      id,
+      caller: token === TOKEN_BILLING ? "billing" : "app",
+      to,
+      postfixQueueId: qid,
+      at: Date.now(),
+    });
     return id;
   };
   const facts = (id: string, lines: [string, "sent" | "deferred" | "bounced", string][], qid: string) =>
     deliveries.commit(
       deliveries.plan(
-        [{ fact: { kind: "message-id" as const, queueId: qid, messageId: `${id}@${DOMAIN}`, at: Date.now() }, line: 0 }, ...lines.map(([rcpt, status, dsn], i) => ({ fact: { kind: "recipient" as const, queueId: qid, recipient: rcpt, status, dsn, relay: "mx[192.0.2.1]:25", delaySeconds: 1, reply: `${dsn} reply`, at: Date.now() }, line: i + 1 }))],
+        [
+          {
+            fact: { kind: "message-id" as const, queueId: qid, messageId: `${id}@${DOMAIN}`, at: Date.now() },
+            line: 0,
+          },
+          ...lines.map(([rcpt, status, dsn], i) => ({
+            fact: {
+              kind: "recipient" as const,
+              queueId: qid,
+              recipient: rcpt,
+              status,
+              dsn,
+              relay: "mx[192.0.2.1]:25",
+              delaySeconds: 1,
+              reply: `${dsn} reply`,
+              at: Date.now(),
+            },
+            line: i + 1,
+          })),
+        ],
         { inode: 1, offset: Math.floor(Math.random() * 1e9) },
       ).records,
       { inode: 1, offset: 1 },
@@ -48,11 +79,24 @@ describe("what callers see of delivery", () => {
     const id = await r.sendAndHandOff(["ok@example.net", "gone@example.net"], "QM1abcd");
     const get = (token?: string) => r.app.inject({ method: "GET", url: `/messages/${id}`, headers: auth(token) });
     expect((await get()).json().message).toMatchObject({ state: "handed_off", postfixQueueId: "QM1abcd" });
-    await r.facts(id, [["ok@example.net", "sent", "2.0.0"], ["gone@example.net", "bounced", "5.1.1"]], "QM1abcd");
+    await r.facts(
+      id,
+      [
+        ["ok@example.net", "sent", "2.0.0"],
+        ["gone@example.net", "bounced", "5.1.1"],
+      ],
+      "QM1abcd",
+    );
     const m = (await get()).json().message;
     expect(m.state).toBe("partially_delivered");
     expect(m.recipients).toEqual([
-      expect.objectContaining({ email: "ok@example.net", state: "delivered", dsn: "2.0.0", remoteReply: "2.0.0 reply", attempts: 1 }),
+      expect.objectContaining({
+        email: "ok@example.net",
+        state: "delivered",
+        dsn: "2.0.0",
+        remoteReply: "2.0.0 reply",
+        attempts: 1,
+      }),
       expect.objectContaining({ email: "gone@example.net", state: "bounced", dsn: "5.1.1" }),
     ]);
     expect(typeof m.recipients[0].at).toBe("string");
@@ -81,7 +125,12 @@ describe("what callers see of delivery", () => {
       if (!cursor) break;
     }
     expect(seen.sort()).toEqual([...bounced].sort());
-    expect((await r.app.inject({ method: "GET", url: "/messages?state=lost", headers: auth() })).json().error).toMatchObject({ code: "invalid_field", field: "state" });
-    expect((await r.app.inject({ method: "GET", url: `/messages?since=${Date.now() + 60_000}`, headers: auth() })).json().messages).toEqual([]);
+    expect(
+      (await r.app.inject({ method: "GET", url: "/messages?state=lost", headers: auth() })).json().error,
+    ).toMatchObject({ code: "invalid_field", field: "state" });
+    expect(
+      (await r.app.inject({ method: "GET", url: `/messages?since=${Date.now() + 60_000}`, headers: auth() })).json()
+        .messages,
+    ).toEqual([]);
   });
 });

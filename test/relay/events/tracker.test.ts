@@ -25,22 +25,43 @@ async function setup(root?: string) {
   const queue = new QueueStore(queueOptions(tmp.dir));
   const metrics = new RelayMetrics(queue, false);
   const seen: DeliveryEvent[] = [];
-  const tracker = new DeliveryTracker({ store, tail: new LogTail(logFile), log, metrics, now: () => NOW, beforeCommit: async (ev) => void seen.push(...ev) });
+  const tracker = new DeliveryTracker({
+    store,
+    tail: new LogTail(logFile),
+    log,
+    metrics,
+    now: () => NOW,
+    beforeCommit: async (ev) => void seen.push(...ev),
+  });
   const write = (...l: string[]) => appendFileSync(logFile, l.map((x) => `${x}\n`).join(""));
   return { dir: tmp.dir, logFile, store, tracker, metrics, seen, write, logLines: lines };
 }
 
-const counter = async (m: RelayMetrics, outcome: string) => (await m.deliveryEvents.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+const counter = async (m: RelayMetrics, outcome: string) =>
+  (await m.deliveryEvents.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
 
 describe("delivery tracking from Postfix's log", () => {
   it("maps each attempt to the message through the queue id; the message's state follows its recipients", async () => {
     const t = await setup();
-    await t.store.recordHandoff({ id: ID1, caller: "app", postfixQueueId: "4XyZ12abc", to: ["ok@example.net", "later@example.net", "gone@example.net"], at: NOW - 2000 });
-    t.write(...handoffLines("4XyZ12abc", ID1), SENT("4XyZ12abc", "ok@example.net"), DEFERRED("4XyZ12abc", "later@example.net"), BOUNCED("4XyZ12abc", "gone@example.net"));
+    await t.store.recordHandoff({
+      id: ID1,
+      caller: "app",
+      postfixQueueId: "4XyZ12abc",
+      to: ["ok@example.net", "later@example.net", "gone@example.net"],
+      at: NOW - 2000,
+    });
+    t.write(
+      ...handoffLines("4XyZ12abc", ID1),
+      SENT("4XyZ12abc", "ok@example.net"),
+      DEFERRED("4XyZ12abc", "later@example.net"),
+      BOUNCED("4XyZ12abc", "gone@example.net"),
+    );
     await t.tracker.pollOnce();
     const m = t.store.get(ID1);
     expect(m?.recipients.map((r) => [r.address, r.state, r.dsn])).toEqual([
-      ["ok@example.net", "delivered", "2.0.0"], ["later@example.net", "deferred", "4.2.0"], ["gone@example.net", "bounced", "5.1.1"],
+      ["ok@example.net", "delivered", "2.0.0"],
+      ["later@example.net", "deferred", "4.2.0"],
+      ["gone@example.net", "bounced", "5.1.1"],
     ]);
     expect(aggregateState(m?.recipients ?? [])).toBe("deferred");
     const later = m?.recipients[1];
@@ -48,12 +69,22 @@ describe("delivery tracking from Postfix's log", () => {
     // delay=1.3 s is under minimal_backoff_time (300 s): Postfix retries ~300 s after the attempt
     expect((later?.retryEstimateAt ?? 0) - (later?.at ?? 0)).toBe(300_000);
     // deferred, then sent on retry
-    t.write(SENT("4XyZ12abc", "later@example.net", "Nov 30 10:05:02.000000"), REMOVED("4XyZ12abc", "Nov 30 10:05:02.100000"));
+    t.write(
+      SENT("4XyZ12abc", "later@example.net", "Nov 30 10:05:02.000000"),
+      REMOVED("4XyZ12abc", "Nov 30 10:05:02.100000"),
+    );
     await t.tracker.pollOnce();
-    expect(t.store.get(ID1)?.recipients[1]).toMatchObject({ state: "delivered", attempts: 2, reply: "250 2.0.0 Ok: queued as 4ABCDEF" });
+    expect(t.store.get(ID1)?.recipients[1]).toMatchObject({
+      state: "delivered",
+      attempts: 2,
+      reply: "250 2.0.0 Ok: queued as 4ABCDEF",
+    });
     expect(aggregateState(t.store.get(ID1)?.recipients ?? [])).toBe("partially_delivered");
     expect(t.seen.map((e) => [e.recipient, e.state, e.hard])).toEqual([
-      ["ok@example.net", "delivered", undefined], ["later@example.net", "deferred", undefined], ["gone@example.net", "bounced", true], ["later@example.net", "delivered", undefined],
+      ["ok@example.net", "delivered", undefined],
+      ["later@example.net", "deferred", undefined],
+      ["gone@example.net", "bounced", true],
+      ["later@example.net", "delivered", undefined],
     ]);
     expect(await counter(t.metrics, "delivered")).toBe(2);
     expect((await t.metrics.deliverySeconds.get()).values.find((v) => v.metricName?.endsWith("_count"))?.value).toBe(2);
@@ -61,7 +92,10 @@ describe("delivery tracking from Postfix's log", () => {
 
   it("mail that is not the relay's (a bounce notice, another Message-ID domain) is not tracked", async () => {
     const t = await setup();
-    t.write(...handoffLines("QOTHER1", ID1).map((l) => l.replace(DOMAIN, "elsewhere.example")), SENT("QOTHER1", "x@example.net"));
+    t.write(
+      ...handoffLines("QOTHER1", ID1).map((l) => l.replace(DOMAIN, "elsewhere.example")),
+      SENT("QOTHER1", "x@example.net"),
+    );
     await t.tracker.pollOnce();
     expect(t.store.get(ID1)).toBeUndefined();
     expect(t.seen).toEqual([]);
@@ -69,8 +103,19 @@ describe("delivery tracking from Postfix's log", () => {
 
   it("expired: every recipient still deferred becomes expired; the others keep their state", async () => {
     const t = await setup();
-    await t.store.recordHandoff({ id: ID2, caller: "app", postfixQueueId: "Q2expire", to: ["ok@example.net", "slow@example.net"], at: NOW });
-    t.write(...handoffLines("Q2expire", ID2), SENT("Q2expire", "ok@example.net"), DEFERRED("Q2expire", "slow@example.net"), EXPIRED("Q2expire"));
+    await t.store.recordHandoff({
+      id: ID2,
+      caller: "app",
+      postfixQueueId: "Q2expire",
+      to: ["ok@example.net", "slow@example.net"],
+      at: NOW,
+    });
+    t.write(
+      ...handoffLines("Q2expire", ID2),
+      SENT("Q2expire", "ok@example.net"),
+      DEFERRED("Q2expire", "slow@example.net"),
+      EXPIRED("Q2expire"),
+    );
     await t.tracker.pollOnce();
     expect(t.store.get(ID2)?.recipients.map((r) => r.state)).toEqual(["delivered", "expired"]);
     expect(aggregateState(t.store.get(ID2)?.recipients ?? [])).toBe("partially_delivered");
@@ -79,7 +124,13 @@ describe("delivery tracking from Postfix's log", () => {
 
   it("a line it does not understand is counted and logged at debug, and tracking goes on", async () => {
     const t = await setup();
-    await t.store.recordHandoff({ id: ID1, caller: "app", postfixQueueId: "4XyZ12abc", to: ["ok@example.net"], at: NOW });
+    await t.store.recordHandoff({
+      id: ID1,
+      caller: "app",
+      postfixQueueId: "4XyZ12abc",
+      to: ["ok@example.net"],
+      at: NOW,
+    });
     t.write("this is not a postfix line", ...handoffLines("4XyZ12abc", ID1), SENT("4XyZ12abc", "ok@example.net"));
     await t.tracker.pollOnce();
     expect((await t.metrics.maillogUnparsed.get()).values[0]?.value).toBe(1);
@@ -91,8 +142,18 @@ describe("delivery tracking from Postfix's log", () => {
   it("a restart in the middle of a burst loses nothing and counts nothing twice", async () => {
     const t = await setup();
     const ids = Array.from({ length: 40 }, (_, i) => `6f1c2d3e-0000-4000-8000-${String(i).padStart(12, "0")}`);
-    for (const [i, id] of ids.entries()) await t.store.recordHandoff({ id, caller: "app", postfixQueueId: `QB${String(i).padStart(4, "0")}x`, to: ["ok@example.net"], at: NOW });
-    const burst = ids.flatMap((id, i) => [...handoffLines(`QB${String(i).padStart(4, "0")}x`, id), SENT(`QB${String(i).padStart(4, "0")}x`, "ok@example.net")]);
+    for (const [i, id] of ids.entries())
+      await t.store.recordHandoff({
+        id,
+        caller: "app",
+        postfixQueueId: `QB${String(i).padStart(4, "0")}x`,
+        to: ["ok@example.net"],
+        at: NOW,
+      });
+    const burst = ids.flatMap((id, i) => [
+      ...handoffLines(`QB${String(i).padStart(4, "0")}x`, id),
+      SENT(`QB${String(i).padStart(4, "0")}x`, "ok@example.net"),
+    ]);
     t.write(...burst.slice(0, 97)); // a batch ends in the middle of the burst, part-way through a message
     appendFileSync(t.logFile, burst[97]?.slice(0, 40) ?? ""); // and Postfix is half-way through writing a line
     await t.tracker.pollOnce();
@@ -104,7 +165,10 @@ describe("delivery tracking from Postfix's log", () => {
     await t.store.close();
     const journal = path.join(t.dir, "events", "deliveries.jsonl");
     appendFileSync(t.logFile, `${burst[97]?.slice(40)}\n${burst.slice(98).join("\n")}\n`);
-    appendFileSync(journal, '{"t":"r","id":"' + ids[39] + '","rcpt":"ok@example.net","st":"delivered","at":1}\n{"t":"p","in'); // torn
+    appendFileSync(
+      journal,
+      '{"t":"r","id":"' + ids[39] + '","rcpt":"ok@example.net","st":"delivered","at":1}\n{"t":"p","in',
+    ); // torn
     // restart: a new store and tracker on the same files
     const t2 = await setup(t.dir);
     expect(t2.store.position?.offset).toBeGreaterThan(0);
@@ -114,7 +178,10 @@ describe("delivery tracking from Postfix's log", () => {
     expect(delivered).toHaveLength(40);
     expect(ids.map((id) => t2.store.get(id)?.recipients[0]?.attempts)).toEqual(ids.map(() => 1));
     // the torn tail was cut off at the restart: every journal line parses
-    for (const l of readFileSync(path.join(t.dir, "events", "deliveries.jsonl"), "utf8").split("\n").filter(Boolean)) expect(() => JSON.parse(l), l).not.toThrow();
+    for (const l of readFileSync(path.join(t.dir, "events", "deliveries.jsonl"), "utf8")
+      .split("\n")
+      .filter(Boolean))
+      expect(() => JSON.parse(l), l).not.toThrow();
     // a third start reads nothing again
     const t3 = await setup(t.dir);
     await t3.tracker.pollOnce();
@@ -123,15 +190,30 @@ describe("delivery tracking from Postfix's log", () => {
 
   it("log rotation: the rest of the renamed file is read, then the new file from its start", async () => {
     const t = await setup();
-    await t.store.recordHandoff({ id: ID1, caller: "app", postfixQueueId: "QR1abcd", to: ["a@example.net", "b@example.net"], at: NOW });
+    await t.store.recordHandoff({
+      id: ID1,
+      caller: "app",
+      postfixQueueId: "QR1abcd",
+      to: ["a@example.net", "b@example.net"],
+      at: NOW,
+    });
     await t.store.recordHandoff({ id: ID2, caller: "app", postfixQueueId: "QR2abcd", to: ["c@example.net"], at: NOW });
     t.write(...handoffLines("QR1abcd", ID1));
     await t.tracker.pollOnce();
     t.write(SENT("QR1abcd", "a@example.net")); // written before the rotation, not yet read
     renameSync(t.logFile, `${t.logFile}.1`); // postfix logrotate: rename, then Postfix opens a new file
-    writeFileSync(t.logFile, [SENT("QR1abcd", "b@example.net"), ...handoffLines("QR2abcd", ID2), BOUNCED("QR2abcd", "c@example.net")].join("\n") + "\n");
+    writeFileSync(
+      t.logFile,
+      [SENT("QR1abcd", "b@example.net"), ...handoffLines("QR2abcd", ID2), BOUNCED("QR2abcd", "c@example.net")].join(
+        "\n",
+      ) + "\n",
+    );
     await t.tracker.pollOnce();
-    expect(t.seen.map((e) => [e.recipient, e.state])).toEqual([["a@example.net", "delivered"], ["b@example.net", "delivered"], ["c@example.net", "bounced"]]);
+    expect(t.seen.map((e) => [e.recipient, e.state])).toEqual([
+      ["a@example.net", "delivered"],
+      ["b@example.net", "delivered"],
+      ["c@example.net", "bounced"],
+    ]);
     // restart after the rotation: nothing is read twice
     await t.store.close();
     const t2 = await setup(t.dir);

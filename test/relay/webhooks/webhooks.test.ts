@@ -14,7 +14,18 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-const EVENT: DeliveryEvent = { id: "evt_3f2a", messageId: "6f1c2d3e-0000-4000-8000-000000000001", caller: "app", recipient: "gone@example.net", state: "bounced", dsn: "5.1.1", reply: "550 5.1.1 user unknown", at: Date.UTC(2026, 10, 30, 10, 0, 1), attempts: 1, hard: true };
+const EVENT: DeliveryEvent = {
+  id: "evt_3f2a",
+  messageId: "6f1c2d3e-0000-4000-8000-000000000001",
+  caller: "app",
+  recipient: "gone@example.net",
+  state: "bounced",
+  dsn: "5.1.1",
+  reply: "550 5.1.1 user unknown",
+  at: Date.UTC(2026, 10, 30, 10, 0, 1),
+  attempts: 1,
+  hard: true,
+};
 
 describe("webhook signatures follow Standard Webhooks (checked with the standardwebhooks package)", () => {
   const secret = newWebhookSecret();
@@ -24,7 +35,10 @@ describe("webhook signatures follow Standard Webhooks (checked with the standard
   it("a signed event verifies with the independent implementation", () => {
     expect(secret).toMatch(/^whsec_[A-Za-z0-9+/=]{44}$/);
     const headers = webhookHeaders([secret], EVENT.id, now, body);
-    expect(new Webhook(secret).verify(body, headers)).toMatchObject({ type: "email.bounced", data: { bounce: { type: "hard", dsn: "5.1.1" } } });
+    expect(new Webhook(secret).verify(body, headers)).toMatchObject({
+      type: "email.bounced",
+      data: { bounce: { type: "hard", dsn: "5.1.1" } },
+    });
     expect(verifyWebhook(secret, headers, body, now)).toBe(true);
     expect(headers["webhook-signature"]).toBe(new Webhook(secret).sign(EVENT.id, new Date(now * 1000), body));
   });
@@ -75,7 +89,14 @@ async function setup(url: string, extra: Partial<ConstructorParameters<typeof We
   let clock = Date.UTC(2026, 10, 30, 10, 0, 0);
   const { log, lines } = captureLog();
   const webhooks = new Map<string, CallerWebhook>([["app", { url, secrets: [secret] }]]);
-  const sender = new WebhookSender({ outbox, webhooks, log, now: () => clock, unsafeAllowLoopbackForTests: true, ...extra });
+  const sender = new WebhookSender({
+    outbox,
+    webhooks,
+    log,
+    now: () => clock,
+    unsafeAllowLoopbackForTests: true,
+    ...extra,
+  });
   return { outbox, sender, secret, lines, advance: (ms: number) => (clock += ms), now: () => clock };
 }
 
@@ -85,7 +106,13 @@ describe("webhook delivery: durable outbox, at-least-once, retried, refused to p
     const port = probe.port;
     await probe.close(); // a port nobody listens on: the receiver is down
     const t = await setup(`http://127.0.0.1:${port}/hooks`);
-    for (let i = 0; i < 5; i++) await t.outbox.add(`evt_${i}`, "app", deliveryPayload({ ...EVENT, id: `evt_${i}`, recipient: `r${i}@example.net` }), t.now());
+    for (let i = 0; i < 5; i++)
+      await t.outbox.add(
+        `evt_${i}`,
+        "app",
+        deliveryPayload({ ...EVENT, id: `evt_${i}`, recipient: `r${i}@example.net` }),
+        t.now(),
+      );
     expect(await t.outbox.add("evt_0", "app", deliveryPayload(EVENT), t.now())).toBe(false); // the same event twice is one webhook
     expect(await t.sender.runOnce()).toBe(0);
     expect((await t.outbox.list("pending")).map((i) => i.attempts)).toEqual([1, 1, 1, 1, 1]);
@@ -97,7 +124,9 @@ describe("webhook delivery: durable outbox, at-least-once, retried, refused to p
     expect(up.got.map((g) => g.headers["webhook-id"]).sort()).toEqual(["evt_0", "evt_1", "evt_2", "evt_3", "evt_4"]);
     for (const g of up.got) {
       // the receiver checks with the real clock: sign time comes from the sender's (fake) clock, so verify against it
-      expect(verifyWebhook(t.secret, g.headers as Record<string, string>, g.body, Math.floor(t.now() / 1000))).toBe(true);
+      expect(verifyWebhook(t.secret, g.headers as Record<string, string>, g.body, Math.floor(t.now() / 1000))).toBe(
+        true,
+      );
     }
     expect(await t.outbox.list("pending")).toEqual([]);
   });
@@ -118,14 +147,29 @@ describe("webhook delivery: durable outbox, at-least-once, retried, refused to p
   });
 
   it("a name that resolves to a private, loopback, link-local or metadata address is refused at send time", async () => {
-    for (const bad of ["169.254.169.254", "10.0.0.5", "127.0.0.1", "192.168.1.1", "::1", "fd00:ec2::254", "::ffff:10.0.0.1", "100.64.0.1"]) expect(isForbiddenAddress(bad), bad).toBe(true);
+    for (const bad of [
+      "169.254.169.254",
+      "10.0.0.5",
+      "127.0.0.1",
+      "192.168.1.1",
+      "::1",
+      "fd00:ec2::254",
+      "::ffff:10.0.0.1",
+      "100.64.0.1",
+    ])
+      expect(isForbiddenAddress(bad), bad).toBe(true);
     for (const ok of ["93.184.216.34", "2606:4700::1111"]) expect(isForbiddenAddress(ok), ok).toBe(false);
     let answer = "93.184.216.34";
-    const t = await setup("https://hooks.example.com/x", { unsafeAllowLoopbackForTests: false, lookup: async () => [{ address: answer, family: 4 }] });
+    const t = await setup("https://hooks.example.com/x", {
+      unsafeAllowLoopbackForTests: false,
+      lookup: async () => [{ address: answer, family: 4 }],
+    });
     answer = "169.254.169.254"; // the name was fine at config time; now it points at the metadata service
     await t.outbox.add("evt_m", "app", deliveryPayload(EVENT), t.now());
     await t.sender.runOnce();
-    expect((await t.outbox.list("pending"))[0]?.lastError).toMatch(/refused: hooks\.example\.com resolves to 169\.254\.169\.254/);
+    expect((await t.outbox.list("pending"))[0]?.lastError).toMatch(
+      /refused: hooks\.example\.com resolves to 169\.254\.169\.254/,
+    );
   });
 
   it("http:// is refused outside tests", async () => {
