@@ -14,13 +14,19 @@ import { NS, SECRET_KEYS } from "./config";
 
 export const PROJECT_ROOT = path.join(__dirname, "..");
 
+/**
+ * A resource's state as the engine hands it over: untyped JSON, typed exactly as Pulumi's mock API types it (each
+ * reader checks the fields it uses).
+ */
+export type EngineState = pulumi.runtime.MockResourceResult["state"];
+
 export interface RecordedResource {
   readonly type: string;
   readonly name: string;
   readonly urn: string;
   readonly id: string;
   /** Inputs merged with the mock's outputs; secrets appear as plain values (as policy packs see them). */
-  readonly props: Record<string, any>;
+  readonly props: EngineState;
   /** Top-level props that arrived as secrets. */
   readonly secretProps: string[];
 }
@@ -37,7 +43,7 @@ function isWrappedSecret(v: unknown): v is { value: unknown } {
 }
 
 /** Replace wrapped secrets by their values, deeply. */
-export function unwrapSecrets(v: unknown): any {
+export function unwrapSecrets(v: unknown): EngineState[string] {
   if (isWrappedSecret(v)) return unwrapSecrets(v.value);
   if (Array.isArray(v)) return v.map(unwrapSecrets);
   // Plain objects only: assets (FileAsset with a Promise path) stay as they are, so their path can still be read.
@@ -189,9 +195,9 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
   private numericId = 1000;
 
   /** `kept`: random outputs by resource name, from an earlier run; filled with this run's new ones. */
-  constructor(readonly kept: Record<string, Record<string, any>> = {}) {}
+  constructor(readonly kept: Record<string, EngineState> = {}) {}
 
-  newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
+  newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     const plainInputs = unwrapSecrets(args.inputs);
     const random = RANDOM_OUTPUTS.has(args.type);
     const outputs = (random && this.kept[args.name]) || this.outputsFor({ ...args, inputs: plainInputs });
@@ -213,7 +219,7 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
     return { id, state };
   }
 
-  call(args: pulumi.runtime.MockCallArgs): Record<string, any> {
+  call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
     switch (args.token) {
       case "cloudflare:index/getZone:getZone": {
         const name = args.inputs.filter?.name ?? "example.com";
@@ -231,7 +237,7 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
     }
   }
 
-  private outputsFor(args: pulumi.runtime.MockResourceArgs): Record<string, any> {
+  private outputsFor(args: pulumi.runtime.MockResourceArgs): EngineState {
     const i = args.inputs;
     switch (args.type) {
       case "hcloud:index/primaryIp:PrimaryIp":
@@ -289,7 +295,7 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
 }
 
 /** A real self-signed certificate for the mock's key (openssl), so fingerprints and TLS tests use an actual one. */
-function selfSignedCertPem(i: Record<string, any>): string {
+function selfSignedCertPem(i: EngineState): string {
   const san = [
     ...(i.dnsNames ?? []).map((d: string) => `DNS:${d}`),
     ...(i.ipAddresses ?? []).map((a: string) => `IP:${a}`),
@@ -337,7 +343,7 @@ export interface OfflineRun {
   /** Parents and dependencies of every registered resource, in registration order. */
   readonly graph: GraphNode[];
   /** Stack outputs, resolved (secrets as plain values). */
-  readonly outputs: Record<string, any>;
+  readonly outputs: EngineState;
   /** Which stack outputs are secret. */
   readonly secretOutputs: string[];
   readonly config: StackConfig;
@@ -446,14 +452,14 @@ export async function runOffline(
   const config = readStackConfig(stack, overrides);
   const kept =
     opts.stateFile && fs.existsSync(opts.stateFile)
-      ? (JSON.parse(fs.readFileSync(opts.stateFile, "utf8")) as Record<string, Record<string, any>>)
+      ? (JSON.parse(fs.readFileSync(opts.stateFile, "utf8")) as Record<string, EngineState>)
       : {};
   const mocks = new OfflineMocks(kept);
   await pulumi.runtime.setMocks(mocks, "mail-relay", stack, false);
   const graph = recordGraph();
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
   const mod = await load();
-  const outputs: Record<string, any> = {};
+  const outputs: EngineState = {};
   const secretOutputs: string[] = [];
   for (const [k, v] of Object.entries(mod)) {
     if (k === "default" || k === "__esModule") continue;

@@ -9,7 +9,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError } from "./config";
-import { listStacks, OfflineRun, PROJECT_ROOT, RecordedResource, runOffline } from "./offline";
+import { EngineState, listStacks, OfflineRun, PROJECT_ROOT, RecordedResource, runOffline } from "./offline";
 
 const MASK = "[secret]";
 
@@ -34,18 +34,16 @@ export function keyProps(r: RecordedResource): string {
     case "hcloud:index/rdns:Rdns":
       return `${p.ipAddress} -> ${p.dnsPtr}`;
     case "hcloud:index/firewall:Firewall":
-      return (p.rules ?? [])
-        .map(
-          (x: any) => `${x.direction} ${x.protocol}${x.port ? `/${x.port}` : ""} from ${(x.sourceIps ?? []).join(",")}`,
-        )
+      return ((p.rules ?? []) as { direction: string; protocol: string; port?: string; sourceIps?: string[] }[])
+        .map((x) => `${x.direction} ${x.protocol}${x.port ? `/${x.port}` : ""} from ${(x.sourceIps ?? []).join(",")}`)
         .join("; ");
     case "cloudflare:index/dnsRecord:DnsRecord": {
       const content = String(p.content ?? "");
       return `${p.name} ${p.type} ${p.priority !== undefined ? `${p.priority} ` : ""}${content.length > 90 ? `${content.slice(0, 87)}...` : content}${p.proxied ? " (proxied)" : ""}`;
     }
     case "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig":
-      return (p.config?.ingresses ?? [])
-        .map((x: any) => `${x.hostname ?? "*"}${x.path ? ` ${x.path}` : ""} -> ${x.service}`)
+      return ((p.config?.ingresses ?? []) as { hostname?: string; path?: string; service: string }[])
+        .map((x) => `${x.hostname ?? "*"}${x.path ? ` ${x.path}` : ""} -> ${x.service}`)
         .join("; ");
     case "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
       return `${p.type} ${p.domain}`;
@@ -75,7 +73,7 @@ export function keyProps(r: RecordedResource): string {
 }
 
 /** Whether an SSH step pins the host key (and which), or is the trust-on-first-use bootstrap. */
-function pinned(p: Record<string, any>): string {
+function pinned(p: EngineState): string {
   const k = p.connection?.hostKey;
   return typeof k === "string" && k !== ""
     ? `, host key pinned ${k.split(" ")[0]} ...${k.split(" ")[1]?.slice(-8)}`

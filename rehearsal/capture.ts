@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { NS } from "../infra/config";
-import { GraphNode, OfflineRun, PROJECT_ROOT, RecordedResource, runOffline } from "../infra/offline";
+import { EngineState, GraphNode, OfflineRun, PROJECT_ROOT, RecordedResource, runOffline } from "../infra/offline";
 
 export interface Connection {
   readonly host: string;
@@ -74,7 +74,7 @@ export interface Capture {
   };
   /** Smarthost stacks: where Postfix sends everything, and the credentials it sends (from the pushed sasl_passwd). */
   readonly smarthost?: { host: string; port: number; username: string; password: string };
-  readonly outputs: Record<string, any>;
+  readonly outputs: EngineState;
   readonly graph: GraphNode[];
 }
 

@@ -76,7 +76,7 @@ function addr(m: Mailbox): { name: string; address: string } {
 
 /** True when every character is 7-bit ASCII. */
 function isAscii(s: string): boolean {
-  return !/[^\x00-\x7f]/.test(s);
+  return /^\p{ASCII}*$/u.test(s);
 }
 
 export interface ComposeOptions {

@@ -12,7 +12,7 @@ import { authenticate } from "mailauth";
 const [dir, server] = process.argv.slice(2);
 const resolver = new Resolver({ timeout: 3000, tries: 2 });
 resolver.setServers([server]);
-const resolve = (name: string, rr: string) => resolver.resolve(name, rr as "TXT") as Promise<any>;
+const resolve = (name: string, rr: string) => resolver.resolve(name, rr as "TXT");
 
 async function main() {
   const files = fs

@@ -45,6 +45,8 @@ export class SendmailHandoff implements Handoff {
     }
     return new Promise<HandoffResult>((resolve, reject) => {
       let settled = false;
+      // settle() can run before the timer is armed (spawn failure), so the timer is declared up here.
+      // eslint-disable-next-line prefer-const
       let timer: NodeJS.Timeout | undefined;
       let stderr = "";
       let stdinError: Error | undefined;

@@ -24,6 +24,17 @@ import { buildConfig } from "./fixtures";
 import { missing, removeDir, run, safeScratchDir, tool } from "./real-tools";
 import { eachRelease, type ReleaseTools } from "./release-tools";
 
+/** The parts of `nft -j list ruleset` this test reads. */
+interface NftJson {
+  nftables: {
+    chain?: { name: string; policy?: string };
+    rule?: {
+      chain: string;
+      expr?: { match?: { left?: { payload?: { field?: string; protocol?: string } }; right: unknown } }[];
+    };
+  }[];
+}
+
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(removeDir));
 /**
@@ -128,15 +139,15 @@ for (const { release, tools: found, skip } of eachRelease("nft -c", ["nft"])) {
           const load = t().run("nft", ["-f", join(dir(), "nftables.conf")], { netns: ns });
           expect(load.status, load.stderr).toBe(0);
           const list = t().run("nft", ["-j", "list", "ruleset"], { netns: ns });
-          const objects = JSON.parse(list.stdout).nftables as Record<string, any>[];
-          const rules = objects.filter((x) => x.rule).map((x) => x.rule);
-          const chains = objects.filter((x) => x.chain).map((x) => x.chain);
+          const objects = (JSON.parse(list.stdout) as NftJson).nftables;
+          const rules = objects.flatMap((x) => (x.rule ? [x.rule] : []));
+          const chains = objects.flatMap((x) => (x.chain ? [x.chain] : []));
           expect(chains.find((c) => c.name === "input")?.policy).toBe("drop");
           const ports = rules
             .filter((r) => r.chain === "input")
-            .flatMap((r) => r.expr as Record<string, any>[])
+            .flatMap((r) => r.expr ?? [])
             .filter((e) => e.match?.left?.payload?.field === "dport" && e.match?.left?.payload?.protocol === "tcp")
-            .map((e) => e.match.right);
+            .map((e) => e.match?.right);
           expect(ports).toEqual([22]);
         } finally {
           run(ip, ["netns", "del", ns]);

@@ -46,8 +46,8 @@ describe("Postfix's log is a file the relay can read and nobody else", () => {
   it("logrotate recreates it with the relay's group, keeps .1 uncompressed (read by inode after the rename) and reopens postlogd", () => {
     const conf = renderPostfixLogrotate();
     expect(conf).toMatch(new RegExp(`^${POSTFIX_LOG.replaceAll(".", "\\.")} \\{$`, "m"));
-    expect(conf).toMatch(/^  create 0640 root mailrelay$/m);
-    expect(conf).toMatch(/^  delaycompress$/m);
+    expect(conf).toMatch(/^ {2}create 0640 root mailrelay$/m);
+    expect(conf).toMatch(/^ {2}delaycompress$/m);
     expect(conf).toMatch(/postfix reload/);
     expect(conf).not.toMatch(/copytruncate/); // truncation would race the reader; rename + create keeps every line
   });

@@ -40,6 +40,14 @@ beforeAll(async () => {
 
 const smtpPorts = [25, 465, 587];
 
+/** The fields of an hcloud firewall rule these tests read. */
+interface FirewallRule {
+  direction: string;
+  protocol: string;
+  port?: string;
+  sourceIps?: string[];
+}
+
 function portRangeIncludes(port: string | undefined, p: number): boolean {
   if (port === undefined || port === "any") return true;
   const [lo, hi] = port.split("-").map(Number);
@@ -74,7 +82,7 @@ for (const v of all) {
     });
 
     it("no firewall rule opens 25/465/587 to anyone, and SSH is open only to adminCidrs", () => {
-      const rules = ofType(run().resources, T.firewall).flatMap((f) => f.props.rules as any[]);
+      const rules = ofType(run().resources, T.firewall).flatMap((f) => f.props.rules as FirewallRule[]);
       for (const r of rules) {
         if (r.direction !== "in" || r.protocol === "icmp") continue;
         for (const p of smtpPorts) expect(portRangeIncludes(r.port, p), `${JSON.stringify(r)} opens ${p}`).toBe(false);
@@ -236,7 +244,7 @@ for (const v of all) {
           hostname?: string;
           path?: string;
           service: string;
-          originRequest?: any;
+          originRequest: { access?: unknown };
         }[];
         expect(ingresses[ingresses.length - 1]).toEqual({ service: "http_status:404" });
         for (const i of ingresses.slice(0, -1)) {
@@ -259,9 +267,9 @@ for (const v of all) {
       expect(policies[0].props.decision).toBe("non_identity");
       expect(apps[0].props.policies).toEqual([{ id: policies[0].id, precedence: 1 }]);
       const tokens = ofType(run().resources, T.serviceToken);
-      expect(policies[0].props.includes.map((i: any) => i.serviceToken.tokenId).sort()).toEqual(
-        tokens.map((t) => t.id).sort(),
-      );
+      expect(
+        policies[0].props.includes.map((i: { serviceToken: { tokenId: string } }) => i.serviceToken.tokenId).sort(),
+      ).toEqual(tokens.map((t) => t.id).sort());
       const cname = ofType(run().resources, T.dnsRecord).filter((r) => r.props.type === "CNAME");
       expect(cname).toHaveLength(1);
       expect(cname[0].props).toMatchObject({

@@ -174,7 +174,7 @@ describe("recovery at startup", () => {
 
   it("the index is rebuilt from pending/ and failed/, keeping retry times", async () => {
     const r = root();
-    let now = 5_000;
+    const now = 5_000;
     const q1 = new QueueStore(queueOptions(r, { now: () => now }));
     await q1.open();
     const due = job(now);
