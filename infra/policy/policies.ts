@@ -1,5 +1,5 @@
 /**
- * The CrossGuard policies: one per rule of rules.ts, all mandatory. Exported on their own so tests can
+ * The CrossGuard policies: one per rule of rules/index.ts, all mandatory. Exported on their own so tests can
  * drive them without constructing the PolicyPack (which starts the analyzer's gRPC server).
  */
 import type {
@@ -10,7 +10,8 @@ import type {
   StackValidationPolicy,
 } from "@pulumi/policy";
 import { UnknownValueError } from "@pulumi/policy";
-import { ResourceView, Rule, rules } from "./rules";
+import type { ResourceView, Rule } from "./model";
+import { rules } from "./rules";
 
 /**
  * A plain copy of the engine's props with every unknown value as `undefined` (the key kept, so rules can

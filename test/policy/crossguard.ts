@@ -16,7 +16,7 @@ export interface AnyResource {
   readonly name: string;
   readonly urn?: string;
   readonly id?: string;
-  readonly props: Record<string, any>;
+  readonly props: Record<string, unknown>;
   /** Property name -> URNs it depends on. */
   readonly propertyDependencies?: Readonly<Record<string, readonly string[]>>;
 }

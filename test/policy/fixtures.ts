@@ -4,11 +4,10 @@
  */
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { gzipSync } from "node:zlib";
-import type { ResourceView } from "../../infra/policy/rules";
-import { TYPES } from "../../infra/policy/rules";
+import { type ResourceView, TYPES } from "../../infra/policy/model";
 
 export interface FixtureResource extends ResourceView {
-  readonly props: Record<string, any>;
+  readonly props: Record<string, unknown>;
 }
 
 function rsa(bits: number) {
@@ -83,9 +82,17 @@ const HOST6 = "2001:db8:5::1";
 const TUNNEL_ID = "0b5f9e9e-1111-2222-3333-444455556666";
 export const ACCESS_AUD = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
 
+/** One route of cloudflared's ingress file, as the renderer writes it. */
+export interface CloudflaredIngress {
+  hostname?: string;
+  path?: string;
+  service: string;
+  originRequest?: { access: { required: boolean; teamName: string; audTag: string[] } };
+}
+
 /** cloudflared's locally managed ingress, as the renderer writes it (JSON). */
-export function cloudflaredConfig(edit: (ingress: any[]) => void = () => undefined): string {
-  const ingress: any[] = [
+export function cloudflaredConfig(edit: (ingress: CloudflaredIngress[]) => void = () => undefined): string {
+  const ingress: CloudflaredIngress[] = [
     {
       hostname: "mail-relay.example.com",
       path: "^/(send|health)$",
@@ -99,7 +106,7 @@ export function cloudflaredConfig(edit: (ingress: any[]) => void = () => undefin
 }
 
 let seq = 0;
-function res(type: string, name: string, props: Record<string, any>, id?: string): FixtureResource {
+function res(type: string, name: string, props: Record<string, unknown>, id?: string): FixtureResource {
   seq++;
   return {
     type,
@@ -285,6 +292,33 @@ export function baseline(): FixtureResource[] {
   ];
 }
 
+const isObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === "object" && !Array.isArray(x);
+
+/** The object at `o[key]`, to edit a fixture's props in place; throws when the fixture is not shaped that way. */
+export function objectAt(o: Record<string, unknown>, key: string): Record<string, unknown> {
+  const value = o[key];
+  if (!isObject(value)) throw new Error(`fixture: ${key} is not an object`);
+  return value;
+}
+
+/** The list at `o[key]` itself (not a copy), to edit a fixture's props in place; throws when it is not a list. */
+export function listAt(o: Record<string, unknown>, key: string): unknown[] {
+  const value = o[key];
+  if (!Array.isArray(value)) throw new Error(`fixture: ${key} is not a list`);
+  return value;
+}
+
+/** The list of objects at `o[key]` itself (firewall rules, tunnel ingresses); throws on any other shape. */
+export function objectsAt(o: Record<string, unknown>, key: string): Record<string, unknown>[] {
+  const list = listAt(o, key);
+  if (!list.every(isObject)) throw new Error(`fixture: ${key} holds something other than objects`);
+  return list as Record<string, unknown>[];
+}
+
+/** The tunnel config's ingress rules of a fixture stack, edited in place. */
+export const tunnelIngresses = (s: FixtureResource[]) =>
+  objectsAt(objectAt(byName(s, "ingress").props, "config"), "ingresses");
+
 /** A deep copy of `stack` with `edit` applied to it. */
 export function mutate(stack: readonly FixtureResource[], edit: (s: FixtureResource[]) => void): FixtureResource[] {
   const copy = structuredClone(stack) as FixtureResource[];
@@ -327,7 +361,7 @@ export function remove(stack: FixtureResource[], name: string): void {
   stack.splice(stack.indexOf(byName(stack, name)), 1);
 }
 
-export function add(stack: FixtureResource[], type: string, name: string, props: Record<string, any>): void {
+export function add(stack: FixtureResource[], type: string, name: string, props: Record<string, unknown>): void {
   stack.push(res(type, name, props));
 }
 

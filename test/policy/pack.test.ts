@@ -7,6 +7,7 @@
 import { ChildProcess, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import * as path from "node:path";
+import type { AnalyzeRequest, AnalyzeResponse, AnalyzerInfo } from "@pulumi/pulumi/proto/analyzer_pb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rules } from "../../infra/policy/rules";
 
@@ -24,16 +25,16 @@ const ROOT = path.join(__dirname, "../..");
 const FIREWALL = "hcloud:index/firewall:Firewall";
 
 let child: ChildProcess | undefined;
-let client: any;
+/** The generated gRPC client's unary methods, called by name with a node-style callback. */
+type UnaryCall = (req: unknown, callback: (err: Error | null, res: unknown) => void) => void;
+let client: (Record<string, UnaryCall> & { close(): void }) | undefined;
 
-function call<T>(method: string, req: unknown): Promise<T> {
-  return new Promise((resolve, reject) =>
-    client[method](req, (err: Error | null, res: T) => (err ? reject(err) : resolve(res))),
-  );
+function call<T>(method: "getAnalyzerInfo" | "analyze" | "analyzeStack", req: unknown): Promise<T> {
+  return new Promise((resolve, reject) => client![method](req, (err, res) => (err ? reject(err) : resolve(res as T))));
 }
 
-function firewallRequest(Kind: any, port: string) {
-  return new Kind()
+function firewallRequest(port: string): AnalyzeRequest {
+  return new analyzerPb.AnalyzeRequest()
     .setType(FIREWALL)
     .setName("fw")
     .setUrn(`urn:pulumi:test::mail-relay::${FIREWALL}::fw`)
@@ -95,55 +96,55 @@ afterAll(() => {
 
 describe("the policy pack served to the engine", () => {
   it("announces mail-relay-policies with one mandatory policy per rule", async () => {
-    const info = await call<any>("getAnalyzerInfo", new Empty());
+    const info = await call<AnalyzerInfo>("getAnalyzerInfo", new Empty());
     expect(info.getName()).toBe("mail-relay-policies");
     const policies = info.getPoliciesList();
-    expect(policies.map((p: any) => p.getName())).toEqual(rules.map((r) => r.name));
-    expect(new Set(policies.map((p: any) => p.getEnforcementlevel()))).toEqual(
+    expect(policies.map((p) => p.getName())).toEqual(rules.map((r) => r.name));
+    expect(new Set(policies.map((p) => p.getEnforcementlevel()))).toEqual(
       new Set([analyzerPb.EnforcementLevel.MANDATORY]),
     );
   });
 
   it("refuses a firewall that opens 25 to the Internet (mandatory diagnostic from no-public-smtp-ports)", async () => {
-    const res = await call<any>("analyze", firewallRequest(analyzerPb.AnalyzeRequest, "25"));
+    const res = await call<AnalyzeResponse>("analyze", firewallRequest("25"));
     const ds = res.getDiagnosticsList();
-    expect(ds.map((d: any) => d.getPolicyname())).toEqual(["no-public-smtp-ports"]);
+    expect(ds.map((d) => d.getPolicyname())).toEqual(["no-public-smtp-ports"]);
     expect(ds[0].getEnforcementlevel()).toBe(analyzerPb.EnforcementLevel.MANDATORY);
     expect(ds[0].getMessage()).toMatch(/hcloud:index\/firewall:Firewall "fw".*port 25/);
   });
 
   it("an unknown port during preview fails closed with a mandatory violation (not an advisory 'can't run')", async () => {
-    const res = await call<any>("analyze", firewallRequest(analyzerPb.AnalyzeRequest, unknownString));
-    const ds = res.getDiagnosticsList().map((d: any) => `${d.getPolicyname()}: ${d.getMessage()}`);
+    const res = await call<AnalyzeResponse>("analyze", firewallRequest(unknownString));
+    const ds = res.getDiagnosticsList().map((d) => `${d.getPolicyname()}: ${d.getMessage()}`);
     expect(ds.length).toBeGreaterThan(0);
     for (const d of ds) expect(d).toMatch(/unknown port/);
   });
 
   it("stack analysis refuses a main.cf with inet_interfaces = all, and a main.cf whose content is unknown (fails closed)", async () => {
-    const res = await call<any>(
+    const res = await call<AnalyzeResponse>(
       "analyzeStack",
       new analyzerPb.AnalyzeStackRequest().setResourcesList([mainCfPush(MAIN_CF_ALL)]),
     );
     const ds = res.getDiagnosticsList();
-    expect(ds.map((d: any) => d.getPolicyname())).toEqual(["postfix-loopback-only"]);
+    expect(ds.map((d) => d.getPolicyname())).toEqual(["postfix-loopback-only"]);
     expect(ds[0].getMessage()).toMatch(/command:remote:Command "file-main-cf".*inet_interfaces = all/);
-    const unknown = await call<any>(
+    const unknown = await call<AnalyzeResponse>(
       "analyzeStack",
       new analyzerPb.AnalyzeStackRequest().setResourcesList([mainCfPush(unknownString)]),
     );
     const ud = unknown.getDiagnosticsList();
-    expect(ud.map((d: any) => d.getPolicyname())).toEqual(["postfix-loopback-only"]);
+    expect(ud.map((d) => d.getPolicyname())).toEqual(["postfix-loopback-only"]);
     expect(ud[0].getMessage()).toMatch(
       /command:remote:Command "file-main-cf": the content of \/etc\/postfix\/main\.cf is unknown/,
     );
   });
 
   it("a range containing both 22 and 25 from the Internet trips both firewall rules", async () => {
-    const both = await call<any>("analyze", firewallRequest(analyzerPb.AnalyzeRequest, "20-30"));
+    const both = await call<AnalyzeResponse>("analyze", firewallRequest("20-30"));
     expect(
       both
         .getDiagnosticsList()
-        .map((d: any) => d.getPolicyname())
+        .map((d) => d.getPolicyname())
         .sort(),
     ).toEqual(["no-public-smtp-ports", "ssh-restricted"]);
   });

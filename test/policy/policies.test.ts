@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { policies } from "../../infra/policy/policies";
-import { rules, TYPES } from "../../infra/policy/rules";
+import { TYPES } from "../../infra/policy/model";
+import { rules } from "../../infra/policy/rules";
 import { firedPolicies, runPolicies } from "./crossguard";
 import {
   add,
@@ -23,11 +24,13 @@ import {
   TUNNEL_TOKEN,
   WEAK_DKIM_KEY,
   cloudflaredConfig,
+  listAt,
+  objectsAt,
+  tunnelIngresses,
 } from "./fixtures";
 
 const base = baseline();
-const fw = (s: FixtureResource[]) => byName(s, "fw").props.rules as Record<string, unknown>[];
-const ingresses = (s: FixtureResource[]) => byName(s, "ingress").props.config.ingresses as Record<string, unknown>[];
+const fw = (s: FixtureResource[]) => objectsAt(byName(s, "fw").props, "rules");
 
 interface Case {
   readonly rule: string;
@@ -376,7 +379,11 @@ const cases: Case[] = [
     rule: "tunnel-cannot-reach-mail-ports",
     what: "ingress to smtp://127.0.0.1:25",
     edit: (s) =>
-      ingresses(s).unshift({ hostname: "mail-relay.example.com", path: "^/smtp$", service: "smtp://127.0.0.1:25" }),
+      tunnelIngresses(s).unshift({
+        hostname: "mail-relay.example.com",
+        path: "^/smtp$",
+        service: "smtp://127.0.0.1:25",
+      }),
     names: "ingress",
     mentions: /smtp:\/\//,
   },
@@ -384,28 +391,32 @@ const cases: Case[] = [
     rule: "tunnel-cannot-reach-mail-ports",
     what: "ingress to tcp://localhost:587",
     edit: (s) =>
-      ingresses(s).unshift({ hostname: "mail-relay.example.com", path: "^/tcp$", service: "tcp://localhost:587" }),
+      tunnelIngresses(s).unshift({
+        hostname: "mail-relay.example.com",
+        path: "^/tcp$",
+        service: "tcp://localhost:587",
+      }),
     names: "ingress",
     mentions: /tcp:\/\//,
   },
   {
     rule: "tunnel-cannot-reach-mail-ports",
     what: "http to port 25",
-    edit: (s) => (ingresses(s)[0].service = "http://127.0.0.1:25"),
+    edit: (s) => (tunnelIngresses(s)[0].service = "http://127.0.0.1:25"),
     names: "ingress",
     mentions: /mail port/,
   },
   {
     rule: "tunnel-cannot-reach-mail-ports",
     what: "no catch-all 404 last",
-    edit: (s) => ingresses(s).pop(),
+    edit: (s) => tunnelIngresses(s).pop(),
     names: "ingress",
     mentions: /http_status:404/,
   },
   {
     rule: "tunnel-cannot-reach-mail-ports",
     what: "service on another host",
-    edit: (s) => (ingresses(s)[0].service = "http://10.0.0.5:2525"),
+    edit: (s) => (tunnelIngresses(s)[0].service = "http://10.0.0.5:2525"),
     names: "ingress",
     mentions: /10\.0\.0\.5/,
   },
@@ -437,7 +448,7 @@ const cases: Case[] = [
   {
     rule: "access-in-front-of-tunnel",
     what: "a service token plus {ip: 0.0.0.0/0} (includes are OR-ed)",
-    edit: (s) => byName(s, "access-policy").props.includes.push({ ip: { ip: "0.0.0.0/0" } }),
+    edit: (s) => listAt(byName(s, "access-policy").props, "includes").push({ ip: { ip: "0.0.0.0/0" } }),
     names: "access-app",
     mentions: /include #1 .*0\.0\.0\.0\/0.*not one of this stack's service tokens/,
   },
@@ -692,7 +703,7 @@ const cases: Case[] = [
     what: "Access check present but not required",
     edit: (s) =>
       (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig(
-        (i) => (i[0].originRequest.access.required = false),
+        (i) => (i[0].originRequest!.access.required = false),
       )),
     names: "file-cloudflared-config",
     mentions: /access\.required/,
@@ -702,7 +713,7 @@ const cases: Case[] = [
     what: "the AUD of another application",
     edit: (s) =>
       (byName(s, "file-cloudflared-config").props.stdin = cloudflaredConfig(
-        (i) => (i[0].originRequest.access.audTag = ["f".repeat(64)]),
+        (i) => (i[0].originRequest!.access.audTag = ["f".repeat(64)]),
       )),
     names: "file-cloudflared-config",
     mentions: /not this stack's Access application/,

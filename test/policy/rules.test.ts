@@ -6,23 +6,15 @@ import { createRequire } from "node:module";
 import { unknownCheckingProxy } from "@pulumi/policy";
 import { describe, expect, it } from "vitest";
 import { knownProps } from "../../infra/policy/policies";
+import { dkimKeyBits, parseSpf, parseTags, txtJoin } from "../../infra/policy/parse/dns";
+import { cidrWithin, parseCidr, parsePortRange } from "../../infra/policy/parse/net";
+import { expandPostfix, parseMainCf, parseMasterCf, postfixList } from "../../infra/policy/parse/postfix";
+import { checkAll } from "../../infra/policy/rules";
 import {
-  checkAll,
-  cidrWithin,
-  dkimKeyBits,
-  expandPostfix,
   inetInterfacesLoopbackOnly,
   mynetworksOutsideLoopback,
-  parseCidr,
-  parseMainCf,
-  parseMasterCf,
-  parsePortRange,
-  parseSpf,
-  parseTags,
-  postfixList,
   relayRestrictionsProblem,
-  txtJoin,
-} from "../../infra/policy/rules";
+} from "../../infra/policy/rules/postfix";
 import { firedPolicies, runPolicies } from "./crossguard";
 import {
   baseline,
@@ -34,6 +26,10 @@ import {
   RELAY_TOKEN,
   setMainCf,
   WEAK_DKIM_KEY,
+  listAt,
+  objectAt,
+  objectsAt,
+  tunnelIngresses,
 } from "./fixtures";
 
 const base = baseline();
@@ -159,13 +155,23 @@ const unknownCases: {
   {
     rule: "no-public-smtp-ports",
     violate: (s) =>
-      byName(s, "fw").props.rules.push({ direction: "in", protocol: "tcp", port: "25", sourceIps: ["203.0.113.0/24"] }),
-    unknown: (s) => (byName(s, "fw").props.rules.at(-1).port = undefined),
+      listAt(byName(s, "fw").props, "rules").push({
+        direction: "in",
+        protocol: "tcp",
+        port: "25",
+        sourceIps: ["203.0.113.0/24"],
+      }),
+    unknown: (s) => (objectsAt(byName(s, "fw").props, "rules").at(-1)!.port = undefined),
   },
   {
     rule: "no-public-smtp-ports",
     violate: (s) =>
-      byName(s, "fw").props.rules.push({ direction: "in", protocol: "tcp", port: "25", sourceIps: ["203.0.113.0/24"] }),
+      listAt(byName(s, "fw").props, "rules").push({
+        direction: "in",
+        protocol: "tcp",
+        port: "25",
+        sourceIps: ["203.0.113.0/24"],
+      }),
     unknown: (s) => (byName(s, "fw").props.rules = undefined),
   },
   {
@@ -175,8 +181,8 @@ const unknownCases: {
   },
   {
     rule: "ssh-restricted",
-    violate: (s) => (byName(s, "fw").props.rules[0].sourceIps = ["0.0.0.0/0"]),
-    unknown: (s) => (byName(s, "fw").props.rules[0].sourceIps = [undefined]),
+    violate: (s) => (objectsAt(byName(s, "fw").props, "rules")[0].sourceIps = ["0.0.0.0/0"]),
+    unknown: (s) => (objectsAt(byName(s, "fw").props, "rules")[0].sourceIps = [undefined]),
   },
   {
     rule: "postfix-loopback-only",
@@ -205,12 +211,12 @@ const unknownCases: {
   },
   {
     rule: "tunnel-cannot-reach-mail-ports",
-    violate: (s) => (byName(s, "ingress").props.config.ingresses[0].service = "tcp://127.0.0.1:25"),
-    unknown: (s) => (byName(s, "ingress").props.config.ingresses[0].service = undefined),
+    violate: (s) => (tunnelIngresses(s)[0].service = "tcp://127.0.0.1:25"),
+    unknown: (s) => (tunnelIngresses(s)[0].service = undefined),
   },
   {
     rule: "tunnel-cannot-reach-mail-ports",
-    violate: (s) => (byName(s, "ingress").props.config.ingresses[0].service = "tcp://127.0.0.1:25"),
+    violate: (s) => (tunnelIngresses(s)[0].service = "tcp://127.0.0.1:25"),
     unknown: (s) => (byName(s, "ingress").props.config = undefined),
   },
   {
@@ -306,13 +312,17 @@ describe("unknown values during preview: silent for what the cloud assigns, fail
         if (r.type.startsWith("hcloud:index/rdns")) r.props.ipAddress = undefined;
         if (r.type === "hcloud:index/primaryIp:PrimaryIp") r.props.ipAddress = undefined;
         if (r.type === "hcloud:index/server:Server") r.props.firewallIds = [undefined];
-        if (r.type === "cloudflare:index/dnsRecord:DnsRecord" && ["A", "AAAA", "TXT", "CNAME"].includes(r.props.type))
+        if (
+          r.type === "cloudflare:index/dnsRecord:DnsRecord" &&
+          ["A", "AAAA", "TXT", "CNAME"].includes(String(r.props.type))
+        )
           r.props.content = undefined;
         if (r.type === "command:remote:Command") {
-          r.props.connection.host = undefined;
+          objectAt(r.props, "connection").host = undefined;
+          const trigger = listAt(r.props, "triggers")[0];
           // main.cf and master.cf are rendered from config alone: known at the first preview too.
-          if (r.props.triggers[0] !== 21) {
-            if (!["/etc/postfix/main.cf", "/etc/postfix/master.cf"].includes(r.props.triggers[0]))
+          if (trigger !== 21) {
+            if (!["/etc/postfix/main.cf", "/etc/postfix/master.cf"].includes(String(trigger)))
               r.props.stdin = undefined;
           } else r.props.triggers = [undefined];
         }

@@ -4,12 +4,14 @@
  * hostname needs its own Access application, and the real program with the ingress on passes every rule.
  */
 import { describe, expect, it } from "vitest";
-import { checkAll, RELAY_TUNNEL_SERVICES, TYPES } from "../../infra/policy/rules";
+import { TYPES } from "../../infra/policy/model";
+import { checkAll } from "../../infra/policy/rules";
+import { RELAY_TUNNEL_SERVICES } from "../../infra/policy/rules/tunnel";
 import { RELAY_HTTP_PORT, RELAY_SMTP_PORT } from "../../relay/host-contract";
 import { parseConfig } from "../../infra/config";
 import { runStack, T } from "../helpers/stack";
 import { firedPolicies, runPolicies } from "./crossguard";
-import { add, baseline, byName, FixtureResource, mutate } from "./fixtures";
+import { add, baseline, byName, FixtureResource, mutate, tunnelIngresses } from "./fixtures";
 
 const SMTP_HOST = "smtp-relay.example.com";
 
@@ -18,7 +20,7 @@ const SMTP_HOST = "smtp-relay.example.com";
  */
 function withSmtpIngress(): FixtureResource[] {
   return mutate(baseline(), (s) => {
-    const ing = byName(s, "ingress").props.config.ingresses as Record<string, string>[];
+    const ing = tunnelIngresses(s);
     ing.splice(1, 0, { hostname: SMTP_HOST, service: "tcp://127.0.0.1:2587" });
     add(s, TYPES.dnsRecord, "smtp-cname", {
       name: SMTP_HOST,
@@ -40,7 +42,7 @@ const fired = (rs: FixtureResource[]) => [...new Set(checkAll(rs).map((v) => v.r
 /** The SMTP route's service replaced; hostname null = a rule without a hostname (it matches every name). */
 const withService = (service: string, hostname: string | null) =>
   mutate(withSmtpIngress(), (s) => {
-    const ing = byName(s, "ingress").props.config.ingresses as Record<string, string>[];
+    const ing = tunnelIngresses(s);
     ing[1] = { ...(hostname !== null ? { hostname } : {}), service };
   });
 
