@@ -169,7 +169,8 @@ export function renderPostfixMainCf(s: HostSettings): string {
           { key: "mydomain", value: s.domain },
           {
             comment:
-              "localhost, not the domain: mail to root or postmaster (cron, Postfix's own notices) is delivered to /var/mail/root on this host instead of leaving for the domain's MX; the relay always gives full addresses.",
+              "localhost, not the domain: mail to root or postmaster (cron, Postfix's own notices) is delivered to " +
+              "/var/mail/root on this host instead of leaving for the domain's MX; the relay always gives full addresses.",
             key: "myorigin",
             value: "localhost",
           },
@@ -190,7 +191,8 @@ export function renderPostfixMainCf(s: HostSettings): string {
           { key: "inet_protocols", value: s.ipv6 ? "all" : "ipv4" },
           {
             comment:
-              "Loopback only, never a private range: a Docker NAT gateway address in mynetworks and an FRP tunnel arriving from localhost both made open relays (incidents 001/000). Nothing may ever forward connections to Postfix.",
+              "Loopback only, never a private range: a Docker NAT gateway address in mynetworks and an FRP tunnel arriving " +
+              "from localhost both made open relays (incidents 001/000). Nothing may ever forward connections to Postfix.",
             key: "mynetworks",
             value: "127.0.0.0/8 [::1]/128",
           },
@@ -241,7 +243,9 @@ export function renderPostfixMainCf(s: HostSettings): string {
         title: "limits and bounces",
         entries: [
           {
-            comment: `= ${MESSAGE_SIZE_FACTOR} x relay body limit (${s.relayBodyLimitBytes}) + 1 MiB, rounded up to MiB: covers quoted-printable, a generated text part and base64.`,
+            comment:
+              `= ${MESSAGE_SIZE_FACTOR} x relay body limit (${s.relayBodyLimitBytes}) + 1 MiB, rounded up to MiB: ` +
+              "covers quoted-printable, a generated text part and base64.",
             key: "message_size_limit",
             value: String(sizeLimit),
           },
@@ -286,7 +290,8 @@ export function renderPostfixMainCf(s: HostSettings): string {
         entries: [
           {
             comment:
-              "unix socket inside queue_directory, relative path: valid for chrooted and plain daemons alike. Measured: ~215 msg/s vs ~11 msg/s on inet:8891 (~45 ms stall per message).",
+              "unix socket inside queue_directory, relative path: valid for chrooted and plain daemons alike. " +
+              "Measured: ~215 msg/s vs ~11 msg/s on inet:8891 (~45 ms stall per message).",
             key: "smtpd_milters",
             value: OPENDKIM_MILTER,
           },

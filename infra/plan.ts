@@ -39,7 +39,9 @@ export function keyProps(r: RecordedResource): string {
         .join("; ");
     case "cloudflare:index/dnsRecord:DnsRecord": {
       const content = String(p.content ?? "");
-      return `${p.name} ${p.type} ${p.priority !== undefined ? `${p.priority} ` : ""}${content.length > 90 ? `${content.slice(0, 87)}...` : content}${p.proxied ? " (proxied)" : ""}`;
+      const shown = content.length > 90 ? `${content.slice(0, 87)}...` : content;
+      const priority = p.priority !== undefined ? `${p.priority} ` : "";
+      return `${p.name} ${p.type} ${priority}${shown}${p.proxied ? " (proxied)" : ""}`;
     }
     case "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig":
       return ((p.config?.ingresses ?? []) as { hostname?: string; path?: string; service: string }[])

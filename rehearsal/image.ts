@@ -107,7 +107,8 @@ export async function ensureToolsImage(spec: ImageSpec, progress: (msg: string) 
     // As the user-data preseeds it: a loopback-only Postfix from the moment it is installed.
     await chroot(
       root,
-      "echo 'postfix postfix/main_mailer_type select Local only' | debconf-set-selections && echo 'postfix postfix/mailname string tools.invalid' | debconf-set-selections",
+      "echo 'postfix postfix/main_mailer_type select Local only' | debconf-set-selections && " +
+        "echo 'postfix postfix/mailname string tools.invalid' | debconf-set-selections",
     );
     // policy-rc.d: nothing may start in a chroot (systemctl already refuses; this keeps sysvinit fallbacks quiet).
     fs.writeFileSync(path.join(root, "usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n", { mode: 0o755 });

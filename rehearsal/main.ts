@@ -136,7 +136,8 @@ async function main(argv0: string[]): Promise<number> {
   if (error || !stack || args.length > 1 || !stacks.includes(stack)) {
     if (error) console.error(error);
     console.error(
-      `usage: npm run rehearse -- <stack> [--release 12|13] [--upgrade-from 12] [--keep]   |   npm run rehearse -- --down [<stack>]   (stacks: ${stacks.join(", ")})`,
+      "usage: npm run rehearse -- <stack> [--release 12|13] [--upgrade-from 12] [--keep]   |   " +
+        `npm run rehearse -- --down [<stack>]   (stacks: ${stacks.join(", ")})`,
     );
     return 2;
   }

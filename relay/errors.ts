@@ -55,11 +55,13 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   forbidden: "`/metrics` from a non-loopback caller or with a tunnel header.",
   not_found: "Unknown message id (or another caller's), unknown route.",
   recipient_suppressed:
-    "A recipient (to, cc or bcc) is on the suppression list (a hard bounce, or added by you or the operator); the message names every such address and nothing is queued. See `GET /suppressions`.",
+    "A recipient (to, cc or bcc) is on the suppression list (a hard bounce, or added by you or the operator); " +
+    "the message names every such address and nothing is queued. See `GET /suppressions`.",
   idempotency_conflict: "Same `Idempotency-Key` within 24 h with a different body.",
   payload_too_large: "Body over `RELAY_BODY_LIMIT_BYTES`.",
   message_too_complex:
-    "HTML with more than 5,000 elements or nested deeper than 64 (checked by a linear scan before any parser runs), or a composition that overran its deadline.",
+    "HTML with more than 5,000 elements or nested deeper than 64 (checked by a linear scan before any parser runs), " +
+    "or a composition that overran its deadline.",
   quota_exceeded:
     "Over a per-caller recipient or byte quota (per minute or per UTC day); the message names the quota and when it frees up.",
   message_too_large:

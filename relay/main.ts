@@ -28,7 +28,10 @@ async function main(): Promise<void> {
   }
   if (args.length > 0) {
     process.stderr.write(
-      "usage: relay.js               serve (configured by the environment)\n       relay.js queue ...     operate on the queue\n       relay.js suppress ...  the suppression list\n       relay.js webhooks      send the webhook outbox (mail-relay-webhooks.service)\n",
+      "usage: relay.js               serve (configured by the environment)\n" +
+        "       relay.js queue ...     operate on the queue\n" +
+        "       relay.js suppress ...  the suppression list\n" +
+        "       relay.js webhooks      send the webhook outbox (mail-relay-webhooks.service)\n",
     );
     process.exitCode = 2;
     return;

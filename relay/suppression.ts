@@ -147,7 +147,8 @@ export class SuppressionList {
     const first = hits[0] as SuppressionEntry;
     throw new RelayError(
       "recipient_suppressed",
-      `${hits.map((h) => h.email).join(", ")} ${hits.length === 1 ? "is" : "are"} on the suppression list (${first.reason} since ${new Date(first.createdAt).toISOString()}); nothing was queued`,
+      `${hits.map((h) => h.email).join(", ")} ${hits.length === 1 ? "is" : "are"} on the suppression list ` +
+        `(${first.reason} since ${new Date(first.createdAt).toISOString()}); nothing was queued`,
       "to",
     );
   }
