@@ -4,8 +4,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { checkAll } from "../../infra/policy/rules";
-import { runStack, stackVariants, StackName, T } from "../helpers/stack";
+import { runStack, stackVariants, StackName, T, useStandInBundleIfUnbuilt } from "../helpers/stack";
 import { firedPolicies, runPolicies } from "./crossguard";
+
+useStandInBundleIfUnbuilt();
 
 const runs: { name: string; stack: StackName; overrides: Record<string, unknown> }[] = [
   { name: "prod", stack: "prod", overrides: {} },
