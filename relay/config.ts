@@ -1,43 +1,24 @@
-import { createHash } from "node:crypto";
-import { isIP } from "node:net";
-import { z } from "zod";
-import isEmail from "validator/lib/isEmail";
-import isFQDN from "validator/lib/isFQDN";
-import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR, RELAY_SMTP_PORT } from "./host-contract";
-
-/** A caller's webhook: where, which events, and the signing secrets (current first; two during a rotation). */
-export interface CallerWebhookConfig {
-  readonly url: string;
-  readonly events: ReadonlySet<string>;
-  readonly secrets: readonly string[];
-}
-
 /**
- * One caller: the SHA-256 of its token (hex) and the name logs, rate limits and quotas use for it. The relay never
- * needs the token itself: the host stores digests only (SMTP_RELAY_TOKEN_SHA256), so a copy of the env file does not
- * authenticate anyone.
+ * The relay's configuration, checked once at startup: ./config/env.ts reads each variable, ./config/callers.ts the
+ * callers' tokens, senders and webhooks; here they are checked against each other, and the relay refuses to start
+ * with one message naming every bad variable.
  */
-export interface CallerToken {
-  readonly name: string;
-  readonly sha256: string;
-}
+import { defaultMaxMessageBytes, MESSAGE_SIZE_FACTOR } from "./host-contract";
+import { MIN_TOKEN_LENGTH, parseWebhooks, type CallerToken, type CallerWebhookConfig } from "./config/callers";
+import { envSchema, type Quotas, type RelayEnv } from "./config/env";
 
-export function tokenSha256(token: string): string {
-  return createHash("sha256").update(token, "utf8").digest("hex");
-}
-
-/** A caller from a plaintext token (development, tests): only its digest is kept. */
-export function callerToken(name: string, token: string): CallerToken {
-  return { name, sha256: tokenSha256(token) };
-}
-
-/** Per-caller quotas, counted in fixed windows (the minute, the UTC day) in memory; a restart starts them afresh. */
-export interface Quotas {
-  readonly recipientsPerMin: number;
-  readonly recipientsPerDay: number;
-  readonly bytesPerMin: number;
-  readonly bytesPerDay: number;
-}
+export {
+  callerToken,
+  MIN_TOKEN_LENGTH,
+  parseCallerFrom,
+  parseTokenDigests,
+  parseTokens,
+  parseWebhooks,
+  tokenSha256,
+  type CallerToken,
+  type CallerWebhookConfig,
+} from "./config/callers";
+export { DEFAULT_QUOTAS, type Quotas, type RelayEnv } from "./config/env";
 
 export type HandoffConfig =
   | { readonly kind: "sendmail"; readonly path: string }
@@ -88,78 +69,6 @@ export interface RelayConfig {
   readonly webhooks?: ReadonlyMap<string, CallerWebhookConfig>;
 }
 
-const WEBHOOK_SUBSCRIPTIONS = ["delivered", "deferred", "bounced", "expired", "suppressed"];
-const DEFAULT_SUBSCRIPTIONS = ["delivered", "bounced", "expired", "suppressed"];
-
-/** `name=value,name=value` (the SMTP_RELAY_TOKEN shape) -> map; problems name the entry, never a secret value. */
-function namedList(raw: string | undefined, what: string): { map: Map<string, string>; problems: string[] } {
-  const map = new Map<string, string>();
-  const problems: string[] = [];
-  for (const part of (raw ?? "")
-    .split(",")
-    .map((x) => x.trim())
-    .filter(Boolean)) {
-    const eq = part.indexOf("=");
-    const name = eq > 0 ? part.slice(0, eq) : "";
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) problems.push(`each entry is caller=${what}`);
-    else if (map.has(name)) problems.push(`caller "${name}" is listed twice`);
-    else map.set(name, part.slice(eq + 1));
-  }
-  return { map, problems };
-}
-
-/** Reads RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS; exported for the webhook sender's own start. */
-export function parseWebhooks(
-  env: NodeJS.ProcessEnv,
-  callers: readonly string[],
-): { webhooks: Map<string, CallerWebhookConfig>; problems: { variable: string; message: string }[] } {
-  const problems: { variable: string; message: string }[] = [];
-  const urls = namedList(env.RELAY_WEBHOOK_URLS, "https://...");
-  const events = namedList(env.RELAY_WEBHOOK_EVENTS, "delivered+bounced+...");
-  const secrets = namedList(env.RELAY_WEBHOOK_SECRETS, "whsec_...");
-  for (const p of urls.problems) problems.push({ variable: "RELAY_WEBHOOK_URLS", message: p });
-  for (const p of events.problems) problems.push({ variable: "RELAY_WEBHOOK_EVENTS", message: p });
-  for (const p of secrets.problems) problems.push({ variable: "RELAY_WEBHOOK_SECRETS", message: p });
-  const webhooks = new Map<string, CallerWebhookConfig>();
-  for (const [name, url] of urls.map) {
-    if (!callers.includes(name))
-      problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `"${name}" is not a caller in SMTP_RELAY_TOKEN` });
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(url);
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed || parsed.protocol !== "https:")
-      problems.push({ variable: "RELAY_WEBHOOK_URLS", message: `the URL of "${name}" must be https://` });
-    const ev = (events.map.get(name) ?? DEFAULT_SUBSCRIPTIONS.join("+")).split("+").filter(Boolean);
-    for (const e of ev)
-      if (!WEBHOOK_SUBSCRIPTIONS.includes(e))
-        problems.push({
-          variable: "RELAY_WEBHOOK_EVENTS",
-          message: `"${e}" (caller ${name}) is not one of ${WEBHOOK_SUBSCRIPTIONS.join(", ")}`,
-        });
-    const sec = (secrets.map.get(name) ?? "").split("|").filter(Boolean);
-    if (sec.length === 0 || sec.some((x) => !/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/.test(x)))
-      problems.push({
-        variable: "RELAY_WEBHOOK_SECRETS",
-        message: `caller "${name}" needs a whsec_<base64> secret (two, separated by "|", during a rotation)`,
-      });
-    webhooks.set(name, { url, events: new Set(ev), secrets: sec });
-  }
-  return { webhooks, problems };
-}
-
-export const MIN_TOKEN_LENGTH = 32;
-
-/** Per caller: about 10x a busy transactional sender, far below what a stolen token could otherwise spray. */
-export const DEFAULT_QUOTAS: Quotas = {
-  recipientsPerMin: 500,
-  recipientsPerDay: 10_000,
-  bytesPerMin: 50 * 1024 * 1024,
-  bytesPerDay: 1024 * 1024 * 1024,
-};
-
 /** Raised when the environment is wrong: the message lists every bad variable at once. */
 export class ConfigError extends Error {
   readonly variables: readonly string[];
@@ -173,269 +82,9 @@ export class ConfigError extends Error {
   }
 }
 
-const intVar = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === "") return def;
-      if (!/^\d+$/.test(v.trim())) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be a whole number, got "${v}"` });
-        return z.NEVER;
-      }
-      const n = Number(v.trim());
-      if (n < min || n > max) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be between ${min} and ${max}, got ${n}` });
-        return z.NEVER;
-      }
-      return n;
-    });
-
-const emailOptions = {
-  allow_display_name: false,
-  require_tld: true,
-  allow_ip_domain: false,
-  allow_utf8_local_part: false,
-};
-
-/** `name=token` names a caller; a token without a name (or ending in base64 `=` padding) gets `caller-N`. */
-export function parseTokens(raw: string): { tokens: CallerToken[]; problems: string[] } {
-  const problems: string[] = [];
-  const tokens: CallerToken[] = [];
-  const parts = raw
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s !== "");
-  if (parts.length === 0) problems.push(`set at least one token of ${MIN_TOKEN_LENGTH}+ characters`);
-  parts.forEach((part, i) => {
-    const eq = part.indexOf("=");
-    const rest = eq >= 0 ? part.slice(eq + 1) : "";
-    const named = eq > 0 && !/^=*$/.test(rest);
-    const name = named ? part.slice(0, eq) : `caller-${i + 1}`;
-    const token = named ? rest : part;
-    if (named && !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
-      problems.push(
-        `token #${i + 1}: the caller name before "=" may use only letters, digits, "_", "." and "-" (1-64 chars)`,
-      );
-    }
-    if (token.length < MIN_TOKEN_LENGTH) {
-      problems.push(
-        `token #${i + 1}${named ? ` (${name})` : ""} is ${token.length} characters; each token needs at least ${MIN_TOKEN_LENGTH}`,
-      );
-    }
-    if (/\s/.test(token)) problems.push(`token #${i + 1} contains whitespace`);
-    tokens.push(callerToken(name, token));
-  });
-  return { tokens, problems: [...problems, ...duplicateProblems(tokens)] };
-}
-
-function duplicateProblems(tokens: readonly CallerToken[]): string[] {
-  const problems: string[] = [];
-  const names = new Set<string>();
-  const values = new Set<string>();
-  for (const t of tokens) {
-    if (names.has(t.name)) problems.push(`caller name "${t.name}" is used twice`);
-    if (values.has(t.sha256)) problems.push(`the same token is listed twice`);
-    names.add(t.name);
-    values.add(t.sha256);
-  }
-  return problems;
-}
-
-/** `name=<64 hex digits>,...`: the SHA-256 of each caller's token, as the deploy step writes it on the host. */
-export function parseTokenDigests(raw: string): { tokens: CallerToken[]; problems: string[] } {
-  const problems: string[] = [];
-  const tokens: CallerToken[] = [];
-  const parts = raw
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s !== "");
-  if (parts.length === 0) problems.push("set at least one name=<sha256 hex> entry");
-  parts.forEach((part, i) => {
-    const m = /^([A-Za-z0-9_.-]{1,64})=([0-9a-fA-F]{64})$/.exec(part);
-    if (!m) {
-      problems.push(`entry #${i + 1} must be name=<64 hex digits> (the SHA-256 of the caller's token)`);
-      return;
-    }
-    tokens.push({ name: m[1] as string, sha256: (m[2] as string).toLowerCase() });
-  });
-  return { tokens, problems: [...problems, ...duplicateProblems(tokens)] };
-}
-
-/** `caller=a@x;b@x,caller2=c@x`: per-caller sender allowlists. */
-export function parseCallerFrom(raw: string): { map: Map<string, Set<string>>; problems: string[] } {
-  const map = new Map<string, Set<string>>();
-  const problems: string[] = [];
-  for (const part of raw
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s !== "")) {
-    const eq = part.indexOf("=");
-    const name = part.slice(0, eq);
-    if (eq <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
-      problems.push(`"${part.slice(0, 40)}" must be caller=address;address`);
-      continue;
-    }
-    const list = part
-      .slice(eq + 1)
-      .split(";")
-      .map((s) => s.trim().toLowerCase())
-      .filter((s) => s !== "");
-    if (list.length === 0) problems.push(`caller "${name}" lists no address`);
-    for (const a of list)
-      if (!isEmail(a, emailOptions) || a.startsWith("-"))
-        problems.push(`caller "${name}": "${a}" is not a valid address`);
-    if (map.has(name)) problems.push(`caller "${name}" is listed twice`);
-    map.set(name, new Set(list));
-  }
-  return { map, problems };
-}
-
-/** "IP:PORT" ("[::1]:2525" for IPv6); `def` when unset, undefined when unset and there is no default. */
-const listenVar = (def: string | undefined) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      const s = v === undefined || v.trim() === "" ? def : v.trim();
-      if (s === undefined) return undefined;
-      const m = /^(.+):(\d{1,5})$/.exec(s);
-      const host = m?.[1]?.replace(/^\[(.*)\]$/, "$1");
-      const port = Number(m?.[2]);
-      if (!m || !host || isIP(host) === 0 || port < 0 || port > 65535) {
-        ctx.addIssue({
-          code: z.ZodIssueCode.custom,
-          message: `must be IP:PORT such as ${def ?? `127.0.0.1:${RELAY_SMTP_PORT}`}, got "${s}"`,
-        });
-        return z.NEVER;
-      }
-      return { host, port };
-    });
-
-const absolutePath = z
-  .string()
-  .optional()
-  .refine((v) => v === undefined || v === "" || v.startsWith("/"), { message: "must be an absolute path" });
-
-const schema = z.object({
-  RELAY_LISTEN: listenVar("127.0.0.1:2525").transform((v) => v as { host: string; port: number }),
-  // The SMTP ingress: off unless RELAY_SMTP_LISTEN is set; STARTTLS needs the key and certificate files.
-  RELAY_SMTP_LISTEN: listenVar(undefined),
-  RELAY_SMTP_HOSTNAME: z
-    .string()
-    .optional()
-    .refine((v) => v === undefined || v === "" || isFQDN(v, { require_tld: false }), {
-      message: "must be a host name such as smtp-relay.example.com",
-    }),
-  RELAY_SMTP_TLS_KEY: absolutePath,
-  RELAY_SMTP_TLS_CERT: absolutePath,
-  SMTP_RELAY_TOKEN: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === "") return undefined;
-      const { tokens, problems } = parseTokens(v);
-      for (const p of problems) ctx.addIssue({ code: z.ZodIssueCode.custom, message: p });
-      return tokens;
-    }),
-  SMTP_RELAY_TOKEN_SHA256: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === "") return undefined;
-      const { tokens, problems } = parseTokenDigests(v);
-      for (const p of problems) ctx.addIssue({ code: z.ZodIssueCode.custom, message: p });
-      return tokens;
-    }),
-  RELAY_CALLER_FROM: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      const { map, problems } = parseCallerFrom(v ?? "");
-      for (const p of problems) ctx.addIssue({ code: z.ZodIssueCode.custom, message: p });
-      return map;
-    }),
-  RELAY_QUOTA_RECIPIENTS_PER_MIN: intVar(DEFAULT_QUOTAS.recipientsPerMin, 1),
-  RELAY_QUOTA_RECIPIENTS_PER_DAY: intVar(DEFAULT_QUOTAS.recipientsPerDay, 1),
-  RELAY_QUOTA_BYTES_PER_MIN: intVar(DEFAULT_QUOTAS.bytesPerMin, 1024),
-  RELAY_QUOTA_BYTES_PER_DAY: intVar(DEFAULT_QUOTAS.bytesPerDay, 1024),
-  RELAY_ALLOWED_FROM: z
-    .string({ required_error: "required: comma-separated sender addresses callers may use as From" })
-    .transform((v, ctx) => {
-      const list = v
-        .split(",")
-        .map((s) => s.trim().toLowerCase())
-        .filter((s) => s !== "");
-      if (list.length === 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: "list at least one sender address" });
-      for (const a of list) {
-        if (!isEmail(a, emailOptions) || a.startsWith("-")) {
-          ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${a}" is not a valid address` });
-        }
-      }
-      return list;
-    }),
-  RELAY_MESSAGE_ID_DOMAIN: z
-    .string()
-    .optional()
-    .refine((v) => v === undefined || v === "" || isFQDN(v, { require_tld: true }), {
-      message: "must be a domain name such as mail.example.com",
-    }),
-  QUEUE_ROOT: z
-    .string()
-    .optional()
-    .transform((v) => (v === undefined || v === "" ? "/var/spool/mail-relay" : v))
-    .refine((v) => v.startsWith("/"), { message: "must be an absolute path" }),
-  QUEUE_MAX_ATTEMPTS: intVar(8, 1, 100),
-  QUEUE_RETRY_BASE_MS: intVar(30_000, 1),
-  QUEUE_RETRY_MAX_MS: intVar(3_600_000, 1),
-  SENDMAIL_TIMEOUT_MS: intVar(30_000, 100, 600_000),
-  RELAY_HANDOFF: z
-    .string()
-    .optional()
-    .transform((v, ctx): { kind: "sendmail" } | { kind: "smtp"; host: string; port: number } => {
-      const s = v === undefined || v.trim() === "" ? "smtp://127.0.0.1:25" : v.trim();
-      if (s === "sendmail") return { kind: "sendmail" };
-      const m = /^smtp:\/\/([^/:]+):(\d{1,5})\/?$/.exec(s);
-      const port = Number(m?.[2]);
-      if (!m || port < 1 || port > 65535) {
-        ctx.addIssue({
-          code: z.ZodIssueCode.custom,
-          message: `must be "sendmail" or "smtp://HOST:PORT" (default smtp://127.0.0.1:25), got "${s}"`,
-        });
-        return z.NEVER;
-      }
-      return { kind: "smtp", host: m[1] as string, port };
-    }),
-  SENDMAIL_PATH: z
-    .string()
-    .optional()
-    .transform((v) => (v === undefined || v === "" ? "/usr/sbin/sendmail" : v))
-    .refine((v) => v.startsWith("/"), { message: "must be an absolute path" }),
-  // Default from bench:handoff against the rendered Postfix + OpenDKIM: 4 at once handed off 1.8x the serial rate, 8 no
-  // more than 4.
-  RELAY_HANDOFF_CONCURRENCY: intVar(4, 1, 32),
-  RELAY_RATE_LIMIT_PER_MIN: intVar(60, 1),
-  RELAY_BODY_LIMIT_BYTES: intVar(524_288, 1024, 64 * 1024 * 1024),
-  RELAY_MAX_MESSAGE_BYTES: intVar(0, 1024, MESSAGE_SIZE_FACTOR * 64 * 1024 * 1024),
-  RELAY_MAX_RECIPIENTS: intVar(50, 1, 1000),
-  RELAY_MIN_FREE_BYTES: intVar(100 * 1024 * 1024, 0),
-  QUEUE_SENT_RETENTION_MS: intVar(7 * 24 * 3_600_000, 24 * 3_600_000),
-  RELAY_POSTFIX_LOG: z
-    .string()
-    .optional()
-    .transform((v) => (v === undefined || v.trim() === "" ? "/var/log/mail-relay/postfix.log" : v.trim()))
-    .refine((v) => v === "off" || v.startsWith("/"), {
-      message: 'must be an absolute path (Postfix\'s maillog_file) or "off"',
-    }),
-  RELAY_AUTO_SUPPRESS: z
-    .enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) })
-    .optional(),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).optional(),
-});
-
 /** Checks the whole environment at once; throws one ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
-  const parsed = schema.safeParse(env);
+  const parsed = envSchema.safeParse(env);
   const noTokens = !env.SMTP_RELAY_TOKEN?.trim() && !env.SMTP_RELAY_TOKEN_SHA256?.trim();
   const tokensMissing = {
     variable: "SMTP_RELAY_TOKEN_SHA256",
@@ -530,10 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
  * problem.
  */
 function smtpIngressConfig(
-  e: Pick<
-    z.infer<typeof schema>,
-    "RELAY_SMTP_LISTEN" | "RELAY_SMTP_HOSTNAME" | "RELAY_SMTP_TLS_KEY" | "RELAY_SMTP_TLS_CERT"
-  >,
+  e: Pick<RelayEnv, "RELAY_SMTP_LISTEN" | "RELAY_SMTP_HOSTNAME" | "RELAY_SMTP_TLS_KEY" | "RELAY_SMTP_TLS_CERT">,
   messageIdDomain: string,
   problems: { variable: string; message: string }[],
 ): SmtpIngressConfig | undefined {

@@ -2,46 +2,24 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
+import { z } from "zod";
 import {
   CONFIG_KEYS,
-  ConfigError,
   configWarnings,
   decodeRaw,
+  decodingOf,
   nodeHostnames,
   parseConfig,
   SECRET_KEYS,
+  type ConfigKey,
 } from "../../infra/config";
+import { rawSchema } from "../../infra/config/schema";
 import { readStackConfig } from "../../infra/offline";
-
-const ctx = { project: "mail-relay", stack: "test" };
-const secrets = { sshPrivateKey: true, smarthostPassword: false };
-
-function valid(): Record<string, unknown> {
-  return {
-    domain: "example.com",
-    adminCidrs: ["203.0.113.0/24"],
-    sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZr0Wv5nB1m3N0cP8xg0s5q9h9Jq8n3V7Xc2Qb1f2aA me@host",
-    allowedSenders: ["noreply@example.com"],
-    cloudflareAccountId: "0123456789abcdef0123456789abcdef",
-    accessTeamName: "example",
-    dkimSelectors: [{ name: "mail202611", active: true }],
-    mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
-  };
-}
-
-function problems(raw: Record<string, unknown>, sec = secrets): string[] {
-  try {
-    parseConfig(raw, sec, ctx);
-  } catch (e) {
-    if (e instanceof ConfigError) return [...e.problems];
-    throw e;
-  }
-  return [];
-}
+import { CONFIG_CTX, CONFIG_SECRETS, configProblems, minimalConfig } from "../helpers/config";
 
 describe("config: defaults", () => {
   it("a minimal config gets the documented defaults", () => {
-    const c = parseConfig(valid(), secrets, ctx);
+    const c = parseConfig(minimalConfig(), CONFIG_SECRETS, CONFIG_CTX);
     expect(c.nodes.map((n) => n.mtaHostname)).toEqual(["mail.example.com"]);
     expect(c.relayHostname).toBe("mail-relay.example.com");
     expect(c.image).toBe("debian-13");
@@ -67,12 +45,12 @@ describe("config: defaults", () => {
   it("callers are names or {name, allowedSenders}; only those with a list get one; quotas have defaults", () => {
     const c = parseConfig(
       {
-        ...valid(),
+        ...minimalConfig(),
         allowedSenders: ["noreply@example.com", "tickets@example.com"],
         callers: ["app", { name: "billing", allowedSenders: ["Tickets@example.com"] }],
       },
-      secrets,
-      ctx,
+      CONFIG_SECRETS,
+      CONFIG_CTX,
     );
     expect(c.callers).toEqual(["app", "billing"]);
     expect(c.callerSenders).toEqual({ billing: ["tickets@example.com"] });
@@ -90,22 +68,24 @@ describe("config: defaults", () => {
       "mail2.example.com",
       "mail3.example.com",
     ]);
-    expect(parseConfig({ ...valid(), nodeCount: 2 }, secrets, ctx).nodes.map((n) => n.key)).toEqual(["node1", "node2"]);
+    expect(
+      parseConfig({ ...minimalConfig(), nodeCount: 2 }, CONFIG_SECRETS, CONFIG_CTX).nodes.map((n) => n.key),
+    ).toEqual(["node1", "node2"]);
   });
 });
 
 describe("config: wide admin ranges", () => {
   it("allowWideAdminCidrs: true accepts a /12 and a /32 and names them for the warning; /8 and /16 stay the hard floor", () => {
     const c = parseConfig(
-      { ...valid(), adminCidrs: ["10.0.0.0/12", "2001:db8::/32", "203.0.113.0/24"], allowWideAdminCidrs: true },
-      secrets,
-      ctx,
+      { ...minimalConfig(), adminCidrs: ["10.0.0.0/12", "2001:db8::/32", "203.0.113.0/24"], allowWideAdminCidrs: true },
+      CONFIG_SECRETS,
+      CONFIG_CTX,
     );
     expect(c.wideAdminCidrs).toEqual(["10.0.0.0/12", "2001:db8::/32"]);
-    expect(problems({ ...valid(), adminCidrs: ["0.0.0.0/4"], allowWideAdminCidrs: true }).join("\n")).toMatch(
-      /opens SSH/,
-    );
-    expect(parseConfig(valid(), secrets, ctx).wideAdminCidrs).toEqual([]);
+    expect(
+      configProblems({ ...minimalConfig(), adminCidrs: ["0.0.0.0/4"], allowWideAdminCidrs: true }).join("\n"),
+    ).toMatch(/opens SSH/);
+    expect(parseConfig(minimalConfig(), CONFIG_SECRETS, CONFIG_CTX).wideAdminCidrs).toEqual([]);
   });
 });
 
@@ -232,9 +212,9 @@ describe("config: every bad value gets its own clear error naming the key", () =
   ];
   for (const [what, patch, re] of cases) {
     it(`refuses ${what}`, () => {
-      const raw = { ...valid(), ...patch };
+      const raw = { ...minimalConfig(), ...patch };
       for (const [k, v] of Object.entries(patch)) if (v === undefined) delete raw[k];
-      const ps = problems(raw);
+      const ps = configProblems(raw);
       expect(
         ps.some((p) => re.test(p)),
         `problems were:\n${ps.join("\n")}`,
@@ -243,22 +223,22 @@ describe("config: every bad value gets its own clear error naming the key", () =
   }
 
   it("refuses a smarthost without its secret password", () => {
-    const ps = problems({ ...valid(), smarthost: { host: "smtp.eu.mailgun.org", username: "u" } });
+    const ps = configProblems({ ...minimalConfig(), smarthost: { host: "smtp.eu.mailgun.org", username: "u" } });
     expect(ps).toContainEqual(
       expect.stringMatching(/mail-relay:smarthostPassword is required when mail-relay:smarthost is set/),
     );
   });
 
   it("refuses a missing SSH private key, naming the --secret command", () => {
-    const ps = problems(valid(), { sshPrivateKey: false, smarthostPassword: false });
+    const ps = configProblems(minimalConfig(), { sshPrivateKey: false, smarthostPassword: false });
     expect(ps).toContainEqual(
       expect.stringMatching(/mail-relay:sshPrivateKey is required; set it with `pulumi config set --secret/),
     );
   });
 
   it("reports all problems together, not one per run", () => {
-    const ps = problems(
-      { ...valid(), adminCidrs: ["0.0.0.0/0"], dmarc: { pct: 300 }, nodeCount: 0 },
+    const ps = configProblems(
+      { ...minimalConfig(), adminCidrs: ["0.0.0.0/0"], dmarc: { pct: 300 }, nodeCount: 0 },
       { sshPrivateKey: false, smarthostPassword: false },
     );
     expect(ps.length).toBeGreaterThanOrEqual(4);
@@ -268,6 +248,36 @@ describe("config: every bad value gets its own clear error naming the key", () =
   it("names a key whose value is not valid YAML/JSON", () => {
     const { problems: ps } = decodeRaw((k) => (k === "nodeCount" ? "two" : undefined));
     expect(ps).toEqual([expect.stringMatching(/^mail-relay:nodeCount must be valid YAML\/JSON/)]);
+  });
+});
+
+describe("config: the key list and each key's decoding come from the schema", () => {
+  it("a string key is taken as written, every other key is parsed as YAML/JSON", () => {
+    const given: Record<string, string> = { domain: "123", nodeCount: "2", tunnel: "false", spf: '{"all":"-all"}' };
+    expect(decodeRaw((k) => given[k])).toEqual({
+      raw: { domain: "123", nodeCount: 2, tunnel: false, spf: { all: "-all" } },
+      problems: [],
+    });
+  });
+  it.each(Object.entries(CONFIG_KEYS))("%s (%s) is decoded the way its schema reads it", (key, decoding) => {
+    // A string key must accept a string as its type; a JSON key must refuse one (else it was meant as a string).
+    const typeIssues = rawSchema.shape[key as ConfigKey]
+      .safeParse("x")
+      .error?.issues.filter((i) => i.code === "invalid_type");
+    expect(typeIssues ?? [], key).toHaveLength(decoding === "string" ? 0 : 1);
+  });
+  it("an unwrapped string is a string, an unwrapped number is JSON", () => {
+    expect(decodingOf(z.string().trim().optional().default("a"))).toBe("string");
+    expect(decodingOf(z.enum(["a", "b"]).optional())).toBe("string");
+    expect(
+      decodingOf(
+        z
+          .number()
+          .refine((n) => n > 0)
+          .default(1),
+      ),
+    ).toBe("json");
+    expect(decodingOf(z.array(z.string()))).toBe("json");
   });
 });
 
@@ -301,10 +311,12 @@ describe("config: the repo's stack files are complete, valid examples", () => {
 
 describe("config: warnings for valid but easily misread settings", () => {
   it("one node: no warning", () => {
-    expect(configWarnings(parseConfig(valid(), secrets, ctx))).toEqual([]);
+    expect(configWarnings(parseConfig(minimalConfig(), CONFIG_SECRETS, CONFIG_CTX))).toEqual([]);
   });
   it("nodeCount > 1 behind the tunnel says what it does not give: status lookups can 404, idempotent retries can send twice, rate limits are per node", () => {
-    const w = configWarnings(parseConfig({ ...valid(), nodeCount: 3, relay: { rateLimitPerMin: 100 } }, secrets, ctx));
+    const w = configWarnings(
+      parseConfig({ ...minimalConfig(), nodeCount: 3, relay: { rateLimitPerMin: 100 } }, CONFIG_SECRETS, CONFIG_CTX),
+    );
     expect(w).toHaveLength(1);
     expect(w[0]).toMatch(/^mail-relay:nodeCount is 3: /);
     expect(w[0]).toMatch(/GET \/messages\/:id .* 404/);
@@ -312,7 +324,9 @@ describe("config: warnings for valid but easily misread settings", () => {
     expect(w[0]).toMatch(/rate limits are per node \(up to 3 x 100\/min per caller\)/);
   });
   it("nodeCount > 1 without the tunnel: independent relays", () => {
-    const w = configWarnings(parseConfig({ ...valid(), nodeCount: 2, tunnel: false }, secrets, ctx));
+    const w = configWarnings(
+      parseConfig({ ...minimalConfig(), nodeCount: 2, tunnel: false }, CONFIG_SECRETS, CONFIG_CTX),
+    );
     expect(w).toEqual([
       expect.stringMatching(/^mail-relay:nodeCount is 2 with mail-relay:tunnel false: 2 independent relays/),
     ]);
@@ -324,18 +338,22 @@ describe("config: the image and the Debian release the host files are rendered f
     ["debian-13", "trixie"],
     ["debian-12", "bookworm"],
   ])("%s is tested: rendered for %s, no warning", (image, release) => {
-    const c = parseConfig({ ...valid(), image }, secrets, ctx);
+    const c = parseConfig({ ...minimalConfig(), image }, CONFIG_SECRETS, CONFIG_CTX);
     expect(c).toMatchObject({ image, release, untestedImage: false });
     expect(configWarnings(c)).toEqual([]);
   });
   it("any other image is refused, naming the tested ones and the key that allows it", () => {
-    expect(problems({ ...valid(), image: "ubuntu-24.04" })).toEqual([
+    expect(configProblems({ ...minimalConfig(), image: "ubuntu-24.04" })).toEqual([
       'mail-relay:image "ubuntu-24.04" is not a tested image: use debian-13 (the default) or debian-12, or set mail-relay:allowUntestedImage true to deploy it anyway (the host files are then rendered for Debian 13 (trixie))',
     ]);
-    expect(problems({ ...valid(), image: "debian-11" })).toHaveLength(1);
+    expect(configProblems({ ...minimalConfig(), image: "debian-11" })).toHaveLength(1);
   });
   it("allowUntestedImage lets it through, rendered for Debian 13, with a warning on every preview and up", () => {
-    const c = parseConfig({ ...valid(), image: "debian-14", allowUntestedImage: true }, secrets, ctx);
+    const c = parseConfig(
+      { ...minimalConfig(), image: "debian-14", allowUntestedImage: true },
+      CONFIG_SECRETS,
+      CONFIG_CTX,
+    );
     expect(c).toMatchObject({ image: "debian-14", release: "trixie", untestedImage: true });
     const w = configWarnings(c);
     expect(w).toHaveLength(1);
@@ -345,15 +363,19 @@ describe("config: the image and the Debian release the host files are rendered f
     expect(w[0]).toMatch(/Tested: debian-13 \(the default\) or debian-12$/);
   });
   it("allowUntestedImage changes nothing for a tested image", () => {
-    const c = parseConfig({ ...valid(), image: "debian-12", allowUntestedImage: true }, secrets, ctx);
+    const c = parseConfig(
+      { ...minimalConfig(), image: "debian-12", allowUntestedImage: true },
+      CONFIG_SECRETS,
+      CONFIG_CTX,
+    );
     expect(c).toMatchObject({ release: "bookworm", untestedImage: false });
     expect(configWarnings(c)).toEqual([]);
   });
   it("refuses an image name that is not one, and a non-boolean allowUntestedImage", () => {
-    expect(problems({ ...valid(), image: "Debian 13" })).toEqual([
+    expect(configProblems({ ...minimalConfig(), image: "Debian 13" })).toEqual([
       expect.stringMatching(/^mail-relay:image must be a Hetzner image name such as debian-13/),
     ]);
-    expect(problems({ ...valid(), allowUntestedImage: "yes" })).toEqual([
+    expect(configProblems({ ...minimalConfig(), allowUntestedImage: "yes" })).toEqual([
       expect.stringMatching(/^mail-relay:allowUntestedImage /),
     ]);
   });

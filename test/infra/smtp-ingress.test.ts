@@ -6,54 +6,38 @@
 import { X509Certificate } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../infra/config";
+import { parseConfig } from "../../infra/config";
 import type { OfflineRun } from "../../infra/offline";
 import { certificateFingerprint, smtpCertificateNames } from "../../infra/smtpTls";
 import { tunnelIngress } from "../../infra/tunnel";
 import { promiseOf } from "../../infra/offline";
+import { CONFIG_CTX, CONFIG_SECRETS, configProblems, minimalConfig } from "../helpers/config";
 import { ofType, pushedFiles, runStack, T, useStandInBundleIfUnbuilt } from "../helpers/stack";
 import { parseEnvFile } from "../cloud-init/parsers";
 
 useStandInBundleIfUnbuilt();
 
-const ctx = { project: "mail-relay", stack: "test" };
-const secrets = { sshPrivateKey: true, smarthostPassword: false };
-function valid(over: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    domain: "example.com",
-    adminCidrs: ["203.0.113.0/24"],
-    sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZr0Wv5nB1m3N0cP8xg0s5q9h9Jq8n3V7Xc2Qb1f2aA me@host",
-    allowedSenders: ["noreply@example.com"],
-    cloudflareAccountId: "0123456789abcdef0123456789abcdef",
-    accessTeamName: "example",
-    dkimSelectors: [{ name: "mail202611", active: true }],
-    mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
-    ...over,
-  };
-}
-function problems(raw: Record<string, unknown>): string[] {
-  try {
-    parseConfig(raw, secrets, ctx);
-  } catch (e) {
-    if (e instanceof ConfigError) return [...e.problems];
-    throw e;
-  }
-  return [];
-}
-
 describe("config: smtpIngress", () => {
   it("is off by default; enabled, it listens on 2587 as smtp-relay.<domain>", () => {
-    expect(parseConfig(valid(), secrets, ctx).smtpIngress).toBeUndefined();
-    expect(parseConfig(valid({ smtpIngress: { enabled: true } }), secrets, ctx).smtpIngress).toEqual({
+    expect(parseConfig(minimalConfig(), CONFIG_SECRETS, CONFIG_CTX).smtpIngress).toBeUndefined();
+    expect(
+      parseConfig(minimalConfig({ smtpIngress: { enabled: true } }), CONFIG_SECRETS, CONFIG_CTX).smtpIngress,
+    ).toEqual({
       hostname: "smtp-relay.example.com",
       port: 2587,
     });
     expect(
-      parseConfig(valid({ smtpIngress: { enabled: true, hostname: "SMTP.Example.com." } }), secrets, ctx).smtpIngress
-        ?.hostname,
+      parseConfig(
+        minimalConfig({ smtpIngress: { enabled: true, hostname: "SMTP.Example.com." } }),
+        CONFIG_SECRETS,
+        CONFIG_CTX,
+      ).smtpIngress?.hostname,
     ).toBe("smtp.example.com");
     // on a host without the tunnel it is still there, for apps on the host itself
-    expect(parseConfig(valid({ tunnel: false, smtpIngress: { enabled: true } }), secrets, ctx).smtpIngress).toEqual({
+    expect(
+      parseConfig(minimalConfig({ tunnel: false, smtpIngress: { enabled: true } }), CONFIG_SECRETS, CONFIG_CTX)
+        .smtpIngress,
+    ).toEqual({
       hostname: "smtp-relay.example.com",
       port: 2587,
     });
@@ -109,7 +93,7 @@ describe("config: smtpIngress", () => {
   ];
   for (const [what, over, re] of cases) {
     it(`refuses ${what}, naming the key and the fix`, () => {
-      const ps = problems(valid(over));
+      const ps = configProblems(minimalConfig(over));
       expect(
         ps.some((p) => re.test(p)),
         `problems were:\n${ps.join("\n")}`,

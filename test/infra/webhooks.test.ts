@@ -3,20 +3,12 @@
  */
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../infra/config";
+import { CONFIG_CTX, CONFIG_SECRETS, minimalConfig } from "../helpers/config";
 import { pushedFiles, runStack } from "../helpers/stack";
 
 describe("webhook config", () => {
   it("callers may be names or {name, webhookUrl, events}; only https is accepted", () => {
-    const base = {
-      domain: "example.com",
-      adminCidrs: ["203.0.113.0/24"],
-      sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB3Qx0s+ke0m9w1oBq6F5aaeW1fVvkcx3c0SBQ8aN2vX test",
-      allowedSenders: ["noreply@example.com"],
-      dkimSelectors: [{ name: "mail202611", active: true }],
-      mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
-      tunnel: false,
-    };
-    const ctx = { project: "mail-relay", stack: "test" };
+    const base = minimalConfig({ tunnel: false });
     const c = parseConfig(
       {
         ...base,
@@ -26,8 +18,8 @@ describe("webhook config", () => {
           { name: "crm", webhookUrl: "https://crm.example.com/h", events: ["deferred"] },
         ],
       },
-      { sshPrivateKey: true, smarthostPassword: false },
-      ctx,
+      CONFIG_SECRETS,
+      CONFIG_CTX,
     );
     expect(c.callers).toEqual(["app", "billing", "crm"]);
     expect(c.webhooks).toEqual([
@@ -41,13 +33,13 @@ describe("webhook config", () => {
     expect(() =>
       parseConfig(
         { ...base, callers: [{ name: "app", webhookUrl: "http://hooks.example.com" }] },
-        { sshPrivateKey: true, smarthostPassword: false },
-        ctx,
+        CONFIG_SECRETS,
+        CONFIG_CTX,
       ),
     ).toThrow(/https:\/\//);
-    expect(() =>
-      parseConfig({ ...base, callers: [{ name: "Bad Name" }] }, { sshPrivateKey: true, smarthostPassword: false }, ctx),
-    ).toThrow(/caller names are lowercase words/);
+    expect(() => parseConfig({ ...base, callers: [{ name: "Bad Name" }] }, CONFIG_SECRETS, CONFIG_CTX)).toThrow(
+      /caller names are lowercase words/,
+    );
   });
 
   it("the program generates a whsec_ secret per webhook caller, pushes it in the env file, and exports it as a secret", async () => {

@@ -9,6 +9,7 @@ import { checkAll } from "../../infra/policy/rules";
 import { RELAY_TUNNEL_SERVICES } from "../../infra/policy/rules/tunnel";
 import { RELAY_HTTP_PORT, RELAY_SMTP_PORT } from "../../relay/host-contract";
 import { parseConfig } from "../../infra/config";
+import { CONFIG_CTX, CONFIG_SECRETS, minimalConfig } from "../helpers/config";
 import { runStack, T } from "../helpers/stack";
 import { firedPolicies, runPolicies } from "./crossguard";
 import { add, baseline, byName, FixtureResource, mutate, tunnelIngresses } from "./fixtures";
@@ -49,21 +50,7 @@ const withService = (service: string, hostname: string | null) =>
 describe("policy: the tunnel reaches only the relay's two listeners", () => {
   it("the relay's ports in the pack are the relay's own (relay/host-contract.ts) and the program's", () => {
     expect(RELAY_TUNNEL_SERVICES).toEqual({ http: RELAY_HTTP_PORT, tcp: RELAY_SMTP_PORT });
-    const c = parseConfig(
-      {
-        domain: "example.com",
-        adminCidrs: ["203.0.113.0/24"],
-        sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBZr0Wv5nB1m3N0cP8xg0s5q9h9Jq8n3V7Xc2Qb1f2aA me@host",
-        allowedSenders: ["noreply@example.com"],
-        cloudflareAccountId: "0123456789abcdef0123456789abcdef",
-        accessTeamName: "example",
-        dkimSelectors: [{ name: "mail202611", active: true }],
-        mx: [{ host: "route1.mx.cloudflare.net", priority: 10 }],
-        smtpIngress: { enabled: true },
-      },
-      { sshPrivateKey: true, smarthostPassword: false },
-      { project: "mail-relay", stack: "t" },
-    );
+    const c = parseConfig(minimalConfig({ smtpIngress: { enabled: true } }), CONFIG_SECRETS, CONFIG_CTX);
     expect({ http: c.relay.port, tcp: c.smtpIngress?.port }).toEqual(RELAY_TUNNEL_SERVICES);
   });
 

@@ -31,10 +31,10 @@ function scratchDir(): { dir: string; cleanup(): void } {
 
 const tmp = scratchDir();
 let relay: BundleProcess | undefined;
-let sink: SMTPServer | undefined;
+const sinks: SMTPServer[] = [];
 afterAll(async () => {
   await relay?.stop("SIGKILL");
-  await new Promise<void>((r) => (sink ? sink.close(() => r()) : r()));
+  await Promise.all(sinks.map((s) => new Promise<void>((r) => s.close(() => r()))));
   tmp.cleanup();
 });
 
@@ -65,39 +65,59 @@ function prefill(root: string, count = BACKLOG): string[] {
   return ids;
 }
 
+/**
+ * One backlog: `count` jobs waiting in <scratch>/<name>/queue, and a fake Postfix (smtp-server) that counts each job's
+ * Message-ID as it arrives and answers 250 after `replyDelayMs`. `start` runs the bundle on that queue, handing off to
+ * the fake.
+ */
+async function backlog(name: string, count: number, replyDelayMs = 0) {
+  const received = new Map<string, number>();
+  let total = 0;
+  const sink = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS", "AUTH"],
+    logger: false,
+    onData(stream, _session, cb) {
+      let head = "";
+      stream.on("data", (c: Buffer) => {
+        if (head.length < 4096) head += c.toString("latin1");
+      });
+      stream.on("end", () => {
+        const id = /^Message-ID: <([^@>]+)@/im.exec(head)?.[1] ?? "?";
+        received.set(id, (received.get(id) ?? 0) + 1);
+        const reply = `2.0.0 Ok: queued as Q${++total}`;
+        if (replyDelayMs > 0) setTimeout(() => cb(null, reply), replyDelayMs);
+        else cb(null, reply);
+      });
+    },
+  });
+  sink.on("error", () => undefined); // a connection the relay drops when it is stopped
+  sinks.push(sink);
+  await new Promise<void>((r) => sink.listen(0, "127.0.0.1", () => r()));
+  const port = (sink.server.address() as { port: number }).port;
+  const dir = path.join(tmp.dir, name);
+  const queue = path.join(dir, "queue");
+  const ids = prefill(queue, count);
+  return {
+    ids,
+    queue,
+    received,
+    total: () => total,
+    start: (env: Record<string, string> = {}) =>
+      startBundle(
+        dir,
+        TOKEN,
+        { bin: process.execPath, env: {} },
+        { RELAY_HANDOFF: `smtp://127.0.0.1:${port}`, ...env },
+      ),
+  };
+}
+
 describe.skipIf(!haveBundle)(`the bundled relay restarted with ${BACKLOG} jobs pending`, () => {
   it("answers /health and accepts /send before the index is loaded, then hands off every waiting job exactly once", async () => {
-    const received = new Map<string, number>();
-    let total = 0;
-    sink = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ["STARTTLS", "AUTH"],
-      logger: false,
-      onData(stream, _session, cb) {
-        let head = "";
-        stream.on("data", (c: Buffer) => {
-          if (head.length < 4096) head += c.toString("latin1");
-        });
-        stream.on("end", () => {
-          const id = /^Message-ID: <([^@>]+)@/im.exec(head)?.[1] ?? "?";
-          received.set(id, (received.get(id) ?? 0) + 1);
-          total++;
-          cb(null, `2.0.0 Ok: queued as Q${total}`);
-        });
-      },
-    });
-    sink.on("error", () => undefined); // a connection the relay drops when it is stopped
-    await new Promise<void>((r) => sink?.listen(0, "127.0.0.1", () => r()));
-    const port = (sink.server.address() as { port: number }).port;
-
-    const dir = path.join(tmp.dir, "relay");
-    const waiting = prefill(path.join(dir, "queue"));
-    relay = await startBundle(
-      dir,
-      TOKEN,
-      { bin: process.execPath, env: {} },
-      { RELAY_HANDOFF: `smtp://127.0.0.1:${port}`, RELAY_RATE_LIMIT_PER_MIN: "1000" },
-    );
+    const b = await backlog("relay", BACKLOG);
+    const { ids: waiting, received } = b;
+    relay = await b.start({ RELAY_RATE_LIMIT_PER_MIN: "1000" });
     const r = relay;
     const auth = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
 
@@ -130,7 +150,7 @@ describe.skipIf(!haveBundle)(`the bundled relay restarted with ${BACKLOG} jobs p
 
     // Every waiting job and both new ones reach the sink; nothing twice.
     const deadline = Date.now() + 170_000;
-    while (total < BACKLOG + 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
+    while (b.total() < BACKLOG + 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
     await new Promise((res) => setTimeout(res, 1000)); // anything sent twice would arrive now
     const log = r.stdout();
     const loadedAt = log.indexOf('"msg":"queue index loaded"');
@@ -139,9 +159,9 @@ describe.skipIf(!haveBundle)(`the bundled relay restarted with ${BACKLOG} jobs p
     expect(log).toMatch(new RegExp(`"pending":${BACKLOG}\\b`));
     expect(waiting.filter((id) => received.get(id) !== 1)).toEqual([]);
     expect([received.get(newId), received.get(keyedId)]).toEqual([1, 1]);
-    expect(total).toBe(BACKLOG + 2);
-    expect(readdirSync(path.join(dir, "queue", "sent"))).toHaveLength(BACKLOG + 2);
-    expect(readdirSync(path.join(dir, "queue", "pending"))).toEqual([]);
+    expect(b.total()).toBe(BACKLOG + 2);
+    expect(readdirSync(path.join(b.queue, "sent"))).toHaveLength(BACKLOG + 2);
+    expect(readdirSync(path.join(b.queue, "pending"))).toEqual([]);
     expect(await (await fetch(`${r.url}/health`)).text()).toBe("ok");
     expect(await r.stop("SIGTERM")).toBe(0);
   }, 240_000);
@@ -150,56 +170,30 @@ describe.skipIf(!haveBundle)(`the bundled relay restarted with ${BACKLOG} jobs p
 describe.skipIf(!haveBundle)("kill -9 while four hand-offs are in flight", () => {
   it("loses nothing, and sends again only messages Postfix had acknowledged whose record was not yet written", async () => {
     const JOBS = 400;
-    const received = new Map<string, number>();
-    const slow = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ["STARTTLS", "AUTH"],
-      logger: false,
-      onData(stream, _session, cb) {
-        let head = "";
-        stream.on("data", (c: Buffer) => {
-          if (head.length < 4096) head += c.toString("latin1");
-        });
-        stream.on("end", () => {
-          const id = /^Message-ID: <([^@>]+)@/im.exec(head)?.[1] ?? "?";
-          received.set(id, (received.get(id) ?? 0) + 1);
-          // Postfix takes a while to queue: the kill lands while several messages are in flight.
-          setTimeout(() => cb(null, `2.0.0 Ok: queued as K${received.size}`), 15);
-        });
-      },
-    });
-    slow.on("error", () => undefined);
-    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", () => r()));
-    const port = (slow.server.address() as { port: number }).port;
-    const dir = path.join(tmp.dir, "kill");
-    const queue = path.join(dir, "queue");
-    const ids = prefill(queue, JOBS);
-    const env = { RELAY_HANDOFF: `smtp://127.0.0.1:${port}`, RELAY_HANDOFF_CONCURRENCY: "4" };
-    try {
-      const first = await startBundle(dir, TOKEN, { bin: process.execPath, env: {} }, env);
-      while (received.size < JOBS / 4) await new Promise((res) => setTimeout(res, 5));
-      await first.stop("SIGKILL");
-      // The window: the whole message reached "Postfix" (it answers 250 whether or not the relay is still there to read
-      // it), and no hand-off record is on disk. At most one message per connection can be in it.
-      const recorded = new Set(readdirSync(path.join(queue, "sent")).map((f) => f.replace(/\.json$/, "")));
-      const window = [...received.keys()].filter((id) => !recorded.has(id));
-      expect(window.length).toBeLessThanOrEqual(4);
-      console.log(
-        `kill -9: ${received.size} messages at the sink, ${recorded.size} recorded, ${window.length} in the window`,
-      );
+    // Postfix takes a while to queue: the kill lands while several messages are in flight.
+    const { ids, queue, received, start } = await backlog("kill", JOBS, 15);
+    const env = { RELAY_HANDOFF_CONCURRENCY: "4" };
+    const first = await start(env);
+    while (received.size < JOBS / 4) await new Promise((res) => setTimeout(res, 5));
+    await first.stop("SIGKILL");
+    // The window: the whole message reached "Postfix" (it answers 250 whether or not the relay is still there to read
+    // it), and no hand-off record is on disk. At most one message per connection can be in it.
+    const recorded = new Set(readdirSync(path.join(queue, "sent")).map((f) => f.replace(/\.json$/, "")));
+    const window = [...received.keys()].filter((id) => !recorded.has(id));
+    expect(window.length).toBeLessThanOrEqual(4);
+    console.log(
+      `kill -9: ${received.size} messages at the sink, ${recorded.size} recorded, ${window.length} in the window`,
+    );
 
-      const second = await startBundle(dir, TOKEN, { bin: process.execPath, env: {} }, env);
-      const deadline = Date.now() + 60_000;
-      while (readdirSync(path.join(queue, "sent")).length < JOBS && Date.now() < deadline)
-        await new Promise((res) => setTimeout(res, 50));
-      await second.stop("SIGTERM");
-      expect(ids.filter((id) => !received.has(id))).toEqual([]); // nothing lost
-      const twice = ids.filter((id) => (received.get(id) ?? 0) > 1);
-      expect(twice.filter((id) => !window.includes(id))).toEqual([]); // duplicates only from the window
-      expect(Math.max(...ids.map((id) => received.get(id) ?? 0))).toBeLessThanOrEqual(2);
-      expect(readdirSync(path.join(queue, "sent"))).toHaveLength(JOBS);
-    } finally {
-      await new Promise<void>((r) => slow.close(() => r()));
-    }
+    const second = await start(env);
+    const deadline = Date.now() + 60_000;
+    while (readdirSync(path.join(queue, "sent")).length < JOBS && Date.now() < deadline)
+      await new Promise((res) => setTimeout(res, 50));
+    await second.stop("SIGTERM");
+    expect(ids.filter((id) => !received.has(id))).toEqual([]); // nothing lost
+    const twice = ids.filter((id) => (received.get(id) ?? 0) > 1);
+    expect(twice.filter((id) => !window.includes(id))).toEqual([]); // duplicates only from the window
+    expect(Math.max(...ids.map((id) => received.get(id) ?? 0))).toBeLessThanOrEqual(2);
+    expect(readdirSync(path.join(queue, "sent"))).toHaveLength(JOBS);
   }, 120_000);
 });
