@@ -10,9 +10,11 @@ import { RELAY_TUNNEL_SERVICES } from "../../infra/policy/rules/tunnel";
 import { RELAY_HTTP_PORT, RELAY_SMTP_PORT } from "../../relay/host-contract";
 import { parseConfig } from "../../infra/config";
 import { CONFIG_CTX, CONFIG_SECRETS, minimalConfig } from "../helpers/config";
-import { runStack, T } from "../helpers/stack";
+import { runStack, T, useStandInBundleIfUnbuilt } from "../helpers/stack";
 import { firedPolicies, runPolicies } from "./crossguard";
 import { add, baseline, byName, FixtureResource, mutate, tunnelIngresses } from "./fixtures";
+
+useStandInBundleIfUnbuilt();
 
 const SMTP_HOST = "smtp-relay.example.com";
 
