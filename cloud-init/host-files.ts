@@ -28,13 +28,8 @@ import {
   dkimKeyPath,
 } from "./paths";
 import { renderPostfixLogrotate } from "./postfix-log";
-import {
-  checkHostSettings,
-  renderPostfixMainCf,
-  renderPostfixMasterCf,
-  renderPostfixSenderAccess,
-  smarthostNexthop,
-} from "./postfix";
+import { checkHostSettings, renderPostfixMainCf, renderPostfixSenderAccess, smarthostNexthop } from "./postfix";
+import { renderPostfixMasterCf } from "./postfix-master";
 import { renderCloudflaredUnit, renderRelayUnit, renderWebhookUnit } from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
 import { assertSingleLine } from "./validate";

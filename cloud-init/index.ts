@@ -4,6 +4,7 @@ export * from "./release";
 export * from "./paths";
 export * from "./validate";
 export * from "./postfix";
+export * from "./postfix-master";
 export * from "./opendkim";
 export * from "./systemd";
 export * from "./host-hardening";
