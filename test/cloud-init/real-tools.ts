@@ -47,7 +47,7 @@ export function missing(
   const absent = (needs.tools ?? []).filter((t) => tool(t) === undefined);
   let reason: string | undefined;
   if (absent.length > 0)
-    reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl)`;
+    reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl shellcheck)`;
   else if (needs.root && !isRoot) reason = "needs root";
   else if (needs.scratch) reason = scratchUnavailable();
   if (reason === undefined) reason = needs.check?.();
