@@ -12,7 +12,7 @@ import * as path from "node:path";
 import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
 import { DataScanner } from "../relay/smtp-message";
-import { RawSmtp } from "../test/relay/smtp-client";
+import { RawSmtp } from "../testkit/raw-smtp";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 500);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);

@@ -10,7 +10,7 @@ import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OfflineRun } from "../../infra/offline";
 import { ofType, runStack, stackVariants, T, useStandInBundleIfUnbuilt } from "../helpers/stack";
-import { missing, removeDir, run } from "./real-tools";
+import { missing, removeDir, run } from "../../testkit/real-tools";
 
 useStandInBundleIfUnbuilt();
 

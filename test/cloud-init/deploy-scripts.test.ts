@@ -33,7 +33,7 @@ import {
   renderStopRelay,
   renderWaitForCloudInit,
 } from "../../cloud-init";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 
 let root: string;
 let stubs: string;

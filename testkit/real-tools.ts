@@ -1,6 +1,6 @@
-// Finding and running the real Debian tools the "real software" tests use. A missing tool skips its tests with a
-// printed reason; .ci/run installs them all (postfix opendkim opendkim-tools cloud-init nftables openssh-server
-// systemd iproute2 swaks python3, and Debian's Node 18) and sets MAIL_RELAY_REQUIRE_REAL=1, under which a missing
+// Finding and running the real Debian tools the "real software" tests (and the benches) use. A missing tool skips its
+// tests with a printed reason; .ci/run installs them all (postfix opendkim opendkim-tools cloud-init nftables
+// openssh-server systemd iproute2 swaks python3 shellcheck, and Debian's Node 18) and sets MAIL_RELAY_REQUIRE_REAL=1, under which a missing
 // requirement fails the run instead: in CI a real-software test cannot pass by skipping.
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
