@@ -1,6 +1,6 @@
 // npm run bench:chain — the whole chain, end to end: a second process POSTs N messages (~4 KB text+HTML) to the bundled
 // relay at CONCURRENCY concurrent; the relay (its own process) queues them and hands them to a real Postfix + OpenDKIM
-// built from the files cloud-init/ renders for prod (test/cloud-init/postfix-instance.ts), all inside a network
+// built from the files cloud-init/ renders for prod (testkit/postfix-instance.ts), all inside a network
 // namespace this script creates; Postfix relays to a recipient MX (smtp-sink) that writes every message to disk.
 // Measures: accepted req/s; delivered signed msgs/s from the first request to the last message captured; p50/p99
 // 202-to-capture; relay peak RSS; lost / duplicated / unsigned (DKIM verified with mailauth on a sample). In the same
@@ -15,9 +15,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { dkimVerify } from "mailauth/lib/dkim/verify";
 import { composeMessage } from "../relay/mime";
-import { buildConfig } from "../test/cloud-init/fixtures";
-import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../test/cloud-init/postfix-instance";
-import { missing, tool } from "../test/cloud-init/real-tools";
+import { buildConfig } from "../testkit/node-config";
+import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../testkit/postfix-instance";
+import { missing, tool } from "../testkit/real-tools";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 20);

@@ -1,6 +1,6 @@
 // npm run bench:handoff — the relay's two hand-offs (relay/handoff/smtp.ts and relay/handoff/sendmail.ts) against a
 // real Postfix + OpenDKIM built from the files cloud-init/ renders, in a network namespace this script creates (the
-// same instance as test/cloud-init/postfix-instance.real.test.ts, from test/cloud-init/postfix-instance.ts: only
+// same instance as test/cloud-init/postfix-instance.real.test.ts, from testkit/postfix-instance.ts: only
 // instance paths moved to a scratch dir, next hop = a local smtp-sink). Prints, per hand-off: messages/s, p50/p99 ms
 // per hand-off, time until every message is DKIM-signed at the sink; then, with OpenDKIM stopped, what each hand-off
 // reports and whether anything leaves unsigned; then whether the held mail goes out signed once OpenDKIM is back.
@@ -11,9 +11,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { buildConfig } from "../test/cloud-init/fixtures";
-import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../test/cloud-init/postfix-instance";
-import { missing, tool } from "../test/cloud-init/real-tools";
+import { buildConfig } from "../testkit/node-config";
+import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../testkit/postfix-instance";
+import { missing, tool } from "../testkit/real-tools";
 import type { SendOutcome, WorkerResult, WorkerSpec } from "./handoff-worker";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 300);
@@ -56,7 +56,7 @@ if (skip) {
 const IP = tool("ip") as string;
 const SENDMAIL = tool("sendmail") as string;
 
-// ---------------------------------------------------------------- the instance (test/cloud-init/postfix-instance.ts)
+// ---------------------------------------------------------------- the instance (testkit/postfix-instance.ts)
 
 const cfg = buildConfig({ ipv6: false });
 const inst = new PostfixInstance(`mrhb${process.pid}`, "handoff-bench-");

@@ -8,7 +8,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import nodemailer from "nodemailer";
 import { connectNoDelay, SmtpHandoff } from "../relay/handoff/smtp";
-import { tool } from "../test/cloud-init/real-tools";
+import { tool } from "../testkit/real-tools";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);

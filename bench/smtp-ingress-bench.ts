@@ -5,14 +5,14 @@
 // (bench:handoff). Knobs: BENCH_MESSAGES (500), BENCH_CONNECTIONS (50), BENCH_NODE (node binary, e.g.
 // .cache/node18/usr/bin/node).
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
 import { DataScanner } from "../relay/smtp-message";
-import { RawSmtp } from "../test/relay/smtp-client";
+import { RawSmtp } from "../testkit/raw-smtp";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 500);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);

@@ -26,14 +26,19 @@ import { releaseProfile } from "./release";
 import type { HostFile, HostSettings } from "./types";
 import { assertPort, assertSafePath, shellQuote } from "./validate";
 
-const PRELUDE = ["#!/usr/bin/env bash", "set -euo pipefail", 'root="${MAIL_RELAY_ROOT:-}"'];
+const SHEBANG = "#!/usr/bin/env bash";
+const STRICT = "set -euo pipefail";
+/** Only in the scripts that touch host paths (the cloudflared steps don't: there it would be an unused variable). */
+const ROOT = 'root="${MAIL_RELAY_ROOT:-}"';
 
 /** Bash: `count DIR...` prints how many files are under the directories that exist (a missing one counts 0). */
 const COUNT_FILES =
   'count() { local n=0 d; for d in "$@"; do if [ -d "$d" ]; then n=$((n + $(find "$d" -type f | wc -l))); fi; done; echo "$n"; }';
 
 function script(purpose: string, body: readonly string[]): string {
-  return [PRELUDE[0], `# mail-relay deploy step: ${purpose}`, ...PRELUDE.slice(1), ...body].join("\n") + "\n";
+  const usesRoot = body.some((line) => line.includes("$root"));
+  const prelude = usesRoot ? [STRICT, ROOT] : [STRICT];
+  return [SHEBANG, `# mail-relay deploy step: ${purpose}`, ...prelude, ...body].join("\n") + "\n";
 }
 
 /** Release names become directory names and shell words: a content hash or a semver, nothing else. */
@@ -270,13 +275,15 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     "  local n=0 name keep_current keep_previous",
     '  keep_current=$(basename -- "$(readlink -- "$base/current")")',
     '  keep_previous=$(basename -- "${previous:-none}")',
-    '  for name in $(ls -1t -- "$releases"); do',
+    // One name a line, newest first: a name is never split on spaces or expanded as a glob (release names can't hold
+    // either, but a directory an operator left there can).
+    "  while IFS= read -r name; do",
     "    n=$((n + 1))",
     '    if [ "$n" -gt "$keep" ] && [ "$name" != "$keep_current" ] && [ "$name" != "$keep_previous" ]; then',
     '      rm -rf -- "${releases:?}/$name"',
     '      echo "pruned old release $name"',
     "    fi",
-    "  done",
+    '  done < <(ls -1t -- "$releases")',
     "}",
     "",
     'switch_to "$target"',

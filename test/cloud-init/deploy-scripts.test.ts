@@ -33,7 +33,7 @@ import {
   renderStopRelay,
   renderWaitForCloudInit,
 } from "../../cloud-init";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 
 let root: string;
 let stubs: string;
@@ -296,6 +296,19 @@ describe("relay releases: install, activate, roll back, prune", () => {
     expect(deploy("v8", healthy("v8")).status).toBe(0);
     expect(releases()).toEqual(["v4", "v5", "v6", "v7", "v8"]);
     expect(current()).toBe("releases/v8");
+  });
+  it("prunes an old directory whose name holds a space as one name, not as two words", () => {
+    const t0 = Date.now() / 1000 - 1000;
+    for (let i = 1; i <= 5; i++) {
+      expect(deploy(`v${i}`, healthy(`v${i}`)).status).toBe(0);
+      utimesSync(join(root, `opt/mail-relay/releases/v${i}`), t0 + i, t0 + i);
+    }
+    mkdirSync(join(root, "opt/mail-relay/releases/old copy"));
+    utimesSync(join(root, "opt/mail-relay/releases/old copy"), t0, t0); // the oldest entry
+    const r = deploy("v6", healthy("v6"));
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toMatch(/pruned old release old copy$/m);
+    expect(releases()).toEqual(["v2", "v3", "v4", "v5", "v6"]);
   });
 });
 

@@ -7,8 +7,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderHostNftablesConf } from "../../cloud-init";
-import { netnsUnavailable, waitFor } from "./postfix-instance";
-import { missing, removeDir, run, safeScratchDir, tool } from "./real-tools";
+import { netnsUnavailable, waitFor } from "../../testkit/postfix-instance";
+import { missing, removeDir, run, safeScratchDir, tool } from "../../testkit/real-tools";
 
 const users = { relay: "daemon", postfix: "postfix", cloudflared: "bin" };
 const skip = missing("host ruleset in network namespaces", {

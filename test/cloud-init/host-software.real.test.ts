@@ -20,8 +20,8 @@ import {
   renderWebhookUnit,
   releaseName,
 } from "../../cloud-init";
-import { buildConfig } from "./fixtures";
-import { missing, removeDir, run, safeScratchDir, tool } from "./real-tools";
+import { buildConfig } from "../../testkit/node-config";
+import { missing, removeDir, run, safeScratchDir, tool } from "../../testkit/real-tools";
 import { eachRelease, type ReleaseTools } from "./release-tools";
 
 /** The parts of `nft -j list ruleset` this test reads. */

@@ -8,7 +8,7 @@ import {
   renderRelayUnit,
 } from "../../cloud-init";
 import { EXIT_CONFIG } from "../../relay/host-contract";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 import { parseOpendkimConf, parseUnit, unitValue } from "./parsers";
 
 const staging = buildConfig({ domain: "staging.example.com", selector: "stg202611" });

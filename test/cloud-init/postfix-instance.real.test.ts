@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkerResult, WorkerSpec } from "../../bench/handoff-worker";
 import { verifyDkim } from "./dkim-verify";
-import { buildConfig } from "./fixtures";
-import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance, waitFor } from "./postfix-instance";
-import { missing, run, tool } from "./real-tools";
+import { buildConfig } from "../../testkit/node-config";
+import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance, waitFor } from "../../testkit/postfix-instance";
+import { missing, run, tool } from "../../testkit/real-tools";
 
 const REPO = join(__dirname, "..", "..");
 

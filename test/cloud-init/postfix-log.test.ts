@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { POSTFIX_LOG } from "../../cloud-init/paths";
 import { renderPostfixMainCf } from "../../cloud-init/postfix";
 import { postfixLogSetupLines, renderPostfixLogrotate } from "../../cloud-init/postfix-log";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 import { parseMainCf } from "./parsers";
 
 const dirs: string[] = [];

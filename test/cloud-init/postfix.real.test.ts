@@ -5,8 +5,8 @@ import { chownSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RELEASES, releaseName, renderPostfixMainCf, renderPostfixMasterCf, type HostSettings } from "../../cloud-init";
-import { buildConfig } from "./fixtures";
-import { missing, removeDir, safeScratchDir } from "./real-tools";
+import { buildConfig } from "../../testkit/node-config";
+import { missing, removeDir, safeScratchDir } from "../../testkit/real-tools";
 import { eachRelease, type ReleaseTools } from "./release-tools";
 
 const dirs: string[] = [];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MASTER_SERVICES, messageSizeLimitFor, renderPostfixMainCf, renderPostfixMasterCf } from "../../cloud-init";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 import { parseMainCf, parseMasterCf, postfixList } from "./parsers";
 
 const direct = buildConfig();

@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { hostConfigFiles, hostSecretFiles, renderRelayEnv, type RelayEnvSettings } from "../../cloud-init";
-import { SECRET_SMARTHOST_PASSWORD, SECRET_TOKEN, SECRET_TOKEN_2, SECRET_TUNNEL_TOKEN, buildConfig } from "./fixtures";
+import {
+  SECRET_SMARTHOST_PASSWORD,
+  SECRET_TOKEN,
+  SECRET_TOKEN_2,
+  SECRET_TUNNEL_TOKEN,
+  buildConfig,
+} from "../../testkit/node-config";
 import { parseEnvFile } from "./parsers";
 import { createHash } from "node:crypto";
 import { callerToken, loadConfig as loadRelayConfig } from "../../relay/config";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { renderRelayUnit } from "../../cloud-init";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 import { parseUnit } from "./parsers";
 
 function service(unit: string): Map<string, string[]> {

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DEBIAN_RELEASES, releaseName, type DebianRelease } from "../../cloud-init/release";
 import { builtToolsImage, defaultImageSpec, machineRelease, TOOLS_SCRATCH } from "../../rehearsal/image";
-import { isRoot, missing, tool } from "./real-tools";
+import { isRoot, missing, tool } from "../../testkit/real-tools";
 
 const SEARCH = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 

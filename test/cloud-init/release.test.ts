@@ -15,7 +15,7 @@ import {
   type DebianRelease,
   type HostFile,
 } from "../../cloud-init";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 import { parseMainCf } from "./parsers";
 
 const other = (r: DebianRelease): DebianRelease => DEBIAN_RELEASES.find((x) => x !== r)!;

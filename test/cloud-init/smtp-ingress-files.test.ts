@@ -16,7 +16,7 @@ import {
 } from "../../cloud-init";
 import { loadConfig } from "../../relay/config";
 import { RELAY_SMTP_PORT } from "../../relay/host-contract";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 import { parseEnvFile, parseUnit, unitValue } from "./parsers";
 
 const base = buildConfig();

@@ -1,6 +1,6 @@
 // End to end through real software: swaks speaks SMTP (STARTTLS, AUTH LOGIN) to the relay bundle's SMTP ingress, the
 // relay queues the message and hands it to a real Postfix + OpenDKIM built from the rendered files (the netns instance
-// of test/cloud-init/postfix-instance.ts), and the message arrives at an smtp-sink DKIM-signed, with a signature that
+// of testkit/postfix-instance.ts), and the message arrives at an smtp-sink DKIM-signed, with a signature that
 // verifies against the key and the client's headers intact. The relay runs from the rendered env file, with only
 // instance paths moved (queue, TLS files).
 import { spawn, type ChildProcess } from "node:child_process";
@@ -12,10 +12,10 @@ import { renderRelayEnv } from "../../cloud-init";
 import { RELAY_SMTP_PORT } from "../../relay/host-contract";
 import { BUNDLE, haveNode18, NODE18 } from "../relay/bundle-process";
 import { selfSignedCert } from "../relay/smtp-client";
-import { buildConfig, SECRET_TOKEN } from "./fixtures";
+import { buildConfig, SECRET_TOKEN } from "../../testkit/node-config";
 import { parseEnvFile } from "./parsers";
-import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance, waitFor } from "./postfix-instance";
-import { missing, run, tool } from "./real-tools";
+import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance, waitFor } from "../../testkit/postfix-instance";
+import { missing, run, tool } from "../../testkit/real-tools";
 
 const skip = missing("SMTP ingress -> relay -> Postfix + OpenDKIM in a network namespace", {
   tools: [...INSTANCE_TOOLS, "swaks", "openssl", "curl"],

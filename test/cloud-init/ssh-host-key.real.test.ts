@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderInstallHostKey } from "../../cloud-init";
 import { ed25519Key } from "../../infra/offline";
-import { netnsUnavailable, waitFor } from "./postfix-instance";
-import { missing, removeDir, run, safeScratchDir, tool } from "./real-tools";
+import { netnsUnavailable, waitFor } from "../../testkit/postfix-instance";
+import { missing, removeDir, run, safeScratchDir, tool } from "../../testkit/real-tools";
 
 const skip = missing("SSH host key pinning with the real sshd", {
   tools: ["sshd", "ssh", "ssh-keygen", "ip"],

@@ -1,7 +1,13 @@
 import { parse } from "yaml";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import { HOST_PACKAGES, renderUserData, type BootstrapSettings } from "../../cloud-init";
-import { SECRET_SMARTHOST_PASSWORD, SECRET_TOKEN, SECRET_TUNNEL_TOKEN, buildConfig, dkimKeyPem } from "./fixtures";
+import {
+  SECRET_SMARTHOST_PASSWORD,
+  SECRET_TOKEN,
+  SECRET_TUNNEL_TOKEN,
+  buildConfig,
+  dkimKeyPem,
+} from "../../testkit/node-config";
 
 const bootstrap: BootstrapSettings = { hostname: "mail", fqdn: "mail.example.com" };
 const text = renderUserData(bootstrap);

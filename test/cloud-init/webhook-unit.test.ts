@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { renderRelayUnit, renderWebhookUnit } from "../../cloud-init/systemd";
-import { buildConfig } from "./fixtures";
+import { buildConfig } from "../../testkit/node-config";
 import { parseUnit, unitValue } from "./parsers";
 
 describe("only the webhook sender leaves the host; the relay stays on loopback", () => {

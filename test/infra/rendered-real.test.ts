@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RELEASES, releaseForImage, releaseName } from "../../cloud-init/release";
 import type { OfflineRun } from "../../infra/offline";
-import { missing, removeDir, safeScratchDir } from "../cloud-init/real-tools";
+import { missing, removeDir, safeScratchDir } from "../../testkit/real-tools";
 import { eachRelease, type ReleaseTools } from "../cloud-init/release-tools";
 import { ofType, pushedFiles, runStack, T } from "../helpers/stack";
 

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EXIT_CONFIG } from "../../relay/host-contract";
-import { missing } from "../cloud-init/real-tools";
+import { missing } from "../../testkit/real-tools";
 import { BUNDLE, haveBundle, startBundle, type BundleProcess } from "./bundle-process";
 import { tempDir } from "./fixtures";
 

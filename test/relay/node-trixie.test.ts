@@ -7,7 +7,7 @@ import { fakePostfix } from "./fixtures";
 import { afterAll, describe, expect, it } from "vitest";
 import { RELEASES, releaseName } from "../../cloud-init/release";
 import { TOOLS_SCRATCH } from "../../rehearsal/image";
-import { missing, removeDir, safeScratchDir } from "../cloud-init/real-tools";
+import { missing, removeDir, safeScratchDir } from "../../testkit/real-tools";
 import { eachRelease, type ReleaseTools } from "../cloud-init/release-tools";
 import { BUNDLE, haveBundle, startBundle, type BundleProcess, type NodeRuntime } from "./bundle-process";
 

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
-import { missing } from "../cloud-init/real-tools";
+import { missing } from "../../testkit/real-tools";
 import { BUNDLE, haveBundle, haveNode18, NODE18, NODE18_DIR, startBundle, type BundleProcess } from "./bundle-process";
 import { tempDir, fakePostfix } from "./fixtures";
 

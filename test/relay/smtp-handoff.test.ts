@@ -8,7 +8,7 @@ import { connectNoDelay, parsePostfixQueueId, SmtpHandoff } from "../../relay/ha
 import { HandoffError } from "../../relay/handoff/types";
 import { QueueStore, type Job } from "../../relay/queue";
 import { QueueWorker } from "../../relay/worker";
-import { missing } from "../cloud-init/real-tools";
+import { missing } from "../../testkit/real-tools";
 import { captureLog, queueOptions, tempDir } from "./fixtures";
 
 /** A loopback SMTP sink that answers DATA like Postfix, or with whatever code the test sets. */

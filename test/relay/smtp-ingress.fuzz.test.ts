@@ -8,7 +8,8 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Job } from "../../relay/queue";
 import { TOKEN_APP, TOKEN_BILLING } from "./fixtures";
-import { haveOpenssl, RawSmtp, selfSignedCert, startIngress, type RunningIngress } from "./smtp-client";
+import { RawSmtp } from "../../testkit/raw-smtp";
+import { haveOpenssl, selfSignedCert, startIngress, type RunningIngress } from "./smtp-client";
 
 type Step =
   | { kind: "line"; line: string }
@@ -191,7 +192,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress under generated command sequences", 
     // and it still serves a fresh, well-behaved client
     const { client, greeting } = await RawSmtp.connect(r.port);
     expect(greeting).toMatch(/^220 /);
-    expect(await client.login(selfSignedCert().cert)).toMatch(/^235 /);
+    expect(await client.login(selfSignedCert().cert, "app", TOKEN_APP)).toMatch(/^235 /);
     client.close();
   }, 120_000);
 });

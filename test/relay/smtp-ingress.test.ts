@@ -11,7 +11,8 @@ import { RelayError } from "../../relay/errors";
 import type { Job } from "../../relay/queue";
 import { CallerRateWindow, readSmtpTls, smtpRefusalFor } from "../../relay/smtp-ingress";
 import { captureLog, okHandoff, TOKEN_APP, TOKEN_BILLING, tempDir, testConfig } from "./fixtures";
-import { crlfMessage, haveOpenssl, RawSmtp, selfSignedCert, startIngress, type RunningIngress } from "./smtp-client";
+import { RawSmtp } from "../../testkit/raw-smtp";
+import { crlfMessage, haveOpenssl, selfSignedCert, startIngress, type RunningIngress } from "./smtp-client";
 
 const open: { close(): unknown }[] = [];
 afterEach(async () => {

@@ -16,9 +16,9 @@ import { WebhookOutbox } from "../../../relay/webhooks/outbox";
 import type { WebhookPayload } from "../../../relay/webhooks/payload";
 import { WebhookSender } from "../../../relay/webhooks/sender";
 import { newWebhookSecret } from "../../../relay/webhooks/signature";
-import { buildConfig } from "../../cloud-init/fixtures";
-import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance, waitFor } from "../../cloud-init/postfix-instance";
-import { missing, run, tool } from "../../cloud-init/real-tools";
+import { buildConfig } from "../../../testkit/node-config";
+import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance, waitFor } from "../../../testkit/postfix-instance";
+import { missing, run, tool } from "../../../testkit/real-tools";
 import { captureLog } from "../fixtures";
 
 const REPO = join(__dirname, "..", "..", "..");

@@ -1,6 +1,6 @@
-// Finding and running the real Debian tools the "real software" tests use. A missing tool skips its tests with a
-// printed reason; .ci/run installs them all (postfix opendkim opendkim-tools cloud-init nftables openssh-server
-// systemd iproute2 swaks python3, and Debian's Node 18) and sets MAIL_RELAY_REQUIRE_REAL=1, under which a missing
+// Finding and running the real Debian tools the "real software" tests (and the benches) use. A missing tool skips its
+// tests with a printed reason; .ci/run installs them all (postfix opendkim opendkim-tools cloud-init nftables
+// openssh-server systemd iproute2 swaks python3 shellcheck, and Debian's Node 18) and sets MAIL_RELAY_REQUIRE_REAL=1, under which a missing
 // requirement fails the run instead: in CI a real-software test cannot pass by skipping.
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -47,7 +47,7 @@ export function missing(
   const absent = (needs.tools ?? []).filter((t) => tool(t) === undefined);
   let reason: string | undefined;
   if (absent.length > 0)
-    reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl)`;
+    reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl shellcheck)`;
   else if (needs.root && !isRoot) reason = "needs root";
   else if (needs.scratch) reason = scratchUnavailable();
   if (reason === undefined) reason = needs.check?.();

@@ -1,7 +1,8 @@
-// A small builder of complete, realistic configurations: what infra/ would hand the renderers for one node.
+// A small builder of complete, realistic configurations: what infra/ would hand the renderers for one node (for the
+// renderer tests and the benches).
 import { generateKeyPairSync } from "node:crypto";
-import type { BootstrapSettings, DebianRelease, HostSecrets, HostSettings, RelayEnvSettings } from "../../cloud-init";
-import { DEFAULT_RELEASE, renderRelayEnv } from "../../cloud-init";
+import type { BootstrapSettings, DebianRelease, HostSecrets, HostSettings, RelayEnvSettings } from "../cloud-init";
+import { DEFAULT_RELEASE, renderRelayEnv } from "../cloud-init";
 
 export interface FullConfig {
   readonly bootstrap: BootstrapSettings;

@@ -1,7 +1,8 @@
 // A real Postfix instance and a real OpenDKIM, both from the rendered files, inside a network namespace the caller
 // names. Only instance paths are moved to a scratch dir (queue_directory, data_directory, log file, OpenDKIM's
 // files) and the next hop is a local smtp-sink; every other rendered setting is exercised as it is.
-// Used by test/cloud-init/postfix-instance.real.test.ts and bench/handoff-bench.ts.
+// Used by the real-software tests (test/cloud-init/postfix-instance.real.test.ts and others) and by
+// bench/handoff-bench.ts and bench/chain-bench.ts.
 import { spawn, type ChildProcess } from "node:child_process";
 import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,7 +15,7 @@ import {
   renderPostfixMasterCf,
   renderPostfixSenderAccess,
   type HostSettings,
-} from "../../cloud-init";
+} from "../cloud-init";
 import { run, safeScratchDir, removeDir, tool } from "./real-tools";
 
 /** The tools an instance needs (callers add their own, e.g. swaks). */
