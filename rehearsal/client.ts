@@ -9,9 +9,21 @@ import type { Capture } from "./capture";
 import { run } from "./proc";
 import { Names, WORLD } from "./world";
 
+/** The fields of the relay's (and the edge's) JSON answers that the rehearsal reads. */
+export interface RelayAnswer {
+  readonly id?: string;
+  readonly message?: {
+    readonly state?: string;
+    readonly postfixQueueId?: string;
+    readonly recipients?: readonly { readonly state?: string; readonly dsn?: string }[];
+  };
+  readonly error?: { readonly code?: string };
+}
+
 export interface HttpAnswer {
   readonly status: number;
-  readonly body: any;
+  /** The parsed JSON answer; empty when the answer was not JSON (`raw` has the text). */
+  readonly body: RelayAnswer;
   readonly raw: string;
 }
 
@@ -82,11 +94,12 @@ export class RelayClient {
       const r = await run("ip", args, { input: o.body ?? "" });
       const cut = r.stdout.lastIndexOf("\n");
       const raw = r.stdout.slice(0, cut);
-      let body: any = raw;
+      let body: RelayAnswer = {};
       try {
-        body = JSON.parse(raw);
+        const parsed: unknown = JSON.parse(raw);
+        if (parsed !== null && typeof parsed === "object") body = parsed as RelayAnswer;
       } catch {
-        /* not JSON */
+        /* not JSON: body stays empty, raw has the text */
       }
       return { status: Number(r.stdout.slice(cut + 1)) || 0, body, raw };
     } finally {

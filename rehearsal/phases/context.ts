@@ -137,13 +137,13 @@ export class RehearsalRun {
       ...msg,
       subject: `[${this.runTag}] ${what}`,
     });
-    if (a.status !== 202 || !a.body?.id) {
+    if (a.status !== 202 || !a.body.id) {
       fail(`${what}: expected 202, got ${a.status} ${a.raw.slice(0, 300)}`);
       return undefined;
     }
     this.accepted += copies;
     this.expected.push({ id: a.body.id, what, copies });
-    return a.body.id as string;
+    return a.body.id;
   }
 
   async waitForCopies(n: number, timeoutMs: number): Promise<boolean> {

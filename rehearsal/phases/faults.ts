@@ -61,7 +61,7 @@ export async function faultPostfix(ctx: RehearsalRun, fail: Fail): Promise<strin
     statuses.push(a.status);
     if (a.status === 202) {
       ctx.accepted += 1;
-      ctx.expected.push({ id: a.body.id, what: "postfix down", copies: 1 });
+      ctx.expected.push({ id: a.body.id ?? "(no id in the 202)", what: "postfix down", copies: 1 });
     }
   }
   if (statuses.some((s) => s !== 202))

@@ -77,7 +77,7 @@ export async function mail(ctx: RehearsalRun, fail: Fail): Promise<string> {
       s = await ctx.client.request("GET", `/messages/${id}`, { creds: ctx.creds() });
     }
     const m = s.body?.message;
-    const rcpts = (m?.recipients ?? []) as { state?: string; dsn?: string }[];
+    const rcpts = m?.recipients ?? [];
     const allDelivered = rcpts.length > 0 && rcpts.every((r) => r.state === "delivered" && /^2\./.test(String(r.dsn)));
     if (
       s.status !== 200 ||
