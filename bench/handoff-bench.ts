@@ -232,7 +232,8 @@ async function throughput(kind: WorkerSpec["kind"]): Promise<ThroughputFigures> 
   const r = await handOff(kind, `${kind}-load`, N);
   const ok = r.outcomes.filter((o) => o.ok).length;
   progress(
-    `  ${kind}: ${ok}/${N} accepted in ${f1(r.totalMs)} ms; waiting for all at the sink (timeout ${DRAIN_TIMEOUT_MS} ms)...`,
+    `  ${kind}: ${ok}/${N} accepted in ${f1(r.totalMs)} ms; waiting for all at the sink ` +
+      `(timeout ${DRAIN_TIMEOUT_MS} ms)...`,
   );
   const s = await waitAtSink(`${kind}-load`, ok, DRAIN_TIMEOUT_MS);
   const lat = r.outcomes.map((o) => o.ms).sort((a, b) => a - b);
@@ -273,7 +274,8 @@ async function main(): Promise<void> {
   const w2 = await waitAtSink("warmup-sendmail", 5, 90_000);
   if (w1.signed < 5 || w2.signed < 5)
     throw new Error(
-      `warm-up: smtp ${w1.signed}/5 and sendmail ${w2.signed}/5 signed at the sink; the instance is not working (see ${path.join(base, "maillog")})`,
+      `warm-up: smtp ${w1.signed}/5 and sendmail ${w2.signed}/5 signed at the sink; ` +
+        `the instance is not working (see ${path.join(base, "maillog")})`,
     );
 
   const levels = await concurrencyPhase();
@@ -310,13 +312,18 @@ async function main(): Promise<void> {
   const retrySink = await waitAtSink("retry-smtp", retryOk, DRAIN_TIMEOUT_MS);
   const downSendmailOk = downSendmail.outcomes.filter((o) => o.ok).length;
   progress(
-    `waiting for the ${downSendmailOk} sendmail messages held in maildrop (timeout ${RECOVERY_TIMEOUT_MS} ms; pickup rescans every 60 s)...`,
+    `waiting for the ${downSendmailOk} sendmail messages held in maildrop (timeout ${RECOVERY_TIMEOUT_MS} ms; ` +
+      `pickup rescans every 60 s)...`,
   );
   const recovered = await waitAtSink("down-sendmail", downSendmailOk, RECOVERY_TIMEOUT_MS);
 
   // ---- report
   const line = (t: ThroughputFigures): string =>
-    `${t.kind.padEnd(9)} ${String(t.ok).padStart(4)}/${t.sent}  ${f1(t.perSec).padStart(7)} msg/s  p50 ${f2(t.p50).padStart(6)} ms  p99 ${f2(t.p99).padStart(6)} ms  max ${f2(t.max).padStart(7)} ms  >35ms ${String(t.over35ms).padStart(3)}  | at sink ${t.atSink}, DKIM-signed ${t.signed}${t.timedOut ? " (TIMED OUT)" : ""}, drain after last hand-off ${f1(t.drainMs)} ms, end-to-end ${f1(t.endToEndPerSec)} msg/s`;
+    `${t.kind.padEnd(9)} ${String(t.ok).padStart(4)}/${t.sent}  ${f1(t.perSec).padStart(7)} msg/s  ` +
+    `p50 ${f2(t.p50).padStart(6)} ms  p99 ${f2(t.p99).padStart(6)} ms  max ${f2(t.max).padStart(7)} ms  ` +
+    `>35ms ${String(t.over35ms).padStart(3)}  | at sink ${t.atSink}, ` +
+    `DKIM-signed ${t.signed}${t.timedOut ? " (TIMED OUT)" : ""}, drain after last hand-off ${f1(t.drainMs)} ms, ` +
+    `end-to-end ${f1(t.endToEndPerSec)} msg/s`;
   const codes = downSmtp.outcomes.map((o) => o.code).filter((c): c is number => c !== undefined);
   const refused4xx = codes.filter((c) => c >= 400 && c < 500).length;
   const sendmailExit0 = downSendmailOk;
@@ -325,13 +332,16 @@ async function main(): Promise<void> {
 
   console.log("");
   console.log(
-    `hand-off bench: real Postfix + OpenDKIM from the rendered configs, ${N} messages per hand-off (${smtp.bytes} bytes each, text+html), serial hand-offs`,
+    `hand-off bench: real Postfix + OpenDKIM from the rendered configs, ${N} messages per hand-off ` +
+      `(${smtp.bytes} bytes each, text+html), serial hand-offs`,
   );
   console.log(
-    `  machine: ${os.cpus().length} CPUs, 1-min load average ${f2(loadAtStart)} at start and ${f2(os.loadavg()[0] as number)} at the end (other work on the machine skews these figures)`,
+    `  machine: ${os.cpus().length} CPUs, 1-min load average ${f2(loadAtStart)} at start ` +
+      `and ${f2(os.loadavg()[0] as number)} at the end (other work on the machine skews these figures)`,
   );
   console.log(
-    `  SMTP = relay/handoff/smtp.ts (pooled, maxConnections 2, TCP_NODELAY) -> 127.0.0.1:25; sendmail = relay/handoff/sendmail.ts (${SENDMAIL} -i -f FROM -- TO)`,
+    `  SMTP = relay/handoff/smtp.ts (pooled, maxConnections 2, TCP_NODELAY) -> 127.0.0.1:25; ` +
+      `sendmail = relay/handoff/sendmail.ts (${SENDMAIL} -i -f FROM -- TO)`,
   );
   console.log(line(smtp));
   console.log(line(sendmail));
@@ -344,23 +354,34 @@ async function main(): Promise<void> {
       ),
     );
   console.log(
-    `  smtp:     ${downSmtp.outcomes.filter((o) => o.ok).length} accepted, ${refused} refused (${refused4xx} with a 4xx code), p50 ${p50Of(downSmtp.outcomes)} ms; errors: ${summarizeErrors(downSmtp.outcomes)}`,
+    `  smtp:     ${downSmtp.outcomes.filter((o) => o.ok).length} accepted, ${refused} refused (${refused4xx} ` +
+      `with a 4xx code), p50 ${p50Of(downSmtp.outcomes)} ms; errors: ${summarizeErrors(downSmtp.outcomes)}`,
   );
   console.log(
-    `  sendmail: ${sendmailExit0} exited 0, ${DOWN_N - sendmailExit0} failed, p50 ${p50Of(downSendmail.outcomes)} ms; errors: ${summarizeErrors(downSendmail.outcomes)}`,
+    `  sendmail: ${sendmailExit0} exited 0, ${DOWN_N - sendmailExit0} failed, ` +
+      `p50 ${p50Of(downSendmail.outcomes)} ms; errors: ${summarizeErrors(downSendmail.outcomes)}`,
   );
   console.log(
-    `  at the sink after ${DOWN_WATCH_MS} ms: smtp ${downSinkSmtp.total}, sendmail ${downSinkSendmail.total} (unsigned: ${downSinkSmtp.unsigned + downSinkSendmail.unsigned}); Postfix holds ${backlog.maildrop} in maildrop/, ${backlog.queued} in its queues`,
+    `  at the sink after ${DOWN_WATCH_MS} ms: smtp ${downSinkSmtp.total}, ` +
+      `sendmail ${downSinkSendmail.total} (unsigned: ${downSinkSmtp.unsigned + downSinkSendmail.unsigned}); ` +
+      `Postfix holds ${backlog.maildrop} in maildrop/, ${backlog.queued} in its queues`,
   );
   console.log(`OpenDKIM restarted:`);
   console.log(
-    `  smtp retry of the ${refused} refused: ${retryOk} accepted, ${retrySink.signed}/${retryOk} DKIM-signed at the sink${retrySink.timedOut ? " (TIMED OUT)" : ""}`,
+    `  smtp retry of the ${refused} refused: ${retryOk} accepted, ${retrySink.signed}/${retryOk} DKIM-signed ` +
+      `at the sink${retrySink.timedOut ? " (TIMED OUT)" : ""}`,
   );
   console.log(
-    `  sendmail-held: ${recovered.signed}/${downSendmailOk} DKIM-signed at the sink (${recovered.unsigned} unsigned)${recovered.timedOut ? ` — TIMED OUT after ${RECOVERY_TIMEOUT_MS} ms` : `, last one ${f1((recovered.lastAt ?? NaN) - restartedAt)} ms after the restart`}`,
+    `  sendmail-held: ${recovered.signed}/${downSendmailOk} DKIM-signed at the sink (${recovered.unsigned} ` +
+      `unsigned)${
+        recovered.timedOut
+          ? ` — TIMED OUT after ${RECOVERY_TIMEOUT_MS} ms`
+          : `, last one ${f1((recovered.lastAt ?? NaN) - restartedAt)} ms after the restart`
+      }`,
   );
   console.log(
-    `unsigned messages that reached the sink in the whole run: ${unsignedLeaks + retrySink.unsigned + recovered.unsigned}`,
+    "unsigned messages that reached the sink in the whole run: " +
+      `${unsignedLeaks + retrySink.unsigned + recovered.unsigned}`,
   );
   console.log(
     verdict(smtp, sendmail, { refused4xx, sendmailExit0, downAtSink: downSinkSmtp.total + downSinkSendmail.total }),
@@ -408,7 +429,9 @@ function printLevels(runs: readonly LevelRun[], loadAtStart: number): void {
   if (runs.length === 0) return;
   console.log("");
   console.log(
-    `relay queue + worker + SMTP hand-off (k hand-offs at once over k connections), ${QUEUE_N} messages per run, ${ROUNDS} rounds in alternating order; 1-min load ${f2(loadAtStart)} at start, ${f2(os.loadavg()[0] as number)} now`,
+    `relay queue + worker + SMTP hand-off (k hand-offs at once over k connections), ${QUEUE_N} messages per ` +
+      `run, ${ROUNDS} rounds in alternating order; 1-min load ${f2(loadAtStart)} at ` +
+      `start, ${f2(os.loadavg()[0] as number)} now`,
   );
   const mean = (k: number, f: (r: LevelRun) => number): number => {
     const xs = runs.filter((r) => r.k === k).map(f);
@@ -423,7 +446,10 @@ function printLevels(runs: readonly LevelRun[], loadAtStart: number): void {
     const signed = runs.filter((r) => r.k === k).reduce((n, r) => n + r.signed, 0);
     const total = runs.filter((r) => r.k === k).reduce((n, r) => n + r.atSink, 0);
     console.log(
-      `  k=${String(k).padEnd(2)} end-to-end ${f1(mean(k, (r) => r.endToEndPerSec)).padStart(7)} msg/s (runs: ${each}), relay records ${f1(mean(k, (r) => r.relayPerSec)).padStart(7)} msg/s, ${f2(mean(k, (r) => r.endToEndPerSec) / base)}x k=${LEVELS[0]}; at sink ${total}, DKIM-signed ${signed}`,
+      `  k=${String(k).padEnd(2)} end-to-end ${f1(mean(k, (r) => r.endToEndPerSec)).padStart(7)} msg/s ` +
+        `(runs: ${each}), relay records ${f1(mean(k, (r) => r.relayPerSec)).padStart(7)} ` +
+        `msg/s, ${f2(mean(k, (r) => r.endToEndPerSec) / base)}x k=${LEVELS[0]}; at sink ${total}, ` +
+        `DKIM-signed ${signed}`,
     );
   }
 }
@@ -440,7 +466,8 @@ function verdict(
   const parts = [
     `hand-off rate: ${faster(smtp.perSec, sendmail.perSec, "smtp", "sendmail")}`,
     `end-to-end to signed at the sink: ${faster(smtp.endToEndPerSec, sendmail.endToEndPerSec, "smtp", "sendmail")}`,
-    `with OpenDKIM down smtp reported failure for ${down.refused4xx}/${DOWN_N} and sendmail for ${DOWN_N - down.sendmailExit0}/${DOWN_N}`,
+    `with OpenDKIM down smtp reported failure for ${down.refused4xx}/${DOWN_N} and sendmail ` +
+      `for ${DOWN_N - down.sendmailExit0}/${DOWN_N}`,
     `${down.downAtSink} left while it was down`,
   ];
   let pick: string;

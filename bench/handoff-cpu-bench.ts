@@ -2,7 +2,8 @@
 // (what relay/handoff/smtp.ts used before) against the relay's SmtpHandoff (SMTPConnection, no plugin pipeline), each
 // sending BENCH_MESSAGES raw ~3 KB messages serially to Postfix's smtp-sink (a separate C process, so the CPU measured
 // here is the client's). Rounds alternate the order. Run it with Debian's Node 18 for the host's figure:
-//   LD_LIBRARY_PATH=.cache/node18/usr/lib/x86_64-linux-gnu .cache/node18/usr/bin/node --import tsx bench/handoff-cpu-bench.ts
+//   LD_LIBRARY_PATH=.cache/node18/usr/lib/x86_64-linux-gnu \
+//     .cache/node18/usr/bin/node --import tsx bench/handoff-cpu-bench.ts
 import { spawn } from "node:child_process";
 import * as net from "node:net";
 import * as os from "node:os";
@@ -14,7 +15,8 @@ const N = Number(process.env.BENCH_MESSAGES ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const PORT = 20000 + Math.floor(Math.random() * 20000);
 const raw = Buffer.from(
-  `Message-ID: <bench@example.com>\r\nFrom: noreply@example.com\r\nTo: u@example.net\r\nSubject: s\r\n\r\n${"body line of text\r\n".repeat(150)}`,
+  `Message-ID: <bench@example.com>\r\nFrom: noreply@example.com\r\nTo: u@example.net\r\nSubject: s\r\n` +
+    `\r\n${"body line of text\r\n".repeat(150)}`,
 );
 const envelope = { from: "noreply@example.com", to: ["u@example.net"] };
 
@@ -97,15 +99,17 @@ async function measure(make: () => Client): Promise<{ name: string; cpuMs: numbe
     for (const make of order) results.push(await measure(make));
   }
   console.log(
-    `SMTP client CPU per message, node ${process.version}, ${N} messages x ${ROUNDS} rounds to smtp-sink; 1/5/15-min load ${os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(" ")}`,
+    `SMTP client CPU per message, node ${process.version}, ${N} messages x ${ROUNDS} rounds to smtp-sink; ` +
+      `1/5/15-min load ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")}`,
   );
   for (const name of [...new Set(results.map((x) => x.name))]) {
     const rs = results.filter((x) => x.name === name);
     console.log(
-      `  ${name.padEnd(36)} CPU ${rs.map((x) => x.cpuMs.toFixed(3)).join(" / ")} ms/msg, ${rs.map((x) => x.perSec.toFixed(0)).join(" / ")} msg/s`,
+      `  ${name.padEnd(36)} CPU ${rs.map((x) => x.cpuMs.toFixed(3)).join(" / ")} ` +
+        `ms/msg, ${rs.map((x) => x.perSec.toFixed(0)).join(" / ")} msg/s`,
     );
   }
   const mean = (name: string): number => {
@@ -113,7 +117,8 @@ async function measure(make: () => Client): Promise<{ name: string; cpuMs: numbe
     return rs.reduce((a, x) => a + x.cpuMs, 0) / rs.length;
   };
   console.log(
-    `  relay SmtpHandoff uses ${(mean("relay") / mean("nodemailer")).toFixed(2)}x the CPU of the Mail transport per message`,
+    `  relay SmtpHandoff uses ${(mean("relay") / mean("nodemailer")).toFixed(2)}x the CPU of the Mail ` +
+      `transport per message`,
   );
   process.exit(0);
 })();

@@ -81,17 +81,22 @@ async function measure(
   const mb = (perJob: number): string => ((perJob * DEPTH) / 1024 / 1024).toFixed(1);
   console.log(`queue bench on node ${process.version}, 1-min load ${os.loadavg()[0]?.toFixed(2)}`);
   console.log(
-    `queue at ${CLAIMS} pending:   index loaded in ${small.loadMs.toFixed(0)} ms; claim ${small.claimMs.toFixed(3)} ms/job`,
+    `queue at ${CLAIMS} pending:   index loaded in ${small.loadMs.toFixed(0)} ms; ` +
+      `claim ${small.claimMs.toFixed(3)} ms/job`,
   );
   console.log(
-    `queue at ${DEPTH} pending: index loaded in ${big.loadMs.toFixed(0)} ms; claim ${big.claimMs.toFixed(3)} ms/job (${(big.claimMs / small.claimMs).toFixed(2)}x the small queue)`,
+    `queue at ${DEPTH} pending: index loaded in ${big.loadMs.toFixed(0)} ms; ` +
+      `claim ${big.claimMs.toFixed(3)} ms/job (${(big.claimMs / small.claimMs).toFixed(2)}x the small queue)`,
   );
   if ((globalThis as { gc?: unknown }).gc) {
     console.log(
-      `index at ${DEPTH} pending: ${mb(big.heapPerJob)} MB of V8 heap + ${mb(big.buffersPerJob)} MB of typed arrays (${big.heapPerJob.toFixed(0)} + ${big.buffersPerJob.toFixed(0)} bytes per job)`,
+      `index at ${DEPTH} pending: ${mb(big.heapPerJob)} MB of V8 heap + ${mb(big.buffersPerJob)} MB of typed ` +
+        `arrays (${big.heapPerJob.toFixed(0)} + ${big.buffersPerJob.toFixed(0)} bytes per job)`,
     );
     console.log(
-      `with an idempotency key on every job: ${mb(keyed.heapPerJob)} MB + ${mb(keyed.buffersPerJob)} MB (${keyed.heapPerJob.toFixed(0)} + ${keyed.buffersPerJob.toFixed(0)} bytes per job); loaded in ${keyed.loadMs.toFixed(0)} ms`,
+      `with an idempotency key on every job: ${mb(keyed.heapPerJob)} MB + ${mb(keyed.buffersPerJob)} MB ` +
+        `(${keyed.heapPerJob.toFixed(0)} + ${keyed.buffersPerJob.toFixed(0)} bytes per job); ` +
+        `loaded in ${keyed.loadMs.toFixed(0)} ms`,
     );
   } else {
     console.log(

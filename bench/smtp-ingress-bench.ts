@@ -216,7 +216,8 @@ async function main(): Promise<void> {
   );
   console.log(`  new connection per message (TCP + STARTTLS + AUTH + 1 msg), ${CONNECTIONS}: ${fmt(conn)}`);
   console.log(
-    `  a ${(bigMsg.length / 1048576).toFixed(2)} MiB message over one connection, DATA to 250, 5 times: ${fmt(bigs)}; the relay's DATA scan of 4 MiB alone: ${fmt(scans)}`,
+    `  a ${(bigMsg.length / 1048576).toFixed(2)} MiB message over one connection, DATA to 250, ` +
+      `5 times: ${fmt(bigs)}; the relay's DATA scan of 4 MiB alone: ${fmt(scans)}`,
   );
   console.log(`  POST /send, same content, ${N}: ${fmt(http)}`);
   console.log(`  handed to the sink so far: ${sinkCount}`);

@@ -33,7 +33,8 @@ const ROOT = 'root="${MAIL_RELAY_ROOT:-}"';
 
 /** Bash: `count DIR...` prints how many files are under the directories that exist (a missing one counts 0). */
 const COUNT_FILES =
-  'count() { local n=0 d; for d in "$@"; do if [ -d "$d" ]; then n=$((n + $(find "$d" -type f | wc -l))); fi; done; echo "$n"; }';
+  'count() { local n=0 d; for d in "$@"; do if [ -d "$d" ]; then n=$((n + $(find "$d" -type f | wc -l))); fi; ' +
+  'done; echo "$n"; }';
 
 function script(purpose: string, body: readonly string[]): string {
   const usesRoot = body.some((line) => line.includes("$root"));
@@ -56,7 +57,8 @@ const WAIT_FOR_CLOUD_INIT = [
   'echo "$out"',
   // 22.4 exits 1 on error; 23.4+ exits 2 for "done with recoverable errors" (deprecated keys): not fatal.
   'if [ "$rc" -eq 2 ]; then echo "cloud-init finished with recoverable warnings (see above)" >&2; rc=0; fi',
-  'if [ "$rc" -ne 0 ]; then echo "cloud-init failed (exit $rc); see /var/log/cloud-init-output.log" >&2; tail -n 40 /var/log/cloud-init-output.log >&2 || true; exit 1; fi',
+  'if [ "$rc" -ne 0 ]; then echo "cloud-init failed (exit $rc); see /var/log/cloud-init-output.log" >&2; ' +
+    "tail -n 40 /var/log/cloud-init-output.log >&2 || true; exit 1; fi",
 ];
 
 /** Waits for cloud-init to finish (fails with its status when it reported an error), then makes the upload dir. */
@@ -84,8 +86,10 @@ export function renderInstallHostKey(): string {
     'tmp=$(mktemp -- "$dir/.host-key.XXXXXX")',
     'trap \'rm -f -- "$tmp" "$tmp.pub"\' EXIT',
     'cat > "$tmp"',
-    'if ! ssh-keygen -y -f "$tmp" > "$tmp.pub" 2>/dev/null; then echo "refusing: stdin is not an unencrypted OpenSSH private key" >&2; exit 1; fi',
-    'case "$(cut -d" " -f1 < "$tmp.pub")" in ssh-ed25519) ;; *) echo "refusing: the host key must be ssh-ed25519" >&2; exit 1 ;; esac',
+    'if ! ssh-keygen -y -f "$tmp" > "$tmp.pub" 2>/dev/null; then echo "refusing: ' +
+      'stdin is not an unencrypted OpenSSH private key" >&2; exit 1; fi',
+    'case "$(cut -d" " -f1 < "$tmp.pub")" in ssh-ed25519) ;; *) echo "refusing: ' +
+      'the host key must be ssh-ed25519" >&2; exit 1 ;; esac',
     'chmod 0600 "$tmp"; chmod 0644 "$tmp.pub"',
     "# The image's other host keys go: sshd offers only this one, whatever algorithm a client prefers.",
     'for k in "$dir"/ssh_host_*_key "$dir"/ssh_host_*_key.pub; do',
@@ -96,7 +100,8 @@ export function renderInstallHostKey(): string {
     "trap - EXIT",
     "umask 022",
     `mkdir -p -- "$root$(dirname -- ${SSH_HOST_KEY_DROPIN})"`,
-    `printf '%s\\n' '# Rendered by cloud-init/deploy-scripts.ts (mail-relay): the program-generated host key, the only one offered.' 'HostKey ${SSH_HOST_KEY}' > "$root${SSH_HOST_KEY_DROPIN}"`,
+    `printf '%s\\n' '# Rendered by cloud-init/deploy-scripts.ts (mail-relay): the program-generated host key, ` +
+      `the only one offered.' 'HostKey ${SSH_HOST_KEY}' > "$root${SSH_HOST_KEY_DROPIN}"`,
     'if [ -z "$root" ]; then sshd -t; fi',
     "# restart: existing sessions (this one) survive, new ones get the new key.",
     "systemctl restart ssh.service",
@@ -145,11 +150,14 @@ export function renderInstallFile(f: Omit<HostFile, "content">): string {
  */
 export function renderApplyHostFirewall(): string {
   return script("load the host firewall", [
-    `if ! id -u ${CLOUDFLARED_USER} >/dev/null 2>&1; then useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ${CLOUDFLARED_USER}; fi`,
-    `if ! out=$(nft -c -f "$root${NFTABLES_CONF}" 2>&1); then echo "nft -c refused ${NFTABLES_CONF}:" >&2; echo "$out" >&2; exit 1; fi`,
+    `if ! id -u ${CLOUDFLARED_USER} >/dev/null 2>&1; then useradd --system --no-create-home --home-dir ` +
+      `/nonexistent --shell /usr/sbin/nologin ${CLOUDFLARED_USER}; fi`,
+    `if ! out=$(nft -c -f "$root${NFTABLES_CONF}" 2>&1); then echo "nft -c refused ${NFTABLES_CONF}:" >&2; ` +
+      `echo "$out" >&2; exit 1; fi`,
     "# At boot nftables.service loads the same file.",
     "systemctl enable --quiet nftables.service",
-    "# nft -f replaces the ruleset in one transaction (the file starts with flush ruleset): never a moment without one,",
+    "# nft -f replaces the ruleset in one transaction (the file starts with flush ruleset): " +
+      "never a moment without one,",
     "# unlike a service restart (stop = flush). This step's own SSH session survives: established is accepted first.",
     `nft -f "$root${NFTABLES_CONF}"`,
     'echo "host firewall loaded"',
@@ -181,11 +189,13 @@ export function renderApplyMailConfig(s: HostSettings): string {
     "# OpenDKIM first: with milter_default_action = tempfail Postfix defers (never sends unsigned) while it is down.",
     "systemctl restart opendkim.service",
     `for _ in $(seq 1 20); do [ -S "$root${OPENDKIM_SOCKET}" ] && break; sleep 0.5; done`,
-    `if [ ! -S "$root${OPENDKIM_SOCKET}" ]; then echo "OpenDKIM did not create ${OPENDKIM_SOCKET}" >&2; journalctl -u opendkim.service -n 30 --no-pager >&2 || true; exit 1; fi`,
+    `if [ ! -S "$root${OPENDKIM_SOCKET}" ]; then echo "OpenDKIM did not create ${OPENDKIM_SOCKET}" >&2; ` +
+      `journalctl -u opendkim.service -n 30 --no-pager >&2 || true; exit 1; fi`,
     ...postfixLogSetupLines(),
     "# restart, not reload: inet_protocols/inet_interfaces and new group memberships only apply to a fresh master.",
     "systemctl restart postfix.service",
-    `if ! systemctl is-active --quiet postfix.service; then echo "postfix is not running" >&2; journalctl -u ${releaseProfile(s.release).postfix.masterUnit} -n 30 --no-pager >&2 || true; exit 1; fi`,
+    `if ! systemctl is-active --quiet postfix.service; then echo "postfix is not running" >&2; ` +
+      `journalctl -u ${releaseProfile(s.release).postfix.masterUnit} -n 30 --no-pager >&2 || true; exit 1; fi`,
     'echo "mail configuration applied"',
   ]);
 }
@@ -201,7 +211,8 @@ export function renderInstallRelayRelease(version: string): string {
     `tmp=$(mktemp --suffix=.js -- "$release/.relay.XXXXXX")`,
     "trap 'rm -f -- \"$tmp\"' EXIT",
     'cat > "$tmp"',
-    'if [ ! -s "$tmp" ]; then echo "refusing to install an empty relay bundle (nothing arrived on stdin)" >&2; exit 1; fi',
+    'if [ ! -s "$tmp" ]; then echo "refusing to install an empty relay bundle (nothing arrived on stdin)" >&2; ' +
+      "exit 1; fi",
     'if ! out=$(node --check "$tmp" 2>&1); then echo "relay bundle does not parse:" >&2; echo "$out" >&2; exit 1; fi',
     'chmod 0644 "$tmp"',
     'sync -- "$tmp"',
@@ -228,7 +239,8 @@ export function renderInstallAndActivateRelay(version: string, relayPort: number
     `upload="$root"${shellQuote(relayUploadPath(version))}`,
     `release="$root${RELAY_RELEASES}/"${shellQuote(version)}/${RELAY_ENTRY}`,
     'if [ ! -f "$release" ]; then',
-    '  if [ ! -f "$upload" ]; then echo "neither the release nor its upload $upload exists: run pulumi up with --replace on the relay-upload resource of this node" >&2; exit 1; fi',
+    '  if [ ! -f "$upload" ]; then echo "neither the release nor its upload $upload exists: ' +
+      'run pulumi up with --replace on the relay-upload resource of this node" >&2; exit 1; fi',
     `  bash -c ${shellQuote(renderInstallRelayRelease(version))} < "$upload"`,
     "fi",
     "# The release exists: the staged copy has done its job.",
@@ -295,7 +307,8 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     "if healthy; then",
     "  prune",
     "  # The webhook sender runs the same release; a failure here leaves webhooks in the outbox, not mail unsent.",
-    `  systemctl enable --quiet ${WEBHOOK_UNIT_NAME} && systemctl restart ${WEBHOOK_UNIT_NAME} || echo "warning: ${WEBHOOK_UNIT_NAME} did not start; webhooks wait in the outbox" >&2`,
+    `  systemctl enable --quiet ${WEBHOOK_UNIT_NAME} && systemctl restart ${WEBHOOK_UNIT_NAME} || ` +
+      `echo "warning: ${WEBHOOK_UNIT_NAME} did not start; webhooks wait in the outbox" >&2`,
     '  echo "relay release $version is active and healthy ($health_url)"',
     "  exit 0",
     "fi",
@@ -331,7 +344,8 @@ export function renderStartCloudflared(): string {
     '  curl -fsSL --retry 5 --retry-delay 2 https://pkg.cloudflare.com/cloudflare-main.gpg -o "$tmp"',
     '  install -m 0644 "$tmp" /usr/share/keyrings/cloudflare-main.gpg',
     '  rm -f -- "$tmp"',
-    "  echo 'deb [signed-by=/usr/share/keyrings/cloudflare-main.gpg] https://pkg.cloudflare.com/cloudflared any main' > /etc/apt/sources.list.d/cloudflared.list",
+    "  echo 'deb [signed-by=/usr/share/keyrings/cloudflare-main.gpg] https://pkg.cloudflare.com/cloudflared " +
+      "any main' > /etc/apt/sources.list.d/cloudflared.list",
     "  apt-get update -q",
     "  DEBIAN_FRONTEND=noninteractive apt-get install -y -q cloudflared",
     "fi",
@@ -340,7 +354,8 @@ export function renderStartCloudflared(): string {
     `systemctl enable --quiet ${CLOUDFLARED_UNIT_NAME}`,
     `systemctl restart ${CLOUDFLARED_UNIT_NAME}`,
     // Type=notify: restart returns once cloudflared has registered a connection, or fails.
-    `if ! systemctl is-active --quiet ${CLOUDFLARED_UNIT_NAME}; then journalctl -u ${CLOUDFLARED_UNIT_NAME} -n 50 --no-pager >&2 || true; exit 1; fi`,
+    `if ! systemctl is-active --quiet ${CLOUDFLARED_UNIT_NAME}; then journalctl -u ${CLOUDFLARED_UNIT_NAME} -n ` +
+      `50 --no-pager >&2 || true; exit 1; fi`,
     'echo "cloudflared tunnel is running"',
   ]);
 }
@@ -390,22 +405,28 @@ export function renderStopRelay(t: TeardownOptions = { drainSeconds: 300, allowQ
     `allow_loss=${t.allowQueueLoss ? 1 : 0}`,
     'poll="${MAIL_RELAY_DRAIN_POLL:-5}"',
     COUNT_FILES,
-    `snapshot() { relay_n=$(count "$queue/pending" "$queue/processing"); failed_n=$(count "$queue/failed"); postfix_n=$(count ${postfixDirs}); }`,
+    `snapshot() { relay_n=$(count "$queue/pending" "$queue/processing"); failed_n=$(count "$queue/failed"); ` +
+      `postfix_n=$(count ${postfixDirs}); }`,
     "deadline=$((SECONDS + drain_seconds))",
     "snapshot",
     'while [ $((relay_n + postfix_n)) -gt 0 ] && [ "$SECONDS" -lt "$deadline" ]; do',
-    '  echo "draining before teardown: relay queue $relay_n, postfix queue $postfix_n; waiting up to $((deadline - SECONDS)) s more"',
+    '  echo "draining before teardown: relay queue $relay_n, postfix queue $postfix_n; ' +
+      'waiting up to $((deadline - SECONDS)) s more"',
     '  sleep "$poll"',
     "  snapshot",
     "done",
     'echo "queues at teardown: relay pending+processing $relay_n, relay failed $failed_n, postfix $postfix_n"',
     "if [ $((relay_n + failed_n + postfix_n)) -gt 0 ]; then",
     '  if [ "$allow_loss" = 1 ]; then',
-    '    echo "WARNING: relay.allowQueueLoss is true: $((relay_n + failed_n + postfix_n)) queued message(s) are lost with the disk of this server" >&2',
+    '    echo "WARNING: relay.allowQueueLoss is true: $((relay_n + failed_n + postfix_n)) queued message(s) ' +
+      'are lost with the disk of this server" >&2',
     "  else",
-    '    echo "refusing to tear down: $((relay_n + failed_n + postfix_n)) message(s) are still queued on this server and would be lost with its disk." >&2',
-    `    echo "The relay keeps running. Inspect: node ${RELAY_BASE}/current/${RELAY_ENTRY} queue list (relay), postqueue -p (Postfix)." >&2`,
-    '    echo "Then wait and retry, retry or drop the jobs, or accept the loss: pulumi config set --path mail-relay:relay.allowQueueLoss true && pulumi up." >&2',
+    '    echo "refusing to tear down: $((relay_n + failed_n + postfix_n)) message(s) ' +
+      'are still queued on this server and would be lost with its disk." >&2',
+    `    echo "The relay keeps running. Inspect: node ${RELAY_BASE}/current/${RELAY_ENTRY} queue list (relay), ` +
+      `postqueue -p (Postfix)." >&2`,
+    '    echo "Then wait and retry, retry or drop the jobs, or accept the loss: ' +
+      'pulumi config set --path mail-relay:relay.allowQueueLoss true && pulumi up." >&2',
     "    exit 1",
     "  fi",
     "fi",

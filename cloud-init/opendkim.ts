@@ -90,7 +90,8 @@ export function renderOpendkimConf(s: HostSettings): string {
     [
       "OversignHeaders",
       OVERSIGN_HEADERS.join(","),
-      "Signed once more than present: a second copy (or a first Reply-To/Cc/List-Unsubscribe) added in transit breaks the signature.",
+      "Signed once more than present: a second copy (or a first Reply-To/Cc/List-Unsubscribe) " +
+        "added in transit breaks the signature.",
     ],
     [
       "KeyTable",

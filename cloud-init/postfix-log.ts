@@ -28,7 +28,8 @@ export function renderPostfixLogrotate(): string {
 /** Shell lines for the deploy step: the log exists with the relay's group before Postfix (postlogd) first opens it. */
 export function postfixLogSetupLines(): string[] {
   return [
-    `# ${POSTFIX_LOG}: the relay reads it (group ${RELAY_USER}, nothing more); postlogd keeps the mode of an existing file.`,
+    `# ${POSTFIX_LOG}: the relay reads it (group ${RELAY_USER}, nothing more); ` +
+      `postlogd keeps the mode of an existing file.`,
     `mkdir -p -- "$root${POSTFIX_LOG_DIR}"`,
     `chown root:${RELAY_USER} "$root${POSTFIX_LOG_DIR}"`,
     `chmod 0750 "$root${POSTFIX_LOG_DIR}"`,

@@ -113,7 +113,8 @@ function outboundSection(s: HostSettings): Section {
     },
     {
       comment:
-        "secure = TLS mandatory AND the certificate must name the smarthost: encrypt alone would hand the SASL password to a man in the middle.",
+        "secure = TLS mandatory AND the certificate must name the smarthost: " +
+        "encrypt alone would hand the SASL password to a man in the middle.",
       key: "smtp_tls_security_level",
       value: "secure",
     },
@@ -170,7 +171,8 @@ export function renderPostfixMainCf(s: HostSettings): string {
           {
             comment:
               "localhost, not the domain: mail to root or postmaster (cron, Postfix's own notices) is delivered to " +
-              "/var/mail/root on this host instead of leaving for the domain's MX; the relay always gives full addresses.",
+              "/var/mail/root on this host instead of leaving for the domain's MX; " +
+              "the relay always gives full addresses.",
             key: "myorigin",
             value: "localhost",
           },
@@ -191,15 +193,17 @@ export function renderPostfixMainCf(s: HostSettings): string {
           { key: "inet_protocols", value: s.ipv6 ? "all" : "ipv4" },
           {
             comment:
-              "Loopback only, never a private range: a Docker NAT gateway address in mynetworks and an FRP tunnel arriving " +
-              "from localhost both made open relays (incidents 001/000). Nothing may ever forward connections to Postfix.",
+              "Loopback only, never a private range: a Docker NAT gateway address in mynetworks and an FRP " +
+              "tunnel arriving from localhost both made open relays (incidents 001/000). " +
+              "Nothing may ever forward connections to Postfix.",
             key: "mynetworks",
             value: "127.0.0.0/8 [::1]/128",
           },
           { key: "mynetworks_style", value: "host" },
           {
             comment:
-              "mydestination must not list the domain: a send-only host would swallow mail for it instead of sending it to the domain's MX.",
+              "mydestination must not list the domain: a send-only host would swallow mail for it instead of " +
+              "sending it to the domain's MX.",
             key: "mydestination",
             value: "localhost",
           },
@@ -215,9 +219,12 @@ export function renderPostfixMainCf(s: HostSettings): string {
           },
           {
             comment:
-              "The relay's sender allowlist, enforced a second time: a loopback client that is not the relay gets nothing signed for an address outside it.",
+              "The relay's sender allowlist, enforced a second time: a loopback client that is not the relay " +
+              "gets nothing signed for an address outside it.",
             key: "smtpd_sender_restrictions",
-            value: `check_sender_access texthash:$config_directory/${SENDER_ACCESS_FILE.slice(POSTFIX_DIR.length + 1)}, reject`,
+            value:
+              "check_sender_access texthash:$config_directory/" +
+              `${SENDER_ACCESS_FILE.slice(POSTFIX_DIR.length + 1)}, reject`,
           },
           { key: "smtpd_relay_restrictions", value: "permit_mynetworks, reject_unauth_destination" },
           { key: "smtpd_recipient_restrictions", value: "permit_mynetworks, reject_unauth_destination" },
@@ -225,7 +232,8 @@ export function renderPostfixMainCf(s: HostSettings): string {
           { key: "disable_vrfy_command", value: "yes" },
           {
             comment:
-              "No smtpd TLS and no smtpd SASL: the listener is loopback-only, TLS there protects nothing and a certificate would only be something to renew.",
+              "No smtpd TLS and no smtpd SASL: the listener is loopback-only, " +
+              "TLS there protects nothing and a certificate would only be something to renew.",
             key: "smtpd_tls_security_level",
             value: "none",
           },
@@ -279,7 +287,8 @@ export function renderPostfixMainCf(s: HostSettings): string {
         entries: [
           {
             comment:
-              "postlogd writes it (root:mailrelay 0640, created by the deploy step; logrotate keeps the mode). Postfix no longer logs to the journal.",
+              "postlogd writes it (root:mailrelay 0640, created by the deploy step; " +
+              "logrotate keeps the mode). Postfix no longer logs to the journal.",
             key: "maillog_file",
             value: POSTFIX_LOG,
           },

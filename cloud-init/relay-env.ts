@@ -15,7 +15,8 @@ function envValue(name: string, value: string): string {
   assertSingleLine(name, value);
   if (value === "" || !ENV_SAFE.test(value) || ENV_UNSAFE_CHARS.test(value)) {
     throw new Error(
-      `${name}: value must be non-empty printable ASCII without spaces, quotes, backslash, "$" or "\`" (systemd's EnvironmentFile would change it)`,
+      `${name}: value must be non-empty printable ASCII without spaces, quotes, backslash, ` +
+        `"$" or "\`" (systemd's EnvironmentFile would change it)`,
     );
   }
   return value;
@@ -136,7 +137,10 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
       `RELAY_WEBHOOK_URLS=${envValue("RELAY_WEBHOOK_URLS", hooks.map((h) => `${h.caller}=${h.url}`).join(","))}`,
     );
     lines.push(
-      `RELAY_WEBHOOK_EVENTS=${envValue("RELAY_WEBHOOK_EVENTS", hooks.map((h) => `${h.caller}=${h.events.join("+")}`).join(","))}`,
+      `RELAY_WEBHOOK_EVENTS=${envValue(
+        "RELAY_WEBHOOK_EVENTS",
+        hooks.map((h) => `${h.caller}=${h.events.join("+")}`).join(","),
+      )}`,
     );
     lines.push(`RELAY_WEBHOOK_SECRETS=${hooks.map((h) => `${h.caller}=${h.secret}`).join(",")}`);
   }

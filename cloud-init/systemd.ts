@@ -71,7 +71,8 @@ export function renderRelayUnit(s: HostSettings): string {
       "Rendered by cloud-init/systemd.ts. The relay: POST /send -> on-disk queue -> Postfix on 127.0.0.1:25.",
       [
         "Description",
-        `mail-relay HTTP relay on 127.0.0.1:${s.relayPort}${s.smtpIngress ? ` and SMTP ingress on 127.0.0.1:${s.smtpIngress.port}` : ""}`,
+        `mail-relay HTTP relay on ` +
+          `127.0.0.1:${s.relayPort}${s.smtpIngress ? ` and SMTP ingress on 127.0.0.1:${s.smtpIngress.port}` : ""}`,
       ],
       ["Documentation", "file:///opt/mail-relay/current/relay.js"],
       ["After", "network-online.target postfix.service opendkim.service"],
@@ -88,7 +89,8 @@ export function renderRelayUnit(s: HostSettings): string {
       ["ExecStart", `/usr/bin/node ${RELAY_CURRENT}/${RELAY_ENTRY}`],
       ["Restart", "always"],
       ["RestartSec", "2s"],
-      "A bad /etc/mail-relay.env exits EX_CONFIG: no restart loop; `systemctl status` shows the message naming every variable.",
+      "A bad /etc/mail-relay.env exits EX_CONFIG: no restart loop; `systemctl status` shows the message naming " +
+        "every variable.",
       ["RestartPreventExitStatus", String(EXIT_CONFIG)],
       "SIGTERM lets the relay finish the job in hand (hand-off timeout 30 s) and stop taking new ones.",
       ["KillSignal", "SIGTERM"],
@@ -125,7 +127,8 @@ export function renderRelayUnit(s: HostSettings): string {
 export function renderWebhookUnit(): string {
   return renderUnit({
     Unit: [
-      "Rendered by cloud-init/systemd.ts. Signed delivery webhooks from QUEUE_ROOT/webhooks/pending to callers' https URLs.",
+      "Rendered by cloud-init/systemd.ts. Signed delivery webhooks from QUEUE_ROOT/webhooks/pending to " +
+        "callers' https URLs.",
       ["Description", "mail-relay webhook sender"],
       ["After", "network-online.target mail-relay.service"],
       ["Wants", "network-online.target"],
@@ -147,7 +150,8 @@ export function renderWebhookUnit(): string {
       ["ReadWritePaths", `${QUEUE_ROOT}/webhooks`],
       ["InaccessiblePaths", "-/var/log/mail-relay -/etc/opendkim/keys -/var/spool/postfix"],
       ["RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"],
-      "The sender refuses private, loopback and link-local targets itself; the kernel refuses them too (localhost stays for a local DNS stub).",
+      "The sender refuses private, loopback and link-local targets itself; " +
+        "the kernel refuses them too (localhost stays for a local DNS stub).",
       ["IPAddressDeny", "link-local multicast 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10 fc00::/7"],
       ["MemoryMax", "256M"],
       ["TasksMax", "32"],
@@ -160,7 +164,8 @@ export function renderWebhookUnit(): string {
 export function renderCloudflaredUnit(): string {
   return renderUnit({
     Unit: [
-      "Rendered by cloud-init/systemd.ts. Cloudflare Tunnel -> http://127.0.0.1:<relayPort> (locally managed ingress); the relay still checks every token.",
+      "Rendered by cloud-init/systemd.ts. Cloudflare Tunnel -> http://127.0.0.1:<relayPort> (locally managed " +
+        "ingress); the relay still checks every token.",
       ["Description", "Cloudflare Tunnel for mail-relay"],
       ["After", "network-online.target mail-relay.service"],
       ["Wants", "network-online.target"],
@@ -173,7 +178,8 @@ export function renderCloudflaredUnit(): string {
       ["Group", CLOUDFLARED_USER],
       "TUNNEL_TOKEN=... (root:root 0600). cloudflared reads TUNNEL_TOKEN itself, so the token never appears in ps.",
       ["EnvironmentFile", CLOUDFLARED_ENV_FILE],
-      "The ingress is locally managed: routes (and the Access JWT check) come from this file, never from the dashboard.",
+      "The ingress is locally managed: routes (and the Access JWT check) come from this file, " +
+        "never from the dashboard.",
       ["ExecStart", `/usr/bin/cloudflared --no-autoupdate --config ${CLOUDFLARED_CONFIG_FILE} tunnel run`],
       ["Restart", "always"],
       ["RestartSec", "5s"],

@@ -58,7 +58,8 @@ export function decodeRaw(get: (key: string) => string | undefined): {
       raw[key] = JSON.parse(value);
     } catch {
       problems.push(
-        `${NS}:${key} must be valid YAML/JSON (a number, boolean, list or object); got ${JSON.stringify(value.slice(0, 40))}`,
+        `${NS}:${key} must be valid YAML/JSON (a number, boolean, list or object); ` +
+          `got ${JSON.stringify(value.slice(0, 40))}`,
       );
     }
   }

@@ -28,7 +28,10 @@ export function keyProps(r: RecordedResource): string {
   const p = r.props;
   switch (r.type) {
     case "hcloud:index/server:Server":
-      return `${p.serverType} ${p.image} @${p.location}, firewallIds=${JSON.stringify(p.firewallIds)}, user-data ${String(p.userData ?? "").length} bytes`;
+      return (
+        `${p.serverType} ${p.image} @${p.location}, firewallIds=${JSON.stringify(p.firewallIds)}, ` +
+        `user-data ${String(p.userData ?? "").length} bytes`
+      );
     case "hcloud:index/primaryIp:PrimaryIp":
       return `${p.type} ${p.ipAddress}, autoDelete=${p.autoDelete}, deleteProtection=${p.deleteProtection}`;
     case "hcloud:index/rdns:Rdns":
@@ -58,7 +61,10 @@ export function keyProps(r: RecordedResource): string {
           .slice(0, 40)}..., private key ${MASK}`;
       return `${p.algorithm} ${p.algorithm === "ECDSA" ? p.ecdsaCurve : `${p.rsaBits} bits`}, private key ${MASK}`;
     case "tls:index/selfSignedCert:SelfSignedCert":
-      return `self-signed ${p.subject?.commonName}, names ${[...(p.dnsNames ?? []), ...(p.ipAddresses ?? [])].join(",")}, ${p.validityPeriodHours} h`;
+      return (
+        `self-signed ${p.subject?.commonName}, ` +
+        `names ${[...(p.dnsNames ?? []), ...(p.ipAddresses ?? [])].join(",")}, ${p.validityPeriodHours} h`
+      );
     case "random:index/randomPassword:RandomPassword":
       return `length ${p.length}, value ${MASK}`;
     case "command:remote:Command": {

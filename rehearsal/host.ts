@@ -112,7 +112,8 @@ export async function prepareRootfs(
       ),
     );
     progress(
-      "cloudflared: its binary is replaced by the rehearsal's stand-in (rehearsal/tunnel-standin.py); the unit, env file and ingress are the program's",
+      "cloudflared: its binary is replaced by the rehearsal's stand-in (rehearsal/tunnel-standin.py); " +
+        "the unit, env file and ingress are the program's",
     );
   }
   return { root, log: path.join(dir, "boot.log") };

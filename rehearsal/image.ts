@@ -205,7 +205,8 @@ async function build(spec: ImageSpec, dir: string, progress: (msg: string) => vo
   );
   await chroot(
     root,
-    `apt-get update -qq && apt-get clean && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only ${spec.repoPackages.join(" ")}`,
+    `apt-get update -qq && apt-get clean && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ` +
+      `--download-only ${spec.repoPackages.join(" ")}`,
   );
   const repo = path.join(root, LOCAL_REPO.slice(1));
   fs.mkdirSync(repo, { recursive: true });
@@ -217,7 +218,8 @@ async function build(spec: ImageSpec, dir: string, progress: (msg: string) => vo
   fs.mkdirSync(path.join(root, "etc/apt/sources.list.d"));
   fs.writeFileSync(
     path.join(root, "etc/apt/sources.list"),
-    `# mail-relay rehearsal: stands in for Hetzner's mirror; the booted host has no other source\ndeb [trusted=yes] file:${LOCAL_REPO} ./\n`,
+    `# mail-relay rehearsal: stands in for Hetzner's mirror; the booted host has no other source\n` +
+      `deb [trusted=yes] file:${LOCAL_REPO} ./\n`,
   );
   await sh(`rm -rf ${root}/var/lib/apt/lists/*`);
   await chroot(root, "apt-get update -qq");

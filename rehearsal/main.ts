@@ -1,5 +1,6 @@
 /**
- * `npm run rehearse -- <stack> [--release 12|13] [--upgrade-from 12] [--keep]` and `npm run rehearse -- --down [<stack>]`.
+ * `npm run rehearse -- <stack> [--release 12|13] [--upgrade-from 12] [--keep]` and
+ * `npm run rehearse -- --down [<stack>]`.
  *
  * Boots what `pulumi up` builds on a real systemd Debian, deploys it over real SSH, sends signed mail into a
  * mail world, attacks it and breaks it, then prints one table: phase, pass/fail, seconds. Stands in for exactly
@@ -52,7 +53,10 @@ export function unavailable(): string | undefined {
     try {
       execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
     } catch {
-      return `the rehearsal needs \`${tool}\` (apt-get install debootstrap systemd-container dnsmasq-base dpkg-dev openssh-client curl iproute2)`;
+      return (
+        `the rehearsal needs \`${tool}\` (apt-get install debootstrap systemd-container dnsmasq-base dpkg-dev ` +
+        `openssh-client curl iproute2)`
+      );
     }
   }
   const probe = `mrrprobe${process.pid}`;

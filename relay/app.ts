@@ -102,7 +102,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }), // the relay logs its own lines, with caller and id
+    // the relay logs its own lines, with caller and id
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
     trustProxy: false, // never believe X-Forwarded-For: the tunnel makes every caller look local
     return503OnClosing: true,
@@ -182,7 +183,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await authed.register(rateLimit, {
       max: config.rateLimitPerMin,
       timeWindow: 60_000,
-      keyGenerator: (req) => `caller:${req.caller}`, // per token, never per IP: through the tunnel every IP is 127.0.0.1
+      // per token, never per IP: through the tunnel every IP is 127.0.0.1
+      keyGenerator: (req) => `caller:${req.caller}`,
       enableDraftSpec: true,
       errorResponseBuilder: (_req, ctx) =>
         new RelayError(
@@ -225,7 +227,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       if (composed.length > config.maxMessageBytes) {
         throw new RelayError(
           "message_too_large",
-          `the composed message is ${composed.length} bytes; the limit is ${config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES)`,
+          `the composed message is ${composed.length} bytes; the limit is ${config.maxMessageBytes} ` +
+            `(RELAY_MAX_MESSAGE_BYTES)`,
         );
       }
       const raw = composed.toString("utf8");
@@ -291,7 +294,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 /** "ok", plus a line on the queue's index while it loads after a start. */
 export function healthText(load: LoadProgress | undefined): string {
   if (!load) return "ok";
-  return `ok\nqueue index loading: ${load.phase}, ${load.read} of ${load.total} files read; new jobs are accepted, the worker starts once the jobs are read\n`;
+  return (
+    `ok\nqueue index loading: ${load.phase}, ${load.read} of ${load.total} files read; new jobs are accepted, ` +
+    `the worker starts once the jobs are read\n`
+  );
 }
 
 /** Maps fastify's own errors onto the relay's codes. */

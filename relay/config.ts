@@ -88,7 +88,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   const noTokens = !env.SMTP_RELAY_TOKEN?.trim() && !env.SMTP_RELAY_TOKEN_SHA256?.trim();
   const tokensMissing = {
     variable: "SMTP_RELAY_TOKEN_SHA256",
-    message: `required (or SMTP_RELAY_TOKEN): the callers' tokens, as name=<sha256 hex> or name=<token of ${MIN_TOKEN_LENGTH}+ characters>`,
+    message:
+      `required (or SMTP_RELAY_TOKEN): the callers' tokens, as name=<sha256 hex> or name=<token ` +
+      `of ${MIN_TOKEN_LENGTH}+ characters>`,
   };
   if (!parsed.success) {
     throw new ConfigError([
@@ -103,7 +105,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
   if (maxMessageBytes > messageCeiling) {
     problems.push({
       variable: "RELAY_MAX_MESSAGE_BYTES",
-      message: `must be <= ${MESSAGE_SIZE_FACTOR} x RELAY_BODY_LIMIT_BYTES (${messageCeiling}): Postfix's message_size_limit is sized from that`,
+      message:
+        `must be <= ${MESSAGE_SIZE_FACTOR} x RELAY_BODY_LIMIT_BYTES (${messageCeiling}): ` +
+        `Postfix's message_size_limit is sized from that`,
     });
   }
   if (e.QUEUE_RETRY_MAX_MS < e.QUEUE_RETRY_BASE_MS) {
@@ -117,7 +121,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     problems.push({
       variable: "SMTP_RELAY_TOKEN",
       message:
-        "set SMTP_RELAY_TOKEN_SHA256 (digests, as on the host) or SMTP_RELAY_TOKEN (plaintext, for development), not both",
+        "set SMTP_RELAY_TOKEN_SHA256 (digests, as on the host) or SMTP_RELAY_TOKEN (plaintext, " +
+        "for development), not both",
     });
   }
   if (tokens === undefined) problems.push(tokensMissing);
@@ -191,7 +196,9 @@ function smtpIngressConfig(
     if (!value)
       problems.push({
         variable,
-        message: `required with RELAY_SMTP_LISTEN: the path of the listener's ${what} (PEM); STARTTLS is mandatory before AUTH`,
+        message:
+          `required with RELAY_SMTP_LISTEN: the path of the listener's ${what} (PEM); ` +
+          `STARTTLS is mandatory before AUTH`,
       });
   }
   return {

@@ -41,11 +41,13 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   unauthorized: "Missing, malformed or wrong bearer token (checked first, before the body is read).",
   invalid_json: "Body is not valid JSON (or is empty).",
   invalid_field:
-    "Missing, wrongly typed or unknown field, blank subject, bad tag, over-long header value (the message names the field).",
+    "Missing, wrongly typed or unknown field, blank subject, bad tag, " +
+    "over-long header value (the message names the field).",
   invalid_address: "An address in from/to/cc/bcc/replyTo is not valid or starts with `-`.",
   header_injection: "CR, LF or NUL in a header field.",
   header_not_allowed:
-    "A custom header that is not an `X-` header, an `X-` header reserved for the MTA or filters (`X-Spam-*`, `X-MS-Exchange-*`, ...), or more than 20.",
+    "A custom header that is not an `X-` header, an `X-` header reserved for the MTA or filters (`X-Spam-*`, " +
+    "`X-MS-Exchange-*`, ...), or more than 20.",
   from_not_allowed: "`from` is not among the caller's allowed senders (its own list, else `RELAY_ALLOWED_FROM`).",
   too_many_recipients: "to + cc + bcc > `RELAY_MAX_RECIPIENTS`.",
   subject_too_long: "Subject over 200 characters.",
@@ -63,12 +65,15 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
     "HTML with more than 5,000 elements or nested deeper than 64 (checked by a linear scan before any parser runs), " +
     "or a composition that overran its deadline.",
   quota_exceeded:
-    "Over a per-caller recipient or byte quota (per minute or per UTC day); the message names the quota and when it frees up.",
+    "Over a per-caller recipient or byte quota (per minute or per UTC day); " +
+    "the message names the quota and when it frees up.",
   message_too_large:
-    "The composed message is over `RELAY_MAX_MESSAGE_BYTES` (e.g. HTML-only with many `<hr>`: html-to-text makes each a 78-character line).",
+    "The composed message is over `RELAY_MAX_MESSAGE_BYTES` (e.g. HTML-only with many `<hr>`: " +
+    "html-to-text makes each a 78-character line).",
   unsupported_media_type: "Body not sent as `application/json`.",
   rate_limited:
-    "Over `RELAY_RATE_LIMIT_PER_MIN` for this token; with `Retry-After` and `RateLimit-Limit`/`-Remaining`/`-Reset` headers.",
+    "Over `RELAY_RATE_LIMIT_PER_MIN` for this token; with `Retry-After` and " +
+    "`RateLimit-Limit`/`-Remaining`/`-Reset` headers.",
   internal: "Unexpected error (the detail goes to the log).",
   queue_unavailable: "The job could not be written (or `/ready`: the queue is not writable).",
   disk_nearly_full: "Free space under `RELAY_MIN_FREE_BYTES` (or ENOSPC).",

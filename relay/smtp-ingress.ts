@@ -217,7 +217,8 @@ export class SmtpIngress {
       if (!r.ok) {
         throw new RelayError(
           "rate_limited",
-          `more than ${this.deps.config.rateLimitPerMin} messages per minute for this caller; retry in ${Math.ceil(r.retryInMs / 1000)} s`,
+          `more than ${this.deps.config.rateLimitPerMin} messages per minute for this caller; ` +
+            `retry in ${Math.ceil(r.retryInMs / 1000)} s`,
         );
       }
       cb();
@@ -233,7 +234,8 @@ export class SmtpIngress {
       if (!again && rcpts.length >= this.deps.config.maxRecipients) {
         throw new RelayError(
           "too_many_recipients",
-          `more than ${this.deps.config.maxRecipients} recipients (RELAY_MAX_RECIPIENTS); send the rest in another message`,
+          `more than ${this.deps.config.maxRecipients} recipients (RELAY_MAX_RECIPIENTS); ` +
+            `send the rest in another message`,
         );
       }
       if (!isValidAddress(address.address))
@@ -290,7 +292,8 @@ export class SmtpIngress {
     if (tooLarge) {
       throw new RelayError(
         "message_too_large",
-        `the message is ${scanner.bytes} bytes; the limit is ${config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES, the SIZE in EHLO)`,
+        `the message is ${scanner.bytes} bytes; the limit is ${config.maxMessageBytes} ` +
+          `(RELAY_MAX_MESSAGE_BYTES, the SIZE in EHLO)`,
       );
     }
     const id = randomUUID();

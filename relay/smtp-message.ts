@@ -95,7 +95,8 @@ export class DataScanner {
         554,
         "5.6.0",
         "long_line",
-        `message refused: a line is longer than ${LINE_MAX} characters (RFC 5322 2.1.1); encode the body (quoted-printable or base64)`,
+        `message refused: a line is longer than ${LINE_MAX} characters (RFC 5322 2.1.1); ` +
+          `encode the body (quoted-printable or base64)`,
       );
     }
     return undefined;
@@ -245,7 +246,8 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
       554,
       "5.6.0",
       "not_utf8",
-      "message refused: it is neither 7-bit ASCII nor UTF-8; send 8-bit parts as UTF-8 or encode them (quoted-printable or base64)",
+      "message refused: it is neither 7-bit ASCII nor UTF-8; send 8-bit parts as UTF-8 or encode them " +
+        "(quoted-printable or base64)",
     );
   }
   // The header ends at the first empty line; a message may be all header.
@@ -259,7 +261,8 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
     if (isForbidden(f.name)) {
       throw new RelayError(
         "header_not_allowed",
-        `the ${f.name} header is not allowed: receivers read it as trace or authentication results, which the relay and Postfix write`,
+        `the ${f.name} header is not allowed: receivers read it as trace or authentication results, ` +
+          `which the relay and Postfix write`,
         f.name,
       );
     }

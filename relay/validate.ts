@@ -194,7 +194,8 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
     if (RESERVED_X_HEADERS.test(k)) {
       throw new RelayError(
         "header_not_allowed",
-        `headers.${k} is not allowed: receivers' spam and transport verdicts (X-Spam-*, X-MS-Exchange-*, ...) can't be set by a caller`,
+        `headers.${k} is not allowed: receivers' spam and transport verdicts (X-Spam-*, X-MS-Exchange-*, ...) ` +
+          `can't be set by a caller`,
         `headers.${k}`,
       );
     }

@@ -40,7 +40,8 @@ async function main(): Promise<number> {
     const t0 = Date.now();
     const built = await ensureToolsImage(defaultImageSpec(r), (m) => console.error(`[release-tools ${r}] ${m}`));
     console.log(
-      `release-tools: ${releaseName(r)} ${built.cached ? "cached" : `built in ${((Date.now() - t0) / 1000).toFixed(0)} s`}: ${built.dir}`,
+      `release-tools: ${releaseName(r)} ` +
+        `${built.cached ? "cached" : `built in ${((Date.now() - t0) / 1000).toFixed(0)} s`}: ${built.dir}`,
     );
   }
   if (own)

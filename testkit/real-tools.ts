@@ -1,7 +1,7 @@
 // Finding and running the real Debian tools the "real software" tests (and the benches) use. A missing tool skips its
 // tests with a printed reason; .ci/run installs them all (postfix opendkim opendkim-tools cloud-init nftables
-// openssh-server systemd iproute2 swaks python3 shellcheck, and Debian's Node 18) and sets MAIL_RELAY_REQUIRE_REAL=1, under which a missing
-// requirement fails the run instead: in CI a real-software test cannot pass by skipping.
+// openssh-server systemd iproute2 swaks python3 shellcheck, and Debian's Node 18) and sets MAIL_RELAY_REQUIRE_REAL=1,
+// under which a missing requirement fails the run instead: in CI a real-software test cannot pass by skipping.
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -47,14 +47,17 @@ export function missing(
   const absent = (needs.tools ?? []).filter((t) => tool(t) === undefined);
   let reason: string | undefined;
   if (absent.length > 0)
-    reason = `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl shellcheck)`;
+    reason =
+      `${absent.join(", ")} not installed (apt-get install postfix opendkim opendkim-tools cloud-init nftables ` +
+      `openssh-server systemd iproute2 swaks openssl libnet-ssleay-perl libio-socket-ssl-perl shellcheck)`;
   else if (needs.root && !isRoot) reason = "needs root";
   else if (needs.scratch) reason = scratchUnavailable();
   if (reason === undefined) reason = needs.check?.();
   if (reason === undefined) return undefined;
   if (REQUIRE_REAL)
     throw new Error(
-      `${what}: ${reason}. MAIL_RELAY_REQUIRE_REAL=1 (set by .ci/run) requires every real-software test to run; install what is missing or unset it`,
+      `${what}: ${reason}. MAIL_RELAY_REQUIRE_REAL=1 (set by .ci/run) ` +
+        `requires every real-software test to run; install what is missing or unset it`,
     );
   console.warn(`[skipped] ${what}: ${reason}`);
   return reason;

@@ -130,14 +130,16 @@ export function parseConfig(
       const missing = issue.code === "invalid_type" && issue.received === "undefined";
       problems.push(
         missing
-          ? `${keyPath(issue.path)} is required; set it with \`pulumi config set ${keyPath(issue.path)} ...\` (see Pulumi.yaml for its description)`
+          ? `${keyPath(issue.path)} is required; set it with \`pulumi config set ${keyPath(issue.path)} ...\` ` +
+              `(see Pulumi.yaml for its description)`
           : `${keyPath(issue.path)} ${issue.message}`,
       );
     }
   }
   if (!secretsPresent.sshPrivateKey) {
     problems.push(
-      `${NS}:sshPrivateKey is required; set it with \`pulumi config set --secret ${NS}:sshPrivateKey < ~/.ssh/mail-relay\``,
+      `${NS}:sshPrivateKey is required; set it with \`pulumi config set --secret ${NS}:sshPrivateKey < ` +
+        `~/.ssh/mail-relay\``,
     );
   }
   if (!parsed.success) throw new ConfigError(problems);
@@ -155,14 +157,16 @@ export function parseConfig(
     problems.push(`${NS}:relayHostname "${relayHostname}" must be inside the zone "${zone}"`);
   if (relayHostname === mtaBase)
     problems.push(
-      `${NS}:relayHostname must differ from the MTA hostname: one is the proxied HTTP entry, the other the unproxied SMTP identity`,
+      `${NS}:relayHostname must differ from the MTA hostname: one is the proxied HTTP entry, ` +
+        `the other the unproxied SMTP identity`,
     );
 
   c.allowedSenders.forEach((s, i) => {
     if (!emailRe.test(s)) problems.push(`${keyPath(["allowedSenders", i])} "${s}" is not an email address`);
     else if (s.split("@")[1] !== c.domain) {
       problems.push(
-        `${keyPath(["allowedSenders", i])} "${s}" must be at ${c.domain}: strict DMARC alignment needs the From domain to be the sending domain`,
+        `${keyPath(["allowedSenders", i])} "${s}" must be at ${c.domain}: ` +
+          `strict DMARC alignment needs the From domain to be the sending domain`,
       );
     }
   });
@@ -179,29 +183,34 @@ export function parseConfig(
 
   if (c.bimi && !(c.dmarc.policy !== "none" && c.dmarc.pct === 100)) {
     problems.push(
-      `${NS}:bimi needs ${NS}:dmarc.policy "quarantine" or "reject" at pct 100 (receivers ignore BIMI otherwise); tighten dmarc or remove bimi`,
+      `${NS}:bimi needs ${NS}:dmarc.policy "quarantine" or "reject" at pct 100 (receivers ignore BIMI ` +
+        `otherwise); tighten dmarc or remove bimi`,
     );
   }
   const smtpHostname = c.smtpIngress.hostname ?? `smtp-relay.${c.domain}`;
   if (c.smtpIngress.hostname !== undefined && !c.smtpIngress.enabled) {
     problems.push(
-      `${NS}:smtpIngress.hostname is set but ${NS}:smtpIngress.enabled is not true; set enabled: true or remove the hostname`,
+      `${NS}:smtpIngress.hostname is set but ${NS}:smtpIngress.enabled is not true; set enabled: ` +
+        `true or remove the hostname`,
     );
   }
   if (c.smtpIngress.enabled && c.tunnel) {
     if (!isWithin(smtpHostname, zone))
       problems.push(
-        `${NS}:smtpIngress.hostname "${smtpHostname}" must be inside the zone "${zone}" (its CNAME and Access application live there)`,
+        `${NS}:smtpIngress.hostname "${smtpHostname}" must be inside the zone "${zone}" (its CNAME and Access ` +
+          `application live there)`,
       );
     if ([relayHostname, ...nodeHostnames(mtaBase, c.nodeCount)].includes(smtpHostname)) {
       problems.push(
-        `${NS}:smtpIngress.hostname must differ from relayHostname and the MTA hostnames: it is its own tunnel route and Access application`,
+        `${NS}:smtpIngress.hostname must differ from relayHostname and the MTA hostnames: ` +
+          `it is its own tunnel route and Access application`,
       );
     }
   }
   if (c.smtpIngress.enabled && !c.tunnel && c.smtpIngress.hostname !== undefined) {
     problems.push(
-      `${NS}:smtpIngress.hostname is only routed through the tunnel, and ${NS}:tunnel is false; remove the hostname (the listener stays on the host's 127.0.0.1:${RELAY_SMTP_PORT}) or set tunnel true`,
+      `${NS}:smtpIngress.hostname is only routed through the tunnel, and ${NS}:tunnel is false; ` +
+        `remove the hostname (the listener stays on the host's 127.0.0.1:${RELAY_SMTP_PORT}) or set tunnel true`,
     );
   }
   const mxHosts = new Set(c.mx.map((m) => m.host));
@@ -217,29 +226,36 @@ export function parseConfig(
   }
   if (c.smarthost && !secretsPresent.smarthostPassword) {
     problems.push(
-      `${NS}:smarthostPassword is required when ${NS}:smarthost is set; set it with \`pulumi config set --secret ${NS}:smarthostPassword\``,
+      `${NS}:smarthostPassword is required when ${NS}:smarthost is set; ` +
+        `set it with \`pulumi config set --secret ${NS}:smarthostPassword\``,
     );
   }
   if (c.tunnel && !c.cloudflareAccountId) {
     problems.push(
-      `${NS}:cloudflareAccountId is required when ${NS}:tunnel is true (the tunnel and Access live in the account); or set ${NS}:tunnel false`,
+      `${NS}:cloudflareAccountId is required when ${NS}:tunnel is true (the tunnel and Access live in the ` +
+        `account); or set ${NS}:tunnel false`,
     );
   }
   const imageRelease = releaseForImage(c.image);
   if (imageRelease === undefined && !c.allowUntestedImage) {
     problems.push(
-      `${NS}:image "${c.image}" is not a tested image: use ${testedImages()}, or set ${NS}:allowUntestedImage true to deploy it anyway (the host files are then rendered for ${releaseName(DEFAULT_RELEASE)})`,
+      `${NS}:image "${c.image}" is not a tested image: use ${testedImages()}, ` +
+        `or set ${NS}:allowUntestedImage true to deploy it anyway (the host files are then rendered ` +
+        `for ${releaseName(DEFAULT_RELEASE)})`,
     );
   }
   if (c.tunnel && !c.accessTeamName) {
     problems.push(
-      `${NS}:accessTeamName is required when ${NS}:tunnel is true: cloudflared checks the Access JWT against <team>.cloudflareaccess.com (Zero Trust dashboard, Settings > Custom pages); or set ${NS}:tunnel false`,
+      `${NS}:accessTeamName is required when ${NS}:tunnel is true: cloudflared checks the Access JWT against ` +
+        `<team>.cloudflareaccess.com (Zero Trust dashboard, Settings > Custom pages); or set ${NS}:tunnel false`,
     );
   }
   const wide = c.adminCidrs.filter((x) => isCidr(x) && isWiderThanASite(x));
   if (wide.length > 0 && !c.allowWideAdminCidrs) {
     problems.push(
-      `${NS}:adminCidrs ${wide.map((x) => `"${x}"`).join(", ")} ${wide.length === 1 ? "is" : "are"} wider than an IPv4 /16 or an IPv6 /48: SSH would be open to far more than your office or VPN; list narrower ranges, or set ${NS}:allowWideAdminCidrs true to accept it (preview and up then warn)`,
+      `${NS}:adminCidrs ${wide.map((x) => `"${x}"`).join(", ")} ${wide.length === 1 ? "is" : "are"} wider than ` +
+        `an IPv4 /16 or an IPv6 /48: SSH would be open to far more than your office or VPN; list narrower ranges, ` +
+        `or set ${NS}:allowWideAdminCidrs true to accept it (preview and up then warn)`,
     );
   }
   const callerNames = c.callers.map((x) => (typeof x === "string" ? x : x.name));
@@ -257,7 +273,8 @@ export function parseConfig(
     for (const a of x.allowedSenders) {
       if (!c.allowedSenders.includes(a))
         problems.push(
-          `${keyPath(["callers", i, "allowedSenders"])} lists ${a}, which is not in ${NS}:allowedSenders; a caller's senders are a subset of the stack's`,
+          `${keyPath(["callers", i, "allowedSenders"])} lists ${a}, which is not in ${NS}:allowedSenders; ` +
+            `a caller's senders are a subset of the stack's`,
         );
     }
     callerSenders[x.name] = [...new Set(x.allowedSenders)];
@@ -300,26 +317,32 @@ export function configWarnings(c: MailRelayConfig): string[] {
   const warnings: string[] = [];
   if (c.untestedImage) {
     warnings.push(
-      `${NS}:image "${c.image}" is not tested (${NS}:allowUntestedImage is true): the host files are rendered for ${releaseName(c.release)}; ` +
-        `the deploy step's checks (cloud-init, postfix check, opendkim -n, the relay's health check) are all that stands between a mismatch and a broken host. Tested: ${testedImages()}`,
+      `${NS}:image "${c.image}" is not tested (${NS}:allowUntestedImage is true): ` +
+        `the host files are rendered for ${releaseName(c.release)}; ` +
+        `the deploy step's checks (cloud-init, postfix check, opendkim -n, the relay's health check) ` +
+        `are all that stands between a mismatch and a broken host. Tested: ${testedImages()}`,
     );
   }
   const n = c.nodes.length;
   if (n > 1 && c.tunnel) {
     warnings.push(
-      `${NS}:nodeCount is ${n}: all nodes serve the same tunnel and Cloudflare sends each request to any node's connector, so ` +
-        `GET /messages/:id can reach a node that does not hold the message and answer 404, an Idempotency-Key retry can reach another ` +
-        `node and send the message twice, and rate limits are per node (up to ${n} x ${c.relay.rateLimitPerMin}/min per caller). ` +
-        `The nodes share no queue: more nodes give more sending IPs and keep /send answering while a node is down, nothing more; see docs/configuration.md`,
+      `${NS}:nodeCount is ${n}: all nodes serve the same tunnel and Cloudflare sends each request to any ` +
+        `node's connector, so GET /messages/:id can reach a node that does not hold the message and answer 404, ` +
+        `an Idempotency-Key retry can reach another node and send the message twice, and rate limits are per ` +
+        `node (up to ${n} x ${c.relay.rateLimitPerMin}/min per caller). The nodes share no queue: more nodes ` +
+        `give more sending IPs and keep /send answering while a node is down, nothing more; ` +
+        `see docs/configuration.md`,
     );
   } else if (n > 1) {
     warnings.push(
-      `${NS}:nodeCount is ${n} with ${NS}:tunnel false: ${n} independent relays, each reachable only from its own host; they share no queue, no message status and no rate limit`,
+      `${NS}:nodeCount is ${n} with ${NS}:tunnel false: ${n} independent relays, ` +
+        `each reachable only from its own host; they share no queue, no message status and no rate limit`,
     );
   }
   if (c.wideAdminCidrs.length > 0) {
     warnings.push(
-      `${NS}:allowWideAdminCidrs is true: SSH is open to ${c.wideAdminCidrs.join(", ")} (wider than an IPv4 /16 or an IPv6 /48)`,
+      `${NS}:allowWideAdminCidrs is true: SSH is open to ${c.wideAdminCidrs.join(", ")} (wider than an IPv4 ` +
+        `/16 or an IPv6 /48)`,
     );
   }
   return warnings;

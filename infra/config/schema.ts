@@ -61,7 +61,9 @@ const cidrList = z
         ctx.addIssue({
           code: "custom",
           path: [i],
-          message: `"${c}" opens SSH to (nearly) the whole Internet and is refused (0.0.0.0/0 and ::/0 included; prefixes shorter than /8 or /16 too); list your office/VPN ranges instead`,
+          message:
+            `"${c}" opens SSH to (nearly) the whole Internet and is refused (0.0.0.0/0 and ::/0 included; ` +
+            `prefixes shorter than /8 or /16 too); list your office/VPN ranges instead`,
         });
       }
     });
@@ -188,7 +190,8 @@ const smtpIngressSchema = z
     },
     {
       invalid_type_error:
-        "must be an object like {enabled: true, hostname: smtp-relay.example.com}; set it with `pulumi config set --path mail-relay:smtpIngress.enabled true`",
+        "must be an object like {enabled: true, hostname: smtp-relay.example.com}; " +
+        "set it with `pulumi config set --path mail-relay:smtpIngress.enabled true`",
     },
   )
   .strict()

@@ -49,7 +49,11 @@ export async function attackFromWorld(ctx: RehearsalRun, fail: Fail): Promise<st
     timeoutMs: 5000,
   });
   if (control.code !== 0) fail("control: SSH from the admin range did not connect either, so the probe proves nothing");
-  return `${lines.length} targets (22, 25, 465, 587, 2525, 8891 on ${hosts.join(", ")}): ${[...new Set(lines.map((l) => l.outcome))].join(", ")}; control: SSH from an admin address connects`;
+  return (
+    `${lines.length} targets (22, 25, 465, 587, 2525, 8891 ` +
+    `on ${hosts.join(", ")}): ${[...new Set(lines.map((l) => l.outcome))].join(", ")}; control: ` +
+    `SSH from an admin address connects`
+  );
 }
 
 export async function attackThroughTunnel(ctx: RehearsalRun, fail: Fail): Promise<string> {
@@ -149,7 +153,9 @@ export async function attackThroughTunnel(ctx: RehearsalRun, fail: Fail): Promis
 /** On the host: who may talk SMTP to Postfix on loopback (it trusts every loopback client). */
 export async function attackLocalUsers(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const probe = (who: string, port: number) =>
-    `${who === "root" ? "" : `setpriv --reuid=${who} --regid=${who} --clear-groups `}timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port} && head -c 3 <&3' >/dev/null 2>&1 && echo "${who}:${port}:connected" || echo "${who}:${port}:refused"`;
+    `${who === "root" ? "" : `setpriv --reuid=${who} --regid=${who} --clear-groups `}timeout 5 bash -c 'exec ` +
+    `3<>/dev/tcp/127.0.0.1/${port} && head -c 3 <&3' >/dev/null 2>&1 && echo "${who}:${port}:connected" || ` +
+    `echo "${who}:${port}:refused"`;
   const cases: [string, number, boolean][] = [
     ["nobody", 25, false],
     ["nobody", 587, false],

@@ -173,7 +173,8 @@ export class RehearsalRun {
     const t0 = Date.now();
     if (!(await this.waitForCopies(this.accepted, timeoutMs)))
       fail(
-        `${what}: ${capturedCount(this.inbox)} of ${this.accepted} accepted copies at the MX after ${timeoutMs / 1000}s`,
+        `${what}: ${capturedCount(this.inbox)} of ${this.accepted} accepted copies at the MX ` +
+          `after ${timeoutMs / 1000}s`,
       );
     return (Date.now() - t0) / 1000;
   }

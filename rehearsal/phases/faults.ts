@@ -24,7 +24,8 @@ export async function faultKillRelay(ctx: RehearsalRun, fail: Fail): Promise<str
   for (let i = 0; i < 30 && !restarted; i++) {
     await sleep(1000);
     const r = await ctx.onHost(
-      "systemctl is-active mail-relay.service; systemctl show -p MainPID --value mail-relay.service; systemctl show -p NRestarts --value mail-relay.service",
+      "systemctl is-active mail-relay.service; systemctl show -p MainPID --value mail-relay.service; " +
+        "systemctl show -p NRestarts --value mail-relay.service",
     );
     const [state, pid, restarts] = r.stdout.trim().split("\n");
     if (state === "active" && pid !== pidBefore && pid !== "0")
@@ -45,7 +46,10 @@ export async function faultOpendkim(ctx: RehearsalRun, fail: Fail): Promise<stri
   const held = await ctx.pendingOnHost();
   await ctx.onHost("systemctl start opendkim.service");
   const s = await ctx.expectAllArrive(fail, "after OpenDKIM restart");
-  return `nothing left in 8s while down (${held} held in the relay's queue); all arrived ${s.toFixed(0)}s after the restart (signatures checked in the last phase)`;
+  return (
+    `nothing left in 8s while down (${held} held in the relay's queue); ` +
+    `all arrived ${s.toFixed(0)}s after the restart (signatures checked in the last phase)`
+  );
 }
 
 export async function faultPostfix(ctx: RehearsalRun, fail: Fail): Promise<string> {
@@ -69,7 +73,10 @@ export async function faultPostfix(ctx: RehearsalRun, fail: Fail): Promise<strin
   await sleep(3000);
   await ctx.onHost("systemctl start postfix.service");
   const s = await ctx.expectAllArrive(fail, "after Postfix restart");
-  return `202 x${statuses.filter((x) => x === 202).length} with Postfix down; all arrived ${s.toFixed(0)}s after its restart`;
+  return (
+    `202 x${statuses.filter((x) => x === 202).length} with Postfix down; ` +
+    `all arrived ${s.toFixed(0)}s after its restart`
+  );
 }
 
 export async function faultReboot(ctx: RehearsalRun, fail: Fail): Promise<string> {
@@ -95,14 +102,18 @@ export async function faultReboot(ctx: RehearsalRun, fail: Fail): Promise<string
   });
   if (!/table inet/.test(svc.stdout)) fail("after reboot no nftables table is loaded");
   const s = await ctx.expectAllArrive(fail, "after reboot");
-  return `${pending} jobs pending; back up in ${up.toFixed(0)}s (${r.stdout.trim()}), units active, nftables loaded; all arrived ${s.toFixed(0)}s later`;
+  return (
+    `${pending} jobs pending; back up in ${up.toFixed(0)}s (${r.stdout.trim()}), units active, nftables loaded; ` +
+    `all arrived ${s.toFixed(0)}s later`
+  );
 }
 
 export async function faultBrokenRelease(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const broken = path.join(ctx.dir, "broken-relay.js");
   fs.writeFileSync(
     broken,
-    `"use strict";\n// rehearsal: a release that parses but cannot start\nconsole.error("rehearsal: deliberately broken relay release, exiting");\nprocess.exit(1);\n`,
+    `"use strict";\n// rehearsal: a release that parses but cannot start\n` +
+      `console.error("rehearsal: deliberately broken relay release, exiting");\nprocess.exit(1);\n`,
   );
   const bad = await ctx.captureWith({ MAIL_RELAY_BUNDLE: broken });
   const good = (await ctx.onHost("readlink /opt/mail-relay/current")).stdout.trim();
@@ -121,5 +132,8 @@ export async function faultBrokenRelease(ctx: RehearsalRun, fail: Fail): Promise
   if (h.status !== 200) fail(`/health after the rollback: ${h.status}`);
   await ctx.post(fail, "after rollback", { to: ctx.rcpt("rollback"), text: "still here\n" }, 1);
   const s = await ctx.expectAllArrive(fail, "after rollback", 60_000);
-  return `activation failed (exit ${act.code}) with the relay's log, rolled back to ${good}, /health 200, mail flows (${s.toFixed(0)}s)`;
+  return (
+    `activation failed (exit ${act.code}) with the relay's log, rolled back to ${good}, /health 200, ` +
+    `mail flows (${s.toFixed(0)}s)`
+  );
 }

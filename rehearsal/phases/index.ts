@@ -143,16 +143,23 @@ export class Rehearsal {
     const w = Math.max(...this.results.map((r) => r.phase.length));
     const image = this.ctx.capture?.nodes[0]?.image ?? "?";
     console.log(
-      `\nRehearsal of stack "${this.ctx.stack}" (${this.ctx.upgradeFrom && this.ctx.capture ? `upgrade ${this.ctx.upgradeFrom} -> ${this.ctx.target?.capture.nodes[0].image ?? image}` : image}):`,
+      `\nRehearsal of stack "${this.ctx.stack}" ` +
+        `(${
+          this.ctx.upgradeFrom && this.ctx.capture
+            ? `upgrade ${this.ctx.upgradeFrom} -> ${this.ctx.target?.capture.nodes[0].image ?? image}`
+            : image
+        }):`,
     );
     console.log(`  ${"phase".padEnd(w)}  result  seconds  detail`);
     for (const r of this.results)
       console.log(
-        `  ${r.phase.padEnd(w)}  ${r.ok ? "pass  " : "FAIL  "}  ${r.seconds.toFixed(1).padStart(7)}  ${r.detail.replace(/\s+/g, " ").slice(0, 400)}`,
+        `  ${r.phase.padEnd(w)}  ${r.ok ? "pass  " : "FAIL  "}  ${r.seconds.toFixed(1).padStart(7)}  ` +
+          `${r.detail.replace(/\s+/g, " ").slice(0, 400)}`,
       );
     const total = this.results.reduce((a, r) => a + r.seconds, 0);
     console.log(
-      `  ${"total".padEnd(w)}  ${this.results.every((r) => r.ok) ? "pass  " : "FAIL  "}  ${total.toFixed(1).padStart(7)}`,
+      `  ${"total".padEnd(w)}  ${this.results.every((r) => r.ok) ? "pass  " : "FAIL  "}  ` +
+        `${total.toFixed(1).padStart(7)}`,
     );
   }
 
@@ -165,7 +172,8 @@ export class Rehearsal {
         sshKey: this.ctx.keyFile,
         tunnelUrl:
           this.ctx.capture.tunnel && this.ctx.client
-            ? `http://${WORLD.edge}:80 (Host: ${this.ctx.client.hostname}; run clients with ip netns exec ${this.ctx.names.world})`
+            ? `http://${WORLD.edge}:80 (Host: ${this.ctx.client.hostname}; ` +
+              `run clients with ip netns exec ${this.ctx.names.world})`
             : undefined,
         relayTokensFile: path.join(this.ctx.dir, "callers.json"),
         mxDir: this.ctx.world ? this.ctx.inbox : "",
@@ -175,7 +183,8 @@ export class Rehearsal {
       };
       fs.writeFileSync(path.join(this.ctx.dir, "state.json"), JSON.stringify(state, null, 2), { mode: 0o600 });
       console.log(
-        `\nkept running; state in ${path.relative(process.cwd(), path.join(this.ctx.dir, "state.json"))}. Stop it with: npm run rehearse -- --down ${this.ctx.stack}`,
+        `\nkept running; state in ${path.relative(process.cwd(), path.join(this.ctx.dir, "state.json"))}. ` +
+          `Stop it with: npm run rehearse -- --down ${this.ctx.stack}`,
       );
       return;
     }
@@ -183,7 +192,8 @@ export class Rehearsal {
     await deleteNamespaces(this.ctx.names);
     if (this.ctx.host) await removeRootfs(this.ctx.host.root);
     this.ctx.log(
-      `stopped ${stopped.length} process(es): ${stopped.join(", ") || "none"}; namespaces ${this.ctx.names.vps}, ${this.ctx.names.world} deleted`,
+      `stopped ${stopped.length} process(es): ${stopped.join(", ") || "none"}; ` +
+        `namespaces ${this.ctx.names.vps}, ${this.ctx.names.world} deleted`,
     );
   }
 }

@@ -10,7 +10,9 @@ import type { Fail, RehearsalRun } from "./context";
 
 export async function services(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const r = await ctx.onHost(
-    `for u in ${ctx.units().join(" ")}; do printf '%s %s %s\\n' "$u" "$(systemctl is-active "$u")" "$(systemctl is-enabled "$u" 2>/dev/null || echo -)"; done; node --version; cloudflared --version 2>&1 | head -1; nft list tables; postconf -h mail_version`,
+    `for u in ${ctx.units().join(" ")}; do printf '%s %s %s\\n' "$u" "$(systemctl is-active "$u")" ` +
+      `"$(systemctl is-enabled "$u" 2>/dev/null || echo -)"; done; node --version; ` +
+      `cloudflared --version 2>&1 | head -1; nft list tables; postconf -h mail_version`,
   );
   const lines = r.stdout.trim().split("\n");
   for (const u of ctx.units()) {
@@ -67,7 +69,8 @@ export async function mail(ctx: RehearsalRun, fail: Fail): Promise<string> {
     for (const v of verified)
       if (!v.tls || v.authUser !== sh.username)
         fail(
-          `${v.subject}: the smarthost session was tls=${v.tls}, user=${v.authUser}; expected STARTTLS and AUTH as ${sh.username}`,
+          `${v.subject}: the smarthost session was tls=${v.tls}, user=${v.authUser}; ` +
+            `expected STARTTLS and AUTH as ${sh.username}`,
         );
   // The copies are at the MX: the relay's tracker reads Postfix's log (maillog_file) within a second or two.
   for (const id of ids.filter((x): x is string => x !== undefined)) {
@@ -106,14 +109,20 @@ export async function mail(ctx: RehearsalRun, fail: Fail): Promise<string> {
   }
   const sample = verified[0];
   const via = sh ? ` via the smarthost ${sh.host}:${sh.port} (verified STARTTLS, AUTH as ${sh.username})` : "";
-  return `${verified.length} copies${via} (control: an altered copy fails DKIM): all dkim=pass (s=${selector}, d=${ctx.capture.domain}, h=${sample?.dkimHeaders}), spf=pass, dmarc=pass; no Bcc header; /messages/:id delivered for every recipient (read from Postfix's log), with Postfix queue ids`;
+  return (
+    `${verified.length} copies${via} (control: an altered copy fails DKIM): all dkim=pass (s=${selector}, ` +
+    `d=${ctx.capture.domain}, h=${sample?.dkimHeaders}), spf=pass, dmarc=pass; no Bcc header; ` +
+    `/messages/:id delivered for every recipient (read from Postfix's log), with Postfix queue ids`
+  );
 }
 
 export async function localMail(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const before = capturedCount(ctx.inbox);
   const marker = `rehearsal-local-${ctx.runTag}`;
   const r = await ctx.onHost(
-    `printf 'Subject: ${marker}\\n\\nnotice\\n' | /usr/sbin/sendmail root; for _ in $(seq 1 30); do grep -q '${marker}' /var/mail/root 2>/dev/null && break; sleep 0.5; done; grep -c '${marker}' /var/mail/root || true; postqueue -p | tail -1`,
+    `printf 'Subject: ${marker}\\n\\nnotice\\n' | /usr/sbin/sendmail root; for _ in $(seq 1 30); ` +
+      `do grep -q '${marker}' /var/mail/root 2>/dev/null && break; sleep 0.5; done; ` +
+      `grep -c '${marker}' /var/mail/root || true; postqueue -p | tail -1`,
   );
   if (!/^1$/m.test(r.stdout))
     fail(`mail to root did not reach /var/mail/root on the host: ${r.stdout.trim()} ${r.stderr.trim()}`);

@@ -47,7 +47,12 @@ export async function render(ctx: RehearsalRun): Promise<string> {
   ctx.release = releaseOf(c);
   fs.writeFileSync(path.join(ctx.dir, "callers.json"), JSON.stringify(callers(c), null, 2), { mode: 0o600 });
   const copies = c.steps.filter((s) => s.kind === "copy").length;
-  return `${c.steps.length - copies} commands, ${copies} upload(s), ${c.records.length} DNS records, ${c.ptrs.length} PTRs, user-data ${c.nodes[0].userData.length} bytes, image ${c.nodes[0].image}${ctx.target ? ` (then ${ctx.target.capture.nodes[0].image})` : ""}; teardown drain rendered as ${TEARDOWN_DRAIN_SECONDS}s`;
+  return (
+    `${c.steps.length - copies} commands, ${copies} upload(s), ${c.records.length} DNS records, ${c.ptrs.length} ` +
+    `PTRs, user-data ${c.nodes[0].userData.length} bytes, ` +
+    `image ${c.nodes[0].image}${ctx.target ? ` (then ${ctx.target.capture.nodes[0].image})` : ""}; ` +
+    `teardown drain rendered as ${TEARDOWN_DRAIN_SECONDS}s`
+  );
 }
 
 export async function buildImage(ctx: RehearsalRun): Promise<string> {
@@ -57,7 +62,10 @@ export async function buildImage(ctx: RehearsalRun): Promise<string> {
   if (ctx.target) {
     const next = await ensureImage(defaultImageSpec(ctx.target.release), (m) => ctx.log(m));
     ctx.target = { ...ctx.target, rootImage: next.dir };
-    return `${suite} ${built.cached ? "(cached)" : "(built)"}, then ${ctx.target.release} ${next.cached ? "(cached)" : "(built)"}`;
+    return (
+      `${suite} ${built.cached ? "(cached)" : "(built)"}, ` +
+      `then ${ctx.target.release} ${next.cached ? "(cached)" : "(built)"}`
+    );
   }
   return `${suite} ${built.cached ? "(cached)" : "(built)"} ${built.dir}`;
 }
@@ -68,7 +76,10 @@ export async function network(ctx: RehearsalRun): Promise<string> {
   ctx.world = await startWorld(ctx.capture, ctx.names, ctx.dir, ctx.procs);
   ctx.client = new RelayClient(ctx.names, ctx.capture, ctx.dir);
   ctx.shell = new HostShell(ctx.names, ctx.keyFile, ctx.dir);
-  return `netns ${ctx.names.vps} (host ${h.ipv4}${h.ipv6 ? `, ${h.ipv6}` : ""}) + ${ctx.names.world} (gateway, DNS ${WORLD.dns}, MX ${WORLD.mx4}/${WORLD.mx6}${ctx.capture.tunnel ? `, edge ${WORLD.edge}` : ""})`;
+  return (
+    `netns ${ctx.names.vps} (host ${h.ipv4}${h.ipv6 ? `, ${h.ipv6}` : ""}) + ${ctx.names.world} (gateway, ` +
+    `DNS ${WORLD.dns}, MX ${WORLD.mx4}/${WORLD.mx6}${ctx.capture.tunnel ? `, edge ${WORLD.edge}` : ""})`
+  );
 }
 
 export async function boot(ctx: RehearsalRun): Promise<string> {
@@ -83,13 +94,17 @@ export async function boot(ctx: RehearsalRun): Promise<string> {
   );
   const copied = (Date.now() - t0) / 1000;
   await ctx.startHost();
-  return `rootfs ready in ${copied.toFixed(1)}s; sshd answered ${((Date.now() - t0) / 1000 - copied).toFixed(1)}s after boot; log ${path.relative(process.cwd(), ctx.host.log)}`;
+  return (
+    `rootfs ready in ${copied.toFixed(1)}s; sshd answered ${((Date.now() - t0) / 1000 - copied).toFixed(1)}s ` +
+    `after boot; log ${path.relative(process.cwd(), ctx.host.log)}`
+  );
 }
 
 export async function deploy(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const results = await replay(ctx.shell, ctx.capture.steps, (r) =>
     ctx.log(
-      `${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`,
+      `${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ` +
+        `${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`,
     ),
   );
   fs.writeFileSync(
@@ -101,7 +116,12 @@ export async function deploy(ctx: RehearsalRun, fail: Fail): Promise<string> {
   // The first step waits for cloud-init before it does anything, so its time is cloud-init's.
   const first = results.find((r) => !ctx.capture.steps.find((s) => s.name === r.name)?.after.length);
   const slowest = [...results].sort((a, b) => b.seconds - a.seconds)[0];
-  return `${results.filter((r) => r.ok).length}/${results.length} steps ok; first step (${first?.name.replace(/^mail-relay-/, "")}, waits for cloud-init) ${first?.seconds.toFixed(1)}s; slowest ${slowest?.name.replace(/^mail-relay-/, "")} ${slowest?.seconds.toFixed(1)}s; max dials ${Math.max(...results.map((r) => r.dials))}`;
+  return (
+    `${results.filter((r) => r.ok).length}/${results.length} steps ok; ` +
+    `first step (${first?.name.replace(/^mail-relay-/, "")}, waits for cloud-init) ${first?.seconds.toFixed(1)}s; ` +
+    `slowest ${slowest?.name.replace(/^mail-relay-/, "")} ${slowest?.seconds.toFixed(1)}s; ` +
+    `max dials ${Math.max(...results.map((r) => r.dials))}`
+  );
 }
 
 /**
@@ -147,7 +167,8 @@ export async function replaceServer(ctx: RehearsalRun, fail: Fail): Promise<stri
   await ctx.startHost();
   const results = await replay(ctx.shell, ctx.capture.steps, (r) =>
     ctx.log(
-      `${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`,
+      `${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ` +
+        `${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`,
     ),
   );
   fs.writeFileSync(
@@ -157,5 +178,10 @@ export async function replaceServer(ctx: RehearsalRun, fail: Fail): Promise<stri
   for (const r of results.filter((x) => !x.ok && !x.skipped))
     fail(`on the new server, step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
   const n = ctx.capture.nodes[0];
-  return `on ${from}: ${order.map((s) => s.name.replace(/^mail-relay-/, "")).join(" -> ")} deleted, 3 jobs in flight drained to the MX, powered off, disk deleted; ${n.image} booted on ${n.ipv4}${n.ipv6 ? `, ${n.ipv6}` : ""}: ${results.filter((r) => r.ok).length}/${results.length} steps ok, host key ${sameKey ? "unchanged" : "CHANGED"}`;
+  return (
+    `on ${from}: ${order.map((s) => s.name.replace(/^mail-relay-/, "")).join(" -> ")} deleted, ` +
+    `3 jobs in flight drained to the MX, powered off, disk deleted; ${n.image} booted ` +
+    `on ${n.ipv4}${n.ipv6 ? `, ${n.ipv6}` : ""}: ${results.filter((r) => r.ok).length}/${results.length} steps ` +
+    `ok, host key ${sameKey ? "unchanged" : "CHANGED"}`
+  );
 }

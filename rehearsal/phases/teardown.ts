@@ -40,5 +40,9 @@ export async function teardown(ctx: RehearsalRun, fail: Fail): Promise<string> {
     .trim()
     .replace(/\n/g, ", ");
   if (/^active/m.test(after.replace(/, /g, "\n"))) fail(`services still active after teardown: ${after}`);
-  return `delete order ${names.join(" -> ")}; with ${queued} job(s) queued (OpenDKIM down): ${refused?.name.replace(/^mail-relay-/, "")} refused (exit ${refused?.code}), relay left ${relayState}; after the drain: all deletes ok, units ${after}`;
+  return (
+    `delete order ${names.join(" -> ")}; with ${queued} job(s) queued (OpenDKIM down): ` +
+    `${refused?.name.replace(/^mail-relay-/, "")} refused (exit ${refused?.code}), ` +
+    `relay left ${relayState}; after the drain: all deletes ok, units ${after}`
+  );
 }

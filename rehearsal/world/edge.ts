@@ -84,7 +84,8 @@ function connector(timeoutMs: number): Promise<net.Socket | undefined> {
 function answer(s: net.Socket, status: number, text: string): void {
   const body = JSON.stringify({ edge: "rehearsal", status, error: text });
   s.end(
-    `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
 }
 

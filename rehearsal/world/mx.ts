@@ -3,7 +3,8 @@
  * exactly as it arrived: one raw RFC 5322 file per recipient copy, and beside it the envelope as JSON.
  * With --auth-file it is the smarthost instead: STARTTLS and AUTH required before MAIL.
  *
- *   node --import tsx rehearsal/world/mx.ts <dir> <listen-address>... [--auth-file f (user:pass) --tls key.pem,cert.pem] [--port 25]
+ *   node --import tsx rehearsal/world/mx.ts <dir> <listen-address>...
+ *     [--auth-file f (user:pass) --tls key.pem,cert.pem] [--port 25]
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

@@ -125,7 +125,8 @@ export function parseTokens(raw: string): { tokens: CallerToken[]; problems: str
     }
     if (token.length < MIN_TOKEN_LENGTH) {
       problems.push(
-        `token #${i + 1}${named ? ` (${name})` : ""} is ${token.length} characters; each token needs at least ${MIN_TOKEN_LENGTH}`,
+        `token #${i + 1}${named ? ` (${name})` : ""} is ${token.length} characters; ` +
+          `each token needs at least ${MIN_TOKEN_LENGTH}`,
       );
     }
     if (/\s/.test(token)) problems.push(`token #${i + 1} contains whitespace`);

@@ -31,7 +31,8 @@ export const accessInFrontOfTunnel: StackRule = {
   name: "access-in-front-of-tunnel",
   scope: "stack",
   reason:
-    "The tunnel makes the relay's HTTP API public; Cloudflare Access with a service-token (non_identity) policy keeps every caller without a token at the edge.",
+    "The tunnel makes the relay's HTTP API public; Cloudflare Access with a service-token (non_identity) " +
+    "policy keeps every caller without a token at the edge.",
   check(rs) {
     if (ofType(rs, TYPES.tunnel).length === 0) return [];
     const out: Violation[] = [];
@@ -83,7 +84,8 @@ export const accessInFrontOfTunnel: StackRule = {
               violation(
                 this.name,
                 app,
-                `covers ${host} with policy ${String(ref.id)}, which this stack does not manage, so its decision can't be checked`,
+                `covers ${host} with policy ${String(ref.id)}, which this stack does not manage, ` +
+                  `so its decision can't be checked`,
               ),
             );
         }
@@ -118,7 +120,8 @@ export const accessInFrontOfTunnel: StackRule = {
                 violation(
                   this.name,
                   app,
-                  `covers ${host} with a policy whose include #${i} ${JSON.stringify(inc ?? null)} is not one of this stack's service tokens`,
+                  `covers ${host} with a policy whose include #${i} ${JSON.stringify(inc ?? null)} is not one ` +
+                    `of this stack's service tokens`,
                 ),
               );
             }

@@ -23,7 +23,8 @@ export const forwardConfirmedRdns: StackRule = {
   name: "forward-confirmed-rdns",
   scope: "stack",
   reason:
-    "Receivers (Gmail/Yahoo sender guidelines) require forward-confirmed reverse DNS: the PTR name must resolve back to the same IP, which a Cloudflare-proxied record never does.",
+    "Receivers (Gmail/Yahoo sender guidelines) require forward-confirmed reverse DNS: " +
+    "the PTR name must resolve back to the same IP, which a Cloudflare-proxied record never does.",
   check(rs) {
     const out: Violation[] = [];
     const recs = dnsRecords(rs).filter((d) => d.type === "A" || d.type === "AAAA");
@@ -63,7 +64,8 @@ export const spfCoversEveryNode: StackRule = {
   name: "spf-covers-every-node",
   scope: "stack",
   reason:
-    "RFC 7208: two SPF records are a permerror, an uncovered node IP fails SPF, and +all/?all/no all authorizes the whole Internet to send as the domain.",
+    "RFC 7208: two SPF records are a permerror, an uncovered node IP fails SPF, " +
+    "and +all/?all/no all authorizes the whole Internet to send as the domain.",
   check(rs) {
     const out: Violation[] = [];
     const recs = dnsRecords(rs);
@@ -76,7 +78,8 @@ export const spfCoversEveryNode: StackRule = {
           violation(
             this.name,
             list[1].resource,
-            `${name} has ${list.length} SPF records (${list.map((l) => l.resource.name).join(", ")}); RFC 7208 allows one`,
+            `${name} has ${list.length} SPF records (${list.map((l) => l.resource.name).join(", ")}); ` +
+              `RFC 7208 allows one`,
           ),
         );
     }
@@ -159,7 +162,9 @@ export const dkimDmarcBimi: StackRule = {
   name: "dkim-dmarc-bimi",
   scope: "stack",
   reason:
-    "RFC 6376/8301: receivers ignore keys under 1024 bits and Gmail/Yahoo expect 2048; without the active selector's record every signature fails; DMARC is required (RFC 7489) and BIMI only works at p=quarantine/reject, pct=100.",
+    "RFC 6376/8301: receivers ignore keys under 1024 bits and Gmail/Yahoo expect 2048; " +
+    "without the active selector's record every signature fails; DMARC is required (RFC 7489) " +
+    "and BIMI only works at p=quarantine/reject, pct=100.",
   check(rs) {
     const out: Violation[] = [];
     const recs = dnsRecords(rs);
@@ -297,7 +302,8 @@ export const mxNeverPointsAtRelay: StackRule = {
   name: "mx-never-points-at-relay",
   scope: "stack",
   reason:
-    "The relay receives no mail: an MX at a node (or its tunnel hostname) loses replies, bounces and DMARC reports, and invites inbound SMTP to a send-only host.",
+    "The relay receives no mail: an MX at a node (or its tunnel hostname) loses replies, " +
+    "bounces and DMARC reports, and invites inbound SMTP to a send-only host.",
   check(rs) {
     const out: Violation[] = [];
     const recs = dnsRecords(rs);

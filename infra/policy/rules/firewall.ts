@@ -41,7 +41,8 @@ export const noPublicSmtpPorts: ResourceRule = {
   name: "no-public-smtp-ports",
   scope: "resource",
   reason:
-    "An SMTP port reachable from outside is how a trusted-source mistake becomes an open relay (incident 000: FRP reverse tunnel to :25; incident 001: Docker NAT to :25); this relay only sends.",
+    "An SMTP port reachable from outside is how a trusted-source mistake becomes an open relay (incident 000: " +
+    "FRP reverse tunnel to :25; incident 001: Docker NAT to :25); this relay only sends.",
   check(r) {
     if (r.type !== TYPES.firewall) return [];
     const out: Violation[] = [];
@@ -56,7 +57,8 @@ export const noPublicSmtpPorts: ResourceRule = {
           violation(
             this.name,
             r,
-            `rule #${fr.index} has an unknown ${fr.protocol === undefined ? "protocol" : "port"}; a rule that might open 25/465/587 is refused until it is known`,
+            `rule #${fr.index} has an unknown ${fr.protocol === undefined ? "protocol" : "port"}; ` +
+              `a rule that might open 25/465/587 is refused until it is known`,
           ),
         );
         continue;
@@ -71,7 +73,8 @@ export const noPublicSmtpPorts: ResourceRule = {
         violation(
           this.name,
           r,
-          `rule #${fr.index} (in, ${fr.protocol}, port ${fr.portText}) opens ${hit.join("/")} to ${src}; a mail port must never be reachable from outside`,
+          `rule #${fr.index} (in, ${fr.protocol}, port ${fr.portText}) opens ${hit.join("/")} to ${src}; ` +
+            `a mail port must never be reachable from outside`,
         ),
       );
     }
@@ -84,7 +87,8 @@ export const firewallBeforeFirstBoot: ResourceRule = {
   name: "firewall-before-first-boot",
   scope: "resource",
   reason:
-    "A firewall attached after creation leaves the first boot unprotected; firewallIds applies it before the server ever starts.",
+    "A firewall attached after creation leaves the first boot unprotected; " +
+    "firewallIds applies it before the server ever starts.",
   check(r) {
     if (r.type !== TYPES.server) return [];
     if (!has(r.props, "firewallIds"))
@@ -104,7 +108,8 @@ export const sshRestricted: ResourceRule = {
   name: "ssh-restricted",
   scope: "resource",
   reason:
-    "SSH is the deploy path and holds the keys to every secret on the host; it is open only to the admin ranges, never 0.0.0.0/0 or ::/0.",
+    "SSH is the deploy path and holds the keys to every secret on the host; " +
+    "it is open only to the admin ranges, never 0.0.0.0/0 or ::/0.",
   check(r) {
     if (r.type !== TYPES.firewall) return [];
     const out: Violation[] = [];
@@ -136,7 +141,8 @@ export const sshRestricted: ResourceRule = {
           violation(
             this.name,
             r,
-            `rule #${fr.index} (in, ${fr.protocol}, port ${fr.portText}) opens SSH to ${wide.join(", ")}; list the admin CIDRs instead`,
+            `rule #${fr.index} (in, ${fr.protocol}, port ${fr.portText}) opens SSH to ${wide.join(", ")}; ` +
+              `list the admin CIDRs instead`,
           ),
         );
     }

@@ -6,7 +6,8 @@ export const primaryIpsKept: ResourceRule = {
   name: "primary-ips-kept",
   scope: "resource",
   reason:
-    "A sending IP's reputation takes weeks to build: autoDelete would drop it with its server, and deletion protection keeps a protected IP from going by mistake.",
+    "A sending IP's reputation takes weeks to build: autoDelete would drop it with its server, " +
+    "and deletion protection keeps a protected IP from going by mistake.",
   check(r) {
     if (r.type !== TYPES.primaryIp) return [];
     const out: Violation[] = [];
@@ -22,7 +23,8 @@ export const primaryIpsKept: ResourceRule = {
           violation(
             this.name,
             r,
-            `labels say mail-relay-protect-ip=true but deleteProtection is ${has(r.props, "deleteProtection") ? String(dp) : "not set"}`,
+            `labels say mail-relay-protect-ip=true but deleteProtection ` +
+              `is ${has(r.props, "deleteProtection") ? String(dp) : "not set"}`,
           ),
         );
       }

@@ -9,7 +9,8 @@ export const neverSendUnsigned: StackRule = {
   name: "never-send-unsigned",
   scope: "stack",
   reason:
-    "Unsigned mail fails DMARC and is rejected under Gmail/Yahoo sender rules (RFC 6376, RFC 7489); if OpenDKIM is down, mail must wait (tempfail), not leave unsigned.",
+    "Unsigned mail fails DMARC and is rejected under Gmail/Yahoo sender rules (RFC 6376, RFC 7489); " +
+    "if OpenDKIM is down, mail must wait (tempfail), not leave unsigned.",
   check(rs) {
     const out: Violation[] = [];
     const pushes = filePushes(rs);

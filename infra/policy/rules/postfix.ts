@@ -48,7 +48,8 @@ export const postfixLoopbackOnly: StackRule = {
   name: "postfix-loopback-only",
   scope: "stack",
   reason:
-    "Postfix must not accept connections from anywhere but this host: a public or forwarded listener turned both incident hosts into open relays (000 FRP, 001 Docker NAT).",
+    "Postfix must not accept connections from anywhere but this host: " +
+    "a public or forwarded listener turned both incident hosts into open relays (000 FRP, 001 Docker NAT).",
   check(rs) {
     const out: Violation[] = [];
     const mains = mainCfs(rs);
@@ -79,7 +80,8 @@ export const postfixLoopbackOnly: StackRule = {
           violation(
             this.name,
             p.resource,
-            `the content of ${p.path} is unknown; inet_interfaces, mynetworks and the listeners can't be proven, so it is refused`,
+            `the content of ${p.path} is unknown; inet_interfaces, mynetworks and the listeners can't be ` +
+              `proven, so it is refused`,
           ),
         );
       }
@@ -102,7 +104,8 @@ export const postfixLoopbackOnly: StackRule = {
             violation(
               this.name,
               push.resource,
-              `master.cf runs ${commandName(s.command)} on a ${s.type} service "${s.service}"; the only SMTP server is smtp inet on loopback`,
+              `master.cf runs ${commandName(s.command)} on a ${s.type} service "${s.service}"; ` +
+                `the only SMTP server is smtp inet on loopback`,
             ),
           );
           continue;
@@ -118,7 +121,8 @@ export const postfixLoopbackOnly: StackRule = {
             violation(
               this.name,
               push.resource,
-              `master.cf defines a public listener "${s.service} ${s.type} ... ${s.command}"; no submission, smtps or other smtpd listener may exist`,
+              `master.cf defines a public listener "${s.service} ${s.type} ... ${s.command}"; no submission, ` +
+                `smtps or other smtpd listener may exist`,
             ),
           );
         }
@@ -152,7 +156,8 @@ export const trustedNetworksLoopbackOnly: StackRule = {
   name: "trusted-networks-loopback-only",
   scope: "stack",
   reason:
-    "Postfix relays anything from mynetworks: a Docker NAT gateway (incident 001) or a private range in it made an open relay; only 127.0.0.0/8 and ::1 are trusted.",
+    "Postfix relays anything from mynetworks: a Docker NAT gateway (incident 001) " +
+    "or a private range in it made an open relay; only 127.0.0.0/8 and ::1 are trusted.",
   check(rs) {
     const out: Violation[] = [];
     const mains = mainCfs(rs);
@@ -163,7 +168,8 @@ export const trustedNetworksLoopbackOnly: StackRule = {
           violation(
             this.name,
             m.push.resource,
-            "main.cf does not set mynetworks (Postfix then derives it from mynetworks_style); set mynetworks = 127.0.0.0/8 [::1]/128",
+            "main.cf does not set mynetworks (Postfix then derives it from mynetworks_style); " +
+              "set mynetworks = 127.0.0.0/8 [::1]/128",
           ),
         );
         continue;
@@ -238,7 +244,8 @@ export const relayRestrictionsClosed: StackRule = {
   name: "relay-restrictions-closed",
   scope: "stack",
   reason:
-    "smtpd_relay_restrictions is what stops an open relay when a client is not trusted; it must end in reject_unauth_destination with no permit after it.",
+    "smtpd_relay_restrictions is what stops an open relay when a client is not trusted; " +
+    "it must end in reject_unauth_destination with no permit after it.",
   check(rs) {
     const out: Violation[] = [];
     const mains = mainCfs(rs);
@@ -302,7 +309,8 @@ export const sendOnlyMydestination: StackRule = {
   name: "send-only-mydestination",
   scope: "stack",
   reason:
-    "A send-only host that lists its domain or hostname in mydestination delivers that mail locally instead of to the domain's MX (swallowed replies, bounces, DMARC reports).",
+    "A send-only host that lists its domain or hostname in mydestination delivers that mail locally instead of " +
+    "to the domain's MX (swallowed replies, bounces, DMARC reports).",
   check(rs) {
     const out: Violation[] = [];
     const forbidden = new Set([...sendingDomains(rs), ...mtaHostnames(rs)]);
@@ -314,7 +322,8 @@ export const sendOnlyMydestination: StackRule = {
           violation(
             this.name,
             m.push.resource,
-            "main.cf does not set mydestination (Postfix's default includes $myhostname); set mydestination = localhost",
+            "main.cf does not set mydestination (Postfix's default includes $myhostname); " +
+              "set mydestination = localhost",
           ),
         );
         continue;
@@ -327,7 +336,8 @@ export const sendOnlyMydestination: StackRule = {
           violation(
             this.name,
             m.push.resource,
-            `main.cf mydestination = ${md} lists ${hits.join(", ")}; a send-only host must not receive for its domain or hostname`,
+            `main.cf mydestination = ${md} lists ${hits.join(", ")}; a send-only host must not receive for its ` +
+              `domain or hostname`,
           ),
         );
     }

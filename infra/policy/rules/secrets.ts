@@ -101,7 +101,8 @@ export const noSecretsInUserData: StackRule = {
   name: "no-secrets-in-user-data",
   scope: "stack",
   reason:
-    "User-data is readable from the metadata service by every process on the host and kept by Hetzner; secrets go over SSH into root-only files instead.",
+    "User-data is readable from the metadata service by every process on the host and kept by Hetzner; " +
+    "secrets go over SSH into root-only files instead.",
   check(rs) {
     const out: Violation[] = [];
     const secrets = stackSecrets(rs);

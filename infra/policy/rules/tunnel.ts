@@ -43,7 +43,8 @@ export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
         (isStr(ing.path) && ing.path !== "")
       ) {
         problems.push(
-          `the last ingress must be a catch-all http_status:404, not ${JSON.stringify({ hostname: ing.hostname, path: ing.path, service })}`,
+          `the last ingress must be a catch-all http_status:404, ` +
+            `not ${JSON.stringify({ hostname: ing.hostname, path: ing.path, service })}`,
         );
       }
       return;
@@ -52,7 +53,8 @@ export function tunnelIngressProblems(ingresses: readonly unknown[]): string[] {
     if (!m || Number(m[3]) !== RELAY_TUNNEL_SERVICES[m[1] as "http" | "tcp"]) {
       const { http, tcp } = RELAY_TUNNEL_SERVICES;
       problems.push(
-        `ingress #${i} service ${JSON.stringify(service)} is neither http://127.0.0.1:${http} (the relay's HTTP API) nor tcp://127.0.0.1:${tcp} (its SMTP ingress)`,
+        `ingress #${i} service ${JSON.stringify(service)} is neither http://127.0.0.1:${http} (the relay's ` +
+          `HTTP API) nor tcp://127.0.0.1:${tcp} (its SMTP ingress)`,
       );
     } else if (m[1] === "tcp" && !(isStr(ing.hostname) && ing.hostname !== "")) {
       problems.push(`ingress #${i} sends every hostname to ${service}; a tcp:// route must name its hostname`);
@@ -67,7 +69,8 @@ export const tunnelCannotReachMailPorts: ResourceRule = {
   name: "tunnel-cannot-reach-mail-ports",
   scope: "resource",
   reason:
-    "Through a tunnel every caller arrives from localhost, which Postfix trusts: a tunnel to an SMTP port is exactly incident 000 (FRP to :25).",
+    "Through a tunnel every caller arrives from localhost, which Postfix trusts: " +
+    "a tunnel to an SMTP port is exactly incident 000 (FRP to :25).",
   check(r) {
     if (r.type !== TYPES.tunnelConfig) return [];
     const cfg = asObj(r.props.config);
@@ -134,7 +137,9 @@ export const tunnelIngressLocal: StackRule = {
   name: "tunnel-ingress-local",
   scope: "stack",
   reason:
-    "A remotely managed tunnel takes its routes from the Cloudflare dashboard, where one edit can send the hostname to an SMTP port; the routes must live in a file on the host, and cloudflared must refuse a request Access did not sign.",
+    "A remotely managed tunnel takes its routes from the Cloudflare dashboard, " +
+    "where one edit can send the hostname to an SMTP port; the routes must live in a file on the host, " +
+    "and cloudflared must refuse a request Access did not sign.",
   check(rs) {
     const tunnels = ofType(rs, TYPES.tunnel);
     if (tunnels.length === 0) return [];
@@ -146,7 +151,9 @@ export const tunnelIngressLocal: StackRule = {
           violation(
             this.name,
             t,
-            `configSrc is ${t.props.configSrc === undefined ? "unknown or not set" : JSON.stringify(t.props.configSrc)}; must be "local" so the dashboard can't change the routes`,
+            `configSrc ` +
+              `is ${t.props.configSrc === undefined ? "unknown or not set" : JSON.stringify(t.props.configSrc)}; ` +
+              `must be "local" so the dashboard can't change the routes`,
           ),
         );
     }
