@@ -5,7 +5,7 @@
 // (bench:handoff). Knobs: BENCH_MESSAGES (500), BENCH_CONNECTIONS (50), BENCH_NODE (node binary, e.g.
 // .cache/node18/usr/bin/node).
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -13,6 +13,7 @@ import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
 import { DataScanner } from "../relay/smtp-message";
 import { RawSmtp } from "../testkit/raw-smtp";
+import { selfSignedCert } from "../testkit/self-signed-cert";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 500);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
@@ -48,30 +49,10 @@ async function main(): Promise<void> {
   });
   await new Promise<void>((r) => sink.listen(0, "127.0.0.1", () => r()));
   const sinkPort = (sink.server.address() as { port: number }).port;
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      path.join(dir, "key.pem"),
-      "-out",
-      path.join(dir, "cert.pem"),
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    ],
-    { stdio: "ignore" },
-  );
-  const ca = readFileSync(path.join(dir, "cert.pem"), "utf8");
+  const { key, cert } = selfSignedCert();
+  writeFileSync(path.join(dir, "key.pem"), key, { mode: 0o600 });
+  writeFileSync(path.join(dir, "cert.pem"), cert);
+  const ca = cert;
 
   const relay = spawn(NODE, [BUNDLE], {
     env: {

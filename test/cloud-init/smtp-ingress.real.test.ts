@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderRelayEnv } from "../../cloud-init";
 import { RELAY_SMTP_PORT } from "../../relay/host-contract";
 import { BUNDLE, haveNode18, NODE18 } from "../relay/bundle-process";
-import { selfSignedCert } from "../relay/smtp-client";
+import { selfSignedCert } from "../../testkit/self-signed-cert";
 import { buildConfig, SECRET_TOKEN } from "../../testkit/node-config";
 import { parseEnvFile } from "./parsers";
 import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance, waitFor } from "../../testkit/postfix-instance";

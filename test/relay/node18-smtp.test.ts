@@ -8,7 +8,7 @@ import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
 import { haveBundle, haveNode18, NODE18, startBundle, type BundleProcess } from "./bundle-process";
 import { tempDir, fakePostfix } from "./fixtures";
-import { haveOpenssl, selfSignedCert } from "./smtp-client";
+import { haveOpenssl, selfSignedCert } from "../../testkit/self-signed-cert";
 
 const TOKEN = "node18-smtp-token-0123456789abcdefghijk";
 const tmp = tempDir("relay-node18-smtp-");

@@ -1,63 +1,13 @@
-// Test helpers for the SMTP ingress: a self-signed certificate made by openssl (as @pulumi/tls makes one for the host)
-// and an in-process ingress on 127.0.0.1:0 over a real queue. The raw SMTP client is testkit/raw-smtp.ts.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+// Test helpers for the SMTP ingress: an in-process ingress on 127.0.0.1:0 over a real queue. The certificate is
+// testkit/self-signed-cert.ts, the raw SMTP client testkit/raw-smtp.ts.
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { RelayConfig } from "../../relay/config";
 import { QueueStore } from "../../relay/queue";
 import { SmtpIngress, type SmtpIngressDeps } from "../../relay/smtp-ingress";
+import { selfSignedCert } from "../../testkit/self-signed-cert";
 import { captureLog, queueOptions, testConfig } from "./fixtures";
-
-export const haveOpenssl = (() => {
-  try {
-    execFileSync("openssl", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-let cached: { key: string; cert: string } | undefined;
-/**
- * An ECDSA P-256 self-signed certificate for smtp-relay.example.com, localhost and 127.0.0.1 (one per test process).
- */
-export function selfSignedCert(): { key: string; cert: string } {
-  if (cached) return cached;
-  const dir = mkdtempSync(path.join(tmpdir(), "smtp-cert-"));
-  try {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        path.join(dir, "key.pem"),
-        "-out",
-        path.join(dir, "cert.pem"),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=smtp-relay.example.com",
-        "-addext",
-        "subjectAltName=DNS:smtp-relay.example.com,DNS:localhost,IP:127.0.0.1",
-      ],
-      { stdio: "ignore" },
-    );
-    cached = {
-      key: readFileSync(path.join(dir, "key.pem"), "utf8"),
-      cert: readFileSync(path.join(dir, "cert.pem"), "utf8"),
-    };
-    return cached;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 export interface RunningIngress {
   readonly ingress: SmtpIngress;

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Job } from "../../relay/queue";
 import { TOKEN_APP, TOKEN_BILLING } from "./fixtures";
 import { RawSmtp } from "../../testkit/raw-smtp";
-import { haveOpenssl, selfSignedCert, startIngress, type RunningIngress } from "./smtp-client";
+import { haveOpenssl, selfSignedCert } from "../../testkit/self-signed-cert";
+import { startIngress, type RunningIngress } from "./smtp-client";
 
 type Step =
   | { kind: "line"; line: string }

@@ -12,7 +12,8 @@ import type { Job } from "../../relay/queue";
 import { CallerRateWindow, readSmtpTls, smtpRefusalFor } from "../../relay/smtp-ingress";
 import { captureLog, okHandoff, TOKEN_APP, TOKEN_BILLING, tempDir, testConfig } from "./fixtures";
 import { RawSmtp } from "../../testkit/raw-smtp";
-import { crlfMessage, haveOpenssl, selfSignedCert, startIngress, type RunningIngress } from "./smtp-client";
+import { haveOpenssl, selfSignedCert } from "../../testkit/self-signed-cert";
+import { crlfMessage, startIngress, type RunningIngress } from "./smtp-client";
 
 const open: { close(): unknown }[] = [];
 afterEach(async () => {
