@@ -6,11 +6,14 @@
 // 202-to-capture; relay peak RSS; lost / duplicated / unsigned (DKIM verified with mailauth on a sample). In the same
 // run: the limit (the same Postfix + OpenDKIM fed by smtp-source with 1, 4 and 8 sessions, fastest kept) and the seed
 // design (OpenDKIM on inet:8891, milter_default_action=accept, a serial worker spawning sendmail per message).
+// Scaling: the relay started on a queue pre-filled with BENCH_SCALING_SIZES jobs (plus the measured ones, due first);
+// the cost per message of handing off the first BENCH_SCALING_MESSAGES through the same Postfix + OpenDKIM, in wall
+// ms and relay CPU ms, at each size (draining 100,000 at ~100 msg/s would take a quarter of an hour).
 // Needs root, postfix, opendkim, smtp-sink, smtp-source, ip and ss; prints `skipped: <reason>` otherwise. The machine's
 // own Postfix is never touched; everything started here is stopped, also on Ctrl-C.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createPublicKey, randomUUID } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { dkimVerify } from "mailauth/lib/dkim/verify";
@@ -18,6 +21,7 @@ import { composeMessage } from "../relay/mime";
 import { buildConfig } from "../testkit/node-config";
 import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../testkit/postfix-instance";
 import { missing, tool } from "../testkit/real-tools";
+import { prefillQueue, sampleJobFile, type JobFile } from "./queue-prefill.mjs";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 20);
@@ -25,14 +29,25 @@ const LIMIT_N = Number(process.env.BENCH_LIMIT_MESSAGES ?? N);
 const SEED_N = Number(process.env.BENCH_SEED_MESSAGES ?? N);
 const SAMPLE = Number(process.env.BENCH_DKIM_SAMPLE ?? 50);
 const SESSIONS = [1, 4, 8];
+// Jobs pending behind the measured ones when the relay starts; BENCH_SCALING_SIZES=0 skips the phase.
+const SCALING_SIZES = (process.env.BENCH_SCALING_SIZES ?? "1000,10000,100000")
+  .split(",")
+  .map(Number)
+  .filter((n) => n > 0);
+const SCALING_MESSAGES = Number(process.env.BENCH_SCALING_MESSAGES ?? 2000);
+const SCALING_WARMUP = 100; // handed off before the measured window opens (JIT, SMTP connections)
 const DRAIN_TIMEOUT_MS = Number(process.env.BENCH_DRAIN_TIMEOUT_MS ?? 900_000);
 const TOKEN = "chain-bench-token-0123456789abcdefghijklmnop";
 const FROM = "noreply@example.com";
 const TO = "someone@example.org";
 const SINK = "127.0.0.1:2626";
 const repo = path.resolve(__dirname, "..");
-const bundle = path.join(repo, "relay/dist/relay.js");
+// BENCH_RELAY_BUNDLE=FILE runs another build of the relay (e.g. an older commit's, for an A/B in one sitting).
+const bundle = process.env.BENCH_RELAY_BUNDLE
+  ? path.resolve(process.env.BENCH_RELAY_BUNDLE)
+  : path.join(repo, "relay/dist/relay.js");
 const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
+const relayNodeArgs = (process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const progress = (s: string): void =>
   void process.stderr.write(
     `[bench:chain] ${s} (load ${os
@@ -52,6 +67,7 @@ if (skip) {
   process.exit(0);
 }
 const IP = tool("ip") as string;
+mkdirSync(path.join(repo, ".cache"), { recursive: true }); // queue roots: the disk a real QUEUE_ROOT is on
 
 // ---------------------------------------------------------------- everything this script starts, and its clean-up
 
@@ -140,15 +156,16 @@ class Sink {
 interface Relay {
   readonly child: ChildProcess;
   readonly url: string;
+  readonly queueRoot: string;
   peakRssMb(): number;
   stop(): Promise<void>;
 }
 
-async function startRelay(inst: PostfixInstance, env: Record<string, string>): Promise<Relay> {
-  const queueRoot = mkdtempSync(path.join(repo, ".cache", "chain-queue-"));
+async function startRelay(inst: PostfixInstance, env: Record<string, string>, root?: string): Promise<Relay> {
+  const queueRoot = root ?? mkdtempSync(path.join(repo, ".cache", "chain-queue-"));
   scratch.push(queueRoot);
   const child = track(
-    spawn(IP, ["netns", "exec", inst.ns, relayNode, bundle], {
+    spawn(IP, ["netns", "exec", inst.ns, relayNode, ...relayNodeArgs, bundle], {
       env: {
         PATH: process.env.PATH ?? "/usr/bin:/bin",
         ...(process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {}),
@@ -158,6 +175,11 @@ async function startRelay(inst: PostfixInstance, env: Record<string, string>): P
         RELAY_MESSAGE_ID_DOMAIN: "mail.example.com",
         QUEUE_ROOT: queueRoot,
         RELAY_RATE_LIMIT_PER_MIN: "100000000",
+        // The per-caller quotas (500 recipients a minute by default) would refuse most of the load.
+        RELAY_QUOTA_RECIPIENTS_PER_MIN: "100000000",
+        RELAY_QUOTA_RECIPIENTS_PER_DAY: "100000000",
+        RELAY_QUOTA_BYTES_PER_MIN: "1000000000000",
+        RELAY_QUOTA_BYTES_PER_DAY: "1000000000000",
         RELAY_MIN_FREE_BYTES: "0",
         LOG_LEVEL: "warn",
         MAIL_CONFIG: inst.etc, // sendmail/postdrop of this instance, never the host's /etc/postfix
@@ -178,6 +200,7 @@ async function startRelay(inst: PostfixInstance, env: Record<string, string>): P
   return {
     child,
     url,
+    queueRoot,
     peakRssMb: () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1]) / 1024,
     stop: () =>
       new Promise((resolve) => {
@@ -344,6 +367,86 @@ async function limit(
   return out;
 }
 
+// ---------------------------------------------------------------- scaling: the same hand-off with a backlog queued
+
+interface ScalePoint {
+  readonly size: number;
+  readonly wallMs: number;
+  readonly userMs: number;
+  readonly sysMs: number;
+  readonly captured: number;
+  readonly handedOff: number;
+  readonly unsigned: number;
+  readonly duplicated: number;
+  readonly load: number;
+}
+
+/** utime + stime of a process in ms (/proc/PID/stat, clock ticks of 10 ms). */
+function procCpu(pid: number): { user: number; sys: number } {
+  const f = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] as string).split(" ");
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+}
+
+/**
+ * For each size: a queue of SCALING_WARMUP + SCALING_MESSAGES jobs due first, then `size` more, all the relay's own
+ * job file (bench/queue-prefill.mjs) for the chain's message; the relay starts on it and hands the backlog to Postfix.
+ * The window opens at the SCALING_WARMUP-th hand-off record in sent/ and closes SCALING_MESSAGES records later: its
+ * wall time and the relay's CPU time, per message. Then the relay stops and every message it handed off must reach
+ * the MX, signed, once.
+ */
+async function scaling(inst: PostfixInstance, sink: Sink, template: JobFile): Promise<ScalePoint[]> {
+  const out: ScalePoint[] = [];
+  for (const [i, size] of SCALING_SIZES.entries()) {
+    const phase = `scale${i}-${size}`; // one phase per run: a size may be listed twice
+    const total = SCALING_WARMUP + SCALING_MESSAGES + size;
+    progress(`scaling: pre-filling ${total} jobs (${size} behind the ${SCALING_WARMUP + SCALING_MESSAGES} measured)`);
+    const root = mkdtempSync(path.join(repo, ".cache", "chain-scale-"));
+    prefillQueue(root, total, {
+      ...template,
+      raw: template.raw.replace(/^X-Bench-Phase: *\S+/m, `X-Bench-Phase: ${phase}`),
+    });
+    const relay = await startRelay(inst, {}, root);
+    const pid = relay.child.pid as number;
+    const records = (): number => readdirSync(path.join(root, "sent")).length;
+    const waitFor = async (n: number): Promise<void> => {
+      const end = Date.now() + DRAIN_TIMEOUT_MS;
+      while (records() < n) {
+        if (Date.now() > end || relay.child.exitCode !== null)
+          throw new Error(`scaling ${size}: ${records()}/${n} handed off`);
+        await sleep(20);
+      }
+    };
+    await waitFor(SCALING_WARMUP);
+    const t0 = performance.now();
+    const cpu0 = procCpu(pid);
+    await waitFor(SCALING_WARMUP + SCALING_MESSAGES);
+    const t1 = performance.now();
+    const cpu1 = procCpu(pid);
+    const load = os.loadavg()[0] as number;
+    await relay.stop();
+    const handedOff = records();
+    const got = await sink.wait(phase, handedOff);
+    await sleep(2000); // a duplicate would arrive now
+    const all = sink.of(phase);
+    const ids = new Set(all.map((m) => m.id));
+    rmSync(root, { recursive: true, force: true });
+    const p: ScalePoint = {
+      size,
+      wallMs: (t1 - t0) / SCALING_MESSAGES,
+      userMs: (cpu1.user - cpu0.user) / SCALING_MESSAGES,
+      sysMs: (cpu1.sys - cpu0.sys) / SCALING_MESSAGES,
+      captured: got.length,
+      handedOff,
+      unsigned: all.filter((m) => !m.signed).length,
+      duplicated: all.length - ids.size,
+      load,
+    };
+    progress(`  ${phase}: ${p.wallMs.toFixed(2)} ms/msg wall, ${(p.userMs + p.sysMs).toFixed(2)} ms/msg relay CPU`);
+    out.push(p);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- the run
 
 async function main(): Promise<void> {
@@ -363,11 +466,16 @@ async function main(): Promise<void> {
     `relay (${relayVersion}, SMTP hand-off, RELAY_HANDOFF_CONCURRENCY default) : warm-up 100, then ${N} at ${CONCURRENCY} concurrent`,
   );
   const relay = await startRelay(prod, {});
+  const sampler = sampleJobFile(relay.queueRoot); // the relay's job file for this message: the scaling phase's template
   await chain(prod, prodSink, relay, 100, "chain-warmup");
+  const template = sampler.stop();
   const run = await chain(prod, prodSink, relay, N, "chain");
   const peakRss = relay.peakRssMb();
   await relay.stop();
   const dkim = await verifySample(run.captured, SAMPLE);
+  if (SCALING_SIZES.length > 0 && !template)
+    throw new Error("no job file seen during the warm-up: no scaling template");
+  const scale = template ? await scaling(prod, prodSink, template) : [];
   prod.stop();
 
   progress(
@@ -428,6 +536,29 @@ async function main(): Promise<void> {
     "seed design: inet milter, accept, serial sendmail",
     `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, p50 / p99 202-to-capture ${f1(seed.p50)} / ${f1(seed.p99)} ms)`,
   );
+  const f2 = (x: number): string => x.toFixed(2);
+  for (const p of scale)
+    line(
+      `scaling: ${p.size} pending, hand-off of ${SCALING_MESSAGES}`,
+      `wall ${f2(p.wallMs)} ms/msg (${f1(1000 / p.wallMs)} msg/s), relay CPU ${f2(p.userMs + p.sysMs)} ms/msg (user ${f2(p.userMs)} / sys ${f2(p.sysMs)}); at MX ${p.captured}/${p.handedOff}, ${p.unsigned} unsigned, ${p.duplicated} duplicated; 1-min load ${f2(p.load)}`,
+    );
+  const scaleOk = scale.every((p) => p.captured === p.handedOff && p.unsigned === 0 && p.duplicated === 0);
+  const sizes = [...new Set(scale.map((p) => p.size))].sort((a, b) => a - b);
+  if (sizes.length >= 2) {
+    // A size listed more than once (e.g. 100000,1000,100000,1000, to cancel the machine's drift) counts as its mean.
+    const mean = (size: number, f: (p: ScalePoint) => number): number => {
+      const at = scale.filter((p) => p.size === size);
+      return at.reduce((sum, p) => sum + f(p), 0) / at.length;
+    };
+    const small = sizes[0] as number;
+    const big = sizes[sizes.length - 1] as number;
+    const wall = mean(big, (p) => p.wallMs) / mean(small, (p) => p.wallMs);
+    const cpu = mean(big, (p) => p.userMs + p.sysMs) / mean(small, (p) => p.userMs + p.sysMs);
+    line(
+      `scaling: cost per message, ${big} vs ${small} pending`,
+      `wall ${f2(wall)}x, relay CPU ${f2(cpu)}x: flat within 20% ${wall <= 1.2 && cpu <= 1.2 && scaleOk ? "met" : "MISSED"}`,
+    );
+  }
   console.log(
     `targets: relay/limit >= 0.8 ${run.endToEndPerSec / best.perSec >= 0.8 ? "met" : "MISSED"}; relay/seed >= 5 ${run.endToEndPerSec / seed.endToEndPerSec >= 5 ? "met" : "MISSED"}; lost/duplicated/unsigned all 0 ${run.lost + run.duplicated + unsigned === 0 ? "met" : "MISSED"}`,
   );

@@ -6,13 +6,13 @@
 // Hand-off: a loopback SMTP sink inside this process (no discard mode exists in the relay's production config).
 // The targets are defined on Debian's Node 18 (BENCH_RELAY_NODE=.cache/node18/usr/bin/node, see .ci/node18.sh).
 import { execFileSync, spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SMTPServer } from "smtp-server";
+import { prefillQueue, sampleJobFile } from "./queue-prefill.mjs";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 // BENCH_RELAY_BUNDLE=FILE runs another build of the relay (e.g. an older commit's, for an A/B in one sitting).
@@ -81,6 +81,11 @@ function startRelay(queueRoot, { port = 0, keepLog = false, watch = [] } = {}) {
       QUEUE_ROOT: queueRoot,
       RELAY_HANDOFF: `smtp://127.0.0.1:${sinkPort}`,
       RELAY_RATE_LIMIT_PER_MIN: "100000000",
+      // The per-caller quotas (500 recipients a minute by default) would refuse most of the load.
+      RELAY_QUOTA_RECIPIENTS_PER_MIN: "100000000",
+      RELAY_QUOTA_RECIPIENTS_PER_DAY: "100000000",
+      RELAY_QUOTA_BYTES_PER_MIN: "1000000000000",
+      RELAY_QUOTA_BYTES_PER_DAY: "1000000000000",
       RELAY_MIN_FREE_BYTES: "0",
       LOG_LEVEL: "info",
       ...Object.fromEntries(
@@ -242,20 +247,10 @@ const port = Number(new URL((await main.seen(0)).match[1]).port);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 // The job file the relay writes for this payload: the template of the pre-filled queues below.
-let template;
-const sampler = setInterval(() => {
-  if (template) return;
-  for (const f of fs.readdirSync(path.join(mainRoot, "pending")).slice(0, 1)) {
-    try {
-      template = JSON.parse(fs.readFileSync(path.join(mainRoot, "pending", f), "utf8"));
-    } catch {
-      // claimed by the worker between readdir and read: the next tick samples another
-    }
-  }
-}, 5);
+const sampler = sampleJobFile(mainRoot);
 progress("warm-up: 300 requests (JIT, pooled connections)");
 await closedLoop(port, agent, 300);
-clearInterval(sampler);
+const template = sampler.stop();
 await drain(mainRoot);
 
 progress(`closed loop: ${TOTAL} requests at ${CONCURRENCY} concurrent (saturation)`);
@@ -277,25 +272,6 @@ agent.destroy();
 
 // ---------------------------------------------------------------- start-to-door and RSS with a queue
 
-/** Writes `n` due jobs (the relay's own job file for the bench payload, new ids) as an outage leaves them. */
-function prefill(root, n) {
-  for (const d of ["pending", "processing", "sent", "failed", "tmp"])
-    fs.mkdirSync(path.join(root, d), { recursive: true, mode: 0o700 });
-  const now = Date.now();
-  for (let i = 0; i < n; i++) {
-    const id = randomUUID();
-    const job = {
-      ...template,
-      id,
-      createdAt: now - n + i,
-      nextAttemptAt: now - n + i,
-      attempts: 1,
-      lastError: "connect ECONNREFUSED 127.0.0.1:25",
-    };
-    fs.writeFileSync(path.join(root, "pending", `${id}.json`), JSON.stringify(job));
-  }
-}
-
 /**
  * Starts the relay on a queue of `n` jobs and measures: spawn -> first GET /health 200, spawn -> first POST /send 202
  * (sent as soon as /health answered), whether /health still said the index was loading, spawn -> "queue index loaded"
@@ -304,7 +280,7 @@ function prefill(root, n) {
 async function door(n) {
   const root = path.join(work, `door-${n}`);
   progress(`start-to-door: pre-filling ${n} jobs`);
-  prefill(root, n);
+  prefillQueue(root, n, template);
   const doorPort = 20000 + Math.floor(Math.random() * 20000);
   const relay = startRelay(root, { port: doorPort, watch: [/"address":"http/, /"msg":"queue index loaded"/] });
   const fresh = () => new http.Agent({ keepAlive: false });
