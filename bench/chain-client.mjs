@@ -3,7 +3,8 @@
 // the wall-clock time (ms since epoch) of its 202, and the time of the first request.
 import * as http from "node:http";
 
-const { url, token, n, concurrency, phase } = JSON.parse(process.argv[2]);
+const { url, n, concurrency, phase } = JSON.parse(process.argv[2]);
+const token = process.env.CHAIN_BENCH_TOKEN;
 const { hostname, port } = new URL(url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
 const body = (i) =>
