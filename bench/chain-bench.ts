@@ -12,16 +12,17 @@
 // Needs root, postfix, opendkim, smtp-sink, smtp-source, ip and ss; prints `skipped: <reason>` otherwise. The machine's
 // own Postfix is never touched; everything started here is stopped, also on Ctrl-C.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createPublicKey, randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { dkimVerify } from "mailauth/lib/dkim/verify";
 import { composeMessage } from "../relay/mime";
 import { buildConfig } from "../testkit/node-config";
 import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../testkit/postfix-instance";
 import { missing, tool } from "../testkit/real-tools";
-import { prefillQueue, sampleJobFile, type JobFile } from "./queue-prefill.mjs";
+import { Sink, verifySample, type Captured } from "./chain-mx";
+import { scaling, scalingVerdict } from "./chain-scaling";
+import { sampleJobFile } from "./queue-prefill.mjs";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 20);
@@ -98,57 +99,6 @@ function track(c: ChildProcess): ChildProcess {
   children.add(c);
   c.on("exit", () => children.delete(c));
   return c;
-}
-
-// ---------------------------------------------------------------- the recipient MX's disk
-
-interface Captured {
-  readonly phase: string;
-  readonly id: string;
-  readonly signed: boolean;
-  readonly at: number;
-  readonly file: string;
-}
-
-/** Reads new sink files; a file counts once its X-Bench-Phase line is there (headers come first). */
-class Sink {
-  private readonly seen = new Map<string, Captured>();
-  constructor(private readonly dir: string) {}
-
-  scan(): void {
-    for (const name of readdirSync(this.dir)) {
-      if (this.seen.has(name)) continue;
-      const file = path.join(this.dir, name);
-      const text = readFileSync(file, "latin1");
-      const phase = /^X-Bench-Phase: *(\S+)/im.exec(text)?.[1];
-      if (!phase || !/\r?\n\r?\n/.test(text)) continue; // still being written
-      const id = /^Message-ID: *<([^@>]+)@/im.exec(text)?.[1] ?? name;
-      const sig = /^DKIM-Signature:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)/im.exec(text)?.[1] ?? "";
-      const signed = /\bd=example\.com;/.test(sig) && new RegExp(`\\bs=${cfg.host.dkimSelector};`).test(sig);
-      this.seen.set(name, { phase, id, signed, at: statSync(file).mtimeMs, file });
-    }
-  }
-
-  of(phase: string): Captured[] {
-    this.scan();
-    return [...this.seen.values()].filter((c) => c.phase === phase);
-  }
-
-  /** Waits until `want` messages of a phase are captured (or the timeout); returns them. */
-  async wait(phase: string, want: number, timeoutMs = DRAIN_TIMEOUT_MS): Promise<Captured[]> {
-    const end = Date.now() + timeoutMs;
-    let got = this.of(phase);
-    let told = Date.now();
-    while (got.length < want && Date.now() < end) {
-      await sleep(200);
-      got = this.of(phase);
-      if (Date.now() - told > 15_000) {
-        progress(`  ${phase}: ${got.length}/${want} captured`);
-        told = Date.now();
-      }
-    }
-    return got;
-  }
 }
 
 // ---------------------------------------------------------------- the relay and its client, inside the namespace
@@ -254,7 +204,8 @@ interface ChainFigures {
 async function chain(inst: PostfixInstance, sink: Sink, relay: Relay, n: number, phase: string): Promise<ChainFigures> {
   const c = await post(inst, relay, n, phase);
   progress(
-    `  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s; waiting for them at the recipient MX`,
+    `  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s; ` +
+      "waiting for them at the recipient MX",
   );
   const got = await sink.wait(phase, c.accepted.length);
   await sleep(2000); // a duplicate would arrive now
@@ -307,29 +258,6 @@ async function trackedState(inst: PostfixInstance, id: string | undefined): Prom
     await sleep(500);
   }
   return state;
-}
-
-/** Verifies DKIM cryptographically (mailauth) on `count` captured messages, spread over the run. */
-async function verifySample(
-  messages: readonly Captured[],
-  count: number,
-): Promise<{ checked: number; passed: number }> {
-  const pub = createPublicKey(cfg.secrets.dkimPrivateKeyPem).export({ type: "spki", format: "der" }).toString("base64");
-  const name = `${cfg.host.dkimSelector}._domainkey.example.com`;
-  const resolver = async (host: string, type: string): Promise<string[][]> => {
-    if (type === "TXT" && host === name) return [[`v=DKIM1; k=rsa; p=${pub}`]];
-    throw Object.assign(new Error(`no ${type} for ${host}`), { code: "ENOTFOUND" });
-  };
-  const step = Math.max(1, Math.floor(messages.length / count));
-  let checked = 0;
-  let passed = 0;
-  for (let i = 0; i < messages.length && checked < count; i += step) {
-    const m = messages[i] as Captured;
-    const res = await dkimVerify(readFileSync(m.file), { resolver } as Parameters<typeof dkimVerify>[1]);
-    checked++;
-    if (res.results.some((r) => r.status?.result === "pass" && r.signingDomain === "example.com")) passed++;
-  }
-  return { checked, passed };
 }
 
 // ---------------------------------------------------------------- the limit: smtp-source into the same Postfix
@@ -397,87 +325,9 @@ async function limit(
   return out;
 }
 
-// ---------------------------------------------------------------- scaling: the same hand-off with a backlog queued
-
-interface ScalePoint {
-  readonly size: number;
-  readonly wallMs: number;
-  readonly userMs: number;
-  readonly sysMs: number;
-  readonly captured: number;
-  readonly handedOff: number;
-  readonly unsigned: number;
-  readonly duplicated: number;
-  readonly load: number;
-}
-
-/** utime + stime of a process in ms (/proc/PID/stat, clock ticks of 10 ms). */
-function procCpu(pid: number): { user: number; sys: number } {
-  const f = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] as string).split(" ");
-  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
-}
-
-/**
- * For each size: a queue of SCALING_WARMUP + SCALING_MESSAGES jobs due first, then `size` more, all the relay's own
- * job file (bench/queue-prefill.mjs) for the chain's message; the relay starts on it and hands the backlog to Postfix.
- * The window opens at the SCALING_WARMUP-th hand-off record in sent/ and closes SCALING_MESSAGES records later: its
- * wall time and the relay's CPU time, per message. Then the relay stops and every message it handed off must reach
- * the MX, signed, once.
- */
-async function scaling(inst: PostfixInstance, sink: Sink, template: JobFile): Promise<ScalePoint[]> {
-  const out: ScalePoint[] = [];
-  for (const [i, size] of SCALING_SIZES.entries()) {
-    const phase = `scale${i}-${size}`; // one phase per run: a size may be listed twice
-    const total = SCALING_WARMUP + SCALING_MESSAGES + size;
-    progress(`scaling: pre-filling ${total} jobs (${size} behind the ${SCALING_WARMUP + SCALING_MESSAGES} measured)`);
-    const root = mkdtempSync(path.join(repo, ".cache", "chain-scale-"));
-    prefillQueue(root, total, {
-      ...template,
-      raw: template.raw.replace(/^X-Bench-Phase: *\S+/m, `X-Bench-Phase: ${phase}`),
-    });
-    const relay = await startRelay(inst, {}, root);
-    const pid = relay.child.pid as number;
-    const records = (): number => readdirSync(path.join(root, "sent")).length;
-    const waitFor = async (n: number): Promise<void> => {
-      const end = Date.now() + DRAIN_TIMEOUT_MS;
-      while (records() < n) {
-        if (Date.now() > end || relay.child.exitCode !== null)
-          throw new Error(`scaling ${size}: ${records()}/${n} handed off`);
-        await sleep(20);
-      }
-    };
-    await waitFor(SCALING_WARMUP);
-    const t0 = performance.now();
-    const cpu0 = procCpu(pid);
-    await waitFor(SCALING_WARMUP + SCALING_MESSAGES);
-    const t1 = performance.now();
-    const cpu1 = procCpu(pid);
-    const load = os.loadavg()[0] as number;
-    await relay.stop();
-    const handedOff = records();
-    const got = await sink.wait(phase, handedOff);
-    await sleep(2000); // a duplicate would arrive now
-    const all = sink.of(phase);
-    const ids = new Set(all.map((m) => m.id));
-    rmSync(root, { recursive: true, force: true });
-    const p: ScalePoint = {
-      size,
-      wallMs: (t1 - t0) / SCALING_MESSAGES,
-      userMs: (cpu1.user - cpu0.user) / SCALING_MESSAGES,
-      sysMs: (cpu1.sys - cpu0.sys) / SCALING_MESSAGES,
-      captured: got.length,
-      handedOff,
-      unsigned: all.filter((m) => !m.signed).length,
-      duplicated: all.length - ids.size,
-      load,
-    };
-    progress(`  ${phase}: ${p.wallMs.toFixed(2)} ms/msg wall, ${(p.userMs + p.sysMs).toFixed(2)} ms/msg relay CPU`);
-    out.push(p);
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------- the run
+
+const newSink = (dir: string): Sink => new Sink(dir, cfg.host.dkimSelector, { timeoutMs: DRAIN_TIMEOUT_MS, progress });
 
 async function main(): Promise<void> {
   const load0 = os.loadavg();
@@ -487,13 +337,14 @@ async function main(): Promise<void> {
   const prod = new PostfixInstance(`mrcb${process.pid}`, "chain-bench-");
   instances.push(prod);
   await prod.start({ host: cfg.host, dkimPrivateKeyPem: cfg.secrets.dkimPrivateKeyPem, sink: SINK, sinkBacklog: 256 });
-  const prodSink = new Sink(prod.sinkDir);
+  const prodSink = newSink(prod.sinkDir);
 
   const limits = await limit(prod, prodSink);
   const best = limits.reduce((a, b) => (b.perSec > a.perSec ? b : a));
 
   progress(
-    `relay (${relayVersion}, SMTP hand-off, RELAY_HANDOFF_CONCURRENCY default) : warm-up 100, then ${N} at ${CONCURRENCY} concurrent`,
+    `relay (${relayVersion}, SMTP hand-off, RELAY_HANDOFF_CONCURRENCY default) : ` +
+      `warm-up 100, then ${N} at ${CONCURRENCY} concurrent`,
   );
   const relay = await startRelay(prod, {});
   const sampler = sampleJobFile(relay.queueRoot); // the relay's job file for this message: the scaling phase's template
@@ -503,10 +354,26 @@ async function main(): Promise<void> {
   const peakRss = relay.peakRssMb();
   const tracked = await trackedState(prod, run.captured[run.captured.length - 1]?.id);
   await relay.stop();
-  const dkim = await verifySample(run.captured, SAMPLE);
+  const dkim = await verifySample(run.captured, SAMPLE, {
+    privateKeyPem: cfg.secrets.dkimPrivateKeyPem,
+    selector: cfg.host.dkimSelector,
+  });
   if (SCALING_SIZES.length > 0 && !template)
     throw new Error("no job file seen during the warm-up: no scaling template");
-  const scale = template ? await scaling(prod, prodSink, template) : [];
+  const scale = template
+    ? await scaling({
+        inst: prod,
+        sink: prodSink,
+        template,
+        sizes: SCALING_SIZES,
+        warmup: SCALING_WARMUP,
+        messages: SCALING_MESSAGES,
+        drainTimeoutMs: DRAIN_TIMEOUT_MS,
+        scratchDir: path.join(repo, ".cache"),
+        startRelay: (inst, root) => startRelay(inst, {}, root),
+        progress,
+      })
+    : [];
   prod.stop();
 
   progress(
@@ -523,7 +390,7 @@ async function main(): Promise<void> {
     opendkimInetPort: 8891,
     postconf: [`smtpd_milters=${milter}`, `non_smtpd_milters=${milter}`, "milter_default_action=accept"],
   });
-  const seedSink = new Sink(seedInst.sinkDir);
+  const seedSink = newSink(seedInst.sinkDir);
   const seedRelay = await startRelay(seedInst, {
     RELAY_HANDOFF: "sendmail",
     SENDMAIL_PATH: tool("sendmail") as string,
@@ -538,7 +405,9 @@ async function main(): Promise<void> {
   const line = (k: string, v: string): void => console.log(`${k.padEnd(52)} ${v}`);
   console.log("");
   console.log(
-    `chain benchmark: ${N} POST /send (~4 KB text+HTML) at ${CONCURRENCY} concurrent -> bundled relay (node ${relayVersion}) -> Postfix + OpenDKIM (rendered prod config) -> recipient MX (smtp-sink to disk), in a private netns`,
+    `chain benchmark: ${N} POST /send (~4 KB text+HTML) at ${CONCURRENCY} concurrent -> ` +
+      `bundled relay (node ${relayVersion}) -> Postfix + OpenDKIM (rendered prod config) -> ` +
+      "recipient MX (smtp-sink to disk), in a private netns",
   );
   line(
     "machine",
@@ -566,33 +435,29 @@ async function main(): Promise<void> {
     );
   line(
     "seed design: inet milter, accept, serial sendmail",
-    `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, p50 / p99 202-to-capture ${f1(seed.p50)} / ${f1(seed.p99)} ms)`,
+    `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, ` +
+      `p50 / p99 202-to-capture ${f1(seed.p50)} / ${f1(seed.p99)} ms)`,
   );
   const f2 = (x: number): string => x.toFixed(2);
   for (const p of scale)
     line(
       `scaling: ${p.size} pending, hand-off of ${SCALING_MESSAGES}`,
-      `wall ${f2(p.wallMs)} ms/msg (${f1(1000 / p.wallMs)} msg/s), relay CPU ${f2(p.userMs + p.sysMs)} ms/msg (user ${f2(p.userMs)} / sys ${f2(p.sysMs)}); at MX ${p.captured}/${p.handedOff}, ${p.unsigned} unsigned, ${p.duplicated} duplicated; 1-min load ${f2(p.load)}`,
+      `wall ${f2(p.wallMs)} ms/msg (${f1(1000 / p.wallMs)} msg/s), ` +
+        `relay CPU ${f2(p.userMs + p.sysMs)} ms/msg (user ${f2(p.userMs)} / sys ${f2(p.sysMs)}); ` +
+        `at MX ${p.captured}/${p.handedOff}, ${p.unsigned} unsigned, ${p.duplicated} duplicated; ` +
+        `1-min load ${f2(p.load)}`,
     );
-  const scaleOk = scale.every((p) => p.captured === p.handedOff && p.unsigned === 0 && p.duplicated === 0);
-  const sizes = [...new Set(scale.map((p) => p.size))].sort((a, b) => a - b);
-  if (sizes.length >= 2) {
-    // A size listed more than once (e.g. 100000,1000,100000,1000, to cancel the machine's drift) counts as its mean.
-    const mean = (size: number, f: (p: ScalePoint) => number): number => {
-      const at = scale.filter((p) => p.size === size);
-      return at.reduce((sum, p) => sum + f(p), 0) / at.length;
-    };
-    const small = sizes[0] as number;
-    const big = sizes[sizes.length - 1] as number;
-    const wall = mean(big, (p) => p.wallMs) / mean(small, (p) => p.wallMs);
-    const cpu = mean(big, (p) => p.userMs + p.sysMs) / mean(small, (p) => p.userMs + p.sysMs);
+  // A size listed more than once (e.g. 100000,1000,100000,1000, to cancel the machine's drift) counts as its mean.
+  const v = scalingVerdict(scale);
+  if (v)
     line(
-      `scaling: cost per message, ${big} vs ${small} pending`,
-      `wall ${f2(wall)}x, relay CPU ${f2(cpu)}x: flat within 20% ${wall <= 1.2 && cpu <= 1.2 && scaleOk ? "met" : "MISSED"}`,
+      `scaling: cost per message, ${v.big} vs ${v.small} pending`,
+      `wall ${f2(v.wall)}x, relay CPU ${f2(v.cpu)}x: flat within 20% ${v.met ? "met" : "MISSED"}`,
     );
-  }
   console.log(
-    `targets: relay/limit >= 0.8 ${run.endToEndPerSec / best.perSec >= 0.8 ? "met" : "MISSED"}; relay/seed >= 5 ${run.endToEndPerSec / seed.endToEndPerSec >= 5 ? "met" : "MISSED"}; lost/duplicated/unsigned all 0 ${run.lost + run.duplicated + unsigned === 0 ? "met" : "MISSED"}`,
+    `targets: relay/limit >= 0.8 ${run.endToEndPerSec / best.perSec >= 0.8 ? "met" : "MISSED"}; ` +
+      `relay/seed >= 5 ${run.endToEndPerSec / seed.endToEndPerSec >= 5 ? "met" : "MISSED"}; ` +
+      `lost/duplicated/unsigned all 0 ${run.lost + run.duplicated + unsigned === 0 ? "met" : "MISSED"}`,
   );
   console.log(`chain: ${f1(run.endToEndPerSec)} signed msgs/s end to end`);
   console.log(`ratio relay/limit: ${(run.endToEndPerSec / best.perSec).toFixed(2)}x`);

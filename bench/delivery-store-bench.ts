@@ -1,7 +1,8 @@
 // Memory the delivery tracker keeps per handed-off message: DeliveryStore holds every message of the retention
-// period (QUEUE_SENT_RETENTION_MS, 7 days by default) in memory, for GET /messages/:id and GET /messages. Records N hand-offs with one
-// delivered recipient each (Postfix's real reply text), through the store's own hand-off and log-fact paths, and
-// prints the V8 heap it keeps per message, and the journal's size. Run: npx tsx --expose-gc bench/delivery-store-bench.ts
+// period (QUEUE_SENT_RETENTION_MS, 7 days by default) in memory, for GET /messages/:id and GET /messages. Records N
+// hand-offs with one delivered recipient each (Postfix's real reply text), through the store's own hand-off and
+// log-fact paths, and prints the V8 heap it keeps per message, and the journal's size.
+// Run: npm run bench:deliveries (npx tsx --expose-gc bench/delivery-store-bench.ts); BENCH_MESSAGES (50000).
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import * as os from "node:os";
@@ -59,7 +60,8 @@ async function main(): Promise<void> {
     const journal = statSync(path.join(root, "events", "deliveries.jsonl")).size;
     await store.close();
     console.log(
-      `delivery store, node ${process.version}, ${N} messages tracked (1 recipient, delivered), 1-min load ${os.loadavg()[0].toFixed(2)}`,
+      `delivery store, node ${process.version}, ${N} messages tracked (1 recipient, delivered), ` +
+        `1-min load ${(os.loadavg()[0] as number).toFixed(2)}`,
     );
     console.log(`  V8 heap kept: ${kept.toFixed(1)} MB = ${((kept * 1048576) / N).toFixed(0)} bytes per message`);
     console.log(`  journal: ${(journal / 1048576).toFixed(1)} MB = ${(journal / N).toFixed(0)} bytes per message`);
@@ -67,7 +69,8 @@ async function main(): Promise<void> {
       `  recorded in ${(ms / 1000).toFixed(1)} s (${((ms * 1000) / N).toFixed(0)} us per message, fsync included)`,
     );
     console.log(
-      `  at this size per message, a 7-day retention of 10,000 messages a day keeps ~${((kept / N) * 70_000).toFixed(0)} MB`,
+      "  at this size per message, a 7-day retention of 10,000 messages a day keeps " +
+        `~${((kept / N) * 70_000).toFixed(0)} MB`,
     );
   } finally {
     rmSync(root, { recursive: true, force: true });

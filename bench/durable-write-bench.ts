@@ -40,11 +40,13 @@ async function main(): Promise<void> {
     lat.sort((a, b) => a - b);
     const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] as number;
     console.log(
-      `durable write (temp file + fsync + rename + directory fsync) of ${BYTES} bytes at ${RATE}/s for ${SECONDS} s on ` +
-        `${BASE}, node ${process.version}, 1-min load ${os.loadavg()[0].toFixed(2)}`,
+      "durable write (temp file + fsync + rename + directory fsync) of " +
+        `${BYTES} bytes at ${RATE}/s for ${SECONDS} s on ${BASE}, ` +
+        `node ${process.version}, 1-min load ${(os.loadavg()[0] as number).toFixed(2)}`,
     );
     console.log(
-      `  p50 / p99 / max (ms): ${q(0.5).toFixed(1)} / ${q(0.99).toFixed(1)} / ${(lat[lat.length - 1] as number).toFixed(1)}`,
+      `  p50 / p99 / max (ms): ${q(0.5).toFixed(1)} / ${q(0.99).toFixed(1)} / ` +
+        `${(lat[lat.length - 1] as number).toFixed(1)}`,
     );
   } finally {
     rmSync(root, { recursive: true, force: true });

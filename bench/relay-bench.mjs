@@ -348,12 +348,14 @@ line("relay peak RSS (VmHWM) at saturation", `${peak.toFixed(1)} MB`);
 if (open) {
   line(
     `open loop at ${OPEN_RATE} req/s: p50 / p99 / max (ms)`,
-    `${open.p50.toFixed(1)} / ${open.p99.toFixed(1)} / ${open.max.toFixed(1)} (${open.accepted}/${open.total} accepted, ${open.late} started late)`,
+    `${open.p50.toFixed(1)} / ${open.p99.toFixed(1)} / ${open.max.toFixed(1)} ` +
+      `(${open.accepted}/${open.total} accepted, ${open.late} started late)`,
   );
 }
 line(
   "handed off to the sink (all phases)",
-  `${sunk} (pending left after draining: ${leftAfterClosed} after the closed loop, ${leftAfterOpen} after the open loop)`,
+  `${sunk} (pending left after draining: ${leftAfterClosed} after the closed loop, ` +
+    `${leftAfterOpen} after the open loop)`,
 );
 line(
   "relay CPU per request at saturation: user / sys (ms)",
@@ -365,7 +367,8 @@ line("machine load (1/5/15 min) after the main relay", loadAfterMain);
 for (const d of doors) {
   line(
     `start-to-door with ${d.n} jobs pending (ms)`,
-    `/health ${d.healthMs.toFixed(0)}, /send ${d.sendStatus} ${d.sendMs.toFixed(0)}${d.loading ? " (index still loading)" : ""}; index loaded ${d.loadedMs.toFixed(0)}`,
+    `/health ${d.healthMs.toFixed(0)}, /send ${d.sendStatus} ${d.sendMs.toFixed(0)}` +
+      `${d.loading ? " (index still loading)" : ""}; index loaded ${d.loadedMs.toFixed(0)}`,
   );
   line(
     `RSS with ${d.n} jobs queued (2 s after the index loaded)`,

@@ -10,6 +10,8 @@ import { assertPort } from "./validate";
  * ever opened: Postfix and the relay listen on loopback, the tunnel is an outbound connection.
  */
 /** The input chain's opening, the same in the bootstrap and the deployed ruleset: loopback, state, ICMP. */
+// Rendered ruleset text: the ICMPv6 type set stays on one line, as nft lists it.
+/* eslint-disable max-len */
 const INPUT_CHAIN_BASE = `	chain input {
 		type filter hook input priority filter; policy drop;
 
@@ -25,6 +27,7 @@ const INPUT_CHAIN_BASE = `	chain input {
 		ip protocol icmp icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
 		ip6 nexthdr ipv6-icmp icmpv6 type { echo-request, destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
 `;
+/* eslint-enable max-len */
 
 export function renderNftablesConf(): string {
   // Bootstrap only: it protects the first boot until the deploy step pushes renderHostNftablesConf's ruleset. Kept
@@ -121,6 +124,8 @@ export function renderHostNftablesConf(f: HostFirewallSettings): string {
     ...(v4.length > 0 ? [`\t\tip saddr { ${v4.join(", ")} } tcp dport 22 ct state new accept`] : []),
     ...(v6.length > 0 ? [`\t\tip6 saddr { ${v6.join(", ")} } tcp dport 22 ct state new accept`] : []),
   ];
+  // The header line is rendered text: one comment line in the ruleset.
+  /* eslint-disable max-len */
   return `#!/usr/sbin/nft -f
 # Rendered by cloud-init/host-hardening.ts (mail-relay), pushed by the deploy step. Never open 25, 465, 587 or ${f.relayPort}.
 flush ruleset
@@ -177,6 +182,7 @@ ${ssh.join("\n")}
 	}
 }
 `;
+  /* eslint-enable max-len */
 }
 
 /** sshd settings of the hardening drop-in, in file order. Root keeps key login: the deploy step SSHes as root. */

@@ -34,7 +34,8 @@ describe("config: defaults", () => {
       handoff: "smtp",
       port: 2525,
     });
-    expect(c.relay).toMatchObject({ teardownDrainSeconds: 300, allowQueueLoss: false }); // teardown never loses mail by default
+    // Teardown never loses mail by default.
+    expect(c.relay).toMatchObject({ teardownDrainSeconds: 300, allowQueueLoss: false });
     expect(c.dmarc).toMatchObject({ policy: "quarantine", adkim: "s", aspf: "s", pct: 100 });
     expect(c.spf.all).toBe("~all");
     expect(c.defaultSender).toBe("noreply@example.com");

@@ -3,7 +3,8 @@
  * mocks for both images, and what `pulumi up` does between the two, derived from the program's own dependency graph
  * (offline.ts records each resource's input dependencies and its deleteBeforeReplace option) with the engine's rules:
  *  1. a resource is replaced when an input that forces replacement changes: the server's `image` (the hcloud provider
- *     marks it "forces replacement"); a remote Command's or CopyToRemote's `triggers` or `connection` (@pulumi/command);
+ *     marks it "forces replacement"); a remote Command's or CopyToRemote's `triggers` or `connection`
+ *     (@pulumi/command);
  *  2. while a replaced resource's new id is not known, every input that comes from it is unknown, so a dependent whose
  *     replacement-forcing input comes from it is replaced too;
  *  3. a replaced resource with deleteBeforeReplace is deleted before its replacement is created, and its replaced

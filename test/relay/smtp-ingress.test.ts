@@ -17,7 +17,8 @@ import { crlfMessage, startIngress, type RunningIngress } from "./smtp-client";
 
 const open: { close(): unknown }[] = [];
 afterEach(async () => {
-  for (const o of open.splice(0).reverse()) await o.close(); // clients before their listener, so close() has nothing to wait for
+  // Clients before their listener, so close() has nothing to wait for.
+  for (const o of open.splice(0).reverse()) await o.close();
 });
 
 async function ingress(opts: Parameters<typeof startIngress>[0] = {}): Promise<RunningIngress> {

@@ -233,7 +233,8 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
     const small = await makeApp({ config: { maxMessageBytes: 256 * 1024 } });
     try {
       const html = "<hr>".repeat(4900);
-      expect(JSON.stringify(validBody({ html, text: undefined })).length).toBeLessThan(64 * 1024); // under RELAY_BODY_LIMIT_BYTES
+      // Under RELAY_BODY_LIMIT_BYTES.
+      expect(JSON.stringify(validBody({ html, text: undefined })).length).toBeLessThan(64 * 1024);
       const res = await small.app.inject({
         method: "POST",
         url: "/send",
