@@ -163,12 +163,12 @@ async function queueRun(spec: WorkerSpec, raws: Buffer[]): Promise<void> {
     const startedAt = Date.now();
     const t0 = process.hrtime.bigint();
     worker.start();
-    while (queue.sentCount + queue.depth().failed < raws.length) await new Promise((r) => setTimeout(r, 2));
+    while (queue.depth().sent + queue.depth().failed < raws.length) await new Promise((r) => setTimeout(r, 2));
     const totalMs = Number(process.hrtime.bigint() - t0) / 1e6;
     const endedAt = Date.now();
     await worker.stop();
     await handoff.close();
-    const sent = queue.sentCount;
+    const sent = queue.depth().sent;
     const outcomes: SendOutcome[] = ids.map((_, i) => ({ ms: totalMs / raws.length, ok: i < sent }));
     const result: WorkerResult = {
       phase: spec.phase,

@@ -88,7 +88,6 @@ export class QueueStore {
   private readonly index = new JobIndex();
   private readonly idempotency = new IdempotencyKeys();
   private readonly idempotencyInflight = new Map<string, Promise<unknown>>();
-  private sentSinceStart = 0;
   private sentOnDisk = 0;
   private probeSeq = 0;
   private diskCheck: { at: number; free: number } | null = null;
@@ -420,7 +419,6 @@ export class QueueStore {
     await this.writer.write(this.dir("sent"), `${job.id}.json`, JSON.stringify(rec));
     await callbackFs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
     this.index.delete(job.id);
-    this.sentSinceStart++;
     this.sentOnDisk++;
     return rec;
   }
@@ -471,10 +469,6 @@ export class QueueStore {
   /** Counts by state for /metrics (sent = records kept on disk). */
   depth(): Record<JobState, number> {
     return { ...this.index.counts, sent: this.sentOnDisk };
-  }
-
-  get sentCount(): number {
-    return this.sentSinceStart;
   }
 
   /** Deletes sent records past retention and forgets idempotency keys older than 24 h (skipped while loading). */

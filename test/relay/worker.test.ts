@@ -76,7 +76,7 @@ describe("the worker hands off several jobs at once when asked to", () => {
     const { handoff, events } = scriptedHandoff(() => ({ ms: 5 }));
     const { queue, worker, queued } = await setup(40, 4, handoff);
     worker.start();
-    await until(() => queue.sentCount === 40);
+    await until(() => queue.depth().sent === 40);
     await worker.stop();
     const starts = events.filter((e) => e.kind === "start");
     expect(starts.map((e) => e.id)).toEqual(queued.map((j) => j.id));
@@ -88,7 +88,7 @@ describe("the worker hands off several jobs at once when asked to", () => {
     const { handoff, events } = scriptedHandoff(() => ({ ms: 2 }));
     const { queue, worker } = await setup(10, 1, handoff);
     worker.start();
-    await until(() => queue.sentCount === 10);
+    await until(() => queue.depth().sent === 10);
     await worker.stop();
     expect(Math.max(...events.map((e) => e.inFlight))).toBe(1);
   });
@@ -105,7 +105,7 @@ describe("the worker hands off several jobs at once when asked to", () => {
     worker.start();
     await until(
       () =>
-        queue.sentCount + queue.depth().pending === 30 &&
+        queue.depth().sent + queue.depth().pending === 30 &&
         queue.depth().processing === 0 &&
         events.filter((e) => e.kind !== "start").length >= 30,
     );
