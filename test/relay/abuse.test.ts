@@ -1,22 +1,13 @@
 // The relay under abuse: HTML built to make the text converter or the composer spin, headers a caller could
 // forge to look pre-approved, and whole messages smuggled in as attachments.
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { HTML_LIMITS } from "../../relay/mime";
-import { auth, makeApp, validBody } from "./fixtures";
+import { appsClosedAfterEach, auth, validBody, type TestApp } from "./fixtures";
 
-type App = Awaited<ReturnType<typeof makeApp>>;
-const open: App[] = [];
-async function app(opts: Parameters<typeof makeApp>[0] = {}): Promise<App> {
-  const a = await makeApp(opts);
-  open.push(a);
-  return a;
-}
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
+const app = appsClosedAfterEach();
 
-const post = (t: App, body: unknown) =>
+const post = (t: TestApp, body: unknown) =>
   t.app.inject({ method: "POST", url: "/send", headers: auth(), payload: JSON.stringify(body) });
 
 describe("HTML that would stall the event loop is refused quickly", () => {

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import { expect } from "vitest";
 
 export const BUNDLE = path.resolve(__dirname, "../../relay/dist/relay.js");
 export const NODE18_DIR = path.resolve(__dirname, "../../.cache/node18");
@@ -96,3 +97,36 @@ export async function startBundle(
 
 export const haveBundle = existsSync(BUNDLE);
 export const haveNode18 = existsSync(NODE18.bin);
+
+/** What GET /messages/:id said of a job: its state ("" before the relay answered with one) and Postfix's queue id. */
+export interface MessageStatus {
+  readonly state: string;
+  readonly postfixQueueId?: string;
+}
+
+/** Polls GET /messages/:id until the job is handed off, or 5 s pass; returns what the relay said last. */
+export async function waitHandedOff(r: BundleProcess, token: string, id: string): Promise<MessageStatus> {
+  let message: MessageStatus = { state: "" };
+  for (let i = 0; i < 100 && message.state !== "handed_off"; i++) {
+    await new Promise((res) => setTimeout(res, 50));
+    const res = await fetch(`${r.url}/messages/${id}`, { headers: { authorization: `Bearer ${token}` } });
+    message = ((await res.json()) as { message?: MessageStatus }).message ?? { state: "" };
+  }
+  return message;
+}
+
+/** POST /send (expects 202), then waits for the job to be handed off (waitHandedOff). */
+export async function sendAndWait(
+  r: BundleProcess,
+  token: string,
+  body: Record<string, unknown>,
+): Promise<MessageStatus> {
+  const res = await fetch(`${r.url}/send`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  expect(res.status).toBe(202);
+  const { id } = (await res.json()) as { id: string };
+  return waitHandedOff(r, token, id);
+}

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EXIT_CONFIG } from "../../relay/host-contract";
 import { missing } from "../../testkit/real-tools";
-import { BUNDLE, haveBundle, startBundle, type BundleProcess } from "./bundle-process";
+import { BUNDLE, haveBundle, startBundle, waitHandedOff, type BundleProcess } from "./bundle-process";
 import { tempDir } from "./fixtures";
 
 const TOKEN = "bundle-test-token-0123456789abcdefghij";
@@ -42,15 +42,7 @@ describe.skipIf(skip)(
       });
       expect(res.status).toBe(202);
       const { id } = (await res.json()) as { id: string };
-      let state = "";
-      for (let i = 0; i < 100 && state !== "handed_off"; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        const s = (await (
-          await fetch(`${relay.url}/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })
-        ).json()) as { message: { state: string } };
-        state = s.message.state;
-      }
-      expect(state).toBe("handed_off");
+      expect((await waitHandedOff(relay, TOKEN, id)).state).toBe("handed_off");
       const argsFile = readdirSync(dir).find((f) => f.startsWith("sendmail-args."));
       expect(
         readFileSync(path.join(dir, argsFile as string), "utf8")
@@ -91,16 +83,7 @@ describe.skipIf(skip)(
       const second = await startBundle(dir, TOKEN, current);
       running.push(second);
       expect(second.stdout()).toMatch(/"recoveredFromProcessing":1/);
-      let state = "";
-      for (let i = 0; i < 100 && state !== "handed_off"; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        state = (
-          (await (
-            await fetch(`${second.url}/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })
-          ).json()) as { message: { state: string } }
-        ).message.state;
-      }
-      expect(state).toBe("handed_off");
+      expect((await waitHandedOff(second, TOKEN, id)).state).toBe("handed_off");
       await second.stop();
     });
 

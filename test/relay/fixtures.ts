@@ -1,4 +1,5 @@
 import { SMTPServer } from "smtp-server";
+import { afterEach } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -108,6 +109,24 @@ export async function makeApp(
       await app.close();
       tmp.cleanup();
     },
+  };
+}
+
+export type TestApp = Awaited<ReturnType<typeof makeApp>>;
+
+/**
+ * For a test file: a makeApp whose apps are closed after each test. Call it at the top level of the file (it
+ * registers the afterEach).
+ */
+export function appsClosedAfterEach(): (opts?: Parameters<typeof makeApp>[0]) => Promise<TestApp> {
+  const open: TestApp[] = [];
+  afterEach(async () => {
+    while (open.length) await open.pop()?.close();
+  });
+  return async (opts = {}) => {
+    const a = await makeApp(opts);
+    open.push(a);
+    return a;
   };
 }
 

@@ -1,20 +1,11 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { makeAuthenticator } from "../../relay/app";
 import { callerToken } from "../../relay/config";
-import { auth, makeApp, TOKEN_APP, TOKEN_BILLING, validBody } from "./fixtures";
+import { appsClosedAfterEach, auth, makeApp, TOKEN_APP, TOKEN_BILLING, validBody, type TestApp } from "./fixtures";
 
-type App = Awaited<ReturnType<typeof makeApp>>;
-const open: App[] = [];
-async function app(opts: Parameters<typeof makeApp>[0] = {}): Promise<App> {
-  const a = await makeApp(opts);
-  open.push(a);
-  return a;
-}
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
+const app = appsClosedAfterEach();
 
-const post = (t: App, headers: Record<string, string>, body: unknown = validBody(), remoteAddress?: string) =>
+const post = (t: TestApp, headers: Record<string, string>, body: unknown = validBody(), remoteAddress?: string) =>
   t.app.inject({
     method: "POST",
     url: "/send",

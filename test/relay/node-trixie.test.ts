@@ -9,7 +9,7 @@ import { RELEASES, releaseName } from "../../cloud-init/release";
 import { TOOLS_SCRATCH } from "../../rehearsal/image";
 import { missing, removeDir, safeScratchDir } from "../../testkit/real-tools";
 import { eachRelease, type ReleaseTools } from "../cloud-init/release-tools";
-import { BUNDLE, haveBundle, startBundle, type BundleProcess, type NodeRuntime } from "./bundle-process";
+import { BUNDLE, haveBundle, sendAndWait, startBundle, type BundleProcess, type NodeRuntime } from "./bundle-process";
 
 const TOKEN = "trixie-node-test-token-0123456789abcdef";
 const release = "trixie" as const;
@@ -47,29 +47,6 @@ async function start(name: string, extraEnv: Record<string, string> = {}): Promi
   return r;
 }
 
-/** POST /send, then polls /messages/:id until the job is handed off (or 5 s pass). */
-async function sendAndWait(
-  r: BundleProcess,
-  body: Record<string, unknown>,
-): Promise<{ state: string; postfixQueueId?: string }> {
-  const auth = { authorization: `Bearer ${TOKEN}` };
-  const res = await fetch(`${r.url}/send`, {
-    method: "POST",
-    headers: { ...auth, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  expect(res.status).toBe(202);
-  const { id } = (await res.json()) as { id: string };
-  let message: { state: string; postfixQueueId?: string } = { state: "" };
-  for (let i = 0; i < 100 && message.state !== "handed_off"; i++) {
-    await new Promise((res2) => setTimeout(res2, 50));
-    message = (
-      (await (await fetch(`${r.url}/messages/${id}`, { headers: auth })).json()) as { message: typeof message }
-    ).message;
-  }
-  return message;
-}
-
 describe.skipIf(skip)(`the bundle runs on ${releaseName(release)}'s Node ${major} (what the host installs)`, () => {
   it(`the interpreter is the release's own nodejs package, Node ${major}`, () => {
     const v = tools!.run("node", ["--version"]);
@@ -81,7 +58,7 @@ describe.skipIf(skip)(`the bundle runs on ${releaseName(release)}'s Node ${major
   it("serves /health and accepts a /send that is handed to a fake sendmail (a script)", async () => {
     const relay = await start("r");
     expect((await (await fetch(`${relay.url}/health`)).text()).split("\n")[0]).toBe("ok");
-    const message = await sendAndWait(relay, {
+    const message = await sendAndWait(relay, TOKEN, {
       to: "user@example.net",
       from: { email: "noreply@example.com", name: `Node ${major}` },
       subject: `node ${major} round trip`,
@@ -100,7 +77,7 @@ describe.skipIf(skip)(`the bundle runs on ${releaseName(release)}'s Node ${major
     const { received } = fake;
     const port = fake.port;
     const relay = await start("smtp", { RELAY_HANDOFF: `smtp://127.0.0.1:${port}` });
-    const message = await sendAndWait(relay, {
+    const message = await sendAndWait(relay, TOKEN, {
       to: "user@example.net",
       from: "noreply@example.com",
       subject: `node ${major} smtp`,

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
-import { haveBundle, haveNode18, NODE18, startBundle, type BundleProcess } from "./bundle-process";
+import { haveBundle, haveNode18, NODE18, startBundle, waitHandedOff, type BundleProcess } from "./bundle-process";
 import { tempDir, fakePostfix } from "./fixtures";
 import { haveOpenssl, selfSignedCert } from "../../testkit/self-signed-cert";
 
@@ -55,13 +55,7 @@ describe.skipIf(!haveNode18 || !haveBundle || !haveOpenssl)("the bundle's SMTP i
     transport.close();
     const id = /^250 2\.0\.0 queued as ([0-9a-f-]{36})$/.exec(info.response)?.[1];
     expect(id, info.response).toBeDefined();
-    let state = "";
-    for (let i = 0; i < 100 && state !== "handed_off"; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      const res = await fetch(`${relay.url}/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } });
-      state = ((await res.json()) as { message?: { state: string } }).message?.state ?? "";
-    }
-    expect(state).toBe("handed_off");
+    expect((await waitHandedOff(relay, TOKEN, id as string)).state).toBe("handed_off");
     expect(received).toHaveLength(1);
     expect(received[0]).toMatch(/^Subject: node 18 smtp ingress$/m);
     expect(received[0]).toMatch(new RegExp(`^Message-ID: <.*>$`, "m"));

@@ -3,7 +3,16 @@ import * as path from "node:path";
 import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
 import { missing } from "../../testkit/real-tools";
-import { BUNDLE, haveBundle, haveNode18, NODE18, NODE18_DIR, startBundle, type BundleProcess } from "./bundle-process";
+import {
+  BUNDLE,
+  haveBundle,
+  haveNode18,
+  NODE18,
+  NODE18_DIR,
+  sendAndWait,
+  startBundle,
+  type BundleProcess,
+} from "./bundle-process";
 import { tempDir, fakePostfix } from "./fixtures";
 
 const TOKEN = "node18-test-token-0123456789abcdefghijk";
@@ -27,30 +36,6 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-/** POST /send, then polls /messages/:id until the job is handed off (or 5 s pass). */
-async function sendAndWait(
-  r: BundleProcess,
-  body: Record<string, unknown>,
-): Promise<{ state: string; postfixQueueId?: string }> {
-  const res = await fetch(`${r.url}/send`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  expect(res.status).toBe(202);
-  const { id } = (await res.json()) as { id: string };
-  let message: { state: string; postfixQueueId?: string } = { state: "" };
-  for (let i = 0; i < 100 && message.state !== "handed_off"; i++) {
-    await new Promise((res2) => setTimeout(res2, 50));
-    message = (
-      (await (await fetch(`${r.url}/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
-        message: typeof message;
-      }
-    ).message;
-  }
-  return message;
-}
-
 describe.skipIf(skip)("the bundle runs on Debian 12's Node 18 (what the host installs)", () => {
   it("the interpreter really is Node 18", () => {
     expect(execFileSync(NODE18.bin, ["--version"], { env: { ...process.env, ...NODE18.env } }).toString()).toMatch(
@@ -61,7 +46,7 @@ describe.skipIf(skip)("the bundle runs on Debian 12's Node 18 (what the host ins
   it("serves /health and accepts a /send that is handed to a fake sendmail (a script)", async () => {
     relay = await startBundle(path.join(tmp.dir, "r"), TOKEN, NODE18);
     expect((await (await fetch(`${relay.url}/health`)).text()).split("\n")[0]).toBe("ok"); // a second line while the index loads
-    const message = await sendAndWait(relay, {
+    const message = await sendAndWait(relay, TOKEN, {
       to: "user@example.net",
       from: { email: "noreply@example.com", name: "Node 18" },
       subject: "node 18 round trip",
@@ -83,7 +68,7 @@ describe.skipIf(skip)("the bundle runs on Debian 12's Node 18 (what the host ins
     smtpRelay = await startBundle(path.join(tmp.dir, "smtp"), TOKEN, NODE18, {
       RELAY_HANDOFF: `smtp://127.0.0.1:${port}`,
     });
-    const message = await sendAndWait(smtpRelay, {
+    const message = await sendAndWait(smtpRelay, TOKEN, {
       to: "user@example.net",
       from: "noreply@example.com",
       subject: "node 18 smtp",

@@ -1,21 +1,12 @@
 // Per-caller quotas (recipients and bytes, per minute and per UTC day) and per-caller sender allowlists: a stolen or
 // runaway token can send only so much, and only as the senders its caller owns.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { callerToken, loadConfig, tokenSha256 } from "../../relay/config";
-import { auth, makeApp, TOKEN_APP, TOKEN_BILLING, validBody } from "./fixtures";
+import { appsClosedAfterEach, auth, TOKEN_APP, TOKEN_BILLING, validBody, type TestApp } from "./fixtures";
 
-type App = Awaited<ReturnType<typeof makeApp>>;
-const open: App[] = [];
-async function app(opts: Parameters<typeof makeApp>[0] = {}): Promise<App> {
-  const a = await makeApp(opts);
-  open.push(a);
-  return a;
-}
-afterEach(async () => {
-  while (open.length) await open.pop()?.close();
-});
+const app = appsClosedAfterEach();
 
-const post = (t: App, body: unknown, token = TOKEN_APP) =>
+const post = (t: TestApp, body: unknown, token = TOKEN_APP) =>
   t.app.inject({ method: "POST", url: "/send", headers: auth(token), payload: JSON.stringify(body) });
 const quotas = {
   recipientsPerMin: 1000,
