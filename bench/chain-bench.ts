@@ -23,6 +23,7 @@ import { missing, tool } from "../testkit/real-tools";
 import { Sink, verifySample, type Captured } from "./chain-mx";
 import { scaling, scalingVerdict } from "./chain-scaling";
 import { sampleJobFile } from "./queue-prefill.mjs";
+import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 20);
@@ -124,13 +125,7 @@ async function startRelay(inst: PostfixInstance, env: Record<string, string>, ro
         RELAY_ALLOWED_FROM: FROM,
         RELAY_MESSAGE_ID_DOMAIN: "mail.example.com",
         QUEUE_ROOT: queueRoot,
-        RELAY_RATE_LIMIT_PER_MIN: "100000000",
-        // The per-caller quotas (500 recipients a minute by default) would refuse most of the load.
-        RELAY_QUOTA_RECIPIENTS_PER_MIN: "100000000",
-        RELAY_QUOTA_RECIPIENTS_PER_DAY: "100000000",
-        RELAY_QUOTA_BYTES_PER_MIN: "1000000000000",
-        RELAY_QUOTA_BYTES_PER_DAY: "1000000000000",
-        RELAY_MIN_FREE_BYTES: "0",
+        ...UNTHROTTLED_RELAY_ENV,
         LOG_LEVEL: "warn",
         MAIL_CONFIG: inst.etc, // sendmail/postdrop of this instance, never the host's /etc/postfix
         // The delivery tracker follows this instance's log, as it follows Postfix's maillog_file on a host: its

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SMTPServer } from "smtp-server";
 import { prefillQueue, sampleJobFile } from "./queue-prefill.mjs";
+import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 // BENCH_RELAY_BUNDLE=FILE runs another build of the relay (e.g. an older commit's, for an A/B in one sitting).
@@ -80,13 +81,7 @@ function startRelay(queueRoot, { port = 0, keepLog = false, watch = [] } = {}) {
       RELAY_ALLOWED_FROM: "noreply@example.com",
       QUEUE_ROOT: queueRoot,
       RELAY_HANDOFF: `smtp://127.0.0.1:${sinkPort}`,
-      RELAY_RATE_LIMIT_PER_MIN: "100000000",
-      // The per-caller quotas (500 recipients a minute by default) would refuse most of the load.
-      RELAY_QUOTA_RECIPIENTS_PER_MIN: "100000000",
-      RELAY_QUOTA_RECIPIENTS_PER_DAY: "100000000",
-      RELAY_QUOTA_BYTES_PER_MIN: "1000000000000",
-      RELAY_QUOTA_BYTES_PER_DAY: "1000000000000",
-      RELAY_MIN_FREE_BYTES: "0",
+      ...UNTHROTTLED_RELAY_ENV,
       LOG_LEVEL: "info",
       ...Object.fromEntries(
         ["UV_THREADPOOL_SIZE", "MALLOC_ARENA_MAX", "LD_LIBRARY_PATH", "RELAY_HANDOFF_CONCURRENCY"]
