@@ -93,16 +93,20 @@ export class Rehearsal {
       await this.phase("no loss, no duplicate, nothing unsigned", (fail) => ledger(this.ctx, fail));
       if (!this.ctx.keep) await this.phase("teardown", (fail) => teardown(this.ctx, fail));
     } catch (e) {
-      if (!(e instanceof Fatal)) {
-        this.results.push({
-          phase: "rehearsal",
-          ok: false,
-          seconds: 0,
-          detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
-        });
-      }
+      this.recordCrash(e);
     }
     return this.finish();
+  }
+
+  /** A phase marked fatal has already recorded its failure; anything else thrown is recorded as the run's. */
+  private recordCrash(e: unknown): void {
+    if (e instanceof Fatal) return;
+    this.results.push({
+      phase: "rehearsal",
+      ok: false,
+      seconds: 0,
+      detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
+    });
   }
 
   private async finish(): Promise<number> {
@@ -127,14 +131,7 @@ export class Rehearsal {
       await this.phase("no loss, no duplicate, nothing unsigned", (fail) => ledger(this.ctx, fail));
       if (!this.ctx.keep) await this.phase("teardown", (fail) => teardown(this.ctx, fail));
     } catch (e) {
-      if (!(e instanceof Fatal)) {
-        this.results.push({
-          phase: "rehearsal",
-          ok: false,
-          seconds: 0,
-          detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
-        });
-      }
+      this.recordCrash(e);
     }
     return this.finish();
   }

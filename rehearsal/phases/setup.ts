@@ -100,7 +100,11 @@ export async function boot(ctx: RehearsalRun): Promise<string> {
   );
 }
 
-export async function deploy(ctx: RehearsalRun, fail: Fail): Promise<string> {
+/**
+ * Replays every captured step over SSH, logging each as it ends, writes all their output to `logName` in the run's
+ * directory, and fails the phase for each step that failed (not for those skipped after it).
+ */
+async function replayLogged(ctx: RehearsalRun, fail: Fail, logName: string, where: string) {
   const results = await replay(ctx.shell, ctx.capture.steps, (r) =>
     ctx.log(
       `${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ` +
@@ -108,11 +112,16 @@ export async function deploy(ctx: RehearsalRun, fail: Fail): Promise<string> {
     ),
   );
   fs.writeFileSync(
-    path.join(ctx.dir, "deploy.log"),
+    path.join(ctx.dir, logName),
     results.map((r) => `### ${r.name} exit ${r.code} ${r.seconds}s\n${r.stdout}\n${r.stderr}`).join("\n"),
   );
   for (const r of results.filter((x) => !x.ok && !x.skipped))
-    fail(`step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
+    fail(`${where}step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
+  return results;
+}
+
+export async function deploy(ctx: RehearsalRun, fail: Fail): Promise<string> {
+  const results = await replayLogged(ctx, fail, "deploy.log", "");
   // The first step waits for cloud-init before it does anything, so its time is cloud-init's.
   const first = results.find((r) => !ctx.capture.steps.find((s) => s.name === r.name)?.after.length);
   const slowest = [...results].sort((a, b) => b.seconds - a.seconds)[0];
@@ -165,18 +174,7 @@ export async function replaceServer(ctx: RehearsalRun, fail: Fail): Promise<stri
     ctx.world.caCert,
   );
   await ctx.startHost();
-  const results = await replay(ctx.shell, ctx.capture.steps, (r) =>
-    ctx.log(
-      `${r.ok ? "ok  " : "FAIL"} ${r.name.replace(/^mail-relay-/, "")} ` +
-        `${r.seconds.toFixed(1)}s${r.dials > 1 ? ` (${r.dials} dials)` : ""}${r.skipped ? ` ${r.skipped}` : ""}`,
-    ),
-  );
-  fs.writeFileSync(
-    path.join(ctx.dir, "deploy-upgrade.log"),
-    results.map((r) => `### ${r.name} exit ${r.code} ${r.seconds}s\n${r.stdout}\n${r.stderr}`).join("\n"),
-  );
-  for (const r of results.filter((x) => !x.ok && !x.skipped))
-    fail(`on the new server, step ${r.name} exited ${r.code}: ${r.stderr.trim().slice(-1500)}`);
+  const results = await replayLogged(ctx, fail, "deploy-upgrade.log", "on the new server, ");
   const n = ctx.capture.nodes[0];
   return (
     `on ${from}: ${order.map((s) => s.name.replace(/^mail-relay-/, "")).join(" -> ")} deleted, ` +
