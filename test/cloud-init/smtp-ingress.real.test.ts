@@ -86,6 +86,37 @@ function verifyDkim(
   return { bodyHashOk, signatureOk, tags };
 }
 
+/** swaks to the relay's SMTP ingress: STARTTLS verified against the test CA, AUTH as "app", from noreply@. */
+function swaksToIngress(auth: "LOGIN" | "PLAIN", to: string, data: string[], input?: string) {
+  return inst.inNs(
+    tool("swaks") as string,
+    [
+      "--server",
+      `127.0.0.1:${RELAY_SMTP_PORT}`,
+      "--tls",
+      "--tls-verify",
+      "--tls-ca-path",
+      join(inst.base, "relay", "ca.pem"),
+      "--tls-sni",
+      "localhost",
+      "--auth",
+      auth,
+      "--auth-user",
+      "app",
+      "--auth-password",
+      SECRET_TOKEN,
+      "--from",
+      "noreply@example.com",
+      "--to",
+      to,
+      ...data,
+      "--timeout",
+      "15",
+    ],
+    input,
+  );
+}
+
 describe.skipIf(skip)("SMTP ingress end to end: swaks -> relay SMTP ingress -> Postfix + OpenDKIM -> sink", () => {
   beforeAll(async () => {
     inst = new PostfixInstance(`mrsi${process.pid}`, "smtp-ingress-");
@@ -148,30 +179,7 @@ describe.skipIf(skip)("SMTP ingress end to end: swaks -> relay SMTP ingress -> P
       [...headers, "", "Hello from an app that only speaks SMTP.", "", "-- ", "signature"].join("\r\n") + "\r\n",
     );
     const before = inst.sunk().length;
-    const r = inst.inNs(tool("swaks") as string, [
-      "--server",
-      `127.0.0.1:${RELAY_SMTP_PORT}`,
-      "--tls",
-      "--tls-verify",
-      "--tls-ca-path",
-      join(inst.base, "relay", "ca.pem"),
-      "--tls-sni",
-      "localhost",
-      "--auth",
-      "LOGIN",
-      "--auth-user",
-      "app",
-      "--auth-password",
-      SECRET_TOKEN,
-      "--from",
-      "noreply@example.com",
-      "--to",
-      "someone@example.org,hidden@example.net",
-      "--data",
-      dataFile,
-      "--timeout",
-      "15",
-    ]);
+    const r = swaksToIngress("LOGIN", "someone@example.org,hidden@example.net", ["--data", dataFile]);
     const out = r.stdout + r.stderr;
     const id = /<~ {2}250 2\.0\.0 queued as ([0-9a-f-]{36})/.exec(out)?.[1];
     expect(id, out).toBeDefined();
@@ -241,33 +249,10 @@ describe.skipIf(skip)("SMTP ingress end to end: swaks -> relay SMTP ingress -> P
       "From: noreply@example.com\r\nTo: someone@example.org\r\nSubject: x\r\n\r\nhello\n.\nMAIL FROM:<noreply@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n",
     );
     const before = inst.sunk().length;
-    const r = inst.inNs(
-      tool("swaks") as string,
-      [
-        "--server",
-        `127.0.0.1:${RELAY_SMTP_PORT}`,
-        "--tls",
-        "--tls-verify",
-        "--tls-ca-path",
-        join(inst.base, "relay", "ca.pem"),
-        "--tls-sni",
-        "localhost",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "app",
-        "--auth-password",
-        SECRET_TOKEN,
-        "--from",
-        "noreply@example.com",
-        "--to",
-        "someone@example.org",
-        "--data",
-        "-",
-        "--no-data-fixup",
-        "--timeout",
-        "15",
-      ],
+    const r = swaksToIngress(
+      "PLAIN",
+      "someone@example.org",
+      ["--data", "-", "--no-data-fixup"],
       readFileSync(dataFile, "utf8"),
     );
     const out = r.stdout + r.stderr;
