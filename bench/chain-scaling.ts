@@ -26,13 +26,6 @@ function procCpu(pid: number): { user: number; sys: number } {
   return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
 }
 
-/**
- * For each size: a queue of SCALING_WARMUP + SCALING_MESSAGES jobs due first, then `size` more, all the relay's own
- * job file (bench/queue-prefill.mjs) for the chain's message; the relay starts on it and hands the backlog to Postfix.
- * The window opens at the SCALING_WARMUP-th hand-off record in sent/ and closes SCALING_MESSAGES records later: its
- * wall time and the relay's CPU time, per message. Then the relay stops and every message it handed off must reach
- * the MX, signed, once.
- */
 export interface ScalingRun {
   readonly inst: PostfixInstance;
   readonly sink: Sink;
@@ -53,16 +46,21 @@ export interface ScalingRelay {
   stop(): Promise<void>;
 }
 
+/**
+ * For each size: a queue of `warmup` + `messages` jobs due first, then `size` more, all the relay's own
+ * job file (bench/queue-prefill.mjs) for the chain's message; the relay starts on it and hands the backlog to Postfix.
+ * The window opens at the `warmup`-th hand-off record in sent/ and closes `messages` records later: its
+ * wall time and the relay's CPU time, per message. Then the relay stops and every message it handed off must reach
+ * the MX, signed, once.
+ */
 export async function scaling(r: ScalingRun): Promise<ScalePoint[]> {
-  const { inst, sink, template } = r;
-  const SCALING_WARMUP = r.warmup;
-  const SCALING_MESSAGES = r.messages;
+  const { inst, sink, template, warmup, messages } = r;
   const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
   const out: ScalePoint[] = [];
   for (const [i, size] of r.sizes.entries()) {
     const phase = `scale${i}-${size}`; // one phase per run: a size may be listed twice
-    const total = SCALING_WARMUP + SCALING_MESSAGES + size;
-    r.progress(`scaling: pre-filling ${total} jobs (${size} behind the ${SCALING_WARMUP + SCALING_MESSAGES} measured)`);
+    const total = warmup + messages + size;
+    r.progress(`scaling: pre-filling ${total} jobs (${size} behind the ${warmup + messages} measured)`);
     const root = mkdtempSync(path.join(r.scratchDir, "chain-scale-"));
     prefillQueue(root, total, {
       ...template,
@@ -79,10 +77,10 @@ export async function scaling(r: ScalingRun): Promise<ScalePoint[]> {
         await sleep(20);
       }
     };
-    await waitFor(SCALING_WARMUP);
+    await waitFor(warmup);
     const t0 = performance.now();
     const cpu0 = procCpu(pid);
-    await waitFor(SCALING_WARMUP + SCALING_MESSAGES);
+    await waitFor(warmup + messages);
     const t1 = performance.now();
     const cpu1 = procCpu(pid);
     const load = os.loadavg()[0] as number;
@@ -95,9 +93,9 @@ export async function scaling(r: ScalingRun): Promise<ScalePoint[]> {
     rmSync(root, { recursive: true, force: true });
     const p: ScalePoint = {
       size,
-      wallMs: (t1 - t0) / SCALING_MESSAGES,
-      userMs: (cpu1.user - cpu0.user) / SCALING_MESSAGES,
-      sysMs: (cpu1.sys - cpu0.sys) / SCALING_MESSAGES,
+      wallMs: (t1 - t0) / messages,
+      userMs: (cpu1.user - cpu0.user) / messages,
+      sysMs: (cpu1.sys - cpu0.sys) / messages,
       captured: got.length,
       handedOff,
       unsigned: all.filter((m) => !m.signed).length,
