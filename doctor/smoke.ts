@@ -1,0 +1,218 @@
+/**
+ * `npm run smoke -- <stack> --to <address> [--outputs <file>] [--caller <name>] [--from <address>] [--url <base>]
+ *  [--timeout <s>] [--json]`
+ *
+ * Sends one message through the public path exactly as a caller does (the Access service token's headers and the
+ * relay token), then follows GET /messages/:id until it is delivered, bounced or the time runs out, and prints the
+ * timeline: accepted, handed off (Postfix's queue id), delivered with the recipient MX's reply. Exit 0 only when
+ * delivered. See docs/doctor.md.
+ */
+import { loadOutputs, type StackOutputs } from "./outputs";
+
+export interface SmokeOptions {
+  readonly stack: string;
+  readonly to: string;
+  readonly outputsFile?: string;
+  readonly caller?: string;
+  readonly from?: string;
+  readonly url?: string;
+  readonly timeoutSeconds: number;
+  readonly json: boolean;
+}
+
+const USAGE =
+  "usage: npm run smoke -- <stack> --to <address> [--outputs <file>] [--caller <name>] [--from <address>] " +
+  "[--url <base url>] [--timeout <seconds> (default 120)] [--json]";
+
+export function parseSmokeArgs(argv: readonly string[]): SmokeOptions {
+  const flags = new Map<string, string>();
+  const rest: string[] = [];
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--json") json = true;
+    else if (a.startsWith("--")) {
+      if (!["--to", "--outputs", "--caller", "--from", "--url", "--timeout"].includes(a))
+        throw new Error(`unknown option ${a}; ${USAGE}`);
+      const v = argv[++i];
+      if (v === undefined || v === "") throw new Error(`${a} needs a value; ${USAGE}`);
+      flags.set(a, v);
+    } else rest.push(a);
+  }
+  if (rest.length !== 1 || !flags.get("--to")) throw new Error(USAGE);
+  const timeout = Number(flags.get("--timeout") ?? "120");
+  if (!Number.isInteger(timeout) || timeout < 1) throw new Error(`--timeout must be whole seconds, got ${timeout}`);
+  return {
+    stack: rest[0],
+    to: flags.get("--to")!,
+    outputsFile: flags.get("--outputs"),
+    caller: flags.get("--caller"),
+    from: flags.get("--from"),
+    url: flags.get("--url"),
+    timeoutSeconds: timeout,
+    json,
+  };
+}
+
+export interface Recipient {
+  readonly email?: string;
+  readonly state?: string;
+  readonly dsn?: string;
+  readonly remoteReply?: string;
+  readonly at?: string;
+}
+
+export interface MessageStatus {
+  readonly state?: string;
+  readonly createdAt?: number;
+  readonly handedOffAt?: number;
+  readonly postfixQueueId?: string;
+  readonly lastError?: string;
+  readonly recipients?: readonly Recipient[];
+}
+
+export interface TimelineEvent {
+  readonly at: string;
+  readonly event: string;
+  readonly detail: string;
+}
+
+/** States after which the message's fate is known. */
+export const FINAL = new Set(["delivered", "bounced", "expired", "partially_delivered", "failed"]);
+
+/** The timeline from the last status seen: accepted, handed off, then each recipient's outcome with its reply. */
+export function timeline(id: string, acceptedAt: Date, s: MessageStatus | undefined): TimelineEvent[] {
+  const ev: TimelineEvent[] = [{ at: acceptedAt.toISOString(), event: "accepted", detail: `202, id ${id}` }];
+  if (s?.handedOffAt)
+    ev.push({
+      at: new Date(s.handedOffAt).toISOString(),
+      event: "handed off",
+      detail: `to Postfix${s.postfixQueueId ? `, queue id ${s.postfixQueueId}` : ""}`,
+    });
+  for (const r of s?.recipients ?? [])
+    if (r.state && r.state !== "pending")
+      ev.push({
+        at: r.at ?? "?",
+        event: r.state,
+        detail: `${r.email ?? "?"}: dsn ${r.dsn ?? "?"}, remote reply: ${r.remoteReply ?? "(none)"}`,
+      });
+  return ev;
+}
+
+export interface Caller {
+  readonly name: string;
+  readonly relayToken: string;
+  readonly accessId?: string;
+  readonly accessSecret?: string;
+}
+
+export function pickCaller(out: StackOutputs, name?: string): Caller {
+  const tokens = out.relayTokens ?? {};
+  const names = Object.keys(tokens);
+  if (names.length === 0) throw new Error("the outputs have no relayTokens: nothing to send as");
+  const caller = name ?? names[0];
+  if (!tokens[caller]) throw new Error(`--caller ${caller}: the stack's callers are ${names.join(", ")}`);
+  return {
+    name: caller,
+    relayToken: tokens[caller],
+    accessId: out.accessClientIds?.[caller],
+    accessSecret: out.accessClientSecrets?.[caller],
+  };
+}
+
+/** The headers every request carries: Cloudflare Access's service token, then the relay's bearer token. */
+export function callerHeaders(c: Caller): Record<string, string> {
+  return {
+    ...(c.accessId && c.accessSecret
+      ? { "CF-Access-Client-Id": c.accessId, "CF-Access-Client-Secret": c.accessSecret }
+      : {}),
+    Authorization: `Bearer ${c.relayToken}`,
+  };
+}
+
+async function relayJson(url: string, init: RequestInit): Promise<{ status: number; body: Record<string, unknown> }> {
+  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(20_000) });
+  const text = await r.text();
+  let body: Record<string, unknown> = {};
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    body = { raw: text.slice(0, 300) };
+  }
+  return { status: r.status, body };
+}
+
+export interface SmokeResult {
+  readonly id?: string;
+  readonly state: string;
+  readonly events: TimelineEvent[];
+  readonly error?: string;
+}
+
+export async function smoke(o: SmokeOptions, out: StackOutputs): Promise<SmokeResult> {
+  const base = (o.url ?? out.relayUrl ?? "").replace(/\/+$/, "");
+  if (!base) throw new Error("the stack has no relayUrl (tunnel off): pass --url <base url>");
+  const caller = pickCaller(out, o.caller);
+  const headers = callerHeaders(caller);
+  const acceptedAt = new Date();
+  const sent = await relayJson(`${base}/send`, {
+    method: "POST",
+    headers: { ...headers, "Content-Type": "application/json", "Idempotency-Key": `smoke-${acceptedAt.getTime()}` },
+    body: JSON.stringify({
+      from: o.from ?? out.defaultSender,
+      to: o.to,
+      subject: `mail-relay smoke test ${acceptedAt.toISOString()}`,
+      text: `A smoke test of the ${o.stack} stack, sent by \`npm run smoke\` at ${acceptedAt.toISOString()}.\n`,
+      tags: ["smoke-test"],
+    }),
+  });
+  const id = typeof sent.body.id === "string" ? sent.body.id : undefined;
+  if (sent.status !== 202 || !id)
+    return { state: "refused", events: [], error: `POST /send answered ${sent.status}: ${JSON.stringify(sent.body)}` };
+  const deadline = Date.now() + o.timeoutSeconds * 1000;
+  let last: MessageStatus | undefined;
+  while (Date.now() < deadline) {
+    const s = await relayJson(`${base}/messages/${encodeURIComponent(id)}`, { headers });
+    if (s.status === 200) last = s.body.message as MessageStatus;
+    if (last?.state && FINAL.has(last.state)) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const state = last?.state ?? "unknown";
+  return {
+    id,
+    state: FINAL.has(state) ? state : `timeout (${state} after ${o.timeoutSeconds}s)`,
+    events: timeline(id, acceptedAt, last),
+    ...(last?.lastError ? { error: last.lastError } : {}),
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let o: SmokeOptions;
+  let out: StackOutputs;
+  try {
+    o = parseSmokeArgs(argv);
+    out = loadOutputs(o.stack, o.outputsFile);
+  } catch (e) {
+    console.error(`smoke: ${e instanceof Error ? e.message : String(e)}`);
+    return 2;
+  }
+  const r = await smoke(o, out);
+  if (o.json) console.log(JSON.stringify(r, null, 2));
+  else {
+    console.log(`mail-relay smoke test: stack ${o.stack}, to ${o.to} (a plain fetch, as a caller's code does)`);
+    for (const e of r.events) console.log(`  ${e.at}  ${e.event.padEnd(10)}  ${e.detail}`);
+    if (r.error) console.log(`  error: ${r.error}`);
+    console.log(`result: ${r.state}`);
+  }
+  return r.state === "delivered" ? 0 : 1;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+      process.exit(2);
+    },
+  );
+}
