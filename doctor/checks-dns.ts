@@ -75,7 +75,8 @@ export async function checkRecord(r: ManagedRecord, dns: Lookup, stack: string):
               id,
               "dns",
               `${label} ${r.value}`,
-              `expected ${r.priority} ${r.value}, got ${got.map((m) => `${m.priority} ${m.exchange}`).join(", ") || "no MX"}`,
+              `expected ${r.priority} ${r.value}, got ` +
+                (got.map((m) => `${m.priority} ${m.exchange}`).join(", ") || "no MX"),
               recordFix(r, stack),
             );
       }
@@ -265,7 +266,8 @@ export async function checkHelo(helo: string, source: string, node: ExpectedNode
       `resolves to ${saw}, not to ${missing.join(", ")}`,
       helo === node.mtaHostname
         ? `\`pulumi up --stack ${stack}\` publishes ${helo} A ${node.ipv4}${node.ipv6 ? ` and AAAA ${node.ipv6}` : ""}`
-        : `Postfix says ${helo} but the stack published ${node.mtaHostname}: redeploy (\`pulumi up --stack ${stack}\`)` +
+        : `Postfix says ${helo} but the stack published ${node.mtaHostname}: ` +
+            `redeploy (\`pulumi up --stack ${stack}\`)` +
             ` so smtp_helo_name is ${node.mtaHostname} again`,
     );
   } catch (e) {

@@ -156,7 +156,9 @@ export function checkQueue(text: string, ctx: HostContext, warnAt = 100, failAt 
     .sort((a, b) => b[1] - a[1])
     .slice(0, 3)
     .map(([r, n]) => `${n}x "${r}"`);
-  const saw = `${entries.length} message(s), ${deferred.length} deferred${top.length ? `; top reasons: ${top.join("; ")}` : ""}`;
+  const saw =
+    `${entries.length} message(s), ${deferred.length} deferred` +
+    (top.length ? `; top reasons: ${top.join("; ")}` : "");
   const fix =
     "fix the reason above, then `postqueue -f` on the host to retry now (`postqueue -p` lists the queue; the relay's " +
     "GET /messages/:id shows each message's remote reply)";

@@ -87,7 +87,8 @@ function verdict(subject: string, list: Blocklist, query: string, l: Listing, id
         "reputation",
         subject,
         `cannot tell for ${list.name}: ${l.why}`,
-        `ask through your own recursive resolver (--resolver <unbound on this machine>), or look it up at ${list.delisting}`,
+        "ask through your own recursive resolver (--resolver <an unbound on this machine>), " +
+          `or look it up at ${list.delisting}`,
       );
     default: {
       const never: never = l;

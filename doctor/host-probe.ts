@@ -28,6 +28,7 @@ const SAFE = /^[A-Za-z0-9._:-]+$/;
  * the system CAs, then AUTH PLAIN with the pushed sasl_passwd (read by root, piped, never in argv).
  */
 export function probeScript(): string {
+  /* eslint-disable max-len */
   return `set -u
 sel="$1"; dom="$2"; host="$3"; port="$4"; wait="$5"
 section() { printf '\\n@@%s\\n' "$1"; }
@@ -41,7 +42,7 @@ section dkim; key="${dkimKeyPath("$dom", "$sel")}"
 if [ -r "$key" ]; then openssl pkey -in "$key" -pubout -outform DER 2>&1 | base64 -w0; echo; else echo "missing $key"; fi
 section queue; postqueue -j 2>&1 | head -c 2000000
 section disk; df -P -B1 /var/spool/postfix | tail -1
-section clock; timedatectl show -p NTPSynchronized -p NTP -p TimeUSec 2>&1; echo "now=$(date +%s)"
+section clock; timeout 5 timedatectl show -p NTPSynchronized -p NTP -p TimeUSec 2>&1; echo "now=$(date +%s)"
 relay=$(postconf -h relayhost 2>/dev/null)
 section smtp
 if [ -z "$relay" ]; then
@@ -62,6 +63,7 @@ else
   echo "rc=$?"
 fi
 `;
+  /* eslint-enable max-len */
 }
 
 export interface SshOptions {

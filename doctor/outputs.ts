@@ -74,6 +74,7 @@ export function loadOutputs(stack: string, file: string | undefined): StackOutpu
         "The doctor compares the live world with what the stack published; without the real outputs it has nothing " +
         "to compare with (mock values would check nothing). Log in to the stack's backend, or pass " +
         "--outputs <file> holding that command's JSON.",
+      { cause: e },
     );
   }
   return parseOutputs(JSON.parse(text), `pulumi stack output (${stack})`);

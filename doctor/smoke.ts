@@ -133,7 +133,7 @@ export function callerHeaders(c: Caller): Record<string, string> {
 async function relayJson(url: string, init: RequestInit): Promise<{ status: number; body: Record<string, unknown> }> {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(20_000) });
   const text = await r.text();
-  let body: Record<string, unknown> = {};
+  let body: Record<string, unknown>;
   try {
     body = JSON.parse(text) as Record<string, unknown>;
   } catch {

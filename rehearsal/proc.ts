@@ -62,32 +62,42 @@ export class Processes {
     return [...this.children.keys()];
   }
 
+  /** Stops every process started under `name` (SIGTERM, SIGKILL after `graceMs`) and waits until each has exited. */
+  async stop(name: string, graceMs = 3000): Promise<void> {
+    const mine = [...this.children.entries()].filter(([, c]) => c.name === name);
+    await Promise.all(mine.map(([pid, { child }]) => this.end(pid, child, graceMs)));
+  }
+
+  private end(pid: number, child: ChildProcess, graceMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      const t = setTimeout(() => {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+        resolve();
+      }, graceMs);
+      child.once("exit", () => {
+        clearTimeout(t);
+        resolve();
+      });
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  }
+
   /** SIGTERM each, then SIGKILL what is left after `graceMs`. */
   async stopAll(graceMs = 5000): Promise<string[]> {
     const stopped: string[] = [];
     const waits = [...this.children.entries()].map(([pid, { name, child }]) => {
       stopped.push(`${name} (pid ${pid})`);
-      return new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const t = setTimeout(() => {
-          try {
-            process.kill(pid, "SIGKILL");
-          } catch {
-            /* already gone */
-          }
-          resolve();
-        }, graceMs);
-        child.once("exit", () => {
-          clearTimeout(t);
-          resolve();
-        });
-        try {
-          process.kill(pid, "SIGTERM");
-        } catch {
-          clearTimeout(t);
-          resolve();
-        }
-      });
+      return this.end(pid, child, graceMs);
     });
     await Promise.all(waits);
     return stopped;

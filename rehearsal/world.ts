@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Capture } from "./capture";
 import { Processes, run, sleep } from "./proc";
+import { DOMAIN_BLOCKLIST, IP_BLOCKLISTS } from "../doctor/checks-reputation";
 
 /** Addresses in `world` (documentation ranges only). */
 export const WORLD = {
@@ -91,8 +92,15 @@ export async function createNamespaces(n: Names, h: HostAddresses): Promise<void
   for (const a of [WORLD.mx6, WORLD.stranger6]) await w(["addr", "add", `${a}/128`, "dev", "lo", "nodad"]);
 }
 
-/** dnsmasq config: exactly the program's records, the PTRs, and the recipient domain's MX into `world`. */
-export function renderDnsmasqConf(c: Capture): string {
+/**
+ * dnsmasq config: exactly the program's records, the PTRs, the recipient domain's MX into `world`, and the DNS
+ * blocklists' zones (the doctor's), answering "not listed" (NXDOMAIN) for every name they do not hold. `extra`:
+ * lines the doctor's fault phases add (a blocklist entry).
+ */
+export function renderDnsmasqConf(
+  c: Pick<Capture, "records" | "ptrs" | "smarthost">,
+  extra: readonly string[] = [],
+): string {
   const lines = [
     "# mail-relay rehearsal: the world's only DNS server",
     "no-resolv",
@@ -136,6 +144,8 @@ export function renderDnsmasqConf(c: Capture): string {
     `host-record=${WORLD.mxHost},${WORLD.mx4},${WORLD.mx6}`,
   );
   if (c.smarthost) lines.push(`host-record=${c.smarthost.host},${WORLD.smarthost}`);
+  for (const l of [...IP_BLOCKLISTS, DOMAIN_BLOCKLIST]) lines.push(`local=/${l.zone}/`);
+  lines.push(...extra);
   return lines.join("\n") + "\n";
 }
 
@@ -223,15 +233,17 @@ export async function worldCa(
   return { caCert: f("ca.crt"), key: f("smarthost.key"), cert: f("smarthost.crt") };
 }
 
-export async function startWorld(c: Capture, n: Names, dir: string, procs: Processes): Promise<WorldServices> {
-  const exec = (name: string, args: string[], log: string) => {
-    const out = fs.openSync(path.join(dir, log), "a");
-    return procs.start(name, "ip", ["netns", "exec", n.world, ...args], { stdio: ["ignore", out, out] });
-  };
-  fs.writeFileSync(path.join(dir, "dnsmasq.conf"), renderDnsmasqConf(c));
-  exec(
+/** Starts the world's dnsmasq with `conf` (dnsmasq re-reads records only at start: a change is a restart). */
+function startDns(conf: string, n: Names, dir: string, procs: Processes): void {
+  fs.writeFileSync(path.join(dir, "dnsmasq.conf"), conf);
+  const out = fs.openSync(path.join(dir, "dnsmasq.log"), "a");
+  procs.start(
     "dnsmasq",
+    "ip",
     [
+      "netns",
+      "exec",
+      n.world,
       "dnsmasq",
       "--keep-in-foreground",
       `--conf-file=${path.join(dir, "dnsmasq.conf")}`,
@@ -239,8 +251,23 @@ export async function startWorld(c: Capture, n: Names, dir: string, procs: Proce
       "--user=root",
       "--log-facility=-",
     ],
-    "dnsmasq.log",
+    { stdio: ["ignore", out, out] },
   );
+}
+
+/** Serves `conf` from now on: stops the world's dnsmasq by its PID, starts it with the new records, waits for it. */
+export async function restartDns(conf: string, n: Names, dir: string, procs: Processes): Promise<void> {
+  await procs.stop("dnsmasq");
+  startDns(conf, n, dir, procs);
+  await waitTcp(n.world, WORLD.dns, 53, 10_000);
+}
+
+export async function startWorld(c: Capture, n: Names, dir: string, procs: Processes): Promise<WorldServices> {
+  const exec = (name: string, args: string[], log: string) => {
+    const out = fs.openSync(path.join(dir, log), "a");
+    return procs.start(name, "ip", ["netns", "exec", n.world, ...args], { stdio: ["ignore", out, out] });
+  };
+  startDns(renderDnsmasqConf(c), n, dir, procs);
   const mxDir = path.join(dir, "mx");
   // Counts at the MX are this run's: nothing left from an earlier one.
   fs.rmSync(mxDir, { recursive: true, force: true });

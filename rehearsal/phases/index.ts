@@ -12,6 +12,17 @@ import { deleteNamespaces, WORLD } from "../world";
 import { releaseName } from "../../cloud-init/release";
 import { attackFromWorld, attackLocalUsers, attackThroughTunnel } from "./attacks";
 import { RehearsalRun } from "./context";
+import {
+  doctorBlocklisted,
+  doctorDkimMismatch,
+  doctorHealthy,
+  doctorOpendkimStopped,
+  doctorPort25Dropped,
+  doctorPtrElsewhere,
+  doctorTokenExpiring,
+  doctorWrongSpf,
+  smokeTest,
+} from "./doctor";
 import { faultBrokenRelease, faultKillRelay, faultOpendkim, faultPostfix, faultReboot } from "./faults";
 import { ledger } from "./ledger";
 import { localMail, mail, services } from "./mail";
@@ -90,6 +101,15 @@ export class Rehearsal {
       await this.phase("fault: Postfix down", (fail) => faultPostfix(this.ctx, fail));
       await this.phase("fault: reboot", (fail) => faultReboot(this.ctx, fail));
       await this.phase("fault: broken release", (fail) => faultBrokenRelease(this.ctx, fail));
+      await this.phase("doctor: healthy host", (fail) => doctorHealthy(this.ctx, fail));
+      await this.phase("smoke test through the public path", (fail) => smokeTest(this.ctx, fail));
+      await this.phase("doctor fault: wrong SPF record", (fail) => doctorWrongSpf(this.ctx, fail));
+      await this.phase("doctor fault: DKIM TXT not the host's key", (fail) => doctorDkimMismatch(this.ctx, fail));
+      await this.phase("doctor fault: PTR points elsewhere", (fail) => doctorPtrElsewhere(this.ctx, fail));
+      await this.phase("doctor fault: outbound 25 dropped", (fail) => doctorPort25Dropped(this.ctx, fail));
+      await this.phase("doctor fault: IP on zen.spamhaus.org", (fail) => doctorBlocklisted(this.ctx, fail));
+      await this.phase("doctor fault: Access token expires in 10 days", (fail) => doctorTokenExpiring(this.ctx, fail));
+      await this.phase("doctor fault: OpenDKIM stopped", (fail) => doctorOpendkimStopped(this.ctx, fail));
       await this.phase("no loss, no duplicate, nothing unsigned", (fail) => ledger(this.ctx, fail));
       if (!this.ctx.keep) await this.phase("teardown", (fail) => teardown(this.ctx, fail));
     } catch (e) {
