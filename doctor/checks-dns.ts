@@ -24,7 +24,8 @@ export function recordLabel(r: ManagedRecord): string {
   return `${r.type} ${r.name}${role}`;
 }
 
-const short = (s: string, n = 90) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+/** Long values keep their head and tail: two DKIM keys differ after a long common prefix. */
+const short = (s: string, n = 90) => (s.length > n ? `${s.slice(0, n - 31)}…${s.slice(-30)}` : s);
 
 /** The fix for a record that is missing or different: the exact record, and the command that puts it back. */
 function recordFix(r: ManagedRecord, stack: string): string {

@@ -18,7 +18,7 @@ export function checkExpiry(c: CredentialExpiry, now: Date): Check {
   const days = (at.getTime() - now.getTime()) / DAY;
   const when = `expires ${at.toISOString()}`;
   if (days <= 0) return fail(id, "expiry", subject, `${when}: EXPIRED ${Math.ceil(-days)} day(s) ago`, c.renew);
-  if (days <= WARN_DAYS) return warn(id, "expiry", subject, `${when}: in ${Math.floor(days)} day(s)`, c.renew);
+  if (days <= WARN_DAYS) return warn(id, "expiry", subject, `${when}: in ${Math.ceil(days)} day(s)`, c.renew);
   return pass(id, "expiry", subject, `${when} (in ${Math.floor(days)} days)`);
 }
 

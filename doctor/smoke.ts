@@ -1,6 +1,6 @@
 /**
  * `npm run smoke -- <stack> --to <address> [--outputs <file>] [--caller <name>] [--from <address>] [--url <base>]
- *  [--timeout <s>] [--json]`
+ *  [--subject <text>] [--timeout <s>] [--json]`
  *
  * Sends one message through the public path exactly as a caller does (the Access service token's headers and the
  * relay token), then follows GET /messages/:id until it is delivered, bounced or the time runs out, and prints the
@@ -16,13 +16,14 @@ export interface SmokeOptions {
   readonly caller?: string;
   readonly from?: string;
   readonly url?: string;
+  readonly subject?: string;
   readonly timeoutSeconds: number;
   readonly json: boolean;
 }
 
 const USAGE =
   "usage: npm run smoke -- <stack> --to <address> [--outputs <file>] [--caller <name>] [--from <address>] " +
-  "[--url <base url>] [--timeout <seconds> (default 120)] [--json]";
+  "[--url <base url>] [--subject <text>] [--timeout <seconds> (default 120)] [--json]";
 
 export function parseSmokeArgs(argv: readonly string[]): SmokeOptions {
   const flags = new Map<string, string>();
@@ -32,7 +33,7 @@ export function parseSmokeArgs(argv: readonly string[]): SmokeOptions {
     const a = argv[i];
     if (a === "--json") json = true;
     else if (a.startsWith("--")) {
-      if (!["--to", "--outputs", "--caller", "--from", "--url", "--timeout"].includes(a))
+      if (!["--to", "--outputs", "--caller", "--from", "--url", "--subject", "--timeout"].includes(a))
         throw new Error(`unknown option ${a}; ${USAGE}`);
       const v = argv[++i];
       if (v === undefined || v === "") throw new Error(`${a} needs a value; ${USAGE}`);
@@ -49,6 +50,7 @@ export function parseSmokeArgs(argv: readonly string[]): SmokeOptions {
     caller: flags.get("--caller"),
     from: flags.get("--from"),
     url: flags.get("--url"),
+    subject: flags.get("--subject"),
     timeoutSeconds: timeout,
     json,
   };
@@ -161,7 +163,7 @@ export async function smoke(o: SmokeOptions, out: StackOutputs): Promise<SmokeRe
     body: JSON.stringify({
       from: o.from ?? out.defaultSender,
       to: o.to,
-      subject: `mail-relay smoke test ${acceptedAt.toISOString()}`,
+      subject: o.subject ?? `mail-relay smoke test ${acceptedAt.toISOString()}`,
       text: `A smoke test of the ${o.stack} stack, sent by \`npm run smoke\` at ${acceptedAt.toISOString()}.\n`,
       tags: ["smoke-test"],
     }),

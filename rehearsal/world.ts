@@ -94,7 +94,7 @@ export async function createNamespaces(n: Names, h: HostAddresses): Promise<void
 
 /**
  * dnsmasq config: exactly the program's records, the PTRs, the recipient domain's MX into `world`, and the DNS
- * blocklists' zones (the doctor's), answering "not listed" (NXDOMAIN) for every name they do not hold. `extra`:
+ * blocklists' zones (the doctor's); NXDOMAIN for any other name in those zones. `extra`:
  * lines the doctor's fault phases add (a blocklist entry).
  */
 export function renderDnsmasqConf(
@@ -144,7 +144,14 @@ export function renderDnsmasqConf(
     `host-record=${WORLD.mxHost},${WORLD.mx4},${WORLD.mx6}`,
   );
   if (c.smarthost) lines.push(`host-record=${c.smarthost.host},${WORLD.smarthost}`);
-  for (const l of [...IP_BLOCKLISTS, DOMAIN_BLOCKLIST]) lines.push(`local=/${l.zone}/`);
+  // Authoritative for what it serves: a name it does not hold is NXDOMAIN (as from the zones' real servers), not
+  // REFUSED. The blocklists' zones hold nothing: every address is "not listed".
+  const zones = new Set([
+    WORLD.recipientDomain,
+    ...c.records.map((r) => r.name.split(".").slice(-2).join(".")),
+    ...[...IP_BLOCKLISTS, DOMAIN_BLOCKLIST].map((l) => l.zone),
+  ]);
+  for (const z of zones) lines.push(`local=/${z}/`);
   lines.push(...extra);
   return lines.join("\n") + "\n";
 }

@@ -61,7 +61,7 @@ async function doctor(ctx: RehearsalRun, outputs?: Record<string, unknown>): Pro
   }
   const { formatLine } = await import("../../doctor/report");
   const text = checks.map(formatLine).join("\n");
-  fs.appendFileSync(path.join(ctx.dir, "doctor.log"), `### exit ${r.code}\n${text}\n\n`);
+  ctx.log(`doctor (exit ${r.code}):\n${text}`);
   return { code: r.code, checks, text };
 }
 
@@ -119,7 +119,6 @@ const restoreDns = (ctx: RehearsalRun) => serveDns(ctx, ctx.capture.records, ctx
 export async function doctorHealthy(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const r = await doctor(ctx);
   expectExactly(r, [], fail);
-  ctx.log(`doctor on the healthy host:\n${r.text}`);
   const clock = r.checks.find((c) => c.id === "host.clock");
   return (
     `${r.checks.length} checks, ${r.checks.filter((c) => c.status === "pass").length} pass; exit ${r.code}; ` +
@@ -155,6 +154,9 @@ export async function smokeTest(ctx: RehearsalRun, fail: Fail): Promise<string> 
         // The world's edge speaks plain HTTP on 80 (Cloudflare's would be HTTPS): the stack's name, the edge's scheme.
         "--url",
         `http://${host}`,
+        // The ledger counts this run's copies by the run tag in the subject.
+        "--subject",
+        `[${ctx.runTag}] smoke test`,
         "--timeout",
         "60",
         "--json",
