@@ -43,3 +43,8 @@ export const smtpIngressInternal = out.smtpIngressInternal;
 export const smtpIngressCertificate = out.smtpIngressCertificate;
 /** Its SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256` prints it. */
 export const smtpIngressFingerprint = out.smtpIngressFingerprint;
+/**
+ * Every credential with a date, soonest first: [{credential, kind, expiresAt (ISO 8601), renew}], renew being the
+ * config change or command that renews it (docs/day-two.md). The Access service tokens expire a year after creation.
+ */
+export const credentialExpiry = out.credentialExpiry;

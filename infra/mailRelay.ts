@@ -13,6 +13,7 @@ import {
   SMTP_TLS_KEY_FILE,
 } from "../cloud-init";
 import type { ConfigSecrets, MailRelayConfig } from "./config";
+import { credentialExpiryList } from "./credentials";
 import { HostDeployment, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
 import { MailDns } from "./dns";
@@ -242,5 +243,9 @@ export function createMailRelay(
     smtpIngressInternal: c.smtpIngress ? `smtp://127.0.0.1:${c.smtpIngress.port}` : undefined,
     smtpIngressCertificate: smtpTls?.certPem,
     smtpIngressFingerprint: smtpTls?.fingerprint,
+    credentialExpiry: credentialExpiryList([
+      ...(tunnel?.accessTokenExpiry ?? []),
+      ...(smtpTls ? [smtpTls.expiry] : []),
+    ]),
   };
 }

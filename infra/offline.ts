@@ -258,8 +258,16 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
           publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
         };
       }
-      case "tls:index/selfSignedCert:SelfSignedCert":
-        return { certPem: selfSignedCertPem(i) };
+      case "tls:index/selfSignedCert:SelfSignedCert": {
+        // The tls provider: validity starts now and ends validityPeriodHours later (RFC 3339).
+        const start = Date.now();
+        const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+        return {
+          certPem: selfSignedCertPem(i),
+          validityStartTime: rfc3339(start),
+          validityEndTime: rfc3339(start + (i.validityPeriodHours ?? 0) * 3_600_000),
+        };
+      }
       case "random:index/randomPassword:RandomPassword":
         return {
           result: randomBytes(64)
@@ -277,11 +285,16 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
             .slice(0, 32)
             .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5"),
         };
-      case "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken":
+      case "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken": {
+        // Cloudflare sets expires_at to the creation time plus duration (the provider's default is 8760h).
+        const duration = i.duration ?? "8760h";
         return {
           clientId: `${digest("client", args.name).slice(0, 32)}.access`,
           clientSecret: randomBytes(32).toString("hex"),
+          duration,
+          expiresAt: new Date(Date.now() + goDurationMs(duration)).toISOString().replace(/\.\d+Z$/, "Z"),
         };
+      }
       case "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication":
         // aud: the application's audience tag (64 hex digits), which cloudflared checks in the Access JWT.
         return { __id: digest(args.type, args.name).slice(0, 32), aud: digest("aud", args.name) };
@@ -292,6 +305,24 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
         return {};
     }
   }
+}
+
+const GO_DURATION_UNITS_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** A Go duration ("8760h", "2h45m", "300ms"), as the Access service token's `duration` takes it, in milliseconds. */
+export function goDurationMs(d: string): number {
+  const parts = [...d.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== d)
+    throw new Error(`"${d}" is not a Go duration such as 8760h or 2h45m`);
+  return parts.reduce((ms, p) => ms + Number(p[1]) * GO_DURATION_UNITS_MS[p[2]], 0);
 }
 
 /** A real self-signed certificate for the mock's key (openssl), so fingerprints and TLS tests use an actual one. */

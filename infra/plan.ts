@@ -88,10 +88,17 @@ function pinned(p: EngineState): string {
     : ", host key NOT pinned (trust on first use)";
 }
 
+/** The credentialExpiry output as lines: date, kind, name, then how to renew. */
+export function credentialExpiryLines(entries: unknown): string[] {
+  const list = (entries ?? []) as { credential: string; kind: string; expiresAt: string; renew: string }[];
+  if (list.length === 0) return ["(none)"];
+  return list.flatMap((e) => [`${e.expiresAt}  ${e.kind}  ${e.credential}`, `    renew: ${e.renew}`]);
+}
+
 function maskOutputs(run: OfflineRun): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(run.outputs)) {
-    if (k === "dnsZoneFile") continue; // printed as a block of its own
+    if (k === "dnsZoneFile" || k === "credentialExpiry") continue; // printed as blocks of their own
     out[k] = run.secretOutputs.includes(k) ? MASK : v;
   }
   return out;
@@ -160,6 +167,9 @@ async function main(argv: string[]): Promise<number> {
 
   console.log(`\nStack outputs (secret ones masked):`);
   console.log(JSON.stringify(maskOutputs(run), null, 2).replace(/^/gm, "  "));
+
+  console.log(`\nCredentials that expire (output credentialExpiry; dates as if created now):`);
+  for (const line of credentialExpiryLines(run.outputs.credentialExpiry)) console.log(`  ${line}`);
 
   console.log(`\nDNS records (output dnsZoneFile):`);
   console.log(String(run.outputs.dnsZoneFile).replace(/^/gm, "  "));

@@ -1,6 +1,10 @@
 import { X509Certificate } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
+import { smtpCertificateRenewal, type CredentialExpiry } from "./credentials";
+
+/** A `pulumi up` this many days before the certificate's end replaces it (the provider's earlyRenewalHours). */
+export const SMTP_CERT_EARLY_RENEWAL_DAYS = 30;
 
 export interface SmtpIngressTlsArgs {
   /** The public name callers use (cloudflared access tcp --hostname), e.g. smtp-relay.example.com. */
@@ -32,6 +36,8 @@ export class SmtpIngressTls extends pulumi.ComponentResource {
   readonly privateKeyPem: pulumi.Output<string>;
   readonly certPem: pulumi.Output<string>;
   readonly fingerprint: pulumi.Output<string>;
+  /** The certificate's end (the provider's validityEndTime), with how it renews. */
+  readonly expiry: pulumi.Output<CredentialExpiry>;
 
   constructor(name: string, args: SmtpIngressTlsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:relay:SmtpIngressTls", name, {}, opts);
@@ -47,7 +53,7 @@ export class SmtpIngressTls extends pulumi.ComponentResource {
         subject: { commonName: args.hostname, organization: "mail-relay SMTP ingress" },
         ...smtpCertificateNames(args.hostname),
         validityPeriodHours: args.validityHours ?? 5 * 365 * 24,
-        earlyRenewalHours: 30 * 24,
+        earlyRenewalHours: SMTP_CERT_EARLY_RENEWAL_DAYS * 24,
         allowedUses: ["digital_signature", "key_encipherment", "server_auth"],
       },
       { parent: this },
@@ -55,6 +61,12 @@ export class SmtpIngressTls extends pulumi.ComponentResource {
     this.privateKeyPem = pulumi.secret(key.privateKeyPemPkcs8);
     this.certPem = cert.certPem;
     this.fingerprint = cert.certPem.apply(certificateFingerprint);
+    this.expiry = cert.validityEndTime.apply((expiresAt) => ({
+      credential: `SMTP ingress certificate ${args.hostname}`,
+      kind: "smtp-ingress-certificate" as const,
+      expiresAt,
+      renew: smtpCertificateRenewal(SMTP_CERT_EARLY_RENEWAL_DAYS),
+    }));
     this.registerOutputs({ certPem: this.certPem, fingerprint: this.fingerprint });
   }
 }

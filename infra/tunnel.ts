@@ -2,6 +2,7 @@ import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { type CloudflaredIngress, cloudflaredIngress, renderCloudflaredConfig } from "../cloud-init";
+import { accessTokenRenewal, type CredentialExpiry } from "./credentials";
 
 /** The relay's only public paths. /metrics and /ready stay host-local. */
 export const PUBLIC_PATH_REGEX =
@@ -60,6 +61,8 @@ export class RelayTunnel extends pulumi.ComponentResource {
   readonly tunnelToken: pulumi.Output<string>;
   readonly accessClientIds: Record<string, pulumi.Output<string>>;
   readonly accessClientSecrets: Record<string, pulumi.Output<string>>;
+  /** Each service token's expiry, as Cloudflare reports it (`expiresAt`), with how to renew it. */
+  readonly accessTokenExpiry: pulumi.Output<CredentialExpiry>[];
   readonly url: string;
   /** The Access application's AUD tag: cloudflared refuses a request whose Access JWT is not for this application. */
   readonly accessAud: pulumi.Output<string>;
@@ -97,6 +100,14 @@ export class RelayTunnel extends pulumi.ComponentResource {
       this.accessClientSecrets[caller] = pulumi.secret(t.clientSecret);
       return t;
     });
+    this.accessTokenExpiry = tokens.map((t) =>
+      pulumi.all([t.name, t.expiresAt]).apply(([credential, expiresAt]) => ({
+        credential,
+        kind: "cloudflare-access-service-token" as const,
+        expiresAt,
+        renew: accessTokenRenewal(2),
+      })),
+    );
     // One reusable policy (the callers' service tokens) for every application in front of this tunnel.
     const policy = new cloudflare.ZeroTrustAccessPolicy(
       `${name}-access-policy`,

@@ -29,6 +29,10 @@ describe("npm run plan: the offline plan", () => {
     expect(stdout).toContain('"relayTokens": "[secret]"');
     expect(stdout).toContain('"accessClientSecrets": "[secret]"');
     expect(stdout).not.toMatch(/SMTP_RELAY_TOKEN=|PRIVATE KEY-----/);
+    // Every credential with a date, with its renewal (output credentialExpiry).
+    expect(stdout).toMatch(
+      /Credentials that expire \(output credentialExpiry.*\n {2}\d{4}-\d\d-\d\dT\S+Z {2}cloudflare-access-service-token {2}mail-relay-prod-app\n {6}renew: pulumi config set --path /,
+    );
     const dir = path.join(root, "plan-out/prod/node1");
     const userData = fs.readFileSync(path.join(dir, "user-data.yaml"), "utf8");
     expect(userData.startsWith("#cloud-config")).toBe(true);
