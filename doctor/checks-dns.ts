@@ -105,8 +105,14 @@ export async function checkRecord(r: ManagedRecord, dns: Lookup, stack: string):
 /** SPF's verdict for one address, from the shared evaluator (infra/spf.ts). */
 export interface SpfVerdict {
   readonly result: string;
+  /** The lookups the record costs a receiver in the worst case (every include followed), whatever the address. */
   readonly lookups: number;
-  readonly detail?: string;
+  /** The term that decided, e.g. `ip4:203.0.113.11`. */
+  readonly mechanism?: string;
+  /** Why the result is permerror, temperror or none. */
+  readonly problem?: string;
+  /** What kept the count from being complete or made it too high (an include that does not resolve, a loop). */
+  readonly countProblems: readonly string[];
 }
 
 export type SpfEvaluate = (domain: string, ip: string) => Promise<SpfVerdict>;
@@ -132,17 +138,28 @@ export async function checkSpf(
   } catch (e) {
     return warn(id, "dns", subject, `could not evaluate: ${failure(e)}`, "retry, or choose another --resolver");
   }
-  const detail = v.detail ? `; ${v.detail}` : "";
+  const by = v.mechanism ? ` by ${v.mechanism}` : "";
+  const why = v.problem ? `: ${v.problem}` : "";
+  const count = `the record needs ${v.lookups} of 10 DNS lookups`;
   if (v.lookups > 10)
     return fail(
       id,
       "dns",
       subject,
-      `${v.result} after ${v.lookups} DNS lookups: over SPF's limit of 10, receivers answer permerror${detail}`,
-      "remove includes (mail-relay:spf.includes) or replace them with their ip4:/ip6: ranges, then `pulumi up`",
+      `${v.result}${by}, but ${count}: over the limit, receivers answer permerror`,
+      "remove includes (mail-relay:spf.includes) or replace them with their ip4:/ip6: ranges, then " +
+        `\`pulumi up --stack ${stack}\``,
     );
-  if (v.result === "pass") return pass(id, "dns", subject, `pass (${v.lookups} of 10 DNS lookups)${detail}`);
-  return fail(id, "dns", subject, `${v.result} (${v.lookups} DNS lookups)${detail}`, fix);
+  if (v.result !== "pass") return fail(id, "dns", subject, `${v.result}${by}${why}; ${count}`, fix);
+  if (v.countProblems.length > 0)
+    return warn(
+      id,
+      "dns",
+      subject,
+      `pass${by}, but the lookups could not all be counted: ${v.countProblems.join("; ")}`,
+      "check the includes with `dig TXT <include>`; an include that does not resolve is permerror at receivers",
+    );
+  return pass(id, "dns", subject, `pass${by}; ${count}`);
 }
 
 /** DMARC tags as a map (`p`, `adkim`, ...), or undefined when the text is not a DMARC record. */

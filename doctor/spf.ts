@@ -1,26 +1,21 @@
 /**
- * SPF for the doctor: the same evaluator the config check uses before a deploy (infra/spf.ts), fed by the doctor's
- * resolver. This file only adapts one to the other; the evaluation itself is infra/spf.ts's.
+ * SPF for the doctor: the evaluator the config check uses before a deploy (infra/spf.ts), on the doctor's resolver.
+ * The doctor's `Lookup` is an `SpfResolver` as it is (empty answer = no such name; a failure is thrown). This file
+ * only joins the two calls one check needs: the verdict for an address, and the record's worst-case lookup count.
  */
-import { evaluateSpf, type SpfResolver } from "../infra/spf";
+import { countSpfLookups, evaluateSpf } from "../infra/spf";
 import type { SpfEvaluate } from "./checks-dns";
 import type { Lookup } from "./dns";
 
-export function spfResolver(dns: Lookup): SpfResolver {
-  return {
-    txt: (name: string) => dns.txt(name),
-    a: (name: string) => dns.a(name),
-    aaaa: (name: string) => dns.aaaa(name),
-    mx: (name: string) => dns.mx(name),
-  } as unknown as SpfResolver;
-}
-
 export function spfEvaluator(dns: Lookup): SpfEvaluate {
-  const resolver = spfResolver(dns);
   return async (domain, ip) => {
-    const v = (await evaluateSpf(domain, ip, resolver)) as unknown as
-      string | { result: string; lookups?: number; lookupCount?: number; explanation?: string; reason?: string };
-    if (typeof v === "string") return { result: v, lookups: 0 };
-    return { result: v.result, lookups: v.lookups ?? v.lookupCount ?? 0, detail: v.reason ?? v.explanation };
+    const [v, count] = await Promise.all([evaluateSpf(domain, ip, dns), countSpfLookups(domain, dns)]);
+    return {
+      result: v.result,
+      lookups: count.lookups,
+      ...(v.mechanism ? { mechanism: v.mechanism } : {}),
+      ...(v.problem ? { problem: v.problem } : {}),
+      countProblems: count.problems,
+    };
   };
 }

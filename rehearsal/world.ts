@@ -144,6 +144,13 @@ export function renderDnsmasqConf(
     `host-record=${WORLD.mxHost},${WORLD.mx4},${WORLD.mx6}`,
   );
   if (c.smarthost) lines.push(`host-record=${c.smarthost.host},${WORLD.smarthost}`);
+  // SPF includes point outside the stack (e.g. _spf.mx.cloudflare.net): the world stands in for their owners with a
+  // record authorising nothing, so an SPF chain resolves (the doctor counts its lookups) without inventing addresses.
+  const served = new Set(c.records.filter((r) => r.type === "TXT").map((r) => r.name));
+  const includes = c.records
+    .filter((r) => r.type === "TXT" && r.content.includes("v=spf1"))
+    .flatMap((r) => [...r.content.matchAll(/\binclude:([^\s"]+)/g)].map((m) => m[1]));
+  for (const target of new Set(includes)) if (!served.has(target)) lines.push(`txt-record=${target},"v=spf1 -all"`);
   // Authoritative for what it serves: a name it does not hold is NXDOMAIN (as from the zones' real servers), not
   // REFUSED. The blocklists' zones hold nothing: every address is "not listed".
   const zones = new Set([

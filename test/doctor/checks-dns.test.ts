@@ -110,7 +110,8 @@ describe("the doctor reads back every record the stack's zone file holds", () =>
 
 describe("SPF: pass within 10 lookups for every node address (fake evaluator)", () => {
   const spfRecord = records[2];
-  const run = (v: SpfVerdict) => checkSpf("example.com", "203.0.113.11", "node1", async () => v, spfRecord, "prod");
+  const run = (v: Omit<SpfVerdict, "countProblems">, countProblems: string[] = []) =>
+    checkSpf("example.com", "203.0.113.11", "node1", async () => ({ ...v, countProblems }), spfRecord, "prod");
   it.each([
     ["pass", 2, "pass"],
     ["softfail", 2, "fail"],
@@ -122,6 +123,11 @@ describe("SPF: pass within 10 lookups for every node address (fake evaluator)", 
     const c = await run({ result, lookups });
     expect(c.status).toBe(status);
     if (status === "fail") expect(c.fix).toMatch(lookups > 10 ? /includes/ : /ip4:203\.0\.113\.11/);
+  });
+  it("a pass whose include could not be fetched (lookups not all counted) is a warn", async () => {
+    const c = await run({ result: "pass", lookups: 1 }, ["example.com include:_spf.x.net: ETIMEOUT"]);
+    expect(c.status).toBe("warn");
+    expect(c.saw).toContain("_spf.x.net");
   });
   it("an evaluator that cannot reach DNS is a warn", async () => {
     const c = await checkSpf(
@@ -196,5 +202,33 @@ describe("addresses as DNS names", () => {
     expect(sameAddress("2001:db8::1", "2001:0db8:0:0:0:0:0:0001")).toBe(true);
     expect(sameAddress("2001:db8::1", "2001:db8::2")).toBe(false);
     expect(sameAddress("203.0.113.11", "2001:db8::1")).toBe(false);
+  });
+});
+
+describe("the doctor's SPF check runs infra/spf.ts's evaluator on the doctor's resolver (fake resolver)", () => {
+  const zone = (record: string, extra: Record<string, string[]> = {}) =>
+    fakeDns({ txt: { "example.com": [record], ...extra } });
+  const check = async (record: string, ip: string, extra?: Record<string, string[]>) => {
+    const { spfEvaluator } = await import("../../doctor/spf");
+    return checkSpf("example.com", ip, "node1", spfEvaluator(zone(record, extra)), undefined, "prod");
+  };
+  it("the published record passes for both node addresses", async () => {
+    for (const ip of ["203.0.113.11", "2001:db8:1::1"]) {
+      const c = await check(spf, ip);
+      expect(c.status, c.saw).toBe("pass");
+      expect(c.saw).toContain("0 of 10");
+    }
+  });
+  it("a record without the node's IPv4 fails for the IPv4 only", async () => {
+    const without = "v=spf1 ip6:2001:db8:1::1 ~all";
+    expect((await check(without, "203.0.113.11")).saw).toMatch(/^softfail/);
+    expect((await check(without, "2001:db8:1::1")).status).toBe("pass");
+  });
+  it("a record whose includes need more than 10 lookups fails even where the address matches first", async () => {
+    const includes = Array.from({ length: 11 }, (_, i) => `include:s${i}.example.org`).join(" ");
+    const extra = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`s${i}.example.org`, ["v=spf1 -all"]]));
+    const c = await check(`v=spf1 ip4:203.0.113.11 ${includes} ~all`, "203.0.113.11", extra);
+    expect(c.status).toBe("fail");
+    expect(c.saw).toContain("11 of 10");
   });
 });

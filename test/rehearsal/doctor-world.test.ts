@@ -31,3 +31,20 @@ describe("the world's DNS for the doctor", () => {
     expect(conf[conf.length - 1]).toBe("host-record=11.113.0.203.zen.spamhaus.org,127.0.0.2");
   });
 });
+
+describe("SPF includes in the world", () => {
+  it("every include target outside the stack gets a record authorising nothing, so the chain resolves", () => {
+    const conf = renderDnsmasqConf({
+      ...world,
+      records: [
+        {
+          name: "example.com",
+          type: "TXT",
+          content: '"v=spf1 ip4:203.0.113.11 include:_spf.mx.cloudflare.net ~all"',
+          proxied: false,
+        },
+      ],
+    });
+    expect(conf.split("\n")).toContain('txt-record=_spf.mx.cloudflare.net,"v=spf1 -all"');
+  });
+});
