@@ -9,6 +9,7 @@ export default tseslint.config(
     ignores: [
       "node_modules/**",
       "relay/dist/**",
+      "client/dist/**",
       "infra/policy/node_modules/**",
       "plan-out/**",
       ".cache/**",
