@@ -2,11 +2,12 @@
  * `npm run smoke -- <stack> --to <address> [--outputs <file>] [--caller <name>] [--from <address>] [--url <base>]
  *  [--subject <text>] [--timeout <s>] [--json]`
  *
- * Sends one message through the public path exactly as a caller does (the Access service token's headers and the
- * relay token), then follows GET /messages/:id until it is delivered, bounced or the time runs out, and prints the
- * timeline: accepted, handed off (Postfix's queue id), delivered with the recipient MX's reply. Exit 0 only when
- * delivered. See docs/doctor.md.
+ * Sends one message through the public path exactly as a caller does, with the callers' client (client/: the Access
+ * service token's headers, the relay token, an Idempotency-Key), then follows GET /messages/:id until it is
+ * delivered, bounced or the time runs out, and prints the timeline: accepted, handed off (Postfix's queue id),
+ * delivered with the recipient MX's reply. Exit 0 only when delivered. See docs/doctor.md.
  */
+import { RelayApiError, RelayClient, RelayTimeoutError } from "../client/src/index";
 import { loadOutputs, type StackOutputs } from "./outputs";
 
 export interface SmokeOptions {
@@ -122,28 +123,6 @@ export function pickCaller(out: StackOutputs, name?: string): Caller {
   };
 }
 
-/** The headers every request carries: Cloudflare Access's service token, then the relay's bearer token. */
-export function callerHeaders(c: Caller): Record<string, string> {
-  return {
-    ...(c.accessId && c.accessSecret
-      ? { "CF-Access-Client-Id": c.accessId, "CF-Access-Client-Secret": c.accessSecret }
-      : {}),
-    Authorization: `Bearer ${c.relayToken}`,
-  };
-}
-
-async function relayJson(url: string, init: RequestInit): Promise<{ status: number; body: Record<string, unknown> }> {
-  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(20_000) });
-  const text = await r.text();
-  let body: Record<string, unknown>;
-  try {
-    body = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    body = { raw: text.slice(0, 300) };
-  }
-  return { status: r.status, body };
-}
-
 export interface SmokeResult {
   readonly id?: string;
   readonly state: string;
@@ -151,40 +130,54 @@ export interface SmokeResult {
   readonly error?: string;
 }
 
+/** What a refusal or a failure says: the relay's error code when it gave one. */
+function describeError(e: unknown): string {
+  if (e instanceof RelayApiError) return `${e.status} ${e.code}: ${e.message}`;
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+/** Sends through client/ (what callers use: Access headers, relay token, Idempotency-Key, safe retries), then waits. */
 export async function smoke(o: SmokeOptions, out: StackOutputs): Promise<SmokeResult> {
   const base = (o.url ?? out.relayUrl ?? "").replace(/\/+$/, "");
   if (!base) throw new Error("the stack has no relayUrl (tunnel off): pass --url <base url>");
   const caller = pickCaller(out, o.caller);
-  const headers = callerHeaders(caller);
-  const acceptedAt = new Date();
-  const sent = await relayJson(`${base}/send`, {
-    method: "POST",
-    headers: { ...headers, "Content-Type": "application/json", "Idempotency-Key": `smoke-${acceptedAt.getTime()}` },
-    body: JSON.stringify({
-      from: o.from ?? out.defaultSender,
-      to: o.to,
-      subject: o.subject ?? `mail-relay smoke test ${acceptedAt.toISOString()}`,
-      text: `A smoke test of the ${o.stack} stack, sent by \`npm run smoke\` at ${acceptedAt.toISOString()}.\n`,
-      tags: ["smoke-test"],
-    }),
+  const client = new RelayClient({
+    url: base,
+    token: caller.relayToken,
+    ...(caller.accessId && caller.accessSecret
+      ? { accessClientId: caller.accessId, accessClientSecret: caller.accessSecret }
+      : {}),
+    timeoutMs: 20_000,
   });
-  const id = typeof sent.body.id === "string" ? sent.body.id : undefined;
-  if (sent.status !== 202 || !id)
-    return { state: "refused", events: [], error: `POST /send answered ${sent.status}: ${JSON.stringify(sent.body)}` };
-  const deadline = Date.now() + o.timeoutSeconds * 1000;
+  const acceptedAt = new Date();
+  let id: string;
+  try {
+    id = (
+      await client.send({
+        from: o.from ?? out.defaultSender,
+        to: o.to,
+        subject: o.subject ?? `mail-relay smoke test ${acceptedAt.toISOString()}`,
+        text: `A smoke test of the ${o.stack} stack, sent by \`npm run smoke\` at ${acceptedAt.toISOString()}.\n`,
+        tags: ["smoke-test"],
+      })
+    ).id;
+  } catch (e) {
+    return { state: "refused", events: [], error: `POST /send: ${describeError(e)}` };
+  }
   let last: MessageStatus | undefined;
-  while (Date.now() < deadline) {
-    const s = await relayJson(`${base}/messages/${encodeURIComponent(id)}`, { headers });
-    if (s.status === 200) last = s.body.message as MessageStatus;
-    if (last?.state && FINAL.has(last.state)) break;
-    await new Promise((r) => setTimeout(r, 1000));
+  let error: string | undefined;
+  try {
+    last = await client.waitFor(id, { timeoutMs: o.timeoutSeconds * 1000, intervalMs: 1000 });
+  } catch (e) {
+    if (e instanceof RelayTimeoutError) last = e.last as MessageStatus;
+    error = describeError(e);
   }
   const state = last?.state ?? "unknown";
   return {
     id,
     state: FINAL.has(state) ? state : `timeout (${state} after ${o.timeoutSeconds}s)`,
     events: timeline(id, acceptedAt, last),
-    ...(last?.lastError ? { error: last.lastError } : {}),
+    ...(error || last?.lastError ? { error: error ?? last?.lastError } : {}),
   };
 }
 
@@ -201,7 +194,7 @@ async function main(argv: string[]): Promise<number> {
   const r = await smoke(o, out);
   if (o.json) console.log(JSON.stringify(r, null, 2));
   else {
-    console.log(`mail-relay smoke test: stack ${o.stack}, to ${o.to} (a plain fetch, as a caller's code does)`);
+    console.log(`mail-relay smoke test: stack ${o.stack}, to ${o.to} (through client/, as a caller's code sends)`);
     for (const e of r.events) console.log(`  ${e.at}  ${e.event.padEnd(10)}  ${e.detail}`);
     if (r.error) console.log(`  error: ${r.error}`);
     console.log(`result: ${r.state}`);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { checkExpiry, expiryChecks, WARN_DAYS } from "../../doctor/checks-expiry";
 import { loadOutputs, parseOutputs } from "../../doctor/outputs";
-import { callerHeaders, pickCaller, timeline } from "../../doctor/smoke";
+import { pickCaller, timeline } from "../../doctor/smoke";
 
 const now = new Date("2026-12-04T12:00:00Z");
 const row = (days: number) => ({
@@ -55,14 +55,15 @@ describe("the stack's outputs", () => {
       process.env.PATH = path;
     }
   });
-  it("the smoke test sends as a caller: Access service token headers, then the relay token", () => {
+  it("the smoke test sends as the stack's first caller (or --caller), with its Access service token when it has one", () => {
     const out = parseOutputs(outputs, "t");
-    expect(callerHeaders(pickCaller(out))).toEqual({
-      "CF-Access-Client-Id": "id1",
-      "CF-Access-Client-Secret": "sec1",
-      Authorization: "Bearer t1",
+    expect(pickCaller(out)).toEqual({ name: "app", relayToken: "t1", accessId: "id1", accessSecret: "sec1" });
+    expect(pickCaller(out, "billing")).toEqual({
+      name: "billing",
+      relayToken: "t2",
+      accessId: undefined,
+      accessSecret: undefined,
     });
-    expect(callerHeaders(pickCaller(out, "billing"))).toEqual({ Authorization: "Bearer t2" });
     expect(() => pickCaller(out, "nobody")).toThrow(/callers are app, billing/);
   });
   it("the smoke timeline shows accepted, handed off, and each recipient's outcome with the MX's reply", () => {
