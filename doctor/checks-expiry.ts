@@ -27,7 +27,7 @@ export function certificateExpiry(pem: string, stack: string): CredentialExpiry 
   const cert = new X509Certificate(pem);
   return {
     credential: "smtpIngressCertificate",
-    kind: "certificate",
+    kind: "smtp-ingress-certificate",
     expiresAt: new Date(cert.validTo).toISOString(),
     renew: `\`pulumi up --stack ${stack}\` (the certificate is replaced within 30 days of its end)`,
   };

@@ -157,7 +157,9 @@ export async function runDoctor(o: DoctorOptions, out: StackOutputs, dns: Lookup
   ).flat();
 
   const dated = [...(out.credentialExpiry ?? [])];
-  if (out.smtpIngressCertificate) dated.push(certificateExpiry(out.smtpIngressCertificate, o.stack));
+  // Outputs from before credentialExpiry listed the certificate: read its date from the PEM instead.
+  if (out.smtpIngressCertificate && !dated.some((r) => r.kind === "smtp-ingress-certificate"))
+    dated.push(certificateExpiry(out.smtpIngressCertificate, o.stack));
   return [...dnsChecks, ...host, ...reputation, ...expiryChecks(dated, now)];
 }
 

@@ -248,18 +248,24 @@ export async function doctorPtrElsewhere(ctx: RehearsalRun, fail: Fail): Promise
   }
 }
 
+/** Outbound SMTP dropped in the world: port 25 (or, for smarthost stacks, the smarthost's port). */
 export async function doctorPort25Dropped(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const nft = (script: string) => run("ip", ["netns", "exec", ctx.names.world, "nft", "-f", "-"], { input: script });
-  // In `world` (the internet), never on this machine: SYNs from the host to port 25 vanish, as on a blocked network.
+  const sh = ctx.capture.smarthost;
+  // In `world` (the internet), never on this machine: SYNs from the host to that port vanish, as on a blocked network.
   const add = await nft(
     `table inet mrr_doctor_fault {\n  chain input {\n    type filter hook input priority -10; policy accept;\n` +
-      `    iifname "${ctx.names.vethWorld}" tcp dport 25 drop\n  }\n}\n`,
+      `    iifname "${ctx.names.vethWorld}" tcp dport ${sh ? sh.port : 25} drop\n  }\n}\n`,
   );
   if (add.code !== 0) throw new Error(`nft in world: ${add.stderr}`);
   try {
     return expectExactly(
       await doctor(ctx),
-      [{ id: "host.smtp-out", subject: /outbound TCP 25/, status: "fail", fix: /Hetzner|smarthost/ }],
+      [
+        sh
+          ? { id: "host.smarthost", subject: /^smarthost /, status: "fail", fix: /smarthost/ }
+          : { id: "host.smtp-out", subject: /outbound TCP 25/, status: "fail", fix: /Hetzner|smarthost/ },
+      ],
       fail,
     );
   } finally {
