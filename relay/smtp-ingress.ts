@@ -32,6 +32,20 @@ export const SMTP_MAX_CLIENTS = 32;
  * command).
  */
 export const SMTP_MAX_AUTH_FAILURES = 3;
+/**
+ * Connections not yet authenticated at once: the rest of SMTP_MAX_CLIENTS stays for clients that have authenticated,
+ * so idle unauthenticated connections cannot take every slot.
+ */
+export const SMTP_MAX_UNAUTHENTICATED = 8;
+/** A connection that has not authenticated this long after it connected is closed (421); STARTTLS + AUTH take ~1 s. */
+export const SMTP_AUTH_DEADLINE_MS = 20_000;
+
+/** What the relay uses of smtp-server's connection objects (not in its typings). */
+interface ConnectionHandle {
+  readonly id: string;
+  send(code: number, text: string): void;
+  close(): void;
+}
 
 export interface SmtpIngressDeps {
   readonly config: Pick<
@@ -58,6 +72,8 @@ export interface SmtpIngressDeps {
   readonly metrics?: RelayMetrics;
   /** Called after a job is durable in pending/ (the worker's wake-up). */
   readonly onEnqueued?: () => void;
+  /** SMTP_AUTH_DEADLINE_MS unless a test shortens it. */
+  readonly authDeadlineMs?: number;
 }
 
 /** Reads the STARTTLS key and certificate; a missing, unreadable or mismatched pair is a ConfigError (exit 78). */
@@ -124,6 +140,8 @@ export class SmtpIngress {
   private readonly rate: CallerRateWindow;
   private readonly admission: Admission;
   private readonly authFailures = new Map<string, number>();
+  /** Sessions not yet authenticated -> the timer that closes them at the auth deadline. */
+  private readonly unauthenticated = new Map<string, NodeJS.Timeout>();
   /** Per transaction (smtp-server makes a new envelope object for each): canonical recipient key -> address. */
   private readonly recipients = new WeakMap<object, Map<string, string>>();
 
@@ -151,11 +169,15 @@ export class SmtpIngress {
       socketTimeout: 60_000,
       closeTimeout: 10_000,
       logger: false, // the relay logs its own lines, never a password
+      onConnect: (session, cb) => this.onConnect(session, cb),
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb),
-      onClose: (session) => void this.authFailures.delete(session.id),
+      onClose: (session) => {
+        this.authFailures.delete(session.id);
+        this.authenticated(session.id);
+      },
     });
     // smtp-server emits every socket error (reset, TLS alert) here; unheard, one would end the process.
     this.server.on("error", (err: Error) =>
@@ -190,6 +212,40 @@ export class SmtpIngress {
     return refusal;
   }
 
+  private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    if (this.unauthenticated.size >= SMTP_MAX_UNAUTHENTICATED) {
+      this.count("too_many_unauthenticated");
+      return cb(
+        new SmtpRefusal(
+          421,
+          "4.7.0",
+          "too_many_unauthenticated",
+          "too many connections waiting to authenticate; retry",
+        ),
+      );
+    }
+    const timer = setTimeout(() => {
+      this.unauthenticated.delete(session.id);
+      const connections = (this.server as unknown as { connections: Set<ConnectionHandle> }).connections;
+      const conn = [...connections].find((c) => c.id === session.id);
+      if (!conn) return;
+      this.count("auth_timeout");
+      this.deps.log.info({ ingress: "smtp", session: session.id }, "smtp closed: no authentication in time");
+      conn.send(421, "4.7.0 authenticate within the first seconds of the connection; closing");
+      conn.close();
+    }, this.deps.authDeadlineMs ?? SMTP_AUTH_DEADLINE_MS);
+    timer.unref();
+    this.unauthenticated.set(session.id, timer);
+    cb();
+  }
+
+  /** The session no longer counts as waiting to authenticate (it did, or it closed). */
+  private authenticated(sessionId: string): void {
+    const timer = this.unauthenticated.get(sessionId);
+    if (timer) clearTimeout(timer);
+    this.unauthenticated.delete(sessionId);
+  }
+
   private onAuth(
     auth: SMTPServerAuthentication,
     session: SMTPServerSession,
@@ -199,6 +255,7 @@ export class SmtpIngress {
     const caller = this.authenticate(`Bearer ${auth.password ?? ""}`);
     if (caller !== undefined && caller === auth.username) {
       this.deps.log.info({ ingress: "smtp", session: session.id, caller, method: auth.method }, "smtp authenticated");
+      this.authenticated(session.id);
       return cb(null, { user: caller });
     }
     const failures = (this.authFailures.get(session.id) ?? 0) + 1;
