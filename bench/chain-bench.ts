@@ -279,7 +279,7 @@ async function limit(
         headers: { "X-Bench-Phase": phase },
         tags: [],
       },
-      { id: randomUUID(), messageIdDomain: "mail.example.com", date: new Date() },
+      { messageId: `<${randomUUID()}@mail.example.com>`, date: new Date() },
     );
     const file = path.join(inst.base, `${phase}.eml`);
     writeFileSync(file, raw.toString("utf8").replace(/\r\n/g, "\n"));

@@ -73,9 +73,7 @@ async function main(): Promise<void> {
   const date = new Date();
   const raws: Buffer[] = [];
   for (let i = 0; i < spec.count; i++)
-    raws.push(
-      await composeMessage(request(spec, i), { id: `${spec.phase}-${i}`, messageIdDomain: "mail.example.com", date }),
-    );
+    raws.push(await composeMessage(request(spec, i), { messageId: `<${spec.phase}-${i}@mail.example.com>`, date }));
 
   if (spec.kind === "queue") return queueRun(spec, raws);
   const handoff: Handoff =

@@ -9,7 +9,7 @@ import Fastify, {
 import rateLimit from "@fastify/rate-limit";
 import type { Logger } from "pino";
 import type { CallerToken, RelayConfig } from "./config";
-import { CallerQuotas } from "./quota";
+import { Admission } from "./admission";
 import { errorBody, GENERIC_5XX, RelayError, type ErrorCode } from "./errors";
 import type { Handoff } from "./handoff/types";
 import { RelayMetrics } from "./metrics";
@@ -18,7 +18,7 @@ import type { Job, LoadProgress, QueueStore } from "./queue";
 import type { DeliveryStore } from "./events/delivery-store";
 import { messageView, registerEventRoutes } from "./events/routes";
 import type { SuppressionList } from "./suppression";
-import { canonicalJson, envelopeAddress, sha256, validateSendRequest } from "./validate";
+import { canonicalJson, sha256, validateSendRequest } from "./validate";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -47,6 +47,11 @@ export interface AppDeps {
   /** What Postfix did with handed-off messages (GET /messages, /messages/:id recipients). */
   readonly deliveries?: DeliveryStore;
   readonly suppressions?: SuppressionList;
+  /**
+   * The admission policy both doors share (one quota budget per caller); built from config and suppressions when
+   * absent.
+   */
+  readonly admission?: Admission;
   /** Called after a job is durable in pending/ (the worker's wake-up). */
   readonly onEnqueued?: () => void;
 }
@@ -98,7 +103,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const now = (): number => (deps.clock ?? Date).now();
   const metrics = deps.metrics;
   const authenticate = makeAuthenticator(config.tokens);
-  const quotas = new CallerQuotas(config.quotas);
+  const admission =
+    deps.admission ?? new Admission(config, deps.suppressions ? { suppressions: deps.suppressions } : {});
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -211,36 +217,28 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         }
         idemKey = keyHeader;
       }
-      const send = validateSendRequest(req.body, {
-        allowedFrom: config.callerFrom.get(req.caller) ?? config.allowedFrom,
-        maxRecipients: config.maxRecipients,
-      });
+      // The adapter: the body -> admission's calls (validateSendRequest applies the address, sender, recipient-limit
+      // and header rules), the composed message -> admission's size rule and its last checks.
+      const send = validateSendRequest(req.body, { admission, caller: req.caller });
       const id = randomUUID();
       const createdAt = now();
       const composed = await composeMessage(send, {
-        id,
-        messageIdDomain: config.messageIdDomain,
+        messageId: admission.messageId(id),
         date: new Date(createdAt),
       });
       // MIME encoding and the generated text part can grow a body many times (html-to-text turns <hr> into a 78-char
       // line): refuse here what Postfix would later refuse with a 552, instead of queueing a message that must fail.
-      if (composed.length > config.maxMessageBytes) {
-        throw new RelayError(
-          "message_too_large",
-          `the composed message is ${composed.length} bytes; the limit is ${config.maxMessageBytes} ` +
-            `(RELAY_MAX_MESSAGE_BYTES)`,
-        );
-      }
+      admission.size(composed.length);
       const raw = composed.toString("utf8");
-      const recipients = [...send.to, ...send.cc, ...send.bcc].map((m) => envelopeAddress(m.email));
-      const recipientDomains = [...new Set(recipients.map((r) => r.slice(r.lastIndexOf("@") + 1).toLowerCase()))];
+      const recipients = [...new Set([...send.to, ...send.cc, ...send.bcc].map((m) => m.canonical ?? m.email))];
+      const recipientDomains = [...new Set(recipients.map((r) => r.slice(r.lastIndexOf("@") + 1)))];
       const job: Job = {
         id,
         caller: req.caller,
         createdAt,
         attempts: 0,
         nextAttemptAt: createdAt,
-        envelope: { from: envelopeAddress(send.from.email), to: recipients },
+        envelope: { from: send.from.canonical ?? send.from.email, to: recipients },
         subject: send.subject,
         recipientDomains,
         tags: send.tags,
@@ -249,10 +247,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           ? { idempotency: { keyHash: sha256(`${req.caller}\n${idemKey}`), bodyHash: sha256(canonicalJson(req.body)) } }
           : {}),
       };
-      // Counted before the queue sees it; an idempotent replay of an accepted message is counted again (it is rare,
-      // and a caller replaying in a loop should meet its quota).
-      quotas.charge(req.caller, recipients.length, composed.length, createdAt);
-      const result = await queue.enqueue(job);
+      // Quotas are charged only when the queue takes the job; an idempotent replay of an accepted message is counted
+      // again (it is rare, and a caller replaying in a loop should meet its quota).
+      const result = await admission.admit(job, () => queue.enqueue(job));
       count(req, result.duplicate ? "duplicate" : "accepted");
       req.log.info(
         {

@@ -7,6 +7,9 @@ export const ERROR_STATUS = {
   invalid_json: 400,
   invalid_field: 400,
   invalid_address: 400,
+  address_needs_quoting: 400,
+  confusable_domain: 400,
+  invalid_author: 400,
   header_injection: 400,
   header_not_allowed: 400,
   from_not_allowed: 400,
@@ -19,6 +22,7 @@ export const ERROR_STATUS = {
   not_found: 404,
   idempotency_conflict: 409,
   recipient_suppressed: 422,
+  from_not_signable: 422,
   payload_too_large: 413,
   message_too_large: 413,
   unsupported_media_type: 415,
@@ -44,12 +48,26 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
     "Missing, wrongly typed or unknown field, blank subject, bad tag, " +
     "over-long header value (the message names the field).",
   invalid_address: "An address in from/to/cc/bcc/replyTo is not valid or starts with `-`.",
+  address_needs_quoting:
+    'An address whose local part needs quoting (e.g. `"x>y"@example.net`): refused on both doors, because Postfix, ' +
+    "receivers and the relay's log reader disagree on where it ends. A quoted local part that needs no quoting " +
+    '(`"gone"@example.net`) is the same mailbox as the unquoted one and is accepted as that.',
+  confusable_domain:
+    "A domain label that mixes scripts (Latin with Cyrillic, Greek, ...) or is written only in letters that look " +
+    "Latin: it reads as another domain than it is.",
+  invalid_author:
+    "SMTP door: the From: or Sender: field is not exactly one RFC 5322 mailbox (a group, a list, `<>`, obsolete " +
+    "syntax, a comment, or a display name that reads as an address, also inside an encoded word).",
   header_injection: "CR, LF or NUL in a header field.",
   header_not_allowed:
     "A custom header that is not an `X-` header, an `X-` header reserved for the MTA or filters (`X-Spam-*`, " +
     "`X-MS-Exchange-*`, ...), or more than 20.",
-  from_not_allowed: "`from` is not among the caller's allowed senders (its own list, else `RELAY_ALLOWED_FROM`).",
-  too_many_recipients: "to + cc + bcc > `RELAY_MAX_RECIPIENTS`.",
+  from_not_allowed:
+    "`from` (HTTP), or MAIL FROM, From: or Sender: (SMTP) is not among the caller's allowed senders (its own list, " +
+    "else `RELAY_ALLOWED_FROM`), compared in canonical form.",
+  too_many_recipients:
+    "to + cc + bcc (HTTP, counted as given, before any address is parsed) or the distinct RCPT TO (SMTP) > " +
+    "`RELAY_MAX_RECIPIENTS`.",
   subject_too_long: "Subject over 200 characters.",
   missing_body: "Neither `text` nor `html`.",
   invalid_attachment: "Attachment content not base64, a bad content type, or a `message/*` type.",
@@ -59,6 +77,9 @@ export const ERROR_MEANING: Record<ErrorCode, string> = {
   recipient_suppressed:
     "A recipient (to, cc or bcc) is on the suppression list (a hard bounce, or added by you or the operator); " +
     "the message names every such address and nothing is queued. See `GET /suppressions`.",
+  from_not_signable:
+    "The From: domain of the message as queued is not one OpenDKIM signs (the domains of `RELAY_ALLOWED_FROM`): " +
+    "the relay's last check before a message enters the queue; nothing unsigned leaves.",
   idempotency_conflict: "Same `Idempotency-Key` within 24 h with a different body.",
   payload_too_large: "Body over `RELAY_BODY_LIMIT_BYTES`.",
   message_too_complex:
@@ -128,6 +149,9 @@ export const SMTP_REPLY: Record<ErrorCode, { readonly code: number; readonly enh
   invalid_json: { code: 554, enhanced: "5.6.0" },
   invalid_field: { code: 554, enhanced: "5.6.0" },
   invalid_address: { code: 553, enhanced: "5.1.3" },
+  address_needs_quoting: { code: 553, enhanced: "5.1.3" },
+  confusable_domain: { code: 553, enhanced: "5.1.3" },
+  invalid_author: { code: 550, enhanced: "5.7.1" },
   header_injection: { code: 554, enhanced: "5.6.0" },
   header_not_allowed: { code: 550, enhanced: "5.7.1" },
   from_not_allowed: { code: 550, enhanced: "5.7.1" },
@@ -144,6 +168,7 @@ export const SMTP_REPLY: Record<ErrorCode, { readonly code: number; readonly enh
   message_too_complex: { code: 554, enhanced: "5.6.0" },
   quota_exceeded: { code: 452, enhanced: "4.5.3" },
   recipient_suppressed: { code: 550, enhanced: "5.7.1" },
+  from_not_signable: { code: 550, enhanced: "5.7.1" },
   unsupported_media_type: { code: 554, enhanced: "5.6.0" },
   rate_limited: { code: 451, enhanced: "4.7.1" },
   internal: { code: 451, enhanced: "4.3.0" },

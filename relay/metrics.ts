@@ -11,6 +11,7 @@ export class RelayMetrics {
   readonly deliveryEvents: Counter<"outcome">;
   readonly deliverySeconds: Histogram;
   readonly maillogUnparsed: Counter;
+  readonly maillogSkipped: Counter;
 
   constructor(queue: QueueStore, withProcessMetrics = true) {
     const registers = [this.registry];
@@ -62,6 +63,11 @@ export class RelayMetrics {
     this.maillogUnparsed = new Counter({
       name: "relay_maillog_unparsed_lines_total",
       help: "Postfix log lines the delivery tracker did not understand (logged at debug)",
+      registers,
+    });
+    this.maillogSkipped = new Counter({
+      name: "relay_maillog_skipped_lines_total",
+      help: "Postfix log lines over 1 MiB the delivery tracker skipped (it keeps reading after them)",
       registers,
     });
     if (withProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: "relay_" });

@@ -1,59 +1,13 @@
 import MailComposer from "nodemailer/lib/mail-composer";
 import { convert } from "html-to-text";
 import { RelayError } from "./errors";
+import { assertHtmlWithinLimits, HTML_LIMITS } from "./html-limits";
 import type { Mailbox, SendRequest } from "./validate";
 
-/**
- * How much HTML structure one message may have. A real transactional email has a few hundred elements, nested a few
- * dozen deep (tables in tables); measured on this VM, html-to-text needs ~760 ms for 125,000 <hr> (and the composer
- * several seconds more to quoted-printable the 10 MB of dashes it makes), and 100,000 nested <div> overflow its
- * recursion (a 500). Both are refused by a linear scan before any parser runs.
- */
-export const HTML_LIMITS = { maxElements: 5000, maxDepth: 64 } as const;
+export { assertHtmlWithinLimits, HTML_LIMITS } from "./html-limits";
+
 /** Composition that is still running after this is refused, not queued (the scan keeps real mail far below it). */
 export const COMPOSE_DEADLINE_MS = 1000;
-
-/** Elements that never have content, so they open no nesting level. */
-const VOID_ELEMENTS = new Set([
-  "area",
-  "base",
-  "br",
-  "col",
-  "embed",
-  "hr",
-  "img",
-  "input",
-  "link",
-  "meta",
-  "param",
-  "source",
-  "track",
-  "wbr",
-]);
-
-/** One pass over the HTML: element count and the deepest nesting; refuses what is over HTML_LIMITS with a 422. */
-export function assertHtmlWithinLimits(html: string, limits = HTML_LIMITS): void {
-  let elements = 0;
-  let depth = 0;
-  let maxDepth = 0;
-  const tag = /<(\/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(\/?)>/g;
-  for (let m = tag.exec(html); m !== null; m = tag.exec(html)) {
-    if (m[1] === "/") {
-      depth = Math.max(0, depth - 1);
-      continue;
-    }
-    elements++;
-    if (elements > limits.maxElements) {
-      throw new RelayError("message_too_complex", `html has more than ${limits.maxElements} elements`, "html");
-    }
-    if (m[3] === "/" || VOID_ELEMENTS.has(m[2].toLowerCase())) continue;
-    depth++;
-    if (depth > maxDepth) maxDepth = depth;
-    if (maxDepth > limits.maxDepth) {
-      throw new RelayError("message_too_complex", `html nests elements more than ${limits.maxDepth} deep`, "html");
-    }
-  }
-}
 
 /** Plain-text part for HTML-only requests, by a real HTML parser (inbox checks expect both parts). */
 export function htmlToPlainText(html: string): string {
@@ -80,8 +34,8 @@ function isAscii(s: string): boolean {
 }
 
 export interface ComposeOptions {
-  readonly id: string;
-  readonly messageIdDomain: string;
+  /** `<id@domain>`, from admission.messageId(). */
+  readonly messageId: string;
   readonly date: Date;
 }
 
@@ -102,7 +56,8 @@ export function composeMessage(req: SendRequest, opts: ComposeOptions): Promise<
   ].every(isAscii);
   const composer = new MailComposer({
     ...(allAscii ? { textEncoding: "quoted-printable" as const } : {}),
-    from: addr(req.from),
+    // The sender as admission allowed it (canonical), so From: and the envelope sender are one spelling.
+    from: { name: req.from.name ?? "", address: req.from.canonical ?? req.from.email },
     to: req.to.map(addr),
     ...(req.cc.length > 0 ? { cc: req.cc.map(addr) } : {}),
     ...(req.replyTo.length > 0 ? { replyTo: req.replyTo.map(addr) } : {}),
@@ -111,7 +66,7 @@ export function composeMessage(req: SendRequest, opts: ComposeOptions): Promise<
     ...(req.html !== undefined ? { html: req.html } : {}),
     attachments: req.attachments.map((a) => ({ filename: a.filename, contentType: a.contentType, content: a.content })),
     headers: { ...req.headers },
-    messageId: `<${opts.id}@${opts.messageIdDomain}>`,
+    messageId: opts.messageId,
     date: opts.date,
     disableFileAccess: true,
     disableUrlAccess: true,

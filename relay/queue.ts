@@ -32,8 +32,6 @@ export interface QueueOptions {
   readonly minFreeBytes: number;
   readonly sentRetentionMs: number;
   readonly now?: () => number;
-  /** Last check before a new job is written (every ingress passes here): throws a RelayError to refuse it. */
-  readonly admit?: (job: Job) => void | Promise<void>;
 }
 
 /** Memory the queue may spend on accepted-but-unclaimed messages to save the worker a read (see QueueStore.fresh). */
@@ -347,7 +345,6 @@ export class QueueStore {
   }
 
   private async writeNew(job: Job): Promise<void> {
-    await this.opts.admit?.(job);
     await this.assertCanAccept();
     try {
       await this.writer.write(this.dir("pending"), `${job.id}.json`, JSON.stringify(job));

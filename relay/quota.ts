@@ -54,4 +54,20 @@ export class CallerQuotas {
     m.bytes += bytes;
     d.bytes += bytes;
   }
+
+  /**
+   * Gives back what charge() counted at `chargedAt`, when the message it was for was not queued after all (a refused
+   * or failed request counts nothing). A window that has moved on since is left alone.
+   */
+  refund(caller: string, recipients: number, bytes: number, chargedAt: number): void {
+    for (const [map, length] of [
+      [this.minute, MINUTE],
+      [this.day, DAY],
+    ] as const) {
+      const w = map.get(caller);
+      if (!w || w.start !== chargedAt - (chargedAt % length)) continue;
+      w.recipients = Math.max(0, w.recipients - recipients);
+      w.bytes = Math.max(0, w.bytes - bytes);
+    }
+  }
 }

@@ -1,6 +1,7 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import pino, { type Logger } from "pino";
+import { Admission } from "./admission";
 import { buildApp } from "./app";
 import { loadConfig, type RelayConfig } from "./config";
 import { createHandoff } from "./handoff";
@@ -55,8 +56,9 @@ export async function startServer(
     retryMaxMs: config.retryMaxMs,
     minFreeBytes: config.minFreeBytes,
     sentRetentionMs: config.sentRetentionMs,
-    admit: (job) => suppressions.assertDeliverable(job.envelope.to),
   });
+  // One admission policy for both doors: the same rules, one quota budget per caller, the suppression check.
+  const admission = new Admission(config, { suppressions });
   // The door opens before the queue's files are read: the index fills in the background (GET /health shows how far).
   const recovery = await queue.recover();
   log.info(recovery, "queue opened; its files are read into the index once the relay listens");
@@ -126,6 +128,7 @@ export async function startServer(
     metrics,
     deliveries,
     suppressions,
+    admission,
     onEnqueued: () => worker.wake(),
   });
   const smtp = config.smtpIngress;
@@ -134,6 +137,7 @@ export async function startServer(
         config: { ...config, smtpIngress: smtp },
         tls: readSmtpTls(smtp),
         queue,
+        admission,
         log,
         metrics,
         onEnqueued: () => worker.wake(),

@@ -1,7 +1,9 @@
 // The SMTP ingress: for apps that can only send over SMTP with a username and password (Gitea, Grafana, Nextcloud,
 // Keycloak). It listens on loopback (cloudflared's tcp:// route reaches it through Access), speaks SMTP through
-// smtp-server, and applies /send's rules: the caller's token, the sender allowlist, the recipient and size limits, a
-// per-caller rate limit, and the same durable queue, so "250" means the job is fsync'd and GET /messages/:id knows it.
+// smtp-server, and is a thin adapter around relay/admission, the same rules /send applies (the caller's sender list,
+// canonical addresses, the recipient and size limits, forbidden headers, the author fields, the relay's Message-ID,
+// the suppression list, the caller's quotas), plus the caller's token and a per-caller rate limit; the same durable
+// queue, so "250" means the job is fsync'd and GET /messages/:id knows it.
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
@@ -13,13 +15,15 @@ import {
   type SMTPServerDataStream,
   type SMTPServerSession,
 } from "smtp-server";
+import { Admission } from "./admission";
 import { makeAuthenticator } from "./app";
 import { ConfigError, type RelayConfig, type SmtpIngressConfig } from "./config";
 import { GENERIC_5XX, RelayError, SMTP_REPLY } from "./errors";
 import type { RelayMetrics } from "./metrics";
 import type { Job, QueueStore } from "./queue";
 import { DataScanner, prepareRawMessage, smtpContentHash, SmtpRefusal } from "./smtp-message";
-import { envelopeAddress, isValidAddress, sha256 } from "./validate";
+import type { SuppressionList } from "./suppression";
+import { sha256 } from "./validate";
 
 /** Connections at once: each may hold up to RELAY_MAX_MESSAGE_BYTES in memory while its DATA arrives. */
 export const SMTP_MAX_CLIENTS = 32;
@@ -28,22 +32,48 @@ export const SMTP_MAX_CLIENTS = 32;
  * command).
  */
 export const SMTP_MAX_AUTH_FAILURES = 3;
+/**
+ * Connections not yet authenticated at once: the rest of SMTP_MAX_CLIENTS stays for clients that have authenticated,
+ * so idle unauthenticated connections cannot take every slot.
+ */
+export const SMTP_MAX_UNAUTHENTICATED = 8;
+/** A connection that has not authenticated this long after it connected is closed (421); STARTTLS + AUTH take ~1 s. */
+export const SMTP_AUTH_DEADLINE_MS = 20_000;
+
+/** What the relay uses of smtp-server's connection objects (not in its typings). */
+interface ConnectionHandle {
+  readonly id: string;
+  send(code: number, text: string): void;
+  close(): void;
+}
 
 export interface SmtpIngressDeps {
   readonly config: Pick<
     RelayConfig,
-    "tokens" | "allowedFrom" | "messageIdDomain" | "rateLimitPerMin" | "maxMessageBytes" | "maxRecipients"
+    | "tokens"
+    | "allowedFrom"
+    | "callerFrom"
+    | "quotas"
+    | "messageIdDomain"
+    | "rateLimitPerMin"
+    | "maxMessageBytes"
+    | "maxRecipients"
   > & {
     readonly smtpIngress: Omit<SmtpIngressConfig, "tlsKeyFile" | "tlsCertFile">;
   };
   /** PEM key and certificate for STARTTLS (readSmtpTls reads them from the files the deploy step pushes). */
   readonly tls: { readonly key: string; readonly cert: string };
   readonly queue: Pick<QueueStore, "enqueue">;
+  /** The admission policy /send uses too (one quota budget per caller); built from config when absent. */
+  readonly admission?: Admission;
+  readonly suppressions?: SuppressionList;
   readonly log: Logger;
   readonly clock?: { now(): number };
   readonly metrics?: RelayMetrics;
   /** Called after a job is durable in pending/ (the worker's wake-up). */
   readonly onEnqueued?: () => void;
+  /** SMTP_AUTH_DEADLINE_MS unless a test shortens it. */
+  readonly authDeadlineMs?: number;
 }
 
 /** Reads the STARTTLS key and certificate; a missing, unreadable or mismatched pair is a ConfigError (exit 78). */
@@ -108,13 +138,20 @@ export class SmtpIngress {
   private readonly deps: SmtpIngressDeps;
   private readonly authenticate: (authorization: string | undefined) => string | undefined;
   private readonly rate: CallerRateWindow;
+  private readonly admission: Admission;
   private readonly authFailures = new Map<string, number>();
+  /** Sessions not yet authenticated -> the timer that closes them at the auth deadline. */
+  private readonly unauthenticated = new Map<string, NodeJS.Timeout>();
+  /** Per transaction (smtp-server makes a new envelope object for each): canonical recipient key -> address. */
+  private readonly recipients = new WeakMap<object, Map<string, string>>();
 
   constructor(deps: SmtpIngressDeps) {
     this.deps = deps;
     const { config } = deps;
     this.authenticate = makeAuthenticator(config.tokens);
     this.rate = new CallerRateWindow(config.rateLimitPerMin);
+    this.admission =
+      deps.admission ?? new Admission(config, deps.suppressions ? { suppressions: deps.suppressions } : {});
     this.server = new SMTPServer({
       name: config.smtpIngress.hostname,
       banner: "mail-relay SMTP ingress",
@@ -132,11 +169,15 @@ export class SmtpIngress {
       socketTimeout: 60_000,
       closeTimeout: 10_000,
       logger: false, // the relay logs its own lines, never a password
+      onConnect: (session, cb) => this.onConnect(session, cb),
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb),
-      onClose: (session) => void this.authFailures.delete(session.id),
+      onClose: (session) => {
+        this.authFailures.delete(session.id);
+        this.authenticated(session.id);
+      },
     });
     // smtp-server emits every socket error (reset, TLS alert) here; unheard, one would end the process.
     this.server.on("error", (err: Error) =>
@@ -171,6 +212,40 @@ export class SmtpIngress {
     return refusal;
   }
 
+  private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    if (this.unauthenticated.size >= SMTP_MAX_UNAUTHENTICATED) {
+      this.count("too_many_unauthenticated");
+      return cb(
+        new SmtpRefusal(
+          421,
+          "4.7.0",
+          "too_many_unauthenticated",
+          "too many connections waiting to authenticate; retry",
+        ),
+      );
+    }
+    const timer = setTimeout(() => {
+      this.unauthenticated.delete(session.id);
+      const connections = (this.server as unknown as { connections: Set<ConnectionHandle> }).connections;
+      const conn = [...connections].find((c) => c.id === session.id);
+      if (!conn) return;
+      this.count("auth_timeout");
+      this.deps.log.info({ ingress: "smtp", session: session.id }, "smtp closed: no authentication in time");
+      conn.send(421, "4.7.0 authenticate within the first seconds of the connection; closing");
+      conn.close();
+    }, this.deps.authDeadlineMs ?? SMTP_AUTH_DEADLINE_MS);
+    timer.unref();
+    this.unauthenticated.set(session.id, timer);
+    cb();
+  }
+
+  /** The session no longer counts as waiting to authenticate (it did, or it closed). */
+  private authenticated(sessionId: string): void {
+    const timer = this.unauthenticated.get(sessionId);
+    if (timer) clearTimeout(timer);
+    this.unauthenticated.delete(sessionId);
+  }
+
   private onAuth(
     auth: SMTPServerAuthentication,
     session: SMTPServerSession,
@@ -180,6 +255,7 @@ export class SmtpIngress {
     const caller = this.authenticate(`Bearer ${auth.password ?? ""}`);
     if (caller !== undefined && caller === auth.username) {
       this.deps.log.info({ ingress: "smtp", session: session.id, caller, method: auth.method }, "smtp authenticated");
+      this.authenticated(session.id);
       return cb(null, { user: caller });
     }
     const failures = (this.authFailures.get(session.id) ?? 0) + 1;
@@ -209,10 +285,7 @@ export class SmtpIngress {
       // smtp-server already answers 530 before AUTH; this is the second lock.
       if (caller === undefined)
         throw new SmtpRefusal(530, "5.7.0", "unauthorized", "authenticate first (AUTH PLAIN or LOGIN after STARTTLS)");
-      const from = address.address.toLowerCase();
-      if (!isValidAddress(from) || !this.deps.config.allowedFrom.has(from)) {
-        throw new RelayError("from_not_allowed", `MAIL FROM <${address.address}> is not in RELAY_ALLOWED_FROM`);
-      }
+      this.admission.sender(caller, address.address, "MAIL FROM");
       const r = this.rate.take(caller, this.now());
       if (!r.ok) {
         throw new RelayError(
@@ -229,17 +302,13 @@ export class SmtpIngress {
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     try {
-      const rcpts = session.envelope.rcptTo;
-      const again = rcpts.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
-      if (!again && rcpts.length >= this.deps.config.maxRecipients) {
-        throw new RelayError(
-          "too_many_recipients",
-          `more than ${this.deps.config.maxRecipients} recipients (RELAY_MAX_RECIPIENTS); ` +
-            `send the rest in another message`,
-        );
-      }
-      if (!isValidAddress(address.address))
-        throw new RelayError("invalid_address", `RCPT TO <${address.address}> is not a valid address`);
+      let seen = this.recipients.get(session.envelope);
+      if (!seen) this.recipients.set(session.envelope, (seen = new Map()));
+      // A recipient again (in any spelling of the same mailbox) is not counted again.
+      const canonical = this.admission.address(address.address, "RCPT TO");
+      const key = canonical.toLowerCase();
+      if (!seen.has(key)) this.admission.recipientCount(seen.size + 1, "RCPT TO");
+      seen.set(key, canonical);
       cb();
     } catch (err) {
       cb(this.refuse(session, err, "RCPT"));
@@ -282,32 +351,27 @@ export class SmtpIngress {
     tooLarge: boolean,
     data: Buffer,
   ): Promise<string> {
-    const { config, queue, log } = this.deps;
+    const { queue, log } = this.deps;
     const caller = session.user as string | undefined;
     const mailFrom = session.envelope.mailFrom;
     if (caller === undefined || mailFrom === false)
       throw new SmtpRefusal(530, "5.7.0", "unauthorized", "authenticate first");
     const smuggling = scanner.verdict();
     if (smuggling) throw smuggling;
-    if (tooLarge) {
-      throw new RelayError(
-        "message_too_large",
-        `the message is ${scanner.bytes} bytes; the limit is ${config.maxMessageBytes} ` +
-          `(RELAY_MAX_MESSAGE_BYTES, the SIZE in EHLO)`,
-      );
-    }
+    this.admission.size(tooLarge ? scanner.bytes : data.length, ", the SIZE in EHLO");
     const id = randomUUID();
     const createdAt = this.now();
     const message = prepareRawMessage(data, {
-      allowedFrom: config.allowedFrom,
-      messageId: `<${id}@${config.messageIdDomain}>`,
+      admission: this.admission,
+      caller,
+      messageId: this.admission.messageId(id),
       date: new Date(createdAt),
     });
     const envelope = {
-      from: envelopeAddress(mailFrom.address),
-      to: session.envelope.rcptTo.map((r) => envelopeAddress(r.address)),
+      from: this.admission.sender(caller, mailFrom.address, "MAIL FROM"),
+      to: [...(this.recipients.get(session.envelope)?.values() ?? [])],
     };
-    const recipientDomains = [...new Set(envelope.to.map((r) => r.slice(r.lastIndexOf("@") + 1).toLowerCase()))];
+    const recipientDomains = [...new Set(envelope.to.map((r) => r.slice(r.lastIndexOf("@") + 1)))];
     const job: Job = {
       id,
       caller,
@@ -328,7 +392,7 @@ export class SmtpIngress {
           }
         : {}),
     };
-    const result = await queue.enqueue(job);
+    const result = await this.admission.admit(job, () => queue.enqueue(job));
     this.count(result.duplicate ? "duplicate" : "accepted");
     log.info(
       {

@@ -1,9 +1,11 @@
 // What the SMTP ingress does with a client's message: checks its bytes as they arrive (SMTP smuggling, NUL, line
 // length), then reads its header fields and keeps the message as the client wrote it, except for Bcc and
-// Idempotency-Key (removed) and Message-ID and Date (added when missing). It never re-composes the message.
-import addressparser from "nodemailer/lib/addressparser";
+// Idempotency-Key (removed), Date (added when missing) and Message-ID: the relay always writes its own, and keeps the
+// client's as X-Original-Message-ID. It never re-composes the message. The header rules it applies (forbidden fields,
+// author fields) are relay/admission's.
+import { ORIGINAL_MESSAGE_ID_HEADER, type Admission } from "./admission";
 import { RelayError } from "./errors";
-import { isValidAddress, sha256 } from "./validate";
+import { sha256 } from "./validate";
 
 /**
  * RFC 5322 2.1.1: a line is at most 998 characters without its CRLF. Postfix folds longer ones after DKIM signed them.
@@ -104,20 +106,6 @@ export class DataScanner {
 }
 
 /**
- * Fields a client may not set: receivers judge a message's origin and authenticity by them (trace, authentication
- * results, signatures), and OpenDKIM signs for the domain. Resent-* re-sending is not this relay's business.
- */
-export const FORBIDDEN_HEADERS: readonly (string | RegExp)[] = [
-  "return-path",
-  "received-spf",
-  "authentication-results",
-  "dkim-signature",
-  "domainkey-signature",
-  /^arc-/,
-  /^resent-/,
-];
-
-/**
  * RFC 5322 3.6: fields a message has at most once. A second From or Subject is how a display differs from what was
  * signed.
  */
@@ -151,8 +139,10 @@ interface HeaderField {
 }
 
 export interface PrepareOptions {
-  readonly allowedFrom: ReadonlySet<string>;
-  /** `<id@domain>`, added when the client sent no Message-ID. */
+  readonly admission: Pick<Admission, "headerName" | "author">;
+  /** The authenticated caller, whose sender list the author fields must be on. */
+  readonly caller: string;
+  /** `<id@domain>` (admission.messageId()): the message's Message-ID, whatever the client wrote. */
   readonly messageId: string;
   /** Added as Date when the client sent none. */
   readonly date: Date;
@@ -208,34 +198,10 @@ function splitFields(head: string): HeaderField[] {
   }));
 }
 
-function isForbidden(name: string): boolean {
-  return FORBIDDEN_HEADERS.some((f) => (typeof f === "string" ? f === name : f.test(name)));
-}
-
-/** The one mailbox of a From or Sender field, lower-cased; refused unless it is exactly one allowlisted address. */
-function allowedMailbox(field: HeaderField, allowedFrom: ReadonlySet<string>): void {
-  const label = field.name === "from" ? "From:" : "Sender:";
-  const list = addressparser(field.value.trim());
-  const only = list.length === 1 ? list[0] : undefined;
-  const address = only && "address" in only ? only.address.toLowerCase() : undefined;
-  if (address === undefined)
-    throw new RelayError(
-      "from_not_allowed",
-      `the ${label} header must name exactly one address from RELAY_ALLOWED_FROM`,
-      label,
-    );
-  if (!isValidAddress(address) || !allowedFrom.has(address)) {
-    throw new RelayError(
-      "from_not_allowed",
-      `the ${label} header address ${address} is not in RELAY_ALLOWED_FROM`,
-      label,
-    );
-  }
-}
-
 /**
  * Checks a client's message (its DATA, already scanned by DataScanner) and returns what to queue. Refusals are an
- * SmtpRefusal, or a RelayError where the HTTP API has the same rule (from_not_allowed, invalid_idempotency_key).
+ * SmtpRefusal, or a RelayError for an admission rule (header_not_allowed, invalid_author, from_not_allowed) or where
+ * the HTTP API has the same rule (invalid_idempotency_key).
  */
 export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedMessage {
   let text: string;
@@ -258,14 +224,7 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
 
   const seen = new Map<string, number>();
   for (const f of fields) {
-    if (isForbidden(f.name)) {
-      throw new RelayError(
-        "header_not_allowed",
-        `the ${f.name} header is not allowed: receivers read it as trace or authentication results, ` +
-          `which the relay and Postfix write`,
-        f.name,
-      );
-    }
+    opts.admission.headerName(f.name, `the ${f.name} header`);
     seen.set(f.name, (seen.get(f.name) ?? 0) + 1);
   }
   for (const name of SINGLE_HEADERS) {
@@ -279,9 +238,9 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
   }
   const from = fields.find((f) => f.name === "from");
   if (!from) throw new SmtpRefusal(554, "5.6.0", "missing_from", "message refused: it has no From header");
-  allowedMailbox(from, opts.allowedFrom);
+  opts.admission.author(opts.caller, "From:", from.value);
   const sender = fields.find((f) => f.name === "sender");
-  if (sender) allowedMailbox(sender, opts.allowedFrom);
+  if (sender) opts.admission.author(opts.caller, "Sender:", sender.value);
 
   const keyField = fields.find((f) => f.name === "idempotency-key");
   const idempotencyKey = keyField?.value.trim();
@@ -293,11 +252,17 @@ export function prepareRawMessage(data: Buffer, opts: PrepareOptions): PreparedM
     );
   }
 
+  // The relay's Message-ID is the only one its delivery tracker trusts: a client's own (which could be another
+  // caller's, read off a received copy) is kept, renamed, where threading tools can still find it.
   const added = [
-    ...(seen.has("message-id") ? [] : [`Message-ID: ${opts.messageId}\r\n`]),
+    `Message-ID: ${opts.messageId}\r\n`,
     ...(seen.has("date") ? [] : [`Date: ${rfc5322Date(opts.date)}\r\n`]),
   ];
-  const kept = fields.filter((f) => !DROPPED_HEADERS.has(f.name)).map((f) => f.raw);
+  const kept = fields
+    .filter((f) => !DROPPED_HEADERS.has(f.name))
+    .map((f) =>
+      f.name === "message-id" ? `${ORIGINAL_MESSAGE_ID_HEADER}:${f.raw.slice(f.raw.indexOf(":") + 1)}` : f.raw,
+    );
   return {
     raw: [...kept, ...added].join("") + body,
     subject: fields.find((f) => f.name === "subject")?.value.trim() ?? "",

@@ -1,5 +1,6 @@
 import { constants as fsc, promises as fs } from "node:fs";
 import * as path from "node:path";
+import { lookupKey } from "./admission/canonical-address";
 import { RelayError } from "./errors";
 
 export type SuppressionReason = "hard_bounce" | "manual";
@@ -20,8 +21,9 @@ export interface SuppressionEntry {
 
 type Line = ({ op: "add" } & SuppressionEntry) | { op: "remove"; email: string; by: string; at: number };
 
+/** The list's key for an address: its canonical form lower-cased, so every spelling of one mailbox is one entry. */
 export function normalizeEmail(email: string): string {
-  return email.trim().toLowerCase();
+  return lookupKey(email);
 }
 
 /**
@@ -90,8 +92,9 @@ export class SuppressionList {
       }
       if (rec.op === "add") {
         const { op: _op, ...entry } = rec;
-        if (!this.entries.has(entry.email)) this.entries.set(entry.email, entry);
-      } else this.entries.delete(rec.email);
+        const key = normalizeEmail(entry.email);
+        if (!this.entries.has(key)) this.entries.set(key, entry);
+      } else this.entries.delete(normalizeEmail(rec.email));
     }
   }
 
@@ -139,16 +142,23 @@ export class SuppressionList {
     return out.sort((a, b) => a.createdAt - b.createdAt || (a.email < b.email ? -1 : 1));
   }
 
-  /** The one check every ingress passes (the queue's admit hook): 422 naming the first suppressed recipient. */
-  async assertDeliverable(recipients: readonly string[]): Promise<void> {
+  /**
+   * The suppression rule (applied by relay/admission only): 422 naming every suppressed recipient, and who can lift
+   * the first one (`caller`, the asking caller, sees whether the entry is its own).
+   */
+  async assertDeliverable(recipients: readonly string[], caller?: string): Promise<void> {
     await this.refresh();
     const hits = recipients.map((r) => this.find(r)).filter((e): e is SuppressionEntry => e !== undefined);
     if (hits.length === 0) return;
     const first = hits[0] as SuppressionEntry;
+    const lift =
+      caller !== undefined && first.caller === caller
+        ? "DELETE /suppressions/<address> lifts it"
+        : "it is not this caller's entry: the operator lifts it (relay.js suppress remove)";
     throw new RelayError(
       "recipient_suppressed",
       `${hits.map((h) => h.email).join(", ")} ${hits.length === 1 ? "is" : "are"} on the suppression list ` +
-        `(${first.reason} since ${new Date(first.createdAt).toISOString()}); nothing was queued`,
+        `(${first.reason} since ${new Date(first.createdAt).toISOString()}; ${lift}); nothing was queued`,
       "to",
     );
   }

@@ -1,15 +1,22 @@
+// POST /send's body -> a SendRequest: the JSON shape and the rules only the JSON API has (X- custom headers, subject,
+// body, attachments). Every admission rule both doors share (addresses, senders, recipient limit, forbidden headers)
+// is relay/admission's, called from here.
 import { createHash } from "node:crypto";
-import { domainToASCII } from "node:url";
 import { z } from "zod";
 import isBase64 from "validator/lib/isBase64";
-import isEmail from "validator/lib/isEmail";
+import type { Admission } from "./admission";
 import { RelayError } from "./errors";
-import { assertHtmlWithinLimits } from "./mime";
+import { assertHtmlWithinLimits } from "./html-limits";
 
 /** An address with an optional display name; the domain may be an IDN (kept in Unicode for headers). */
 export interface Mailbox {
   readonly email: string;
   readonly name?: string;
+  /**
+   * The canonical form (relay/admission/canonical-address.ts): what the envelope, quotas and tracking use. Always set
+   * by validateSendRequest.
+   */
+  readonly canonical?: string;
 }
 
 export interface SendRequest {
@@ -26,9 +33,10 @@ export interface SendRequest {
   readonly tags: readonly string[];
 }
 
-export interface ValidationLimits {
-  readonly allowedFrom: ReadonlySet<string>;
-  readonly maxRecipients: number;
+/** The admission rules the body is checked against, for this caller. */
+export interface ValidationRules {
+  readonly admission: Pick<Admission, "recipientCount" | "address" | "sender" | "headerName">;
+  readonly caller: string;
 }
 
 export const SUBJECT_MAX = 200;
@@ -83,23 +91,8 @@ const bodySchema = z
 type RawBody = z.infer<typeof bodySchema>;
 type RawMailbox = z.infer<typeof mailbox>;
 
-/**
- * Custom headers: X- headers only, so Received, Return-Path, DKIM-*, ARC-*, Authentication-Results and every other
- * standard field are refused by construction; and among X- headers, the ones receivers and filters write
- * themselves (spam verdicts, Exchange transport, antivirus), which a caller could forge to look pre-approved.
- */
-export const RESERVED_X_HEADERS =
-  /^X-(Spam|MS-Exchange|Microsoft-Antispam|Forefront-Antispam|Virus|Mailer-Daemon|Original-To|Envelope-)/i;
-
 /** CR, LF or NUL would end a header line early: refused, never stripped. */
 const HEADER_BREAKER = /[\r\n\0]/;
-
-const emailOptions = {
-  allow_display_name: false,
-  require_tld: true,
-  allow_ip_domain: false,
-  allow_utf8_local_part: false,
-};
 
 function fieldPath(p: readonly (string | number)[]): string {
   return p.reduce<string>((acc, k) => (typeof k === "number" ? `${acc}[${k}]` : acc ? `${acc}.${k}` : k), "");
@@ -110,27 +103,26 @@ function asList(v: RawMailbox | RawMailbox[] | undefined): RawMailbox[] {
   return Array.isArray(v) ? v : [v];
 }
 
-function toMailbox(v: RawMailbox): Mailbox {
+function toMailbox(v: RawMailbox, canonical: string): Mailbox {
   return typeof v === "string"
-    ? { email: v }
+    ? { email: v, canonical }
     : v.name !== undefined
-      ? { email: v.email, name: v.name }
-      : { email: v.email };
+      ? { email: v.email, name: v.name, canonical }
+      : { email: v.email, canonical };
 }
 
-/** The address with its domain in ASCII (punycode), as the SMTP envelope needs it; "" when the domain is not valid. */
-export function envelopeAddress(email: string): string {
-  const at = email.lastIndexOf("@");
-  const ascii = domainToASCII(email.slice(at + 1));
-  return ascii === "" ? "" : `${email.slice(0, at)}@${ascii}`;
-}
-
-export function isValidAddress(email: string): boolean {
-  return !email.startsWith("-") && isEmail(email, emailOptions) && envelopeAddress(email) !== "";
+/** to + cc + bcc as given, without parsing an address: a list is counted by its length, anything else as one. */
+function rawRecipientCount(body: unknown): number {
+  if (body === null || typeof body !== "object") return 0;
+  const b = body as Record<string, unknown>;
+  return ["to", "cc", "bcc"].reduce((n, k) => n + (Array.isArray(b[k]) ? (b[k] as unknown[]).length : b[k] ? 1 : 0), 0);
 }
 
 /** Checks a /send body rule by rule; the first broken rule is thrown as a RelayError naming the field. */
-export function validateSendRequest(body: unknown, limits: ValidationLimits): SendRequest {
+export function validateSendRequest(body: unknown, rules: ValidationRules): SendRequest {
+  const { admission, caller } = rules;
+  // Rule (admission): the recipient limit, on the count alone, before any address is parsed.
+  admission.recipientCount(rawRecipientCount(body));
   const parsed = bodySchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0] as z.ZodIssue;
@@ -191,14 +183,7 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
         `headers.${k}`,
       );
     }
-    if (RESERVED_X_HEADERS.test(k)) {
-      throw new RelayError(
-        "header_not_allowed",
-        `headers.${k} is not allowed: receivers' spam and transport verdicts (X-Spam-*, X-MS-Exchange-*, ...) ` +
-          `can't be set by a caller`,
-        `headers.${k}`,
-      );
-    }
+    admission.headerName(k, `headers.${k}`);
     if (v.length > HEADER_VALUE_MAX) {
       throw new RelayError(
         "invalid_field",
@@ -221,40 +206,22 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
     );
   }
 
-  // Rule: every address is valid (IDN domains included); a leading "-" is refused because sendmail would read it as an
-  // option.
-  for (const [name, list] of groups) {
-    list.forEach((m, i) => {
-      const email = typeof m === "string" ? m : m.email;
-      if (!isValidAddress(email)) {
-        const f = name === "from" || !Array.isArray((b as Record<string, unknown>)[name]) ? name : `${name}[${i}]`;
-        throw new RelayError("invalid_address", `${f} is not a valid email address`, f);
-      }
+  // Rules (admission): every address has a canonical form (IDN domains included; a leading "-" is refused because
+  // sendmail would read it as an option), and the sender is on the caller's list.
+  const canonical = (name: string, list: RawMailbox[]): Mailbox[] =>
+    list.map((m, i) => {
+      const f = !Array.isArray((b as Record<string, unknown>)[name]) ? name : `${name}[${i}]`;
+      return toMailbox(m, admission.address(typeof m === "string" ? m : m.email, f));
     });
-  }
-
-  // Rule: the sender is on the allowlist.
-  const from = toMailbox(b.from);
-  if (!limits.allowedFrom.has(from.email.toLowerCase())) {
-    throw new RelayError(
-      "from_not_allowed",
-      `from address ${from.email} is not an allowed sender for this caller`,
-      "from",
-    );
-  }
-
-  // Rule: recipient count.
-  const to = asList(b.to).map(toMailbox);
-  const cc = asList(b.cc).map(toMailbox);
-  const bcc = asList(b.bcc).map(toMailbox);
-  const total = to.length + cc.length + bcc.length;
-  if (total > limits.maxRecipients) {
-    throw new RelayError(
-      "too_many_recipients",
-      `${total} recipients (to+cc+bcc); the limit is ${limits.maxRecipients}`,
-      "to",
-    );
-  }
+  const fromRaw = b.from;
+  const from = toMailbox(
+    fromRaw,
+    admission.sender(caller, typeof fromRaw === "string" ? fromRaw : fromRaw.email, "from"),
+  );
+  const to = canonical("to", asList(b.to));
+  const cc = canonical("cc", asList(b.cc));
+  const bcc = canonical("bcc", asList(b.bcc));
+  const replyTo = canonical("replyTo", asList(b.replyTo));
 
   // Rule: a body (text or html).
   if ((b.text === undefined || b.text === "") && (b.html === undefined || b.html === "")) {
@@ -297,7 +264,7 @@ export function validateSendRequest(body: unknown, limits: ValidationLimits): Se
     to,
     cc,
     bcc,
-    replyTo: asList(b.replyTo).map(toMailbox),
+    replyTo,
     subject: b.subject,
     ...(b.text !== undefined && b.text !== "" ? { text: b.text } : {}),
     ...(b.html !== undefined && b.html !== "" ? { html: b.html } : {}),

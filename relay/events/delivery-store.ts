@@ -354,8 +354,11 @@ export class DeliveryStore {
     for (const { fact, line } of facts) {
       switch (fact.kind) {
         case "message-id": {
+          // The sendmail hand-off's only link: trusted for a Message-ID the relay generated for a message it handed
+          // off, and never over a queue id already tied to a message (the SMTP hand-off records its queue id).
           const id = this.ourId(fact.messageId);
-          if (id !== undefined && this.byQueueId.get(fact.queueId) !== id) push({ t: "q", qid: fact.queueId, id });
+          if (id !== undefined && this.messages.has(id) && !this.byQueueId.has(fact.queueId))
+            push({ t: "q", qid: fact.queueId, id });
           break;
         }
         case "recipient": {

@@ -13,9 +13,12 @@ export interface LogChunk {
   readonly next: LogPosition;
   /** Set when the file the position points to was rotated away and could not be found: lines may have been missed. */
   readonly lostTrack?: string;
+  /** Bytes of one line over MAX_CHUNK that were skipped (the position moved past its newline). */
+  readonly skippedBytes?: number;
 }
 
-const MAX_CHUNK = 1024 * 1024;
+/** The most one read holds; a longer line is skipped whole, so one line can never stop the tail. */
+export const MAX_CHUNK = 1024 * 1024;
 
 async function readRange(file: string, offset: number, size: number): Promise<Buffer> {
   const fh = await fs.open(file, "r");
@@ -96,7 +99,22 @@ export class LogTail {
     const buf = await readRange(file, pos.offset, size);
     // A rotated file gets no more lines: its unterminated tail is a whole line.
     const final = rotated && pos.offset + buf.length >= size;
+    if (!final && buf.length === MAX_CHUNK && !buf.includes(0x0a)) return this.skipLongLine(file, pos, size);
     const { lines, used } = wholeLines(buf, final);
     return { lines, next: { inode: pos.inode, offset: pos.offset + used } };
+  }
+
+  /** A line longer than MAX_CHUNK: moves past its newline (or waits at it while Postfix is still writing it). */
+  private async skipLongLine(file: string, pos: LogPosition, size: number): Promise<LogChunk> {
+    for (let offset = pos.offset + MAX_CHUNK; offset < size;) {
+      const buf = await readRange(file, offset, size);
+      const lf = buf.indexOf(0x0a);
+      if (lf >= 0) {
+        const next = offset + lf + 1;
+        return { lines: [], next: { inode: pos.inode, offset: next }, skippedBytes: next - pos.offset };
+      }
+      offset += buf.length;
+    }
+    return { lines: [], next: pos };
   }
 }

@@ -57,14 +57,37 @@ function timeOf(m: RegExpExecArray, now: number): number {
 }
 
 /**
- * `key=value, key=value, ... status=sent (reply)`: values up to the next ", " (the status text is taken separately).
+ * `key=value, key=value, ... status=sent (reply)`: read left to right. A `<...>` value (to=, orig_to=) ends at the
+ * `>` outside a quoted local part, so a recipient such as `<"a>, b (c"@example.net>` stays one value; other values
+ * end at the next ", " or " (" (the status text is taken separately).
  */
 function fields(rest: string): Map<string, string> {
   const out = new Map<string, string>();
-  const head = rest.split(/ \(/, 1)[0] as string;
-  for (const part of head.split(", ")) {
-    const eq = part.indexOf("=");
-    if (eq > 0) out.set(part.slice(0, eq), part.slice(eq + 1));
+  let i = 0;
+  while (i < rest.length) {
+    const eq = rest.indexOf("=", i);
+    if (eq < 0) break;
+    const key = rest.slice(i, eq);
+    let j = eq + 1;
+    if (rest[j] === "<") {
+      let quoted = false;
+      for (j++; j < rest.length; j++) {
+        const c = rest[j];
+        if (quoted && c === "\\") j++;
+        else if (c === '"') quoted = !quoted;
+        else if (c === ">" && !quoted) break;
+      }
+      j = Math.min(j + 1, rest.length);
+    } else {
+      const comma = rest.indexOf(", ", j);
+      const paren = rest.indexOf(" (", j);
+      const ends = [comma, paren].filter((x) => x >= 0);
+      j = ends.length > 0 ? Math.min(...ends) : rest.length;
+    }
+    out.set(key, rest.slice(eq + 1, j));
+    if (rest.startsWith(" (", j)) break; // the status text follows: no more key=value pairs
+    if (!rest.startsWith(", ", j)) break;
+    i = j + 2;
   }
   return out;
 }
@@ -72,9 +95,10 @@ function fields(rest: string): Map<string, string> {
 /**
  * The text inside the outermost parentheses after `status=...`: Postfix's reason, which may itself contain parentheses.
  */
-function statusText(rest: string): string {
-  const i = rest.search(/status=\w+ \(/);
-  if (i < 0) return "";
+function statusText(rest: string, from: number): string {
+  const at = rest.slice(from).search(/status=\w+ \(/);
+  if (at < 0) return "";
+  const i = from + at;
   const open = rest.indexOf("(", i);
   return rest.endsWith(")") ? rest.slice(open + 1, -1) : rest.slice(open + 1);
 }
@@ -130,7 +154,7 @@ export function parsePostfixLogLine(line: string, now = Date.now()): ParseResult
         dsn,
         relay: f.get("relay") ?? "none",
         delaySeconds: Number.isFinite(delay) ? delay : 0,
-        reply: statusText(rest),
+        reply: statusText(rest, 3 + (f.get("to")?.length ?? 0)),
         at,
       },
     };
@@ -139,9 +163,12 @@ export function parsePostfixLogLine(line: string, now = Date.now()): ParseResult
 }
 
 /**
- * A hard bounce suppresses the address: a permanent 5.x.x DSN, except 5.7.x (policy: spam, DMARC, relaying
- * denied), which says the message was refused, not that the mailbox is gone.
+ * A hard bounce suppresses the address: a permanent 5.x.x DSN that says the mailbox or its domain cannot take mail.
+ * Not one that says this message was refused (RFC 3463): 5.7.x (policy: spam, DMARC, relaying denied, content),
+ * 5.6.x (media: the message's content or encoding), 5.3.4 (too big for the system) and 5.2.3 (over the mailbox's
+ * message size limit). Another message from another caller could reach the same mailbox, so those must not suppress
+ * it for everyone.
  */
 export function isHardBounce(dsn: string): boolean {
-  return /^5\./.test(dsn) && !/^5\.7\./.test(dsn);
+  return /^5\./.test(dsn) && !/^5\.(7|6)\./.test(dsn) && dsn !== "5.3.4" && dsn !== "5.2.3";
 }

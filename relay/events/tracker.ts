@@ -36,6 +36,10 @@ export class DeliveryTracker {
       const chunk = await tail.read(store.position);
       if (chunk.lostTrack)
         log.warn({ file: tail.file }, `delivery tracking: ${chunk.lostTrack}; events in it may be missing`);
+      if (chunk.skippedBytes !== undefined) {
+        metrics?.maillogSkipped.inc();
+        log.warn({ file: tail.file, bytes: chunk.skippedBytes }, "delivery tracking: skipped a log line over 1 MiB");
+      }
       const samePos =
         store.position && chunk.next.inode === store.position.inode && chunk.next.offset === store.position.offset;
       if (chunk.lines.length === 0 && samePos) return total;

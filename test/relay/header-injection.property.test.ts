@@ -1,12 +1,16 @@
 import fc from "fast-check";
 import { simpleParser } from "mailparser";
 import { describe, expect, it } from "vitest";
+import { Admission } from "../../relay/admission";
 import { RelayError } from "../../relay/errors";
 import { composeMessage } from "../../relay/mime";
 import { validateSendRequest } from "../../relay/validate";
-import { ALLOWED_FROM } from "./fixtures";
+import { ALLOWED_FROM, testConfig } from "./fixtures";
 
-const limits = { allowedFrom: new Set([ALLOWED_FROM]), maxRecipients: 50 };
+const limits = {
+  admission: new Admission(testConfig({ allowedFrom: new Set([ALLOWED_FROM]), maxRecipients: 50 })),
+  caller: "app",
+};
 
 // Strings biased towards what breaks headers: CR, LF, NUL, colons, header-looking text, unicode line separators.
 const nasty = fc.string({
@@ -75,8 +79,7 @@ describe("no generated header value can inject a header", () => {
         expect(breaks).toBe(false);
         const raw = (
           await composeMessage(req, {
-            id: "11111111-2222-4333-8444-555555555555",
-            messageIdDomain: "mail.example.com",
+            messageId: "<11111111-2222-4333-8444-555555555555@mail.example.com>",
             date: new Date(0),
           })
         ).toString("utf8");
@@ -116,8 +119,7 @@ describe("known nodemailer issue (found by the property test above)", () => {
     const req = validateSendRequest({ from: ALLOWED_FROM, to: "user@example.net", subject, text: "x" }, limits);
     const raw = (
       await composeMessage(req, {
-        id: "11111111-2222-4333-8444-555555555555",
-        messageIdDomain: "mail.example.com",
+        messageId: "<11111111-2222-4333-8444-555555555555@mail.example.com>",
         date: new Date(0),
       })
     ).toString("utf8");

@@ -1,10 +1,14 @@
 import { simpleParser, type AddressObject } from "mailparser";
 import { describe, expect, it } from "vitest";
+import { Admission } from "../../relay/admission";
 import { composeMessage, htmlToPlainText } from "../../relay/mime";
 import { validateSendRequest } from "../../relay/validate";
-import { ALLOWED_FROM } from "./fixtures";
+import { ALLOWED_FROM, testConfig } from "./fixtures";
 
-const limits = { allowedFrom: new Set([ALLOWED_FROM]), maxRecipients: 50 };
+const limits = {
+  admission: new Admission(testConfig({ allowedFrom: new Set([ALLOWED_FROM]), maxRecipients: 50 })),
+  caller: "app",
+};
 const date = new Date("2026-06-20T14:00:00Z");
 
 async function build(body: Record<string, unknown>) {
@@ -13,7 +17,7 @@ async function build(body: Record<string, unknown>) {
     limits,
   );
   const raw = (
-    await composeMessage(req, { id: "11111111-2222-4333-8444-555555555555", messageIdDomain: "mail.example.com", date })
+    await composeMessage(req, { messageId: "<11111111-2222-4333-8444-555555555555@mail.example.com>", date })
   ).toString("utf8");
   return { raw, parsed: await simpleParser(raw) };
 }

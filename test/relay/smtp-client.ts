@@ -20,7 +20,12 @@ export interface RunningIngress {
 
 /** An ingress over a real QueueStore in a temp dir (or the queue a test gives), listening on 127.0.0.1:0. */
 export async function startIngress(
-  opts: { config?: Partial<RelayConfig>; queue?: SmtpIngressDeps["queue"]; now?: () => number } = {},
+  opts: {
+    config?: Partial<RelayConfig>;
+    queue?: SmtpIngressDeps["queue"];
+    now?: () => number;
+    authDeadlineMs?: number;
+  } = {},
 ): Promise<RunningIngress> {
   const root = mkdtempSync(path.join(tmpdir(), "smtp-ingress-"));
   const queue = new QueueStore(queueOptions(root));
@@ -33,6 +38,7 @@ export async function startIngress(
     queue: opts.queue ?? queue,
     log,
     ...(opts.now ? { clock: { now: opts.now } } : {}),
+    ...(opts.authDeadlineMs !== undefined ? { authDeadlineMs: opts.authDeadlineMs } : {}),
   });
   const url = await ingress.listen("127.0.0.1", 0);
   return {

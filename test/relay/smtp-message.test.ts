@@ -2,6 +2,7 @@
 // it keeps of a client's message.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { Admission } from "../../relay/admission";
 import { RelayError } from "../../relay/errors";
 import {
   DataScanner,
@@ -11,6 +12,7 @@ import {
   SmtpRefusal,
   type DataProblem,
 } from "../../relay/smtp-message";
+import { testConfig } from "./fixtures";
 
 /** The rule, byte by byte: what the scanner must find. */
 function reference(bytes: Uint8Array): Set<DataProblem> {
@@ -85,7 +87,8 @@ describe("DataScanner", () => {
 
 describe("prepareRawMessage", () => {
   const opts = {
-    allowedFrom: new Set(["noreply@example.com"]),
+    admission: new Admission(testConfig({ allowedFrom: new Set(["noreply@example.com"]) })),
+    caller: "app",
     messageId: "<id-1@mail.example.com>",
     date: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)),
   };
@@ -122,10 +125,9 @@ describe("prepareRawMessage", () => {
 
   it("refuses: forbidden fields (RelayError header_not_allowed), a From display trick with two addresses, a group as From", () => {
     expect(() => prep("From: noreply@example.com\r\nARC-Seal: i=1\r\n\r\n")).toThrow(RelayError);
-    expect(() => prep('From: "noreply@example.com" <ceo@example.com>\r\n\r\n')).toThrow(
-      /ceo@example\.com is not in RELAY_ALLOWED_FROM/,
-    );
-    expect(() => prep("From: undisclosed-recipients:;\r\n\r\n")).toThrow(/exactly one address/);
+    expect(() => prep('From: "noreply@example.com" <ceo@example.com>\r\n\r\n')).toThrow(/reads as an address/);
+    expect(() => prep("From: Boss <ceo@example.com>\r\n\r\n")).toThrow(/ceo@example\.com is not an allowed sender/);
+    expect(() => prep("From: undisclosed-recipients:;\r\n\r\n")).toThrow(/exactly one mailbox/);
     expect(() => prep("From: noreply@example.com\r\nSubject: a\r\nSubject: b\r\n\r\n")).toThrow(SmtpRefusal);
   });
 });

@@ -20,10 +20,7 @@ async function relayWithSuppression() {
   const tmp = tempDir("suppress-");
   const suppressions = new SuppressionList(tmp.dir);
   await suppressions.open();
-  const queue = new QueueStore({
-    ...queueOptions(tmp.dir),
-    admit: (job) => suppressions.assertDeliverable(job.envelope.to),
-  });
+  const queue = new QueueStore(queueOptions(tmp.dir));
   await queue.open();
   const deliveries = new DeliveryStore(tmp.dir, { messageIdDomain: DOMAIN, retentionMs: 86_400_000 * 30 });
   await deliveries.open();
