@@ -12,7 +12,7 @@ import {
   SMTP_TLS_CERT_FILE,
   SMTP_TLS_KEY_FILE,
 } from "../cloud-init";
-import type { ConfigSecrets, MailRelayConfig } from "./config";
+import { spfIncludes, type ConfigSecrets, type MailRelayConfig } from "./config";
 import { HostDeployment, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
 import { MailDns } from "./dns";
@@ -199,7 +199,7 @@ export function createMailRelay(
       ipv6: node.ipv6,
     })),
     spf: {
-      includes: [...c.spf.includes, ...(c.smarthost?.spfInclude ? [c.smarthost.spfInclude] : [])],
+      includes: spfIncludes(c),
       all: c.spf.all,
     },
     dkimPublicKeys: dkim.publicKeys,
