@@ -188,9 +188,7 @@ const smtpIngressSchema = z
       hostname: hostname("smtp-relay.example.com").optional(),
     },
     {
-      invalid_type_error:
-        "must be an object like {enabled: true, hostname: smtp-relay.example.com}; " +
-        "set it with `pulumi config set --path mail-relay:smtpIngress.enabled true`",
+      invalid_type_error: "must be an object like {enabled: true, hostname: smtp-relay.example.com}",
     },
   )
   .strict()
