@@ -15,7 +15,7 @@ import {
 import { spfIncludes, type ConfigSecrets, type MailRelayConfig } from "./config";
 import { HostDeployment, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
-import { MailDns } from "./dns";
+import { MailDns, zoneFile } from "./dns";
 import { RelayFirewall } from "./firewall";
 import { RelayNode } from "./node";
 import { SmtpIngressTls } from "./smtpTls";
@@ -177,16 +177,16 @@ export function createMailRelay(
     return { spec: n, node, deployment };
   });
 
-  if (tunnel) {
-    new TunnelRoute(`${name}-route`, {
-      accountId: c.cloudflareAccountId!,
-      zoneId,
-      tunnelId: tunnel.tunnelId,
-      relayHostname: c.relayHostname,
-      ...(smtpRoute ? { smtp: smtpRoute } : {}),
-      dependsOn: nodes.map((n) => n.deployment.ready),
-    });
-  }
+  const route = tunnel
+    ? new TunnelRoute(`${name}-route`, {
+        accountId: c.cloudflareAccountId!,
+        zoneId,
+        tunnelId: tunnel.tunnelId,
+        relayHostname: c.relayHostname,
+        ...(smtpRoute ? { smtp: smtpRoute } : {}),
+        dependsOn: nodes.map((n) => n.deployment.ready),
+      })
+    : undefined;
 
   const dns = new MailDns(`${name}-dns`, {
     zoneId,
@@ -235,7 +235,7 @@ export function createMailRelay(
     accessClientIds: secretMap(tunnel?.accessClientIds),
     accessClientSecrets: secretMap(tunnel?.accessClientSecrets),
     dkimSelector: dkim.activeSelector,
-    dnsZoneFile: dns.zoneFile,
+    dnsZoneFile: zoneFile([...dns.lines, ...(route?.lines ?? [])]),
     defaultSender: c.defaultSender,
     relayVersion: bundle.version,
     smtpIngressHostname: smtpRoute?.hostname,
