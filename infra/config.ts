@@ -7,7 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, configWarnings, parseConfig, type MailRelayConfig } from "./config/checks";
-import { namespaceProblems, setCommands } from "./config/messages";
+import { namespaceProblems } from "./config/messages";
 import { CONFIG_KEYS, NS, type ConfigKey, type Decoding } from "./config/schema";
 
 export {
@@ -45,13 +45,15 @@ export interface ConfigSecrets<S> {
   readonly smarthostPassword?: S;
 }
 
-/** Decode one raw config string; JSON keys that don't parse become a named problem. */
+/**
+ * Decode the raw config strings: a string key as written, every other key as JSON. A value that is not JSON stays the
+ * string it is, so the schema check reports it once, as a wrong type with the command that sets it right.
+ */
 export function decodeRaw(get: (key: string) => string | undefined): {
   raw: Partial<Record<ConfigKey, unknown>>;
   problems: string[];
 } {
   const raw: Partial<Record<ConfigKey, unknown>> = {};
-  const problems: string[] = [];
   for (const [key, kind] of Object.entries(CONFIG_KEYS) as [ConfigKey, Decoding][]) {
     const value = get(key);
     if (value === undefined) continue;
@@ -62,13 +64,10 @@ export function decodeRaw(get: (key: string) => string | undefined): {
     try {
       raw[key] = JSON.parse(value);
     } catch {
-      problems.push(
-        `${NS}:${key} must be valid YAML/JSON (a number, boolean, list or object); ` +
-          `got the string ${JSON.stringify(value.slice(0, 40))}; set it with \`${setCommands([key]).join("` and `")}\``,
-      );
+      raw[key] = value;
     }
   }
-  return { raw, problems };
+  return { raw, problems: [] };
 }
 
 /**

@@ -195,10 +195,13 @@ export function issueProblems(issue: z.ZodIssue, input: unknown): string[] {
       if (issue.received === "undefined")
         return [`${kp} is required; ${setHint(issue.path)} (its description: docs/configuration.md)`];
       const custom = !/^Expected /.test(issue.message);
-      return [
-        `${kp} ${custom ? issue.message : `must be ${kindOf(schemaAt(issue.path))}`} (got ${issue.received} ` +
-          `${shown(value)}); ${setHint(issue.path)}`,
-      ];
+      const what = custom ? issue.message : `must be ${kindOf(schemaAt(issue.path))}`;
+      if (issue.received === "string")
+        return [
+          `${kp} ${what} (got the string ${shown(value)}: \`pulumi config set\` without --path stores a string); ` +
+            setHint(issue.path),
+        ];
+      return [`${kp} ${what} (got ${issue.received} ` + `${shown(value)}); ${setHint(issue.path)}`];
     }
     case "invalid_enum_value": {
       const options = issue.options.map(String);

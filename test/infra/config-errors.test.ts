@@ -215,10 +215,15 @@ describe("fix hints are commands that work as printed", () => {
     );
   });
 
-  it("a list set as one string (`pulumi config set mail-relay:adminCidrs 203.0.113.0/24`) is told to use --path", () => {
-    expect(decodeRaw((k) => (k === "adminCidrs" ? "203.0.113.0/24" : undefined)).problems).toEqual([
-      'mail-relay:adminCidrs must be valid YAML/JSON (a number, boolean, list or object); got the string "203.0.113.0/24"; ' +
-        "set it with `pulumi config set --path 'mail-relay:adminCidrs[0]' <value>`",
+  it("a list set as one string (`pulumi config set mail-relay:adminCidrs 203.0.113.0/24`) is one error, told to use --path", () => {
+    const { raw, problems } = decodeRaw((k) => (k === "adminCidrs" ? "203.0.113.0/24" : undefined));
+    expect(problems).toEqual([]);
+    const { adminCidrs, ...rest } = minimalConfig();
+    void adminCidrs;
+    expect(configProblems({ ...rest, ...raw })).toEqual([
+      'mail-relay:adminCidrs must be a list of CIDRs, e.g. ["203.0.113.0/24"] (got the string "203.0.113.0/24": ' +
+        "`pulumi config set` without --path " +
+        "stores a string); set it with `pulumi config set --path 'mail-relay:adminCidrs[0]' <value>`",
     ]);
   });
 
