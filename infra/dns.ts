@@ -38,47 +38,81 @@ export function recordName(prefix: string, role: string): string {
   return `${prefix}-${role.replace(/[^a-z0-9-]+/gi, "-").toLowerCase()}`;
 }
 
+/** One DNS record the stack manages. */
+export interface ManagedRecordArgs {
+  readonly zoneId: pulumi.Input<string>;
+  readonly name: string;
+  readonly type: string;
+  readonly content: pulumi.Input<string>;
+  readonly ttl: number;
+  readonly proxied?: boolean;
+  readonly priority?: number;
+  readonly comment: string;
+}
+
+/**
+ * Create a DNS record together with its zone-file line: every record of the stack is made here, so the dnsZoneFile
+ * output can't leave one out.
+ */
+export function managedRecord(
+  resourceName: string,
+  r: ManagedRecordArgs,
+  opts: pulumi.CustomResourceOptions,
+): { record: cloudflare.DnsRecord; line: pulumi.Output<ZoneLine> } {
+  const record = new cloudflare.DnsRecord(
+    resourceName,
+    {
+      zoneId: r.zoneId,
+      name: r.name,
+      type: r.type,
+      content: r.content,
+      ttl: r.ttl,
+      proxied: r.proxied ?? false,
+      ...(r.priority !== undefined ? { priority: r.priority } : {}),
+      comment: r.comment,
+    },
+    opts,
+  );
+  const line = pulumi.output(r.content).apply((content) => ({
+    name: r.name,
+    type: r.type,
+    ttl: r.ttl,
+    content,
+    priority: r.priority,
+    proxied: r.proxied ?? false,
+  }));
+  return { record, line };
+}
+
+/** Zone-file lines as one text, in the order given. */
+export function zoneFile(lines: readonly pulumi.Output<ZoneLine>[]): pulumi.Output<string> {
+  return pulumi.all([...lines]).apply((ls) => ls.map(zoneFileLine).join("\n"));
+}
+
 /**
  * The domain's sending identity on Cloudflare: A/AAAA for each MTA hostname (never proxied, or FCrDNS
  * breaks), one SPF record, a DKIM record per selector, DMARC, the existing mailbox provider's MX, BIMI.
  */
 export class MailDns extends pulumi.ComponentResource {
   readonly records: cloudflare.DnsRecord[] = [];
+  /** Each record's zone-file line. */
+  readonly lines: pulumi.Output<ZoneLine>[] = [];
   /** The whole set as zone-file lines. */
   readonly zoneFile: pulumi.Output<string>;
 
   constructor(name: string, args: MailDnsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:dns:MailDns", name, {}, opts);
-    const lines: pulumi.Output<ZoneLine>[] = [];
     const add = (
       role: string,
       r: { name: string; type: string; content: pulumi.Input<string>; priority?: number; proxied?: boolean },
     ) => {
-      const rec = new cloudflare.DnsRecord(
+      const { record, line } = managedRecord(
         recordName(name, role),
-        {
-          zoneId: args.zoneId,
-          name: r.name,
-          type: r.type,
-          content: r.content,
-          ttl: args.ttl,
-          proxied: r.proxied ?? false,
-          ...(r.priority !== undefined ? { priority: r.priority } : {}),
-          comment: `mail-relay: ${role}`,
-        },
+        { ...r, zoneId: args.zoneId, ttl: args.ttl, comment: `mail-relay: ${role}` },
         { parent: this },
       );
-      this.records.push(rec);
-      lines.push(
-        pulumi.output(r.content).apply((content) => ({
-          name: r.name,
-          type: r.type,
-          ttl: args.ttl,
-          content,
-          priority: r.priority,
-          proxied: r.proxied ?? false,
-        })),
-      );
+      this.records.push(record);
+      this.lines.push(line);
     };
 
     for (const n of args.nodes) {
@@ -111,7 +145,7 @@ export class MailDns extends pulumi.ComponentResource {
     if (args.bimi)
       add("bimi", { name: `default._bimi.${args.domain}`, type: "TXT", content: txtContent(bimiRecord(args.bimi)) });
 
-    this.zoneFile = pulumi.all(lines).apply((ls) => ls.map(zoneFileLine).join("\n"));
+    this.zoneFile = zoneFile(this.lines);
     this.registerOutputs({ zoneFile: this.zoneFile });
   }
 }

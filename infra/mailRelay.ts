@@ -12,11 +12,11 @@ import {
   SMTP_TLS_CERT_FILE,
   SMTP_TLS_KEY_FILE,
 } from "../cloud-init";
-import type { ConfigSecrets, MailRelayConfig } from "./config";
+import { spfIncludes, type ConfigSecrets, type MailRelayConfig } from "./config";
 import { credentialExpiryList } from "./credentials";
 import { HostDeployment, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
-import { MailDns } from "./dns";
+import { MailDns, zoneFile } from "./dns";
 import { RelayFirewall } from "./firewall";
 import { RelayNode } from "./node";
 import { SmtpIngressTls } from "./smtpTls";
@@ -178,16 +178,16 @@ export function createMailRelay(
     return { spec: n, node, deployment };
   });
 
-  if (tunnel) {
-    new TunnelRoute(`${name}-route`, {
-      accountId: c.cloudflareAccountId!,
-      zoneId,
-      tunnelId: tunnel.tunnelId,
-      relayHostname: c.relayHostname,
-      ...(smtpRoute ? { smtp: smtpRoute } : {}),
-      dependsOn: nodes.map((n) => n.deployment.ready),
-    });
-  }
+  const route = tunnel
+    ? new TunnelRoute(`${name}-route`, {
+        accountId: c.cloudflareAccountId!,
+        zoneId,
+        tunnelId: tunnel.tunnelId,
+        relayHostname: c.relayHostname,
+        ...(smtpRoute ? { smtp: smtpRoute } : {}),
+        dependsOn: nodes.map((n) => n.deployment.ready),
+      })
+    : undefined;
 
   const dns = new MailDns(`${name}-dns`, {
     zoneId,
@@ -200,7 +200,7 @@ export function createMailRelay(
       ipv6: node.ipv6,
     })),
     spf: {
-      includes: [...c.spf.includes, ...(c.smarthost?.spfInclude ? [c.smarthost.spfInclude] : [])],
+      includes: spfIncludes(c),
       all: c.spf.all,
     },
     dkimPublicKeys: dkim.publicKeys,
@@ -236,7 +236,7 @@ export function createMailRelay(
     accessClientIds: secretMap(tunnel?.accessClientIds),
     accessClientSecrets: secretMap(tunnel?.accessClientSecrets),
     dkimSelector: dkim.activeSelector,
-    dnsZoneFile: dns.zoneFile,
+    dnsZoneFile: zoneFile([...dns.lines, ...(route?.lines ?? [])]),
     defaultSender: c.defaultSender,
     relayVersion: bundle.version,
     smtpIngressHostname: smtpRoute?.hostname,

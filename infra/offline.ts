@@ -9,8 +9,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { parse as parseYaml } from "yaml";
-import { NS, SECRET_KEYS } from "./config";
+import { parseDocument } from "yaml";
+import { ConfigError, NS, SECRET_KEYS } from "./config";
 
 export const PROJECT_ROOT = path.join(__dirname, "..");
 
@@ -55,8 +55,9 @@ export function unwrapSecrets(v: unknown): EngineState[string] {
 /** A config value as the engine hands it to the program: strings as-is, everything else as JSON. */
 export interface StackConfig {
   readonly values: Record<string, string>;
+  /** Keys the engine would hand over as secrets: `secure:` values in the file, and secret keys given as overrides. */
   readonly secretKeys: string[];
-  /** Secret keys the stack file can't supply offline (encrypted or set with --secret), filled with placeholders. */
+  /** Secret keys set encrypted in the stack file, which can't be decrypted offline: filled with placeholders. */
   readonly placeholders: string[];
 }
 
@@ -64,7 +65,27 @@ export function placeholderSecret(key: string): string {
   return `OFFLINE-PLACEHOLDER-${key}-not-decryptable-offline`;
 }
 
-/** Read Pulumi.<stack>.yaml; `overrides` (keys without namespace) replace or, with undefined, remove values. */
+/** The stack file's text as YAML; a syntax error names the file, line and column (as an editor shows them). */
+function parseStackFile(file: string): { config?: Record<string, unknown> } {
+  const name = path.relative(process.cwd(), file) || file;
+  const doc = parseDocument(fs.readFileSync(file, "utf8"));
+  const err = doc.errors[0];
+  if (err) {
+    const at = err.linePos?.[0];
+    const where = at ? `line ${at.line}, column ${at.col}` : "an unknown position";
+    throw new ConfigError([
+      `${name} is not valid YAML at ${where}: ${err.message.split(" at line ")[0]}; fix the file ` +
+        `(or edit it with \`pulumi config set\`, which writes valid YAML)`,
+    ]);
+  }
+  return (doc.toJS() ?? {}) as { config?: Record<string, unknown> };
+}
+
+/**
+ * Read Pulumi.<stack>.yaml; `overrides` (keys without namespace) replace or, with undefined, remove values. A secret
+ * key given as an override counts as set with --secret; one written in plaintext in the file stays plaintext (the
+ * config check refuses it, as it would under `pulumi up`).
+ */
 export function readStackConfig(
   stack: string,
   overrides: Record<string, unknown> = {},
@@ -75,34 +96,37 @@ export function readStackConfig(
     throw new Error(
       `no stack file ${path.relative(process.cwd(), file)}: stacks here are ${listStacks(root).join(", ")}`,
     );
-  const doc = (parseYaml(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+  const doc = parseStackFile(file);
   const values: Record<string, string> = {};
-  const secretKeys: string[] = [];
-  const placeholders: string[] = [];
-  const put = (key: string, v: unknown) => {
+  const secretKeys = new Set<string>();
+  const placeholders = new Set<string>();
+  const put = (key: string, v: unknown, secret: boolean) => {
+    secretKeys.delete(key);
+    placeholders.delete(key);
     if (v && typeof v === "object" && "secure" in (v as object)) {
       values[key] = placeholderSecret(key);
-      secretKeys.push(key);
-      placeholders.push(key);
-    } else {
-      values[key] = typeof v === "string" ? v : JSON.stringify(v);
+      secretKeys.add(key);
+      placeholders.add(key);
+      return;
     }
+    values[key] = typeof v === "string" ? v : JSON.stringify(v);
+    if (secret) secretKeys.add(key);
   };
-  for (const [k, v] of Object.entries(doc.config ?? {})) put(k, v);
+  for (const [k, v] of Object.entries(doc.config ?? {})) put(k, v, false);
   for (const [k, v] of Object.entries(overrides)) {
     const key = k.includes(":") ? k : `${NS}:${k}`;
-    if (v === undefined) delete values[key];
-    else put(key, v);
+    if (v === undefined) {
+      delete values[key];
+      secretKeys.delete(key);
+      placeholders.delete(key);
+    } else
+      put(
+        key,
+        v,
+        (SECRET_KEYS as readonly string[]).some((s) => key === `${NS}:${s}`),
+      );
   }
-  for (const s of SECRET_KEYS) {
-    const key = `${NS}:${s}`;
-    if (values[key] === undefined && !(s in overrides)) {
-      values[key] = placeholderSecret(key);
-      placeholders.push(key);
-    }
-    if (values[key] !== undefined && !secretKeys.includes(key)) secretKeys.push(key);
-  }
-  return { values, secretKeys, placeholders };
+  return { values, secretKeys: [...secretKeys], placeholders: [...placeholders] };
 }
 
 export function listStacks(root = PROJECT_ROOT): string[] {
@@ -478,9 +502,10 @@ export async function runOffline(
   load: () => Promise<Record<string, unknown>>,
   opts: {
     /** A JSON file keeping random outputs between runs, as a stack's state does between updates. */ stateFile?: string;
+    /** Where Pulumi.<stack>.yaml is (default: the project). */ root?: string;
   } = {},
 ): Promise<OfflineRun> {
-  const config = readStackConfig(stack, overrides);
+  const config = readStackConfig(stack, overrides, opts.root);
   const kept =
     opts.stateFile && fs.existsSync(opts.stateFile)
       ? (JSON.parse(fs.readFileSync(opts.stateFile, "utf8")) as Record<string, EngineState>)

@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError } from "./config";
+import { isConfigError, neededSecrets, NS } from "./config";
 import { EngineState, listStacks, OfflineRun, PROJECT_ROOT, RecordedResource, runOffline } from "./offline";
 
 const MASK = "[secret]";
@@ -132,8 +132,16 @@ export function writeRendered(run: OfflineRun, dir: string): { written: string[]
   return { written, secretSkipped };
 }
 
-async function main(argv: string[]): Promise<number> {
-  const stacks = listStacks();
+/**
+ * The plan, as `npm run plan -- <stack>` runs it; returns the exit code. `root` (where the stack files are) and `load`
+ * (a fresh import of the program) let tests run it in-process on a stack file of their own.
+ */
+export async function planMain(
+  argv: string[],
+  root = PROJECT_ROOT,
+  load = async () => (await import("./index")) as Record<string, unknown>,
+): Promise<number> {
+  const stacks = listStacks(root);
   const stack = argv[0];
   if (!stack || argv.length > 1) {
     console.error(`usage: npm run plan -- <stack>   (stacks here: ${stacks.join(", ")})`);
@@ -148,17 +156,18 @@ async function main(argv: string[]): Promise<number> {
   );
   let run: OfflineRun;
   try {
-    run = await runOffline(stack, {}, async () => (await import("./index")) as Record<string, unknown>);
+    run = await runOffline(stack, {}, load, { root });
   } catch (e) {
-    if (e instanceof ConfigError) {
+    if (isConfigError(e)) {
       console.error(`Pulumi.${stack}.yaml: ${e.message}`);
       return 1;
     }
     throw e;
   }
-  if (run.config.placeholders.length > 0) {
-    console.log(`Secrets not available offline (placeholders used): ${run.config.placeholders.join(", ")}`);
-  }
+  const needed = neededSecrets({ smarthost: run.config.values[`${NS}:smarthost`] }).map((k) => `${NS}:${k}`);
+  const encrypted = run.config.placeholders.filter((k) => needed.includes(k));
+  if (encrypted.length > 0)
+    console.log(`Secrets set encrypted, not decryptable offline (placeholders used): ${encrypted.join(", ")}`);
   console.log(`\nResources \`pulumi up\` would create for stack "${stack}" (${run.resources.length}):`);
   const rows = run.resources.map((r) => [short(r.type), r.name, keyProps(r)]);
   const w0 = Math.max(...rows.map((r) => r[0].length));
@@ -174,7 +183,7 @@ async function main(argv: string[]): Promise<number> {
   console.log(`\nDNS records (output dnsZoneFile):`);
   console.log(String(run.outputs.dnsZoneFile).replace(/^/gm, "  "));
 
-  const dir = path.join(PROJECT_ROOT, "plan-out", stack);
+  const dir = path.join(root, "plan-out", stack);
   const { written, secretSkipped } = writeRendered(run, dir);
   console.log(`\nRendered files written to ${path.relative(process.cwd(), dir) || "."}/ (${written.length}):`);
   for (const f of written) console.log(`  ${f}`);
@@ -184,7 +193,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
+  planMain(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => {
       console.error(e instanceof Error ? (e.stack ?? e.message) : e);

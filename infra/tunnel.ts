@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { type CloudflaredIngress, cloudflaredIngress, renderCloudflaredConfig } from "../cloud-init";
 import { accessTokenRenewal, type CredentialExpiry } from "./credentials";
+import { managedRecord } from "./dns";
+import type { ZoneLine } from "./records";
 
 /** The relay's only public paths. /metrics and /ready stay host-local. */
 export const PUBLIC_PATH_REGEX =
@@ -193,36 +195,27 @@ export interface TunnelRouteArgs {
  * resource: the tunnel is locally managed and cloudflared reads them from the file the deploy step pushes.
  */
 export class TunnelRoute extends pulumi.ComponentResource {
+  /** The CNAMEs' zone-file lines (part of the dnsZoneFile output). */
+  readonly lines: pulumi.Output<ZoneLine>[] = [];
+
   constructor(name: string, args: TunnelRouteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mail-relay:cloudflare:TunnelRoute", name, {}, opts);
-    new cloudflare.DnsRecord(
-      `${name}-cname`,
-      {
-        zoneId: args.zoneId,
-        name: args.relayHostname,
-        type: "CNAME",
-        content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`,
-        proxied: true,
-        ttl: 1,
-        comment: "mail-relay: relay entry (tunnel)",
-      },
-      { parent: this, dependsOn: args.dependsOn },
-    );
-    if (args.smtp) {
-      new cloudflare.DnsRecord(
-        `${name}-smtp-cname`,
-        {
-          zoneId: args.zoneId,
-          name: args.smtp.hostname,
-          type: "CNAME",
-          content: pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`,
-          proxied: true,
-          ttl: 1,
-          comment: "mail-relay: SMTP ingress entry (tunnel, cloudflared access tcp)",
-        },
-        { parent: this, dependsOn: args.dependsOn },
+    const target = pulumi.interpolate`${args.tunnelId}.cfargotunnel.com`;
+    const cname = (resourceName: string, hostname: string, comment: string) =>
+      this.lines.push(
+        managedRecord(
+          resourceName,
+          { zoneId: args.zoneId, name: hostname, type: "CNAME", content: target, proxied: true, ttl: 1, comment },
+          { parent: this, dependsOn: args.dependsOn },
+        ).line,
       );
-    }
+    cname(`${name}-cname`, args.relayHostname, "mail-relay: relay entry (tunnel)");
+    if (args.smtp)
+      cname(
+        `${name}-smtp-cname`,
+        args.smtp.hostname,
+        "mail-relay: SMTP ingress entry (tunnel, cloudflared access tcp)",
+      );
     this.registerOutputs({});
   }
 }

@@ -12,6 +12,9 @@ import {
   type DebianRelease,
 } from "../../cloud-init/release";
 import { RELAY_SMTP_PORT } from "../../relay/host-contract";
+import { directLookups, parseSpf, SPF_LOOKUP_LIMIT } from "../spf";
+import { spfRecord } from "../records";
+import { issueProblems, keyPath, secretSetCommand } from "./messages";
 import { isCidr, isWiderThanASite, NS, rawSchema, type ConfigKey, type RawConfig, type SecretKey } from "./schema";
 
 const emailRe = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9.-]+$/;
@@ -48,6 +51,7 @@ const CONSUMED_KEYS = [
   "defaultSender",
   "callers",
   "smtpIngress",
+  "certificateCoversDeepHostnames",
 ] as const satisfies readonly ConfigKey[];
 type ConsumedKey = (typeof CONSUMED_KEYS)[number];
 
@@ -98,6 +102,11 @@ export class ConfigError extends Error {
   }
 }
 
+/** A ConfigError, also one thrown by another load of this module (tests re-import the program for each run). */
+export function isConfigError(e: unknown): e is ConfigError {
+  return e instanceof Error && e.name === "ConfigError" && Array.isArray((e as ConfigError).problems);
+}
+
 /** MTA hostnames: `mail.<domain>` for one node; `mail1.`, `mail2.` ... when there are several. */
 export function nodeHostnames(base: string, count: number): string[] {
   if (count === 1) return [base];
@@ -107,11 +116,6 @@ export function nodeHostnames(base: string, count: number): string[] {
 
 function isWithin(name: string, domain: string): boolean {
   return name === domain || name.endsWith(`.${domain}`);
-}
-
-function keyPath(path: (string | number)[]): string {
-  const [key, ...rest] = path;
-  return `${NS}:${String(key)}${rest.map((p) => (typeof p === "number" ? `[${p}]` : `.${p}`)).join("")}`;
 }
 
 /**
@@ -125,23 +129,8 @@ export function parseConfig(
 ): MailRelayConfig {
   const problems: string[] = [];
   const parsed = rawSchema.safeParse(raw);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const missing = issue.code === "invalid_type" && issue.received === "undefined";
-      problems.push(
-        missing
-          ? `${keyPath(issue.path)} is required; set it with \`pulumi config set ${keyPath(issue.path)} ...\` ` +
-              `(see Pulumi.yaml for its description)`
-          : `${keyPath(issue.path)} ${issue.message}`,
-      );
-    }
-  }
-  if (!secretsPresent.sshPrivateKey) {
-    problems.push(
-      `${NS}:sshPrivateKey is required; set it with \`pulumi config set --secret ${NS}:sshPrivateKey < ` +
-        `~/.ssh/mail-relay\``,
-    );
-  }
+  if (!parsed.success) for (const issue of parsed.error.issues) problems.push(...issueProblems(issue, raw));
+  for (const key of neededSecrets(raw)) if (!secretsPresent[key]) problems.push(missingSecret(key));
   if (!parsed.success) throw new ConfigError(problems);
 
   const c = parsed.data;
@@ -224,12 +213,8 @@ export function parseConfig(
         `${NS}:mx must not point at ${h}: this relay never receives mail; keep your mailbox provider's MX hosts`,
       );
   }
-  if (c.smarthost && !secretsPresent.smarthostPassword) {
-    problems.push(
-      `${NS}:smarthostPassword is required when ${NS}:smarthost is set; ` +
-        `set it with \`pulumi config set --secret ${NS}:smarthostPassword\``,
-    );
-  }
+  problems.push(...spfLookupProblems(c));
+  problems.push(...deepHostnameProblems(c, zone, relayHostname, smtpHostname));
   if (c.tunnel && !c.cloudflareAccountId) {
     problems.push(
       `${NS}:cloudflareAccountId is required when ${NS}:tunnel is true (the tunnel and Access live in the ` +
@@ -299,6 +284,82 @@ export function parseConfig(
     ...(c.smtpIngress.enabled ? { smtpIngress: { hostname: smtpHostname, port: RELAY_SMTP_PORT } } : {}),
     webhooks,
   };
+}
+
+/** When each secret key is needed: always, or only with another key set. */
+const SECRET_NEEDED_WHEN: Record<SecretKey, { readonly key: ConfigKey } | "always"> = {
+  sshPrivateKey: "always",
+  smarthostPassword: { key: "smarthost" },
+};
+
+/** The secret keys a config needs: the SSH key always, the smarthost's password with a smarthost. */
+export function neededSecrets(c: Partial<Record<ConfigKey, unknown>>): SecretKey[] {
+  return (Object.keys(SECRET_NEEDED_WHEN) as SecretKey[]).filter((k) => {
+    const when = SECRET_NEEDED_WHEN[k];
+    return when === "always" || c[when.key] !== undefined;
+  });
+}
+
+function missingSecret(key: SecretKey): string {
+  const when = SECRET_NEEDED_WHEN[key];
+  const why = when === "always" ? "required" : `required when ${NS}:${when.key} is set`;
+  return `${NS}:${key} is missing (${why}); set it with \`${secretSetCommand(key)}\``;
+}
+
+/** The includes the SPF record carries: spf.includes, then the smarthost's. */
+export function spfIncludes(c: Pick<RawConfig, "spf" | "smarthost">): string[] {
+  return [...c.spf.includes, ...(c.smarthost?.spfInclude ? [c.smarthost.spfInclude] : [])];
+}
+
+/**
+ * The SPF record's DNS lookups, counted on the record the stack will publish (its IPs cost none), before any server
+ * exists. Each include's own lookups count too; only live DNS knows them (infra/spf.ts countSpfLookups).
+ */
+function spfLookupProblems(c: RawConfig): string[] {
+  const record = spfRecord({ ipv4: [], ipv6: [], includes: spfIncludes(c), all: c.spf.all });
+  const { lookups, terms } = directLookups(parseSpf(record));
+  if (lookups <= SPF_LOOKUP_LIMIT) return [];
+  const fromSmarthost = c.smarthost?.spfInclude
+    ? ` (include:${c.smarthost.spfInclude} is ${NS}:smarthost.spfInclude)`
+    : "";
+  return [
+    `${NS}:spf.includes: the SPF record would need ${lookups} DNS lookups (${terms.join(", ")})${fromSmarthost}; ` +
+      `receivers stop at ${SPF_LOOKUP_LIMIT} and answer permerror, so SPF fails for every message (RFC 7208 4.6.4). ` +
+      `Each include also costs the lookups inside it. Remove the includes you no longer send through, e.g. ` +
+      `\`pulumi config rm --path '${keyPath(["spf", "includes", c.spf.includes.length - 1])}'\``,
+  ];
+}
+
+/** Labels between a name and its zone: 1 for mail-relay.example.com in example.com. */
+function levelsBelow(name: string, zone: string): number {
+  return name === zone ? 0 : name.slice(0, -(zone.length + 1)).split(".").length;
+}
+
+/**
+ * Proxied hostnames (the relay's and the SMTP ingress's) more than one label below the zone: Cloudflare's free
+ * Universal SSL certificate covers the zone and *.zone only, so HTTPS to a deeper name fails at the edge.
+ */
+function deepHostnameProblems(c: RawConfig, zone: string, relayHostname: string, smtpHostname: string): string[] {
+  if (!c.tunnel || c.certificateCoversDeepHostnames) return [];
+  const names: [string, string][] = [
+    ["relayHostname", relayHostname],
+    ...(c.smtpIngress.enabled ? ([["smtpIngress.hostname", smtpHostname]] as [string, string][]) : []),
+  ];
+  return names
+    .filter(([, h]) => h.endsWith(`.${zone}`) && levelsBelow(h, zone) > 1)
+    .map(([key, h]) => {
+      const suggestion = `${h.split(".")[0]}-${h.slice(h.indexOf(".") + 1, -(zone.length + 1)).replace(/\./g, "-")}.${zone}`;
+      const set =
+        key === "relayHostname"
+          ? `pulumi config set ${NS}:relayHostname ${suggestion}`
+          : `pulumi config set --path '${NS}:smtpIngress.hostname' ${suggestion}`;
+      return (
+        `${NS}:${key} "${h}" is ${levelsBelow(h, zone)} levels below the zone ${zone}: Cloudflare's free Universal ` +
+        `SSL certificate covers ${zone} and *.${zone} (one level), so HTTPS to it fails. Use a name one level ` +
+        `below the zone (\`${set}\`), or, if you have a certificate that covers it (Advanced Certificate ` +
+        `Manager or an uploaded one), confirm with \`pulumi config set ${NS}:certificateCoversDeepHostnames true\``
+      );
+    });
 }
 
 /** "debian-13 (the default) or debian-12": the images the program is tested on, newest first. */

@@ -130,9 +130,8 @@ const spfSchema = z
           .refine((s) => dnsNameRe.test(s), { message: "each include must be a domain like _spf.mx.cloudflare.net" }),
       )
       .default([]),
-    all: z
-      .enum(["~all", "-all"], { errorMap: () => ({ message: 'must be "~all" or "-all" (never "+all" or "?all")' }) })
-      .default("~all"),
+    // Never "+all" or "?all": either authorizes the whole Internet to send as the domain.
+    all: z.enum(["~all", "-all"]).default("~all"),
   })
   .strict()
   .default({});
@@ -189,9 +188,7 @@ const smtpIngressSchema = z
       hostname: hostname("smtp-relay.example.com").optional(),
     },
     {
-      invalid_type_error:
-        "must be an object like {enabled: true, hostname: smtp-relay.example.com}; " +
-        "set it with `pulumi config set --path mail-relay:smtpIngress.enabled true`",
+      invalid_type_error: "must be an object like {enabled: true, hostname: smtp-relay.example.com}",
     },
   )
   .strict()
@@ -289,6 +286,8 @@ export const rawSchema = z.object({
     )
     .default(["app"]),
   smtpIngress: smtpIngressSchema,
+  /** The user has a certificate (not the free Universal SSL one) covering proxied names deeper than one level. */
+  certificateCoversDeepHostnames: z.boolean().default(false),
 });
 
 /** The stack file's keys as parsed: per-key defaults and normalisation applied, nothing checked across keys yet. */

@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, vi } from "vitest";
 import { OfflineRun, RecordedResource, runOffline } from "../../infra/offline";
+import { zoneFileLine } from "../../infra/records";
 
 export type { RecordedResource };
 
@@ -118,4 +119,20 @@ export function useStandInBundleIfUnbuilt(): void {
     delete process.env.MAIL_RELAY_BUNDLE;
     fs.rmSync(standInDir, { recursive: true, force: true });
   });
+}
+
+/** The zone-file line of every DNS record resource a run created, sorted: what dnsZoneFile must hold. */
+export function zoneLinesOfRecords(resources: readonly RecordedResource[]): string[] {
+  return ofType(resources, T.dnsRecord)
+    .map((r) =>
+      zoneFileLine({
+        name: r.props.name,
+        type: r.props.type,
+        ttl: r.props.ttl,
+        content: r.props.content,
+        priority: r.props.priority,
+        proxied: r.props.proxied,
+      }),
+    )
+    .sort();
 }

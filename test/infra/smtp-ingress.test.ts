@@ -47,14 +47,18 @@ describe("config: smtpIngress", () => {
     [
       "a boolean instead of the object",
       { smtpIngress: true },
-      /mail-relay:smtpIngress must be an object like \{enabled: true, hostname: smtp-relay\.example\.com\}; set it with `pulumi config set --path mail-relay:smtpIngress\.enabled true`/,
+      /^mail-relay:smtpIngress must be an object like \{enabled: true, hostname: smtp-relay\.example\.com\} \(got boolean true\); set it with `pulumi config set --path 'mail-relay:smtpIngress\.enabled' <enabled>`$/,
     ],
     [
       "enabled as a string",
       { smtpIngress: { enabled: "yes" } },
       /mail-relay:smtpIngress\.enabled must be true or false/,
     ],
-    ["an unknown key", { smtpIngress: { enabled: true, port: 25 } }, /mail-relay:smtpIngress Unrecognized key.*port/],
+    [
+      "an unknown key",
+      { smtpIngress: { enabled: true, port: 25 } },
+      /^mail-relay:smtpIngress\.port is not a key of mail-relay:smtpIngress \(its keys: enabled, hostname\)$/,
+    ],
     [
       "a hostname that is not a DNS name",
       { smtpIngress: { enabled: true, hostname: "smtp relay" } },
