@@ -68,8 +68,12 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
     if (names.has(t.name)) throw new Error(`SMTP_RELAY_TOKEN: caller name "${t.name}" is used twice`);
     names.add(t.name);
     // The token is never echoed in an error message.
-    if (t.token.includes(",")) throw new Error(`SMTP_RELAY_TOKEN: the token of "${t.name}" contains ","`);
-    envValue(`SMTP_RELAY_TOKEN (token of "${t.name}")`, t.token);
+    for (const token of [t.token, ...(t.previous ?? [])]) {
+      if (token.includes(",")) throw new Error(`SMTP_RELAY_TOKEN: the token of "${t.name}" contains ","`);
+      envValue(`SMTP_RELAY_TOKEN (token of "${t.name}")`, token);
+    }
+    if ((t.previous ?? []).length > 1)
+      throw new Error(`SMTP_RELAY_TOKEN: "${t.name}" has ${t.previous!.length} previous tokens; a rotation keeps one`);
   }
   for (const [name, v] of [
     ["RELAY_RATE_LIMIT_PER_MIN", e.rateLimitPerMin],
@@ -97,7 +101,12 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
     RELAY_LISTEN: envValue("RELAY_LISTEN", e.listen),
     // Digests only: the relay compares SHA-256(presented token) with them, so the host never holds a usable token.
     SMTP_RELAY_TOKEN_SHA256: e.tokens
-      .map((t) => `${t.name}=${createHash("sha256").update(t.token, "utf8").digest("hex")}`)
+      .map(
+        (t) =>
+          `${t.name}=${[t.token, ...(t.previous ?? [])]
+            .map((x) => createHash("sha256").update(x, "utf8").digest("hex"))
+            .join("|")}`,
+      )
       .join(","),
     RELAY_ALLOWED_FROM: list("RELAY_ALLOWED_FROM", e.allowedFrom),
     RELAY_CALLER_FROM: callerFrom === "" ? "" : envValue("RELAY_CALLER_FROM", callerFrom),
@@ -130,8 +139,9 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
       if (!names.has(h.caller)) throw new Error(`RELAY_WEBHOOK_URLS: "${h.caller}" is not a caller`);
       if (!/^https:\/\/[^\s,|]+$/.test(h.url))
         throw new Error(`RELAY_WEBHOOK_URLS: the URL of "${h.caller}" must be https:// without spaces, "," or "|"`);
-      if (!/^whsec_[A-Za-z0-9+/]+=*$/.test(h.secret))
-        throw new Error(`RELAY_WEBHOOK_SECRETS: the secret of "${h.caller}" is not whsec_<base64>`);
+      for (const secret of [h.secret, ...(h.previous ?? [])])
+        if (!/^whsec_[A-Za-z0-9+/]+=*$/.test(secret))
+          throw new Error(`RELAY_WEBHOOK_SECRETS: the secret of "${h.caller}" is not whsec_<base64>`);
     }
     lines.push(
       `RELAY_WEBHOOK_URLS=${envValue("RELAY_WEBHOOK_URLS", hooks.map((h) => `${h.caller}=${h.url}`).join(","))}`,
@@ -142,7 +152,9 @@ export function renderRelayEnv(e: RelayEnvSettings): string {
         hooks.map((h) => `${h.caller}=${h.events.join("+")}`).join(","),
       )}`,
     );
-    lines.push(`RELAY_WEBHOOK_SECRETS=${hooks.map((h) => `${h.caller}=${h.secret}`).join(",")}`);
+    // Current first: the relay signs with every secret listed (Standard Webhooks: several signatures per message).
+    const secrets = hooks.map((h) => `${h.caller}=${[h.secret, ...(h.previous ?? [])].join("|")}`);
+    lines.push(`RELAY_WEBHOOK_SECRETS=${secrets.join(",")}`);
   }
   return lines.join("\n") + "\n";
 }

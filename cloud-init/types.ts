@@ -68,8 +68,11 @@ export interface SmtpIngressSettings {
 export interface RelayEnvSettings {
   /** RELAY_LISTEN, "127.0.0.1:2525". */
   readonly listen: string;
-  /** The callers' tokens; the file gets SMTP_RELAY_TOKEN_SHA256="name=<sha256 hex>,..." (digests only). */
-  readonly tokens: readonly { name: string; token: string }[];
+  /**
+   * The callers' tokens; the file gets SMTP_RELAY_TOKEN_SHA256="name=<sha256 hex>,..." (digests only). `previous`:
+   * a token being rotated out, still accepted (`name=<new>|<old>`) until the rotation's second step drops it.
+   */
+  readonly tokens: readonly { name: string; token: string; previous?: readonly string[] }[];
   /** RELAY_ALLOWED_FROM. */
   readonly allowedFrom: readonly string[];
   /** RELAY_CALLER_FROM: callers with their own (narrower) sender list; the others may use allowedFrom. */
@@ -103,7 +106,14 @@ export interface RelayEnvSettings {
   /** RELAY_AUTO_SUPPRESS: hard bounces suppress the address (default true). */
   readonly autoSuppress?: boolean;
   /** RELAY_WEBHOOK_URLS / _EVENTS / _SECRETS: callers with a webhook; the secret is whsec_<base64>. */
-  readonly webhooks?: readonly { caller: string; url: string; events: readonly string[]; secret: string }[];
+  /** `previous`: signing secrets being rotated out; the relay signs with the current one and each of them. */
+  readonly webhooks?: readonly {
+    caller: string;
+    url: string;
+    events: readonly string[];
+    secret: string;
+    previous?: readonly string[];
+  }[];
 }
 
 export interface HostSecrets {

@@ -14,12 +14,37 @@ export interface CredentialExpiry {
   readonly renew: string;
 }
 
-/** An Access service token's renewal: a new generation beside the old one, then a second change retires the old. */
-export function accessTokenRenewal(nextGeneration: number): string {
+/**
+ * A credential generation's name: generation 1 keeps the name it had before rotations existed (so no stack replaces a
+ * credential by upgrading), generation g > 1 is `<base>-g<g>`, beside the old one.
+ */
+export function generationName(base: string, generation: number): string {
+  return generation === 1 ? base : `${base}-g${generation}`;
+}
+
+/** The current (newest) and the previous generations of a credential, from its generations list (oldest first). */
+export function splitGenerations(generations: readonly number[] = [1]): { current: number; previous: number[] } {
+  return { current: generations[generations.length - 1] ?? 1, previous: generations.slice(0, -1) };
+}
+
+/**
+ * An Access service token's renewal. With one generation: add the next one (created beside it). With two, for the old
+ * generation's token: retire it once the callers use the new one.
+ */
+export function accessTokenRenewal(generations: readonly number[], generation: number): string {
+  const { current } = splitGenerations(generations);
+  if (generation !== current)
+    return (
+      `retire it once every caller uses generation ${current} (accessClientIds/accessClientSecrets): ` +
+      `pulumi config set --path 'mail-relay:rotations.accessTokens[0]' ${current} && ` +
+      `pulumi config rm --path 'mail-relay:rotations.accessTokens[1]' && pulumi up (docs/day-two.md)`
+    );
+  if (generations.length > 1)
+    return `renewed: generation ${current} is in place; retire generation ${generations[0]} first (docs/day-two.md)`;
   return (
-    `pulumi config set --path 'mail-relay:rotations.accessTokens[1]' ${nextGeneration} && pulumi up ` +
+    `pulumi config set --path 'mail-relay:rotations.accessTokens[1]' ${current + 1} && pulumi up ` +
     `(creates the new tokens beside the old ones; hand the callers the new accessClientIds/accessClientSecrets, ` +
-    `then drop the old generation from mail-relay:rotations.accessTokens and pulumi up again; docs/day-two.md)`
+    `then retire generation ${current}; docs/day-two.md)`
   );
 }
 

@@ -27,6 +27,8 @@ export function firewallRules(adminCidrs: readonly string[]): FirewallRule[] {
 }
 
 export interface RelayFirewallArgs {
+  /** The firewall's name in Hetzner (unique per project: it carries the stack). */
+  readonly cloudName: string;
   /** CIDRs allowed to reach SSH; checked by config to never be the whole Internet. */
   readonly adminCidrs: readonly string[];
   readonly labels: Record<string, string>;
@@ -42,7 +44,7 @@ export class RelayFirewall extends pulumi.ComponentResource {
     super("mail-relay:hetzner:RelayFirewall", name, {}, opts);
     this.firewall = new hcloud.Firewall(
       `${name}-fw`,
-      { name: `${name}-fw`, labels: args.labels, rules: firewallRules(args.adminCidrs) },
+      { name: args.cloudName, labels: args.labels, rules: firewallRules(args.adminCidrs) },
       { parent: this },
     );
     this.firewallId = this.firewall.id.apply(Number);

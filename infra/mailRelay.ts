@@ -34,6 +34,22 @@ export function readRelayBundle(file = RELAY_BUNDLE): { path: string; version: s
   return { path: file, version: sha256(fs.readFileSync(file)).slice(0, 16) };
 }
 
+/**
+ * Names in the clouds, each unique per Hetzner project (per resource type) and Cloudflare account because each
+ * carries the stack, so `staging` and `prod` can share both. Pulumi's logical names stay stack-free; the clouds
+ * rename in place.
+ */
+export function cloudNames(stack: string) {
+  // Server names must be RFC 1123 hostnames; a Pulumi stack name may hold "_" and ".".
+  const base = `mail-relay-${stack.toLowerCase().replace(/[^a-z0-9-]+/g, "-")}`;
+  return {
+    sshKey: `mail-relay-${stack}`,
+    firewall: `${base}-fw`,
+    /** A node's server; its primary IPs are `<this>-ipv4` and `-ipv6`. */
+    node: (key: string) => `${base}-${key}`,
+  };
+}
+
 /** The non-secret settings one node's configuration is rendered from. */
 export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSettings {
   return {
@@ -79,11 +95,15 @@ export function createMailRelay(
 ) {
   const labels = { app: "mail-relay", stack: c.stack };
   const name = "mail-relay";
+  const cloud = cloudNames(c.stack);
 
-  const sshKey = new hcloud.SshKey(`${name}-ssh`, { name: `${name}-${c.stack}`, publicKey: c.sshPublicKey, labels });
-  const firewall = new RelayFirewall(name, { adminCidrs: c.adminCidrs, labels });
-  const tokens = new RelayTokens(`${name}-token`, { callers: c.callers });
-  const hookSecrets = new WebhookSecrets(`${name}-webhook`, { callers: c.webhooks.map((w) => w.caller) });
+  const sshKey = new hcloud.SshKey(`${name}-ssh`, { name: cloud.sshKey, publicKey: c.sshPublicKey, labels });
+  const firewall = new RelayFirewall(name, { cloudName: cloud.firewall, adminCidrs: c.adminCidrs, labels });
+  const tokens = new RelayTokens(`${name}-token`, { callers: c.callers, generations: c.rotations.relayTokens });
+  const hookSecrets = new WebhookSecrets(`${name}-webhook`, {
+    callers: c.webhooks.map((w) => w.caller),
+    generations: c.rotations.webhookSecrets,
+  });
   const dkim = new DkimKeys(`${name}-dkim`, { selectors: c.dkimSelectors });
   const zoneId = cloudflare.getZoneOutput({ filter: { name: c.zone } }).zoneId;
   const smtpRoute = c.tunnel ? c.smtpIngress : undefined;
@@ -92,6 +112,7 @@ export function createMailRelay(
         accountId: c.cloudflareAccountId!,
         relayHostname: c.relayHostname,
         callers: c.callers,
+        tokenGenerations: c.rotations.accessTokens,
         stack: c.stack,
         teamName: c.accessTeamName!,
         relayPort: c.relay.port,
@@ -105,13 +126,13 @@ export function createMailRelay(
 
   const relayEnv = pulumi
     .all([
-      pulumi.all(c.callers.map((caller) => tokens.tokens[caller])),
-      pulumi.all(c.webhooks.map((w) => hookSecrets.secrets[w.caller])),
+      pulumi.all(c.callers.map((caller) => pulumi.all([tokens.tokens[caller], ...tokens.previous[caller]]))),
+      pulumi.all(c.webhooks.map((w) => pulumi.all([hookSecrets.secrets[w.caller], ...hookSecrets.previous[w.caller]]))),
     ])
     .apply(([ts, hs]) =>
       renderRelayEnv({
         listen: `127.0.0.1:${c.relay.port}`,
-        tokens: c.callers.map((caller, i) => ({ name: caller, token: ts[i] })),
+        tokens: c.callers.map((caller, i) => ({ name: caller, token: ts[i][0], previous: ts[i].slice(1) })),
         allowedFrom: c.allowedSenders,
         messageIdDomain: c.domain,
         rateLimitPerMin: c.relay.rateLimitPerMin,
@@ -129,7 +150,8 @@ export function createMailRelay(
           caller: w.caller,
           url: w.url,
           events: w.events,
-          secret: hs[i] as string,
+          secret: hs[i][0],
+          previous: hs[i].slice(1),
         })),
       }),
     );
@@ -153,6 +175,7 @@ export function createMailRelay(
 
   const nodes = c.nodes.map((n) => {
     const node = new RelayNode(`${name}-${n.key}`, {
+      cloudName: cloud.node(n.key),
       mtaHostname: n.mtaHostname,
       serverType: c.serverType,
       location: c.location,

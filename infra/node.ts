@@ -2,6 +2,11 @@ import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 
 export interface RelayNodeArgs {
+  /**
+   * The stem of this node's names in Hetzner (server, primary IPs), unique per project: it carries the stack. A name is
+   * updated in place (hcloud's name attributes are not ForceNew), so changing it replaces nothing.
+   */
+  readonly cloudName: string;
   /** MTA hostname of this node: EHLO name, PTR target and A record name. */
   readonly mtaHostname: string;
   readonly serverType: string;
@@ -43,7 +48,7 @@ export class RelayNode extends pulumi.ComponentResource {
     const v4 = new hcloud.PrimaryIp(
       `${name}-ipv4`,
       {
-        name: `${name}-ipv4`,
+        name: `${args.cloudName}-ipv4`,
         type: "ipv4",
         location: args.location,
         assigneeType: "server",
@@ -57,7 +62,7 @@ export class RelayNode extends pulumi.ComponentResource {
       ? new hcloud.PrimaryIp(
           `${name}-ipv6`,
           {
-            name: `${name}-ipv6`,
+            name: `${args.cloudName}-ipv6`,
             type: "ipv6",
             location: args.location,
             assigneeType: "server",
@@ -72,7 +77,7 @@ export class RelayNode extends pulumi.ComponentResource {
     this.server = new hcloud.Server(
       `${name}-server`,
       {
-        name: args.mtaHostname.replace(/\./g, "-"),
+        name: args.cloudName,
         serverType: args.serverType,
         location: args.location,
         image: args.image,

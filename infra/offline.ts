@@ -27,6 +27,8 @@ export interface RecordedResource {
   readonly id: string;
   /** Inputs merged with the mock's outputs; secrets appear as plain values (as policy packs see them). */
   readonly props: EngineState;
+  /** The inputs alone (secrets as plain values): what `pulumi preview` diffs against the state. */
+  readonly inputs: EngineState;
   /** Top-level props that arrived as secrets. */
   readonly secretProps: string[];
 }
@@ -212,22 +214,45 @@ const RANDOM_OUTPUTS = new Set([
   "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken",
 ]);
 
+/** Component resources (this program's own types) have no cloud state. */
+function isCustomType(type: string): boolean {
+  return !type.startsWith("mail-relay:");
+}
+
 export class OfflineMocks implements pulumi.runtime.Mocks {
   readonly resources: RecordedResource[] = [];
   private ipv4Count = 0;
   private ipv6Count = 0;
   private numericId = 1000;
 
-  /** `kept`: random outputs by resource name, from an earlier run; filled with this run's new ones. */
-  constructor(readonly kept: Record<string, EngineState> = {}) {}
+  /**
+   * `kept`: outputs by `type::name`, from an earlier run; filled with this run's new ones. Random outputs only, or,
+   * with `keepAll`, every custom resource's id and outputs, as a stack's state keeps them for a resource that exists
+   * (what a preview of a config change compares against).
+   */
+  constructor(
+    readonly kept: Record<string, EngineState> = {},
+    readonly keepAll = false,
+  ) {
+    // New resources get ids and addresses no kept resource has, as the cloud would hand out.
+    for (const k of Object.values(kept)) {
+      if (/^\d+$/.test(String(k.__id ?? ""))) this.numericId = Math.max(this.numericId, Number(k.__id));
+      const v4 = /^203\.0\.113\.(\d+)$/.exec(String(k.ipAddress ?? ""));
+      if (v4) this.ipv4Count = Math.max(this.ipv4Count, Number(v4[1]) - 10);
+      const v6 = /^2001:db8:([0-9a-f]+)::\/64$/.exec(String(k.ipAddress ?? ""));
+      if (v6) this.ipv6Count = Math.max(this.ipv6Count, parseInt(v6[1], 16));
+    }
+  }
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     const plainInputs = unwrapSecrets(args.inputs);
-    const random = RANDOM_OUTPUTS.has(args.type);
-    const outputs = (random && this.kept[args.name]) || this.outputsFor({ ...args, inputs: plainInputs });
-    if (random) this.kept[args.name] = outputs;
+    const keep = RANDOM_OUTPUTS.has(args.type) || (this.keepAll && isCustomType(args.type));
+    // By type and name: two types may share a logical name (the caller "app"'s token and the Access app).
+    const key = `${args.type}::${args.name}`;
+    const outputs = (keep && this.kept[key]) || this.outputsFor({ ...args, inputs: plainInputs });
     const state = { ...args.inputs, ...outputs };
     const id = state.__id ?? (args.type.startsWith("hcloud:") ? String(++this.numericId) : `${args.name}-id`);
+    if (keep) this.kept[key] = this.keepAll ? { ...outputs, __id: id } : outputs;
     delete state.__id;
     const secretProps = Object.keys(args.inputs).filter(
       (k) => isWrappedSecret(args.inputs[k]) || JSON.stringify(args.inputs[k] ?? null).includes(SECRET_SIG),
@@ -238,6 +263,7 @@ export class OfflineMocks implements pulumi.runtime.Mocks {
       urn: `urn:pulumi:offline::mail-relay::${args.type}::${args.name}`,
       id,
       props: unwrapSecrets(state),
+      inputs: plainInputs,
       secretProps,
     });
     return { id, state };
@@ -503,6 +529,8 @@ export async function runOffline(
   opts: {
     /** A JSON file keeping random outputs between runs, as a stack's state does between updates. */ stateFile?: string;
     /** Where Pulumi.<stack>.yaml is (default: the project). */ root?: string;
+    /** Keep every custom resource's id and outputs in the state file, not only the random ones (lifecycle tests). */
+    keepAll?: boolean;
   } = {},
 ): Promise<OfflineRun> {
   const config = readStackConfig(stack, overrides, opts.root);
@@ -510,7 +538,7 @@ export async function runOffline(
     opts.stateFile && fs.existsSync(opts.stateFile)
       ? (JSON.parse(fs.readFileSync(opts.stateFile, "utf8")) as Record<string, EngineState>)
       : {};
-  const mocks = new OfflineMocks(kept);
+  const mocks = new OfflineMocks(kept, opts.keepAll ?? false);
   await pulumi.runtime.setMocks(mocks, "mail-relay", stack, false);
   const graph = recordGraph();
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
@@ -524,7 +552,10 @@ export async function runOffline(
     if (await pulumi.isSecret(o)) secretOutputs.push(k);
   }
   await (pulumi.runtime as unknown as { waitForRPCs?: () => Promise<void> }).waitForRPCs?.();
-  for (const r of mocks.resources) for (const [k, v] of Object.entries(r.props)) r.props[k] = await plainAssets(v);
+  for (const r of mocks.resources) {
+    for (const [k, v] of Object.entries(r.props)) r.props[k] = await plainAssets(v);
+    for (const [k, v] of Object.entries(r.inputs)) r.inputs[k] = await plainAssets(v);
+  }
   if (opts.stateFile) fs.writeFileSync(opts.stateFile, JSON.stringify(mocks.kept), { mode: 0o600 });
   return { resources: mocks.resources, graph: graph(), outputs, secretOutputs, config };
 }

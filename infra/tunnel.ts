@@ -2,9 +2,12 @@ import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { type CloudflaredIngress, cloudflaredIngress, renderCloudflaredConfig } from "../cloud-init";
-import { accessTokenRenewal, type CredentialExpiry } from "./credentials";
+import { accessTokenRenewal, type CredentialExpiry, generationName, splitGenerations } from "./credentials";
 import { managedRecord } from "./dns";
 import type { ZoneLine } from "./records";
+
+/** How long a service token is valid: Cloudflare's default, a year. Renewal: docs/day-two.md. */
+export const ACCESS_TOKEN_DURATION = "8760h";
 
 /** The relay's only public paths. /metrics and /ready stay host-local. */
 export const PUBLIC_PATH_REGEX =
@@ -44,6 +47,11 @@ export interface RelayTunnelArgs {
   readonly relayHostname: string;
   /** Calling services; each gets an Access service token. */
   readonly callers: readonly string[];
+  /**
+   * The service tokens' generations (oldest first; default [1]): every caller has one token per generation, and the
+   * Access policy admits all of them, so a renewal creates the new tokens beside the old ones.
+   */
+  readonly tokenGenerations?: readonly number[];
   readonly stack: string;
   /** Zero Trust team name: cloudflared checks the Access JWT against <team>.cloudflareaccess.com. */
   readonly teamName: string;
@@ -92,23 +100,34 @@ export class RelayTunnel extends pulumi.ComponentResource {
 
     this.accessClientIds = {};
     this.accessClientSecrets = {};
-    const tokens = args.callers.map((caller) => {
-      const t = new cloudflare.ZeroTrustAccessServiceToken(
-        `${name}-access-${caller}`,
-        { accountId: args.accountId, name: `mail-relay-${args.stack}-${caller}`, duration: "8760h" },
-        { parent: this, additionalSecretOutputs: ["clientSecret"] },
-      );
-      this.accessClientIds[caller] = pulumi.secret(t.clientId);
-      this.accessClientSecrets[caller] = pulumi.secret(t.clientSecret);
-      return t;
-    });
-    this.accessTokenExpiry = tokens.map((t) =>
-      pulumi.all([t.name, t.expiresAt]).apply(([credential, expiresAt]) => ({
-        credential,
-        kind: "cloudflare-access-service-token" as const,
-        expiresAt,
-        renew: accessTokenRenewal(2),
-      })),
+    const generations = args.tokenGenerations ?? [1];
+    const { current } = splitGenerations(generations);
+    this.accessTokenExpiry = [];
+    const tokens = args.callers.flatMap((caller) =>
+      generations.map((g) => {
+        const t = new cloudflare.ZeroTrustAccessServiceToken(
+          generationName(`${name}-access-${caller}`, g),
+          {
+            accountId: args.accountId,
+            name: generationName(`mail-relay-${args.stack}-${caller}`, g),
+            duration: ACCESS_TOKEN_DURATION,
+          },
+          { parent: this, additionalSecretOutputs: ["clientSecret"] },
+        );
+        if (g === current) {
+          this.accessClientIds[caller] = pulumi.secret(t.clientId);
+          this.accessClientSecrets[caller] = pulumi.secret(t.clientSecret);
+        }
+        this.accessTokenExpiry.push(
+          pulumi.all([t.name, t.expiresAt]).apply(([credential, expiresAt]) => ({
+            credential,
+            kind: "cloudflare-access-service-token" as const,
+            expiresAt,
+            renew: accessTokenRenewal(generations, g),
+          })),
+        );
+        return t;
+      }),
     );
     // One reusable policy (the callers' service tokens) for every application in front of this tunnel.
     const policy = new cloudflare.ZeroTrustAccessPolicy(

@@ -184,7 +184,7 @@ export async function startServer(
       address,
       smtpAddress,
       handoff: config.handoff.kind,
-      callers: config.tokens.map((t) => t.name),
+      callers: [...new Set(config.tokens.map((t) => t.name))],
       allowedFrom: config.allowedFrom.size,
     },
     "mail-relay listening",

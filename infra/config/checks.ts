@@ -44,6 +44,7 @@ export interface NodeSpec {
 const CONSUMED_KEYS = [
   "zone",
   "mtaHostname",
+  "mtaHostnames",
   "relayHostname",
   "nodeCount",
   "allowUntestedImage",
@@ -107,11 +108,17 @@ export function isConfigError(e: unknown): e is ConfigError {
   return e instanceof Error && e.name === "ConfigError" && Array.isArray((e as ConfigError).problems);
 }
 
-/** MTA hostnames: `mail.<domain>` for one node; `mail1.`, `mail2.` ... when there are several. */
-export function nodeHostnames(base: string, count: number): string[] {
-  if (count === 1) return [base];
+/**
+ * MTA hostnames: node1 is `mail.<domain>` however many nodes there are (adding a node never renames it: its PTR, A
+ * record and user-data stay, so its server is not replaced), then `mail2.`, `mail3.` ... `pinned` (mtaHostnames)
+ * overrides the names of the first nodes.
+ */
+export function nodeHostnames(base: string, count: number, pinned: readonly string[] = []): string[] {
   const [first, ...rest] = base.split(".");
-  return Array.from({ length: count }, (_, i) => [`${first}${i + 1}`, ...rest].join("."));
+  return Array.from(
+    { length: count },
+    (_, i) => pinned[i] ?? (i === 0 ? base : [`${first}${i + 1}`, ...rest].join(".")),
+  );
 }
 
 function isWithin(name: string, domain: string): boolean {
@@ -136,15 +143,28 @@ export function parseConfig(
   const c = parsed.data;
   const zone = c.zone ?? c.domain;
   const mtaBase = c.mtaHostname ?? `mail.${c.domain}`;
+  const mtaHosts = nodeHostnames(mtaBase, c.nodeCount, c.mtaHostnames);
   const relayHostname = c.relayHostname ?? `mail-relay.${c.domain}`;
 
   if (!isWithin(c.domain, zone))
     problems.push(`${NS}:zone "${zone}" must be the Cloudflare zone that contains ${NS}:domain "${c.domain}"`);
   if (!isWithin(mtaBase, zone))
     problems.push(`${NS}:mtaHostname "${mtaBase}" must be inside the zone "${zone}" so its A record can be managed`);
+  (c.mtaHostnames ?? []).forEach((h, i) => {
+    if (!isWithin(h, zone))
+      problems.push(
+        `${keyPath(["mtaHostnames", i])} "${h}" must be inside the zone "${zone}" so its A record can be managed`,
+      );
+  });
+  const mtaDup = mtaHosts.find((h, i) => mtaHosts.indexOf(h) !== i);
+  if (mtaDup)
+    problems.push(
+      `${NS}:mtaHostnames gives two nodes the name ${mtaDup}; each node needs its own (its PTR and A record), ` +
+        `e.g. ${JSON.stringify(nodeHostnames(mtaBase, c.nodeCount))}`,
+    );
   if (c.tunnel && !isWithin(relayHostname, zone))
     problems.push(`${NS}:relayHostname "${relayHostname}" must be inside the zone "${zone}"`);
-  if (relayHostname === mtaBase)
+  if (mtaHosts.includes(relayHostname))
     problems.push(
       `${NS}:relayHostname must differ from the MTA hostname: one is the proxied HTTP entry, ` +
         `the other the unproxied SMTP identity`,
@@ -189,7 +209,7 @@ export function parseConfig(
         `${NS}:smtpIngress.hostname "${smtpHostname}" must be inside the zone "${zone}" (its CNAME and Access ` +
           `application live there)`,
       );
-    if ([relayHostname, ...nodeHostnames(mtaBase, c.nodeCount)].includes(smtpHostname)) {
+    if ([relayHostname, ...mtaHosts].includes(smtpHostname)) {
       problems.push(
         `${NS}:smtpIngress.hostname must differ from relayHostname and the MTA hostnames: ` +
           `it is its own tunnel route and Access application`,
@@ -203,11 +223,7 @@ export function parseConfig(
     );
   }
   const mxHosts = new Set(c.mx.map((m) => m.host));
-  for (const h of [
-    ...nodeHostnames(mtaBase, c.nodeCount),
-    relayHostname,
-    ...(c.smtpIngress.enabled ? [smtpHostname] : []),
-  ]) {
+  for (const h of [...mtaHosts, relayHostname, ...(c.smtpIngress.enabled ? [smtpHostname] : [])]) {
     if (mxHosts.has(h))
       problems.push(
         `${NS}:mx must not point at ${h}: this relay never receives mail; keep your mailbox provider's MX hosts`,
@@ -265,6 +281,20 @@ export function parseConfig(
     callerSenders[x.name] = [...new Set(x.allowedSenders)];
   });
 
+  const webhookCallers = new Set(webhooks.map((w) => w.caller));
+  for (const [kind, known, what] of [
+    ["relayTokens", new Set(callerNames), "callers"],
+    ["webhookSecrets", webhookCallers, "callers with a webhookUrl"],
+  ] as const) {
+    for (const caller of Object.keys(c.rotations[kind]))
+      if (!known.has(caller))
+        problems.push(
+          `${NS}:rotations.${kind}.${caller} names no caller of ${NS}:callers ` +
+            `(${what}: ${[...known].join(", ") || "none"}); ` +
+            `remove it with \`pulumi config rm --path '${NS}:rotations.${kind}.${caller}'\``,
+        );
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -273,7 +303,7 @@ export function parseConfig(
     stack: ctx.stack,
     zone,
     relayHostname,
-    nodes: nodeHostnames(mtaBase, c.nodeCount).map((h, i) => ({ index: i + 1, key: `node${i + 1}`, mtaHostname: h })),
+    nodes: mtaHosts.map((h, i) => ({ index: i + 1, key: `node${i + 1}`, mtaHostname: h })),
     release: imageRelease ?? DEFAULT_RELEASE,
     untestedImage: imageRelease === undefined,
     wideAdminCidrs: c.adminCidrs.filter(isWiderThanASite),

@@ -194,10 +194,52 @@ const smtpIngressSchema = z
   .strict()
   .default({});
 
+/**
+ * A credential's generations, oldest first: one, or two while it is rotated (the old one still works, the new one is
+ * handed out). Generation 1 keeps the names a stack had before rotations existed. `pulumi config set --path` may store
+ * a number as a string, so digits are accepted either way.
+ */
+const generationsSchema = z
+  .array(
+    z.union(
+      [
+        z.number().int().min(1).max(999),
+        z
+          .string()
+          .regex(/^[1-9]\d{0,2}$/)
+          .transform(Number),
+      ],
+      {
+        errorMap: () => ({ message: "each generation is a whole number from 1 to 999, e.g. [1, 2]" }),
+      },
+    ),
+    { invalid_type_error: "must be a list of generations, oldest first, e.g. [1] or [1, 2] during a rotation" },
+  )
+  .min(1, "must keep at least one generation, e.g. [2]")
+  .max(2, "lists at most two generations: the old one and the new one, during a rotation")
+  .refine((g) => g.every((x, i) => i === 0 || x > g[i - 1]), {
+    message: "must list generations oldest first, each newer than the last, e.g. [1, 2]",
+  });
+
+const rotationsSchema = z
+  .object({
+    /** Every caller's Access service token (they expire after a year): renewal adds a generation. */
+    accessTokens: generationsSchema.default([1]),
+    /** Per caller: its relay bearer token. */
+    relayTokens: z.record(generationsSchema).default({}),
+    /** Per caller with a webhookUrl: its webhook signing secret. */
+    webhookSecrets: z.record(generationsSchema).default({}),
+  })
+  .strict()
+  .default({});
+
 export const rawSchema = z.object({
   domain: hostname("example.com"),
   zone: hostname("example.com").optional(),
   mtaHostname: hostname("mail.example.com").optional(),
+  mtaHostnames: z
+    .array(hostname("mail1.example.com"), { invalid_type_error: 'must be a list like ["mail1.example.com"]' })
+    .optional(),
   relayHostname: hostname("mail-relay.example.com").optional(),
   nodeCount: z.number().int().min(1, "must be at least 1").max(9, "must be at most 9").default(1),
   serverType: z
@@ -288,6 +330,7 @@ export const rawSchema = z.object({
   smtpIngress: smtpIngressSchema,
   /** The user has a certificate (not the free Universal SSL one) covering proxied names deeper than one level. */
   certificateCoversDeepHostnames: z.boolean().default(false),
+  rotations: rotationsSchema,
 });
 
 /** The stack file's keys as parsed: per-key defaults and normalisation applied, nothing checked across keys yet. */

@@ -148,7 +148,13 @@ function duplicateProblems(tokens: readonly CallerToken[]): string[] {
   return problems;
 }
 
-/** `name=<64 hex digits>,...`: the SHA-256 of each caller's token, as the deploy step writes it on the host. */
+/** A caller's digests: one, or two while its token is rotated (old and new both authenticate until the old goes). */
+export const MAX_TOKENS_PER_CALLER = 2;
+
+/**
+ * `name=<64 hex digits>,...`: the SHA-256 of each caller's token, as the deploy step writes it on the host; during a
+ * rotation `name=<hex>|<hex>`, and each digest authenticates as the same caller (one rate limit, one quota).
+ */
 export function parseTokenDigests(raw: string): { tokens: CallerToken[]; problems: string[] } {
   const problems: string[] = [];
   const tokens: CallerToken[] = [];
@@ -157,15 +163,36 @@ export function parseTokenDigests(raw: string): { tokens: CallerToken[]; problem
     .map((s) => s.trim())
     .filter((s) => s !== "");
   if (parts.length === 0) problems.push("set at least one name=<sha256 hex> entry");
+  const entries = new Set<string>();
   parts.forEach((part, i) => {
-    const m = /^([A-Za-z0-9_.-]{1,64})=([0-9a-fA-F]{64})$/.exec(part);
+    const m = /^([A-Za-z0-9_.-]{1,64})=([0-9a-fA-F]{64}(?:\|[0-9a-fA-F]{64})*)$/.exec(part);
     if (!m) {
-      problems.push(`entry #${i + 1} must be name=<64 hex digits> (the SHA-256 of the caller's token)`);
+      problems.push(
+        `entry #${i + 1} must be name=<64 hex digits> (the SHA-256 of the caller's token), or ` +
+          `name=<hex>|<hex> while its token is rotated`,
+      );
       return;
     }
-    tokens.push({ name: m[1] as string, sha256: (m[2] as string).toLowerCase() });
+    const name = m[1] as string;
+    const digests = (m[2] as string).toLowerCase().split("|");
+    if (entries.has(name))
+      problems.push(
+        `caller name "${name}" is used twice (a rotation lists both digests in one entry: name=<hex>|<hex>)`,
+      );
+    entries.add(name);
+    if (digests.length > MAX_TOKENS_PER_CALLER)
+      problems.push(
+        `entry #${i + 1} (${name}) lists ${digests.length} digests; at most ${MAX_TOKENS_PER_CALLER} (old and new ` +
+          `during a rotation)`,
+      );
+    for (const sha256 of digests) tokens.push({ name, sha256 });
   });
-  return { tokens, problems: [...problems, ...duplicateProblems(tokens)] };
+  const digestsSeen = new Set<string>();
+  for (const t of tokens) {
+    if (digestsSeen.has(t.sha256)) problems.push(`the same token is listed twice`);
+    digestsSeen.add(t.sha256);
+  }
+  return { tokens, problems };
 }
 
 /** `caller=a@x;b@x,caller2=c@x`: per-caller sender allowlists. */

@@ -48,7 +48,7 @@ let chain: Promise<unknown> = Promise.resolve();
 export function runStack(
   stack: StackName,
   overrides: Record<string, unknown> = {},
-  opts: { stateFile?: string } = {},
+  opts: { stateFile?: string; keepAll?: boolean } = {},
 ): Promise<OfflineRun> {
   const run = chain.then(() =>
     runOffline(

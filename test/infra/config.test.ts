@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -63,15 +64,57 @@ describe("config: defaults", () => {
     });
   });
 
-  it("several nodes are named mail1., mail2., ... so each PTR is distinct", () => {
+  it("node1 keeps mail.<domain> at any nodeCount; the others are mail2., mail3., ...; each PTR is distinct", () => {
     expect(nodeHostnames("mail.example.com", 3)).toEqual([
-      "mail1.example.com",
+      "mail.example.com",
       "mail2.example.com",
       "mail3.example.com",
     ]);
     expect(
       parseConfig({ ...minimalConfig(), nodeCount: 2 }, CONFIG_SECRETS, CONFIG_CTX).nodes.map((n) => n.key),
     ).toEqual(["node1", "node2"]);
+  });
+
+  it("changing nodeCount never renames a node that stays (every count's names are a prefix of a larger count's)", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9 }), (n, m) => {
+        const [small, large] = [
+          nodeHostnames("mail.example.com", Math.min(n, m)),
+          nodeHostnames("mail.example.com", Math.max(n, m)),
+        ];
+        expect(large.slice(0, small.length)).toEqual(small);
+        expect(new Set(large).size).toBe(large.length);
+      }),
+    );
+  });
+
+  it("mtaHostnames pins the first nodes' names (a stack deployed as mail1./mail2. keeps them); the rest follow the rule", () => {
+    const c = parseConfig(
+      { ...minimalConfig(), nodeCount: 3, mtaHostnames: ["mail1.example.com", "mail2.example.com"] },
+      CONFIG_SECRETS,
+      CONFIG_CTX,
+    );
+    expect(c.nodes.map((n) => n.mtaHostname)).toEqual(["mail1.example.com", "mail2.example.com", "mail3.example.com"]);
+    const one = parseConfig(
+      { ...minimalConfig(), nodeCount: 1, mtaHostnames: ["mail1.example.com", "mail2.example.com"] },
+      CONFIG_SECRETS,
+      CONFIG_CTX,
+    );
+    expect(one.nodes.map((n) => n.mtaHostname)).toEqual(["mail1.example.com"]);
+  });
+
+  it.each([
+    [
+      { nodeCount: 2, mtaHostnames: ["mail2.example.com"] },
+      /mail-relay:mtaHostnames gives two nodes the name mail2\.example\.com; .*\["mail\.example\.com","mail2\.example\.com"\]/,
+    ],
+    [
+      { mtaHostnames: ["mail.example.org"] },
+      /mail-relay:mtaHostnames\[0\] "mail\.example\.org" must be inside the zone "example\.com"/,
+    ],
+    [{ mtaHostnames: "mail1.example.com" }, /mail-relay:mtaHostnames must be a list like \["mail1\.example\.com"\]/],
+  ])("mtaHostnames %j is refused, naming the key and the fix", (over, message) => {
+    expect(() => parseConfig({ ...minimalConfig(), ...over }, CONFIG_SECRETS, CONFIG_CTX)).toThrow(message);
   });
 });
 

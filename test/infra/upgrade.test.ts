@@ -2,9 +2,8 @@
  * Upgrading a deployment from debian-12 to debian-13 (docs/upgrade.md), as far as it can run here: the program under
  * mocks for both images, and what `pulumi up` does between the two, derived from the program's own dependency graph
  * (offline.ts records each resource's input dependencies and its deleteBeforeReplace option) with the engine's rules:
- *  1. a resource is replaced when an input that forces replacement changes: the server's `image` (the hcloud provider
- *     marks it "forces replacement"); a remote Command's or CopyToRemote's `triggers` or `connection`
- *     (@pulumi/command);
+ *  1. a resource is replaced when an input that forces replacement changes (test/helpers/replacement.ts): the server's
+ *     `image` (ForceNew in the hcloud provider); a remote Command's or CopyToRemote's `triggers` (@pulumi/command);
  *  2. while a replaced resource's new id is not known, every input that comes from it is unknown, so a dependent whose
  *     replacement-forcing input comes from it is replaced too;
  *  3. a replaced resource with deleteBeforeReplace is deleted before its replacement is created, and its replaced
@@ -13,14 +12,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { renderStopCloudflared, renderStopRelay } from "../../cloud-init";
 import type { GraphNode, OfflineRun, RecordedResource } from "../../infra/offline";
+import { replacementInputs } from "../helpers/replacement";
 import { ofType, runStack, T } from "../helpers/stack";
 
-/** Inputs whose change replaces a resource, by type (only what rule 1 needs here). */
-const FORCES_REPLACEMENT: Record<string, readonly string[]> = {
-  [T.server]: ["image", "userData"],
-  [T.command]: ["triggers", "connection"],
-  [T.copy]: ["triggers", "connection"],
-};
+/** Inputs whose change replaces a resource: the one table (test/helpers/replacement.ts), for custom resources. */
+const forcesReplacement = (type: string): readonly string[] =>
+  type.startsWith("mail-relay:") || type === "" ? [] : replacementInputs(type);
 
 interface Plan {
   /** Resources replaced, by name. */
@@ -54,7 +51,7 @@ function replacementPlan(run: OfflineRun, changed: string): Plan {
     grew = false;
     for (const g of run.graph) {
       if (replaced.has(g.name)) continue;
-      const forcing = FORCES_REPLACEMENT[types.get(g.name) ?? ""] ?? [];
+      const forcing = forcesReplacement(types.get(g.name) ?? "");
       if (forcing.some((p) => (g.propertyDependencies[p] ?? []).some((d) => replaced.has(d)))) {
         replaced.add(g.name);
         grew = true;
