@@ -179,8 +179,8 @@ describe("the idempotent retry against the real relay", () => {
             const chunks: Buffer[] = [];
             ur.on("data", (c: Buffer) => chunks.push(c));
             ur.on("end", () => {
-              if (dropped++ === 0) return req.socket.destroy();
-              res.writeHead(ur.statusCode ?? 502, ur.headers).end(Buffer.concat(chunks));
+              if (dropped++ === 0) req.socket.destroy();
+              else res.writeHead(ur.statusCode ?? 502, ur.headers).end(Buffer.concat(chunks));
             });
           },
         );
