@@ -9,9 +9,13 @@ import type { ZoneLine } from "./records";
 /** How long a service token is valid: Cloudflare's default, a year. Renewal: docs/day-two.md. */
 export const ACCESS_TOKEN_DURATION = "8760h";
 
-/** The relay's only public paths. /metrics and /ready stay host-local. */
+/**
+ * The relay's only public paths. /metrics and /ready stay host-local. cloudflared matches it against the decoded path
+ * (proxy.go: `FindMatchingRule(req.Host, req.URL.Path)`), so an address arrives with its "@"; the "%40" spelling is
+ * accepted too, for a matcher that sees the raw path. A path segment never holds "/", so no ".." reaches the relay.
+ */
 export const PUBLIC_PATH_REGEX =
-  "^/(send|health|messages|messages/[A-Za-z0-9_-]+|suppressions|suppressions/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)$";
+  "^/(send|health|messages|messages/[A-Za-z0-9_-]+|suppressions|suppressions/[^/]+(@|%40)[^/]+)$";
 
 /** The relay's SMTP ingress behind the tunnel: its hostname and the relay's loopback SMTP port. */
 export interface SmtpIngressRoute {

@@ -5,7 +5,8 @@
 # replaces only this binary. It runs under the program's real unit (cloudflared-mail-relay.service: User=cloudflared, --config,
 # the pushed EnvironmentFile with TUNNEL_TOKEN, Type=notify), checks that the token it got is the stack's, dials
 # OUT to the rehearsal's edge the way cloudflared keeps outbound connections to Cloudflare, and for each request
-# the edge sends down a connection applies the tunnel's ingress rules in order: hostname and path regex -> service
+# the edge sends down a connection applies the tunnel's ingress rules in order: hostname and path regex (matched, as
+# cloudflared's proxy.go does, against the DECODED path, req.URL.Path) -> service
 # (http://127.0.0.1:<port>), or http_status:<code>. The rules are read from the file the unit passes with
 # --config (the program's locally managed ingress), or, without one, from the rehearsal's copy of the remotely
 # managed configuration. A rule with originRequest.access.required refuses (403) a request whose
@@ -20,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 
 CONFIG = "/etc/mail-relay-rehearsal/tunnel.json"
 VERSION = "cloudflared version 0.0.0-rehearsal (mail-relay rehearsal stand-in, not Cloudflare's binary)"
@@ -58,7 +60,9 @@ def read_request(sock):
         body += chunk
     return lines[0], headers, head + b"\r\n\r\n" + body
 
-def route(ingress, host, path):
+def route(ingress, host, raw_path):
+    # As cloudflared (proxy.go: FindMatchingRule(req.Host, req.URL.Path)): the path regex sees the DECODED path.
+    path = urllib.parse.unquote(raw_path)
     for rule in ingress:
         if rule.get("hostname") and rule["hostname"] != host:
             continue

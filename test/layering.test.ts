@@ -76,6 +76,12 @@ describe("one-way imports", () => {
     expect(violations(["bench"], (t) => under(t, "test"))).toEqual([]);
   });
 
+  it("client/ ships alone: it imports only node: built-ins and its own files (no relay/, no package)", () => {
+    const files = sourceFiles("client");
+    expect(files.length).toBeGreaterThan(2);
+    expect(violations(["client"], (t) => !t.startsWith("node:") && !under(t, "client"))).toEqual([]);
+  });
+
   it("the renderers (cloud-init/) import nothing from @pulumi/* or infra/", () => {
     expect(violations(["cloud-init"], (t) => t.startsWith("@pulumi/") || under(t, "infra"))).toEqual([]);
   });

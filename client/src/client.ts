@@ -119,7 +119,9 @@ export class RelayClient {
     try {
       u = new URL(o.url);
     } catch {
-      throw new TypeError(`RelayClient: url "${o.url}" is not a URL; give the relayUrl output, e.g. https://mail-relay.example.com`);
+      throw new TypeError(
+        `RelayClient: url "${o.url}" is not a URL; give the relayUrl output, e.g. https://mail-relay.example.com`,
+      );
     }
     if (u.protocol !== "https:" && u.protocol !== "http:")
       throw new TypeError(`RelayClient: url must be http(s)://, got ${u.protocol}`);

@@ -160,10 +160,14 @@ export class RelayTransport {
     );
   }
 
-  /** transporter.verify(): one authenticated request through Access and the relay token. */
-  verify(callback: (err: Error | null, success?: boolean) => void): void {
-    this.client.listMessages({ limit: 1 }).then(
-      () => callback(null, true),
+  /** transporter.verify(): one authenticated request through Access and the relay token (callback or promise). */
+  verify(): Promise<true>;
+  verify(callback: (err: Error | null, success?: true) => void): void;
+  verify(callback?: (err: Error | null, success?: true) => void): Promise<true> | void {
+    const p = this.client.listMessages({ limit: 1 }).then(() => true as const);
+    if (!callback) return p;
+    p.then(
+      (ok) => callback(null, ok),
       (err: Error) => callback(err),
     );
   }

@@ -14,7 +14,11 @@ export interface SendMessage {
   readonly text?: string;
   readonly html?: string;
   /** `content` is base64. */
-  readonly attachments?: readonly { readonly filename: string; readonly contentType?: string; readonly content: string }[];
+  readonly attachments?: readonly {
+    readonly filename: string;
+    readonly contentType?: string;
+    readonly content: string;
+  }[];
   /** `X-` headers only (the relay refuses others with 400 header_not_allowed). */
   readonly headers?: Readonly<Record<string, string>>;
   readonly tags?: readonly string[];
@@ -38,7 +42,13 @@ export const MESSAGE_STATES = [
 export type MessageState = (typeof MESSAGE_STATES)[number];
 
 /** States after which nothing changes any more: what waitFor waits for by default. */
-export const FINAL_STATES: readonly MessageState[] = ["delivered", "partially_delivered", "bounced", "expired", "failed"];
+export const FINAL_STATES: readonly MessageState[] = [
+  "delivered",
+  "partially_delivered",
+  "bounced",
+  "expired",
+  "failed",
+];
 
 export type RecipientState = "pending" | "delivered" | "deferred" | "bounced" | "expired";
 

@@ -25,7 +25,7 @@ import {
 } from "./doctor";
 import { faultBrokenRelease, faultKillRelay, faultOpendkim, faultPostfix, faultReboot } from "./faults";
 import { ledger } from "./ledger";
-import { localMail, mail, services } from "./mail";
+import { clients, localMail, mail, services } from "./mail";
 import { boot, buildImage, deploy, network, render, replaceServer } from "./setup";
 import { teardown } from "./teardown";
 
@@ -92,6 +92,7 @@ export class Rehearsal {
       if (this.ctx.target) return await this.runUpgrade();
       await this.phase("services", (fail) => services(this.ctx, fail));
       await this.phase("mail end to end", (fail) => mail(this.ctx, fail));
+      await this.phase("clients: client/ and nodemailer", (fail) => clients(this.ctx, fail));
       await this.phase("attack: from the internet", (fail) => attackFromWorld(this.ctx, fail));
       await this.phase("attack: through the tunnel", (fail) => attackThroughTunnel(this.ctx, fail));
       await this.phase("attack: local users on the host", (fail) => attackLocalUsers(this.ctx, fail));

@@ -5,7 +5,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { capturedCount, verifyCaptured } from "../client";
-import { sleep } from "../proc";
+import { run, sleep } from "../proc";
+import { WORLD } from "../world";
 import type { Fail, RehearsalRun } from "./context";
 
 export async function services(ctx: RehearsalRun, fail: Fail): Promise<string> {
@@ -129,4 +130,81 @@ export async function localMail(ctx: RehearsalRun, fail: Fail): Promise<string> 
   await sleep(2000);
   if (capturedCount(ctx.inbox) !== before) fail("mail to root left the host (the MX received it)");
   return `mail to root delivered to /var/mail/root; nothing left the host (${r.stdout.trim().split("\n").pop()})`;
+}
+
+/**
+ * A caller's app: client/ and its nodemailer transport each send one message from `world` through the edge and the
+ * tunnel (Access headers + relay token), wait for `delivered`, and the copies are checked at the MX like the rest.
+ */
+export async function clients(ctx: RehearsalRun, fail: Fail): Promise<string> {
+  const before = capturedCount(ctx.inbox);
+  const creds = ctx.creds();
+  const subjects = [`[${ctx.runTag}] client/ send()`, `[${ctx.runTag}] nodemailer transport`] as const;
+  // `ip netns exec` puts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf: the app resolves through the world's DNS.
+  const netnsEtc = path.join("/etc/netns", ctx.names.world);
+  fs.mkdirSync(netnsEtc, { recursive: true });
+  fs.writeFileSync(path.join(netnsEtc, "resolv.conf"), `nameserver ${WORLD.dns}\n`);
+  const jobFile = path.join(ctx.dir, "clients-job.json");
+  fs.writeFileSync(
+    jobFile,
+    JSON.stringify({
+      url: String(ctx.capture.outputs.relayUrl).replace(/^https:/, "http:"),
+      token: creds.relayToken,
+      accessClientId: creds.accessId,
+      accessClientSecret: creds.accessSecret,
+      from: ctx.sender(),
+      to: [ctx.rcpt("sdk"), ctx.rcpt("nodemailer")],
+      subjects,
+    }),
+    { mode: 0o600 },
+  );
+  let out;
+  try {
+    out = await run(
+      "ip",
+      [
+        "netns",
+        "exec",
+        ctx.names.world,
+        process.execPath,
+        "--import",
+        "tsx",
+        path.join(__dirname, "..", "world", "clients.ts"),
+        jobFile,
+      ],
+      { timeoutMs: 90_000 },
+    );
+  } finally {
+    fs.rmSync(jobFile, { force: true });
+    fs.rmSync(netnsEtc, { recursive: true, force: true });
+  }
+  if (out.code !== 0) {
+    fail(`clients.ts exited ${out.code}: ${out.stderr.trim().slice(0, 600)}`);
+    return "";
+  }
+  const r = JSON.parse(out.stdout.trim().split("\n").pop() as string) as {
+    client: { id: string; state: string; reply?: string };
+    transport: { id: string; state: string; accepted: string[]; reply?: string };
+    suppressionDelete: string;
+  };
+  ctx.accepted += 2;
+  ctx.expected.push(
+    { id: r.client.id, what: subjects[0], copies: 1 },
+    { id: r.transport.id, what: subjects[1], copies: 1 },
+  );
+  if (r.client.state !== "delivered") fail(`client/ send(): ${r.client.id} is ${r.client.state}`);
+  if (r.transport.state !== "delivered") fail(`nodemailer transport: ${r.transport.id} is ${r.transport.state}`);
+  if (r.suppressionDelete !== "relay 404 not_found")
+    fail(`DELETE /suppressions/<addr with %40> did not reach the relay: ${r.suppressionDelete}`);
+  if (!(await ctx.waitForCopies(before + 2, 30_000))) fail(`the two copies did not reach the MX within 30s`);
+  const verified = (await verifyCaptured(ctx.names, ctx.inbox)).filter((v) => subjects.includes(v.subject as never));
+  if (verified.length !== 2) fail(`expected 2 copies at the MX, found ${verified.length}`);
+  for (const v of verified)
+    if (v.dkim !== "pass" || v.spf !== "pass" || v.dmarc !== "pass")
+      fail(`${v.subject}: dkim=${v.dkim} spf=${v.spf} dmarc=${v.dmarc}`);
+  return (
+    `client/ send() and the nodemailer transport through the edge and the tunnel: both delivered ` +
+    `(${r.client.reply ?? "?"}), at the MX with dkim=spf=dmarc=pass; DELETE /suppressions/…%40… reached the relay ` +
+    `(${r.suppressionDelete})`
+  );
 }
