@@ -38,6 +38,19 @@ export class PackedKeyMap {
     return this.keys.length / this.words;
   }
 
+  /** Forgets every entry (keeps the memory). */
+  clear(): void {
+    this.buckets.fill(0);
+    this.free.length = 0;
+    this.used = 0;
+    this.live = 0;
+  }
+
+  /** Grows until `n` slots fit without growing again (loading a known count at once). */
+  reserve(n: number): void {
+    while (this.capacity < n) this.grow();
+  }
+
   /** The slot of `key` (its first `words` words from `off`), or -1. */
   get(key: Uint32Array, off = 0): number {
     for (let b = this.home(key, off); ; b = (b + 1) & this.mask) {
