@@ -115,7 +115,11 @@ const STATE_CODE: Record<DeliveryState, number> = {
   bounced: 5,
   expired: 6,
 };
-const CHECKPOINT_MAGIC = "MRDS0001";
+const CHECKPOINT_MAGIC = "MRDS0002";
+/** The order is summarised per block of 256 positions: which states and callers (mod 24) it may hold. */
+const BLOCK_SHIFT = 8;
+const BLOCK_SIZE = 1 << BLOCK_SHIFT;
+const BLOCK_MASK = BLOCK_SIZE - 1;
 const CHECKPOINT_BLOCK = 65_536;
 /** Messages parsed from the journal kept for repeated reads (GET /messages/:id polled by a caller). */
 const CACHE_MESSAGES = 512;
@@ -204,6 +208,7 @@ export class DeliveryStore {
   private readonly checkpointFile: string;
   private readonly ids = new PackedKeyMap(4);
   private readonly key = new Uint32Array(4);
+  private readonly orderKey = new Uint32Array(4);
   private handedAt = new Float64Array(0);
   private recordAt = new Float64Array(0);
   /** Last update, whole seconds (retention needs no more). */
@@ -214,6 +219,7 @@ export class DeliveryStore {
   /** Slots of the handed-off messages by (handedOffAt, id): GET /messages pages through it. */
   private order = new Int32Array(0);
   private orderLen = 0;
+  private blockMask = new Uint32Array(64);
   private callers: string[] = [""];
   private callerCodes = new Map<string, number>();
   private byQueueId = new Map<string, string>();
@@ -319,6 +325,7 @@ export class DeliveryStore {
     this.stateOf = new Uint8Array(0);
     this.order = new Int32Array(0);
     this.orderLen = 0;
+    this.blockMask = new Uint32Array(64);
     this.callers = [""];
     this.callerCodes = new Map();
     this.byQueueId = new Map();
@@ -388,55 +395,107 @@ export class DeliveryStore {
     return c;
   }
 
-  /** (handedAt, id) of slot a before (at, id)? */
-  private before(slot: number, at: number, id: string): boolean {
+  /** (handedAt, id) of `slot` before (at, id as words in `key`)? Hex order of a UUID is the order of its words. */
+  private before(slot: number, at: number, key: Uint32Array): boolean {
     const x = this.handedAt[slot] as number;
-    return x < at || (x === at && this.idOf(slot) < id);
+    if (x !== at) return x < at;
+    for (let w = 0; w < 4; w++) {
+      const a = this.ids.word(slot, w);
+      const b = key[w] as number;
+      if (a !== b) return a < b;
+    }
+    return false;
   }
 
-  /** First position in the order whose (handedAt, id) is not before (at, id). */
-  private lowerBound(at: number, id: string): number {
+  /** First position in the order whose (handedAt, id) is not before (at, key). */
+  private lowerBound(at: number, key: Uint32Array): number {
     let lo = 0;
     let hi = this.orderLen;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.before(this.order[mid] as number, at, id)) lo = mid + 1;
+      if (this.before(this.order[mid] as number, at, key)) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
-  private orderRemove(slot: number, id: string): void {
+  /** Position of a handed-off slot in the order, or -1. */
+  private positionOf(slot: number): number {
     const at = this.handedAt[slot] as number;
-    if (Number.isNaN(at)) return;
-    const i = this.lowerBound(at, id);
-    if (this.order[i] !== slot || i >= this.orderLen) return;
-    this.order.copyWithin(i, i + 1, this.orderLen);
-    this.orderLen--;
+    if (Number.isNaN(at)) return -1;
+    const key = this.orderKey;
+    for (let w = 0; w < 4; w++) key[w] = this.ids.word(slot, w);
+    const i = this.lowerBound(at, key);
+    return i < this.orderLen && this.order[i] === slot ? i : -1;
   }
 
-  private orderInsert(slot: number, id: string): void {
+  /** The bits a slot sets in its order block's mask: its state, and its caller (mod 24). */
+  private bits(slot: number): number {
+    return ((1 << (this.stateOf[slot] as number)) | (1 << (8 + ((this.callerOf[slot] as number) % 24)))) >>> 0;
+  }
+
+  private markBlock(pos: number): void {
+    const b = pos >>> BLOCK_SHIFT;
+    if (b >= this.blockMask.length) {
+      const m = new Uint32Array(Math.max(64, this.blockMask.length * 2, b + 1));
+      m.set(this.blockMask);
+      this.blockMask = m;
+    }
+    this.blockMask[b] = ((this.blockMask[b] as number) | this.bits(this.order[pos] as number)) >>> 0;
+  }
+
+  /** Recomputes every block mask (after a bulk change of the order). */
+  private rebuildMasks(): void {
+    this.blockMask = new Uint32Array(Math.max(64, (this.orderLen >>> BLOCK_SHIFT) + 1));
+    for (let i = 0; i < this.orderLen; i++) this.markBlock(i);
+  }
+
+  private orderRemove(slot: number): void {
+    const i = this.positionOf(slot);
+    if (i < 0) return;
+    this.order.copyWithin(i, i + 1, this.orderLen);
+    this.orderLen--;
+    // Each later block's first entry moved into the block before it.
+    for (let b = (i >>> BLOCK_SHIFT) + 1; b << BLOCK_SHIFT <= this.orderLen; b++)
+      this.markBlock((b << BLOCK_SHIFT) - 1);
+  }
+
+  private orderInsert(slot: number): void {
     const at = this.handedAt[slot] as number;
+    const key = this.orderKey;
+    for (let w = 0; w < 4; w++) key[w] = this.ids.word(slot, w);
     // Hand-offs arrive nearly in time order: look from the end first.
     let i = this.orderLen;
-    if (i > 0 && !this.before(this.order[i - 1] as number, at, id)) i = this.lowerBound(at, id);
+    if (i > 0 && !this.before(this.order[i - 1] as number, at, key)) i = this.lowerBound(at, key);
     if (this.orderLen >= this.order.length) this.growColumns();
     this.order.copyWithin(i + 1, i, this.orderLen);
     this.order[i] = slot;
     this.orderLen++;
+    this.markBlock(i);
+    // Each later block's last entry moved into the block after it.
+    for (let b = (i >>> BLOCK_SHIFT) + 1; b << BLOCK_SHIFT < this.orderLen; b++) this.markBlock(b << BLOCK_SHIFT);
   }
 
   /** Sets the columns from a message's state (everything but where its record is). */
   private index(slot: number, m: MessageDelivery): void {
-    this.stateOf[slot] = STATE_CODE[aggregateState(m.recipients)];
-    this.callerOf[slot] = this.callerCode(m.caller);
+    const state = STATE_CODE[aggregateState(m.recipients)];
+    const caller = this.callerCode(m.caller);
+    const changed = state !== this.stateOf[slot] || caller !== this.callerOf[slot];
+    this.stateOf[slot] = state;
+    this.callerOf[slot] = caller;
     this.updated[slot] = Math.max(this.updated[slot] as number, Math.ceil(m.updatedAt / 1000));
     const at = m.handedOffAt ?? Number.NaN;
     const was = this.handedAt[slot] as number;
-    if (at === was || (Number.isNaN(at) && Number.isNaN(was))) return;
-    this.orderRemove(slot, m.id);
+    if (at === was || (Number.isNaN(at) && Number.isNaN(was))) {
+      if (changed && !Number.isNaN(at)) {
+        const i = this.positionOf(slot);
+        if (i >= 0) this.markBlock(i);
+      }
+      return;
+    }
+    this.orderRemove(slot);
     this.handedAt[slot] = at;
-    if (!Number.isNaN(at)) this.orderInsert(slot, m.id);
+    if (!Number.isNaN(at)) this.orderInsert(slot);
   }
 
   private located(slot: number, off: number, len: number): void {
@@ -468,6 +527,7 @@ export class DeliveryStore {
       if (this.stateOf[s] !== FREE) this.order[n++] = s;
     }
     this.orderLen = n;
+    this.rebuildMasks();
     for (const [q, id] of this.byQueueId) if (this.slotOf(id) < 0) this.byQueueId.delete(q);
   }
 
@@ -895,22 +955,42 @@ export class DeliveryStore {
     const out: MessageDelivery[] = [];
     const code = this.callerCodes.get(caller);
     if (code === undefined) return out;
+    const stateBit = q.state === undefined ? 0 : 1 << STATE_CODE[q.state];
     const want = q.state === undefined ? 0 : STATE_CODE[q.state];
-    let i = q.since !== undefined ? this.lowerBound(q.since, "") : 0;
-    if (q.after) {
-      // Past every entry at or before the cursor.
-      const j = this.lowerBound(q.after.at, q.after.id);
-      i = Math.max(i, j < this.orderLen && this.idOf(this.order[j] as number) === q.after.id ? j + 1 : j);
-    }
+    const need = (stateBit | (1 << (8 + (code % 24)))) >>> 0;
+    const zero = new Uint32Array(4);
+    let i = q.since !== undefined ? this.lowerBound(q.since, zero) : 0;
+    const after = q.after;
+    if (after) i = Math.max(i, this.lowerBound(after.at, zero));
     const order = this.order;
     const callerOf = this.callerOf;
     const stateOf = this.stateOf;
-    for (; i < this.orderLen && out.length < q.limit; i++) {
+    let blockHits = 0;
+    while (i < this.orderLen && out.length < q.limit) {
+      const b = i >>> BLOCK_SHIFT;
+      if ((i & BLOCK_MASK) === 0) {
+        // A block whose mask lacks the caller or the state is skipped whole.
+        if (((this.blockMask[b] as number) & need) >>> 0 !== need) {
+          i += BLOCK_SIZE;
+          continue;
+        }
+        blockHits = 0;
+      }
       const s = order[i] as number;
-      if (callerOf[s] !== code || (want !== 0 && stateOf[s] !== want)) continue;
-      const id = this.idOf(s);
-      const m = this.dirty.get(id) ?? this.committed(id, s);
-      if (m) out.push(m);
+      i++;
+      if (callerOf[s] === code && (want === 0 || stateOf[s] === want)) {
+        const id = this.idOf(s);
+        if (!after || (this.handedAt[s] as number) !== after.at || id > after.id) {
+          const m = this.dirty.get(id) ?? this.committed(id, s);
+          if (m) out.push(m);
+          blockHits++;
+        }
+      }
+      if ((i & BLOCK_MASK) === 0 && blockHits === 0) {
+        // The mask said yes and nothing matched: its bits were stale (entries moved or changed state); recompute it.
+        this.blockMask[b] = 0;
+        for (let k = b << BLOCK_SHIFT; k < Math.min(this.orderLen, (b + 1) << BLOCK_SHIFT); k++) this.markBlock(k);
+      }
     }
     return out;
   }
@@ -973,7 +1053,9 @@ export class DeliveryStore {
         ordered: this.orderLen,
         pos: this.pos ?? null,
         callers: this.callers,
-        queueIds: [...this.byQueueId],
+        // One string ("qid id" lines), not an array of pairs: parsing 50,000 small arrays at start grew V8's young
+        // generation for good.
+        queueIds: [...this.byQueueId].map(([q, id]) => `${q} ${id}\n`).join(""),
       }),
     );
     const tmp = `${this.checkpointFile}.tmp`;
@@ -1031,40 +1113,40 @@ export class DeliveryStore {
         ordered: number;
         pos: LogPosition | null;
         callers: string[];
-        queueIds: [string, string][];
+        queueIds: string;
       };
       if (h.journal !== this.journalId || h.covered > this.size) return 0;
       this.ids.reserve(h.count);
       this.growColumns();
       let at = 16 + hlen;
       const block = new ArrayBuffer(CHECKPOINT_BLOCK * 48);
-      const words = new Uint32Array(4);
       for (let start = 0; start < h.count; start += CHECKPOINT_BLOCK) {
         const n = Math.min(CHECKPOINT_BLOCK, h.count - start);
         const v = blockViews(block, n);
         const got = fsSync.readSync(fd, new Uint8Array(block, 0, v.bytes), 0, v.bytes, at);
         if (got !== v.bytes) throw new Error("delivery checkpoint is short");
         at += v.bytes;
-        for (let i = 0; i < n; i++) {
-          words.set(v.ids.subarray(i * 4, i * 4 + 4));
-          const s = this.ids.add(words);
-          if (s >= this.stateOf.length) this.growColumns();
-          this.handedAt[s] = v.handedAt[i] as number;
-          this.recordAt[s] = v.recordAt[i] as number;
-          this.updated[s] = v.updated[i] as number;
-          this.recordLen[s] = v.recordLen[i] as number;
-          this.callerOf[s] = v.caller[i] as number;
-          this.stateOf[s] = v.state[i] as number;
-          this.liveBytes += v.recordLen[i] as number;
-          if (start + i < h.ordered) {
-            if (this.orderLen >= this.order.length) this.growColumns();
-            this.order[this.orderLen++] = s;
-          }
-        }
+        // Whole columns at once (a fresh map hands out slots in order): a loop over doubles would allocate a number
+        // per value until V8 optimises it, and V8 keeps its young generation grown after such a burst (tens of MB).
+        const first = this.ids.addFresh(v.ids, n);
+        this.handedAt.set(v.handedAt, first);
+        this.recordAt.set(v.recordAt, first);
+        this.updated.set(v.updated, first);
+        this.recordLen.set(v.recordLen, first);
+        this.callerOf.set(v.caller, first);
+        this.stateOf.set(v.state, first);
+        for (let i = 0; i < n; i++) this.liveBytes += v.recordLen[i] as number;
       }
+      for (let k = 0; k < h.ordered; k++) this.order[k] = k;
+      this.orderLen = h.ordered;
+      this.rebuildMasks();
       this.callers = h.callers;
       this.callerCodes = new Map(h.callers.map((c, i) => [c, i]));
-      this.byQueueId = new Map(h.queueIds);
+      this.byQueueId = new Map();
+      for (let i = 0, nl = h.queueIds.indexOf("\n"); nl >= 0; i = nl + 1, nl = h.queueIds.indexOf("\n", i)) {
+        const sp = h.queueIds.indexOf(" ", i);
+        this.byQueueId.set(h.queueIds.slice(i, sp), h.queueIds.slice(sp + 1, nl));
+      }
       this.pos = h.pos ?? undefined;
       this.checkpointedSize = h.covered;
       return h.covered;
