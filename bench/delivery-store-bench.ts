@@ -3,8 +3,9 @@
 //   GET /messages/:id and GET /messages?state=… p99 <= 5 ms at 1,000,000 retained
 //   start-to-door with 100,000 jobs pending and 1,000,000 messages retained <= 2 s
 // 1. Records BENCH_RETAINED (1,000,000) hand-offs through DeliveryStore's own hand-off and log-fact paths (real
-//    journal, fsync'd, in waves of BENCH_WAVE concurrent hand-offs, as the worker's concurrent hand-offs group-commit), each
-//    with one recipient: 90% delivered, 5% deferred, 4% bounced, 1% still handed_off; then closes the store.
+//    journal, fsync'd, in waves of BENCH_WAVE concurrent hand-offs, as the worker's concurrent hand-offs
+//    group-commit), each with one recipient: 90% delivered, 5% deferred, 4% bounced, 1% still handed_off; then
+//    closes the store.
 // 2. A fresh process opens that store (as a restart does) and prints the RSS, V8 heap and typed-array bytes it added
 //    per retained message, and the store's own get/list latency (no HTTP).
 // 3. The bundled relay (npm run build) starts on that QUEUE_ROOT with BENCH_PENDING (100,000) jobs pre-filled: time to
