@@ -121,6 +121,7 @@ const BLOCK_SHIFT = 8;
 const BLOCK_SIZE = 1 << BLOCK_SHIFT;
 const BLOCK_MASK = BLOCK_SIZE - 1;
 const CHECKPOINT_BLOCK = 65_536;
+const LONG_RECORD = 0xffff;
 /** Messages parsed from the journal kept for repeated reads (GET /messages/:id polled by a caller). */
 const CACHE_MESSAGES = 512;
 const SCAN_CHUNK = 4 * 1024 * 1024;
@@ -213,7 +214,8 @@ export class DeliveryStore {
   private recordAt = new Float64Array(0);
   /** Last update, whole seconds (retention needs no more). */
   private updated = new Uint32Array(0);
-  private recordLen = new Uint32Array(0);
+  /** Bytes of the latest record; LONG_RECORD: 65,535 or more, found by reading up to its newline. */
+  private recordLen = new Uint16Array(0);
   private callerOf = new Uint16Array(0);
   private stateOf = new Uint8Array(0);
   /** Slots of the handed-off messages by (handedOffAt, id): GET /messages pages through it. */
@@ -320,7 +322,7 @@ export class DeliveryStore {
     this.handedAt = new Float64Array(0);
     this.recordAt = new Float64Array(0);
     this.updated = new Uint32Array(0);
-    this.recordLen = new Uint32Array(0);
+    this.recordLen = new Uint16Array(0);
     this.callerOf = new Uint16Array(0);
     this.stateOf = new Uint8Array(0);
     this.order = new Int32Array(0);
@@ -501,7 +503,7 @@ export class DeliveryStore {
   private located(slot: number, off: number, len: number): void {
     if ((this.recordAt[slot] as number) >= 0) this.liveBytes -= this.recordLen[slot] as number;
     this.recordAt[slot] = off;
-    this.recordLen[slot] = len;
+    this.recordLen[slot] = Math.min(len, LONG_RECORD);
     this.liveBytes += len;
   }
 
@@ -544,13 +546,27 @@ export class DeliveryStore {
     return buf;
   }
 
+  /** Length of a slot's record (liveBytes counts at most LONG_RECORD per record: it only decides compaction). */
+  private lenOf(slot: number): number {
+    const len = this.recordLen[slot] as number;
+    if (len !== LONG_RECORD) return len;
+    const off = this.recordAt[slot] as number;
+    for (let n = 2 * LONG_RECORD; ; n *= 2) {
+      const buf = Buffer.allocUnsafe(n);
+      const got = fsSync.readSync(this.fd as number, buf, 0, n, off);
+      const nl = buf.subarray(0, got).indexOf(10);
+      if (nl >= 0) return nl;
+      if (got < n) throw new Error(`delivery journal: the record at ${off} has no end`);
+    }
+  }
+
   /** What the journal says of the message (or will once a write in flight lands). */
   private committed(id: string, slot = this.slotOf(id)): MessageDelivery | undefined {
     const w = this.inflight.get(id) ?? this.cache.get(id);
     if (w) return w;
     if (slot < 0 || (this.recordAt[slot] as number) < 0 || this.fd === null) return undefined;
     const rec = JSON.parse(
-      this.readAt(this.recordAt[slot] as number, this.recordLen[slot] as number).toString("utf8"),
+      this.readAt(this.recordAt[slot] as number, this.lenOf(slot)).toString("utf8"),
     ) as JournalRecord;
     if (rec.t !== "m") throw new Error(`delivery journal: no message record at ${this.recordAt[slot]}`);
     this.remember(rec.m);
@@ -1132,6 +1148,7 @@ export class DeliveryStore {
         this.handedAt.set(v.handedAt, first);
         this.recordAt.set(v.recordAt, first);
         this.updated.set(v.updated, first);
+        for (let i = 0; i < n; i++) if ((v.recordLen[i] as number) > LONG_RECORD) v.recordLen[i] = LONG_RECORD;
         this.recordLen.set(v.recordLen, first);
         this.callerOf.set(v.caller, first);
         this.stateOf.set(v.state, first);
@@ -1210,9 +1227,9 @@ export class DeliveryStore {
         if (!mem && (off < 0 || off >= E)) continue;
         const line = mem
           ? Buffer.from(`${JSON.stringify({ t: "m", m: mem })}\n`)
-          : Buffer.concat([this.readAt(off, this.recordLen[s] as number), NEWLINE]);
+          : Buffer.concat([this.readAt(off, this.lenOf(s)), NEWLINE]);
         newAt[s] = w;
-        if (mem) this.recordLen[s] = line.length - 1;
+        if (mem) this.recordLen[s] = Math.min(line.length - 1, LONG_RECORD);
         put(line);
         if (++n % 1000 === 0) put(Buffer.from('{"t":"e"}\n'));
         if (performance.now() - sliceStart > 5) {

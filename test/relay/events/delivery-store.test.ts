@@ -332,6 +332,28 @@ describe("the delivery store keeps per-message state on disk and answers as the 
     await oracle.close();
   }, 120_000);
 
+  it("a message whose record passes 64 KiB (hundreds of long recipients) reads back whole: live, after a restart, after compaction", async () => {
+    const root = dir("ds-long-");
+    const opts = { messageIdDomain: DOMAIN, retentionMs: LONG, now: () => T0 };
+    const to = Array.from({ length: 400 }, (_, i) => `${"x".repeat(200)}.${i}@example.net`);
+    const s = new DeliveryStore(root, opts);
+    await s.open();
+    await s.recordHandoff({ id: IDS[0] as string, caller: "app", to, postfixQueueId: "QL", at: T0 });
+    await s.recordHandoff({ id: IDS[1] as string, caller: "app", to: ["a@example.net"], at: T0 + 1 });
+    const check = (st: DeliveryStore) => {
+      expect(st.get(IDS[0] as string)?.recipients.map((r) => r.address)).toEqual(to);
+      expect(st.list("app", { limit: 10 }).map((m) => m.recipients.length)).toEqual([400, 1]);
+    };
+    check(s);
+    await s.close();
+    const t = new DeliveryStore(root, opts);
+    await t.open();
+    check(t);
+    await t.compact();
+    check(t);
+    await t.close();
+  });
+
   it("a journal written by the old store is read once and rewritten as whole-message records; nothing is lost", async () => {
     const root = dir("ds-migrate-");
     const now = () => T0;
