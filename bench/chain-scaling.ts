@@ -21,7 +21,7 @@ export interface ScalePoint {
 }
 
 /** utime + stime of a process in ms (/proc/PID/stat, clock ticks of 10 ms). */
-function procCpu(pid: number): { user: number; sys: number } {
+export function procCpu(pid: number): { user: number; sys: number } {
   const f = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] as string).split(" ");
   return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
 }

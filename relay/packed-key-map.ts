@@ -38,6 +38,24 @@ export class PackedKeyMap {
     return this.keys.length / this.words;
   }
 
+  /** Forgets every entry (keeps the memory). */
+  clear(): void {
+    this.buckets.fill(0);
+    this.free.length = 0;
+    this.used = 0;
+    this.live = 0;
+  }
+
+  /**
+   * Makes room for `n` slots in one step (loading a known count at once): growing by doubling would free each smaller
+   * array, and glibc keeps freed blocks of that size in the process (RSS) instead of returning them.
+   */
+  reserve(n: number): void {
+    let cap = this.capacity;
+    while (cap < n) cap *= 2;
+    if (cap !== this.capacity) this.resize(cap);
+  }
+
   /** The slot of `key` (its first `words` words from `off`), or -1. */
   get(key: Uint32Array, off = 0): number {
     for (let b = this.home(key, off); ; b = (b + 1) & this.mask) {
@@ -59,6 +77,26 @@ export class PackedKeyMap {
     this.buckets[b] = s + 1;
     this.live++;
     return s;
+  }
+
+  /**
+   * Adds `n` keys (`words` each, back to back in `keys`) that are known to be absent and distinct, at consecutive
+   * slots, without looking each up first (loading a checkpoint). Returns the first slot.
+   */
+  addFresh(keys: Uint32Array, n: number): number {
+    if (this.free.length > 0) throw new Error("addFresh needs a map without freed slots");
+    this.reserve(this.used + n);
+    const first = this.used;
+    this.keys.set(keys.subarray(0, n * this.words), first * this.words);
+    for (let i = 0; i < n; i++) {
+      const s = first + i;
+      let b = this.home(this.keys, s * this.words);
+      while (this.buckets[b] !== 0) b = (b + 1) & this.mask;
+      this.buckets[b] = s + 1;
+    }
+    this.used += n;
+    this.live += n;
+    return first;
   }
 
   /** Removes `key`; returns its former slot, or -1 when absent. */
@@ -105,11 +143,15 @@ export class PackedKeyMap {
 
   /** Doubles the slots and the buckets, and re-places every entry. */
   private grow(): void {
-    const keys = new Uint32Array(this.keys.length * 2);
+    this.resize(this.capacity * 2);
+  }
+
+  private resize(slots: number): void {
+    const keys = new Uint32Array(slots * this.words);
     keys.set(this.keys);
     this.keys = keys;
     const old = this.buckets;
-    this.buckets = new Int32Array(old.length * 2);
+    this.buckets = new Int32Array(slots * 2);
     this.mask = this.buckets.length - 1;
     for (const v of old) {
       if (v === 0) continue;
