@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { removeRootfs } from "../host";
-import type { State } from "../main";
+import type { State } from "../state";
 import { deleteNamespaces, WORLD } from "../world";
 import { releaseName } from "../../cloud-init/release";
 import { attackFromWorld, attackLocalUsers, attackThroughTunnel } from "./attacks";
