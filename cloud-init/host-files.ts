@@ -55,6 +55,7 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
       renderHostNftablesConf({
         adminCidrs: s.adminCidrs,
         relayPort: s.relayPort,
+        ...(s.smtpIngress ? { smtpIngressPort: s.smtpIngress.port } : {}),
         ...(s.smarthost ? { smarthostPort: s.smarthost.port } : {}),
       }),
     ),

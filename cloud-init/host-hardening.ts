@@ -76,6 +76,8 @@ export interface HostFirewallSettings {
   /** SSH sources (IPv4 and IPv6 CIDRs); the same list as the cloud firewall's. */
   readonly adminCidrs: readonly string[];
   readonly relayPort: number;
+  /** The relay's SMTP ingress port, when it is on: the tunnel's tcp:// route, so cloudflared may reach it too. */
+  readonly smtpIngressPort?: number;
   /** The smarthost's port, when one is configured: outbound on it is Postfix's alone too. */
   readonly smarthostPort?: number;
   /** Tests load the ruleset with users that exist on the test machine. */
@@ -100,12 +102,15 @@ const nftUser = (name: string): string => {
  * only, DHCP from Hetzner's DHCP server only), plus an output chain that decides which local users may talk to what.
  * Postfix trusts every loopback client, so the output chain is what keeps "any process on the host" from being a
  * trusted client: only root and the relay reach loopback SMTP, only Postfix reaches remote SMTP ports, only root the
- * metadata service (it serves user-data), and cloudflared reaches loopback only on the relay's port. User names are
- * resolved by nft when the file is loaded; the deploy step creates the cloudflared user before loading it.
+ * metadata service (it serves user-data), and cloudflared reaches loopback only on the relay's ports (HTTP, SMTP
+ * ingress). User names are resolved by nft when the file is loaded; the deploy step creates the cloudflared user
+ * before loading it.
  */
 export function renderHostNftablesConf(f: HostFirewallSettings): string {
   assertPort("relayPort", f.relayPort);
   if (f.smarthostPort !== undefined) assertPort("smarthostPort", f.smarthostPort);
+  if (f.smtpIngressPort !== undefined) assertPort("smtpIngressPort", f.smtpIngressPort);
+  const cloudflaredPorts = [f.relayPort, ...(f.smtpIngressPort !== undefined ? [f.smtpIngressPort] : [])];
   for (const c of f.adminCidrs) {
     const [addr, len] = c.split("/");
     const fam = isIP(addr);
@@ -176,7 +181,7 @@ ${ssh.join("\n")}
 	}
 
 	chain cloudflared_loopback {
-		tcp dport ${f.relayPort} accept
+		tcp dport { ${cloudflaredPorts.join(", ")} } accept
 		meta l4proto tcp counter reject with tcp reset
 		counter reject
 	}

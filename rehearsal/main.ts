@@ -16,23 +16,7 @@ import { DEBIAN_RELEASES, RELEASES } from "../cloud-init/release";
 import { removeRootfs } from "./host";
 import { deleteNamespaces } from "./world";
 import { Rehearsal } from "./phases";
-
-export interface State {
-  readonly stack: string;
-  readonly namespaces: { vps: string; world: string };
-  readonly host: { ipv4: string; ipv6?: string };
-  readonly sshKey: string;
-  readonly tunnelUrl?: string;
-  readonly relayTokensFile: string;
-  readonly mxDir: string;
-  readonly dns: string;
-  readonly pids: number[];
-  readonly rootfs: string;
-}
-
-export function workDir(stack: string): string {
-  return path.join(PROJECT_ROOT, ".rehearsal", stack);
-}
+import { workDir, type State } from "./state";
 
 /** Why the rehearsal cannot run here, or undefined when it can. */
 export function unavailable(): string | undefined {

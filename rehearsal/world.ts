@@ -316,10 +316,16 @@ export async function startWorld(c: Capture, n: Names, dir: string, procs: Proce
     );
   }
   if (c.tunnel) {
-    const access = c.tunnel.ingress.find((r) => r.originRequest?.access)?.originRequest?.access;
+    // Each hostname's Access application (its AUD tag), as the program's ingress rules name them.
+    const apps: Record<string, string> = {};
+    for (const r of c.tunnel.ingress) {
+      const aud = r.originRequest?.access?.audTag?.[0];
+      if (r.hostname && aud) apps[r.hostname] = aud;
+    }
+    const teamName = c.tunnel.ingress.find((r) => r.originRequest?.access)?.originRequest?.access?.teamName;
     fs.writeFileSync(
       path.join(dir, "access-tokens.json"),
-      JSON.stringify({ tokens: c.tunnel.accessTokens, aud: access?.audTag, teamName: access?.teamName }),
+      JSON.stringify({ tokens: c.tunnel.accessTokens, apps, teamName }),
       { mode: 0o600 },
     );
     exec(

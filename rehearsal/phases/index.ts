@@ -1,13 +1,14 @@
 /**
- * The rehearsal's phases, in order, each timed and reported: render, image, network, boot, deploy, mail, attack,
- * faults, teardown. A phase collects every failed check instead of stopping at the first, so the report shows all
- * of them; a phase the later ones cannot do without (render, image, network, boot, deploy) ends the run.
+ * The rehearsal's phases, in order, each timed and reported: render, image, network, boot, deploy, mail, SMTP
+ * ingress, attack, faults, teardown. A phase collects every failed check instead of stopping at the first, so the
+ * report shows all of them; a phase the later ones cannot do without (render, image, network, boot, deploy) ends
+ * the run.
  * The phases themselves are in this directory, one file per concern; the state they share is RehearsalRun.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { removeRootfs } from "../host";
-import type { State } from "../main";
+import type { State } from "../state";
 import { deleteNamespaces, WORLD } from "../world";
 import { releaseName } from "../../cloud-init/release";
 import { attackFromWorld, attackLocalUsers, attackThroughTunnel } from "./attacks";
@@ -27,6 +28,7 @@ import { faultBrokenRelease, faultKillRelay, faultOpendkim, faultPostfix, faultR
 import { ledger } from "./ledger";
 import { clients, localMail, mail, services } from "./mail";
 import { boot, buildImage, deploy, network, render, replaceServer } from "./setup";
+import { smtpIngress } from "./smtp-ingress";
 import { teardown } from "./teardown";
 
 interface PhaseResult {
@@ -93,6 +95,7 @@ export class Rehearsal {
       await this.phase("services", (fail) => services(this.ctx, fail));
       await this.phase("mail end to end", (fail) => mail(this.ctx, fail));
       await this.phase("clients: client/ and nodemailer", (fail) => clients(this.ctx, fail));
+      await this.phase("SMTP ingress through the tunnel", (fail) => smtpIngress(this.ctx, fail));
       await this.phase("attack: from the internet", (fail) => attackFromWorld(this.ctx, fail));
       await this.phase("attack: through the tunnel", (fail) => attackThroughTunnel(this.ctx, fail));
       await this.phase("attack: local users on the host", (fail) => attackLocalUsers(this.ctx, fail));

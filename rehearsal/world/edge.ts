@@ -6,9 +6,13 @@
  *    -Secret) gets 403 as from Access; any other is handed, bytes as they are plus `Connection: close` and the
  *    `Cf-Access-Jwt-Assertion` Access adds (JWT-shaped, with the application's aud and the team's issuer, but NOT
  *    signed with Cloudflare's keys, which the rehearsal does not have), down an idle connector connection, and the
- *    answer comes back the same way.
+ *    answer comes back the same way;
+ *  - a WebSocket upgrade (what `cloudflared access tcp` opens for each TCP connection to a tcp:// route, here
+ *    rehearsal/world/access-tcp.ts) passes the same Access check, goes down a connector with its Upgrade headers
+ *    kept, and once the connector answers 101 the bytes flow both ways until either side closes.
+ * The JWT's aud is the Access application of the requested hostname, as each hostname has its own application.
  *
- *   node --import tsx rehearsal/world/edge.ts <addr> <access.json>   ({tokens, aud?, teamName?})
+ *   node --import tsx rehearsal/world/edge.ts <addr> <access.json>   ({tokens, apps: {hostname: aud}, teamName?})
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -20,15 +24,16 @@ if (!addr || !tokensFile) {
 }
 const access = JSON.parse(fs.readFileSync(tokensFile, "utf8")) as {
   tokens: { clientId: string; clientSecret: string }[];
-  aud?: string[];
+  apps?: Record<string, string>;
   teamName?: string;
 };
 const tokens = access.tokens;
 const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
-function assertion(clientId: string): string {
+function assertion(clientId: string, hostname: string): string {
   const now = Math.floor(Date.now() / 1000);
+  const aud = access.apps?.[hostname];
   const payload = {
-    aud: access.aud ?? [],
+    aud: aud ? [aud] : [],
     iss: `https://${access.teamName ?? "rehearsal"}.cloudflareaccess.com`,
     common_name: clientId,
     type: "app",
@@ -107,14 +112,19 @@ net
       const length = Number(headers.get("content-length") ?? 0);
       if (buf.length < end + 4 + length) return;
       client.off("data", onData);
+      client.pause();
       const id = headers.get("cf-access-client-id");
       const secret = headers.get("cf-access-client-secret");
       if (!tokens.some((t) => t.clientId === id && t.clientSecret === secret))
         return answer(client, 403, "Forbidden (Access: no valid service token)");
+      const upgrade = /^websocket$/i.test(headers.get("upgrade") ?? "");
+      const hostname = (headers.get("host") ?? "").replace(/:\d+$/, "");
       const kept = lines
         .slice(1)
         .filter(
-          (l) => !/^(connection|keep-alive|proxy-connection|cf-access-client-secret|cf-access-jwt-assertion):/i.test(l),
+          (l) =>
+            !/^(keep-alive|proxy-connection|cf-access-client-secret|cf-access-jwt-assertion):/i.test(l) &&
+            (upgrade || !/^connection:/i.test(l)),
         );
       // Cloudflare adds these; the relay must not trust them for anything.
       const request = Buffer.concat([
@@ -123,20 +133,25 @@ net
             lines[0],
             ...kept,
             `cf-connecting-ip: ${client.remoteAddress}`,
-            `cf-access-jwt-assertion: ${assertion(id!)}`,
-            "connection: close",
+            `cf-access-jwt-assertion: ${assertion(id!, hostname)}`,
+            ...(upgrade ? [] : ["connection: close"]),
             "",
             "",
           ].join("\r\n"),
           "latin1",
         ),
-        buf.subarray(end + 4, end + 4 + length),
+        buf.subarray(end + 4),
       ]);
       const c = await connector(10_000);
       if (!c) return answer(client, 502, "Bad Gateway (no connector)");
       c.write(request);
       c.pipe(client);
       c.on("close", () => client.end());
+      if (upgrade) {
+        // A WebSocket: the caller's frames go down the same connection for as long as it lasts.
+        client.pipe(c);
+        client.on("close", () => c.destroy());
+      }
     };
     client.on("data", onData);
   })

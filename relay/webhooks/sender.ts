@@ -1,7 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import * as http from "node:http";
 import * as https from "node:https";
-import { BlockList, isIP } from "node:net";
+import { BlockList, isIP, type LookupFunction } from "node:net";
 import type { Logger } from "pino";
 import type { OutboxItem, WebhookOutbox } from "./outbox";
 import { webhookHeaders } from "./signature";
@@ -64,6 +64,47 @@ const systemLookup: Lookup = (host) =>
     dnsLookup(host, { all: true }, (err, addrs) => (err ? reject(err) : resolve(addrs))),
   );
 
+/** Throws when any address of the answer is forbidden: one bad address refuses the whole name. */
+function refuseForbidden(host: string, addrs: readonly LookupAddress[], loopbackOk: boolean): void {
+  for (const a of addrs) {
+    const loopback = /^127\./.test(a.address) || a.address === "::1";
+    if (isForbiddenAddress(a.address) && !(loopbackOk && loopback))
+      throw new Error(`refused: ${host} resolves to ${a.address} (private, loopback, link-local or metadata)`);
+  }
+}
+
+/**
+ * The `lookup` a webhook request connects through: resolves the name, refuses the whole answer when any address in it
+ * is forbidden, and answers in the shape Node asked for. Node 20 (autoSelectFamily) asks with `all: true` and tries
+ * each address of the list in turn; Node 18 asks for one. Either way a socket only ever opens to an address that
+ * passed here, and the name is resolved once per connection, so a rebinding answer is checked too.
+ */
+export function checkedLookup(resolve: Lookup, loopbackOk: boolean): LookupFunction {
+  return (host, options, callback) => {
+    const wanted =
+      options.family === 4 || options.family === "IPv4" ? 4 : options.family === 6 || options.family === "IPv6" ? 6 : 0;
+    resolve(host).then(
+      (addrs) => {
+        try {
+          refuseForbidden(host, addrs, loopbackOk);
+        } catch (err) {
+          callback(err as NodeJS.ErrnoException, "", 0);
+          return;
+        }
+        const usable = addrs.filter((a) => wanted === 0 || a.family === wanted);
+        const first = usable[0];
+        if (!first) {
+          const err: NodeJS.ErrnoException = new Error(`no ${wanted ? `IPv${wanted} ` : ""}address for ${host}`);
+          err.code = "ENOTFOUND";
+          callback(err, "", 0);
+        } else if (options.all) callback(null, usable);
+        else callback(null, first.address, first.family);
+      },
+      (err: NodeJS.ErrnoException) => callback(err, "", 0),
+    );
+  };
+}
+
 export interface SenderDeps {
   readonly outbox: WebhookOutbox;
   readonly webhooks: ReadonlyMap<string, CallerWebhook>;
@@ -85,33 +126,26 @@ export class WebhookSender {
     return (this.deps.now ?? Date.now)();
   }
 
-  /** Resolves the host and checks every address at send time (DNS may have changed since the config was read). */
-  private async target(rawUrl: string): Promise<{ url: URL; address: string; family: number }> {
+  /**
+   * Checks the URL; a host name is resolved and checked by the request's own `lookup` (checkedLookup), at connect
+   * time, so DNS may change after the config was read and every address a socket is opened to has passed the check.
+   */
+  private target(rawUrl: string): URL {
     const url = new URL(rawUrl);
     const loopbackOk = this.deps.unsafeAllowLoopbackForTests === true;
     if (url.protocol !== "https:" && !(loopbackOk && url.protocol === "http:"))
       throw new Error(`refused: ${url.protocol} URL (https only)`);
+    // Node connects to an IP literal without calling `lookup`: the literal is checked here.
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    const addrs = isIP(host) ? [{ address: host, family: isIP(host) }] : await (this.deps.lookup ?? systemLookup)(host);
-    if (addrs.length === 0) throw new Error(`no address for ${host}`);
-    for (const a of addrs) {
-      const loopback = /^127\./.test(a.address) || a.address === "::1";
-      if (isForbiddenAddress(a.address) && !(loopbackOk && loopback))
-        throw new Error(`refused: ${host} resolves to ${a.address} (private, loopback, link-local or metadata)`);
-    }
-    const first = addrs[0] as LookupAddress;
-    return { url, address: first.address, family: first.family };
+    if (isIP(host)) refuseForbidden(host, [{ address: host, family: isIP(host) }], loopbackOk);
+    return url;
   }
 
-  private post(
-    t: { url: URL; address: string; family: number },
-    headers: Record<string, string>,
-    body: string,
-  ): Promise<number> {
-    const mod = t.url.protocol === "https:" ? https : http;
+  private post(url: URL, headers: Record<string, string>, body: string): Promise<number> {
+    const mod = url.protocol === "https:" ? https : http;
     return new Promise((resolve, reject) => {
       const req = mod.request(
-        t.url,
+        url,
         {
           method: "POST",
           headers: {
@@ -119,8 +153,10 @@ export class WebhookSender {
             "content-length": String(Buffer.byteLength(body)),
             "user-agent": "mail-relay-webhooks",
           },
-          // Connect to the address just checked, not to whatever a second lookup returns (DNS rebinding).
-          lookup: (_h, _o, cb) => cb(null, t.address, t.family),
+          // A fresh connection per send (Node 20's global agent keeps sockets alive): the name is resolved and
+          // checked again each time, never carried over from an earlier answer.
+          agent: false,
+          lookup: checkedLookup(this.deps.lookup ?? systemLookup, this.deps.unsafeAllowLoopbackForTests === true),
           timeout: WEBHOOK_TIMEOUT_MS,
         },
         (res) => {
@@ -148,9 +184,8 @@ export class WebhookSender {
         error = `caller ${item.caller} has no webhookUrl`;
       } else {
         try {
-          const target = await this.target(hook.url);
           const status = await this.post(
-            target,
+            this.target(hook.url),
             webhookHeaders(hook.secrets, item.id, Math.floor(now / 1000), item.body),
             item.body,
           );

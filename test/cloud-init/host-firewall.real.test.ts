@@ -24,6 +24,7 @@ const NET_NS = `mrfwn${process.pid}`;
 const REMOTE = "10.231.0.2";
 const METADATA = "169.254.169.254";
 const RELAY_PORT = 2525;
+const SMTP_INGRESS_PORT = 2587;
 const SMARTHOST_PORT = 2587;
 
 const LISTENER = `const net=require("net");for(const [h,p] of JSON.parse(process.argv[1])){net.createServer(s=>{s.on("error",()=>{});s.end("220 ok\\r\\n")}).listen(p,h)}`;
@@ -89,6 +90,7 @@ describe.skipIf(skip)(
         renderHostNftablesConf({
           adminCidrs: ["203.0.113.0/24", "2001:db8:1234::/48"],
           relayPort: RELAY_PORT,
+          smtpIngressPort: SMTP_INGRESS_PORT,
           smarthostPort: SMARTHOST_PORT,
           users,
         }),
@@ -101,6 +103,7 @@ describe.skipIf(skip)(
         ["127.0.0.1", 465],
         ["127.0.0.1", 587],
         ["127.0.0.1", RELAY_PORT],
+        ["127.0.0.1", SMTP_INGRESS_PORT],
         ["127.0.0.1", 9999],
       ]);
       listen(NET_NS, [
@@ -187,8 +190,9 @@ describe.skipIf(skip)(
         expect(connectAs(u, METADATA, 80), u).toBe("ECONNREFUSED");
     });
 
-    it("cloudflared reaches loopback only on the relay's port", () => {
+    it("cloudflared reaches loopback only on the relay's ports (HTTP, and the SMTP ingress the tunnel's tcp route needs)", () => {
       expect(connectAs(users.cloudflared, "127.0.0.1", RELAY_PORT)).toBe("connected");
+      expect(connectAs(users.cloudflared, "127.0.0.1", SMTP_INGRESS_PORT)).toBe("connected");
       expect(connectAs(users.cloudflared, "127.0.0.1", 9999)).toBe("ECONNREFUSED");
       expect(connectAs("nobody", "127.0.0.1", 9999)).toBe("connected");
     });

@@ -112,11 +112,17 @@ describe("host files: the SMTP ingress", () => {
     );
   });
 
-  it("the relay unit names the SMTP listener only when on; every other config file is unchanged", () => {
+  it("the relay unit names the SMTP listener and the host firewall lets cloudflared reach it, only when on; every other config file is unchanged", () => {
     const unit = (s: HostSettings) => unitValue(parseUnit(renderRelayUnit(s)), "Unit", "Description");
     expect(unit(smtpHost)).toBe("mail-relay HTTP relay on 127.0.0.1:2525 and SMTP ingress on 127.0.0.1:2587");
     expect(unit(base.host)).toBe("mail-relay HTTP relay on 127.0.0.1:2525");
-    const others = (s: HostSettings) => hostConfigFiles(s).filter((f) => !f.path.endsWith("mail-relay.service"));
+    const nft = (s: HostSettings) => hostConfigFiles(s).find((f) => f.path === "/etc/nftables.conf")?.content ?? "";
+    const cloudflaredChain = (s: HostSettings) =>
+      /chain cloudflared_loopback \{\s*(tcp dport [^\n]*accept)/.exec(nft(s))?.[1];
+    expect(cloudflaredChain(smtpHost)).toBe("tcp dport { 2525, 2587 } accept");
+    expect(cloudflaredChain(base.host)).toBe("tcp dport { 2525 } accept");
+    const others = (s: HostSettings) =>
+      hostConfigFiles(s).filter((f) => !f.path.endsWith("mail-relay.service") && f.path !== "/etc/nftables.conf");
     expect(others(smtpHost)).toEqual(others(base.host));
   });
 });

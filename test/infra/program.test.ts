@@ -223,7 +223,7 @@ for (const v of all) {
       for (const m of mx) expect(relayNames.has(m.props.content)).toBe(false);
     });
 
-    it("the tunnel reaches only the relay's public paths on 127.0.0.1:2525 over http, with a 404 catch-all, behind Access", () => {
+    it("the tunnel reaches only the relay's public paths on 127.0.0.1:2525 over http (and, with smtpIngress, its SMTP listener over tcp), with a 404 catch-all, each behind its own Access app", () => {
       const tunnelOn = JSON.parse(run().config.values["mail-relay:tunnel"] ?? "true");
       const cfg = ofType(run().resources, T.tunnelConfig);
       const apps = ofType(run().resources, T.accessApp);
@@ -240,6 +240,11 @@ for (const v of all) {
       expect(files.map((f) => f.node).sort()).toEqual(
         (run().outputs.nodes as { name: string }[]).map((n) => n.name).sort(),
       );
+      // Which paths PUBLIC_PATH_REGEX lets through is tied to the relay's routes in test/infra/public-routes.test.ts.
+      const relayHost = (run().outputs.relayUrl as string).replace("https://", "");
+      const smtpHost = run().outputs.smtpIngressHostname as string | undefined;
+      const appFor = (host: string) => apps.find((a) => a.props.domain === host);
+      expect(apps.map((a) => a.props.domain).sort()).toEqual([relayHost, ...(smtpHost ? [smtpHost] : [])].sort());
       for (const f of files) {
         const ingresses = JSON.parse(f.content).ingress as {
           hostname?: string;
@@ -249,35 +254,43 @@ for (const v of all) {
         }[];
         expect(ingresses[ingresses.length - 1]).toEqual({ service: "http_status:404" });
         for (const i of ingresses.slice(0, -1)) {
-          expect(i.service).toBe("http://127.0.0.1:2525");
-          expect(i.path).toBe(PUBLIC_PATH_REGEX);
-          // cloudflared checks the Access JWT itself, for this stack's application.
+          if (smtpHost !== undefined && i.hostname === smtpHost) {
+            expect(i.service).toBe("tcp://127.0.0.1:2587");
+            expect(i.path).toBeUndefined();
+          } else {
+            expect(i.hostname).toBe(relayHost);
+            expect(i.service).toBe("http://127.0.0.1:2525");
+            expect(i.path).toBe(PUBLIC_PATH_REGEX);
+          }
+          // cloudflared checks the Access JWT itself, for the application of that hostname.
           expect(i.originRequest.access).toEqual({
             required: true,
             teamName: run().config.values["mail-relay:accessTeamName"],
-            audTag: [apps[0].props.aud],
+            audTag: [appFor(i.hostname as string)?.props.aud],
           });
         }
+        expect(ingresses.filter((i) => smtpHost !== undefined && i.hostname === smtpHost)).toHaveLength(
+          smtpHost ? 1 : 0,
+        );
       }
-      // Which paths PUBLIC_PATH_REGEX lets through is tied to the relay's routes in test/infra/public-routes.test.ts.
-      const relayHost = (run().outputs.relayUrl as string).replace("https://", "");
-      expect(apps).toHaveLength(1);
-      expect(apps[0].props).toMatchObject({ type: "self_hosted", domain: relayHost });
       const policies = ofType(run().resources, T.accessPolicy);
       expect(policies).toHaveLength(1);
       expect(policies[0].props.decision).toBe("non_identity");
-      expect(apps[0].props.policies).toEqual([{ id: policies[0].id, precedence: 1 }]);
+      for (const app of apps) {
+        expect(app.props).toMatchObject({ type: "self_hosted" });
+        expect(app.props.policies).toEqual([{ id: policies[0].id, precedence: 1 }]);
+      }
       const tokens = ofType(run().resources, T.serviceToken);
       expect(
         policies[0].props.includes.map((i: { serviceToken: { tokenId: string } }) => i.serviceToken.tokenId).sort(),
       ).toEqual(tokens.map((t) => t.id).sort());
       const cname = ofType(run().resources, T.dnsRecord).filter((r) => r.props.type === "CNAME");
-      expect(cname).toHaveLength(1);
-      expect(cname[0].props).toMatchObject({
-        name: relayHost,
-        proxied: true,
-        content: `${ofType(run().resources, T.tunnel)[0].id}.cfargotunnel.com`,
-      });
+      expect(cname.map((c) => c.props.name).sort()).toEqual([relayHost, ...(smtpHost ? [smtpHost] : [])].sort());
+      for (const c of cname)
+        expect(c.props).toMatchObject({
+          proxied: true,
+          content: `${ofType(run().resources, T.tunnel)[0].id}.cfargotunnel.com`,
+        });
     });
 
     it("every SSH step pins the node's generated host key, except the one bootstrap step, which carries only that key", () => {

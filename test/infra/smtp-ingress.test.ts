@@ -137,7 +137,7 @@ describe("program under mocks: the SMTP ingress", () => {
   let on: OfflineRun;
   let hostOnly: OfflineRun;
   beforeAll(async () => {
-    off = await runStack("prod", {});
+    off = await runStack("prod", { smtpIngress: { enabled: false } });
     on = await runStack("prod", { smtpIngress: { enabled: true } });
     hostOnly = await runStack("prod", { smtpIngress: { enabled: true }, tunnel: false });
   }, 240_000);

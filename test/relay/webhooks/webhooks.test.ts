@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import fc from "fast-check";
 import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it } from "vitest";
 import type { DeliveryEvent } from "../../../relay/events/delivery-store";
 import { WebhookOutbox } from "../../../relay/webhooks/outbox";
 import { deliveryPayload } from "../../../relay/webhooks/payload";
-import { isForbiddenAddress, WebhookSender, type CallerWebhook } from "../../../relay/webhooks/sender";
+import { checkedLookup, isForbiddenAddress, WebhookSender, type CallerWebhook } from "../../../relay/webhooks/sender";
 import { newWebhookSecret, signWebhook, verifyWebhook, webhookHeaders } from "../../../relay/webhooks/signature";
 import { captureLog, tempDir } from "../fixtures";
 
@@ -179,5 +180,100 @@ describe("webhook delivery: durable outbox, at-least-once, retried, refused to p
     await t.sender.runOnce();
     expect(r.got).toEqual([]);
     expect((await t.outbox.list("pending"))[0]?.lastError).toMatch(/https only/);
+  });
+});
+
+describe("webhook delivery by host name: every address connected to has passed the check (on any Node)", () => {
+  it(`a host-name URL is delivered on this Node (${process.version}; a fake resolver maps the name to the loopback receiver)`, async () => {
+    // Node 20 asks `lookup` for all addresses (autoSelectFamily): a lookup that answers one address fails every
+    // attempt there with "Invalid IP address: undefined" (issue 19, finding 6).
+    const r = await receiver();
+    const asked: string[] = [];
+    const t = await setup(`http://hooks.example.test:${r.port}/hooks`, {
+      lookup: async (host) => {
+        asked.push(host);
+        return [{ address: "127.0.0.1", family: 4 }];
+      },
+    });
+    await t.outbox.add("evt_n", "app", deliveryPayload(EVENT), t.now());
+    expect(await t.sender.runOnce()).toBe(1);
+    expect(await t.outbox.list("pending")).toEqual([]);
+    expect(r.got.map((g) => g.headers["webhook-id"])).toEqual(["evt_n"]);
+    expect(r.got[0]?.headers.host).toBe(`hooks.example.test:${r.port}`);
+    expect(asked).toEqual(["hooks.example.test"]);
+  });
+
+  it("the lookup answers in the shape Node asks for: a list for all: true, one address otherwise, filtered by family", async () => {
+    const answer = [
+      { address: "2606:4700::1111", family: 6 },
+      { address: "93.184.216.34", family: 4 },
+    ];
+    const lookup = checkedLookup(async () => answer, false);
+    const ask = (options: Parameters<typeof lookup>[1]) =>
+      new Promise<unknown[]>((resolve) => lookup("hooks.example.com", options, (...args) => resolve(args)));
+    expect(await ask({ all: true })).toEqual([null, answer]);
+    expect(await ask({})).toEqual([null, "2606:4700::1111", 6]);
+    expect(await ask({ family: 4 })).toEqual([null, "93.184.216.34", 4]);
+    expect(await ask({ all: true, family: 6 })).toEqual([null, [answer[0]]]);
+    const none = await new Promise<unknown[]>((resolve) =>
+      checkedLookup(async () => [answer[1]!], false)("v4only.example.com", { family: 6 }, (...a) => resolve(a)),
+    );
+    expect((none[0] as NodeJS.ErrnoException).code).toBe("ENOTFOUND");
+  });
+
+  it("an answer with any forbidden address is refused whole, wherever it stands and whatever else the answer holds", async () => {
+    const forbidden = [
+      "10.0.0.5",
+      "169.254.169.254",
+      "192.168.1.1",
+      "172.16.0.9",
+      "100.64.0.1",
+      "0.0.0.0",
+      "::ffff:10.0.0.1",
+      "fd00:ec2::254",
+      "fe80::1",
+      "64:ff9b::a00:1",
+    ];
+    const publicAddrs = ["93.184.216.34", "2606:4700::1111"];
+    const r = await receiver();
+    // Public addresses only ever appear beside a forbidden one: this test must never connect off the machine.
+    const answers = fc
+      .record({
+        bad: fc.array(fc.constantFrom(...forbidden), { maxLength: 3 }),
+        good: fc.array(fc.constantFrom(...publicAddrs), { maxLength: 2 }),
+        seed: fc.integer(),
+      })
+      .map(({ bad, good, seed }) => {
+        const all = [...bad, ...(bad.length > 0 ? good : []), "127.0.0.1"];
+        // a deterministic shuffle from the seed, so the loopback receiver is not always last
+        return all
+          .map((a, i) => ({ a, k: Math.imul(seed ^ (i + 1), 2654435761) >>> 0 }))
+          .sort((x, y) => x.k - y.k)
+          .map((x) => x.a);
+      });
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(answers, async (answer) => {
+        const id = `evt_p${n++}`;
+        const before = r.got.length;
+        const t = await setup(`http://hooks.example.test:${r.port}/hooks`, {
+          lookup: async () => answer.map((address) => ({ address, family: address.includes(":") ? 6 : 4 })),
+        });
+        await t.outbox.add(id, "app", deliveryPayload({ ...EVENT, id }), t.now());
+        const delivered = await t.sender.runOnce();
+        const firstBad = answer.find((a) => isForbiddenAddress(a) && a !== "127.0.0.1");
+        if (firstBad === undefined) {
+          expect(delivered).toBe(1);
+          expect(r.got.length).toBe(before + 1);
+        } else {
+          expect(delivered).toBe(0);
+          expect(r.got.length).toBe(before);
+          expect((await t.outbox.list("pending"))[0]?.lastError).toBe(
+            `refused: hooks.example.test resolves to ${firstBad} (private, loopback, link-local or metadata)`,
+          );
+        }
+      }),
+      { numRuns: 40 },
+    );
   });
 });
