@@ -39,7 +39,7 @@ export function renderUnboundConf(): string {
   ];
   for (const [k, v, why] of rows) {
     if (why) lines.push(`    # ${why}`);
-    lines.push(`    ${k}: ${/\s/.test(v) ? `"${v}"` : v}`);
+    lines.push(`    ${k}: ${v}`);
   }
   return lines.join("\n") + "\n";
 }
