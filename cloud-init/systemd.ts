@@ -232,7 +232,6 @@ export function renderOpendkimEd25519Unit(): string {
     Unit: [
       "Rendered by cloud-init/systemd.ts. The Ed25519 DKIM signature (RFC 8463), beside opendkim.service's RSA one.",
       ["Description", "OpenDKIM Milter (Ed25519 signatures for mail-relay)"],
-      ["Documentation", "man:opendkim(8) man:opendkim.conf(5)"],
       ["After", "network-online.target nss-lookup.target"],
       ["Wants", "network-online.target"],
       ["Before", "postfix.service"],
