@@ -329,6 +329,8 @@ async function main(): Promise<void> {
   const relayVersion = spawnVersion();
 
   progress(`prod design: Postfix + OpenDKIM (unix socket, milter_default_action=tempfail) in netns mrcb${process.pid}`);
+  // One instance, one rendered main.cf for the limit and the chain alike: both OpenDKIM milters (RSA, Ed25519) and
+  // everything else the host runs; only the sink next hop (no MTA-STS lookup for it) differs from the host.
   const prod = new PostfixInstance(`mrcb${process.pid}`, "chain-bench-");
   instances.push(prod);
   await prod.start({ host: cfg.host, dkimPrivateKeyPem: cfg.secrets.dkimPrivateKeyPem, sink: SINK, sinkBacklog: 256 });

@@ -7,7 +7,11 @@ import { postfixLogSetupLines } from "./postfix-log";
 import {
   CLOUDFLARED_USER,
   CLOUDFLARED_UNIT_NAME,
+  MTA_STS_UNIT_NAME,
   NFTABLES_CONF,
+  OPENDKIM_ED25519_CONF,
+  OPENDKIM_ED25519_SOCKET,
+  OPENDKIM_ED25519_UNIT_NAME,
   WEBHOOK_UNIT_NAME,
   OPENDKIM_SOCKET,
   QUEUE_ROOT,
@@ -164,7 +168,18 @@ export function renderApplyHostFirewall(): string {
   ]);
 }
 
-/** postmap sasl_passwd (smarthost) or remove it (direct), check both configs, restart OpenDKIM, then Postfix. */
+/** Fails the step with the unit's journal when it is not running. */
+function mustBeActive(unit: string): string[] {
+  return [
+    `if ! systemctl is-active --quiet ${unit}; then echo "${unit} is not running" >&2; ` +
+      `journalctl -u ${unit} -n 30 --no-pager >&2 || true; exit 1; fi`,
+  ];
+}
+
+/**
+ * postmap sasl_passwd (smarthost) or remove it (direct), check every config, restart the validating resolver, the
+ * MTA-STS policy server, both OpenDKIM instances (RSA, Ed25519), then Postfix.
+ */
 export function renderApplyMailConfig(s: HostSettings): string {
   checkHostSettings(s);
   const sasl = s.smarthost
@@ -185,12 +200,29 @@ export function renderApplyMailConfig(s: HostSettings): string {
     'if ! out=$(postfix check 2>&1); then echo "postfix check failed:" >&2; echo "$out" >&2; exit 1; fi',
     'if [ -n "$out" ]; then echo "postfix check warnings:"; echo "$out"; fi',
     'if ! out=$(opendkim -n 2>&1); then echo "opendkim configuration check failed:" >&2; echo "$out" >&2; exit 1; fi',
-    "systemctl enable --quiet opendkim.service postfix.service",
+    `if ! out=$(opendkim -n -x ${OPENDKIM_ED25519_CONF} 2>&1); then echo "opendkim (Ed25519) configuration ` +
+      `check failed:" >&2; echo "$out" >&2; exit 1; fi`,
+    'if ! out=$(unbound-checkconf 2>&1); then echo "unbound-checkconf failed:" >&2; echo "$out" >&2; exit 1; fi',
+    "systemctl daemon-reload",
+    "# The validating resolver first: resolv.conf points at it, and Postfix's DANE lookups need it.",
+    "systemctl enable --quiet unbound.service",
+    "systemctl restart unbound.service",
+    ...mustBeActive("unbound.service"),
+    "# The MTA-STS policy server before Postfix: without it every direct delivery waits (policy lookup error).",
+    `systemctl enable --quiet ${MTA_STS_UNIT_NAME}`,
+    `systemctl restart ${MTA_STS_UNIT_NAME}`,
+    ...mustBeActive(MTA_STS_UNIT_NAME),
+    `systemctl enable --quiet opendkim.service ${OPENDKIM_ED25519_UNIT_NAME} postfix.service`,
     "# OpenDKIM first: with milter_default_action = tempfail Postfix defers (never sends unsigned) while it is down.",
-    "systemctl restart opendkim.service",
-    `for _ in $(seq 1 20); do [ -S "$root${OPENDKIM_SOCKET}" ] && break; sleep 0.5; done`,
-    `if [ ! -S "$root${OPENDKIM_SOCKET}" ]; then echo "OpenDKIM did not create ${OPENDKIM_SOCKET}" >&2; ` +
-      `journalctl -u opendkim.service -n 30 --no-pager >&2 || true; exit 1; fi`,
+    ...[
+      ["opendkim.service", OPENDKIM_SOCKET],
+      [OPENDKIM_ED25519_UNIT_NAME, OPENDKIM_ED25519_SOCKET],
+    ].flatMap(([unit, sock]) => [
+      `systemctl restart ${unit}`,
+      `for _ in $(seq 1 20); do [ -S "$root${sock}" ] && break; sleep 0.5; done`,
+      `if [ ! -S "$root${sock}" ]; then echo "OpenDKIM (${unit}) did not create ${sock}" >&2; ` +
+        `journalctl -u ${unit} -n 30 --no-pager >&2 || true; exit 1; fi`,
+    ]),
     ...postfixLogSetupLines(),
     "# restart, not reload: inet_protocols/inet_interfaces and new group memberships only apply to a fresh master.",
     "systemctl restart postfix.service",

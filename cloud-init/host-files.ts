@@ -1,7 +1,11 @@
 // The list of files the deploy step pushes, with owner and mode. Non-secret configs first, secrets separately
 // (the caller wraps secret contents in pulumi.secret and pushes them over SSH on stdin).
 import { renderHostNftablesConf } from "./host-hardening";
+import { renderMtaStsConf, renderResolvConf, renderUnboundConf } from "./outbound-tls";
 import {
+  dkimSelectorFor,
+  DKIM_ALGORITHMS,
+  OPENDKIM_INSTANCE,
   renderOpendkimConf,
   renderOpendkimKeyTable,
   renderOpendkimSigningTable,
@@ -10,7 +14,13 @@ import {
 import {
   CLOUDFLARED_ENV_FILE,
   CLOUDFLARED_UNIT_PATH,
+  MTA_STS_CONF,
+  MTA_STS_DROPIN,
   NFTABLES_CONF,
+  OPENDKIM_ED25519_CONF,
+  OPENDKIM_ED25519_UNIT_PATH,
+  RESOLV_CONF,
+  UNBOUND_DROPIN,
   OPENDKIM_CONF,
   OPENDKIM_KEY_TABLE,
   OPENDKIM_SIGNING_TABLE,
@@ -30,7 +40,13 @@ import {
 import { renderPostfixLogrotate } from "./postfix-log";
 import { checkHostSettings, renderPostfixMainCf, renderPostfixSenderAccess, smarthostNexthop } from "./postfix";
 import { renderPostfixMasterCf } from "./postfix-master";
-import { renderCloudflaredUnit, renderRelayUnit, renderWebhookUnit } from "./systemd";
+import {
+  renderCloudflaredUnit,
+  renderMtaStsDropin,
+  renderOpendkimEd25519Unit,
+  renderRelayUnit,
+  renderWebhookUnit,
+} from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
 import { assertSingleLine } from "./validate";
 
@@ -45,10 +61,17 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
     plain(`${POSTFIX_DIR}/main.cf`, renderPostfixMainCf(s)),
     plain(`${POSTFIX_DIR}/master.cf`, renderPostfixMasterCf(s)),
     plain(SENDER_ACCESS_FILE, renderPostfixSenderAccess(s)),
-    plain(OPENDKIM_CONF, renderOpendkimConf(s)),
-    plain(OPENDKIM_KEY_TABLE, renderOpendkimKeyTable(s)),
-    plain(OPENDKIM_SIGNING_TABLE, renderOpendkimSigningTable(s)),
+    plain(OPENDKIM_CONF, renderOpendkimConf(s, "rsa")),
+    plain(OPENDKIM_KEY_TABLE, renderOpendkimKeyTable(s, "rsa")),
+    plain(OPENDKIM_SIGNING_TABLE, renderOpendkimSigningTable(s, "rsa")),
+    plain(OPENDKIM_ED25519_CONF, renderOpendkimConf(s, "ed25519")),
+    plain(OPENDKIM_INSTANCE.ed25519.keyTable, renderOpendkimKeyTable(s, "ed25519")),
+    plain(OPENDKIM_INSTANCE.ed25519.signingTable, renderOpendkimSigningTable(s, "ed25519")),
+    plain(OPENDKIM_ED25519_UNIT_PATH, renderOpendkimEd25519Unit()),
     plain(OPENDKIM_TRUSTED_HOSTS, renderOpendkimTrustedHosts()),
+    plain(UNBOUND_DROPIN, renderUnboundConf()),
+    plain(MTA_STS_CONF, renderMtaStsConf()),
+    plain(MTA_STS_DROPIN, renderMtaStsDropin()),
     plain(RELAY_UNIT_PATH, renderRelayUnit(s)),
     plain(
       NFTABLES_CONF,
@@ -61,11 +84,14 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
     ),
     plain(WEBHOOK_UNIT_PATH, renderWebhookUnit()),
     plain(POSTFIX_LOGROTATE, renderPostfixLogrotate()),
+    // Last: once every resolver setting is in place, the host resolves through the local validating unbound.
+    plain(RESOLV_CONF, renderResolvConf()),
   ];
   if (s.tunnel) files.push(plain(CLOUDFLARED_UNIT_PATH, renderCloudflaredUnit()));
   return files;
 }
 
+const PEM_PKCS8 = /^-----BEGIN PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END PRIVATE KEY-----\n?$/;
 const PEM_KEY = /^-----BEGIN (RSA )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END (RSA )?PRIVATE KEY-----\n?$/;
 
 const PEM_TLS_KEY =
@@ -90,24 +116,29 @@ function smtpTlsFiles(secrets: HostSecrets): HostFile[] {
 /** Secret files (DKIM key, env file, sasl_passwd, tunnel env, SMTP ingress TLS); each has secret: true. */
 export function hostSecretFiles(s: HostSettings, secrets: HostSecrets): HostFile[] {
   checkHostSettings(s);
-  const pem = secrets.dkimPrivateKeyPem.replace(/\r\n/g, "\n").trim() + "\n";
+  const pems = {
+    rsa: secrets.dkimPrivateKeyPem.replace(/\r\n/g, "\n").trim() + "\n",
+    ed25519: (secrets.dkimEd25519PrivateKeyPem ?? "").replace(/\r\n/g, "\n").trim() + "\n",
+  };
   // The error never quotes the key.
-  if (!PEM_KEY.test(pem))
+  if (!PEM_KEY.test(pems.rsa))
     throw new Error(
       "dkimPrivateKeyPem must be an unencrypted PEM private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)",
     );
+  if (!PEM_PKCS8.test(pems.ed25519))
+    throw new Error("dkimEd25519PrivateKeyPem must be an unencrypted PKCS#8 PEM private key (BEGIN PRIVATE KEY)");
   if (secrets.relayEnv === "" || !secrets.relayEnv.endsWith("\n"))
     throw new Error("relayEnv must be the output of renderRelayEnv");
 
   const files: HostFile[] = [
-    {
-      path: dkimKeyPath(s.domain, s.dkimSelector),
-      content: pem,
+    ...DKIM_ALGORITHMS.map((alg): HostFile => ({
+      path: dkimKeyPath(s.domain, dkimSelectorFor(s, alg)),
+      content: pems[alg],
       mode: "0600",
       owner: "opendkim",
       group: "opendkim",
       secret: true,
-    },
+    })),
     { path: RELAY_ENV_FILE, content: secrets.relayEnv, mode: "0640", owner: "root", group: RELAY_USER, secret: true },
   ];
   if (s.smarthost) {

@@ -6,6 +6,7 @@ export * from "./validate";
 export * from "./postfix";
 export * from "./postfix-master";
 export * from "./opendkim";
+export * from "./outbound-tls";
 export * from "./systemd";
 export * from "./host-hardening";
 export * from "./relay-env";

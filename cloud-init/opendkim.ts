@@ -1,5 +1,9 @@
 // OpenDKIM: sign-only, on a unix socket inside Postfix's queue directory, one active key for the sending domain.
 import {
+  OPENDKIM_ED25519_KEY_TABLE,
+  OPENDKIM_ED25519_PID_FILE,
+  OPENDKIM_ED25519_SIGNING_TABLE,
+  OPENDKIM_ED25519_SOCKET,
   OPENDKIM_KEY_TABLE,
   OPENDKIM_PID_FILE,
   OPENDKIM_SIGNING_TABLE,
@@ -9,6 +13,7 @@ import {
 } from "./paths";
 import { checkHostSettings } from "./postfix";
 import type { HostSettings } from "./types";
+import { assertLabel } from "./validate";
 
 /** Headers OpenDKIM signs when present (h=). */
 export const SIGN_HEADERS = [
@@ -60,14 +65,71 @@ export const OVERSIGN_HEADERS = [
   "List-Unsubscribe-Post",
 ] as const;
 
-/** The KeyTable/SigningTable key naming the active key, e.g. mail202611._domainkey.example.com. */
-export function dkimKeyName(s: HostSettings): string {
-  return `${s.dkimSelector}._domainkey.${s.domain}`;
+/**
+ * The two signatures every message carries (RFC 8463): RSA, which every verifier knows and DMARC relies on, and
+ * Ed25519, which verifiers that do not know it ignore. Debian's OpenDKIM 2.11 signs with one algorithm per instance
+ * (SignatureAlgorithm is global; a second key of the other type in the same SigningTable makes it sign nothing), so
+ * each algorithm has an instance of its own: its conf, tables, socket and unit.
+ */
+export const DKIM_ALGORITHMS = ["rsa", "ed25519"] as const;
+export type DkimAlgorithm = (typeof DKIM_ALGORITHMS)[number];
+
+/** Where each instance's files live; the RSA instance keeps Debian's own paths and unit. */
+export const OPENDKIM_INSTANCE: {
+  readonly [A in DkimAlgorithm]: {
+    readonly signatureAlgorithm: string;
+    readonly socket: string;
+    readonly pidFile: string;
+    readonly keyTable: string;
+    readonly signingTable: string;
+  };
+} = {
+  rsa: {
+    signatureAlgorithm: "rsa-sha256",
+    socket: OPENDKIM_SOCKET,
+    pidFile: OPENDKIM_PID_FILE,
+    keyTable: OPENDKIM_KEY_TABLE,
+    signingTable: OPENDKIM_SIGNING_TABLE,
+  },
+  ed25519: {
+    signatureAlgorithm: "ed25519-sha256",
+    socket: OPENDKIM_ED25519_SOCKET,
+    pidFile: OPENDKIM_ED25519_PID_FILE,
+    keyTable: OPENDKIM_ED25519_KEY_TABLE,
+    signingTable: OPENDKIM_ED25519_SIGNING_TABLE,
+  },
+};
+
+/** The Ed25519 key's selector: the RSA selector's own, so one selector entry in config rotates both keys. */
+export function ed25519Selector(rsaSelector: string): string {
+  const sel = `${rsaSelector}-ed25519`;
+  assertLabel(`dkimSelector ${JSON.stringify(rsaSelector)} (its Ed25519 selector, at most 55 characters)`, sel);
+  return sel;
 }
 
-/** /etc/opendkim.conf */
-export function renderOpendkimConf(s: HostSettings): string {
+/** The selector the instance signs with. */
+export function dkimSelectorFor(s: HostSettings, alg: DkimAlgorithm): string {
+  switch (alg) {
+    case "rsa":
+      return s.dkimSelector;
+    case "ed25519":
+      return ed25519Selector(s.dkimSelector);
+    default: {
+      const never: never = alg;
+      throw new Error(`unknown DKIM algorithm ${String(never)}`);
+    }
+  }
+}
+
+/** The KeyTable/SigningTable key naming the active key, e.g. mail202611._domainkey.example.com. */
+export function dkimKeyName(s: HostSettings, alg: DkimAlgorithm = "rsa"): string {
+  return `${dkimSelectorFor(s, alg)}._domainkey.${s.domain}`;
+}
+
+/** /etc/opendkim.conf (RSA, Debian's own unit) or /etc/opendkim-ed25519.conf (Ed25519, the second instance). */
+export function renderOpendkimConf(s: HostSettings, alg: DkimAlgorithm = "rsa"): string {
   checkHostSettings(s);
+  const inst = OPENDKIM_INSTANCE[alg];
   const rows: [string, string, string?][] = [
     ["Syslog", "yes"],
     ["SyslogSuccess", "yes"],
@@ -76,12 +138,12 @@ export function renderOpendkimConf(s: HostSettings): string {
     ["Mode", "s", "Sign only: this host never receives mail, so there is nothing to verify."],
     [
       "Socket",
-      `local:${OPENDKIM_SOCKET}`,
+      `local:${inst.socket}`,
       "Unix socket inside Postfix's queue directory (measured ~215 msg/s vs ~11 msg/s on inet:8891).",
     ],
-    ["PidFile", OPENDKIM_PID_FILE, "Must match Debian's opendkim.service PIDFile=."],
+    ["PidFile", inst.pidFile, "Must match the unit's PIDFile=."],
     ["Canonicalization", "relaxed/simple"],
-    ["SignatureAlgorithm", "rsa-sha256"],
+    ["SignatureAlgorithm", inst.signatureAlgorithm, "One algorithm per instance: it must match the key's type."],
     [
       "SignHeaders",
       SIGN_HEADERS.join(","),
@@ -95,10 +157,10 @@ export function renderOpendkimConf(s: HostSettings): string {
     ],
     [
       "KeyTable",
-      `file:${OPENDKIM_KEY_TABLE}`,
+      `file:${inst.keyTable}`,
       "Looked up by exact key name, so a plain file (refile: is only needed for the *@domain patterns).",
     ],
-    ["SigningTable", `refile:${OPENDKIM_SIGNING_TABLE}`],
+    ["SigningTable", `refile:${inst.signingTable}`],
     [
       "InternalHosts",
       `refile:${OPENDKIM_TRUSTED_HOSTS}`,
@@ -107,7 +169,7 @@ export function renderOpendkimConf(s: HostSettings): string {
     ["ExternalIgnoreList", `refile:${OPENDKIM_TRUSTED_HOSTS}`],
     ["RequireSafeKeys", "yes", "Refuse a key file others can read."],
   ];
-  const lines = ["# /etc/opendkim.conf for mail-relay: rendered by cloud-init/opendkim.ts."];
+  const lines = [`# OpenDKIM (${alg}) for mail-relay: rendered by cloud-init/opendkim.ts.`];
   for (const [k, v, why] of rows) {
     if (why) lines.push(`# ${why}`);
     lines.push(`${k.padEnd(20)}${v}`);
@@ -115,16 +177,17 @@ export function renderOpendkimConf(s: HostSettings): string {
   return lines.join("\n") + "\n";
 }
 
-/** /etc/opendkim/KeyTable: key name -> domain:selector:private key path. */
-export function renderOpendkimKeyTable(s: HostSettings): string {
+/** /etc/opendkim/KeyTable(.ed25519): key name -> domain:selector:private key path. */
+export function renderOpendkimKeyTable(s: HostSettings, alg: DkimAlgorithm = "rsa"): string {
   checkHostSettings(s);
-  return `${dkimKeyName(s)} ${s.domain}:${s.dkimSelector}:${dkimKeyPath(s.domain, s.dkimSelector)}\n`;
+  const sel = dkimSelectorFor(s, alg);
+  return `${dkimKeyName(s, alg)} ${s.domain}:${sel}:${dkimKeyPath(s.domain, sel)}\n`;
 }
 
-/** /etc/opendkim/SigningTable: every sender of the domain signs with the active key. */
-export function renderOpendkimSigningTable(s: HostSettings): string {
+/** /etc/opendkim/SigningTable(.ed25519): every sender of the domain signs with the active key. */
+export function renderOpendkimSigningTable(s: HostSettings, alg: DkimAlgorithm = "rsa"): string {
   checkHostSettings(s);
-  return `*@${s.domain} ${dkimKeyName(s)}\n`;
+  return `*@${s.domain} ${dkimKeyName(s, alg)}\n`;
 }
 
 /** /etc/opendkim/TrustedHosts: loopback only (the same rule as Postfix's mynetworks). */

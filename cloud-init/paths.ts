@@ -76,3 +76,21 @@ export const SSH_HOST_KEY_DROPIN = "/etc/ssh/sshd_config.d/05-mail-relay-host-ke
 /** Where the relay bundle is uploaded before it is installed: root-only, unlike /var/tmp. */
 export const RELAY_UPLOAD_DIR = "/var/lib/mail-relay-upload";
 export const AUTO_UPGRADES_CONF = "/etc/apt/apt.conf.d/20auto-upgrades";
+
+/** The local DNSSEC-validating resolver (unbound): its drop-in, and the resolv.conf that points everything at it. */
+export const UNBOUND_DROPIN = "/etc/unbound/unbound.conf.d/mail-relay.conf";
+export const RESOLV_CONF = "/etc/resolv.conf";
+/** postfix-mta-sts-resolver (Debian's package and unit): its config, and the loopback socketmap it serves. */
+export const MTA_STS_CONF = "/etc/mta-sts-daemon.yml";
+export const MTA_STS_UNIT_NAME = "postfix-mta-sts-resolver.service";
+export const MTA_STS_DROPIN = `/etc/systemd/system/${MTA_STS_UNIT_NAME}.d/mail-relay.conf`;
+export const MTA_STS_LISTEN = { host: "127.0.0.1", port: 8461 } as const;
+/** The second OpenDKIM instance: it signs with the Ed25519 key (one OpenDKIM signs with one algorithm only). */
+export const OPENDKIM_ED25519_CONF = "/etc/opendkim-ed25519.conf";
+export const OPENDKIM_ED25519_KEY_TABLE = `${OPENDKIM_DIR}/KeyTable.ed25519`;
+export const OPENDKIM_ED25519_SIGNING_TABLE = `${OPENDKIM_DIR}/SigningTable.ed25519`;
+export const OPENDKIM_ED25519_SOCKET = `${OPENDKIM_SOCKET_DIR}/opendkim-ed25519.sock`;
+export const OPENDKIM_ED25519_MILTER = "unix:opendkim/opendkim-ed25519.sock";
+export const OPENDKIM_ED25519_PID_FILE = "/run/opendkim-ed25519/opendkim.pid";
+export const OPENDKIM_ED25519_UNIT_NAME = "opendkim-ed25519.service";
+export const OPENDKIM_ED25519_UNIT_PATH = `/etc/systemd/system/${OPENDKIM_ED25519_UNIT_NAME}`;

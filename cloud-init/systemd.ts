@@ -1,5 +1,8 @@
 // systemd units for the relay and its Cloudflare tunnel. Both run unprivileged with a read-only view of the system.
 import {
+  OPENDKIM_ED25519_CONF,
+  OPENDKIM_ED25519_PID_FILE,
+  OPENDKIM_SOCKET_DIR,
   CLOUDFLARED_CONFIG_FILE,
   CLOUDFLARED_ENV_FILE,
   CLOUDFLARED_USER,
@@ -190,6 +193,64 @@ export function renderCloudflaredUnit(): string {
       ["MemoryDenyWriteExecute", "yes"],
       ["MemoryMax", "256M"],
       ["TasksMax", "128"],
+    ],
+    Install: [["WantedBy", "multi-user.target"]],
+  });
+}
+
+/**
+ * A drop-in for Debian's postfix-mta-sts-resolver.service (already its own user, _mta-sts, and sandboxed): restart on
+ * any exit, and start before Postfix so the first delivery finds its policy server.
+ */
+export function renderMtaStsDropin(): string {
+  return renderUnit({
+    Unit: [
+      "Rendered by cloud-init/systemd.ts (mail-relay). Debian's unit runs as _mta-sts with a read-only system.",
+      ["After", "unbound.service"],
+      ["Wants", "unbound.service"],
+      ["Before", "postfix.service"],
+    ],
+    Service: [
+      "A policy server that is down makes Postfix defer every delivery (no policy = temporary failure): come back.",
+      ["Restart", "always"],
+      ["RestartSec", "2s"],
+      ["ProtectProc", "invisible"],
+      ["ProtectKernelLogs", "yes"],
+      ["ProtectClock", "yes"],
+      ["ProtectHostname", "yes"],
+    ],
+  });
+}
+
+/**
+ * /etc/systemd/system/opendkim-ed25519.service: the second OpenDKIM, which signs with the Ed25519 key (Debian's
+ * opendkim.service keeps signing with RSA). Debian's OpenDKIM signs with one algorithm per instance.
+ */
+export function renderOpendkimEd25519Unit(): string {
+  const runDir = OPENDKIM_ED25519_PID_FILE.split("/")[2];
+  return renderUnit({
+    Unit: [
+      "Rendered by cloud-init/systemd.ts. The Ed25519 DKIM signature (RFC 8463), beside opendkim.service's RSA one.",
+      ["Description", "OpenDKIM Milter (Ed25519 signatures for mail-relay)"],
+      ["After", "network-online.target nss-lookup.target"],
+      ["Wants", "network-online.target"],
+      ["Before", "postfix.service"],
+    ],
+    Service: [
+      ["Type", "forking"],
+      "Started as opendkim (its key is opendkim 0600); the socket directory is opendkim:postfix 2750.",
+      ["User", "opendkim"],
+      ["Group", "opendkim"],
+      ["RuntimeDirectory", runDir],
+      ["PIDFile", OPENDKIM_ED25519_PID_FILE],
+      ["ExecStart", `/usr/sbin/opendkim -x ${OPENDKIM_ED25519_CONF}`],
+      ["ExecReload", "/bin/kill -USR1 $MAINPID"],
+      ["Restart", "on-failure"],
+      ["NoNewPrivileges", "yes"],
+      ["ProtectSystem", "strict"],
+      ["ProtectHome", "yes"],
+      ["PrivateTmp", "yes"],
+      ["ReadWritePaths", OPENDKIM_SOCKET_DIR],
     ],
     Install: [["WantedBy", "multi-user.target"]],
   });

@@ -119,6 +119,8 @@ export interface RelayEnvSettings {
 export interface HostSecrets {
   /** Active selector's RSA key (PEM, PKCS#1 or PKCS#8). */
   readonly dkimPrivateKeyPem: string;
+  /** Active selector's Ed25519 key (PEM, PKCS#8), for its own selector <selector>-ed25519 (RFC 8463). */
+  readonly dkimEd25519PrivateKeyPem: string;
   /** Output of renderRelayEnv. */
   readonly relayEnv: string;
   /** Required when smarthost is set. */

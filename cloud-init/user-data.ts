@@ -16,12 +16,17 @@ import {
 import type { BootstrapSettings } from "./types";
 import { assertDomainName, assertLabel } from "./validate";
 
-/** Debian packages the host needs; the set is the same for every stack (smarthost mode needs libsasl2-modules). */
+/**
+ * Debian packages the host needs; the set is the same for every stack (smarthost mode needs libsasl2-modules; unbound
+ * and postfix-mta-sts-resolver give direct delivery DANE and MTA-STS).
+ */
 export const HOST_PACKAGES = [
   "postfix",
   "libsasl2-modules",
   "opendkim",
   "opendkim-tools",
+  "unbound",
+  "postfix-mta-sts-resolver",
   "nodejs",
   "nftables",
   "unattended-upgrades",

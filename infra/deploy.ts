@@ -21,9 +21,13 @@ import {
   renderStopRelay,
   type TeardownOptions,
   renderWaitForCloudInit,
+  MTA_STS_CONF,
+  MTA_STS_DROPIN,
+  OPENDKIM_ED25519_UNIT_PATH,
   RELAY_CONFIG_DIR,
   RELAY_ENV_FILE,
   RELAY_UNIT_PATH,
+  RESOLV_CONF,
 } from "../cloud-init";
 
 /**
@@ -51,6 +55,7 @@ export function pathSlug(path: string): string {
 /** Placeholder secrets: only used to learn which secret files exist (paths, modes), never their content. */
 const SHAPE_ONLY: HostSecrets = {
   dkimPrivateKeyPem: "-----BEGIN PRIVATE KEY-----\nc2hhcGUtb25seQ==\n-----END PRIVATE KEY-----\n",
+  dkimEd25519PrivateKeyPem: "-----BEGIN PRIVATE KEY-----\nc2hhcGUtb25seQ==\n-----END PRIVATE KEY-----\n",
   relayEnv: "SHAPE_ONLY=1\n",
   smarthostPassword: "shape-only",
   tunnelToken: "shape-only",
@@ -71,9 +76,14 @@ export function isRelayConfigPath(path: string): boolean {
   return path === RELAY_ENV_FILE || path === RELAY_UNIT_PATH || path.startsWith(`${RELAY_CONFIG_DIR}/`);
 }
 
-/** Paths whose change needs Postfix/OpenDKIM reloaded. */
+/** Paths whose change needs Postfix/OpenDKIM (both instances), unbound or the MTA-STS resolver restarted. */
 export function isMailConfigPath(path: string): boolean {
-  return path.startsWith("/etc/postfix/") || path.startsWith("/etc/opendkim");
+  return (
+    path.startsWith("/etc/postfix/") ||
+    path.startsWith("/etc/opendkim") ||
+    path.startsWith("/etc/unbound/") ||
+    [MTA_STS_CONF, MTA_STS_DROPIN, OPENDKIM_ED25519_UNIT_PATH, RESOLV_CONF].includes(path)
+  );
 }
 
 export interface HostDeploymentArgs {

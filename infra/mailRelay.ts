@@ -160,13 +160,15 @@ export function createMailRelay(
       .all([
         relayEnv,
         dkim.activePrivateKeyPem,
+        dkim.activeEd25519PrivateKeyPem,
         secrets.smarthostPassword ?? pulumi.output(undefined),
         tunnel ? tunnel.tunnelToken : pulumi.output(undefined),
         smtpTls ? pulumi.all([smtpTls.privateKeyPem, smtpTls.certPem]) : pulumi.output(undefined),
       ])
-      .apply(([env, key, smarthostPassword, tunnelToken, smtpPem]) => ({
+      .apply(([env, key, edKey, smarthostPassword, tunnelToken, smtpPem]) => ({
         relayEnv: env,
         dkimPrivateKeyPem: key,
+        dkimEd25519PrivateKeyPem: edKey,
         ...(smarthostPassword !== undefined ? { smarthostPassword } : {}),
         ...(tunnelToken !== undefined ? { tunnelToken } : {}),
         ...(smtpPem !== undefined ? { smtpTlsKeyPem: smtpPem[0], smtpTlsCertPem: smtpPem[1] } : {}),

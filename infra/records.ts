@@ -5,6 +5,7 @@
  * <=255-character strings separated by one space. Writing them any other way makes every `pulumi preview`
  * after `up` show a spurious diff.
  */
+import { createPublicKey } from "node:crypto";
 
 /** RFC 1035 character-strings are at most 255 bytes. */
 export const TXT_CHUNK = 255;
@@ -56,9 +57,25 @@ export function dkimPublicKeyFromPem(pem: string): string {
   return body;
 }
 
-/** `v=DKIM1; k=rsa; p=<key>` for `<selector>._domainkey.<domain>`. */
+/**
+ * `<selector>._domainkey.<domain>`: `v=DKIM1; k=rsa; p=<SubjectPublicKeyInfo>` for an RSA key, and
+ * `v=DKIM1; k=ed25519; p=<the raw 32-byte public key>` for an Ed25519 key (RFC 8463 section 4.2: not the SPKI DER).
+ * The key's type decides, so a record can never name one algorithm and carry the other's key.
+ */
 export function dkimRecord(publicKeyPem: string): string {
-  return `v=DKIM1; k=rsa; p=${dkimPublicKeyFromPem(publicKeyPem)}`;
+  const spki = dkimPublicKeyFromPem(publicKeyPem);
+  const key = createPublicKey({ key: Buffer.from(spki, "base64"), format: "der", type: "spki" });
+  switch (key.asymmetricKeyType) {
+    case "rsa":
+      return `v=DKIM1; k=rsa; p=${spki}`;
+    case "ed25519": {
+      const raw = Buffer.from(key.export({ format: "jwk" }).x as string, "base64url");
+      if (raw.length !== 32) throw new Error(`an Ed25519 public key is 32 bytes, got ${raw.length}`);
+      return `v=DKIM1; k=ed25519; p=${raw.toString("base64")}`;
+    }
+    default:
+      throw new Error(`DKIM keys must be RSA or Ed25519, got ${key.asymmetricKeyType ?? "an unknown key type"}`);
+  }
 }
 
 export interface DmarcInput {

@@ -123,6 +123,8 @@ export interface Verified {
   readonly dkimSelector?: string;
   readonly dkimDomain?: string;
   readonly dkimHeaders?: string;
+  /** Every DKIM-Signature's result (RSA and Ed25519). */
+  readonly dkimAll?: readonly { result: string; selector?: string; algo?: string }[];
   readonly spf: string;
   readonly dmarc: string;
   readonly hasBcc: boolean;

@@ -4,6 +4,7 @@
  * that stand in for Hetzner's DHCP), the tunnel stand-in in place of cloudflared's binary, and boots under
  * systemd-nspawn inside the `vps` namespace.
  */
+import { REHEARSAL_UNBOUND_DROPIN, renderRehearsalUnboundConf } from "./world/resolver";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -84,6 +85,9 @@ export async function prepareRootfs(
   fs.writeFileSync(path.join(seed, "network-config"), renderNetworkConfig(c));
   // ifupdown has no resolvconf here: the resolver Hetzner's DHCP would give, written directly.
   fs.writeFileSync(path.join(root, "etc/resolv.conf"), `nameserver ${WORLD.dns}\n`);
+  // The deploy points resolv.conf at the host's unbound; here it must forward to the world (no signed root).
+  fs.mkdirSync(path.dirname(path.join(root, REHEARSAL_UNBOUND_DROPIN)), { recursive: true });
+  fs.writeFileSync(path.join(root, REHEARSAL_UNBOUND_DROPIN), renderRehearsalUnboundConf());
   if (trustCa) {
     // Stands in for the public CA that signed the real smarthost's certificate.
     fs.mkdirSync(path.join(root, "usr/local/share/ca-certificates"), { recursive: true });

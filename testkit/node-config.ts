@@ -13,6 +13,16 @@ export interface FullConfig {
 
 let cachedKey: string | undefined;
 /** One real RSA key per test process (generation is slow); PKCS#1 like @pulumi/tls's privateKeyPem. */
+let cachedEd25519Key: string | undefined;
+/** The test's own Ed25519 DKIM key (PKCS#8 PEM, as @pulumi/tls gives it). */
+export function dkimEd25519KeyPem(): string {
+  cachedEd25519Key ??= generateKeyPairSync("ed25519", {
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+    publicKeyEncoding: { type: "spki", format: "pem" },
+  }).privateKey;
+  return cachedEd25519Key;
+}
+
 export function dkimKeyPem(): string {
   cachedKey ??= generateKeyPairSync("rsa", {
     modulusLength: 2048,
@@ -79,6 +89,7 @@ export function buildConfig(
   };
   const secrets: HostSecrets = {
     dkimPrivateKeyPem: dkimKeyPem(),
+    dkimEd25519PrivateKeyPem: dkimEd25519KeyPem(),
     relayEnv: renderRelayEnv(relayEnv),
     ...(over.smarthost ? { smarthostPassword: SECRET_SMARTHOST_PASSWORD } : {}),
     ...((over.tunnel ?? true) ? { tunnelToken: SECRET_TUNNEL_TOKEN } : {}),

@@ -1,12 +1,14 @@
 // A real Postfix instance and a real OpenDKIM, both from the rendered files, inside a network namespace the caller
 // names. Only instance paths are moved to a scratch dir (queue_directory, data_directory, log file, OpenDKIM's
-// files) and the next hop is a local smtp-sink; every other rendered setting is exercised as it is.
+// files), the next hop is a local smtp-sink and no MTA-STS policy server is asked for it; every other rendered
+// setting is exercised as it is.
 // Used by the real-software tests (test/cloud-init/postfix-instance.real.test.ts and others) and by
 // bench/handoff-bench.ts and bench/chain-bench.ts.
 import { spawn, type ChildProcess } from "node:child_process";
 import { chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  ed25519Selector,
   renderOpendkimConf,
   renderOpendkimKeyTable,
   renderOpendkimSigningTable,
@@ -16,6 +18,7 @@ import {
   renderPostfixSenderAccess,
   type HostSettings,
 } from "../cloud-init";
+import { dkimEd25519KeyPem } from "./node-config";
 import { run, safeScratchDir, removeDir, tool } from "./real-tools";
 
 /** The tools an instance needs (callers add their own, e.g. swaks). */
@@ -46,6 +49,8 @@ export interface InstanceOptions {
   /** The rendered host settings and the DKIM private key to sign with. */
   readonly host: HostSettings;
   readonly dkimPrivateKeyPem: string;
+  /** The Ed25519 key the second OpenDKIM signs with (default: the test kit's own, testkit/node-config.ts). */
+  readonly dkimEd25519PrivateKeyPem?: string;
   /** "127.0.0.1:2626": where smtp-sink listens; Postfix's relayhost points there. */
   readonly sink: string;
   /** smtp-sink's connection backlog. */
@@ -64,7 +69,7 @@ export class PostfixInstance {
   readonly queueDir: string;
   readonly sinkDir: string;
   readonly dkimDir: string;
-  private opendkim: ChildProcess | undefined;
+  private opendkim: ChildProcess[] = [];
   private sink: ChildProcess | undefined;
   private nsCreated = false;
   private stopped = false;
@@ -110,34 +115,48 @@ export class PostfixInstance {
       `maillog_file=${join(this.base, "maillog")}`,
       "alias_maps=",
       "alias_database=",
+      // The next hop is the local sink, not a recipient domain: no MTA-STS policy server is asked (the policy map
+      // is exercised by test/cloud-init/outbound-tls.real.test.ts against the real resolver).
+      "smtp_tls_policy_maps=",
       ...overrides,
     ]);
     if (r.status !== 0) throw new Error(`postconf: ${r.stderr}`);
   }
 
-  startOpendkim(): Promise<void> {
+  /** Both OpenDKIM instances, as on the host: RSA (opendkim.conf) and Ed25519 (opendkim-ed25519.conf). */
+  async startOpendkim(): Promise<void> {
+    const ed = spawn(tool("opendkim") as string, ["-f", "-x", join(this.dkimDir, "opendkim-ed25519.conf")], {
+      stdio: "ignore",
+    });
+    this.opendkim.push(ed);
+    await waitFor(
+      () => existsSync(join(this.queueDir, "opendkim", "opendkim-ed25519.sock")),
+      "the Ed25519 OpenDKIM socket",
+    );
     const args = ["-f", "-x", join(this.dkimDir, "opendkim.conf")];
     const port = this.opendkimInetPort;
     if (port !== undefined) {
       // A TCP listener must be inside the namespace: on the host's loopback it would be out of Postfix's reach.
-      this.opendkim = spawn(tool("ip") as string, ["netns", "exec", this.ns, tool("opendkim") as string, ...args], {
-        stdio: "ignore",
-      });
+      this.opendkim.push(
+        spawn(tool("ip") as string, ["netns", "exec", this.ns, tool("opendkim") as string, ...args], {
+          stdio: "ignore",
+        }),
+      );
       return waitFor(
         () => this.inNs(tool("ss") as string, ["-Hltn", `sport = :${port}`]).stdout.trim() !== "",
         "OpenDKIM's TCP socket",
       );
     }
-    this.opendkim = spawn(tool("opendkim") as string, args, { stdio: "ignore" });
+    this.opendkim.push(spawn(tool("opendkim") as string, args, { stdio: "ignore" }));
     return waitFor(() => existsSync(join(this.queueDir, "opendkim", "opendkim.sock")), "the OpenDKIM socket");
   }
 
+  /** Stops both OpenDKIM instances (with either down, milter_default_action = tempfail holds the mail). */
   async stopOpendkim(): Promise<void> {
-    const p = this.opendkim;
-    if (!p) return;
-    p.kill("SIGTERM");
-    await waitFor(() => p.exitCode !== null || p.signalCode !== null, "OpenDKIM to stop");
-    this.opendkim = undefined;
+    const ps = this.opendkim;
+    this.opendkim = [];
+    for (const p of ps) p.kill("SIGTERM");
+    await waitFor(() => ps.every((p) => p.exitCode !== null || p.signalCode !== null), "OpenDKIM to stop");
   }
 
   /** Namespace, OpenDKIM, smtp-sink and Postfix, from the rendered files. */
@@ -173,10 +192,22 @@ export class PostfixInstance {
     );
     writeFileSync(join(dk, "KeyTable"), place(renderOpendkimKeyTable(o.host)));
     writeFileSync(join(dk, "SigningTable"), renderOpendkimSigningTable(o.host));
+    // The Ed25519 instance: its own conf, tables and pid file (OPENDKIM_INSTANCE.ed25519), the same moves.
+    const placeEd = (t: string): string =>
+      place(t.replaceAll("/run/opendkim-ed25519/opendkim.pid", join(dk, "opendkim-ed25519.pid")));
+    writeFileSync(join(dk, "opendkim-ed25519.conf"), placeEd(renderOpendkimConf(o.host, "ed25519")));
+    writeFileSync(join(dk, "KeyTable.ed25519"), placeEd(renderOpendkimKeyTable(o.host, "ed25519")));
+    writeFileSync(join(dk, "SigningTable.ed25519"), renderOpendkimSigningTable(o.host, "ed25519"));
     writeFileSync(join(dk, "TrustedHosts"), renderOpendkimTrustedHosts());
-    const key = join(dk, "keys", "example.com", `${o.host.dkimSelector}.private`);
-    writeFileSync(key, o.dkimPrivateKeyPem, { mode: 0o600 });
-    chownSync(key, uid("opendkim"), gid("opendkim"));
+    const keys: [string, string][] = [
+      [o.host.dkimSelector, o.dkimPrivateKeyPem],
+      [ed25519Selector(o.host.dkimSelector), o.dkimEd25519PrivateKeyPem ?? dkimEd25519KeyPem()],
+    ];
+    for (const [sel, pem] of keys) {
+      const key = join(dk, "keys", "example.com", `${sel}.private`);
+      writeFileSync(key, pem, { mode: 0o600 });
+      chownSync(key, uid("opendkim"), gid("opendkim"));
+    }
 
     const [sinkHost, sinkPort] = o.sink.split(":") as [string, string];
     this.writePostfixConfig(o.host, [`relayhost=[${sinkHost}]:${sinkPort}`, ...(o.postconf ?? [])]);
@@ -215,7 +246,7 @@ export class PostfixInstance {
     if (this.stopped) return;
     this.stopped = true;
     if (this.nsCreated) this.inNs(tool("postfix") as string, ["-c", this.etc, "stop"]);
-    this.opendkim?.kill("SIGTERM");
+    for (const p of this.opendkim) p.kill("SIGTERM");
     this.sink?.kill("SIGTERM");
     sleepSync(500);
     if (this.nsCreated) {

@@ -189,6 +189,14 @@ export function parseConfig(
   const names = c.dkimSelectors.map((s) => s.name);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup) problems.push(`${NS}:dkimSelectors lists "${dup}" twice; selector names must be unique`);
+  for (const n of names) {
+    // Each selector also names its Ed25519 key: <name>-ed25519 must still be one DNS label (63 characters).
+    if (n.length > 55 || n.endsWith("-ed25519"))
+      problems.push(
+        `${NS}:dkimSelectors: "${n}" must be at most 55 characters and not end in -ed25519 ` +
+          `(the Ed25519 key's selector is "<name>-ed25519"); pick a shorter name such as mail202611`,
+      );
+  }
 
   if (c.bimi && !(c.dmarc.policy !== "none" && c.dmarc.pct === 100)) {
     problems.push(

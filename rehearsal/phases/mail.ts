@@ -60,6 +60,12 @@ export async function mail(ctx: RehearsalRun, fail: Fail): Promise<string> {
   for (const v of verified) {
     if (v.dkim !== "pass" || v.dkimSelector !== selector || v.dkimDomain !== ctx.capture.domain)
       fail(`${v.subject} to ${v.rcptTo}: dkim=${v.dkim} s=${v.dkimSelector} d=${v.dkimDomain}`);
+    // RFC 8463: a second signature, Ed25519, with the selector's own -ed25519 twin; both must pass.
+    const ed = (v.dkimAll ?? []).filter((x) => x.algo === "ed25519-sha256");
+    if (ed.length !== 1 || ed[0]!.result !== "pass" || ed[0]!.selector !== `${selector}-ed25519`)
+      fail(
+        `${v.subject} to ${v.rcptTo}: Ed25519 signatures ${JSON.stringify(ed)}; want one pass, s=${selector}-ed25519`,
+      );
     if (v.spf !== "pass") fail(`${v.subject} to ${v.rcptTo}: spf=${v.spf} from ${v.remoteAddress}`);
     if (v.dmarc !== "pass") fail(`${v.subject} to ${v.rcptTo}: dmarc=${v.dmarc}`);
     if (v.hasBcc) fail(`${v.subject} to ${v.rcptTo} carries a Bcc header`);
@@ -111,7 +117,9 @@ export async function mail(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const sample = verified[0];
   const via = sh ? ` via the smarthost ${sh.host}:${sh.port} (verified STARTTLS, AUTH as ${sh.username})` : "";
   return (
-    `${verified.length} copies${via} (control: an altered copy fails DKIM): all dkim=pass (s=${selector}, ` +
+    `${verified.length} copies${via} (control: an altered copy fails DKIM): all dkim=pass twice ` +
+    `(rsa-sha256 s=${selector}, ` +
+    `ed25519-sha256 s=${selector}-ed25519, ` +
     `d=${ctx.capture.domain}, h=${sample?.dkimHeaders}), spf=pass, dmarc=pass; no Bcc header; ` +
     `/messages/:id delivered for every recipient (read from Postfix's log), with Postfix queue ids`
   );

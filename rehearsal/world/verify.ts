@@ -30,7 +30,10 @@ async function main() {
       resolver: resolve,
     });
     const head = raw.toString("latin1").split(/\r?\n\r?\n/)[0];
-    const sig = res.dkim.results[0] as (typeof res.dkim.results)[number] & { signingHeaders?: { keys?: string } };
+    type Sig = (typeof res.dkim.results)[number] & { signingHeaders?: { keys?: string }; algo?: string };
+    const sigs = res.dkim.results as Sig[];
+    // Two signatures (RFC 8463): the RSA one is the one DMARC and the fields below report; dkimAll lists every one.
+    const sig = sigs.find((x) => x.algo === "rsa-sha256") ?? sigs[0];
     const spf = res.spf ? res.spf.status.result : "none";
     const dmarc = res.dmarc ? res.dmarc.status.result : "none";
     console.log(
@@ -44,6 +47,7 @@ async function main() {
         dkimSelector: sig?.selector,
         dkimDomain: sig?.signingDomain,
         dkimHeaders: sig?.signingHeaders?.keys,
+        dkimAll: sigs.map((x) => ({ result: x.status?.result ?? "none", selector: x.selector, algo: x.algo })),
         spf,
         dmarc,
         hasBcc: /^bcc:/im.test(head),

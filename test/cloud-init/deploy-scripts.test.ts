@@ -317,16 +317,19 @@ describe("apply mail config and teardown (stubbed tools)", () => {
     stub("postfix", 'echo "postfix/postfix-script: warning: demo"; exit 0');
     stub("postmap", 'touch "${1#hash:}.db"');
     stub("opendkim", "exit 0");
+    stub("unbound-checkconf", "exit 0");
     mkdirSync(join(root, "var/spool/postfix/opendkim"), { recursive: true });
-    // a real unix socket, as OpenDKIM would create it
-    const sock = join(root, "var/spool/postfix/opendkim/opendkim.sock");
-    spawnSync(process.execPath, [
-      "-e",
-      `require("net").createServer().listen(${JSON.stringify(sock)}, () => process.exit(0))`,
-    ]);
-    expect(lstatSync(sock).isSocket()).toBe(true);
+    // real unix sockets, as the two OpenDKIM instances (RSA, Ed25519) would create them
+    for (const name of ["opendkim.sock", "opendkim-ed25519.sock"]) {
+      const sock = join(root, "var/spool/postfix/opendkim", name);
+      spawnSync(process.execPath, [
+        "-e",
+        `require("net").createServer().listen(${JSON.stringify(sock)}, () => process.exit(0))`,
+      ]);
+      expect(lstatSync(sock).isSocket()).toBe(true);
+    }
   });
-  it("smarthost: postmaps sasl_passwd, checks both configs, restarts OpenDKIM before Postfix", () => {
+  it("smarthost: postmaps sasl_passwd, checks every config, restarts unbound, MTA-STS and both OpenDKIMs before Postfix", () => {
     mkdirSync(join(root, "etc/postfix"), { recursive: true });
     writeFileSync(join(root, "etc/postfix/sasl_passwd"), "[smtp.eu.mailgun.org]:587 u:p\n");
     const r = bash(renderApplyMailConfig(buildConfig({ smarthost: true }).host));
@@ -335,7 +338,12 @@ describe("apply mail config and teardown (stubbed tools)", () => {
       "postmap hash:",
       "postfix check",
       "opendkim -n",
+      "opendkim -n -x /etc/opendkim-ed25519.conf",
+      "unbound-checkconf",
+      "systemctl restart unbound.service",
+      "systemctl restart postfix-mta-sts-resolver.service",
       "systemctl restart opendkim.service",
+      "systemctl restart opendkim-ed25519.service",
       "systemctl restart postfix.service",
     ].map((c) => r.calls.indexOf(c));
     expect(order.every((i) => i >= 0)).toBe(true);

@@ -1,6 +1,7 @@
-// Verifies a DKIM-Signature (a=rsa-sha256, c=relaxed/simple, as the rendered opendkim.conf signs) against the public
-// half of the test's own key, without DNS: RFC 6376 sections 3.4.2 (relaxed header), 3.4.3 (simple body), 3.7.
-import { createHash, createPublicKey, createVerify } from "node:crypto";
+// Verifies a DKIM-Signature (a=rsa-sha256 or a=ed25519-sha256, c=relaxed/simple, as the rendered opendkim confs sign)
+// against the public half of the test's own key, without DNS: RFC 6376 sections 3.4.2 (relaxed header), 3.4.3
+// (simple body), 3.7; RFC 8463 section 3 (Ed25519 signs the SHA-256 hash of the canonicalized data).
+import { createHash, createPublicKey, createVerify, verify } from "node:crypto";
 
 export interface DkimCheck {
   readonly d?: string;
@@ -26,12 +27,21 @@ function simpleBody(body: string): string {
   return `${b}\r\n`;
 }
 
+/** The a= tag a key of this type signs with. */
+function algorithmOf(privateKeyPem: string): string {
+  return createPublicKey(privateKeyPem).asymmetricKeyType === "ed25519" ? "ed25519-sha256" : "rsa-sha256";
+}
+
+/** Verifies the message's DKIM-Signature made with the key's algorithm (a message may carry one per algorithm). */
 export function verifyDkim(message: string, privateKeyPem: string): DkimCheck {
   const text = message.replace(/\r?\n/g, "\r\n");
   const end = text.indexOf("\r\n\r\n");
   const fields = text.slice(0, end).split(/\r\n(?![ \t])/);
   const body = text.slice(end + 4);
-  const sigField = fields.find((f) => /^dkim-signature:/i.test(f));
+  const alg = algorithmOf(privateKeyPem);
+  const sigField = fields.find(
+    (f) => /^dkim-signature:/i.test(f) && new RegExp(`[;\\s]a=${alg};`).test(f.replace(/\s+/g, " ")),
+  );
   if (!sigField) return { valid: false };
   const tags = new Map(
     sigField
@@ -42,7 +52,7 @@ export function verifyDkim(message: string, privateKeyPem: string): DkimCheck {
       .map((t) => [t.slice(0, t.indexOf("=")), t.slice(t.indexOf("=") + 1)] as const),
   );
   const result = { d: tags.get("d"), s: tags.get("s") };
-  if (tags.get("a") !== "rsa-sha256" || tags.get("c") !== "relaxed/simple") return { ...result, valid: false };
+  if (tags.get("a") !== alg || tags.get("c") !== "relaxed/simple") return { ...result, valid: false };
 
   const bodyHash = createHash("sha256").update(simpleBody(body), "utf8").digest("base64");
   if (bodyHash !== tags.get("bh")) return { ...result, valid: false };
@@ -57,7 +67,12 @@ export function verifyDkim(message: string, privateKeyPem: string): DkimCheck {
     unused.splice(idx, 1);
   }
   const sigWithoutB = relaxedHeader(sigField.replace(/(\bb=)[^;]*/, "$1"));
-  const verifier = createVerify("RSA-SHA256").update(signed.join("") + sigWithoutB, "utf8");
-  const valid = verifier.verify(createPublicKey(privateKeyPem), tags.get("b") ?? "", "base64");
+  const data = signed.join("") + sigWithoutB;
+  const key = createPublicKey(privateKeyPem);
+  const b = Buffer.from(tags.get("b") ?? "", "base64");
+  const valid =
+    alg === "ed25519-sha256"
+      ? verify(null, createHash("sha256").update(data, "utf8").digest(), key, b)
+      : createVerify("RSA-SHA256").update(data, "utf8").verify(key, b);
   return { ...result, valid };
 }

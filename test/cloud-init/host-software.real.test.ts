@@ -11,6 +11,7 @@ import {
   renderHostNftablesConf,
   renderNftablesConf,
   renderOpendkimConf,
+  renderOpendkimEd25519Unit,
   renderOpendkimKeyTable,
   renderOpendkimSigningTable,
   renderOpendkimTrustedHosts,
@@ -243,6 +244,11 @@ for (const { release, tools: found, skip: skip0 } of eachRelease("systemd-analyz
     });
     it("mail-relay-webhooks.service: no warning at all", () => {
       const r = verify("mail-relay-webhooks.service", renderWebhookUnit());
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toBe("");
+    });
+    it("opendkim-ed25519.service (the second OpenDKIM, Ed25519 signatures): no warning at all", () => {
+      const r = verify("opendkim-ed25519.service", renderOpendkimEd25519Unit());
       expect(r.status, r.stderr).toBe(0);
       expect(r.stderr).toBe("");
     });

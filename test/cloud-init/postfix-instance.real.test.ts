@@ -84,6 +84,7 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
     await inst.start({
       host: direct.host,
       dkimPrivateKeyPem: direct.secrets.dkimPrivateKeyPem,
+      dkimEd25519PrivateKeyPem: direct.secrets.dkimEd25519PrivateKeyPem,
       sink: SINK,
       sinkBacklog: 10,
       // A non-loopback address, present before Postfix starts: it must not listen there.
@@ -112,11 +113,37 @@ describe.skipIf(skip)("Postfix + OpenDKIM from the rendered files, in a private 
     expect(r.stdout + r.stderr).toMatch(/250 2\.0\.0 Ok: queued/);
     await waitFor(() => sunk().length > before, "delivery to the sink");
     const msg = readFileSync(join(inst.sinkDir, sunk().sort().pop() as string), "utf8");
-    const sig = /^DKIM-Signature:([^\n]*(?:\n[ \t][^\n]*)*)/m.exec(msg)?.[1] ?? "";
-    expect(sig).toMatch(/\bd=example\.com;/);
-    expect(sig).toMatch(/\bs=mail202611;/);
-    expect(sig).toMatch(/\bc=relaxed\/simple;/);
+    const sigs = [...msg.matchAll(/^DKIM-Signature:([^\n]*(?:\n[ \t][^\n]*)*)/gm)].map((m) =>
+      (m[1] as string).replace(/\s+/g, " "),
+    );
+    expect(sigs).toHaveLength(2);
+    const rsa = sigs.find((x) => /\ba=rsa-sha256;/.test(x)) ?? "";
+    expect(rsa).toMatch(/\bd=example\.com;/);
+    expect(rsa).toMatch(/\bs=mail202611;/);
+    expect(rsa).toMatch(/\bc=relaxed\/simple;/);
     expect(msg).toMatch(/^From: noreply@example\.com/m);
+  });
+
+  it("signs every message twice (RFC 8463): RSA with the selector, Ed25519 with <selector>-ed25519, both valid", async () => {
+    const before = sunk().length;
+    const r = smtpSend("127.0.0.1:25");
+    expect(r.stdout + r.stderr).toMatch(/250 2\.0\.0 Ok: queued/);
+    await waitFor(() => sunk().length > before, "delivery to the sink");
+    const msg = readFileSync(join(inst.sinkDir, sunk().sort().pop() as string), "utf8");
+    expect(verifyDkim(msg, direct.secrets.dkimPrivateKeyPem)).toEqual({
+      d: "example.com",
+      s: "mail202611",
+      valid: true,
+    });
+    expect(verifyDkim(msg, direct.secrets.dkimEd25519PrivateKeyPem)).toEqual({
+      d: "example.com",
+      s: "mail202611-ed25519",
+      valid: true,
+    });
+    // The check can fail: a changed body breaks both signatures.
+    const tampered = msg.replace("hello", "hallo");
+    expect(verifyDkim(tampered, direct.secrets.dkimPrivateKeyPem).valid).toBe(false);
+    expect(verifyDkim(tampered, direct.secrets.dkimEd25519PrivateKeyPem).valid).toBe(false);
   });
 
   it("the signature covers every header a reader acts on (h=), and oversigns the ones that must not be added later", async () => {

@@ -104,8 +104,9 @@ for (const { release, tools: found, skip } of eachRelease("postconf on rendered 
             .pop(),
         ).toBe("reject_unauth_destination");
         expect(get("milter_default_action")).toBe("tempfail");
-        expect(get("smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
-        expect(get("non_smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
+        const milters = "unix:opendkim/opendkim.sock, unix:opendkim/opendkim-ed25519.sock";
+        expect(get("smtpd_milters")).toBe(milters);
+        expect(get("non_smtpd_milters")).toBe(milters);
         expect(get("myhostname")).toBe(cfg.host.mtaHostname);
       });
       it("Postfix sees the outbound mode", () => {
@@ -115,7 +116,9 @@ for (const { release, tools: found, skip } of eachRelease("postconf on rendered 
           expect(get("smtp_sasl_auth_enable")).toBe("yes");
         } else {
           expect(get("relayhost")).toBe("");
-          expect(get("smtp_tls_security_level")).toBe("may");
+          expect(get("smtp_tls_security_level")).toBe("dane");
+          expect(get("smtp_dns_support_level")).toBe("dnssec");
+          expect(get("smtp_tls_policy_maps")).toBe("socketmap:inet:127.0.0.1:8461:postfix");
           expect(get("smtp_sasl_auth_enable")).toBe("no");
         }
       });

@@ -72,8 +72,10 @@ describe.each(variants)("Postfix main.cf (%s)", (_name, cfg) => {
     }
   });
   it("signs through OpenDKIM on the unix socket inside the queue directory, and defers (tempfail) when it is down", () => {
-    expect(m.get("smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
-    expect(m.get("non_smtpd_milters")).toBe("unix:opendkim/opendkim.sock");
+    // Two OpenDKIM instances, RSA then Ed25519 (one algorithm per instance): every message gets both signatures.
+    const milters = "unix:opendkim/opendkim.sock, unix:opendkim/opendkim-ed25519.sock";
+    expect(m.get("smtpd_milters")).toBe(milters);
+    expect(m.get("non_smtpd_milters")).toBe(milters);
     expect(m.get("milter_protocol")).toBe("6");
     expect(m.get("milter_default_action")).toBe("tempfail");
   });
@@ -94,10 +96,12 @@ describe.each(variants)("Postfix main.cf (%s)", (_name, cfg) => {
 });
 
 describe("Postfix outbound modes", () => {
-  it("direct mode: no relayhost, opportunistic TLS, no SASL client", () => {
+  it("direct mode: no relayhost, DANE over validated DNSSEC, MTA-STS asked first, no SASL client", () => {
     const m = parseMainCf(renderPostfixMainCf(direct.host));
     expect(m.get("relayhost")).toBe("");
-    expect(m.get("smtp_tls_security_level")).toBe("may");
+    expect(m.get("smtp_tls_security_level")).toBe("dane");
+    expect(m.get("smtp_dns_support_level")).toBe("dnssec");
+    expect(m.get("smtp_tls_policy_maps")).toBe("socketmap:inet:127.0.0.1:8461:postfix");
     expect(m.has("smtp_sasl_auth_enable")).toBe(false);
     expect(m.has("smtp_sasl_password_maps")).toBe(false);
   });

@@ -121,11 +121,19 @@ describe("host files", () => {
       "/etc/opendkim.conf",
       "/etc/opendkim/KeyTable",
       "/etc/opendkim/SigningTable",
+      "/etc/opendkim-ed25519.conf",
+      "/etc/opendkim/KeyTable.ed25519",
+      "/etc/opendkim/SigningTable.ed25519",
+      "/etc/systemd/system/opendkim-ed25519.service",
       "/etc/opendkim/TrustedHosts",
+      "/etc/unbound/unbound.conf.d/mail-relay.conf",
+      "/etc/mta-sts-daemon.yml",
+      "/etc/systemd/system/postfix-mta-sts-resolver.service.d/mail-relay.conf",
       "/etc/systemd/system/mail-relay.service",
       "/etc/nftables.conf",
       "/etc/systemd/system/mail-relay-webhooks.service",
       "/etc/logrotate.d/mail-relay-postfix",
+      "/etc/resolv.conf",
       "/etc/systemd/system/cloudflared-mail-relay.service",
     ]);
     for (const f of withTunnel)
@@ -152,17 +160,20 @@ describe("host files", () => {
     const files = hostSecretFiles(cfg.host, cfg.secrets);
     expect(files.map((f) => [f.path, f.owner, f.group, f.mode, f.secret])).toEqual([
       ["/etc/opendkim/keys/example.com/mail202611.private", "opendkim", "opendkim", "0600", true],
+      ["/etc/opendkim/keys/example.com/mail202611-ed25519.private", "opendkim", "opendkim", "0600", true],
       ["/etc/mail-relay.env", "root", "mailrelay", "0640", true],
       ["/etc/postfix/sasl_passwd", "root", "root", "0600", true],
       ["/etc/cloudflared/mail-relay.env", "root", "root", "0600", true],
     ]);
-    expect(files[2]?.content).toBe(
+    const content = (path: string) => files.find((f) => f.path === path)?.content;
+    expect(content("/etc/postfix/sasl_passwd")).toBe(
       `[smtp.eu.mailgun.org]:587 postmaster@mg.example.com:${SECRET_SMARTHOST_PASSWORD}\n`,
     );
-    expect(files[3]?.content).toBe(`TUNNEL_TOKEN=${SECRET_TUNNEL_TOKEN}\n`);
+    expect(content("/etc/cloudflared/mail-relay.env")).toBe(`TUNNEL_TOKEN=${SECRET_TUNNEL_TOKEN}\n`);
     const plain = buildConfig({ smarthost: false, tunnel: false });
     expect(hostSecretFiles(plain.host, plain.secrets).map((f) => f.path)).toEqual([
       "/etc/opendkim/keys/example.com/mail202611.private",
+      "/etc/opendkim/keys/example.com/mail202611-ed25519.private",
       "/etc/mail-relay.env",
     ]);
   });

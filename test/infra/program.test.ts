@@ -296,7 +296,7 @@ for (const v of all) {
     it("every SSH step pins the node's generated host key, except the one bootstrap step, which carries only that key", () => {
       const keys = new Map(
         ofType(run().resources, T.privateKey)
-          .filter((k) => k.props.algorithm === "ED25519")
+          .filter((k) => k.props.algorithm === "ED25519" && /-ssh-host-key$/.test(k.name))
           .map((k) => [/mail-relay-(node\d+)-ssh-host-key/.exec(k.name)?.[1], k.props]),
       );
       const nodes = (run().outputs.nodes as { name: string }[]).map((n) => n.name);
@@ -455,14 +455,19 @@ describe("DNS changes are in-place updates, never replacements", () => {
     expect(contentChanged.sort()).toEqual(["mail-relay-dns-dmarc", "mail-relay-dns-spf"]);
   });
 
-  it("adding a DKIM selector adds one key and one record and renames nothing", async () => {
+  it("adding a DKIM selector adds its RSA and Ed25519 keys and records and renames nothing", async () => {
     const a = await runStack("prod", {});
     const b = await runStack("prod", { dkimSelectors: [{ name: "mail202611", active: true }, { name: "mail202705" }] });
     const names = (r: OfflineRun) => new Set(r.resources.map((x) => `${x.type}::${x.name}`));
     const na = names(a);
     const added = [...names(b)].filter((n) => !na.has(n));
     expect(added.sort()).toEqual(
-      [`${T.dnsRecord}::mail-relay-dns-dkim-mail202705`, `${T.privateKey}::mail-relay-dkim-mail202705`].sort(),
+      [
+        `${T.dnsRecord}::mail-relay-dns-dkim-mail202705`,
+        `${T.privateKey}::mail-relay-dkim-mail202705`,
+        `${T.dnsRecord}::mail-relay-dns-dkim-mail202705-ed25519`,
+        `${T.privateKey}::mail-relay-dkim-mail202705-ed25519`,
+      ].sort(),
     );
     expect([...na].filter((n) => !names(b).has(n))).toEqual([]);
   });

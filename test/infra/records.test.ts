@@ -1,4 +1,5 @@
-import { createPublicKey, generateKeyPairSync } from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   bimiRecord,
@@ -84,5 +85,36 @@ describe("record functions", () => {
         proxied: true,
       }),
     ).toMatch(/auto\tIN\tCNAME\tabc\.cfargotunnel\.com\. ; proxied/);
+  });
+});
+
+describe("DKIM records carry the key in the form its algorithm needs (RFC 8463)", () => {
+  it("Ed25519: k=ed25519 and p= the raw 32-byte public key, never the SubjectPublicKeyInfo, for any key", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (seed) => {
+        const priv = createPrivateKey({
+          key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), Buffer.from(seed)]),
+          format: "der",
+          type: "pkcs8",
+        });
+        const pub = createPublicKey(priv);
+        const rec = dkimRecord(pub.export({ type: "spki", format: "pem" }).toString());
+        const p = /; p=([A-Za-z0-9+/=]+)$/.exec(rec)?.[1] ?? "";
+        expect(rec.startsWith("v=DKIM1; k=ed25519; p=")).toBe(true);
+        expect(Buffer.from(p, "base64")).toEqual(Buffer.from(pub.export({ format: "jwk" }).x as string, "base64url"));
+      }),
+      { numRuns: 25 },
+    );
+  });
+  it("RSA: k=rsa and p= the SubjectPublicKeyInfo, as before", () => {
+    const { publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const spki = publicKey.export({ type: "spki", format: "der" }).toString("base64");
+    expect(dkimRecord(publicKey.export({ type: "spki", format: "pem" }).toString())).toBe(`v=DKIM1; k=rsa; p=${spki}`);
+  });
+  it("refuses any other key type with a message naming it", () => {
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    expect(() => dkimRecord(publicKey.export({ type: "spki", format: "pem" }).toString())).toThrow(
+      /RSA or Ed25519, got ec/,
+    );
   });
 });

@@ -58,6 +58,9 @@ smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_milters = unix:opendkim/opendkim.sock
 non_smtpd_milters = $smtpd_milters
 milter_default_action = tempfail
+smtp_dns_support_level = dnssec
+smtp_tls_security_level = dane
+smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix
 `;
 
 export const MASTER_CF = `# master.cf fixture

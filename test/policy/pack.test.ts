@@ -46,6 +46,9 @@ function firewallRequest(port: string): AnalyzeRequest {
 
 const MAIN_CF_ALL = [
   "inet_interfaces = all",
+  "smtp_dns_support_level = dnssec",
+  "smtp_tls_security_level = dane",
+  "smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix",
   "mynetworks = 127.0.0.0/8",
   "mydestination = localhost",
   "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination",

@@ -735,6 +735,37 @@ const cases: Case[] = [
     names: "file-cloudflared-config",
     mentions: /not the JSON/,
   },
+  {
+    rule: "dkim-dmarc-bimi",
+    what: "an Ed25519 DKIM record carrying the SubjectPublicKeyInfo instead of the raw key (RFC 8463)",
+    edit: (s) =>
+      s.push({
+        type: "cloudflare:index/dnsRecord:DnsRecord",
+        name: "dns-dkim-ed",
+        props: {
+          name: "mail202611-ed25519._domainkey.example.com",
+          type: "TXT",
+          content: quotedTxt(`v=DKIM1; k=ed25519; p=${Buffer.alloc(44).toString("base64")}`),
+        },
+      }),
+    names: "dns-dkim-ed",
+    mentions: /k=ed25519 p= is 44 bytes/,
+  },
+  // 18
+  {
+    rule: "outbound-tls-not-downgradable",
+    what: "direct delivery with opportunistic TLS (smtp_tls_security_level = may)",
+    edit: (s) => setMainCf(s, "smtp_tls_security_level", "may"),
+    names: "file-main-cf",
+    mentions: /smtp_tls_security_level = may; must be dane/,
+  },
+  {
+    rule: "outbound-tls-not-downgradable",
+    what: "direct delivery without the MTA-STS policy map",
+    edit: (s) => setMainCf(s, "smtp_tls_policy_maps", undefined),
+    names: "file-main-cf",
+    mentions: /smtp_tls_policy_maps = \(not set\)/,
+  },
 ];
 
 describe("the policy pack", () => {

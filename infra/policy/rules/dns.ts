@@ -185,6 +185,20 @@ export const dkimDmarcBimi: StackRule = {
       }
       if (p === "") continue;
       const k = (tags.get("k") ?? "rsa").toLowerCase();
+      // RFC 8463: an Ed25519 record carries the raw 32-byte key, not a SubjectPublicKeyInfo (44 bytes).
+      if (k === "ed25519") {
+        const raw = Buffer.from(p.replace(/\s+/g, ""), "base64");
+        if (raw.length !== 32)
+          out.push(
+            violation(
+              this.name,
+              d.resource,
+              `DKIM record ${d.name} k=ed25519 p= is ${raw.length} bytes; it must be the raw 32-byte public key ` +
+                "(RFC 8463), not the SubjectPublicKeyInfo",
+            ),
+          );
+        continue;
+      }
       if (k !== "rsa") continue;
       const bits = dkimKeyBits(p);
       if (bits === undefined)

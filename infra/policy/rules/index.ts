@@ -8,6 +8,7 @@ import { dkimDmarcBimi, forwardConfirmedRdns, mxNeverPointsAtRelay, spfCoversEve
 import { firewallBeforeFirstBoot, noPublicSmtpPorts, sshRestricted } from "./firewall";
 import { primaryIpsKept } from "./hetzner";
 import { neverSendUnsigned } from "./milter";
+import { outboundTlsNotDowngradable } from "./outbound-tls";
 import {
   postfixLoopbackOnly,
   relayRestrictionsClosed,
@@ -36,6 +37,7 @@ export const rules: readonly Rule[] = [
   mxNeverPointsAtRelay,
   primaryIpsKept,
   tunnelIngressLocal,
+  outboundTlsNotDowngradable,
 ];
 
 /** Run every rule over a stack: resource rules on each resource, stack rules on the whole list. */

@@ -126,3 +126,27 @@ describe("the Postfix log parser reads every delivery status", () => {
     ).toBe("ignored");
   });
 });
+
+describe("a message held by the recipient's TLS policy (MTA-STS, DANE) is deferred with Postfix's TLS text", () => {
+  // Postfix 3.7/3.10 smtp(8) wording for each way a policy can fail; the reason must reach the caller unchanged, so it
+  // can tell a policy hold from a busy MX.
+  const REASONS = [
+    "Server certificate not verified",
+    "TLS is required, but was not offered by host mx.example.net[192.0.2.10]",
+    "TLS is required, but our TLS engine is unavailable",
+    "Server certificate not trusted",
+    "lost connection with mx.example.net[192.0.2.10] while performing the TLS handshake",
+    "TLSA lookup error for mx.example.net:25",
+  ];
+  it.each(REASONS)("status=deferred (%s)", (reason) => {
+    const line =
+      "Nov 30 10:00:05.000000 mail postfix/smtp[1004]: 4XyZ12abc: to=<user@example.net>, " +
+      `relay=mx.example.net[192.0.2.10]:25, delay=1.3, delays=0.1/0.01/0.5/0.7, dsn=4.7.5, status=deferred (${reason})`;
+    const f = fact(line);
+    expect(f.kind).toBe("recipient");
+    if (f.kind !== "recipient") return;
+    expect(f.status).toBe("deferred");
+    expect(f.reply).toBe(reason);
+    expect(isHardBounce(f.dsn)).toBe(false);
+  });
+});
