@@ -41,6 +41,15 @@ interface Case {
   readonly mentions: RegExp;
 }
 
+/** Adds an -o override to the master.cf's one `smtp inet ... smtpd` service. */
+function overrideSmtpService(stack: FixtureResource[], option: string): void {
+  const r = byName(stack, "file-master-cf");
+  const text = r.props.stdin as string;
+  const smtp = /^smtp\s+inet\s.*smtpd\n/m.exec(text);
+  if (!smtp) throw new Error("the master.cf fixture has no smtp inet smtpd line");
+  r.props.stdin = text.replace(smtp[0], `${smtp[0]}  ${option}\n`);
+}
+
 const cases: Case[] = [
   // 1
   {
@@ -238,7 +247,8 @@ const cases: Case[] = [
   {
     rule: "trusted-networks-loopback-only",
     what: "master.cf -o mynetworks override",
-    edit: (s) => appendMasterCf(s, "127.0.0.1:10025 inet n - n - - smtpd\n  -o mynetworks=0.0.0.0/0"),
+    // On the one smtp listener: a second listener would trip postfix-loopback-only as well.
+    edit: (s) => overrideSmtpService(s, "-o mynetworks=0.0.0.0/0"),
     names: "file-master-cf",
     mentions: /0\.0\.0\.0\/0/,
   },
@@ -298,10 +308,7 @@ const cases: Case[] = [
     rule: "relay-restrictions-closed",
     what: "a master.cf override with a lookup",
     edit: (s) =>
-      appendMasterCf(
-        s,
-        "127.0.0.1:10025 inet n - n - - smtpd\n  -o smtpd_relay_restrictions=check_client_access,static:OK,reject_unauth_destination",
-      ),
+      overrideSmtpService(s, "-o smtpd_relay_restrictions=check_client_access,static:OK,reject_unauth_destination"),
     names: "file-master-cf",
     mentions: /overrides smtpd_relay_restrictions/,
   },

@@ -28,8 +28,40 @@ export const POSTFIX_FILES = new Set([
 
 /** Service names of the submission and smtps ports: no such listener may exist. */
 const SUBMISSION_NAMES = new Set(["submission", "submissions", "smtps", "587", "465", "ssmtp", "urd"]);
-/** Programs that accept SMTP connections. */
-const SMTP_SERVER_COMMANDS = new Set(["smtpd", "postscreen"]);
+/** Postfix daemons that take mail in from whoever connects (SMTP, postscreen's SMTP front, QMQP). */
+export const MAIL_RECEIVING_DAEMONS = new Set(["smtpd", "postscreen", "qmqpd"]);
+
+/**
+ * What a master.cf service does, judged by its daemon and its endpoint, not by its name: the one allowed network
+ * listener is `smtp inet ... smtpd` on inet_interfaces (loopback, checked above); any other inet service (any daemon,
+ * spawn/pipe running a program included) is a listener the host firewall's loopback rules were not written for, a
+ * public host address exposes it beyond the host, and a mail-receiving daemon on a unix/fifo/pass socket is a second
+ * way in that skips both. Undefined when the service is fine.
+ */
+export function masterServiceProblem(s: MasterCfService, all: readonly MasterCfService[]): string | undefined {
+  const daemon = commandName(s.command);
+  const line = `"${s.service} ${s.type} ... ${s.command}"`;
+  if (s.type !== "inet") {
+    return MAIL_RECEIVING_DAEMONS.has(daemon)
+      ? `master.cf runs ${daemon} on a ${s.type} service "${s.service}"; the only SMTP server is smtp inet on loopback`
+      : undefined;
+  }
+  const { host, port } = masterServiceEndpoint(s.service);
+  if (host !== undefined && !isLoopbackHost(host))
+    return `master.cf defines a public listener ${line} on ${host}; Postfix listens on loopback only`;
+  if (SUBMISSION_NAMES.has(port.toLowerCase()))
+    return (
+      `master.cf defines a submission/smtps listener ${line}; ` +
+      `no submission, smtps or other smtpd listener may exist`
+    );
+  const theSmtpListener = daemon === "smtpd" && (port === "smtp" || port === "25");
+  const first = all.find((o) => o.type === "inet" && commandName(o.command) === "smtpd");
+  if (theSmtpListener && first === s) return undefined;
+  return (
+    `master.cf defines a second network listener ${line} (${daemon}); the only inet service is ` +
+    `"smtp inet ... smtpd" on loopback, which the host firewall limits to root and the relay`
+  );
+}
 
 /** Are all `inet_interfaces` entries loopback? */
 export function inetInterfacesLoopbackOnly(value: string): boolean {
@@ -97,35 +129,8 @@ export const postfixLoopbackOnly: StackRule = {
     }
     for (const { push, services } of masterCfs(rs)) {
       for (const s of services) {
-        // smtpd behind a unix socket, fifo or pass service is a listener too: whatever connects to it is a local
-        // client.
-        if (s.type !== "inet" && SMTP_SERVER_COMMANDS.has(commandName(s.command))) {
-          out.push(
-            violation(
-              this.name,
-              push.resource,
-              `master.cf runs ${commandName(s.command)} on a ${s.type} service "${s.service}"; ` +
-                `the only SMTP server is smtp inet on loopback`,
-            ),
-          );
-          continue;
-        }
-        if (s.type !== "inet") continue;
-        const { host, port } = masterServiceEndpoint(s.service);
-        const submission = SUBMISSION_NAMES.has(port.toLowerCase());
-        const smtpServer = SMTP_SERVER_COMMANDS.has(commandName(s.command));
-        if (!submission && !smtpServer) continue;
-        const publicHost = host !== undefined && !isLoopbackHost(host);
-        if (publicHost || (host === undefined && submission)) {
-          out.push(
-            violation(
-              this.name,
-              push.resource,
-              `master.cf defines a public listener "${s.service} ${s.type} ... ${s.command}"; no submission, ` +
-                `smtps or other smtpd listener may exist`,
-            ),
-          );
-        }
+        const p = masterServiceProblem(s, services);
+        if (p) out.push(violation(this.name, push.resource, p));
       }
     }
     const servers = ofType(rs, TYPES.server);
