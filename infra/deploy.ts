@@ -63,6 +63,33 @@ const SHAPE_ONLY: HostSecrets = {
   smtpTlsCertPem: "-----BEGIN CERTIFICATE-----\nc2hhcGUtb25seQ==\n-----END CERTIFICATE-----\n",
 };
 
+/** A second set of placeholders, each different from SHAPE_ONLY's: what changes a file's content tells its inputs. */
+const SHAPE_ALT: HostSecrets = {
+  dkimPrivateKeyPem: "-----BEGIN PRIVATE KEY-----\nYWx0LXNoYXBl\n-----END PRIVATE KEY-----\n",
+  dkimEd25519PrivateKeyPem: "-----BEGIN PRIVATE KEY-----\nYWx0LWVkMjU1MTk=\n-----END PRIVATE KEY-----\n",
+  relayEnv: "SHAPE_ALT=1\n",
+  smarthostPassword: "alt-shape",
+  tunnelToken: "alt-shape",
+  smtpTlsKeyPem: "-----BEGIN PRIVATE KEY-----\nYWx0LWtleQ==\n-----END PRIVATE KEY-----\n",
+  smtpTlsCertPem: "-----BEGIN CERTIFICATE-----\nYWx0LWNlcnQ=\n-----END CERTIFICATE-----\n",
+};
+
+/** Each secret value as its own Output, so a file is built from the values it holds and nothing else. */
+export type HostSecretInputs = { readonly [K in keyof HostSecrets]?: pulumi.Output<string> };
+
+/**
+ * The secret values a secret file's content is made of: those whose change changes the file. A file built from a
+ * combined Output of every secret would be unknown in a preview whenever any secret is new (a caller added, a token
+ * rotated), and its push would show as replaced though `up` finds it unchanged.
+ */
+export function secretFileInputs(s: HostSettings, path: string): (keyof HostSecrets)[] {
+  const contentOf = (sec: HostSecrets) => hostSecretFiles(s, sec).find((f) => f.path === path)?.content;
+  const base = contentOf(SHAPE_ONLY);
+  return (Object.keys(SHAPE_ONLY) as (keyof HostSecrets)[]).filter(
+    (k) => contentOf({ ...SHAPE_ONLY, [k]: SHAPE_ALT[k] }) !== base,
+  );
+}
+
 /** The secret files' metadata; content comes later from the real (Output) secrets. */
 export function secretFileShapes(s: HostSettings): Omit<HostFile, "content">[] {
   return hostSecretFiles(s, SHAPE_ONLY).map(({ content: _content, ...meta }) => meta);
@@ -98,8 +125,8 @@ export interface HostDeploymentArgs {
   /** SSH private key for root (secret). */
   readonly privateKey: pulumi.Input<string>;
   readonly settings: HostSettings;
-  /** Secret values for the secret files (DKIM key, env file, sasl_passwd, tunnel token). */
-  readonly secrets: pulumi.Output<HostSecrets>;
+  /** Secret values for the secret files (DKIM keys, env file, sasl_passwd, tunnel token), each its own Output. */
+  readonly secrets: HostSecretInputs;
   /** The esbuild bundle of the relay and its content hash (the release name). */
   readonly relayBundlePath: string;
   /** What the relay guard's delete (destroy, server replacement) does about mail still queued on the disk. */
@@ -190,7 +217,14 @@ export class HostDeployment extends pulumi.ComponentResource {
       push(meta, pulumi.output(content), false);
     }
     for (const meta of secretFileShapes(s)) {
-      const content = args.secrets.apply((sec) => {
+      const keys = secretFileInputs(s, meta.path);
+      const values = keys.map((k) => {
+        const v = args.secrets[k];
+        if (!v) throw new Error(`secret file ${meta.path} needs the secret ${k}, which the program did not pass`);
+        return v;
+      });
+      const content = pulumi.all(values).apply((vals) => {
+        const sec: HostSecrets = { ...SHAPE_ONLY, ...Object.fromEntries(keys.map((k, i) => [k, vals[i]])) };
         const f = hostSecretFiles(s, sec).find((x) => x.path === meta.path);
         if (!f) throw new Error(`secret file ${meta.path} disappeared between renders`);
         return f.content;

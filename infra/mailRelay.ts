@@ -4,7 +4,6 @@ import * as cloudflare from "@pulumi/cloudflare";
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import {
-  HostSecrets,
   HostSettings,
   QUEUE_ROOT,
   renderRelayEnv,
@@ -14,7 +13,7 @@ import {
 } from "../cloud-init";
 import { spfIncludes, type ConfigSecrets, type MailRelayConfig } from "./config";
 import { credentialExpiryList } from "./credentials";
-import { HostDeployment, sha256, sshFingerprint } from "./deploy";
+import { HostDeployment, type HostSecretInputs, sha256, sshFingerprint } from "./deploy";
 import { DkimKeys } from "./dkim";
 import { MailDns, zoneFile } from "./dns";
 import { RelayFirewall } from "./firewall";
@@ -155,25 +154,17 @@ export function createMailRelay(
         })),
       }),
     );
-  const hostSecrets: pulumi.Output<HostSecrets> = pulumi.secret(
-    pulumi
-      .all([
-        relayEnv,
-        dkim.activePrivateKeyPem,
-        dkim.activeEd25519PrivateKeyPem,
-        secrets.smarthostPassword ?? pulumi.output(undefined),
-        tunnel ? tunnel.tunnelToken : pulumi.output(undefined),
-        smtpTls ? pulumi.all([smtpTls.privateKeyPem, smtpTls.certPem]) : pulumi.output(undefined),
-      ])
-      .apply(([env, key, edKey, smarthostPassword, tunnelToken, smtpPem]) => ({
-        relayEnv: env,
-        dkimPrivateKeyPem: key,
-        dkimEd25519PrivateKeyPem: edKey,
-        ...(smarthostPassword !== undefined ? { smarthostPassword } : {}),
-        ...(tunnelToken !== undefined ? { tunnelToken } : {}),
-        ...(smtpPem !== undefined ? { smtpTlsKeyPem: smtpPem[0], smtpTlsCertPem: smtpPem[1] } : {}),
-      })),
-  );
+  // One Output per secret value: each secret file is built from its own values only (infra/deploy.ts).
+  const hostSecrets: HostSecretInputs = {
+    relayEnv: pulumi.secret(relayEnv),
+    dkimPrivateKeyPem: pulumi.secret(dkim.activePrivateKeyPem),
+    dkimEd25519PrivateKeyPem: pulumi.secret(dkim.activeEd25519PrivateKeyPem),
+    ...(secrets.smarthostPassword ? { smarthostPassword: pulumi.secret(secrets.smarthostPassword) } : {}),
+    ...(tunnel ? { tunnelToken: pulumi.secret(tunnel.tunnelToken) } : {}),
+    ...(smtpTls
+      ? { smtpTlsKeyPem: pulumi.secret(smtpTls.privateKeyPem), smtpTlsCertPem: pulumi.secret(smtpTls.certPem) }
+      : {}),
+  };
 
   const nodes = c.nodes.map((n) => {
     const node = new RelayNode(`${name}-${n.key}`, {

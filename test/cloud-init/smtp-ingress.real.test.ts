@@ -59,7 +59,9 @@ function verifyDkim(
       .replace(/[ \t]+/g, " ")
       .trim()}`;
   };
-  const sigField = fields.find((f) => /^dkim-signature:/i.test(f)) ?? "";
+  // The RSA signature (the host also signs with Ed25519, RFC 8463, in a DKIM-Signature of its own).
+  const sigField =
+    fields.find((f) => /^dkim-signature:/i.test(f) && /(^|;)a=rsa-sha256(;|$)/.test(f.replace(/\s+/g, ""))) ?? "";
   const tags = new Map(
     sigField
       .slice(sigField.indexOf(":") + 1)

@@ -20,9 +20,10 @@ let startedAt: number;
 
 beforeAll(async () => {
   startedAt = Date.now();
-  prod = await runStack("prod");
+  // Pulumi.prod.yaml enables the SMTP ingress; `prod` here is the same stack with it off, to tell the two apart.
+  prod = await runStack("prod", { smtpIngress: { enabled: false } });
   withSmtp = await runStack("prod", { smtpIngress: { enabled: true } });
-  noTunnel = await runStack("prod", { tunnel: false });
+  noTunnel = await runStack("prod", { tunnel: false, smtpIngress: { enabled: false } });
 }, 180_000);
 
 const expiry = (r: OfflineRun) => r.outputs.credentialExpiry as CredentialExpiry[];

@@ -7,7 +7,7 @@ import { runStack, useStandInBundleIfUnbuilt, zoneLinesOfRecords, type StackName
 useStandInBundleIfUnbuilt();
 
 const variants: [string, StackName, Record<string, unknown>][] = [
-  ["prod", "prod", {}],
+  ["prod", "prod", { smtpIngress: { enabled: false } }],
   ["staging", "staging", {}],
   ["prod with the SMTP ingress", "prod", { smtpIngress: { enabled: true } }],
   ["prod without the tunnel", "prod", { tunnel: false }],

@@ -357,7 +357,9 @@ export class DeliveryStore {
       switch (fact.kind) {
         case "message-id": {
           const id = this.ourId(fact.messageId);
-          if (id !== undefined && this.byQueueId.get(fact.queueId) !== id) push({ t: "q", qid: fact.queueId, id });
+          // Issue 19: only for a message the relay handed off, and never over a queue id already tied to one.
+          if (id !== undefined && this.messages.has(id) && !this.byQueueId.has(fact.queueId))
+            push({ t: "q", qid: fact.queueId, id });
           break;
         }
         case "recipient": {
