@@ -18,21 +18,9 @@ export async function attackFromWorld(ctx: RehearsalRun, fail: Fail): Promise<st
     [WORLD.stranger4, targets.filter((t) => !t.startsWith("["))],
     [WORLD.stranger6, targets.filter((t) => t.startsWith("["))],
   ] as const) {
-    const r = await run(
-      "ip",
-      [
-        "netns",
-        "exec",
-        ctx.names.world,
-        process.execPath,
-        "--import",
-        "tsx",
-        path.join(__dirname, "..", "world", "probe.ts"),
-        src,
-        ...list,
-      ],
-      { timeoutMs: 120_000 },
-    );
+    const r = await run("ip", ctx.worldTsx(path.join(__dirname, "..", "world", "probe.ts"), src, ...list), {
+      timeoutMs: 120_000,
+    });
     out.push(r.stdout);
   }
   const lines = out

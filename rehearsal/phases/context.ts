@@ -57,6 +57,26 @@ export class RehearsalRun {
     return this.world.smarthostDir ?? this.world.mxDir;
   }
 
+  /** `ip` arguments that run a TypeScript file (tsx) as a program inside the `world` namespace. */
+  worldTsx(script: string, ...args: string[]): string[] {
+    return ["netns", "exec", this.names.world, process.execPath, "--import", "tsx", script, ...args];
+  }
+
+  /**
+   * Runs `fn` with the world's DNS as the resolver of what `ip netns exec <world>` starts (it bind-mounts
+   * /etc/netns/<world>/resolv.conf over /etc/resolv.conf), and removes that file after.
+   */
+  async withWorldResolver<T>(fn: () => Promise<T>): Promise<T> {
+    const etc = path.join("/etc/netns", this.names.world);
+    fs.mkdirSync(etc, { recursive: true });
+    fs.writeFileSync(path.join(etc, "resolv.conf"), `nameserver ${WORLD.dns}\n`);
+    try {
+      return await fn();
+    } finally {
+      fs.rmSync(etc, { recursive: true, force: true });
+    }
+  }
+
   log(msg: string): void {
     console.error(`[rehearsal ${new Date().toISOString().slice(11, 19)}] ${msg}`);
   }

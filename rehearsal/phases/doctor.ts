@@ -31,13 +31,7 @@ interface DoctorRun {
 
 /** Runs `npm run doctor` (its module) inside `world`; returns its exit code and its checks (--json). */
 async function doctor(ctx: RehearsalRun, outputs?: Record<string, unknown>): Promise<DoctorRun> {
-  const args = [
-    "netns",
-    "exec",
-    ctx.names.world,
-    process.execPath,
-    "--import",
-    "tsx",
+  const args = ctx.worldTsx(
     path.join(ROOT, "doctor", "main.ts"),
     ctx.stack,
     "--outputs",
@@ -51,7 +45,7 @@ async function doctor(ctx: RehearsalRun, outputs?: Record<string, unknown>): Pro
     "--timeout",
     String(DOCTOR_TIMEOUT),
     "--json",
-  ];
+  );
   const r = await run("ip", args, { cwd: ROOT, timeoutMs: 90_000 });
   let checks: Check[];
   try {
@@ -129,22 +123,12 @@ export async function doctorHealthy(ctx: RehearsalRun, fail: Fail): Promise<stri
 /** `npm run smoke` from `world`: the relay's public name resolves through the world's DNS, as callers' does. */
 export async function smokeTest(ctx: RehearsalRun, fail: Fail): Promise<string> {
   if (!ctx.capture.tunnel) return "the stack has no tunnel: no public path to send through";
-  // `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf: the world's resolver for fetch.
-  const netnsEtc = path.join("/etc/netns", ctx.names.world);
-  fs.mkdirSync(netnsEtc, { recursive: true });
-  fs.writeFileSync(path.join(netnsEtc, "resolv.conf"), `nameserver ${WORLD.dns}\n`);
-  try {
+  return ctx.withWorldResolver(async () => {
     const host = new URL(String(ctx.capture.outputs.relayUrl)).hostname;
     const to = ctx.rcpt("smoke");
     const r = await run(
       "ip",
-      [
-        "netns",
-        "exec",
-        ctx.names.world,
-        process.execPath,
-        "--import",
-        "tsx",
+      ctx.worldTsx(
         path.join(ROOT, "doctor", "smoke.ts"),
         ctx.stack,
         "--outputs",
@@ -160,7 +144,7 @@ export async function smokeTest(ctx: RehearsalRun, fail: Fail): Promise<string> 
         "--timeout",
         "60",
         "--json",
-      ],
+      ),
       { cwd: ROOT, timeoutMs: 90_000 },
     );
     const res = JSON.parse(r.stdout || "{}") as {
@@ -182,9 +166,7 @@ export async function smokeTest(ctx: RehearsalRun, fail: Fail): Promise<string> 
       fail(`smoke: no delivered event with the MX's 250 reply: ${lines.join(" | ")}`);
     if (!res.events?.some((e) => e.event === "handed off")) fail("smoke: no hand-off in the timeline");
     return `${res.state}: ${lines.join("; ")}`;
-  } finally {
-    fs.rmSync(netnsEtc, { recursive: true, force: true });
-  }
+  });
 }
 
 export async function doctorWrongSpf(ctx: RehearsalRun, fail: Fail): Promise<string> {

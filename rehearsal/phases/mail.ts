@@ -6,7 +6,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { capturedCount, verifyCaptured } from "../client";
 import { run, sleep } from "../proc";
-import { WORLD } from "../world";
 import type { Fail, RehearsalRun } from "./context";
 
 export async function services(ctx: RehearsalRun, fail: Fail): Promise<string> {
@@ -148,10 +147,6 @@ export async function clients(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const before = capturedCount(ctx.inbox);
   const creds = ctx.creds();
   const subjects = [`[${ctx.runTag}] client/ send()`, `[${ctx.runTag}] nodemailer transport`] as const;
-  // `ip netns exec` puts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf: the app resolves through the world's DNS.
-  const netnsEtc = path.join("/etc/netns", ctx.names.world);
-  fs.mkdirSync(netnsEtc, { recursive: true });
-  fs.writeFileSync(path.join(netnsEtc, "resolv.conf"), `nameserver ${WORLD.dns}\n`);
   const jobFile = path.join(ctx.dir, "clients-job.json");
   fs.writeFileSync(
     jobFile,
@@ -168,23 +163,12 @@ export async function clients(ctx: RehearsalRun, fail: Fail): Promise<string> {
   );
   let out;
   try {
-    out = await run(
-      "ip",
-      [
-        "netns",
-        "exec",
-        ctx.names.world,
-        process.execPath,
-        "--import",
-        "tsx",
-        path.join(__dirname, "..", "world", "clients.ts"),
-        jobFile,
-      ],
-      { timeoutMs: 90_000 },
+    // The app resolves the relay's name through the world's DNS, as a caller's app does.
+    out = await ctx.withWorldResolver(() =>
+      run("ip", ctx.worldTsx(path.join(__dirname, "..", "world", "clients.ts"), jobFile), { timeoutMs: 90_000 }),
     );
   } finally {
     fs.rmSync(jobFile, { force: true });
-    fs.rmSync(netnsEtc, { recursive: true, force: true });
   }
   if (out.code !== 0) {
     fail(`clients.ts exited ${out.code}: ${out.stderr.trim().slice(0, 600)}`);

@@ -53,11 +53,10 @@ async function accessTcp(ctx: RehearsalRun, hostname: string, port: number, cred
   const child = ctx.procs.start(
     `cloudflared access tcp (stand-in) on 127.0.0.1:${port}`,
     "ip",
-    [
-      ...["netns", "exec", ctx.names.world, process.execPath, "--import", "tsx"],
+    ctx.worldTsx(
       path.join(__dirname, "..", "world", "access-tcp.ts"),
       ...["--hostname", hostname, "--url", `127.0.0.1:${port}`, "--edge", `${WORLD.edge}:80`],
-    ],
+    ),
     {
       stdio: ["ignore", log, log],
       env: {
@@ -74,14 +73,10 @@ async function smtpSend(
   ctx: RehearsalRun,
   input: { port: number; user?: string; pass?: string; ca: string; messages: object[] },
 ): Promise<SendResult[]> {
-  const r = await run(
-    "ip",
-    [
-      ...["netns", "exec", ctx.names.world, process.execPath, "--import", "tsx"],
-      path.join(__dirname, "..", "world", "smtp-send.ts"),
-    ],
-    { input: JSON.stringify(input), timeoutMs: 90_000 },
-  );
+  const r = await run("ip", ctx.worldTsx(path.join(__dirname, "..", "world", "smtp-send.ts")), {
+    input: JSON.stringify(input),
+    timeoutMs: 90_000,
+  });
   if (r.code !== 0) throw new Error(`smtp-send.ts failed: ${r.stderr.slice(-1000)}`);
   return r.stdout
     .trim()
