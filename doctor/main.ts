@@ -12,7 +12,7 @@ import { dkimPublicKey, heloFromProbe, hostChecks } from "./checks-host";
 import { checkDomainBlocklist, checkIpBlocklists } from "./checks-reputation";
 import { type Lookup, nodeLookup } from "./dns";
 import { runProbe } from "./host-probe";
-import { loadOutputs, parseZoneFile, signingDomain, type StackOutputs } from "./outputs";
+import { parseZoneFile, readInputs, runAsProgram, signingDomain, type StackOutputs } from "./outputs";
 import { type Check, exitCode, fail, formatLine, summary } from "./report";
 import { spfEvaluator } from "./spf";
 
@@ -164,15 +164,9 @@ export async function runDoctor(o: DoctorOptions, out: StackOutputs, dns: Lookup
 }
 
 async function main(argv: string[]): Promise<number> {
-  let o: DoctorOptions;
-  let outputs: StackOutputs;
-  try {
-    o = parseArgs(argv);
-    outputs = loadOutputs(o.stack, o.outputsFile);
-  } catch (e) {
-    console.error(`doctor: ${e instanceof Error ? e.message : String(e)}`);
-    return 2;
-  }
+  const inputs = readInputs("doctor", parseArgs, argv);
+  if (!inputs) return 2;
+  const { o, outputs: outputs } = inputs;
   const dns = nodeLookup(o.resolver, o.timeoutSeconds * 500);
   const checks = await runDoctor(o, outputs, dns);
   if (o.json) {
@@ -188,12 +182,4 @@ async function main(argv: string[]): Promise<number> {
   return exitCode(checks);
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e) => {
-      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
-      process.exit(2);
-    },
-  );
-}
+runAsProgram(module, main);

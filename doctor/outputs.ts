@@ -123,3 +123,33 @@ export function signingDomain(records: readonly ManagedRecord[], selector: strin
   const prefix = `${selector.toLowerCase()}._domainkey.`;
   return records.find((r) => r.type === "TXT" && r.name.startsWith(prefix))?.name.slice(prefix.length);
 }
+
+/**
+ * The start of `npm run doctor` and `npm run smoke`: parse the arguments and read the stack's outputs. A problem is
+ * printed as `<tool>: <why>` and gives undefined (the caller exits 2).
+ */
+export function readInputs<O extends { readonly stack: string; readonly outputsFile?: string }>(
+  tool: string,
+  parse: (argv: string[]) => O,
+  argv: string[],
+): { o: O; outputs: StackOutputs } | undefined {
+  try {
+    const o = parse(argv);
+    return { o, outputs: loadOutputs(o.stack, o.outputsFile) };
+  } catch (e) {
+    console.error(`${tool}: ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  }
+}
+
+/** Runs a tool's main when its file is the program: its exit code, or 2 with the stack of an unexpected error. */
+export function runAsProgram(mod: NodeModule, main: (argv: string[]) => Promise<number>): void {
+  if (require.main !== mod) return;
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+      process.exit(2);
+    },
+  );
+}

@@ -8,7 +8,7 @@
  * delivered with the recipient MX's reply. Exit 0 only when delivered. See docs/doctor.md.
  */
 import { RelayApiError, RelayClient, RelayTimeoutError } from "../client/src/index";
-import { loadOutputs, type StackOutputs } from "./outputs";
+import { readInputs, runAsProgram, type StackOutputs } from "./outputs";
 
 export interface SmokeOptions {
   readonly stack: string;
@@ -182,15 +182,9 @@ export async function smoke(o: SmokeOptions, out: StackOutputs): Promise<SmokeRe
 }
 
 async function main(argv: string[]): Promise<number> {
-  let o: SmokeOptions;
-  let out: StackOutputs;
-  try {
-    o = parseSmokeArgs(argv);
-    out = loadOutputs(o.stack, o.outputsFile);
-  } catch (e) {
-    console.error(`smoke: ${e instanceof Error ? e.message : String(e)}`);
-    return 2;
-  }
+  const inputs = readInputs("smoke", parseSmokeArgs, argv);
+  if (!inputs) return 2;
+  const { o, outputs: out } = inputs;
   const r = await smoke(o, out);
   if (o.json) console.log(JSON.stringify(r, null, 2));
   else {
@@ -202,12 +196,4 @@ async function main(argv: string[]): Promise<number> {
   return r.state === "delivered" ? 0 : 1;
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e) => {
-      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
-      process.exit(2);
-    },
-  );
-}
+runAsProgram(module, main);
