@@ -4,7 +4,7 @@
 // rejects a broken file, so a pass means something.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import {
   RELEASES,
   renderCloudflaredUnit,
@@ -22,8 +22,8 @@ import {
   releaseName,
 } from "../../cloud-init";
 import { buildConfig } from "../../testkit/node-config";
-import { missing, removeDir, run, safeScratchDir, tool } from "../../testkit/real-tools";
-import { eachRelease, type ReleaseTools } from "./release-tools";
+import { missing, run, tool } from "../../testkit/real-tools";
+import { eachRelease, scratch, type ReleaseTools } from "./release-tools";
 
 /** The parts of `nft -j list ruleset` this test reads. */
 interface NftJson {
@@ -36,19 +36,6 @@ interface NftJson {
   }[];
 }
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach(removeDir));
-/**
- * A scratch dir made when the block's tests start (a skipped block makes none: a non-root run can't write /var/lib).
- */
-function scratch(prefix: string): () => string {
-  let d: string | undefined;
-  beforeAll(() => {
-    d = safeScratchDir(prefix);
-    dirs.push(d);
-  });
-  return () => d as string;
-}
 const tools = (t: ReleaseTools | undefined) => t as ReleaseTools;
 
 for (const { release, tools: found, skip } of eachRelease("cloud-init schema", ["cloud-init"])) {

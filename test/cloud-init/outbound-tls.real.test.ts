@@ -20,19 +20,8 @@ import {
 } from "../../cloud-init";
 import { buildConfig } from "../../testkit/node-config";
 import { waitFor } from "../../testkit/postfix-instance";
-import { missing, removeDir, run, safeScratchDir, tool } from "../../testkit/real-tools";
-import { eachRelease, type ReleaseTools } from "./release-tools";
-
-const dirs: string[] = [];
-afterAll(() => dirs.forEach(removeDir));
-function scratch(prefix: string): () => string {
-  let d: string | undefined;
-  beforeAll(() => {
-    d = safeScratchDir(prefix);
-    dirs.push(d);
-  });
-  return () => d as string;
-}
+import { missing, run, tool } from "../../testkit/real-tools";
+import { eachRelease, scratch, type ReleaseTools } from "./release-tools";
 
 for (const { release, tools: found, skip: skip0 } of eachRelease("unbound-checkconf", ["unbound-checkconf"])) {
   const skip = skip0 ?? missing(`unbound-checkconf on ${releaseName(release)}`, { scratch: true });

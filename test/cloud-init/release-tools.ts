@@ -9,7 +9,8 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DEBIAN_RELEASES, releaseName, type DebianRelease } from "../../cloud-init/release";
 import { builtToolsImage, defaultImageSpec, machineRelease, TOOLS_SCRATCH } from "../../rehearsal/image";
-import { isRoot, missing, tool } from "../../testkit/real-tools";
+import { afterAll, beforeAll } from "vitest";
+import { isRoot, missing, removeDir, safeScratchDir, tool } from "../../testkit/real-tools";
 
 const SEARCH = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
@@ -143,4 +144,19 @@ export function eachRelease(
     const skip = missing(`${what} on ${releaseName(release)}`, { check: () => reason });
     return skip === undefined && typeof found !== "string" ? { release, tools: found } : { release, skip };
   });
+}
+
+/**
+ * A scratch dir made when the block's tests start and removed when they end (a skipped block makes none: a non-root
+ * run can't write /var/lib). Call it inside the describe block that uses it.
+ */
+export function scratch(prefix: string): () => string {
+  let d: string | undefined;
+  beforeAll(() => {
+    d = safeScratchDir(prefix);
+  });
+  afterAll(() => {
+    if (d) removeDir(d);
+  });
+  return () => d as string;
 }

@@ -2,33 +2,17 @@
 // admission module). The cross-door table is admission-doors.test.ts.
 import { appendFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DeliveryStore } from "../../relay/events/delivery-store";
 import { LogTail } from "../../relay/events/log-tail";
 import { isHardBounce, parsePostfixLogLine } from "../../relay/events/postfix-log";
 import { RawSmtp } from "../../testkit/raw-smtp";
-import { haveOpenssl, selfSignedCert } from "../../testkit/self-signed-cert";
-import { appsClosedAfterEach, auth, tempDir, TOKEN_APP, TOKEN_BILLING, validBody } from "./fixtures";
-import { crlfMessage, startIngress, type RunningIngress } from "./smtp-client";
+import { haveOpenssl } from "../../testkit/self-signed-cert";
+import { appsClosedAfterEach, auth, tempDir, TOKEN_BILLING, validBody } from "./fixtures";
+import { crlfMessage, ingressClosedAfterEach } from "./smtp-client";
 
-const open: { close(): unknown }[] = [];
-afterEach(async () => {
-  for (const o of open.splice(0).reverse()) await o.close();
-});
+const { ingress, loggedIn, closeLater } = ingressClosedAfterEach();
 const makeApp = appsClosedAfterEach();
-
-async function ingress(opts: Parameters<typeof startIngress>[0] = {}): Promise<RunningIngress> {
-  const r = await startIngress(opts);
-  open.push(r);
-  return r;
-}
-
-async function loggedIn(r: RunningIngress, user = "app", password = TOKEN_APP): Promise<RawSmtp> {
-  const { client } = await RawSmtp.connect(r.port);
-  open.push(client);
-  expect(await client.login(selfSignedCert().cert, user, password)).toMatch(/^235 /);
-  return client;
-}
 
 /** MAIL, RCPT, DATA with the given header lines; the first reply that is not a go-ahead. */
 async function sendOver(c: RawSmtp, headers: string[], from = "noreply@example.com"): Promise<string> {
@@ -117,16 +101,16 @@ describe.skipIf(!haveOpenssl)("issue 19: the SMTP door applies the caller's rule
     const idle: RawSmtp[] = [];
     for (let i = 0; i < 8; i++) {
       const { client, greeting } = await RawSmtp.connect(r.port);
-      open.push(client);
+      closeLater(client);
       idle.push(client);
       expect(greeting).toMatch(/^220 /);
     }
     const { client: ninth, greeting } = await RawSmtp.connect(r.port);
-    open.push(ninth);
+    closeLater(ninth);
     expect(greeting).toMatch(/^421 /);
     expect(await idle[0]!.reply(4000)).toMatch(/^421 4\.7\.0 authenticate/);
     const { client: later, greeting: g2 } = await RawSmtp.connect(r.port);
-    open.push(later);
+    closeLater(later);
     expect(g2).toMatch(/^220 /);
   });
 });
@@ -171,10 +155,10 @@ describe("issue 19: delivery tracking", () => {
 
   it("finding 3: a message-id= line never re-maps a queue id the hand-off tied, nor ties one to a Message-ID the relay did not hand off", async () => {
     const tmp = tempDir("findings-");
-    open.push({ close: tmp.cleanup });
+    closeLater({ close: tmp.cleanup });
     const store = new DeliveryStore(tmp.dir, { messageIdDomain: "mail.example.com", retentionMs: 86_400_000 });
     await store.open();
-    open.push({ close: () => store.close() });
+    closeLater({ close: () => store.close() });
     const victim = "11111111-2222-4333-8444-555555555555";
     const attacker = "22222222-2222-4333-8444-555555555555";
     await store.recordHandoff({ id: victim, caller: "app", to: ["a@example.net"], at: 1, postfixQueueId: "QVICTIM1" });
@@ -213,7 +197,7 @@ describe("issue 19: delivery tracking", () => {
 
   it("low: a log line over 1 MiB is skipped and the lines after it are still read", async () => {
     const tmp = tempDir("findings-");
-    open.push({ close: tmp.cleanup });
+    closeLater({ close: tmp.cleanup });
     const file = path.join(tmp.dir, "postfix.log");
     writeFileSync(file, `${h} postfix/smtp[2]: ${"x".repeat(1024 * 1024 + 10)}\n`);
     appendFileSync(file, `${h} postfix/qmgr[3]: QAFTER1: removed\n`);

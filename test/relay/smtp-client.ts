@@ -6,8 +6,10 @@ import * as path from "node:path";
 import type { RelayConfig } from "../../relay/config";
 import { QueueStore } from "../../relay/queue";
 import { SmtpIngress, type SmtpIngressDeps } from "../../relay/smtp-ingress";
+import { afterEach, expect } from "vitest";
+import { RawSmtp } from "../../testkit/raw-smtp";
 import { selfSignedCert } from "../../testkit/self-signed-cert";
-import { captureLog, queueOptions, testConfig } from "./fixtures";
+import { captureLog, queueOptions, testConfig, TOKEN_APP } from "./fixtures";
 
 export interface RunningIngress {
   readonly ingress: SmtpIngress;
@@ -57,4 +59,33 @@ export async function startIngress(
 /** A CRLF message from header lines and body lines. */
 export function crlfMessage(headers: string[], body: string[] = ["hello"]): string {
   return [...headers, "", ...body].join("\r\n") + "\r\n";
+}
+
+/**
+ * For a test file (call it at the top level: it registers the afterEach): ingresses and logged-in raw clients, and
+ * anything else a test hands to `closeLater`, closed after each test, clients before their listener.
+ */
+export function ingressClosedAfterEach(): {
+  ingress(opts?: Parameters<typeof startIngress>[0]): Promise<RunningIngress>;
+  loggedIn(r: RunningIngress, user?: string, password?: string): Promise<RawSmtp>;
+  closeLater<T extends { close(): unknown }>(o: T): T;
+} {
+  const open: { close(): unknown }[] = [];
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+  });
+  const closeLater = <T extends { close(): unknown }>(o: T): T => {
+    open.push(o);
+    return o;
+  };
+  return {
+    closeLater,
+    ingress: async (opts = {}) => closeLater(await startIngress(opts)),
+    loggedIn: async (r, user = "app", password = TOKEN_APP) => {
+      const { client } = await RawSmtp.connect(r.port);
+      closeLater(client);
+      expect(await client.login(selfSignedCert().cert, user, password)).toMatch(/^235 /);
+      return client;
+    },
+  };
 }

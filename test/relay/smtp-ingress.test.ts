@@ -4,7 +4,7 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import nodemailer from "nodemailer";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { buildApp } from "../../relay/app";
 import { ConfigError, loadConfig } from "../../relay/config";
 import { RelayError } from "../../relay/errors";
@@ -13,26 +13,9 @@ import { CallerRateWindow, readSmtpTls, smtpRefusalFor } from "../../relay/smtp-
 import { captureLog, okHandoff, TOKEN_APP, TOKEN_BILLING, tempDir, testConfig } from "./fixtures";
 import { RawSmtp } from "../../testkit/raw-smtp";
 import { haveOpenssl, selfSignedCert } from "../../testkit/self-signed-cert";
-import { crlfMessage, startIngress, type RunningIngress } from "./smtp-client";
+import { crlfMessage, ingressClosedAfterEach, type RunningIngress } from "./smtp-client";
 
-const open: { close(): unknown }[] = [];
-afterEach(async () => {
-  // Clients before their listener, so close() has nothing to wait for.
-  for (const o of open.splice(0).reverse()) await o.close();
-});
-
-async function ingress(opts: Parameters<typeof startIngress>[0] = {}): Promise<RunningIngress> {
-  const r = await startIngress(opts);
-  open.push(r);
-  return r;
-}
-
-async function loggedIn(r: RunningIngress, user = "app", password = TOKEN_APP): Promise<RawSmtp> {
-  const { client } = await RawSmtp.connect(r.port);
-  open.push(client);
-  expect(await client.login(selfSignedCert().cert, user, password)).toMatch(/^235 /);
-  return client;
-}
+const { ingress, loggedIn, closeLater } = ingressClosedAfterEach();
 
 const pending = (r: RunningIngress): Job[] =>
   readdirSync(path.join(r.root, "pending")).map(
@@ -58,7 +41,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: authentication", () => {
   it("AUTH is refused before STARTTLS (538) and MAIL before AUTH (530); nothing is queued", async () => {
     const r = await ingress();
     const { client, greeting } = await RawSmtp.connect(r.port);
-    open.push(client);
+    closeLater(client);
     expect(greeting).toMatch(/^220 smtp-relay\.example\.com ESMTP/);
     const ehlo = await client.cmd("EHLO client.example");
     expect(ehlo).toMatch(/STARTTLS/);
@@ -75,7 +58,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: authentication", () => {
   it("a wrong password, another caller's token or a token under the wrong name is refused with 535; the third failure closes the connection", async () => {
     const r = await ingress();
     const { client } = await RawSmtp.connect(r.port);
-    open.push(client);
+    closeLater(client);
     await client.starttls(selfSignedCert().cert);
     const plain = (u: string, p: string) => `AUTH PLAIN ${Buffer.from(`\0${u}\0${p}`).toString("base64")}`;
     expect(await client.cmd(plain("app", "wrong-token-0123456789abcdefghijklmnop"))).toMatch(/^535 5\.7\.8 /);
@@ -89,7 +72,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: authentication", () => {
   it("AUTH LOGIN works too, and the caller is the token's name", async () => {
     const r = await ingress();
     const { client } = await RawSmtp.connect(r.port);
-    open.push(client);
+    closeLater(client);
     await client.starttls(selfSignedCert().cert);
     expect(await client.cmd("AUTH LOGIN")).toMatch(/^334 /);
     expect(await client.cmd(Buffer.from("billing").toString("base64"))).toMatch(/^334 /);
@@ -251,7 +234,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: an accepted message", () => {
   it.skipIf(!swaksTls)("swaks: STARTTLS verified against the certificate, AUTH LOGIN, queued", async () => {
     const r = await ingress();
     const dir = tempDir("swaks-ca-");
-    open.push({ close: dir.cleanup });
+    closeLater({ close: dir.cleanup });
     const ca = path.join(dir.dir, "ca.pem");
     writeFileSync(ca, selfSignedCert().cert);
     const args = [
@@ -343,7 +326,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
   it("the size limit is RELAY_MAX_MESSAGE_BYTES, advertised in EHLO; a larger SIZE= or DATA is refused with 552 and nothing is queued", async () => {
     const r = await ingress({ config: { maxMessageBytes: 4096 } });
     const { client } = await RawSmtp.connect(r.port);
-    open.push(client);
+    closeLater(client);
     expect(await client.starttls(selfSignedCert().cert)).toMatch(/^250[ -]SIZE 4096$/m);
     expect(await client.cmd(`AUTH PLAIN ${Buffer.from(`\0app\0${TOKEN_APP}`).toString("base64")}`)).toMatch(/^235 /);
     expect(await client.cmd("MAIL FROM:<noreply@example.com> SIZE=5000")).toMatch(/^552 /);
@@ -553,7 +536,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: configuration", () => {
   });
   it("an unreadable or mismatched key/certificate pair is a ConfigError (exit 78), never a start with smtp-server's built-in key", () => {
     const dir = tempDir("smtp-tls-");
-    open.push({ close: dir.cleanup });
+    closeLater({ close: dir.cleanup });
     const key = path.join(dir.dir, "k.pem");
     const cert = path.join(dir.dir, "c.pem");
     writeFileSync(cert, selfSignedCert().cert);
