@@ -3,6 +3,8 @@ import { ConfigError } from "./config";
 import { EXIT_CONFIG } from "./host-contract";
 import { startServer } from "./server";
 import { runSuppressCli } from "./suppression-cli";
+import { TLS_POLICY_SUBCOMMAND } from "./tls-policy/contract";
+import { runTlsPolicyService } from "./tls-policy/service";
 import { runWebhookService } from "./webhooks/service";
 
 /** `node relay.js` serves; `node relay.js queue ...` runs the queue CLI. */
@@ -19,6 +21,10 @@ async function main(): Promise<void> {
     await runWebhookService(process.env);
     return;
   }
+  if (args[0] === TLS_POLICY_SUBCOMMAND && args.length === 1) {
+    await runTlsPolicyService(process.env);
+    return;
+  }
   if (args[0] === "suppress") {
     process.exitCode = await runSuppressCli(args.slice(1), process.env, {
       out: (l) => process.stdout.write(`${l}\n`),
@@ -31,7 +37,8 @@ async function main(): Promise<void> {
       "usage: relay.js               serve (configured by the environment)\n" +
         "       relay.js queue ...     operate on the queue\n" +
         "       relay.js suppress ...  the suppression list\n" +
-        "       relay.js webhooks      send the webhook outbox (mail-relay-webhooks.service)\n",
+        "       relay.js webhooks      send the webhook outbox (mail-relay-webhooks.service)\n" +
+        "       relay.js tls-policy    the DANE-first TLS policy socketmap (mail-relay-tls-policy.service)\n",
     );
     process.exitCode = 2;
     return;
