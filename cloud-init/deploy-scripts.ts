@@ -24,6 +24,7 @@ import {
   RELAY_RELEASES_KEPT,
   RELAY_UNIT_NAME,
   SASL_PASSWD_FILE,
+  TLS_POLICY_UNIT_NAME,
 } from "./paths";
 import { checkHostSettings } from "./postfix";
 import { releaseProfile } from "./release";
@@ -266,7 +267,11 @@ export function relayUploadPath(version: string): string {
  * upload once the release exists (kept until then: CopyToRemote does not upload an unchanged bundle again), then
  * activates the release behind its health check.
  */
-export function renderInstallAndActivateRelay(version: string, relayPort: number): string {
+export function renderInstallAndActivateRelay(
+  version: string,
+  relayPort: number,
+  opts: ActivateOptions = { tlsPolicy: false },
+): string {
   return script(`install (if needed) and activate relay release ${version}`, [
     `upload="$root"${shellQuote(relayUploadPath(version))}`,
     `release="$root${RELAY_RELEASES}/"${shellQuote(version)}/${RELAY_ENTRY}`,
@@ -277,7 +282,7 @@ export function renderInstallAndActivateRelay(version: string, relayPort: number
     "fi",
     "# The release exists: the staged copy has done its job.",
     'rm -f -- "$upload"',
-    `bash -c ${shellQuote(renderActivateRelayRelease(version, relayPort))}`,
+    `bash -c ${shellQuote(renderActivateRelayRelease(version, relayPort, opts))}`,
   ]);
 }
 
@@ -286,7 +291,20 @@ export function renderInstallAndActivateRelay(version: string, relayPort: number
  * journal tail, switches current back to the previous release, restarts it and exits non-zero. On success it keeps
  * the newest releases and prunes the rest (never the current or previous one).
  */
-export function renderActivateRelayRelease(version: string, relayPort: number): string {
+export interface ActivateOptions {
+  /**
+   * The release also runs the DANE-first TLS policy socketmap (mail-relay-tls-policy.service: direct delivery with
+   * DANE and MTA-STS enforced). It must be up for the release to count as healthy: Postfix asks it first, and defers
+   * every direct delivery while it is down. false: the unit is stopped and disabled if a former deploy left it.
+   */
+  readonly tlsPolicy: boolean;
+}
+
+export function renderActivateRelayRelease(
+  version: string,
+  relayPort: number,
+  opts: ActivateOptions = { tlsPolicy: false },
+): string {
   assertReleaseVersion(version);
   assertPort("relayPort", relayPort);
   return script(`activate relay release ${version}`, [
@@ -315,6 +333,26 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     "  done",
     "  return 1",
     "}",
+    opts.tlsPolicy
+      ? [
+          "# Postfix asks the DANE-first socketmap first: the release is healthy only if it runs too.",
+          "tls_policy_up() {",
+          `  systemctl enable --quiet ${TLS_POLICY_UNIT_NAME} && systemctl restart ${TLS_POLICY_UNIT_NAME} || return 1`,
+          '  sleep "${MAIL_RELAY_TLS_POLICY_SETTLE:-2}"',
+          `  if systemctl is-active --quiet ${TLS_POLICY_UNIT_NAME}; then return 0; fi`,
+          `  echo "${TLS_POLICY_UNIT_NAME} is not running" >&2`,
+          `  journalctl -u ${TLS_POLICY_UNIT_NAME} -n 30 --no-pager >&2 || true`,
+          "  return 1",
+          "}",
+        ].join("\n")
+      : [
+          "# Smarthost or opted-out direct delivery: no DANE-first socketmap (a former deploy's unit is stopped).",
+          "tls_policy_up() {",
+          `  if systemctl cat ${TLS_POLICY_UNIT_NAME} >/dev/null 2>&1; then systemctl disable --now --quiet ` +
+            `${TLS_POLICY_UNIT_NAME} || true; fi`,
+          "  return 0",
+          "}",
+        ].join("\n"),
     "prune() {",
     "  local n=0 name keep_current keep_previous",
     '  keep_current=$(basename -- "$(readlink -- "$base/current")")',
@@ -336,7 +374,7 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     "systemctl daemon-reload",
     `systemctl enable --quiet ${RELAY_UNIT_NAME}`,
     `systemctl restart ${RELAY_UNIT_NAME}`,
-    "if healthy; then",
+    "if healthy && tls_policy_up; then",
     "  prune",
     "  # The webhook sender runs the same release; a failure here leaves webhooks in the outbox, not mail unsent.",
     `  systemctl enable --quiet ${WEBHOOK_UNIT_NAME} && systemctl restart ${WEBHOOK_UNIT_NAME} || ` +
@@ -352,6 +390,7 @@ export function renderActivateRelayRelease(version: string, relayPort: number): 
     'if [ -n "$previous" ] && [ "$previous" != "$target" ] && [ -s "$previous_dir/' + RELAY_ENTRY + '" ]; then',
     '  switch_to "$previous"',
     `  systemctl restart ${RELAY_UNIT_NAME} || true`,
+    "  tls_policy_up || true",
     "  if healthy; then",
     '    echo "rolled back: current -> $previous (healthy)" >&2',
     "  else",

@@ -1,7 +1,7 @@
 // The list of files the deploy step pushes, with owner and mode. Non-secret configs first, secrets separately
 // (the caller wraps secret contents in pulumi.secret and pushes them over SSH on stdin).
 import { renderHostNftablesConf } from "./host-hardening";
-import { renderMtaStsConf, renderResolvConf, renderUnboundConf } from "./outbound-tls";
+import { enforcesOutboundTls, renderMtaStsConf, renderResolvConf, renderUnboundConf } from "./outbound-tls";
 import {
   dkimSelectorFor,
   DKIM_ALGORITHMS,
@@ -34,6 +34,7 @@ import {
   SENDER_ACCESS_FILE,
   SMTP_TLS_CERT_FILE,
   SMTP_TLS_KEY_FILE,
+  TLS_POLICY_UNIT_PATH,
   WEBHOOK_UNIT_PATH,
   dkimKeyPath,
 } from "./paths";
@@ -45,6 +46,7 @@ import {
   renderMtaStsDropin,
   renderOpendkimEd25519Unit,
   renderRelayUnit,
+  renderTlsPolicyUnit,
   renderWebhookUnit,
 } from "./systemd";
 import type { HostFile, HostSecrets, HostSettings } from "./types";
@@ -88,6 +90,8 @@ export function hostConfigFiles(s: HostSettings): HostFile[] {
     plain(RESOLV_CONF, renderResolvConf()),
   ];
   if (s.tunnel) files.push(plain(CLOUDFLARED_UNIT_PATH, renderCloudflaredUnit()));
+  // Started (and rolled back) with the relay release it runs; absent with a smarthost or the opt-out.
+  if (enforcesOutboundTls(s)) files.push(plain(TLS_POLICY_UNIT_PATH, renderTlsPolicyUnit()));
   return files;
 }
 

@@ -94,3 +94,6 @@ export const OPENDKIM_ED25519_MILTER = "unix:opendkim/opendkim-ed25519.sock";
 export const OPENDKIM_ED25519_PID_FILE = "/run/opendkim-ed25519/opendkim.pid";
 export const OPENDKIM_ED25519_UNIT_NAME = "opendkim-ed25519.service";
 export const OPENDKIM_ED25519_UNIT_PATH = `/etc/systemd/system/${OPENDKIM_ED25519_UNIT_NAME}`;
+/** The DANE-first TLS policy socketmap (relay.js tls-policy): its own unprivileged unit. */
+export const TLS_POLICY_UNIT_NAME = "mail-relay-tls-policy.service";
+export const TLS_POLICY_UNIT_PATH = `/etc/systemd/system/${TLS_POLICY_UNIT_NAME}`;

@@ -11,7 +11,7 @@ import {
   SENDER_ACCESS_FILE,
   SYSTEM_CA_FILE,
 } from "./paths";
-import { MTA_STS_POLICY_MAP } from "./outbound-tls";
+import { enforcesOutboundTls, TLS_POLICY_MAPS } from "./outbound-tls";
 import { releaseProfile } from "./release";
 import type { HostSettings, SmarthostSettings } from "./types";
 import { assertDomainName, assertIntInRange, assertLabel, assertPort, assertSingleLine } from "./validate";
@@ -86,6 +86,29 @@ function renderSections(header: string, sections: readonly Section[]): string {
 }
 
 function outboundSection(s: HostSettings): Section {
+  if (!s.smarthost && !enforcesOutboundTls(s)) {
+    return {
+      title:
+        "outbound: direct to recipient MX, opportunistic TLS (mail-relay:outboundTls opts out of DANE and MTA-STS)",
+      entries: [
+        {
+          comment: "Empty: deliver straight to each recipient's MX over outbound port 25.",
+          key: "relayhost",
+          value: "",
+        },
+        {
+          comment:
+            "may: encrypt when the MX offers STARTTLS, verify nothing. Accepted risk (outboundTls = " +
+            "opportunistic-accepting-downgrade): a man in the middle can strip STARTTLS or present any certificate.",
+          key: "smtp_tls_security_level",
+          value: "may",
+        },
+        { key: "smtp_tls_CAfile", value: SYSTEM_CA_FILE },
+        { key: "smtp_tls_loglevel", value: "1" },
+        { key: "smtp_tls_session_cache_database", value: "btree:${data_directory}/smtp_scache" },
+      ],
+    };
+  }
   if (!s.smarthost) {
     return {
       title: "outbound: direct to recipient MX",
@@ -111,10 +134,11 @@ function outboundSection(s: HostSettings): Section {
         },
         {
           comment:
-            "MTA-STS, asked first: a domain with an enforce policy gets verified TLS to an MX the policy lists, " +
-            "or the mail waits (postfix-mta-sts-resolver on loopback; testing policies are not enforced).",
+            "First answer wins. 1: DANE first (mail-relay-tls-policy: dane-only where every MX has validated TLSA " +
+            "records, TEMP when DNSSEC fails), so DANE beats MTA-STS (RFC 8461 section 2). 2: MTA-STS " +
+            "(postfix-mta-sts-resolver): an enforce policy gets verified TLS to an MX it lists, or the mail waits.",
           key: "smtp_tls_policy_maps",
-          value: MTA_STS_POLICY_MAP,
+          value: TLS_POLICY_MAPS.join(", "),
         },
         { key: "smtp_tls_CAfile", value: SYSTEM_CA_FILE },
         { key: "smtp_tls_loglevel", value: "1" },

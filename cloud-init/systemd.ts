@@ -12,8 +12,11 @@ import {
   RELAY_ENTRY,
   RELAY_ENV_FILE,
   RELAY_USER,
+  MTA_STS_LISTEN,
+  MTA_STS_UNIT_NAME,
 } from "./paths";
 import { EXIT_CONFIG } from "../relay/host-contract";
+import { TLS_POLICY_ENV, TLS_POLICY_LISTEN, TLS_POLICY_SUBCOMMAND } from "../relay/tls-policy/contract";
 import { checkHostSettings } from "./postfix";
 import type { HostSettings } from "./types";
 
@@ -193,6 +196,52 @@ export function renderCloudflaredUnit(): string {
       ["MemoryDenyWriteExecute", "yes"],
       ["MemoryMax", "256M"],
       ["TasksMax", "128"],
+    ],
+    Install: [["WantedBy", "multi-user.target"]],
+  });
+}
+
+/**
+ * /etc/systemd/system/mail-relay-tls-policy.service: `relay.js tls-policy`, the DANE-first TLS policy socketmap that
+ * Postfix asks first (smtp_tls_policy_maps). It runs the current relay release, so it is installed and rolled back
+ * with it; a user of its own that exists only while it runs (DynamicUser), no writable path, loopback only.
+ */
+export function renderTlsPolicyUnit(): string {
+  return renderUnit({
+    Unit: [
+      "Rendered by cloud-init/systemd.ts. Postfix's first TLS policy map: dane-only for domains whose every MX has " +
+        "DNSSEC-validated TLSA records.",
+      [
+        "Description",
+        `mail-relay DANE-first TLS policy socketmap on ${TLS_POLICY_LISTEN.host}:${TLS_POLICY_LISTEN.port}`,
+      ],
+      ["After", `unbound.service ${MTA_STS_UNIT_NAME}`],
+      ["Wants", `unbound.service ${MTA_STS_UNIT_NAME}`],
+      ["Before", "postfix.service"],
+    ],
+    Service: [
+      ["Type", "simple"],
+      "No secret and no state: a throwaway user of its own, never the relay's (which may read tokens and the queue).",
+      ["DynamicUser", "yes"],
+      ["Environment", `${TLS_POLICY_ENV.listen}=${TLS_POLICY_LISTEN.host}:${TLS_POLICY_LISTEN.port}`],
+      ["Environment", `${TLS_POLICY_ENV.resolver}=127.0.0.1:53`],
+      ["Environment", `${TLS_POLICY_ENV.mtaSts}=${MTA_STS_LISTEN.host}:${MTA_STS_LISTEN.port}`],
+      ["Environment", "NODE_ENV=production"],
+      ["ExecStart", `/usr/bin/node ${RELAY_CURRENT}/${RELAY_ENTRY} ${TLS_POLICY_SUBCOMMAND}`],
+      "Down, it makes Postfix defer every direct delivery (a policy lookup error): come back at once.",
+      ["Restart", "always"],
+      ["RestartSec", "2s"],
+      ["RestartPreventExitStatus", String(EXIT_CONFIG)],
+      ["UMask", "0077"],
+      ...COMMON_HARDENING,
+      "Nothing to write, and no view of the queue, the keys or the logs.",
+      ["InaccessiblePaths", `-${QUEUE_ROOT} -/var/log/mail-relay -/etc/opendkim -/var/spool/postfix -/etc/mail-relay`],
+      "It talks to unbound and the MTA-STS resolver on loopback, and answers Postfix there: nothing else.",
+      ["RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"],
+      ["IPAddressAllow", "localhost"],
+      ["IPAddressDeny", "any"],
+      ["MemoryMax", "192M"],
+      ["TasksMax", "32"],
     ],
     Install: [["WantedBy", "multi-user.target"]],
   });

@@ -1,5 +1,6 @@
 // Plain typed values the renderers take. Nothing here (or anywhere in cloud-init/) imports @pulumi/*:
 // every renderer is a pure function of these values, testable without the Pulumi engine.
+import type { OutboundTlsMode } from "./outbound-tls";
 import type { DebianRelease } from "./release";
 
 /** One file the deploy step writes on the host. */
@@ -54,6 +55,11 @@ export interface HostSettings {
   readonly release: DebianRelease;
   /** The relay's SMTP ingress (off when absent): its TLS key and certificate become host files. */
   readonly smtpIngress?: SmtpIngressSettings;
+  /**
+   * Direct delivery's outbound TLS (mail-relay:outboundTls; default dane-and-mta-sts). Ignored with a smarthost,
+   * which is always verified TLS; the config refuses the opt-out there.
+   */
+  readonly outboundTls?: OutboundTlsMode;
 }
 
 /** The SMTP ingress on the host: the relay listens on 127.0.0.1:<port>; cloudflared's tcp:// route reaches it. */

@@ -28,6 +28,8 @@ import {
   RELAY_ENV_FILE,
   RELAY_UNIT_PATH,
   RESOLV_CONF,
+  TLS_POLICY_UNIT_PATH,
+  enforcesOutboundTls,
 } from "../cloud-init";
 
 /**
@@ -98,9 +100,17 @@ export function secretFileShapes(s: HostSettings): Omit<HostFile, "content">[] {
 /** Where the relay bundle is uploaded before it is installed as a release: a root-only 0700 dir, never /var/tmp. */
 export const uploadPath = relayUploadPath;
 
-/** Paths whose change needs the relay restarted: its env file, its unit, the SMTP ingress's TLS files. */
+/**
+ * Paths whose change needs the relay restarted: its env file, its unit, the SMTP ingress's TLS files, and the
+ * DANE-first socketmap's unit (it runs the relay release, so the activate step restarts it).
+ */
 export function isRelayConfigPath(path: string): boolean {
-  return path === RELAY_ENV_FILE || path === RELAY_UNIT_PATH || path.startsWith(`${RELAY_CONFIG_DIR}/`);
+  return (
+    path === RELAY_ENV_FILE ||
+    path === RELAY_UNIT_PATH ||
+    path === TLS_POLICY_UNIT_PATH ||
+    path.startsWith(`${RELAY_CONFIG_DIR}/`)
+  );
 }
 
 /** Paths whose change needs Postfix/OpenDKIM (both instances), unbound or the MTA-STS resolver restarted. */
@@ -281,7 +291,7 @@ export class HostDeployment extends pulumi.ComponentResource {
       `${name}-relay-activate`,
       {
         connection,
-        create: renderInstallAndActivateRelay(args.relayVersion, s.relayPort),
+        create: renderInstallAndActivateRelay(args.relayVersion, s.relayPort, { tlsPolicy: enforcesOutboundTls(s) }),
         triggers: [args.relayVersion, pulumi.secret(hashesOf(relayPaths)), args.serverId],
       },
       { ...child, dependsOn: [applyMail, upload, relayGuard, ...relayPaths.map((p) => pushed.get(p)!.cmd)] },

@@ -4,7 +4,9 @@ import * as cloudflare from "@pulumi/cloudflare";
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import {
+  DEFAULT_OUTBOUND_TLS,
   HostSettings,
+  OUTBOUND_TLS_LABEL,
   QUEUE_ROOT,
   renderRelayEnv,
   renderUserData,
@@ -67,7 +69,16 @@ export function hostSettings(c: MailRelayConfig, mtaHostname: string): HostSetti
     adminCidrs: c.adminCidrs,
     allowedSenders: c.allowedSenders,
     ...(c.smtpIngress ? { smtpIngress: { port: c.smtpIngress.port, hostname: c.smtpIngress.hostname } } : {}),
+    outboundTls: c.outboundTls,
   };
+}
+
+/**
+ * The server labels that carry config facts to the policy pack: the outbound-TLS opt-out (rule 18 reads it). Only
+ * the opt-out is labelled, so a stack that keeps the default sees no label change.
+ */
+export function serverPolicyLabels(c: Pick<MailRelayConfig, "outboundTls">): Record<string, string> {
+  return c.outboundTls === DEFAULT_OUTBOUND_TLS ? {} : { [OUTBOUND_TLS_LABEL]: c.outboundTls };
 }
 
 /** The SMTP ingress's lines of the relay's env file; undefined when it is off. */
@@ -178,7 +189,7 @@ export function createMailRelay(
       sshKeyIds: [sshKey.id],
       firewallId: firewall.firewallId,
       userData: renderUserData({ hostname: n.mtaHostname.split(".")[0], fqdn: n.mtaHostname }),
-      labels: { ...labels, node: n.key },
+      labels: { ...labels, ...serverPolicyLabels(c), node: n.key },
     });
     const deployment = new HostDeployment(`${name}-${n.key}`, {
       host: node.ipv4,

@@ -11,6 +11,7 @@ import {
   releaseName,
   type DebianRelease,
 } from "../../cloud-init/release";
+import { DEFAULT_OUTBOUND_TLS } from "../../cloud-init/outbound-tls";
 import { RELAY_SMTP_PORT } from "../../relay/host-contract";
 import { directLookups, parseSpf, SPF_LOOKUP_LIMIT } from "../spf";
 import { spfRecord } from "../records";
@@ -146,6 +147,11 @@ export function parseConfig(
   const mtaHosts = nodeHostnames(mtaBase, c.nodeCount, c.mtaHostnames);
   const relayHostname = c.relayHostname ?? `mail-relay.${c.domain}`;
 
+  if (c.smarthost && c.outboundTls !== DEFAULT_OUTBOUND_TLS)
+    problems.push(
+      `${NS}:outboundTls = ${c.outboundTls} applies to direct delivery only; with ${NS}:smarthost set, mail always ` +
+        `goes to the smarthost over verified TLS. Remove it: \`pulumi config rm ${NS}:outboundTls\``,
+    );
   if (!isWithin(c.domain, zone))
     problems.push(`${NS}:zone "${zone}" must be the Cloudflare zone that contains ${NS}:domain "${c.domain}"`);
   if (!isWithin(mtaBase, zone))

@@ -4,6 +4,7 @@
  */
 import * as net from "node:net";
 import { z } from "zod";
+import { DEFAULT_OUTBOUND_TLS, OUTBOUND_TLS_MODES } from "../../cloud-init/outbound-tls";
 import { DEFAULT_RELEASE, RELEASES } from "../../cloud-init/release";
 import { RELAY_HTTP_PORT } from "../../relay/host-contract";
 
@@ -328,6 +329,8 @@ export const rawSchema = z.object({
     )
     .default(["app"]),
   smtpIngress: smtpIngressSchema,
+  /** Direct delivery's outbound TLS; the opt-out's value names the risk it accepts. */
+  outboundTls: z.enum(OUTBOUND_TLS_MODES).default(DEFAULT_OUTBOUND_TLS),
   /** The user has a certificate (not the free Universal SSL one) covering proxied names deeper than one level. */
   certificateCoversDeepHostnames: z.boolean().default(false),
   rotations: rotationsSchema,

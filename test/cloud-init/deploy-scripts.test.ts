@@ -69,6 +69,7 @@ function bash(script: string, input = "") {
       MAIL_RELAY_ROOT: root,
       STUB_LOG: log,
       MAIL_RELAY_HEALTH_TIMEOUT: "2",
+      MAIL_RELAY_TLS_POLICY_SETTLE: "0",
     },
     timeout: 30_000,
   });
@@ -104,6 +105,7 @@ describe("every deploy script is strict bash", () => {
     renderInstallHostKey(),
     renderApplyHostFirewall(),
     renderInstallAndActivateRelay("v1", 2525),
+    renderActivateRelayRelease("v1", 2525, { tlsPolicy: true }),
   ];
   it.each(scripts.map((s, i) => [i, s]))("script %i uses set -euo pipefail and parses (bash -n)", (_i, s) => {
     expect(s).toMatch(/^#!\/usr\/bin\/env bash\n/);
@@ -309,6 +311,44 @@ describe("relay releases: install, activate, roll back, prune", () => {
     expect(r.status, r.out).toBe(0);
     expect(r.out).toMatch(/pruned old release old copy$/m);
     expect(releases()).toEqual(["v2", "v3", "v4", "v5", "v6"]);
+  });
+});
+
+describe("the DANE-first TLS policy socketmap runs the release it belongs to (stubbed systemctl)", () => {
+  const TLS_UNIT = "mail-relay-tls-policy.service";
+  // The stub's socketmap "runs" only for a release whose bundle does not say NO_TLS_POLICY.
+  const withTls = (v: string) => `${healthy(v)}// tls-policy ok\n`;
+  const withoutTls = (v: string) => `${healthy(v)}// NO_TLS_POLICY\n`;
+  beforeEach(() =>
+    stub(
+      "systemctl",
+      `if [ "$1" = is-active ] && [ "$3" = ${TLS_UNIT} ] && ` +
+        'grep -q NO_TLS_POLICY "$MAIL_RELAY_ROOT/opt/mail-relay/current/relay.js"; then exit 3; fi; exit 0',
+    ),
+  );
+  const activate = (v: string, bundle: string, tlsPolicy: boolean) => {
+    expect(bash(renderInstallRelayRelease(v), bundle).status).toBe(0);
+    return bash(renderActivateRelayRelease(v, 2525, { tlsPolicy }));
+  };
+  it("enforcing stacks: the release is active only once the socketmap runs", () => {
+    const r = activate("v1", withTls("v1"), true);
+    expect(r.status, r.out).toBe(0);
+    expect(r.calls).toMatch(new RegExp(`systemctl enable --quiet ${TLS_UNIT}\n`));
+    expect(r.calls).toMatch(new RegExp(`systemctl restart ${TLS_UNIT}\n`));
+  });
+  it("a release whose socketmap does not run is rolled back like an unhealthy relay", () => {
+    expect(activate("v1", withTls("v1"), true).status).toBe(0);
+    const r = activate("v2", withoutTls("v2"), true);
+    expect(r.status).not.toBe(0);
+    expect(r.out).toMatch(/mail-relay-tls-policy.service is not running/);
+    expect(current()).toBe("releases/v1");
+    expect(r.out).toMatch(/rolled back: current -> releases\/v1/);
+  });
+  it("a smarthost or opted-out stack stops a socketmap a former deploy left, and never starts it", () => {
+    const r = activate("v1", withTls("v1"), false);
+    expect(r.status, r.out).toBe(0);
+    expect(r.calls).toMatch(new RegExp(`systemctl disable --now --quiet ${TLS_UNIT}`));
+    expect(r.calls).not.toMatch(new RegExp(`systemctl restart ${TLS_UNIT}`));
   });
 });
 

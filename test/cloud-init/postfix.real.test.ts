@@ -118,7 +118,9 @@ for (const { release, tools: found, skip } of eachRelease("postconf on rendered 
           expect(get("relayhost")).toBe("");
           expect(get("smtp_tls_security_level")).toBe("dane");
           expect(get("smtp_dns_support_level")).toBe("dnssec");
-          expect(get("smtp_tls_policy_maps")).toBe("socketmap:inet:127.0.0.1:8461:postfix");
+          expect(get("smtp_tls_policy_maps")).toBe(
+            "socketmap:inet:127.0.0.1:8462:dane, socketmap:inet:127.0.0.1:8461:postfix",
+          );
           expect(get("smtp_sasl_auth_enable")).toBe("no");
         }
       });

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { MASTER_SERVICES, messageSizeLimitFor, renderPostfixMainCf, renderPostfixMasterCf } from "../../cloud-init";
+import {
+  MASTER_SERVICES,
+  MTA_STS_LISTEN,
+  messageSizeLimitFor,
+  renderPostfixMainCf,
+  renderPostfixMasterCf,
+} from "../../cloud-init";
+import { TLS_POLICY_LISTEN, TLS_POLICY_MAP_NAME } from "../../relay/tls-policy/contract";
 import { buildConfig } from "../../testkit/node-config";
 import { parseMainCf, parseMasterCf, postfixList } from "./parsers";
 
@@ -96,12 +103,21 @@ describe.each(variants)("Postfix main.cf (%s)", (_name, cfg) => {
 });
 
 describe("Postfix outbound modes", () => {
-  it("direct mode: no relayhost, DANE over validated DNSSEC, MTA-STS asked first, no SASL client", () => {
+  it("direct mode: no relayhost, DANE over validated DNSSEC, the DANE-first map before MTA-STS, no SASL client", () => {
     const m = parseMainCf(renderPostfixMainCf(direct.host));
     expect(m.get("relayhost")).toBe("");
     expect(m.get("smtp_tls_security_level")).toBe("dane");
     expect(m.get("smtp_dns_support_level")).toBe("dnssec");
-    expect(m.get("smtp_tls_policy_maps")).toBe("socketmap:inet:127.0.0.1:8461:postfix");
+    // Postfix takes the first map that answers: DANE first, so a domain's DANE wins over its MTA-STS policy.
+    expect(
+      m
+        .get("smtp_tls_policy_maps")
+        ?.split(/[\s,]+/)
+        .filter(Boolean),
+    ).toEqual([
+      `socketmap:inet:${TLS_POLICY_LISTEN.host}:${TLS_POLICY_LISTEN.port}:${TLS_POLICY_MAP_NAME}`,
+      `socketmap:inet:${MTA_STS_LISTEN.host}:${MTA_STS_LISTEN.port}:postfix`,
+    ]);
     expect(m.has("smtp_sasl_auth_enable")).toBe(false);
     expect(m.has("smtp_sasl_password_maps")).toBe(false);
   });

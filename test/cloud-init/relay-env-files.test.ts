@@ -135,6 +135,7 @@ describe("host files", () => {
       "/etc/logrotate.d/mail-relay-postfix",
       "/etc/resolv.conf",
       "/etc/systemd/system/cloudflared-mail-relay.service",
+      "/etc/systemd/system/mail-relay-tls-policy.service",
     ]);
     for (const f of withTunnel)
       expect({ path: f.path, secret: f.secret, mode: f.mode, owner: f.owner }).toEqual({

@@ -60,7 +60,7 @@ non_smtpd_milters = $smtpd_milters
 milter_default_action = tempfail
 smtp_dns_support_level = dnssec
 smtp_tls_security_level = dane
-smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix
+smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8462:dane, socketmap:inet:127.0.0.1:8461:postfix
 `;
 
 export const MASTER_CF = `# master.cf fixture

@@ -3,8 +3,16 @@ import { ofType, StackRule, TYPES, violation, Violation, asObj } from "../model"
 import { mainCfs } from "../facts";
 import { postfixList } from "../parse/postfix";
 
-/** The server label that accepts the risk: a man in the middle can strip STARTTLS or present any certificate. */
-export const DOWNGRADE_RISK_LABEL = "mail-relay-outbound-tls-downgrade-risk";
+/**
+ * The opt-out, as the program labels every server when mail-relay:outboundTls names the risk: a man in the middle can
+ * strip STARTTLS or present any certificate. The pack keeps its own copy of the label and the maps below (it ships
+ * alone); test/policy/outbound-tls.test.ts ties them to cloud-init/outbound-tls.ts.
+ */
+export const OUTBOUND_TLS_LABEL = "mail-relay-outbound-tls";
+export const DOWNGRADE_ACCEPTED = "opportunistic-accepting-downgrade";
+/** The DANE-first socketmap (relay.js tls-policy) and the MTA-STS resolver's, in the order Postfix must ask them. */
+export const DANE_POLICY_MAP = "socketmap:inet:127.0.0.1:8462:dane";
+export const MTA_STS_POLICY_MAP = "socketmap:inet:127.0.0.1:8461:postfix";
 
 /** Levels at least as strong as dane for a direct-delivery default (dane-only refuses non-DANE MXs outright). */
 const DANE_LEVELS = new Set(["dane", "dane-only"]);
@@ -21,12 +29,17 @@ export function outboundTlsProblems(get: (key: string) => string | undefined): s
   const dns = (get("smtp_dns_support_level") ?? "").trim().toLowerCase();
   if (dns !== "dnssec")
     out.push(`smtp_dns_support_level = ${dns || "(not set)"}; must be dnssec, or DANE never sees a validated TLSA`);
-  const maps = postfixList(get("smtp_tls_policy_maps") ?? "");
-  if (!maps.some((m) => m.toLowerCase().startsWith("socketmap:")))
-    out.push(
-      `smtp_tls_policy_maps = ${maps.join(", ") || "(not set)"}; must ask the MTA-STS resolver ` +
-        "(socketmap:inet:127.0.0.1:8461:postfix), or enforce policies are ignored",
-    );
+  const maps = postfixList(get("smtp_tls_policy_maps") ?? "").map((m) => m.toLowerCase());
+  const shown = maps.join(", ") || "(not set)";
+  const wrong = [
+    ...(maps[0] !== DANE_POLICY_MAP
+      ? [`start with the DANE-first socketmap ${DANE_POLICY_MAP} (or an MTA-STS policy overrides a domain's DANE)`]
+      : []),
+    ...(!maps.includes(MTA_STS_POLICY_MAP)
+      ? [`ask the MTA-STS resolver ${MTA_STS_POLICY_MAP} (or enforce policies are ignored)`]
+      : []),
+  ];
+  if (wrong.length > 0) out.push(`smtp_tls_policy_maps = ${shown}; must ${wrong.join(" and ")}`);
   return out;
 }
 
@@ -38,7 +51,9 @@ export const outboundTlsNotDowngradable: StackRule = {
     "Opportunistic TLS (may) lets a man in the middle strip STARTTLS or present any certificate and read the mail; " +
     "recipients publish MTA-STS (RFC 8461) and DANE (RFC 7672) to forbid that.",
   check(rs) {
-    const accepted = ofType(rs, TYPES.server).some((s) => asObj(s.props.labels)?.[DOWNGRADE_RISK_LABEL] === "accepted");
+    const accepted = ofType(rs, TYPES.server).some(
+      (s) => asObj(s.props.labels)?.[OUTBOUND_TLS_LABEL] === DOWNGRADE_ACCEPTED,
+    );
     if (accepted) return [];
     const out: Violation[] = [];
     for (const m of mainCfs(rs)) {
@@ -48,7 +63,8 @@ export const outboundTlsNotDowngradable: StackRule = {
           violation(
             this.name,
             m.push.resource,
-            `direct delivery: main.cf ${p}; or accept the risk with the server label ${DOWNGRADE_RISK_LABEL}=accepted`,
+            `direct delivery: main.cf ${p}; or accept the risk: ` +
+              `pulumi config set mail-relay:outboundTls ${DOWNGRADE_ACCEPTED}`,
           ),
         );
     }
