@@ -1,19 +1,19 @@
 // DANE with the rendered resolver settings, on this machine's release: a zone signed with ldns-signzone (Ed25519 KSK),
 // served by an unbound that runs the rendered drop-in (cloud-init/outbound-tls.ts) with the zone's trust anchor, in
-// a private network namespace whose resolv.conf is the rendered one (127.0.0.1, trust-ad). Postfix's posttls-finger
-// at the dane level then decides as smtp(8) would: the MX's key matches the DNSSEC-validated TLSA -> "Verified";
-// another key -> "no matching DANE TLSA records", "Untrusted". The rehearsal's world has no signed root, so this is
-// where DANE is proven (docs/rehearsal.md).
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+// a private network namespace whose resolv.conf is the rendered one (127.0.0.1, trust-ad) (dnssec-world.ts). Postfix's
+// posttls-finger at the dane level then decides as smtp(8) would: the MX's key matches the DNSSEC-validated TLSA ->
+// "Verified"; another key -> "no matching DANE TLSA records", "Untrusted". The rehearsal's world has no signed root,
+// so this is where DANE is proven (docs/rehearsal.md).
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { renderResolvConf, renderUnboundConf } from "../../cloud-init";
 import { waitFor } from "../../testkit/postfix-instance";
-import { missing, removeDir, run, safeScratchDir, tool } from "../../testkit/real-tools";
+import { missing, tool } from "../../testkit/real-tools";
+import { DNSSEC_WORLD_TOOLS, selfSignedCert, spkiSha256, startDnssecWorld, type DnssecWorld } from "./dnssec-world";
 
 const skip = missing("DANE: ldns-signzone + unbound + posttls-finger in a network namespace", {
-  tools: ["ldns-keygen", "ldns-signzone", "unbound", "unbound-checkconf", "posttls-finger", "openssl", "ip"],
+  tools: [...DNSSEC_WORLD_TOOLS, "posttls-finger"],
   root: true,
   scratch: true,
 });
@@ -22,25 +22,19 @@ const NS = `mrdane${process.pid}`;
 const REPO = join(__dirname, "..", "..");
 
 describe.skipIf(skip)("DANE: a DNSSEC-signed TLSA record decides, through the rendered unbound and resolv.conf", () => {
-  let dir = "";
-  let unboundPid = "";
+  let world: DnssecWorld | undefined;
   let mx: ChildProcess | undefined;
-  const inNs = (cmd: string, args: string[]) =>
-    run(tool("ip") as string, ["netns", "exec", NS, cmd, ...args], { timeout: 30_000 });
-  const cert = (name: string) =>
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mx.dane.test",
-      "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.crt`),
-    ], { stdio: "ignore" }); // prettier-ignore
+  const inNs = (cmd: string, args: string[]) => world!.inNs(cmd, args);
   const startMx = async (name: string) => {
     mx?.kill("SIGTERM");
     await new Promise((r) => setTimeout(r, 300));
-    const out = join(dir, "mx");
+    const certs = world!.dir;
+    const out = join(certs, "mx");
     mkdirSync(out, { recursive: true });
     mx = spawn(
       tool("ip") as string,
       ["netns", "exec", NS, process.execPath, "--import", "tsx", join(REPO, "rehearsal", "world", "mx.ts"), out,
-        "127.0.0.1", "--tls", `${join(dir, `${name}.key`)},${join(dir, `${name}.crt`)}`], // prettier-ignore
+        "127.0.0.1", "--tls", `${join(certs, `${name}.key`)},${join(certs, `${name}.crt`)}`], // prettier-ignore
       { stdio: "ignore", cwd: REPO },
     );
     await waitFor(() => inNs("ss", ["-Hltn", "sport = :25"]).stdout.trim() !== "", "the MX on :25", 20_000);
@@ -49,69 +43,27 @@ describe.skipIf(skip)("DANE: a DNSSEC-signed TLSA record decides, through the re
     "summary,certmatch", "dane.test"]); // prettier-ignore
 
   beforeAll(async () => {
-    dir = safeScratchDir("dane-");
-    cert("mx");
-    cert("other");
-    const spki = execFileSync("sh", ["-c", `openssl x509 -in ${join(dir, "mx.crt")} -pubkey -noout | ` +
-      "openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1"]).toString().trim(); // prettier-ignore
-    writeFileSync(
-      join(dir, "dane.test.zone"),
-      [
-        "$ORIGIN dane.test.",
-        "$TTL 300",
-        "@ IN SOA ns.dane.test. hostmaster.dane.test. 1 3600 600 86400 300",
-        "@ IN NS ns.dane.test.",
-        "ns IN A 127.0.0.1",
-        "@ IN MX 10 mx.dane.test.",
-        "mx IN A 127.0.0.1",
-        `_25._tcp.mx IN TLSA 3 1 1 ${spki}`,
-        "",
-      ].join("\n"),
-    );
-    const key = execFileSync(tool("ldns-keygen") as string, ["-a", "ED25519", "-k", "dane.test"], { cwd: dir })
-      .toString()
-      .trim();
-    execFileSync(tool("ldns-signzone") as string, ["dane.test.zone", key], { cwd: dir });
-    writeFileSync(join(dir, "mail-relay.conf"), renderUnboundConf());
-    writeFileSync(
-      join(dir, "unbound.conf"),
-      [
-        "server:",
-        '    chroot: ""',
-        '    username: ""',
-        `    directory: "${dir}"`,
-        `    pidfile: "${join(dir, "unbound.pid")}"`,
-        "    do-not-query-localhost: no",
-        '    local-zone: "test." nodefault',
-        `    trust-anchor-file: "${join(dir, readdirSync(dir).find((f) => f.endsWith(".ds")) as string)}"`,
-        `include: "${join(dir, "mail-relay.conf")}"`,
-        "auth-zone:",
-        '    name: "dane.test"',
-        `    zonefile: "${join(dir, "dane.test.zone.signed")}"`,
-        "    for-downstream: no",
-        "    for-upstream: yes",
-        "",
-      ].join("\n"),
-    );
-    // ip netns exec bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf: the rendered one.
-    mkdirSync(`/etc/netns/${NS}`, { recursive: true });
-    writeFileSync(`/etc/netns/${NS}/resolv.conf`, renderResolvConf());
-    run(tool("ip") as string, ["netns", "add", NS]);
-    inNs(tool("ip") as string, ["link", "set", "lo", "up"]);
-    const u = inNs(tool("unbound") as string, ["-c", join(dir, "unbound.conf")]);
-    if (u.status !== 0) throw new Error(`unbound: ${u.stderr}`);
-    await waitFor(() => inNs("ss", ["-Hlun", "sport = :53"]).stdout.trim() !== "", "unbound on :53");
-    unboundPid = execFileSync("cat", [join(dir, "unbound.pid")])
-      .toString()
-      .trim();
+    world = await startDnssecWorld(NS, "dane-", (dir) => {
+      // The zone's TLSA record names the "mx" certificate's key; "other" is the impostor.
+      selfSignedCert(dir, "mx", "mx.dane.test");
+      selfSignedCert(dir, "other", "mx.dane.test");
+      return [
+        {
+          name: "dane.test",
+          dnssec: "signed",
+          records: [
+            "@ IN MX 10 mx.dane.test.",
+            "mx IN A 127.0.0.1",
+            `_25._tcp.mx IN TLSA 3 1 1 ${spkiSha256(join(dir, "mx.crt"))}`,
+          ],
+        },
+      ];
+    });
   }, 60_000);
 
   afterAll(() => {
     mx?.kill("SIGTERM");
-    if (unboundPid) run("kill", [unboundPid]);
-    run(tool("ip") as string, ["netns", "del", NS]);
-    rmSync(`/etc/netns/${NS}`, { recursive: true, force: true });
-    if (dir) removeDir(dir);
+    world?.close();
   });
 
   it("the MX presents the key its TLSA record names: Verified TLS (DANE-EE)", async () => {

@@ -8,6 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  DANE_POLICY_MAP,
   MTA_STS_POLICY_MAP,
   releaseName,
   renderMtaStsConf,
@@ -110,9 +111,9 @@ describe.skipIf(mtaSkip)("postfix-mta-sts-resolver from the rendered config answ
     daemon?.kill("SIGTERM");
     run(tool("ip") as string, ["netns", "del", ns]);
   });
-  it("main.cf's smtp_tls_policy_maps is the table the daemon serves", () => {
+  it("main.cf's smtp_tls_policy_maps asks the table the daemon serves, after the DANE-first one", () => {
     expect(renderPostfixMainCf(buildConfig({ smarthost: false }).host)).toContain(
-      `smtp_tls_policy_maps = ${MTA_STS_POLICY_MAP}`,
+      `smtp_tls_policy_maps = ${DANE_POLICY_MAP}, ${MTA_STS_POLICY_MAP}`,
     );
   });
   it("a domain without a policy: no entry (postmap exits 1), so Postfix applies smtp_tls_security_level = dane", () => {
@@ -120,8 +121,13 @@ describe.skipIf(mtaSkip)("postfix-mta-sts-resolver from the rendered config answ
     expect(r.status, r.stderr).toBe(1);
     expect(r.stderr).not.toMatch(/fatal|error/i);
   });
+  it("the testing zone (asked by the DANE-first socketmap to log testing policies) is served too", () => {
+    const r = inNs(tool("postmap") as string, ["-q", "example.invalid", "socketmap:inet:127.0.0.1:8461:testing"]);
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr).not.toMatch(/fatal|error/i);
+  });
   it("a table nobody serves is a lookup error, not 'no policy' (the check can fail: mail would wait)", () => {
-    const r = inNs(tool("postmap") as string, ["-q", "example.invalid", "socketmap:inet:127.0.0.1:8462:postfix"]);
+    const r = inNs(tool("postmap") as string, ["-q", "example.invalid", "socketmap:inet:127.0.0.1:8469:postfix"]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/connect|refused|error|warning/i);
   });
