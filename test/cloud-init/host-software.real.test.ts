@@ -17,6 +17,7 @@ import {
   renderOpendkimTrustedHosts,
   renderRelayUnit,
   renderSshdHardening,
+  renderTlsPolicyUnit,
   renderUserData,
   renderWebhookUnit,
   releaseName,
@@ -231,6 +232,11 @@ for (const { release, tools: found, skip: skip0 } of eachRelease("systemd-analyz
     });
     it("mail-relay-webhooks.service: no warning at all", () => {
       const r = verify("mail-relay-webhooks.service", renderWebhookUnit());
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toBe("");
+    });
+    it("mail-relay-tls-policy.service (the DANE-first TLS policy socketmap): no warning at all", () => {
+      const r = verify("mail-relay-tls-policy.service", renderTlsPolicyUnit());
       expect(r.status, r.stderr).toBe(0);
       expect(r.stderr).toBe("");
     });
