@@ -54,7 +54,7 @@ function toAnswer(p: dnsPacket.Packet): DnsAnswer {
   };
 }
 
-/** A reply that answers our question (same id and question), or undefined for a stray or spoofed datagram. */
+/** Whether a reply answers our question (same id and question); a stray or spoofed datagram does not. */
 function matching(p: dnsPacket.Packet, id: number, name: string, type: RecordType): boolean {
   const q = p.questions?.[0];
   return (

@@ -97,6 +97,15 @@ describe("decide: dane-only only where every MX has validated, usable TLSA recor
     expect(await decide("bare.example", lookupVia(f))).toEqual({ kind: "dane-only", mxs: ["bare.example"] });
   });
 
+  it("a reply with another id (a spoofer's guess) is ignored: the real answer decides", async () => {
+    const f = await fake({
+      ...SIGNED,
+      "_25._tcp.mx2.signed.example TLSA": { rcode: "SERVFAIL", forgedFirst: true },
+    });
+    // The forged reply says "validated, no TLSA" (NOTFOUND); the resolver's real one says SERVFAIL.
+    expect((await decide("signed.example", lookupVia(f))).kind).toBe("temp");
+  });
+
   it("a truncated UDP answer is asked again over TCP", async () => {
     const f = await fake({
       ...SIGNED,

@@ -15,6 +15,8 @@ export interface FakeRecordSet {
   readonly truncateUdp?: boolean;
   /** Never answer: the client must time out. */
   readonly silent?: boolean;
+  /** Over UDP, first send a forged reply (another id, AD set, no records), as an off-path spoofer would. */
+  readonly forgedFirst?: boolean;
 }
 
 export interface FakeDns {
@@ -90,7 +92,19 @@ export async function startFakeDns(table: Record<string, FakeRecordSet>): Promis
   const port = (tcp.address() as { port: number }).port;
   const udp: UdpSocket = createSocket("udp4");
   udp.on("message", (msg, rinfo) => {
-    const out = answer(dnsPacket.decode(msg), false);
+    const query = dnsPacket.decode(msg);
+    const q = query.questions![0]!;
+    if (table[`${q.name} ${q.type}`]?.forgedFirst) {
+      const forged = dnsPacket.encode({
+        type: "response",
+        id: (query.id! + 1) % 65536,
+        flags: dnsPacket.AUTHENTIC_DATA | dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+        questions: query.questions,
+        answers: [],
+      });
+      udp.send(forged, rinfo.port, rinfo.address);
+    }
+    const out = answer(query, false);
     if (out) udp.send(out, rinfo.port, rinfo.address);
   });
   await new Promise<void>((resolve, reject) => {
