@@ -5,10 +5,11 @@
 // another key -> "no matching DANE TLSA records", "Untrusted". The rehearsal's world has no signed root, so this is
 // where DANE is proven (docs/rehearsal.md).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderResolvConf, renderUnboundConf } from "../../cloud-init";
+import { signZone, spkiSha256 } from "../../rehearsal/world/dnssec";
 import { waitFor } from "../../testkit/postfix-instance";
 import { missing, removeDir, run, safeScratchDir, tool } from "../../testkit/real-tools";
 
@@ -52,26 +53,18 @@ describe.skipIf(skip)("DANE: a DNSSEC-signed TLSA record decides, through the re
     dir = safeScratchDir("dane-");
     cert("mx");
     cert("other");
-    const spki = execFileSync("sh", ["-c", `openssl x509 -in ${join(dir, "mx.crt")} -pubkey -noout | ` +
-      "openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1"]).toString().trim(); // prettier-ignore
-    writeFileSync(
-      join(dir, "dane.test.zone"),
+    const signed = signZone(
+      dir,
+      "dane.test",
       [
-        "$ORIGIN dane.test.",
-        "$TTL 300",
-        "@ IN SOA ns.dane.test. hostmaster.dane.test. 1 3600 600 86400 300",
         "@ IN NS ns.dane.test.",
         "ns IN A 127.0.0.1",
         "@ IN MX 10 mx.dane.test.",
         "mx IN A 127.0.0.1",
-        `_25._tcp.mx IN TLSA 3 1 1 ${spki}`,
-        "",
-      ].join("\n"),
+        `_25._tcp.mx IN TLSA 3 1 1 ${spkiSha256(join(dir, "mx.crt"))}`,
+      ],
+      { keygen: tool("ldns-keygen") as string, signzone: tool("ldns-signzone") as string },
     );
-    const key = execFileSync(tool("ldns-keygen") as string, ["-a", "ED25519", "-k", "dane.test"], { cwd: dir })
-      .toString()
-      .trim();
-    execFileSync(tool("ldns-signzone") as string, ["dane.test.zone", key], { cwd: dir });
     writeFileSync(join(dir, "mail-relay.conf"), renderUnboundConf());
     writeFileSync(
       join(dir, "unbound.conf"),
@@ -83,11 +76,11 @@ describe.skipIf(skip)("DANE: a DNSSEC-signed TLSA record decides, through the re
         `    pidfile: "${join(dir, "unbound.pid")}"`,
         "    do-not-query-localhost: no",
         '    local-zone: "test." nodefault',
-        `    trust-anchor-file: "${join(dir, readdirSync(dir).find((f) => f.endsWith(".ds")) as string)}"`,
+        `    trust-anchor-file: "${signed.dsFile}"`,
         `include: "${join(dir, "mail-relay.conf")}"`,
         "auth-zone:",
         '    name: "dane.test"',
-        `    zonefile: "${join(dir, "dane.test.zone.signed")}"`,
+        `    zonefile: "${signed.signedFile}"`,
         "    for-downstream: no",
         "    for-upstream: yes",
         "",
