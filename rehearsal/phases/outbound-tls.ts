@@ -121,10 +121,10 @@ class TlsCase {
   }
 
   /** Sends with the MX as it is and expects delivery; returns the host's log lines for it. */
-  async expectDelivered(what: string, logMatch?: RegExp): Promise<string[]> {
+  async expectDelivered(what: string, logMatch?: RegExp): Promise<string> {
     const [mark, before] = [await this.mark(), this.copies()];
     const id = await this.send(what);
-    if (!id) return [];
+    if (!id) return "not sent";
     const s = await this.waitState(id, ["delivered", "deferred", "bounced"]);
     const lines = await this.logSince(mark);
     this.show(what, lines);
@@ -133,18 +133,18 @@ class TlsCase {
       this.fail(`${what}: delivered, but ${this.copies() - before} copies at the MX`);
     if (logMatch && !lines.some((l) => logMatch.test(l)))
       this.fail(`${what}: no host log line matching ${logMatch}; got: ${lines.join(" / ")}`);
-    return lines;
+    return summary(lines);
   }
 
   /**
    * Sends while the MX presents `broken`: the message must stay deferred with `reason` and not reach the MX. Then
    * the MX presents `fixed`, the queue is flushed, and it must arrive. Returns the host's log lines for the refusal.
    */
-  async expectRefusedThenFixed(what: string, broken: MxMode, reason: RegExp, fixed: MxMode): Promise<string[]> {
+  async expectRefusedThenFixed(what: string, broken: MxMode, reason: RegExp, fixed: MxMode): Promise<string> {
     await this.world.setMx(this.k, broken);
     const [mark, before] = [await this.mark(), this.copies()];
     const id = await this.send(what);
-    if (!id) return [];
+    if (!id) return "not sent";
     const s = await this.waitState(id, ["deferred", "delivered", "bounced"]);
     const lines = await this.logSince(mark);
     this.show(`${what} (GET /messages/:id: ${s.state}, reason "${s.reply}")`, lines);
@@ -158,28 +158,31 @@ class TlsCase {
     const fixMark = await this.mark();
     await this.ctx.onHost("postqueue -f");
     const after = await this.waitState(id, ["delivered", "bounced"]);
-    if (after.state !== "delivered")
+    const afterLines = await this.logSince(fixMark);
+    this.show(`${what}, after the MX was fixed and postqueue -f (GET /messages/:id: ${after.state})`, afterLines);
+    if (after.state !== "delivered" || this.copies() !== before + 1)
       this.fail(
-        `${what}: after the MX was fixed and the queue flushed: ${after.state} (${after.reply}); ` +
-          `log: ${(await this.logSince(fixMark)).join(" / ")}`,
+        `${what}: after the MX was fixed and the queue flushed: ${after.state} (${after.reply}), ` +
+          `${this.copies() - before} copies at the MX; log: ${afterLines.join(" / ")}`,
       );
-    return [
-      ...lines,
-      `after the fix: ${(await this.logSince(fixMark)).filter((l) => /status=|TLS/.test(l)).join(" / ")}`,
-    ];
+    return `deferred "${s.reply}", ${summary(afterLines)} after the fix`;
   }
 }
 
-const pick = (lines: readonly string[], re: RegExp) => lines.filter((l) => re.test(l)).join(" / ");
+/** "Verified TLS, sent": the TLS line's first word and the delivery status, from a case's host log lines. */
+function summary(lines: readonly string[]): string {
+  const tls = lines.map((l) => /: (\w+) TLS connection established/.exec(l)?.[1]).find(Boolean);
+  const status = lines.map((l) => /status=(\w+)/.exec(l)?.[1]).filter(Boolean);
+  return `${tls ? `${tls} TLS` : "no TLS"}, ${status.join("/") || "no status line"}`;
+}
 
 export async function outboundOpportunistic(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const c = new TlsCase(ctx, fail, "opportunistic");
   const policy = await c.stsAnswer();
   if (policy !== "(no policy)") fail(`${c.d.domain} has no MTA-STS policy, yet the resolver answered ${policy}`);
-  const lines = await c.expectDelivered(`${c.d.domain}, no policy, MX without STARTTLS`, /status=sent/);
-  if (lines.some((l) => /TLS connection established/.test(l)))
-    fail(`TLS with an MX that offers none? ${lines.join(" / ")}`);
-  return `${c.d.domain} (no MTA-STS, no DANE, no STARTTLS at ${c.d.mx}): delivered in clear, as asked; log: ${pick(lines, /status=/)}`;
+  const got = await c.expectDelivered(`${c.d.domain}, no policy, MX without STARTTLS`, /status=sent/);
+  if (!got.startsWith("no TLS")) fail(`TLS with an MX that offers none? ${got}`);
+  return `${c.d.domain} (no MTA-STS record, no TLSA, ${c.d.mx} without STARTTLS): ${got}; delivered in clear, as asked`;
 }
 
 export async function outboundMtaSts(ctx: RehearsalRun, fail: Fail): Promise<string> {
@@ -195,19 +198,15 @@ export async function outboundMtaSts(ctx: RehearsalRun, fail: Fail): Promise<str
     "sts-good",
   );
   const clear = await c.expectRefusedThenFixed("MTA-STS enforce, no STARTTLS", "no-starttls", NOT_OFFERED, "sts-good");
-  return (
-    `policy "${policy}"; (a) matching: ${pick(ok, /Verified TLS|status=/)}; ` +
-    `(b) another name: ${pick(name, /TLS|status=|after the fix/)}; ` +
-    `(c) no STARTTLS: ${pick(clear, /status=|after the fix/)}`
-  );
+  return `resolver: "${policy}"; (a) matching certificate: ${ok}; (b) another name: ${name}; (c) no STARTTLS: ${clear}`;
 }
 
 export async function outboundMtaStsTesting(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const c = new TlsCase(ctx, fail, "stsTesting");
   const policy = await c.stsAnswer();
   if (/secure/.test(policy)) fail(`a testing policy must not be enforced; the resolver answered ${policy}`);
-  const lines = await c.expectDelivered("MTA-STS testing, certificate for another name", /status=sent/);
-  return `policy testing, resolver answer ${policy}: delivered despite the wrong name; log: ${pick(lines, /TLS|status=/)}`;
+  const got = await c.expectDelivered("MTA-STS testing, certificate for another name", /status=sent/);
+  return `mode: testing, resolver: ${policy}; MX certificate for another name: ${got} (not enforced)`;
 }
 
 export async function outboundDane(ctx: RehearsalRun, fail: Fail): Promise<string> {
@@ -216,7 +215,7 @@ export async function outboundDane(ctx: RehearsalRun, fail: Fail): Promise<strin
   const bad = await c.expectRefusedThenFixed("DANE, another key", "dane-other", NOT_VERIFIED, "dane-pinned");
   return (
     `${c.d.domain} signed (ldns-signzone), TLSA 3 1 1 for ${c.d.mx}, validated by the host's unbound: ` +
-    `matching: ${pick(ok, /Verified TLS|status=/)}; mismatching: ${pick(bad, /TLS|status=|after the fix/)}`
+    `the pinned key: ${ok}; another key: ${bad}`
   );
 }
 
@@ -239,15 +238,16 @@ export async function outboundDaneAndSts(ctx: RehearsalRun, fail: Fail): Promise
   if (applied !== want)
     fail(
       `expected ${want} to apply (EXPECT_DANE_WINS_OVER_MTA_STS = ${EXPECT_DANE_WINS_OVER_MTA_STS}), ` +
-        `${applied} applied: MTA-STS resolver answered "${policy}"; log: ${pick(lines, /TLS|status=/)}`,
+        `${applied} applied (resolver: "${policy}"; ${summary(lines)}, "${s.reply}")`,
     );
   if (s.state !== "delivered") {
     // Nothing stays queued for the later phases: a certificate both accept (the world CA's, on the pinned key).
     await c.world.setMx(c.k, "both-ca");
     await ctx.onHost("postqueue -f");
     const after = await c.waitState(id, ["delivered", "bounced"]);
+    c.show(`DANE and MTA-STS, after a certificate both accept and postqueue -f (${after.state})`, []);
     if (after.state !== "delivered") fail(`after the MX presented a certificate both accept: ${after.state}`);
     await c.world.setMx(c.k, "both-pinned");
   }
-  return `${applied} applied (MTA-STS resolver: "${policy}"); log: ${pick(lines, /TLS|status=/)}`;
+  return `${applied} applied (resolver: "${policy}"; ${summary(lines)}, "${s.reply}")`;
 }
