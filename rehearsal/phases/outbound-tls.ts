@@ -243,9 +243,13 @@ export async function outboundDaneAndSts(ctx: RehearsalRun, fail: Fail): Promise
   if (s.state !== "delivered") {
     // Nothing stays queued for the later phases: a certificate both accept (the world CA's, on the pinned key).
     await c.world.setMx(c.k, "both-ca");
+    const fixMark = await c.mark();
     await ctx.onHost("postqueue -f");
     const after = await c.waitState(id, ["delivered", "bounced"]);
-    c.show(`DANE and MTA-STS, after a certificate both accept and postqueue -f (${after.state})`, []);
+    c.show(
+      `DANE and MTA-STS, after a certificate both accept and postqueue -f (${after.state})`,
+      await c.logSince(fixMark),
+    );
     if (after.state !== "delivered") fail(`after the MX presented a certificate both accept: ${after.state}`);
     await c.world.setMx(c.k, "both-pinned");
   }
