@@ -15,7 +15,7 @@ export interface RelayAnswer {
   readonly message?: {
     readonly state?: string;
     readonly postfixQueueId?: string;
-    readonly recipients?: readonly { readonly state?: string; readonly dsn?: string }[];
+    readonly recipients?: readonly { readonly state?: string; readonly dsn?: string; readonly remoteReply?: string }[];
   };
   readonly error?: { readonly code?: string };
 }

@@ -4,7 +4,7 @@
  * that stand in for Hetzner's DHCP), the tunnel stand-in in place of cloudflared's binary, and boots under
  * systemd-nspawn inside the `vps` namespace.
  */
-import { REHEARSAL_UNBOUND_DROPIN, renderRehearsalUnboundConf } from "./world/resolver";
+import { REHEARSAL_UNBOUND_DROPIN } from "./world/resolver";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -54,7 +54,9 @@ export async function prepareRootfs(
   dir: string,
   publicKey: string,
   progress: (m: string) => void,
-  trustCa?: string,
+  trustCa: string,
+  /** The host's unbound drop-in (rehearsal/world/resolver.ts), rendered for this world. */
+  unboundDropIn: string,
 ): Promise<PreparedHost> {
   const root = path.join(dir, "rootfs");
   await removeRootfs(root);
@@ -85,16 +87,17 @@ export async function prepareRootfs(
   fs.writeFileSync(path.join(seed, "network-config"), renderNetworkConfig(c));
   // ifupdown has no resolvconf here: the resolver Hetzner's DHCP would give, written directly.
   fs.writeFileSync(path.join(root, "etc/resolv.conf"), `nameserver ${WORLD.dns}\n`);
-  // The deploy points resolv.conf at the host's unbound; here it must forward to the world (no signed root).
+  // The deploy points resolv.conf at the host's unbound; here it must use the world (no signed root), validating the
+  // world's signed zones from their own trust anchors.
   fs.mkdirSync(path.dirname(path.join(root, REHEARSAL_UNBOUND_DROPIN)), { recursive: true });
-  fs.writeFileSync(path.join(root, REHEARSAL_UNBOUND_DROPIN), renderRehearsalUnboundConf());
-  if (trustCa) {
-    // Stands in for the public CA that signed the real smarthost's certificate.
+  fs.writeFileSync(path.join(root, REHEARSAL_UNBOUND_DROPIN), unboundDropIn);
+  {
+    // Stands in for the public CAs that signed the real smarthost's and recipients' (MTA-STS) certificates.
     fs.mkdirSync(path.join(root, "usr/local/share/ca-certificates"), { recursive: true });
     fs.copyFileSync(trustCa, path.join(root, "usr/local/share/ca-certificates/mail-relay-rehearsal-world.crt"));
     if (fs.existsSync(path.join(root, "usr/sbin/update-ca-certificates")))
       await run("chroot", [root, "update-ca-certificates"]);
-    progress("the host trusts the rehearsal world's CA (standing in for the public CA of the smarthost's certificate)");
+    progress("the host trusts the rehearsal world's CA (standing in for the public CAs of the smarthost and the MXs)");
   }
   if (c.tunnel) {
     fs.copyFileSync(path.join(__dirname, "tunnel-standin.py"), path.join(root, "usr/bin/cloudflared"));

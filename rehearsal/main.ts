@@ -33,13 +33,18 @@ export function unavailable(): string | undefined {
     "ssh-keygen",
     "curl",
     "chroot",
+    "openssl",
+    // The world's signed zones (outbound TLS phases): signed with ldnsutils, served by an authoritative unbound.
+    "unbound",
+    "ldns-keygen",
+    "ldns-signzone",
   ]) {
     try {
       execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
     } catch {
       return (
         `the rehearsal needs \`${tool}\` (apt-get install debootstrap systemd-container dnsmasq-base dpkg-dev ` +
-        `openssh-client curl iproute2)`
+        `openssh-client curl iproute2 openssl unbound ldnsutils)`
       );
     }
   }

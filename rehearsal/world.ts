@@ -9,6 +9,8 @@ import * as path from "node:path";
 import type { Capture } from "./capture";
 import { Processes, run, sleep } from "./proc";
 import { DOMAIN_BLOCKLIST, IP_BLOCKLISTS } from "../doctor/checks-reputation";
+import { renderRehearsalUnboundConf, servedTlds } from "./world/resolver";
+import { startTlsWorld, TLS_WORLD, TLS_WORLD_ADDRESSES, tlsWorldDnsmasqLines, type TlsWorld } from "./world/tls-world";
 
 /** Addresses in `world` (documentation ranges only). */
 export const WORLD = {
@@ -87,7 +89,7 @@ export async function createNamespaces(n: Names, h: HostAddresses): Promise<void
   if (h.gw6) await w(["addr", "add", `${h.gw6}/64`, "dev", n.vethWorld, "nodad"]);
   await w(["link", "set", n.vethWorld, "up"]);
   // The world's own servers' addresses sit on its loopback, reached by the host through its default route.
-  for (const a of [WORLD.dns, WORLD.mx4, WORLD.edge, WORLD.smarthost, WORLD.stranger4])
+  for (const a of [WORLD.dns, WORLD.mx4, WORLD.edge, WORLD.smarthost, WORLD.stranger4, ...TLS_WORLD_ADDRESSES])
     await w(["addr", "add", `${a}/32`, "dev", "lo"]);
   for (const a of [WORLD.mx6, WORLD.stranger6]) await w(["addr", "add", `${a}/128`, "dev", "lo", "nodad"]);
 }
@@ -144,6 +146,8 @@ export function renderDnsmasqConf(
     `host-record=${WORLD.mxHost},${WORLD.mx4},${WORLD.mx6}`,
   );
   if (c.smarthost) lines.push(`host-record=${c.smarthost.host},${WORLD.smarthost}`);
+  // The outbound TLS phases' recipient domains: the unsigned ones here, the signed ones delegated to their server.
+  lines.push(...tlsWorldDnsmasqLines());
   // SPF includes point outside the stack (e.g. _spf.mx.cloudflare.net): the world stands in for their owners with a
   // record authorising nothing, so an SPF chain resolves (the doctor counts its lookups) without inventing addresses.
   const served = new Set(c.records.filter((r) => r.type === "TXT").map((r) => r.name));
@@ -178,73 +182,82 @@ export interface WorldServices {
   readonly mxDir: string;
   /** Smarthost stacks: where the smarthost writes what it accepted (all mail goes there). */
   readonly smarthostDir?: string;
-  /** The world CA the host must trust for the smarthost's certificate. */
-  readonly caCert?: string;
+  /** The world CA the host trusts (the smarthost's and the MTA-STS recipients' certificates). */
+  readonly caCert: string;
+  /** The outbound TLS recipients (rehearsal/world/tls-world.ts): their MXs, policies and signed zones. */
+  readonly tls: TlsWorld;
+  /** The host's unbound drop-in for this world (rehearsal/world/resolver.ts). */
+  readonly unboundDropIn: string;
 }
 
-/** Starts dnsmasq, the MX, the edge (and the smarthost) inside `world`; returns when each answers. */
 /**
- * A CA for the world and a certificate for the smarthost's name. The host trusts the CA (the rehearsal adds it to
- * the image's CA store, standing in for the public CA that signed the real provider's certificate), so Postfix's
- * verified TLS to the smarthost (smtp_tls_security_level = secure) is exercised for real.
+ * The world's CA (in `<dir>/world-ca`). The host trusts it (the rehearsal adds it to the image's CA store, standing in
+ * for the public CAs that sign real providers' certificates), so Postfix's verified TLS to the smarthost
+ * (smtp_tls_security_level = secure) and to MTA-STS recipients, and postfix-mta-sts-resolver's HTTPS fetch of their
+ * policies, are exercised for real.
  */
-export async function worldCa(
-  dir: string,
-  smarthostName: string,
-): Promise<{ caCert: string; key: string; cert: string }> {
+export interface WorldCa {
+  readonly dir: string;
+  readonly caCert: string;
+  readonly caKey: string;
+}
+
+async function openssl(args: string[]): Promise<void> {
+  const r = await run("openssl", args);
+  if (r.code !== 0) throw new Error(`openssl ${args.slice(0, 2).join(" ")}: ${r.stderr}`);
+}
+
+export async function worldCa(dir: string): Promise<WorldCa> {
   const ca = path.join(dir, "world-ca");
+  fs.rmSync(ca, { recursive: true, force: true });
   fs.mkdirSync(ca, { recursive: true, mode: 0o700 });
-  const f = (n: string) => path.join(ca, n);
-  const ssl = async (args: string[]) => {
-    const r = await run("openssl", args);
-    if (r.code !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
-  };
-  await ssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=mail-relay rehearsal world CA",
-    "-keyout",
-    f("ca.key"),
-    "-out",
-    f("ca.crt"),
-  ]);
-  await ssl([
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    `/CN=${smarthostName}`,
-    "-keyout",
-    f("smarthost.key"),
-    "-out",
-    f("smarthost.csr"),
-  ]);
-  fs.writeFileSync(f("ext.cnf"), `subjectAltName=DNS:${smarthostName}\nextendedKeyUsage=serverAuth\n`);
-  await ssl([
-    "x509",
-    "-req",
-    "-in",
-    f("smarthost.csr"),
-    "-CA",
-    f("ca.crt"),
-    "-CAkey",
-    f("ca.key"),
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    f("ext.cnf"),
-    "-out",
-    f("smarthost.crt"),
-  ]);
-  return { caCert: f("ca.crt"), key: f("smarthost.key"), cert: f("smarthost.crt") };
+  const caCert = path.join(ca, "ca.crt");
+  const caKey = path.join(ca, "ca.key");
+  await openssl([
+    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mail-relay rehearsal world CA",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    "-keyout", caKey, "-out", caCert,
+  ]); // prettier-ignore
+  return { dir: ca, caCert, caKey };
+}
+
+/**
+ * A server certificate `<base>.crt` (and its key `<base>.key`, P-256, unless `key` names an existing one to reuse)
+ * for `names` (the first is the CN): issued by the world CA, or self-signed with `selfSigned` (a DANE-EE pin).
+ */
+export async function issueCert(
+  ca: WorldCa,
+  base: string,
+  names: readonly string[],
+  opts: { selfSigned?: boolean; key?: string } = {},
+): Promise<{ key: string; cert: string }> {
+  const f = (ext: string) => path.join(ca.dir, `${base}.${ext}`);
+  const key = opts.key ?? f("key");
+  if (!opts.key) await openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key]);
+  // What a strict verifier (Python 3.13's ssl: VERIFY_X509_STRICT, as postfix-mta-sts-resolver uses it) demands.
+  const ext = [
+    `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`,
+    "extendedKeyUsage=serverAuth",
+    "keyUsage=critical,digitalSignature",
+    "subjectKeyIdentifier=hash",
+    "authorityKeyIdentifier=keyid,issuer",
+    "",
+  ].join("\n");
+  fs.writeFileSync(f("ext"), ext);
+  if (opts.selfSigned) {
+    await openssl([
+      "req", "-x509", "-new", "-key", key, "-days", "2", "-subj", `/CN=${names[0]}`,
+      "-addext", `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`, "-addext", "extendedKeyUsage=serverAuth",
+      "-out", f("crt"),
+    ]); // prettier-ignore
+  } else {
+    await openssl(["req", "-new", "-key", key, "-subj", `/CN=${names[0]}`, "-out", f("csr")]);
+    await openssl([
+      "x509", "-req", "-in", f("csr"), "-CA", ca.caCert, "-CAkey", ca.caKey, "-CAcreateserial", "-days", "2",
+      "-extfile", f("ext"), "-out", f("crt"),
+    ]); // prettier-ignore
+  }
+  return { key, cert: f("crt") };
 }
 
 /** Starts the world's dnsmasq with `conf` (dnsmasq re-reads records only at start: a change is a restart). */
@@ -288,12 +301,12 @@ export async function startWorld(c: Capture, n: Names, dir: string, procs: Proce
   const tsx = [process.execPath, "--import", "tsx"];
   exec("recipient MX", [...tsx, path.join(__dirname, "world", "mx.ts"), mxDir, WORLD.mx4, WORLD.mx6], "mx.log");
   let smarthostDir: string | undefined;
-  let caCert: string | undefined;
+  const ca = await worldCa(dir);
+  const tlsWorld = await startTlsWorld(ca, n, dir, procs);
   if (c.smarthost) {
     smarthostDir = path.join(dir, "smarthost");
     fs.rmSync(smarthostDir, { recursive: true, force: true });
-    const tls = await worldCa(dir, c.smarthost.host);
-    caCert = tls.caCert;
+    const tls = await issueCert(ca, "smarthost", [c.smarthost.host]);
     // The credentials file is read by the smarthost; they are the program's (the pushed sasl_passwd), never in argv.
     fs.writeFileSync(path.join(dir, "smarthost-auth"), `${c.smarthost.username}:${c.smarthost.password}`, {
       mode: 0o600,
@@ -341,7 +354,11 @@ export async function startWorld(c: Capture, n: Names, dir: string, procs: Proce
   if (c.smarthost) ports.push([WORLD.smarthost, c.smarthost.port]);
   if (c.tunnel) ports.push([WORLD.edge, 80], [WORLD.edge, 7844]);
   for (const [a, p] of ports) await waitTcp(n.world, a, p, 20_000);
-  return { mxDir, smarthostDir, caCert };
+  const unboundDropIn = renderRehearsalUnboundConf(
+    servedTlds(renderDnsmasqConf(c)),
+    tlsWorld.zones.map((z) => ({ zone: z.zone, ds: z.ds, server: TLS_WORLD.authDns })),
+  );
+  return { mxDir, smarthostDir, caCert: ca.caCert, tls: tlsWorld, unboundDropIn };
 }
 
 /** Waits until something accepts TCP at a:p, probing from inside `ns`. */

@@ -26,6 +26,13 @@ import {
 } from "./doctor";
 import { faultBrokenRelease, faultKillRelay, faultOpendkim, faultPostfix, faultReboot } from "./faults";
 import { ledger } from "./ledger";
+import {
+  outboundDane,
+  outboundDaneAndSts,
+  outboundMtaSts,
+  outboundMtaStsTesting,
+  outboundOpportunistic,
+} from "./outbound-tls";
 import { clients, localMail, mail, services } from "./mail";
 import { boot, buildImage, deploy, network, render, replaceServer } from "./setup";
 import { smtpIngress } from "./smtp-ingress";
@@ -96,6 +103,14 @@ export class Rehearsal {
       await this.phase("mail end to end", (fail) => mail(this.ctx, fail));
       await this.phase("clients: client/ and nodemailer", (fail) => clients(this.ctx, fail));
       await this.phase("SMTP ingress through the tunnel", (fail) => smtpIngress(this.ctx, fail));
+      // Direct delivery only: a smarthost stack sends everything to its smarthost (verified, `secure`).
+      if (!this.ctx.capture.smarthost) {
+        await this.phase("outbound TLS: opportunistic", (fail) => outboundOpportunistic(this.ctx, fail));
+        await this.phase("outbound TLS: MTA-STS enforce", (fail) => outboundMtaSts(this.ctx, fail));
+        await this.phase("outbound TLS: MTA-STS testing", (fail) => outboundMtaStsTesting(this.ctx, fail));
+        await this.phase("outbound TLS: DANE", (fail) => outboundDane(this.ctx, fail));
+        await this.phase("outbound TLS: DANE and MTA-STS on one domain", (fail) => outboundDaneAndSts(this.ctx, fail));
+      }
       await this.phase("attack: from the internet", (fail) => attackFromWorld(this.ctx, fail));
       await this.phase("attack: through the tunnel", (fail) => attackThroughTunnel(this.ctx, fail));
       await this.phase("attack: local users on the host", (fail) => attackLocalUsers(this.ctx, fail));

@@ -91,6 +91,7 @@ export async function boot(ctx: RehearsalRun): Promise<string> {
     ctx.publicKey,
     (m) => ctx.log(m),
     ctx.world.caCert,
+    ctx.world.unboundDropIn,
   );
   const copied = (Date.now() - t0) / 1000;
   await ctx.startHost();
@@ -172,6 +173,7 @@ export async function replaceServer(ctx: RehearsalRun, fail: Fail): Promise<stri
     ctx.publicKey,
     (m) => ctx.log(m),
     ctx.world.caCert,
+    ctx.world.unboundDropIn,
   );
   await ctx.startHost();
   const results = await replayLogged(ctx, fail, "deploy-upgrade.log", "on the new server, ");

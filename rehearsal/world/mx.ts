@@ -4,7 +4,10 @@
  * With --auth-file it is the smarthost instead: STARTTLS and AUTH required before MAIL.
  *
  *   node --import tsx rehearsal/world/mx.ts <dir> <listen-address>...
- *     [--auth-file f (user:pass) --tls key.pem,cert.pem] [--port 25]
+ *     [--auth-file f (user:pass) --tls key.pem,cert.pem] [--port 25] [--no-starttls] [--name host]
+ *
+ * Without --tls it offers STARTTLS with smtp-server's built-in self-signed certificate; --no-starttls offers none
+ * (the outbound TLS phases' MX that cannot be reached securely).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -22,6 +25,9 @@ const authFile = opt("--auth-file");
 const auth = authFile ? fs.readFileSync(authFile, "utf8").trim() : undefined;
 const tls = opt("--tls");
 const port = Number(opt("--port") ?? 25);
+const name = opt("--name");
+const noStarttls = args.indexOf("--no-starttls");
+if (noStarttls >= 0) args.splice(noStarttls, 1);
 const [dir, ...addresses] = args;
 if (!dir || addresses.length === 0) {
   console.error("usage: mx.ts <dir> <listen-address>... [--auth-file f --tls key.pem,cert.pem] [--port 25]");
@@ -33,7 +39,7 @@ let seq = 0;
 const [key, cert] = tls ? tls.split(",").map((f) => fs.readFileSync(f)) : [undefined, undefined];
 for (const address of addresses) {
   const server = new SMTPServer({
-    name: auth ? "smarthost" : "mx.example.net",
+    name: name ?? (auth ? "smarthost" : "mx.example.net"),
     banner: "rehearsal world",
     size: 50 * 1024 * 1024,
     authOptional: !auth,
@@ -41,7 +47,7 @@ for (const address of addresses) {
     // A smarthost never takes a password in clear text.
     allowInsecureAuth: false,
     ...(key && cert ? { key, cert } : {}),
-    disabledCommands: auth ? [] : ["AUTH"],
+    disabledCommands: [...(auth ? [] : ["AUTH"]), ...(noStarttls >= 0 ? ["STARTTLS"] : [])],
     logger: false,
     onAuth(a, session, cb) {
       if (!auth) return cb(new Error("no AUTH here"));

@@ -2,8 +2,9 @@
 // served by an unbound that runs the rendered drop-in (cloud-init/outbound-tls.ts) with the zone's trust anchor, in
 // a private network namespace whose resolv.conf is the rendered one (127.0.0.1, trust-ad) (dnssec-world.ts). Postfix's
 // posttls-finger at the dane level then decides as smtp(8) would: the MX's key matches the DNSSEC-validated TLSA ->
-// "Verified"; another key -> "no matching DANE TLSA records", "Untrusted". The rehearsal's world has no signed root,
-// so this is where DANE is proven (docs/rehearsal.md).
+// "Verified"; another key -> "no matching DANE TLSA records", "Untrusted". The zones are signed by
+// rehearsal/world/dnssec.ts, as the rehearsal's world signs its own (where the deployed host's smtp(8) delivers or
+// defers: docs/rehearsal.md).
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { renderResolvConf, renderUnboundConf } from "../../cloud-init";
 import { waitFor } from "../../testkit/postfix-instance";
 import { removeDir, run, safeScratchDir, tool } from "../../testkit/real-tools";
+import { signZone, spkiSha256 } from "../../rehearsal/world/dnssec";
 
 /** The tools a DNSSEC world needs (for `missing(...)`). */
 export const DNSSEC_WORLD_TOOLS = ["ldns-keygen", "ldns-signzone", "unbound", "unbound-checkconf", "openssl", "ip"];
@@ -33,15 +34,8 @@ export interface DnssecWorld {
   close(): void;
 }
 
-/** The SPKI SHA-256 of a certificate, as a TLSA 3 1 1 record carries it. */
-export function spkiSha256(certFile: string): string {
-  return execFileSync("sh", [
-    "-c",
-    `openssl x509 -in ${certFile} -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1`,
-  ])
-    .toString()
-    .trim();
-}
+/** The SPKI SHA-256 of a certificate (TLSA 3 1 1), and the zone signing: one source with the rehearsal's world. */
+export { spkiSha256 };
 
 /** A self-signed certificate and key, <dir>/<name>.crt and .key. */
 export function selfSignedCert(dir: string, name: string, cn: string): void {
@@ -77,31 +71,31 @@ export async function startDnssecWorld(
     for (const z of zones) {
       const zoneDir = join(dir, z.name);
       mkdirSync(zoneDir);
-      const file = `${z.name}.zone`;
-      writeFileSync(
-        join(zoneDir, file),
-        [
-          `$ORIGIN ${z.name}.`,
-          "$TTL 300",
-          `@ IN SOA ns.${z.name}. hostmaster.${z.name}. 1 3600 600 86400 300`,
-          `@ IN NS ns.${z.name}.`,
-          "ns IN A 127.0.0.1",
-          ...z.records,
-          "",
-        ].join("\n"),
-      );
-      let served = join(zoneDir, file);
-      if (z.dnssec !== "unsigned") {
-        const keygen = () =>
-          execFileSync(tool("ldns-keygen") as string, ["-a", "ED25519", "-k", z.name], { cwd: zoneDir })
-            .toString()
-            .trim();
-        const key = keygen();
-        execFileSync(tool("ldns-signzone") as string, [file, key], { cwd: zoneDir });
-        served = join(zoneDir, `${file}.signed`);
+      const records = [`@ IN NS ns.${z.name}.`, "ns IN A 127.0.0.1", ...z.records];
+      let served: string;
+      if (z.dnssec === "unsigned") {
+        served = join(zoneDir, `${z.name}.zone`);
+        writeFileSync(
+          served,
+          [
+            `$ORIGIN ${z.name}.`,
+            "$TTL 300",
+            `@ IN SOA ns.${z.name}. hostmaster.${z.name}. 1 3600 600 86400 300`,
+            ...records,
+            "",
+          ].join("\n"),
+        );
+      } else {
+        const tools = { keygen: tool("ldns-keygen") as string, signzone: tool("ldns-signzone") as string };
+        const signed = signZone(zoneDir, z.name, records, tools);
+        served = signed.signedFile;
         // bogus: the anchor is a second key's DS, so the zone's signatures chain to nothing the resolver trusts.
-        const anchorKey = z.dnssec === "signed" ? key : keygen();
-        anchors.push(`    trust-anchor-file: "${join(zoneDir, `${anchorKey}.ds`)}"`);
+        let dsFile = signed.dsFile;
+        if (z.dnssec === "bogus") {
+          const other = execFileSync(tools.keygen, ["-a", "ED25519", "-k", z.name], { cwd: zoneDir }).toString().trim();
+          dsFile = join(zoneDir, `${other}.ds`);
+        }
+        anchors.push(`    trust-anchor-file: "${dsFile}"`);
       }
       authZones.push(
         "auth-zone:",
