@@ -12,15 +12,8 @@ import { capturedCount } from "../client";
 import { sleep } from "../proc";
 import { TlsWorld, type MxMode, type TlsDomainKey } from "../world/tls-world";
 import { POSTFIX_LOG } from "../../cloud-init/paths";
-import { MTA_STS_POLICY_MAP } from "../../cloud-init/outbound-tls";
+import { DANE_POLICY_MAP, MTA_STS_POLICY_MAP } from "../../cloud-init/outbound-tls";
 import type { Fail, RehearsalRun } from "./context";
-
-/**
- * RFC 8461 section 2: where a domain has both a DNSSEC-signed TLSA record and an MTA-STS policy, DANE wins. The
- * "DANE and MTA-STS on one domain" phase expects this; set it to false to expect the MTA-STS policy to be applied
- * instead (postfix-mta-sts-resolver's answer in smtp_tls_policy_maps overrides smtp_tls_security_level = dane).
- */
-export const EXPECT_DANE_WINS_OVER_MTA_STS = true;
 
 /** Postfix's TLS failure texts, as the relay reports them in a recipient's reason. */
 const NOT_VERIFIED = /Server certificate not (verified|trusted)/;
@@ -109,7 +102,16 @@ class TlsCase {
 
   /** What the host's MTA-STS resolver answers Postfix for this domain (the socketmap in smtp_tls_policy_maps). */
   async stsAnswer(): Promise<string> {
-    const r = await this.ctx.onHost(`postmap -q '${this.d.domain}' '${MTA_STS_POLICY_MAP}'; echo "exit=$?"`);
+    return this.mapAnswer(MTA_STS_POLICY_MAP);
+  }
+
+  /** What the DANE-first socketmap (first in smtp_tls_policy_maps) answers Postfix for this domain. */
+  async daneAnswer(): Promise<string> {
+    return this.mapAnswer(DANE_POLICY_MAP);
+  }
+
+  private async mapAnswer(map: string): Promise<string> {
+    const r = await this.ctx.onHost(`postmap -q '${this.d.domain}' '${map}'; echo "exit=$?"`);
     return r.stdout
       .trim()
       .replace(/\n?exit=1$/, "(no policy)")
@@ -221,7 +223,8 @@ export async function outboundDane(ctx: RehearsalRun, fail: Fail): Promise<strin
 
 export async function outboundDaneAndSts(ctx: RehearsalRun, fail: Fail): Promise<string> {
   const c = new TlsCase(ctx, fail, "daneAndSts");
-  const policy = await c.stsAnswer();
+  // Postfix takes the first map that answers: the DANE-first socketmap's "dane-only" before the MTA-STS resolver's.
+  const policy = `DANE-first socketmap: "${await c.daneAnswer()}", MTA-STS resolver: "${await c.stsAnswer()}"`;
   const [mark, before] = [await c.mark(), c.copies()];
   const id = await c.send("DANE and MTA-STS, a self-signed certificate the TLSA pins");
   if (!id) return "";
@@ -234,11 +237,10 @@ export async function outboundDaneAndSts(ctx: RehearsalRun, fail: Fail): Promise
       : s.state === "deferred" && NOT_VERIFIED.test(s.reply)
         ? "MTA-STS"
         : `neither (${s.state}: ${s.reply})`;
-  const want = EXPECT_DANE_WINS_OVER_MTA_STS ? "DANE" : "MTA-STS";
-  if (applied !== want)
+  // RFC 8461 section 2: where a domain has both a DNSSEC-signed TLSA record and an MTA-STS policy, DANE wins.
+  if (applied !== "DANE")
     fail(
-      `expected ${want} to apply (EXPECT_DANE_WINS_OVER_MTA_STS = ${EXPECT_DANE_WINS_OVER_MTA_STS}), ` +
-        `${applied} applied (resolver: "${policy}"; ${summary(lines)}, "${s.reply}")`,
+      `expected DANE to apply (RFC 8461 section 2), ${applied} applied (${policy}; ${summary(lines)}, "${s.reply}")`,
     );
   if (s.state !== "delivered") {
     // Nothing stays queued for the later phases: a certificate both accept (the world CA's, on the pinned key).
@@ -253,5 +255,5 @@ export async function outboundDaneAndSts(ctx: RehearsalRun, fail: Fail): Promise
     if (after.state !== "delivered") fail(`after the MX presented a certificate both accept: ${after.state}`);
     await c.world.setMx(c.k, "both-pinned");
   }
-  return `${applied} applied (resolver: "${policy}"; ${summary(lines)}, "${s.reply}")`;
+  return `${applied} applied (${policy}; ${summary(lines)}, "${s.reply}")`;
 }
