@@ -100,7 +100,8 @@ export class LoadStopped extends Error {
  * accept() is the one entry both doors use: with a fast path set (setFastPath) and no due backlog, the message is
  * handed to Postfix inside the request and only its record is written; otherwise it is queued.
  *
- * An in-memory index answers "next due job" without readdir. It is filled in the background after the queue opens, so a backlog of 100,000 jobs does not keep the relay's door shut while its files are read.
+ * An in-memory index answers "next due job" without readdir. It is filled in the background after the queue opens,
+ * so a backlog of 100,000 jobs does not keep the relay's door shut while its files are read.
  */
 export class QueueStore {
   readonly root: string;
