@@ -20,6 +20,7 @@ import { IdempotencyKeys } from "./idempotency-keys";
 import { JobIndex } from "./job-index";
 import { countJsonFiles, scanJsonFiles } from "./json-scan";
 import { SentLog } from "./sent-log";
+import { SentRecords } from "./sent-records";
 
 export { backoffMs, IDEMPOTENCY_TTL_MS, isJobId, JOB_STATES } from "./job";
 export type { Job, JobState, JobStatus, SentRecord } from "./job";
@@ -113,7 +114,7 @@ export class QueueStore {
   private readonly idempotencyInflight = new Map<string, Promise<unknown>>();
   private readonly sentLog: SentLog;
   /** Hand-off records of the retention period, in append order (status lookups, depth, compaction). */
-  private readonly sent = new Map<string, SentRecord>();
+  private readonly sent = new SentRecords();
   private sentReady = false;
   private sentLoaded: Promise<void> = Promise.resolve();
   private settleSent: { resolve: () => void; reject: (err: Error) => void } | null = null;
@@ -237,8 +238,7 @@ export class QueueStore {
         expiredRecords++;
         return;
       }
-      if (this.sent.has(rec.id)) this.sent.delete(rec.id); // the latest record of an id wins, in append order
-      this.sent.set(rec.id, rec);
+      this.sent.set(rec); // the latest record of an id wins, in append order
       this.rememberIdempotency(rec.idempotency, rec.id, rec.createdAt, now);
     };
     const opened = await this.sentLog.open(keep);
@@ -441,12 +441,11 @@ export class QueueStore {
       const res = await fp.tryHandOff(job);
       if (res) {
         const rec = this.sentRecord(job, res.queueId, 0);
-        // In the map before the append: a compaction that starts meanwhile writes it into the new file.
-        this.sent.set(job.id, rec);
+        this.sent.set(rec);
         try {
           await Promise.all([this.sentLog.append(rec), fp.handedOff(job, res.queueId, rec.handedOffAt)]);
         } catch (err) {
-          if (this.sent.get(job.id) === rec) this.sent.delete(job.id);
+          this.sent.delete(job.id);
           // Postfix has the message; without its record an idempotent replay would send it again. 503: the caller
           // sees the failure (the documented window between Postfix's 250 and our record).
           throw new RelayError(
@@ -534,11 +533,11 @@ export class QueueStore {
   /** Hand-off succeeded: keep a small record (status, idempotency), drop the message. */
   async markSent(job: Job, postfixQueueId: string | undefined): Promise<SentRecord> {
     const rec = this.sentRecord(job, postfixQueueId, job.attempts);
-    this.sent.set(job.id, rec); // before the append, so a compaction that starts meanwhile keeps it
+    this.sent.set(rec); // before the append: status says handed_off as soon as Postfix has it
     try {
       await this.sentLog.append(rec);
     } catch (err) {
-      if (this.sent.get(job.id) === rec) this.sent.delete(job.id);
+      this.sent.delete(job.id);
       throw err;
     }
     // A crash before this unlink: the next start finds the record and drops the job instead of sending it again.
@@ -610,18 +609,12 @@ export class QueueStore {
     if (this.progress) return 0;
     const now = this.now();
     this.idempotency.forgetBefore(now - IDEMPOTENCY_TTL_MS);
-    let expired = 0;
-    for (const [id, rec] of this.sent) {
-      if (now - rec.handedOffAt > this.opts.sentRetentionMs) {
-        this.sent.delete(id);
-        expired++;
-      }
-    }
+    const expired = this.sent.forgetBefore(now - this.opts.sentRetentionMs - 1);
     if (expired > 0 && this.sentLog.lines >= 2 * this.sent.size) await this.compactSent();
     return expired;
   }
 
   private compactSent(): Promise<void> {
-    return this.sentLog.compact(() => this.sent.values());
+    return this.sentLog.compact((id) => this.sent.has(id));
   }
 }

@@ -114,12 +114,12 @@ export class SentLog {
   }
 
   /**
-   * Rewrites the file with `keep` (the records still retained), between two batches: appends made meanwhile wait and
-   * go into the new file.
+   * Rewrites the file with the lines whose record is still kept (`live(id)`), between two batches: appends made
+   * meanwhile wait and go into the new file. Lines are copied as they are (the idempotency key stays with its record).
    */
-  async compact(keep: () => Iterable<SentRecord>): Promise<void> {
+  async compact(live: (id: string) => boolean): Promise<void> {
     while (this.running) await this.running;
-    const hold = this.rewrite(keep);
+    const hold = this.rewrite(live);
     this.running = hold.then(
       () => undefined,
       () => undefined,
@@ -132,31 +132,35 @@ export class SentLog {
     }
   }
 
-  private async rewrite(keep: () => Iterable<SentRecord>): Promise<void> {
+  private async rewrite(live: (id: string) => boolean): Promise<void> {
     if (this.fd === null) return;
     const tmp = `${this.file}.compact.${process.pid}`;
     const fd = await callbackFs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
     let lines = 0;
     try {
-      let chunk: string[] = [];
-      for (const rec of keep()) {
-        chunk.push(`${JSON.stringify(rec)}\n`);
-        lines++;
-        if (chunk.length >= 4096) {
-          await callbackFs.writeAll(fd, chunk.join(""));
-          chunk = [];
+      let rest = "";
+      for await (const chunk of createReadStream(this.file, { encoding: "utf8", highWaterMark: 1 << 20 })) {
+        const text = rest + (chunk as string);
+        const end = text.lastIndexOf("\n") + 1;
+        rest = text.slice(end);
+        const kept: string[] = [];
+        for (const line of text.slice(0, end).split("\n")) {
+          // JSON.stringify puts "id" first: {"id":"<36 characters>",...
+          const id = line.startsWith('{"id":"') ? line.slice(7, 43) : parseRecord(line)?.id;
+          if (id !== undefined && live(id)) kept.push(line);
         }
+        if (kept.length > 0) await callbackFs.writeAll(fd, `${kept.join("\n")}\n`);
+        lines += kept.length;
       }
-      if (chunk.length > 0) await callbackFs.writeAll(fd, chunk.join(""));
       await callbackFs.fsync(fd);
     } catch (err) {
       await callbackFs.close(fd);
       await callbackFs.unlinkIfExists(tmp);
       throw err;
     }
+    await callbackFs.close(fd);
     await callbackFs.rename(tmp, this.file);
     await fsyncDir(path.dirname(this.file));
-    await callbackFs.close(fd);
     const old = this.fd;
     this.fd = await callbackFs.open(this.file, fsc.O_WRONLY | fsc.O_APPEND, 0o600);
     await callbackFs.close(old);
