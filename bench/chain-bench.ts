@@ -202,7 +202,7 @@ async function chain(inst: PostfixInstance, sink: Sink, relay: Relay, n: number,
   const c = await post(inst, relay, n, phase);
   progress(
     `  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s ` +
-      `(${c.handedOff ?? 0} handed off during the request); waiting for them at the recipient MX",
+      `(${c.handedOff ?? 0} handed off during the request); waiting for them at the recipient MX`,
   );
   const got = await sink.wait(phase, c.accepted.length);
   await sleep(2000); // a duplicate would arrive now
