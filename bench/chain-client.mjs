@@ -64,8 +64,8 @@ await Promise.all(
       const i = next++;
       const r = await post(i);
       if (r.status === 202) accepted.push([r.id, r.at]);
-      if (r.handedOff) handedOff++;
       else refused++;
+      if (r.handedOff) handedOff++;
     }
   }),
 );
