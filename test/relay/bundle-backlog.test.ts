@@ -225,3 +225,63 @@ describe.skipIf(!haveBundle)("kill -9 while four hand-offs are in flight", () =>
     expect(new Set(recordedIds(queue)).size).toBe(JOBS);
   }, 120_000);
 });
+
+describe.skipIf(!haveBundle)("kill -9 while callers are handed off during their requests (the fast path)", () => {
+  it("every 202 reaches Postfix; a message Postfix took without a record was never answered 202 and is not sent again", async () => {
+    const { queue, received, start } = await backlog("fast-kill", 0, 5);
+    const env = { RELAY_HANDOFF_CONCURRENCY: "4", RELAY_RATE_LIMIT_PER_MIN: "100000" };
+    const first = await start(env);
+    const auth = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
+    const answered = new Map<string, string>(); // id -> state of its 202
+    let stop = false;
+    const caller = async (): Promise<void> => {
+      while (!stop) {
+        try {
+          const r = await fetch(`${first.url}/send`, {
+            method: "POST",
+            headers: auth,
+            body: JSON.stringify({ to: "user@example.net", from: "noreply@example.com", subject: "fast", text: "f" }),
+          });
+          if (r.status !== 202) continue;
+          const b = (await r.json()) as { id: string; state: string };
+          answered.set(b.id, b.state);
+        } catch {
+          return; // the relay is gone
+        }
+      }
+    };
+    const callers = Array.from({ length: 4 }, () => caller());
+    while (received.size < 60) await new Promise((res) => setTimeout(res, 5));
+    await first.stop("SIGKILL");
+    stop = true;
+    await Promise.all(callers);
+
+    const recorded = new Set(recordedIds(queue));
+    const queued = new Set(
+      ["pending", "processing"].flatMap((d) => readdirSync(path.join(queue, d)).map((f) => f.replace(/\.json$/, ""))),
+    );
+    // Postfix has it, we have neither a record nor a job: the fast path's window. Nobody was told 202 for these.
+    const window = [...received.keys()].filter((id) => !recorded.has(id) && !queued.has(id));
+    expect(window.filter((id) => answered.has(id))).toEqual([]);
+    expect(window.length).toBeLessThanOrEqual(4);
+    const fast = [...answered.values()].filter((s) => s === "handed_off").length;
+    expect(fast).toBeGreaterThan(0);
+    const workerWindow = [...received.keys()].filter((id) => queued.has(id)); // sent, record not yet written
+    console.log(
+      `fast path kill -9: ${answered.size} answered 202 (${fast} handed off during the request), ` +
+        `${received.size} at the sink, ${window.length} in the fast path's window, ${workerWindow.length} in the worker's`,
+    );
+
+    const second = await start(env);
+    const deadline = Date.now() + 60_000;
+    const left = (): number => readdirSync(path.join(queue, "pending")).length;
+    while ((left() > 0 || readdirSync(path.join(queue, "processing")).length > 0) && Date.now() < deadline)
+      await new Promise((res) => setTimeout(res, 50));
+    await new Promise((res) => setTimeout(res, 500));
+    await second.stop("SIGTERM");
+    expect([...answered.keys()].filter((id) => !received.has(id))).toEqual([]); // nothing answered 202 is lost
+    const twice = [...received.keys()].filter((id) => (received.get(id) ?? 0) > 1);
+    expect(twice.filter((id) => !workerWindow.includes(id))).toEqual([]); // again only from the worker's window
+    expect(window.filter((id) => (received.get(id) ?? 0) > 1)).toEqual([]);
+  }, 120_000);
+});
