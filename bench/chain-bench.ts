@@ -164,6 +164,8 @@ interface ClientResult {
   readonly lastAt: number;
   readonly accepted: [string, number][];
   readonly refused: number;
+  /** 202s with "state":"handed_off" (the fast path); undefined from a relay without one. */
+  readonly handedOff?: number;
 }
 
 async function post(inst: PostfixInstance, relay: Relay, n: number, phase: string): Promise<ClientResult> {
@@ -199,8 +201,8 @@ interface ChainFigures {
 async function chain(inst: PostfixInstance, sink: Sink, relay: Relay, n: number, phase: string): Promise<ChainFigures> {
   const c = await post(inst, relay, n, phase);
   progress(
-    `  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s; ` +
-      "waiting for them at the recipient MX",
+    `  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s ` +
+      `(${c.handedOff ?? 0} handed off during the request); waiting for them at the recipient MX`,
   );
   const got = await sink.wait(phase, c.accepted.length);
   await sleep(2000); // a duplicate would arrive now

@@ -1,6 +1,7 @@
 // Child of bench/chain-bench.ts, run inside its network namespace: POSTs N messages (~4 KB text+HTML each) to the
 // relay's /send at CONCURRENCY concurrent keep-alive connections and prints one JSON line: for each message its id and
-// the wall-clock time (ms since epoch) of its 202, and the time of the first request.
+// the wall-clock time (ms since epoch) of its 202, the time of the first request, and how many 202s said
+// "state":"handed_off" (the relay's fast path).
 import * as http from "node:http";
 
 const { url, n, concurrency, phase } = JSON.parse(process.argv[2]);
@@ -42,6 +43,7 @@ function post(i) {
             status: res.statusCode,
             at: Date.now(),
             id: res.statusCode === 202 ? JSON.parse(text).id : undefined,
+            handedOff: res.statusCode === 202 && JSON.parse(text).state === "handed_off",
           }),
         );
       },
@@ -54,6 +56,7 @@ function post(i) {
 const firstAt = Date.now();
 const accepted = [];
 let refused = 0;
+let handedOff = 0; // 202s whose message went to Postfix during the request (the fast path)
 let next = 0;
 await Promise.all(
   Array.from({ length: concurrency }, async () => {
@@ -62,8 +65,9 @@ await Promise.all(
       const r = await post(i);
       if (r.status === 202) accepted.push([r.id, r.at]);
       else refused++;
+      if (r.handedOff) handedOff++;
     }
   }),
 );
 agent.destroy();
-process.stdout.write(`${JSON.stringify({ firstAt, lastAt: Date.now(), accepted, refused })}\n`);
+process.stdout.write(`${JSON.stringify({ firstAt, lastAt: Date.now(), accepted, refused, handedOff })}\n`);

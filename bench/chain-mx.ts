@@ -30,8 +30,10 @@ export class Sink {
       const phase = /^X-Bench-Phase: *(\S+)/im.exec(text)?.[1];
       if (!phase || !/\r?\n\r?\n/.test(text)) continue; // still being written
       const id = /^Message-ID: *<([^@>]+)@/im.exec(text)?.[1] ?? name;
-      const sig = /^DKIM-Signature:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)/im.exec(text)?.[1] ?? "";
-      const signed = /\bd=example\.com;/.test(sig) && new RegExp(`\\bs=${this.selector};`).test(sig);
+      // Every DKIM-Signature header: since the Ed25519 twin, the RSA signature is not always the first one.
+      const sigs = [...text.matchAll(/^DKIM-Signature:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)/gim)].map((m) => m[1] ?? "");
+      const selector = new RegExp(`\\bs=${this.selector};`);
+      const signed = sigs.some((sig) => /\bd=example\.com;/.test(sig) && selector.test(sig));
       this.seen.set(name, { phase, id, signed, at: statSync(file).mtimeMs, file });
     }
   }

@@ -1,12 +1,40 @@
 // bench:chain's scaling phase: the relay's hand-off with a backlog of 1k / 10k / 100k jobs queued behind the measured
 // ones, and the verdict "cost per message flat within 20%".
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { PostfixInstance } from "../testkit/postfix-instance";
 import type { Sink } from "./chain-mx";
 import { prefillQueue, type JobFile } from "./queue-prefill.mjs";
+
+/**
+ * Hand-off records written so far: complete lines of the relay's record log (relay/sent-log.ts), read incrementally
+ * so polling every 20 ms does not reread the file.
+ */
+function recordCounter(root: string): () => number {
+  const file = path.join(root, "sent.log");
+  let offset = 0;
+  let lines = 0;
+  return () => {
+    let fd: number;
+    try {
+      fd = openSync(file, "r");
+    } catch {
+      return lines;
+    }
+    try {
+      const buf = Buffer.alloc(1 << 16);
+      for (let n = readSync(fd, buf, 0, buf.length, offset); n > 0; n = readSync(fd, buf, 0, buf.length, offset)) {
+        for (let i = 0; i < n; i++) if (buf[i] === 10) lines++;
+        offset += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return lines;
+  };
+}
 
 export interface ScalePoint {
   readonly size: number;
@@ -68,7 +96,7 @@ export async function scaling(r: ScalingRun): Promise<ScalePoint[]> {
     });
     const relay = await r.startRelay(inst, root);
     const pid = relay.child.pid as number;
-    const records = (): number => readdirSync(path.join(root, "sent")).length;
+    const records = recordCounter(root);
     const waitFor = async (n: number): Promise<void> => {
       const end = Date.now() + r.drainTimeoutMs;
       while (records() < n) {

@@ -249,8 +249,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       };
       // Quotas are charged only when the queue takes the job; an idempotent replay of an accepted message is counted
       // again (it is rare, and a caller replaying in a loop should meet its quota).
-      const result = await admission.admit(job, () => queue.enqueue(job));
+      const result = await admission.admit(job, () => queue.accept(job));
       count(req, result.duplicate ? "duplicate" : "accepted");
+      const outcome = result.duplicate ? "duplicate" : result.handedOff ? "handed_off" : "queued";
       req.log.info(
         {
           id: result.id,
@@ -259,13 +260,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           domains: recipientDomains,
           tags: send.tags,
           bytes: raw.length,
-          outcome: result.duplicate ? "duplicate" : "queued",
+          outcome,
+          ...(result.handedOff?.postfixQueueId !== undefined
+            ? { postfixQueueId: result.handedOff.postfixQueueId }
+            : {}),
         },
-        result.duplicate ? "idempotent replay" : "queued",
+        result.duplicate ? "idempotent replay" : outcome === "handed_off" ? "handed off during the request" : "queued",
       );
-      if (!result.duplicate) deps.onEnqueued?.();
-      else reply.header("idempotent-replayed", "true");
-      return reply.code(202).send({ ok: true, queued: true, id: result.id });
+      if (outcome === "queued") deps.onEnqueued?.();
+      if (result.duplicate) reply.header("idempotent-replayed", "true");
+      // queued: true means accepted durably (in our queue or in Postfix's); state says which.
+      return reply.code(202).send({
+        ok: true,
+        queued: true,
+        id: result.id,
+        state: result.handedOff ? "handed_off" : "queued",
+        ...(result.handedOff?.postfixQueueId !== undefined ? { postfixQueueId: result.handedOff.postfixQueueId } : {}),
+      });
     });
 
     authed.get<{ Params: { id: string } }>(

@@ -53,6 +53,8 @@ export interface RelayConfig {
   readonly handoff: HandoffConfig;
   /** Hand-offs in flight at once (and SMTP connections to Postfix); see relay/worker.ts. */
   readonly handoffConcurrency: number;
+  /** Hand a new message to Postfix during the request when possible (SMTP hand-off only; relay/fast-path.ts). */
+  readonly fastPath: boolean;
   readonly rateLimitPerMin: number;
   readonly bodyLimitBytes: number;
   /** The largest composed message (after MIME encoding) the relay queues; see relay/host-contract.ts. */
@@ -166,6 +168,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     handoffTimeoutMs: e.SENDMAIL_TIMEOUT_MS,
     handoff: e.RELAY_HANDOFF.kind === "sendmail" ? { kind: "sendmail", path: e.SENDMAIL_PATH } : e.RELAY_HANDOFF,
     handoffConcurrency: e.RELAY_HANDOFF_CONCURRENCY,
+    fastPath: e.RELAY_FAST_PATH !== "false",
     rateLimitPerMin: e.RELAY_RATE_LIMIT_PER_MIN,
     bodyLimitBytes: e.RELAY_BODY_LIMIT_BYTES,
     maxMessageBytes,

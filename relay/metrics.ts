@@ -23,7 +23,7 @@ export class RelayMetrics {
     });
     new Gauge({
       name: "relay_queue_jobs",
-      help: "Jobs in the queue by state (sent = hand-off records kept on disk)",
+      help: "Jobs in the queue by state (sent = hand-off records kept, in sent.log)",
       labelNames: ["state"],
       registers,
       collect() {

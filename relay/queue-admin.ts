@@ -3,6 +3,7 @@ import * as path from "node:path";
 import { DurableWriter, fsyncDir } from "./durable-write";
 import { isJobId, jobFile, readJobFile, readSentRecord, type Job, type JobState, type SentRecord } from "./job";
 import { scanJsonFiles } from "./json-scan";
+import { readSentLog } from "./sent-log";
 
 type Waiting = "pending" | "processing" | "failed";
 
@@ -26,7 +27,10 @@ export class QueueAdmin {
     if (!isJobId(id)) return undefined;
     const found = await readJobFile(this.root, id, ["pending", "processing", "failed"]);
     if (found) return found;
-    const sent = await readSentRecord(this.root, id);
+    let sent = await readSentRecord(this.root, id); // a record of the sent/ directory the relay has not moved yet
+    await readSentLog(this.root, (rec) => {
+      if (rec.id === id) sent = rec; // the latest line wins
+    });
     return sent ? { state: "sent", sent } : undefined;
   }
 

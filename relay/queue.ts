@@ -10,7 +10,6 @@ import {
   JOB_STATES,
   jobStatus,
   readJobFile,
-  readSentRecord,
   sentStatus,
   type Job,
   type JobState,
@@ -20,6 +19,8 @@ import {
 import { IdempotencyKeys } from "./idempotency-keys";
 import { JobIndex } from "./job-index";
 import { countJsonFiles, scanJsonFiles } from "./json-scan";
+import { SentLog } from "./sent-log";
+import { SentRecords } from "./sent-records";
 
 export { backoffMs, IDEMPOTENCY_TTL_MS, isJobId, JOB_STATES } from "./job";
 export type { Job, JobState, JobStatus, SentRecord } from "./job";
@@ -48,7 +49,7 @@ export interface RecoveryReport {
 
 /** Where the background read of the queue's files stands (GET /health shows it). */
 export interface LoadProgress {
-  readonly phase: "listing" | "jobs" | "sent records";
+  readonly phase: "sent records" | "listing" | "jobs";
   readonly read: number;
   readonly total: number;
 }
@@ -64,6 +65,25 @@ export interface IndexLoad {
   readonly loaded: Promise<RecoveryReport>;
 }
 
+/**
+ * The synchronous fast path (relay/fast-path.ts): hands a new message to Postfix during the request when a pooled
+ * connection is free. Postfix fsyncs its queue file before its 250, so the message is then as durable as a job file.
+ */
+export interface FastHandoff {
+  /** Postfix's answer when it took the message now; undefined when it did not (busy, refused, away): queue it. */
+  tryHandOff(job: Job): Promise<{ readonly queueId?: string } | undefined>;
+  /** After the hand-off is taken (delivery tracking); runs beside the record's fsync and never throws. */
+  handedOff(job: Job, postfixQueueId: string | undefined, at: number): Promise<void>;
+}
+
+/** What accept() did: queued (pending/), handed to Postfix during the request (fast path), or an idempotent replay. */
+export interface Accepted {
+  readonly id: string;
+  readonly duplicate: boolean;
+  /** Set when this request handed the message to Postfix itself (the record is durable). */
+  readonly handedOff?: { readonly postfixQueueId?: string };
+}
+
 /** The load was stopped by close(): nothing failed. */
 export class LoadStopped extends Error {
   constructor() {
@@ -73,10 +93,16 @@ export class LoadStopped extends Error {
 }
 
 /**
- * The on-disk queue: pending/ -> processing/ -> sent/ (small record) or back to pending/ or to failed/.
- * Every write is durable (DurableWriter), so a half-written file is never picked up and an accepted job survives a
- * power cut. An in-memory index answers "next due job" without readdir. It is filled in the background after the
- * queue opens, so a backlog of 100,000 jobs does not keep the relay's door shut while its files are read.
+ * The on-disk queue: pending/ -> processing/ -> a hand-off record in sent.log, or back to pending/ or to failed/.
+ * Every write is durable (DurableWriter; the record log is group-committed, relay/sent-log.ts), so a half-written
+ * file is never picked up and an accepted job survives a power cut. The records of the retention period are kept in
+ * memory: status lookups never read a file.
+ *
+ * accept() is the one entry both doors use: with a fast path set (setFastPath) and no due backlog, the message is
+ * handed to Postfix inside the request and only its record is written; otherwise it is queued.
+ *
+ * An in-memory index answers "next due job" without readdir. It is filled in the background after the queue opens,
+ * so a backlog of 100,000 jobs does not keep the relay's door shut while its files are read.
  */
 export class QueueStore {
   readonly root: string;
@@ -86,7 +112,13 @@ export class QueueStore {
   private readonly index = new JobIndex();
   private readonly idempotency = new IdempotencyKeys();
   private readonly idempotencyInflight = new Map<string, Promise<unknown>>();
-  private sentOnDisk = 0;
+  private readonly sentLog: SentLog;
+  /** Hand-off records of the retention period, in append order (status lookups, depth, compaction). */
+  private readonly sent = new SentRecords();
+  private sentReady = false;
+  private sentLoaded: Promise<void> = Promise.resolve();
+  private settleSent: { resolve: () => void; reject: (err: Error) => void } | null = null;
+  private fastPath: FastHandoff | null = null;
   private probeSeq = 0;
   private diskCheck: { at: number; free: number } | null = null;
   /** Set while files are being read into the index. */
@@ -112,6 +144,17 @@ export class QueueStore {
     this.root = opts.root;
     this.now = opts.now ?? Date.now;
     this.writer = new DurableWriter(this.dir("tmp"));
+    this.sentLog = new SentLog(opts.root);
+  }
+
+  /** Turns the synchronous fast path on (server.ts, with the SMTP hand-off); null turns it off. */
+  setFastPath(fast: FastHandoff | null): void {
+    this.fastPath = fast;
+  }
+
+  /** Closes the record log after the last append (shutdown, after the worker stopped). */
+  async close(): Promise<void> {
+    await this.sentLog.close();
   }
 
   dir(state: JobState | "tmp"): string {
@@ -146,8 +189,11 @@ export class QueueStore {
     }
     this.recovered = recovered;
     // Until loadIndex() has read every file: status lookups fall back to the files, keyed requests wait.
-    this.progress = { phase: "listing", read: 0, total: 0 };
+    this.progress = { phase: "sent records", read: 0, total: 0 };
     this.jobsIndexed = false;
+    this.sentReady = false;
+    this.sentLoaded = new Promise<void>((resolve, reject) => (this.settleSent = { resolve, reject }));
+    this.sentLoaded.catch(() => undefined); // status() awaits it and handles a rejection
     this.idempotencyKnown = new Promise<void>((resolve, reject) => (this.settleIdempotency = { resolve, reject }));
     this.idempotencyKnown.catch(() => undefined); // enqueue() awaits it and handles a rejection
     return { recoveredFromProcessing: recovered };
@@ -166,6 +212,7 @@ export class QueueStore {
       () => this.settleIdempotency?.resolve(),
       (err: Error) => {
         jobsDone.reject(err);
+        this.settleSent?.reject(err);
         this.settleIdempotency?.reject(err);
       },
     );
@@ -182,10 +229,53 @@ export class QueueStore {
     const unreadable: string[] = [];
     const now = this.now();
     const scan = { stopped: (): boolean => this.stopping };
+
+    // 1. The hand-off records first (one file): a job whose record exists was handed off before a crash that came
+    // before its processing/ file was removed; it is not sent again.
+    let expiredRecords = 0;
+    const keep = (rec: SentRecord): void => {
+      if (now - rec.handedOffAt > this.opts.sentRetentionMs) {
+        expiredRecords++;
+        return;
+      }
+      this.sent.set(rec); // the latest record of an id wins, in append order
+      this.rememberIdempotency(rec.idempotency, rec.id, rec.createdAt, now);
+    };
+    const opened = await this.sentLog.open(keep);
+    if (opened.bad > 0) unreadable.push(`${this.sentLog.file} (${opened.bad} unreadable lines, skipped)`);
+    // Upgrade: records of the sent/ directory (one file each, before the log) move into the log once.
+    const legacy: { name: string; rec: SentRecord }[] = [];
+    progress.total = await countJsonFiles(this.dir("sent"), scan);
+    await scanJsonFiles(
+      this.dir("sent"),
+      (name, file) => {
+        progress.read++;
+        if (!file.ok) {
+          if (!file.missing) unreadable.push(path.join(this.dir("sent"), name));
+          return;
+        }
+        legacy.push({ name, rec: file.value as SentRecord });
+      },
+      scan,
+    );
+    if (this.stopping) throw new LoadStopped();
+    const moved = legacy.filter(
+      ({ rec }) => !this.sent.has(rec.id) && now - rec.handedOffAt <= this.opts.sentRetentionMs,
+    );
+    if (moved.length > 0) await this.sentLog.appendAll(moved.map((l) => l.rec));
+    for (const { rec } of moved) keep(rec);
+    for (const { name } of legacy) await callbackFs.unlinkIfExists(path.join(this.dir("sent"), name));
+    if (legacy.length > 0) await fsyncDir(this.dir("sent"));
+    this.sentReady = true;
+    this.settleSent?.resolve();
+
+    progress.phase = "listing";
+    progress.read = 0;
     progress.total =
       (await countJsonFiles(this.dir("pending"), scan)) + (await countJsonFiles(this.dir("failed"), scan));
     progress.phase = "jobs";
 
+    const handedOff: string[] = [];
     for (const state of ["pending", "failed"] as const) {
       await scanJsonFiles(
         this.dir(state),
@@ -201,6 +291,10 @@ export class QueueStore {
             return;
           }
           if (this.index.has(job.id)) return; // accepted by this process during the load: already indexed
+          if (state === "pending" && this.sent.has(job.id)) {
+            handedOff.push(path.join(this.dir(state), name));
+            return;
+          }
           this.index.put(job, state);
           this.rememberIdempotency(job.idempotency, job.id, job.createdAt, now);
         },
@@ -208,41 +302,15 @@ export class QueueStore {
       );
       if (this.stopping) throw new LoadStopped();
     }
+    for (const f of handedOff) await callbackFs.unlinkIfExists(f);
     this.jobsIndexed = true;
     onJobsIndexed();
-
-    progress.phase = "sent records";
-    progress.read = 0;
-    progress.total = await countJsonFiles(this.dir("sent"), scan);
-    const expired: string[] = [];
-    let kept = 0;
-    await scanJsonFiles(
-      this.dir("sent"),
-      (name, file) => {
-        progress.read++;
-        if (!file.ok) {
-          if (!file.missing) unreadable.push(path.join(this.dir("sent"), name));
-          return;
-        }
-        const rec = file.value as SentRecord;
-        if (now - rec.handedOffAt > this.opts.sentRetentionMs) {
-          expired.push(name);
-          return;
-        }
-        this.rememberIdempotency(rec.idempotency, rec.id, rec.createdAt, now);
-        // The worker runs meanwhile: a record it wrote since the start is counted by markSent, not here.
-        if (rec.handedOffAt < started) kept++;
-      },
-      scan,
-    );
-    if (this.stopping) throw new LoadStopped();
-    for (const name of expired) await callbackFs.unlinkIfExists(path.join(this.dir("sent"), name));
-    this.sentOnDisk += kept;
+    if (expiredRecords > 0 && this.sentLog.lines >= 2 * this.sent.size) await this.compactSent();
     this.progress = null;
     return {
       pending: this.index.counts.pending,
       failed: this.index.counts.failed,
-      sent: kept,
+      sent: this.sent.size,
       recoveredFromProcessing: this.recovered,
       unreadable,
       ms: this.now() - started,
@@ -303,10 +371,20 @@ export class QueueStore {
    * a keyed request waits for it (the key may be in a file not read yet); a request without a key does not wait.
    */
   async enqueue(job: Job): Promise<{ id: string; duplicate: boolean }> {
+    const r = await this.accept(job, false);
+    return { id: r.id, duplicate: r.duplicate };
+  }
+
+  /**
+   * What both doors call: enqueue()'s rules (durable before 202, idempotency), and with the fast path on (and
+   * `fast` not false) the hand-off inside the request when nothing is due before this message. A keyed request holds
+   * its key until its hand-off is recorded or its job written, so a concurrent replay waits and then finds it.
+   */
+  async accept(job: Job, fast = true): Promise<Accepted> {
     const idem = job.idempotency;
     if (!idem) {
-      await this.writeNew(job);
-      return { id: job.id, duplicate: false };
+      const handedOff = await this.store(job, fast);
+      return { id: job.id, duplicate: false, ...(handedOff ? { handedOff } : {}) };
     }
     try {
       await this.idempotencyKnown;
@@ -333,15 +411,66 @@ export class QueueStore {
       }
       return { id: existing.id, duplicate: true };
     }
-    const write = this.writeNew(job);
+    const write = this.store(job, fast);
     this.idempotencyInflight.set(idem.keyHash, write);
+    let handedOff: Accepted["handedOff"];
     try {
-      await write;
+      handedOff = await write;
       this.idempotency.remember(idem.keyHash, idem.bodyHash, job.id, job.createdAt);
     } finally {
       this.idempotencyInflight.delete(idem.keyHash);
     }
-    return { id: job.id, duplicate: false };
+    return { id: job.id, duplicate: false, ...(handedOff ? { handedOff } : {}) };
+  }
+
+  /** True when a new message may overtake nothing: the index is loaded and no pending job is due. */
+  private fastPathOpen(): boolean {
+    if (!this.jobsIndexed || !this.sentReady) return false;
+    const top = this.index.peekDue();
+    return top === undefined || top.at > this.now();
+  }
+
+  /**
+   * The fast path when it is open and Postfix takes the message (then only the record is written, group-committed);
+   * else the job file in pending/.
+   */
+  private async store(job: Job, fast: boolean): Promise<Accepted["handedOff"]> {
+    const fp = this.fastPath;
+    if (fast && fp && this.fastPathOpen()) {
+      await this.assertCanAccept();
+      const res = await fp.tryHandOff(job);
+      if (res) {
+        const rec = this.sentRecord(job, res.queueId, 0);
+        this.sent.set(rec);
+        try {
+          await Promise.all([this.sentLog.append(rec), fp.handedOff(job, res.queueId, rec.handedOffAt)]);
+        } catch (err) {
+          this.sent.delete(job.id);
+          // Postfix has the message; without its record an idempotent replay would send it again. 503: the caller
+          // sees the failure (the documented window between Postfix's 250 and our record).
+          throw new RelayError(
+            "queue_unavailable",
+            `handed off as ${res.queueId ?? "?"} but the record was not written: ${(err as Error).message}`,
+          );
+        }
+        return res.queueId !== undefined ? { postfixQueueId: res.queueId } : {};
+      }
+    }
+    await this.writeNew(job);
+    return undefined;
+  }
+
+  private sentRecord(job: Job, postfixQueueId: string | undefined, attempts: number): SentRecord {
+    return {
+      id: job.id,
+      caller: job.caller,
+      createdAt: job.createdAt,
+      handedOffAt: this.now(),
+      attempts: attempts + 1,
+      recipientCount: job.envelope.to.length,
+      ...(postfixQueueId !== undefined ? { postfixQueueId } : {}),
+      ...(job.idempotency ? { idempotency: job.idempotency } : {}),
+    };
   }
 
   private async writeNew(job: Job): Promise<void> {
@@ -403,20 +532,17 @@ export class QueueStore {
 
   /** Hand-off succeeded: keep a small record (status, idempotency), drop the message. */
   async markSent(job: Job, postfixQueueId: string | undefined): Promise<SentRecord> {
-    const rec: SentRecord = {
-      id: job.id,
-      caller: job.caller,
-      createdAt: job.createdAt,
-      handedOffAt: this.now(),
-      attempts: job.attempts + 1,
-      recipientCount: job.envelope.to.length,
-      ...(postfixQueueId !== undefined ? { postfixQueueId } : {}),
-      ...(job.idempotency ? { idempotency: job.idempotency } : {}),
-    };
-    await this.writer.write(this.dir("sent"), `${job.id}.json`, JSON.stringify(rec));
+    const rec = this.sentRecord(job, postfixQueueId, job.attempts);
+    this.sent.set(rec); // before the append: status says handed_off as soon as Postfix has it
+    try {
+      await this.sentLog.append(rec);
+    } catch (err) {
+      this.sent.delete(job.id);
+      throw err;
+    }
+    // A crash before this unlink: the next start finds the record and drops the job instead of sending it again.
     await callbackFs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
     this.index.delete(job.id);
-    this.sentOnDisk++;
     return rec;
   }
 
@@ -458,28 +584,37 @@ export class QueueStore {
       if (found)
         return caller !== undefined && found.job.caller !== caller ? undefined : jobStatus(found.state, found.job);
     }
-    const rec = await readSentRecord(this.root, id);
+    if (!this.sentReady) {
+      try {
+        await this.sentLoaded;
+      } catch {
+        return undefined;
+      }
+    }
+    const rec = this.sent.get(id);
     if (!rec || (caller !== undefined && rec.caller !== caller)) return undefined;
     return sentStatus(rec);
   }
 
-  /** Counts by state for /metrics (sent = records kept on disk). */
+  /** Counts by state for /metrics (sent = hand-off records kept). */
   depth(): Record<JobState, number> {
-    return { ...this.index.counts, sent: this.sentOnDisk };
+    return { ...this.index.counts, sent: this.sent.size };
   }
 
-  /** Deletes sent records past retention and forgets idempotency keys older than 24 h (skipped while loading). */
+  /**
+   * Forgets hand-off records past retention and idempotency keys older than 24 h (skipped while loading); rewrites
+   * the record log when most of its lines are gone.
+   */
   async prune(): Promise<number> {
     if (this.progress) return 0;
     const now = this.now();
     this.idempotency.forgetBefore(now - IDEMPOTENCY_TTL_MS);
-    const expired: string[] = [];
-    await scanJsonFiles(this.dir("sent"), (name, file) => {
-      // an unreadable record is left for the operator
-      if (file.ok && now - (file.value as SentRecord).handedOffAt > this.opts.sentRetentionMs) expired.push(name);
-    });
-    for (const name of expired) await callbackFs.unlinkIfExists(path.join(this.dir("sent"), name));
-    this.sentOnDisk = Math.max(0, this.sentOnDisk - expired.length);
-    return expired.length;
+    const expired = this.sent.forgetBefore(now - this.opts.sentRetentionMs - 1);
+    if (expired > 0 && this.sentLog.lines >= 2 * this.sent.size) await this.compactSent();
+    return expired;
+  }
+
+  private compactSent(): Promise<void> {
+    return this.sentLog.compact((id) => this.sent.has(id));
   }
 }

@@ -9,7 +9,8 @@ import { RelayMetrics } from "./metrics";
 import { DeliveryStore } from "./events/delivery-store";
 import { LogTail } from "./events/log-tail";
 import { DeliveryTracker } from "./events/tracker";
-import { LoadStopped, QueueStore } from "./queue";
+import { FastPath } from "./fast-path";
+import { LoadStopped, QueueStore, type Job } from "./queue";
 import { readSmtpTls, SmtpIngress } from "./smtp-ingress";
 import { SuppressionList } from "./suppression";
 import { WebhookOutbox } from "./webhooks/outbox";
@@ -104,14 +105,9 @@ export async function startServer(
         },
       })
     : undefined;
-  const worker = new QueueWorker({
-    queue,
-    handoff,
-    log,
-    metrics,
-    concurrency: config.handoffConcurrency,
-    beforeHandoff: (job) => deliveries.recordHandoff({ id: job.id, caller: job.caller, to: job.envelope.to }),
-    onHandedOff: (job, qid, at) =>
+  const tracking = {
+    beforeHandoff: (job: Job) => deliveries.recordHandoff({ id: job.id, caller: job.caller, to: job.envelope.to }),
+    onHandedOff: (job: Job, qid: string | undefined, at: number) =>
       deliveries.recordHandoff({
         id: job.id,
         caller: job.caller,
@@ -119,7 +115,19 @@ export async function startServer(
         at,
         ...(qid !== undefined ? { postfixQueueId: qid } : {}),
       }),
+  };
+  const worker = new QueueWorker({
+    queue,
+    handoff,
+    log,
+    metrics,
+    concurrency: config.handoffConcurrency,
+    ...tracking,
   });
+  // The synchronous fast path (SMTP hand-off only: it needs the pool): both doors hand a message to Postfix inside the
+  // request when nothing is due before it and a pooled connection is free (docs/operations.md#the-fast-path).
+  if (config.fastPath)
+    queue.setFastPath(new FastPath({ handoff, log, metrics, degraded: () => worker.isDegraded(), ...tracking }));
   const app = await buildApp({
     config,
     queue,
@@ -215,6 +223,7 @@ export async function startServer(
       await tracker?.stop(); // the batch in hand is committed, or read again at the next start
       await deliveries.close();
       await handoff.close();
+      await queue.close();
       await fs.rm(pidFile, { force: true });
       log.info("stopped");
     })();

@@ -63,7 +63,7 @@ export interface SmtpIngressDeps {
   };
   /** PEM key and certificate for STARTTLS (readSmtpTls reads them from the files the deploy step pushes). */
   readonly tls: { readonly key: string; readonly cert: string };
-  readonly queue: Pick<QueueStore, "enqueue">;
+  readonly queue: Pick<QueueStore, "accept">;
   /** The admission policy /send uses too (one quota budget per caller); built from config when absent. */
   readonly admission?: Admission;
   readonly suppressions?: SuppressionList;
@@ -392,7 +392,8 @@ export class SmtpIngress {
           }
         : {}),
     };
-    const result = await this.admission.admit(job, () => queue.enqueue(job));
+    const result = await this.admission.admit(job, () => queue.accept(job));
+    const outcome = result.duplicate ? "duplicate" : result.handedOff ? "handed_off" : "queued";
     this.count(result.duplicate ? "duplicate" : "accepted");
     log.info(
       {
@@ -403,11 +404,12 @@ export class SmtpIngress {
         recipients: envelope.to.length,
         domains: recipientDomains,
         bytes: message.raw.length,
-        outcome: result.duplicate ? "duplicate" : "queued",
+        outcome,
+        ...(result.handedOff?.postfixQueueId !== undefined ? { postfixQueueId: result.handedOff.postfixQueueId } : {}),
       },
-      result.duplicate ? "idempotent replay" : "queued",
+      result.duplicate ? "idempotent replay" : outcome === "handed_off" ? "handed off during the session" : "queued",
     );
-    if (!result.duplicate) this.deps.onEnqueued?.();
+    if (outcome === "queued") this.deps.onEnqueued?.();
     return `2.0.0 queued as ${result.id}${result.duplicate ? " (idempotent replay)" : ""}`;
   }
 

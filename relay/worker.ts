@@ -45,6 +45,11 @@ export class QueueWorker {
     this.concurrency = Math.max(1, Math.floor(deps.concurrency ?? 1));
   }
 
+  /** After a temporary failure until the next success: the fast path stays off meanwhile (Postfix is refusing). */
+  isDegraded(): boolean {
+    return this.degraded;
+  }
+
   start(): void {
     if (this.running) return;
     this.running = true;

@@ -179,6 +179,7 @@ export const envSchema = z.object({
     .refine((v) => v === "off" || v.startsWith("/"), {
       message: 'must be an absolute path (Postfix\'s maillog_file) or "off"',
     }),
+  RELAY_FAST_PATH: z.enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) }).optional(),
   RELAY_AUTO_SUPPRESS: z
     .enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) })
     .optional(),

@@ -54,7 +54,23 @@ export class SmtpHandoff implements Handoff {
 
   async send(msg: HandoffMessage): Promise<HandoffResult> {
     assertNotOption([msg.from, ...msg.to]);
-    const conn = await this.acquire();
+    return this.sendOn(await this.acquire(), msg);
+  }
+
+  trySend(msg: HandoffMessage): Promise<HandoffResult> | undefined {
+    if (this.closed || this.waiting.length > 0) return undefined;
+    const idle = this.idle.pop();
+    if (!idle && this.open >= this.max) return undefined;
+    try {
+      assertNotOption([msg.from, ...msg.to]);
+    } catch (err) {
+      if (idle) this.release(idle);
+      return Promise.reject(err);
+    }
+    return (idle ? Promise.resolve(idle) : this.openOne()).then((conn) => this.sendOn(conn, msg));
+  }
+
+  private async sendOn(conn: Connection, msg: HandoffMessage): Promise<HandoffResult> {
     let info: SMTPConnection.SentMessageInfo;
     try {
       info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {

@@ -28,6 +28,11 @@ export class HandoffError extends Error {
 export interface Handoff {
   readonly kind: "sendmail" | "smtp";
   send(msg: HandoffMessage): Promise<HandoffResult>;
+  /**
+   * The fast path's send: only when a pooled connection is free now (idle, or one more may be opened) and nobody
+   * waits for one; undefined otherwise (nothing was sent). Absent on hand-offs without a pool (sendmail).
+   */
+  trySend?(msg: HandoffMessage): Promise<HandoffResult> | undefined;
   /** Resolves when a hand-off is currently possible (for /ready). */
   check(): Promise<void>;
   close(): Promise<void>;

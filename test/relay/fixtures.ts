@@ -53,6 +53,7 @@ export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
     handoffTimeoutMs: 5000,
     handoff: { kind: "sendmail", path: "/bin/true" },
     handoffConcurrency: 1,
+    fastPath: true,
     rateLimitPerMin: 1000,
     bodyLimitBytes: 64 * 1024,
     maxRecipients: 5,

@@ -1,9 +1,10 @@
-import { promises as fsp, readdirSync, writeFileSync } from "node:fs";
+import { promises as fsp, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { callbackFs } from "../../relay/callback-fs";
 import { backoffMs, FRESH_MAX_BYTES, LoadStopped, QueueStore, type Job } from "../../relay/queue";
+import { SENT_LOG } from "../../relay/sent-log";
 import { sha256 } from "../../relay/validate";
 import { queueOptions, tempDir } from "./fixtures";
 
@@ -36,6 +37,10 @@ function job(now: number, over: Partial<Job> = {}): Job {
 }
 
 const files = (r: string, d: string) => readdirSync(path.join(r, d)).filter((f) => f.endsWith(".json"));
+const logLines = (r: string): string[] =>
+  readFileSync(path.join(r, SENT_LOG), "utf8")
+    .split("\n")
+    .filter((l) => l !== "");
 
 describe("backoff schedule", () => {
   it("30 s doubling, capped at 1 h", () => {
@@ -70,7 +75,8 @@ describe("queue transitions", () => {
     expect((await q.status(j.id))?.state).toBe("sending");
     await q.markSent(claimed as Job, "4XyZ12abc");
     expect(files(r, "processing")).toEqual([]);
-    const rec = JSON.parse(await fsp.readFile(path.join(r, "sent", `${j.id}.json`), "utf8"));
+    expect(files(r, "sent")).toEqual([]); // one log line per record, no file per message
+    const rec = JSON.parse(await fsp.readFile(path.join(r, SENT_LOG), "utf8"));
     expect(rec).toMatchObject({ id: j.id, postfixQueueId: "4XyZ12abc", attempts: 1 });
     expect(rec.raw).toBeUndefined();
     expect(await q.status(j.id)).toMatchObject({ state: "handed_off", postfixQueueId: "4XyZ12abc", attempts: 1 });
@@ -196,18 +202,27 @@ describe("recovery at startup", () => {
     expect(await q3.status(later.id)).toMatchObject({ state: "queued", nextAttemptAt: 65_000, attempts: 2 });
   });
 
-  it("sent records older than the retention are deleted at startup", async () => {
+  it("sent records older than the retention are deleted at startup (the record log is rewritten without them)", async () => {
     const r = root();
     let now = 0;
     const q1 = new QueueStore(queueOptions(r, { now: () => now, sentRetentionMs: 1000 }));
     await q1.open();
-    await q1.enqueue(job(now));
+    const old = job(now);
+    await q1.enqueue(old);
     await q1.markSent((await q1.claimNext()) as Job, undefined);
-    expect(files(r, "sent")).toHaveLength(1);
-    now = 5000;
+    now = 900;
+    const kept = job(now);
+    await q1.enqueue(kept);
+    await q1.markSent((await q1.claimNext()) as Job, undefined);
+    await q1.close();
+    expect(logLines(r)).toHaveLength(2);
+    now = 1500;
     const q2 = new QueueStore(queueOptions(r, { now: () => now, sentRetentionMs: 1000 }));
-    expect((await q2.open()).sent).toBe(0);
-    expect(files(r, "sent")).toHaveLength(0);
+    expect((await q2.open()).sent).toBe(1);
+    expect(await q2.status(old.id)).toBeUndefined();
+    expect(await q2.status(kept.id)).toMatchObject({ state: "handed_off" });
+    expect(logLines(r).map((l) => JSON.parse(l).id)).toEqual([kept.id]);
+    await q2.close();
   });
 });
 

@@ -125,7 +125,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: an accepted message", () => {
     const held = new Promise<void>((resolve) => (release = resolve));
     const jobs: Job[] = [];
     const fakeQueue = {
-      enqueue: async (job: Job) => {
+      accept: async (job: Job) => {
         await held;
         jobs.push(job);
         return { id: job.id, duplicate: false };
@@ -397,7 +397,7 @@ describe.skipIf(!haveOpenssl)("SMTP ingress: /send's rules", () => {
 
   it("a queue that cannot write answers 451 4.3.0 with a generic text (a fake queue that fails); a full disk 452 4.3.1", async () => {
     let error = new RelayError("queue_unavailable", "write x: EIO secret-path-detail");
-    const r = await ingress({ queue: { enqueue: async () => Promise.reject(error) } });
+    const r = await ingress({ queue: { accept: async () => Promise.reject(error) } });
     const c = await loggedIn(r);
     const reply = await transaction(c, crlfMessage(HEADERS) + ".\r\n");
     expect(reply).toBe("451 4.3.0 the queue is unavailable; retry later");

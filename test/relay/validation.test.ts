@@ -33,7 +33,7 @@ describe("/send validation: each rule refuses a bad input with its code", () => 
   it("accepts the seed's example shape (control case)", async () => {
     const r = await send(validBody({ replyTo: "support@example.com", html: "<p>hi</p>" }));
     expect(r.status).toBe(202);
-    expect(r.body).toEqual({ ok: true, queued: true, id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    expect(r.body).toEqual({ ok: true, queued: true, state: "queued", id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
   });
 
   it("a missing required field is refused and named", async () => {
