@@ -12,7 +12,7 @@
  *
  * The host still resolves through its own unbound (resolv.conf = 127.0.0.1, trust-ad, as deployed).
  */
-import { WORLD } from "../world";
+import { WORLD } from "./common";
 
 /** Sorts after Debian's and the program's drop-ins (unbound.conf.d is read in name order). */
 export const REHEARSAL_UNBOUND_DROPIN = "etc/unbound/unbound.conf.d/zz-rehearsal-world.conf";

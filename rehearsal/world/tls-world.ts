@@ -17,8 +17,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Processes } from "../proc";
-import type { Names } from "../world";
-import { issueCert, waitTcp, type WorldCa } from "../world";
+import { issueCert, waitTcp, type Names, type WorldCa } from "./common";
 import { signZone, spkiSha256, type SignedZone } from "./dnssec";
 
 export interface TlsDomain {
