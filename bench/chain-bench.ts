@@ -341,11 +341,13 @@ async function main(): Promise<void> {
   const limits = await limit(prod, prodSink);
   const best = limits.reduce((a, b) => (b.perSec > a.perSec ? b : a));
 
+  // BENCH_HANDOFF_CONCURRENCY=N passes RELAY_HANDOFF_CONCURRENCY to the relay (its pool size; default: the relay's).
+  const handoffConcurrency = process.env.BENCH_HANDOFF_CONCURRENCY;
   progress(
-    `relay (${relayVersion}, SMTP hand-off, RELAY_HANDOFF_CONCURRENCY default) : ` +
+    `relay (${relayVersion}, SMTP hand-off, RELAY_HANDOFF_CONCURRENCY ${handoffConcurrency ?? "default"}) : ` +
       `warm-up 100, then ${N} at ${CONCURRENCY} concurrent`,
   );
-  const relay = await startRelay(prod, {});
+  const relay = await startRelay(prod, handoffConcurrency ? { RELAY_HANDOFF_CONCURRENCY: handoffConcurrency } : {});
   const sampler = sampleJobFile(relay.queueRoot); // the relay's job file for this message: the scaling phase's template
   await chain(prod, prodSink, relay, 100, "chain-warmup");
   const template = sampler.stop();
