@@ -11,7 +11,7 @@
 import { capturedCount } from "../client";
 import { sleep } from "../proc";
 import { TlsWorld, type MxMode, type TlsDomainKey } from "../world/tls-world";
-import { POSTFIX_LOG } from "../../cloud-init/paths";
+import { POSTFIX_LOG, TLS_POLICY_UNIT_NAME } from "../../cloud-init/paths";
 import { DANE_POLICY_MAP, MTA_STS_POLICY_MAP } from "../../cloud-init/outbound-tls";
 import type { Fail, RehearsalRun } from "./context";
 
@@ -208,7 +208,20 @@ export async function outboundMtaStsTesting(ctx: RehearsalRun, fail: Fail): Prom
   const policy = await c.stsAnswer();
   if (/secure/.test(policy)) fail(`a testing policy must not be enforced; the resolver answered ${policy}`);
   const got = await c.expectDelivered("MTA-STS testing, certificate for another name", /status=sent/);
-  return `mode: testing, resolver: ${policy}; MX certificate for another name: ${got} (not enforced)`;
+  // Logged, not enforced: the DANE-first socketmap asks the resolver's testing zone and logs what would apply.
+  let logged = "";
+  for (let i = 0; i < 20 && !logged; i++) {
+    const grep = `grep -F 'MTA-STS testing policy for ${c.d.domain}' | tail -1`;
+    const r = await ctx.onHost(`journalctl -u ${TLS_POLICY_UNIT_NAME} --no-pager -o cat | ${grep}`);
+    logged = r.stdout.trim();
+    if (!logged) await sleep(500);
+  }
+  if (!logged) fail(`${TLS_POLICY_UNIT_NAME} logged no "MTA-STS testing policy for ${c.d.domain}" line within 10 s`);
+  c.show("MTA-STS testing, the DANE-first socketmap's log", [logged]);
+  return (
+    `mode: testing, resolver: ${policy}; MX certificate for another name: ${got} (not enforced); ` +
+    `logged by ${TLS_POLICY_UNIT_NAME}`
+  );
 }
 
 export async function outboundDane(ctx: RehearsalRun, fail: Fail): Promise<string> {
