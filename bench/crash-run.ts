@@ -65,6 +65,8 @@ export interface AcceptedMessage {
   readonly marker: string;
   readonly id: string;
   readonly round: number;
+  /** When the 202 came (performance.now()). */
+  readonly at: number;
   readonly postfixQueueId?: string;
   readonly state?: string;
 }
@@ -127,7 +129,14 @@ export function classify(
             : "no kill followed its 250",
         };
       });
-    duplicates.push({ marker: a.marker, id: a.id, copies: got, kept, verdicts, inWindow: verdicts.every((v) => v.inWindow) });
+    duplicates.push({
+      marker: a.marker,
+      id: a.id,
+      copies: got,
+      kept,
+      verdicts,
+      inWindow: verdicts.every((v) => v.inWindow),
+    });
   }
   const acceptedMarkers = new Set(accepted.map((a) => a.marker));
   return {
@@ -247,6 +256,7 @@ interface Request {
   readonly body: string;
   id?: string;
   round?: number;
+  at?: number;
 }
 
 type Outcome = { status: number; id?: string; replayed: boolean; text: string } | { error: string };
@@ -291,6 +301,10 @@ export interface CrashReport {
   readonly slowed: number;
   readonly windowMs: number;
   readonly handoffConcurrency: number;
+  /** The most in-window duplicates one kill caused (docs/operations.md: at most RELAY_HANDOFF_CONCURRENCY). */
+  readonly maxDuplicatesPerKill: number;
+  /** The largest time from a duplicate's first 250 to the kill that cut its record. */
+  readonly maxGapMs: number;
   readonly seed: number;
   readonly summary: string;
   readonly details: readonly string[];
@@ -332,8 +346,9 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
   };
   const bundle = o.bundle ?? CRASH_BUNDLE;
 
+  const runStart = performance.now();
   const all: Request[] = [];
-  let toRetry: Request[] = [];
+  const toRetry: Request[] = [];
   const kills: Kill[] = [];
   const unexpected: string[] = [];
   const replayMismatches: string[] = [];
@@ -365,6 +380,7 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
       if (req.id === undefined) {
         req.id = r.id;
         req.round = round;
+        req.at = performance.now();
       } else {
         replaysChecked++;
         if (r.id !== req.id || !r.replayed)
@@ -461,7 +477,13 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
       if (ids.some((r) => inQueue(status.get(r.marker)?.state))) await new Promise((r) => setTimeout(r, 200));
     }
     for (const r of ids)
-      accepted.push({ marker: r.marker, id: r.id as string, round: r.round as number, ...status.get(r.marker) });
+      accepted.push({
+        marker: r.marker,
+        id: r.id as string,
+        round: r.round as number,
+        at: r.at as number,
+        ...status.get(r.marker),
+      });
     relay.child.kill("SIGTERM");
     const t = setTimeout(() => relay.child.kill("SIGKILL"), 30_000);
     await relay.exited;
@@ -483,17 +505,16 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
         perKill.set(v.kill.round, (perKill.get(v.kill.round) ?? 0) + 1);
         maxGap = Math.max(maxGap, v.gapMs);
       }
-  const start = kills[0]?.killAt ?? 0;
-  const at = (t: number) => `${Math.round(t - start)} ms`;
+  const at = (t: number) => `${Math.round(t - runStart)} ms into the run`;
   const details = [
-    `  seed ${seed}; ${kills.length} kills, ` +
-      `${retried} retries of requests without a 202, idempotent replays of 202'd requests: ${replaysChecked} checked, ` +
-      `${replayMismatches.length} with another id`,
+    `  seed ${seed}; ${kills.length} kills, ${retried} retries of requests without a 202, ` +
+      `idempotent replays of 202'd requests: ${replaysChecked} checked, ${replayMismatches.length} with another id`,
     `  fake Postfix: ${sink.copies.length} messages taken (250), ${sink.refused} answered 451, ${sink.slowed} slow; ` +
       `hand-off concurrency ${concurrency}; window: a 250 at most ${windowMs} ms before a kill; ` +
-      `in-window duplicates per kill: max ${Math.max(0, ...perKill.values())}; largest 250→kill gap ${Math.round(maxGap)} ms`,
+      `in-window duplicates per kill: max ${Math.max(0, ...perKill.values())}; ` +
+      `largest 250→kill gap ${Math.round(maxGap)} ms`,
     ...classified.lost.map(
-      (a) => `  LOST ${a.marker} id ${a.id} (202 in round ${a.round}; relay says state ${a.state ?? "unknown"})`,
+      (a) => `  LOST ${a.marker} id ${a.id} (202 in round ${a.round}, ${at(a.at)}; now ${a.state ?? "unknown"})`,
     ),
     ...classified.beyond.map(
       (d) =>
@@ -501,6 +522,9 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
           .map((c) => `${c.queueId} (Message-ID ${c.messageId}, 250 at ${at(c.acceptedAt)})`)
           .join(", ")}; recorded ${d.kept.queueId}; ${d.verdicts
           .map((v) => (v.inWindow ? `in window of round ${v.kill.round}` : v.why))
+          .join("; ")}; kills at ${kills
+          .filter((k) => d.copies.some((c) => Math.abs(k.killAt - c.acceptedAt) < 5000))
+          .map((k) => `${at(k.killAt)} (round ${k.round})`)
           .join("; ")}`,
     ),
     ...classified.unaccepted.map((m) => `  AT THE FAKE BUT NEVER 202'd ${m}`),
@@ -523,6 +547,8 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
     slowed: sink.slowed,
     windowMs,
     handoffConcurrency: concurrency,
+    maxDuplicatesPerKill: Math.max(0, ...perKill.values()),
+    maxGapMs: maxGap,
     seed,
     summary,
     details,
