@@ -36,7 +36,8 @@ export interface CrashOptions {
   readonly slowMs?: number;
   readonly handoffConcurrency?: number;
   readonly seed?: number;
-  readonly drainTimeoutMs?: number;
+  /** The drain gives up when the relay has made no progress for this long (default 20 s). */
+  readonly drainStallMs?: number;
   /** Extra relay environment (e.g. to try another setting); the crash test's own variables win. */
   readonly relayEnv?: Record<string, string>;
   readonly progress?: (line: string) => void;
@@ -454,17 +455,38 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
   const accepted: AcceptedMessage[] = [];
   if (!url) unexpected.push(`the drain's relay did not start:\n${relay.output()}`);
   else {
-    const end = performance.now() + (o.drainTimeoutMs ?? 30_000);
-    while (toRetry.length > 0 && performance.now() < end) {
+    // Waits while the relay makes progress: a backlog of thousands drains at the relay's own pace.
+    const stall = o.drainStallMs ?? 20_000;
+    let lastProgress = performance.now();
+    let retryLeft = toRetry.length;
+    while (toRetry.length > 0 && performance.now() - lastProgress < stall) {
       await load(url, o.rounds + 1, () => toRetry.length === 0, false);
+      if (toRetry.length < retryLeft) lastProgress = performance.now();
+      retryLeft = toRetry.length;
       if (toRetry.length > 0) await new Promise((r) => setTimeout(r, 100));
     }
     const ids = all.filter((r) => r.id !== undefined);
+    // First until the fake has every accepted message (cheap: no requests to the relay), then the relay's word.
+    const atSink = () => new Set(sink.copies.map((c) => c.marker));
+    let told = performance.now();
+    let seen = atSink().size;
+    lastProgress = performance.now();
+    while (ids.some((r) => !atSink().has(r.marker)) && performance.now() - lastProgress < stall) {
+      await new Promise((r) => setTimeout(r, 200));
+      const now = atSink().size;
+      if (now > seen) lastProgress = performance.now();
+      seen = now;
+      if (performance.now() - told > 5000) {
+        progress(`  drain: ${ids.filter((r) => !atSink().has(r.marker)).length} of ${ids.length} not at the fake yet`);
+        told = performance.now();
+      }
+    }
     const status = new Map<string, { state?: string; postfixQueueId?: string }>();
     const inQueue = (s?: string) => s === undefined || s === "queued" || s === "sending";
-    while (performance.now() < end) {
+    lastProgress = performance.now();
+    let left = ids.length;
+    while (left > 0 && performance.now() - lastProgress < stall) {
       const todo = ids.filter((r) => inQueue(status.get(r.marker)?.state));
-      if (todo.length === 0) break;
       for (let i = 0; i < todo.length; i += 16) {
         await Promise.all(
           todo.slice(i, i + 16).map(async (r) => {
@@ -474,7 +496,10 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
           }),
         );
       }
-      if (ids.some((r) => inQueue(status.get(r.marker)?.state))) await new Promise((r) => setTimeout(r, 200));
+      const now = ids.filter((r) => inQueue(status.get(r.marker)?.state)).length;
+      if (now < left) lastProgress = performance.now();
+      left = now;
+      if (left > 0) await new Promise((r) => setTimeout(r, 500));
     }
     for (const r of ids)
       accepted.push({

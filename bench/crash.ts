@@ -1,7 +1,7 @@
 // npm run crash: the kill -9 crash test (bench/crash-run.ts) with more rounds than the vitest run
 // (test/relay/kill9.crash.test.ts). CRASH_ROUNDS (default 100), CRASH_SEED, CRASH_WINDOW_MS (default 1000),
-// CRASH_CLIENTS (default 8), CRASH_BUNDLE (default relay/dist/relay.js). Exits 1 when a message is lost, duplicated
-// beyond the window, or a 202'd request's retry gets another id.
+// CRASH_CLIENTS (default 8), CRASH_BUNDLE (default relay/dist/relay.js), CRASH_KEEP_DIR=1 keeps the queue directory.
+// Exits 1 when a message is lost, duplicated beyond the window, or a 202'd request's retry gets another id.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -39,7 +39,8 @@ async function main(): Promise<void> {
       report.never202 > 0;
     process.exitCode = failed ? 1 : 0;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.CRASH_KEEP_DIR === "1") console.log(`  kept ${dir} (CRASH_KEEP_DIR=1)`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 
