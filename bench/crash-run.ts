@@ -316,8 +316,8 @@ export async function runCrashTest(o: CrashOptions): Promise<CrashReport> {
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
   const random = seededRandom(seed);
   const clients = o.clients ?? 8;
-  const [killMin, killMax] = o.killAfterMs ?? [30, 600];
-  const windowMs = o.windowMs ?? 1000;
+  const [killMin, killMax] = o.killAfterMs ?? [30, 1000];
+  const windowMs = o.windowMs ?? 500;
   const concurrency = o.handoffConcurrency ?? 4;
   const progress = o.progress ?? (() => undefined);
   const sink = new FakePostfix(random, {

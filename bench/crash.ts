@@ -1,5 +1,5 @@
 // npm run crash: the kill -9 crash test (bench/crash-run.ts) with more rounds than the vitest run
-// (test/relay/kill9.crash.test.ts). CRASH_ROUNDS (default 100), CRASH_SEED, CRASH_WINDOW_MS (default 1000),
+// (test/relay/kill9.crash.test.ts). CRASH_ROUNDS (default 100), CRASH_SEED, CRASH_WINDOW_MS (default 500),
 // CRASH_CLIENTS (default 8), CRASH_BUNDLE (default relay/dist/relay.js), CRASH_KEEP_DIR=1 keeps the queue directory.
 // Exits 1 when a message is lost, duplicated beyond the window, or a 202'd request's retry gets another id.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
       dir,
       bundle: process.env.CRASH_BUNDLE || undefined,
       clients: intEnv("CRASH_CLIENTS", 8),
-      windowMs: intEnv("CRASH_WINDOW_MS", 1000),
+      windowMs: intEnv("CRASH_WINDOW_MS", 500),
       seed: process.env.CRASH_SEED ? intEnv("CRASH_SEED", 0) : undefined,
       progress: (line) => console.log(line),
     });
