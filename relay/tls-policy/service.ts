@@ -1,6 +1,6 @@
 // `node relay.js tls-policy`: the DANE-first TLS policy socketmap (mail-relay-tls-policy.service). Postfix asks it
 // first in smtp_tls_policy_maps; see decide.ts for the answers, and docs/security.md for why.
-import { isIP, type Server } from "node:net";
+import { isIP, type Server, type Socket } from "node:net";
 import { ConfigError } from "../config";
 import {
   MTA_STS_ENFORCE_ZONE,
@@ -170,8 +170,19 @@ export async function runTlsPolicyService(env: NodeJS.ProcessEnv): Promise<void>
     resolver: `${c.resolver.host}:${c.resolver.port}`,
     mtaSts: `${c.mtaSts.host}:${c.mtaSts.port}`,
   });
+  // Postfix keeps its socketmap connections open between lookups: close() alone would wait for them (and systemd's
+  // stop would wait for its timeout, then SIGKILL). They are closed on a signal; Postfix reconnects on its next lookup.
+  const open = new Set<Socket>();
+  server.on("connection", (sock: Socket) => {
+    open.add(sock);
+    sock.once("close", () => open.delete(sock));
+  });
   await new Promise<void>((resolve) => {
-    for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => server.close(() => resolve()));
+    for (const sig of ["SIGTERM", "SIGINT"] as const)
+      process.once(sig, () => {
+        server.close(() => resolve());
+        for (const sock of open) sock.destroy();
+      });
   });
   jsonLineLog("info", "tls-policy socketmap stopped");
 }
