@@ -85,7 +85,7 @@ function startRelay(queueRoot, { port = 0, keepLog = false, watch = [] } = {}) {
       ...UNTHROTTLED_RELAY_ENV,
       LOG_LEVEL: "info",
       ...Object.fromEntries(
-        ["UV_THREADPOOL_SIZE", "MALLOC_ARENA_MAX", "LD_LIBRARY_PATH", "RELAY_HANDOFF_CONCURRENCY"]
+        ["UV_THREADPOOL_SIZE", "MALLOC_ARENA_MAX", "LD_LIBRARY_PATH", "RELAY_HANDOFF_CONCURRENCY", "RELAY_FAST_PATH"]
           .filter((k) => process.env[k])
           .map((k) => [k, process.env[k]]),
       ),

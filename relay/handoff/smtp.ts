@@ -57,10 +57,24 @@ export class SmtpHandoff implements Handoff {
     return this.sendOn(await this.acquire(), msg);
   }
 
+  /**
+   * The fast path's hand-off: on a connection that is open and idle now. With none idle but some open, a new one is
+   * opened in the background (if the pool has room) for later messages and this one is queued: a request does not
+   * wait for a connect, a greeting and an EHLO while other connections exist (bench:relay's open loop measured a
+   * ~100 ms p99 when every connection the pool recycled was reopened inside a request).
+   */
   trySend(msg: HandoffMessage): Promise<HandoffResult> | undefined {
     if (this.closed || this.waiting.length > 0) return undefined;
     const idle = this.idle.pop();
-    if (!idle && this.open >= this.max) return undefined;
+    if (!idle) {
+      if (this.open >= this.max) return undefined;
+      // A cold pool (the first message after a start or after Postfix closed them all) connects inline: nothing is
+      // open that would take a queued message sooner.
+      if (this.open > 0) {
+        this.warmOne();
+        return undefined;
+      }
+    }
     try {
       assertNotOption([msg.from, ...msg.to]);
     } catch (err) {
@@ -68,6 +82,14 @@ export class SmtpHandoff implements Handoff {
       return Promise.reject(err);
     }
     return (idle ? Promise.resolve(idle) : this.openOne()).then((conn) => this.sendOn(conn, msg));
+  }
+
+  /** Opens one more pooled connection and leaves it idle (or hands it to a waiting send()); a failure is dropped. */
+  private warmOne(): void {
+    this.openOne().then(
+      (conn) => this.release(conn),
+      () => undefined, // openOne() freed its place; the worker's own send() will report the error
+    );
   }
 
   private async sendOn(conn: Connection, msg: HandoffMessage): Promise<HandoffResult> {

@@ -355,4 +355,28 @@ describe("SMTP hand-off: the connection pool", () => {
       await s.close();
     }
   });
+
+  it("trySend (the fast path) never waits for a connect while a connection is open: it warms one in the background", async () => {
+    const s = scriptedServer((socket, n) => setTimeout(() => socket.write(`250 2.0.0 Ok: queued as T${n}\r\n`), 50));
+    const p = await s.listen();
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 2 });
+    try {
+      // Cold pool: the first message connects inline (nothing open could take it sooner).
+      const first = h.trySend(msg);
+      expect(first).toBeDefined();
+      // One connection open and busy, room for a second: this message is not sent (queued by the caller) ...
+      expect(h.trySend(msg)).toBeUndefined();
+      expect((await first)?.queueId).toMatch(/^T/);
+      // ... and the second connection was opened meanwhile: two idle now, two sends at once go without a connect.
+      await new Promise((r) => setTimeout(r, 100));
+      const [a, b] = [h.trySend(msg), h.trySend(msg)];
+      expect(a).toBeDefined();
+      expect(b).toBeDefined();
+      await Promise.all([a, b]);
+      expect(s.stats.connections).toBe(2);
+    } finally {
+      await h.close();
+      await s.close();
+    }
+  });
 });
