@@ -9,8 +9,8 @@ import type { Sink } from "./chain-mx";
 import { prefillQueue, type JobFile } from "./queue-prefill.mjs";
 
 /**
- * Hand-off records written so far: complete lines of the relay's record log (relay/sent-log.ts), read incrementally
- * so polling every 20 ms does not reread the file.
+ * Hand-off records written so far: complete lines of the relay's record log (relay/storage/sent-log.ts), read
+ * incrementally so polling every 20 ms does not reread the file.
  */
 function recordCounter(root: string): () => number {
   const file = path.join(root, "sent.log");

@@ -19,7 +19,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { SMTPServer } from "smtp-server";
-import { DeliveryStore, type DeliveryState } from "../relay/events/delivery-store";
+import { DeliveryStore, type DeliveryState } from "../relay/storage/delivery-store";
 import type { LogFact } from "../relay/events/postfix-log";
 import { prefillQueue, type JobFile } from "./queue-prefill.mjs";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";

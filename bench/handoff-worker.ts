@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import pino from "pino";
 import { composeMessage } from "../relay/mime";
-import { QueueStore, type Job } from "../relay/queue";
+import { QueueStore, type Job } from "../relay/storage/queue";
 import { QueueWorker } from "../relay/worker";
 import { SendmailHandoff } from "../relay/handoff/sendmail";
 import { SmtpHandoff } from "../relay/handoff/smtp";

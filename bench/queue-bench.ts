@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { QueueStore, type Job } from "../relay/queue";
+import { QueueStore, type Job } from "../relay/storage/queue";
 import { sha256 } from "../relay/validate";
 
 const DEPTH = Number(process.env.BENCH_DEPTH ?? 100_000);

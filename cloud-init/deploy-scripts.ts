@@ -313,7 +313,8 @@ export function renderActivateRelayRelease(
     `version=${shellQuote(version)}`,
     'target="releases/$version"',
     `health_url="http://127.0.0.1:${relayPort}/health"`,
-    // No allowance for a big queue: the relay answers /health before it has read its queue (relay/queue.ts loadIndex).
+    // No allowance for a big queue: the relay answers /health before it has read its queue
+    // (relay/storage/queue.ts loadIndex).
     'health_timeout="${MAIL_RELAY_HEALTH_TIMEOUT:-30}"',
     `keep=${RELAY_RELEASES_KEPT}`,
     `if [ ! -s "$releases/$version/${RELAY_ENTRY}" ]; then echo "release $version is not installed" >&2; exit 1; fi`,

@@ -14,10 +14,9 @@ import { errorBody, GENERIC_5XX, RelayError, type ErrorCode } from "./errors";
 import type { Handoff } from "./handoff/types";
 import { RelayMetrics } from "./metrics";
 import { composeMessage } from "./mime";
-import type { Job, LoadProgress, QueueStore } from "./queue";
-import type { DeliveryStore } from "./events/delivery-store";
+import type { DeliveryStore, Job, LoadProgress, QueueStore } from "./storage";
 import { messageView, registerEventRoutes } from "./events/routes";
-import type { SuppressionList } from "./suppression";
+import type { SuppressionList } from "./storage";
 import { canonicalJson, sha256, validateSendRequest } from "./validate";
 
 declare module "fastify" {

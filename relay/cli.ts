@@ -1,10 +1,10 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { loadQueueRoot } from "./config";
-import { JOB_STATES, type Job } from "./job";
+import { JOB_STATES, type Job } from "./storage";
 import { QueueAdmin } from "./queue-admin";
 import { PID_FILE } from "./server";
-import { WebhookOutbox } from "./webhooks/outbox";
+import { WebhookOutbox } from "./storage";
 
 export interface CliIo {
   out(line: string): void;

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Handoff } from "./handoff/types";
 import type { RelayMetrics } from "./metrics";
-import type { FastHandoff, Job } from "./queue";
+import type { FastHandoff, Job } from "./storage";
 
 export interface FastPathDeps {
   readonly handoff: Pick<Handoff, "kind" | "trySend">;

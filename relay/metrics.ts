@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { QueueStore } from "./queue";
+import type { QueueStore } from "./storage";
 
 /** The relay's Prometheus metrics, on a private registry (nothing global, so tests can build several apps). */
 export class RelayMetrics {

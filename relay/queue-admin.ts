@@ -1,9 +1,9 @@
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { DurableWriter, fsyncDir } from "./durable-write";
-import { isJobId, jobFile, readJobFile, readSentRecord, type Job, type JobState, type SentRecord } from "./job";
+import { DurableWriter, fsyncDir } from "./storage";
+import { isJobId, jobFile, readJobFile, readSentRecord, type Job, type JobState, type SentRecord } from "./storage";
 import { scanJsonFiles } from "./json-scan";
-import { readSentLog } from "./sent-log";
+import { readSentLog } from "./storage";
 
 type Waiting = "pending" | "processing" | "failed";
 

@@ -6,14 +6,11 @@ import { buildApp } from "./app";
 import { loadConfig, type RelayConfig } from "./config";
 import { createHandoff } from "./handoff";
 import { RelayMetrics } from "./metrics";
-import { DeliveryStore } from "./events/delivery-store";
+import { DeliveryStore, LoadStopped, QueueStore, SuppressionList, WebhookOutbox, type Job } from "./storage";
 import { LogTail } from "./events/log-tail";
 import { DeliveryTracker } from "./events/tracker";
 import { FastPath } from "./fast-path";
-import { LoadStopped, QueueStore, type Job } from "./queue";
 import { readSmtpTls, SmtpIngress } from "./smtp-ingress";
-import { SuppressionList } from "./suppression";
-import { WebhookOutbox } from "./webhooks/outbox";
 import { deliveryPayload, suppressedPayload } from "./webhooks/payload";
 import { QueueWorker } from "./worker";
 

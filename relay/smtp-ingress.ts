@@ -20,9 +20,9 @@ import { makeAuthenticator } from "./app";
 import { ConfigError, type RelayConfig, type SmtpIngressConfig } from "./config";
 import { GENERIC_5XX, RelayError, SMTP_REPLY } from "./errors";
 import type { RelayMetrics } from "./metrics";
-import type { Job, QueueStore } from "./queue";
+import type { Job, QueueStore } from "./storage";
 import { DataScanner, prepareRawMessage, smtpContentHash, SmtpRefusal } from "./smtp-message";
-import type { SuppressionList } from "./suppression";
+import type { SuppressionList } from "./storage";
 import { sha256 } from "./validate";
 
 /** Connections at once: each may hold up to RELAY_MAX_MESSAGE_BYTES in memory while its DATA arrives. */

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import type { CliIo } from "./cli";
 import { loadQueueRoot } from "./config";
-import { SuppressionList } from "./suppression";
+import { SuppressionList } from "./storage";
 
 const USAGE = `usage: relay.js suppress <command>
   list [--caller NAME]          every suppressed address: email, reason, origin, caller, since, dsn

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { Handoff } from "./handoff/types";
 import { HandoffError } from "./handoff/types";
 import type { RelayMetrics } from "./metrics";
-import type { Job, QueueStore } from "./queue";
+import type { Job, QueueStore } from "./storage";
 
 export interface WorkerDeps {
   readonly queue: QueueStore;

@@ -72,6 +72,22 @@ describe("one-way imports", () => {
     expect(violations(["testkit"], (t) => under(t, "test", "bench"))).toEqual([]);
   });
 
+  it("relay/ reaches its storage only through relay/storage/index.ts (one surface for the doors, the worker and the rest)", () => {
+    const outside = sourceFiles("relay").filter((f) => !f.startsWith("relay/storage/"));
+    const reachesIn = (f: string) =>
+      importSpecifiers(readFileSync(join(ROOT, f), "utf8"))
+        .filter((s) => s.startsWith("."))
+        .filter((s) => {
+          const t = target(f, s);
+          return t.startsWith("relay/storage/") && t !== "relay/storage/index";
+        })
+        .map((s) => `${f} imports ${s}`);
+    expect(sourceFiles("relay/storage").length).toBeGreaterThan(10);
+    // The rule can fire: an import of one of the folder's files from outside it is seen as reaching in.
+    expect(target("relay/app.ts", "./storage/queue")).toBe("relay/storage/queue");
+    expect(outside.flatMap(reachesIn)).toEqual([]);
+  });
+
   it("bench/ imports nothing from test/", () => {
     expect(violations(["bench"], (t) => under(t, "test"))).toEqual([]);
   });

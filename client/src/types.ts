@@ -26,7 +26,8 @@ export interface SendMessage {
 
 /**
  * Every state GET /messages/:id can report: the queue's (before Postfix has the message) and the delivery
- * tracker's (after). test/client/codes.test.ts ties this list to relay/job.ts and relay/events/delivery-store.ts.
+ * tracker's (after). test/client/codes.test.ts ties this list to relay/storage/job.ts and
+ * relay/storage/delivery-store.ts.
  */
 export const MESSAGE_STATES = [
   "queued",

@@ -14,7 +14,7 @@
 import type { Quotas } from "../config/env";
 import { RelayError } from "../errors";
 import { CallerQuotas } from "../quota";
-import type { SuppressionList } from "../suppression";
+import type { SuppressionList } from "../storage";
 import { parseAuthor } from "./author";
 import { addressKey, canonicalAddress, lookupKey } from "./canonical-address";
 import { forbiddenHeader } from "./headers";

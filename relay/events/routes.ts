@@ -1,14 +1,14 @@
 import type { FastifyInstance } from "fastify";
 import { RelayError } from "../errors";
-import type { JobStatus } from "../queue";
-import type { SuppressionEntry, SuppressionList } from "../suppression";
+import type { JobStatus } from "../storage";
+import type { SuppressionEntry, SuppressionList } from "../storage";
 import {
   aggregateState,
   DELIVERY_STATES,
   type DeliveryState,
   type DeliveryStore,
   type MessageDelivery,
-} from "./delivery-store";
+} from "../storage";
 
 export interface RecipientView {
   readonly email: string;

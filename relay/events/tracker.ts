@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { RelayMetrics } from "../metrics";
-import type { DeliveryEvent, DeliveryStore } from "./delivery-store";
+import type { DeliveryEvent, DeliveryStore } from "../storage";
 import type { LogTail } from "./log-tail";
 import { parsePostfixLogLine, type LogFact } from "./postfix-log";
 

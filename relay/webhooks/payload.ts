@@ -1,4 +1,4 @@
-import type { DeliveryEvent } from "../events/delivery-store";
+import type { DeliveryEvent } from "../storage";
 
 export type WebhookEventType =
   "email.delivered" | "email.delivery_delayed" | "email.bounced" | "email.expired" | "email.suppressed";

@@ -3,7 +3,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import type { Logger } from "pino";
-import type { OutboxItem, WebhookOutbox } from "./outbox";
+import type { OutboxItem, WebhookOutbox } from "../storage";
 import { webhookHeaders } from "./signature";
 
 export interface CallerWebhook {

@@ -1,6 +1,6 @@
 import { loadConfig } from "../config";
 import { createLogger } from "../server";
-import { WebhookOutbox } from "./outbox";
+import { WebhookOutbox } from "../storage";
 import { WebhookSender } from "./sender";
 
 /**

@@ -2,8 +2,8 @@
 // so these tests tie each copy to the relay's own definition, at compile time (tsc) and at run time.
 import { describe, expect, it } from "vitest";
 import { ERROR_STATUS, type ErrorCode } from "../../relay/errors";
-import { DELIVERY_STATES, type DeliveryState } from "../../relay/events/delivery-store";
-import type { JobStatus } from "../../relay/job";
+import { DELIVERY_STATES, type DeliveryState } from "../../relay/storage/delivery-store";
+import type { JobStatus } from "../../relay/storage/job";
 import { MESSAGE_STATES, RELAY_ERROR_CODES, type MessageState, type RelayErrorCode } from "../../client/src/index";
 
 /** true only when A and B are the same union; assigning `true` to it fails `npm run typecheck` otherwise. */

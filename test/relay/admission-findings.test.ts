@@ -3,7 +3,7 @@
 import { appendFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { DeliveryStore } from "../../relay/events/delivery-store";
+import { DeliveryStore } from "../../relay/storage/delivery-store";
 import { LogTail } from "../../relay/events/log-tail";
 import { isHardBounce, parsePostfixLogLine } from "../../relay/events/postfix-log";
 import { RawSmtp } from "../../testkit/raw-smtp";

@@ -13,8 +13,8 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { SMTPServer } from "smtp-server";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Job } from "../../relay/queue";
-import { SENT_LOG } from "../../relay/sent-log";
+import type { Job } from "../../relay/storage/queue";
+import { SENT_LOG } from "../../relay/storage/sent-log";
 import { BUNDLE, haveBundle, startBundle, type BundleProcess } from "./bundle-process";
 
 // A restart after an outage: 10,000 jobs wait in pending/. The door (GET /health, POST /send) must open while the
@@ -27,7 +27,7 @@ if (!haveBundle) console.warn(`skipping the backlog test: ${BUNDLE} is missing; 
  * The queue lives on tmpfs when there is one: this test checks behaviour (door, order, exactly once), not the disk,
  * and 10,000 hand-off records fsync'd on a shared disk take minutes (fsync on tmpfs returns at once).
  */
-/** Ids of the hand-off records on disk: the complete lines of the queue's record log (relay/sent-log.ts). */
+/** Ids of the hand-off records on disk: the complete lines of the queue's record log (relay/storage/sent-log.ts). */
 function recordedIds(queue: string): string[] {
   let text: string;
   try {

@@ -3,7 +3,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { runQueueCli } from "../../relay/cli";
-import { QueueStore, type Job } from "../../relay/queue";
+import { QueueStore, type Job } from "../../relay/storage/queue";
 import { queueOptions, tempDir } from "./fixtures";
 
 const dirs: { cleanup(): void }[] = [];

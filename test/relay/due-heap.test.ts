@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DueHeap } from "../../relay/due-heap";
+import { DueHeap } from "../../relay/storage/due-heap";
 
 describe("DueHeap: the next due slot, with removal and re-keying", () => {
   it("pops slots in key order whatever the mix of pushes, removals and key changes (checked against a sorted list)", () => {

@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync, mkdirSync } from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { callbackFs } from "../../relay/callback-fs";
-import { DurableWriter } from "../../relay/durable-write";
+import { callbackFs } from "../../relay/storage/callback-fs";
+import { DurableWriter } from "../../relay/storage/durable-write";
 import { tempDir } from "./fixtures";
 
 const dirs: { cleanup(): void }[] = [];

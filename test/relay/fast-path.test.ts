@@ -6,8 +6,8 @@ import { SMTPServer } from "smtp-server";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FastPath } from "../../relay/fast-path";
 import { SmtpHandoff } from "../../relay/handoff/smtp";
-import { QueueStore, type Job } from "../../relay/queue";
-import { SENT_LOG } from "../../relay/sent-log";
+import { QueueStore, type Job } from "../../relay/storage/queue";
+import { SENT_LOG } from "../../relay/storage/sent-log";
 import { sha256 } from "../../relay/validate";
 import { captureLog, queueOptions, tempDir } from "./fixtures";
 

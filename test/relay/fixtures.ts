@@ -10,7 +10,7 @@ import { callerToken, DEFAULT_QUOTAS, type RelayConfig } from "../../relay/confi
 import { defaultMaxMessageBytes } from "../../relay/host-contract";
 import type { Handoff } from "../../relay/handoff/types";
 import { RelayMetrics } from "../../relay/metrics";
-import { QueueStore, type QueueOptions } from "../../relay/queue";
+import { QueueStore, type QueueOptions } from "../../relay/storage/queue";
 
 export const TOKEN_APP = "app-token-0123456789abcdefghijklmnopqrstuv";
 export const TOKEN_BILLING = "billing-token-0123456789abcdefghijklmnopqrs";

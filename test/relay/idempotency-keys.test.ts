@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { IdempotencyKeys } from "../../relay/idempotency-keys";
+import { IdempotencyKeys } from "../../relay/storage/idempotency-keys";
 import { sha256 } from "../../relay/validate";
 
 describe("IdempotencyKeys: key hash -> the message it created", () => {

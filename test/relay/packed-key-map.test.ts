@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { hexToWords, PackedKeyMap, uuidToWords, wordsToUuid } from "../../relay/packed-key-map";
+import { hexToWords, PackedKeyMap, uuidToWords, wordsToUuid } from "../../relay/storage/packed-key-map";
 import { sha256 } from "../../relay/validate";
 
 describe("PackedKeyMap: binary keys to slots, off the V8 heap", () => {

@@ -2,9 +2,9 @@ import { promises as fsp, readdirSync, readFileSync, writeFileSync } from "node:
 import * as path from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { callbackFs } from "../../relay/callback-fs";
-import { backoffMs, FRESH_MAX_BYTES, LoadStopped, QueueStore, type Job } from "../../relay/queue";
-import { SENT_LOG } from "../../relay/sent-log";
+import { callbackFs } from "../../relay/storage/callback-fs";
+import { backoffMs, FRESH_MAX_BYTES, LoadStopped, QueueStore, type Job } from "../../relay/storage/queue";
+import { SENT_LOG } from "../../relay/storage/sent-log";
 import { sha256 } from "../../relay/validate";
 import { queueOptions, tempDir } from "./fixtures";
 

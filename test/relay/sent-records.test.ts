@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import type { SentRecord } from "../../relay/job";
-import { SentRecords } from "../../relay/sent-records";
+import type { SentRecord } from "../../relay/storage/job";
+import { SentRecords } from "../../relay/storage/sent-records";
 
 const rec = (over: Partial<SentRecord> = {}): SentRecord => ({
   id: randomUUID(),

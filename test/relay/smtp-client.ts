@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { RelayConfig } from "../../relay/config";
-import { QueueStore } from "../../relay/queue";
+import { QueueStore } from "../../relay/storage/queue";
 import { SmtpIngress, type SmtpIngressDeps } from "../../relay/smtp-ingress";
 import { afterEach, expect } from "vitest";
 import { RawSmtp } from "../../testkit/raw-smtp";

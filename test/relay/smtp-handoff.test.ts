@@ -6,7 +6,7 @@ import { SMTPServer } from "smtp-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNoDelay, parsePostfixQueueId, SmtpHandoff } from "../../relay/handoff/smtp";
 import { HandoffError } from "../../relay/handoff/types";
-import { QueueStore, type Job } from "../../relay/queue";
+import { QueueStore, type Job } from "../../relay/storage/queue";
 import { QueueWorker } from "../../relay/worker";
 import { missing } from "../../testkit/real-tools";
 import { captureLog, queueOptions, tempDir } from "./fixtures";

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Job } from "../../relay/queue";
+import type { Job } from "../../relay/storage/queue";
 import { TOKEN_APP, TOKEN_BILLING } from "./fixtures";
 import { RawSmtp } from "../../testkit/raw-smtp";
 import { haveOpenssl, selfSignedCert } from "../../testkit/self-signed-cert";

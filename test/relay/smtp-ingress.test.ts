@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { buildApp } from "../../relay/app";
 import { ConfigError, loadConfig } from "../../relay/config";
 import { RelayError } from "../../relay/errors";
-import type { Job } from "../../relay/queue";
+import type { Job } from "../../relay/storage/queue";
 import { CallerRateWindow, readSmtpTls, smtpRefusalFor } from "../../relay/smtp-ingress";
 import { captureLog, okHandoff, TOKEN_APP, TOKEN_BILLING, tempDir, testConfig } from "./fixtures";
 import { RawSmtp } from "../../testkit/raw-smtp";

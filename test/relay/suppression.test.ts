@@ -2,12 +2,12 @@ import { appendFileSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { buildApp } from "../../relay/app";
-import { DeliveryStore } from "../../relay/events/delivery-store";
+import { DeliveryStore } from "../../relay/storage/delivery-store";
 import { LogTail } from "../../relay/events/log-tail";
 import { DeliveryTracker } from "../../relay/events/tracker";
-import { QueueStore } from "../../relay/queue";
+import { QueueStore } from "../../relay/storage/queue";
 import { runSuppressCli } from "../../relay/suppression-cli";
-import { SuppressionList } from "../../relay/suppression";
+import { SuppressionList } from "../../relay/storage/suppression";
 import { auth, captureLog, okHandoff, queueOptions, tempDir, testConfig, TOKEN_BILLING, validBody } from "./fixtures";
 import { BOUNCED, DOMAIN, handoffLines } from "./events/maillog-fixtures";
 

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Handoff, HandoffMessage } from "../../relay/handoff/types";
 import { HandoffError } from "../../relay/handoff/types";
-import { QueueStore, type Job } from "../../relay/queue";
+import { QueueStore, type Job } from "../../relay/storage/queue";
 import { QueueWorker } from "../../relay/worker";
 import { captureLog, queueOptions, tempDir } from "./fixtures";
 

@@ -2,7 +2,7 @@
 // printing each one only once the store said it is durable ("H <id>" after recordHandoff with `at`, "C <id> <offset>"
 // after commit), until it is killed. Tiny checkpoint and compaction thresholds, so kills land in those too.
 import { randomUUID } from "node:crypto";
-import { DeliveryStore } from "../../../relay/events/delivery-store";
+import { DeliveryStore } from "../../../relay/storage/delivery-store";
 
 const [root, startOffset] = [process.argv[2] as string, Number(process.argv[3])];
 const DOMAIN = "mail.example.com";

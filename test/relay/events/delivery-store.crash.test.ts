@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { DeliveryStore } from "../../../relay/events/delivery-store";
+import { DeliveryStore } from "../../../relay/storage/delivery-store";
 import { tempDir } from "../fixtures";
 
 const cleanups: (() => void)[] = [];

@@ -7,7 +7,7 @@ import {
   DeliveryStore,
   type DeliveryState,
   type MessageDelivery,
-} from "../../../relay/events/delivery-store";
+} from "../../../relay/storage/delivery-store";
 import type { LogFact } from "../../../relay/events/postfix-log";
 import { tempDir } from "../fixtures";
 import { DeliveryStore as LegacyStore } from "./legacy-delivery-store";

@@ -12,7 +12,7 @@ import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type RunningRelay } from "../../../relay/server";
 import type { RecipientView } from "../../../relay/events/routes";
-import { WebhookOutbox } from "../../../relay/webhooks/outbox";
+import { WebhookOutbox } from "../../../relay/storage/webhook-outbox";
 import type { WebhookPayload } from "../../../relay/webhooks/payload";
 import { WebhookSender } from "../../../relay/webhooks/sender";
 import { newWebhookSecret } from "../../../relay/webhooks/signature";

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { buildApp } from "../../../relay/app";
-import { DeliveryStore } from "../../../relay/events/delivery-store";
-import { QueueStore } from "../../../relay/queue";
+import { DeliveryStore } from "../../../relay/storage/delivery-store";
+import { QueueStore } from "../../../relay/storage/queue";
 import { auth, captureLog, okHandoff, queueOptions, tempDir, testConfig, TOKEN_BILLING, validBody } from "../fixtures";
 import { DOMAIN } from "./maillog-fixtures";
 

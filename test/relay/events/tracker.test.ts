@@ -1,11 +1,11 @@
 import { appendFileSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { aggregateState, DeliveryStore, type DeliveryEvent } from "../../../relay/events/delivery-store";
+import { aggregateState, DeliveryStore, type DeliveryEvent } from "../../../relay/storage/delivery-store";
 import { LogTail } from "../../../relay/events/log-tail";
 import { DeliveryTracker } from "../../../relay/events/tracker";
 import { RelayMetrics } from "../../../relay/metrics";
-import { QueueStore } from "../../../relay/queue";
+import { QueueStore } from "../../../relay/storage/queue";
 import { captureLog, queueOptions, tempDir } from "../fixtures";
 import { BOUNCED, DEFERRED, DOMAIN, EXPIRED, handoffLines, ID1, ID2, REMOVED, SENT } from "./maillog-fixtures";
 

@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import * as path from "node:path";
 import { Webhook } from "standardwebhooks";
 import { afterAll, describe, expect, it } from "vitest";
-import { WebhookOutbox } from "../../../relay/webhooks/outbox";
+import { WebhookOutbox } from "../../../relay/storage/webhook-outbox";
 import { deliveryPayload } from "../../../relay/webhooks/payload";
 import { newWebhookSecret } from "../../../relay/webhooks/signature";
 import { missing } from "../../../testkit/real-tools";

@@ -1,7 +1,7 @@
 import { constants as fsc, promises as fs, statSync } from "node:fs";
 import * as path from "node:path";
-import { lookupKey } from "./admission/canonical-address";
-import { RelayError } from "./errors";
+import { lookupKey } from "../admission/canonical-address";
+import { RelayError } from "../errors";
 
 export type SuppressionReason = "hard_bounce" | "manual";
 export type SuppressionOrigin = "automatic" | "caller" | "operator";

@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { callbackFs } from "./callback-fs";
 import { DurableWriter, fsyncDir } from "./durable-write";
-import { RelayError } from "./errors";
+import { RelayError } from "../errors";
 import {
   backoffMs,
   IDEMPOTENCY_TTL_MS,
@@ -18,7 +18,7 @@ import {
 } from "./job";
 import { IdempotencyKeys } from "./idempotency-keys";
 import { JobIndex } from "./job-index";
-import { countJsonFiles, scanJsonFiles } from "./json-scan";
+import { countJsonFiles, scanJsonFiles } from "../json-scan";
 import { SentLog } from "./sent-log";
 import { SentRecords } from "./sent-records";
 

@@ -2,10 +2,10 @@ import { createHash, randomUUID } from "node:crypto";
 import * as fsSync from "node:fs";
 import { constants as fsc, promises as fs } from "node:fs";
 import * as path from "node:path";
-import { isJobId } from "../job";
-import { PackedKeyMap, uuidToWords, wordsToUuid } from "../packed-key-map";
-import { isHardBounce, type LogFact } from "./postfix-log";
-import type { LogPosition } from "./log-tail";
+import { isJobId } from "./job";
+import { PackedKeyMap, uuidToWords, wordsToUuid } from "./packed-key-map";
+import { isHardBounce, type LogFact } from "../events/postfix-log";
+import type { LogPosition } from "../events/log-tail";
 export type RecipientState = "pending" | "delivered" | "deferred" | "bounced" | "expired";
 export type DeliveryState = "handed_off" | "delivered" | "partially_delivered" | "deferred" | "bounced" | "expired";
 export const DELIVERY_STATES: readonly DeliveryState[] = [

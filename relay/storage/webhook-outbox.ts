@@ -1,6 +1,5 @@
 import { constants as fsc, promises as fs } from "node:fs";
 import * as path from "node:path";
-import type { WebhookPayload } from "./payload";
 
 /** One webhook waiting to be delivered. The URL and secret are read from the config at send time, never stored. */
 export interface OutboxItem {
@@ -43,7 +42,8 @@ export class WebhookOutbox {
     }
   }
 
-  async add(id: string, caller: string, payload: WebhookPayload, now = Date.now()): Promise<boolean> {
+  /** `payload` is the webhook body (relay/webhooks/payload.ts builds it; storage only serialises it). */
+  async add(id: string, caller: string, payload: object, now = Date.now()): Promise<boolean> {
     const name = `${id}.json`;
     if (
       (await this.exists(path.join(this.dir("pending"), name))) ||
