@@ -3,6 +3,7 @@ import * as fsSync from "node:fs";
 import { constants as fsc, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { isJobId } from "./job";
+import { widen } from "./columns";
 import { PackedKeyMap, uuidToWords, wordsToUuid } from "./packed-key-map";
 import { isHardBounce, type LogFact } from "../events/postfix-log";
 import type { LogPosition } from "../events/log-tail";
@@ -366,18 +367,13 @@ export class DeliveryStore {
 
   private growColumns(): void {
     const n = this.ids.capacity;
-    const grow = <T extends Float64Array | Uint32Array | Uint16Array | Uint8Array | Int32Array>(a: T): T => {
-      const b = new (a.constructor as new (n: number) => T)(n);
-      b.set(a);
-      return b;
-    };
-    this.handedAt = grow(this.handedAt);
-    this.recordAt = grow(this.recordAt);
-    this.updated = grow(this.updated);
-    this.recordLen = grow(this.recordLen);
-    this.callerOf = grow(this.callerOf);
-    this.stateOf = grow(this.stateOf);
-    this.order = grow(this.order);
+    this.handedAt = widen(this.handedAt, n);
+    this.recordAt = widen(this.recordAt, n);
+    this.updated = widen(this.updated, n);
+    this.recordLen = widen(this.recordLen, n);
+    this.callerOf = widen(this.callerOf, n);
+    this.stateOf = widen(this.stateOf, n);
+    this.order = widen(this.order, n);
   }
 
   private idOf(slot: number): string {

@@ -1,3 +1,4 @@
+import { Interner, widen } from "./columns";
 import { DueHeap } from "./due-heap";
 import { isJobId } from "./job";
 import { PackedKeyMap, uuidToWords, wordsToUuid } from "./packed-key-map";
@@ -44,8 +45,7 @@ export class JobIndex {
   private readonly errorCodes = new Map<string, number>();
   private readonly rareErrors = new Map<number, string>();
   private nextOrder = 0;
-  private readonly callers: string[] = [];
-  private readonly callerCode = new Map<string, number>();
+  private readonly callers = new Interner();
   private readonly due = new DueHeap((a, b) => {
     const x = this.nextAt[a] as number;
     const y = this.nextAt[b] as number;
@@ -72,7 +72,7 @@ export class JobIndex {
       attempts: this.attempts[s] as number,
       nextAttemptAt: this.nextAt[s] as number,
       createdAt: this.created[s] as number,
-      caller: this.callers[this.caller[s] as number] as string,
+      caller: this.callers.name(this.caller[s] as number),
       ...(err !== undefined ? { lastError: err } : {}),
     };
   }
@@ -88,7 +88,7 @@ export class JobIndex {
     this.state[s] = STATE_CODE[state];
     this.counts[state]++;
     this.attempts[s] = job.attempts;
-    this.caller[s] = this.callerIndex(job.caller);
+    this.caller[s] = this.callers.code(job.caller);
     this.nextAt[s] = job.nextAttemptAt;
     this.created[s] = job.createdAt;
     this.setError(s, job.lastError);
@@ -149,31 +149,13 @@ export class JobIndex {
   /** Per-slot columns follow the id map's capacity. */
   private grow(): void {
     const n = this.ids.capacity;
-    const widen = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
-      a: T,
-      make: (len: number) => T,
-    ): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.state = widen(this.state, (len) => new Uint8Array(len));
-    this.attempts = widen(this.attempts, (len) => new Uint32Array(len));
-    this.caller = widen(this.caller, (len) => new Uint32Array(len));
-    this.nextAt = widen(this.nextAt, (len) => new Float64Array(len));
-    this.created = widen(this.created, (len) => new Float64Array(len));
-    this.order = widen(this.order, (len) => new Float64Array(len));
-    this.errorCode = widen(this.errorCode, (len) => new Uint16Array(len));
-  }
-
-  private callerIndex(name: string): number {
-    let c = this.callerCode.get(name);
-    if (c === undefined) {
-      c = this.callers.length;
-      this.callers.push(name);
-      this.callerCode.set(name, c);
-    }
-    return c;
+    this.state = widen(this.state, n);
+    this.attempts = widen(this.attempts, n);
+    this.caller = widen(this.caller, n);
+    this.nextAt = widen(this.nextAt, n);
+    this.created = widen(this.created, n);
+    this.order = widen(this.order, n);
+    this.errorCode = widen(this.errorCode, n);
   }
 
   private setError(s: number, text: string | undefined): void {

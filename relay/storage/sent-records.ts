@@ -1,4 +1,5 @@
 import { PackedKeyMap, uuidToWords } from "./packed-key-map";
+import { Interner, widen } from "./columns";
 import { isJobId, type SentRecord } from "./job";
 
 /** Bytes of a Postfix queue id kept inline; a longer one (none seen: long ids are 15 characters) goes to a Map. */
@@ -21,8 +22,7 @@ export class SentRecords {
   private caller = new Uint16Array(0);
   private qidLen = new Uint8Array(0);
   private qid = new Uint8Array(0);
-  private readonly callers: string[] = [];
-  private readonly callerIndex = new Map<string, number>();
+  private readonly callers = new Interner();
   private readonly longQid = new Map<number, string>();
 
   get size(): number {
@@ -43,13 +43,7 @@ export class SentRecords {
     this.created[s] = rec.createdAt;
     this.attempts[s] = Math.min(rec.attempts, 0xffff);
     this.recipients[s] = rec.recipientCount;
-    let c = this.callerIndex.get(rec.caller);
-    if (c === undefined) {
-      c = this.callers.length;
-      this.callers.push(rec.caller);
-      this.callerIndex.set(rec.caller, c);
-    }
-    this.caller[s] = c;
+    this.caller[s] = this.callers.code(rec.caller);
     this.longQid.delete(s);
     const q = rec.postfixQueueId;
     if (q === undefined) this.qidLen[s] = 0;
@@ -74,7 +68,7 @@ export class SentRecords {
           : String.fromCharCode(...this.qid.subarray(s * QID_BYTES, s * QID_BYTES + n - 1));
     return {
       id,
-      caller: this.callers[this.caller[s] as number] as string,
+      caller: this.callers.name(this.caller[s] as number),
       createdAt: this.created[s] as number,
       handedOffAt: this.handed[s] as number,
       attempts: this.attempts[s] as number,
@@ -117,19 +111,13 @@ export class SentRecords {
 
   private grow(): void {
     const n = this.keys.capacity;
-    const handed = new Float64Array(n).fill(Number.NaN);
-    handed.set(this.handed);
-    this.handed = handed;
-    this.created = copy(new Float64Array(n), this.created);
-    this.attempts = copy(new Uint16Array(n), this.attempts);
-    this.recipients = copy(new Uint32Array(n), this.recipients);
-    this.caller = copy(new Uint16Array(n), this.caller);
-    this.qidLen = copy(new Uint8Array(n), this.qidLen);
-    this.qid = copy(new Uint8Array(n * QID_BYTES), this.qid);
+    const used = this.handed.length;
+    this.handed = widen(this.handed, n).fill(Number.NaN, used);
+    this.created = widen(this.created, n);
+    this.attempts = widen(this.attempts, n);
+    this.recipients = widen(this.recipients, n);
+    this.caller = widen(this.caller, n);
+    this.qidLen = widen(this.qidLen, n);
+    this.qid = widen(this.qid, n * QID_BYTES);
   }
-}
-
-function copy<T extends { set(a: ArrayLike<number>): void }>(to: T, from: ArrayLike<number>): T {
-  to.set(from);
-  return to;
 }
