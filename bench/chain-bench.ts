@@ -58,6 +58,13 @@ const progress = (s: string): void =>
       .join(" ")})\n`,
   );
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** The whole machine's CPU time in ms from /proc/stat: busy (everything but idle and iowait) and all. */
+function machineCpu(): { busy: number; all: number } {
+  const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] as string).trim().split(/\s+/).slice(1, 9).map(Number);
+  const all = f.reduce((a, b) => a + b, 0);
+  const tick = 1000 / 100; // USER_HZ
+  return { busy: (all - (f[3] as number) - (f[4] as number)) * tick, all: all * tick };
+}
 
 const skip = missing("bench:chain", {
   tools: [...INSTANCE_TOOLS, "smtp-source", "ss"],
@@ -166,6 +173,8 @@ interface ClientResult {
   readonly refused: number;
   /** 202s with "state":"handed_off" (the fast path); undefined from a relay without one. */
   readonly handedOff?: number;
+  /** The client process's CPU time (ms); undefined from an older client. */
+  readonly cpuMs?: number;
 }
 
 async function post(inst: PostfixInstance, relay: Relay, n: number, phase: string): Promise<ClientResult> {
@@ -195,16 +204,23 @@ interface ChainFigures {
   readonly captured: Captured[];
   readonly accepted: number;
   readonly seconds: number;
+  /** The client's CPU per message (ms). */
+  readonly clientCpuMs: number;
+  /** The whole machine's busy CPU per delivered message (ms), first request to last capture, and its busy share. */
+  readonly machineCpuMs: number;
+  readonly machineBusy: number;
 }
 
 /** Posts n messages of a phase and waits until they are all captured (or the timeout). */
 async function chain(inst: PostfixInstance, sink: Sink, relay: Relay, n: number, phase: string): Promise<ChainFigures> {
+  const m0 = machineCpu();
   const c = await post(inst, relay, n, phase);
   progress(
     `  ${phase}: ${c.accepted.length}/${n} accepted in ${((c.lastAt - c.firstAt) / 1000).toFixed(1)} s ` +
       `(${c.handedOff ?? 0} handed off during the request); waiting for them at the recipient MX`,
   );
   const got = await sink.wait(phase, c.accepted.length);
+  const m1 = machineCpu();
   await sleep(2000); // a duplicate would arrive now
   const all = sink.of(phase);
   const acceptedAt = new Map(c.accepted);
@@ -229,6 +245,9 @@ async function chain(inst: PostfixInstance, sink: Sink, relay: Relay, n: number,
     captured: [...firstCapture.values()],
     accepted: c.accepted.length,
     seconds: (last - c.firstAt) / 1000,
+    clientCpuMs: (c.cpuMs ?? NaN) / n,
+    machineCpuMs: (m1.busy - m0.busy) / n,
+    machineBusy: (m1.busy - m0.busy) / (m1.all - m0.all),
   };
 }
 
@@ -259,11 +278,17 @@ async function trackedState(inst: PostfixInstance, id: string | undefined): Prom
 
 // ---------------------------------------------------------------- the limit: smtp-source into the same Postfix
 
-async function limit(
-  inst: PostfixInstance,
-  sink: Sink,
-): Promise<{ sessions: number; perSec: number; signed: number }[]> {
-  const out: { sessions: number; perSec: number; signed: number }[] = [];
+interface LimitRun {
+  readonly sessions: number;
+  readonly perSec: number;
+  readonly signed: number;
+  /** The whole machine's busy CPU per message (ms, smtp-source included) and its busy share. */
+  readonly machineCpuMs: number;
+  readonly machineBusy: number;
+}
+
+async function limit(inst: PostfixInstance, sink: Sink): Promise<LimitRun[]> {
+  const out: LimitRun[] = [];
   for (const s of SESSIONS) {
     const phase = `limit-s${s}`;
     // The relay's own composition of the same ~4 KB text+HTML message; smtp-source adds CRLF to each line itself.
@@ -287,6 +312,7 @@ async function limit(
     writeFileSync(file, raw.toString("utf8").replace(/\r\n/g, "\n"));
     progress(`limit: smtp-source, ${s} session(s), ${LIMIT_N} messages`);
     const t0 = Date.now();
+    const m0 = machineCpu();
     const child = track(
       spawn(
         IP,
@@ -312,8 +338,11 @@ async function limit(
     );
     await new Promise((r) => child.on("close", r));
     const got = await sink.wait(phase, LIMIT_N);
+    const m1 = machineCpu();
     const last = Math.max(...got.map((m) => m.at));
     out.push({
+      machineCpuMs: (m1.busy - m0.busy) / LIMIT_N,
+      machineBusy: (m1.busy - m0.busy) / (m1.all - m0.all),
       sessions: s,
       perSec: got.filter((m) => m.signed).length / ((last - t0) / 1000),
       signed: got.filter((m) => m.signed).length,
@@ -442,8 +471,17 @@ async function main(): Promise<void> {
   for (const l of limits)
     line(
       `limit: smtp-source, ${l.sessions} session(s)`,
-      `${f1(l.perSec)} signed msgs/s (${l.signed}/${LIMIT_N} signed)`,
+      `${f1(l.perSec)} signed msgs/s (${l.signed}/${LIMIT_N} signed); machine CPU ${f2(l.machineCpuMs)} ms/msg, ` +
+        `${(100 * l.machineBusy).toFixed(0)}% busy`,
     );
+  // Where the chain's CPU goes, against the limit's: on 2 busy cores the ratio is about limit CPU / chain CPU.
+  const mta = run.machineCpuMs - relayCpuMs.user - relayCpuMs.sys - run.clientCpuMs;
+  line(
+    "machine CPU per message: chain = relay + client + rest",
+    `${f2(run.machineCpuMs)} ms = ${f2(relayCpuMs.user + relayCpuMs.sys)} + ${f2(run.clientCpuMs)} + ${f2(mta)} ` +
+      `(${(100 * run.machineBusy).toFixed(0)}% busy); best limit ${f2(best.machineCpuMs)} ms ` +
+      `(${(100 * best.machineBusy).toFixed(0)}% busy)`,
+  );
   line(
     "seed design: inet milter, accept, serial sendmail",
     `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, ` +

@@ -1,7 +1,7 @@
 // Child of bench/chain-bench.ts, run inside its network namespace: POSTs N messages (~4 KB text+HTML each) to the
 // relay's /send at CONCURRENCY concurrent keep-alive connections and prints one JSON line: for each message its id and
 // the wall-clock time (ms since epoch) of its 202, the time of the first request, and how many 202s said
-// "state":"handed_off" (the relay's fast path).
+// "state":"handed_off" (the relay's fast path), and its own CPU time.
 import * as http from "node:http";
 
 const { url, n, concurrency, phase } = JSON.parse(process.argv[2]);
@@ -70,4 +70,7 @@ await Promise.all(
   }),
 );
 agent.destroy();
-process.stdout.write(`${JSON.stringify({ firstAt, lastAt: Date.now(), accepted, refused, handedOff })}\n`);
+// The client's own CPU (user + system, ms): it runs on the same cores as the chain, as smtp-source does in the limit.
+const cpu = process.cpuUsage();
+const cpuMs = (cpu.user + cpu.system) / 1000;
+process.stdout.write(`${JSON.stringify({ firstAt, lastAt: Date.now(), accepted, refused, handedOff, cpuMs })}\n`);
