@@ -21,7 +21,7 @@ import { buildConfig } from "../testkit/node-config";
 import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../testkit/postfix-instance";
 import { missing, tool } from "../testkit/real-tools";
 import { Sink, verifySample, type Captured } from "./chain-mx";
-import { procCpu, scaling, scalingVerdict } from "./chain-scaling";
+import { machineCpu, procCpu, scaling, scalingVerdict } from "./chain-scaling";
 import { sampleJobFile } from "./queue-prefill.mjs";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
@@ -58,13 +58,6 @@ const progress = (s: string): void =>
       .join(" ")})\n`,
   );
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-/** The whole machine's CPU time in ms from /proc/stat: busy (everything but idle and iowait) and all. */
-function machineCpu(): { busy: number; all: number } {
-  const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] as string).trim().split(/\s+/).slice(1, 9).map(Number);
-  const all = f.reduce((a, b) => a + b, 0);
-  const tick = 1000 / 100; // USER_HZ
-  return { busy: (all - (f[3] as number) - (f[4] as number)) * tick, all: all * tick };
-}
 
 const skip = missing("bench:chain", {
   tools: [...INSTANCE_TOOLS, "smtp-source", "ss"],

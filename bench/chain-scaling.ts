@@ -48,10 +48,20 @@ export interface ScalePoint {
   readonly load: number;
 }
 
-/** utime + stime of a process in ms (/proc/PID/stat, clock ticks of 10 ms). */
+/** /proc's clock tick (USER_HZ = 100) in ms. */
+const TICK_MS = 10;
+
+/** utime + stime of a process in ms (/proc/PID/stat). */
 export function procCpu(pid: number): { user: number; sys: number } {
   const f = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] as string).split(" ");
-  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+  return { user: Number(f[11]) * TICK_MS, sys: Number(f[12]) * TICK_MS };
+}
+
+/** The whole machine's CPU time in ms (/proc/stat): busy (everything but idle and iowait) and all. */
+export function machineCpu(): { busy: number; all: number } {
+  const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] as string).trim().split(/\s+/).slice(1, 9).map(Number);
+  const all = f.reduce((a, b) => a + b, 0);
+  return { busy: (all - (f[3] as number) - (f[4] as number)) * TICK_MS, all: all * TICK_MS };
 }
 
 export interface ScalingRun {
