@@ -72,7 +72,7 @@ export function connectNoDelay(
 const CRLF = Buffer.from("\r\n");
 const DOT_END = Buffer.from(".\r\n");
 const CRLF_DOT_END = Buffer.from("\r\n.\r\n");
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /**
  * The body as it goes on the wire after 354: bare LF made CRLF (as nodemailer's DataStream did; Postfix's

@@ -82,7 +82,11 @@ function rawFake(opts: FakeOptions = {}) {
           continue;
         }
         if (verb.startsWith("EHLO"))
-          out.push(opts.pipelining === false ? "250-fake\r\n250 8BITMIME\r\n" : "250-fake\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+          out.push(
+            opts.pipelining === false
+              ? "250-fake\r\n250 8BITMIME\r\n"
+              : "250-fake\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+          );
         else if (verb === "DATA") {
           inData = true;
           out.push("354 End data with <CR><LF>.<CR><LF>\r\n");
@@ -123,7 +127,10 @@ async function setup(opts: FakeOptions = {}, timeoutMs = 5000) {
   const fake = rawFake(opts);
   const port = await fake.listen();
   const h = new SmtpHandoff({ host: "127.0.0.1", port, timeoutMs, maxConnections: 1 });
-  cleanups.push(() => fake.close(), () => h.close());
+  cleanups.push(
+    () => fake.close(),
+    () => h.close(),
+  );
   return { fake, h };
 }
 
@@ -177,7 +184,9 @@ describe("pipelining (raw net fake recording each TCP read)", () => {
   it("a multi-line EHLO offering PIPELINING is parsed keyword by keyword, whatever the case (fake)", async () => {
     const { fake, h } = await setup({
       answer: (c) =>
-        c.startsWith("EHLO") ? "250-fake.example\r\n250-SIZE 10240000\r\n250-pipelining\r\n250 8BITMIME\r\n" : undefined,
+        c.startsWith("EHLO")
+          ? "250-fake.example\r\n250-SIZE 10240000\r\n250-pipelining\r\n250 8BITMIME\r\n"
+          : undefined,
     });
     await h.send(msg());
     expect(fake.rec.reads[0]![1]).toMatch(/^MAIL FROM:<a@example\.com>\r\nRCPT .*\r\nRCPT .*\r\nDATA\r\n$/);
@@ -249,7 +258,8 @@ describe("failures: permanence, no body after refusals, the connection discarded
 
   it("a 5xx after the body is permanent, a 4xx temporary, and either discards the connection (fake)", async () => {
     const { fake, h } = await setup({
-      afterBody: (_b, n) => (n === 1 ? "554 5.7.1 milter says no\r\n" : n === 2 ? "451 4.7.1 try later\r\n" : "250 ok\r\n"),
+      afterBody: (_b, n) =>
+        n === 1 ? "554 5.7.1 milter says no\r\n" : n === 2 ? "451 4.7.1 try later\r\n" : "250 ok\r\n",
     });
     const e1 = await failure(h.send(msg()));
     expect([e1.permanent, e1.message]).toEqual([true, "SMTP 554 5.7.1 milter says no"]);
@@ -344,7 +354,10 @@ describe("dot-stuffing and line endings round-trip byte-exact (smtp-server as th
       timeoutMs: 5000,
       maxConnections: 1,
     });
-    cleanups.push(() => new Promise<void>((r) => server.close(() => r())), () => h.close());
+    cleanups.push(
+      () => new Promise<void>((r) => server.close(() => r())),
+      () => h.close(),
+    );
     for (const b of bodies) await h.send(msg(["b@example.net"], Buffer.from(b, "latin1")));
     expect(received).toEqual(bodies);
   });
