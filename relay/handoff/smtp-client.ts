@@ -125,6 +125,8 @@ export class SmtpClient {
   private readonly readers: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
+  /** Replies owed by the server for what was written (the greeting first); any other reply is unasked for. */
+  private owed = 1;
   /** Closes a connection idle for timeoutMs, as nodemailer's socketTimeout did; one timer, re-armed lazily. */
   private idleTimer: NodeJS.Timeout | null = null;
   private idleSince = 0;
@@ -173,10 +175,10 @@ export class SmtpClient {
     this.busy = true;
     const greeting = await this.read();
     if (greeting.code !== 220) throw replyError(greeting);
-    this.socket.write("EHLO localhost\r\n");
+    this.command("EHLO localhost\r\n");
     let ehlo = await this.read();
     if (ehlo.code >= 500) {
-      this.socket.write("HELO localhost\r\n");
+      this.command("HELO localhost\r\n");
       ehlo = await this.read();
     } else {
       for (const line of ehlo.text.split("\n").slice(1)) {
@@ -228,7 +230,7 @@ export class SmtpClient {
     if (this.extensions.has("PIPELINING")) {
       let cmds = mail;
       for (const r of to) cmds += `RCPT TO:<${r}>\r\n`;
-      this.socket.write(cmds + "DATA\r\n");
+      this.command(cmds + "DATA\r\n", to.length + 2);
       const m = await this.read();
       if (m.code < 200 || m.code >= 300) throw replyError(m);
       for (let i = 0; i < to.length; i++) onRcpt(await this.read());
@@ -236,19 +238,19 @@ export class SmtpClient {
       // Postfix answers the pipelined DATA with 554 (no valid recipients) when every RCPT was refused.
       if (rejected === to.length) throw replyError(refusal!);
     } else {
-      this.socket.write(mail);
+      this.command(mail);
       const m = await this.read();
       if (m.code < 200 || m.code >= 300) throw replyError(m);
       for (const r of to) {
-        this.socket.write(`RCPT TO:<${r}>\r\n`);
+        this.command(`RCPT TO:<${r}>\r\n`);
         onRcpt(await this.read());
       }
       if (rejected === to.length) throw replyError(refusal!);
-      this.socket.write("DATA\r\n");
+      this.command("DATA\r\n");
       data = await this.read();
     }
     if (data.code !== 354) throw replyError(data);
-    this.socket.write(dataBlock(raw));
+    this.command(dataBlock(raw));
     const final = await this.read();
     if (final.code < 200 || final.code >= 300) throw replyError(final);
     this.markIdle();
@@ -266,6 +268,12 @@ export class SmtpClient {
   close(): void {
     this.fail(new HandoffError("the SMTP connection was closed by the relay"));
     this.socket.destroy();
+  }
+
+  /** Writes commands (or the body) that the server answers with `replies` replies. */
+  private command(text: string | Buffer, replies = 1): void {
+    this.owed += replies;
+    this.socket.write(text);
   }
 
   private read(): Promise<Reply> {
@@ -302,6 +310,13 @@ export class SmtpClient {
 
   private deliver(reply: Reply): void {
     if (this.failure) return;
+    if (this.owed === 0) {
+      // Unasked for, e.g. Postfix's "421 4.4.2 ... timeout" before it hangs up on an idle session.
+      this.fail(replyError(reply));
+      this.socket.destroy();
+      return;
+    }
+    this.owed--;
     const reader = this.readers.shift();
     if (reader) {
       if (this.readers.length === 0 && this.timer) {
@@ -309,12 +324,7 @@ export class SmtpClient {
         this.timer = null;
       } else this.timer?.refresh();
       reader.resolve(reply);
-    } else if (this.busy) this.early.push(reply);
-    else {
-      // Unasked, on an idle connection: Postfix's "421 4.4.2 ... timeout" before it hangs up.
-      this.fail(replyError(reply));
-      this.socket.destroy();
-    }
+    } else this.early.push(reply); // pipelined replies that came in one read
   }
 
   private fail(err: HandoffError): void {

@@ -193,6 +193,23 @@ describe("pipelining (raw net fake recording each TCP read)", () => {
   });
 });
 
+describe("envelope parameters, as nodemailer sent them (raw net fake)", () => {
+  it("SMTPUTF8 is added to MAIL only when an address is not ASCII and the server offers it; BODY= never", async () => {
+    const offers = (utf8: boolean) => (c: string) =>
+      c.startsWith("EHLO")
+        ? `250-fake\r\n250-PIPELINING\r\n${utf8 ? "250-SMTPUTF8\r\n" : ""}250 8BITMIME\r\n`
+        : undefined;
+    const { fake, h } = await setup({ answer: offers(true) });
+    await h.send(msg(["b@example.net"], "Subject: caf\u00e9\r\n\r\n8-bit body \u00e9\r\n"));
+    await h.send({ ...msg(["j\u00fcrgen@example.net"]), from: "a@example.com" });
+    const { fake: plain, h: h2 } = await setup({ answer: offers(false) });
+    await h2.send(msg(["j\u00fcrgen@example.net"]));
+    const mails = (f: typeof fake) => f.rec.commands.filter((c) => c.startsWith("MAIL"));
+    expect(mails(fake)).toEqual(["MAIL FROM:<a@example.com>", "MAIL FROM:<a@example.com> SMTPUTF8"]);
+    expect(mails(plain)).toEqual(["MAIL FROM:<a@example.com>"]);
+  });
+});
+
 describe("failures: permanence, no body after refusals, the connection discarded (raw net fake)", () => {
   it("a 4xx to MAIL is temporary, keeps the SMTP <reply> text, and the connection is not reused", async () => {
     let refuse = true;
@@ -279,6 +296,20 @@ describe("failures: permanence, no body after refusals, the connection discarded
     const e = await failure(p);
     expect(e.permanent).toBe(false);
     expect(Date.now() - t0).toBeLessThan(4000);
+  });
+
+  it("an idle connection the server ends with 421 leaves the pool; the next message opens a new one (fake)", async () => {
+    let sockets = 0;
+    const { fake, h } = await setup({
+      afterBody: (_b, n) => {
+        sockets = n;
+        return n === 1 ? "250 2.0.0 Ok: queued as I1\r\n421 4.4.2 fake Error: timeout exceeded\r\n" : "250 ok\r\n";
+      },
+    });
+    expect(await h.send(msg())).toEqual({ queueId: "I1" });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await h.send(msg())).toEqual({});
+    expect([sockets, fake.rec.connections]).toEqual([2, 2]);
   });
 
   it("a server that never answers MAIL: the message fails after timeoutMs, temporary, and the connection is dropped (fake)", async () => {
