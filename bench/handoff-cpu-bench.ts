@@ -1,13 +1,15 @@
 // npx tsx bench/handoff-cpu-bench.ts — CPU per message of the SMTP client alone: nodemailer's pooled Mail transport
-// (what relay/handoff/smtp.ts used before) against the relay's SmtpHandoff (SMTPConnection, no plugin pipeline), each
-// sending BENCH_MESSAGES raw ~3 KB messages serially to Postfix's smtp-sink (a separate C process, so the CPU measured
-// here is the client's). Rounds alternate the order. Run it with Debian's Node 18 for the host's figure:
+// (what relay/handoff/smtp.ts used first), a bare nodemailer SMTPConnection (what SmtpHandoff pooled next, no plugin
+// pipeline; kept as "before" for the A/B) and the relay's SmtpHandoff (its own pipelining client), each sending
+// BENCH_MESSAGES raw ~3 KB messages serially to Postfix's smtp-sink (a separate C process, so the CPU measured here is
+// the client's). Rounds alternate the order. Run it with Debian's Node 18 for the host's figure:
 //   LD_LIBRARY_PATH=.cache/node18/usr/lib/x86_64-linux-gnu \
 //     .cache/node18/usr/bin/node --import tsx bench/handoff-cpu-bench.ts
 import { spawn } from "node:child_process";
 import * as net from "node:net";
 import * as os from "node:os";
 import nodemailer from "nodemailer";
+import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { connectNoDelay, SmtpHandoff } from "../relay/handoff/smtp";
 import { tool } from "../testkit/real-tools";
 
@@ -73,9 +75,39 @@ function mailTransport(): Client {
 function relayHandoff(): Client {
   const h = new SmtpHandoff({ host: "127.0.0.1", port: PORT, timeoutMs: 5000, maxConnections: 1 });
   return {
-    name: "relay SmtpHandoff (SMTPConnection)",
+    name: "relay SmtpHandoff (own pipelining)",
     send: () => h.send({ id: "b", ...envelope, raw }),
     close: () => void h.close(),
+  };
+}
+
+/** Before: SmtpHandoff's pool held nodemailer SMTPConnections; one connection, one message at a time, as here. */
+function smtpConnection(): Client {
+  let conn: Promise<SMTPConnection> | undefined;
+  const open = (): Promise<SMTPConnection> =>
+    new Promise((resolve, reject) =>
+      connectNoDelay({ host: "127.0.0.1", port: PORT, timeoutMs: 5000 }, (err, s) => {
+        if (err || !s) return reject(err ?? new Error("no socket"));
+        const c = new SMTPConnection({ connection: s.connection, ignoreTLS: true, name: "localhost", logger: false });
+        c.on("error", reject);
+        c.connect(() => resolve(c));
+      }),
+    );
+  let sent = 0;
+  return {
+    name: "nodemailer SMTPConnection (before)",
+    send: async () => {
+      // Renewed after 100 messages, as SmtpHandoff does.
+      if (!conn || sent++ % 100 === 0) {
+        if (conn) (await conn).quit();
+        conn = open();
+      }
+      const c = await conn;
+      return new Promise((resolve, reject) =>
+        c.send(envelope, raw, (err, info) => (err ? reject(err) : resolve(info))),
+      );
+    },
+    close: () => void conn?.then((c) => c.quit()),
   };
 }
 
@@ -95,7 +127,8 @@ async function measure(make: () => Client): Promise<{ name: string; cpuMs: numbe
   await waitForSink();
   const results: { name: string; cpuMs: number; perSec: number }[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? [mailTransport, relayHandoff] : [relayHandoff, mailTransport];
+    const clients = [mailTransport, smtpConnection, relayHandoff];
+    const order = r % 2 === 0 ? clients : [...clients].reverse();
     for (const make of order) results.push(await measure(make));
   }
   console.log(
@@ -117,8 +150,9 @@ async function measure(make: () => Client): Promise<{ name: string; cpuMs: numbe
     return rs.reduce((a, x) => a + x.cpuMs, 0) / rs.length;
   };
   console.log(
-    `  relay SmtpHandoff uses ${(mean("relay") / mean("nodemailer")).toFixed(2)}x the CPU of the Mail ` +
-      `transport per message`,
+    `  relay SmtpHandoff uses ${(mean("relay") / mean("nodemailer Mail")).toFixed(2)}x the CPU of the Mail ` +
+      `transport and ${(mean("relay") / mean("nodemailer SMTPConnection")).toFixed(2)}x that of SMTPConnection ` +
+      `per message`,
   );
   process.exit(0);
 })();

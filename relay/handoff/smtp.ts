@@ -1,6 +1,7 @@
-import * as net from "node:net";
-import SMTPConnection from "nodemailer/lib/smtp-connection";
+import { assertEnvelopeAddresses, SmtpClient } from "./smtp-client";
 import { assertNotOption, HandoffError, type Handoff, type HandoffMessage, type HandoffResult } from "./types";
+
+export { connectNoDelay } from "./smtp-client";
 
 export interface SmtpOptions {
   readonly host: string;
@@ -15,16 +16,14 @@ export function parsePostfixQueueId(response: string | undefined): string | unde
   return response ? /queued as ([0-9A-Za-z]+)/.exec(response)?.[1] : undefined;
 }
 
-/** Messages per connection before it is closed and a new one opened (nodemailer's pool does the same, at 100). */
+/** Messages per connection before it is closed and a new one opened (as nodemailer's pool did, at 100). */
 const MESSAGES_PER_CONNECTION = 100;
 
 interface Connection {
-  readonly smtp: SMTPConnection;
+  readonly client: SmtpClient;
   messages: number;
   /** The server closed it, or it failed: never handed out again. */
   dead: boolean;
-  /** Fails the message in flight: SMTPConnection reports a socket error or close by event, not to send()'s callback. */
-  failInFlight: ((err: Error) => void) | null;
 }
 
 /**
@@ -32,10 +31,9 @@ interface Connection {
  * Postfix's incoming queue after the milter (OpenDKIM) accepted it; with the milter down and
  * `milter_default_action = tempfail`, Postfix answers 451 and the job stays pending.
  *
- * A small pool of nodemailer SMTPConnection objects, not nodemailer's Mail transport: the transport runs every raw
- * message through its plugin pipeline and a MimeNode (boundary and Message-ID from crypto.randomBytes, header
- * normalising, stream plumbing): bench/handoff-cpu-bench.ts measured 0.65-1.0 ms of CPU per
- * message for it on Debian's Node 18 against 0.37 ms for this class. A connection that fails is closed, never reused.
+ * A small pool of our own pipelining SmtpClient connections (./smtp-client.ts): nodemailer's Mail transport ran every
+ * raw message through its plugin pipeline and a MimeNode, and its SMTPConnection made one write and one round trip
+ * per command (bench/handoff-cpu-bench.ts has the figures). A connection that fails is closed, never reused.
  */
 export class SmtpHandoff implements Handoff {
   readonly kind = "smtp" as const;
@@ -54,6 +52,7 @@ export class SmtpHandoff implements Handoff {
 
   async send(msg: HandoffMessage): Promise<HandoffResult> {
     assertNotOption([msg.from, ...msg.to]);
+    assertEnvelopeAddresses([msg.from, ...msg.to]);
     return this.sendOn(await this.acquire(), msg);
   }
 
@@ -77,6 +76,7 @@ export class SmtpHandoff implements Handoff {
     }
     try {
       assertNotOption([msg.from, ...msg.to]);
+      assertEnvelopeAddresses([msg.from, ...msg.to]);
     } catch (err) {
       if (idle) this.release(idle);
       return Promise.reject(err);
@@ -93,24 +93,18 @@ export class SmtpHandoff implements Handoff {
   }
 
   private async sendOn(conn: Connection, msg: HandoffMessage): Promise<HandoffResult> {
-    let info: SMTPConnection.SentMessageInfo;
+    let sent: { response: string; rejected: number };
     try {
-      info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-        conn.failInFlight = reject;
-        conn.smtp.send({ from: msg.from, to: [...msg.to] }, msg.raw, (err, i) => (err ? reject(err) : resolve(i)));
-      });
+      sent = await conn.client.send(msg.from, msg.to, msg.raw);
     } catch (err) {
       this.discard(conn);
       throw toHandoffError(err);
-    } finally {
-      conn.failInFlight = null;
     }
     conn.messages++;
     this.release(conn);
     // Recipients refused while others were accepted: the message is queued for the rest, and a retry would duplicate
     // it.
-    const rejected = info.rejected?.length ?? 0;
-    return { ...withQueueId(info.response), ...(rejected > 0 ? { rejectedRecipients: rejected } : {}) };
+    return { ...withQueueId(sent.response), ...(sent.rejected > 0 ? { rejectedRecipients: sent.rejected } : {}) };
   }
 
   /** Opens a connection and says EHLO (then QUIT); cached for 5 s so /ready polling stays cheap. */
@@ -119,7 +113,7 @@ export class SmtpHandoff implements Handoff {
     if (!this.lastCheck || now - this.lastCheck.at > 5000) {
       try {
         const c = await this.connect();
-        c.smtp.quit();
+        c.client.quit();
         this.lastCheck = { at: now };
       } catch (err) {
         this.lastCheck = { at: now, error: err as Error };
@@ -130,7 +124,7 @@ export class SmtpHandoff implements Handoff {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const c of this.idle.splice(0)) c.smtp.quit();
+    for (const c of this.idle.splice(0)) c.client.quit();
     for (const w of this.waiting.splice(0)) w(new HandoffError("the SMTP hand-off is closing"));
   }
 
@@ -158,7 +152,7 @@ export class SmtpHandoff implements Handoff {
 
   private release(conn: Connection): void {
     if (conn.dead || conn.messages >= MESSAGES_PER_CONNECTION || this.closed) {
-      if (!conn.dead) conn.smtp.quit();
+      if (!conn.dead) conn.client.quit();
       this.discard(conn);
       return;
     }
@@ -169,10 +163,8 @@ export class SmtpHandoff implements Handoff {
 
   /** Closes a connection that is in use (not idle) and frees its place in the pool. */
   private discard(conn: Connection): void {
-    if (!conn.dead) {
-      conn.dead = true;
-      conn.smtp.close();
-    }
+    conn.dead = true;
+    conn.client.close();
     this.open--;
     this.handToWaiter();
   }
@@ -185,79 +177,27 @@ export class SmtpHandoff implements Handoff {
   }
 
   /** TCP_NODELAY socket (see connectNoDelay), greeting and EHLO; the connection dies when the server closes it. */
-  private connect(): Promise<Connection> {
-    return new Promise((resolve, reject) => {
-      connectNoDelay(this.opts, (err, socket) => {
-        if (err || !socket) return reject(toHandoffError(err ?? new Error("no socket")));
-        const smtp = new SMTPConnection({
-          connection: socket.connection,
-          secure: false,
-          ignoreTLS: true, // loopback: STARTTLS adds nothing and a snakeoil certificate would fail verification
-          name: "localhost",
-          connectionTimeout: this.opts.timeoutMs,
-          greetingTimeout: this.opts.timeoutMs,
-          socketTimeout: this.opts.timeoutMs,
-          logger: false,
-        });
-        const conn: Connection = { smtp, messages: 0, dead: false, failInFlight: null };
-        let settled = false;
-        const onGone = (e: Error): void => {
-          conn.dead = true;
-          if (!settled) {
-            settled = true;
-            reject(toHandoffError(e));
-            return;
-          }
-          conn.failInFlight?.(e);
-          const i = this.idle.indexOf(conn);
-          if (i >= 0) {
-            // Postfix closed an idle connection (smtpd_timeout): it leaves the pool.
-            this.idle.splice(i, 1);
-            this.open--;
-            this.handToWaiter();
-          }
-        };
-        smtp.on("error", onGone);
-        smtp.on("end", () => onGone(new Error("the SMTP connection closed")));
-        smtp.connect(() => {
-          settled = true;
-          resolve(conn);
-        });
-      });
-    });
+  private async connect(): Promise<Connection> {
+    const client = await SmtpClient.connect(this.opts);
+    const conn: Connection = { client, messages: 0, dead: client.dead };
+    client.onGone = () => {
+      conn.dead = true;
+      const i = this.idle.indexOf(conn);
+      if (i >= 0) {
+        // Postfix closed an idle connection (smtpd_timeout): it leaves the pool.
+        this.idle.splice(i, 1);
+        this.open--;
+        this.handToWaiter();
+      }
+    };
+    return conn;
   }
 }
 
 /** 5xx is permanent (failed/ at once); 4xx, timeouts and connection errors are retried. */
 function toHandoffError(err: unknown): HandoffError {
   if (err instanceof HandoffError) return err;
-  const e = err as Error & { responseCode?: number; response?: string };
-  const permanent = typeof e.responseCode === "number" && e.responseCode >= 500 && e.responseCode < 600;
-  return new HandoffError(e.response ? `SMTP ${e.response}` : e.message, permanent);
-}
-
-/** A connected loopback socket with TCP_NODELAY, or the connect error (refused, timed out). */
-export function connectNoDelay(
-  opts: Pick<SmtpOptions, "host" | "port" | "timeoutMs">,
-  cb: (err: Error | null, socket?: { connection: net.Socket }) => void,
-): void {
-  // Nagle on (node's default) made the final "." of DATA wait for the delayed ACK of the body: ~40 ms per message.
-  const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
-  const timer = setTimeout(
-    () => socket.destroy(new Error(`connect ${opts.host}:${opts.port} timed out after ${opts.timeoutMs} ms`)),
-    opts.timeoutMs,
-  );
-  const onError = (err: Error): void => {
-    clearTimeout(timer);
-    cb(err);
-  };
-  socket.once("error", onError);
-  socket.once("connect", () => {
-    clearTimeout(timer);
-    socket.removeListener("error", onError);
-    socket.setKeepAlive(true);
-    cb(null, { connection: socket });
-  });
+  return new HandoffError((err as Error).message);
 }
 
 function withQueueId(response: string | undefined): HandoffResult {

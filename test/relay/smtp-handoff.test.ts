@@ -331,7 +331,7 @@ describe("SMTP hand-off: the connection pool", () => {
           clearInterval(t);
           r();
         }, 10);
-        (h as unknown as { idle: { smtp: { _socket: net.Socket } }[] }).idle[0]?.smtp._socket.end();
+        (h as unknown as { idle: { client: { socket: net.Socket } }[] }).idle[0]?.client.socket.end();
       });
       expect(await h.send(msg)).toEqual({ queueId: "Q2" });
       expect(s.stats.connections).toBe(2);
