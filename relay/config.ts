@@ -55,6 +55,8 @@ export interface RelayConfig {
   readonly handoffConcurrency: number;
   /** Hand a new message to Postfix during the request when possible (SMTP hand-off only; relay/fast-path.ts). */
   readonly fastPath: boolean;
+  /** How long a fast-path request waits for a busy pooled connection before the message is queued (0: not at all). */
+  readonly fastPathWaitMs: number;
   readonly rateLimitPerMin: number;
   readonly bodyLimitBytes: number;
   /** The largest composed message (after MIME encoding) the relay queues; see relay/host-contract.ts. */
@@ -169,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): RelayConfig {
     handoff: e.RELAY_HANDOFF.kind === "sendmail" ? { kind: "sendmail", path: e.SENDMAIL_PATH } : e.RELAY_HANDOFF,
     handoffConcurrency: e.RELAY_HANDOFF_CONCURRENCY,
     fastPath: e.RELAY_FAST_PATH !== "false",
+    fastPathWaitMs: e.RELAY_FAST_PATH_WAIT_MS,
     rateLimitPerMin: e.RELAY_RATE_LIMIT_PER_MIN,
     bodyLimitBytes: e.RELAY_BODY_LIMIT_BYTES,
     maxMessageBytes,

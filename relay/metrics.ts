@@ -7,6 +7,7 @@ export class RelayMetrics {
   readonly requests: Counter<"route" | "outcome">;
   readonly handoffSeconds: Histogram<"result">;
   readonly handoffs: Counter<"result">;
+  readonly fastPathQueued: Counter<"reason">;
   readonly retries: Counter;
   readonly deliveryEvents: Counter<"outcome">;
   readonly deliverySeconds: Histogram;
@@ -41,6 +42,12 @@ export class RelayMetrics {
       name: "relay_handoffs_total",
       help: "Hand-off attempts by result (ok, retry, failed)",
       labelNames: ["result"],
+      registers,
+    });
+    this.fastPathQueued = new Counter({
+      name: "relay_fast_path_queued_total",
+      help: "Messages the fast path queued instead of handing off in the request (busy: no pooled connection within RELAY_FAST_PATH_WAIT_MS)",
+      labelNames: ["reason"],
       registers,
     });
     this.retries = new Counter({

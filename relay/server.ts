@@ -122,9 +122,19 @@ export async function startServer(
     ...tracking,
   });
   // The synchronous fast path (SMTP hand-off only: it needs the pool): both doors hand a message to Postfix inside the
-  // request when nothing is due before it and a pooled connection is free (docs/operations.md#the-fast-path).
+  // request when nothing is due before it and a pooled connection is free within RELAY_FAST_PATH_WAIT_MS
+  // (docs/operations.md#the-fast-path).
   if (config.fastPath)
-    queue.setFastPath(new FastPath({ handoff, log, metrics, degraded: () => worker.isDegraded(), ...tracking }));
+    queue.setFastPath(
+      new FastPath({
+        handoff,
+        log,
+        metrics,
+        degraded: () => worker.isDegraded(),
+        waitMs: config.fastPathWaitMs,
+        ...tracking,
+      }),
+    );
   const app = await buildApp({
     config,
     queue,

@@ -180,6 +180,8 @@ export const envSchema = z.object({
       message: 'must be an absolute path (Postfix\'s maillog_file) or "off"',
     }),
   RELAY_FAST_PATH: z.enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) }).optional(),
+  // How long a request waits for a busy pooled connection before its message is queued instead (docs/operations.md).
+  RELAY_FAST_PATH_WAIT_MS: intVar(1000, 0, 30_000),
   RELAY_AUTO_SUPPRESS: z
     .enum(["true", "false"], { errorMap: () => ({ message: 'must be "true" or "false"' }) })
     .optional(),

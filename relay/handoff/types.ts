@@ -29,10 +29,11 @@ export interface Handoff {
   readonly kind: "sendmail" | "smtp";
   send(msg: HandoffMessage): Promise<HandoffResult>;
   /**
-   * The fast path's send: only when a pooled connection is free now (idle, or one more may be opened) and nobody
-   * waits for one; undefined otherwise (nothing was sent). Absent on hand-offs without a pool (sendmail).
+   * The fast path's send: on a pooled connection that is free now, or that frees up within `waitMs` (0: only one free
+   * now). Undefined, or a promise of undefined, when nothing was sent: the caller queues the message. Absent on
+   * hand-offs without a pool (sendmail).
    */
-  trySend?(msg: HandoffMessage): Promise<HandoffResult> | undefined;
+  trySend?(msg: HandoffMessage, waitMs?: number): Promise<HandoffResult | undefined> | undefined;
   /** Resolves when a hand-off is currently possible (for /ready). */
   check(): Promise<void>;
   close(): Promise<void>;

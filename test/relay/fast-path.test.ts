@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { SMTPServer } from "smtp-server";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FastPath } from "../../relay/fast-path";
+import { RelayMetrics } from "../../relay/metrics";
 import { SmtpHandoff } from "../../relay/handoff/smtp";
 import { QueueStore, type Job } from "../../relay/storage/queue";
 import { SENT_LOG } from "../../relay/storage/sent-log";
@@ -70,7 +71,11 @@ function job(over: Partial<Job> = {}): Job {
   };
 }
 
-async function relayQueue(root?: string, maxConnections = 2) {
+async function relayQueue(
+  root?: string,
+  maxConnections = 2,
+  wait: { waitMs?: number; maxWaitingBytes?: number; metrics?: RelayMetrics } = {},
+) {
   const r = root ?? tempDir("relay-fast-");
   if (!root) dirs.push(r as { dir: string; cleanup(): void });
   const dir = typeof r === "string" ? r : r.dir;
@@ -83,6 +88,7 @@ async function relayQueue(root?: string, maxConnections = 2) {
       handoff,
       log: captureLog().log,
       onHandedOff: async (j, qid) => void tracked.push(`${j.id} ${qid}`),
+      ...wait,
     }),
   );
   closers.push(async () => {
@@ -157,8 +163,8 @@ describe("the synchronous fast path (QueueStore.accept with a FastPath over a fa
     expect(files(dirT.dir, "pending")).toEqual([`${j.id}.json`]);
   });
 
-  it("with every pooled connection busy, a message is queued at once instead of waiting for one", async () => {
-    const { q, dir } = await relayQueue(undefined, 1);
+  it("with every pooled connection busy and RELAY_FAST_PATH_WAIT_MS 0, a message is queued at once instead of waiting for one", async () => {
+    const { q, dir } = await relayQueue(undefined, 1, { waitMs: 0 });
     let release!: () => void;
     hold = new Promise<void>((r) => (release = r));
     const first = q.accept(job());
@@ -169,6 +175,47 @@ describe("the synchronous fast path (QueueStore.accept with a FastPath over a fa
     expect(files(dir, "pending")).toEqual([`${second.id}.json`]);
     release();
     expect((await first).handedOff).toBeDefined();
+  });
+
+  for (const [waitMs, heldMs, handedOff] of [
+    [1000, 150, true],
+    [50, 400, false],
+  ] as const) {
+    it(`with the only pooled connection busy for ${heldMs} ms and a ${waitMs} ms wait, the next message is ${handedOff ? "handed off once it frees (no job file)" : "queued when the wait runs out, and counted as busy"}`, async () => {
+      const metrics = new RelayMetrics({ depth: () => ({}) } as unknown as QueueStore, false);
+      const { q, dir } = await relayQueue(undefined, 1, { waitMs, metrics });
+      let release!: () => void;
+      hold = new Promise<void>((r) => (release = r));
+      const first = q.accept(job());
+      await new Promise((r) => setTimeout(r, 50)); // the first holds the only connection in DATA
+      const second = job();
+      const r2 = q.accept(second);
+      setTimeout(release, heldMs);
+      expect((await r2).handedOff !== undefined).toBe(handedOff);
+      expect(files(dir, "pending")).toEqual(handedOff ? [] : [`${second.id}.json`]);
+      expect((await first).handedOff).toBeDefined();
+      const busy = (await metrics.registry.getSingleMetric("relay_fast_path_queued_total")!.get()).values;
+      expect(busy.find((v) => v.labels.reason === "busy")?.value ?? 0).toBe(handedOff ? 0 : 1);
+    });
+  }
+
+  it("past maxWaitingBytes of messages waiting, the next message is queued at once instead of joining the line", async () => {
+    const { q, dir } = await relayQueue(undefined, 1, { waitMs: 5000, maxWaitingBytes: 1000 });
+    let release!: () => void;
+    hold = new Promise<void>((r) => (release = r));
+    const big = (): Job => job({ raw: `X-Id: x\r\nSubject: s\r\n\r\n${"b".repeat(400)}\r\n` });
+    const first = q.accept(big()); // in DATA: 4xx bytes in flight
+    await new Promise((r) => setTimeout(r, 50));
+    const second = q.accept(big()); // waits: 8xx bytes
+    await new Promise((r) => setTimeout(r, 20));
+    const third = big();
+    const started = Date.now();
+    expect((await q.accept(third)).handedOff).toBeUndefined(); // would pass 1000: not waiting
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(files(dir, "pending")).toEqual([`${third.id}.json`]);
+    release();
+    expect((await first).handedOff).toBeDefined();
+    expect((await second).handedOff).toBeDefined();
   });
 
   it("concurrent requests with one Idempotency-Key hand off once; the others get the first id", async () => {

@@ -54,6 +54,7 @@ export function testConfig(over: Partial<RelayConfig> = {}): RelayConfig {
     handoff: { kind: "sendmail", path: "/bin/true" },
     handoffConcurrency: 1,
     fastPath: true,
+    fastPathWaitMs: 1000,
     rateLimitPerMin: 1000,
     bodyLimitBytes: 64 * 1024,
     maxRecipients: 5,

@@ -356,6 +356,73 @@ describe("SMTP hand-off: the connection pool", () => {
     }
   });
 
+  it("trySend with a wait joins the pool's line after earlier send()s, is served in turn, and leaves the line when its wait runs out", async () => {
+    // A fake Postfix that answers DATA 60 ms later: one connection, so everything queues behind it.
+    const s = scriptedServer((socket, n) => setTimeout(() => socket.write(`250 2.0.0 Ok: queued as W${n}\r\n`), 60));
+    const p = await s.listen();
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
+    try {
+      const order: string[] = [];
+      const first = h.send(msg).then((r) => order.push(`send1 ${r.queueId}`));
+      await new Promise((r) => setTimeout(r, 20)); // the only connection is in DATA
+      const worker = h.send(msg).then((r) => order.push(`send2 ${r.queueId}`)); // the worker waits first
+      const patient = h.trySend(msg, 2000)!.then((r) => order.push(`fast ${r?.queueId}`));
+      const impatient = h.trySend(msg, 30);
+      expect(impatient).toBeDefined();
+      expect(await impatient).toBeUndefined(); // 30 ms < the 60 ms the message ahead takes: not sent
+      await Promise.all([first, worker, patient]);
+      expect(order).toEqual(["send1 W1", "send2 W2", "fast W3"]);
+      // The impatient one left the line: nothing more was sent, and the connection is idle for the next.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(s.stats.messages).toBe(3);
+      expect((await h.trySend(msg, 0))?.queueId).toBe("W4");
+      expect(s.stats.connections).toBe(1);
+    } finally {
+      await h.close();
+      await s.close();
+    }
+  });
+
+  for (const [waitMs, busyMs, sent] of [
+    [0, 80, false],
+    [20, 80, false],
+    [400, 80, true],
+  ] as const) {
+    it(`trySend with waitMs ${waitMs} while the only connection is busy for ${busyMs} ms: ${sent ? "sent once it frees" : "not sent (the caller queues it)"}`, async () => {
+      const s = scriptedServer((socket, n) =>
+        setTimeout(() => socket.write(`250 2.0.0 Ok: queued as V${n}\r\n`), busyMs),
+      );
+      const p = await s.listen();
+      const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
+      try {
+        const busy = h.send(msg);
+        await new Promise((r) => setTimeout(r, 10));
+        const res = await h.trySend(msg, waitMs);
+        expect(res?.queueId).toBe(sent ? "V2" : undefined);
+        await busy;
+        await new Promise((r) => setTimeout(r, 20));
+        expect(s.stats.messages).toBe(sent ? 2 : 1);
+      } finally {
+        await h.close();
+        await s.close();
+      }
+    });
+  }
+
+  it("a trySend waiting in line when the pool closes resolves undefined (not sent), so the caller queues it", async () => {
+    const s = scriptedServer((socket, n) => setTimeout(() => socket.write(`250 2.0.0 Ok: queued as C${n}\r\n`), 100));
+    const p = await s.listen();
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
+    const busy = h.send(msg);
+    await new Promise((r) => setTimeout(r, 10));
+    const waiting = h.trySend(msg, 5000);
+    await h.close();
+    expect(await waiting).toBeUndefined();
+    await busy.catch(() => undefined);
+    await s.close();
+    expect(s.stats.messages).toBeLessThanOrEqual(1);
+  });
+
   it("trySend (the fast path) never waits for a connect while a connection is open: it warms one in the background", async () => {
     const s = scriptedServer((socket, n) => setTimeout(() => socket.write(`250 2.0.0 Ok: queued as T${n}\r\n`), 50));
     const p = await s.listen();
