@@ -19,6 +19,19 @@ export const callbackFs = {
   /** unlink(2); a file that is already gone is fine. */
   unlinkIfExists: (p: string): Promise<void> =>
     new Promise((resolve, reject) => fs.unlink(p, (err) => (err && err.code !== "ENOENT" ? reject(err) : resolve()))),
+  /**
+   * write(2) on the calling thread until every byte is on the file: for the group-committed logs' appends (a few KB
+   * into the page cache, a few microseconds). The thread-pool round trip of fs.write (a futex wake each way) cost
+   * more CPU than the write itself (bench:chain, issue 23); the fsync that follows stays asynchronous.
+   */
+  writeAllSync(fd: number, data: string | Buffer): void {
+    const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    for (let off = 0; off < buf.length;) {
+      const n = fs.writeSync(fd, buf, off, buf.length - off);
+      if (n <= 0) throw new Error(`write(2) returned ${n}`);
+      off += n;
+    }
+  },
   /** write(2) until every byte is on the file (a short write is allowed by POSIX). */
   async writeAll(fd: number, data: string): Promise<void> {
     const buf = Buffer.from(data, "utf8");

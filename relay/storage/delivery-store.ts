@@ -2,6 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import * as fsSync from "node:fs";
 import { constants as fsc, promises as fs } from "node:fs";
 import * as path from "node:path";
+import { callbackFs } from "./callback-fs";
 import { isJobId } from "./job";
 import { widen } from "./columns";
 import { PackedKeyMap, uuidToWords, wordsToUuid } from "./packed-key-map";
@@ -711,7 +712,7 @@ export class DeliveryStore {
         const text = Buffer.from(batch.map((b) => b.lines.map((l) => `${l}\n`).join("")).join(""));
         const fd = this.fd;
         try {
-          await writeAll(fd, text);
+          callbackFs.writeAllSync(fd, text);
           if (batch.some((b) => b.sync)) await fdatasync(fd);
         } catch (err) {
           // Nothing half-written may stay in front of later appends: cut the file back to its last whole batch.
@@ -1316,15 +1317,6 @@ function blockViews(
   const state = new Uint8Array(block, o, n);
   o += n;
   return { handedAt, recordAt, ids, updated, recordLen, caller, state, bytes: (o + 7) & ~7 };
-}
-
-async function writeAll(fd: number, buf: Buffer): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    done += await new Promise<number>((resolve, reject) =>
-      fsSync.write(fd, buf, done, buf.length - done, null, (err, n) => (err ? reject(err) : resolve(n))),
-    );
-  }
 }
 
 function fdatasync(fd: number): Promise<void> {

@@ -100,7 +100,7 @@ export class SentLog {
       this.buf = [];
       this.waiters = [];
       try {
-        await callbackFs.writeAll(this.fd, data);
+        callbackFs.writeAllSync(this.fd, data);
         await callbackFs.fsync(this.fd);
         this.torn = false;
         this.lines += n;
