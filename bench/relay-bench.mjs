@@ -206,6 +206,9 @@ async function openLoop(port, agent, rate, seconds) {
   const total = Math.round(rate * seconds);
   const t0 = performance.now();
   const pending = [];
+  // BENCH_OPEN_TRACE=FILE: one line per request, "start-ms latency-ms state" (queued or handed_off), to see when the
+  // slow ones come and which path they took.
+  const trace = process.env.BENCH_OPEN_TRACE ? [] : null;
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
@@ -220,11 +223,15 @@ async function openLoop(port, agent, rate, seconds) {
       request(port, "POST", "/send", agent, payload).then((r) => {
         inFlight--;
         lat.push(performance.now() - started); // from the request's start, not its due time
+        trace?.push(
+          `${(started - t0).toFixed(1)} ${(performance.now() - started).toFixed(2)} ${/"state":"(\w+)"/.exec(r.text)?.[1] ?? r.status}`,
+        );
         if (r.status === 202) accepted++;
       }),
     );
   }
   await Promise.all(pending);
+  if (trace) fs.writeFileSync(process.env.BENCH_OPEN_TRACE, trace.join("\n") + "\n");
   return { total, accepted, late, ...latencies(lat) };
 }
 

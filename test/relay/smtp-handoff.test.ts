@@ -247,7 +247,7 @@ describe("SMTP hand-off after Postfix was stopped and started again (fake SMTP s
  * A scripted SMTP server: 220 greeting, 250 to EHLO/MAIL/RCPT/RSET, 354 to DATA, then `onMessage` decides what happens
  * at the end of DATA (answer, or drop the connection). Counts connections and the most sessions open at once.
  */
-function scriptedServer(onMessage: (socket: net.Socket, n: number) => void) {
+function scriptedServer(onMessage: (socket: net.Socket, n: number) => void, greetingDelayMs = 0) {
   const stats = { connections: 0, open: 0, maxOpen: 0, messages: 0 };
   const server = net.createServer((socket) => {
     stats.connections++;
@@ -260,7 +260,8 @@ function scriptedServer(onMessage: (socket: net.Socket, n: number) => void) {
     };
     socket.on("close", gone);
     socket.on("error", () => undefined);
-    socket.write("220 test ESMTP\r\n");
+    if (greetingDelayMs > 0) setTimeout(() => socket.write("220 test ESMTP\r\n"), greetingDelayMs);
+    else socket.write("220 test ESMTP\r\n");
     let inData = false;
     let buf = "";
     socket.on("data", (c: Buffer) => {
@@ -421,6 +422,70 @@ describe("SMTP hand-off: the connection pool", () => {
     await busy.catch(() => undefined);
     await s.close();
     expect(s.stats.messages).toBeLessThanOrEqual(1);
+  });
+
+  for (const maxConnections of [2, 4]) {
+    it(`a lone connection due for renewal (pool of ${maxConnections}) keeps serving until its successor is up: no message waits for a connect`, async () => {
+      // A fake Postfix whose greeting takes 150 ms (smtpd looking up the client's name): a message that had to wait
+      // for a connect would take that long.
+      const s = scriptedServer((socket, n) => socket.write(`250 2.0.0 Ok: queued as R${n}\r\n`), 150);
+      const p = await s.listen();
+      const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections });
+      try {
+        await h.trySend(msg, 0); // cold pool: connects inline
+        const slow: number[] = [];
+        for (let i = 1; i < 260; i++) {
+          const t0 = Date.now();
+          const r = h.trySend(msg, 1000);
+          expect(r, `message ${i + 1} was not sent`).toBeDefined();
+          expect((await r)?.queueId).toMatch(/^R/);
+          if (Date.now() - t0 > 100) slow.push(i + 1);
+          if (i % 50 === 0) await new Promise((res) => setTimeout(res, 200)); // successors come up meanwhile
+        }
+        expect(slow).toEqual([]);
+        expect(s.stats.messages).toBe(260);
+        expect(s.stats.connections).toBeGreaterThanOrEqual(3); // renewed: 260 messages > 2 x 100
+        expect(s.stats.maxOpen).toBeLessThanOrEqual(maxConnections);
+      } finally {
+        await h.close();
+        await s.close();
+      }
+    });
+  }
+
+  it("while no connection is up yet (a cold pool, all still connecting), trySend does not wait even with a wait allowed: the caller queues", async () => {
+    const s = scriptedServer((socket, n) => socket.write(`250 2.0.0 Ok: queued as K${n}\r\n`), 150);
+    const p = await s.listen();
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 4 });
+    try {
+      const first = h.trySend(msg, 1000); // connects inline
+      const t0 = Date.now();
+      const burst = [h.trySend(msg, 1000), h.trySend(msg, 1000), h.trySend(msg, 1000)];
+      expect(burst).toEqual([undefined, undefined, undefined]);
+      expect(Date.now() - t0).toBeLessThan(50);
+      expect((await first)?.queueId).toBe("K1");
+      // Once one is up, a busy pool is worth waiting for.
+      const [a, b] = [h.trySend(msg, 1000), h.trySend(msg, 1000)];
+      expect((await a)?.queueId).toMatch(/^K/);
+      expect((await b)?.queueId).toMatch(/^K/);
+    } finally {
+      await h.close();
+      await s.close();
+    }
+  });
+
+  it("a pool of one renews its connection after 100 messages even though the next message then waits for a connect", async () => {
+    const s = scriptedServer((socket, n) => socket.write(`250 2.0.0 Ok: queued as O${n}\r\n`));
+    const p = await s.listen();
+    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
+    try {
+      for (let i = 0; i < 201; i++) await h.send(msg);
+      expect(s.stats.connections).toBe(3);
+      expect(s.stats.maxOpen).toBe(1);
+    } finally {
+      await h.close();
+      await s.close();
+    }
   });
 
   it("trySend (the fast path) never waits for a connect while a connection is open: it warms one in the background", async () => {
