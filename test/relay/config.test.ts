@@ -38,6 +38,14 @@ describe("relay environment", () => {
       expect(() => loadConfig({ ...good, RELAY_HANDOFF_CONCURRENCY: bad })).toThrow(/RELAY_HANDOFF_CONCURRENCY/);
   });
 
+  it("RELAY_FAST_PATH_WAIT_MS: a fast-path request waits up to 1000 ms for a busy connection by default, 0 to 30000", () => {
+    expect(loadConfig(good).fastPathWaitMs).toBe(1000);
+    expect(loadConfig({ ...good, RELAY_FAST_PATH_WAIT_MS: "0" }).fastPathWaitMs).toBe(0);
+    expect(loadConfig({ ...good, RELAY_FAST_PATH_WAIT_MS: "30000" }).fastPathWaitMs).toBe(30000);
+    for (const bad of ["-1", "30001", "1s", "1.5"])
+      expect(() => loadConfig({ ...good, RELAY_FAST_PATH_WAIT_MS: bad })).toThrow(/RELAY_FAST_PATH_WAIT_MS/);
+  });
+
   it("RELAY_HANDOFF=sendmail uses SENDMAIL_PATH", () => {
     expect(loadConfig({ ...good, RELAY_HANDOFF: "sendmail" }).handoff).toEqual({
       kind: "sendmail",
