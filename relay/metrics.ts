@@ -46,7 +46,9 @@ export class RelayMetrics {
     });
     this.fastPathQueued = new Counter({
       name: "relay_fast_path_queued_total",
-      help: "Messages the fast path queued instead of handing off in the request (busy: no pooled connection within RELAY_FAST_PATH_WAIT_MS)",
+      help:
+        "Messages the fast path queued instead of handing off in the request " +
+        "(busy: no pooled connection within RELAY_FAST_PATH_WAIT_MS)",
       labelNames: ["reason"],
       registers,
     });
