@@ -70,14 +70,10 @@ export class FastPath implements FastHandoff {
     }
     const size = job.raw.length;
     const waitMs = this.inFlightBytes + size <= this.maxWaitingBytes ? this.waitMs : 0;
-    const sending = handoff.trySend(msg, waitMs);
-    if (!sending) {
-      metrics?.fastPathQueued.inc({ reason: "busy" });
-      return undefined;
-    }
     this.inFlightBytes += size;
     try {
-      const res = await sending;
+      // undefined (now or after the wait): no pooled connection came, nothing was sent
+      const res = await handoff.trySend(msg, waitMs);
       if (!res) {
         metrics?.fastPathQueued.inc({ reason: "busy" });
         return undefined;

@@ -70,6 +70,7 @@ export function connectNoDelay(
 }
 
 const CRLF = Buffer.from("\r\n");
+const DOT = Buffer.from(".");
 const DOT_END = Buffer.from(".\r\n");
 const CRLF_DOT_END = Buffer.from("\r\n.\r\n");
 const NON_ASCII = /[\u0080-\uffff]/;
@@ -94,14 +95,14 @@ export function dataBlock(raw: string | Buffer): Buffer {
 function normalise(buf: Buffer): Buffer {
   const parts: Buffer[] = [];
   let start = 0;
-  if (buf[0] === 0x2e) parts.push(Buffer.from("."));
+  if (buf[0] === 0x2e) parts.push(DOT);
   for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, i + 1)) {
     if (i === 0 || buf[i - 1] !== 0x0d) {
       parts.push(buf.subarray(start, i), CRLF);
       start = i + 1;
     }
     if (buf[i + 1] === 0x2e) {
-      parts.push(buf.subarray(start, i + 1), Buffer.from("."));
+      parts.push(buf.subarray(start, i + 1), DOT);
       start = i + 1;
     }
   }

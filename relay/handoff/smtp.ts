@@ -53,8 +53,7 @@ export class SmtpHandoff implements Handoff {
   }
 
   async send(msg: HandoffMessage): Promise<HandoffResult> {
-    assertNotOption([msg.from, ...msg.to]);
-    assertEnvelopeAddresses([msg.from, ...msg.to]);
+    assertEnvelope(msg);
     return this.sendOn(await this.acquire(), msg);
   }
 
@@ -73,8 +72,7 @@ export class SmtpHandoff implements Handoff {
   trySend(msg: HandoffMessage, waitMs = 0): Promise<HandoffResult | undefined> | undefined {
     if (this.closed) return undefined;
     try {
-      assertNotOption([msg.from, ...msg.to]);
-      assertEnvelopeAddresses([msg.from, ...msg.to]);
+      assertEnvelope(msg);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -242,6 +240,16 @@ export class SmtpHandoff implements Handoff {
     };
     return conn;
   }
+}
+
+/**
+ * Refuses a message whose envelope could be read as an option or break an SMTP command, before it takes (or waits
+ * for) a pooled connection: a refusal inside the client would cost a healthy connection (sendOn discards on error).
+ */
+function assertEnvelope(msg: HandoffMessage): void {
+  const addresses = [msg.from, ...msg.to];
+  assertNotOption(addresses);
+  assertEnvelopeAddresses(addresses);
 }
 
 /** 5xx is permanent (failed/ at once); 4xx, timeouts and connection errors are retried. */

@@ -298,14 +298,28 @@ function scriptedServer(onMessage: (socket: net.Socket, n: number) => void, gree
   };
 }
 
+/** Runs `body` on a pool of at most `maxConnections` over the scripted fake, then closes the pool and the fake. */
+async function withPool(
+  server: ReturnType<typeof scriptedServer>,
+  maxConnections: number,
+  body: (h: SmtpHandoff) => Promise<void>,
+): Promise<void> {
+  const port = await server.listen();
+  const h = new SmtpHandoff({ host: "127.0.0.1", port, timeoutMs: 5000, maxConnections });
+  try {
+    await body(h);
+  } finally {
+    await h.close();
+    await server.close();
+  }
+}
+
 describe("SMTP hand-off: the connection pool", () => {
   it("a connection dropped in the middle of DATA fails that message as temporary, at once, and is not reused", async () => {
     const s = scriptedServer((socket, n) =>
       n === 1 ? socket.destroy() : socket.write(`250 2.0.0 Ok: queued as Q${n}\r\n`),
     );
-    const p = await s.listen();
-    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
-    try {
+    await withPool(s, 1, async (h) => {
       const t0 = Date.now();
       const e = await h.send(msg).catch((err: unknown) => err);
       expect(e).toBeInstanceOf(HandoffError);
@@ -313,17 +327,12 @@ describe("SMTP hand-off: the connection pool", () => {
       expect(Date.now() - t0).toBeLessThan(4000); // not the socket timeout
       expect(await h.send(msg)).toEqual({ queueId: "Q2" });
       expect(s.stats.connections).toBe(2);
-    } finally {
-      await h.close();
-      await s.close();
-    }
+    });
   });
 
   it("a connection the server closed while idle is replaced, not used", async () => {
     const s = scriptedServer((socket, n) => socket.write(`250 2.0.0 Ok: queued as Q${n}\r\n`));
-    const p = await s.listen();
-    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
-    try {
+    await withPool(s, 1, async (h) => {
       expect(await h.send(msg)).toEqual({ queueId: "Q1" });
       // smtpd_timeout: the server hangs up on the idle session.
       await new Promise<void>((r) => {
@@ -336,33 +345,23 @@ describe("SMTP hand-off: the connection pool", () => {
       });
       expect(await h.send(msg)).toEqual({ queueId: "Q2" });
       expect(s.stats.connections).toBe(2);
-    } finally {
-      await h.close();
-      await s.close();
-    }
+    });
   });
 
   it("never opens more than maxConnections sessions; the rest wait their turn; a session is renewed after 100 messages", async () => {
     const s = scriptedServer((socket, n) => setTimeout(() => socket.write(`250 2.0.0 Ok: queued as Q${n}\r\n`), 2));
-    const p = await s.listen();
-    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 3 });
-    try {
+    await withPool(s, 3, async (h) => {
       const results = await Promise.all(Array.from({ length: 330 }, () => h.send(msg)));
       expect(new Set(results.map((r) => r.queueId)).size).toBe(330);
       expect(s.stats.maxOpen).toBeLessThanOrEqual(3);
       expect(s.stats.connections).toBeGreaterThanOrEqual(4); // 330 messages > 3 sessions x 100
-    } finally {
-      await h.close();
-      await s.close();
-    }
+    });
   });
 
   it("trySend with a wait joins the pool's line after earlier send()s, is served in turn, and leaves the line when its wait runs out", async () => {
     // A fake Postfix that answers DATA 60 ms later: one connection, so everything queues behind it.
     const s = scriptedServer((socket, n) => setTimeout(() => socket.write(`250 2.0.0 Ok: queued as W${n}\r\n`), 60));
-    const p = await s.listen();
-    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
-    try {
+    await withPool(s, 1, async (h) => {
       const order: string[] = [];
       const first = h.send(msg).then((r) => order.push(`send1 ${r.queueId}`));
       await new Promise((r) => setTimeout(r, 20)); // the only connection is in DATA
@@ -378,10 +377,7 @@ describe("SMTP hand-off: the connection pool", () => {
       expect(s.stats.messages).toBe(3);
       expect((await h.trySend(msg, 0))?.queueId).toBe("W4");
       expect(s.stats.connections).toBe(1);
-    } finally {
-      await h.close();
-      await s.close();
-    }
+    });
   });
 
   for (const [waitMs, busyMs, sent] of [
@@ -393,9 +389,7 @@ describe("SMTP hand-off: the connection pool", () => {
       const s = scriptedServer((socket, n) =>
         setTimeout(() => socket.write(`250 2.0.0 Ok: queued as V${n}\r\n`), busyMs),
       );
-      const p = await s.listen();
-      const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
-      try {
+      await withPool(s, 1, async (h) => {
         const busy = h.send(msg);
         await new Promise((r) => setTimeout(r, 10));
         const res = await h.trySend(msg, waitMs);
@@ -403,10 +397,7 @@ describe("SMTP hand-off: the connection pool", () => {
         await busy;
         await new Promise((r) => setTimeout(r, 20));
         expect(s.stats.messages).toBe(sent ? 2 : 1);
-      } finally {
-        await h.close();
-        await s.close();
-      }
+      });
     });
   }
 
@@ -429,9 +420,7 @@ describe("SMTP hand-off: the connection pool", () => {
       // A fake Postfix whose greeting takes 150 ms (smtpd looking up the client's name): a message that had to wait
       // for a connect would take that long.
       const s = scriptedServer((socket, n) => socket.write(`250 2.0.0 Ok: queued as R${n}\r\n`), 150);
-      const p = await s.listen();
-      const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections });
-      try {
+      await withPool(s, maxConnections, async (h) => {
         await h.trySend(msg, 0); // cold pool: connects inline
         const slow: number[] = [];
         for (let i = 1; i < 260; i++) {
@@ -446,18 +435,13 @@ describe("SMTP hand-off: the connection pool", () => {
         expect(s.stats.messages).toBe(260);
         expect(s.stats.connections).toBeGreaterThanOrEqual(3); // renewed: 260 messages > 2 x 100
         expect(s.stats.maxOpen).toBeLessThanOrEqual(maxConnections);
-      } finally {
-        await h.close();
-        await s.close();
-      }
+      });
     });
   }
 
   it("while no connection is up yet (a cold pool, all still connecting), trySend does not wait even with a wait allowed: the caller queues", async () => {
     const s = scriptedServer((socket, n) => socket.write(`250 2.0.0 Ok: queued as K${n}\r\n`), 150);
-    const p = await s.listen();
-    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 4 });
-    try {
+    await withPool(s, 4, async (h) => {
       const first = h.trySend(msg, 1000); // connects inline
       const t0 = Date.now();
       const burst = [h.trySend(msg, 1000), h.trySend(msg, 1000), h.trySend(msg, 1000)];
@@ -468,31 +452,21 @@ describe("SMTP hand-off: the connection pool", () => {
       const [a, b] = [h.trySend(msg, 1000), h.trySend(msg, 1000)];
       expect((await a)?.queueId).toMatch(/^K/);
       expect((await b)?.queueId).toMatch(/^K/);
-    } finally {
-      await h.close();
-      await s.close();
-    }
+    });
   });
 
   it("a pool of one renews its connection after 100 messages even though the next message then waits for a connect", async () => {
     const s = scriptedServer((socket, n) => socket.write(`250 2.0.0 Ok: queued as O${n}\r\n`));
-    const p = await s.listen();
-    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 1 });
-    try {
+    await withPool(s, 1, async (h) => {
       for (let i = 0; i < 201; i++) await h.send(msg);
       expect(s.stats.connections).toBe(3);
       expect(s.stats.maxOpen).toBe(1);
-    } finally {
-      await h.close();
-      await s.close();
-    }
+    });
   });
 
   it("trySend (the fast path) never waits for a connect while a connection is open: it warms one in the background", async () => {
     const s = scriptedServer((socket, n) => setTimeout(() => socket.write(`250 2.0.0 Ok: queued as T${n}\r\n`), 50));
-    const p = await s.listen();
-    const h = new SmtpHandoff({ host: "127.0.0.1", port: p, timeoutMs: 5000, maxConnections: 2 });
-    try {
+    await withPool(s, 2, async (h) => {
       // Cold pool: the first message connects inline (nothing open could take it sooner).
       const first = h.trySend(msg);
       expect(first).toBeDefined();
@@ -506,9 +480,6 @@ describe("SMTP hand-off: the connection pool", () => {
       expect(b).toBeDefined();
       await Promise.all([a, b]);
       expect(s.stats.connections).toBe(2);
-    } finally {
-      await h.close();
-      await s.close();
-    }
+    });
   });
 });
