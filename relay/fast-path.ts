@@ -62,18 +62,37 @@ export class FastPath implements FastHandoff {
     const msg = { id: job.id, from: job.envelope.from, to: job.envelope.to, raw: job.raw };
     const started = process.hrtime.bigint();
     const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
-    try {
-      await this.deps.beforeHandoff?.(job);
-    } catch (err) {
-      log.warn({ id: job.id, err: (err as Error).message }, "fast path: delivery tracking unavailable; queueing");
-      return undefined;
-    }
+    // The tracking line goes out beside the hand-off, not before it: its append may wait behind the delivery
+    // journal's fsync in progress (group commit), and the 202 then paid for that fsync and for its own record's
+    // (bench:relay's open loop). The store knows the message in memory from this call on, so log lines Postfix
+    // writes within milliseconds still find their caller.
+    const tracked: Promise<Error | undefined> = (async () => this.deps.beforeHandoff?.(job))().then(
+      () => undefined,
+      (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+    );
+    // Postfix has it, or our queue does: either way the record log, not the tracker, decides what happens next,
+    // so a tracker that failed is a warning, on every outcome of the hand-off.
+    const trackingSettled = async (handedOff: boolean): Promise<void> => {
+      const err = await tracked;
+      if (err)
+        log.warn(
+          { id: job.id, err: err.message },
+          handedOff
+            ? "fast path: handed off, but delivery tracking is unavailable"
+            : "fast path: delivery tracking unavailable",
+        );
+    };
     const size = job.raw.length;
     const waitMs = this.inFlightBytes + size <= this.maxWaitingBytes ? this.waitMs : 0;
     this.inFlightBytes += size;
     try {
       // undefined (now or after the wait): no pooled connection came, nothing was sent
-      const res = await handoff.trySend(msg, waitMs);
+      let res: Awaited<ReturnType<typeof handoff.trySend>>;
+      try {
+        res = await handoff.trySend(msg, waitMs);
+      } finally {
+        await trackingSettled(res !== undefined);
+      }
       if (!res) {
         metrics?.fastPathQueued.inc({ reason: "busy" });
         return undefined;

@@ -74,7 +74,12 @@ function job(over: Partial<Job> = {}): Job {
 async function relayQueue(
   root?: string,
   maxConnections = 2,
-  wait: { waitMs?: number; maxWaitingBytes?: number; metrics?: RelayMetrics } = {},
+  wait: {
+    waitMs?: number;
+    maxWaitingBytes?: number;
+    metrics?: RelayMetrics;
+    beforeHandoff?: (job: Job) => Promise<void>;
+  } = {},
 ) {
   const r = root ?? tempDir("relay-fast-");
   if (!root) dirs.push(r as { dir: string; cleanup(): void });
@@ -83,10 +88,11 @@ async function relayQueue(
   await q.open();
   const handoff = new SmtpHandoff({ host: "127.0.0.1", port, timeoutMs: 5000, maxConnections });
   const tracked: string[] = [];
+  const logged = captureLog();
   q.setFastPath(
     new FastPath({
       handoff,
-      log: captureLog().log,
+      log: logged.log,
       onHandedOff: async (j, qid) => void tracked.push(`${j.id} ${qid}`),
       ...wait,
     }),
@@ -101,7 +107,7 @@ async function relayQueue(
   const warm = { id: "warm", from: "noreply@example.com", to: ["user@example.net"], raw: "X-Id: warm\r\n\r\nw\r\n" };
   await handoff.trySend(warm, 0)?.catch(() => undefined);
   received = [];
-  return { q, dir, tracked, handoff };
+  return { q, dir, tracked, handoff, logLines: logged.lines };
 }
 
 const files = (dir: string, d: string) => readdirSync(path.join(dir, d)).filter((f) => f.endsWith(".json"));
@@ -126,6 +132,39 @@ describe("the synchronous fast path (QueueStore.accept with a FastPath over a fa
     expect(await q.status(j.id)).toMatchObject({ state: "handed_off", attempts: 1, postfixQueueId: "Q" + seq });
     expect(tracked).toEqual([`${j.id} Q${seq}`]);
   });
+
+  it("the tracking line goes out beside the hand-off, not before it: a delivery tracker held back (a fake) does not hold the message back from Postfix", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const { q } = await relayQueue(undefined, 2, { beforeHandoff: () => held });
+    const j = job();
+    const accepted = q.accept(j);
+    for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(received).toEqual([j.id]);
+    let settled = false;
+    void accepted.finally(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(settled).toBe(false); // the 202 still waits for the tracker's line
+    release();
+    expect((await accepted).handedOff).toBeDefined();
+  });
+
+  for (const [postfix, outcome] of [
+    ["takes the message", "it is handed off all the same (not sent twice by the worker), with a warning"],
+    ["answers 451", "it is queued, with a warning"],
+  ] as const) {
+    it(`a delivery tracker that fails while Postfix ${postfix}: ${outcome}`, async () => {
+      const { q, dir, logLines } = await relayQueue(undefined, 2, {
+        beforeHandoff: () => Promise.reject(new Error("EIO: disk gone (fake)")),
+      });
+      if (postfix === "answers 451") reply = { code: 451, text: "4.3.0 try later" };
+      const j = job();
+      const r = await q.accept(j);
+      expect(r.handedOff !== undefined).toBe(postfix === "takes the message");
+      expect(files(dir, "pending")).toEqual(postfix === "takes the message" ? [] : [`${j.id}.json`]);
+      expect(logLines.some((l) => l.includes("delivery tracking") && l.includes("EIO: disk gone"))).toBe(true);
+    });
+  }
 
   it("a due job in the queue sends new messages to the queue too, so they do not overtake it", async () => {
     const { q, dir } = await relayQueue();
