@@ -1,9 +1,10 @@
 // The floor under the accept path's latency: the relay's own durable write (DurableWriter: temp file, fsync, rename,
 // directory fsync) of a job-sized file, alone, offered at a fixed rate like bench:relay's open loop, on the disk the
 // queue lives on. Whatever p99 this prints, POST /send (which does this write before answering 202) cannot beat.
-// Run: npx tsx bench/durable-write-bench.ts   (BENCH_RATE 300/s, BENCH_SECONDS 10, BENCH_BYTES 6000, BENCH_DIR)
+// Run: npx tsx bench/durable-write-bench.ts   (BENCH_RATE 300/s, BENCH_SECONDS 10, BENCH_BYTES 6000, BENCH_DIR;
+// BENCH_LATENCIES_OUT=FILE also writes every write's latency in ms, one per line: bench:relay pools them over rounds)
 import { randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DurableWriter } from "../relay/storage/durable-write";
@@ -38,6 +39,8 @@ async function main(): Promise<void> {
     }
     await Promise.all(all);
     lat.sort((a, b) => a - b);
+    const out = process.env.BENCH_LATENCIES_OUT;
+    if (out) writeFileSync(out, lat.map((l) => l.toFixed(3)).join("\n") + "\n");
     const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] as number;
     console.log(
       "durable write (temp file + fsync + rename + directory fsync) of " +
