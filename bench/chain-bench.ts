@@ -475,6 +475,15 @@ async function main(): Promise<void> {
       `(${(100 * run.machineBusy).toFixed(0)}% busy); best limit ${f2(best.machineCpuMs)} ms ` +
       `(${(100 * best.machineBusy).toFixed(0)}% busy)`,
   );
+  // The issue's title says "at most a quarter of the host's CPU per message": the 2.4 ms target was set where the
+  // limit cost ~9.5 ms of machine CPU per message. On a slower or faster machine this share is the comparable
+  // figure; the absolute verdict stays in the targets line.
+  const share = (relayCpuMs.user + relayCpuMs.sys) / best.machineCpuMs;
+  line(
+    "relay CPU / the best limit's machine CPU per message",
+    `${share.toFixed(2)} (${f2(relayCpuMs.user + relayCpuMs.sys)} / ${f2(best.machineCpuMs)} ms): ` +
+      `<= 0.25 ${share <= 0.25 ? "met" : "MISSED"} (same run; the 2.4 ms target read on this machine)`,
+  );
   line(
     "seed design: inet milter, accept, serial sendmail",
     `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, ` +
