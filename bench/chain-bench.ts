@@ -16,7 +16,6 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { RELAY_NODE_FLAGS } from "../relay/host-contract";
 import { composeMessage } from "../relay/mime";
 import { buildConfig } from "../testkit/node-config";
 import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../testkit/postfix-instance";
@@ -50,8 +49,7 @@ const bundle = process.env.BENCH_RELAY_BUNDLE
   ? path.resolve(process.env.BENCH_RELAY_BUNDLE)
   : path.join(repo, "relay/dist/relay.js");
 const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
-// As the host's unit starts it (RELAY_NODE_FLAGS), then BENCH_RELAY_NODE_ARGS.
-const relayNodeArgs = [...RELAY_NODE_FLAGS, ...(process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean)];
+const relayNodeArgs = (process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const progress = (s: string): void =>
   void process.stderr.write(
     `[bench:chain] ${s} (load ${os

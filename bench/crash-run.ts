@@ -11,7 +11,6 @@ import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { SMTPServer } from "smtp-server";
-import { RELAY_NODE_FLAGS } from "../relay/host-contract";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
 export const CRASH_BUNDLE = path.resolve(__dirname, "../relay/dist/relay.js");
@@ -229,8 +228,7 @@ interface Relay {
 }
 
 function startRelay(bundle: string, env: Record<string, string>): Relay {
-  // As the host's unit starts it (RELAY_NODE_FLAGS).
-  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, bundle], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [bundle], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const keep = (c: Buffer) => (out = (out + c.toString()).slice(-20_000)); // the log's tail, for an error message
   child.stderr?.on("data", keep);

@@ -14,7 +14,6 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SMTPServer } from "smtp-server";
-import { RELAY_NODE_FLAGS } from "../relay/host-contract.ts";
 import { prefillQueue, sampleJobFile } from "./queue-prefill.mjs";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
@@ -68,8 +67,7 @@ await new Promise((r) => sink.listen(0, "127.0.0.1", r));
 const sinkPort = sink.server.address().port;
 
 // --- the relay, as a separate process ---
-// As the host's unit starts it (RELAY_NODE_FLAGS), then BENCH_RELAY_NODE_ARGS.
-const nodeArgs = [...RELAY_NODE_FLAGS, ...(process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean)];
+const nodeArgs = (process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
 // BENCH_RELAY_NODE=path runs the relay on another node binary (e.g. Debian 12's Node 18, the one the host runs).
 const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
 const running = new Set();

@@ -15,20 +15,10 @@ import {
   MTA_STS_LISTEN,
   MTA_STS_UNIT_NAME,
 } from "./paths";
-import { EXIT_CONFIG, RELAY_NODE_FLAGS } from "../relay/host-contract";
+import { EXIT_CONFIG } from "../relay/host-contract";
 import { TLS_POLICY_ENV, TLS_POLICY_LISTEN, TLS_POLICY_SUBCOMMAND } from "../relay/tls-policy/contract";
 import { checkHostSettings } from "./postfix";
 import type { HostSettings } from "./types";
-
-/** The current release's bundle under node with RELAY_NODE_FLAGS, and a subcommand (none: the relay itself). */
-export function relayCommand(subcommand?: string): string {
-  return [
-    "/usr/bin/node",
-    ...RELAY_NODE_FLAGS,
-    `${RELAY_CURRENT}/${RELAY_ENTRY}`,
-    ...(subcommand ? [subcommand] : []),
-  ].join(" ");
-}
 
 type UnitSection = readonly (readonly [string, string] | string)[];
 
@@ -102,7 +92,7 @@ export function renderRelayUnit(s: HostSettings): string {
       "Tokens and settings: root:mailrelay 0640, read by systemd, never on the command line.",
       ["EnvironmentFile", RELAY_ENV_FILE],
       ["Environment", "NODE_ENV=production"],
-      ["ExecStart", relayCommand()],
+      ["ExecStart", `/usr/bin/node ${RELAY_CURRENT}/${RELAY_ENTRY}`],
       ["Restart", "always"],
       ["RestartSec", "2s"],
       "A bad /etc/mail-relay.env exits EX_CONFIG: no restart loop; `systemctl status` shows the message naming " +
@@ -156,7 +146,7 @@ export function renderWebhookUnit(): string {
       ["WorkingDirectory", RELAY_BASE],
       ["EnvironmentFile", RELAY_ENV_FILE],
       ["Environment", "NODE_ENV=production"],
-      ["ExecStart", relayCommand("webhooks")],
+      ["ExecStart", `/usr/bin/node ${RELAY_CURRENT}/${RELAY_ENTRY} webhooks`],
       ["Restart", "always"],
       ["RestartSec", "5s"],
       ["RestartPreventExitStatus", String(EXIT_CONFIG)],
@@ -237,7 +227,7 @@ export function renderTlsPolicyUnit(): string {
       ["Environment", `${TLS_POLICY_ENV.resolver}=127.0.0.1:53`],
       ["Environment", `${TLS_POLICY_ENV.mtaSts}=${MTA_STS_LISTEN.host}:${MTA_STS_LISTEN.port}`],
       ["Environment", "NODE_ENV=production"],
-      ["ExecStart", relayCommand(TLS_POLICY_SUBCOMMAND)],
+      ["ExecStart", `/usr/bin/node ${RELAY_CURRENT}/${RELAY_ENTRY} ${TLS_POLICY_SUBCOMMAND}`],
       "Down, it makes Postfix defer every direct delivery (a policy lookup error): come back at once.",
       ["Restart", "always"],
       ["RestartSec", "2s"],

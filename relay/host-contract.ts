@@ -5,15 +5,6 @@
 export const EXIT_CONFIG = 78;
 
 /**
- * The node flags every unit that runs the relay's bundle starts it with, and the tests and benches that stand in for
- * those units (test/relay/bundle-process.ts, bench:chain, bench:relay). V8's young generation in 4 MB semi-spaces
- * instead of 16 MB: bench:chain's relay peak RSS fell from 143.8 to 119.2 MB at the same CPU per message, and to
- * 128.5 MB in a second pair (docs/benchmarks.md, 2026-12-06). Debian 12's Node 18 and Debian 13's Node 20 both take it
- * (the bundle tests run it on both).
- */
-export const RELAY_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=4"];
-
-/**
  * Size limits the relay and the host's Postfix must agree on (cloud-init/postfix.ts imports them). This is the one
  * place the factor and its reasons are written down.
  *

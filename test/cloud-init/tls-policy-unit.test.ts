@@ -18,7 +18,6 @@ import {
 import { hostSettings, serverPolicyLabels } from "../../infra/mailRelay";
 import { parseConfig } from "../../infra/config";
 import { MTA_STS_TESTING_ZONE, TLS_POLICY_SUBCOMMAND } from "../../relay/tls-policy/contract";
-import { RELAY_NODE_FLAGS } from "../../relay/host-contract";
 import { buildConfig } from "../../testkit/node-config";
 import { CONFIG_CTX, configProblems, minimalConfig } from "../helpers/config";
 import { parseMainCf } from "./parsers";
@@ -42,9 +41,7 @@ const smarthost = buildConfig({ smarthost: true }).host;
 describe("mail-relay-tls-policy.service", () => {
   const svc = serviceSection(renderTlsPolicyUnit());
   it("runs the current release's tls-policy subcommand, restarted whenever it exits", () => {
-    expect(svc.get("ExecStart")).toEqual([
-      `/usr/bin/node ${RELAY_NODE_FLAGS.join(" ")} /opt/mail-relay/current/relay.js ${TLS_POLICY_SUBCOMMAND}`,
-    ]);
+    expect(svc.get("ExecStart")).toEqual([`/usr/bin/node /opt/mail-relay/current/relay.js ${TLS_POLICY_SUBCOMMAND}`]);
     expect(svc.get("Restart")).toEqual(["always"]);
   });
   it("as a user of its own that holds nothing, with no capability and no writable path", () => {

@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { expect } from "vitest";
-import { RELAY_NODE_FLAGS } from "../../relay/host-contract";
 
 export const BUNDLE = path.resolve(__dirname, "../../relay/dist/relay.js");
 export const NODE18_DIR = path.resolve(__dirname, "../../.cache/node18");
@@ -56,9 +55,9 @@ export async function startBundle(
     SENDMAIL_PATH: sendmail,
     ...extraEnv,
   };
-  // As the host's units start it (RELAY_NODE_FLAGS), so these tests prove each Node takes the flags.
-  const argv = [node.bin, ...RELAY_NODE_FLAGS, path.join(dir, "app", "relay.js")];
-  const [cmd, ...args] = node.command ? node.command(argv, env) : argv;
+  const [cmd, ...args] = node.command
+    ? node.command([node.bin, path.join(dir, "app", "relay.js")], env)
+    : [node.bin, path.join(dir, "app", "relay.js")];
   const child = spawn(cmd, args, {
     cwd: path.join(dir, "app"),
     env: node.command ? process.env : env,
