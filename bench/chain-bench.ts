@@ -451,9 +451,10 @@ async function main(): Promise<void> {
   );
   line("202-to-capture p50 / p99 (ms)", `${f1(run.p50)} / ${f1(run.p99)}`);
   line("relay peak RSS (VmHWM)", `${f1(peakRss)} MB`);
+  const relayMs = relayCpuMs.user + relayCpuMs.sys;
   line(
     "relay CPU per message (accept + hand-off + record)",
-    `${f2(relayCpuMs.user + relayCpuMs.sys)} ms (user ${f2(relayCpuMs.user)} / sys ${f2(relayCpuMs.sys)}; ` +
+    `${f2(relayMs)} ms (user ${f2(relayCpuMs.user)} / sys ${f2(relayCpuMs.sys)}; ` +
       "/proc/PID/stat, 10 ms ticks over the whole run)",
   );
   line("delivery tracker: last captured message's state", tracked);
@@ -471,17 +472,17 @@ async function main(): Promise<void> {
   const mta = run.machineCpuMs - relayCpuMs.user - relayCpuMs.sys - run.clientCpuMs;
   line(
     "machine CPU per message: chain = relay + client + rest",
-    `${f2(run.machineCpuMs)} ms = ${f2(relayCpuMs.user + relayCpuMs.sys)} + ${f2(run.clientCpuMs)} + ${f2(mta)} ` +
+    `${f2(run.machineCpuMs)} ms = ${f2(relayMs)} + ${f2(run.clientCpuMs)} + ${f2(mta)} ` +
       `(${(100 * run.machineBusy).toFixed(0)}% busy); best limit ${f2(best.machineCpuMs)} ms ` +
       `(${(100 * best.machineBusy).toFixed(0)}% busy)`,
   );
   // The issue's title says "at most a quarter of the host's CPU per message": the 2.4 ms target was set where the
   // limit cost ~9.5 ms of machine CPU per message. On a slower or faster machine this share is the comparable
   // figure; the absolute verdict stays in the targets line.
-  const share = (relayCpuMs.user + relayCpuMs.sys) / best.machineCpuMs;
+  const share = relayMs / best.machineCpuMs;
   line(
     "relay CPU / the best limit's machine CPU per message",
-    `${share.toFixed(2)} (${f2(relayCpuMs.user + relayCpuMs.sys)} / ${f2(best.machineCpuMs)} ms): ` +
+    `${share.toFixed(2)} (${f2(relayMs)} / ${f2(best.machineCpuMs)} ms): ` +
       `<= 0.25 ${share <= 0.25 ? "met" : "MISSED"} (same run; the 2.4 ms target read on this machine)`,
   );
   line(
@@ -508,8 +509,8 @@ async function main(): Promise<void> {
     `targets: relay/limit >= 0.8 ${run.endToEndPerSec / best.perSec >= 0.8 ? "met" : "MISSED"}; ` +
       `relay/seed >= 5 ${run.endToEndPerSec / seed.endToEndPerSec >= 5 ? "met" : "MISSED"}; ` +
       `lost/duplicated/unsigned all 0 ${run.lost + run.duplicated + unsigned === 0 ? "met" : "MISSED"}; ` +
-      `relay CPU/msg <= 2.4 ms ${relayCpuMs.user + relayCpuMs.sys <= 2.4 ? "met" : "MISSED"} ` +
-      `(${f2(relayCpuMs.user + relayCpuMs.sys)}); relay peak RSS <= 160 MB ${peakRss <= 160 ? "met" : "MISSED"} ` +
+      `relay CPU/msg <= 2.4 ms ${relayMs <= 2.4 ? "met" : "MISSED"} ` +
+      `(${f2(relayMs)}); relay peak RSS <= 160 MB ${peakRss <= 160 ? "met" : "MISSED"} ` +
       `(${f1(peakRss)})`,
   );
   console.log(`chain: ${f1(run.endToEndPerSec)} signed msgs/s end to end`);

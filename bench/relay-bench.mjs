@@ -204,9 +204,9 @@ async function closedLoop(port, agent, n) {
 
 /**
  * Starts requests at `rate` per second for `seconds` (at most CONCURRENCY in flight; later starts count as late).
- * Returns the figures and the latencies (`lat`, sorted) for pooling over rounds; trace lines go to `traceOut`.
+ * Returns the figures and the latencies (`lat`, sorted) for pooling over rounds; trace lines go to `trace` (an array).
  */
-async function openLoop(port, agent, rate, seconds, round, traceOut) {
+async function openLoop(port, agent, rate, seconds, round, trace) {
   const lat = [];
   let inFlight = 0;
   let late = 0;
@@ -216,7 +216,6 @@ async function openLoop(port, agent, rate, seconds, round, traceOut) {
   const pending = [];
   // BENCH_OPEN_TRACE=FILE: one line per request, "start-ms latency-ms state round" (state: queued or handed_off;
   // start-ms into that round), to see when the slow ones come and which path they took.
-  const trace = traceOut;
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
