@@ -149,22 +149,29 @@ describe("the synchronous fast path (QueueStore.accept with a FastPath over a fa
     expect((await accepted).handedOff).toBeDefined();
   });
 
-  for (const [postfix, outcome] of [
-    ["takes the message", "it is handed off all the same (not sent twice by the worker), with a warning"],
-    ["answers 451", "it is queued, with a warning"],
-  ] as const) {
-    it(`a delivery tracker that fails while Postfix ${postfix}: ${outcome}`, async () => {
-      const { q, dir, logLines } = await relayQueue(undefined, 2, {
-        beforeHandoff: () => Promise.reject(new Error("EIO: disk gone (fake)")),
+  // A tracker fails by rejecting, or by throwing before it returns a promise (a bug, or a synchronous write that
+  // fails): both ways, crossed with both answers from Postfix.
+  const failingTrackers = {
+    rejects: (): Promise<void> => Promise.reject(new Error("EIO: disk gone (fake)")),
+    "throws synchronously": (): Promise<void> => {
+      throw new Error("EIO: disk gone (fake)");
+    },
+  } as const;
+  for (const [how, beforeHandoff] of Object.entries(failingTrackers))
+    for (const [postfix, outcome] of [
+      ["takes the message", "it is handed off all the same (not sent twice by the worker), with a warning"],
+      ["answers 451", "it is queued, with a warning"],
+    ] as const) {
+      it(`a delivery tracker that ${how} while Postfix ${postfix}: ${outcome}`, async () => {
+        const { q, dir, logLines } = await relayQueue(undefined, 2, { beforeHandoff });
+        if (postfix === "answers 451") reply = { code: 451, text: "4.3.0 try later" };
+        const j = job();
+        const r = await q.accept(j);
+        expect(r.handedOff !== undefined).toBe(postfix === "takes the message");
+        expect(files(dir, "pending")).toEqual(postfix === "takes the message" ? [] : [`${j.id}.json`]);
+        expect(logLines.some((l) => l.includes("delivery tracking") && l.includes("EIO: disk gone"))).toBe(true);
       });
-      if (postfix === "answers 451") reply = { code: 451, text: "4.3.0 try later" };
-      const j = job();
-      const r = await q.accept(j);
-      expect(r.handedOff !== undefined).toBe(postfix === "takes the message");
-      expect(files(dir, "pending")).toEqual(postfix === "takes the message" ? [] : [`${j.id}.json`]);
-      expect(logLines.some((l) => l.includes("delivery tracking") && l.includes("EIO: disk gone"))).toBe(true);
-    });
-  }
+    }
 
   it("a due job in the queue sends new messages to the queue too, so they do not overtake it", async () => {
     const { q, dir } = await relayQueue();
