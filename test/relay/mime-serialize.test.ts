@@ -28,14 +28,32 @@ async function viaBuild(req: SendRequest): Promise<{ reference: Buffer; written:
 // Pieces that change what nodemailer writes: line breaks of each kind, trailing blanks (QP encodes them), '=', dots at
 // a line's start, long runs without a space (QP and header folding), non-ASCII (base64 or QP, encoded words).
 const piece = fc.oneof(
-  fc.constantFrom("\r\n", "\n", "\r", " ", "\t", " \n", "\t\r\n", "=", "=3D", ".", "\n.\n", "x".repeat(90), "ü", "日本"),
+  fc.constantFrom(
+    "\r\n",
+    "\n",
+    "\r",
+    " ",
+    "\t",
+    " \n",
+    "\t\r\n",
+    "=",
+    "=3D",
+    ".",
+    "\n.\n",
+    "x".repeat(90),
+    "ü",
+    "日本",
+  ),
   fc.constantFrom("Thanks for your order. ", "a,b", '"q"', "\\", "<b>x</b>", "@", ";", "()", "=?utf-8?q?x?="),
   fc.string({ maxLength: 12, unit: "grapheme" }),
   fc.string({ maxLength: 30 }),
 );
 const textOf = (max: number) => fc.array(piece, { maxLength: max }).map((a) => a.join(""));
 const lineOf = (max: number) => textOf(max).map((s) => s.replace(/[\r\n\0]/g, " "));
-const nameOf = fc.option(lineOf(6).map((s) => s.slice(0, 200)), { nil: undefined });
+const nameOf = fc.option(
+  lineOf(6).map((s) => s.slice(0, 200)),
+  { nil: undefined },
+);
 const mailboxOf = (local: string) => nameOf.map((name) => (name === undefined ? local : { email: local, name }));
 
 const body = fc.record(
@@ -47,11 +65,20 @@ const body = fc.record(
     subject: lineOf(10).map((s) => (s.trim() === "" ? "s" : s.slice(0, 200))),
     text: textOf(40),
     html: textOf(40).map((s) => `<p>${s}</p>`),
-    headers: fc.dictionary(fc.constantFrom("X-Campaign", "x-trace-id", "X-Entity-Ref-ID", "X-LONG-HEADER-NAME-FOR-FOLDING"), lineOf(8)),
+    headers: fc.dictionary(
+      fc.constantFrom("X-Campaign", "x-trace-id", "X-Entity-Ref-ID", "X-LONG-HEADER-NAME-FOR-FOLDING"),
+      lineOf(8),
+    ),
     attachments: fc.array(
       fc.record({
         filename: fc.constantFrom("a.txt", "receipt.pdf", "résumé.pdf", "no extension", "日本.csv"),
-        contentType: fc.constantFrom("text/plain", "application/pdf", "image/png", "text/csv", "application/octet-stream"),
+        contentType: fc.constantFrom(
+          "text/plain",
+          "application/pdf",
+          "image/png",
+          "text/csv",
+          "application/octet-stream",
+        ),
         content: fc.uint8Array({ maxLength: 400 }).map((b) => Buffer.from(b).toString("base64")),
       }),
       { maxLength: 2 },
