@@ -124,8 +124,10 @@ interface MimeNodeInternals {
  * the result against build() byte for byte over generated messages.
  */
 export function serializeMimeTree(root: MimeNode): Buffer | undefined {
+  // Checked for the whole tree before anything is written: build() then starts from an untouched tree.
+  if (!writable(root, root)) return undefined;
   const out: Buffer[] = [];
-  if (!writeNode(root, out)) return undefined;
+  writeNode(root, out);
   // build()'s LastNewline: the message ends with a line break
   let lastByte: number | undefined;
   for (let i = out.length - 1; i >= 0 && lastByte === undefined; i--) lastByte = out[i]![out[i]!.length - 1];
@@ -134,13 +136,19 @@ export function serializeMimeTree(root: MimeNode): Buffer | undefined {
   return Buffer.concat(out);
 }
 
-/** One node as MimeNode.stream() writes it: headers, a blank line, the encoded content, then the children. */
-function writeNode(node: MimeNode, out: Buffer[]): boolean {
+/** True when writeNode writes `node` and every node under it as stream() would: no raw or streamed content. */
+function writable(node: MimeNode, root: MimeNode): boolean {
   const internals = node as unknown as MimeNodeInternals;
   if (internals._raw || internals._transforms.length > 0 || internals._processFuncs.length > 0) return false;
-  if (node === node.rootNode && internals.newline) return false;
+  if (node === root && internals.newline) return false;
   const content: unknown = node.content;
   if (content && typeof content !== "string" && !Buffer.isBuffer(content)) return false;
+  return node.childNodes.every((child) => writable(child, root));
+}
+
+/** One node as MimeNode.stream() writes it: headers, a blank line, the encoded content, then the children. */
+function writeNode(node: MimeNode, out: Buffer[]): void {
+  const content: unknown = node.content;
   const transferEncoding = node.getTransferEncoding();
   out.push(Buffer.from(node.buildHeaders() + "\r\n\r\n"));
   if (content) {
@@ -153,11 +161,10 @@ function writeNode(node: MimeNode, out: Buffer[]): boolean {
       if (whole < bytes.length) out.push(Buffer.from(base64.encode(bytes.subarray(whole))));
     } else out.push(bytes);
   }
-  if (!node.multipart) return true;
+  if (!node.multipart) return;
   for (const [i, child] of node.childNodes.entries()) {
     out.push(Buffer.from(`${i > 0 ? "\r\n" : ""}--${String(node.boundary)}\r\n`));
-    if (!writeNode(child, out)) return false;
+    writeNode(child, out);
   }
   out.push(Buffer.from(`\r\n--${String(node.boundary)}--\r\n`));
-  return true;
 }
