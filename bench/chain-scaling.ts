@@ -51,9 +51,13 @@ export interface ScalePoint {
 /** /proc's clock tick (USER_HZ = 100) in ms. */
 const TICK_MS = 10;
 
-/** utime + stime of a process in ms (/proc/PID/stat). */
-export function procCpu(pid: number): { user: number; sys: number } {
-  const f = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] as string).split(" ");
+/**
+ * utime + stime of a process in ms (/proc/PID/stat), or of one of its threads (/proc/PID/task/TID/stat; the main
+ * thread's TID is the PID).
+ */
+export function procCpu(pid: number, tid?: number): { user: number; sys: number } {
+  const file = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
+  const f = (readFileSync(file, "utf8").split(") ")[1] as string).split(" ");
   return { user: Number(f[11]) * TICK_MS, sys: Number(f[12]) * TICK_MS };
 }
 
