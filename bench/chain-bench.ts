@@ -16,6 +16,7 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { RELAY_NODE_FLAGS } from "../cloud-init/systemd";
 import { composeMessage } from "../relay/mime";
 import { buildConfig } from "../testkit/node-config";
 import { INSTANCE_TOOLS, netnsUnavailable, PostfixInstance } from "../testkit/postfix-instance";
@@ -52,7 +53,8 @@ const bundle = process.env.BENCH_RELAY_BUNDLE
   ? path.resolve(process.env.BENCH_RELAY_BUNDLE)
   : path.join(repo, "relay/dist/relay.js");
 const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
-const relayNodeArgs = (process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
+// The unit's node flags first (V8's heap limit), then BENCH_RELAY_NODE_ARGS (a later flag wins).
+const relayNodeArgs = [...RELAY_NODE_FLAGS, ...(process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean)];
 const progress = (s: string): void =>
   void process.stderr.write(
     `[bench:chain] ${s} (load ${os
@@ -463,8 +465,8 @@ async function main(): Promise<void> {
   console.log("");
   console.log(
     `chain benchmark: ${N} POST /send (~4 KB text+HTML) at ${CONCURRENCY} concurrent -> ` +
-      `bundled relay (node ${relayVersion}) -> Postfix + OpenDKIM (rendered prod config) -> ` +
-      "recipient MX (smtp-sink to disk), in a private netns",
+      `bundled relay (node ${relayVersion} ${relayNodeArgs.join(" ")}) -> ` +
+      "Postfix + OpenDKIM (rendered prod config) -> recipient MX (smtp-sink to disk), in a private netns",
   );
   line(
     "machine",

@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { SMTPServer } from "smtp-server";
+import { RELAY_NODE_FLAGS } from "../cloud-init/systemd";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
 export const CRASH_BUNDLE = path.resolve(__dirname, "../relay/dist/relay.js");
@@ -228,7 +229,7 @@ interface Relay {
 }
 
 function startRelay(bundle: string, env: Record<string, string>): Relay {
-  const child = spawn(process.execPath, [bundle], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, bundle], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const keep = (c: Buffer) => (out = (out + c.toString()).slice(-20_000)); // the log's tail, for an error message
   child.stderr?.on("data", keep);

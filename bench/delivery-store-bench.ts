@@ -19,6 +19,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { SMTPServer } from "smtp-server";
+import { RELAY_NODE_FLAGS } from "../cloud-init/systemd";
 import { DeliveryStore, type DeliveryState } from "../relay/storage/delivery-store";
 import type { LogFact } from "../relay/events/postfix-log";
 import { prefillQueue, type JobFile } from "./queue-prefill.mjs";
@@ -248,7 +249,7 @@ async function door(root: string, ids: string[]): Promise<Record<string, number 
   const sinkPort = (sink.server.address() as { port: number }).port;
   const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
   const start = (queueRoot: string, port: number, handoffPort = sinkPort): ReturnType<typeof spawn> =>
-    spawn(relayNode, [bundle], {
+    spawn(relayNode, [...RELAY_NODE_FLAGS, bundle], {
       env: {
         PATH: process.env.PATH,
         RELAY_LISTEN: `127.0.0.1:${port}`,

@@ -14,6 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SMTPServer } from "smtp-server";
+import { RELAY_NODE_FLAGS } from "../cloud-init/systemd.ts";
 import { prefillQueue, sampleJobFile } from "./queue-prefill.mjs";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
@@ -67,7 +68,8 @@ await new Promise((r) => sink.listen(0, "127.0.0.1", r));
 const sinkPort = sink.server.address().port;
 
 // --- the relay, as a separate process ---
-const nodeArgs = (process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean);
+// The unit's node flags first (V8's heap limit), then BENCH_RELAY_NODE_ARGS (a later flag wins).
+const nodeArgs = [...RELAY_NODE_FLAGS, ...(process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean)];
 // BENCH_RELAY_NODE=path runs the relay on another node binary (e.g. Debian 12's Node 18, the one the host runs).
 const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
 const running = new Set();
@@ -393,7 +395,8 @@ const benchCpu = (self1.user + self1.system) / 1000 / TOTAL;
 const cores = os.availableParallelism?.() ?? os.cpus().length;
 const line = (k, v) => console.log(`${k.padEnd(52)} ${v}`);
 console.log(
-  `\nrelay benchmark: bundled relay on node ${relayVersion}, SMTP hand-off to a loopback sink; ${cores} cores`,
+  `\nrelay benchmark: bundled relay on node ${relayVersion} ${nodeArgs.join(" ")}, ` +
+    `SMTP hand-off to a loopback sink; ${cores} cores`,
 );
 if (!relayVersion.startsWith("v18."))
   console.log(`(the targets are defined on Debian's Node 18: BENCH_RELAY_NODE=.cache/node18/usr/bin/node)`);

@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
+import { RELAY_NODE_FLAGS } from "../cloud-init/systemd";
 import { DataScanner } from "../relay/smtp-message";
 import { RawSmtp } from "../testkit/raw-smtp";
 import { selfSignedCert } from "../testkit/self-signed-cert";
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
   writeFileSync(path.join(dir, "cert.pem"), cert);
   const ca = cert;
 
-  const relay = spawn(NODE, [BUNDLE], {
+  const relay = spawn(NODE, [...RELAY_NODE_FLAGS, BUNDLE], {
     env: {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
       ...NODE_ENV_EXTRA,

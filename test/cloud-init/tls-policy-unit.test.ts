@@ -41,7 +41,9 @@ const smarthost = buildConfig({ smarthost: true }).host;
 describe("mail-relay-tls-policy.service", () => {
   const svc = serviceSection(renderTlsPolicyUnit());
   it("runs the current release's tls-policy subcommand, restarted whenever it exits", () => {
-    expect(svc.get("ExecStart")).toEqual([`/usr/bin/node /opt/mail-relay/current/relay.js ${TLS_POLICY_SUBCOMMAND}`]);
+    expect(svc.get("ExecStart")).toEqual([
+      `/usr/bin/node --max-old-space-size=96 /opt/mail-relay/current/relay.js ${TLS_POLICY_SUBCOMMAND}`,
+    ]);
     expect(svc.get("Restart")).toEqual(["always"]);
   });
   it("as a user of its own that holds nothing, with no capability and no writable path", () => {
