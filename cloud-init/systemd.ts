@@ -22,15 +22,21 @@ import type { HostSettings } from "./types";
 
 type UnitSection = readonly (readonly [string, string] | string)[];
 
-/** The cgroup caps (MemoryMax, MiB) of the units that run the relay's bundle on node. */
-export const NODE_UNIT_MEMORY_MAX_MB = { relay: 512, webhooks: 256, tlsPolicy: 192 } as const;
+/**
+ * The cgroup caps (MemoryMax, MiB) of the units that run the relay's bundle on node. The relay's 2 GiB puts V8's old
+ * generation at 1 GiB: what V8 picks by itself on the default 4 GB host (a quarter of RAM), so the unit changes
+ * nothing there and keeps that behaviour on larger hosts. Smaller caps cost the open loop's p99 in bench:relay
+ * (256-512 MiB: 7.6-9.9 ms against 5.8-7.9 uncapped and 6.1-9.0 at 1 GiB, same sitting; docs/benchmarks.md).
+ */
+export const NODE_UNIT_MEMORY_MAX_MB = { relay: 2048, webhooks: 256, tlsPolicy: 192 } as const;
 
 /**
  * The node flags a unit capped at `memoryMaxMb` runs with: V8's old generation limited to half the cap (the young
  * generation, code, typed arrays, buffers and the binary take the rest). Left alone, V8 sizes its heap from the
  * host's RAM and knows nothing of MemoryMax: on a large host it may let garbage grow past the cap, so the kernel kills
- * the process instead of V8 collecting, and it grows its heap up to 4x the live size between full collections (the
- * relay peaked at 163-197 MB in bench:chain on a 24 GB machine, against 127-129 MB with this flag: docs/benchmarks.md).
+ * the process instead of V8 collecting, and on a host of 8 GB or more it lets the old generation grow to 4x the live
+ * heap between full collections (the relay peaked at 163-197 MB in bench:chain on a 24 GB machine, against 127-129 MB
+ * with a cap: docs/benchmarks.md).
  */
 export function nodeMemoryFlags(memoryMaxMb: number): readonly string[] {
   return [`--max-old-space-size=${Math.floor(memoryMaxMb / 2)}`];
