@@ -24,9 +24,10 @@ type UnitSection = readonly (readonly [string, string] | string)[];
 
 /**
  * The cgroup caps (MemoryMax, MiB) of the units that run the relay's bundle on node. The relay's 2 GiB puts V8's old
- * generation at 1 GiB: what V8 picks by itself on the default 4 GB host (a quarter of RAM), so the unit changes
- * nothing there and keeps that behaviour on larger hosts. Smaller caps cost the open loop's p99 in bench:relay
- * (256-512 MiB: 7.6-9.9 ms against 5.8-7.9 uncapped and 6.1-9.0 at 1 GiB, same sitting; docs/benchmarks.md).
+ * generation at 1 GiB: what V8's sizing code gives the default 4 GB host (a quarter of RAM; read from V8, not
+ * measured on such a host), so the unit should change nothing there and keeps that behaviour on larger hosts.
+ * Smaller caps cost the open loop's p99 in bench:relay (256-512 MiB: 7.6-9.9 ms against 5.8-7.9 uncapped and 6.1-9.0
+ * at 1 GiB, same sitting; docs/benchmarks.md).
  */
 export const NODE_UNIT_MEMORY_MAX_MB = { relay: 2048, webhooks: 256, tlsPolicy: 192 } as const;
 
