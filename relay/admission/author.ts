@@ -46,9 +46,21 @@ export function parseAuthor(value: string): AuthorResult {
   let r = seen.get(value);
   if (r === undefined) {
     if (seen.size >= SEEN_MAX) seen.clear();
-    seen.set(value, (r = parseAuthorUncached(value)));
+    // The value is usually a slice of a whole message (the SMTP door's DATA, a composed message), and V8 keeps a
+    // slice's whole parent alive: the cache would hold up to SEEN_MAX messages, each up to the size limit. So the
+    // key, and the result parsed from it (its address and name are slices of the key), come from a copy.
+    const key = ownCopy(value);
+    seen.set(key, (r = parseAuthorUncached(key)));
   }
   return r;
+}
+
+/**
+ * A string with the same UTF-16 code units that shares no storage with `s` (built anew, not a slice of it). Through
+ * JSON, not a Buffer: a lone surrogate (JSON allows one in a caller's field) survives the round trip unchanged.
+ */
+export function ownCopy(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
 }
 
 // The grammar parser costs ~75 us per field (measured with tsx on the build VM); a caller's From: is nearly always the
