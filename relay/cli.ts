@@ -103,7 +103,11 @@ export async function runQueueCli(args: readonly string[], env: NodeJS.ProcessEn
       }
       const { raw, ...rest } = found.job ?? ({ raw: "" } as Partial<Job>);
       io.out(
-        JSON.stringify({ state: found.state, ...(found.job ? { ...rest, bytes: raw?.length } : found.sent) }, null, 2),
+        JSON.stringify(
+          { state: found.state, ...(found.job ? Object.assign({}, rest, { bytes: raw?.length }) : found.sent) },
+          null,
+          2,
+        ),
       );
       return 0;
     }

@@ -56,7 +56,7 @@ export class QueueAdmin {
     if (!found || !found.job || found.state === "sent") throw new Error(`no pending or failed job ${id}`);
     if (found.state === "processing")
       throw new Error(`job ${id} is in processing/; start and stop the relay once, or retry it after recovery`);
-    const job: Job = { ...found.job, attempts: 0, nextAttemptAt: this.now() };
+    const job: Job = Object.assign({}, found.job, { attempts: 0, nextAttemptAt: this.now() });
     delete job.failedAt;
     await this.writer.write(path.join(this.root, "pending"), `${id}.json`, JSON.stringify(job));
     if (found.state === "failed") await fs.rm(jobFile(this.root, "failed", id), { force: true });

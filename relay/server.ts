@@ -149,7 +149,7 @@ export async function startServer(
   const smtp = config.smtpIngress;
   const smtpIngress = smtp
     ? new SmtpIngress({
-        config: { ...config, smtpIngress: smtp },
+        config: Object.assign({}, config, { smtpIngress: smtp }),
         tls: readSmtpTls(smtp),
         queue,
         admission,
@@ -180,7 +180,7 @@ export async function startServer(
   );
   load.loaded.then(
     (report) => {
-      log.info({ ...report, unreadable: report.unreadable.length }, "queue index loaded");
+      log.info(Object.assign({}, report, { unreadable: report.unreadable.length }), "queue index loaded");
       for (const f of report.unreadable)
         log.error({ file: f }, "unreadable queue file left in place; inspect it with `relay.js queue`");
     },

@@ -207,7 +207,11 @@ export class SmtpIngress {
       reply: refusal.responseCode,
     };
     if (refusal.responseCode >= 500 || refusal.reason === "rate_limited") this.deps.log.info(fields, "smtp refused");
-    else this.deps.log.error({ ...fields, err: err instanceof Error ? err.message : String(err) }, "smtp failed");
+    else
+      this.deps.log.error(
+        Object.assign({}, fields, { err: err instanceof Error ? err.message : String(err) }),
+        "smtp failed",
+      );
     this.count(refusal.reason);
     return refusal;
   }

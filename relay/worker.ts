@@ -136,18 +136,17 @@ export class QueueWorker {
         const r = await queue.markAttemptFailed(job, failure.message, failure.permanent);
         metrics?.handoffs.inc({ result: r.state === "failed" ? "failed" : "retry" });
         if (r.state === "pending") metrics?.retries.inc();
-        const fields = {
-          ...ctx,
+        const fields = Object.assign({}, ctx, {
           outcome: r.state === "failed" ? "failed" : "retry",
           permanent: failure.permanent,
           err: failure.message,
           nextAttemptAt: r.nextAttemptAt,
-        };
+        });
         if (r.state === "failed") log.error(fields, "hand-off failed for good; job moved to failed/");
         else log.warn(fields, "hand-off failed; will retry");
       } catch (err2) {
         // Could not write the job back: it stays in processing/ and returns to pending/ at the next start.
-        log.error({ ...ctx, err: (err2 as Error).message }, "could not reschedule the job");
+        log.error(Object.assign({}, ctx, { err: (err2 as Error).message }), "could not reschedule the job");
         await this.pause(1000);
       }
       return;
@@ -160,7 +159,10 @@ export class QueueWorker {
     } catch (err) {
       // Handed off but not recorded (disk): the job stays in processing/ and is sent again after a restart
       // (at-least-once).
-      log.error({ ...ctx, outcome: "record_failed", err: (err as Error).message }, "could not record the hand-off");
+      log.error(
+        Object.assign({}, ctx, { outcome: "record_failed", err: (err as Error).message }),
+        "could not record the hand-off",
+      );
       await this.pause(1000);
       return;
     }
@@ -168,17 +170,19 @@ export class QueueWorker {
       await this.deps.onHandedOff?.(job, res.queueId, (this.deps.now ?? Date.now)());
     } catch (err) {
       // Tracking still maps the queue id through the Message-ID in Postfix's log; only the caller link waits.
-      log.warn({ ...ctx, err: (err as Error).message }, "could not record the hand-off for delivery tracking");
+      log.warn(
+        Object.assign({}, ctx, { err: (err as Error).message }),
+        "could not record the hand-off for delivery tracking",
+      );
     }
     log.info(
-      {
-        ...ctx,
+      Object.assign({}, ctx, {
         outcome: "handed_off",
         handoff: handoff.kind,
         postfixQueueId: res.queueId,
         rejectedRecipients: res.rejectedRecipients,
         ms: Math.round(seconds() * 1000),
-      },
+      }),
       "handed off to postfix",
     );
   }

@@ -91,7 +91,9 @@ export class LogTail {
     const fresh = await this.readFrom(this.file, { inode: current.inode, offset: 0 }, current.size, false);
     return old
       ? fresh
-      : { ...fresh, lostTrack: `the log file with inode ${pos.inode} was rotated away before it was read to the end` };
+      : Object.assign({}, fresh, {
+          lostTrack: `the log file with inode ${pos.inode} was rotated away before it was read to the end`,
+        });
   }
 
   private async readFrom(file: string, pos: LogPosition, size: number, rotated: boolean): Promise<LogChunk> {

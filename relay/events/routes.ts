@@ -41,11 +41,8 @@ export function messageView(
 ): Record<string, unknown> | undefined {
   if (status && status.state !== "handed_off") return { ...status };
   if (!d || d.handedOffAt === undefined) return status ? { ...status } : undefined;
-  return {
-    ...(status ?? { id: d.id, handedOffAt: d.handedOffAt }),
-    state: aggregateState(d.recipients),
-    recipients: recipientsView(d),
-  };
+  const base: object = status ?? { id: d.id, handedOffAt: d.handedOffAt };
+  return Object.assign({}, base, { state: aggregateState(d.recipients), recipients: recipientsView(d) });
 }
 
 function parseSince(v: unknown): number | undefined {

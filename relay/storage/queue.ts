@@ -298,7 +298,7 @@ export class QueueStore {
           this.index.put(job, state);
           this.rememberIdempotency(job.idempotency, job.id, job.createdAt, now);
         },
-        { ...scan, withoutRaw: true },
+        Object.assign({}, scan, { withoutRaw: true }),
       );
       if (this.stopping) throw new LoadStopped();
     }
@@ -559,13 +559,12 @@ export class QueueStore {
     const attempts = job.attempts + 1;
     const last = permanent || attempts >= this.opts.maxAttempts;
     const next: Job = last
-      ? { ...job, attempts, lastError: error, failedAt: now }
-      : {
-          ...job,
+      ? Object.assign({}, job, { attempts, lastError: error, failedAt: now })
+      : Object.assign({}, job, {
           attempts,
           lastError: error,
           nextAttemptAt: now + backoffMs(attempts, this.opts.retryBaseMs, this.opts.retryMaxMs),
-        };
+        });
     const state = last ? "failed" : "pending";
     await this.writer.write(this.dir(state), `${job.id}.json`, JSON.stringify(next));
     await callbackFs.unlinkIfExists(path.join(this.dir("processing"), `${job.id}.json`));
@@ -598,7 +597,7 @@ export class QueueStore {
 
   /** Counts by state for /metrics (sent = hand-off records kept). */
   depth(): Record<JobState, number> {
-    return { ...this.index.counts, sent: this.sent.size };
+    return Object.assign({}, this.index.counts, { sent: this.sent.size });
   }
 
   /**

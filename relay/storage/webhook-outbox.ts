@@ -98,7 +98,7 @@ export class WebhookOutbox {
 
   /** Gave up after 24 h: moved to failed/ (listed by `relay.js queue webhooks`). */
   async fail(item: OutboxItem, now: number): Promise<void> {
-    await this.write("failed", { ...item, failedAt: now });
+    await this.write("failed", Object.assign({}, item, { failedAt: now }));
     await this.remove("pending", item.id);
   }
 }

@@ -148,11 +148,10 @@ export class WebhookSender {
         url,
         {
           method: "POST",
-          headers: {
-            ...headers,
+          headers: Object.assign({}, headers, {
             "content-length": String(Buffer.byteLength(body)),
             "user-agent": "mail-relay-webhooks",
-          },
+          }),
           // A fresh connection per send (Node 20's global agent keeps sockets alive): the name is resolved and
           // checked again each time, never carried over from an earlier answer.
           agent: false,
@@ -209,12 +208,11 @@ export class WebhookSender {
   }
 
   private async reschedule(item: OutboxItem, error: string, now: number): Promise<void> {
-    const next: OutboxItem = {
-      ...item,
+    const next: OutboxItem = Object.assign({}, item, {
       attempts: item.attempts + 1,
       lastError: error,
       nextAttemptAt: now + webhookBackoffMs(item.attempts + 1),
-    };
+    });
     if (next.nextAttemptAt - item.createdAt > WEBHOOK_GIVE_UP_MS) {
       await this.deps.outbox.fail(next, now);
       this.deps.log.error(
