@@ -2,7 +2,6 @@ import MailComposer from "nodemailer/lib/mail-composer";
 import type Mail from "nodemailer/lib/mailer";
 import type MimeNode from "nodemailer/lib/mime-node";
 import * as base64 from "nodemailer/lib/base64";
-import * as qp from "nodemailer/lib/qp";
 import { convert } from "html-to-text";
 import { RelayError } from "./errors";
 import { assertHtmlWithinLimits, HTML_LIMITS } from "./html-limits";
@@ -126,9 +125,9 @@ interface MimeNodeInternals {
  * For the relay's small messages that plumbing cost more CPU than the encoding (bench:relay's CPU profile:
  * nodemailer ~21% of the relay's busy main thread), and the parts of one message interleaved with other requests'
  * work. Every header is still nodemailer's (buildHeaders()), and every body byte goes through its own base64
- * encode() and wrap(), or its qp wrap() after encodeQuotedPrintable() (its qp.encode(), the same output for less
- * garbage), chunked as its Encoder streams chunk a single write; test/relay/mime-serialize.test.ts checks the result
- * against build() byte for byte over generated messages.
+ * encode() and wrap(), or through encodeQuotedPrintable() and wrapQuotedPrintable() (its qp.encode() and qp.wrap(),
+ * the same output for less garbage), chunked as its Encoder streams chunk a single write;
+ * test/relay/mime-serialize.test.ts checks the result against build() byte for byte over generated messages.
  */
 export function serializeMimeTree(root: MimeNode): Buffer | undefined {
   // Checked for the whole tree before anything is written: build() then starts from an untouched tree.
@@ -191,6 +190,114 @@ export function encodeQuotedPrintable(bytes: Buffer): string {
   return out.toString("latin1", 0, j);
 }
 
+const isHex = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+const hexValue = (c: number): number => (c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x61 + 10);
+/** SP, TAB, '.', ',', '!' and '?': where a line may be broken. */
+const isBreakable = (c: number): boolean =>
+  c === 0x20 || c === 0x09 || c === 0x2e || c === 0x2c || c === 0x21 || c === 0x3f;
+
+/** The start of an "=" followed by at most `maxHex` hex digits that ends the line s[pos, end), leftmost; else -1. */
+function partialEscapeStart(s: string, pos: number, end: number, maxHex: number): number {
+  for (let p = Math.max(pos, end - 1 - maxHex); p < end; p++) {
+    if (s.charCodeAt(p) !== 0x3d) continue;
+    let hex = true;
+    for (let i = p + 1; i < end && hex; i++) hex = isHex(s.charCodeAt(i));
+    if (hex) return p;
+  }
+  return -1;
+}
+
+/** True when the line s[pos, end) ends with a whole "=XX" escape. */
+function endsWithEscape(s: string, pos: number, end: number): boolean {
+  return (
+    end - pos >= 3 && s.charCodeAt(end - 3) === 0x3d && isHex(s.charCodeAt(end - 2)) && isHex(s.charCodeAt(end - 1))
+  );
+}
+
+/** True when the line s[pos, end) is one to four "=XX" escapes and nothing else. */
+function onlyEscapes(s: string, pos: number, end: number): boolean {
+  const n = end - pos;
+  if (n < 3 || n > 12 || n % 3 !== 0) return false;
+  for (let p = pos; p < end; p += 3) if (!endsWithEscape(s, p, p + 3)) return false;
+  return true;
+}
+
+/**
+ * nodemailer's qp.wrap(str, lineLength) for quoted-printable text (ASCII), the same output
+ * (test/relay/qp-encode.property.test.ts compares them over generated encoded text), by index instead of with a
+ * substring, regular-expression matches and a concatenation per line (~7% of what a POST /send allocated after
+ * encodeQuotedPrintable, issue 23). Its rules: a line ends after a hard line break in it; else at the last LF of its
+ * last third; else, when long enough, after the last blank or punctuation of its last third; else it is not cut
+ * inside an "=XX" escape nor inside a UTF-8 sequence written as escapes. A line that does not end the text gets a
+ * soft break ("=" CRLF) and stays within lineLength with it.
+ */
+export function wrapQuotedPrintable(str: string, lineLength = 76): string {
+  const len = str.length;
+  if (len <= lineLength) return str;
+  const margin = Math.floor(lineLength / 3);
+  const parts: string[] = [];
+  let nextCrlf = -1; // the first CRLF at or after pos (searched again only once pos has passed it)
+  let pos = 0;
+  while (pos < len) {
+    const lineEnd = Math.min(pos + lineLength, len);
+    if (nextCrlf !== -2 && nextCrlf < pos) {
+      nextCrlf = str.indexOf("\r\n", pos);
+      if (nextCrlf === -1) nextCrlf = -2; // none left
+    }
+    if (nextCrlf >= 0 && nextCrlf + 2 <= lineEnd) {
+      parts.push(str.slice(pos, nextCrlf + 2));
+      pos = nextCrlf + 2;
+      continue;
+    }
+    if (str.charCodeAt(lineEnd - 1) === 0x0a) {
+      parts.push(str.slice(pos, lineEnd));
+      pos = lineEnd;
+      continue;
+    }
+    const tailStart = Math.max(pos, lineEnd - margin);
+    let lf = -1; // the last LF of the last third, with no CR after it
+    for (let i = lineEnd - 1; i >= tailStart; i--) {
+      const c = str.charCodeAt(i);
+      if (c === 0x0d) break;
+      if (c === 0x0a) {
+        lf = i;
+        break;
+      }
+    }
+    if (lf !== -1) {
+      parts.push(str.slice(pos, lf + 1));
+      pos = lf + 1;
+      continue;
+    }
+    let end = lineEnd;
+    let breakAt = -1;
+    if (lineEnd - pos > lineLength - margin) {
+      for (let i = lineEnd - 1; i >= tailStart && breakAt === -1; i--) if (isBreakable(str.charCodeAt(i))) breakAt = i;
+    }
+    if (breakAt !== -1) end = breakAt + 1;
+    else if (partialEscapeStart(str, pos, end, 2) !== -1) {
+      const cut = partialEscapeStart(str, pos, end, 1);
+      if (cut !== -1) end = cut;
+      while (end - pos > 3 && end - pos < len - pos && !onlyEscapes(str, pos, end) && endsWithEscape(str, pos, end)) {
+        const code = hexValue(str.charCodeAt(end - 2)) * 16 + hexValue(str.charCodeAt(end - 1));
+        if (code < 128) break;
+        end -= 3;
+        if (code >= 192) break;
+      }
+    }
+    // Only text that is not quoted-printable (an "=" without its two digits at the end) can leave nothing to write;
+    // nodemailer's wrap() never returns on it, this one writes the rest of the line.
+    if (end <= pos) end = lineEnd;
+    if (end < len && str.charCodeAt(end - 1) !== 0x0a) {
+      if (end - pos === lineLength && endsWithEscape(str, pos, end)) end -= 3;
+      else if (end - pos === lineLength) end -= 1;
+      parts.push(str.slice(pos, end), "=\r\n");
+    } else parts.push(str.slice(pos, end));
+    pos = end;
+  }
+  return parts.join("");
+}
+
 /** One node as MimeNode.stream() writes it: headers, a blank line, the encoded content, then the children. */
 function writeNode(node: MimeNode, out: Buffer[]): void {
   const content: unknown = node.content;
@@ -198,7 +305,8 @@ function writeNode(node: MimeNode, out: Buffer[]): void {
   out.push(Buffer.from(node.buildHeaders() + "\r\n\r\n"));
   if (content) {
     const bytes = typeof content === "string" ? Buffer.from(content) : (content as Buffer);
-    if (transferEncoding === "quoted-printable") out.push(Buffer.from(qp.wrap(encodeQuotedPrintable(bytes), 76)));
+    if (transferEncoding === "quoted-printable")
+      out.push(Buffer.from(wrapQuotedPrintable(encodeQuotedPrintable(bytes), 76)));
     else if (transferEncoding === "base64") {
       // base64.Encoder encodes whole 3-byte groups and wraps them, then appends the last 1-2 bytes' encoding
       const whole = bytes.length - (bytes.length % 3);
