@@ -1,0 +1,194 @@
+// npm run bench:gc — what V8's garbage collector does for the relay per message, in the open loop of bench:relay:
+//   allocated and promoted bytes per request, young (scavenge) and full collections, their pauses, and the growth of
+//   V8's old generation between full collections.
+// Why (issue 23): the open loop's p99 is made of collection pauses. Allocation per request sets how often the young
+// generation is collected; what survives it and then dies, and the hidden classes a request makes, set how often a
+// full collection runs. The figures are V8's own (--trace-gc-nvp lines on the relay's stdout), so they count the
+// same on a loaded machine; the latency line is as noisy as the machine.
+// The relay runs as its own process with its systemd unit's node flags (V8's heap limit), hands off to a loopback
+// SMTP sink in this process, and keeps its queue in BENCH_WORK_ROOT (default the repo's .cache/).
+// Knobs: BENCH_GC_WARMUP (3000 requests one at a time, so V8 has compiled the hot path), BENCH_GC_REQUESTS (4500),
+// BENCH_OPEN_RATE (300), BENCH_RELAY_NODE, BENCH_RELAY_NODE_ARGS, BENCH_RELAY_BUNDLE (another build, for an A/B).
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { SMTPServer } from "smtp-server";
+import { RELAY_NODE_FLAGS } from "../cloud-init/systemd.ts";
+import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const bundle = process.env.BENCH_RELAY_BUNDLE
+  ? path.resolve(process.env.BENCH_RELAY_BUNDLE)
+  : path.join(repo, "relay/dist/relay.js");
+const WARMUP = Number(process.env.BENCH_GC_WARMUP ?? 3000);
+const N = Number(process.env.BENCH_GC_REQUESTS ?? 4500);
+const RATE = Number(process.env.BENCH_OPEN_RATE ?? 300);
+const TOKEN = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz";
+const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
+const nodeArgs = [
+  ...RELAY_NODE_FLAGS,
+  "--trace-gc-nvp",
+  ...(process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean),
+];
+const progress = (m) => process.stderr.write(`bench:gc: ${m}\n`);
+
+if (!fs.existsSync(bundle)) {
+  console.error(`${bundle} is missing: run npm run build (npm run bench:gc does)`);
+  process.exit(1);
+}
+
+const sink = new SMTPServer({
+  authOptional: true,
+  disabledCommands: ["STARTTLS"],
+  logger: false,
+  onData(stream, _s, cb) {
+    stream.resume();
+    stream.on("end", () => cb(null, "2.0.0 Ok: queued as B1"));
+  },
+});
+sink.on("error", () => undefined);
+await new Promise((r) => sink.listen(0, "127.0.0.1", r));
+
+const workRoot = process.env.BENCH_WORK_ROOT ?? path.join(repo, ".cache");
+fs.mkdirSync(workRoot, { recursive: true });
+const queueRoot = fs.mkdtempSync(path.join(workRoot, "gc-bench-"));
+const child = spawn(relayNode, [...nodeArgs, bundle], {
+  env: {
+    PATH: process.env.PATH,
+    ...(process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {}),
+    RELAY_LISTEN: "127.0.0.1:0",
+    SMTP_RELAY_TOKEN: `bench=${TOKEN}`,
+    RELAY_ALLOWED_FROM: "noreply@example.com",
+    QUEUE_ROOT: queueRoot,
+    RELAY_HANDOFF: `smtp://127.0.0.1:${sink.server.address().port}`,
+    ...UNTHROTTLED_RELAY_ENV,
+    LOG_LEVEL: "info",
+  },
+  stdio: ["ignore", "pipe", "inherit"],
+});
+const stop = () => {
+  if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+};
+process.on("exit", stop);
+
+// The relay's stdout: JSON log lines (the first one names its address) and V8's --trace-gc-nvp lines. Only the GC
+// lines are kept, each with the phase it came in.
+let phase = "start";
+const gcLines = [];
+let port;
+let rest = "";
+await new Promise((resolve, reject) => {
+  child.on("exit", (code) => reject(new Error(`the relay exited with ${code} before it listened`)));
+  child.stdout.on("data", (chunk) => {
+    const lines = (rest + chunk).split("\n");
+    rest = lines.pop();
+    for (const l of lines) {
+      if (port === undefined) {
+        const m = /"address":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(l);
+        if (m) {
+          port = Number(m[1]);
+          resolve();
+        }
+      }
+      if (/ gc=\S+ /.test(l) || l.startsWith("pause=")) gcLines.push({ phase, line: l });
+    }
+  });
+});
+
+const payload = JSON.stringify({
+  to: ["user@example.net"],
+  from: { email: "noreply@example.com", name: "Bench" },
+  subject: "Your receipt #12345",
+  text: "Thanks for your order. ".repeat(40),
+  html: `<p>${"Thanks for your <b>order</b>. ".repeat(40)}</p>`,
+});
+const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+const send = () =>
+  new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/send",
+        method: "POST",
+        agent,
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(payload),
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () =>
+          res.statusCode === 202 ? resolve(performance.now() - t0) : reject(new Error(`HTTP ${res.statusCode}`)),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+
+progress(`relay on ${relayNode} ${nodeArgs.join(" ")}; warm-up: ${WARMUP} requests one at a time`);
+phase = "warmup";
+for (let i = 0; i < WARMUP; i++) await send();
+progress(`open loop: ${N} requests at ${RATE}/s`);
+phase = "open";
+const lat = [];
+const pending = [];
+const t0 = performance.now();
+for (let i = 0; i < N; i++) {
+  const wait = t0 + (i * 1000) / RATE - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  pending.push(send().then((ms) => lat.push(ms)));
+}
+await Promise.all(pending);
+phase = "after";
+const version = await new Promise((resolve) => {
+  const v = spawn(relayNode, ["--version"], { env: process.env });
+  let out = "";
+  v.stdout.on("data", (c) => (out += c));
+  v.on("exit", () => resolve(out.trim()));
+});
+stop();
+await new Promise((r) => child.once("exit", r));
+sink.close();
+fs.rmSync(queueRoot, { recursive: true, force: true });
+
+// --trace-gc-nvp: "pause=... gc=s ... allocated=... promoted=..." (s: scavenge; ms/mc: a full collection).
+const field = (l, k) => Number(new RegExp(`(?:^| )${k}=([\\d.]+)`).exec(l)?.[1] ?? NaN);
+const open = gcLines.filter((g) => g.phase === "open").map((g) => g.line);
+const scavenges = open.filter((l) => / gc=s /.test(l));
+const fulls = open.filter((l) => / gc=(ms|mc|mmc) /.test(l));
+const sum = (ls, k) => ls.reduce((n, l) => n + (Number.isFinite(field(l, k)) ? field(l, k) : 0), 0);
+const allocated = sum(open, "allocated");
+const promoted = sum(scavenges, "promoted");
+const pauses = (ls) => ls.map((l) => field(l, "pause")).sort((a, b) => a - b);
+const q = (a, p) => (a.length === 0 ? NaN : a[Math.min(a.length - 1, Math.floor(p * a.length))]);
+const sPauses = pauses(scavenges);
+const fPauses = pauses(fulls);
+lat.sort((a, b) => a - b);
+const seconds = N / RATE;
+const line = (k, v) => console.log(`${k.padEnd(58)} ${v}`);
+const kb = (b) => `${(b / 1024).toFixed(2)} KB`;
+
+console.log(`\nGC benchmark: bundled relay on node ${version} ${nodeArgs.join(" ")}, ${N} POST /send at ${RATE}/s`);
+line("allocated per request", kb(allocated / N));
+line("promoted to the old generation per request (scavenges)", kb(promoted / N));
+line(
+  "young collections (scavenges): count, per second",
+  `${scavenges.length}, ${(scavenges.length / seconds).toFixed(1)}/s`,
+);
+line(
+  "  their pauses p50 / max (ms)",
+  `${q(sPauses, 0.5).toFixed(2)} / ${(sPauses[sPauses.length - 1] ?? NaN).toFixed(2)}`,
+);
+line("full collections: count, per second", `${fulls.length}, ${(fulls.length / seconds).toFixed(2)}/s`);
+line("  their pauses (ms)", fPauses.length > 0 ? fPauses.map((p) => p.toFixed(1)).join(" ") : "none");
+line(
+  "request latency p50 / p99 / max (ms; as noisy as the machine)",
+  `${q(lat, 0.5).toFixed(1)} / ${q(lat, 0.99).toFixed(1)} / ${lat[lat.length - 1].toFixed(1)}`,
+);
