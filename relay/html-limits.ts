@@ -16,7 +16,7 @@ export interface HtmlLimits {
 }
 
 /** Elements that never have content, so they open no nesting level. */
-const VOID_ELEMENTS = new Set([
+export const VOID_ELEMENTS: ReadonlySet<string> = new Set([
   "area",
   "base",
   "br",
@@ -40,7 +40,7 @@ export function assertHtmlWithinLimits(html: string, limits: HtmlLimits = HTML_L
 
 const isLetter = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 const isNameChar = (c: number): boolean => isLetter(c) || (c >= 0x30 && c <= 0x39) || c === 0x2d;
-const LONGEST_VOID = 6;
+const LONGEST_VOID = Math.max(...[...VOID_ELEMENTS].map((name) => name.length));
 
 /**
  * The scan behind assertHtmlWithinLimits, returning what it counted. It finds exactly the tags the regular expression
