@@ -13,16 +13,13 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { SMTPServer } from "smtp-server";
 import { RELAY_NODE_FLAGS } from "../cloud-init/systemd.ts";
 import { prefillQueue, sampleJobFile } from "./queue-prefill.mjs";
+import { BENCH_PAYLOAD, BENCH_TOKEN, relayBundle, startSink } from "./relay-fixture.mjs";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-// BENCH_RELAY_BUNDLE=FILE runs another build of the relay (e.g. an older commit's, for an A/B in one sitting).
-const bundle = process.env.BENCH_RELAY_BUNDLE
-  ? path.resolve(process.env.BENCH_RELAY_BUNDLE)
-  : path.join(repo, "relay/dist/relay.js");
+const bundle = relayBundle(repo);
 const TOTAL = Number(process.env.BENCH_REQUESTS ?? 5000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 // Open loop: requests started at a fixed rate whatever the answers, so latency is measured below saturation (a closed
@@ -36,7 +33,7 @@ const OPEN_ROUNDS = Number(process.env.BENCH_OPEN_ROUNDS ?? 3);
 // Queue depths for the start-to-door phases (0 skips them).
 const DOOR_SMALL = Number(process.env.BENCH_DOOR_SMALL ?? 1000);
 const DOOR_BIG = Number(process.env.BENCH_DOOR_BIG ?? 100_000);
-const TOKEN = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz";
+const TOKEN = BENCH_TOKEN;
 // Same filesystem as a real QUEUE_ROOT would be on (not tmpfs): under the repo's .cache/. BENCH_WORK_ROOT=DIR puts
 // the queues elsewhere: a diagnostic, e.g. /dev/shm takes the disk out to show the relay's own tail (GC, CPU); the
 // verdicts printed are then not the target's, and the report says so.
@@ -56,19 +53,8 @@ if (!fs.existsSync(bundle)) {
 }
 
 // --- loopback SMTP sink that answers like Postfix ---
-let sunk = 0;
-const sink = new SMTPServer({
-  authOptional: true,
-  disabledCommands: ["STARTTLS", "AUTH"],
-  logger: false,
-  onData(stream, _s, cb) {
-    stream.resume();
-    stream.on("end", () => cb(null, `2.0.0 Ok: queued as B${(++sunk).toString(36).toUpperCase()}`));
-  },
-});
-sink.on("error", () => undefined); // a relay stopped mid-session
-await new Promise((r) => sink.listen(0, "127.0.0.1", r));
-const sinkPort = sink.server.address().port;
+const sink = await startSink();
+const sinkPort = sink.port;
 
 // --- the relay, as a separate process ---
 // The unit's node flags first (V8's heap limit), then BENCH_RELAY_NODE_ARGS (a later flag wins).
@@ -140,13 +126,7 @@ function startRelay(queueRoot, { port = 0, keepLog = false, watch = [] } = {}) {
   };
 }
 
-const payload = JSON.stringify({
-  to: ["user@example.net"],
-  from: { email: "noreply@example.com", name: "Bench" },
-  subject: "Your receipt #12345",
-  text: "Thanks for your order. ".repeat(40),
-  html: `<p>${"Thanks for your <b>order</b>. ".repeat(40)}</p>`,
-});
+const payload = BENCH_PAYLOAD;
 
 /** utime and stime of a process in ms (from /proc/PID/stat, clock ticks of 10 ms). */
 function procCpu(pid) {
@@ -427,7 +407,7 @@ if (open) {
 }
 line(
   "handed off to the sink (all phases)",
-  `${sunk} (pending left after draining: ${leftAfterClosed} after the closed loop, ` +
+  `${sink.sunk()} (pending left after draining: ${leftAfterClosed} after the closed loop, ` +
     `${leftAfterOpen} after the open loop)`,
 );
 line(

@@ -14,18 +14,16 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { SMTPServer } from "smtp-server";
 import { RELAY_NODE_FLAGS } from "../cloud-init/systemd.ts";
+import { BENCH_PAYLOAD, BENCH_TOKEN, relayBundle, startSink } from "./relay-fixture.mjs";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const bundle = process.env.BENCH_RELAY_BUNDLE
-  ? path.resolve(process.env.BENCH_RELAY_BUNDLE)
-  : path.join(repo, "relay/dist/relay.js");
+const bundle = relayBundle(repo);
 const WARMUP = Number(process.env.BENCH_GC_WARMUP ?? 3000);
 const N = Number(process.env.BENCH_GC_REQUESTS ?? 4500);
 const RATE = Number(process.env.BENCH_OPEN_RATE ?? 300);
-const TOKEN = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz";
+const TOKEN = BENCH_TOKEN;
 const relayNode = process.env.BENCH_RELAY_NODE ?? process.execPath;
 const nodeArgs = [
   ...RELAY_NODE_FLAGS,
@@ -39,17 +37,7 @@ if (!fs.existsSync(bundle)) {
   process.exit(1);
 }
 
-const sink = new SMTPServer({
-  authOptional: true,
-  disabledCommands: ["STARTTLS"],
-  logger: false,
-  onData(stream, _s, cb) {
-    stream.resume();
-    stream.on("end", () => cb(null, "2.0.0 Ok: queued as B1"));
-  },
-});
-sink.on("error", () => undefined);
-await new Promise((r) => sink.listen(0, "127.0.0.1", r));
+const sink = await startSink();
 
 const workRoot = process.env.BENCH_WORK_ROOT ?? path.join(repo, ".cache");
 fs.mkdirSync(workRoot, { recursive: true });
@@ -62,7 +50,7 @@ const child = spawn(relayNode, [...nodeArgs, bundle], {
     SMTP_RELAY_TOKEN: `bench=${TOKEN}`,
     RELAY_ALLOWED_FROM: "noreply@example.com",
     QUEUE_ROOT: queueRoot,
-    RELAY_HANDOFF: `smtp://127.0.0.1:${sink.server.address().port}`,
+    RELAY_HANDOFF: `smtp://127.0.0.1:${sink.port}`,
     ...UNTHROTTLED_RELAY_ENV,
     LOG_LEVEL: "info",
   },
@@ -97,13 +85,7 @@ await new Promise((resolve, reject) => {
   });
 });
 
-const payload = JSON.stringify({
-  to: ["user@example.net"],
-  from: { email: "noreply@example.com", name: "Bench" },
-  subject: "Your receipt #12345",
-  text: "Thanks for your order. ".repeat(40),
-  html: `<p>${"Thanks for your <b>order</b>. ".repeat(40)}</p>`,
-});
+const payload = BENCH_PAYLOAD;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 const send = () =>
   new Promise((resolve, reject) => {
