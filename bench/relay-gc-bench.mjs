@@ -4,7 +4,8 @@
 // Why (issue 23): the open loop's p99 is made of collection pauses. Allocation per request sets how often the young
 // generation is collected; what survives it and then dies, and the hidden classes a request makes, set how often a
 // full collection runs. The figures are V8's own (--trace-gc-nvp lines on the relay's stdout), so they count the
-// same on a loaded machine; the latency line is as noisy as the machine.
+// same on a loaded machine; the latency line is as noisy as the machine. It then splits the requests at or over the
+// p99 by the collections they were in flight during (full, scavenge, neither), beside the same split of all requests.
 // The relay runs as its own process with its systemd unit's node flags (V8's heap limit), hands off to a loopback
 // SMTP sink in this process, and keeps its queue in BENCH_WORK_ROOT (default the repo's .cache/).
 // Knobs: BENCH_GC_WARMUP (3000 requests one at a time, so V8 has compiled the hot path), BENCH_GC_REQUESTS (4500),
@@ -80,7 +81,7 @@ await new Promise((resolve, reject) => {
           resolve();
         }
       }
-      if (/ gc=\S+ /.test(l) || l.startsWith("pause=")) gcLines.push({ phase, line: l });
+      if (/ gc=\S+ /.test(l) || l.startsWith("pause=")) gcLines.push({ phase, line: l, at: performance.now() });
     }
   });
 });
@@ -120,12 +121,20 @@ for (let i = 0; i < WARMUP; i++) await send();
 progress(`open loop: ${N} requests at ${RATE}/s`);
 phase = "open";
 const lat = [];
+// Each request as [start, end] on this process's clock, for the attribution below.
+const spans = [];
 const pending = [];
 const t0 = performance.now();
 for (let i = 0; i < N; i++) {
   const wait = t0 + (i * 1000) / RATE - performance.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-  pending.push(send().then((ms) => lat.push(ms)));
+  const start = performance.now();
+  pending.push(
+    send().then((ms) => {
+      lat.push(ms);
+      spans.push([start, start + ms]);
+    }),
+  );
 }
 await Promise.all(pending);
 phase = "after";
@@ -168,9 +177,49 @@ line(
   "  their pauses p50 / max (ms)",
   `${q(sPauses, 0.5).toFixed(2)} / ${(sPauses[sPauses.length - 1] ?? NaN).toFixed(2)}`,
 );
+const sWork = scavenges.map((l) => field(l, "scavenge")).sort((a, b) => a - b);
+line(
+  "  their scavenge phase p50 / max (ms; the rest of a pause is mostly waiting for a CPU)",
+  `${q(sWork, 0.5).toFixed(2)} / ${(sWork[sWork.length - 1] ?? NaN).toFixed(2)}`,
+);
 line("full collections: count, per second", `${fulls.length}, ${(fulls.length / seconds).toFixed(2)}/s`);
 line("  their pauses (ms)", fPauses.length > 0 ? fPauses.map((p) => p.toFixed(1)).join(" ") : "none");
 line(
   "request latency p50 / p99 / max (ms; as noisy as the machine)",
   `${q(lat, 0.5).toFixed(1)} / ${q(lat, 0.99).toFixed(1)} / ${lat[lat.length - 1].toFixed(1)}`,
+);
+
+// Which collections the slowest requests met. A collection's window ends when its trace line reaches this process
+// (just after its pause) and starts its pause earlier; a full collection's window also holds its incremental marking
+// (incremental_walltime_duration), when V8 marks beside the relay's thread, on a 2-core machine beside the relay
+// itself. A request "met" a window it was in flight for. The share of all requests that met one is printed beside
+// the share of the slowest, so a window that merely covers much of the run is not mistaken for a cause.
+const openGc = gcLines.filter((g) => g.phase === "open");
+const windows = (re, withMarking) =>
+  openGc
+    .filter((g) => re.test(g.line))
+    .map((g) => {
+      const marking = withMarking ? field(g.line, "incremental_walltime_duration") || 0 : 0;
+      return [g.at - field(g.line, "pause") - marking, g.at];
+    });
+const fullWindows = windows(/ gc=(ms|mc|mmc) /, true);
+const scavengeWindows = windows(/ gc=s /, false);
+const met = (span, ws) => ws.some(([a, b]) => span[0] < b && span[1] > a);
+const p99 = q(lat, 0.99);
+const slow = spans.filter((sp) => sp[1] - sp[0] >= p99);
+const share = (list, pred) =>
+  `${list.filter(pred).length} (${((100 * list.filter(pred).length) / list.length).toFixed(1)}%)`;
+line("requests at or over the p99: count", `${slow.length}`);
+line(
+  "  in flight during a full collection (with its marking)",
+  `${share(slow, (sp) => met(sp, fullWindows))}; of all requests ${share(spans, (sp) => met(sp, fullWindows))}`,
+);
+line(
+  "  in flight during a scavenge (and no full collection)",
+  `${share(slow, (sp) => !met(sp, fullWindows) && met(sp, scavengeWindows))}; of all requests ` +
+    share(spans, (sp) => !met(sp, fullWindows) && met(sp, scavengeWindows)),
+);
+line(
+  "  during neither (the machine, the disk, the relay's own work)",
+  share(slow, (sp) => !met(sp, fullWindows) && !met(sp, scavengeWindows)),
 );
