@@ -1,7 +1,8 @@
 // What bench:relay and bench:gc share, so both measure the same relay with the same message: the bundle they run,
-// the caller token, the request body, and the loopback SMTP sink that answers like Postfix.
+// the caller token, the request body, and the loopback SMTP sink that answers like Postfix (its own process).
+import { fork } from "node:child_process";
 import * as path from "node:path";
-import { SMTPServer } from "smtp-server";
+import { fileURLToPath } from "node:url";
 
 /** relay/dist/relay.js, or BENCH_RELAY_BUNDLE=FILE (another build, e.g. an older commit's, for an A/B). */
 export function relayBundle(repo) {
@@ -21,19 +22,30 @@ export const BENCH_PAYLOAD = JSON.stringify({
   html: `<p>${"Thanks for your <b>order</b>. ".repeat(40)}</p>`,
 });
 
-/** A loopback SMTP sink answering 250 with a queue id per message; `sunk()` counts what it took. */
+/**
+ * The loopback SMTP sink (bench/relay-sink.mjs) as a child process, answering 250 with a queue id per message.
+ * `sunk()` resolves to the number of messages it took; `pid` is for its CPU figures (/proc/PID/stat).
+ */
 export async function startSink() {
-  let sunk = 0;
-  const sink = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    logger: false,
-    onData(stream, _s, cb) {
-      stream.resume();
-      stream.on("end", () => cb(null, `2.0.0 Ok: queued as B${(++sunk).toString(36).toUpperCase()}`));
-    },
+  const child = fork(path.join(path.dirname(fileURLToPath(import.meta.url)), "relay-sink.mjs"), [], {
+    execArgv: [],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
-  sink.on("error", () => undefined); // a relay stopped mid-session
-  await new Promise((r) => sink.listen(0, "127.0.0.1", r));
-  return { port: sink.server.address().port, sunk: () => sunk, close: () => sink.close() };
+  const port = await new Promise((resolve, reject) => {
+    child.once("message", (m) => resolve(m.port));
+    child.once("exit", (code) => reject(new Error(`the SMTP sink (bench/relay-sink.mjs) exited with ${code}`)));
+  });
+  process.on("exit", () => child.kill());
+  return {
+    port,
+    pid: child.pid,
+    sunk: () =>
+      new Promise((resolve) => {
+        child.once("message", (m) => resolve(m.sunk));
+        child.send("count");
+      }),
+    close: () => {
+      child.disconnect();
+    },
+  };
 }
