@@ -7,7 +7,8 @@
 // same on a loaded machine; the latency line is as noisy as the machine. It then splits the requests at or over the
 // p99 by the collections they were in flight during (full, scavenge, neither), beside the same split of all requests.
 // The relay runs as its own process with its systemd unit's node flags (V8's heap limit), hands off to a loopback
-// SMTP sink in a process of its own (bench/relay-sink.mjs), and keeps its queue in BENCH_WORK_ROOT (default the repo's .cache/).
+// SMTP sink in a process of its own (bench/relay-sink.mjs), and keeps its queue in BENCH_WORK_ROOT (default the
+// repo's .cache/).
 // Knobs: BENCH_GC_WARMUP (3000 requests one at a time, so V8 has compiled the hot path), BENCH_GC_REQUESTS (4500),
 // BENCH_OPEN_RATE (300), BENCH_RELAY_NODE, BENCH_RELAY_NODE_ARGS, BENCH_RELAY_BUNDLE (another build, for an A/B).
 import { spawn } from "node:child_process";
