@@ -119,6 +119,24 @@ const send = () =>
 progress(`relay on ${relayNode} ${nodeArgs.join(" ")}; warm-up: ${WARMUP} requests one at a time`);
 phase = "warmup";
 for (let i = 0; i < WARMUP; i++) await send();
+// The relay's memory after the warm-up, from its own /metrics (prom-client's process metrics, loopback only): V8's
+// large-object space holds the bundle's source (2.8 MB as one byte per character, twice that as two).
+const metricsText = await new Promise((resolve, reject) => {
+  http
+    .get({ host: "127.0.0.1", port, path: "/metrics" }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve(body));
+    })
+    .on("error", reject);
+});
+const metric = (name) => Number(new RegExp(`^${name} ([\\d.e+]+)`, "m").exec(metricsText)?.[1] ?? NaN);
+const memory = {
+  heap: metric("relay_nodejs_heap_size_used_bytes"),
+  largeObjects: metric('relay_nodejs_heap_space_size_used_bytes\\{space="large_object"\\}'),
+  rss: metric("relay_process_resident_memory_bytes"),
+};
 progress(`open loop: ${N} requests at ${RATE}/s`);
 phase = "open";
 const lat = [];
@@ -168,6 +186,11 @@ const line = (k, v) => console.log(`${k.padEnd(58)} ${v}`);
 const kb = (b) => `${(b / 1024).toFixed(2)} KB`;
 
 console.log(`\nGC benchmark: bundled relay on node ${version} ${nodeArgs.join(" ")}, ${N} POST /send at ${RATE}/s`);
+const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
+line(
+  "after the warm-up: V8 heap used, of it large objects; RSS",
+  `${mb(memory.heap)}, ${mb(memory.largeObjects)}; ${mb(memory.rss)}`,
+);
 line("allocated per request", kb(allocated / N));
 line("promoted to the old generation per request (scavenges)", kb(promoted / N));
 line(
