@@ -170,9 +170,13 @@ fs.rmSync(queueRoot, { recursive: true, force: true });
 
 // --trace-gc-nvp: "pause=... gc=s ... allocated=... promoted=..." (s: scavenge; ms/mc: a full collection).
 const field = (l, k) => Number(new RegExp(`(?:^| )${k}=([\\d.]+)`).exec(l)?.[1] ?? NaN);
-const open = gcLines.filter((g) => g.phase === "open").map((g) => g.line);
-const scavenges = open.filter((l) => / gc=s /.test(l));
-const fulls = open.filter((l) => / gc=(ms|mc|mmc) /.test(l));
+// The open loop's collections: each a trace line and when it reached this process.
+const openGc = gcLines.filter((g) => g.phase === "open");
+const scavengeGc = openGc.filter((g) => / gc=s /.test(g.line));
+const fullGc = openGc.filter((g) => / gc=(ms|mc|mmc) /.test(g.line));
+const open = openGc.map((g) => g.line);
+const scavenges = scavengeGc.map((g) => g.line);
+const fulls = fullGc.map((g) => g.line);
 const sum = (ls, k) => ls.reduce((n, l) => n + (Number.isFinite(field(l, k)) ? field(l, k) : 0), 0);
 const allocated = sum(open, "allocated");
 const promoted = sum(scavenges, "promoted");
@@ -184,9 +188,9 @@ lat.sort((a, b) => a - b);
 const seconds = N / RATE;
 const line = (k, v) => console.log(`${k.padEnd(58)} ${v}`);
 const kb = (b) => `${(b / 1024).toFixed(2)} KB`;
+const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
 
 console.log(`\nGC benchmark: bundled relay on node ${version} ${nodeArgs.join(" ")}, ${N} POST /send at ${RATE}/s`);
-const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
 line(
   "after the warm-up: V8 heap used, of it large objects; RSS",
   `${mb(memory.heap)}, ${mb(memory.largeObjects)}; ${mb(memory.rss)}`,
@@ -218,21 +222,20 @@ line(
 // (incremental_walltime_duration), when V8 marks beside the relay's thread, on a 2-core machine beside the relay
 // itself. A request "met" a window it was in flight for. The share of all requests that met one is printed beside
 // the share of the slowest, so a window that merely covers much of the run is not mistaken for a cause.
-const openGc = gcLines.filter((g) => g.phase === "open");
-const windows = (re, withMarking) =>
-  openGc
-    .filter((g) => re.test(g.line))
-    .map((g) => {
-      const marking = withMarking ? field(g.line, "incremental_walltime_duration") || 0 : 0;
-      return [g.at - field(g.line, "pause") - marking, g.at];
-    });
-const fullWindows = windows(/ gc=(ms|mc|mmc) /, true);
-const scavengeWindows = windows(/ gc=s /, false);
+const windows = (gcs, withMarking) =>
+  gcs.map((g) => {
+    const marking = withMarking ? field(g.line, "incremental_walltime_duration") || 0 : 0;
+    return [g.at - field(g.line, "pause") - marking, g.at];
+  });
+const fullWindows = windows(fullGc, true);
+const scavengeWindows = windows(scavengeGc, false);
 const met = (span, ws) => ws.some(([a, b]) => span[0] < b && span[1] > a);
 const p99 = q(lat, 0.99);
 const slow = spans.filter((sp) => sp[1] - sp[0] >= p99);
-const share = (list, pred) =>
-  `${list.filter(pred).length} (${((100 * list.filter(pred).length) / list.length).toFixed(1)}%)`;
+const share = (list, pred) => {
+  const n = list.filter(pred).length;
+  return `${n} (${((100 * n) / list.length).toFixed(1)}%)`;
+};
 line("requests at or over the p99: count", `${slow.length}`);
 line(
   "  in flight during a full collection (with its marking)",
