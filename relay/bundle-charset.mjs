@@ -4,27 +4,166 @@
 // dash in a dependency's comment (nodemailer) and the Cyrillic and Greek letters of a regular expression made the
 // 2.8 MB bundle a 5.7 MB string in every process that runs it (the relay, its webhook sender, its TLS policy server),
 // 29% of the relay's live heap (a heap snapshot after warm-up, issue 23).
+//
+// A `\uXXXX` escape means the character it replaces only inside a token that reads escapes, so the source is read by
+// a JavaScript parser (acorn, the one eslint's parser is built on) and each character is rewritten for where it is:
+// - in a string, an untagged template, a regular expression, an identifier or a comment: an escape of the same
+//   character (an identifier's astral character as `\u{X}`, the only form an identifier accepts);
+// - between tokens, where it can only be white space: a space, or a line feed for U+2028 and U+2029, which are line
+//   terminators and so steer automatic semicolon insertion and end a `//` comment (a block comment that holds one
+//   keeps a line feed for the same reason);
+// - after a backslash in a string or template, U+2028 and U+2029 are a line continuation, and stay one as `\` + LF.
+// A tagged template's raw text is visible to its tag (String.raw), so a wide character there is refused, by position.
+import { parse, tokTypes } from "acorn";
+
+const WIDE = /[\u0100-\uffff]/;
+const LINE_TERMINATOR = /[\u2028\u2029]/;
+const PARSE_OPTIONS = {
+  ecmaVersion: "latest",
+  sourceType: "script",
+  allowHashBang: true,
+  allowReturnOutsideFunction: true,
+};
+
+const hex4 = (unit) => `\\u${unit.toString(16).padStart(4, "0")}`;
+
+/** `chunk` (the text of one token or comment) with every wide character escaped, as `kind` reads escapes. */
+function escapeChunk(chunk, kind) {
+  if (!WIDE.test(chunk)) return chunk;
+  return chunk.replace(/(\\*)([\u0100-\uffff])([\udc00-\udfff]?)/g, (_m, slashes, ch, low) => {
+    const code = ch.charCodeAt(0);
+    const escaped = slashes.length % 2 === 1; // `\а`: an identity escape, or a line continuation before U+2028/9
+    if (kind === "comment")
+      return slashes + (LINE_TERMINATOR.test(ch) ? "\n" : hex4(code)) + (low && hex4(low.charCodeAt(0)));
+    if (escaped && (kind === "string" || kind === "template") && LINE_TERMINATOR.test(ch)) return `${slashes}\n${low}`;
+    const kept = escaped ? slashes.slice(1) : slashes;
+    if (kind === "name" && low && code >= 0xd800 && code <= 0xdbff) {
+      return `${kept}\\u{${String.fromCharCode(code, low.charCodeAt(0)).codePointAt(0).toString(16)}}`;
+    }
+    return kept + hex4(code) + (low && hex4(low.charCodeAt(0)));
+  });
+}
+
+const TOKEN_KIND = new Map([
+  [tokTypes.string, "string"],
+  [tokTypes.template, "template"],
+  [tokTypes.invalidTemplate, "template"],
+  [tokTypes.regexp, "regexp"],
+  [tokTypes.name, "name"],
+  [tokTypes.privateId, "name"],
+]);
+
+/** The start of every part of a tagged template's text in the tree under `node` (not of templates in its `${}`). */
+function taggedTemplates(node, out = []) {
+  const stack = [node];
+  while (stack.length > 0) {
+    const n = stack.pop();
+    if (n.type === "TaggedTemplateExpression") for (const q of n.quasi.quasis) out.push(q.start);
+    for (const key in n) {
+      const v = n[key];
+      if (v && typeof v === "object") {
+        if (Array.isArray(v)) for (const x of v) if (x && typeof x.type === "string") stack.push(x);
+        if (typeof v.type === "string") stack.push(v);
+      }
+    }
+  }
+  return out;
+}
+
+/** "line L, column C" of index `at` in `text` (both from 1, as an editor counts). */
+function position(text, at) {
+  const before = text.slice(0, at);
+  return `line ${before.split("\n").length}, column ${at - before.lastIndexOf("\n")}`;
+}
+
+const codePoint = (ch) => `U+${ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
 
 /**
- * `text` with every character above U+00FF written as a `\uXXXX` escape (each half of a surrogate pair as its own).
- * In a string, a template literal's value, a regular expression (with or without the u flag, where an escaped pair
- * is one code point) and an identifier, the escape means the same character; in a comment it is text. A character
- * already escaped by a backslash (`\а`, an identity escape in a string or a regular expression without the u flag)
- * loses that backslash, so the escape is not itself escaped.
+ * `source` (a whole script) with every character above U+00FF rewritten so that it means what it meant: an escape
+ * inside tokens and comments, a space or a line feed between tokens (see the header). Throws, naming the position,
+ * when the source does not parse or when a tagged template's raw text holds such a character.
  */
-export function escapeAboveLatin1(text) {
-  return text.replace(/(\\*)([\u0100-\uffff])/g, (_m, slashes, ch) => {
-    const escape = `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`;
-    return (slashes.length % 2 === 1 ? slashes.slice(1) : slashes) + escape;
-  });
+export function escapeAboveLatin1(source) {
+  if (!WIDE.test(source)) return source;
+  const tokens = [];
+  const comments = [];
+  let tree;
+  try {
+    tree = parse(source, { ...PARSE_OPTIONS, onToken: tokens, onComment: comments });
+  } catch (err) {
+    throw new Error(
+      `the bundle does not parse as a script (${err.message}), so its characters cannot be escaped safely`,
+      { cause: err },
+    );
+  }
+  const tagged = new Set(taggedTemplates(tree));
+  const pieces = [
+    ...tokens.map((t) => ({ start: t.start, end: t.end, kind: TOKEN_KIND.get(t.type) ?? "other" })),
+    ...comments.map((c) => ({ start: c.start, end: c.end, kind: "comment" })),
+  ].sort((a, b) => a.start - b.start);
+  const out = [];
+  let at = 0;
+  for (const piece of [...pieces, { start: source.length, end: source.length, kind: "other" }]) {
+    // Between pieces there is only white space: a wide one becomes a space, or a line feed if it ends a line.
+    out.push(
+      source.slice(at, piece.start).replace(/[\u0100-\uffff]/g, (ch) => (LINE_TERMINATOR.test(ch) ? "\n" : " ")),
+    );
+    const text = source.slice(piece.start, piece.end);
+    if (piece.kind === "template" && WIDE.test(text) && tagged.has(piece.start)) {
+      const i = piece.start + text.search(WIDE);
+      throw new Error(
+        `a tagged template holds ${codePoint(source[i])} at ${position(source, i)}; its tag sees the raw text, ` +
+          `so an escape would change it: write the character as an escape in the source`,
+      );
+    }
+    if (piece.kind === "other" && WIDE.test(text)) {
+      const i = piece.start + text.search(WIDE);
+      throw new Error(`unexpected ${codePoint(source[i])} in a token at ${position(source, i)}`);
+    }
+    out.push(escapeChunk(text, piece.kind));
+    at = Math.max(at, piece.end);
+  }
+  const escaped = out.join("");
+  assertSameTokens(tokens, escaped);
+  return escaped;
+}
+
+/**
+ * Throws unless `escaped` reads as the same tokens as the source `tokens` came from: the same kinds in the same order,
+ * and the same value for each string, template part, name and number (a regular expression's pattern is text and
+ * is compared by its flags; test/relay/bundle-charset.test.ts compares what they match).
+ */
+function assertSameTokens(tokens, escaped) {
+  const again = [];
+  try {
+    parse(escaped, { ...PARSE_OPTIONS, onToken: again });
+  } catch (err) {
+    throw new Error(
+      `escaping the bundle's characters broke it (${err.message}): a defect in relay/bundle-charset.mjs`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const differs = (a, b) =>
+    a.type !== b.type ||
+    (a.type === tokTypes.regexp ? a.value.flags !== b.value.flags : typeof a.value !== "object" && a.value !== b.value);
+  const i =
+    again.length !== tokens.length
+      ? Math.min(again.length, tokens.length) - 1
+      : again.findIndex((t, k) => differs(tokens[k], t));
+  if (i >= 0) {
+    const where = position(escaped, again[i]?.start ?? 0);
+    throw new Error(
+      `escaping the bundle's characters changed token ${i + 1} (${tokens[i]?.type.label} at ${where}): ` +
+        "a defect in relay/bundle-charset.mjs",
+    );
+  }
 }
 
 /** The first character above U+00FF in `text` as "line L, column C (U+XXXX)", or undefined when there is none. */
 export function firstAboveLatin1(text) {
-  const m = /[\u0100-\uffff]/.exec(text);
+  const m = WIDE.exec(text);
   if (!m) return undefined;
-  const before = text.slice(0, m.index);
-  const line = before.split("\n").length;
-  const column = m.index - before.lastIndexOf("\n");
-  return `line ${line}, column ${column} (U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")})`;
+  return `${position(text, m.index)} (${codePoint(m[0])})`;
 }

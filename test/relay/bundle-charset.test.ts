@@ -20,6 +20,8 @@ const wide = fc.oneof(
   fc.integer({ min: 0x10000, max: 0x10ffff }),
 );
 const evaluate = (source: string): unknown => new Function(`return (${source});`)();
+const LINE_TERMINATORS = [0x2028, 0x2029];
+const WHITE_SPACE = ["\u1680", "\u2000", "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000", "\ufeff"];
 
 describe("the bundle keeps its source one byte per character in V8's heap (relay/bundle-charset.mjs)", () => {
   it("relay/dist/relay.js holds no character above U+00FF (npm run build escapes them)", () => {
@@ -32,12 +34,13 @@ describe("the bundle keeps its source one byte per character in V8's heap (relay
     expect(firstAboveLatin1("é ÿ \u00ff plain")).toBeUndefined();
   });
 
-  it("leaves Latin-1 text as it is and escapes everything else, over generated text", () => {
+  it("leaves Latin-1 text as it is and escapes everything else, over generated strings", () => {
     fc.assert(
       fc.property(text, (t) => {
-        const e = escapeAboveLatin1(t);
+        const source = JSON.stringify(t);
+        const e = escapeAboveLatin1(source);
         expect(firstAboveLatin1(e)).toBeUndefined();
-        if (firstAboveLatin1(t) === undefined) expect(e).toBe(t);
+        if (firstAboveLatin1(source) === undefined) expect(e).toBe(source);
       }),
       { numRuns: 2000 },
     );
@@ -54,39 +57,105 @@ describe("the bundle keeps its source one byte per character in V8's heap (relay
 
   it("a character already escaped by a backslash (an identity escape) keeps its meaning", () => {
     fc.assert(
-      fc.property(wide, fc.integer({ min: 0, max: 3 }), (cp, pairs) => {
-        const c = String.fromCodePoint(cp);
-        const before = "\\\\".repeat(pairs); // escaped backslashes, then one that escapes the character
-        const literal = `"${before}\\${c}"`;
-        expect(evaluate(escapeAboveLatin1(literal))).toBe(evaluate(literal));
-        const regex = `/^${before}\\${c}$/`;
-        const subject = `${"\\".repeat(pairs)}${c}`;
-        expect((evaluate(escapeAboveLatin1(regex)) as RegExp).test(subject)).toBe(true);
+      fc.property(
+        wide.filter((c) => !LINE_TERMINATORS.includes(c)),
+        fc.integer({ min: 0, max: 3 }),
+        (cp, pairs) => {
+          const c = String.fromCodePoint(cp);
+          const before = "\\\\".repeat(pairs); // escaped backslashes, then one that escapes the character
+          const literal = `"${before}\\${c}"`;
+          expect(evaluate(escapeAboveLatin1(literal))).toBe(evaluate(literal));
+          const regex = `/^${before}\\${c}$/`;
+          const subject = `${"\\".repeat(pairs)}${c}`;
+          expect((evaluate(escapeAboveLatin1(regex)) as RegExp).test(subject)).toBe(true);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("white space above U+00FF between tokens stays white space, and a line terminator stays one (every such character)", () => {
+    // Every character JavaScript reads as white space or a line terminator above U+00FF: the whole class, not a sample.
+    const spaces = [...Array(0x10000 - 0x100).keys()]
+      .map((i) => String.fromCharCode(i + 0x100))
+      .filter((c) => /\s/.test(c));
+    expect(spaces).toEqual(expect.arrayContaining(["\u1680", "\u2028", "\u2029", "\u3000", "\ufeff"]));
+    for (const w of spaces) {
+      const programs = [
+        `[1,${w}2]`,
+        `(function () { return${w}7 })()`, // a line terminator ends the statement (automatic semicolon insertion)
+        `(function () { return /*${w}*/ 7 })()`, // so does a block comment that holds one
+        `(function () { var a = 1 // note${w} + 1\n return a })()`, // and it ends a line comment
+        `(function () { return "a\\${w}b" })()`, // after a backslash it is a line continuation
+        `(function () { return \`a\\${w}b\` })()`,
+      ];
+      for (const p of programs) {
+        const e = escapeAboveLatin1(p);
+        expect(firstAboveLatin1(e), `${JSON.stringify(p)} -> ${JSON.stringify(e)}`).toBeUndefined();
+        expect(evaluate(e), `${JSON.stringify(p)} -> ${JSON.stringify(e)}`).toEqual(evaluate(p));
+      }
+    }
+  });
+
+  it("an identifier or private name of letters above U+00FF (astral ones included) names the same binding, over generated names", () => {
+    const start = fc
+      .oneof(fc.integer({ min: 0x100, max: 0xffff }), fc.integer({ min: 0x10000, max: 0x3ffff }))
+      .filter((c) => /\p{ID_Start}/u.test(String.fromCodePoint(c)));
+    const rest = fc
+      .integer({ min: 0x100, max: 0x3ffff })
+      .filter((c) => /\p{ID_Continue}/u.test(String.fromCodePoint(c)));
+    fc.assert(
+      fc.property(start, fc.array(rest, { maxLength: 4 }), (first, more) => {
+        const n = String.fromCodePoint(first, ...more);
+        const program = `(() => { const ${n} = 7; class K { #${n} = 3; get() { return this.#${n} } } return ${n} + ({ ${n}: 1 }).${n} + new K().get(); })()`;
+        const e = escapeAboveLatin1(program);
+        expect(firstAboveLatin1(e)).toBeUndefined();
+        expect(evaluate(e), e).toBe(11);
       }),
       { numRuns: 1000 },
     );
   });
 
-  it("a template literal's value, a comment, and a regular expression with and without the u flag mean the same", () => {
-    const plain = fc.array(fc.oneof(wide, fc.integer({ min: 0x30, max: 0x39 })), { minLength: 1, maxLength: 12 });
+  it("refuses a character above U+00FF in a tagged template's text (its tag sees the raw text), naming where it is", () => {
     fc.assert(
-      fc.property(
-        plain,
-        fc.array(fc.oneof(wide, fc.integer({ min: 0x30, max: 0x39 })), { maxLength: 6 }),
-        (set, probe) => {
-          const chars = set.map((c) => String.fromCodePoint(c)).join("");
-          expect(evaluate(escapeAboveLatin1(`\`${chars}\``))).toBe(chars);
-          expect(evaluate(escapeAboveLatin1(`/* ${chars} */ 1`))).toBe(1);
-          const subject = probe.map((c) => String.fromCodePoint(c)).join("");
-          for (const flags of ["u", ""]) {
-            const raw = `/^[${chars}]*$/${flags}`;
-            expect((evaluate(escapeAboveLatin1(raw)) as RegExp).test(subject), `${raw} on ${subject}`).toBe(
-              (evaluate(raw) as RegExp).test(subject),
-            );
-          }
-        },
-      ),
-      { numRuns: 2000 },
+      fc.property(wide, (cp) => {
+        const c = String.fromCodePoint(cp);
+        expect(() => escapeAboveLatin1(`1;\nString.raw\`x${c}\``)).toThrow(
+          `a tagged template holds U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")} at line 2, column 13`,
+        );
+        // A template inside a tagged template's substitution is untagged: its value is all that can be seen.
+        expect(evaluate(escapeAboveLatin1(`String.raw\`x\${\`${c}\`}\``))).toBe(`x${c}`);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("refuses a source that does not parse, rather than guess what its characters are", () => {
+    expect(() => escapeAboveLatin1("/а\u2028/")).toThrow(/does not parse as a script/);
+  });
+
+  it("a program of strings, templates, regular expressions (u flag or not), comments, names and white space evaluates the same, over generated programs", () => {
+    const chars = (from: fc.Arbitrary<number>, opts = {}) =>
+      fc.array(fc.oneof(from, fc.integer({ min: 0x30, max: 0x39 })), opts).map((a) => String.fromCodePoint(...a));
+    const noLineEnd = wide.filter((c) => !LINE_TERMINATORS.includes(c));
+    const segment = fc.oneof(
+      text.map((t) => JSON.stringify(t)),
+      chars(wide).map((c) => `\`${c}\``),
+      fc
+        .tuple(chars(noLineEnd, { minLength: 1 }), chars(noLineEnd), fc.constantFrom("u", ""))
+        .map(([set, probe, flags]) => `/^[${set}]*$/${flags}.test(${JSON.stringify(probe)})`),
+      chars(wide).map((c) => `/*${c}*/ 5`),
+      chars(noLineEnd).map((c) => `5 // ${c}\n`),
+      fc.constantFrom(...WHITE_SPACE).map((w) => `${w}6${w}`),
+    );
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 6 }), (segments) => {
+        const program = `[${segments.join(",")}]`;
+        const e = escapeAboveLatin1(program);
+        expect(firstAboveLatin1(e)).toBeUndefined();
+        expect(evaluate(e)).toEqual(evaluate(program));
+      }),
+      { numRuns: 1000 },
     );
   });
 });
