@@ -48,6 +48,16 @@ function script(purpose: string, body: readonly string[]): string {
 }
 
 /** Release names become directory names and shell words: a content hash or a semver, nothing else. */
+/**
+ * A deploy step's restart of `unit`. systemd refuses to start a unit over its start limit (StartLimitBurst, 5 starts
+ * in 10 s by default) until `reset-failed` clears it, and a release or config that crash-looped (Restart= every 2-5 s)
+ * gets there: a retried or rolled-back deploy must not fail on the unit's history. reset-failed also clears a failed
+ * state; on a unit that is not loaded it is a no-op.
+ */
+function restartUnit(unit: string): string[] {
+  return [`systemctl reset-failed ${unit} 2>/dev/null || true`, `systemctl restart ${unit}`];
+}
+
 export function assertReleaseVersion(version: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
     throw new Error(
@@ -207,11 +217,11 @@ export function renderApplyMailConfig(s: HostSettings): string {
     "systemctl daemon-reload",
     "# The validating resolver first: resolv.conf points at it, and Postfix's DANE lookups need it.",
     "systemctl enable --quiet unbound.service",
-    "systemctl restart unbound.service",
+    ...restartUnit("unbound.service"),
     ...mustBeActive("unbound.service"),
     "# The MTA-STS policy server before Postfix: without it every direct delivery waits (policy lookup error).",
     `systemctl enable --quiet ${MTA_STS_UNIT_NAME}`,
-    `systemctl restart ${MTA_STS_UNIT_NAME}`,
+    ...restartUnit(MTA_STS_UNIT_NAME),
     ...mustBeActive(MTA_STS_UNIT_NAME),
     `systemctl enable --quiet opendkim.service ${OPENDKIM_ED25519_UNIT_NAME} postfix.service`,
     "# OpenDKIM first: with milter_default_action = tempfail Postfix defers (never sends unsigned) while it is down.",
@@ -219,14 +229,14 @@ export function renderApplyMailConfig(s: HostSettings): string {
       ["opendkim.service", OPENDKIM_SOCKET],
       [OPENDKIM_ED25519_UNIT_NAME, OPENDKIM_ED25519_SOCKET],
     ].flatMap(([unit, sock]) => [
-      `systemctl restart ${unit}`,
+      ...restartUnit(unit),
       `for _ in $(seq 1 20); do [ -S "$root${sock}" ] && break; sleep 0.5; done`,
       `if [ ! -S "$root${sock}" ]; then echo "OpenDKIM (${unit}) did not create ${sock}" >&2; ` +
         `journalctl -u ${unit} -n 30 --no-pager >&2 || true; exit 1; fi`,
     ]),
     ...postfixLogSetupLines(),
     "# restart, not reload: inet_protocols/inet_interfaces and new group memberships only apply to a fresh master.",
-    "systemctl restart postfix.service",
+    ...restartUnit("postfix.service"),
     `if ! systemctl is-active --quiet postfix.service; then echo "postfix is not running" >&2; ` +
       `journalctl -u ${releaseProfile(s.release).postfix.masterUnit} -n 30 --no-pager >&2 || true; exit 1; fi`,
     'echo "mail configuration applied"',
@@ -338,6 +348,7 @@ export function renderActivateRelayRelease(
       ? [
           "# Postfix asks the DANE-first socketmap first: the release is healthy only if it runs too.",
           "tls_policy_up() {",
+          `  systemctl reset-failed ${TLS_POLICY_UNIT_NAME} 2>/dev/null || true`,
           `  systemctl enable --quiet ${TLS_POLICY_UNIT_NAME} && systemctl restart ${TLS_POLICY_UNIT_NAME} || return 1`,
           '  sleep "${MAIL_RELAY_TLS_POLICY_SETTLE:-2}"',
           `  if systemctl is-active --quiet ${TLS_POLICY_UNIT_NAME}; then return 0; fi`,
@@ -374,10 +385,11 @@ export function renderActivateRelayRelease(
     'touch -- "$releases/$version"',
     "systemctl daemon-reload",
     `systemctl enable --quiet ${RELAY_UNIT_NAME}`,
-    `systemctl restart ${RELAY_UNIT_NAME}`,
+    ...restartUnit(RELAY_UNIT_NAME),
     "if healthy && tls_policy_up; then",
     "  prune",
     "  # The webhook sender runs the same release; a failure here leaves webhooks in the outbox, not mail unsent.",
+    `  systemctl reset-failed ${WEBHOOK_UNIT_NAME} 2>/dev/null || true`,
     `  systemctl enable --quiet ${WEBHOOK_UNIT_NAME} && systemctl restart ${WEBHOOK_UNIT_NAME} || ` +
       `echo "warning: ${WEBHOOK_UNIT_NAME} did not start; webhooks wait in the outbox" >&2`,
     '  echo "relay release $version is active and healthy ($health_url)"',
@@ -389,8 +401,13 @@ export function renderActivateRelayRelease(
     `journalctl -u ${RELAY_UNIT_NAME} -n 50 --no-pager >&2 || true`,
     'case "$previous" in /*) previous_dir="$root$previous" ;; *) previous_dir="$base/$previous" ;; esac',
     'if [ -n "$previous" ] && [ "$previous" != "$target" ] && [ -s "$previous_dir/' + RELAY_ENTRY + '" ]; then',
+    "  # The failing release is stopped before current moves: a restart issued into its restart loop can merge with",
+    "  # its own failing start (the job then fails with that release's exit code) or meet the start limit, and leave",
+    "  # the previous release stopped (the rehearsal's broken-release fault saw both).",
+    `  systemctl stop ${RELAY_UNIT_NAME} || true`,
     '  switch_to "$previous"',
-    `  systemctl restart ${RELAY_UNIT_NAME} || true`,
+    `  systemctl reset-failed ${RELAY_UNIT_NAME} 2>/dev/null || true`,
+    `  systemctl start ${RELAY_UNIT_NAME} || true`,
     "  tls_policy_up || true",
     "  if healthy; then",
     '    echo "rolled back: current -> $previous (healthy)" >&2',
@@ -424,7 +441,7 @@ export function renderStartCloudflared(): string {
     "cloudflared --version",
     "systemctl daemon-reload",
     `systemctl enable --quiet ${CLOUDFLARED_UNIT_NAME}`,
-    `systemctl restart ${CLOUDFLARED_UNIT_NAME}`,
+    ...restartUnit(CLOUDFLARED_UNIT_NAME),
     // Type=notify: restart returns once cloudflared has registered a connection, or fails.
     `if ! systemctl is-active --quiet ${CLOUDFLARED_UNIT_NAME}; then journalctl -u ${CLOUDFLARED_UNIT_NAME} -n ` +
       `50 --no-pager >&2 || true; exit 1; fi`,

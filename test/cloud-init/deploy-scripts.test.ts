@@ -253,7 +253,7 @@ describe("relay releases: install, activate, roll back, prune", () => {
     expect(current()).toBe("releases/v1");
     expect(lstatSync(join(root, "opt/mail-relay/current")).isSymbolicLink()).toBe(true);
     expect(r.calls).toMatch(
-      /systemctl daemon-reload\nsystemctl enable --quiet mail-relay.service\nsystemctl restart mail-relay.service/,
+      /systemctl daemon-reload\nsystemctl enable --quiet mail-relay.service\n(systemctl reset-failed mail-relay.service\n)?systemctl restart mail-relay.service/,
     );
     expect(r.calls).toMatch(/curl .*http:\/\/127\.0\.0\.1:2525\/health/);
     expect(r.out).toMatch(/active and healthy/);
@@ -267,7 +267,24 @@ describe("relay releases: install, activate, roll back, prune", () => {
     expect(r.out).toMatch(/journalctl -u mail-relay.service -n 50/);
     expect(r.out).toMatch(/fake journal line/);
     expect(r.out).toMatch(/rolled back: current -> releases\/v1 \(healthy\)/);
-    expect(r.calls.match(/systemctl restart mail-relay.service/g)).toHaveLength(3);
+    expect(r.calls.match(/systemctl restart mail-relay.service/g)).toHaveLength(2);
+    expect(r.calls.match(/systemctl start mail-relay.service/g)).toHaveLength(1);
+  });
+  it("the rollback stops the failing release before current moves, then clears its failed state and starts the previous one", () => {
+    expect(deploy("v1", healthy("v1")).status).toBe(0);
+    // The fake systemctl notes where current pointed at each call.
+    stub("systemctl", 'echo "$* @ $(readlink "$MAIL_RELAY_ROOT/opt/mail-relay/current")" >> "$STUB_LOG.at"');
+    const r = deploy("v2", broken("v2"));
+    expect(r.status).not.toBe(0);
+    const at = readFileSync(`${log}.at`, "utf8").split("\n");
+    const stop = at.indexOf("stop mail-relay.service @ releases/v2");
+    const reset = at.lastIndexOf("reset-failed mail-relay.service @ releases/v1");
+    const start = at.indexOf("start mail-relay.service @ releases/v1");
+    expect(
+      [stop, reset, start].every((i) => i >= 0),
+      at.join("\n"),
+    ).toBe(true);
+    expect(stop < reset && reset < start, at.join("\n")).toBe(true);
   });
   it("the health check's time limit does not grow with the queue (the relay answers /health before reading it)", () => {
     const pending = join(root, "var/spool/mail-relay/pending");
@@ -352,22 +369,26 @@ describe("the DANE-first TLS policy socketmap runs the release it belongs to (st
   });
 });
 
+/** Stubs for the mail tools apply-mail-config runs, and the two OpenDKIM sockets it waits for (real unix sockets). */
+function stubMailTools(): void {
+  stub("postfix", 'echo "postfix/postfix-script: warning: demo"; exit 0');
+  stub("postmap", 'touch "${1#hash:}.db"');
+  stub("opendkim", "exit 0");
+  stub("unbound-checkconf", "exit 0");
+  mkdirSync(join(root, "var/spool/postfix/opendkim"), { recursive: true });
+  for (const name of ["opendkim.sock", "opendkim-ed25519.sock"]) {
+    const sock = join(root, "var/spool/postfix/opendkim", name);
+    spawnSync(process.execPath, [
+      "-e",
+      `require("net").createServer().listen(${JSON.stringify(sock)}, () => process.exit(0))`,
+    ]);
+    expect(lstatSync(sock).isSocket()).toBe(true);
+  }
+}
+
 describe("apply mail config and teardown (stubbed tools)", () => {
   beforeEach(() => {
-    stub("postfix", 'echo "postfix/postfix-script: warning: demo"; exit 0');
-    stub("postmap", 'touch "${1#hash:}.db"');
-    stub("opendkim", "exit 0");
-    stub("unbound-checkconf", "exit 0");
-    mkdirSync(join(root, "var/spool/postfix/opendkim"), { recursive: true });
-    // real unix sockets, as the two OpenDKIM instances (RSA, Ed25519) would create them
-    for (const name of ["opendkim.sock", "opendkim-ed25519.sock"]) {
-      const sock = join(root, "var/spool/postfix/opendkim", name);
-      spawnSync(process.execPath, [
-        "-e",
-        `require("net").createServer().listen(${JSON.stringify(sock)}, () => process.exit(0))`,
-      ]);
-      expect(lstatSync(sock).isSocket()).toBe(true);
-    }
+    stubMailTools();
   });
   it("smarthost: postmaps sasl_passwd, checks every config, restarts unbound, MTA-STS and both OpenDKIMs before Postfix", () => {
     mkdirSync(join(root, "etc/postfix"), { recursive: true });
@@ -474,4 +495,60 @@ describe("teardown never deletes queued mail silently (renderStopRelay)", () => 
     expect(() => renderStopRelay({ drainSeconds: 1.5, allowQueueLoss: false })).toThrow(/drainSeconds/);
     expect(() => renderStopRelay({ drainSeconds: 3601, allowQueueLoss: false })).toThrow(/drainSeconds/);
   });
+});
+
+describe("a deploy step starts a unit whatever its history: failed, or over systemd's start limit (fake systemctl)", () => {
+  // The fake refuses to start or restart any unit until `systemctl reset-failed <unit>` has run for it, as systemd does
+  // for a unit over StartLimitBurst after a crash loop. Every script that starts units runs against it, so a restart
+  // site added without the reset fails here.
+  beforeEach(() => {
+    stubMailTools();
+    stub("cloudflared", "exit 0");
+    stub(
+      "systemctl",
+      [
+        'state="$STUB_LOG.state"; mkdir -p "$state"',
+        'unit="${*: -1}"',
+        'case "$1" in',
+        '  reset-failed) touch "$state/$unit" ;;',
+        '  start|restart) [ -e "$state/$unit" ] || { echo "Job for $unit failed because start of the service was ' +
+          'attempted too often." >&2; exit 1; }; touch "$state/$unit.up" ;;',
+        '  is-active) [ -e "$state/$unit.up" ] || exit 3 ;;',
+        "esac",
+        "exit 0",
+      ].join("\n"),
+    );
+  });
+  const scripts: [string, () => string][] = [
+    ["apply mail config (direct)", () => renderApplyMailConfig(buildConfig().host)],
+    ["apply mail config (smarthost)", () => renderApplyMailConfig(buildConfig({ smarthost: true }).host)],
+    ["start cloudflared", () => renderStartCloudflared()],
+  ];
+  for (const [name, render] of scripts) {
+    it(`${name}: succeeds, and starts nothing it did not reset first`, () => {
+      if (name.includes("smarthost")) {
+        mkdirSync(join(root, "etc/postfix"), { recursive: true });
+        writeFileSync(join(root, "etc/postfix/sasl_passwd"), "[smtp.example.net]:587 u:p\n");
+      }
+      const r = bash(render());
+      expect(r.status, r.out).toBe(0);
+      expect(r.calls).toMatch(/systemctl restart /);
+    });
+  }
+  for (const tlsPolicy of [true, false]) {
+    it(`activate a relay release (tlsPolicy ${tlsPolicy}), and roll back from a broken one: both start their units`, () => {
+      expect(bash(renderInstallRelayRelease("v1"), healthy("v1")).status).toBe(0);
+      const first = bash(renderActivateRelayRelease("v1", 2525, { tlsPolicy }));
+      expect(first.status, first.out).toBe(0);
+      expect(first.calls).toMatch(/systemctl restart mail-relay-webhooks?\.service/);
+      expect(first.out).not.toMatch(/did not start|attempted too often/);
+      // The rollback's start is refused too until its own reset: clear what the first deploy reset.
+      rmSync(`${log}.state`, { recursive: true, force: true });
+      expect(bash(renderInstallRelayRelease("v2"), broken("v2")).status).toBe(0);
+      const r = bash(renderActivateRelayRelease("v2", 2525, { tlsPolicy }));
+      expect(r.status).not.toBe(0);
+      expect(r.out).toMatch(/rolled back: current -> releases\/v1 \(healthy\)/);
+      expect(r.out).not.toMatch(/attempted too often/);
+    });
+  }
 });
