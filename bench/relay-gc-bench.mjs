@@ -1,6 +1,6 @@
 // npm run bench:gc — what V8's garbage collector does for the relay per message, in the open loop of bench:relay:
-//   allocated and promoted bytes per request, young (scavenge) and full collections, their pauses, and the growth of
-//   V8's old generation between full collections.
+//   allocated and promoted bytes per request, the old generation's growth per request (promotion and what V8
+//   allocates there directly), young (scavenge) and full collections, their pauses.
 // Why (issue 23): the open loop's p99 is made of collection pauses. Allocation per request sets how often the young
 // generation is collected; what survives it and then dies, and the hidden classes a request makes, set how often a
 // full collection runs. The figures are V8's own (--trace-gc-nvp lines on the relay's stdout), so they count the
@@ -195,8 +195,34 @@ line(
   "after the warm-up: V8 heap used, of it large objects; RSS",
   `${mb(memory.heap)}, ${mb(memory.largeObjects)}; ${mb(memory.rss)}`,
 );
+// The old generation's growth between consecutive scavenges with no full collection between them: what scavenges
+// promoted, and what V8 allocated there directly (pretenured allocation sites, whose objects it has seen survive,
+// hidden classes, code, large objects), which the promoted figure does not count. The per-request figure divides by
+// the requests those intervals spanned.
+// Node 18's lines give the survivors left in the young generation (semi_space_copied); Node 20's do not, so there the
+// figure includes the change in survivors between the first and last scavenge of each stretch (small and unbiased).
+const oldAfter = (l) =>
+  field(l, "total_size_after") - (Number.isFinite(field(l, "semi_space_copied")) ? field(l, "semi_space_copied") : 0);
+let oldGrowth = 0;
+let grownOver = 0;
+for (let i = 1; i < open.length; i++) {
+  const [a, b] = [open[i - 1], open[i]];
+  if (!/ gc=s /.test(a) || !/ gc=s /.test(b)) continue;
+  const grew = oldAfter(b) - oldAfter(a);
+  if (!Number.isFinite(grew) || !Number.isFinite(field(b, "allocated"))) continue;
+  oldGrowth += grew;
+  grownOver += field(b, "allocated");
+}
+// Requests the measured intervals spanned, from the bytes allocated in them (allocation per request is steady).
+const oldGrowthPerRequest = grownOver > 0 ? oldGrowth / (grownOver / (allocated / N)) : NaN;
+const promotedPerRequest = promoted / N;
+
 line("allocated per request", kb(allocated / N));
-line("promoted to the old generation per request (scavenges)", kb(promoted / N));
+line("promoted to the old generation per request (scavenges)", kb(promotedPerRequest));
+line(
+  "old generation growth per request (promoted + allocated there directly)",
+  `${kb(oldGrowthPerRequest)} (directly: ${kb(oldGrowthPerRequest - promotedPerRequest)})`,
+);
 line(
   "young collections (scavenges): count, per second",
   `${scavenges.length}, ${(scavenges.length / seconds).toFixed(1)}/s`,
