@@ -205,9 +205,10 @@ const oldAfter = (l) =>
   field(l, "total_size_after") - (Number.isFinite(field(l, "semi_space_copied")) ? field(l, "semi_space_copied") : 0);
 let oldGrowth = 0;
 let grownOver = 0;
-for (let i = 1; i < open.length; i++) {
-  const [a, b] = [open[i - 1], open[i]];
-  if (!/ gc=s /.test(a) || !/ gc=s /.test(b)) continue;
+const isScavenge = new Set(scavengeGc);
+for (let i = 1; i < openGc.length; i++) {
+  if (!isScavenge.has(openGc[i - 1]) || !isScavenge.has(openGc[i])) continue;
+  const [a, b] = [openGc[i - 1].line, openGc[i].line];
   const grew = oldAfter(b) - oldAfter(a);
   if (!Number.isFinite(grew) || !Number.isFinite(field(b, "allocated"))) continue;
   oldGrowth += grew;

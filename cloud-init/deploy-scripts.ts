@@ -47,17 +47,22 @@ function script(purpose: string, body: readonly string[]): string {
   return [SHEBANG, `# mail-relay deploy step: ${purpose}`, ...prelude, ...body].join("\n") + "\n";
 }
 
-/** Release names become directory names and shell words: a content hash or a semver, nothing else. */
 /**
- * A deploy step's restart of `unit`. systemd refuses to start a unit over its start limit (StartLimitBurst, 5 starts
- * in 10 s by default) until `reset-failed` clears it, and a release or config that crash-looped (Restart= every 2-5 s)
- * gets there: a retried or rolled-back deploy must not fail on the unit's history. reset-failed also clears a failed
- * state; on a unit that is not loaded it is a no-op.
+ * Clears `unit`'s failed state and start limit before a deploy step starts it. systemd refuses to start a unit over
+ * its start limit (StartLimitBurst, 5 starts in 10 s by default) until `reset-failed` clears it, and a release or
+ * config that crash-looped (Restart= every 2-5 s) gets there: a retried or rolled-back deploy must not fail on the
+ * unit's history. On a unit that is not loaded it is a no-op.
  */
-function restartUnit(unit: string): string[] {
-  return [`systemctl reset-failed ${unit} 2>/dev/null || true`, `systemctl restart ${unit}`];
+function resetFailed(unit: string): string {
+  return `systemctl reset-failed ${unit} 2>/dev/null || true`;
 }
 
+/** A deploy step's restart of `unit`, after resetFailed(unit). */
+function restartUnit(unit: string): string[] {
+  return [resetFailed(unit), `systemctl restart ${unit}`];
+}
+
+/** Release names become directory names and shell words: a content hash or a semver, nothing else. */
 export function assertReleaseVersion(version: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
     throw new Error(
@@ -348,7 +353,7 @@ export function renderActivateRelayRelease(
       ? [
           "# Postfix asks the DANE-first socketmap first: the release is healthy only if it runs too.",
           "tls_policy_up() {",
-          `  systemctl reset-failed ${TLS_POLICY_UNIT_NAME} 2>/dev/null || true`,
+          `  ${resetFailed(TLS_POLICY_UNIT_NAME)}`,
           `  systemctl enable --quiet ${TLS_POLICY_UNIT_NAME} && systemctl restart ${TLS_POLICY_UNIT_NAME} || return 1`,
           '  sleep "${MAIL_RELAY_TLS_POLICY_SETTLE:-2}"',
           `  if systemctl is-active --quiet ${TLS_POLICY_UNIT_NAME}; then return 0; fi`,
@@ -389,7 +394,7 @@ export function renderActivateRelayRelease(
     "if healthy && tls_policy_up; then",
     "  prune",
     "  # The webhook sender runs the same release; a failure here leaves webhooks in the outbox, not mail unsent.",
-    `  systemctl reset-failed ${WEBHOOK_UNIT_NAME} 2>/dev/null || true`,
+    `  ${resetFailed(WEBHOOK_UNIT_NAME)}`,
     `  systemctl enable --quiet ${WEBHOOK_UNIT_NAME} && systemctl restart ${WEBHOOK_UNIT_NAME} || ` +
       `echo "warning: ${WEBHOOK_UNIT_NAME} did not start; webhooks wait in the outbox" >&2`,
     '  echo "relay release $version is active and healthy ($health_url)"',
@@ -406,7 +411,7 @@ export function renderActivateRelayRelease(
     "  # the previous release stopped (the rehearsal's broken-release fault saw both).",
     `  systemctl stop ${RELAY_UNIT_NAME} || true`,
     '  switch_to "$previous"',
-    `  systemctl reset-failed ${RELAY_UNIT_NAME} 2>/dev/null || true`,
+    `  ${resetFailed(RELAY_UNIT_NAME)}`,
     `  systemctl start ${RELAY_UNIT_NAME} || true`,
     "  tls_policy_up || true",
     "  if healthy; then",

@@ -1,7 +1,7 @@
 // Bundles the relay into one file, relay/dist/relay.js, that runs with no node_modules on the oldest tested release's
 // Node (Debian 12's 18; Debian 13 ships 20): test/cloud-init/release.test.ts ties the target to cloud-init/release.ts.
 import { build } from "esbuild";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as path from "node:path";
 import { escapeAboveLatin1 } from "./bundle-charset.mjs";
@@ -9,9 +9,13 @@ import { escapeAboveLatin1 } from "./bundle-charset.mjs";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const outfile = path.join(here, "dist", "relay.js");
 
-await build({
+// Built in memory, then written once with its characters escaped (relay/bundle-charset.mjs): esbuild leaves
+// non-Latin-1 characters in comments and regular expressions, and V8 keeps a source with any of them at two bytes per
+// character. If the escape refuses the bundle, nothing is written: relay/dist/relay.js is never left unescaped.
+const result = await build({
   entryPoints: [path.join(here, "main.ts")],
   outfile,
+  write: false,
   bundle: true,
   platform: "node",
   target: "node18",
@@ -22,6 +26,9 @@ await build({
   banner: { js: "#!/usr/bin/env node" },
 });
 
-// One byte per character in V8's heap (relay/bundle-charset.mjs): esbuild leaves non-Latin-1 characters in comments
-// and regular expressions.
-writeFileSync(outfile, escapeAboveLatin1(readFileSync(outfile, "utf8")));
+const [bundle] = result.outputFiles;
+if (result.outputFiles.length !== 1 || bundle.path !== outfile) {
+  throw new Error(`esbuild produced ${result.outputFiles.map((f) => f.path).join(", ")}, expected only ${outfile}`);
+}
+mkdirSync(path.dirname(outfile), { recursive: true });
+writeFileSync(outfile, escapeAboveLatin1(bundle.text));

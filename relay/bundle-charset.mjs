@@ -15,6 +15,7 @@
 // - after a backslash in a string or template, U+2028 and U+2029 are a line continuation, and stay one as `\` + LF.
 // A tagged template's raw text is visible to its tag (String.raw), so a wide character there is refused, by position.
 import { parse, tokTypes } from "acorn";
+import { simple } from "acorn-walk";
 
 const WIDE = /[\u0100-\uffff]/;
 const LINE_TERMINATOR = /[\u2028\u2029]/;
@@ -53,23 +54,6 @@ const TOKEN_KIND = new Map([
   [tokTypes.privateId, "name"],
 ]);
 
-/** The start of every part of a tagged template's text in the tree under `node` (not of templates in its `${}`). */
-function taggedTemplates(node, out = []) {
-  const stack = [node];
-  while (stack.length > 0) {
-    const n = stack.pop();
-    if (n.type === "TaggedTemplateExpression") for (const q of n.quasi.quasis) out.push(q.start);
-    for (const key in n) {
-      const v = n[key];
-      if (v && typeof v === "object") {
-        if (Array.isArray(v)) for (const x of v) if (x && typeof x.type === "string") stack.push(x);
-        if (typeof v.type === "string") stack.push(v);
-      }
-    }
-  }
-  return out;
-}
-
 /** "line L, column C" of index `at` in `text` (both from 1, as an editor counts). */
 function position(text, at) {
   const before = text.slice(0, at);
@@ -77,6 +61,12 @@ function position(text, at) {
 }
 
 const codePoint = (ch) => `U+${ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+
+/** "U+XXXX at line L, column C" for the first wide character of `source` at or after `from`. */
+function wideAt(source, from) {
+  const i = from + source.slice(from).search(WIDE);
+  return `${codePoint(source[i])} at ${position(source, i)}`;
+}
 
 /**
  * `source` (a whole script) with every character above U+00FF rewritten so that it means what it meant: an escape
@@ -96,7 +86,13 @@ export function escapeAboveLatin1(source) {
       { cause: err },
     );
   }
-  const tagged = new Set(taggedTemplates(tree));
+  // The start of each part of a tagged template's text (not of templates inside its `${}`, which are untagged).
+  const tagged = new Set();
+  simple(tree, {
+    TaggedTemplateExpression(n) {
+      for (const q of n.quasi.quasis) tagged.add(q.start);
+    },
+  });
   const pieces = [
     ...tokens.map((t) => ({ start: t.start, end: t.end, kind: TOKEN_KIND.get(t.type) ?? "other" })),
     ...comments.map((c) => ({ start: c.start, end: c.end, kind: "comment" })),
@@ -110,16 +106,13 @@ export function escapeAboveLatin1(source) {
     );
     const text = source.slice(piece.start, piece.end);
     if (piece.kind === "template" && WIDE.test(text) && tagged.has(piece.start)) {
-      const i = piece.start + text.search(WIDE);
       throw new Error(
-        `a tagged template holds ${codePoint(source[i])} at ${position(source, i)}; its tag sees the raw text, ` +
+        `a tagged template holds ${wideAt(source, piece.start)}; its tag sees the raw text, ` +
           `so an escape would change it: write the character as an escape in the source`,
       );
     }
-    if (piece.kind === "other" && WIDE.test(text)) {
-      const i = piece.start + text.search(WIDE);
-      throw new Error(`unexpected ${codePoint(source[i])} in a token at ${position(source, i)}`);
-    }
+    if (piece.kind === "other" && WIDE.test(text))
+      throw new Error(`unexpected ${wideAt(source, piece.start)} in a token`);
     out.push(escapeChunk(text, piece.kind));
     at = Math.max(at, piece.end);
   }
@@ -148,12 +141,11 @@ function assertSameTokens(tokens, escaped) {
   const differs = (a, b) =>
     a.type !== b.type ||
     (a.type === tokTypes.regexp ? a.value.flags !== b.value.flags : typeof a.value !== "object" && a.value !== b.value);
-  const i =
-    again.length !== tokens.length
-      ? Math.min(again.length, tokens.length) - 1
-      : again.findIndex((t, k) => differs(tokens[k], t));
+  // The first token that differs, or the first one only one side has.
+  let i = again.findIndex((t, k) => k >= tokens.length || differs(tokens[k], t));
+  if (i < 0 && again.length !== tokens.length) i = again.length;
   if (i >= 0) {
-    const where = position(escaped, again[i]?.start ?? 0);
+    const where = position(escaped, again[i]?.start ?? escaped.length);
     throw new Error(
       `escaping the bundle's characters changed token ${i + 1} (${tokens[i]?.type.label} at ${where}): ` +
         "a defect in relay/bundle-charset.mjs",

@@ -519,17 +519,22 @@ describe("a deploy step starts a unit whatever its history: failed, or over syst
       ].join("\n"),
     );
   });
-  const scripts: [string, () => string][] = [
+  const smarthostPassword = () => {
+    mkdirSync(join(root, "etc/postfix"), { recursive: true });
+    writeFileSync(join(root, "etc/postfix/sasl_passwd"), "[smtp.example.net]:587 u:p\n");
+  };
+  const scripts: [string, () => string, (() => void)?][] = [
     ["apply mail config (direct)", () => renderApplyMailConfig(buildConfig().host)],
-    ["apply mail config (smarthost)", () => renderApplyMailConfig(buildConfig({ smarthost: true }).host)],
+    [
+      "apply mail config (smarthost)",
+      () => renderApplyMailConfig(buildConfig({ smarthost: true }).host),
+      smarthostPassword,
+    ],
     ["start cloudflared", () => renderStartCloudflared()],
   ];
-  for (const [name, render] of scripts) {
+  for (const [name, render, setup] of scripts) {
     it(`${name}: succeeds, and starts nothing it did not reset first`, () => {
-      if (name.includes("smarthost")) {
-        mkdirSync(join(root, "etc/postfix"), { recursive: true });
-        writeFileSync(join(root, "etc/postfix/sasl_passwd"), "[smtp.example.net]:587 u:p\n");
-      }
+      setup?.();
       const r = bash(render());
       expect(r.status, r.out).toBe(0);
       expect(r.calls).toMatch(/systemctl restart /);

@@ -21,7 +21,10 @@ const wide = fc.oneof(
 );
 const evaluate = (source: string): unknown => new Function(`return (${source});`)();
 const LINE_TERMINATORS = [0x2028, 0x2029];
-const WHITE_SPACE = ["\u1680", "\u2000", "\u200a", "\u2028", "\u2029", "\u202f", "\u205f", "\u3000", "\ufeff"];
+// Every character JavaScript reads as white space or a line terminator above U+00FF: the whole class, not a sample.
+const WIDE_SPACES = [...Array(0x10000 - 0x100).keys()]
+  .map((i) => String.fromCharCode(i + 0x100))
+  .filter((c) => /\s/.test(c));
 
 describe("the bundle keeps its source one byte per character in V8's heap (relay/bundle-charset.mjs)", () => {
   it("relay/dist/relay.js holds no character above U+00FF (npm run build escapes them)", () => {
@@ -75,12 +78,8 @@ describe("the bundle keeps its source one byte per character in V8's heap (relay
   });
 
   it("white space above U+00FF between tokens stays white space, and a line terminator stays one (every such character)", () => {
-    // Every character JavaScript reads as white space or a line terminator above U+00FF: the whole class, not a sample.
-    const spaces = [...Array(0x10000 - 0x100).keys()]
-      .map((i) => String.fromCharCode(i + 0x100))
-      .filter((c) => /\s/.test(c));
-    expect(spaces).toEqual(expect.arrayContaining(["\u1680", "\u2028", "\u2029", "\u3000", "\ufeff"]));
-    for (const w of spaces) {
+    expect(WIDE_SPACES).toEqual(expect.arrayContaining(["\u1680", "\u2028", "\u2029", "\u3000", "\ufeff"]));
+    for (const w of WIDE_SPACES) {
       const programs = [
         `[1,${w}2]`,
         `(function () { return${w}7 })()`, // a line terminator ends the statement (automatic semicolon insertion)
@@ -146,7 +145,7 @@ describe("the bundle keeps its source one byte per character in V8's heap (relay
         .map(([set, probe, flags]) => `/^[${set}]*$/${flags}.test(${JSON.stringify(probe)})`),
       chars(wide).map((c) => `/*${c}*/ 5`),
       chars(noLineEnd).map((c) => `5 // ${c}\n`),
-      fc.constantFrom(...WHITE_SPACE).map((w) => `${w}6${w}`),
+      fc.constantFrom(...WIDE_SPACES).map((w) => `${w}6${w}`),
     );
     fc.assert(
       fc.property(fc.array(segment, { minLength: 1, maxLength: 6 }), (segments) => {
