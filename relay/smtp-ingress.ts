@@ -24,6 +24,7 @@ import type { Job, QueueStore } from "./storage";
 import { DataScanner, prepareRawMessage, smtpContentHash, SmtpRefusal } from "./smtp-message";
 import type { SuppressionList } from "./storage";
 import { sha256 } from "./validate";
+import { TransientMap } from "./transient";
 
 /** Connections at once: each may hold up to RELAY_MAX_MESSAGE_BYTES in memory while its DATA arrives. */
 export const SMTP_MAX_CLIENTS = 32;
@@ -141,7 +142,7 @@ export class SmtpIngress {
   private readonly admission: Admission;
   private readonly authFailures = new Map<string, number>();
   /** Sessions not yet authenticated -> the timer that closes them at the auth deadline. */
-  private readonly unauthenticated = new Map<string, NodeJS.Timeout>();
+  private readonly unauthenticated = new TransientMap<string, NodeJS.Timeout>();
   /** Per transaction (smtp-server makes a new envelope object for each): canonical recipient key -> address. */
   private readonly recipients = new WeakMap<object, Map<string, string>>();
 

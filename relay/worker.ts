@@ -3,6 +3,7 @@ import type { Handoff } from "./handoff/types";
 import { HandoffError } from "./handoff/types";
 import type { RelayMetrics } from "./metrics";
 import type { Job, QueueStore } from "./storage";
+import { TransientSet } from "./transient";
 
 export interface WorkerDeps {
   readonly queue: QueueStore;
@@ -36,7 +37,7 @@ export class QueueWorker {
   private loop: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new TransientSet<Promise<void>>();
   /** Set by a temporary failure, cleared by a success: hand off one job at a time meanwhile. */
   private degraded = false;
 

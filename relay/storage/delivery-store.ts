@@ -6,6 +6,8 @@ import { callbackFs } from "./callback-fs";
 import { isJobId } from "./job";
 import { widen } from "./columns";
 import { PackedKeyMap, uuidToWords, wordsToUuid } from "./packed-key-map";
+import { SlotCache } from "./slot-cache";
+import { TransientMap } from "../transient";
 import { isHardBounce, type LogFact } from "../events/postfix-log";
 import type { LogPosition } from "../events/log-tail";
 export type RecipientState = "pending" | "delivered" | "deferred" | "bounced" | "expired";
@@ -124,7 +126,10 @@ const BLOCK_SIZE = 1 << BLOCK_SHIFT;
 const BLOCK_MASK = BLOCK_SIZE - 1;
 const CHECKPOINT_BLOCK = 65_536;
 const LONG_RECORD = 0xffff;
-/** Messages parsed from the journal kept for repeated reads (GET /messages/:id polled by a caller). */
+/**
+ * Messages parsed from the journal (or just written) kept for repeated reads: GET /messages/:id polled by a caller,
+ * and Postfix's log lines about a message handed off moments ago. Direct-mapped by slot (slot-cache.ts).
+ */
 const CACHE_MESSAGES = 512;
 const SCAN_CHUNK = 4 * 1024 * 1024;
 
@@ -235,12 +240,12 @@ export class DeliveryStore {
   private blockMask = new Uint32Array(64);
   private callers: string[] = [""];
   private callerCodes = new Map<string, number>();
-  private byQueueId = new Map<string, string>();
+  private byQueueId = new TransientMap<string, string>();
   /** Changed by plan() and not yet written by commit(): memory runs ahead of the journal until then. */
-  private readonly dirty = new Map<string, MessageDelivery>();
+  private readonly dirty = new TransientMap<string, MessageDelivery>();
   /** Written or being written, newest first in lookups: what the journal says (or will once the write lands). */
-  private readonly inflight = new Map<string, MessageDelivery>();
-  private readonly cache = new Map<string, MessageDelivery>();
+  private readonly inflight = new TransientMap<string, MessageDelivery>();
+  private readonly cache = new SlotCache<MessageDelivery>(CACHE_MESSAGES);
   private ahead = false;
   private liveBytes = 0;
   private pos: LogPosition | undefined;
@@ -341,7 +346,7 @@ export class DeliveryStore {
     this.blockMask = new Uint32Array(64);
     this.callers = [""];
     this.callerCodes = new Map();
-    this.byQueueId = new Map();
+    this.byQueueId = new TransientMap();
     this.dirty.clear();
     this.inflight.clear();
     this.cache.clear();
@@ -525,7 +530,7 @@ export class DeliveryStore {
       this.stateOf[s] = FREE;
       for (let w = 0; w < 4; w++) this.key[w] = this.ids.word(s, w);
       this.ids.delete(this.key);
-      this.cache.delete(id);
+      this.cache.delete(s);
       dropped++;
     }
     if (dropped === 0) return;
@@ -568,21 +573,15 @@ export class DeliveryStore {
 
   /** What the journal says of the message (or will once a write in flight lands). */
   private committed(id: string, slot = this.slotOf(id)): MessageDelivery | undefined {
-    const w = this.inflight.get(id) ?? this.cache.get(id);
+    const w = this.inflight.get(id) ?? (slot >= 0 ? this.cache.get(slot, id) : undefined);
     if (w) return w;
     if (slot < 0 || (this.recordAt[slot] as number) < 0 || this.fd === null) return undefined;
     const rec = JSON.parse(
       this.readAt(this.recordAt[slot] as number, this.lenOf(slot)).toString("utf8"),
     ) as JournalRecord;
     if (rec.t !== "m") throw new Error(`delivery journal: no message record at ${this.recordAt[slot]}`);
-    this.remember(rec.m);
+    this.cache.set(slot, rec.m);
     return rec.m;
-  }
-
-  private remember(m: MessageDelivery): void {
-    this.cache.delete(m.id);
-    this.cache.set(m.id, m);
-    if (this.cache.size > CACHE_MESSAGES) this.cache.delete(this.cache.keys().next().value as string);
   }
 
   private readFirstLine(): JournalRecord | undefined {
@@ -655,7 +654,7 @@ export class DeliveryStore {
       case "m": {
         const s = this.addSlot(r.m.id);
         this.dirty.delete(r.m.id);
-        this.cache.delete(r.m.id);
+        this.cache.delete(s);
         this.index(s, r.m);
         this.located(s, off, len);
         if (this.legacy) for (const q of r.m.queueIds) this.byQueueId.set(q, r.m.id);
@@ -808,7 +807,7 @@ export class DeliveryStore {
         if (h.postfixQueueId !== undefined) this.byQueueId.set(h.postfixQueueId, h.id);
         if (this.inflight.get(h.id) === m) {
           this.inflight.delete(h.id);
-          this.remember(m);
+          this.cache.set(s, m);
         }
       });
     } catch (err) {
@@ -951,7 +950,7 @@ export class DeliveryStore {
           if (this.inflight.get(r.m.id) === r.m) {
             this.inflight.delete(r.m.id);
             // Written from an object that later changes may still touch: the cache keeps a copy.
-            this.remember(cloneMessage(r.m));
+            this.cache.set(s, cloneMessage(r.m));
           }
         });
         this.pos = { inode: after.inode, offset: after.offset };
@@ -1189,7 +1188,7 @@ export class DeliveryStore {
       this.rebuildMasks();
       this.callers = h.callers;
       this.callerCodes = new Map(h.callers.map((c, i) => [c, i]));
-      this.byQueueId = new Map();
+      this.byQueueId = new TransientMap();
       for (let i = 0, nl = h.queueIds.indexOf("\n"); nl >= 0; i = nl + 1, nl = h.queueIds.indexOf("\n", i)) {
         const sp = h.queueIds.indexOf(" ", i);
         this.byQueueId.set(h.queueIds.slice(i, sp), h.queueIds.slice(sp + 1, nl));
@@ -1292,10 +1291,6 @@ export class DeliveryStore {
         else if ((newAt[s] as number) >= 0) this.recordAt[s] = newAt[s] as number;
         else continue;
         this.liveBytes += this.recordLen[s] as number;
-      }
-      for (const [id, m] of fromMemory) {
-        if (this.dirty.has(id)) continue;
-        this.remember(m);
       }
       this.size = base + this.size - E;
       this.journalId = newId;

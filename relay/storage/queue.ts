@@ -21,6 +21,7 @@ import { JobIndex } from "./job-index";
 import { countJsonFiles, scanJsonFiles } from "../json-scan";
 import { SentLog } from "./sent-log";
 import { SentRecords } from "./sent-records";
+import { TransientMap } from "../transient";
 
 export { backoffMs, IDEMPOTENCY_TTL_MS, isJobId, JOB_STATES } from "./job";
 export type { Job, JobState, JobStatus, SentRecord } from "./job";
@@ -111,7 +112,7 @@ export class QueueStore {
   private readonly writer: DurableWriter;
   private readonly index = new JobIndex();
   private readonly idempotency = new IdempotencyKeys();
-  private readonly idempotencyInflight = new Map<string, Promise<unknown>>();
+  private readonly idempotencyInflight = new TransientMap<string, Promise<unknown>>();
   private readonly sentLog: SentLog;
   /** Hand-off records of the retention period, in append order (status lookups, depth, compaction). */
   private readonly sent = new SentRecords();
@@ -136,7 +137,7 @@ export class QueueStore {
    * (a read + JSON.parse per message). Bounded by FRESH_MAX_BYTES of message text; past that, claims read the disk.
    * The file on disk stays the source of truth: it is written before a job enters this map.
    */
-  private readonly fresh = new Map<string, Job>();
+  private readonly fresh = new TransientMap<string, Job>();
   private freshBytes = 0;
 
   constructor(opts: QueueOptions) {

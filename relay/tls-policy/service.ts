@@ -12,6 +12,7 @@ import {
 import { decide, isLookupDomain } from "./decide";
 import { validatingResolver, type DnsLookup } from "./dns-client";
 import { socketmapQuery, socketmapServer, type SocketmapHandler, type SocketmapReply } from "./socketmap";
+import { TransientMap, TransientSet } from "../transient";
 
 export interface Endpoint {
   readonly host: string;
@@ -86,8 +87,8 @@ export interface TlsPolicyDeps {
 export function tlsPolicyHandler(deps: TlsPolicyDeps): { handle: SocketmapHandler; idle: () => Promise<void> } {
   const interval = deps.testingLogIntervalMs ?? 3_600_000;
   const now = deps.now ?? Date.now;
-  const lastLogged = new Map<string, number>();
-  const pending = new Set<Promise<void>>();
+  const lastLogged = new TransientMap<string, number>();
+  const pending = new TransientSet<Promise<void>>();
 
   /** Logs a testing policy: the testing zone has one and the enforcing zone does not (RFC 8461 section 5). */
   async function logTestingPolicy(domain: string): Promise<void> {
@@ -172,7 +173,7 @@ export async function runTlsPolicyService(env: NodeJS.ProcessEnv): Promise<void>
   });
   // Postfix keeps its socketmap connections open between lookups: close() alone would wait for them (and systemd's
   // stop would wait for its timeout, then SIGKILL). They are closed on a signal; Postfix reconnects on its next lookup.
-  const open = new Set<Socket>();
+  const open = new TransientSet<Socket>();
   server.on("connection", (sock: Socket) => {
     open.add(sock);
     sock.once("close", () => open.delete(sock));

@@ -251,12 +251,20 @@ function scriptedServer(onMessage: (socket: net.Socket, n: number) => void, gree
   const stats = { connections: 0, open: 0, maxOpen: 0, messages: 0 };
   const server = net.createServer((socket) => {
     stats.connections++;
-    stats.open++;
-    stats.maxOpen = Math.max(stats.maxOpen, stats.open);
-    let counted = true;
+    // Counted once the poll phase that saw this connection is over: a session the pool ended with QUIT just before
+    // connecting this one has its QUIT in the same batch of events, and is not counted as open beside it.
+    let counted = false;
+    let ended = false;
+    setImmediate(() => {
+      if (ended) return;
+      counted = true;
+      stats.open++;
+      stats.maxOpen = Math.max(stats.maxOpen, stats.open);
+    });
     const gone = (): void => {
       if (counted) stats.open--; // a session ends at QUIT, even if its socket closes later
       counted = false;
+      ended = true;
     };
     socket.on("close", gone);
     socket.on("error", () => undefined);
