@@ -290,10 +290,17 @@ async function door(root: string, ids: string[]): Promise<Record<string, number 
     await waitHealth(c0, port0, performance.now());
     const sent = await request(port0, "POST", "/send", new http.Agent({ keepAlive: false }), payload);
     const sampleId = (JSON.parse(sent.text) as { id: string }).id;
+    // The worker moves the job between directories as it retries the closed port: read it wherever it is now.
     let template: JobFile | undefined;
-    for (const d of ["pending", "processing", "failed"]) {
-      const f = path.join(sampleRoot, d, `${sampleId}.json`);
-      if (fs.existsSync(f)) template = JSON.parse(fs.readFileSync(f, "utf8")) as JobFile;
+    for (let tries = 0; !template && tries < 50; tries++) {
+      for (const d of ["pending", "processing", "failed"]) {
+        try {
+          template = JSON.parse(fs.readFileSync(path.join(sampleRoot, d, `${sampleId}.json`), "utf8")) as JobFile;
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        }
+      }
     }
     await stop(c0);
     if (!template) throw new Error("no job file to copy for the pre-filled queue");
