@@ -32,23 +32,34 @@ type UnitSection = readonly (readonly [string, string] | string)[];
 export const NODE_UNIT_MEMORY_MAX_MB = { relay: 2048, webhooks: 256, tlsPolicy: 192 } as const;
 
 /**
- * The node flags a unit capped at `memoryMaxMb` runs with: V8's old generation limited to half the cap (the young
- * generation, code, typed arrays, buffers and the binary take the rest). Left alone, V8 sizes its heap from the
- * host's RAM and knows nothing of MemoryMax: on a large host it may let garbage grow past the cap, so the kernel kills
- * the process instead of V8 collecting, and on a host of 8 GB or more it lets the old generation grow to 4x the live
- * heap between full collections (the relay peaked at 163-197 MB in bench:chain on a 24 GB machine, against 127-129 MB
- * with a cap: docs/benchmarks.md).
+ * V8's background threads per node process (`--v8-pool-size`; node's default is 4). They run concurrent marking,
+ * parallel scavenges, sweeping and background compilation. With 4 of them on a 2-vCPU host (the default cx22), a full
+ * collection's concurrent marking took both cores for 20-40 ms, stalling the relay's own thread, Postfix, OpenDKIM and
+ * every other process at once: bench:relay's open loop p99 met its target in 3 of 6 runs with node's default and in 6
+ * of 6 with 1, interleaved in one sitting, at the same throughput (docs/benchmarks.md). One thread keeps a core for
+ * the rest of the host.
  */
-export function nodeMemoryFlags(memoryMaxMb: number): readonly string[] {
-  return [`--max-old-space-size=${Math.floor(memoryMaxMb / 2)}`];
+export const NODE_V8_POOL_SIZE = 1;
+
+/**
+ * The node flags a unit capped at `memoryMaxMb` runs with.
+ * - V8's old generation limited to half the cap (the young generation, code, typed arrays, buffers and the binary
+ *   take the rest). Left alone, V8 sizes its heap from the host's RAM and knows nothing of MemoryMax: on a large host
+ *   it may let garbage grow past the cap, so the kernel kills the process instead of V8 collecting, and on a host of
+ *   8 GB or more it lets the old generation grow to 4x the live heap between full collections (the relay peaked at
+ *   163-197 MB in bench:chain on a 24 GB machine, against 127-129 MB with a cap: docs/benchmarks.md).
+ * - V8's background threads: NODE_V8_POOL_SIZE.
+ */
+export function nodeFlags(memoryMaxMb: number): readonly string[] {
+  return [`--max-old-space-size=${Math.floor(memoryMaxMb / 2)}`, `--v8-pool-size=${NODE_V8_POOL_SIZE}`];
 }
 
 /** The relay unit's node flags: the benchmarks and the crash test run the relay with them too. */
-export const RELAY_NODE_FLAGS = nodeMemoryFlags(NODE_UNIT_MEMORY_MAX_MB.relay);
+export const RELAY_NODE_FLAGS = nodeFlags(NODE_UNIT_MEMORY_MAX_MB.relay);
 
-/** ExecStart= of a node unit: node, its memory flags, the relay's bundle, then `args`. */
+/** ExecStart= of a node unit: node, its flags (nodeFlags), the relay's bundle, then `args`. */
 function nodeExecStart(memoryMaxMb: number, args = ""): string {
-  return ["/usr/bin/node", ...nodeMemoryFlags(memoryMaxMb), `${RELAY_CURRENT}/${RELAY_ENTRY}`, args]
+  return ["/usr/bin/node", ...nodeFlags(memoryMaxMb), `${RELAY_CURRENT}/${RELAY_ENTRY}`, args]
     .filter(Boolean)
     .join(" ");
 }

@@ -42,7 +42,7 @@ describe("mail-relay-tls-policy.service", () => {
   const svc = serviceSection(renderTlsPolicyUnit());
   it("runs the current release's tls-policy subcommand, restarted whenever it exits", () => {
     expect(svc.get("ExecStart")).toEqual([
-      `/usr/bin/node --max-old-space-size=96 /opt/mail-relay/current/relay.js ${TLS_POLICY_SUBCOMMAND}`,
+      `/usr/bin/node --max-old-space-size=96 --v8-pool-size=1 /opt/mail-relay/current/relay.js ${TLS_POLICY_SUBCOMMAND}`,
     ]);
     expect(svc.get("Restart")).toEqual(["always"]);
   });

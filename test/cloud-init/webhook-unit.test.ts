@@ -14,7 +14,7 @@ describe("only the webhook sender leaves the host; the relay stays on loopback",
 
   it("the sender runs `relay.js webhooks` as the relay's user, writes only the outbox, and cannot read Postfix's log or the DKIM keys", () => {
     expect(unitValue(hook, "Service", "ExecStart")).toBe(
-      "/usr/bin/node --max-old-space-size=128 /opt/mail-relay/current/relay.js webhooks",
+      "/usr/bin/node --max-old-space-size=128 --v8-pool-size=1 /opt/mail-relay/current/relay.js webhooks",
     );
     expect(unitValue(hook, "Service", "User")).toBe("mailrelay");
     expect(unitValue(hook, "Service", "ReadWritePaths")).toBe("/var/spool/mail-relay/webhooks");
