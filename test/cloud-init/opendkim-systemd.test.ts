@@ -70,7 +70,9 @@ describe("mail-relay.service", () => {
     expect(v("User")).toBe("mailrelay");
     expect(v("Group")).toBe("mailrelay");
     expect(v("EnvironmentFile")).toBe("/etc/mail-relay.env");
-    expect(v("ExecStart")).toBe("/usr/bin/node --max-old-space-size=1024 --v8-pool-size=1 /opt/mail-relay/current/relay.js");
+    expect(v("ExecStart")).toBe(
+      "/usr/bin/node --max-old-space-size=1024 --v8-pool-size=1 /opt/mail-relay/current/relay.js",
+    );
     expect(v("Restart")).toBe("always");
     expect(unitValue(unit, "Install", "WantedBy")).toBe("multi-user.target");
   });
