@@ -200,8 +200,9 @@ async function openLoop(port, agent, rate, seconds, round, trace) {
   const total = Math.round(rate * seconds);
   const t0 = performance.now();
   const pending = [];
-  // BENCH_OPEN_TRACE=FILE: one line per request, "start-ms latency-ms state round" (state: queued or handed_off;
-  // start-ms into that round), to see when the slow ones come and which path they took.
+  // BENCH_OPEN_TRACE=FILE: one line per request, "start-ms latency-ms state round epoch-ms" (state: queued or
+  // handed_off; start-ms into that round; epoch-ms the start on the wall clock, to line up with other recordings), to
+  // see when the slow ones come and which path they took.
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
@@ -218,7 +219,7 @@ async function openLoop(port, agent, rate, seconds, round, trace) {
         lat.push(performance.now() - started); // from the request's start, not its due time
         trace?.push(
           `${(started - t0).toFixed(1)} ${(performance.now() - started).toFixed(2)} ` +
-            `${/"state":"(\w+)"/.exec(r.text)?.[1] ?? r.status} ${round}`,
+            `${/"state":"(\w+)"/.exec(r.text)?.[1] ?? r.status} ${round} ${(performance.timeOrigin + started).toFixed(1)}`,
         );
         if (r.status === 202) accepted++;
       }),
