@@ -16,7 +16,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { RELAY_NODE_FLAGS } from "../cloud-init/systemd.ts";
 import { prefillQueue, sampleJobFile } from "./queue-prefill.mjs";
-import { BENCH_PAYLOAD, BENCH_TOKEN, relayBundle, startSink } from "./relay-fixture.mjs";
+import { BENCH_PAYLOAD, BENCH_TOKEN, relayBundle, startSink, startWakeProbe } from "./relay-fixture.mjs";
 import { UNTHROTTLED_RELAY_ENV } from "./unthrottled-env.mjs";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -297,13 +297,24 @@ function pooled(rounds) {
 
 const rounds = [];
 const trace = process.env.BENCH_OPEN_TRACE ? [] : undefined;
+// A witness of the machine's stalls in each phase (bench/wake-probe.mjs): the floor meets a stall once per write,
+// the relay's requests meet it at every step and then queue behind each other, so the verdict alone cannot tell a
+// stalled minute from a slower relay.
+const probe = OPEN_RATE > 0 ? await startWakeProbe() : undefined;
 for (let i = 1; OPEN_RATE > 0 && i <= OPEN_ROUNDS; i++) {
   progress(`open loop, round ${i}/${OPEN_ROUNDS}: ${OPEN_RATE} req/s for ${OPEN_SECONDS} s`);
+  await probe?.phase("relay");
   const relay = await openLoop(port, agent, OPEN_RATE, OPEN_SECONDS, i, trace);
+  await probe?.phase(null);
   await drain(mainRoot);
   progress(`durable-write floor, round ${i}/${OPEN_ROUNDS}: ${OPEN_RATE}/s for ${OPEN_SECONDS} s`);
-  rounds.push({ relay, floor: durableFloor(), load: loadavg() });
+  await probe?.phase("floor");
+  const floorRound = durableFloor();
+  await probe?.phase(null);
+  rounds.push({ relay, floor: floorRound, load: loadavg() });
 }
+const stalls = await probe?.report();
+probe?.close();
 if (trace) fs.writeFileSync(process.env.BENCH_OPEN_TRACE, trace.join("\n") + "\n");
 const open =
   rounds.length > 0
@@ -426,6 +437,13 @@ if (floor)
   line(
     `durable write alone at ${OPEN_RATE}/s, ${rounds.length} rounds: p50 / p99 / max`,
     `${fig(floor)} ms (${floor.n} writes)`,
+  );
+const stallFig = (p) =>
+  p ? `${p.p99.toFixed(1)} / ${p.max.toFixed(1)} ms, ${p.over5} over 5 ms late (${p.stalledMs.toFixed(0)} ms)` : "-";
+if (stalls)
+  line(
+    "idle probe's wake-ups, open loop | floor: p99 / max late",
+    `${stallFig(stalls.relay)} | ${stallFig(stalls.floor)}`,
   );
 line("machine load (1/5/15 min) after the main relay", loadAfterMain);
 for (const d of doors) {

@@ -49,3 +49,27 @@ export async function startSink() {
     },
   };
 }
+
+/**
+ * The wake-up probe (bench/wake-probe.mjs) as a child process. `phase(name)` resolves once the probe has the message
+ * (so a spawnSync right after it cannot hold it back); `report()` resolves to its figures per phase.
+ */
+export async function startWakeProbe() {
+  const child = fork(path.join(path.dirname(fileURLToPath(import.meta.url)), "wake-probe.mjs"), [], {
+    execArgv: [],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  process.on("exit", () => child.kill());
+  return {
+    phase: (name) =>
+      new Promise((resolve, reject) => child.send({ phase: name }, (err) => (err ? reject(err) : resolve()))),
+    report: () =>
+      new Promise((resolve) => {
+        child.once("message", (m) => resolve(m.report));
+        child.send("report");
+      }),
+    close: () => {
+      child.disconnect();
+    },
+  };
+}
