@@ -2,12 +2,15 @@
 // (what relay/handoff/smtp.ts used first), a bare nodemailer SMTPConnection (what SmtpHandoff pooled next, no plugin
 // pipeline; kept as "before" for the A/B) and the relay's SmtpHandoff (its own pipelining client), each sending
 // BENCH_MESSAGES raw ~3 KB messages serially to Postfix's smtp-sink (a separate C process, so the CPU measured here is
-// the client's). Rounds alternate the order. Run it with Debian's Node 18 for the host's figure:
+// the client's). Rounds alternate the order. Then the relay's SmtpHandoff again, over DATA and over BDAT (issue 23),
+// against bench/chunking-sink.mjs (smtp-sink offers no CHUNKING), one Node process offering it and one not, so the
+// two rows differ only in the client's path. Run it with Debian's Node 18 for the host's figure:
 //   LD_LIBRARY_PATH=.cache/node18/usr/lib/x86_64-linux-gnu \
 //     .cache/node18/usr/bin/node --import tsx bench/handoff-cpu-bench.ts
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import * as net from "node:net";
 import * as os from "node:os";
+import * as path from "node:path";
 import nodemailer from "nodemailer";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { connectNoDelay, SmtpHandoff } from "../relay/handoff/smtp";
@@ -72,10 +75,10 @@ function mailTransport(): Client {
   };
 }
 
-function relayHandoff(): Client {
-  const h = new SmtpHandoff({ host: "127.0.0.1", port: PORT, timeoutMs: 5000, maxConnections: 1 });
+function relayHandoff(port = PORT, name = "relay SmtpHandoff (own pipelining)"): Client {
+  const h = new SmtpHandoff({ host: "127.0.0.1", port, timeoutMs: 5000, maxConnections: 1 });
   return {
-    name: "relay SmtpHandoff (own pipelining)",
+    name,
     send: () => h.send({ id: "b", ...envelope, raw }),
     close: () => void h.close(),
   };
@@ -123,6 +126,19 @@ async function measure(make: () => Client): Promise<{ name: string; cpuMs: numbe
   return { name: c.name, cpuMs: (cpu.user + cpu.system) / 1000 / N, perSec: N / secs };
 }
 
+/** bench/chunking-sink.mjs on `port`, offering CHUNKING or not; resolves once it listens. */
+function nodeSink(port: number, mode: "chunking" | "data"): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [path.join(__dirname, "chunking-sink.mjs"), String(port), mode], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  process.on("exit", () => void child.kill("SIGTERM"));
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`chunking-sink exited ${code}`)));
+    child.stdout!.once("data", () => resolve(child));
+  });
+}
+
 (async () => {
   await waitForSink();
   const results: { name: string; cpuMs: number; perSec: number }[] = [];
@@ -149,6 +165,23 @@ async function measure(make: () => Client): Promise<{ name: string; cpuMs: numbe
     const rs = results.filter((x) => x.name.startsWith(name));
     return rs.reduce((a, x) => a + x.cpuMs, 0) / rs.length;
   };
+  const [dataPort, chunkPort] = [PORT + 1, PORT + 2];
+  await Promise.all([nodeSink(dataPort, "data"), nodeSink(chunkPort, "chunking")]);
+  const paths: Record<string, number[]> = { DATA: [], BDAT: [] };
+  for (let r = 0; r < 2 * ROUNDS; r++) {
+    const order: ("DATA" | "BDAT")[] = r % 2 === 0 ? ["DATA", "BDAT"] : ["BDAT", "DATA"];
+    for (const p of order) {
+      const m = await measure(() => relayHandoff(p === "DATA" ? dataPort : chunkPort, p));
+      paths[p]!.push(m.cpuMs);
+    }
+  }
+  const avg = (xs: number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;
+  const list = (xs: number[]): string => xs.map((x) => x.toFixed(3)).join(" / ");
+  console.log(
+    `  relay SmtpHandoff to bench/chunking-sink.mjs, ${2 * ROUNDS} alternating rounds each: DATA (2 writes, 2 round ` +
+      `trips) CPU ${list(paths.DATA!)} ms/msg; BDAT (1 write, 1 round trip) CPU ${list(paths.BDAT!)} ms/msg; ` +
+      `BDAT/DATA ${(avg(paths.BDAT!) / avg(paths.DATA!)).toFixed(2)}x`,
+  );
   console.log(
     `  relay SmtpHandoff uses ${(mean("relay") / mean("nodemailer Mail")).toFixed(2)}x the CPU of the Mail ` +
       `transport and ${(mean("relay") / mean("nodemailer SMTPConnection")).toFixed(2)}x that of SMTPConnection ` +

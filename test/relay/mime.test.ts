@@ -1,7 +1,7 @@
 import { simpleParser, type AddressObject } from "mailparser";
 import { describe, expect, it } from "vitest";
 import { Admission } from "../../relay/admission";
-import { composeMessage, htmlToPlainText } from "../../relay/mime";
+import { composeMessage, htmlToPlainText, mailComposerFor } from "../../relay/mime";
 import { validateSendRequest } from "../../relay/validate";
 import { ALLOWED_FROM, testConfig } from "./fixtures";
 
@@ -68,6 +68,33 @@ describe("MIME built by nodemailer's MailComposer, parsed back with mailparser",
     expect(a?.content.equals(pdf)).toBe(true);
     expect(b?.content.toString()).toBe("line1\nline2");
     expect(parsed.text?.trim()).toBe("see attached");
+  });
+
+  it("the boundary base is the relay's own (a UUID's 32 hex digits, not nodemailer's randomBytes(8)), new for each message", async () => {
+    const shapes: Record<string, unknown>[] = [
+      { text: "x" },
+      { html: "<p>x</p>" },
+      { text: "x", html: "<p>x</p>" },
+      { text: "x", html: "<p>x</p>", attachments: [{ filename: "a.txt", content: "YQ==" }] },
+    ];
+    const seen = new Set<string>();
+    for (const shape of shapes) {
+      const req = validateSendRequest(
+        { from: { email: ALLOWED_FROM }, to: "user@example.net", subject: "Hi", ...shape },
+        limits,
+      );
+      for (let i = 0; i < 3; i++) {
+        const root = mailComposerFor(req, { messageId: "<m@mail.example.com>", date }).compile();
+        // every part's boundary is made from the root's base (MimeNode._generateBoundary)
+        expect(root.baseBoundary, JSON.stringify(shape)).toMatch(/^[0-9a-f]{32}$/);
+        seen.add(root.baseBoundary);
+      }
+      const { raw, parsed } = await build(shape);
+      expect(parsed.text?.trim()).toBe("x");
+      if (shape.html !== undefined || shape.attachments !== undefined)
+        expect(raw).toMatch(/boundary="--_NmP-[0-9a-f]{32}-Part_1"/);
+    }
+    expect(seen.size).toBe(shapes.length * 3);
   });
 
   it("Message-ID is on the configured domain and Date is the acceptance time", async () => {

@@ -1,16 +1,20 @@
 // The hand-off's own SMTP client (relay/handoff/smtp-client.ts) through SmtpHandoff, against fakes on loopback: a raw
 // `net` fake that records every TCP read it gets (so pipelining is visible), and smtp-server for the body round trip.
+// The fake speaks BDAT (RFC 3030) when it offers CHUNKING, as Postfix does; smtp-server has no BDAT, so it keeps the
+// DATA path covered.
 import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import { SMTPServer } from "smtp-server";
 import { afterEach, describe, expect, it } from "vitest";
 import { SmtpHandoff } from "../../relay/handoff/smtp";
-import { dataBlock } from "../../relay/handoff/smtp-client";
+import { chunkBlock, dataBlock } from "../../relay/handoff/smtp-client";
 import { HandoffError } from "../../relay/handoff/types";
 
 type Answer = string | "close" | "silent";
 interface FakeOptions {
   pipelining?: boolean;
+  /** Offer CHUNKING and take `BDAT <n> [LAST]` (default: not offered, so DATA is used). */
+  chunking?: boolean;
   /** Reply to a command (upper-cased verb line), or "close"/"silent"; default 250 ok (354 to DATA). */
   answer?: (cmd: string) => Answer | undefined;
   /** Reply after the body; default a Postfix-like 250 with a queue id. */
@@ -19,7 +23,10 @@ interface FakeOptions {
   dribble?: boolean;
 }
 
-/** A raw SMTP fake: records each TCP read per connection, the commands and the bodies (still dot-stuffed). */
+/**
+ * A raw SMTP fake: records each TCP read per connection, the commands and the bodies (DATA's still dot-stuffed,
+ * BDAT's chunks joined as they came).
+ */
 function rawFake(opts: FakeOptions = {}) {
   const rec = { connections: 0, reads: [] as string[][], commands: [] as string[], bodies: [] as string[] };
   const sockets = new Set<net.Socket>();
@@ -52,12 +59,35 @@ function rawFake(opts: FakeOptions = {}) {
     send("220 fake ESMTP\r\n");
     let buf = "";
     let inData = false;
+    /** Bytes of a BDAT chunk still to read, and whether it was the LAST one; the chunks so far. */
+    let chunkLeft = -1;
+    let lastChunk = false;
+    let chunks = "";
     socket.on("data", (c: Buffer) => {
       const s = c.toString("latin1");
       reads.push(s);
       buf += s;
       const out: string[] = []; // replies to one read leave in one write, as Postfix answers a pipelined group
       for (;;) {
+        if (chunkLeft >= 0) {
+          if (buf.length < chunkLeft) break;
+          chunks += buf.slice(0, chunkLeft);
+          buf = buf.slice(chunkLeft);
+          chunkLeft = -1;
+          if (!lastChunk) {
+            out.push("250 2.0.0 chunk ok\r\n");
+            continue;
+          }
+          rec.bodies.push(chunks);
+          chunks = "";
+          const custom = opts.answer?.("BDAT-END");
+          const a =
+            custom ??
+            opts.afterBody?.(rec.bodies.at(-1)!, rec.bodies.length) ??
+            `250 2.0.0 Ok: queued as F${rec.bodies.length}\r\n`;
+          if (!act(a, out)) return;
+          continue;
+        }
         if (inData) {
           const end = buf.startsWith(".\r\n") ? 0 : buf.indexOf("\r\n.\r\n");
           if (end < 0) break;
@@ -75,6 +105,13 @@ function rawFake(opts: FakeOptions = {}) {
         buf = buf.slice(nl + 2);
         rec.commands.push(cmd);
         const verb = cmd.toUpperCase();
+        const bdat = opts.chunking ? /^BDAT (\d+)( LAST)?$/.exec(verb) : null;
+        if (bdat) {
+          // the chunk is read whatever the answer; the answer comes after it (as "BDAT-END" to `answer`)
+          chunkLeft = Number(bdat[1]);
+          lastChunk = bdat[2] !== undefined;
+          continue;
+        }
         const custom = opts.answer?.(verb);
         if (custom !== undefined) {
           if (!act(custom, out)) return;
@@ -83,9 +120,8 @@ function rawFake(opts: FakeOptions = {}) {
         }
         if (verb.startsWith("EHLO"))
           out.push(
-            opts.pipelining === false
-              ? "250-fake\r\n250 8BITMIME\r\n"
-              : "250-fake\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+            `250-fake\r\n${opts.pipelining === false ? "" : "250-PIPELINING\r\n"}` +
+              `${opts.chunking ? "250-CHUNKING\r\n" : ""}250 8BITMIME\r\n`,
           );
         else if (verb === "DATA") {
           inData = true;
@@ -190,6 +226,143 @@ describe("pipelining (raw net fake recording each TCP read)", () => {
     });
     await h.send(msg());
     expect(fake.rec.reads[0]![1]).toMatch(/^MAIL FROM:<a@example\.com>\r\nRCPT .*\r\nRCPT .*\r\nDATA\r\n$/);
+  });
+});
+
+describe("BDAT: with PIPELINING and CHUNKING offered (as Postfix does), one write per message (raw net fake)", () => {
+  it("MAIL + every RCPT + BDAT <bytes> LAST + the body arrive in one read, and the reply to BDAT is the final one", async () => {
+    const { fake, h } = await setup({ chunking: true });
+    expect(await h.send(msg(["b@example.net", "c@example.org", "d@example.com"]))).toEqual({ queueId: "F1" });
+    expect(await h.send(msg(["b@example.net"]))).toEqual({ queueId: "F2" });
+    const reads = fake.rec.reads[0]!;
+    expect(reads[0]).toBe("EHLO localhost\r\n");
+    expect(reads[1]).toBe(
+      "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.org>\r\nRCPT TO:<d@example.com>\r\n" +
+        `BDAT ${body.length} LAST\r\n${body}`,
+    );
+    expect(reads[2]).toBe(
+      `MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nBDAT ${body.length} LAST\r\n${body}`,
+    );
+    expect(reads).toHaveLength(3);
+    expect(fake.rec.commands.filter((c) => c === "DATA")).toEqual([]);
+  });
+
+  it("CHUNKING without PIPELINING: DATA, one command per read (BDAT is only worth it in the one write)", async () => {
+    const { fake, h } = await setup({ chunking: true, pipelining: false });
+    expect(await h.send(msg())).toEqual({ queueId: "F1" });
+    expect(fake.rec.reads[0]!.slice(1, 5)).toEqual([
+      "MAIL FROM:<a@example.com>\r\n",
+      "RCPT TO:<b@example.net>\r\n",
+      "RCPT TO:<c@example.org>\r\n",
+      "DATA\r\n",
+    ]);
+  });
+
+  it("a non-ASCII body and address: BDAT counts bytes, not characters, and MAIL says SMTPUTF8", async () => {
+    const { fake, h } = await setup({
+      chunking: true,
+      answer: (c) =>
+        c.startsWith("EHLO") ? "250-fake\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SMTPUTF8\r\n" : undefined,
+    });
+    const utf8Body = "Subject: caf\u00e9 \u2603\r\n\r\n8-bit body \u00e9\u{1F600}\r\n";
+    await h.send({ ...msg(["j\u00fcrgen@example.net"]), raw: utf8Body });
+    const bytes = Buffer.from(utf8Body, "utf8");
+    expect(fake.rec.commands).toContain(`BDAT ${bytes.length} LAST`);
+    expect(fake.rec.commands).toContain("MAIL FROM:<a@example.com> SMTPUTF8");
+    expect(Buffer.from(fake.rec.bodies[0]!, "latin1")).toEqual(bytes);
+  });
+
+  const tricky = [".", "..", "...", ".x", "x.", "", "plain", "From x", "BDAT 5 LAST", "QUIT"];
+  const bodies: string[] = [];
+  for (const a of tricky) for (const b of tricky) bodies.push(`${a}\r\n${b}\r\n`);
+  it(`${bodies.length} bodies with ".", "..", command-like lines arrive byte-exact: BDAT doubles no dot and sends no final dot`, async () => {
+    const { fake, h } = await setup({ chunking: true });
+    for (const b of bodies) await h.send(msg(["b@example.net"], Buffer.from(b, "latin1")));
+    expect(fake.rec.bodies).toEqual(bodies);
+    expect(fake.rec.connections).toBe(1);
+  });
+
+  it("the chunk makes bare LF CRLF and ends in CRLF, as DATA's wire form does, without its dots", () => {
+    expect(chunkBlock(".a\r\n..b\r\nc").toString()).toBe(".a\r\n..b\r\nc\r\n");
+    expect(chunkBlock("a\n.b\nc\r\n").toString()).toBe("a\r\n.b\r\nc\r\n");
+    expect(chunkBlock("\n\n").toString()).toBe("\r\n\r\n");
+    expect(chunkBlock("plain\r\n").toString()).toBe("plain\r\n");
+    expect(chunkBlock("").toString()).toBe("");
+    // every body: the chunk is DATA's wire form with the dot-stuffing and the final dot taken off
+    for (const b of [...bodies, "a\nb", "\n.\n", ".\n..\n"]) {
+      const unstuffed = dataBlock(b)
+        .toString("latin1")
+        .slice(0, -3)
+        .replace(/(^|\r\n)\./g, "$1");
+      expect(chunkBlock(b).toString("latin1"), JSON.stringify(b)).toBe(unstuffed);
+    }
+  });
+
+  it("a 4xx to MAIL is temporary and the connection is not reused; the next message goes on a new one", async () => {
+    let refuse = true;
+    const { fake, h } = await setup({
+      chunking: true,
+      answer: (c) => (c.startsWith("MAIL") && refuse ? "451 4.3.0 Error: queue file write error\r\n" : undefined),
+    });
+    const e = await failure(h.send(msg()));
+    expect([e.permanent, e.message]).toEqual([false, "SMTP 451 4.3.0 Error: queue file write error"]);
+    refuse = false;
+    expect(await h.send(msg())).toEqual({ queueId: "F2" });
+    expect(fake.rec.connections).toBe(2);
+  });
+
+  for (const [codes, permanent] of [
+    [["550", "550"], true],
+    [["450", "550"], false],
+    [["550", "450"], false],
+  ] as const) {
+    it(`every RCPT refused (${codes.join(", ")}), BDAT answered 554: ${permanent ? "permanent" : "temporary"}, with the RCPT's reply`, async () => {
+      let i = 0;
+      const { fake, h } = await setup({
+        chunking: true,
+        answer: (c) =>
+          c.startsWith("RCPT")
+            ? `${codes[i++ % 2]} x.x.x refused\r\n`
+            : c === "BDAT-END"
+              ? "554 5.5.1 Error: no valid recipients\r\n"
+              : undefined,
+      });
+      const e = await failure(h.send(msg()));
+      expect(e.permanent).toBe(permanent);
+      expect(e.message).toMatch(/^SMTP [45]50 x\.x\.x refused$/);
+      await h.send(msg()).catch(() => undefined);
+      expect(fake.rec.connections).toBe(2);
+    });
+  }
+
+  it("some recipients refused: sent to the rest, the refusals counted", async () => {
+    const { fake, h } = await setup({
+      chunking: true,
+      answer: (c) => (c === "RCPT TO:<C@EXAMPLE.ORG>" ? "550 5.1.1 User unknown\r\n" : undefined),
+    });
+    expect(await h.send(msg())).toEqual({ queueId: "F1", rejectedRecipients: 1 });
+    expect(fake.rec.bodies).toEqual([body]);
+  });
+
+  it("a 5xx to BDAT LAST is permanent, a 4xx temporary (milter tempfail), and either discards the connection", async () => {
+    const { fake, h } = await setup({
+      chunking: true,
+      afterBody: (_b, n) =>
+        n === 1 ? "554 5.7.1 milter says no\r\n" : n === 2 ? "451 4.7.1 try later\r\n" : "250 ok\r\n",
+    });
+    const e1 = await failure(h.send(msg()));
+    expect([e1.permanent, e1.message]).toEqual([true, "SMTP 554 5.7.1 milter says no"]);
+    const e2 = await failure(h.send(msg()));
+    expect([e2.permanent, e2.message]).toEqual([false, "SMTP 451 4.7.1 try later"]);
+    expect(fake.rec.connections).toBe(2);
+  });
+
+  it("a server that never answers the BDAT: the message fails after timeoutMs, temporary", async () => {
+    const { h } = await setup({ chunking: true, answer: (c) => (c === "BDAT-END" ? "silent" : undefined) }, 300);
+    const t0 = Date.now();
+    const e = await failure(h.send(msg()));
+    expect([e.permanent, e.message]).toEqual([false, "no SMTP reply within 300 ms: timed out"]);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
   });
 });
 
