@@ -802,7 +802,8 @@ export class DeliveryStore {
     try {
       await this.append(lines, h.at !== undefined, (offsets) => {
         const s = this.addSlot(h.id);
-        this.index(s, ahead ?? m);
+        // the committed view: a planned batch (ahead) is indexed when it commits
+        this.index(s, m);
         this.located(s, offsets[lines.length - 2] as number, Buffer.byteLength(lines[lines.length - 2] as string));
         if (h.postfixQueueId !== undefined) this.byQueueId.set(h.postfixQueueId, h.id);
         if (this.inflight.get(h.id) === m) {
@@ -825,8 +826,9 @@ export class DeliveryStore {
   }
 
   /**
-   * Turns the facts of one batch of log lines into journal records and events, applied in memory. Call commit()
-   * with the records and the position after the batch once the events' side effects are durable.
+   * Turns the facts of one batch of log lines into journal records and events, applied in memory but not yet
+   * visible: get() and list() show a change once commit() writes it. Call commit() with the records and the
+   * position after the batch once the events' side effects are durable.
    */
   plan(
     facts: readonly { fact: LogFact; line: number }[],
@@ -874,7 +876,6 @@ export class DeliveryStore {
           this.byQueueId.set(fact.queueId, id);
           const m = change(id);
           if (!m.queueIds.includes(fact.queueId)) m.queueIds.push(fact.queueId);
-          this.index(this.addSlot(id), m);
           break;
         }
         case "recipient": {
@@ -894,7 +895,6 @@ export class DeliveryStore {
             at: fact.at,
             ...(retry !== undefined ? { retry } : {}),
           });
-          this.index(this.addSlot(id), m);
           emit(m, rc, line);
           break;
         }
@@ -914,7 +914,6 @@ export class DeliveryStore {
             });
             emit(m, rc, line);
           }
-          this.index(this.addSlot(id), m);
           break;
         }
         case "removed":
@@ -964,10 +963,14 @@ export class DeliveryStore {
 
   // ---- the readers' interface ----
 
+  /**
+   * What is committed: a change plan() made becomes visible with commit(), after the tracker's side effects
+   * (suppression, webhook outbox) are durable, so a caller that reads "bounced" finds the address suppressed.
+   */
   get(id: string): MessageDelivery | undefined {
     const s = this.slotOf(id);
     if (s < 0) return undefined;
-    return this.dirty.get(id) ?? this.committed(id, s);
+    return this.committed(id, s);
   }
 
   /** The caller's handed-off messages in a state, oldest first, from `since` (ms), after `cursor` (exclusive). */
@@ -1004,7 +1007,7 @@ export class DeliveryStore {
       if (callerOf[s] === code && (want === 0 || stateOf[s] === want)) {
         const id = this.idOf(s);
         if (!after || (this.handedAt[s] as number) !== after.at || id > after.id) {
-          const m = this.dirty.get(id) ?? this.committed(id, s);
+          const m = this.committed(id, s);
           if (m) out.push(m);
           blockHits++;
         }

@@ -41,6 +41,44 @@ const counter = async (m: RelayMetrics, outcome: string) =>
   (await m.deliveryEvents.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
 
 describe("delivery tracking from Postfix's log", () => {
+  it("a state is visible to readers (get, list) only once its batch commits, after the side effects are durable", async () => {
+    const t = await setup();
+    await t.store.recordHandoff({
+      id: ID1,
+      caller: "app",
+      postfixQueueId: "4XyZ12abc",
+      to: ["gone@example.net"],
+      at: NOW,
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered = false;
+    const gated = new DeliveryTracker({
+      store: t.store,
+      tail: new LogTail(t.logFile),
+      log: captureLog().log,
+      now: () => NOW,
+      // stands for the suppression list's fsync and the webhook outbox (relay/server.ts)
+      beforeCommit: async () => {
+        entered = true;
+        await gate;
+      },
+    });
+    t.write(...handoffLines("4XyZ12abc", ID1), BOUNCED("4XyZ12abc", "gone@example.net"), REMOVED("4XyZ12abc"));
+    const polled = gated.pollOnce();
+    for (let i = 0; i < 200 && !entered; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(entered).toBe(true);
+    // planned, side effects in progress: readers still see the hand-off
+    expect(aggregateState(t.store.get(ID1)?.recipients ?? [])).toBe("handed_off");
+    expect(t.store.list("app", { state: "bounced", limit: 10 })).toEqual([]);
+    expect(t.store.list("app", { state: "handed_off", limit: 10 }).map((m) => m.id)).toEqual([ID1]);
+    release();
+    await polled;
+    expect(aggregateState(t.store.get(ID1)?.recipients ?? [])).toBe("bounced");
+    expect(t.store.list("app", { state: "bounced", limit: 10 }).map((m) => m.id)).toEqual([ID1]);
+    expect(t.store.list("app", { state: "handed_off", limit: 10 })).toEqual([]);
+  });
+
   it("maps each attempt to the message through the queue id; the message's state follows its recipients", async () => {
     const t = await setup();
     await t.store.recordHandoff({
