@@ -22,20 +22,26 @@ export const BENCH_PAYLOAD = JSON.stringify({
   html: `<p>${"Thanks for your <b>order</b>. ".repeat(40)}</p>`,
 });
 
+/** A helper process of the bench (bench/<file>) over IPC, with node's default flags; killed when the bench exits. */
+function forkHelper(file) {
+  const child = fork(path.join(path.dirname(fileURLToPath(import.meta.url)), file), [], {
+    execArgv: [],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  process.on("exit", () => child.kill());
+  return child;
+}
+
 /**
  * The loopback SMTP sink (bench/relay-sink.mjs) as a child process, answering 250 with a queue id per message.
  * `sunk()` resolves to the number of messages it took; `pid` is for its CPU figures (/proc/PID/stat).
  */
 export async function startSink() {
-  const child = fork(path.join(path.dirname(fileURLToPath(import.meta.url)), "relay-sink.mjs"), [], {
-    execArgv: [],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
+  const child = forkHelper("relay-sink.mjs");
   const port = await new Promise((resolve, reject) => {
     child.once("message", (m) => resolve(m.port));
     child.once("exit", (code) => reject(new Error(`the SMTP sink (bench/relay-sink.mjs) exited with ${code}`)));
   });
-  process.on("exit", () => child.kill());
   return {
     port,
     pid: child.pid,
@@ -55,11 +61,7 @@ export async function startSink() {
  * (so a spawnSync right after it cannot hold it back); `report()` resolves to its figures per phase.
  */
 export async function startWakeProbe() {
-  const child = fork(path.join(path.dirname(fileURLToPath(import.meta.url)), "wake-probe.mjs"), [], {
-    execArgv: [],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  process.on("exit", () => child.kill());
+  const child = forkHelper("wake-probe.mjs");
   return {
     phase: (name) =>
       new Promise((resolve, reject) => child.send({ phase: name }, (err) => (err ? reject(err) : resolve()))),
