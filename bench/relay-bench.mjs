@@ -169,8 +169,17 @@ function latencies(lat) {
   return { p50: q(0.5), p99: q(0.99), max: lat[lat.length - 1] };
 }
 
+/** The path a 202 names: "handed_off" (to the sink during the request) or "queued" (the job file). */
+const pathOf = (r) => /"state":"(\w+)"/.exec(r.text)?.[1] ?? String(r.status);
+/** Counts of each path, e.g. { handed_off: 4990, queued: 10 }. */
+function countPaths(paths, r) {
+  const k = pathOf(r);
+  paths[k] = (paths[k] ?? 0) + 1;
+}
+
 async function closedLoop(port, agent, n) {
   const lat = [];
+  const paths = {};
   let accepted = 0;
   let next = 0;
   const t0 = process.hrtime.bigint();
@@ -180,12 +189,13 @@ async function closedLoop(port, agent, n) {
         next++;
         const r = await request(port, "POST", "/send", agent, payload);
         lat.push(r.ms);
+        countPaths(paths, r);
         if (r.status === 202) accepted++;
       }
     }),
   );
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { accepted, secs, rps: accepted / secs, ...latencies(lat) };
+  return { accepted, secs, rps: accepted / secs, paths, ...latencies(lat) };
 }
 
 /**
@@ -194,6 +204,7 @@ async function closedLoop(port, agent, n) {
  */
 async function openLoop(port, agent, rate, seconds, round, trace) {
   const lat = [];
+  const paths = {};
   let inFlight = 0;
   let late = 0;
   let accepted = 0;
@@ -219,14 +230,15 @@ async function openLoop(port, agent, rate, seconds, round, trace) {
         lat.push(performance.now() - started); // from the request's start, not its due time
         trace?.push(
           `${(started - t0).toFixed(1)} ${(performance.now() - started).toFixed(2)} ` +
-            `${/"state":"(\w+)"/.exec(r.text)?.[1] ?? r.status} ${round} ${(performance.timeOrigin + started).toFixed(1)}`,
+            `${pathOf(r)} ${round} ${(performance.timeOrigin + started).toFixed(1)}`,
         );
+        countPaths(paths, r);
         if (r.status === 202) accepted++;
       }),
     );
   }
   await Promise.all(pending);
-  return { total, accepted, late, lat, ...latencies(lat) };
+  return { total, accepted, late, lat, paths, ...latencies(lat) };
 }
 
 const countPending = (root) => fs.readdirSync(path.join(root, "pending")).length;
@@ -323,6 +335,10 @@ const open =
         total: rounds.reduce((n, r) => n + r.relay.total, 0),
         accepted: rounds.reduce((n, r) => n + r.relay.accepted, 0),
         late: rounds.reduce((n, r) => n + r.relay.late, 0),
+        paths: rounds.reduce((all, r) => {
+          for (const [k, v] of Object.entries(r.relay.paths)) all[k] = (all[k] ?? 0) + v;
+          return all;
+        }, {}),
       }
     : undefined;
 const floor = rounds.length > 0 && rounds.every((r) => r.floor) ? pooled(rounds.map((r) => r.floor)) : undefined;
@@ -408,6 +424,16 @@ line(
   "closed loop latency p50 / p99 / max (ms)",
   `${closed.p50.toFixed(1)} / ${closed.p99.toFixed(1)} / ${closed.max.toFixed(1)}`,
 );
+/** "4990 handed off during the request, 10 queued" (and any other status the 202s did not name). */
+const pathFig = (paths) =>
+  [
+    `${paths.handed_off ?? 0} handed off during the request`,
+    `${paths.queued ?? 0} queued`,
+    ...Object.entries(paths)
+      .filter(([k]) => k !== "handed_off" && k !== "queued")
+      .map(([k, v]) => `${v} answered ${k}`),
+  ].join(", ");
+line("closed loop paths (the 202's state)", pathFig(closed.paths));
 line("relay peak RSS (VmHWM) at saturation", `${peak.toFixed(1)} MB`);
 const fig = (f) => `${f.p50.toFixed(1)} / ${f.p99.toFixed(1)} / ${f.max.toFixed(1)}`;
 rounds.forEach((r, i) =>
@@ -421,6 +447,7 @@ if (open) {
     `open loop at ${OPEN_RATE} req/s, ${rounds.length} rounds: p50 / p99 / max`,
     `${fig(open)} ms (${open.accepted}/${open.total} accepted, ${open.late} started late)`,
   );
+  line("open loop paths (the 202's state)", pathFig(open.paths));
 }
 line(
   "handed off to the sink (all phases)",

@@ -248,8 +248,9 @@ export class SmtpClient {
       if (!refusal || refusal.code >= 500) refusal = r;
     };
     const pipelining = this.extensions.has("PIPELINING");
-    // A CPU profile of the relay under bench:chain put the second write (the body after 354) and its round trip at
-    // ~9% of the relay's main thread (issue 23): BDAT needs no 354, so the whole transaction is one write.
+    // A V8 profile of the relay under bench:chain put the second write (the body after 354) and its round trip at
+    // ~9% of the main thread's wall time (issue 23; the woken peer preempting the relay, mostly): BDAT needs no 354,
+    // so the whole transaction is one write.
     const chunk = pipelining && this.extensions.has("CHUNKING") ? chunkBlock(raw) : undefined;
     /** After the envelope: BDAT's final reply, or DATA's 354. */
     let last: Reply;
