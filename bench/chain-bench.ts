@@ -521,6 +521,19 @@ async function main(): Promise<void> {
     `${share.toFixed(2)} (${f2(relayMs)} / ${f2(best.machineCpuMs)} ms): ` +
       `<= 0.25 ${share <= 0.25 ? "met" : "MISSED"} (same run; the 2.4 ms target read on this machine)`,
   );
+  // Two figures from within one phase each, for reading a verdict on a machine whose speed moves between phases
+  // (issue 23: on one VM the relay's CPU per message ran 1.26-2.31 ms in one sitting, in step with the limit's).
+  // The first compares the relay with the chain's own CPU in the same seconds; the second the chain's MTA work with
+  // the whole limit, measured later (that VM: 0.70-0.94 in the runs that met the ratio, 1.00-1.08 in the two that
+  // missed it, where the relay's share of its own phase still read 0.17).
+  line(
+    "relay CPU / the chain's own machine CPU per message",
+    `${(relayMs / run.machineCpuMs).toFixed(2)} (${f2(relayMs)} / ${f2(run.machineCpuMs)} ms, the same phase)`,
+  );
+  line(
+    "rest (Postfix, OpenDKIM, MX) / the best limit's CPU",
+    `${(mta / best.machineCpuMs).toFixed(2)} (${f2(mta)} / ${f2(best.machineCpuMs)} ms; the same MTA work, two phases)`,
+  );
   line(
     "seed design: inet milter, accept, serial sendmail",
     `${f1(seed.endToEndPerSec)} signed msgs/s (${seed.captured.length}/${SEED_N}, ${seed.unsignedHeaders} unsigned, ` +
