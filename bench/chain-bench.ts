@@ -524,7 +524,7 @@ async function main(): Promise<void> {
   // Two figures from within one phase each, for reading a verdict on a machine whose speed moves between phases
   // (issue 23: on one VM the relay's CPU per message ran 1.26-2.31 ms in one sitting, in step with the limit's).
   // The first compares the relay with the chain's own CPU in the same seconds; the second the chain's MTA work with
-  // the whole limit, measured later (that VM: 0.70-0.94 in the runs that met the ratio, 1.00-1.08 in the two that
+  // the whole limit, measured later (that VM: 0.66-0.91 in the runs that met the ratio, 1.00-1.08 in the two that
   // missed it, where the relay's share of its own phase still read 0.17).
   line(
     "relay CPU / the chain's own machine CPU per message",
