@@ -335,28 +335,6 @@ describe("BDAT: with PIPELINING and CHUNKING offered (as Postfix does), one writ
     });
   }
 
-  it("some recipients refused: sent to the rest, the refusals counted", async () => {
-    const { fake, h } = await setup({
-      chunking: true,
-      answer: (c) => (c === "RCPT TO:<C@EXAMPLE.ORG>" ? "550 5.1.1 User unknown\r\n" : undefined),
-    });
-    expect(await h.send(msg())).toEqual({ queueId: "F1", rejectedRecipients: 1 });
-    expect(fake.rec.bodies).toEqual([body]);
-  });
-
-  it("a 5xx to BDAT LAST is permanent, a 4xx temporary (milter tempfail), and either discards the connection", async () => {
-    const { fake, h } = await setup({
-      chunking: true,
-      afterBody: (_b, n) =>
-        n === 1 ? "554 5.7.1 milter says no\r\n" : n === 2 ? "451 4.7.1 try later\r\n" : "250 ok\r\n",
-    });
-    const e1 = await failure(h.send(msg()));
-    expect([e1.permanent, e1.message]).toEqual([true, "SMTP 554 5.7.1 milter says no"]);
-    const e2 = await failure(h.send(msg()));
-    expect([e2.permanent, e2.message]).toEqual([false, "SMTP 451 4.7.1 try later"]);
-    expect(fake.rec.connections).toBe(2);
-  });
-
   it("a server that never answers the BDAT: the message fails after timeoutMs, temporary", async () => {
     const { h } = await setup({ chunking: true, answer: (c) => (c === "BDAT-END" ? "silent" : undefined) }, 300);
     const t0 = Date.now();
@@ -438,25 +416,31 @@ describe("failures: permanence, no body after refusals, the connection discarded
     }
   });
 
-  it("some recipients refused: the body is sent to the rest and the refusals are counted, not retried (fake)", async () => {
-    const { fake, h } = await setup({
-      answer: (c) => (c === "RCPT TO:<C@EXAMPLE.ORG>" ? "550 5.1.1 User unknown\r\n" : undefined),
+  // Over DATA and over BDAT (CHUNKING offered, as Postfix does) alike.
+  for (const chunking of [false, true]) {
+    const path = chunking ? "BDAT" : "DATA";
+    it(`some recipients refused: the body is sent to the rest and the refusals are counted, not retried (${path}, fake)`, async () => {
+      const { fake, h } = await setup({
+        chunking,
+        answer: (c) => (c === "RCPT TO:<C@EXAMPLE.ORG>" ? "550 5.1.1 User unknown\r\n" : undefined),
+      });
+      expect(await h.send(msg())).toEqual({ queueId: "F1", rejectedRecipients: 1 });
+      expect(fake.rec.bodies).toEqual([body]);
     });
-    expect(await h.send(msg())).toEqual({ queueId: "F1", rejectedRecipients: 1 });
-    expect(fake.rec.bodies).toEqual([body]);
-  });
 
-  it("a 5xx after the body is permanent, a 4xx temporary, and either discards the connection (fake)", async () => {
-    const { fake, h } = await setup({
-      afterBody: (_b, n) =>
-        n === 1 ? "554 5.7.1 milter says no\r\n" : n === 2 ? "451 4.7.1 try later\r\n" : "250 ok\r\n",
+    it(`a 5xx after the body is permanent, a 4xx temporary (milter tempfail), and either discards the connection (${path}, fake)`, async () => {
+      const { fake, h } = await setup({
+        chunking,
+        afterBody: (_b, n) =>
+          n === 1 ? "554 5.7.1 milter says no\r\n" : n === 2 ? "451 4.7.1 try later\r\n" : "250 ok\r\n",
+      });
+      const e1 = await failure(h.send(msg()));
+      expect([e1.permanent, e1.message]).toEqual([true, "SMTP 554 5.7.1 milter says no"]);
+      const e2 = await failure(h.send(msg()));
+      expect([e2.permanent, e2.message]).toEqual([false, "SMTP 451 4.7.1 try later"]);
+      expect(fake.rec.connections).toBe(2);
     });
-    const e1 = await failure(h.send(msg()));
-    expect([e1.permanent, e1.message]).toEqual([true, "SMTP 554 5.7.1 milter says no"]);
-    const e2 = await failure(h.send(msg()));
-    expect([e2.permanent, e2.message]).toEqual([false, "SMTP 451 4.7.1 try later"]);
-    expect(fake.rec.connections).toBe(2);
-  });
+  }
 
   it("a connection closed in the middle of the body fails the message at once, temporary (fake)", async () => {
     const big = `${body}${"x".repeat(70)}\r\n`.repeat(20_000); // ~1.5 MB: the fake hangs up before the end
