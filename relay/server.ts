@@ -14,16 +14,45 @@ import { readSmtpTls, SmtpIngress } from "./smtp-ingress";
 import { deliveryPayload, suppressedPayload } from "./webhooks/payload";
 import { QueueWorker } from "./worker";
 
-export function createLogger(level: string): Logger {
-  return pino({
+/** Keys whose values never reach a log line, at the top level of a logged object or one level down. */
+export const REDACTED_LOG_KEYS = ["authorization", "token", "raw", "body"] as const;
+const LOG_CENSOR = "[redacted]";
+
+/**
+ * The logged object with each nested object that holds a redacted key replaced by a copy (same prototype) whose
+ * value is the censor; the object itself when nothing matches, so a log call allocates nothing for this. pino's own
+ * wildcard paths ("*.raw") did the same one level down, but cloned and re-serialised every value of every line:
+ * 8% of the relay's allocation per request (bench:relay, sampling heap profile, issue 23).
+ */
+export function censorNested(obj: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const key in obj) {
+    const value = obj[key];
+    if (value === null || typeof value !== "object" || Array.isArray(value)) continue;
+    const inner = value as Record<string, unknown>;
+    if (!REDACTED_LOG_KEYS.some((k) => Object.prototype.hasOwnProperty.call(inner, k))) continue;
+    const copy = Object.assign(Object.create(Object.getPrototypeOf(inner) as object | null) as object, inner) as Record<
+      string,
+      unknown
+    >;
+    if (inner instanceof Error) Object.assign(copy, { message: inner.message, stack: inner.stack });
+    for (const k of REDACTED_LOG_KEYS) if (Object.prototype.hasOwnProperty.call(inner, k)) copy[k] = LOG_CENSOR;
+    (out ??= { ...obj })[key] = copy;
+  }
+  return out ?? obj;
+}
+
+/** The relay's logger: JSON lines to stdout (journald), or to `destination` (tests). */
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { service: "mail-relay" },
-    // Belt and braces: nothing logs these, and if something ever does, pino blanks them.
-    redact: {
-      paths: ["authorization", "*.authorization", "headers.authorization", "token", "raw", "body", "*.raw", "*.body"],
-      censor: "[redacted]",
-    },
-  });
+    // Belt and braces: nothing logs these, and if something ever does, pino blanks them (top-level keys, through
+    // its redact paths) and censorNested does one level down (e.g. { job: { raw } }, { headers: { authorization } }).
+    redact: { paths: [...REDACTED_LOG_KEYS], censor: LOG_CENSOR },
+    formatters: { log: censorNested },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export const PID_FILE = "relay.pid";
