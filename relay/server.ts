@@ -29,14 +29,11 @@ export function censorNested(obj: Record<string, unknown>): Record<string, unkno
   for (const key in obj) {
     const value = obj[key];
     if (value === null || typeof value !== "object" || Array.isArray(value)) continue;
-    const inner = value as Record<string, unknown>;
-    if (!REDACTED_LOG_KEYS.some((k) => Object.prototype.hasOwnProperty.call(inner, k))) continue;
-    const copy = Object.assign(Object.create(Object.getPrototypeOf(inner) as object | null) as object, inner) as Record<
-      string,
-      unknown
-    >;
-    if (inner instanceof Error) Object.assign(copy, { message: inner.message, stack: inner.stack });
-    for (const k of REDACTED_LOG_KEYS) if (Object.prototype.hasOwnProperty.call(inner, k)) copy[k] = LOG_CENSOR;
+    if (!REDACTED_LOG_KEYS.some((k) => Object.hasOwn(value, k))) continue;
+    // own enumerable properties, on the same prototype; an Error's message and stack are not enumerable
+    const copy: Record<string, unknown> = Object.assign(Object.create(Object.getPrototypeOf(value) as object), value);
+    if (value instanceof Error) Object.assign(copy, { message: value.message, stack: value.stack });
+    for (const k of REDACTED_LOG_KEYS) if (Object.hasOwn(value, k)) copy[k] = LOG_CENSOR;
     (out ??= { ...obj })[key] = copy;
   }
   return out ?? obj;
