@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import MailComposer from "nodemailer/lib/mail-composer";
 import type Mail from "nodemailer/lib/mailer";
+import MimeNodeClass from "nodemailer/lib/mime-node";
 import type MimeNode from "nodemailer/lib/mime-node";
+import * as mimeFuncs from "nodemailer/lib/mime-funcs";
 import * as base64 from "nodemailer/lib/base64";
 import { convert } from "html-to-text";
 import { RelayError } from "./errors";
@@ -43,21 +45,41 @@ export interface ComposeOptions {
   readonly date: Date;
 }
 
-/**
- * nodemailer's MailComposer for a request: multipart/alternative when there is HTML, attachments as multipart/mixed,
- * encoded and folded headers. Bcc never becomes a header: it only goes to the envelope.
- */
-export function mailComposerFor(req: SendRequest, opts: ComposeOptions): MailComposer {
-  const text = req.text ?? (req.html !== undefined ? htmlToPlainText(req.html) : "");
-  // nodemailer picks quoted-printable or base64 per part by counting letters with two global regex matches (~0.1 ms
-  // for a few KB, measured as the largest single cost of a request). For all-ASCII content its answer is
-  // quoted-printable anyway, so say so up front; anything non-ASCII keeps nodemailer's own choice.
-  const allAscii = [
+/** The text part: the caller's, or one made from the HTML (html-to-text), or none. */
+export function plainTextOf(req: SendRequest): string {
+  return req.text ?? (req.html !== undefined ? htmlToPlainText(req.html) : "");
+}
+
+/** True when the text, the HTML, the subject and every display name are 7-bit ASCII. */
+function allAsciiRequest(req: SendRequest, text: string): boolean {
+  return [
     text,
     req.html ?? "",
     req.subject,
     ...[req.from, ...req.to, ...req.cc, ...req.replyTo].map((m) => m.name ?? ""),
   ].every(isAscii);
+}
+
+/** A fresh multipart boundary base: randomUUID's buffered entropy, drawn after the request's body is read. */
+function newBaseBoundary(): string {
+  return randomUUID().replace(/-/g, "");
+}
+
+/**
+ * nodemailer's MailComposer for a request: multipart/alternative when there is HTML, attachments as multipart/mixed,
+ * encoded and folded headers. Bcc never becomes a header: it only goes to the envelope. `baseBoundary` is for tests
+ * that compare two compositions of one request; the relay always draws a fresh one.
+ */
+export function mailComposerFor(
+  req: SendRequest,
+  opts: ComposeOptions,
+  baseBoundary = newBaseBoundary(),
+): MailComposer {
+  const text = plainTextOf(req);
+  // nodemailer picks quoted-printable or base64 per part by counting letters with two global regex matches (~0.1 ms
+  // for a few KB, measured as the largest single cost of a request). For all-ASCII content its answer is
+  // quoted-printable anyway, so say so up front; anything non-ASCII keeps nodemailer's own choice.
+  const allAscii = allAsciiRequest(req, text);
   // A literal, then the optional fields: not `{ ...(cond ? {...} : {}), from, to, ... }`. V8 gives an object that
   // starts with a spread a map detached from every transition tree, so each field after it made a new hidden class
   // on every request (11 per message; V8's --log-maps over bench:relay's open loop, issue 23): garbage in V8's map
@@ -80,7 +102,7 @@ export function mailComposerFor(req: SendRequest, opts: ComposeOptions): MailCom
     date: opts.date,
     disableFileAccess: true,
     disableUrlAccess: true,
-    baseBoundary: randomUUID().replace(/-/g, ""),
+    baseBoundary,
   };
   if (allAscii) mail.textEncoding = "quoted-printable";
   if (req.cc.length > 0) mail.cc = req.cc.map(addr);
@@ -90,19 +112,22 @@ export function mailComposerFor(req: SendRequest, opts: ComposeOptions): MailCom
 }
 
 /**
- * Builds the RFC 5322 message (mailComposerFor's tree), synchronously when serializeMimeTree can write it, which is
- * every tree a request makes; through MimeNode.build() otherwise.
+ * Builds the RFC 5322 message: written directly (writeCommonMessage) for the shape nearly every request has, else
+ * from mailComposerFor's tree, synchronously when serializeMimeTree can write it, which is every tree a request makes;
+ * through MimeNode.build() otherwise.
  */
 export async function composeMessage(req: SendRequest, opts: ComposeOptions): Promise<Buffer> {
-  const root = mailComposerFor(req, opts).compile();
   const started = performance.now();
-  const message = serializeMimeTree(root);
+  const baseBoundary = newBaseBoundary();
+  const direct = writeCommonMessage(req, opts, plainTextOf(req), baseBoundary);
+  const message = direct ?? serializeMimeTree(mailComposerFor(req, opts, baseBoundary).compile());
   if (message !== undefined) {
     // Synchronous: nothing can interrupt it, so the deadline is checked after (the HTML scan keeps real mail far
     // below it).
     if (performance.now() - started > COMPOSE_DEADLINE_MS) throw composeTooSlow();
     return message;
   }
+  const root = mailComposerFor(req, opts, baseBoundary).compile();
   return new Promise((resolve, reject) => {
     const deadline = setTimeout(() => reject(composeTooSlow()), COMPOSE_DEADLINE_MS);
     root.build((err, built) => {
@@ -111,6 +136,159 @@ export async function composeMessage(req: SendRequest, opts: ComposeOptions): Pr
       else resolve(built);
     });
   });
+}
+
+/**
+ * Header fields nodemailer's tree sets itself, or writes by rules of their own (addresses, message ids, dates,
+ * content type), by their normalised names: a caller's header of one of these sends the request down nodemailer's
+ * own path. (nodemailer also has a rule for "Content-Id", which no normalised name matches: it writes Content-ID as
+ * any other field.)
+ */
+const TREE_HEADERS = new Set([
+  "From",
+  "Sender",
+  "To",
+  "Cc",
+  "Bcc",
+  "Reply-To",
+  "In-Reply-To",
+  "References",
+  "Subject",
+  "Message-ID",
+  "Date",
+  "Content-Type",
+  "Content-Disposition",
+  "Content-Transfer-Encoding",
+  "MIME-Version",
+]);
+
+/** nodemailer's header-name normalisation (MimeNode's own method; it reads nothing of the node). */
+const normalizeHeaderKey = (MimeNodeClass.prototype as unknown as { _normalizeHeaderKey: (key: string) => string })
+  ._normalizeHeaderKey;
+
+/** A line break: nodemailer writes each as a blank in a header value (the doors refuse them before). */
+const LINE_BREAK = /[\r\n]/;
+
+/** Printable ASCII (SP to '~'): an address or display name of only these is written without encoded words. */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+/**
+ * nodemailer's address list (MimeNode._convertAddresses after _normalizeAddress) for printable-ASCII mailboxes whose
+ * address has no blank and one "@": the domain lower-cased (punycode leaves an ASCII domain as it is), a name of only
+ * word characters and blanks as is, any other printable name quoted. Undefined for anything else.
+ */
+function addressList(list: readonly { name: string; address: string }[]): string | undefined {
+  const out: string[] = [];
+  for (const { name, address } of list) {
+    const at = address.lastIndexOf("@");
+    if (at <= 0 || !PRINTABLE_ASCII.test(address) || /[\s<>"]/.test(address) || !PRINTABLE_ASCII.test(name))
+      return undefined;
+    const normalized = address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
+    if (name === "") out.push(normalized);
+    else if (/^[\w ]*$/.test(name)) out.push(`${name} <${normalized}>`);
+    else out.push(`"${name.replace(/([\\"])/g, "\\$1")}" <${normalized}>`);
+  }
+  return out.join(", ");
+}
+
+/**
+ * MimeNode._encodeWords for all-ASCII requests (its text encoding "Q"): mimeFuncs.encodeWords with encodeAll, a
+ * fourth argument nodemailer's type declarations leave out. A value with a '"' becomes one encoded word; else as is.
+ */
+const encodeWordsAll = (value: string): string =>
+  (mimeFuncs.encodeWords as (v: string, enc: "Q", max: number, all: boolean) => string)(value, "Q", 52, true);
+
+/** One header line as nodemailer's buildHeaders() writes it: "Key: value", folded at 76 (mimeFuncs.foldLines). */
+function headerLine(key: string, value: string): string {
+  const line = `${key}: ${value}`;
+  return line.length < 76 ? line : mimeFuncs.foldLines(line, 76);
+}
+
+/**
+ * One text part's transfer encoding and body as nodemailer writes it for all-ASCII content: 7bit when it has no
+ * control characters and no line over 76 (mimeFuncs.isPlainText, mimeFuncs.hasLongerLines), else quoted-printable.
+ */
+function textPart(content: string): { encoding: string; body: string } {
+  if (mimeFuncs.isPlainText(content) && !mimeFuncs.hasLongerLines(content, 76))
+    return { encoding: "7bit", body: content };
+  return {
+    encoding: "quoted-printable",
+    body: wrapQuotedPrintable(encodeQuotedPrintable(Buffer.from(content, "latin1")), 76),
+  };
+}
+
+/**
+ * The message nodemailer's tree (mailComposerFor, then serializeMimeTree) gives, written directly, for the shape
+ * nearly every request has: all-ASCII text (with or without HTML), subject and display names, no attachments,
+ * printable-ASCII addresses and display names, header values on one line, caller headers other than the ones the
+ * tree sets. Undefined for anything else, which then takes
+ * nodemailer's own path.
+ *
+ * Why: building nodemailer's tree (three MimeNode objects, each drawing an unused random boundary base from OpenSSL;
+ * every header name normalised by two regular expressions each time it is set, looked up or written; the content
+ * type parsed back from a string) was ~40% of everything a POST /send allocated and ~16% of the relay's busy main
+ * thread (bench:relay's open loop, V8's sampling heap profiler and --cpu-prof, issue 23). Every rule below is
+ * nodemailer's, called from its own mime-funcs where it has one; test/relay/mime-direct.property.test.ts compares
+ * this with the tree's output byte for byte over generated requests, and checks which requests it writes.
+ */
+export function writeCommonMessage(
+  req: SendRequest,
+  opts: ComposeOptions,
+  text: string,
+  baseBoundary: string,
+): Buffer | undefined {
+  if (req.attachments.length > 0 || text === "" || !allAsciiRequest(req, text)) return undefined;
+  const headers: string[] = [];
+  for (const key of Object.keys(req.headers)) {
+    const value = req.headers[key]!;
+    const name = normalizeHeaderKey(key);
+    if (TREE_HEADERS.has(name) || LINE_BREAK.test(value)) return undefined;
+    if (value.trim() === "") continue; // nodemailer leaves out a field with nothing in it
+    headers.push(headerLine(name, encodeWordsAll(value)));
+  }
+  const fromAddress = req.from.canonical ?? req.from.email;
+  const from = addressList([{ name: req.from.name ?? "", address: fromAddress }]);
+  const to = addressList(req.to.map(addr));
+  const cc = addressList(req.cc.map(addr));
+  const replyTo = addressList(req.replyTo.map(addr));
+  if (from === undefined || to === undefined || cc === undefined || replyTo === undefined) return undefined;
+  if (LINE_BREAK.test(req.subject) || !/^<[\x21-\x7e]*>$/.test(opts.messageId)) return undefined;
+  if (from !== "") headers.push(headerLine("From", from));
+  if (to !== "") headers.push(headerLine("To", to));
+  if (cc !== "") headers.push(headerLine("Cc", cc));
+  if (replyTo !== "") headers.push(headerLine("Reply-To", replyTo));
+  const subject = encodeWordsAll(req.subject);
+  if (subject.trim() !== "") headers.push(headerLine("Subject", subject));
+  headers.push(
+    headerLine("Message-ID", opts.messageId),
+    headerLine("Date", opts.date.toUTCString().replace(/GMT/, "+0000")),
+  );
+  const plain = textPart(text);
+  if (!req.html) {
+    headers.push(
+      `Content-Transfer-Encoding: ${plain.encoding}`,
+      "MIME-Version: 1.0",
+      "Content-Type: text/plain; charset=utf-8",
+    );
+    return messageBytes(`${headers.join("\r\n")}\r\n\r\n${plain.body}`);
+  }
+  const html = textPart(req.html);
+  const boundary = `--_NmP-${baseBoundary}-Part_1`;
+  headers.push("MIME-Version: 1.0", headerLine("Content-Type", `multipart/alternative; boundary="${boundary}"`));
+  return messageBytes(
+    `${headers.join("\r\n")}\r\n\r\n` +
+      `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Transfer-Encoding: ${plain.encoding}\r\n\r\n${plain.body}\r\n` +
+      `--${boundary}\r\nContent-Type: text/html; charset=utf-8\r\n` +
+      `Content-Transfer-Encoding: ${html.encoding}\r\n\r\n${html.body}\r\n` +
+      `--${boundary}--\r\n`,
+  );
+}
+
+/** The message's bytes (ASCII), ending with a line break as build()'s LastNewline makes it. */
+function messageBytes(message: string): Buffer {
+  const last = message.charCodeAt(message.length - 1);
+  return Buffer.from(last === 0x0d ? `${message}\n` : last === 0x0a ? message : `${message}\r\n`, "latin1");
 }
 
 function composeTooSlow(): RelayError {
