@@ -13,7 +13,7 @@ import { Admission } from "./admission";
 import { errorBody, GENERIC_5XX, RelayError, type ErrorCode } from "./errors";
 import type { Handoff } from "./handoff/types";
 import { RelayMetrics } from "./metrics";
-import { composeMessage } from "./mime";
+import { composeForQueue } from "./mime";
 import type { DeliveryStore, Job, LoadProgress, QueueStore } from "./storage";
 import { messageView, registerEventRoutes } from "./events/routes";
 import type { SuppressionList } from "./storage";
@@ -221,14 +221,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const send = validateSendRequest(req.body, { admission, caller: req.caller });
       const id = randomUUID();
       const createdAt = now();
-      const composed = await composeMessage(send, {
+      const { raw, bytes } = await composeForQueue(send, {
         messageId: admission.messageId(id),
         date: new Date(createdAt),
       });
       // MIME encoding and the generated text part can grow a body many times (html-to-text turns <hr> into a 78-char
       // line): refuse here what Postfix would later refuse with a 552, instead of queueing a message that must fail.
-      admission.size(composed.length);
-      const raw = composed.toString("utf8");
+      admission.size(bytes);
       const recipients = [...new Set([...send.to, ...send.cc, ...send.bcc].map((m) => m.canonical ?? m.email))];
       const recipientDomains = [...new Set(recipients.map((r) => r.slice(r.lastIndexOf("@") + 1)))];
       const job: Job = {

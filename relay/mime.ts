@@ -68,14 +68,15 @@ function newBaseBoundary(): string {
 /**
  * nodemailer's MailComposer for a request: multipart/alternative when there is HTML, attachments as multipart/mixed,
  * encoded and folded headers. Bcc never becomes a header: it only goes to the envelope. `baseBoundary` is for tests
- * that compare two compositions of one request; the relay always draws a fresh one.
+ * that compare two compositions of one request (the relay always draws a fresh one); `text`, the text part when the
+ * caller has it already.
  */
 export function mailComposerFor(
   req: SendRequest,
   opts: ComposeOptions,
   baseBoundary = newBaseBoundary(),
+  text = plainTextOf(req),
 ): MailComposer {
-  const text = plainTextOf(req);
   // nodemailer picks quoted-printable or base64 per part by counting letters with two global regex matches (~0.1 ms
   // for a few KB, measured as the largest single cost of a request). For all-ASCII content its answer is
   // quoted-printable anyway, so say so up front; anything non-ASCII keeps nodemailer's own choice.
@@ -111,26 +112,51 @@ export function mailComposerFor(
   return new MailComposer(mail);
 }
 
+/** A composed message as the queue keeps it: its text, and its size in bytes (what Postfix's size limit counts). */
+export interface ComposedMessage {
+  readonly raw: string;
+  readonly bytes: number;
+}
+
 /**
- * Builds the RFC 5322 message: written directly (writeCommonMessage) for the shape nearly every request has, else
+ * The RFC 5322 message for a request, as the queue keeps it. The common message is written directly as an ASCII
+ * string (writeCommonMessage), so it is never turned into bytes and back; anything else is nodemailer's tree's bytes
+ * (composeTreeBytes), read as UTF-8.
+ */
+export async function composeForQueue(req: SendRequest, opts: ComposeOptions): Promise<ComposedMessage> {
+  const message = await composeEither(req, opts);
+  return typeof message === "string"
+    ? { raw: message, bytes: message.length }
+    : { raw: message.toString("utf8"), bytes: message.length };
+}
+
+/** The RFC 5322 message for a request, as bytes: composeForQueue's message. */
+export async function composeMessage(req: SendRequest, opts: ComposeOptions): Promise<Buffer> {
+  const message = await composeEither(req, opts);
+  return typeof message === "string" ? Buffer.from(message, "latin1") : message;
+}
+
+/**
+ * The message written directly (writeCommonMessage, an ASCII string) for the shape nearly every request has; else
  * from mailComposerFor's tree, synchronously when serializeMimeTree can write it, which is every tree a request makes;
  * through MimeNode.build() otherwise.
  */
-export async function composeMessage(req: SendRequest, opts: ComposeOptions): Promise<Buffer> {
+async function composeEither(req: SendRequest, opts: ComposeOptions): Promise<string | Buffer> {
+  const text = plainTextOf(req);
   const started = performance.now();
   const baseBoundary = newBaseBoundary();
-  const direct = writeCommonMessage(req, opts, plainTextOf(req), baseBoundary);
-  const message = direct ?? serializeMimeTree(mailComposerFor(req, opts, baseBoundary).compile());
+  const direct = writeCommonMessage(req, opts, text, baseBoundary);
+  const root = direct === undefined ? mailComposerFor(req, opts, baseBoundary, text).compile() : undefined;
+  const message = direct ?? serializeMimeTree(root!);
   if (message !== undefined) {
     // Synchronous: nothing can interrupt it, so the deadline is checked after (the HTML scan keeps real mail far
     // below it).
     if (performance.now() - started > COMPOSE_DEADLINE_MS) throw composeTooSlow();
     return message;
   }
-  const root = mailComposerFor(req, opts, baseBoundary).compile();
   return new Promise((resolve, reject) => {
     const deadline = setTimeout(() => reject(composeTooSlow()), COMPOSE_DEADLINE_MS);
-    root.build((err, built) => {
+    root!.build((err, built) => {
       clearTimeout(deadline);
       if (err) reject(err);
       else resolve(built);
@@ -218,7 +244,8 @@ function textPart(content: string): { encoding: string; body: string } {
 }
 
 /**
- * The message nodemailer's tree (mailComposerFor, then serializeMimeTree) gives, written directly, for the shape
+ * The message nodemailer's tree (mailComposerFor, then serializeMimeTree) gives, written directly as an ASCII string
+ * (each character one byte), for the shape
  * nearly every request has: all-ASCII text (with or without HTML), subject and display names, no attachments,
  * printable-ASCII addresses and display names, header values on one line, caller headers other than the ones the
  * tree sets. Undefined for anything else, which then takes
@@ -236,7 +263,7 @@ export function writeCommonMessage(
   opts: ComposeOptions,
   text: string,
   baseBoundary: string,
-): Buffer | undefined {
+): string | undefined {
   if (req.attachments.length > 0 || text === "" || !allAsciiRequest(req, text)) return undefined;
   const headers: string[] = [];
   for (const key of Object.keys(req.headers)) {
@@ -270,12 +297,12 @@ export function writeCommonMessage(
       "MIME-Version: 1.0",
       "Content-Type: text/plain; charset=utf-8",
     );
-    return messageBytes(`${headers.join("\r\n")}\r\n\r\n${plain.body}`);
+    return withFinalNewline(`${headers.join("\r\n")}\r\n\r\n${plain.body}`);
   }
   const html = textPart(req.html);
   const boundary = `--_NmP-${baseBoundary}-Part_1`;
   headers.push("MIME-Version: 1.0", headerLine("Content-Type", `multipart/alternative; boundary="${boundary}"`));
-  return messageBytes(
+  return withFinalNewline(
     `${headers.join("\r\n")}\r\n\r\n` +
       `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Transfer-Encoding: ${plain.encoding}\r\n\r\n${plain.body}\r\n` +
@@ -285,10 +312,10 @@ export function writeCommonMessage(
   );
 }
 
-/** The message's bytes (ASCII), ending with a line break as build()'s LastNewline makes it. */
-function messageBytes(message: string): Buffer {
+/** The message, ending with a line break as build()'s LastNewline makes it. */
+function withFinalNewline(message: string): string {
   const last = message.charCodeAt(message.length - 1);
-  return Buffer.from(last === 0x0d ? `${message}\n` : last === 0x0a ? message : `${message}\r\n`, "latin1");
+  return last === 0x0d ? `${message}\n` : last === 0x0a ? message : `${message}\r\n`;
 }
 
 function composeTooSlow(): RelayError {
