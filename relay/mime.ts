@@ -120,8 +120,8 @@ export interface ComposedMessage {
 
 /**
  * The RFC 5322 message for a request, as the queue keeps it. The common message is written directly as an ASCII
- * string (writeCommonMessage), so it is never turned into bytes and back; anything else is nodemailer's tree's bytes
- * (composeTreeBytes), read as UTF-8.
+ * string (writeCommonMessage), so it is never turned into bytes and back; anything else is the bytes of
+ * mailComposerFor's tree, read as UTF-8.
  */
 export async function composeForQueue(req: SendRequest, opts: ComposeOptions): Promise<ComposedMessage> {
   const message = await composeEither(req, opts);
@@ -245,16 +245,14 @@ function textPart(content: string): { encoding: string; body: string } {
 
 /**
  * The message nodemailer's tree (mailComposerFor, then serializeMimeTree) gives, written directly as an ASCII string
- * (each character one byte), for the shape
- * nearly every request has: all-ASCII text (with or without HTML), subject and display names, no attachments,
- * printable-ASCII addresses and display names, header values on one line, caller headers other than the ones the
- * tree sets. Undefined for anything else, which then takes
- * nodemailer's own path.
+ * (each character one byte), for the shape nearly every request has: all-ASCII text (with or without HTML), subject
+ * and display names; no attachments; printable-ASCII addresses and display names; header values on one line; caller
+ * headers other than the ones the tree sets. Undefined for anything else, which then takes nodemailer's own path.
  *
- * Why: building nodemailer's tree (three MimeNode objects, each drawing an unused random boundary base from OpenSSL;
- * every header name normalised by two regular expressions each time it is set, looked up or written; the content
- * type parsed back from a string) was ~40% of everything a POST /send allocated and ~16% of the relay's busy main
- * thread (bench:relay's open loop, V8's sampling heap profiler and --cpu-prof, issue 23). Every rule below is
+ * Why: building nodemailer's tree (three MimeNode objects, the two parts each drawing an unused random boundary base
+ * from OpenSSL; every header name normalised by regular expressions each time it is set, looked up or written; the
+ * content type parsed back from a string) was ~35% of everything a POST /send allocated and ~16% of the relay's busy
+ * main thread (bench:relay's open loop, V8's sampling heap profiler and --cpu-prof, issue 23). Every rule below is
  * nodemailer's, called from its own mime-funcs where it has one; test/relay/mime-direct.property.test.ts compares
  * this with the tree's output byte for byte over generated requests, and checks which requests it writes.
  */
