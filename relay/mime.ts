@@ -34,6 +34,11 @@ function addr(m: Mailbox): { name: string; address: string } {
   return { name: m.name ?? "", address: m.email };
 }
 
+/** The sender as admission allowed it (canonical), so From: and the envelope sender are one spelling. */
+function senderOf(req: SendRequest): { name: string; address: string } {
+  return { name: req.from.name ?? "", address: req.from.canonical ?? req.from.email };
+}
+
 /** True when every character is 7-bit ASCII. */
 function isAscii(s: string): boolean {
   return /^\p{ASCII}*$/u.test(s);
@@ -92,8 +97,7 @@ export function mailComposerFor(
   // from randomUUID's buffered entropy: still random, drawn after the request's body is read, so a caller cannot
   // plant a line that ends a part early.
   const mail: Mail.Options & { baseBoundary: string } = {
-    // The sender as admission allowed it (canonical), so From: and the envelope sender are one spelling.
-    from: { name: req.from.name ?? "", address: req.from.canonical ?? req.from.email },
+    from: senderOf(req),
     to: req.to.map(addr),
     subject: req.subject,
     text,
@@ -146,17 +150,13 @@ async function composeEither(req: SendRequest, opts: ComposeOptions): Promise<st
   const started = performance.now();
   const baseBoundary = newBaseBoundary();
   const direct = writeCommonMessage(req, opts, text, baseBoundary);
-  const root = direct === undefined ? mailComposerFor(req, opts, baseBoundary, text).compile() : undefined;
-  const message = direct ?? serializeMimeTree(root!);
-  if (message !== undefined) {
-    // Synchronous: nothing can interrupt it, so the deadline is checked after (the HTML scan keeps real mail far
-    // below it).
-    if (performance.now() - started > COMPOSE_DEADLINE_MS) throw composeTooSlow();
-    return message;
-  }
+  if (direct !== undefined) return withinDeadline(direct, started);
+  const root = mailComposerFor(req, opts, baseBoundary, text).compile();
+  const written = serializeMimeTree(root);
+  if (written !== undefined) return withinDeadline(written, started);
   return new Promise((resolve, reject) => {
     const deadline = setTimeout(() => reject(composeTooSlow()), COMPOSE_DEADLINE_MS);
-    root!.build((err, built) => {
+    root.build((err, built) => {
       clearTimeout(deadline);
       if (err) reject(err);
       else resolve(built);
@@ -271,14 +271,13 @@ export function writeCommonMessage(
     if (value.trim() === "") continue; // nodemailer leaves out a field with nothing in it
     headers.push(headerLine(name, encodeWordsAll(value)));
   }
-  const fromAddress = req.from.canonical ?? req.from.email;
-  const from = addressList([{ name: req.from.name ?? "", address: fromAddress }]);
+  const from = addressList([senderOf(req)]);
   const to = addressList(req.to.map(addr));
   const cc = addressList(req.cc.map(addr));
   const replyTo = addressList(req.replyTo.map(addr));
   if (from === undefined || to === undefined || cc === undefined || replyTo === undefined) return undefined;
   if (LINE_BREAK.test(req.subject) || !/^<[\x21-\x7e]*>$/.test(opts.messageId)) return undefined;
-  if (from !== "") headers.push(headerLine("From", from));
+  headers.push(headerLine("From", from));
   if (to !== "") headers.push(headerLine("To", to));
   if (cc !== "") headers.push(headerLine("Cc", cc));
   if (replyTo !== "") headers.push(headerLine("Reply-To", replyTo));
@@ -314,6 +313,15 @@ export function writeCommonMessage(
 function withFinalNewline(message: string): string {
   const last = message.charCodeAt(message.length - 1);
   return last === 0x0d ? `${message}\n` : last === 0x0a ? message : `${message}\r\n`;
+}
+
+/**
+ * A message composed synchronously: nothing could interrupt it, so the deadline is checked after (the HTML scan keeps
+ * real mail far below it).
+ */
+function withinDeadline<T>(message: T, started: number): T {
+  if (performance.now() - started > COMPOSE_DEADLINE_MS) throw composeTooSlow();
+  return message;
 }
 
 function composeTooSlow(): RelayError {
