@@ -35,7 +35,7 @@ const OPEN_ROUNDS = Number(process.env.BENCH_OPEN_ROUNDS ?? 3);
 // One open-loop round before the counted ones, at the same rate, not counted (0 leaves it out). The warm-up and the
 // closed loop above do not tier up the paths a lone request takes: with --trace-opt, V8 still finished ~70
 // optimisations in the first counted round (43 in its first 2 s) against ~12 and ~8 in the next two, the relay's
-// event-loop delay p99 in those 2 s read 4.6-5.3 ms against 2.0-2.8 later, and round 1 had the worst p99 in 9 of 12
+// event-loop delay p99 in those 2 s read 4.6-5.3 ms against 2.0-3.6 later, and round 1 had the worst p99 in 9 of 12
 // runs, a 30 s pause before it changing nothing (2026-12-08, docs/benchmarks.md). The target is the relay's latency
 // at 300 req/s, not its JIT's warm-up, so the counted rounds start warm; the warm-up round's figures are printed.
 const OPEN_WARMUP_SECONDS = Number(process.env.BENCH_OPEN_WARMUP_SECONDS ?? OPEN_SECONDS);
@@ -317,15 +317,15 @@ function pooled(rounds) {
 
 const rounds = [];
 const trace = process.env.BENCH_OPEN_TRACE ? [] : undefined;
-// A witness of the machine's stalls in each phase (bench/wake-probe.mjs): the floor meets a stall once per write,
-// the relay's requests meet it at every step and then queue behind each other, so the verdict alone cannot tell a
-// stalled minute from a slower relay.
 let openWarmup;
 if (OPEN_RATE > 0 && OPEN_WARMUP_SECONDS > 0) {
   progress(`open loop warm-up, not counted: ${OPEN_RATE} req/s for ${OPEN_WARMUP_SECONDS} s`);
   openWarmup = await openLoop(port, agent, OPEN_RATE, OPEN_WARMUP_SECONDS, 0, undefined);
   await drain(mainRoot);
 }
+// A witness of the machine's stalls in each phase (bench/wake-probe.mjs): the floor meets a stall once per write,
+// the relay's requests meet it at every step and then queue behind each other, so the verdict alone cannot tell a
+// stalled minute from a slower relay.
 const probe = OPEN_RATE > 0 ? await startWakeProbe() : undefined;
 for (let i = 1; OPEN_RATE > 0 && i <= OPEN_ROUNDS; i++) {
   progress(`open loop, round ${i}/${OPEN_ROUNDS}: ${OPEN_RATE} req/s for ${OPEN_SECONDS} s`);
